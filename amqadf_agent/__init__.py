@@ -1,0 +1,72 @@
+"""amqadf-agent: an OpenTelemetry-native production agent for Python services.
+
+``import amqadf_agent`` costs almost nothing: public names are loaded on first use (PEP 562), so
+neither the OpenTelemetry SDK nor psutil is imported until something needs it.
+
+    import amqadf_agent
+    agent = amqadf_agent.start(service_name="checkout")   # or: with amqadf_agent.start(): ...
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from amqadf_agent.errors import (
+        AgentStartError,
+        AmqadfError,
+        ConfigError,
+        MissingExtraError,
+        TelemetryInputError,
+    )
+    from amqadf_agent.monitoring.cache import InstrumentedCache
+    from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPool
+    from amqadf_agent.runtime.agent import Agent, get_agent, shutdown, start
+    from amqadf_agent.runtime.settings import AgentSettings
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Agent": "amqadf_agent.runtime.agent",
+    "AgentSettings": "amqadf_agent.runtime.settings",
+    "AgentStartError": "amqadf_agent.errors",
+    "AmqadfError": "amqadf_agent.errors",
+    "ConfigError": "amqadf_agent.errors",
+    "InstrumentedCache": "amqadf_agent.monitoring.cache",
+    "InstrumentedThreadPool": "amqadf_agent.monitoring.worker_pool",
+    "MissingExtraError": "amqadf_agent.errors",
+    "TelemetryInputError": "amqadf_agent.errors",
+    "get_agent": "amqadf_agent.runtime.agent",
+    "shutdown": "amqadf_agent.runtime.agent",
+    "start": "amqadf_agent.runtime.agent",
+}
+
+__all__ = [
+    "Agent",
+    "AgentSettings",
+    "AgentStartError",
+    "AmqadfError",
+    "ConfigError",
+    "InstrumentedCache",
+    "InstrumentedThreadPool",
+    "MissingExtraError",
+    "TelemetryInputError",
+    "__version__",
+    "get_agent",
+    "shutdown",
+    "start",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'amqadf_agent' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

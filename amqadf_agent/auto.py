@@ -1,0 +1,29 @@
+"""``import amqadf_agent.auto`` as the first import of an app: the agent starts, then every
+installed OpenTelemetry instrumentation, as under ``opentelemetry-instrument``.
+
+Settings come from the environment (``AMQADF_*`` and the standard ``OTEL_*`` variables). Nothing
+here raises: if the agent cannot start, one line on stderr says why and the app runs on.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def _activate() -> None:
+    from amqadf_agent.runtime.agent import start
+
+    agent = start()
+    if not agent.running:
+        return
+    try:
+        from opentelemetry.instrumentation.auto_instrumentation._load import _load_instrumentors
+
+        from amqadf_agent.runtime.distro import AmqadfDistro
+
+        _load_instrumentors(AmqadfDistro())
+    except Exception as exc:  # noqa: BLE001 - the app runs on without instrumentations
+        print(f"amqadf-agent: could not load instrumentations ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+
+_activate()

@@ -1,0 +1,390 @@
+"""``start()`` / ``shutdown()``: the agent's life in a host process.
+
+One agent per process. ``start()`` is idempotent and never raises into the application: bad
+settings fall back with a one-line message each, and a failure to start at all leaves a handle
+that does nothing and says why once on stderr. A forked child keeps a working agent with a new
+``service.instance.id``. Exit flushes with a deadline, so a dead collector cannot hang shutdown.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from amqadf_agent import semconv
+from amqadf_agent.errors import ConfigError
+from amqadf_agent.runtime.settings import AgentSettings, resolve
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import Meter
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Tracer
+
+    from amqadf_agent.runtime.guard import ExportStats
+    from amqadf_agent.runtime.selfmetrics import ThreadCpu
+
+logger = logging.getLogger("amqadf_agent")
+
+_lock = threading.RLock()
+_agent: Agent | None = None
+_hooks_installed = False
+
+
+class Agent:
+    """A handle on the running agent: its settings, providers and what it had to fall back on."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        problems: list[ConfigError],
+        *,
+        resource: Resource | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        logger_provider: LoggerProvider | None = None,
+        stats: ExportStats | None = None,
+        cpu: ThreadCpu | None = None,
+        output_dir: Path | None = None,
+        closers: list[Any] | None = None,
+        log_handler: LoggingHandler | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.settings = settings
+        #: Settings that were invalid, each with the default used instead.
+        self.problems = problems
+        self.resource = resource
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+        self.logger_provider = logger_provider
+        self.stats = stats
+        self.cpu = cpu
+        #: Where the file exporter writes (None when it is off).
+        self.output_dir = output_dir
+        #: Why the agent is not running, when it could not start.
+        self.error = error
+        self._closers = closers or []
+        self._log_handler = log_handler
+        self._running = error is None
+        self._shutdown_lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def service_instance_id(self) -> str | None:
+        if self.resource is None:
+            return None
+        value = self.resource.attributes.get(semconv.ATTR_SERVICE_INSTANCE_ID)
+        return str(value) if value is not None else None
+
+    def tracer(self, name: str = semconv.SCOPE_NAME) -> Tracer:
+        """A tracer of this agent's provider (a no-op tracer when the agent is not running)."""
+        from opentelemetry import trace
+
+        if self.tracer_provider is None:
+            return trace.NoOpTracer()
+        return self.tracer_provider.get_tracer(name)
+
+    def meter(self, name: str = semconv.SCOPE_NAME) -> Meter:
+        """A meter of this agent's provider (a no-op meter when the agent is not running)."""
+        from opentelemetry import metrics
+
+        if self.meter_provider is None:
+            return metrics.NoOpMeter(name)
+        return self.meter_provider.get_meter(name)
+
+    def force_flush(self, timeout: float | None = None) -> bool:
+        """Export what is buffered now; True when every provider finished within ``timeout``."""
+        budget = self.settings.shutdown_timeout if timeout is None else timeout
+        return _with_deadline("flush", budget, self._flush_all)
+
+    def _flush_all(self, budget_ms: int) -> None:
+        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
+            if provider is not None:
+                provider.force_flush(budget_ms)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush and stop, within ``timeout`` seconds (default: the ``shutdown_timeout`` setting).
+
+        Returns False when the deadline passed; what was still unsent is dropped, and the
+        application is never kept waiting longer.
+        """
+        global _agent
+        with self._shutdown_lock:
+            if not self._running:
+                return True
+            self._running = False
+        budget = self.settings.shutdown_timeout if timeout is None else timeout
+        if self._log_handler is not None:
+            logging.getLogger().removeHandler(self._log_handler)
+        finished = _with_deadline("shutdown", budget, self._shutdown_all)
+        with _lock:
+            if _agent is self:
+                _agent = None
+        return finished
+
+    def _shutdown_all(self, budget_ms: int) -> None:
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+        if self.meter_provider is not None:
+            self.meter_provider.shutdown(timeout_millis=budget_ms)
+        if self.logger_provider is not None:
+            self.logger_provider.shutdown()
+        for close in self._closers:
+            try:
+                close()
+            except Exception as exc:  # noqa: BLE001
+                logger.debug("amqadf-agent: closing %r failed: %r", close, exc)
+
+    def _after_fork_in_child(self) -> None:
+        from amqadf_agent.runtime.resource import renew_instance_id
+
+        self._shutdown_lock = threading.Lock()
+        if self.resource is not None:
+            renew_instance_id(self.resource)
+        if self.cpu is not None:
+            self.cpu.reset_after_fork()
+        if self.stats is not None:
+            self.stats.__init__()  # type: ignore[misc]  # fresh counters and lock: the child's own
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        state = "running" if self._running else (f"not running: {self.error}" if self.error else "stopped")
+        return (
+            f"<Agent {state} service={self.settings.service_name!r} "
+            f"exporters={','.join(self.settings.exporters)}>"
+        )
+
+
+def _with_deadline(what: str, budget: float, fn: Any) -> bool:
+    """Run ``fn(budget_ms)`` in a daemon thread; give up waiting after ``budget`` seconds."""
+    budget_ms = max(1, int(budget * 1000))
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            fn(budget_ms)
+        except Exception as exc:  # noqa: BLE001 - never raise into the host
+            logger.warning("amqadf-agent: %s failed: %s", what, exc)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=run, name=f"amqadf-{what}", daemon=True)
+    worker.start()
+    if not done.wait(budget):
+        logger.warning(
+            "amqadf-agent: %s did not finish within %.1fs (is the collector reachable?); unsent telemetry is dropped",
+            what,
+            budget,
+        )
+        return False
+    return True
+
+
+def start(config: AgentSettings | Mapping[str, Any] | None = None, **overrides: Any) -> Agent:
+    """Start the agent for this process, or return the one already running.
+
+    Args:
+        config: settings (an ``AgentSettings`` or a mapping of its fields); environment variables
+            fill what it leaves out.
+        **overrides: individual settings, e.g. ``service_name="checkout"``, ``exporters=["otlp"]``.
+
+    Returns:
+        The agent handle, also a context manager that shuts the agent down on exit. It never
+        raises: a setting that is invalid is reported and replaced by its default, and if the agent
+        cannot start at all, the handle says why (``agent.error``) and the application runs on.
+    """
+    global _agent
+    with _lock:
+        if _agent is not None and _agent.running:
+            if config is not None or overrides:
+                logger.warning(
+                    "amqadf-agent: already started; the settings of this start() call are ignored"
+                )
+            return _agent
+        settings, problems = resolve(config, overrides)
+        for problem in problems:
+            logger.warning("amqadf-agent: %s", problem)
+        explicit = set(overrides) | (set(config) if isinstance(config, Mapping) else set())
+        try:
+            _agent = _build(settings, problems, explicit)
+        except Exception as exc:  # noqa: BLE001 - the host application must run on
+            message = f"amqadf-agent: could not start ({type(exc).__name__}: {exc}); the application runs without telemetry"
+            print(message, file=sys.stderr)
+            return Agent(settings, problems, error=f"{type(exc).__name__}: {exc}")
+        _install_process_hooks()
+        return _agent
+
+
+def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[str]) -> Agent:
+    from opentelemetry import metrics, trace
+    from opentelemetry._logs import set_logger_provider
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.metrics import Histogram, MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    from amqadf_agent.runtime import exporters as exporters_mod
+    from amqadf_agent.runtime import selfmetrics
+    from amqadf_agent.runtime.guard import ExportStats, quiet_noisy_loggers
+    from amqadf_agent.runtime.resource import build_resource
+
+    quiet_noisy_loggers()
+    stats = ExportStats()
+    late: list[ConfigError] = []
+    built = exporters_mod.build(settings, stats, late)
+    for problem in late:  # found while building exporters: reported like the others
+        logger.warning("amqadf-agent: %s", problem)
+    problems.extend(late)
+    resource = build_resource(settings, explicit)
+
+    created: list[Any] = []
+    try:
+        interval_ms = settings.metric_interval * 1000
+        readers = [
+            PeriodicExportingMetricReader(exporter, export_interval_millis=interval_ms)
+            for exporter in built.metrics
+        ] + built.readers
+        seconds_histograms = View(
+            instrument_type=Histogram,
+            instrument_unit="s",
+            aggregation=ExplicitBucketHistogramAggregation(semconv.SECONDS_BUCKETS),
+        )
+        meter_provider = MeterProvider(
+            metric_readers=readers, resource=resource, views=[seconds_histograms], shutdown_on_exit=False
+        )
+        created.append(meter_provider)
+
+        sampler = None
+        if "sample_ratio" in explicit or "OTEL_TRACES_SAMPLER" not in os.environ:
+            sampler = ParentBased(TraceIdRatioBased(settings.sample_ratio))
+        tracer_provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)
+        created.append(tracer_provider)
+        for span_exporter in built.spans:
+            tracer_provider.add_span_processor(
+                BatchSpanProcessor(
+                    span_exporter,
+                    max_queue_size=settings.max_queue_size,
+                    schedule_delay_millis=settings.span_export_delay * 1000,
+                    max_export_batch_size=min(512, settings.max_queue_size),
+                    meter_provider=meter_provider,
+                )
+            )
+
+        logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+        created.append(logger_provider)
+        for log_exporter in built.logs:
+            logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
+
+        cpu = selfmetrics.ThreadCpu()
+        if settings.self_metrics:
+            selfmetrics.register(meter_provider, stats, cpu)
+
+        _set_globals(trace, metrics, set_logger_provider, tracer_provider, meter_provider, logger_provider)
+
+        handler = None
+        if settings.capture_logs:
+            handler = LoggingHandler(logger_provider=logger_provider)
+            logging.getLogger().addHandler(handler)
+
+    except BaseException:
+        for provider in reversed(created):
+            _with_deadline("cleanup", 1.0, lambda _ms, p=provider: p.shutdown())
+        for close in built.closers:
+            close()
+        raise
+
+    return Agent(
+        settings,
+        problems,
+        resource=resource,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        logger_provider=logger_provider,
+        stats=stats,
+        cpu=cpu,
+        output_dir=built.output_dir,
+        closers=built.closers,
+        log_handler=handler,
+    )
+
+
+def _set_globals(
+    trace: Any, metrics: Any, set_logger_provider: Any, tracer_provider: Any, meter_provider: Any, logger_provider: Any
+) -> None:
+    from opentelemetry._logs import _internal as logs_internal
+    from opentelemetry.metrics import _internal as metrics_internal
+
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        logger.warning(
+            "amqadf-agent: a global TracerProvider was already set; instrumentations keep using it, "
+            "and the agent's providers are reachable through the agent handle only"
+        )
+        return
+    trace.set_tracer_provider(tracer_provider)
+    if isinstance(metrics.get_meter_provider(), metrics_internal._ProxyMeterProvider):
+        metrics.set_meter_provider(meter_provider)
+    if isinstance(logs_internal.get_logger_provider(), logs_internal.ProxyLoggerProvider):
+        set_logger_provider(logger_provider)
+
+
+def _install_process_hooks() -> None:
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_at_exit)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _at_exit() -> None:
+    agent = _agent
+    if agent is not None and agent.running:
+        agent.shutdown()
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.RLock()
+    agent = _agent
+    if agent is not None and agent.running:
+        try:
+            agent._after_fork_in_child()
+        except Exception as exc:  # noqa: BLE001
+            print(f"amqadf-agent: could not renew the agent in a forked child: {exc}", file=sys.stderr)
+
+
+def get_agent() -> Agent | None:
+    """The running agent, or None."""
+    agent = _agent
+    return agent if agent is not None and agent.running else None
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Shut down the running agent, if any (see ``Agent.shutdown``)."""
+    agent = _agent
+    return agent.shutdown(timeout) if agent is not None else True
+

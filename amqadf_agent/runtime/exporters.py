@@ -1,0 +1,162 @@
+"""Build the exporters named in the settings, several at once, each behind the guard.
+
+Every failure to build one (a missing extra, a port in use, an unwritable directory) becomes a
+one-line problem naming the setting, and a safe fallback: the other exporters still run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk._logs.export import LogRecordExporter
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from amqadf_agent.errors import ConfigError, MissingExtraError
+from amqadf_agent.runtime.file_exporter import (
+    FileLogExporter,
+    FileMetricExporter,
+    FileSpanExporter,
+    RotatingLineWriter,
+)
+from amqadf_agent.runtime.guard import (
+    ExportStats,
+    GuardedLogExporter,
+    GuardedMetricExporter,
+    GuardedSpanExporter,
+)
+from amqadf_agent.runtime.settings import AgentSettings
+
+SIGNAL_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics", "logs": "/v1/logs"}
+
+
+@dataclasses.dataclass
+class Exporters:
+    """What the providers are wired to."""
+
+    spans: list[SpanExporter] = dataclasses.field(default_factory=list)
+    #: Push exporters; each gets its own periodic reader.
+    metrics: list[MetricExporter] = dataclasses.field(default_factory=list)
+    #: Pull readers (Prometheus).
+    readers: list[MetricReader] = dataclasses.field(default_factory=list)
+    logs: list[LogRecordExporter] = dataclasses.field(default_factory=list)
+    #: Called at shutdown (e.g. stop the Prometheus HTTP server).
+    closers: list[Callable[[], Any]] = dataclasses.field(default_factory=list)
+    #: Where the file exporter writes, when it is on.
+    output_dir: Path | None = None
+
+
+def build(settings: AgentSettings, stats: ExportStats, problems: list[ConfigError]) -> Exporters:
+    out = Exporters()
+    for name in settings.exporters:
+        try:
+            if name == "file":
+                _file(settings, stats, problems, out)
+            elif name == "otlp":
+                _otlp(settings, stats, out)
+            elif name == "prometheus":
+                _prometheus(settings, out)
+            elif name == "console":
+                _console(stats, out)
+        except MissingExtraError as exc:
+            problems.append(ConfigError("exporters", f"{exc}; the {name} exporter is off"))
+        except OSError as exc:
+            problems.append(ConfigError(f"exporters.{name}", f"cannot start: {exc}; the {name} exporter is off"))
+    return out
+
+
+def _file(settings: AgentSettings, stats: ExportStats, problems: list[ConfigError], out: Exporters) -> None:
+    directory = settings.output_dir
+    try:
+        writers = _writers(directory, settings)
+    except OSError as exc:
+        fallback = Path(tempfile.gettempdir()) / f"amqadf-telemetry-{os.getuid() if hasattr(os, 'getuid') else 0}"
+        problems.append(
+            ConfigError(
+                "AMQADF_OUTPUT_DIR",
+                f"cannot write to {str(directory)!r} ({exc.strerror or exc}); writing to {str(fallback)!r}",
+            )
+        )
+        directory = fallback
+        writers = _writers(directory, settings)
+    out.output_dir = directory
+    traces, metrics, logs = writers
+    out.spans.append(GuardedSpanExporter(FileSpanExporter(traces), "file", stats))
+    out.metrics.append(GuardedMetricExporter(FileMetricExporter(metrics), "file", stats))
+    out.logs.append(GuardedLogExporter(FileLogExporter(logs), "file", stats))
+
+
+def _writers(directory: Path, settings: AgentSettings) -> tuple[RotatingLineWriter, ...]:
+    return tuple(
+        RotatingLineWriter(directory, stem, settings.file_max_bytes, settings.file_max_backups)
+        for stem in ("traces", "metrics", "logs")
+    )
+
+
+def _endpoint_kwargs(settings: AgentSettings, signal: str, http: bool) -> dict[str, Any]:
+    """Pass the base endpoint only where the exporter would not find a more specific one itself."""
+    if not settings.otlp_endpoint or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"):
+        return {}
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") == settings.otlp_endpoint:
+        return {}  # the exporter reads it, and knows how to add the signal path
+    endpoint = settings.otlp_endpoint.rstrip("/")
+    return {"endpoint": endpoint + SIGNAL_PATHS[signal] if http else endpoint}
+
+
+def _otlp(settings: AgentSettings, stats: ExportStats, out: Exporters) -> None:
+    http = settings.otlp_protocol == "http/protobuf"
+    if http:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (  # type: ignore[assignment]
+            OTLPLogExporter,
+        )
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # type: ignore[assignment]
+            OTLPMetricExporter,
+        )
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[assignment]
+            OTLPSpanExporter,
+        )
+    out.spans.append(
+        GuardedSpanExporter(OTLPSpanExporter(**_endpoint_kwargs(settings, "traces", http)), "otlp", stats)
+    )
+    out.metrics.append(
+        GuardedMetricExporter(OTLPMetricExporter(**_endpoint_kwargs(settings, "metrics", http)), "otlp", stats)
+    )
+    out.logs.append(
+        GuardedLogExporter(OTLPLogExporter(**_endpoint_kwargs(settings, "logs", http)), "otlp", stats)
+    )
+
+
+def _prometheus(settings: AgentSettings, out: Exporters) -> None:
+    try:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import start_http_server
+    except ImportError as exc:
+        raise MissingExtraError("the prometheus exporter", "prometheus", "opentelemetry-exporter-prometheus") from exc
+    server, thread = start_http_server(settings.prometheus_port, addr=settings.prometheus_host)
+    out.readers.append(PrometheusMetricReader())
+
+    def close() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(1.0)
+
+    out.closers.append(close)
+
+
+def _console(stats: ExportStats, out: Exporters) -> None:
+    from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    out.spans.append(GuardedSpanExporter(ConsoleSpanExporter(), "console", stats))
+    out.metrics.append(GuardedMetricExporter(ConsoleMetricExporter(), "console", stats))
+    out.logs.append(GuardedLogExporter(ConsoleLogRecordExporter(), "console", stats))

@@ -1,0 +1,195 @@
+"""Never hurt the host: exporters that cannot raise, failures logged once and counted.
+
+Every exporter the agent builds is wrapped here. A failure (collector down, disk full, a bug in
+an encoder) becomes one warning the first time it happens, then a count in
+``amqadf.agent.export.failures`` and ``amqadf.agent.telemetry.dropped``; it never reaches the
+application, and it never floods the application's logs. The same rate limit is put on the
+OpenTelemetry SDK's and exporters' own loggers, which otherwise warn on every failed batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+logger = logging.getLogger("amqadf_agent")
+
+#: Loggers of the SDK and exporters that repeat one warning per failed batch.
+NOISY_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.http._log_exporter",
+    "opentelemetry.exporter.otlp.proto.http",
+    "opentelemetry.sdk._shared_internal",
+    "opentelemetry.sdk.metrics._internal.export",
+    "opentelemetry.sdk.trace.export",
+)
+
+
+class ExportStats:
+    """Plain counters on the export path, read by observable instruments at collection time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.failures: Counter[tuple[str, str, str]] = Counter()
+        self.dropped: Counter[tuple[str, str, str]] = Counter()
+        self._warned: set[tuple[str, str, str]] = set()
+
+    def record_failure(self, signal: str, exporter: str, error_type: str, items: int, detail: str) -> None:
+        key = (signal, exporter, error_type)
+        with self._lock:
+            self.failures[key] += 1
+            self.dropped[key] += items
+            first = key not in self._warned
+            self._warned.add(key)
+        if first:
+            logger.warning(
+                "amqadf-agent: %s export to %s failed (%s: %s); dropping data and counting it in "
+                "amqadf.agent.telemetry.dropped, further failures of this kind are not logged",
+                signal,
+                exporter,
+                error_type,
+                detail or "no detail",
+            )
+
+    def snapshot(self) -> tuple[dict[tuple[str, str, str], int], dict[tuple[str, str, str], int]]:
+        with self._lock:
+            return dict(self.failures), dict(self.dropped)
+
+
+def _safe_call(stats: ExportStats, signal: str, name: str, items: int, fn: Callable[[], Any]) -> bool:
+    """Run an export; True when it succeeded. Nothing escapes."""
+    try:
+        result = fn()
+    except BaseException as exc:  # noqa: BLE001 - telemetry must never raise into the app
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        stats.record_failure(signal, name, type(exc).__qualname__, items, str(exc)[:200])
+        return False
+    if getattr(result, "name", "SUCCESS") != "SUCCESS":
+        stats.record_failure(signal, name, "export_failed", items, f"{name} exporter returned {result.name}")
+        return False
+    return True
+
+
+class GuardedSpanExporter(SpanExporter):
+    def __init__(self, inner: SpanExporter, name: str, stats: ExportStats) -> None:
+        self.inner, self.name, self.stats = inner, name, stats
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        ok = _safe_call(self.stats, "traces", self.name, len(spans), lambda: self.inner.export(spans))
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        _quietly(self.inner.shutdown)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return bool(_quietly(lambda: self.inner.force_flush(timeout_millis)))
+
+
+class GuardedMetricExporter(MetricExporter):
+    def __init__(self, inner: MetricExporter, name: str, stats: ExportStats) -> None:
+        super().__init__(
+            preferred_temporality=getattr(inner, "_preferred_temporality", None),
+            preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
+        )
+        self.inner, self.name, self.stats = inner, name, stats
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        points = sum(
+            len(metric.data.data_points)
+            for rm in metrics_data.resource_metrics
+            for sm in rm.scope_metrics
+            for metric in sm.metrics
+        )
+        ok = _safe_call(
+            self.stats,
+            "metrics",
+            self.name,
+            points,
+            lambda: self.inner.export(metrics_data, timeout_millis=timeout_millis),
+        )
+        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return bool(_quietly(lambda: self.inner.force_flush(timeout_millis)))
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        _quietly(lambda: self.inner.shutdown(timeout_millis=timeout_millis))
+
+
+class GuardedLogExporter(LogRecordExporter):
+    def __init__(self, inner: LogRecordExporter, name: str, stats: ExportStats) -> None:
+        self.inner, self.name, self.stats = inner, name, stats
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        ok = _safe_call(self.stats, "logs", self.name, len(batch), lambda: self.inner.export(batch))
+        return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        _quietly(self.inner.shutdown)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return bool(_quietly(lambda: self.inner.force_flush(timeout_millis)))
+
+
+def _quietly(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001
+        logger.debug("amqadf-agent: ignored error during flush/shutdown: %r", exc)
+        return False
+
+
+class RateLimitFilter(logging.Filter):
+    """Let the first record of each kind through, then at most one per ``interval`` seconds."""
+
+    def __init__(self, interval: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__("amqadf-rate-limit")
+        self.interval = interval
+        self.clock = clock
+        self._last: dict[tuple[str, Any], float] = {}
+        self._suppressed: Counter[tuple[str, Any]] = Counter()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.interval:
+                self._suppressed[key] += 1
+                return False
+            self._last[key] = now
+            suppressed = self._suppressed.pop(key, 0)
+        if suppressed:
+            record.msg = f"{record.msg} ({suppressed} similar messages suppressed)"
+        return True
+
+
+_filter_lock = threading.Lock()
+_installed_filter: RateLimitFilter | None = None
+
+
+def quiet_noisy_loggers() -> None:
+    """Install one shared rate limit on the SDK's and exporters' loggers (idempotent)."""
+    global _installed_filter
+    with _filter_lock:
+        if _installed_filter is not None:
+            return
+        _installed_filter = RateLimitFilter()
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).addFilter(_installed_filter)

@@ -1,0 +1,238 @@
+"""The agent's runtime settings: explicit argument > environment variable > default.
+
+A bad value never stops the host application: it becomes a one-line problem that names the
+setting, and the setting falls back to its default (as the OpenTelemetry SDK does for
+``OTEL_METRIC_EXPORT_INTERVAL``). ``ProductionConfig`` builds on these fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from amqadf_agent.errors import ConfigError
+
+#: Exporter names the agent knows.
+EXPORTERS = ("file", "otlp", "prometheus", "console", "none")
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentSettings:
+    """Everything ``amqadf_agent.start()`` needs to know. Each field names its environment variable."""
+
+    #: ``service.name``; ``OTEL_SERVICE_NAME`` (or ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``).
+    service_name: str | None = None
+    #: ``service.version``; ``AMQADF_SERVICE_VERSION``.
+    service_version: str | None = None
+    #: ``deployment.environment.name``; ``AMQADF_ENVIRONMENT``.
+    environment: str = "development"
+    #: Where telemetry goes, several at once; ``AMQADF_EXPORTERS`` (comma-separated).
+    exporters: tuple[str, ...] = ("file",)
+    #: Directory of the ``file`` exporter; ``AMQADF_OUTPUT_DIR``.
+    output_dir: Path = Path("telemetry")
+    #: A file is rotated when it grows past this size; ``AMQADF_FILE_MAX_BYTES``.
+    file_max_bytes: int = 64 * 1024 * 1024
+    #: Rotated files kept per signal (oldest removed first); ``AMQADF_FILE_MAX_BACKUPS``.
+    file_max_backups: int = 10
+    #: ``grpc`` or ``http/protobuf``; ``OTEL_EXPORTER_OTLP_PROTOCOL``.
+    otlp_protocol: str = "http/protobuf"
+    #: Base OTLP endpoint; ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the exporters also read the per-signal ones).
+    otlp_endpoint: str | None = None
+    #: Address of the ``prometheus`` pull endpoint; ``OTEL_EXPORTER_PROMETHEUS_HOST`` / ``_PORT``.
+    prometheus_host: str = "127.0.0.1"
+    prometheus_port: int = 9464
+    #: Seconds between metric collections; ``AMQADF_METRIC_INTERVAL`` (or ``OTEL_METRIC_EXPORT_INTERVAL`` in ms).
+    metric_interval: float = 15.0
+    #: Seconds between span batch exports; ``OTEL_BSP_SCHEDULE_DELAY`` in ms.
+    span_export_delay: float = 5.0
+    #: Spans held while the exporter is slow or down; beyond it they are dropped and counted.
+    max_queue_size: int = 2048
+    #: Fraction of root traces sampled (children follow their parent); ``AMQADF_SAMPLE_RATIO``.
+    sample_ratio: float = 1.0
+    #: Export Python ``logging`` records as OTel logs; ``AMQADF_CAPTURE_LOGS``.
+    capture_logs: bool = False
+    #: How long exit waits for the last export; ``AMQADF_SHUTDOWN_TIMEOUT``.
+    shutdown_timeout: float = 5.0
+    #: Report the agent's own CPU time, failures and drops; ``AMQADF_SELF_METRICS``.
+    self_metrics: bool = True
+
+
+def _env_or_none(environ: Mapping[str, str], *names: str) -> tuple[str, str] | None:
+    for name in names:
+        value = environ.get(name)
+        if value is not None and value.strip() != "":
+            return name, value.strip()
+    return None
+
+
+def _positive_float(value: Any) -> float:
+    number = float(value)
+    if not number > 0 or number != number or number == float("inf"):
+        raise ValueError
+    return number
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError
+    number = int(value)
+    if number <= 0:
+        raise ValueError
+    return number
+
+
+def _port(value: Any) -> int:
+    number = _positive_int(value)
+    if number > 65535:
+        raise ValueError
+    return number
+
+
+def _ratio(value: Any) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError
+    return number
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError
+    return value.strip()
+
+
+def _exporters(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(dict.fromkeys(str(item).strip().lower() for item in items if str(item).strip()))
+    unknown = [name for name in names if name not in EXPORTERS]
+    if unknown or not names:
+        raise ValueError(unknown[0] if unknown else "")
+    if "none" in names and len(names) > 1:
+        names = tuple(name for name in names if name != "none")
+    return names
+
+
+def _protocol(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in OTLP_PROTOCOLS:
+        raise ValueError
+    return text
+
+
+_EXPECTED = {
+    _positive_float: "a positive number",
+    _positive_int: "a positive whole number",
+    _port: "a port number from 1 to 65535",
+    _ratio: "a number from 0 to 1",
+    _bool: "true or false",
+    _text: "a non-empty string",
+    _exporters: "a comma-separated list of " + ", ".join(EXPORTERS),
+    _protocol: "one of " + ", ".join(OTLP_PROTOCOLS),
+}
+
+
+def resolve(
+    config: AgentSettings | Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[AgentSettings, list[ConfigError]]:
+    """Merge defaults, environment, ``config`` and ``overrides`` into settings and a list of problems.
+
+    Never raises for a bad *value*: the problem is returned and the default is used. An unknown
+    *key* in ``config``/``overrides`` is a programming error and is reported the same way.
+    """
+    env = os.environ if environ is None else environ
+    defaults = AgentSettings()
+    explicit: dict[str, Any] = {}
+    if isinstance(config, AgentSettings):
+        explicit.update(dataclasses.asdict(config))
+        explicit = {k: v for k, v in explicit.items() if v != getattr(defaults, k)}
+    elif config is not None:
+        explicit.update(config)
+    explicit.update(overrides or {})
+
+    problems: list[ConfigError] = []
+    known = {field.name for field in dataclasses.fields(AgentSettings)}
+    for key in list(explicit):
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(ConfigError(key, f"unknown setting{hint}; ignored"))
+            del explicit[key]
+
+    values: dict[str, Any] = {}
+
+    def pick(
+        field: str,
+        parse: Callable[[Any], T],
+        env_names: tuple[str, ...] = (),
+        env_parse: Callable[[str], Any] | None = None,
+    ) -> None:
+        source: tuple[str, Any] | None = None
+        if field in explicit and explicit[field] is not None:
+            source = (field, explicit[field])
+        elif (found := _env_or_none(env, *env_names)) is not None:
+            source = (found[0], env_parse(found[1]) if env_parse else found[1])
+        if source is None:
+            return
+        name, raw = source
+        try:
+            values[field] = parse(raw)
+        except (TypeError, ValueError) as exc:
+            default = getattr(defaults, field)
+            shown = ",".join(default) if isinstance(default, tuple) else default
+            detail = f" (unknown: {exc.args[0]!r})" if field == "exporters" and exc.args and exc.args[0] else ""
+            problems.append(
+                ConfigError(
+                    name,
+                    f"must be {_EXPECTED[parse]}, got {raw!r}{detail}; using {shown}",  # type: ignore[index]
+                )
+            )
+
+    def ms_to_s(text: str) -> float | str:
+        try:
+            return float(text) / 1000.0
+        except ValueError:
+            return text
+
+    pick("service_name", _text, ("OTEL_SERVICE_NAME", "AMQADF_SERVICE_NAME"))
+    pick("service_version", _text, ("AMQADF_SERVICE_VERSION",))
+    pick("environment", _text, ("AMQADF_ENVIRONMENT",))
+    pick("exporters", _exporters, ("AMQADF_EXPORTERS",))
+    pick("output_dir", lambda v: Path(_text(str(v))), ("AMQADF_OUTPUT_DIR",))
+    pick("file_max_bytes", _positive_int, ("AMQADF_FILE_MAX_BYTES",))
+    pick("file_max_backups", _positive_int, ("AMQADF_FILE_MAX_BACKUPS",))
+    pick("otlp_protocol", _protocol, ("OTEL_EXPORTER_OTLP_PROTOCOL",))
+    pick("otlp_endpoint", _text, ("OTEL_EXPORTER_OTLP_ENDPOINT",))
+    pick("prometheus_host", _text, ("OTEL_EXPORTER_PROMETHEUS_HOST",))
+    pick("prometheus_port", _port, ("OTEL_EXPORTER_PROMETHEUS_PORT",))
+    if "metric_interval" in explicit or _env_or_none(env, "AMQADF_METRIC_INTERVAL"):
+        pick("metric_interval", _positive_float, ("AMQADF_METRIC_INTERVAL",))
+    else:
+        pick("metric_interval", _positive_float, ("OTEL_METRIC_EXPORT_INTERVAL",), ms_to_s)
+    pick("span_export_delay", _positive_float, ("OTEL_BSP_SCHEDULE_DELAY",), ms_to_s)
+    pick("max_queue_size", _positive_int, ("OTEL_BSP_MAX_QUEUE_SIZE",))
+    pick("sample_ratio", _ratio, ("AMQADF_SAMPLE_RATIO",))
+    pick("capture_logs", _bool, ("AMQADF_CAPTURE_LOGS",))
+    pick("shutdown_timeout", _positive_float, ("AMQADF_SHUTDOWN_TIMEOUT",))
+    pick("self_metrics", _bool, ("AMQADF_SELF_METRICS",))
+
+    return dataclasses.replace(defaults, **values), problems

@@ -1,0 +1,305 @@
+"""The telemetry contract: every name the agent emits and the analyzer reads, defined once.
+
+Emitters, the analyzer, the dashboards and the tests all read this module; the README's contract
+table is rendered from it (``python -m amqadf_agent.semconv``) and a test keeps the two in step.
+
+Where OpenTelemetry has a semantic convention, its name is used: attribute keys come straight from
+the constants of ``opentelemetry-semantic-conventions``. Standard *metric* names are written out
+here because their constants live in modules that import the OpenTelemetry metrics API (~20 ms),
+which the analyzer must not pay for; ``tests/test_semconv.py`` checks each one against the library's
+constant. Where no convention exists (caches, worker pools, the agent's own health) the names live
+under ``amqadf.*``, modelled on Micrometer's ``cache.*`` and .NET's ``dotnet.thread_pool.*``.
+
+This module imports nothing of the package and no OpenTelemetry API or SDK.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Final, Literal
+
+from opentelemetry.semconv._incubating.attributes.deployment_attributes import DEPLOYMENT_ENVIRONMENT_NAME
+from opentelemetry.semconv._incubating.attributes.host_attributes import HOST_ARCH, HOST_NAME
+from opentelemetry.semconv._incubating.attributes.os_attributes import OS_TYPE
+from opentelemetry.semconv._incubating.attributes.process_attributes import (
+    PROCESS_EXECUTABLE_NAME,
+    PROCESS_PID,
+    PROCESS_RUNTIME_NAME,
+    PROCESS_RUNTIME_VERSION,
+)
+from opentelemetry.semconv.attributes.db_attributes import (
+    DB_OPERATION_NAME,
+    DB_QUERY_TEXT,
+    DB_SYSTEM_NAME,
+)
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.semconv.attributes.http_attributes import (
+    HTTP_REQUEST_METHOD,
+    HTTP_RESPONSE_STATUS_CODE,
+    HTTP_ROUTE,
+)
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS
+from opentelemetry.semconv.attributes.service_attributes import (
+    SERVICE_INSTANCE_ID,
+    SERVICE_NAME,
+    SERVICE_VERSION,
+)
+from opentelemetry.semconv.attributes.telemetry_attributes import (
+    TELEMETRY_DISTRO_NAME,
+    TELEMETRY_DISTRO_VERSION,
+)
+
+Kind = Literal[
+    "counter",
+    "updowncounter",
+    "histogram",
+    "gauge",
+    "observable_counter",
+    "observable_updowncounter",
+    "observable_gauge",
+]
+
+#: Name under which the agent reports itself (``telemetry.distro.name``, instrumentation scope).
+DISTRO_NAME: Final = "amqadf-agent"
+#: Instrumentation scope of everything the agent emits itself.
+SCOPE_NAME: Final = "amqadf_agent"
+
+# --- attribute keys: standard ---------------------------------------------------------------------
+ATTR_SERVICE_NAME: Final = SERVICE_NAME
+ATTR_SERVICE_VERSION: Final = SERVICE_VERSION
+ATTR_SERVICE_INSTANCE_ID: Final = SERVICE_INSTANCE_ID
+ATTR_DEPLOYMENT_ENVIRONMENT_NAME: Final = DEPLOYMENT_ENVIRONMENT_NAME
+ATTR_HOST_NAME: Final = HOST_NAME
+ATTR_HOST_ARCH: Final = HOST_ARCH
+ATTR_OS_TYPE: Final = OS_TYPE
+ATTR_PROCESS_PID: Final = PROCESS_PID
+ATTR_PROCESS_EXECUTABLE_NAME: Final = PROCESS_EXECUTABLE_NAME
+ATTR_PROCESS_RUNTIME_NAME: Final = PROCESS_RUNTIME_NAME
+ATTR_PROCESS_RUNTIME_VERSION: Final = PROCESS_RUNTIME_VERSION
+ATTR_TELEMETRY_DISTRO_NAME: Final = TELEMETRY_DISTRO_NAME
+ATTR_TELEMETRY_DISTRO_VERSION: Final = TELEMETRY_DISTRO_VERSION
+ATTR_ERROR_TYPE: Final = ERROR_TYPE
+ATTR_HTTP_REQUEST_METHOD: Final = HTTP_REQUEST_METHOD
+ATTR_HTTP_ROUTE: Final = HTTP_ROUTE
+ATTR_HTTP_RESPONSE_STATUS_CODE: Final = HTTP_RESPONSE_STATUS_CODE
+ATTR_SERVER_ADDRESS: Final = SERVER_ADDRESS
+ATTR_DB_SYSTEM_NAME: Final = DB_SYSTEM_NAME
+ATTR_DB_QUERY_TEXT: Final = DB_QUERY_TEXT
+ATTR_DB_OPERATION_NAME: Final = DB_OPERATION_NAME
+#: Older names that instrumentations and stored telemetry still carry; readers accept both.
+ATTR_DB_STATEMENT_OLD: Final = "db.statement"
+ATTR_DB_SYSTEM_OLD: Final = "db.system"
+
+# --- attribute keys: ours (no convention exists) ----------------------------------------------------
+ATTR_CACHE_NAME: Final = "amqadf.cache.name"
+ATTR_CACHE_RESULT: Final = "amqadf.cache.result"  # hit | miss
+ATTR_POOL_NAME: Final = "amqadf.worker_pool.name"
+ATTR_POOL_STATE: Final = "amqadf.worker_pool.state"  # busy | idle
+ATTR_TASK_OUTCOME: Final = "amqadf.task.outcome"  # success | failure
+ATTR_AGENT_SIGNAL: Final = "amqadf.agent.signal"  # traces | metrics | logs
+ATTR_AGENT_EXPORTER: Final = "amqadf.agent.exporter"  # file | otlp | console | prometheus
+ATTR_AGENT_THREAD: Final = "amqadf.agent.thread"  # which background thread spent the CPU
+
+CACHE_RESULT_HIT: Final = "hit"
+CACHE_RESULT_MISS: Final = "miss"
+POOL_STATE_BUSY: Final = "busy"
+POOL_STATE_IDLE: Final = "idle"
+OUTCOME_SUCCESS: Final = "success"
+OUTCOME_FAILURE: Final = "failure"
+
+#: Bucket boundaries for every histogram in seconds. The SDK's defaults (0, 5, 10 … 10000) fit
+#: milliseconds: values in seconds would all land in the first bucket.
+SECONDS_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075,
+    0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Instrument:
+    """One metric of the contract: what it is called, what it measures, who writes and reads it."""
+
+    name: str
+    kind: Kind
+    unit: str
+    description: str
+    attributes: tuple[str, ...]
+    emitted_by: str
+    read_by: str
+    #: True where the name comes from an OpenTelemetry semantic convention.
+    standard: bool = False
+    #: Explicit histogram bucket boundaries (histograms in seconds need them).
+    buckets: tuple[float, ...] | None = None
+
+
+# --- instruments ----------------------------------------------------------------------------------
+HTTP_SERVER_REQUEST_DURATION = Instrument(
+    "http.server.request.duration", "histogram", "s",
+    "Duration of HTTP server requests.",
+    (ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_ROUTE, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_ERROR_TYPE),
+    "demo service; HTTP instrumentations", "analyzer (request rate, errors, latency)",
+    standard=True, buckets=SECONDS_BUCKETS,
+)  # fmt: skip
+CACHE_REQUESTS = Instrument(
+    "amqadf.cache.requests", "observable_counter", "{request}",
+    "Cache look-ups by result (hit or miss).",
+    (ATTR_CACHE_NAME, ATTR_CACHE_RESULT),
+    "monitoring.cache (InstrumentedCache)", "analyzer (cache rules)",
+)  # fmt: skip
+CACHE_EVICTIONS = Instrument(
+    "amqadf.cache.evictions", "observable_counter", "{entry}",
+    "Entries evicted to make room (not expirations).",
+    (ATTR_CACHE_NAME,),
+    "monitoring.cache (InstrumentedCache)", "analyzer (cache rules)",
+)  # fmt: skip
+CACHE_SIZE = Instrument(
+    "amqadf.cache.size", "observable_updowncounter", "{entry}",
+    "Entries currently held.",
+    (ATTR_CACHE_NAME,),
+    "monitoring.cache (InstrumentedCache)", "analyzer (cache rules)",
+)  # fmt: skip
+CACHE_MAX_SIZE = Instrument(
+    "amqadf.cache.max_size", "observable_updowncounter", "{entry}",
+    "Capacity of the cache in entries.",
+    (ATTR_CACHE_NAME,),
+    "monitoring.cache (InstrumentedCache)", "analyzer (cache rules)",
+)  # fmt: skip
+POOL_WORKERS = Instrument(
+    "amqadf.worker_pool.workers", "observable_updowncounter", "{thread}",
+    "Worker threads by state (busy or idle).",
+    (ATTR_POOL_NAME, ATTR_POOL_STATE),
+    "monitoring.worker_pool (InstrumentedThreadPool)", "analyzer (thread rules)",
+)  # fmt: skip
+POOL_MAX_WORKERS = Instrument(
+    "amqadf.worker_pool.max_workers", "observable_updowncounter", "{thread}",
+    "Configured maximum number of worker threads.",
+    (ATTR_POOL_NAME,),
+    "monitoring.worker_pool (InstrumentedThreadPool)", "analyzer (thread rules)",
+)  # fmt: skip
+POOL_QUEUE_SIZE = Instrument(
+    "amqadf.worker_pool.queue.size", "observable_updowncounter", "{task}",
+    "Tasks submitted and waiting for a worker.",
+    (ATTR_POOL_NAME,),
+    "monitoring.worker_pool (InstrumentedThreadPool)", "analyzer (thread rules)",
+)  # fmt: skip
+POOL_TASKS = Instrument(
+    "amqadf.worker_pool.tasks", "observable_counter", "{task}",
+    "Tasks completed, by outcome.",
+    (ATTR_POOL_NAME, ATTR_TASK_OUTCOME),
+    "monitoring.worker_pool (InstrumentedThreadPool)", "analyzer (thread rules)",
+)  # fmt: skip
+POOL_QUEUE_WAIT = Instrument(
+    "amqadf.worker_pool.queue.wait", "histogram", "s",
+    "Time a task waited between submission and the start of its execution.",
+    (ATTR_POOL_NAME,),
+    "monitoring.worker_pool (InstrumentedThreadPool)", "analyzer (thread rules)",
+    buckets=SECONDS_BUCKETS,
+)  # fmt: skip
+POOL_TASK_DURATION = Instrument(
+    "amqadf.worker_pool.task.duration", "histogram", "s",
+    "Time a task ran on a worker thread.",
+    (ATTR_POOL_NAME, ATTR_TASK_OUTCOME),
+    "monitoring.worker_pool (InstrumentedThreadPool)", "analyzer (thread rules)",
+    buckets=SECONDS_BUCKETS,
+)  # fmt: skip
+AGENT_CPU_TIME = Instrument(
+    "amqadf.agent.cpu.time", "observable_counter", "s",
+    "CPU time used by the agent's own background threads (export and collection).",
+    (ATTR_AGENT_THREAD,),
+    "runtime.selfmetrics", "dashboards (agent health)",
+)  # fmt: skip
+AGENT_EXPORT_FAILURES = Instrument(
+    "amqadf.agent.export.failures", "observable_counter", "{batch}",
+    "Export calls that failed or raised; the data of a failed batch is dropped.",
+    (ATTR_AGENT_SIGNAL, ATTR_AGENT_EXPORTER, ATTR_ERROR_TYPE),
+    "runtime.guard", "dashboards (agent health)",
+)  # fmt: skip
+AGENT_DROPPED = Instrument(
+    "amqadf.agent.telemetry.dropped", "observable_counter", "{item}",
+    "Spans, metric data points or log records lost: export failed, or the queue was full.",
+    (ATTR_AGENT_SIGNAL, ATTR_AGENT_EXPORTER, ATTR_ERROR_TYPE),
+    "runtime.guard", "dashboards (agent health)",
+)  # fmt: skip
+SDK_SPAN_PROCESSED = Instrument(
+    "otel.sdk.processor.span.processed", "counter", "{span}",
+    "Spans handed to the exporter; with error.type=queue_full, spans the bounded queue dropped.",
+    ("otel.component.type", "otel.component.name", ATTR_ERROR_TYPE),
+    "OpenTelemetry SDK (BatchSpanProcessor, wired by runtime.providers)", "dashboards (agent health)",
+    standard=True,
+)  # fmt: skip
+SDK_SPAN_QUEUE_SIZE = Instrument(
+    "otel.sdk.processor.span.queue.size", "observable_updowncounter", "{span}",
+    "Spans waiting in the batch processor's queue.",
+    ("otel.component.type", "otel.component.name"),
+    "OpenTelemetry SDK (BatchSpanProcessor, wired by runtime.providers)", "dashboards (agent health)",
+    standard=True,
+)  # fmt: skip
+
+INSTRUMENTS: Final[tuple[Instrument, ...]] = (
+    HTTP_SERVER_REQUEST_DURATION,
+    CACHE_REQUESTS,
+    CACHE_EVICTIONS,
+    CACHE_SIZE,
+    CACHE_MAX_SIZE,
+    POOL_WORKERS,
+    POOL_MAX_WORKERS,
+    POOL_QUEUE_SIZE,
+    POOL_TASKS,
+    POOL_QUEUE_WAIT,
+    POOL_TASK_DURATION,
+    AGENT_CPU_TIME,
+    AGENT_EXPORT_FAILURES,
+    AGENT_DROPPED,
+    SDK_SPAN_PROCESSED,
+    SDK_SPAN_QUEUE_SIZE,
+)
+
+# --- span names and events --------------------------------------------------------------------------
+#: Event on a span when an exception is recorded (OpenTelemetry's exception convention).
+EVENT_EXCEPTION: Final = "exception"
+
+#: Resource attributes every export carries.
+RESOURCE_ATTRIBUTES: Final = (
+    ATTR_SERVICE_NAME,
+    ATTR_SERVICE_VERSION,
+    ATTR_SERVICE_INSTANCE_ID,
+    ATTR_DEPLOYMENT_ENVIRONMENT_NAME,
+    ATTR_HOST_NAME,
+    ATTR_HOST_ARCH,
+    ATTR_OS_TYPE,
+    ATTR_PROCESS_PID,
+    ATTR_PROCESS_EXECUTABLE_NAME,
+    ATTR_PROCESS_RUNTIME_NAME,
+    ATTR_PROCESS_RUNTIME_VERSION,
+    ATTR_TELEMETRY_DISTRO_NAME,
+    ATTR_TELEMETRY_DISTRO_VERSION,
+)
+
+_TABLE_HEADER = (
+    "| name | kind | unit | attributes | emitted by | read by |\n"
+    "|---|---|---|---|---|---|\n"
+)
+
+
+def contract_table() -> str:
+    """The contract as the Markdown table the README carries."""
+    rows = []
+    for inst in INSTRUMENTS:
+        name = f"`{inst.name}`" + (" (semconv)" if inst.standard else "")
+        attrs = ", ".join(f"`{a}`" for a in inst.attributes) or "—"
+        rows.append(
+            f"| {name} | {inst.kind} | `{inst.unit}` | {attrs} | {inst.emitted_by} | {inst.read_by} |\n"
+        )
+    return _TABLE_HEADER + "".join(rows)
+
+
+def instrument(name: str) -> Instrument:
+    """The contract entry for ``name``; ``KeyError`` names it when it is not in the contract."""
+    for inst in INSTRUMENTS:
+        if inst.name == name:
+            return inst
+    raise KeyError(f"{name!r} is not an instrument of the telemetry contract")
+
+
+if __name__ == "__main__":  # pragma: no cover - a maintainer's tool
+    print(contract_table(), end="")
