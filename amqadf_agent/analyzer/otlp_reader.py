@@ -1,0 +1,805 @@
+"""A streaming reader of OTLP JSON files: the format the Collector's ``file`` exporter, the Python SDK's
+``opentelemetry-exporter-otlp-json-file`` and the agent write.
+
+Each line of such a file is one export request: ``{"resourceSpans": [...]}``, ``{"resourceMetrics": [...]}``
+or ``{"resourceLogs": [...]}``. Ids are hex, int64 values decimal strings, enums ints. Other producers
+(the official examples of the OTLP repository) write one pretty-printed document per file, upper-case
+ids and int64 values as JSON numbers; the specification allows all of it, so this reader accepts it too.
+
+The reader is a generator from end to end: it holds at most one line (or one document, up to a cap) of
+records at a time, so memory stays bounded whatever the size of the input. Bad input never raises by
+default: a bad line is skipped and counted in ``ReadStats`` as ``file:line: reason``. With
+``strict=True`` the first problem raises ``TelemetryInputError`` with that message instead.
+
+Nothing here imports the OpenTelemetry SDK or API: the analyzer must run without the agent's runtime.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import io
+import math
+import os
+import re
+import stat
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final, TypeAlias
+
+import orjson
+
+from amqadf_agent.analyzer.model import (
+    Attributes,
+    ExponentialHistogramPoint,
+    HistogramPoint,
+    LogRecord,
+    MetricRecord,
+    NumberPoint,
+    Point,
+    Record,
+    SpanEvent,
+    SpanLink,
+    SpanRecord,
+    SummaryPoint,
+    Value,
+)
+from amqadf_agent.errors import TelemetryInputError
+
+PathArg: TypeAlias = str | os.PathLike[str]
+
+#: A longer line is a bad line (and is skipped without being held in memory whole).
+MAX_LINE_BYTES: Final = 256 * 1024 * 1024
+#: A pretty-printed document larger than this is bad input rather than something to parse whole.
+MAX_DOCUMENT_BYTES: Final = 256 * 1024 * 1024
+#: How many problem messages ``ReadStats`` keeps; all are counted.
+MAX_PROBLEMS_KEPT: Final = 100
+#: File names a directory is searched for (each also with ``.gz``). Collector rotation keeps the
+#: extension (``traces-2026-11-26T10-00-00.000.jsonl``), so rotated files match too.
+FILE_SUFFIXES: Final = (".json", ".jsonl", ".ndjson")
+
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+_BOM: Final = b"\xef\xbb\xbf"
+_READ_ERRORS: Final = (OSError, EOFError, zlib.error)
+_DRAIN_CHUNK: Final = 1024 * 1024
+_EMPTY: Final[Attributes] = MappingProxyType({})
+
+
+@dataclass(slots=True)
+class ReadStats:
+    """What a read saw: files, lines, records by signal, and the problems it skipped.
+
+    Pass one to ``read`` and look at it once the records are consumed; it accumulates over calls.
+    """
+
+    files_read: int = 0
+    lines_read: int = 0
+    #: Records by signal: ``spans`` (span records), ``metrics`` (metric records), ``logs``.
+    records: dict[str, int] = field(default_factory=lambda: {"spans": 0, "metrics": 0, "logs": 0})
+    #: Lines holding only a signal this reader does not read (e.g. ``resourceProfiles``).
+    ignored_lines: int = 0
+    #: Every problem met, counted; ``problems`` keeps the first ``MAX_PROBLEMS_KEPT`` messages.
+    problem_count: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def total_records(self) -> int:
+        """Records of every signal."""
+        return sum(self.records.values())
+
+    def add_problem(self, message: str) -> None:
+        """Count a problem (``file:line: reason``), keeping the first messages."""
+        self.problem_count += 1
+        if len(self.problems) < MAX_PROBLEMS_KEPT:
+            self.problems.append(message)
+
+
+def read(
+    paths: PathArg | Iterable[PathArg],
+    *,
+    strict: bool = False,
+    stats: ReadStats | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    max_document_bytes: int = MAX_DOCUMENT_BYTES,
+) -> Iterator[Record]:
+    """Yield the span, metric and log records of OTLP JSON files, lazily.
+
+    ``paths`` are files (read whatever their name, plain or gzip) and directories (searched
+    recursively for ``*.json``, ``*.jsonl``, ``*.ndjson``, each optionally ``.gz``; hidden entries are
+    skipped). Records come in file order, then line order; no time order is promised.
+    """
+    reader = _Reader(stats if stats is not None else ReadStats(), strict, max_line_bytes, max_document_bytes)
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    for display, path in reader.files(paths):
+        yield from reader.read_file(display, path)
+
+
+# --- files and lines ---------------------------------------------------------------------------------
+
+
+class _Bad(Exception):
+    """A line is not valid OTLP JSON; the message is the reason (it becomes a problem, never escapes)."""
+
+
+class _Reader:
+    """One ``read`` call's settings and statistics."""
+
+    __slots__ = ("max_document_bytes", "max_line_bytes", "stats", "strict")
+
+    def __init__(self, stats: ReadStats, strict: bool, max_line_bytes: int, max_document_bytes: int) -> None:
+        self.stats = stats
+        self.strict = strict
+        self.max_line_bytes = max_line_bytes
+        self.max_document_bytes = max_document_bytes
+
+    def problem(self, message: str) -> None:
+        """Raise in strict mode, else count and go on."""
+        if self.strict:
+            raise TelemetryInputError(message)
+        self.stats.add_problem(message)
+
+    def files(self, paths: Iterable[PathArg]) -> Iterator[tuple[str, str]]:
+        """``(name to show, path to open)`` of every file to read; missing paths are problems."""
+        for path in paths:
+            top = os.fspath(path)
+            try:
+                mode = os.stat(top).st_mode
+            except FileNotFoundError:
+                self.problem(f"{top}: no such file or directory")
+                continue
+            except (OSError, ValueError) as error:  # ValueError: a NUL byte in the name
+                self.problem(f"{top}: {_os_reason(error)}")
+                continue
+            if not stat.S_ISDIR(mode):
+                yield top, top
+            else:
+                found = 0
+                for display in self._walk(top):
+                    found += 1
+                    yield display, display
+                if not found:
+                    self.problem(f"{top}: no OTLP JSON files found")
+
+    def _walk(self, top: str) -> Iterator[str]:
+        """Matching files under ``top``, sorted per directory, hidden entries and symlinked dirs skipped."""
+        errors: list[OSError] = []
+        for root, dirnames, filenames in os.walk(top, onerror=errors.append):
+            for error in errors:
+                self.problem(f"{error.filename or root}: {_os_reason(error)}")
+            errors.clear()
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if not name.startswith(".") and _is_telemetry_name(name):
+                    yield os.path.join(root, name)
+        for error in errors:
+            self.problem(f"{error.filename or top}: {_os_reason(error)}")
+
+    def read_file(self, display: str, path: str) -> Iterator[Record]:
+        """Records of one file, plain or gzip (told by its first bytes, not its name)."""
+        try:
+            raw = open(path, "rb")  # noqa: SIM115 - closed by the with below, inside the generator
+        except OSError as error:
+            self.problem(f"{display}: cannot open: {_os_reason(error)}")
+            return
+        with raw:
+            self.stats.files_read += 1
+            try:
+                is_gzip = raw.peek(2)[:2] == _GZIP_MAGIC
+            except _READ_ERRORS as error:
+                self.problem(f"{display}:1: read error: {_os_reason(error)}")
+                return
+            if is_gzip:
+                with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+                    yield from self._read_lines(display, path, unzipped, is_gzip)
+            else:
+                yield from self._read_lines(display, path, raw, is_gzip)
+
+    def _read_lines(
+        self, display: str, path: str, stream: io.BufferedIOBase, is_gzip: bool
+    ) -> Iterator[Record]:
+        """JSON Lines, falling back to one document when the first line is the start of one."""
+        stats = self.stats
+        limit = self.max_line_bytes
+        read_error = "corrupt gzip data" if is_gzip else "read error"
+        lineno = 0
+        seen_data = False
+        while True:
+            try:
+                line = stream.readline(limit + 1)
+            except _READ_ERRORS as error:
+                self.problem(f"{display}:{lineno + 1}: {read_error}: {_os_reason(error)}")
+                return
+            if not line:
+                break
+            lineno += 1
+            stats.lines_read += 1
+            if len(line) > limit:
+                seen_data = True
+                self.problem(f"{display}:{lineno}: line longer than {limit} bytes")
+                if not line.endswith(b"\n"):
+                    try:
+                        _drain_line(stream)
+                    except _READ_ERRORS as error:
+                        self.problem(f"{display}:{lineno}: {read_error}: {_os_reason(error)}")
+                        return
+                continue
+            if lineno == 1 and line.startswith(_BOM):
+                line = line[len(_BOM) :]
+            if not line.strip():
+                continue
+            first = not seen_data
+            seen_data = True
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as error:
+                if first and line.lstrip()[:1] in (b"{", b"[") and self._looks_like_document(path):
+                    yield from self._read_document(display, path, lineno)
+                    return
+                self.problem(f"{display}:{lineno}: {_json_reason(error, line)}")
+                continue
+            records = self._walk_line(display, lineno, obj)
+            del obj
+            yield from records
+        if not seen_data:
+            self.problem(f"{display}: empty file")
+
+    def _looks_like_document(self, path: str) -> bool:
+        """True when the second non-blank line of a file continues the first (a pretty-printed document).
+
+        In JSON Lines every line starts a new object with ``{`` in column 0; inside a document the
+        next line is a key, an indented value or a closing bracket.
+        """
+        if not os.path.isfile(path):  # a pipe cannot be read twice
+            return False
+        data_lines = 0
+        try:
+            with _open(path) as stream:
+                line = stream.readline(self.max_line_bytes + 1)
+                if line.startswith(_BOM):
+                    line = line[len(_BOM) :]
+                while line:
+                    if line.strip():
+                        data_lines += 1
+                        if data_lines == 2:
+                            return not line.startswith(b"{")
+                    line = stream.readline(self.max_line_bytes + 1)
+        except _READ_ERRORS:
+            pass
+        return False
+
+    def _read_document(self, display: str, path: str, lines_done: int) -> Iterator[Record]:
+        """The whole file as one JSON document (up to the size cap)."""
+        cap = self.max_document_bytes
+        try:
+            with _open(path) as stream:
+                blob = stream.read(cap + 1)
+        except _READ_ERRORS as error:
+            self.problem(f"{display}:{lines_done}: read error: {_os_reason(error)}")
+            return
+        lines = blob.count(b"\n") + (0 if blob.endswith(b"\n") else 1)
+        self.stats.lines_read += max(lines - lines_done, 0)
+        if len(blob) > cap:
+            self.problem(f"{display}: a multi-line JSON document larger than {cap} bytes")
+            return
+        if blob.startswith(_BOM):
+            blob = blob[len(_BOM) :]
+        try:
+            obj = orjson.loads(blob)
+        except orjson.JSONDecodeError as error:
+            self.problem(f"{display}:{error.lineno}: not a valid JSON document: {error.msg}")
+            return
+        del blob
+        records = self._walk_line(display, 1, obj)
+        del obj  # the parsed document can be large: keep only the records while they are consumed
+        yield from records
+
+    def _walk_line(self, display: str, lineno: int, obj: Any) -> list[Record]:
+        """The records of one parsed line (or document): all of them, or none and a problem."""
+        try:
+            records = _records_of(obj)
+        except _Bad as error:
+            self.problem(f"{display}:{lineno}: {error}")
+            return []
+        except RecursionError:
+            self.problem(f"{display}:{lineno}: values nested too deeply")
+            return []
+        if records is None:
+            self.stats.ignored_lines += 1
+            return []
+        counts = self.stats.records
+        for record in records:
+            counts[_SIGNAL[type(record)]] += 1
+        return records
+
+
+def _is_telemetry_name(name: str) -> bool:
+    lower = name.lower()
+    if lower.endswith(".gz"):
+        lower = lower[:-3]
+    return lower.endswith(FILE_SUFFIXES)
+
+
+@contextmanager
+def _open(path: str) -> Iterator[io.BufferedIOBase]:
+    """A binary stream of a file's content, uncompressed when it starts like gzip (not by its name)."""
+    with open(path, "rb") as raw:
+        if raw.peek(2)[:2] == _GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+                yield unzipped
+        else:
+            yield raw
+
+
+def _drain_line(stream: io.BufferedIOBase) -> None:
+    """Skip the rest of an over-long line without holding it."""
+    while True:
+        chunk = stream.readline(_DRAIN_CHUNK)
+        if not chunk or chunk.endswith(b"\n"):
+            return
+
+
+def _os_reason(error: BaseException) -> str:
+    reason = (error.strerror if isinstance(error, OSError) else None) or str(error) or type(error).__name__
+    return reason[:1].lower() + reason[1:]
+
+
+def _json_reason(error: orjson.JSONDecodeError, line: bytes) -> str:
+    if not line.endswith(b"\n"):
+        return f"not JSON (truncated last line?): {error.msg}"
+    return f"not JSON: {error.msg} at column {error.colno}"
+
+
+# --- the OTLP JSON structure --------------------------------------------------------------------------
+
+_HEX: Final = {32: re.compile(r"[0-9a-fA-F]{32}").fullmatch, 16: re.compile(r"[0-9a-fA-F]{16}").fullmatch}
+#: Lengths of a 16- or 8-byte id written as base64 (what protobuf's json_format would write).
+_BASE64_LENGTHS: Final = {32: (22, 24), 16: (11, 12)}
+_ZERO_IDS: Final = {32: "0" * 32, 16: "0" * 16}
+_INT_TEXT: Final = re.compile(r"-?[0-9]{1,20}").fullmatch
+_FLOAT_TEXT: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?").fullmatch
+_FLOAT_WORDS: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+# Enums may also be written by name (proto3 JSON allows both); unknown numbers are kept as they are.
+_SPAN_KINDS: Final = {
+    f"SPAN_KIND_{name}": number
+    for number, name in enumerate(("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"))
+}
+_STATUS_CODES: Final = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
+_TEMPORALITIES: Final = {
+    "AGGREGATION_TEMPORALITY_UNSPECIFIED": 0,
+    "AGGREGATION_TEMPORALITY_DELTA": 1,
+    "AGGREGATION_TEMPORALITY_CUMULATIVE": 2,
+}
+_SEVERITIES: Final = {"SEVERITY_NUMBER_UNSPECIFIED": 0} | {
+    f"SEVERITY_NUMBER_{level}{suffix}": 1 + 4 * index + step
+    for index, level in enumerate(("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"))
+    for step, suffix in enumerate(("", "2", "3", "4"))
+}
+_SIGNAL: Final[dict[type, str]] = {SpanRecord: "spans", MetricRecord: "metrics", LogRecord: "logs"}
+
+
+def _records_of(obj: Any) -> list[Record] | None:
+    """Every record of one export request; ``None`` when it holds only signals this reader skips."""
+    if type(obj) is not dict:
+        raise _Bad(f"expected an object with resourceSpans, resourceMetrics or resourceLogs: {_kind(obj)}")
+    out: list[Record] = []
+    found = False
+    value = obj.get("resourceSpans")
+    if value is not None:
+        found = True
+        _walk(value, "resourceSpans", "scopeSpans", "spans", _span, out)
+    value = obj.get("resourceMetrics")
+    if value is not None:
+        found = True
+        _walk(value, "resourceMetrics", "scopeMetrics", "metrics", _metric, out)
+    value = obj.get("resourceLogs")
+    if value is not None:
+        found = True
+        _walk(value, "resourceLogs", "scopeLogs", "logRecords", _log, out)
+    if found:
+        return out
+    if any(isinstance(key, str) and key.startswith("resource") for key in obj):
+        return None  # another signal (resourceProfiles, ...): forward compatible, not an error
+    raise _Bad("no resourceSpans, resourceMetrics or resourceLogs")
+
+
+_Builder: TypeAlias = Callable[[Any, Attributes, str, str], Record | None]
+
+
+def _walk(value: Any, top: str, scopes_key: str, items_key: str, build: _Builder, out: list[Record]) -> None:
+    """resource → scope → item, sharing one attributes mapping per resource."""
+    for resource_entry in _list(value, top):
+        resource_entry = _obj(resource_entry, top)
+        resource_value = resource_entry.get("resource")
+        resource = (
+            _EMPTY
+            if resource_value is None
+            else _attrs(_obj(resource_value, "resource").get("attributes"), "resource.attributes")
+        )
+        for scope_entry in _list(resource_entry.get(scopes_key), scopes_key):
+            scope_entry = _obj(scope_entry, scopes_key)
+            scope = scope_entry.get("scope")
+            if scope is None:
+                scope_name = scope_version = ""
+            else:
+                scope = _obj(scope, "scope")
+                scope_name = _str(scope.get("name"), "scope.name")
+                scope_version = _str(scope.get("version"), "scope.version")
+            for item in _list(scope_entry.get(items_key), items_key):
+                record = build(item, resource, scope_name, scope_version)
+                if record is not None:
+                    out.append(record)
+
+
+def _span(value: Any, resource: Attributes, scope_name: str, scope_version: str) -> SpanRecord:
+    d = _obj(value, "span")
+    status = d.get("status")
+    if status is None:
+        status_code, status_message = 0, ""
+    else:
+        status = _obj(status, "status")
+        status_code = _enum(status.get("code"), _STATUS_CODES, "status.code")
+        status_message = _str(status.get("message"), "status.message")
+    events = d.get("events")
+    links = d.get("links")
+    return SpanRecord(
+        _id(d.get("traceId"), 32, "traceId", required=True),
+        _id(d.get("spanId"), 16, "spanId", required=True),
+        _id(d.get("parentSpanId"), 16, "parentSpanId", required=False),
+        _str(d.get("name"), "span.name"),
+        _enum(d.get("kind"), _SPAN_KINDS, "span.kind"),
+        _int(d.get("startTimeUnixNano"), "startTimeUnixNano"),
+        _int(d.get("endTimeUnixNano"), "endTimeUnixNano"),
+        status_code,
+        status_message,
+        _attrs(d.get("attributes"), "span.attributes"),
+        tuple(_event(event) for event in _list(events, "events")) if events else (),
+        resource,
+        scope_name,
+        scope_version,
+        tuple(_link(link) for link in _list(links, "links")) if links else (),
+    )
+
+
+def _event(value: Any) -> SpanEvent:
+    d = _obj(value, "event")
+    return SpanEvent(
+        _int(d.get("timeUnixNano"), "event.timeUnixNano"),
+        _str(d.get("name"), "event.name"),
+        _attrs(d.get("attributes"), "event.attributes"),
+    )
+
+
+def _link(value: Any) -> SpanLink:
+    d = _obj(value, "link")
+    return SpanLink(
+        _id(d.get("traceId"), 32, "link.traceId", required=True),
+        _id(d.get("spanId"), 16, "link.spanId", required=True),
+        _attrs(d.get("attributes"), "link.attributes"),
+    )
+
+
+_MetricPointBuilder: TypeAlias = Callable[[Any], Point]
+
+
+def _metric(value: Any, resource: Attributes, scope_name: str, scope_version: str) -> MetricRecord | None:
+    d = _obj(value, "metric")
+    name = _str(d.get("name"), "metric.name")
+    if not name:
+        raise _Bad("metric: missing name")
+    for key, kind, build in _METRIC_DATA:  # noqa: B007 - the loop finds the one that is set
+        data = d.get(key)
+        if data is not None:
+            break
+    else:
+        return None  # no data, or a kind of metric this reader does not know yet
+    data = _obj(data, key)
+    points = tuple(build(point) for point in _list(data.get("dataPoints"), f"{key}.dataPoints"))
+    return MetricRecord(
+        name,
+        _str(d.get("unit"), "metric.unit"),
+        _str(d.get("description"), "metric.description"),
+        kind,
+        _enum(data.get("aggregationTemporality"), _TEMPORALITIES, "aggregationTemporality"),
+        _bool(data.get("isMonotonic"), "isMonotonic"),
+        points,
+        resource,
+        scope_name,
+        scope_version,
+    )
+
+
+def _number_point(value: Any) -> NumberPoint:
+    d = _obj(value, "dataPoint")
+    number: int | float | None
+    if "asInt" in d:
+        number = _int(d["asInt"], "asInt")
+    elif "asDouble" in d:
+        number = _float(d["asDouble"], "asDouble")
+    else:
+        number = None
+    return NumberPoint(
+        _attrs(d.get("attributes"), "dataPoint.attributes"),
+        _int(d.get("startTimeUnixNano"), "startTimeUnixNano"),
+        _int(d.get("timeUnixNano"), "timeUnixNano"),
+        number,
+    )
+
+
+def _histogram_point(value: Any) -> HistogramPoint:
+    d = _obj(value, "dataPoint")
+    counts = tuple(_int(count, "bucketCounts") for count in _list(d.get("bucketCounts"), "bucketCounts"))
+    bounds = tuple(
+        _float(bound, "explicitBounds") for bound in _list(d.get("explicitBounds"), "explicitBounds")
+    )
+    # No check that len(counts) == len(bounds) + 1: the official OTLP example itself breaks it
+    # (3 counts for 1 bound), so rules that use the buckets check them where it matters.
+    return HistogramPoint(
+        _attrs(d.get("attributes"), "dataPoint.attributes"),
+        _int(d.get("startTimeUnixNano"), "startTimeUnixNano"),
+        _int(d.get("timeUnixNano"), "timeUnixNano"),
+        _int(d.get("count"), "count"),
+        _optional_float(d.get("sum"), "sum"),
+        counts,
+        bounds,
+        _optional_float(d.get("min"), "min"),
+        _optional_float(d.get("max"), "max"),
+    )
+
+
+def _buckets(value: Any, what: str) -> tuple[int, tuple[int, ...]]:
+    if value is None:
+        return 0, ()
+    d = _obj(value, what)
+    counts = _list(d.get("bucketCounts"), f"{what}.bucketCounts")
+    return _int(d.get("offset"), f"{what}.offset"), tuple(_int(c, f"{what}.bucketCounts") for c in counts)
+
+
+def _exponential_point(value: Any) -> ExponentialHistogramPoint:
+    d = _obj(value, "dataPoint")
+    positive_offset, positive_counts = _buckets(d.get("positive"), "positive")
+    negative_offset, negative_counts = _buckets(d.get("negative"), "negative")
+    return ExponentialHistogramPoint(
+        _attrs(d.get("attributes"), "dataPoint.attributes"),
+        _int(d.get("startTimeUnixNano"), "startTimeUnixNano"),
+        _int(d.get("timeUnixNano"), "timeUnixNano"),
+        _int(d.get("count"), "count"),
+        _optional_float(d.get("sum"), "sum"),
+        _int(d.get("scale"), "scale"),
+        _int(d.get("zeroCount"), "zeroCount"),
+        positive_offset,
+        positive_counts,
+        negative_offset,
+        negative_counts,
+        _optional_float(d.get("min"), "min"),
+        _optional_float(d.get("max"), "max"),
+        _float(d.get("zeroThreshold"), "zeroThreshold"),
+    )
+
+
+def _summary_point(value: Any) -> SummaryPoint:
+    d = _obj(value, "dataPoint")
+    quantiles = []
+    for entry in _list(d.get("quantileValues"), "quantileValues"):
+        entry = _obj(entry, "quantileValues")
+        quantiles.append((_float(entry.get("quantile"), "quantile"), _float(entry.get("value"), "value")))
+    return SummaryPoint(
+        _attrs(d.get("attributes"), "dataPoint.attributes"),
+        _int(d.get("startTimeUnixNano"), "startTimeUnixNano"),
+        _int(d.get("timeUnixNano"), "timeUnixNano"),
+        _int(d.get("count"), "count"),
+        _float(d.get("sum"), "sum"),
+        tuple(quantiles),
+    )
+
+
+_METRIC_DATA: Final[tuple[tuple[str, str, _MetricPointBuilder], ...]] = (
+    ("gauge", "gauge", _number_point),
+    ("sum", "sum", _number_point),
+    ("histogram", "histogram", _histogram_point),
+    ("exponentialHistogram", "exponential_histogram", _exponential_point),
+    ("summary", "summary", _summary_point),
+)
+
+
+def _log(value: Any, resource: Attributes, scope_name: str, scope_version: str) -> LogRecord:
+    d = _obj(value, "logRecord")
+    body = d.get("body")
+    return LogRecord(
+        _int(d.get("timeUnixNano"), "timeUnixNano"),
+        _int(d.get("observedTimeUnixNano"), "observedTimeUnixNano"),
+        _enum(d.get("severityNumber"), _SEVERITIES, "severityNumber"),
+        _str(d.get("severityText"), "severityText"),
+        None if body is None else _any(body),
+        _attrs(d.get("attributes"), "log.attributes"),
+        _id(d.get("traceId"), 32, "traceId", required=False),
+        _id(d.get("spanId"), 16, "spanId", required=False),
+        resource,
+        scope_name,
+        scope_version,
+        _str(d.get("eventName"), "eventName"),
+    )
+
+
+# --- values ---------------------------------------------------------------------------------------------
+
+
+def _attrs(value: Any, what: str) -> Attributes:
+    """A ``KeyValue`` list as a mapping (one shared empty mapping when there is none)."""
+    if not value:
+        if value is None or type(value) is list:
+            return _EMPTY
+        raise _Bad(f"{what}: expected a list, got {_kind(value)}")
+    return _kvlist(value, what)
+
+
+def _kvlist(value: Any, what: str) -> dict[str, Value]:
+    out: dict[str, Value] = {}
+    for entry in _list(value, what):
+        if type(entry) is not dict:
+            raise _Bad(f"{what}: expected key-value objects, got {_kind(entry)}")
+        key = entry.get("key")
+        if type(key) is not str:
+            raise _Bad(f"{what}: key: expected a string, got {_kind(key)}")
+        inner = entry.get("value")
+        out[key] = None if inner is None else _any(inner)
+    return out
+
+
+def _any(value: Any) -> Value:
+    """An OTLP ``AnyValue`` as a Python value; ``None`` when empty or of a kind not known yet."""
+    if type(value) is not dict:
+        raise _Bad(f"value: expected an AnyValue object, got {_kind(value)}")
+    if "stringValue" in value:
+        return _str(value["stringValue"], "stringValue")
+    if "intValue" in value:
+        return _int(value["intValue"], "intValue")
+    if "doubleValue" in value:
+        return _float(value["doubleValue"], "doubleValue")
+    if "boolValue" in value:
+        return _bool(value["boolValue"], "boolValue")
+    if "arrayValue" in value:
+        array = value["arrayValue"]
+        if array is None:
+            return []
+        return [_any(item) for item in _list(_obj(array, "arrayValue").get("values"), "arrayValue.values")]
+    if "kvlistValue" in value:
+        kvlist = value["kvlistValue"]
+        if kvlist is None:
+            return {}
+        return _kvlist(_obj(kvlist, "kvlistValue").get("values"), "kvlistValue.values")
+    if "bytesValue" in value:
+        return _bytes(value["bytesValue"], "bytesValue")
+    return None
+
+
+def _id(value: Any, digits: int, what: str, *, required: bool) -> str:
+    """A trace (32) or span (16) id as lower-case hex; ``""`` when optional and absent or all zeros."""
+    if value is None or value == "":
+        if required:
+            raise _Bad(f"{what}: missing")
+        return ""
+    if type(value) is not str:
+        raise _Bad(f"{what}: expected {digits} hex digits, got {_kind(value)}")
+    if _HEX[digits](value) is None:
+        hint = " (base64?)" if len(value) in _BASE64_LENGTHS[digits] else ""
+        raise _Bad(f"{what}: expected {digits} hex digits, got {_short(value)}{hint}")
+    text: str = value.lower()
+    if text == _ZERO_IDS[digits]:
+        if required:
+            raise _Bad(f"{what}: all zeros, an invalid id")
+        return ""
+    return text
+
+
+def _int(value: Any, what: str) -> int:
+    """An int64 written as a decimal string (the encoding) or a JSON number (other producers)."""
+    kind = type(value)
+    if kind is int:
+        return value  # type: ignore[no-any-return]
+    if kind is str and _INT_TEXT(value) is not None:
+        return int(value)
+    if value is None:
+        return 0
+    if kind is float and value.is_integer():
+        return int(value)
+    raise _Bad(f"{what}: expected an integer, got {_short(value)}")
+
+
+def _float(value: Any, what: str) -> float:
+    """A double: a JSON number, or a string (``"NaN"``, ``"Infinity"``, a number) as proto3 JSON allows."""
+    kind = type(value)
+    if kind is float:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return float(value)
+    if value is None:
+        return 0.0
+    if kind is str:
+        word = _FLOAT_WORDS.get(value)
+        if word is not None:
+            return word
+        if _FLOAT_TEXT(value) is not None:
+            return float(value)
+    raise _Bad(f"{what}: expected a number, got {_short(value)}")
+
+
+def _optional_float(value: Any, what: str) -> float | None:
+    return None if value is None else _float(value, what)
+
+
+def _str(value: Any, what: str) -> str:
+    if type(value) is str:
+        return value
+    if value is None:
+        return ""
+    raise _Bad(f"{what}: expected a string, got {_kind(value)}")
+
+
+def _bool(value: Any, what: str) -> bool:
+    if value is True or value is False:
+        return bool(value)
+    if value is None:
+        return False
+    raise _Bad(f"{what}: expected true or false, got {_short(value)}")
+
+
+def _bytes(value: Any, what: str) -> bytes:
+    """Base64, standard or URL-safe, padded or not (proto3 JSON accepts each)."""
+    if value is None:
+        return b""
+    if type(value) is str:
+        text = value.replace("-", "+").replace("_", "/")
+        try:
+            return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    raise _Bad(f"{what}: expected base64, got {_short(value)}")
+
+
+def _enum(value: Any, names: dict[str, int], what: str) -> int:
+    kind = type(value)
+    if kind is int:
+        return value  # type: ignore[no-any-return]
+    if value is None:
+        return 0
+    if kind is str and value in names:
+        return names[value]
+    raise _Bad(f"{what}: expected an enum number, got {_short(value)}")
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if type(value) is list:
+        return value
+    if value is None:
+        return []
+    raise _Bad(f"{what}: expected a list, got {_kind(value)}")
+
+
+def _obj(value: Any, what: str) -> dict[str, Any]:
+    if type(value) is dict:
+        return value
+    raise _Bad(f"{what}: expected an object, got {_kind(value)}")
+
+
+_JSON_KINDS: Final = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _kind(value: Any) -> str:
+    return _JSON_KINDS.get(type(value), "a number")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,262 @@
+"""What a set of telemetry files holds, at a glance: services, time range, counts, metric names, problems.
+
+It is the first thing ``amqadf-analyze`` prints, so a user can see whether the input is what they meant
+to analyze before reading any recommendation. ``summarize`` consumes the records in one pass and keeps
+only counters and distinct names, so it runs in bounded memory over any amount of telemetry.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final, TextIO
+
+from amqadf_agent.analyzer.model import (
+    LogRecord,
+    MetricRecord,
+    Record,
+    SpanRecord,
+    service_instance_id,
+    service_name,
+)
+from amqadf_agent.analyzer.otlp_reader import ReadStats
+
+#: Version of the ``to_json`` layout; bumped when a field changes meaning or goes away.
+SCHEMA_VERSION: Final = 1
+
+
+@dataclass(slots=True)
+class ServiceSummary:
+    """One service (``service.name``): its instances and how many records it sent."""
+
+    name: str
+    #: Distinct ``service.instance.id`` values, sorted (empty when the producer set none).
+    instance_ids: tuple[str, ...]
+    spans: int
+    metric_records: int
+    logs: int
+
+
+@dataclass(slots=True)
+class Summary:
+    """The overview of one read: see ``summarize``."""
+
+    files_read: int
+    lines_read: int
+    #: ``service.name`` → its summary, in name order.
+    services: dict[str, ServiceSummary]
+    #: Earliest and latest timestamps seen (ns since the epoch), or ``None`` when there were none.
+    start_ns: int | None
+    end_ns: int | None
+    spans: int
+    metric_records: int
+    data_points: int
+    logs: int
+    metric_names: tuple[str, ...]
+    problem_count: int
+    problems: tuple[str, ...] = field(default=())
+
+    @property
+    def records(self) -> int:
+        """Records of every signal."""
+        return self.spans + self.metric_records + self.logs
+
+
+class _ServiceCounts:
+    __slots__ = ("instances", "logs", "metric_records", "spans")
+
+    def __init__(self) -> None:
+        self.instances: set[str] = set()
+        self.spans = 0
+        self.metric_records = 0
+        self.logs = 0
+
+
+def summarize(records: Iterable[Record], stats: ReadStats) -> Summary:
+    """Consume ``records`` (typically ``otlp_reader.read(..., stats=stats)``) and summarize them.
+
+    ``stats`` is read after the records are exhausted, so it may be the one the reader is filling.
+    The time range takes span start/end, metric point times and log times; a cumulative point's
+    start time is left out on purpose: it is when the process started counting, not an observation.
+    """
+    services: dict[str, _ServiceCounts] = {}
+    # Resources are shared by their records: look each one up once, not once per record.
+    last_resource: object = None
+    current = _ServiceCounts()
+    start: int | None = None
+    end: int | None = None
+    spans = metric_records = data_points = logs = 0
+    metric_names: set[str] = set()
+
+    for record in records:
+        if record.resource is not last_resource:
+            last_resource = record.resource
+            name = service_name(record.resource)
+            found = services.get(name)
+            if found is None:
+                found = services[name] = _ServiceCounts()
+            current = found
+            instance = service_instance_id(record.resource)
+            if instance:
+                current.instances.add(instance)
+        if type(record) is SpanRecord:
+            spans += 1
+            current.spans += 1
+            low, high = record.start_ns, record.end_ns
+        elif type(record) is MetricRecord:
+            metric_records += 1
+            current.metric_records += 1
+            metric_names.add(record.name)
+            data_points += len(record.points)
+            times = [point.time_ns for point in record.points if point.time_ns > 0]
+            if not times:
+                continue
+            low, high = min(times), max(times)
+        elif type(record) is LogRecord:
+            logs += 1
+            current.logs += 1
+            low = high = record.timestamp_ns
+        else:  # pragma: no cover - the reader yields the three kinds only
+            continue
+        if low > 0 and (start is None or low < start):
+            start = low
+        if high > 0 and (end is None or high > end):
+            end = high
+    if start is not None and end is None:
+        end = start
+    if end is not None and start is None:
+        start = end
+
+    return Summary(
+        files_read=stats.files_read,
+        lines_read=stats.lines_read,
+        services={
+            name: ServiceSummary(name, tuple(sorted(c.instances)), c.spans, c.metric_records, c.logs)
+            for name, c in sorted(services.items())
+        },
+        start_ns=start,
+        end_ns=end,
+        spans=spans,
+        metric_records=metric_records,
+        data_points=data_points,
+        logs=logs,
+        metric_names=tuple(sorted(metric_names)),
+        problem_count=stats.problem_count,
+        problems=tuple(stats.problems),
+    )
+
+
+def format_time(time_ns: int) -> str:
+    """An epoch time in ns as ISO 8601 UTC with milliseconds (what a reader compares with dashboards)."""
+    try:
+        moment = datetime.datetime.fromtimestamp(time_ns // 1_000_000 / 1000, tz=datetime.timezone.utc)
+    except (OverflowError, ValueError, OSError):  # a producer's clock far outside what a date can show
+        return f"{time_ns}ns since the epoch"
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def format_duration(seconds: float) -> str:
+    """A duration the way a person reads it: ``2h 5m 3s``, ``4.2s``, ``15ms``."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+    shown = [f"{value}{unit}" for value, unit in parts if value]
+    return " ".join(shown[:3])
+
+
+def _plural(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count} {word if count == 1 else plural or word + 's'}"
+
+
+def render_text(summary: Summary, file: TextIO) -> None:
+    """Write the summary as a plain-text report."""
+    w = file.write
+    w("Telemetry summary\n")
+    w(
+        f"  input:      {_plural(summary.files_read, 'file')}, {_plural(summary.lines_read, 'line')}"
+        f", {_plural(summary.problem_count, 'problem')}\n"
+    )
+    if summary.start_ns is not None and summary.end_ns is not None:
+        duration = format_duration((summary.end_ns - summary.start_ns) / 1e9)
+        w(f"  time range: {format_time(summary.start_ns)} .. {format_time(summary.end_ns)} ({duration})\n")
+    else:
+        w("  time range: (no timestamps)\n")
+    w(
+        f"  records:    {_plural(summary.spans, 'span')}, {_plural(summary.metric_records, 'metric record')}"
+        f" ({_plural(summary.data_points, 'data point')}), {_plural(summary.logs, 'log record')}\n"
+    )
+
+    w(f"\nServices ({len(summary.services)})\n")
+    if not summary.services:
+        w("  (none)\n")
+    width = max((len(name) for name in summary.services), default=0)
+    for service in summary.services.values():
+        instances = _plural(len(service.instance_ids), "instance")
+        if not service.instance_ids:
+            instances = "no service.instance.id"
+        else:
+            shown = ", ".join(service.instance_ids[:5])
+            more = f", +{len(service.instance_ids) - 5} more" if len(service.instance_ids) > 5 else ""
+            instances += f" ({shown}{more})"
+        w(
+            f"  {service.name:<{width}}  {_plural(service.spans, 'span')}, "
+            f"{_plural(service.metric_records, 'metric record')}, {_plural(service.logs, 'log record')}; "
+            f"{instances}\n"
+        )
+
+    w(f"\nMetrics ({len(summary.metric_names)})\n")
+    if not summary.metric_names:
+        w("  (none)\n")
+    for name in summary.metric_names:
+        w(f"  {name}\n")
+
+    if summary.problem_count:
+        shown_note = (
+            "" if len(summary.problems) == summary.problem_count else f", first {len(summary.problems)}"
+        )
+        w(f"\nProblems ({summary.problem_count} skipped{shown_note})\n")
+        for problem in summary.problems:
+            w(f"  {problem}\n")
+
+
+def to_json(summary: Summary) -> dict[str, Any]:
+    """The summary as plain JSON-ready data, with ``schema_version`` for consumers to check."""
+    time_range: dict[str, Any] | None = None
+    if summary.start_ns is not None and summary.end_ns is not None:
+        time_range = {
+            "start_ns": summary.start_ns,
+            "end_ns": summary.end_ns,
+            "start": format_time(summary.start_ns),
+            "end": format_time(summary.end_ns),
+            "duration_s": (summary.end_ns - summary.start_ns) / 1e9,
+        }
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "input": {"files": summary.files_read, "lines": summary.lines_read},
+        "time_range": time_range,
+        "counts": {
+            "spans": summary.spans,
+            "metric_records": summary.metric_records,
+            "data_points": summary.data_points,
+            "logs": summary.logs,
+        },
+        "services": [
+            {
+                "name": service.name,
+                "instance_ids": list(service.instance_ids),
+                "spans": service.spans,
+                "metric_records": service.metric_records,
+                "logs": service.logs,
+            }
+            for service in summary.services.values()
+        ],
+        "metric_names": list(summary.metric_names),
+        "problems": {"count": summary.problem_count, "first": list(summary.problems)},
+    }

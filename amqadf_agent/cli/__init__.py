@@ -1,0 +1,1 @@
+"""Command-line tools: ``amqadf-agent`` and ``amqadf-analyze``."""

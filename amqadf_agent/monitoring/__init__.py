@@ -1,0 +1,1 @@
+"""Resource monitor and instrumented cache and worker-pool helpers (plain counters, observable metrics)."""

@@ -1,0 +1,233 @@
+"""Builds the contract's instruments and shares one set of them per meter provider.
+
+Why shared: the SDK keeps the first instrument registered under a name and silently drops the
+callbacks of any later observable instrument of the same name (with a warning), so one instrument
+set per cache would report the first cache only. Instead each kind of object (caches, pools) gets
+one set per meter provider, whose callbacks walk a weak registry of the live objects: 100 caches,
+one instrument set, 100 series, and a cache that is garbage-collected simply stops reporting.
+
+Nothing here imports OpenTelemetry at module level: importing it costs ~20 ms, which the
+``import`` of a cache module must not pay; ``register()`` imports it on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from amqadf_agent import semconv
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import (
+        CallbackOptions,
+        Histogram,
+        Instrument,
+        Meter,
+        MeterProvider,
+        Observation,
+    )
+
+    Callback = Callable[[CallbackOptions], Iterable[Observation]]
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: One data point an object contributes to an observable instrument: value and attributes.
+Point = tuple[float, dict[str, str]]
+#: How one object is read for one observable instrument, at collection time.
+Reading = Callable[[T], Iterable[Point]]
+
+
+def create_histogram(meter: Meter, inst: semconv.Instrument) -> Histogram:
+    """A histogram from a contract entry, with its explicit buckets (seconds need them: DESIGN.md)."""
+    if inst.kind != "histogram":
+        raise ValueError(f"{inst.name} is a {inst.kind}, not a histogram")
+    return meter.create_histogram(
+        inst.name,
+        unit=inst.unit,
+        description=inst.description,
+        explicit_bucket_boundaries_advisory=inst.buckets,
+    )
+
+
+def create_instrument(
+    meter: Meter, inst: semconv.Instrument, callbacks: Sequence[Callback] = ()
+) -> Instrument:
+    """An instrument of ``meter`` whose name, kind, unit and description all come from the contract."""
+    name, unit, description, kind = inst.name, inst.unit, inst.description, inst.kind
+    observable = kind.startswith("observable_")
+    if callbacks and not observable:
+        raise ValueError(f"{name} is a {kind}: callbacks only apply to observable instruments")
+    if kind == "histogram":
+        return create_histogram(meter, inst)
+    if kind == "counter":
+        return meter.create_counter(name, unit, description)
+    if kind == "updowncounter":
+        return meter.create_up_down_counter(name, unit, description)
+    if kind == "gauge":
+        return meter.create_gauge(name, unit, description)
+    if kind == "observable_counter":
+        return meter.create_observable_counter(name, list(callbacks), unit, description)
+    if kind == "observable_updowncounter":
+        return meter.create_observable_up_down_counter(name, list(callbacks), unit, description)
+    if kind == "observable_gauge":
+        return meter.create_observable_gauge(name, list(callbacks), unit, description)
+    raise ValueError(f"{name}: unknown instrument kind {kind!r}")
+
+
+def _ref(provider: MeterProvider) -> Callable[[], MeterProvider | None]:
+    """A weak reference when the provider allows one (a test's provider must be able to die)."""
+    try:
+        return weakref.ref(provider)
+    except TypeError:
+        return lambda: provider
+
+
+class _Registry(Generic[T]):
+    """The live objects of one kind reporting through one meter provider, and its histograms."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # Weak: being reported must never keep a cache or a pool alive.
+        self._members: weakref.WeakSet[T] = weakref.WeakSet()
+        self.histograms: dict[str, Histogram] = {}
+        self.warned = False
+
+    def add(self, obj: T) -> None:
+        with self._lock:
+            self._members.add(obj)
+
+    def members(self) -> list[T]:
+        # A copy under the lock: a WeakSet must not grow while it is iterated.
+        with self._lock:
+            return list(self._members)
+
+
+class SharedInstruments(Generic[T]):
+    """One set of a kind's instruments per meter provider, fed by a weak registry of live objects.
+
+    ``observed`` pairs each observable contract entry with the function that reads one object;
+    ``recorded`` lists the histograms the objects record into themselves (returned by ``register``).
+    Points of objects with equal attributes (two caches given the same name) are summed, so they
+    make one series instead of two conflicting observations of one series.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        observed: Sequence[tuple[semconv.Instrument, Reading[T]]],
+        recorded: Sequence[semconv.Instrument] = (),
+    ) -> None:
+        self._what = what
+        self._observed = tuple(observed)
+        self._recorded = tuple(recorded)
+        self._lock = threading.Lock()
+        self._by_provider: weakref.WeakKeyDictionary[MeterProvider, _Registry[T]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._unweakable: dict[int, tuple[MeterProvider, _Registry[T]]] = {}
+        # The global provider when an object was last registered on it, and its registry.
+        self._global: tuple[Callable[[], MeterProvider | None], _Registry[T]] | None = None
+
+    def register(self, obj: T, meter_provider: MeterProvider | None) -> dict[str, Histogram]:
+        """Report ``obj`` through ``meter_provider`` (default: the global one); the histograms by name.
+
+        Before the SDK is set, the global provider is the API's proxy, which later forwards every
+        instrument to the real provider. So a cache instrumented at import time (set on the proxy)
+        and one instrumented after start-up (on the real provider) must share the proxy's set: a
+        second set on the real provider would duplicate every name and lose its callbacks.
+        """
+        from opentelemetry import metrics
+
+        current = metrics.get_meter_provider()
+        provider = current if meter_provider is None else meter_provider
+        with self._lock:
+            registry = self._lookup(provider)
+            if registry is None and provider is current:
+                registry = self._forwarding_to(provider)
+                if registry is not None:
+                    self._store(provider, registry)
+            if registry is None:
+                registry = self._create(provider)
+                self._store(provider, registry)
+            if provider is current:
+                self._global = (_ref(provider), registry)
+        registry.add(obj)
+        return registry.histograms
+
+    def _forwarding_to(self, provider: MeterProvider) -> _Registry[T] | None:
+        """The registry of an earlier global provider that now hands out ``provider``'s meter.
+
+        That is the API's proxy once the SDK has been set (it returns the real provider's meter,
+        which the SDK caches per scope). Only public API is used to find out: no private classes.
+        """
+        if self._global is None:
+            return None
+        earlier_ref, registry = self._global
+        earlier = earlier_ref()
+        if earlier is None or earlier is provider:
+            return None
+        try:
+            same = earlier.get_meter(semconv.SCOPE_NAME) is provider.get_meter(semconv.SCOPE_NAME)
+        except Exception:
+            return None
+        return registry if same else None
+
+    def _lookup(self, provider: MeterProvider) -> _Registry[T] | None:
+        try:
+            return self._by_provider.get(provider)
+        except TypeError:  # not weakly referenceable or not hashable
+            entry = self._unweakable.get(id(provider))
+            return entry[1] if entry is not None and entry[0] is provider else None
+
+    def _store(self, provider: MeterProvider, registry: _Registry[T]) -> None:
+        try:
+            self._by_provider[provider] = registry
+        except TypeError:
+            self._unweakable[id(provider)] = (provider, registry)
+
+    def _create(self, provider: MeterProvider) -> _Registry[T]:
+        registry: _Registry[T] = _Registry()
+        meter = provider.get_meter(semconv.SCOPE_NAME)
+        for inst, reading in self._observed:
+            create_instrument(meter, inst, [self._callback(registry, inst, reading)])
+        registry.histograms = {inst.name: create_histogram(meter, inst) for inst in self._recorded}
+        return registry
+
+    def _callback(self, registry: _Registry[T], inst: semconv.Instrument, reading: Reading[T]) -> Callback:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            try:
+                return self._observe(registry, inst, reading)
+            except Exception:  # a callback must never raise into the SDK
+                self._warn_once(registry, "collecting %s failed", inst.name)
+                return []
+
+        return callback
+
+    def _observe(
+        self, registry: _Registry[T], inst: semconv.Instrument, reading: Reading[T]
+    ) -> list[Observation]:
+        from opentelemetry.metrics import Observation
+
+        totals: dict[tuple[tuple[str, str], ...], float] = {}
+        for obj in registry.members():
+            try:
+                points = list(reading(obj))
+            except Exception:  # skip this object, report the others
+                self._warn_once(registry, "reading %s from %r failed; skipped", inst.name, obj)
+                continue
+            for value, attributes in points:
+                key = tuple(sorted(attributes.items()))
+                totals[key] = totals.get(key, 0) + value
+        return [Observation(value, dict(key)) for key, value in totals.items()]
+
+    def _warn_once(self, registry: _Registry[T], message: str, *args: object) -> None:
+        # Telemetry failures are logged once per provider, never raised (DESIGN principle 2);
+        # later ones at debug level, so a broken object does not flood the log every collection.
+        level = logging.DEBUG if registry.warned else logging.WARNING
+        registry.warned = True
+        _log.log(level, "%s metrics: " + message, self._what, *args, exc_info=True)

@@ -1,0 +1,366 @@
+"""``amqadf-analyze`` and the summary behind it: exit codes, formats, one-line errors, the import walls."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from amqadf_agent.analyzer.otlp_reader import ReadStats, read
+from amqadf_agent.analyzer.summary import SCHEMA_VERSION, format_duration, render_text, summarize, to_json
+from amqadf_agent.cli.analyze import main
+
+FIXTURES = Path(__file__).parent / "fixtures" / "otlp"
+REPO = Path(__file__).resolve().parent.parent
+
+#: What the analyzer must never import (DESIGN.md, "Walls").
+FORBIDDEN_PREFIXES = (
+    "opentelemetry.sdk",
+    "opentelemetry.metrics",
+    "opentelemetry.trace",
+    "opentelemetry.exporter",
+    "psutil",
+    "amqadf_agent.runtime",
+    "amqadf_agent.monitoring",
+)
+#: The only modules of the package the analyzer may load.
+ALLOWED_PACKAGE_MODULES = ("amqadf_agent.semconv", "amqadf_agent.errors", "amqadf_agent.scaling.autoscaler")
+
+
+def kv(key: str, value: Any) -> dict[str, Any]:
+    return {"key": key, "value": {"stringValue": value}}
+
+
+def span_export(service: str, instance: str, span_id: str, start: int, end: int) -> dict[str, Any]:
+    return {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [kv("service.name", service), kv("service.instance.id", instance)]
+                },
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "t"},
+                        "spans": [
+                            {
+                                "traceId": "0af7651916cd43dd8448eb211c80319c",
+                                "spanId": span_id,
+                                "name": "GET /",
+                                "kind": 2,
+                                "startTimeUnixNano": str(start),
+                                "endTimeUnixNano": str(end),
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+
+
+def metric_export(service: str, name: str, times: list[int], start: int) -> dict[str, Any]:
+    return {
+        "resourceMetrics": [
+            {
+                "resource": {"attributes": [kv("service.name", service)]},
+                "scopeMetrics": [
+                    {
+                        "metrics": [
+                            {
+                                "name": name,
+                                "sum": {
+                                    "dataPoints": [
+                                        {
+                                            "startTimeUnixNano": str(start),
+                                            "timeUnixNano": str(t),
+                                            "asInt": "1",
+                                        }
+                                        for t in times
+                                    ],
+                                    "aggregationTemporality": 2,
+                                    "isMonotonic": True,
+                                },
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+
+
+T0 = 1_795_000_000_000_000_000  # 2026-11-18T11:06:40Z
+
+
+@pytest.fixture
+def telemetry(tmp_path: Path) -> Path:
+    """A directory like the agent writes: traces, rotated traces (gzip), metrics."""
+    directory = tmp_path / "telemetry"
+    directory.mkdir()
+    lines = [
+        span_export("checkout", "pod-a", "1" * 16, T0 + 1_000, T0 + 5_000_000),
+        span_export("checkout", "pod-b", "2" * 16, T0 + 2_000, T0 + 3_000),
+    ]
+    (directory / "traces.jsonl").write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    (directory / "traces-2026-11-26T10-00-00.000.jsonl.gz").write_bytes(
+        gzip.compress(orjson.dumps(span_export("checkout", "pod-a", "3" * 16, T0, T0 + 10)) + b"\n")
+    )
+    # The cumulative start (T0 - 1h) is when counting began, not an observation: not in the time range.
+    metrics = metric_export(
+        "inventory", "amqadf.cache.requests", [T0 + 60_000_000_000, T0 + 30], T0 - 3600 * 10**9
+    )
+    (directory / "metrics.jsonl").write_bytes(orjson.dumps(metrics) + b"\n")
+    return directory
+
+
+# --- summary ------------------------------------------------------------------------------------------
+
+
+def test_summarize_counts_services_instances_and_time_range(telemetry: Path) -> None:
+    stats = ReadStats()
+    summary = summarize(read(telemetry, stats=stats), stats)
+    assert (summary.files_read, summary.lines_read) == (3, 4)
+    assert (summary.spans, summary.metric_records, summary.data_points, summary.logs) == (3, 1, 2, 0)
+    assert summary.records == 4
+    assert list(summary.services) == ["checkout", "inventory"]
+    checkout, inventory = summary.services.values()
+    assert checkout.name == "checkout"
+    assert checkout.instance_ids == ("pod-a", "pod-b") and checkout.spans == 3
+    assert (inventory.instance_ids, inventory.spans, inventory.metric_records) == ((), 0, 1)
+    assert summary.start_ns == T0
+    assert summary.end_ns == T0 + 60_000_000_000
+    assert summary.metric_names == ("amqadf.cache.requests",)
+    assert summary.problem_count == 0 and summary.problems == ()
+
+
+def test_summary_of_the_official_examples() -> None:
+    stats = ReadStats()
+    summary = summarize(read(FIXTURES, stats=stats), stats)
+    assert list(summary.services) == ["my.service"]
+    assert (summary.spans, summary.metric_records, summary.data_points, summary.logs) == (1, 3, 3, 1)
+    assert summary.start_ns == 1544712660000000000 and summary.end_ns == 1544712661000000000
+    assert summary.metric_names == ("my.counter", "my.gauge", "my.histogram")
+
+
+def test_render_text_and_to_json(telemetry: Path) -> None:
+    (telemetry / "bad.jsonl").write_bytes(b"oops\n")
+    stats = ReadStats()
+    summary = summarize(read(telemetry, stats=stats), stats)
+    out = io.StringIO()
+    render_text(summary, out)
+    text = out.getvalue()
+    assert "checkout" in text and "pod-a, pod-b" in text and "inventory" in text
+    assert "amqadf.cache.requests" in text
+    assert "time range: 2026-" in text and "(1m)" in text
+    assert f"{telemetry / 'bad.jsonl'}:1: not JSON" in text
+
+    data = to_json(summary)
+    assert json.loads(json.dumps(data)) == data  # plain JSON-ready values only
+    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert data["counts"] == {"spans": 3, "metric_records": 1, "data_points": 2, "logs": 0}
+    assert data["time_range"]["start_ns"] == T0 and data["time_range"]["duration_s"] == 60.0
+    assert data["services"][0] == {
+        "name": "checkout",
+        "instance_ids": ["pod-a", "pod-b"],
+        "spans": 3,
+        "metric_records": 0,
+        "logs": 0,
+    }
+    assert data["problems"]["count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.015, "15ms"), (4.25, "4.2s"), (60, "1m"), (3723, "1h 2m 3s"), (90061, "1d 1h 1m")],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+# --- the command ---------------------------------------------------------------------------------------
+
+
+def test_text_report_on_a_directory(telemetry: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(telemetry)]) == 0
+    captured = capsys.readouterr()
+    assert "Telemetry summary" in captured.out
+    assert "checkout" in captured.out and "3 spans" in captured.out
+    assert captured.err == ""
+
+
+def test_json_report(telemetry: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(telemetry), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["schema_version"] == 1
+    assert [s["name"] for s in data["services"]] == ["checkout", "inventory"]
+
+
+def test_output_file(telemetry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "report.json"
+    assert main([str(telemetry), "--format", "json", "-o", str(target)]) == 0
+    assert capsys.readouterr().out == ""
+    assert json.loads(target.read_text())["counts"]["spans"] == 3
+
+
+def test_unwritable_output_is_one_line(
+    telemetry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([str(telemetry), "-o", str(tmp_path / "no" / "such" / "dir" / "r.txt")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("amqadf-analyze: cannot write ")
+
+
+def test_missing_path_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nothing-here"
+    assert main([str(missing)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"amqadf-analyze: {missing}: no such file or directory\n"
+    assert captured.out == ""
+
+
+def test_directory_without_telemetry_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "telemetry"
+    empty.mkdir()
+    assert main([f"{empty}/"]) == 2
+    assert capsys.readouterr().err == f"amqadf-analyze: {empty}/: no OTLP JSON files found\n"
+
+
+def test_files_without_records_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b'{"resourceSpans": []}\n')
+    assert main([str(path)]) == 2
+    assert capsys.readouterr().err.startswith(f"amqadf-analyze: no telemetry records in {path}")
+
+
+def test_bad_lines_are_skipped_with_a_warning(telemetry: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (telemetry / "zz.jsonl").write_bytes(b"{broken\n")
+    assert main([str(telemetry)]) == 0
+    captured = capsys.readouterr()
+    assert "checkout" in captured.out
+    assert captured.err.count("\n") == 1
+    assert f"first: {telemetry / 'zz.jsonl'}:1: not JSON" in captured.err
+
+
+def test_strict_stops_at_the_first_bad_line(telemetry: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (telemetry / "zz.jsonl").write_bytes(b"{broken\n")
+    assert main([str(telemetry), "--strict"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"amqadf-analyze: {telemetry / 'zz.jsonl'}:1: not JSON")
+    assert captured.err.count("\n") == 1
+
+
+def test_missing_path_among_good_ones_is_reported_not_fatal(
+    telemetry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([str(telemetry), str(tmp_path / "nope")]) == 0
+    assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main([])
+    assert raised.value.code == 2
+    assert "usage: amqadf-analyze" in capsys.readouterr().err
+
+
+# --- real processes: no traceback, and the walls ------------------------------------------------------
+
+
+def _run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+
+
+def test_console_run_on_bad_input_prints_no_traceback(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.jsonl.gz"
+    garbage.write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(256)))
+    for argv in ([str(tmp_path / "missing")], [str(garbage)], [str(garbage), "--strict"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "amqadf_agent.cli.analyze", *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("amqadf-analyze: ")
+
+
+WALL_CHECK = """
+    import sys
+    from amqadf_agent.cli.analyze import main
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as exit:
+        code = exit.code
+    modules = sorted(sys.modules)
+    import json
+    print(json.dumps({"code": code, "modules": modules}), file=sys.stderr)
+"""
+
+
+def _modules_after(*argv: str) -> tuple[int, list[str]]:
+    result = _run(WALL_CHECK, *argv)
+    report = json.loads(result.stderr.strip().splitlines()[-1])
+    return report["code"], report["modules"]
+
+
+def _assert_walls(modules: list[str]) -> None:
+    forbidden = [m for m in modules if m.startswith(FORBIDDEN_PREFIXES)]
+    assert forbidden == []
+    ours = [
+        m
+        for m in modules
+        if m.startswith("amqadf_agent.")
+        and not m.startswith(("amqadf_agent.analyzer", "amqadf_agent.cli"))
+        and m not in ALLOWED_PACKAGE_MODULES
+        and m != "amqadf_agent.scaling"
+    ]
+    assert ours == []
+
+
+def test_analyzing_real_files_stays_inside_the_walls(tmp_path: Path) -> None:
+    copy = tmp_path / "otlp"
+    shutil.copytree(FIXTURES, copy)
+    code, modules = _modules_after(str(copy), "--format", "json")
+    assert code == 0
+    assert "amqadf_agent.analyzer.otlp_reader" in modules  # the check ran the real thing
+    _assert_walls(modules)
+
+
+def test_help_is_light() -> None:
+    code, modules = _modules_after("--help")
+    assert code == 0
+    _assert_walls(modules)
+    # --help answers before the reader, orjson and the semantic conventions are imported.
+    heavy = [m for m in modules if m.startswith(("amqadf_agent.analyzer", "orjson", "opentelemetry", "json"))]
+    assert heavy == []
+
+
+def test_importing_every_analyzer_module_stays_inside_the_walls() -> None:
+    result = _run(
+        """
+        import json, sys
+        import amqadf_agent.analyzer, amqadf_agent.analyzer.model, amqadf_agent.analyzer.otlp_reader
+        import amqadf_agent.analyzer.summary, amqadf_agent.cli.analyze
+        print(json.dumps(sorted(sys.modules)))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    _assert_walls(json.loads(result.stdout))
