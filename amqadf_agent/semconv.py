@@ -152,6 +152,12 @@ CACHE_EVICTIONS = Instrument(
     (ATTR_CACHE_NAME,),
     "monitoring.cache (InstrumentedCache)", "analyzer (cache rules)",
 )  # fmt: skip
+CACHE_EXPIRATIONS = Instrument(
+    "amqadf.cache.expirations", "observable_counter", "{entry}",
+    "Entries dropped because their TTL ran out (a TTL miss, not a capacity miss).",
+    (ATTR_CACHE_NAME,),
+    "monitoring.cache (InstrumentedCache)", "analyzer (cache rules)",
+)  # fmt: skip
 CACHE_SIZE = Instrument(
     "amqadf.cache.size", "observable_updowncounter", "{entry}",
     "Entries currently held.",
@@ -224,14 +230,21 @@ SDK_SPAN_PROCESSED = Instrument(
     "otel.sdk.processor.span.processed", "counter", "{span}",
     "Spans handed to the exporter; with error.type=queue_full, spans the bounded queue dropped.",
     ("otel.component.type", "otel.component.name", ATTR_ERROR_TYPE),
-    "OpenTelemetry SDK (BatchSpanProcessor, wired by runtime.providers)", "dashboards (agent health)",
+    "OpenTelemetry SDK (BatchSpanProcessor, wired by runtime.agent)", "dashboards (agent health)",
+    standard=True,
+)  # fmt: skip
+SDK_SPAN_QUEUE_CAPACITY = Instrument(
+    "otel.sdk.processor.span.queue.capacity", "updowncounter", "{span}",
+    "Maximum number of spans the batch processor's queue holds.",
+    ("otel.component.type", "otel.component.name"),
+    "OpenTelemetry SDK (BatchSpanProcessor, wired by runtime.agent)", "dashboards (agent health)",
     standard=True,
 )  # fmt: skip
 SDK_SPAN_QUEUE_SIZE = Instrument(
     "otel.sdk.processor.span.queue.size", "observable_updowncounter", "{span}",
     "Spans waiting in the batch processor's queue.",
     ("otel.component.type", "otel.component.name"),
-    "OpenTelemetry SDK (BatchSpanProcessor, wired by runtime.providers)", "dashboards (agent health)",
+    "OpenTelemetry SDK (BatchSpanProcessor, wired by runtime.agent)", "dashboards (agent health)",
     standard=True,
 )  # fmt: skip
 
@@ -239,6 +252,7 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     HTTP_SERVER_REQUEST_DURATION,
     CACHE_REQUESTS,
     CACHE_EVICTIONS,
+    CACHE_EXPIRATIONS,
     CACHE_SIZE,
     CACHE_MAX_SIZE,
     POOL_WORKERS,
@@ -251,6 +265,7 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     AGENT_EXPORT_FAILURES,
     AGENT_DROPPED,
     SDK_SPAN_PROCESSED,
+    SDK_SPAN_QUEUE_CAPACITY,
     SDK_SPAN_QUEUE_SIZE,
 )
 

@@ -305,7 +305,9 @@ def test_metrics_carry_contract_names_units_and_attributes(
     cache.get("b")  # expired: miss + expiration
 
     metrics = collect(reader)
-    for inst in (semconv.CACHE_REQUESTS, semconv.CACHE_EVICTIONS, semconv.CACHE_SIZE, semconv.CACHE_MAX_SIZE):
+    cache_instruments = [inst for inst in semconv.INSTRUMENTS if inst.name.startswith("amqadf.cache.")]
+    assert len(cache_instruments) == 5
+    for inst in cache_instruments:
         assert inst.name in metrics
         assert metrics[inst.name].unit == inst.unit
         assert metrics[inst.name].description == inst.description
@@ -319,6 +321,7 @@ def test_metrics_carry_contract_names_units_and_attributes(
         cache_attrs("products", **{semconv.ATTR_CACHE_RESULT: semconv.CACHE_RESULT_MISS}): 2,
     }
     assert points(metrics[semconv.CACHE_EVICTIONS.name]) == {cache_attrs("products"): 1}
+    assert points(metrics[semconv.CACHE_EXPIRATIONS.name]) == {cache_attrs("products"): 1}
     assert metrics[semconv.CACHE_SIZE.name].data.is_monotonic is False
     assert points(metrics[semconv.CACHE_SIZE.name]) == {cache_attrs("products"): 1}
     assert points(metrics[semconv.CACHE_MAX_SIZE.name]) == {cache_attrs("products"): 2}

@@ -662,6 +662,15 @@ def test_accepts_a_single_path_and_pathlike(tmp_path: Path) -> None:
     assert len(list(read(str(path)))) == 1
 
 
+def test_an_empty_file_is_read_without_problem(tmp_path: Path) -> None:
+    # The agent creates logs.jsonl before the first log record; a rotated file starts empty.
+    empty = tmp_path / "logs.jsonl"
+    empty.write_bytes(b"")
+    records, stats = read_all(empty)
+    assert records == [] and stats.problem_count == 0 and stats.files_read == 1
+    assert list(read(empty, strict=True)) == []
+
+
 # --- bad input: skipped and counted by default, raised in strict mode --------------------------------------
 
 
@@ -669,10 +678,6 @@ def _bad_inputs(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     """(case, path, expected problem prefix)."""
     good = orjson.dumps(span_line())
     yield "missing", tmp_path / "missing.jsonl", f"{tmp_path / 'missing.jsonl'}: no such file or directory"
-
-    empty = tmp_path / "empty.jsonl"
-    empty.write_bytes(b"")
-    yield "empty", empty, f"{empty}: empty file"
 
     truncated = tmp_path / "truncated.jsonl"
     truncated.write_bytes(good + b"\n" + good[: len(good) // 2])
@@ -733,7 +738,6 @@ def _bad_inputs(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     "case",
     [
         "missing",
-        "empty",
         "truncated",
         "not-json",
         "array",

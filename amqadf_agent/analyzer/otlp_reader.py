@@ -245,8 +245,8 @@ class _Reader:
             records = self._walk_line(display, lineno, obj)
             del obj
             yield from records
-        if not seen_data:
-            self.problem(f"{display}: empty file")
+        # An empty file is no problem: the agent creates logs.jsonl before any log, and a
+        # just-rotated file is empty until the next export.
 
     def _looks_like_document(self, path: str) -> bool:
         """True when the second non-blank line of a file continues the first (a pretty-printed document).

@@ -263,6 +263,11 @@ def _evictions(cache: InstrumentedCache[Any, Any]) -> list[Point]:
     return [(s.evictions, {semconv.ATTR_CACHE_NAME: s.name})]
 
 
+def _expirations(cache: InstrumentedCache[Any, Any]) -> list[Point]:
+    s = cache.stats()
+    return [(s.expirations, {semconv.ATTR_CACHE_NAME: s.name})]
+
+
 def _size(cache: InstrumentedCache[Any, Any]) -> list[Point]:
     s = cache.stats()
     return [(s.size, {semconv.ATTR_CACHE_NAME: s.name})]
@@ -277,6 +282,7 @@ _SHARED: SharedInstruments[InstrumentedCache[Any, Any]] = SharedInstruments(
     [
         (semconv.CACHE_REQUESTS, _requests),
         (semconv.CACHE_EVICTIONS, _evictions),
+        (semconv.CACHE_EXPIRATIONS, _expirations),
         (semconv.CACHE_SIZE, _size),
         (semconv.CACHE_MAX_SIZE, _max_size),
     ],

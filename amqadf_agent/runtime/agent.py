@@ -9,14 +9,15 @@ that does nothing and says why once on stderr. A forked child keeps a working ag
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
@@ -25,6 +26,9 @@ from amqadf_agent.runtime.settings import AgentSettings, resolve
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import LogRecordExporter
+    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -199,12 +203,22 @@ def _with_deadline(what: str, budget: float, fn: Any) -> bool:
     return True
 
 
-def start(config: AgentSettings | Mapping[str, Any] | None = None, **overrides: Any) -> Agent:
+def start(
+    config: AgentSettings | Mapping[str, Any] | None = None,
+    *,
+    span_exporters: Sequence[SpanExporter] = (),
+    metric_readers: Sequence[MetricReader] = (),
+    log_exporters: Sequence[LogRecordExporter] = (),
+    **overrides: Any,
+) -> Agent:
     """Start the agent for this process, or return the one already running.
 
     Args:
         config: settings (an ``AgentSettings`` or a mapping of its fields); environment variables
             fill what it leaves out.
+        span_exporters, metric_readers, log_exporters: your own exporters (a vendor's, or the SDK's
+            in-memory ones in tests), used beside those named in the settings; exporters are guarded
+            like the agent's own.
         **overrides: individual settings, e.g. ``service_name="checkout"``, ``exporters=["otlp"]``.
 
     Returns:
@@ -215,7 +229,7 @@ def start(config: AgentSettings | Mapping[str, Any] | None = None, **overrides: 
     global _agent
     with _lock:
         if _agent is not None and _agent.running:
-            if config is not None or overrides:
+            if config is not None or overrides or span_exporters or metric_readers or log_exporters:
                 logger.warning(
                     "amqadf-agent: already started; the settings of this start() call are ignored"
                 )
@@ -225,7 +239,8 @@ def start(config: AgentSettings | Mapping[str, Any] | None = None, **overrides: 
             logger.warning("amqadf-agent: %s", problem)
         explicit = set(overrides) | (set(config) if isinstance(config, Mapping) else set())
         try:
-            _agent = _build(settings, problems, explicit)
+            extra = _Extra(list(span_exporters), list(metric_readers), list(log_exporters))
+            _agent = _build(settings, problems, explicit, extra)
         except Exception as exc:  # noqa: BLE001 - the host application must run on
             message = f"amqadf-agent: could not start ({type(exc).__name__}: {exc}); the application runs without telemetry"
             print(message, file=sys.stderr)
@@ -234,10 +249,19 @@ def start(config: AgentSettings | Mapping[str, Any] | None = None, **overrides: 
         return _agent
 
 
-def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[str]) -> Agent:
+class _Extra(NamedTuple):
+    spans: list[SpanExporter]
+    readers: list[MetricReader]
+    logs: list[LogRecordExporter]
+
+
+def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[str], extra: _Extra) -> Agent:
     from opentelemetry import metrics, trace
     from opentelemetry._logs import set_logger_provider
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import LogRecordExporter
+    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.metrics import Histogram, MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -248,7 +272,12 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
 
     from amqadf_agent.runtime import exporters as exporters_mod
     from amqadf_agent.runtime import selfmetrics
-    from amqadf_agent.runtime.guard import ExportStats, quiet_noisy_loggers
+    from amqadf_agent.runtime.guard import (
+        ExportStats,
+        GuardedLogExporter,
+        GuardedSpanExporter,
+        quiet_noisy_loggers,
+    )
     from amqadf_agent.runtime.resource import build_resource
 
     quiet_noisy_loggers()
@@ -258,6 +287,9 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
     for problem in late:  # found while building exporters: reported like the others
         logger.warning("amqadf-agent: %s", problem)
     problems.extend(late)
+    built.spans.extend(GuardedSpanExporter(e, type(e).__name__, stats) for e in extra.spans)
+    built.readers.extend(extra.readers)
+    built.logs.extend(GuardedLogExporter(e, type(e).__name__, stats) for e in extra.logs)
     resource = build_resource(settings, explicit)
 
     created: list[Any] = []
@@ -283,15 +315,15 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
         tracer_provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)
         created.append(tracer_provider)
         for span_exporter in built.spans:
-            tracer_provider.add_span_processor(
-                BatchSpanProcessor(
+            with _sdk_processor_metrics(settings.self_metrics):
+                processor = BatchSpanProcessor(
                     span_exporter,
                     max_queue_size=settings.max_queue_size,
                     schedule_delay_millis=settings.span_export_delay * 1000,
                     max_export_batch_size=min(512, settings.max_queue_size),
                     meter_provider=meter_provider,
                 )
-            )
+            tracer_provider.add_span_processor(processor)
 
         logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         created.append(logger_provider)
@@ -329,6 +361,25 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
         closers=built.closers,
         log_handler=handler,
     )
+
+
+@contextlib.contextmanager
+def _sdk_processor_metrics(enabled: bool) -> Iterator[None]:
+    """Turn on the SDK's own processor metrics (queue size, spans dropped) for one processor.
+
+    The SDK reads ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED`` when a component is built. Setting it
+    for the whole process would also turn on per-span counters in the tracer (a few µs on every
+    span); the batch processor's metrics cost nothing per span, so only they are enabled.
+    """
+    name = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
+    if not enabled or name in os.environ:
+        yield
+        return
+    os.environ[name] = "true"
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
 
 
 def _set_globals(

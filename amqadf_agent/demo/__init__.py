@@ -1,0 +1,1 @@
+"""The built-in demo service that `amqadf-agent demo` runs."""

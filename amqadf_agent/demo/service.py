@@ -1,0 +1,296 @@
+"""A small but realistic shop service, instrumented by the agent, for ``amqadf-agent demo``.
+
+Worker threads serve simulated HTTP requests. They read a SQLite database through the real
+OpenTelemetry sqlite3 instrumentation (so the db spans are the ones users get), use a cache, and
+call a flaky downstream dependency. Problems are planted for the analyzer to find:
+
+* ``GET /customers/{id}/orders`` loads each order's items with its own query: an N+1 over
+  ``order_items``, whose ``order_id`` column has no index (each query scans the table).
+* ``GET /reports/bought-together`` runs one slow self-join (about half a second here).
+* the ``inventory`` dependency fails about one call in ten and is slow at times.
+* the ``orders`` cache is smaller than the working set, so it evicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.metrics import Histogram
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from amqadf_agent import semconv
+from amqadf_agent.monitoring.cache import InstrumentedCache
+from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPool
+
+CUSTOMERS = 500
+ORDERS = 20_000
+ITEMS_PER_ORDER = 6
+SKUS = 300
+
+#: (route, share of requests); the slow report is scheduled separately.
+ROUTES = (
+    ("/orders/{id}", 0.55),
+    ("/customers/{id}/orders", 0.20),
+    ("/products/{sku}/availability", 0.25),
+)
+REPORT_ROUTE = "/reports/bought-together"
+
+SCHEMA = """
+CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, tier TEXT NOT NULL);
+CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, total REAL, created_at TEXT);
+CREATE INDEX orders_customer ON orders (customer_id);
+CREATE TABLE order_items (id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL, sku TEXT, qty INTEGER, price REAL);
+"""
+
+
+def create_database(path: Path, seed: int = 7) -> None:
+    """Seed the shop's data (done once, before instrumentation, so seeding makes no spans)."""
+    rnd = random.Random(seed)
+    path.unlink(missing_ok=True)
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(SCHEMA)
+        conn.executemany(
+            "INSERT INTO customers VALUES (?, ?, ?)",
+            [(i, f"customer-{i}", rnd.choice("ABC")) for i in range(CUSTOMERS)],
+        )
+        conn.executemany(
+            "INSERT INTO orders VALUES (?, ?, ?, ?)",
+            [
+                (i, rnd.randrange(CUSTOMERS), round(rnd.random() * 100, 2), f"2026-11-{1 + i % 25:02d}")
+                for i in range(ORDERS)
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO order_items (order_id, sku, qty, price) VALUES (?, ?, ?, ?)",
+            [
+                (order, f"sku-{rnd.randrange(SKUS)}", rnd.randrange(1, 5), round(rnd.random() * 20, 2))
+                for order in range(ORDERS)
+                for _ in range(ITEMS_PER_ORDER)
+            ],
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+class DownstreamError(ConnectionError):
+    """The inventory service failed."""
+
+
+@dataclasses.dataclass
+class Progress:
+    """What the terminal shows; updated by the workers under a lock."""
+
+    requests: int = 0
+    errors: int = 0
+    latencies: list[float] = dataclasses.field(default_factory=list)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def record(self, seconds: float, failed: bool) -> None:
+        with self.lock:
+            self.requests += 1
+            self.errors += failed
+            self.latencies.append(seconds)
+            if len(self.latencies) > 2000:
+                del self.latencies[:1000]
+
+    def p95(self) -> float:
+        with self.lock:
+            data = sorted(self.latencies)
+        return data[min(len(data) - 1, int(len(data) * 0.95))] if data else 0.0
+
+
+class ShopService:
+    """The service: request handlers, their database, cache and downstream client."""
+
+    def __init__(self, db_path: Path, *, workers: int = 4, seed: int = 11) -> None:
+        self.db_path = db_path
+        self.rnd = random.Random(seed)
+        self.rnd_lock = threading.Lock()
+        self.tracer = trace.get_tracer("amqadf_agent.demo")
+        meter = _meter()
+        inst = semconv.HTTP_SERVER_REQUEST_DURATION
+        self.duration: Histogram = meter.create_histogram(
+            inst.name,
+            unit=inst.unit,
+            description=inst.description,
+            explicit_bucket_boundaries_advisory=list(inst.buckets or ()),
+        )
+        self.cache: InstrumentedCache[int, dict[str, Any]] = InstrumentedCache("orders", max_size=400, ttl=30.0)
+        self.cache.instrument()
+        self.pool = InstrumentedThreadPool("request-workers", max_workers=workers)
+        self.pool.instrument()
+        self.progress = Progress()
+        self._local = threading.local()
+
+    # --- infrastructure ------------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path)  # instrumented: every cursor.execute is a db span
+            self._local.conn = conn
+        return conn
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        cursor = self._db().cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    def _random(self, fn: Callable[[random.Random], Any]) -> Any:
+        with self.rnd_lock:
+            return fn(self.rnd)
+
+    # --- handlers ------------------------------------------------------------------------------
+    def get_order(self, order_id: int) -> dict[str, Any]:
+        def load() -> dict[str, Any]:
+            rows = self._query("SELECT id, customer_id, total FROM orders WHERE id = ?", (order_id,))
+            items = self._query("SELECT sku, qty, price FROM order_items WHERE order_id = ?", (order_id,))
+            return {"order": rows[0] if rows else None, "items": items}
+
+        return self.cache.get_or_set(order_id, load)
+
+    def customer_orders(self, customer_id: int) -> list[dict[str, Any]]:
+        orders = self._query(
+            "SELECT id, total FROM orders WHERE customer_id = ? ORDER BY id DESC LIMIT 20", (customer_id,)
+        )
+        # The N+1: one query per order instead of one query for all of them.
+        return [
+            {"id": oid, "items": self._query("SELECT sku, qty, price FROM order_items WHERE order_id = ?", (oid,))}
+            for oid, _total in orders
+        ]
+
+    def availability(self, sku: str) -> dict[str, Any]:
+        with self.tracer.start_as_current_span(
+            "GET",
+            kind=SpanKind.CLIENT,
+            attributes={
+                semconv.ATTR_HTTP_REQUEST_METHOD: "GET",
+                semconv.ATTR_SERVER_ADDRESS: "inventory.internal",
+                "url.full": f"http://inventory.internal/stock/{sku}",
+            },
+        ) as span:
+            delay = self._random(lambda r: r.lognormvariate(math.log(0.012), 0.6))
+            failed = self._random(lambda r: r.random() < 0.1)
+            time.sleep(min(delay, 0.5))
+            if failed:
+                span.set_attribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, 503)
+                raise DownstreamError("inventory.internal answered 503 Service Unavailable")
+            span.set_attribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, 200)
+        return {"sku": sku, "in_stock": True}
+
+    def report(self) -> list[tuple[Any, ...]]:
+        return self._query(
+            "SELECT a.sku, b.sku, COUNT(*) AS n FROM order_items a JOIN order_items b "
+            "ON a.order_id = b.order_id AND a.sku <> b.sku GROUP BY a.sku, b.sku ORDER BY n DESC LIMIT 10"
+        )
+
+    # --- the server ----------------------------------------------------------------------------
+    def handle(self, route: str, argument: Any) -> int:
+        """Serve one request as an HTTP server span; returns the status code."""
+        started = time.perf_counter()
+        status = 200
+        error_type: str | None = None
+        with self.tracer.start_as_current_span(
+            f"GET {route}",
+            kind=SpanKind.SERVER,
+            attributes={semconv.ATTR_HTTP_REQUEST_METHOD: "GET", semconv.ATTR_HTTP_ROUTE: route},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                if route == "/orders/{id}":
+                    self.get_order(int(argument))
+                elif route == "/customers/{id}/orders":
+                    self.customer_orders(int(argument))
+                elif route == "/products/{sku}/availability":
+                    self.availability(str(argument))
+                else:
+                    self.report()
+            except DownstreamError as exc:
+                status, error_type = 503, "503"
+                span.record_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - a server answers 500, it does not crash
+                status, error_type = 500, type(exc).__qualname__
+                span.record_exception(exc)
+            span.set_attribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, status)
+            if error_type is not None:
+                span.set_attribute(semconv.ATTR_ERROR_TYPE, error_type)
+                span.set_status(Status(StatusCode.ERROR))
+        elapsed = time.perf_counter() - started
+        attributes: dict[str, Any] = {
+            semconv.ATTR_HTTP_REQUEST_METHOD: "GET",
+            semconv.ATTR_HTTP_ROUTE: route,
+            semconv.ATTR_HTTP_RESPONSE_STATUS_CODE: status,
+        }
+        if error_type is not None:
+            attributes[semconv.ATTR_ERROR_TYPE] = error_type
+        self.duration.record(elapsed, attributes)
+        self.progress.record(elapsed, status >= 500)
+        return status
+
+    def next_request(self) -> tuple[str, Any]:
+        def pick(r: random.Random) -> tuple[str, Any]:
+            x = r.random()
+            for route, share in ROUTES:
+                if x < share:
+                    break
+                x -= share
+            if route == "/orders/{id}":
+                # A skewed working set: some orders are hot, most are not.
+                return route, min(ORDERS - 1, int(r.paretovariate(1.2) * 40) % ORDERS)
+            if route == "/customers/{id}/orders":
+                return route, r.randrange(CUSTOMERS)
+            return route, f"sku-{r.randrange(SKUS)}"
+
+        return self._random(pick)  # type: ignore[no-any-return]
+
+    def run(
+        self,
+        duration: float,
+        rate: float,
+        *,
+        on_tick: Callable[[float], None] | None = None,
+        report_every: float = 5.0,
+    ) -> None:
+        """Offer ``rate`` requests per second (Poisson arrivals, with bursts) for ``duration`` seconds."""
+        start = time.monotonic()
+        next_report = start + 1.0
+        next_tick = start + 1.0
+        pending = []
+        while (now := time.monotonic()) - start < duration:
+            if now >= next_report:
+                pending.append(self.pool.submit(self.handle, REPORT_ROUTE, None))
+                next_report = now + report_every
+            route, argument = self.next_request()
+            pending.append(self.pool.submit(self.handle, route, argument))
+            # Every 10th second is a burst at three times the rate: the pool's queue fills.
+            burst = 3.0 if int(now - start) % 10 == 9 else 1.0
+            time.sleep(self._random(lambda r: r.expovariate(rate * burst)))
+            if on_tick is not None and now >= next_tick:
+                on_tick(now - start)
+                next_tick += 1.0
+            pending = [f for f in pending if not f.done()]
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def _meter() -> Any:
+    from opentelemetry import metrics
+
+    return metrics.get_meter("amqadf_agent.demo")

@@ -1,0 +1,45 @@
+"""Shared fixtures: every test starts with no agent and unset OpenTelemetry globals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+
+def _reset_otel_globals() -> None:
+    # The API lets a global provider be set once per process; tests need a fresh start each time
+    # (the OpenTelemetry SDK's own tests reset the same private state).
+    from opentelemetry import trace
+    from opentelemetry._logs import _internal as logs_internal
+    from opentelemetry.metrics import _internal as metrics_internal
+    from opentelemetry.util._once import Once
+
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+    metrics_internal._METER_PROVIDER_SET_ONCE = Once()
+    metrics_internal._METER_PROVIDER = None
+    metrics_internal._PROXY_METER_PROVIDER = metrics_internal._ProxyMeterProvider()
+    logs_internal._LOGGER_PROVIDER_SET_ONCE = Once()
+    logs_internal._LOGGER_PROVIDER = None
+    logs_internal._PROXY_LOGGER_PROVIDER = logs_internal.ProxyLoggerProvider()
+
+
+@pytest.fixture(autouse=True)
+def clean_agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No agent, no OTel globals, and no AMQADF_/OTEL_ variables leaking in from the environment."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("AMQADF_", "OTEL_")):
+            monkeypatch.delenv(name)
+    from amqadf_agent.runtime import agent as agent_mod
+
+    if agent_mod._agent is not None:
+        agent_mod._agent.shutdown(timeout=2.0)
+    _reset_otel_globals()
+    yield
+    if agent_mod._agent is not None:
+        agent_mod._agent.shutdown(timeout=2.0)
+    agent_mod._agent = None
+    _reset_otel_globals()
