@@ -21,8 +21,8 @@ def _activate() -> None:
 
         from amqadf_agent.runtime.distro import AmqadfDistro
 
-        _load_instrumentors(AmqadfDistro())
-    except Exception as exc:  # noqa: BLE001 - the app runs on without instrumentations
+        _load_instrumentors(AmqadfDistro())  # type: ignore[no-untyped-call]
+    except Exception as exc:
         print(f"amqadf-agent: could not load instrumentations ({type(exc).__name__}: {exc})", file=sys.stderr)
 
 

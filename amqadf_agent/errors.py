@@ -36,9 +36,7 @@ class MissingExtraError(AmqadfError, ImportError):
     def __init__(self, feature: str, extra: str, module: str) -> None:
         self.feature = feature
         self.extra = extra
-        super().__init__(
-            f"{feature} needs the {module!r} package: pip install 'amqadf-agent[{extra}]'"
-        )
+        super().__init__(f"{feature} needs the {module!r} package: pip install 'amqadf-agent[{extra}]'")
 
 
 class AgentStartError(AmqadfError, RuntimeError):

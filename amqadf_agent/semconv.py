@@ -21,6 +21,10 @@ from typing import Final, Literal
 from opentelemetry.semconv._incubating.attributes.deployment_attributes import DEPLOYMENT_ENVIRONMENT_NAME
 from opentelemetry.semconv._incubating.attributes.host_attributes import HOST_ARCH, HOST_NAME
 from opentelemetry.semconv._incubating.attributes.os_attributes import OS_TYPE
+from opentelemetry.semconv._incubating.attributes.otel_attributes import (
+    OTEL_COMPONENT_NAME,
+    OTEL_COMPONENT_TYPE,
+)
 from opentelemetry.semconv._incubating.attributes.process_attributes import (
     PROCESS_EXECUTABLE_NAME,
     PROCESS_PID,
@@ -79,6 +83,8 @@ ATTR_PROCESS_RUNTIME_VERSION: Final = PROCESS_RUNTIME_VERSION
 ATTR_TELEMETRY_DISTRO_NAME: Final = TELEMETRY_DISTRO_NAME
 ATTR_TELEMETRY_DISTRO_VERSION: Final = TELEMETRY_DISTRO_VERSION
 ATTR_ERROR_TYPE: Final = ERROR_TYPE
+ATTR_OTEL_COMPONENT_TYPE: Final = OTEL_COMPONENT_TYPE
+ATTR_OTEL_COMPONENT_NAME: Final = OTEL_COMPONENT_NAME
 ATTR_HTTP_REQUEST_METHOD: Final = HTTP_REQUEST_METHOD
 ATTR_HTTP_ROUTE: Final = HTTP_ROUTE
 ATTR_HTTP_RESPONSE_STATUS_CODE: Final = HTTP_RESPONSE_STATUS_CODE
@@ -229,21 +235,21 @@ AGENT_DROPPED = Instrument(
 SDK_SPAN_PROCESSED = Instrument(
     "otel.sdk.processor.span.processed", "counter", "{span}",
     "Spans handed to the exporter; with error.type=queue_full, spans the bounded queue dropped.",
-    ("otel.component.type", "otel.component.name", ATTR_ERROR_TYPE),
+    (ATTR_OTEL_COMPONENT_TYPE, ATTR_OTEL_COMPONENT_NAME, ATTR_ERROR_TYPE),
     "OpenTelemetry SDK (BatchSpanProcessor, wired by runtime.agent)", "dashboards (agent health)",
     standard=True,
 )  # fmt: skip
 SDK_SPAN_QUEUE_CAPACITY = Instrument(
     "otel.sdk.processor.span.queue.capacity", "updowncounter", "{span}",
     "Maximum number of spans the batch processor's queue holds.",
-    ("otel.component.type", "otel.component.name"),
+    (ATTR_OTEL_COMPONENT_TYPE, ATTR_OTEL_COMPONENT_NAME),
     "OpenTelemetry SDK (BatchSpanProcessor, wired by runtime.agent)", "dashboards (agent health)",
     standard=True,
 )  # fmt: skip
 SDK_SPAN_QUEUE_SIZE = Instrument(
     "otel.sdk.processor.span.queue.size", "observable_updowncounter", "{span}",
     "Spans waiting in the batch processor's queue.",
-    ("otel.component.type", "otel.component.name"),
+    (ATTR_OTEL_COMPONENT_TYPE, ATTR_OTEL_COMPONENT_NAME),
     "OpenTelemetry SDK (BatchSpanProcessor, wired by runtime.agent)", "dashboards (agent health)",
     standard=True,
 )  # fmt: skip
@@ -290,10 +296,7 @@ RESOURCE_ATTRIBUTES: Final = (
     ATTR_TELEMETRY_DISTRO_VERSION,
 )
 
-_TABLE_HEADER = (
-    "| name | kind | unit | attributes | emitted by | read by |\n"
-    "|---|---|---|---|---|---|\n"
-)
+_TABLE_HEADER = "| name | kind | unit | attributes | emitted by | read by |\n|---|---|---|---|---|---|\n"
 
 
 def contract_table() -> str:

@@ -25,8 +25,12 @@ def add_parser(commands: Any) -> None:
             "query), a cache, a flaky downstream dependency; all of it exported by the agent."
         ),
     )
-    parser.add_argument("--duration", type=float, default=30.0, metavar="SECONDS", help="how long (default 30)")
-    parser.add_argument("--out", default="telemetry", metavar="DIR", help="output directory (default ./telemetry)")
+    parser.add_argument(
+        "--duration", type=float, default=30.0, metavar="SECONDS", help="how long (default 30)"
+    )
+    parser.add_argument(
+        "--out", default="telemetry", metavar="DIR", help="output directory (default ./telemetry)"
+    )
     parser.add_argument(
         "--exporter",
         action="append",
@@ -36,7 +40,11 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="requests per second offered (default 20)")
     parser.add_argument("--workers", type=int, default=4, help="worker threads serving requests (default 4)")
     parser.add_argument(
-        "--metric-interval", type=float, default=2.0, metavar="SECONDS", help="metric export interval (default 2)"
+        "--metric-interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="metric export interval (default 2)",
     )
     parser.set_defaults(execute=execute)
 
@@ -56,7 +64,10 @@ def execute(args: argparse.Namespace, stream: TextIO | None = None) -> int:
 
     out_dir = Path(args.out)
     if out_dir.is_dir() and any(out_dir.glob("*.jsonl")):
-        print(f"note: {out_dir}/ already holds telemetry; this run adds to it (remove it for a clean analysis)", file=out)
+        print(
+            f"note: {out_dir}/ already holds telemetry; this run adds to it (remove it for a clean analysis)",
+            file=out,
+        )
 
     with tempfile.TemporaryDirectory(prefix="amqadf-demo-") as tmp:
         db_path = Path(tmp) / "shop.db"

@@ -27,11 +27,11 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
     from opentelemetry.sdk._logs.export import LogRecordExporter
-    from opentelemetry.sdk.metrics.export import MetricReader
-    from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Tracer
 
     from amqadf_agent.runtime.guard import ExportStats
@@ -148,7 +148,7 @@ class Agent:
         for close in self._closers:
             try:
                 close()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 logger.debug("amqadf-agent: closing %r failed: %r", close, exc)
 
     def _after_fork_in_child(self) -> None:
@@ -186,7 +186,7 @@ def _with_deadline(what: str, budget: float, fn: Any) -> bool:
     def run() -> None:
         try:
             fn(budget_ms)
-        except Exception as exc:  # noqa: BLE001 - never raise into the host
+        except Exception as exc:
             logger.warning("amqadf-agent: %s failed: %s", what, exc)
         finally:
             done.set()
@@ -195,7 +195,8 @@ def _with_deadline(what: str, budget: float, fn: Any) -> bool:
     worker.start()
     if not done.wait(budget):
         logger.warning(
-            "amqadf-agent: %s did not finish within %.1fs (is the collector reachable?); unsent telemetry is dropped",
+            "amqadf-agent: %s did not finish within %.1fs (is the collector reachable?); "
+            "unsent telemetry is dropped",
             what,
             budget,
         )
@@ -230,9 +231,7 @@ def start(
     with _lock:
         if _agent is not None and _agent.running:
             if config is not None or overrides or span_exporters or metric_readers or log_exporters:
-                logger.warning(
-                    "amqadf-agent: already started; the settings of this start() call are ignored"
-                )
+                logger.warning("amqadf-agent: already started; the settings of this start() call are ignored")
             return _agent
         settings, problems = resolve(config, overrides)
         for problem in problems:
@@ -241,9 +240,12 @@ def start(
         try:
             extra = _Extra(list(span_exporters), list(metric_readers), list(log_exporters))
             _agent = _build(settings, problems, explicit, extra)
-        except Exception as exc:  # noqa: BLE001 - the host application must run on
-            message = f"amqadf-agent: could not start ({type(exc).__name__}: {exc}); the application runs without telemetry"
-            print(message, file=sys.stderr)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            print(
+                f"amqadf-agent: could not start ({reason}); the application runs without telemetry",
+                file=sys.stderr,
+            )
             return Agent(settings, problems, error=f"{type(exc).__name__}: {exc}")
         _install_process_hooks()
         return _agent
@@ -259,9 +261,6 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
     from opentelemetry import metrics, trace
     from opentelemetry._logs import set_logger_provider
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
-    from opentelemetry.sdk._logs.export import LogRecordExporter
-    from opentelemetry.sdk.metrics.export import MetricReader
-    from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.metrics import Histogram, MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -383,7 +382,12 @@ def _sdk_processor_metrics(enabled: bool) -> Iterator[None]:
 
 
 def _set_globals(
-    trace: Any, metrics: Any, set_logger_provider: Any, tracer_provider: Any, meter_provider: Any, logger_provider: Any
+    trace: Any,
+    metrics: Any,
+    set_logger_provider: Any,
+    tracer_provider: Any,
+    meter_provider: Any,
+    logger_provider: Any,
 ) -> None:
     from opentelemetry._logs import _internal as logs_internal
     from opentelemetry.metrics import _internal as metrics_internal
@@ -424,7 +428,7 @@ def _after_fork_in_child() -> None:
     if agent is not None and agent.running:
         try:
             agent._after_fork_in_child()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             print(f"amqadf-agent: could not renew the agent in a forked child: {exc}", file=sys.stderr)
 
 
@@ -438,4 +442,3 @@ def shutdown(timeout: float | None = None) -> bool:
     """Shut down the running agent, if any (see ``Agent.shutdown``)."""
     agent = _agent
     return agent.shutdown(timeout) if agent is not None else True
-

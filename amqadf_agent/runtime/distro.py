@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.sdk._configuration import _BaseConfigurator
 
 #: The entry-point name under which both are registered (pyproject.toml).
@@ -25,7 +25,7 @@ class AmqadfDistro(BaseDistro):  # type: ignore[misc]
         os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", NAME)
 
 
-class AmqadfConfigurator(_BaseConfigurator):  # type: ignore[misc]
+class AmqadfConfigurator(_BaseConfigurator):
     """Starts the agent before the instrumentations are loaded."""
 
     def _configure(self, **kwargs: Any) -> None:

@@ -66,7 +66,9 @@ def build(settings: AgentSettings, stats: ExportStats, problems: list[ConfigErro
         except MissingExtraError as exc:
             problems.append(ConfigError("exporters", f"{exc}; the {name} exporter is off"))
         except OSError as exc:
-            problems.append(ConfigError(f"exporters.{name}", f"cannot start: {exc}; the {name} exporter is off"))
+            problems.append(
+                ConfigError(f"exporters.{name}", f"cannot start: {exc}; the {name} exporter is off")
+            )
     return out
 
 
@@ -75,7 +77,9 @@ def _file(settings: AgentSettings, stats: ExportStats, problems: list[ConfigErro
     try:
         writers = _writers(directory, settings)
     except OSError as exc:
-        fallback = Path(tempfile.gettempdir()) / f"amqadf-telemetry-{os.getuid() if hasattr(os, 'getuid') else 0}"
+        fallback = (
+            Path(tempfile.gettempdir()) / f"amqadf-telemetry-{os.getuid() if hasattr(os, 'getuid') else 0}"
+        )
         problems.append(
             ConfigError(
                 "AMQADF_OUTPUT_DIR",
@@ -128,7 +132,9 @@ def _otlp(settings: AgentSettings, stats: ExportStats, out: Exporters) -> None:
         GuardedSpanExporter(OTLPSpanExporter(**_endpoint_kwargs(settings, "traces", http)), "otlp", stats)
     )
     out.metrics.append(
-        GuardedMetricExporter(OTLPMetricExporter(**_endpoint_kwargs(settings, "metrics", http)), "otlp", stats)
+        GuardedMetricExporter(
+            OTLPMetricExporter(**_endpoint_kwargs(settings, "metrics", http)), "otlp", stats
+        )
     )
     out.logs.append(
         GuardedLogExporter(OTLPLogExporter(**_endpoint_kwargs(settings, "logs", http)), "otlp", stats)
@@ -140,7 +146,9 @@ def _prometheus(settings: AgentSettings, out: Exporters) -> None:
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from prometheus_client import start_http_server
     except ImportError as exc:
-        raise MissingExtraError("the prometheus exporter", "prometheus", "opentelemetry-exporter-prometheus") from exc
+        raise MissingExtraError(
+            "the prometheus exporter", "prometheus", "opentelemetry-exporter-prometheus"
+        ) from exc
     server, thread = start_http_server(settings.prometheus_port, addr=settings.prometheus_host)
     out.readers.append(PrometheusMetricReader())
 

@@ -14,6 +14,7 @@ child writes to ``<stem>.<pid>.jsonl`` so that two processes never rotate the sa
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import os
@@ -74,10 +75,8 @@ class RotatingLineWriter:
         self._lock = threading.Lock()
         if self._closed:
             return
-        try:
+        with contextlib.suppress(OSError):
             os.close(self._fd)
-        except OSError:
-            pass
         self.stem = f"{self.stem.split('.')[0]}.{os.getpid()}"
         try:
             self._open()
@@ -119,10 +118,8 @@ class RotatingLineWriter:
             key=lambda p: p.stat().st_mtime_ns,
         )
         for old in backups[: max(0, len(backups) - self.max_backups)]:
-            try:
+            with contextlib.suppress(OSError):
                 old.unlink()
-            except OSError:
-                pass
 
     def close(self) -> None:
         with self._lock:

@@ -72,7 +72,7 @@ def _safe_call(stats: ExportStats, signal: str, name: str, items: int, fn: Calla
     """Run an export; True when it succeeded. Nothing escapes."""
     try:
         result = fn()
-    except BaseException as exc:  # noqa: BLE001 - telemetry must never raise into the app
+    except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         stats.record_failure(signal, name, type(exc).__qualname__, items, str(exc)[:200])
@@ -149,7 +149,7 @@ class GuardedLogExporter(LogRecordExporter):
 def _quietly(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         logger.debug("amqadf-agent: ignored error during flush/shutdown: %r", exc)
         return False
 

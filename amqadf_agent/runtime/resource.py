@@ -72,7 +72,7 @@ def renew_instance_id(resource: Resource) -> str:
     attrs = dict(resource.attributes)
     attrs[semconv.ATTR_SERVICE_INSTANCE_ID] = new_id
     attrs[semconv.ATTR_PROCESS_PID] = os.getpid()
-    resource._attributes = BoundedAttributes(attributes=attrs, immutable=True)  # noqa: SLF001
+    resource._attributes = BoundedAttributes(attributes=attrs, immutable=True)
     return new_id
 
 

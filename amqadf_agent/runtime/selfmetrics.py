@@ -88,7 +88,7 @@ def register(meter_provider: MeterProvider, stats: ExportStats, cpu: ThreadCpu) 
     def cpu_callback(_options: CallbackOptions) -> Iterable[Observation]:
         try:
             totals = cpu.totals()
-        except Exception:  # noqa: BLE001 - a callback must never break collection
+        except Exception:
             return []
         return [Observation(seconds, {semconv.ATTR_AGENT_THREAD: kind}) for kind, seconds in totals.items()]
 

@@ -48,7 +48,7 @@ class AgentSettings:
     #: Address of the ``prometheus`` pull endpoint; ``OTEL_EXPORTER_PROMETHEUS_HOST`` / ``_PORT``.
     prometheus_host: str = "127.0.0.1"
     prometheus_port: int = 9464
-    #: Seconds between metric collections; ``AMQADF_METRIC_INTERVAL`` (or ``OTEL_METRIC_EXPORT_INTERVAL`` in ms).
+    #: Seconds between metric collections; ``AMQADF_METRIC_INTERVAL`` (``OTEL_METRIC_EXPORT_INTERVAL``: ms).
     metric_interval: float = 15.0
     #: Seconds between span batch exports; ``OTEL_BSP_SCHEDULE_DELAY`` in ms.
     span_export_delay: float = 5.0
@@ -199,7 +199,9 @@ def resolve(
         except (TypeError, ValueError) as exc:
             default = getattr(defaults, field)
             shown = ",".join(default) if isinstance(default, tuple) else default
-            detail = f" (unknown: {exc.args[0]!r})" if field == "exporters" and exc.args and exc.args[0] else ""
+            detail = (
+                f" (unknown: {exc.args[0]!r})" if field == "exporters" and exc.args and exc.args[0] else ""
+            )
             problems.append(
                 ConfigError(
                     name,

@@ -1,0 +1,149 @@
+"""The package's shape: a lazy front door, the walls between agent and analyzer, the contract."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import amqadf_agent
+from amqadf_agent import semconv
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "amqadf_agent"
+
+
+def _run(code: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT, check=True
+    )
+    return result.stdout
+
+
+def test_all_is_sorted_complete_and_every_name_resolves() -> None:
+    assert amqadf_agent.__all__ == sorted(amqadf_agent.__all__)
+    public = {name for name in amqadf_agent._LAZY} | {"__version__"}
+    assert set(amqadf_agent.__all__) == public
+    for name in amqadf_agent.__all__:
+        assert getattr(amqadf_agent, name) is not None
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = amqadf_agent.nope  # type: ignore[attr-defined]
+
+
+def test_importing_the_package_imports_neither_the_sdk_nor_psutil() -> None:
+    out = _run(
+        "import sys, amqadf_agent; "
+        "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry', 'psutil', 'orjson'))))"
+    )
+    assert out.strip() == "[]"
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (function-level imports included)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.level:  # relative: resolve against the file's package
+                base = path.relative_to(ROOT).with_suffix("").parts[: -node.level]
+                found.add(".".join((*base, node.module)))
+            else:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+ANALYZER_MAY_IMPORT = ("amqadf_agent.semconv", "amqadf_agent.errors", "amqadf_agent.scaling.autoscaler")
+
+
+def test_the_analyzer_imports_only_the_contract_and_errors_of_the_package() -> None:
+    files = [*sorted((PACKAGE / "analyzer").rglob("*.py")), PACKAGE / "cli" / "analyze.py"]
+    assert len(files) >= 4
+    for path in files:
+        for module in _imports(path):
+            if module.startswith("amqadf_agent") and module != "amqadf_agent":
+                allowed = module.startswith(("amqadf_agent.analyzer", *ANALYZER_MAY_IMPORT))
+                assert allowed, f"{path.relative_to(ROOT)} imports {module}"
+            assert not module.startswith(("psutil", "opentelemetry.sdk", "opentelemetry.exporter")), (
+                f"{path.relative_to(ROOT)} imports {module}"
+            )
+            assert module not in ("opentelemetry.trace", "opentelemetry.metrics"), path
+
+
+def test_semconv_imports_nothing_of_the_package_and_no_otel_api() -> None:
+    for module in _imports(PACKAGE / "semconv.py"):
+        assert not module.startswith("amqadf_agent"), module
+        assert module.startswith(("opentelemetry.semconv", "__future__", "dataclasses", "typing")), module
+
+
+def test_importing_semconv_loads_no_otel_api_or_sdk() -> None:
+    out = _run(
+        "import sys, amqadf_agent.semconv; "
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry.') "
+        "and not m.startswith('opentelemetry.semconv')))"
+    )
+    assert out.strip() == "[]"
+
+
+def test_readme_carries_the_contract_table_rendered_from_semconv() -> None:
+    readme = (ROOT / "README.md").read_text()
+    begin, end = "<!-- contract:begin -->\n", "<!-- contract:end -->"
+    assert begin in readme and end in readme
+    table = readme.split(begin, 1)[1].split(end, 1)[0]
+    assert table == semconv.contract_table(), "regenerate with: python -m amqadf_agent.semconv"
+
+
+def test_contract_names_are_unique_and_well_formed() -> None:
+    names = [inst.name for inst in semconv.INSTRUMENTS]
+    assert len(names) == len(set(names))
+    for inst in semconv.INSTRUMENTS:
+        assert inst.standard == (not inst.name.startswith("amqadf.")), inst.name
+        if inst.kind == "histogram" and inst.unit == "s":
+            assert inst.buckets == semconv.SECONDS_BUCKETS, inst.name
+        assert inst.attributes and inst.emitted_by and inst.read_by and inst.description
+
+
+# Standard names are written out in semconv (their library modules import the metrics API);
+# here each one is checked against the library's own constant.
+STANDARD_CONSTANTS = {
+    "http.server.request.duration": (
+        "opentelemetry.semconv.metrics.http_metrics",
+        "HTTP_SERVER_REQUEST_DURATION",
+    ),
+    "otel.sdk.processor.span.processed": (
+        "opentelemetry.semconv._incubating.metrics.otel_metrics",
+        "OTEL_SDK_PROCESSOR_SPAN_PROCESSED",
+    ),
+    "otel.sdk.processor.span.queue.size": (
+        "opentelemetry.semconv._incubating.metrics.otel_metrics",
+        "OTEL_SDK_PROCESSOR_SPAN_QUEUE_SIZE",
+    ),
+    "otel.sdk.processor.span.queue.capacity": (
+        "opentelemetry.semconv._incubating.metrics.otel_metrics",
+        "OTEL_SDK_PROCESSOR_SPAN_QUEUE_CAPACITY",
+    ),
+}
+
+
+def test_standard_metric_names_match_the_semantic_conventions_library() -> None:
+    standard = [inst for inst in semconv.INSTRUMENTS if inst.standard]
+    assert {inst.name for inst in standard} == set(STANDARD_CONSTANTS)
+    for inst in standard:
+        module, constant = STANDARD_CONSTANTS[inst.name]
+        assert getattr(importlib.import_module(module), constant) == inst.name
+
+
+def test_contract_table_is_printed_by_the_module() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "amqadf_agent.semconv"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert out == semconv.contract_table()
