@@ -102,6 +102,14 @@ ATTR_CACHE_RESULT: Final = "amqadf.cache.result"  # hit | miss
 ATTR_POOL_NAME: Final = "amqadf.worker_pool.name"
 ATTR_POOL_STATE: Final = "amqadf.worker_pool.state"  # busy | idle
 ATTR_TASK_OUTCOME: Final = "amqadf.task.outcome"  # success | failure
+ATTR_LB_NAME: Final = "amqadf.loadbalancer.name"
+ATTR_LB_WORKER: Final = "amqadf.loadbalancer.worker"
+ATTR_SCALER_NAME: Final = "amqadf.autoscaler.name"
+ATTR_SCALER_ACTION: Final = "amqadf.autoscaler.action"  # scale_up | scale_down | no_action
+ATTR_SCALER_LIMITED_BY: Final = (
+    "amqadf.autoscaler.limited_by"  # tolerance | stabilization | policy | bounds | …
+)
+ATTR_SCALER_METRIC: Final = "amqadf.autoscaler.metric"  # the metric that set the recommendation
 ATTR_AGENT_SIGNAL: Final = "amqadf.agent.signal"  # traces | metrics | logs
 ATTR_AGENT_EXPORTER: Final = "amqadf.agent.exporter"  # file | otlp | console | prometheus
 ATTR_AGENT_THREAD: Final = "amqadf.agent.thread"  # which background thread spent the CPU
@@ -214,6 +222,54 @@ POOL_TASK_DURATION = Instrument(
     "monitoring.worker_pool (InstrumentedThreadPool)", "analyzer (thread rules)",
     buckets=SECONDS_BUCKETS,
 )  # fmt: skip
+LB_SELECTIONS = Instrument(
+    "amqadf.loadbalancer.selections", "observable_counter", "{selection}",
+    "Times a worker was selected.",
+    (ATTR_LB_NAME, ATTR_LB_WORKER),
+    "scaling.load_balancer (LoadBalancer)", "dashboards (scaling)",
+)  # fmt: skip
+LB_REQUESTS = Instrument(
+    "amqadf.loadbalancer.requests", "observable_counter", "{request}",
+    "Requests completed through acquire(), by outcome.",
+    (ATTR_LB_NAME, ATTR_LB_WORKER, ATTR_TASK_OUTCOME),
+    "scaling.load_balancer (LoadBalancer)", "dashboards (scaling)",
+)  # fmt: skip
+LB_ACTIVE_REQUESTS = Instrument(
+    "amqadf.loadbalancer.active_requests", "observable_updowncounter", "{request}",
+    "Requests in flight per worker.",
+    (ATTR_LB_NAME, ATTR_LB_WORKER),
+    "scaling.load_balancer (LoadBalancer)", "dashboards (scaling)",
+)  # fmt: skip
+LB_WORKER_HEALTHY = Instrument(
+    "amqadf.loadbalancer.worker.healthy", "observable_gauge", "1",
+    "1 while a worker receives traffic, 0 while it is ejected or failing its health check.",
+    (ATTR_LB_NAME, ATTR_LB_WORKER),
+    "scaling.load_balancer (LoadBalancer)", "dashboards (scaling)",
+)  # fmt: skip
+LB_EJECTIONS = Instrument(
+    "amqadf.loadbalancer.ejections", "observable_counter", "{ejection}",
+    "Times a worker was ejected by outlier detection.",
+    (ATTR_LB_NAME, ATTR_LB_WORKER),
+    "scaling.load_balancer (LoadBalancer)", "dashboards (scaling)",
+)  # fmt: skip
+SCALER_CURRENT = Instrument(
+    "amqadf.autoscaler.instances.current", "observable_gauge", "{instance}",
+    "Instances running when the last decision was made.",
+    (ATTR_SCALER_NAME,),
+    "scaling.autoscaler (AutoScaler emitter)", "dashboards (scaling)",
+)  # fmt: skip
+SCALER_DESIRED = Instrument(
+    "amqadf.autoscaler.instances.desired", "observable_gauge", "{instance}",
+    "Instances the last decision asked for.",
+    (ATTR_SCALER_NAME,),
+    "scaling.autoscaler (AutoScaler emitter)", "dashboards (scaling)",
+)  # fmt: skip
+SCALER_DECISIONS = Instrument(
+    "amqadf.autoscaler.decisions", "observable_counter", "{decision}",
+    "Scaling decisions by action and by the rule that limited them.",
+    (ATTR_SCALER_NAME, ATTR_SCALER_ACTION, ATTR_SCALER_LIMITED_BY),
+    "scaling.autoscaler (AutoScaler emitter)", "dashboards (scaling); analyzer (decision timeline)",
+)  # fmt: skip
 AGENT_CPU_TIME = Instrument(
     "amqadf.agent.cpu.time", "observable_counter", "s",
     "CPU time used by the agent's own background threads (export and collection).",
@@ -267,6 +323,14 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     POOL_TASKS,
     POOL_QUEUE_WAIT,
     POOL_TASK_DURATION,
+    LB_SELECTIONS,
+    LB_REQUESTS,
+    LB_ACTIVE_REQUESTS,
+    LB_WORKER_HEALTHY,
+    LB_EJECTIONS,
+    SCALER_CURRENT,
+    SCALER_DESIRED,
+    SCALER_DECISIONS,
     AGENT_CPU_TIME,
     AGENT_EXPORT_FAILURES,
     AGENT_DROPPED,
@@ -278,6 +342,11 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
 # --- span names and events --------------------------------------------------------------------------
 #: Event on a span when an exception is recorded (OpenTelemetry's exception convention).
 EVENT_EXCEPTION: Final = "exception"
+#: Event (span event, or log record with this event name) for a decision that changes the count,
+#: with ATTR_SCALER_* attributes plus ``amqadf.autoscaler.current``, ``.target`` and ``.reason``.
+EVENT_SCALING_DECISION: Final = "amqadf.autoscaler.decision"
+#: Event when outlier detection ejects a worker (ATTR_LB_NAME, ATTR_LB_WORKER).
+EVENT_WORKER_EJECTED: Final = "amqadf.loadbalancer.worker.ejected"
 
 #: Resource attributes every export carries.
 RESOURCE_ATTRIBUTES: Final = (
