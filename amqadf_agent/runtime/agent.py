@@ -237,6 +237,9 @@ def start(
         for problem in problems:
             logger.warning("amqadf-agent: %s", problem)
         explicit = set(overrides) | (set(config) if isinstance(config, Mapping) else set())
+        # Before the providers exist: our fork hook must run before theirs (they merge the child's
+        # new identity onto the resource our hook has just renewed).
+        _install_process_hooks()
         try:
             extra = _Extra(list(span_exporters), list(metric_readers), list(log_exporters))
             _agent = _build(settings, problems, explicit, extra)
@@ -247,7 +250,6 @@ def start(
                 file=sys.stderr,
             )
             return Agent(settings, problems, error=f"{type(exc).__name__}: {exc}")
-        _install_process_hooks()
         return _agent
 
 
@@ -264,7 +266,7 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.metrics import Histogram, MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+    from opentelemetry.sdk.metrics.view import View
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
@@ -281,6 +283,7 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
 
     quiet_noisy_loggers()
     stats = ExportStats()
+    resource = build_resource(settings, explicit)
     late: list[ConfigError] = []
     built = exporters_mod.build(settings, stats, late)
     for problem in late:  # found while building exporters: reported like the others
@@ -289,7 +292,6 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
     built.spans.extend(GuardedSpanExporter(e, type(e).__name__, stats) for e in extra.spans)
     built.readers.extend(extra.readers)
     built.logs.extend(GuardedLogExporter(e, type(e).__name__, stats) for e in extra.logs)
-    resource = build_resource(settings, explicit)
 
     created: list[Any] = []
     try:
@@ -299,9 +301,7 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
             for exporter in built.metrics
         ] + built.readers
         seconds_histograms = View(
-            instrument_type=Histogram,
-            instrument_unit="s",
-            aggregation=ExplicitBucketHistogramAggregation(semconv.SECONDS_BUCKETS),
+            instrument_type=Histogram, instrument_unit="s", aggregation=_seconds_aggregation()
         )
         meter_provider = MeterProvider(
             metric_readers=readers, resource=resource, views=[seconds_histograms], shutdown_on_exit=False
@@ -345,6 +345,9 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
             _with_deadline("cleanup", 1.0, lambda _ms, p=provider: p.shutdown())
         for close in built.closers:
             close()
+        closables: list[Any] = [*built.spans, *built.metrics, *built.logs]
+        for exporter in closables:
+            exporter.shutdown()  # guarded: never raises; closes the files
         raise
 
     return Agent(
@@ -360,6 +363,25 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
         closers=built.closers,
         log_handler=handler,
     )
+
+
+def _seconds_aggregation() -> Any:
+    """Buckets for histograms in seconds: the instrument's advisory boundaries when it gives them,
+    the contract's ``SECONDS_BUCKETS`` otherwise (a View's aggregation would override advice)."""
+    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation
+
+    class SecondsHistogramAggregation(ExplicitBucketHistogramAggregation):
+        def __init__(self) -> None:
+            super().__init__(semconv.SECONDS_BUCKETS)
+            self._advised = ExplicitBucketHistogramAggregation(None)  # the base reads the advisory
+
+        def _create_aggregation(self, instrument: Any, *args: Any, **kwargs: Any) -> Any:
+            advisory = getattr(instrument, "_advisory", None)
+            if advisory is not None and advisory.explicit_bucket_boundaries is not None:
+                return self._advised._create_aggregation(instrument, *args, **kwargs)
+            return super()._create_aggregation(instrument, *args, **kwargs)
+
+    return SecondsHistogramAggregation()
 
 
 @contextlib.contextmanager

@@ -96,10 +96,17 @@ def _file(settings: AgentSettings, stats: ExportStats, problems: list[ConfigErro
 
 
 def _writers(directory: Path, settings: AgentSettings) -> tuple[RotatingLineWriter, ...]:
-    return tuple(
-        RotatingLineWriter(directory, stem, settings.file_max_bytes, settings.file_max_backups)
-        for stem in ("traces", "metrics", "logs")
-    )
+    opened: list[RotatingLineWriter] = []
+    try:
+        for stem in ("traces", "metrics", "logs"):
+            opened.append(
+                RotatingLineWriter(directory, stem, settings.file_max_bytes, settings.file_max_backups)
+            )
+    except OSError:
+        for writer in opened:
+            writer.close()
+        raise
+    return tuple(opened)
 
 
 def _endpoint_kwargs(settings: AgentSettings, signal: str, http: bool) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The OpenTelemetry Resource: who is speaking (service, instance, environment, host, process).
 
 Precedence, lowest first: what the agent detects < ``OTEL_RESOURCE_ATTRIBUTES`` < ``OTEL_SERVICE_NAME``
-< settings given explicitly (``start(service_name=...)``). ``service.instance.id`` is a fresh UUID per
-process: a forked child gets a new one (see ``renew_instance_id``).
+< settings given explicitly (``start(service_name=...)``). ``service.instance.id`` is a UUID per process,
+the SDK's own (``ServiceInstanceIdResourceDetector``): a forked child gets a new one, which the
+providers merge into their resource and ``renew_instance_id`` writes into the agent's.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import os
 import platform
 import socket
 import sys
-import uuid
 from importlib import metadata
 from typing import Any
 
-from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource, ServiceInstanceIdResourceDetector
 from opentelemetry.util.types import AttributeValue
 
 from amqadf_agent import semconv
@@ -33,7 +33,7 @@ def build_resource(settings: AgentSettings, explicit: set[str] | None = None) ->
     """The resource for this process. ``explicit`` names settings the caller gave on purpose."""
     explicit = explicit or set()
     detected: dict[str, Any] = {
-        semconv.ATTR_SERVICE_INSTANCE_ID: str(uuid.uuid4()),
+        semconv.ATTR_SERVICE_INSTANCE_ID: _instance_id(),
         semconv.ATTR_DEPLOYMENT_ENVIRONMENT_NAME: settings.environment,
         semconv.ATTR_HOST_NAME: socket.gethostname(),
         semconv.ATTR_HOST_ARCH: _arch(),
@@ -68,12 +68,18 @@ def renew_instance_id(resource: Resource) -> str:
     """
     from opentelemetry.attributes import BoundedAttributes
 
-    new_id = str(uuid.uuid4())
+    new_id = _instance_id()
     attrs = dict(resource.attributes)
     attrs[semconv.ATTR_SERVICE_INSTANCE_ID] = new_id
     attrs[semconv.ATTR_PROCESS_PID] = os.getpid()
     resource._attributes = BoundedAttributes(attributes=attrs, immutable=True)
     return new_id
+
+
+def _instance_id() -> str:
+    """The SDK's own per-process id: the providers renew theirs from it after ``fork``, so both agree."""
+    detected = ServiceInstanceIdResourceDetector().detect().attributes
+    return str(detected[semconv.ATTR_SERVICE_INSTANCE_ID])
 
 
 def _arch() -> str:

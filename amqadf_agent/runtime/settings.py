@@ -119,14 +119,25 @@ def _text(value: Any) -> str:
     return value.strip()
 
 
+class _PartlyKnown(ValueError):
+    """Some exporter names are unknown: the known ones are kept, the unknown one is reported."""
+
+    def __init__(self, known: tuple[str, ...], unknown: str) -> None:
+        super().__init__(unknown)
+        self.known, self.unknown = known, unknown
+
+
 def _exporters(value: Any) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else list(value)
     names = tuple(dict.fromkeys(str(item).strip().lower() for item in items if str(item).strip()))
-    unknown = [name for name in names if name not in EXPORTERS]
-    if unknown or not names:
-        raise ValueError(unknown[0] if unknown else "")
     if "none" in names and len(names) > 1:
         names = tuple(name for name in names if name != "none")
+    known = tuple(name for name in names if name in EXPORTERS)
+    unknown = [name for name in names if name not in EXPORTERS]
+    if not names or not known:
+        raise ValueError(unknown[0] if unknown else "")
+    if unknown:
+        raise _PartlyKnown(known, unknown[0])
     return names
 
 
@@ -186,27 +197,26 @@ def resolve(
         env_names: tuple[str, ...] = (),
         env_parse: Callable[[str], Any] | None = None,
     ) -> None:
-        source: tuple[str, Any] | None = None
+        source: tuple[str, Any, bool] | None = None
         if field in explicit and explicit[field] is not None:
-            source = (field, explicit[field])
+            source = (field, explicit[field], False)
         elif (found := _env_or_none(env, *env_names)) is not None:
-            source = (found[0], env_parse(found[1]) if env_parse else found[1])
+            source = (found[0], found[1], env_parse is not None)
         if source is None:
             return
-        name, raw = source
+        name, raw, convert = source
         try:
-            values[field] = parse(raw)
-        except (TypeError, ValueError) as exc:
+            values[field] = parse(env_parse(raw) if convert and env_parse else raw)
+        except _PartlyKnown as exc:
+            values[field] = exc.known
+            problems.append(
+                ConfigError(name, f"unknown exporter {exc.unknown!r} in {raw!r}; using {','.join(exc.known)}")
+            )
+        except (TypeError, ValueError):
             default = getattr(defaults, field)
             shown = ",".join(default) if isinstance(default, tuple) else default
-            detail = (
-                f" (unknown: {exc.args[0]!r})" if field == "exporters" and exc.args and exc.args[0] else ""
-            )
             problems.append(
-                ConfigError(
-                    name,
-                    f"must be {_EXPECTED[parse]}, got {raw!r}{detail}; using {shown}",  # type: ignore[index]
-                )
+                ConfigError(name, f"must be {_EXPECTED[parse]}, got {raw!r}; using {shown}")  # type: ignore[index]
             )
 
     def ms_to_s(text: str) -> float | str:
@@ -226,7 +236,7 @@ def resolve(
     pick("otlp_endpoint", _text, ("OTEL_EXPORTER_OTLP_ENDPOINT",))
     pick("prometheus_host", _text, ("OTEL_EXPORTER_PROMETHEUS_HOST",))
     pick("prometheus_port", _port, ("OTEL_EXPORTER_PROMETHEUS_PORT",))
-    if "metric_interval" in explicit or _env_or_none(env, "AMQADF_METRIC_INTERVAL"):
+    if explicit.get("metric_interval") is not None or _env_or_none(env, "AMQADF_METRIC_INTERVAL"):
         pick("metric_interval", _positive_float, ("AMQADF_METRIC_INTERVAL",))
     else:
         pick("metric_interval", _positive_float, ("OTEL_METRIC_EXPORT_INTERVAL",), ms_to_s)

@@ -1,0 +1,147 @@
+"""A forked child (gunicorn, multiprocessing) gets its own working agent: own file, own instance id."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import traceback
+from pathlib import Path
+from typing import Any
+
+import amqadf_agent
+from amqadf_agent import semconv
+from amqadf_agent.analyzer.model import MetricRecord, SpanRecord
+from amqadf_agent.analyzer.otlp_reader import ReadStats, read
+
+
+def read_records(path: Path) -> list[Any]:
+    stats = ReadStats()
+    records = list(read(path, strict=True, stats=stats))
+    assert stats.problem_count == 0
+    return records
+
+
+def spans_in(path: Path) -> dict[str, SpanRecord]:
+    return {r.name: r for r in read_records(path) if isinstance(r, SpanRecord)}
+
+
+def start_file_agent(tmp_path: Path) -> Any:
+    agent = amqadf_agent.start(exporters=["file"], output_dir=tmp_path, service_name="forky")
+    assert agent.running, agent.error
+    return agent
+
+
+def child_work(span_name: str, counter_name: str, report: Path) -> None:
+    """What the child does: a span, a metric, then the agent's shutdown (which flushes).
+
+    It writes what its agent handle says its identity is to ``report`` (not a telemetry file name).
+    """
+    agent = amqadf_agent.get_agent()
+    assert agent is not None and agent.running
+    report.write_text(f"{os.getpid()} {agent.service_instance_id}")
+    with agent.tracer("child").start_as_current_span(span_name) as span:
+        span.set_attribute("pid", os.getpid())
+    agent.meter("child").create_counter(counter_name).add(1)
+    assert amqadf_agent.shutdown() is True
+
+
+def test_os_fork_child_gets_its_own_file_and_instance_id(tmp_path: Path) -> None:
+    agent = start_file_agent(tmp_path)
+    parent_id = agent.service_instance_id
+    assert parent_id
+    tracer = agent.tracer("parent")
+    with tracer.start_as_current_span("parent-before-fork"):
+        pass
+    assert agent.force_flush()
+
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            child_work("child-span", "child.counter", tmp_path / "child-identity.txt")
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+
+    with tracer.start_as_current_span("parent-after-fork"):
+        pass
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert agent.running  # the child's shutdown did not stop the parent's agent
+    assert agent.service_instance_id == parent_id
+    assert agent.shutdown()
+
+    child_file = tmp_path / f"traces.{pid}.jsonl"
+    assert child_file.exists(), sorted(p.name for p in tmp_path.iterdir())
+    child_spans = spans_in(child_file)
+    assert set(child_spans) == {"child-span"}
+    child_resource = child_spans["child-span"].resource
+    child_id = child_resource[semconv.ATTR_SERVICE_INSTANCE_ID]
+    assert child_id and child_id != parent_id
+    assert child_resource[semconv.ATTR_SERVICE_NAME] == "forky"
+    assert child_spans["child-span"].attributes["pid"] == pid
+
+    parent_spans = spans_in(tmp_path / "traces.jsonl")
+    assert set(parent_spans) == {"parent-before-fork", "parent-after-fork"}
+    for span in parent_spans.values():
+        assert span.resource[semconv.ATTR_SERVICE_INSTANCE_ID] == parent_id
+        assert span.resource[semconv.ATTR_PROCESS_PID] == os.getpid()
+
+    # The child's metrics are its own too, with its own identity.
+    child_metrics = [
+        r for r in read_records(tmp_path / f"metrics.{pid}.jsonl") if isinstance(r, MetricRecord)
+    ]
+    counters = [r for r in child_metrics if r.name == "child.counter"]
+    assert counters
+    assert all(r.resource[semconv.ATTR_SERVICE_INSTANCE_ID] == child_id for r in child_metrics)
+    parent_metrics = [r for r in read_records(tmp_path / "metrics.jsonl") if isinstance(r, MetricRecord)]
+    assert all(r.name != "child.counter" for r in parent_metrics)
+    assert all(r.resource[semconv.ATTR_SERVICE_INSTANCE_ID] == parent_id for r in parent_metrics)
+
+    # Reading the whole directory finds both processes, each span once.
+    everything = [r for r in read_records(tmp_path) if isinstance(r, SpanRecord)]
+    assert sorted(r.name for r in everything) == ["child-span", "parent-after-fork", "parent-before-fork"]
+
+    # The child's telemetry says who the child is, and its agent handle agrees with it.
+    assert child_resource[semconv.ATTR_PROCESS_PID] == pid
+    assert (tmp_path / "child-identity.txt").read_text() == f"{pid} {child_id}"
+
+
+def _process_target(report: Path) -> None:
+    child_work("mp-child-span", "mp.counter", report)
+
+
+def test_multiprocessing_fork_process_gets_its_own_agent(tmp_path: Path) -> None:
+    agent = start_file_agent(tmp_path)
+    parent_id = agent.service_instance_id
+    with agent.tracer("parent").start_as_current_span("parent-span"):
+        pass
+
+    process = multiprocessing.get_context("fork").Process(
+        target=_process_target, args=(tmp_path / "child-identity.txt",)
+    )
+    process.start()
+    process.join(30)
+    assert process.exitcode == 0
+    child_pid = process.pid
+    assert child_pid is not None
+    assert agent.shutdown()
+
+    child_spans = spans_in(tmp_path / f"traces.{child_pid}.jsonl")
+    assert set(child_spans) == {"mp-child-span"}
+    resource = child_spans["mp-child-span"].resource
+    assert resource[semconv.ATTR_SERVICE_INSTANCE_ID] != parent_id
+
+    parent_spans = spans_in(tmp_path / "traces.jsonl")
+    # The span still queued in the parent at fork time is exported once, by the parent only.
+    assert set(parent_spans) == {"parent-span"}
+    assert parent_spans["parent-span"].resource[semconv.ATTR_SERVICE_INSTANCE_ID] == parent_id
+    assert parent_spans["parent-span"].resource[semconv.ATTR_PROCESS_PID] == os.getpid()
+
+    # The child's telemetry says who the child is, and its agent handle agrees with it.
+    assert resource[semconv.ATTR_PROCESS_PID] == child_pid
+    assert (tmp_path / "child-identity.txt").read_text() == (
+        f"{child_pid} {resource[semconv.ATTR_SERVICE_INSTANCE_ID]}"
+    )
