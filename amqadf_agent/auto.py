@@ -14,8 +14,8 @@ def _activate() -> None:
     from amqadf_agent.runtime.agent import start
 
     agent = start()
-    if not agent.running:
-        return
+    if not agent.running or _under_opentelemetry_instrument():
+        return  # opentelemetry-instrument has loaded the instrumentations already
     try:
         from opentelemetry.instrumentation.auto_instrumentation._load import _load_instrumentors
 
@@ -24,6 +24,11 @@ def _activate() -> None:
         _load_instrumentors(AmqadfDistro())  # type: ignore[no-untyped-call]
     except Exception as exc:
         print(f"amqadf-agent: could not load instrumentations ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+
+def _under_opentelemetry_instrument() -> bool:
+    site = sys.modules.get("sitecustomize")
+    return "auto_instrumentation" in str(getattr(site, "__file__", ""))
 
 
 _activate()

@@ -25,7 +25,7 @@ from amqadf_agent.runtime.settings import AgentSettings, resolve
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter
-    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import LogRecordExporter
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import MetricReader
@@ -60,7 +60,7 @@ class Agent:
         cpu: ThreadCpu | None = None,
         output_dir: Path | None = None,
         closers: list[Any] | None = None,
-        log_handler: LoggingHandler | None = None,
+        log_handler: logging.Handler | None = None,
         error: str | None = None,
     ) -> None:
         self.settings = settings
@@ -132,6 +132,9 @@ class Agent:
         budget = self.settings.shutdown_timeout if timeout is None else timeout
         if self._log_handler is not None:
             logging.getLogger().removeHandler(self._log_handler)
+            for own in list(logger.handlers):
+                if getattr(own, "_amqadf_stderr", False):
+                    logger.removeHandler(own)
         finished = _with_deadline("shutdown", budget, self._shutdown_all)
         with _lock:
             if _agent is self:
@@ -337,8 +340,7 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
 
         handler = None
         if settings.capture_logs:
-            handler = LoggingHandler(logger_provider=logger_provider)
-            logging.getLogger().addHandler(handler)
+            handler = _capture_logs(LoggingHandler(logger_provider=logger_provider))
 
     except BaseException:
         for provider in reversed(created):
@@ -363,6 +365,26 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
         closers=built.closers,
         log_handler=handler,
     )
+
+
+def _capture_logs(handler: logging.Handler) -> logging.Handler:
+    """Export the application's log records, but not the agent's or the SDK's own.
+
+    Their diagnostics would feed the pipeline they report on (a warning that the collector is
+    down, sent to that collector). And once a handler sits on the root logger, Python stops printing
+    unhandled warnings to stderr, so where the app had configured no logging, the agent's own
+    warnings get a stderr handler of their own.
+    """
+    handler.addFilter(lambda record: not record.name.startswith(("amqadf_agent", "opentelemetry")))
+    root = logging.getLogger()
+    if not root.handlers and not any(getattr(h, "_amqadf_stderr", False) for h in logger.handlers):
+        stderr = logging.StreamHandler(sys.stderr)
+        stderr.setFormatter(logging.Formatter("%(message)s"))
+        stderr.setLevel(logging.WARNING)
+        stderr._amqadf_stderr = True  # type: ignore[attr-defined]
+        logger.addHandler(stderr)
+    root.addHandler(handler)
+    return handler
 
 
 def _seconds_aggregation() -> Any:

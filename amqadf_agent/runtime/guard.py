@@ -33,6 +33,7 @@ NOISY_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.http",
     "opentelemetry.sdk._shared_internal",
     "opentelemetry.sdk.metrics._internal.export",
+    "opentelemetry.sdk.metrics._internal.instrument",  # a failing observable callback, every collection
     "opentelemetry.sdk.trace.export",
 )
 

@@ -1,0 +1,164 @@
+"""``amqadf-agent``: the built-in demo end to end (agent -> files -> analyzer), and one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from amqadf_agent import semconv
+from amqadf_agent.analyzer.model import (
+    SPAN_KIND_CLIENT,
+    SPAN_KIND_SERVER,
+    HistogramPoint,
+    MetricRecord,
+    SpanRecord,
+)
+from amqadf_agent.analyzer.otlp_reader import read
+from amqadf_agent.cli import analyze
+from amqadf_agent.cli.agent import main
+
+#: DESIGN.md: an N+1 is >= 5 consecutive sibling db spans with the same statement.
+N_PLUS_ONE_MIN = 5
+DEMO_SERVICE = "amqadf-demo-shop"
+
+
+def _statement(span: SpanRecord) -> object:
+    return span.attributes.get(semconv.ATTR_DB_QUERY_TEXT, span.attributes.get(semconv.ATTR_DB_STATEMENT_OLD))
+
+
+def _db_system(span: SpanRecord) -> object:
+    return span.attributes.get(semconv.ATTR_DB_SYSTEM_NAME, span.attributes.get(semconv.ATTR_DB_SYSTEM_OLD))
+
+
+def longest_same_statement_run(db_spans: list[SpanRecord]) -> tuple[int, object]:
+    """The longest run of consecutive sibling db spans (one parent, start order) with one statement."""
+    by_parent: dict[tuple[str, str], list[SpanRecord]] = defaultdict(list)
+    for span in db_spans:
+        by_parent[(span.trace_id, span.parent_span_id)].append(span)
+    best: tuple[int, object] = (0, None)
+    for siblings in by_parent.values():
+        siblings.sort(key=lambda s: s.start_ns)
+        run, previous = 0, None
+        for span in siblings:
+            statement = _statement(span)
+            run = run + 1 if statement == previous else 1
+            previous = statement
+            if run > best[0]:
+                best = (run, statement)
+    return best
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str, str]:
+    """One 3-second demo for the tests of this module: (output dir, exit code, stdout, stderr).
+
+    Module-scoped, so it runs before the per-test clean-up of conftest.py: it clears the
+    AMQADF_*/OTEL_* variables itself.
+    """
+    out = tmp_path_factory.mktemp("demo") / "t"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            if name.startswith(("AMQADF_", "OTEL_")):
+                mp.delenv(name)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main(["demo", "--duration", "3", "--out", str(out), "--rate", "15"])
+    return out, code, stdout.getvalue(), stderr.getvalue()
+
+
+def test_demo_writes_telemetry_and_names_the_next_command(demo_run: tuple[Path, int, str, str]) -> None:
+    out, code, stdout, stderr = demo_run
+    assert code == 0, stderr
+    assert (out / "traces.jsonl").stat().st_size > 0
+    assert (out / "metrics.jsonl").stat().st_size > 0
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    assert lines[-1] == f"next: amqadf-analyze {out}", stdout
+    assert "Traceback" not in stderr
+
+
+def test_demo_traces_hold_what_the_analyzer_looks_for(demo_run: tuple[Path, int, str, str]) -> None:
+    out, code, _stdout, stderr = demo_run
+    assert code == 0, stderr
+    spans = [r for r in read(out / "traces.jsonl", strict=True) if isinstance(r, SpanRecord)]
+    assert {s.service for s in spans} == {DEMO_SERVICE}
+
+    servers = [s for s in spans if s.kind == SPAN_KIND_SERVER]
+    assert servers
+    assert all(s.attributes.get(semconv.ATTR_HTTP_ROUTE) for s in servers)
+    assert any(s.name == "GET /reports/bought-together" for s in servers), {s.name for s in servers}
+
+    db = [s for s in spans if s.kind == SPAN_KIND_CLIENT and _db_system(s) == "sqlite"]
+    assert db
+    assert all(s.scope_name == "opentelemetry.instrumentation.sqlite3" for s in db)
+    assert all(isinstance(_statement(s), str) and _statement(s) for s in db)
+    server_ids = {s.span_id for s in servers}
+    assert all(s.parent_span_id in server_ids for s in db)  # db spans sit under the request spans
+
+    run, statement = longest_same_statement_run(db)
+    assert run >= N_PLUS_ONE_MIN, (run, statement)
+    assert "order_items" in str(statement)
+
+
+def test_demo_metrics_cover_the_contract(demo_run: tuple[Path, int, str, str]) -> None:
+    out, code, _stdout, stderr = demo_run
+    assert code == 0, stderr
+    metrics = [r for r in read(out / "metrics.jsonl", strict=True) if isinstance(r, MetricRecord)]
+    names = {m.name for m in metrics}
+    expected = {
+        inst.name
+        for inst in semconv.INSTRUMENTS
+        if inst.name.startswith(("amqadf.cache.", "amqadf.worker_pool."))
+    }
+    assert len(expected) >= 10  # the contract still has its cache and pool instruments
+    expected.add(semconv.HTTP_SERVER_REQUEST_DURATION.name)
+    assert expected <= names, sorted(expected - names)
+    assert {m.service for m in metrics} == {DEMO_SERVICE}
+    durations = [m for m in metrics if m.name == semconv.HTTP_SERVER_REQUEST_DURATION.name]
+    points = [p for m in durations for p in m.points]
+    assert points and all(isinstance(p, HistogramPoint) for p in points)
+    # Seconds, with the contract's buckets (not the SDK's millisecond defaults).
+    assert {p.explicit_bounds for p in points if isinstance(p, HistogramPoint)} == {semconv.SECONDS_BUCKETS}
+
+
+def test_analyze_reads_what_the_demo_wrote(
+    demo_run: tuple[Path, int, str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, code, _stdout, stderr = demo_run
+    assert code == 0, stderr
+    assert analyze.main([str(out)]) == 0
+    captured = capsys.readouterr()
+    assert DEMO_SERVICE in captured.out
+    assert captured.err == ""
+
+
+def _one_error_line(err: str, *needles: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("amqadf-agent: "), err
+    for needle in needles:
+        assert needle in lines[0], err
+    return lines[0]
+
+
+def test_demo_rejects_a_zero_duration(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--duration", "0"]) == 2
+    captured = capsys.readouterr()
+    _one_error_line(captured.err, "--duration")
+    assert "Traceback" not in captured.err
+
+
+def test_run_without_a_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run"])
+    assert code != 0
+    _one_error_line(capsys.readouterr().err, "nothing to run")
+
+
+def test_run_with_an_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--", "no-such-command-xyz"])
+    assert code != 0
+    _one_error_line(capsys.readouterr().err, "no-such-command-xyz")
