@@ -24,6 +24,13 @@ if TYPE_CHECKING:
     from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPool
     from amqadf_agent.runtime.agent import Agent, get_agent, shutdown, start
     from amqadf_agent.runtime.settings import AgentSettings
+    from amqadf_agent.scaling.autoscaler import (
+        AutoScaler,
+        ScalingDecision,
+        ScalingMetrics,
+        ScalingPolicy,
+        ScalingRules,
+    )
 
 __version__ = "0.1.0"
 
@@ -32,10 +39,15 @@ _LAZY = {
     "AgentSettings": "amqadf_agent.runtime.settings",
     "AgentStartError": "amqadf_agent.errors",
     "AmqadfError": "amqadf_agent.errors",
+    "AutoScaler": "amqadf_agent.scaling.autoscaler",
     "ConfigError": "amqadf_agent.errors",
     "InstrumentedCache": "amqadf_agent.monitoring.cache",
     "InstrumentedThreadPool": "amqadf_agent.monitoring.worker_pool",
     "MissingExtraError": "amqadf_agent.errors",
+    "ScalingDecision": "amqadf_agent.scaling.autoscaler",
+    "ScalingMetrics": "amqadf_agent.scaling.autoscaler",
+    "ScalingPolicy": "amqadf_agent.scaling.autoscaler",
+    "ScalingRules": "amqadf_agent.scaling.autoscaler",
     "TelemetryInputError": "amqadf_agent.errors",
     "get_agent": "amqadf_agent.runtime.agent",
     "shutdown": "amqadf_agent.runtime.agent",
@@ -47,10 +59,15 @@ __all__ = [
     "AgentSettings",
     "AgentStartError",
     "AmqadfError",
+    "AutoScaler",
     "ConfigError",
     "InstrumentedCache",
     "InstrumentedThreadPool",
     "MissingExtraError",
+    "ScalingDecision",
+    "ScalingMetrics",
+    "ScalingPolicy",
+    "ScalingRules",
     "TelemetryInputError",
     "__version__",
     "get_agent",

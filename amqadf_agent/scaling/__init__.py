@@ -1,0 +1,1 @@
+"""Scaling: an in-process load balancer and an autoscaler decision engine."""
