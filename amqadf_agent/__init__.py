@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         AmqadfError,
         ConfigError,
         MissingExtraError,
+        NoHealthyWorkerError,
         TelemetryInputError,
     )
     from amqadf_agent.monitoring.cache import InstrumentedCache
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
         ScalingPolicy,
         ScalingRules,
     )
+    from amqadf_agent.scaling.load_balancer import LoadBalancer
 
 __version__ = "0.1.0"
 
@@ -43,7 +45,9 @@ _LAZY = {
     "ConfigError": "amqadf_agent.errors",
     "InstrumentedCache": "amqadf_agent.monitoring.cache",
     "InstrumentedThreadPool": "amqadf_agent.monitoring.worker_pool",
+    "LoadBalancer": "amqadf_agent.scaling.load_balancer",
     "MissingExtraError": "amqadf_agent.errors",
+    "NoHealthyWorkerError": "amqadf_agent.errors",
     "ScalingDecision": "amqadf_agent.scaling.autoscaler",
     "ScalingMetrics": "amqadf_agent.scaling.autoscaler",
     "ScalingPolicy": "amqadf_agent.scaling.autoscaler",
@@ -63,7 +67,9 @@ __all__ = [
     "ConfigError",
     "InstrumentedCache",
     "InstrumentedThreadPool",
+    "LoadBalancer",
     "MissingExtraError",
+    "NoHealthyWorkerError",
     "ScalingDecision",
     "ScalingMetrics",
     "ScalingPolicy",

@@ -7,6 +7,7 @@ turn any of them into one line on stderr and the error's ``exit_code``, never a 
     ├── ConfigError            a setting is invalid (names the setting and the value it got)
     ├── MissingExtraError      an optional dependency is not installed (names the pip extra)
     ├── AgentStartError        the agent could not start (the reason, in one line)
+    ├── NoHealthyWorkerError   a load balancer has no worker that can take a request
     └── TelemetryInputError    the analyzer cannot read its input (file, line and reason)
 """
 
@@ -47,3 +48,19 @@ class TelemetryInputError(AmqadfError):
     """The analyzer cannot read an input: the message names the file, the line and the reason."""
 
     exit_code = 2
+
+
+class NoHealthyWorkerError(AmqadfError, RuntimeError):
+    """No worker can take a request: none is registered, or none is healthy and panic mode is off."""
+
+    def __init__(self, balancer: str, registered: int) -> None:
+        self.balancer = balancer
+        self.registered = registered
+        if registered:
+            message = (
+                f"load balancer {balancer!r}: none of its {registered} workers is healthy "
+                "(ejected or failing its health check) and panic mode is off (panic_threshold=0)"
+            )
+        else:
+            message = f"load balancer {balancer!r} has no worker registered"
+        super().__init__(message)

@@ -242,7 +242,8 @@ LB_ACTIVE_REQUESTS = Instrument(
 )  # fmt: skip
 LB_WORKER_HEALTHY = Instrument(
     "amqadf.loadbalancer.worker.healthy", "observable_gauge", "1",
-    "1 while a worker receives traffic, 0 while it is ejected or failing its health check.",
+    "1 while a worker is healthy, 0 while it is ejected or failing its health check (in panic mode "
+    "unhealthy workers still receive traffic).",
     (ATTR_LB_NAME, ATTR_LB_WORKER),
     "scaling.load_balancer (LoadBalancer)", "dashboards (scaling)",
 )  # fmt: skip
