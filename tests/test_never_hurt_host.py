@@ -103,18 +103,22 @@ def test_dead_collector_costs_bounded_memory_and_a_bounded_shutdown(tmp_path: Pa
     processed = metrics["otel.sdk.processor.span.processed"]
     queue_full = _sum_points(processed, **{semconv.ATTR_ERROR_TYPE: "queue_full"})
     queued = _sum_points(metrics["otel.sdk.processor.span.queue.size"])
-    assert 0 < queued <= queue
-    assert queue_full > 0, processed
+    assert 0 <= queued <= queue
     # (the export thread drains the queue while the two are observed: a batch or two of 512 drift)
     assert abs(_sum_points(processed) + queued - SPANS) <= 2 * 512, (processed, queued)
+    handed_to_exporter = _sum_points(processed) - queue_full
     dropped = metrics[semconv.AGENT_DROPPED.name]
     dropped_spans = _sum_points(
         dropped, **{semconv.ATTR_AGENT_SIGNAL: "traces", semconv.ATTR_AGENT_EXPORTER: "otlp"}
     )
-    assert dropped_spans >= 512, dropped
-    assert dropped_spans % 512 == 0, dropped  # whole batches
+    # Whatever reached the dead exporter was dropped and counted, but for a batch or two in flight.
+    # (Whether the queue overflowed first depends on how fast the export fails: not asserted.)
+    assert handed_to_exporter - 2 * 512 <= dropped_spans <= handed_to_exporter, (dropped, processed)
+    assert queue_full + dropped_spans >= SPANS - queue - 2 * 512, (processed, dropped)
     failures = metrics[semconv.AGENT_EXPORT_FAILURES.name]
-    assert _sum_points(failures, **{semconv.ATTR_AGENT_SIGNAL: "traces"}) >= 1, failures
+    assert (_sum_points(failures, **{semconv.ATTR_AGENT_SIGNAL: "traces"}) >= 1) == (dropped_spans > 0), (
+        failures
+    )
     print(f"{protocol}: dropped because the queue was full {queue_full}, in failed exports {dropped_spans}")
 
     # Shutdown keeps its deadline, and so does the whole run.
