@@ -83,6 +83,7 @@ def execute(args: argparse.Namespace, stream: TextIO | None = None) -> int:
             metric_interval=args.metric_interval,
             span_export_delay=1.0,
             max_queue_size=16384,
+            capture_logs=True,
         )
         if not agent.running:
             print(f"amqadf-agent demo: the agent did not start ({agent.error})", file=out)
@@ -101,7 +102,8 @@ def execute(args: argparse.Namespace, stream: TextIO | None = None) -> int:
             p = service.progress
             line = (
                 f"  {elapsed:5.0f}s  requests {p.requests:6d}  errors {p.errors:5d}  "
-                f"p95 {p.p95() * 1000:7.1f} ms  queued {service.pool.stats().queued:3d}"
+                f"p95 {p.p95() * 1000:7.1f} ms  queued {service.pool.stats().queued:3d}  "
+                f"instances {service.instances:2d}  inventory up {len(service.inventory.healthy_workers)}/3"
             )
             if tty:
                 print("\r" + line, end="", file=out, flush=True)

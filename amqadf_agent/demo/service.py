@@ -7,15 +7,21 @@ call a flaky downstream dependency. Problems are planted for the analyzer to fin
 * ``GET /customers/{id}/orders`` loads each order's items with its own query: an N+1 over
   ``order_items``, whose ``order_id`` column has no index (each query scans the table).
 * ``GET /reports/bought-together`` runs one slow self-join (about half a second here).
-* the ``inventory`` dependency fails about one call in ten and is slow at times.
+* the ``inventory`` dependency fails about one call in ten and is slow at times; it has three
+  replicas behind a ``LoadBalancer``, and one of them goes bad for a while (outlier ejection).
 * the ``orders`` cache is smaller than the working set, so it evicts.
+
+An ``AutoScaler`` watches the service every few seconds (CPU, request rate, error rate, p95, queue
+depth) and decides how many instances it would run; its decisions are emitted as telemetry.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
+import os
 import random
 import sqlite3
 import threading
@@ -31,6 +37,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from amqadf_agent import semconv
 from amqadf_agent.monitoring.cache import InstrumentedCache
 from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPool
+from amqadf_agent.scaling.autoscaler import AutoScaler, ScalingMetrics
+from amqadf_agent.scaling.autoscaler_telemetry import AutoScalerTelemetry
+from amqadf_agent.scaling.load_balancer import LoadBalancer
+
+log = logging.getLogger("amqadf_agent.demo.shop")
 
 CUSTOMERS = 500
 ORDERS = 20_000
@@ -44,6 +55,9 @@ ROUTES = (
     ("/products/{sku}/availability", 0.25),
 )
 REPORT_ROUTE = "/reports/bought-together"
+INVENTORY_REPLICAS = ("inventory-1", "inventory-2", "inventory-3")
+#: inventory-3 fails most calls during this part of the run (seconds from the start).
+BAD_REPLICA, BAD_WINDOW = "inventory-3", (4.0, 14.0)
 
 SCHEMA = """
 CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, tier TEXT NOT NULL);
@@ -137,6 +151,23 @@ class ShopService:
         self.pool.instrument()
         self.progress = Progress()
         self._local = threading.local()
+        self.started = time.monotonic()
+        self.inventory = LoadBalancer(
+            "power_of_two", name="inventory", base_ejection_time=5.0, random=random.Random(seed)
+        )
+        for replica in INVENTORY_REPLICAS:
+            self.inventory.register_worker(replica)
+        self.inventory.instrument()
+        self.scaler = AutoScaler(
+            min_instances=2,
+            max_instances=12,
+            target_utilization=0.7,
+            request_rate_target=8.0,
+            response_time_p95_target=0.25,
+            error_rate_target=0.05,
+        )
+        self.scaler_telemetry = AutoScalerTelemetry(self.scaler, "amqadf-demo-shop", tracer=self.tracer)
+        self.instances = 2
 
     # --- infrastructure ------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -181,21 +212,26 @@ class ShopService:
         ]
 
     def availability(self, sku: str) -> dict[str, Any]:
-        with self.tracer.start_as_current_span(
-            "GET",
-            kind=SpanKind.CLIENT,
-            attributes={
-                semconv.ATTR_HTTP_REQUEST_METHOD: "GET",
-                semconv.ATTR_SERVER_ADDRESS: "inventory.internal",
-                "url.full": f"http://inventory.internal/stock/{sku}",
-            },
-        ) as span:
+        with (
+            self.inventory.acquire() as replica,
+            self.tracer.start_as_current_span(
+                "GET",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    semconv.ATTR_HTTP_REQUEST_METHOD: "GET",
+                    semconv.ATTR_SERVER_ADDRESS: f"{replica}.internal",
+                    "url.full": f"http://{replica}.internal/stock/{sku}",
+                },
+            ) as span,
+        ):
             delay = self._random(lambda r: r.lognormvariate(math.log(0.012), 0.6))
-            failed = self._random(lambda r: r.random() < 0.1)
+            elapsed = time.monotonic() - self.started
+            bad = replica == BAD_REPLICA and BAD_WINDOW[0] <= elapsed < BAD_WINDOW[1]
+            failed = self._random(lambda r: r.random() < (0.9 if bad else 0.07))
             time.sleep(min(delay, 0.5))
             if failed:
                 span.set_attribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, 503)
-                raise DownstreamError("inventory.internal answered 503 Service Unavailable")
+                raise DownstreamError(f"{replica}.internal answered 503 Service Unavailable")
             span.set_attribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, 200)
         return {"sku": sku, "in_stock": True}
 
@@ -230,6 +266,7 @@ class ShopService:
             except DownstreamError as exc:
                 status, error_type = 503, "503"
                 span.record_exception(exc)
+                log.warning("%s failed: %s", route, exc)
             except Exception as exc:
                 status, error_type = 500, type(exc).__qualname__
                 span.record_exception(exc)
@@ -274,13 +311,19 @@ class ShopService:
         *,
         on_tick: Callable[[float], None] | None = None,
         report_every: float = 5.0,
+        scale_every: float = 3.0,
     ) -> None:
         """Offer ``rate`` requests per second (Poisson arrivals, with bursts) for ``duration`` seconds."""
         start = time.monotonic()
         next_report = start + 1.0
         next_tick = start + 1.0
+        next_scale = start + scale_every
+        window = _Window.begin(self.progress)
         pending = []
         while (now := time.monotonic()) - start < duration:
+            if now >= next_scale:
+                window = self._decide(window)
+                next_scale = now + scale_every
             if now >= next_report:
                 pending.append(self.pool.submit(self.handle, REPORT_ROUTE, None))
                 next_report = now + report_every
@@ -297,8 +340,43 @@ class ShopService:
         for future in pending:
             future.result()
 
+    def _decide(self, window: _Window) -> _Window:
+        """One autoscaler evaluation over the last window; the demo 'runs' what it decides."""
+        now = _Window.begin(self.progress)
+        seconds = max(1e-6, now.at - window.at)
+        requests = now.requests - window.requests
+        cpu = (now.cpu - window.cpu) / seconds / (os.cpu_count() or 1)
+        metrics = ScalingMetrics(
+            cpu_utilization=min(1.0, max(0.0, cpu)),
+            request_rate=requests / seconds,
+            error_rate=(now.errors - window.errors) / requests if requests else None,
+            queue_depth=self.pool.stats().queued,
+            response_time_p95=self.progress.p95() or None,
+        )
+        decision = self.scaler.get_scaling_decision(self.instances, metrics)
+        self.instances = decision.target_instances
+        return now
+
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        self.inventory.stop_health_checks()
+        self.scaler_telemetry.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Window:
+    """Counters at the start of an autoscaler window."""
+
+    at: float
+    requests: int
+    errors: int
+    cpu: float
+
+    @classmethod
+    def begin(cls, progress: Progress) -> _Window:
+        times = os.times()
+        with progress.lock:
+            return cls(time.monotonic(), progress.requests, progress.errors, times.user + times.system)
 
 
 def _interarrival(rate: float, rnd: random.Random) -> float:

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -340,7 +341,12 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
 
         handler = None
         if settings.capture_logs:
-            handler = _capture_logs(LoggingHandler(logger_provider=logger_provider))
+            with warnings.catch_warnings():
+                # Deprecated in SDK 1.45 in favour of opentelemetry-instrumentation-logging's handler;
+                # the SDK's still works, and moving is a dependency decision of its own.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                sdk_handler = LoggingHandler(logger_provider=logger_provider)
+            handler = _capture_logs(sdk_handler)
 
     except BaseException:
         for provider in reversed(created):
@@ -367,6 +373,12 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
     )
 
 
+def _not_a_diagnostic(record: logging.LogRecord) -> bool:
+    """False for the agent runtime's and the SDK's own records (they are not the app's logs)."""
+    name = record.name
+    return name != "amqadf_agent" and not name.startswith(("amqadf_agent.runtime", "opentelemetry"))
+
+
 def _capture_logs(handler: logging.Handler) -> logging.Handler:
     """Export the application's log records, but not the agent's or the SDK's own.
 
@@ -375,7 +387,7 @@ def _capture_logs(handler: logging.Handler) -> logging.Handler:
     unhandled warnings to stderr, so where the app had configured no logging, the agent's own
     warnings get a stderr handler of their own.
     """
-    handler.addFilter(lambda record: not record.name.startswith(("amqadf_agent", "opentelemetry")))
+    handler.addFilter(_not_a_diagnostic)
     root = logging.getLogger()
     if not root.handlers and not any(getattr(h, "_amqadf_stderr", False) for h in logger.handlers):
         stderr = logging.StreamHandler(sys.stderr)
