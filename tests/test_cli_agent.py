@@ -15,6 +15,7 @@ from amqadf_agent.analyzer.model import (
     SPAN_KIND_CLIENT,
     SPAN_KIND_SERVER,
     HistogramPoint,
+    LogRecord,
     MetricRecord,
     SpanRecord,
 )
@@ -112,9 +113,11 @@ def test_demo_metrics_cover_the_contract(demo_run: tuple[Path, int, str, str]) -
     expected = {
         inst.name
         for inst in semconv.INSTRUMENTS
-        if inst.name.startswith(("amqadf.cache.", "amqadf.worker_pool."))
+        if inst.name.startswith(
+            ("amqadf.cache.", "amqadf.worker_pool.", "amqadf.loadbalancer.", "amqadf.autoscaler.")
+        )
     }
-    assert len(expected) >= 10  # the contract still has its cache and pool instruments
+    assert len(expected) >= 18  # the contract's cache, pool, balancer and autoscaler instruments
     expected.add(semconv.HTTP_SERVER_REQUEST_DURATION.name)
     assert expected <= names, sorted(expected - names)
     assert {m.service for m in metrics} == {DEMO_SERVICE}
@@ -123,6 +126,17 @@ def test_demo_metrics_cover_the_contract(demo_run: tuple[Path, int, str, str]) -
     assert points and all(isinstance(p, HistogramPoint) for p in points)
     # Seconds, with the contract's buckets (not the SDK's millisecond defaults).
     assert {p.explicit_bounds for p in points if isinstance(p, HistogramPoint)} == {semconv.SECONDS_BUCKETS}
+
+
+def test_demo_exports_the_applications_logs(demo_run: tuple[Path, int, str, str]) -> None:
+    out, code, _stdout, stderr = demo_run
+    assert code == 0, stderr
+    logs = [r for r in read(out / "logs.jsonl", strict=True) if isinstance(r, LogRecord)]
+    # Every autoscaler decision is logged (the first after one second); failed downstream calls
+    # are logged inside their request's span, so those records carry its trace id.
+    assert any(str(r.body).startswith("autoscaler: ") for r in logs), [r.body for r in logs]
+    assert all(r.service == DEMO_SERVICE for r in logs)
+    assert all(len(r.trace_id) == 32 for r in logs if "failed" in str(r.body))
 
 
 def test_analyze_reads_what_the_demo_wrote(

@@ -42,6 +42,7 @@ from amqadf_agent.scaling.autoscaler_telemetry import AutoScalerTelemetry
 from amqadf_agent.scaling.load_balancer import LoadBalancer
 
 log = logging.getLogger("amqadf_agent.demo.shop")
+log.setLevel(logging.INFO)  # the demo's own events (scaling decisions) are exported as log records
 
 CUSTOMERS = 500
 ORDERS = 20_000
@@ -317,7 +318,7 @@ class ShopService:
         start = time.monotonic()
         next_report = start + 1.0
         next_tick = start + 1.0
-        next_scale = start + scale_every
+        next_scale = start + min(scale_every, 1.0)  # a first decision early, then every scale_every
         window = _Window.begin(self.progress)
         pending = []
         while (now := time.monotonic()) - start < duration:
@@ -355,6 +356,7 @@ class ShopService:
         )
         decision = self.scaler.get_scaling_decision(self.instances, metrics)
         self.instances = decision.target_instances
+        log.info("autoscaler: %s", decision.reason)
         return now
 
     def close(self) -> None:
