@@ -110,6 +110,23 @@ ATTR_SCALER_LIMITED_BY: Final = (
     "amqadf.autoscaler.limited_by"  # tolerance | stabilization | policy | bounds | …
 )
 ATTR_SCALER_METRIC: Final = "amqadf.autoscaler.metric"  # the metric that set the recommendation
+ATTR_RETRY_POLICY: Final = "amqadf.retry.policy"
+#: successful_without_retry | successful_with_retry | failed_without_retry | failed_with_retry
+#: (resilience4j's ``resilience4j.retry.calls`` kinds)
+ATTR_RETRY_KIND: Final = "amqadf.retry.kind"
+#: Why retrying stopped: exhausted | budget | elapsed | not_retryable (failed calls only)
+ATTR_RETRY_STOP: Final = "amqadf.retry.stop_reason"
+ATTR_RETRY_ATTEMPT: Final = "amqadf.retry.attempt"  # on the retry event: the attempt that failed (1-based)
+ATTR_RETRY_DELAY: Final = "amqadf.retry.delay"  # on the retry event: seconds until the next attempt
+ATTR_BREAKER_NAME: Final = "amqadf.circuit_breaker.name"
+#: closed | open | half_open | forced_open | disabled | metrics_only
+ATTR_BREAKER_STATE: Final = "amqadf.circuit_breaker.state"
+ATTR_BREAKER_FROM: Final = "amqadf.circuit_breaker.from_state"
+ATTR_BREAKER_TO: Final = "amqadf.circuit_breaker.to_state"
+#: success | failure | slow_success | slow_failure | ignored | rejected
+ATTR_BREAKER_OUTCOME: Final = "amqadf.circuit_breaker.outcome"
+ATTR_FALLBACK_NAME: Final = "amqadf.fallback.name"
+ATTR_TIMEOUT_NAME: Final = "amqadf.timeout.name"
 ATTR_AGENT_SIGNAL: Final = "amqadf.agent.signal"  # traces | metrics | logs
 ATTR_AGENT_EXPORTER: Final = "amqadf.agent.exporter"  # file | otlp | console | prometheus
 ATTR_AGENT_THREAD: Final = "amqadf.agent.thread"  # which background thread spent the CPU
@@ -222,6 +239,55 @@ POOL_TASK_DURATION = Instrument(
     "monitoring.worker_pool (InstrumentedThreadPool)", "analyzer (thread rules)",
     buckets=SECONDS_BUCKETS,
 )  # fmt: skip
+RETRY_CALLS = Instrument(
+    "amqadf.retry.calls", "observable_counter", "{call}",
+    "Calls made through a retry policy, by how they ended (resilience4j's kinds).",
+    (ATTR_RETRY_POLICY, ATTR_RETRY_KIND),
+    "resilience.retry (RetryPolicy)", "dashboards (resilience); analyzer (retry storms)",
+)  # fmt: skip
+RETRY_RETRIES = Instrument(
+    "amqadf.retry.retries", "observable_counter", "{retry}",
+    "Retries scheduled (attempts after the first), by the error that caused them.",
+    (ATTR_RETRY_POLICY, ATTR_ERROR_TYPE),
+    "resilience.retry (RetryPolicy)", "dashboards (resilience); analyzer (retry storms)",
+)  # fmt: skip
+RETRY_GIVE_UPS = Instrument(
+    "amqadf.retry.give_ups", "observable_counter", "{call}",
+    "Failed calls, by why retrying stopped (attempts exhausted, retry budget spent, time elapsed, "
+    "error not retryable).",
+    (ATTR_RETRY_POLICY, ATTR_RETRY_STOP),
+    "resilience.retry (RetryPolicy)", "dashboards (resilience)",
+)  # fmt: skip
+BREAKER_STATE = Instrument(
+    "amqadf.circuit_breaker.state", "observable_gauge", "1",
+    "1 for the breaker's current state, 0 for the others (one series per state).",
+    (ATTR_BREAKER_NAME, ATTR_BREAKER_STATE),
+    "resilience.circuit_breaker (CircuitBreaker)", "dashboards (resilience)",
+)  # fmt: skip
+BREAKER_CALLS = Instrument(
+    "amqadf.circuit_breaker.calls", "observable_counter", "{call}",
+    "Calls through the breaker by outcome; rejected = not permitted while open.",
+    (ATTR_BREAKER_NAME, ATTR_BREAKER_OUTCOME),
+    "resilience.circuit_breaker (CircuitBreaker)", "dashboards (resilience)",
+)  # fmt: skip
+BREAKER_TRANSITIONS = Instrument(
+    "amqadf.circuit_breaker.transitions", "observable_counter", "{transition}",
+    "State changes of the breaker.",
+    (ATTR_BREAKER_NAME, ATTR_BREAKER_FROM, ATTR_BREAKER_TO),
+    "resilience.circuit_breaker (CircuitBreaker)", "dashboards (resilience)",
+)  # fmt: skip
+FALLBACKS = Instrument(
+    "amqadf.fallback.invocations", "observable_counter", "{invocation}",
+    "Times a fallback value or function was used instead of the failed call.",
+    (ATTR_FALLBACK_NAME, ATTR_ERROR_TYPE),
+    "resilience.fallback (GracefulDegradation)", "dashboards (resilience)",
+)  # fmt: skip
+TIMEOUTS = Instrument(
+    "amqadf.timeout.timeouts", "observable_counter", "{timeout}",
+    "Calls that ran past their time limit.",
+    (ATTR_TIMEOUT_NAME,),
+    "resilience.timeout (timeout)", "dashboards (resilience)",
+)  # fmt: skip
 LB_SELECTIONS = Instrument(
     "amqadf.loadbalancer.selections", "observable_counter", "{selection}",
     "Times a worker was selected.",
@@ -324,6 +390,14 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     POOL_TASKS,
     POOL_QUEUE_WAIT,
     POOL_TASK_DURATION,
+    RETRY_CALLS,
+    RETRY_RETRIES,
+    RETRY_GIVE_UPS,
+    BREAKER_STATE,
+    BREAKER_CALLS,
+    BREAKER_TRANSITIONS,
+    FALLBACKS,
+    TIMEOUTS,
     LB_SELECTIONS,
     LB_REQUESTS,
     LB_ACTIVE_REQUESTS,
@@ -346,6 +420,18 @@ EVENT_EXCEPTION: Final = "exception"
 #: Event (span event, or log record with this event name) for a decision that changes the count,
 #: with ATTR_SCALER_* attributes plus ``amqadf.autoscaler.current``, ``.target`` and ``.reason``.
 EVENT_SCALING_DECISION: Final = "amqadf.autoscaler.decision"
+#: Span event when a retry is scheduled (ATTR_RETRY_POLICY, ATTR_RETRY_ATTEMPT, ATTR_RETRY_DELAY, error.type).
+EVENT_RETRY: Final = "amqadf.retry.scheduled"
+#: Span event when a call gives up (ATTR_RETRY_POLICY, ATTR_RETRY_STOP, error.type).
+EVENT_RETRY_GIVE_UP: Final = "amqadf.retry.gave_up"
+#: Span event on a breaker state change (ATTR_BREAKER_NAME, ATTR_BREAKER_FROM, ATTR_BREAKER_TO).
+EVENT_BREAKER_TRANSITION: Final = "amqadf.circuit_breaker.state_changed"
+#: Span event when an open breaker rejects a call (ATTR_BREAKER_NAME, ATTR_BREAKER_STATE).
+EVENT_BREAKER_REJECTED: Final = "amqadf.circuit_breaker.rejected"
+#: Span event when a fallback is used (ATTR_FALLBACK_NAME, error.type).
+EVENT_FALLBACK: Final = "amqadf.fallback.used"
+#: Span event when a call times out (ATTR_TIMEOUT_NAME).
+EVENT_TIMEOUT: Final = "amqadf.timeout.exceeded"
 #: Event when outlier detection ejects a worker (ATTR_LB_NAME, ATTR_LB_WORKER).
 EVENT_WORKER_EJECTED: Final = "amqadf.loadbalancer.worker.ejected"
 
