@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     )
     from amqadf_agent.monitoring.cache import InstrumentedCache
     from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPool
+    from amqadf_agent.resilience.fallback import GracefulDegradation
+    from amqadf_agent.resilience.retry import RetryBudget, RetryPolicy, retry_with_policy
+    from amqadf_agent.resilience.timeout import CallTimeoutError, timeout
     from amqadf_agent.runtime.agent import Agent, get_agent, shutdown, start
     from amqadf_agent.runtime.settings import AgentSettings
     from amqadf_agent.scaling.autoscaler import (
@@ -42,20 +45,26 @@ _LAZY = {
     "AgentStartError": "amqadf_agent.errors",
     "AmqadfError": "amqadf_agent.errors",
     "AutoScaler": "amqadf_agent.scaling.autoscaler",
+    "CallTimeoutError": "amqadf_agent.resilience.timeout",
     "ConfigError": "amqadf_agent.errors",
+    "GracefulDegradation": "amqadf_agent.resilience.fallback",
     "InstrumentedCache": "amqadf_agent.monitoring.cache",
     "InstrumentedThreadPool": "amqadf_agent.monitoring.worker_pool",
     "LoadBalancer": "amqadf_agent.scaling.load_balancer",
     "MissingExtraError": "amqadf_agent.errors",
     "NoHealthyWorkerError": "amqadf_agent.errors",
+    "RetryBudget": "amqadf_agent.resilience.retry",
+    "RetryPolicy": "amqadf_agent.resilience.retry",
     "ScalingDecision": "amqadf_agent.scaling.autoscaler",
     "ScalingMetrics": "amqadf_agent.scaling.autoscaler",
     "ScalingPolicy": "amqadf_agent.scaling.autoscaler",
     "ScalingRules": "amqadf_agent.scaling.autoscaler",
     "TelemetryInputError": "amqadf_agent.errors",
     "get_agent": "amqadf_agent.runtime.agent",
+    "retry_with_policy": "amqadf_agent.resilience.retry",
     "shutdown": "amqadf_agent.runtime.agent",
     "start": "amqadf_agent.runtime.agent",
+    "timeout": "amqadf_agent.resilience.timeout",
 }
 
 __all__ = [
@@ -64,12 +73,16 @@ __all__ = [
     "AgentStartError",
     "AmqadfError",
     "AutoScaler",
+    "CallTimeoutError",
     "ConfigError",
+    "GracefulDegradation",
     "InstrumentedCache",
     "InstrumentedThreadPool",
     "LoadBalancer",
     "MissingExtraError",
     "NoHealthyWorkerError",
+    "RetryBudget",
+    "RetryPolicy",
     "ScalingDecision",
     "ScalingMetrics",
     "ScalingPolicy",
@@ -77,8 +90,10 @@ __all__ = [
     "TelemetryInputError",
     "__version__",
     "get_agent",
+    "retry_with_policy",
     "shutdown",
     "start",
+    "timeout",
 ]
 
 

@@ -1,0 +1,1 @@
+"""Resilience tools: circuit breaker, retry, fallback, timeout, rate limit."""

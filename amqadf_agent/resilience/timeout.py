@@ -1,0 +1,186 @@
+"""Give up waiting for a call after a time limit: ``@timeout(2.0)``.
+
+* **async functions**: ``asyncio.wait_for`` semantics: the awaited coroutine is *cancelled* at the
+  limit and ``CallTimeoutError`` is raised.
+* **sync functions**: Python cannot interrupt a running function. The call runs in a new daemon
+  worker thread (with a copy of the caller's context, so the current span carries over) and the
+  caller gets ``CallTimeoutError`` after the limit, **but the call itself keeps running** to its
+  end in that thread, its result or exception discarded. Use it to bound how long a caller waits,
+  not to stop work; give the call its own timeout (socket, driver) to stop the work. Each call
+  pays for starting a thread (tens of µs): keep it for calls that are slow anyway.
+
+``CallTimeoutError`` subclasses the builtin ``TimeoutError``, so ``except TimeoutError`` catches it.
+A ``TimeoutError`` raised by the call itself passes through unchanged and is not counted.
+Each timeout is counted (the ``amqadf.timeout.timeouts`` observable instrument, once
+``instrument()`` is called) and written as a span event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import logging
+import math
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+
+from amqadf_agent import semconv
+from amqadf_agent.errors import ConfigError
+from amqadf_agent.monitoring._instruments import Point, SharedInstruments
+from amqadf_agent.resilience._events import add_event
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+
+__all__ = ["CallTimeoutError", "instrument", "timeout"]
+
+_log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class CallTimeoutError(TimeoutError):
+    """A call ran past its time limit. Carries the limit (``seconds``) and the ``name``."""
+
+    def __init__(self, name: str, seconds: float) -> None:
+        self.name = name
+        self.seconds = seconds
+        super().__init__(f"{name} did not finish within {seconds:g} s")
+
+
+class _TimeoutStats:
+    __slots__ = ("__weakref__", "count", "lock", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def timed_out(self, seconds: float) -> CallTimeoutError:
+        with self.lock:
+            self.count += 1
+        add_event(semconv.EVENT_TIMEOUT, {semconv.ATTR_TIMEOUT_NAME: self.name})
+        return CallTimeoutError(self.name, seconds)
+
+
+class _AllTimeouts:
+    __slots__ = ("__weakref__", "_lock", "_members")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._members: weakref.WeakSet[_TimeoutStats] = weakref.WeakSet()
+
+    def add(self, stats: _TimeoutStats) -> None:
+        with self._lock:
+            self._members.add(stats)
+
+    def members(self) -> list[_TimeoutStats]:
+        with self._lock:
+            return list(self._members)
+
+
+_ALL = _AllTimeouts()
+
+
+def timeout(seconds: float, *, name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorator: raise ``CallTimeoutError`` when the call takes longer than ``seconds``.
+
+    Args:
+        seconds: The limit, more than zero.
+        name: The ``amqadf.timeout.name`` attribute (default: the function's qualname).
+
+    Raises:
+        ConfigError: ``seconds`` not a finite number above zero.
+    """
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not math.isfinite(seconds)
+        or seconds <= 0
+    ):
+        raise ConfigError("seconds", f"must be a finite number of seconds above zero, got {seconds!r}")
+    limit = float(seconds)
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        stats = _TimeoutStats(name or getattr(fn, "__qualname__", None) or "default")
+        _ALL.add(stats)
+        if inspect.iscoroutinefunction(fn):
+            afn = cast("Callable[..., Any]", fn)
+
+            async def guarded(*args: Any, **kwargs: Any) -> tuple[bool, Any]:
+                # The call's own TimeoutError must not pass for ours: carry it out as a value.
+                try:
+                    return True, await afn(*args, **kwargs)
+                except TimeoutError as exc:
+                    return False, exc
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    ok, value = await asyncio.wait_for(guarded(*args, **kwargs), limit)
+                except asyncio.TimeoutError:
+                    error = stats.timed_out(limit)
+                else:
+                    if ok:
+                        return value
+                    raise value
+                raise error from None
+
+            wrapper = cast("Callable[P, R]", async_wrapper)
+        else:
+
+            @functools.wraps(fn)
+            def sync_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                return cast(R, _run_in_thread(stats, limit, fn, args, kwargs))
+
+            wrapper = sync_wrapper
+        wrapper.__amqadf_timeout__ = stats  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def _run_in_thread(stats: _TimeoutStats, limit: float, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    done = threading.Event()
+    box: list[Any] = []
+    context = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            box.append((True, context.run(fn, *args, **kwargs)))
+        except BaseException as exc:  # handed to the caller (or dropped after a timeout)
+            box.append((False, exc))
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=target, name=f"amqadf-timeout-{stats.name}", daemon=True)
+    worker.start()
+    if not done.wait(limit):
+        raise stats.timed_out(limit)
+    ok, value = box[0]
+    if ok:
+        return value
+    raise value
+
+
+def instrument(meter_provider: MeterProvider | None = None) -> None:
+    """Report every timeout-decorated function through ``amqadf.timeout.timeouts``.
+
+    Default: the global provider. Idempotent. A failure is logged, never raised.
+    """
+    try:
+        _SHARED.register(_ALL, meter_provider)
+    except Exception:
+        _log.warning("cannot report timeouts as metrics", exc_info=True)
+
+
+def _timeouts(all_timeouts: _AllTimeouts) -> list[Point]:
+    return [(s.count, {semconv.ATTR_TIMEOUT_NAME: s.name}) for s in all_timeouts.members()]
+
+
+_SHARED: SharedInstruments[_AllTimeouts] = SharedInstruments("timeout", [(semconv.TIMEOUTS, _timeouts)])
