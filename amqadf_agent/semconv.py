@@ -18,8 +18,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Final, Literal
 
+from opentelemetry.semconv._incubating.attributes.cpu_attributes import CPU_MODE
 from opentelemetry.semconv._incubating.attributes.deployment_attributes import DEPLOYMENT_ENVIRONMENT_NAME
+from opentelemetry.semconv._incubating.attributes.disk_attributes import DISK_IO_DIRECTION
 from opentelemetry.semconv._incubating.attributes.host_attributes import HOST_ARCH, HOST_NAME
+from opentelemetry.semconv._incubating.attributes.network_attributes import (
+    NETWORK_INTERFACE_NAME,
+    NETWORK_IO_DIRECTION,
+)
 from opentelemetry.semconv._incubating.attributes.os_attributes import OS_TYPE
 from opentelemetry.semconv._incubating.attributes.otel_attributes import (
     OTEL_COMPONENT_NAME,
@@ -30,6 +36,12 @@ from opentelemetry.semconv._incubating.attributes.process_attributes import (
     PROCESS_PID,
     PROCESS_RUNTIME_NAME,
     PROCESS_RUNTIME_VERSION,
+)
+from opentelemetry.semconv._incubating.attributes.system_attributes import (
+    SYSTEM_DEVICE,
+    SYSTEM_FILESYSTEM_MOUNTPOINT,
+    SYSTEM_FILESYSTEM_STATE,
+    SYSTEM_MEMORY_STATE,
 )
 from opentelemetry.semconv.attributes.db_attributes import (
     DB_OPERATION_NAME,
@@ -84,6 +96,14 @@ ATTR_TELEMETRY_DISTRO_NAME: Final = TELEMETRY_DISTRO_NAME
 ATTR_TELEMETRY_DISTRO_VERSION: Final = TELEMETRY_DISTRO_VERSION
 ATTR_ERROR_TYPE: Final = ERROR_TYPE
 ATTR_OTEL_COMPONENT_TYPE: Final = OTEL_COMPONENT_TYPE
+ATTR_CPU_MODE: Final = CPU_MODE
+ATTR_SYSTEM_MEMORY_STATE: Final = SYSTEM_MEMORY_STATE
+ATTR_SYSTEM_DEVICE: Final = SYSTEM_DEVICE
+ATTR_SYSTEM_FILESYSTEM_STATE: Final = SYSTEM_FILESYSTEM_STATE
+ATTR_SYSTEM_FILESYSTEM_MOUNTPOINT: Final = SYSTEM_FILESYSTEM_MOUNTPOINT
+ATTR_DISK_IO_DIRECTION: Final = DISK_IO_DIRECTION
+ATTR_NETWORK_INTERFACE_NAME: Final = NETWORK_INTERFACE_NAME
+ATTR_NETWORK_IO_DIRECTION: Final = NETWORK_IO_DIRECTION
 ATTR_OTEL_COMPONENT_NAME: Final = OTEL_COMPONENT_NAME
 ATTR_HTTP_REQUEST_METHOD: Final = HTTP_REQUEST_METHOD
 ATTR_HTTP_ROUTE: Final = HTTP_ROUTE
@@ -127,6 +147,12 @@ ATTR_BREAKER_TO: Final = "amqadf.circuit_breaker.to_state"
 ATTR_BREAKER_OUTCOME: Final = "amqadf.circuit_breaker.outcome"
 ATTR_FALLBACK_NAME: Final = "amqadf.fallback.name"
 ATTR_TIMEOUT_NAME: Final = "amqadf.timeout.name"
+ATTR_RESOURCE_KIND: Final = "amqadf.resource.kind"  # cpu | memory | disk
+ATTR_PROFILER_KIND: Final = "amqadf.profiler.kind"  # cpu | memory
+ATTR_PROFILER_FUNCTION: Final = "amqadf.profiler.function"  # qualified name of the profiled callable
+ATTR_RATE_LIMITER_NAME: Final = "amqadf.rate_limiter.name"
+ATTR_RATE_LIMITER_OUTCOME: Final = "amqadf.rate_limiter.outcome"  # permitted | rejected
+ATTR_STATE_STORE: Final = "amqadf.state_store.kind"  # redis
 ATTR_AGENT_SIGNAL: Final = "amqadf.agent.signal"  # traces | metrics | logs
 ATTR_AGENT_EXPORTER: Final = "amqadf.agent.exporter"  # file | otlp | console | prometheus
 ATTR_AGENT_THREAD: Final = "amqadf.agent.thread"  # which background thread spent the CPU
@@ -238,6 +264,108 @@ POOL_TASK_DURATION = Instrument(
     (ATTR_POOL_NAME, ATTR_TASK_OUTCOME),
     "monitoring.worker_pool (InstrumentedThreadPool)", "analyzer (thread rules)",
     buckets=SECONDS_BUCKETS,
+)  # fmt: skip
+SYSTEM_CPU_UTILIZATION = Instrument(
+    "system.cpu.utilization", "observable_gauge", "1",
+    "Share of the machine's CPU time in each mode since the previous sample (0 to 1).",
+    (ATTR_CPU_MODE,),
+    "monitoring.resources (ResourceMonitor)", "analyzer (autoscaling: CPU)", standard=True,
+)  # fmt: skip
+SYSTEM_MEMORY_USAGE = Instrument(
+    "system.memory.usage", "observable_updowncounter", "By",
+    "Memory in use, by state (used, free, cached, buffers).",
+    (ATTR_SYSTEM_MEMORY_STATE,),
+    "monitoring.resources (ResourceMonitor)", "dashboards (resources)", standard=True,
+)  # fmt: skip
+SYSTEM_MEMORY_UTILIZATION = Instrument(
+    "system.memory.utilization", "observable_gauge", "1",
+    "Share of memory by state (0 to 1).",
+    (ATTR_SYSTEM_MEMORY_STATE,),
+    "monitoring.resources (ResourceMonitor)", "analyzer (autoscaling: memory)", standard=True,
+)  # fmt: skip
+SYSTEM_FILESYSTEM_USAGE = Instrument(
+    "system.filesystem.usage", "observable_updowncounter", "By",
+    "File system space by state (used, free) per mount point.",
+    (ATTR_SYSTEM_DEVICE, ATTR_SYSTEM_FILESYSTEM_STATE, ATTR_SYSTEM_FILESYSTEM_MOUNTPOINT),
+    "monitoring.resources (ResourceMonitor)", "dashboards (resources)", standard=True,
+)  # fmt: skip
+SYSTEM_FILESYSTEM_UTILIZATION = Instrument(
+    "system.filesystem.utilization", "observable_gauge", "1",
+    "Share of file system space by state, per mount point (0 to 1).",
+    (ATTR_SYSTEM_DEVICE, ATTR_SYSTEM_FILESYSTEM_STATE, ATTR_SYSTEM_FILESYSTEM_MOUNTPOINT),
+    "monitoring.resources (ResourceMonitor)", "dashboards (resources)", standard=True,
+)  # fmt: skip
+SYSTEM_DISK_IO = Instrument(
+    "system.disk.io", "observable_counter", "By",
+    "Bytes read and written per disk.",
+    (ATTR_SYSTEM_DEVICE, ATTR_DISK_IO_DIRECTION),
+    "monitoring.resources (ResourceMonitor)", "dashboards (resources)", standard=True,
+)  # fmt: skip
+SYSTEM_NETWORK_IO = Instrument(
+    "system.network.io", "observable_counter", "By",
+    "Bytes received and transmitted per network interface.",
+    (ATTR_NETWORK_INTERFACE_NAME, ATTR_NETWORK_IO_DIRECTION),
+    "monitoring.resources (ResourceMonitor)", "dashboards (resources)", standard=True,
+)  # fmt: skip
+PROCESS_CPU_UTILIZATION = Instrument(
+    "process.cpu.utilization", "observable_gauge", "1",
+    "Share of all CPUs this process used since the previous sample, by mode (0 to 1).",
+    (ATTR_CPU_MODE,),
+    "monitoring.resources (ResourceMonitor)", "analyzer (thread rules: CPU-bound work)", standard=True,
+)  # fmt: skip
+PROCESS_CPU_TIME = Instrument(
+    "process.cpu.time", "observable_counter", "s",
+    "CPU seconds this process used, by mode (user, system).",
+    (ATTR_CPU_MODE,),
+    "monitoring.resources (ResourceMonitor)", "dashboards (resources)", standard=True,
+)  # fmt: skip
+PROCESS_MEMORY_USAGE = Instrument(
+    "process.memory.usage", "observable_updowncounter", "By",
+    "Resident memory of this process (RSS).",
+    (),
+    "monitoring.resources (ResourceMonitor)", "dashboards (resources)", standard=True,
+)  # fmt: skip
+PROCESS_MEMORY_VIRTUAL = Instrument(
+    "process.memory.virtual", "observable_updowncounter", "By",
+    "Virtual memory of this process.",
+    (),
+    "monitoring.resources (ResourceMonitor)", "dashboards (resources)", standard=True,
+)  # fmt: skip
+PROCESS_THREAD_COUNT = Instrument(
+    "process.thread.count", "observable_updowncounter", "{thread}",
+    "Threads of this process.",
+    (),
+    "monitoring.resources (ResourceMonitor)", "analyzer (thread rules)", standard=True,
+)  # fmt: skip
+PROCESS_FD_COUNT = Instrument(
+    "process.unix.file_descriptor.count", "observable_updowncounter", "{file_descriptor}",
+    "Open file descriptors of this process.",
+    (),
+    "monitoring.resources (ResourceMonitor)", "dashboards (resources)", standard=True,
+)  # fmt: skip
+RESOURCE_LIMIT_BREACHES = Instrument(
+    "amqadf.resource.limit_breaches", "observable_counter", "{breach}",
+    "Samples in which a resource was over its configured limit.",
+    (ATTR_RESOURCE_KIND,),
+    "monitoring.resources (ResourceMonitor)", "dashboards (resources); alerts",
+)  # fmt: skip
+PROFILES = Instrument(
+    "amqadf.profiler.profiles", "observable_counter", "{profile}",
+    "Profiles taken, by kind (cpu with pyinstrument, memory with memray).",
+    (ATTR_PROFILER_KIND,),
+    "profiling (PerformanceProfiler)", "dashboards (performance)",
+)  # fmt: skip
+RATE_LIMITER_REQUESTS = Instrument(
+    "amqadf.rate_limiter.requests", "observable_counter", "{request}",
+    "Requests to a rate limiter, permitted or rejected.",
+    (ATTR_RATE_LIMITER_NAME, ATTR_RATE_LIMITER_OUTCOME),
+    "resilience.rate_limit (RateLimiter)", "dashboards (resilience)",
+)  # fmt: skip
+STATE_STORE_FALLBACKS = Instrument(
+    "amqadf.state_store.fallbacks", "observable_counter", "{operation}",
+    "Operations that fell back to local state because the shared store was unreachable (fail open).",
+    (ATTR_STATE_STORE, ATTR_ERROR_TYPE),
+    "resilience.stores (RedisStore)", "dashboards (resilience)",
 )  # fmt: skip
 RETRY_CALLS = Instrument(
     "amqadf.retry.calls", "observable_counter", "{call}",
@@ -390,6 +518,21 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     POOL_TASKS,
     POOL_QUEUE_WAIT,
     POOL_TASK_DURATION,
+    SYSTEM_CPU_UTILIZATION,
+    SYSTEM_MEMORY_USAGE,
+    SYSTEM_MEMORY_UTILIZATION,
+    SYSTEM_FILESYSTEM_USAGE,
+    SYSTEM_FILESYSTEM_UTILIZATION,
+    SYSTEM_DISK_IO,
+    SYSTEM_NETWORK_IO,
+    PROCESS_CPU_UTILIZATION,
+    PROCESS_CPU_TIME,
+    PROCESS_MEMORY_USAGE,
+    PROCESS_MEMORY_VIRTUAL,
+    PROCESS_THREAD_COUNT,
+    PROCESS_FD_COUNT,
+    RESOURCE_LIMIT_BREACHES,
+    PROFILES,
     RETRY_CALLS,
     RETRY_RETRIES,
     RETRY_GIVE_UPS,
@@ -398,6 +541,8 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     BREAKER_TRANSITIONS,
     FALLBACKS,
     TIMEOUTS,
+    RATE_LIMITER_REQUESTS,
+    STATE_STORE_FALLBACKS,
     LB_SELECTIONS,
     LB_REQUESTS,
     LB_ACTIVE_REQUESTS,
@@ -432,6 +577,17 @@ EVENT_BREAKER_REJECTED: Final = "amqadf.circuit_breaker.rejected"
 EVENT_FALLBACK: Final = "amqadf.fallback.used"
 #: Span event when a call times out (ATTR_TIMEOUT_NAME).
 EVENT_TIMEOUT: Final = "amqadf.timeout.exceeded"
+#: Span event when a rate limiter rejects a request (ATTR_RATE_LIMITER_NAME, plus
+#: ``amqadf.rate_limiter.retry_after`` in seconds).
+EVENT_RATE_LIMITED: Final = "amqadf.rate_limiter.rejected"
+#: Event (span event on the current span) when a sample is over a limit (ATTR_RESOURCE_KIND, plus
+#: ``amqadf.resource.value`` and ``amqadf.resource.threshold`` as fractions).
+EVENT_RESOURCE_LIMIT: Final = "amqadf.resource.limit_exceeded"
+#: Name of the span that carries one profile (ATTR_PROFILER_KIND, ATTR_PROFILER_FUNCTION).
+SPAN_PROFILE: Final = "amqadf.profile"
+#: Span event on a profile span, one per top function (``code.function.name``, ``code.file.path``,
+#: ``code.line.number``, ``amqadf.profiler.self_time``, ``amqadf.profiler.total_time`` in seconds).
+EVENT_PROFILE_FUNCTION: Final = "amqadf.profiler.function"
 #: Event when outlier detection ejects a worker (ATTR_LB_NAME, ATTR_LB_WORKER).
 EVENT_WORKER_EJECTED: Final = "amqadf.loadbalancer.worker.ejected"
 
