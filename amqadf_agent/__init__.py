@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from amqadf_agent.errors import (
         AgentStartError,
         AmqadfError,
+        CircuitOpenError,
         ConfigError,
         MissingExtraError,
         NoHealthyWorkerError,
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     )
     from amqadf_agent.monitoring.cache import InstrumentedCache
     from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPool
+    from amqadf_agent.resilience.circuit_breaker import CircuitBreaker
     from amqadf_agent.resilience.fallback import GracefulDegradation
     from amqadf_agent.resilience.retry import RetryBudget, RetryPolicy, retry_with_policy
     from amqadf_agent.resilience.timeout import CallTimeoutError, timeout
@@ -46,6 +48,8 @@ _LAZY = {
     "AmqadfError": "amqadf_agent.errors",
     "AutoScaler": "amqadf_agent.scaling.autoscaler",
     "CallTimeoutError": "amqadf_agent.resilience.timeout",
+    "CircuitBreaker": "amqadf_agent.resilience.circuit_breaker",
+    "CircuitOpenError": "amqadf_agent.errors",
     "ConfigError": "amqadf_agent.errors",
     "GracefulDegradation": "amqadf_agent.resilience.fallback",
     "InstrumentedCache": "amqadf_agent.monitoring.cache",
@@ -74,6 +78,8 @@ __all__ = [
     "AmqadfError",
     "AutoScaler",
     "CallTimeoutError",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "ConfigError",
     "GracefulDegradation",
     "InstrumentedCache",

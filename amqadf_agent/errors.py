@@ -8,10 +8,13 @@ turn any of them into one line on stderr and the error's ``exit_code``, never a 
     ├── MissingExtraError      an optional dependency is not installed (names the pip extra)
     ├── AgentStartError        the agent could not start (the reason, in one line)
     ├── NoHealthyWorkerError   a load balancer has no worker that can take a request
+    ├── CircuitOpenError       a circuit breaker did not let a call through (carries retry_after)
     └── TelemetryInputError    the analyzer cannot read its input (file, line and reason)
 """
 
 from __future__ import annotations
+
+import math
 
 
 class AmqadfError(Exception):
@@ -64,3 +67,19 @@ class NoHealthyWorkerError(AmqadfError, RuntimeError):
         else:
             message = f"load balancer {balancer!r} has no worker registered"
         super().__init__(message)
+
+
+class CircuitOpenError(AmqadfError, RuntimeError):
+    """The breaker did not let a call through (open, forced open, or half-open probes all taken).
+
+    ``retry_after`` is the number of seconds until the breaker lets a probe through, by its clock:
+    the rest of the open timeout, 0.0 when half-open (a probe slot may free at any moment), and
+    ``math.inf`` when forced open (only ``reset()`` lets calls through again).
+    """
+
+    def __init__(self, breaker: str, retry_after: float, state: str = "open") -> None:
+        self.breaker = breaker
+        self.retry_after = retry_after
+        self.state = state
+        when = "until it is reset" if math.isinf(retry_after) else f"next probe in {retry_after:.3f} s"
+        super().__init__(f"circuit breaker {breaker!r} is {state}: call not permitted ({when})")

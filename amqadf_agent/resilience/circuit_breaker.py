@@ -1,0 +1,661 @@
+"""A circuit breaker modelled on resilience4j, with a near-zero closed-state hot path.
+
+States: ``closed`` (calls pass), ``open`` (calls are rejected with :class:`CircuitOpenError` until the
+open timeout ends), ``half_open`` (at most ``half_open_max_calls`` probes run at the same time; that
+many successes close the breaker, one failure reopens it), and three modes set by hand:
+``forced_open`` (reject everything), ``disabled`` (pass everything, count nothing) and
+``metrics_only`` (pass everything, count outcomes, never trip). ``reset()`` returns to ``closed``.
+
+Tripping: ``failure_threshold`` consecutive failures, or, when ``failure_rate_threshold`` and/or
+``slow_call_rate_threshold`` are set, a failure rate or slow-call rate (percent) over a count- or
+time-based sliding window once it holds ``minimum_calls`` calls.
+
+Cost (DESIGN principle 1): in the closed state without rate-based tripping or slow-call timing, a
+successful call costs one attribute check and one integer increment; no lock, no clock, nothing of
+OpenTelemetry. The lock is taken only to record a failure or a windowed outcome and around state
+changes, never while the user's function runs (pybreaker holds its lock for the whole call).
+The per-call counters are plain ints read at collection time by observable instruments; the
+unlocked success increment may, rarely, lose a count under heavy thread contention (the GIL can
+switch between the read and the write); failures, rejections and transitions are counted under the
+lock and are exact. Span events are written only for rare events: a state change and a rejection.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
+
+from amqadf_agent import semconv
+from amqadf_agent.errors import CircuitOpenError, ConfigError
+from amqadf_agent.monitoring._instruments import Point, SharedInstruments
+from amqadf_agent.resilience._events import add_event
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+
+__all__ = [
+    "DISABLED",
+    "FORCED_OPEN",
+    "HALF_OPEN",
+    "METRICS_ONLY",
+    "OPEN",
+    "STATES",
+    "CircuitBreaker",
+    "CircuitOpenError",
+]
+
+_log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+
+CLOSED: Final = "closed"
+OPEN: Final = "open"
+HALF_OPEN: Final = "half_open"
+FORCED_OPEN: Final = "forced_open"
+DISABLED: Final = "disabled"
+METRICS_ONLY: Final = "metrics_only"
+#: Every state, in the order the state gauge reports them.
+STATES: Final = (CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED, METRICS_ONLY)
+
+OUTCOMES: Final = ("success", "failure", "slow_success", "slow_failure", "ignored", "rejected")
+
+Listener = Callable[["CircuitBreaker", str, str], None]
+#: What a permitted call carries until its outcome is recorded: (epoch, state it was admitted in).
+_Permit = tuple[int, str]
+_Transition = tuple[str, str]
+
+
+# --- validation -----------------------------------------------------------------------------------
+def _number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and not math.isnan(value)
+
+
+def _positive(parameter: str, value: object, *, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    if not _number(value) or not cast(float, value) > 0:
+        raise ConfigError(parameter, f"must be a number > 0, got {value!r}")
+    return float(cast(float, value))
+
+
+def _positive_int(parameter: str, value: object, *, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(parameter, f"must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _percent(parameter: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if not _number(value) or not 0 < cast(float, value) <= 100:
+        raise ConfigError(parameter, f"must be a percentage in (0, 100], got {value!r}")
+    return float(cast(float, value))
+
+
+def _exception_types(parameter: str, value: object) -> tuple[type[BaseException], ...]:
+    types = (value,) if isinstance(value, type) else value
+    if not isinstance(types, (tuple, list, frozenset, set)) or not all(
+        isinstance(t, type) and issubclass(t, BaseException) for t in types
+    ):
+        raise ConfigError(parameter, f"must be exception classes, got {value!r}")
+    return tuple(types)
+
+
+class CircuitBreaker:
+    """Thread- and asyncio-safe circuit breaker; see the module docstring for its behaviour.
+
+    Use it as ``breaker.call(fn, *args)``, ``await breaker.call_async(coro_fn, *args)``, as a
+    decorator on sync or async functions (the signature is preserved), or as ``with breaker:``
+    (an exception leaving the block is the call's outcome).
+    """
+
+    def __init__(
+        self,
+        failure_threshold: int | None = 5,
+        timeout: float = 60.0,
+        half_open_max_calls: int = 3,
+        *,
+        name: str = "circuit_breaker",
+        failure_rate_threshold: float | None = None,
+        slow_call_rate_threshold: float | None = None,
+        slow_call_duration: float | None = None,
+        sliding_window_type: str = "count",
+        sliding_window_size: int = 100,
+        minimum_calls: int = 10,
+        timeout_multiplier: float = 1.0,
+        max_timeout: float | None = None,
+        max_half_open_time: float | None = None,
+        ignored_exceptions: Iterable[type[BaseException]] | type[BaseException] = (),
+        failure_exceptions: Iterable[type[BaseException]] | type[BaseException] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigError("name", f"must be a non-empty string, got {name!r}")
+        self._failure_threshold = _positive_int("failure_threshold", failure_threshold, optional=True)
+        self._timeout = cast(float, _positive("timeout", timeout))
+        self._half_open_max = cast(int, _positive_int("half_open_max_calls", half_open_max_calls))
+        self._failure_rate = _percent("failure_rate_threshold", failure_rate_threshold)
+        self._slow_rate = _percent("slow_call_rate_threshold", slow_call_rate_threshold)
+        self._slow_duration = _positive("slow_call_duration", slow_call_duration, optional=True)
+        if self._slow_rate is not None and self._slow_duration is None:
+            raise ConfigError("slow_call_duration", "is required when slow_call_rate_threshold is set")
+        if sliding_window_type not in ("count", "time"):
+            raise ConfigError(
+                "sliding_window_type", f"must be 'count' or 'time', got {sliding_window_type!r}"
+            )
+        self._window_type = sliding_window_type
+        self._window_size = cast(int, _positive_int("sliding_window_size", sliding_window_size))
+        self._minimum_calls = cast(int, _positive_int("minimum_calls", minimum_calls))
+        if sliding_window_type == "count":
+            # resilience4j: a count window can never hold more calls than its size.
+            self._minimum_calls = min(self._minimum_calls, self._window_size)
+        if not _number(timeout_multiplier) or timeout_multiplier < 1:
+            raise ConfigError("timeout_multiplier", f"must be a number >= 1, got {timeout_multiplier!r}")
+        self._multiplier = float(timeout_multiplier)
+        self._max_timeout = _positive("max_timeout", max_timeout, optional=True)
+        if self._max_timeout is not None and self._max_timeout < self._timeout:
+            raise ConfigError("max_timeout", f"must be >= timeout ({timeout!r}), got {max_timeout!r}")
+        self._max_half_open_time = _positive("max_half_open_time", max_half_open_time, optional=True)
+        self._ignored = _exception_types("ignored_exceptions", ignored_exceptions)
+        self._failures_only = (
+            None if failure_exceptions is None else _exception_types("failure_exceptions", failure_exceptions)
+        )
+        if not callable(clock):
+            raise ConfigError("clock", f"must be a callable returning seconds, got {clock!r}")
+        self._clock = clock
+        self._name = name
+
+        self._windowed = self._failure_rate is not None or self._slow_rate is not None
+        # The clock is read around a call only when something needs a duration or a timestamp.
+        self._timed = self._slow_duration is not None or (self._windowed and sliding_window_type == "time")
+
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+        self._listener_warned = False
+        self._cm_permits: contextvars.ContextVar[tuple[tuple[_Permit, float], ...]] = contextvars.ContextVar(
+            f"amqadf_breaker_{id(self)}", default=()
+        )
+
+        self._state: str = CLOSED
+        # True when a call may take the lock-free path: closed, no window, no timing.
+        self._fast = not (self._windowed or self._timed)
+        self._epoch = 0  # bumped on every transition: outcomes of an older state are not applied
+        self._consecutive = 0
+        self._open_until = 0.0
+        self._trips = 0  # consecutive trips without a successful close: grows the open timeout
+        self._half_open_since = 0.0
+        self._in_flight = 0
+        self._probe_successes = 0
+        # Count window: deque of (failed, slow); time window: deque of [second, calls, failed, slow].
+        self._window: deque[Any] = deque()
+        self._w_calls = 0
+        self._w_failed = 0
+        self._w_slow = 0
+
+        # Outcome counters, read at collection time.
+        self._n_success = 0
+        self._n_failure = 0
+        self._n_slow_success = 0
+        self._n_slow_failure = 0
+        self._n_ignored = 0
+        self._n_rejected = 0
+        self._transitions: dict[_Transition, int] = {}
+
+    # --- public properties and controls ----------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The breaker's name: the ``amqadf.circuit_breaker.name`` attribute of its telemetry."""
+        return self._name
+
+    @property
+    def state(self) -> str:
+        """The current state; an open breaker whose timeout has ended reads as ``half_open``."""
+        state = self._state
+        if state is OPEN or state is HALF_OPEN:
+            with self._lock:
+                done = self._advance_locked(self._clock())
+                state = self._state
+            self._announce(done)
+        return state
+
+    def counts(self) -> dict[str, int]:
+        """Calls by outcome since creation (never reset: exported as monotonic counters)."""
+        return {
+            "success": self._n_success,
+            "failure": self._n_failure,
+            "slow_success": self._n_slow_success,
+            "slow_failure": self._n_slow_failure,
+            "ignored": self._n_ignored,
+            "rejected": self._n_rejected,
+        }
+
+    def transitions(self) -> dict[tuple[str, str], int]:
+        """State changes so far, by (from, to)."""
+        with self._lock:
+            return dict(self._transitions)
+
+    def reset(self) -> None:
+        """Back to ``closed`` with empty counts and the base open timeout (from any state or mode)."""
+        self._set_mode(CLOSED)
+
+    def force_open(self) -> None:
+        """Reject every call until ``reset()`` (resilience4j's FORCED_OPEN)."""
+        self._set_mode(FORCED_OPEN)
+
+    def disable(self) -> None:
+        """Let every call through and count nothing until ``reset()``."""
+        self._set_mode(DISABLED)
+
+    def metrics_only(self) -> None:
+        """Let every call through and count its outcome, never trip, until ``reset()``."""
+        self._set_mode(METRICS_ONLY)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(breaker, from_state, to_state)`` after every state change.
+
+        Listeners run outside the lock, in the thread that caused the change. One that raises is
+        logged (a warning the first time, then at debug level) and the others still run.
+        """
+        if not callable(listener):
+            raise ConfigError("listener", f"must be callable, got {listener!r}")
+        with self._lock:
+            self._listeners = [*self._listeners, listener]
+
+    def instrument(self, meter_provider: MeterProvider | None = None) -> None:
+        """Report this breaker through the contract's ``amqadf.circuit_breaker.*`` instruments.
+
+        Default: the global meter provider. Breakers on one provider share one instrument set that
+        holds them weakly; idempotent; costs nothing per call. A failure is logged, never raised.
+        """
+        try:
+            _SHARED.register(self, meter_provider)
+        except Exception:
+            _log.warning("cannot report circuit breaker %r as metrics", self._name, exc_info=True)
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker(name={self._name!r}, state={self._state!r})"
+
+    # --- calling ---------------------------------------------------------------------------------
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """``fn(*args, **kwargs)`` through the breaker; raises :class:`CircuitOpenError` if not permitted."""
+        if self._fast:
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                self._fast_failure(exc)
+                raise
+            self._n_success += 1
+            if self._consecutive:
+                self._consecutive = 0
+            return result
+        return self._call_slow(fn, args, kwargs)
+
+    def _call_slow(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        # Every path but the lock-free closed one: admission, timing, outcome recording.
+        permit = self._acquire()
+        start = self._clock() if self._timed else 0.0
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._record(permit, start, exc)
+            raise
+        self._record(permit, start, None)
+        return result
+
+    async def call_async(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """``await fn(*args, **kwargs)`` through the breaker (the lock is never held across an await)."""
+        if self._fast:
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                self._fast_failure(exc)
+                raise
+            self._n_success += 1
+            if self._consecutive:
+                self._consecutive = 0
+            return result
+        permit = self._acquire()
+        start = self._clock() if self._timed else 0.0
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self._record(permit, start, exc)
+            raise
+        self._record(permit, start, None)
+        return result
+
+    def __call__(self, fn: F) -> F:
+        """Decorate a sync or async function; ``functools.wraps`` keeps its name and signature."""
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await self.call_async(fn, *args, **kwargs)
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            # The closed fast path inlined (as in ``call``): one call frame less per call.
+            if self._fast:
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    self._fast_failure(exc)
+                    raise
+                self._n_success += 1
+                if self._consecutive:
+                    self._consecutive = 0
+                return result
+            return self._call_slow(fn, args, kwargs)
+
+        return cast(F, wrapper)
+
+    def __enter__(self) -> CircuitBreaker:
+        permit = self._acquire()
+        start = self._clock() if self._timed else 0.0
+        # A context variable, so threads and asyncio tasks sharing the breaker keep their own permits.
+        self._cm_permits.set((*self._cm_permits.get(), (permit, start)))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack = self._cm_permits.get()
+        if not stack:
+            return
+        (permit, start) = stack[-1]
+        self._cm_permits.set(stack[:-1])
+        self._record(permit, start, exc)
+
+    async def __aenter__(self) -> CircuitBreaker:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    # --- internals -------------------------------------------------------------------------------
+    def _classify(self, exc: BaseException) -> str:
+        """``failure``, ``ignored`` or ``success`` (an exception outside ``failure_exceptions``)."""
+        if not isinstance(exc, Exception) or (self._ignored and isinstance(exc, self._ignored)):
+            return "ignored"  # also KeyboardInterrupt, SystemExit, asyncio.CancelledError
+        if self._failures_only is not None and not isinstance(exc, self._failures_only):
+            return "success"  # resilience4j: an unrecorded exception counts as a success
+        return "failure"
+
+    def _fast_failure(self, exc: BaseException) -> None:
+        kind = self._classify(exc)
+        done: list[_Transition] = []
+        with self._lock:
+            if kind == "ignored":
+                self._n_ignored += 1
+                return
+            if kind == "success":
+                self._n_success += 1
+                self._consecutive = 0
+                return
+            self._n_failure += 1
+            if self._state is CLOSED:
+                self._consecutive += 1
+                threshold = self._failure_threshold
+                if threshold is not None and self._consecutive >= threshold:
+                    done = self._open_locked(self._clock())
+        self._announce(done)
+
+    def _acquire(self) -> _Permit:
+        state = self._state
+        if state is CLOSED or state is DISABLED or state is METRICS_ONLY:
+            return (self._epoch, state)
+        now = self._clock()
+        with self._lock:
+            done = self._advance_locked(now)
+            state = self._state
+            if state is CLOSED or state is DISABLED or state is METRICS_ONLY:
+                permit: _Permit | None = (self._epoch, state)
+            elif state is HALF_OPEN and self._in_flight < self._half_open_max:
+                self._in_flight += 1
+                permit = (self._epoch, state)
+            else:
+                permit = None
+                self._n_rejected += 1
+                if state is OPEN:
+                    retry_after = max(0.0, self._open_until - now)
+                elif state is HALF_OPEN:
+                    retry_after = 0.0
+                else:
+                    retry_after = math.inf
+        self._announce(done)
+        if permit is not None:
+            return permit
+        add_event(
+            semconv.EVENT_BREAKER_REJECTED,
+            {semconv.ATTR_BREAKER_NAME: self._name, semconv.ATTR_BREAKER_STATE: state},
+        )
+        raise CircuitOpenError(self._name, retry_after, state)
+
+    def _record(self, permit: _Permit, start: float, exc: BaseException | None) -> None:
+        epoch, admitted = permit
+        if admitted is DISABLED:
+            return
+        kind = "success" if exc is None else self._classify(exc)
+        now = self._clock() if self._timed else 0.0
+        slow = self._slow_duration is not None and kind != "ignored" and now - start >= self._slow_duration
+        done: list[_Transition] = []
+        with self._lock:
+            if kind == "ignored":
+                self._n_ignored += 1
+            elif kind == "success":
+                if slow:
+                    self._n_slow_success += 1
+                else:
+                    self._n_success += 1
+            elif slow:
+                self._n_slow_failure += 1
+            else:
+                self._n_failure += 1
+            current = epoch == self._epoch and admitted is self._state
+            if admitted is HALF_OPEN:
+                if current:
+                    self._in_flight -= 1
+                    if kind == "failure" or (slow and self._slow_rate is not None):
+                        done = self._open_locked(now or self._clock())
+                    elif kind == "success":
+                        self._probe_successes += 1
+                        if self._probe_successes >= self._half_open_max:
+                            done = self._transition_locked(CLOSED, now)
+            elif admitted is CLOSED and current and kind != "ignored":
+                failed = kind == "failure"
+                if failed:
+                    self._consecutive += 1
+                else:
+                    self._consecutive = 0
+                threshold = self._failure_threshold
+                if failed and threshold is not None and self._consecutive >= threshold:
+                    done = self._open_locked(now or self._clock())
+                elif self._windowed:
+                    self._window_add(now, failed, slow)
+                    if self._window_trips():
+                        done = self._open_locked(now or self._clock())
+            elif admitted is METRICS_ONLY and current and kind != "ignored" and self._windowed:
+                self._window_add(now, kind == "failure", slow)
+        self._announce(done)
+
+    # sliding window (called with the lock held)
+    def _window_add(self, now: float, failed: bool, slow: bool) -> None:
+        window = self._window
+        if self._window_type == "count":
+            if len(window) >= self._window_size:
+                old_failed, old_slow = window.popleft()
+                self._w_calls -= 1
+                self._w_failed -= old_failed
+                self._w_slow -= old_slow
+            window.append((failed, slow))
+        else:
+            self._window_expire(now)
+            second = math.floor(now)
+            if window and window[-1][0] == second:
+                bucket = window[-1]
+            else:
+                bucket = [second, 0, 0, 0]
+                window.append(bucket)
+            bucket[1] += 1
+            bucket[2] += failed
+            bucket[3] += slow
+        self._w_calls += 1
+        self._w_failed += failed
+        self._w_slow += slow
+
+    def _window_expire(self, now: float) -> None:
+        # A time window holds the calls of the last ``sliding_window_size`` whole seconds.
+        window = self._window
+        oldest = math.floor(now) - self._window_size + 1
+        while window and window[0][0] < oldest:
+            _, calls, failed, slow = window.popleft()
+            self._w_calls -= calls
+            self._w_failed -= failed
+            self._w_slow -= slow
+
+    def _window_trips(self) -> bool:
+        calls = self._w_calls
+        if calls < self._minimum_calls:
+            return False
+        if self._failure_rate is not None and self._w_failed * 100.0 / calls >= self._failure_rate:
+            return True
+        return self._slow_rate is not None and self._w_slow * 100.0 / calls >= self._slow_rate
+
+    def _window_clear(self) -> None:
+        self._window.clear()
+        self._w_calls = self._w_failed = self._w_slow = 0
+
+    # state changes (called with the lock held; return what ``_announce`` must report)
+    def _advance_locked(self, now: float) -> list[_Transition]:
+        """Time-driven changes: open -> half_open when the timeout ends; a stuck half_open -> open."""
+        if self._state is OPEN and now >= self._open_until:
+            return self._transition_locked(HALF_OPEN, now)
+        if (
+            self._state is HALF_OPEN
+            and self._max_half_open_time is not None
+            and now - self._half_open_since >= self._max_half_open_time
+        ):
+            return self._open_locked(now)
+        return []
+
+    def _open_locked(self, now: float) -> list[_Transition]:
+        self._trips += 1
+        duration = self._timeout * self._multiplier ** (self._trips - 1)
+        if self._max_timeout is not None:
+            duration = min(duration, self._max_timeout)
+        self._open_until = now + duration
+        return self._transition_locked(OPEN, now)
+
+    def _transition_locked(self, new: str, now: float) -> list[_Transition]:
+        old = self._state
+        self._state = new
+        self._epoch += 1
+        self._consecutive = 0
+        self._in_flight = 0
+        self._probe_successes = 0
+        if new is HALF_OPEN:
+            self._half_open_since = now
+        elif new is CLOSED:
+            self._window_clear()
+            if old is HALF_OPEN:
+                self._trips = 0
+        self._fast = new is CLOSED and not (self._windowed or self._timed)
+        key = (old, new)
+        self._transitions[key] = self._transitions.get(key, 0) + 1
+        return [key]
+
+    def _set_mode(self, new: str) -> None:
+        with self._lock:
+            old = self._state
+            if new is CLOSED:
+                self._trips = 0
+                self._window_clear()
+            if old == new and new is CLOSED:
+                self._consecutive = 0
+                return
+            done = [] if old == new else self._transition_locked(new, self._clock())
+        self._announce(done)
+
+    def _announce(self, done: list[_Transition]) -> None:
+        """Outside the lock: the span event and the listeners of each state change."""
+        for old, new in done:
+            add_event(
+                semconv.EVENT_BREAKER_TRANSITION,
+                {
+                    semconv.ATTR_BREAKER_NAME: self._name,
+                    semconv.ATTR_BREAKER_FROM: old,
+                    semconv.ATTR_BREAKER_TO: new,
+                },
+            )
+            for listener in self._listeners:
+                try:
+                    listener(self, old, new)
+                except Exception:
+                    level = logging.DEBUG if self._listener_warned else logging.WARNING
+                    self._listener_warned = True
+                    _log.log(
+                        level, "circuit breaker %r: listener %r failed", self._name, listener, exc_info=True
+                    )
+
+
+# --- collection-time readings (the SDK's collection thread, never the hot path) -------------------
+def _state_points(breaker: CircuitBreaker) -> list[Point]:
+    current = breaker.state
+    return [
+        (1 if s == current else 0, {semconv.ATTR_BREAKER_NAME: breaker.name, semconv.ATTR_BREAKER_STATE: s})
+        for s in STATES
+    ]
+
+
+def _call_points(breaker: CircuitBreaker) -> list[Point]:
+    return [
+        (n, {semconv.ATTR_BREAKER_NAME: breaker.name, semconv.ATTR_BREAKER_OUTCOME: outcome})
+        for outcome, n in breaker.counts().items()
+    ]
+
+
+def _transition_points(breaker: CircuitBreaker) -> list[Point]:
+    return [
+        (
+            n,
+            {
+                semconv.ATTR_BREAKER_NAME: breaker.name,
+                semconv.ATTR_BREAKER_FROM: old,
+                semconv.ATTR_BREAKER_TO: new,
+            },
+        )
+        for (old, new), n in breaker.transitions().items()
+    ]
+
+
+_SHARED: SharedInstruments[CircuitBreaker] = SharedInstruments(
+    "circuit breaker",
+    [
+        (semconv.BREAKER_STATE, _state_points),
+        (semconv.BREAKER_CALLS, _call_points),
+        (semconv.BREAKER_TRANSITIONS, _transition_points),
+    ],
+)
