@@ -35,8 +35,13 @@ from opentelemetry.metrics import Histogram
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from amqadf_agent import semconv
+from amqadf_agent.errors import CircuitOpenError
 from amqadf_agent.monitoring.cache import InstrumentedCache
 from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPool
+from amqadf_agent.resilience import timeout as timeout_mod
+from amqadf_agent.resilience.circuit_breaker import CircuitBreaker
+from amqadf_agent.resilience.fallback import GracefulDegradation
+from amqadf_agent.resilience.retry import RetryBudget, RetryPolicy
 from amqadf_agent.scaling.autoscaler import AutoScaler, ScalingMetrics
 from amqadf_agent.scaling.autoscaler_telemetry import AutoScalerTelemetry
 from amqadf_agent.scaling.load_balancer import LoadBalancer
@@ -59,6 +64,10 @@ REPORT_ROUTE = "/reports/bought-together"
 INVENTORY_REPLICAS = ("inventory-1", "inventory-2", "inventory-3")
 #: inventory-3 fails most calls during this part of the run (seconds from the start).
 BAD_REPLICA, BAD_WINDOW = "inventory-3", (4.0, 14.0)
+#: During this part of the run every replica is down: the breaker opens and availability degrades.
+OUTAGE_WINDOW = (16.0, 20.0)
+#: The report's time limit: it usually takes ~0.5 s here, and times out when the machine is busy.
+REPORT_TIMEOUT = 1.0
 
 SCHEMA = """
 CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, tier TEXT NOT NULL);
@@ -169,6 +178,31 @@ class ShopService:
         )
         self.scaler_telemetry = AutoScalerTelemetry(self.scaler, "amqadf-demo-shop", tracer=self.tracer)
         self.instances = 2
+        # Resilience around the inventory dependency: a retry (a new replica each attempt) inside a
+        # breaker; while the breaker is open, availability degrades to "unknown" instead of failing.
+        self.inventory_retry = RetryPolicy(
+            max_retries=2,
+            initial_backoff_time=0.02,
+            max_backoff=0.2,
+            retryable_exceptions=(DownstreamError,),
+            budget=RetryBudget(max_tokens=20, token_ratio=0.2),
+            name="inventory",
+        )
+        self.inventory_retry.instrument()
+        self.inventory_breaker = CircuitBreaker(
+            failure_threshold=None,
+            failure_rate_threshold=30.0,
+            sliding_window_type="time",
+            sliding_window_size=10,
+            minimum_calls=10,
+            timeout=3.0,
+            half_open_max_calls=2,
+            name="inventory",
+        )
+        self.inventory_breaker.instrument()
+        GracefulDegradation.instrument()
+        timeout_mod.instrument()
+        self._report = timeout_mod.timeout(REPORT_TIMEOUT, name="bought-together-report")(self._report_query)
 
     # --- infrastructure ------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -213,6 +247,17 @@ class ShopService:
         ]
 
     def availability(self, sku: str) -> dict[str, Any]:
+        return self._availability(sku)
+
+    @GracefulDegradation.with_fallback(
+        fallback_function=lambda exc: {"in_stock": None, "degraded": type(exc).__name__},
+        exceptions=(CircuitOpenError,),
+        name="inventory-availability",
+    )
+    def _availability(self, sku: str) -> dict[str, Any]:
+        return self.inventory_breaker.call(self.inventory_retry.call, self._stock, sku)
+
+    def _stock(self, sku: str) -> dict[str, Any]:
         with (
             self.inventory.acquire() as replica,
             self.tracer.start_as_current_span(
@@ -228,15 +273,20 @@ class ShopService:
             delay = self._random(lambda r: r.lognormvariate(math.log(0.012), 0.6))
             elapsed = time.monotonic() - self.started
             bad = replica == BAD_REPLICA and BAD_WINDOW[0] <= elapsed < BAD_WINDOW[1]
-            failed = self._random(lambda r: r.random() < (0.9 if bad else 0.07))
+            outage = OUTAGE_WINDOW[0] <= elapsed < OUTAGE_WINDOW[1]
+            failed = self._random(lambda r: r.random() < (0.9 if bad or outage else 0.07))
             time.sleep(min(delay, 0.5))
             if failed:
                 span.set_attribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, 503)
+                span.set_status(Status(StatusCode.ERROR))
                 raise DownstreamError(f"{replica}.internal answered 503 Service Unavailable")
             span.set_attribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, 200)
         return {"sku": sku, "in_stock": True}
 
     def report(self) -> list[tuple[Any, ...]]:
+        return self._report()
+
+    def _report_query(self) -> list[tuple[Any, ...]]:
         return self._query(
             "SELECT a.sku, b.sku, COUNT(*) AS n FROM order_items a JOIN order_items b "
             "ON a.order_id = b.order_id AND a.sku <> b.sku GROUP BY a.sku, b.sku ORDER BY n DESC LIMIT 10"
@@ -264,6 +314,9 @@ class ShopService:
                     self.availability(str(argument))
                 else:
                     self.report()
+            except timeout_mod.CallTimeoutError as exc:
+                status, error_type = 504, "timeout"
+                span.record_exception(exc)
             except DownstreamError as exc:
                 status, error_type = 503, "503"
                 span.record_exception(exc)

@@ -393,6 +393,7 @@ def _capture_logs(handler: logging.Handler) -> logging.Handler:
         stderr = logging.StreamHandler(sys.stderr)
         stderr.setFormatter(logging.Formatter("%(message)s"))
         stderr.setLevel(logging.WARNING)
+        stderr.addFilter(lambda record: not _not_a_diagnostic(record))  # the app's records are exported
         stderr._amqadf_stderr = True  # type: ignore[attr-defined]
         logger.addHandler(stderr)
     root.addHandler(handler)
