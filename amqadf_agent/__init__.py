@@ -20,13 +20,17 @@ if TYPE_CHECKING:
         ConfigError,
         MissingExtraError,
         NoHealthyWorkerError,
+        RateLimitedError,
         TelemetryInputError,
     )
     from amqadf_agent.monitoring.cache import InstrumentedCache
     from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPool
+    from amqadf_agent.profiling.profiler import PerformanceProfiler
     from amqadf_agent.resilience.circuit_breaker import CircuitBreaker
     from amqadf_agent.resilience.fallback import GracefulDegradation
+    from amqadf_agent.resilience.rate_limit import RateLimiter
     from amqadf_agent.resilience.retry import RetryBudget, RetryPolicy, retry_with_policy
+    from amqadf_agent.resilience.stores import MemoryStore, RedisStore
     from amqadf_agent.resilience.timeout import CallTimeoutError, timeout
     from amqadf_agent.runtime.agent import Agent, get_agent, shutdown, start
     from amqadf_agent.runtime.settings import AgentSettings
@@ -55,8 +59,13 @@ _LAZY = {
     "InstrumentedCache": "amqadf_agent.monitoring.cache",
     "InstrumentedThreadPool": "amqadf_agent.monitoring.worker_pool",
     "LoadBalancer": "amqadf_agent.scaling.load_balancer",
+    "MemoryStore": "amqadf_agent.resilience.stores",
     "MissingExtraError": "amqadf_agent.errors",
     "NoHealthyWorkerError": "amqadf_agent.errors",
+    "PerformanceProfiler": "amqadf_agent.profiling.profiler",
+    "RateLimitedError": "amqadf_agent.errors",
+    "RateLimiter": "amqadf_agent.resilience.rate_limit",
+    "RedisStore": "amqadf_agent.resilience.stores",
     "RetryBudget": "amqadf_agent.resilience.retry",
     "RetryPolicy": "amqadf_agent.resilience.retry",
     "ScalingDecision": "amqadf_agent.scaling.autoscaler",
@@ -85,8 +94,13 @@ __all__ = [
     "InstrumentedCache",
     "InstrumentedThreadPool",
     "LoadBalancer",
+    "MemoryStore",
     "MissingExtraError",
     "NoHealthyWorkerError",
+    "PerformanceProfiler",
+    "RateLimitedError",
+    "RateLimiter",
+    "RedisStore",
     "RetryBudget",
     "RetryPolicy",
     "ScalingDecision",

@@ -5,10 +5,13 @@ turn any of them into one line on stderr and the error's ``exit_code``, never a 
 
     AmqadfError
     ├── ConfigError            a setting is invalid (names the setting and the value it got)
+    │   └── ConfigFileError    a configuration file cannot be read or parsed (file, line, column)
+    ├── SecretNotFoundError    no provider has the secret (names it and the providers tried, never a value)
     ├── MissingExtraError      an optional dependency is not installed (names the pip extra)
     ├── AgentStartError        the agent could not start (the reason, in one line)
     ├── NoHealthyWorkerError   a load balancer has no worker that can take a request
     ├── CircuitOpenError       a circuit breaker did not let a call through (carries retry_after)
+    ├── RateLimitedError       a rate limiter did not permit a request (carries retry_after)
     └── TelemetryInputError    the analyzer cannot read its input (file, line and reason)
 """
 
@@ -32,6 +35,33 @@ class ConfigError(AmqadfError, ValueError):
         self.setting = setting
         self.reason = reason
         super().__init__(f"{setting}: {reason}")
+
+
+class ConfigFileError(ConfigError):
+    """A configuration file is unreadable or malformed: the message names the file, line and column."""
+
+    exit_code = 1
+
+    def __init__(self, file: str, reason: str, line: int | None = None, column: int | None = None) -> None:
+        self.file = file
+        self.line = line
+        self.column = column
+        location = file
+        if line is not None:
+            location += f":{line}"
+            if column is not None:
+                location += f":{column}"
+        super().__init__(location, reason)
+
+
+class SecretNotFoundError(AmqadfError, LookupError):
+    """No secret provider has the secret. Names the secret and where it was looked for, never a value."""
+
+    def __init__(self, name: str, tried: list[str]) -> None:
+        self.name = name
+        self.tried = list(tried)
+        where = "; ".join(self.tried) if self.tried else "no provider is configured"
+        super().__init__(f"secret {name!r} not found (tried: {where})")
 
 
 class MissingExtraError(AmqadfError, ImportError):
@@ -83,3 +113,13 @@ class CircuitOpenError(AmqadfError, RuntimeError):
         self.state = state
         when = "until it is reset" if math.isinf(retry_after) else f"next probe in {retry_after:.3f} s"
         super().__init__(f"circuit breaker {breaker!r} is {state}: call not permitted ({when})")
+
+
+class RateLimitedError(AmqadfError, RuntimeError):
+    """A rate limiter did not permit a request. ``retry_after``: seconds until it would be."""
+
+    def __init__(self, limiter: str, retry_after: float, key: str = "default") -> None:
+        self.limiter = limiter
+        self.retry_after = retry_after
+        self.key = key
+        super().__init__(f"rate limiter {limiter!r} rejected key {key!r}: retry after {retry_after:.3f} s")

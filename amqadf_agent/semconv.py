@@ -19,6 +19,7 @@ import dataclasses
 from typing import Final, Literal
 
 from opentelemetry.semconv._incubating.attributes.cpu_attributes import CPU_MODE
+from opentelemetry.semconv._incubating.attributes.db_attributes import DB_RESPONSE_RETURNED_ROWS
 from opentelemetry.semconv._incubating.attributes.deployment_attributes import DEPLOYMENT_ENVIRONMENT_NAME
 from opentelemetry.semconv._incubating.attributes.disk_attributes import DISK_IO_DIRECTION
 from opentelemetry.semconv._incubating.attributes.host_attributes import HOST_ARCH, HOST_NAME
@@ -112,6 +113,7 @@ ATTR_SERVER_ADDRESS: Final = SERVER_ADDRESS
 ATTR_DB_SYSTEM_NAME: Final = DB_SYSTEM_NAME
 ATTR_DB_QUERY_TEXT: Final = DB_QUERY_TEXT
 ATTR_DB_OPERATION_NAME: Final = DB_OPERATION_NAME
+ATTR_DB_RESPONSE_RETURNED_ROWS: Final = DB_RESPONSE_RETURNED_ROWS
 #: Older names that instrumentations and stored telemetry still carry; readers accept both.
 ATTR_DB_STATEMENT_OLD: Final = "db.statement"
 ATTR_DB_SYSTEM_OLD: Final = "db.system"
@@ -152,6 +154,7 @@ ATTR_PROFILER_KIND: Final = "amqadf.profiler.kind"  # cpu | memory
 ATTR_PROFILER_FUNCTION: Final = "amqadf.profiler.function"  # qualified name of the profiled callable
 ATTR_RATE_LIMITER_NAME: Final = "amqadf.rate_limiter.name"
 ATTR_RATE_LIMITER_OUTCOME: Final = "amqadf.rate_limiter.outcome"  # permitted | rejected
+ATTR_RATE_LIMITER_RETRY_AFTER: Final = "amqadf.rate_limiter.retry_after"  # on the rejection event, seconds
 ATTR_STATE_STORE: Final = "amqadf.state_store.kind"  # redis
 ATTR_AGENT_SIGNAL: Final = "amqadf.agent.signal"  # traces | metrics | logs
 ATTR_AGENT_EXPORTER: Final = "amqadf.agent.exporter"  # file | otlp | console | prometheus

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from amqadf_agent.analyzer.model import (
     LogRecord,
@@ -21,6 +21,9 @@ from amqadf_agent.analyzer.model import (
     service_name,
 )
 from amqadf_agent.analyzer.otlp_reader import ReadStats
+
+if TYPE_CHECKING:
+    from amqadf_agent.analyzer.recommendation import Recommendation
 
 #: Version of the ``to_json`` layout; bumped when a field changes meaning or goes away.
 SCHEMA_VERSION: Final = 1
@@ -260,3 +263,25 @@ def to_json(summary: Summary) -> dict[str, Any]:
         "metric_names": list(summary.metric_names),
         "problems": {"count": summary.problem_count, "first": list(summary.problems)},
     }
+
+
+def render_recommendations(recommendations: list[Recommendation], file: TextIO) -> None:
+    """Write the recommendations (already ranked) as a plain-text section."""
+    w = file.write
+    w(f"\nRecommendations ({len(recommendations)})\n")
+    if not recommendations:
+        w("  (none)\n")
+    for number, recommendation in enumerate(recommendations, 1):
+        evidence = recommendation.evidence
+        w(f"  {number}. [{recommendation.severity}] {recommendation.title}\n")
+        rule = f"{recommendation.category}/{recommendation.rule}"
+        w(f"     rule:       {rule} ({recommendation.fingerprint})\n")
+        if recommendation.category == "database":
+            w(f"     statement:  {recommendation.subject}\n")
+        shown = ", ".join(f"{key}={value}" for key, value in evidence.numbers.items())
+        w(f"     numbers:    {shown}\n")
+        w(f"     threshold:  {evidence.threshold}\n")
+        w(f"     confidence: {recommendation.confidence:.2f}\n")
+        if evidence.trace_ids:
+            w(f"     traces:     {', '.join(evidence.trace_ids)}\n")
+        w(f"     action:     {recommendation.action}\n")

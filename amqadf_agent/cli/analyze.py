@@ -16,8 +16,12 @@ import sys
 
 TYPE_CHECKING = False  # typing itself is not imported at run time: --help must stay fast
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
     from typing import TextIO
 
+    from amqadf_agent.analyzer.model import Record
+    from amqadf_agent.analyzer.recommendation import Recommendation
+    from amqadf_agent.analyzer.rules.database import DatabaseRules
     from amqadf_agent.analyzer.summary import Summary
 
 PROG = "amqadf-analyze"
@@ -46,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
     parser.add_argument(
+        "--slow-query-ms",
+        type=float,
+        default=500.0,
+        metavar="MS",
+        help="a statement whose p95 reaches MS milliseconds is a slow query (default: 500)",
+    )
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="stop at the first unreadable file or line (exit 2) instead of skipping and counting it",
@@ -63,12 +74,19 @@ def main(argv: list[str] | None = None) -> int:
 
     # Imported here, not at the top, so that --help stays fast.
     from amqadf_agent.analyzer.otlp_reader import ReadStats, read
+    from amqadf_agent.analyzer.rules.database import DatabaseRuleConfig, DatabaseRules
     from amqadf_agent.analyzer.summary import summarize
     from amqadf_agent.errors import AmqadfError
 
+    if not args.slow_query_ms > 0:
+        _error("--slow-query-ms must be a positive number")
+        return EXIT_BAD_INPUT
     stats = ReadStats()
+    database = DatabaseRules(DatabaseRuleConfig(slow_query_s=args.slow_query_ms / 1000))
     try:
-        summary = summarize(read(args.paths, strict=args.strict, stats=stats), stats)
+        # One pass: the rules see every record on its way to the summary.
+        summary = summarize(_tap(read(args.paths, strict=args.strict, stats=stats), database), stats)
+        recommendations = database.recommendations()
     except AmqadfError as error:
         _error(str(error))
         return error.exit_code
@@ -91,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.output is None:
-            _write(args.format, summary, sys.stdout)
+            _write(args.format, summary, recommendations, sys.stdout)
         else:
             with open(args.output, "w", encoding="utf-8") as out:
-                _write(args.format, summary, out)
+                _write(args.format, summary, recommendations, out)
     except BrokenPipeError:  # `amqadf-analyze ... | head`: not an error worth a message
         _silence_stdout()
         return EXIT_OUTPUT_ERROR
@@ -110,16 +128,30 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
-def _write(fmt: str, summary: Summary, out: TextIO) -> None:
+def _tap(records: Iterable[Record], database: DatabaseRules) -> Iterator[Record]:
+    """Pass ``records`` through, feeding every span to the database rules on the way."""
+    from amqadf_agent.analyzer.model import SpanRecord
+
+    add = database.add_span
+    for record in records:
+        if type(record) is SpanRecord:
+            add(record)
+        yield record
+
+
+def _write(fmt: str, summary: Summary, recommendations: list[Recommendation], out: TextIO) -> None:
     """Write the report in ``fmt`` to ``out``."""
     import json
 
-    from amqadf_agent.analyzer.summary import render_text, to_json
+    from amqadf_agent.analyzer.summary import render_recommendations, render_text, to_json
 
     if fmt == "json":
-        out.write(json.dumps(to_json(summary), indent=2, ensure_ascii=False) + "\n")
+        data = to_json(summary)
+        data["recommendations"] = [recommendation.to_dict() for recommendation in recommendations]
+        out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     else:
         render_text(summary, out)
+        render_recommendations(recommendations, out)
     out.flush()
 
 

@@ -1,0 +1,469 @@
+"""Database rules over db client spans [Sentry performance detectors, PgHero, pg_stat_statements].
+
+A db client span is a span of kind CLIENT with ``db.system.name`` (or the older ``db.system``) whose
+statement is in ``db.query.text`` (or the older ``db.statement``). Statements are grouped by their
+normalized text (``sql.analyze``: literals to ``?``, ``IN`` lists collapsed) with calls, total, mean,
+p95 and, when ``db.response.returned_rows`` is set, rows. The rules:
+
+* **N+1**: at least 5 *consecutive* sibling db spans (same parent, ordered by start time) with the same
+  normalized statement, at least 50 ms together (Sentry's rule);
+* **slow query**: p95 at or above 500 ms;
+* **index candidate**: the filter and sort columns of a slow single-table query (a candidate to check
+  with ``EXPLAIN``, not a certainty);
+* ``SELECT *``; **large result without LIMIT** (when rows are known); ``UPDATE``/``DELETE`` without
+  ``WHERE``;
+* **identical queries** in one trace (same normalized statement *and* the same literals; statements with
+  bind placeholders are skipped, their parameters being unknown): a cache candidate.
+
+Findings are ranked by the statement's total time (calls * mean). Below ``min_db_spans`` db spans no
+recommendation is made at all; confidence grows with the number of calls. Only normalized statements
+reach the output, never a literal.
+
+Memory: one pass; per distinct statement a few counters and at most ``max_samples`` durations (a
+reservoir, for p95); per trace, compact tuples of its db spans, at most ``max_buffered_calls`` in all
+(when more arrive, the oldest traces are analysed and dropped).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, Record, SpanRecord
+from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Severity
+from amqadf_agent.analyzer.sql import SqlInfo, analyze
+from amqadf_agent.semconv import (
+    ATTR_DB_QUERY_TEXT,
+    ATTR_DB_RESPONSE_RETURNED_ROWS,
+    ATTR_DB_STATEMENT_OLD,
+    ATTR_DB_SYSTEM_NAME,
+    ATTR_DB_SYSTEM_OLD,
+)
+
+__all__ = ["DatabaseRuleConfig", "DatabaseRules", "StatementStats", "analyze_spans"]
+
+CATEGORY = "database"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseRuleConfig:
+    """Thresholds of the database rules (defaults from Sentry's detectors and DESIGN.md)."""
+
+    slow_query_s: float = 0.5
+    n_plus_one_min_count: int = 5
+    n_plus_one_min_total_s: float = 0.05
+    identical_min_repeats: int = 3
+    large_result_rows: int = 1000
+    #: Fewer db calls than this in the whole input: no recommendation at all.
+    min_db_spans: int = 10
+    #: Calls of a statement at which confidence reaches its maximum.
+    full_confidence_calls: int = 100
+    max_examples: int = 3
+    max_buffered_calls: int = 200_000
+    max_samples: int = 10_000
+
+
+def confidence(calls: int, full: int) -> float:
+    """0.3 for one call, rising logarithmically to 0.95 at ``full`` calls."""
+    if calls <= 0:
+        return 0.0
+    share = min(1.0, math.log1p(calls) / math.log1p(max(full, 1)))
+    return round(0.3 + 0.65 * share, 3)
+
+
+class StatementStats:
+    """Aggregates of one normalized statement (pg_stat_statements-style)."""
+
+    __slots__ = (
+        "calls",
+        "end_ns",
+        "examples",
+        "info",
+        "max_s",
+        "rows_known",
+        "rows_max",
+        "rows_total",
+        "samples",
+        "slow_examples",
+        "start_ns",
+        "systems",
+        "total_s",
+    )
+
+    def __init__(self, info: SqlInfo) -> None:
+        self.info = info
+        self.systems: set[str] = set()
+        self.calls = 0
+        self.total_s = 0.0
+        self.max_s = 0.0
+        self.samples: list[float] = []
+        self.rows_known = 0
+        self.rows_total = 0
+        self.rows_max = 0
+        self.start_ns: int | None = None
+        self.end_ns: int | None = None
+        self.examples: list[tuple[str, str]] = []
+        self.slow_examples: list[tuple[float, str, str]] = []
+
+    @property
+    def mean_s(self) -> float:
+        return self.total_s / self.calls if self.calls else 0.0
+
+    @property
+    def p95_s(self) -> float:
+        """Nearest-rank 95th percentile of the (sampled) durations."""
+        if not self.samples:
+            return 0.0
+        ordered = sorted(self.samples)
+        return ordered[max(math.ceil(0.95 * len(ordered)) - 1, 0)]
+
+
+# A db call kept per trace: (parent span id, start ns, end ns, statement id, literal digest or "",
+# span id). Small on purpose: only these are buffered until a trace is analysed.
+_Call = tuple[str, int, int, int, str, str]
+
+
+class _Finding:
+    __slots__ = ("count", "examples", "largest", "time_s", "traces")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.traces = 0
+        self.largest = 0
+        self.time_s = 0.0
+        self.examples: list[tuple[str, str]] = []
+
+
+class DatabaseRules:
+    """Feed db calls (``add_span`` or ``add_call``), then ask for ``recommendations()``."""
+
+    def __init__(self, config: DatabaseRuleConfig | None = None) -> None:
+        self.config = config or DatabaseRuleConfig()
+        self.db_calls = 0
+        self._stats: dict[str, StatementStats] = {}
+        self._ids: dict[str, int] = {}
+        self._by_id: list[str] = []
+        self._traces: dict[str, list[_Call]] = {}
+        self._buffered = 0
+        self._n_plus_one: dict[int, _Finding] = {}
+        self._identical: dict[int, _Finding] = {}
+        self._rng = random.Random(0)
+
+    def add_span(self, span: SpanRecord) -> None:
+        """Take ``span`` into account if it is a db client span with a statement; ignore it otherwise."""
+        if span.kind != SPAN_KIND_CLIENT:
+            return
+        attributes = span.attributes
+        system = attributes.get(ATTR_DB_SYSTEM_NAME) or attributes.get(ATTR_DB_SYSTEM_OLD)
+        if not system:
+            return
+        statement = attributes.get(ATTR_DB_QUERY_TEXT) or attributes.get(ATTR_DB_STATEMENT_OLD)
+        if not isinstance(statement, str) or not statement.strip():
+            return
+        rows = attributes.get(ATTR_DB_RESPONSE_RETURNED_ROWS)
+        self.add_call(
+            statement,
+            span.duration_s,
+            rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
+            db_system=str(system),
+            trace_id=span.trace_id,
+            span_id=span.span_id,
+            parent_span_id=span.parent_span_id,
+            start_ns=span.start_ns,
+            end_ns=span.end_ns,
+        )
+
+    def add_call(
+        self,
+        statement: str,
+        duration_s: float,
+        rows: int | None = None,
+        *,
+        db_system: str = "",
+        trace_id: str = "",
+        span_id: str = "",
+        parent_span_id: str = "",
+        start_ns: int = 0,
+        end_ns: int = 0,
+    ) -> None:
+        """One execution of ``statement`` (raw text; only its normalized form is kept)."""
+        info = analyze(statement)
+        key = info.normalized
+        stats = self._stats.get(key)
+        if stats is None:
+            stats = self._stats[key] = StatementStats(info)
+            self._ids[key] = len(self._by_id)
+            self._by_id.append(key)
+        self.db_calls += 1
+        if db_system:
+            stats.systems.add(db_system)
+        stats.calls += 1
+        stats.total_s += duration_s
+        stats.max_s = max(stats.max_s, duration_s)
+        if len(stats.samples) < self.config.max_samples:
+            stats.samples.append(duration_s)
+        else:
+            slot = self._rng.randrange(stats.calls)
+            if slot < self.config.max_samples:
+                stats.samples[slot] = duration_s
+        if rows is not None:
+            stats.rows_known += 1
+            stats.rows_total += rows
+            stats.rows_max = max(stats.rows_max, rows)
+        if start_ns > 0:
+            stats.start_ns = start_ns if stats.start_ns is None else min(stats.start_ns, start_ns)
+            last = max(end_ns, start_ns)
+            stats.end_ns = last if stats.end_ns is None else max(stats.end_ns, last)
+        if trace_id and len(stats.examples) < self.config.max_examples:
+            stats.examples.append((trace_id, span_id))
+        if trace_id and duration_s >= self.config.slow_query_s:
+            stats.slow_examples.append((duration_s, trace_id, span_id))
+            stats.slow_examples.sort(key=lambda e: (-e[0], e[1], e[2]))
+            del stats.slow_examples[self.config.max_examples :]
+        if trace_id:
+            digest = "" if info.has_placeholders else info.literal_digest or "-"
+            self._traces.setdefault(trace_id, []).append(
+                (parent_span_id, start_ns, end_ns, self._ids[key], digest, span_id)
+            )
+            self._buffered += 1
+            while self._buffered > self.config.max_buffered_calls and self._traces:
+                oldest = next(iter(self._traces))
+                self._flush(oldest, self._traces.pop(oldest))
+
+    def _flush(self, trace_id: str, calls: list[_Call]) -> None:
+        """Analyse one trace's db calls for N+1 and identical queries, then forget them."""
+        self._buffered -= len(calls)
+        config = self.config
+        siblings: dict[str, list[_Call]] = {}
+        for call in calls:
+            siblings.setdefault(call[0], []).append(call)
+        seen_n1: set[int] = set()
+        for parent, group in siblings.items():
+            if not parent:
+                continue  # root db spans have no common parent to repeat under
+            group.sort(key=lambda c: (c[1], c[5]))
+            start = 0
+            while start < len(group):
+                end = start
+                while end + 1 < len(group) and group[end + 1][3] == group[start][3]:
+                    end += 1
+                run = group[start : end + 1]
+                total = sum(max(c[2] - c[1], 0) for c in run) / 1e9
+                if len(run) >= config.n_plus_one_min_count and total >= config.n_plus_one_min_total_s:
+                    finding = self._n_plus_one.setdefault(run[0][3], _Finding())
+                    finding.count += 1
+                    if run[0][3] not in seen_n1:
+                        seen_n1.add(run[0][3])
+                        finding.traces += 1
+                    finding.largest = max(finding.largest, len(run))
+                    finding.time_s += total
+                    if len(finding.examples) < config.max_examples:
+                        finding.examples.append((trace_id, run[0][5]))
+                start = end + 1
+        repeats: dict[tuple[int, str], list[_Call]] = {}
+        for call in calls:
+            if call[4]:  # "" = bind placeholders: parameters unknown, cannot call them identical
+                repeats.setdefault((call[3], call[4]), []).append(call)
+        for (statement_id, _digest), same in repeats.items():
+            if len(same) >= config.identical_min_repeats:
+                finding = self._identical.setdefault(statement_id, _Finding())
+                finding.count += len(same)
+                finding.traces += 1
+                finding.largest = max(finding.largest, len(same))
+                finding.time_s += sum(max(c[2] - c[1], 0) for c in same) / 1e9
+                if len(finding.examples) < config.max_examples:
+                    finding.examples.append((trace_id, min(same, key=lambda c: c[1])[5]))
+
+    def statements(self) -> list[StatementStats]:
+        """Statement aggregates, most total time first."""
+        return sorted(self._stats.values(), key=lambda s: (-s.total_s, s.info.normalized))
+
+    def recommendations(self) -> list[Recommendation]:
+        """Every finding, ranked by the statement's total time (most first). Flushes the trace buffers."""
+        for trace_id in list(self._traces):
+            self._flush(trace_id, self._traces.pop(trace_id))
+        if self.db_calls < self.config.min_db_spans:
+            return []
+        found: list[Recommendation] = []
+        for stats in self._stats.values():
+            found.extend(self._statement_findings(stats))
+        return sorted(found, key=Recommendation.sort_key)
+
+    def _statement_findings(self, stats: StatementStats) -> list[Recommendation]:
+        config = self.config
+        info = stats.info
+        statement = info.normalized
+        short = statement if len(statement) <= 80 else statement[:77] + "..."
+        numbers = _numbers(stats)
+        conf = confidence(stats.calls, config.full_confidence_calls)
+        examples = stats.examples
+        out: list[Recommendation] = []
+
+        def add(
+            rule: str,
+            severity: Severity,
+            title: str,
+            action: str,
+            formula: str,
+            threshold: str,
+            extra: dict[str, int | float | str] | None = None,
+            sample: list[tuple[str, str]] | None = None,
+            certainty: float = conf,
+        ) -> None:
+            chosen = sample if sample is not None else examples
+            out.append(
+                Recommendation(
+                    category=CATEGORY,
+                    rule=rule,
+                    severity=severity,
+                    title=title,
+                    action=action,
+                    subject=statement,
+                    evidence=Evidence(
+                        numbers={**numbers, **(extra or {})},
+                        formula=formula,
+                        threshold=threshold,
+                        window_start_ns=stats.start_ns,
+                        window_end_ns=stats.end_ns,
+                        trace_ids=tuple(dict.fromkeys(t for t, _ in chosen if t)),
+                        span_ids=tuple(s for _, s in chosen if s),
+                    ),
+                    confidence=certainty,
+                    impact_s=stats.total_s,
+                )
+            )
+
+        statement_id = self._ids[statement]
+        n1 = self._n_plus_one.get(statement_id)
+        if n1 is not None:
+            severity: Severity = "high" if n1.time_s >= 1.0 or n1.traces >= 10 else "medium"
+            add(
+                "n_plus_one",
+                severity,
+                f"N+1 queries: {short}",
+                "Load these rows with one query for all parents (a JOIN or WHERE ... IN (...)), or eager "
+                "loading in the ORM, instead of one query per parent row.",
+                "run = consecutive sibling spans (same parent, by start time) with this statement; "
+                "run_ms = sum of their durations",
+                f"run length >= {config.n_plus_one_min_count} and run_ms >= "
+                f"{config.n_plus_one_min_total_s * 1000:g}",
+                {
+                    "runs": n1.count,
+                    "traces_affected": n1.traces,
+                    "longest_run": n1.largest,
+                    "time_in_runs_ms": round(n1.time_s * 1000, 3),
+                },
+                n1.examples,
+                min(0.95, conf + 0.1 * min(n1.count, 3)),
+            )
+        p95 = stats.p95_s
+        slow = p95 >= config.slow_query_s
+        if slow:
+            slow_sample = [(t, s) for _, t, s in stats.slow_examples] or examples
+            add(
+                "slow_query",
+                "high" if p95 >= 4 * config.slow_query_s else "medium",
+                f"Slow query (p95 {p95 * 1000:.0f} ms): {short}",
+                "Check the plan with EXPLAIN ANALYZE; add an index, narrow the query, or precompute "
+                "its result if it serves a report.",
+                "p95_ms = nearest-rank 95th percentile of the call durations",
+                f"p95_ms >= {config.slow_query_s * 1000:g}",
+                sample=slow_sample,
+            )
+            joined = " JOIN " in statement.upper()
+            columns = tuple(dict.fromkeys((*info.filter_columns, *info.sort_columns)))
+            if (
+                info.parsed
+                and len(info.tables) == 1
+                and not joined
+                and info.kind in ("SELECT", "UPDATE", "DELETE")
+                and columns
+            ):
+                table = info.tables[0]
+                add(
+                    "index_candidate",
+                    "low",
+                    f"Index candidate on {table} ({', '.join(columns)})",
+                    f"Candidate only: check with EXPLAIN whether {table} is scanned; if so, consider "
+                    f"CREATE INDEX ON {table} ({', '.join(columns)}) (equality columns first).",
+                    "columns = WHERE columns, then ORDER BY columns, of a slow single-table query",
+                    f"p95_ms >= {config.slow_query_s * 1000:g}",
+                    {"table": table, "columns": ", ".join(columns)},
+                    slow_sample,
+                    min(conf, 0.5),
+                )
+        if info.select_star:
+            add(
+                "select_star",
+                "low",
+                f"SELECT * : {short}",
+                "Name the columns the code uses: fewer bytes read and sent, and covering indexes "
+                "become possible.",
+                "statement selects *",
+                "any SELECT *",
+            )
+        large = stats.rows_known > 0 and stats.rows_max >= config.large_result_rows
+        if info.kind == "SELECT" and not info.has_limit and large:
+            add(
+                "unbounded_result",
+                "medium",
+                f"Large result without LIMIT ({stats.rows_max} rows): {short}",
+                "Page the result (LIMIT with keyset pagination) or aggregate in the database.",
+                "rows_max = largest db.response.returned_rows",
+                f"no LIMIT and rows_max >= {config.large_result_rows}",
+            )
+        if info.kind in ("UPDATE", "DELETE") and not info.has_where:
+            add(
+                "missing_where",
+                "high",
+                f"{info.kind} without WHERE: {short}",
+                f"Make sure every row is meant to change; otherwise add a WHERE clause to the {info.kind}.",
+                f"{info.kind} statement has no WHERE clause",
+                "any UPDATE/DELETE without WHERE",
+            )
+        same = self._identical.get(statement_id)
+        if same is not None:
+            add(
+                "repeated_identical",
+                "medium" if same.largest >= 10 else "low",
+                f"Identical query repeated in one trace (up to {same.largest}x): {short}",
+                "Run it once per request and reuse the result, or cache it.",
+                "count of executions with the same statement and the same literals in one trace",
+                f"repeats in one trace >= {config.identical_min_repeats}",
+                {
+                    "traces_affected": same.traces,
+                    "max_repeats_in_trace": same.largest,
+                    "repeated_time_ms": round(same.time_s * 1000, 3),
+                },
+                same.examples,
+            )
+        return out
+
+
+def _numbers(stats: StatementStats) -> dict[str, int | float | str]:
+    numbers: dict[str, int | float | str] = {
+        "calls": stats.calls,
+        "total_ms": round(stats.total_s * 1000, 3),
+        "mean_ms": round(stats.mean_s * 1000, 3),
+        "p95_ms": round(stats.p95_s * 1000, 3),
+        "max_ms": round(stats.max_s * 1000, 3),
+    }
+    if stats.systems:
+        numbers["db_system"] = ", ".join(sorted(stats.systems))
+    if stats.rows_known:
+        numbers["rows_mean"] = round(stats.rows_total / stats.rows_known, 3)
+        numbers["rows_max"] = stats.rows_max
+    return numbers
+
+
+def analyze_spans(
+    records: Iterable[Record], config: DatabaseRuleConfig | None = None
+) -> list[Recommendation]:
+    """Run the database rules over ``records`` (non-span records are skipped)."""
+    rules = DatabaseRules(config)
+    for record in records:
+        if type(record) is SpanRecord:
+            rules.add_span(record)
+    return rules.recommendations()

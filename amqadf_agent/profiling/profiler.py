@@ -1,0 +1,749 @@
+"""PerformanceProfiler: CPU profiles with pyinstrument, memory profiles with memray, as OTel spans.
+
+What it costs (measured by ``tests/bench/bench_profiler.py``; see DESIGN.md):
+
+- pyinstrument hooks every call and return while it profiles: call-heavy code runs ~3x slower for
+  the duration of the profiled call (CPU-bound code with few calls much less).
+- memray intercepts every allocation: ~1.7x with its defaults, plus reading the capture file.
+- ``@profiler.sampled(rate=0.01)`` profiles 1 call in 100; the other calls pay one
+  ``random.random()`` and a comparison (well under a microsecond). The average slowdown is
+  therefore about ``rate * (slowdown - 1)``, e.g. ~2% at ``rate=0.01`` on call-heavy code.
+  ``max_overhead`` bounds it by time instead: no new profile starts while the profiled calls of
+  the last minute took more than that fraction of the minute.
+
+Never hurt the host: pyinstrument refuses to start while another profiler runs in the same thread
+or async context (a profile inside a profiled call), and memray allows one tracker per process.
+Then the function runs unprofiled, the failure is logged once and counted (``stats()``), and the
+result says ``profiled=False``. Telemetry failures are logged, never raised.
+
+pyinstrument, memray and the OpenTelemetry API are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import inspect
+import logging
+import os
+import random as _random
+import shutil
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
+
+from amqadf_agent import semconv
+from amqadf_agent.errors import ConfigError, MissingExtraError
+from amqadf_agent.monitoring._instruments import Point, SharedInstruments
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import Span, Tracer
+    from pyinstrument.frame import Frame
+    from pyinstrument.session import Session
+
+__all__ = [
+    "AllocationSite",
+    "CallNode",
+    "FunctionStat",
+    "MemoryProfileResult",
+    "PerformanceProfiler",
+    "ProfileResult",
+    "ProfilerStats",
+]
+
+_log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Standard attribute keys (OpenTelemetry ``code.*`` semantic conventions).
+ATTR_CODE_FUNCTION_NAME = "code.function.name"
+ATTR_CODE_FILE_PATH = "code.file.path"
+ATTR_CODE_LINE_NUMBER = "code.line.number"
+# Ours; not in semconv.py yet (see the report of this change).
+ATTR_DURATION = "amqadf.profiler.duration"
+ATTR_CPU_TIME = "amqadf.profiler.cpu_time"
+ATTR_SAMPLE_COUNT = "amqadf.profiler.sample_count"
+ATTR_PROFILED = "amqadf.profiler.profiled"
+ATTR_SELF_TIME = "amqadf.profiler.self_time"
+ATTR_TOTAL_TIME = "amqadf.profiler.total_time"
+ATTR_PEAK_MEMORY = "amqadf.profiler.peak_memory"
+ATTR_TOTAL_ALLOCATIONS = "amqadf.profiler.total_allocations"
+ATTR_TOTAL_BYTES = "amqadf.profiler.total_bytes"
+ATTR_SITE_BYTES = "amqadf.profiler.bytes"
+ATTR_SITE_ALLOCATIONS = "amqadf.profiler.allocations"
+
+KIND_CPU = "cpu"
+KIND_MEMORY = "memory"
+#: The window of the ``max_overhead`` time budget, in seconds.
+BUDGET_WINDOW = 60.0
+
+
+# --- results --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class FunctionStat:
+    """One function of a CPU profile, summed over every place it appears in the call tree.
+
+    ``self_time`` is the time spent in the function's own code (its time minus its callees');
+    ``total_time`` includes its callees and counts a recursive function once per outermost call.
+    """
+
+    function: str
+    file: str
+    line: int
+    self_time: float
+    total_time: float
+
+
+@dataclasses.dataclass
+class CallNode:
+    """A node of the call tree: a function at one call path, with its total and self time (s)."""
+
+    function: str
+    file: str
+    line: int
+    total_time: float
+    self_time: float
+    children: list[CallNode] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ProfileResult:
+    """A CPU profile of one call.
+
+    ``duration`` is wall time and ``cpu_time`` the process's CPU time over the call (all threads).
+    ``profiled`` is False when pyinstrument could not start (another profiler was active): the
+    call ran unprofiled and only ``duration``, ``cpu_time`` and the outcome are known.
+    ``session`` is pyinstrument's ``Session`` (the renderers read it), ``None`` when unprofiled.
+    """
+
+    function: str
+    duration: float
+    cpu_time: float
+    return_value: Any
+    error: BaseException | None
+    top_functions: tuple[FunctionStat, ...]
+    call_tree: CallNode | None
+    sample_count: int
+    profiled: bool
+    session: Session | None = dataclasses.field(default=None, repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class AllocationSite:
+    """Where memory still held at the peak was allocated: the innermost Python frame and its stack."""
+
+    function: str
+    file: str
+    line: int
+    bytes: int
+    count: int
+    #: Python frames (function, file, line), innermost first.
+    stack: tuple[tuple[str, str, int], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MemoryProfileResult:
+    """A memory profile of one call (memray).
+
+    ``peak_memory`` is the highest heap size reached while tracking (bytes), ``total_allocations``
+    and ``total_bytes`` count every allocation made, and ``top_sites`` are the sites holding the
+    most memory at the peak. ``total_bytes`` is ``None`` when this memray version cannot tell.
+    """
+
+    function: str
+    duration: float
+    return_value: Any
+    error: BaseException | None
+    peak_memory: int
+    total_allocations: int
+    total_bytes: int | None
+    top_sites: tuple[AllocationSite, ...]
+    profiled: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfilerStats:
+    """What a profiler did: profiles taken by kind, profiles that could not start, budget skips."""
+
+    profiles: dict[str, int]
+    failed_to_start: dict[str, int]
+    skipped_by_budget: int
+
+
+# --- the profiler ---------------------------------------------------------------------------------
+class PerformanceProfiler:
+    """Profiles calls on demand (``profile_function``, ``profile_async``, ``profile_memory``) or a
+    sampled fraction of them in production (``@profiler.sampled``); each profile is also a span.
+
+    Args:
+        interval: pyinstrument's sampling interval in seconds.
+        sample_rate: default fraction of calls ``sampled()`` profiles (0 to 1).
+        top_n: how many top functions (and allocation sites) a result keeps.
+        max_overhead: default time budget of ``sampled()``: a fraction of wall time (e.g. 0.01);
+            no profile starts while profiled calls took more than that share of the last minute.
+            ``None``: no budget.
+        tracer: tracer of the profile spans; default ``get_tracer(semconv.SCOPE_NAME)``.
+        clock: monotonic clock in seconds (durations and the budget); injected by tests.
+        random: the random source of ``sampled()``; injected by tests.
+        keep: how many results of sampled calls ``recent_results()`` keeps.
+    """
+
+    def __init__(
+        self,
+        *,
+        interval: float = 0.001,
+        sample_rate: float = 0.01,
+        top_n: int = 10,
+        max_overhead: float | None = None,
+        tracer: Tracer | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        random: _random.Random | None = None,
+        keep: int = 16,
+    ) -> None:
+        if not interval > 0:
+            raise ConfigError("interval", f"must be a number of seconds > 0, got {interval!r}")
+        _check_rate("sample_rate", sample_rate)
+        if top_n < 1:
+            raise ConfigError("top_n", f"must be an integer >= 1, got {top_n!r}")
+        if max_overhead is not None:
+            _check_overhead(max_overhead)
+        self.interval = interval
+        self.sample_rate = sample_rate
+        self.top_n = top_n
+        self.max_overhead = max_overhead
+        self._tracer = tracer
+        self._clock = clock
+        self._random = random if random is not None else _random.Random()
+        self._lock = threading.Lock()
+        self._profiles = {KIND_CPU: 0, KIND_MEMORY: 0}
+        self._failed = {KIND_CPU: 0, KIND_MEMORY: 0}
+        self._budget_skips = 0
+        self._spent: deque[tuple[float, float]] = deque()  # (end, duration) of recent profiles
+        self._recent: deque[ProfileResult] = deque(maxlen=keep)
+        self._warned: set[str] = set()
+
+    # --- CPU ------------------------------------------------------------------------------------
+    def profile_function(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> ProfileResult:
+        """Call ``fn(*args, **kwargs)`` under pyinstrument and return its profile.
+
+        The return value is ``result.return_value``. If ``fn`` raises, the exception propagates
+        unchanged once the profile is recorded; the profile is its ``__amqadf_profile__``.
+        """
+        if inspect.iscoroutinefunction(fn):
+            raise TypeError(f"{_qualname(fn)} is a coroutine function: use await profiler.profile_async()")
+        name = _qualname(fn)
+        span = self._start_span(KIND_CPU, fn)
+        with self._activated(span):
+            profiler = self._start_pyinstrument(inspect.currentframe())
+            start, cpu_start = self._clock(), time.process_time()
+            try:
+                value = fn(*args, **kwargs)
+            except BaseException as exc:
+                result = self._finish_cpu(name, profiler, start, cpu_start, None, exc, span)
+                _attach(exc, result)
+                raise
+        return self._finish_cpu(name, profiler, start, cpu_start, value, None, span)
+
+    async def profile_async(
+        self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any
+    ) -> ProfileResult:
+        """Await ``fn(*args, **kwargs)`` under pyinstrument (async mode) and return its profile.
+
+        Time the coroutine spends waiting shows as ``[await]`` time of the awaiting function.
+        """
+        name = _qualname(fn)
+        span = self._start_span(KIND_CPU, fn)
+        with self._activated(span):
+            profiler = self._start_pyinstrument(inspect.currentframe())
+            start, cpu_start = self._clock(), time.process_time()
+            try:
+                value = await fn(*args, **kwargs)
+            except BaseException as exc:
+                result = self._finish_cpu(name, profiler, start, cpu_start, None, exc, span)
+                _attach(exc, result)
+                raise
+        return self._finish_cpu(name, profiler, start, cpu_start, value, None, span)
+
+    def _start_pyinstrument(self, caller: Any) -> Any:
+        """A running pyinstrument ``Profiler``, or ``None`` when it cannot start (never raises)."""
+        try:
+            from pyinstrument import Profiler
+        except ImportError:
+            self._failed_to_start(KIND_CPU, "pyinstrument is not installed; calls run unprofiled")
+            return None
+        profiler = Profiler(interval=self.interval, async_mode="enabled")
+        try:
+            profiler.start(caller_frame=caller, target_description="amqadf profile")
+        except Exception:
+            self._failed_to_start(
+                KIND_CPU,
+                "pyinstrument could not start (another profiler active in this thread or async "
+                "context?); the call runs unprofiled",
+            )
+            return None
+        return profiler
+
+    def _finish_cpu(
+        self,
+        name: str,
+        profiler: Any,
+        start: float,
+        cpu_start: float,
+        value: Any,
+        error: BaseException | None,
+        span: Span | None,
+    ) -> ProfileResult:
+        end, cpu_end = self._clock(), time.process_time()
+        duration, cpu_time = end - start, cpu_end - cpu_start
+        session: Session | None = None
+        if profiler is not None:
+            try:
+                session = profiler.stop()
+            except Exception:
+                self._failed_to_start(KIND_CPU, "pyinstrument failed to stop; the profile is lost")
+        tree: CallNode | None = None
+        top: tuple[FunctionStat, ...] = ()
+        if session is not None:
+            try:
+                root = session.root_frame()
+                if root is not None:
+                    roots = [c for c in root.children if not c.is_synthetic]
+                    # The root is this module's wrapper: the tree starts at the profiled function.
+                    tree = (
+                        _build_tree(roots[0], _real_children(roots[0]))
+                        if len(roots) == 1
+                        else (_build_tree(root, roots))
+                    )
+                    top = tuple(_aggregate(roots)[: self.top_n])
+            except Exception:
+                _log.warning("reading the pyinstrument session of %s failed", name, exc_info=True)
+        result = ProfileResult(
+            function=name,
+            duration=duration,
+            cpu_time=cpu_time,
+            return_value=value,
+            error=error,
+            top_functions=top,
+            call_tree=tree,
+            sample_count=session.sample_count if session is not None else 0,
+            profiled=session is not None,
+            session=session,
+        )
+        self._record(KIND_CPU, result.profiled, end, duration)
+        self._end_span(span, result, error)
+        return result
+
+    # --- memory ---------------------------------------------------------------------------------
+    def profile_memory(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> MemoryProfileResult:
+        """Call ``fn(*args, **kwargs)`` under ``memray.Tracker`` and return its memory profile.
+
+        Raises:
+            MissingExtraError: memray is not installed (``pip install 'amqadf-agent[memory]'``).
+        """
+        try:
+            import memray
+        except ImportError:
+            raise MissingExtraError("memory profiling", "memory", "memray") from None
+        name = _qualname(fn)
+        span = self._start_span(KIND_MEMORY, fn)
+        directory = tempfile.mkdtemp(prefix="amqadf-memray-")
+        path = os.path.join(directory, "profile.bin")
+        try:
+            with self._activated(span):
+                tracker: Any = memray.Tracker(path, native_traces=False)
+                try:
+                    tracker.__enter__()
+                except Exception:
+                    tracker = None
+                    self._failed_to_start(
+                        KIND_MEMORY,
+                        "memray could not start (another Tracker active?); the call runs unprofiled",
+                    )
+                start = self._clock()
+                try:
+                    value = fn(*args, **kwargs)
+                except BaseException as exc:
+                    if tracker is not None:
+                        tracker.__exit__(None, None, None)
+                    result = self._finish_memory(name, path, tracker is not None, start, None, exc, span)
+                    _attach(exc, result)
+                    raise
+                if tracker is not None:
+                    tracker.__exit__(None, None, None)
+            return self._finish_memory(name, path, tracker is not None, start, value, None, span)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def _finish_memory(
+        self,
+        name: str,
+        path: str,
+        tracked: bool,
+        start: float,
+        value: Any,
+        error: BaseException | None,
+        span: Span | None,
+    ) -> MemoryProfileResult:
+        end = self._clock()
+        peak = allocations = 0
+        total_bytes: int | None = None
+        sites: tuple[AllocationSite, ...] = ()
+        if tracked:
+            try:
+                peak, allocations, total_bytes, sites = _read_memray(path, self.top_n)
+            except Exception:
+                tracked = False
+                self._failed_to_start(KIND_MEMORY, "reading the memray capture failed")
+        result = MemoryProfileResult(
+            function=name,
+            duration=end - start,
+            return_value=value,
+            error=error,
+            peak_memory=peak,
+            total_allocations=allocations,
+            total_bytes=total_bytes,
+            top_sites=sites,
+            profiled=tracked,
+        )
+        self._record(KIND_MEMORY, tracked, end, end - start)
+        self._end_span(span, result, error)
+        return result
+
+    # --- sampling -------------------------------------------------------------------------------
+    @overload
+    def sampled(
+        self, fn: Callable[P, R], /, *, rate: float | None = None, max_overhead: float | None = None
+    ) -> Callable[P, R]: ...
+
+    @overload
+    def sampled(
+        self, fn: None = None, /, *, rate: float | None = None, max_overhead: float | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+    def sampled(
+        self,
+        fn: Callable[P, R] | None = None,
+        /,
+        *,
+        rate: float | None = None,
+        max_overhead: float | None = None,
+    ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorator: profile a ``rate`` fraction of the calls (CPU); the others run untouched.
+
+        ``rate`` defaults to the profiler's ``sample_rate`` and ``max_overhead`` to its own. A
+        sampled call is skipped while the time budget is spent. Async functions are profiled
+        with ``profile_async``. The results of sampled calls are spans, and the last few are
+        kept in ``recent_results()``. Usable as ``@profiler.sampled`` or ``@profiler.sampled(rate=…)``.
+        """
+        effective_rate = self.sample_rate if rate is None else rate
+        _check_rate("rate", effective_rate)
+        budget = self.max_overhead if max_overhead is None else max_overhead
+        if budget is not None:
+            _check_overhead(budget)
+
+        def decorate(func: Callable[P, R]) -> Callable[P, R]:
+            draw = self._random.random
+            if inspect.iscoroutinefunction(func):
+                async_func = func
+
+                @functools.wraps(func)
+                async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                    if draw() >= effective_rate or not self._budget_allows(budget):
+                        return await async_func(*args, **kwargs)
+                    result = await self.profile_async(async_func, *args, **kwargs)
+                    self._recent.append(result)
+                    return result.return_value
+
+                return cast(Callable[P, R], async_wrapper)
+
+            @functools.wraps(func)
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                if draw() >= effective_rate or not self._budget_allows(budget):
+                    return func(*args, **kwargs)
+                result = self.profile_function(func, *args, **kwargs)
+                self._recent.append(result)
+                return cast(R, result.return_value)
+
+            return wrapper
+
+        return decorate(fn) if fn is not None else decorate
+
+    def _budget_allows(self, budget: float | None) -> bool:
+        if budget is None:
+            return True
+        now = self._clock()
+        with self._lock:
+            while self._spent and self._spent[0][0] <= now - BUDGET_WINDOW:
+                self._spent.popleft()
+            spent = sum(duration for _, duration in self._spent)
+            if spent > budget * BUDGET_WINDOW:
+                self._budget_skips += 1
+                return False
+        return True
+
+    def recent_results(self) -> list[ProfileResult]:
+        """The last results of sampled calls, oldest first."""
+        return list(self._recent)
+
+    # --- reports --------------------------------------------------------------------------------
+    def generate_report(
+        self,
+        result: ProfileResult | MemoryProfileResult,
+        format: Literal["text", "html", "speedscope"] = "text",
+    ) -> str:
+        """Render a result: ``text`` (default), ``html`` (a complete page) or ``speedscope`` (JSON)."""
+        from amqadf_agent.profiling import report
+
+        return report.render(result, format)
+
+    # --- telemetry ------------------------------------------------------------------------------
+    def instrument(self, meter_provider: MeterProvider | None = None) -> None:
+        """Report profiles taken (``amqadf.profiler.profiles`` by kind) on ``meter_provider``.
+
+        Default: the global provider. Idempotent; the provider holds the profiler weakly. A failure
+        is logged, never raised.
+        """
+        try:
+            _SHARED.register(self, meter_provider)
+        except Exception:
+            _log.warning("cannot report the profiler as metrics; it keeps working", exc_info=True)
+
+    def stats(self) -> ProfilerStats:
+        """Profiles taken and profiles that could not start, by kind; calls skipped by the budget."""
+        with self._lock:
+            return ProfilerStats(dict(self._profiles), dict(self._failed), self._budget_skips)
+
+    def _record(self, kind: str, profiled: bool, end: float, duration: float) -> None:
+        with self._lock:
+            if profiled:
+                self._profiles[kind] += 1
+                self._spent.append((end, duration))
+
+    def _failed_to_start(self, kind: str, message: str) -> None:
+        with self._lock:
+            self._failed[kind] += 1
+            first = message not in self._warned
+            self._warned.add(message)
+        _log.log(logging.WARNING if first else logging.DEBUG, message, exc_info=first)
+
+    def _get_tracer(self) -> Tracer:
+        if self._tracer is not None:
+            return self._tracer
+        from opentelemetry import trace
+
+        return trace.get_tracer(semconv.SCOPE_NAME)
+
+    def _start_span(self, kind: str, fn: Callable[..., Any]) -> Span | None:
+        try:
+            from opentelemetry.trace import SpanKind
+
+            attributes: dict[str, str | int] = {
+                semconv.ATTR_PROFILER_KIND: kind,
+                semconv.ATTR_PROFILER_FUNCTION: _qualname(fn),
+                ATTR_CODE_FUNCTION_NAME: _qualname(fn),
+            }
+            code = getattr(inspect.unwrap(fn), "__code__", None)
+            if code is not None:
+                attributes[ATTR_CODE_FILE_PATH] = code.co_filename
+                attributes[ATTR_CODE_LINE_NUMBER] = code.co_firstlineno
+            return self._get_tracer().start_span(
+                semconv.SPAN_PROFILE, kind=SpanKind.INTERNAL, attributes=attributes
+            )
+        except Exception:
+            self._warn_telemetry()
+            return None
+
+    @contextmanager
+    def _activated(self, span: Span | None) -> Iterator[None]:
+        """Make ``span`` current for the call, so spans the function starts are its children."""
+        if span is None:
+            yield
+            return
+        from opentelemetry import context, trace
+
+        token = context.attach(trace.set_span_in_context(span))
+        try:
+            yield
+        finally:
+            context.detach(token)
+
+    def _end_span(
+        self, span: Span | None, result: ProfileResult | MemoryProfileResult, error: BaseException | None
+    ) -> None:
+        if span is None:
+            return
+        try:
+            span.set_attribute(ATTR_DURATION, result.duration)
+            span.set_attribute(ATTR_PROFILED, result.profiled)
+            if isinstance(result, ProfileResult):
+                span.set_attribute(ATTR_CPU_TIME, result.cpu_time)
+                span.set_attribute(ATTR_SAMPLE_COUNT, result.sample_count)
+                for stat in result.top_functions:
+                    span.add_event(
+                        semconv.EVENT_PROFILE_FUNCTION,
+                        {
+                            ATTR_CODE_FUNCTION_NAME: stat.function,
+                            ATTR_CODE_FILE_PATH: stat.file,
+                            ATTR_CODE_LINE_NUMBER: stat.line,
+                            ATTR_SELF_TIME: stat.self_time,
+                            ATTR_TOTAL_TIME: stat.total_time,
+                        },
+                    )
+            else:
+                span.set_attribute(ATTR_PEAK_MEMORY, result.peak_memory)
+                span.set_attribute(ATTR_TOTAL_ALLOCATIONS, result.total_allocations)
+                if result.total_bytes is not None:
+                    span.set_attribute(ATTR_TOTAL_BYTES, result.total_bytes)
+                for site in result.top_sites:
+                    span.add_event(
+                        semconv.EVENT_PROFILE_FUNCTION,
+                        {
+                            ATTR_CODE_FUNCTION_NAME: site.function,
+                            ATTR_CODE_FILE_PATH: site.file,
+                            ATTR_CODE_LINE_NUMBER: site.line,
+                            ATTR_SITE_BYTES: site.bytes,
+                            ATTR_SITE_ALLOCATIONS: site.count,
+                        },
+                    )
+            if error is not None:
+                from opentelemetry.trace import Status, StatusCode
+
+                span.set_attribute(semconv.ATTR_ERROR_TYPE, type(error).__qualname__)
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, str(error)))
+            span.end()
+        except Exception:
+            self._warn_telemetry()
+
+    def _warn_telemetry(self) -> None:
+        first = "telemetry" not in self._warned
+        self._warned.add("telemetry")
+        _log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "recording a profile span failed; profiling goes on",
+            exc_info=True,
+        )
+
+
+# --- helpers --------------------------------------------------------------------------------------
+def _check_rate(setting: str, rate: float) -> None:
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(setting, f"must be a fraction of calls in [0, 1], got {rate!r}")
+
+
+def _check_overhead(value: float) -> None:
+    if not 0.0 < value <= 1.0:
+        raise ConfigError("max_overhead", f"must be a fraction of wall time in (0, 1], got {value!r}")
+
+
+def _qualname(fn: Callable[..., Any]) -> str:
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if qualname is None:
+        return repr(fn)
+    module = getattr(fn, "__module__", None)
+    return f"{module}.{qualname}" if module else str(qualname)
+
+
+def _attach(exc: BaseException, result: ProfileResult | MemoryProfileResult) -> None:
+    # An exception type that refuses attributes keeps propagating as it is.
+    with contextlib.suppress(Exception):
+        exc.__amqadf_profile__ = result  # type: ignore[attr-defined]
+
+
+def _frame_key(frame: Frame) -> tuple[str, str, int]:
+    return frame.function, frame.file_path or "", frame.line_no or 0
+
+
+def _real_children(frame: Frame) -> list[Frame]:
+    return [c for c in frame.children if not c.is_synthetic]
+
+
+def _build_tree(root: Frame, roots: list[Frame]) -> CallNode:
+    """A light copy of pyinstrument's frame tree (iterative: deep recursion must not overflow)."""
+    function, file, line = _frame_key(root)
+    top = CallNode(function, file, line, root.time, root.total_self_time)
+    stack: list[tuple[Frame, CallNode]] = [(frame, top) for frame in reversed(roots)]
+    while stack:
+        frame, parent = stack.pop()
+        function, file, line = _frame_key(frame)
+        node = CallNode(function, file, line, frame.time, frame.total_self_time)
+        parent.children.append(node)
+        stack.extend((child, node) for child in reversed(_real_children(frame)))
+    return top
+
+
+def _aggregate(roots: list[Frame]) -> list[FunctionStat]:
+    """Self and total time per function over the tree, by self time (largest first)."""
+    self_times: dict[tuple[str, str, int], float] = {}
+    total_times: dict[tuple[str, str, int], float] = {}
+    # (frame, keys of its ancestors): a recursive function's total time counts its outermost call.
+    stack: list[tuple[Frame, frozenset[tuple[str, str, int]]]] = [(f, frozenset()) for f in roots]
+    while stack:
+        frame, ancestors = stack.pop()
+        key = _frame_key(frame)
+        self_times[key] = self_times.get(key, 0.0) + frame.total_self_time
+        if key not in ancestors:
+            total_times[key] = total_times.get(key, 0.0) + frame.time
+        inner = ancestors | {key}
+        stack.extend((child, inner) for child in _real_children(frame))
+    stats = [
+        FunctionStat(function, file, line, self_times[key], total_times.get(key, 0.0))
+        for key in self_times
+        for function, file, line in (key,)
+    ]
+    stats.sort(key=lambda s: (-s.self_time, -s.total_time, s.function))
+    return stats
+
+
+def _read_memray(path: str, top_n: int) -> tuple[int, int, int | None, tuple[AllocationSite, ...]]:
+    """Peak, allocation count, bytes allocated and the top sites at the peak, from a capture file."""
+    from memray import FileReader
+
+    reader = FileReader(path)
+    try:
+        metadata = reader.metadata
+        by_site: dict[tuple[str, str, int], list[Any]] = {}
+        for record in reader.get_high_watermark_allocation_records(merge_threads=True):
+            stack = tuple((str(f), str(p), int(n)) for f, p, n in record.stack_trace())
+            key = stack[0] if stack else ("<unknown>", "", 0)
+            entry = by_site.setdefault(key, [0, 0, stack])
+            entry[0] += record.size
+            entry[1] += record.n_allocations
+    finally:
+        reader.close()
+    sites = sorted(
+        (
+            AllocationSite(function, file, line, size, count, stack)
+            for (function, file, line), (size, count, stack) in by_site.items()
+        ),
+        key=lambda s: (-s.bytes, -s.count),
+    )
+    return metadata.peak_memory, metadata.total_allocations, _total_bytes(path), tuple(sites[:top_n])
+
+
+def _total_bytes(path: str) -> int | None:
+    """Bytes allocated over the capture, through the statistics ``memray stats`` prints."""
+    try:
+        from memray._memray import compute_statistics
+
+        return int(compute_statistics(path, num_largest=1).total_memory_allocated)
+    except Exception:  # not in this memray version: the total is unknown, not wrong
+        return None
+
+
+# --- metrics: collection-time reading -------------------------------------------------------------
+def _profiles(profiler: PerformanceProfiler) -> list[Point]:
+    counts = profiler.stats().profiles
+    return [(counts[kind], {semconv.ATTR_PROFILER_KIND: kind}) for kind in (KIND_CPU, KIND_MEMORY)]
+
+
+_SHARED: SharedInstruments[PerformanceProfiler] = SharedInstruments(
+    "profiler", [(semconv.PROFILES, _profiles)]
+)

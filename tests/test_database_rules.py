@@ -1,0 +1,187 @@
+"""The database rules on hand-made db spans (planted problem and healthy control), and end to end."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, SpanRecord
+from amqadf_agent.analyzer.recommendation import Recommendation
+from amqadf_agent.analyzer.rules.database import DatabaseRuleConfig, analyze_spans
+
+_ids = itertools.count(1)
+T0 = 1_700_000_000_000_000_000
+MS = 1_000_000
+LOOSE = DatabaseRuleConfig(min_db_spans=1)
+TRACE = "ab" * 16
+
+
+def db_span(
+    sql: str,
+    start_ms: float,
+    duration_ms: float,
+    *,
+    trace: str = TRACE,
+    parent: str = "00000000000000aa",
+    new_names: bool = True,
+    rows: int | None = None,
+) -> SpanRecord:
+    attrs: dict[str, Any] = (
+        {"db.system.name": "postgresql", "db.query.text": sql}
+        if new_names
+        else {"db.system": "postgresql", "db.statement": sql}
+    )
+    if rows is not None:
+        attrs["db.response.returned_rows"] = rows
+    start = T0 + int(start_ms * MS)
+    return SpanRecord(
+        trace, f"{next(_ids):016x}", parent, "SELECT", SPAN_KIND_CLIENT, start, start + int(duration_ms * MS),
+        0, "", attrs, (), {}, "test",
+    )  # fmt: skip
+
+
+def rules(recs: list[Recommendation], rule: str) -> list[Recommendation]:
+    return [r for r in recs if r.rule == rule]
+
+
+def n_calls(
+    n: int, each_ms: float, sql: str = "SELECT * FROM items WHERE order_id = {i}", **kw: Any
+) -> list[SpanRecord]:
+    return [db_span(sql.format(i=i), i * 20, each_ms, **kw) for i in range(n)]
+
+
+def test_n_plus_one_five_consecutive_siblings_over_50ms() -> None:
+    found = rules(analyze_spans(n_calls(5, 11), LOOSE), "n_plus_one")
+    assert len(found) == 1
+    assert found[0].subject == "SELECT * FROM items WHERE order_id = ?"
+    assert found[0].evidence.trace_ids == (TRACE,)
+    assert found[0].evidence.numbers["longest_run"] == 5
+
+
+def test_n_plus_one_controls() -> None:
+    assert not rules(analyze_spans(n_calls(4, 20), LOOSE), "n_plus_one")  # only 4
+    assert not rules(analyze_spans(n_calls(5, 9), LOOSE), "n_plus_one")  # 45 ms together
+    interleaved = []
+    for i in range(6):
+        interleaved.append(db_span(f"SELECT a FROM x WHERE id = {i}", i * 40, 15))
+        interleaved.append(db_span(f"SELECT b FROM y WHERE id = {i}", i * 40 + 20, 15))
+    assert not rules(analyze_spans(interleaved, LOOSE), "n_plus_one")
+    parents = [
+        db_span(f"SELECT a FROM x WHERE id = {i}", i * 20, 15, parent=f"{i + 1:016x}") for i in range(6)
+    ]
+    assert not rules(analyze_spans(parents, LOOSE), "n_plus_one")
+
+
+def test_slow_query_threshold_and_index_candidate() -> None:
+    sql = "SELECT a FROM t WHERE a = 1 AND b > 2 ORDER BY c"
+    found = analyze_spans([db_span(sql, 0, 500)], LOOSE)
+    assert [r.rule for r in rules(found, "slow_query")] == ["slow_query"]
+    index = rules(found, "index_candidate")
+    assert len(index) == 1 and index[0].evidence.numbers["columns"] == "a, b, c"
+    assert "andidate" in index[0].action
+    assert not analyze_spans([db_span(sql, 0, 499)], LOOSE)
+
+
+def test_select_star_and_update_without_where() -> None:
+    found = analyze_spans(
+        [db_span("SELECT * FROM t WHERE id = 1", 0, 1), db_span("UPDATE t SET a = 1", 5, 1)], LOOSE
+    )
+    assert [r.subject for r in rules(found, "select_star")] == ["SELECT * FROM t WHERE id = ?"]
+    assert [r.subject for r in rules(found, "missing_where")] == ["UPDATE t SET a = ?"]
+    healthy = analyze_spans(
+        [db_span("SELECT a FROM t WHERE id = 1", 0, 1), db_span("UPDATE t SET a = 1 WHERE id = 2", 5, 1)],
+        LOOSE,
+    )
+    assert healthy == []
+
+
+def test_large_result_without_limit_when_rows_are_known() -> None:
+    found = analyze_spans([db_span("SELECT a FROM t", 0, 5, rows=5000)], LOOSE)
+    assert rules(found, "unbounded_result")
+    assert not analyze_spans([db_span("SELECT a FROM t LIMIT 100", 0, 5, rows=100)], LOOSE)
+    assert not analyze_spans([db_span("SELECT a FROM t", 0, 5)], LOOSE)  # rows unknown
+
+
+def test_identical_queries_in_one_trace_are_a_cache_candidate() -> None:
+    same = [
+        db_span("SELECT a FROM cfg WHERE k = 'secret-4242'", i * 100, 1, parent=f"{i + 1:016x}")
+        for i in range(3)
+    ]
+    assert rules(analyze_spans(same, LOOSE), "repeated_identical")
+    different = [db_span(f"SELECT a FROM cfg WHERE k = 'v{i}'", i * 100, 1) for i in range(3)]
+    assert not rules(analyze_spans(different, LOOSE), "repeated_identical")
+    bound = [db_span("SELECT a FROM cfg WHERE k = ?", i * 100, 1) for i in range(3)]  # parameters unknown
+    assert not rules(analyze_spans(bound, LOOSE), "repeated_identical")
+    traces = [db_span("SELECT a FROM cfg WHERE k = 'x'", i, 1, trace=f"{i + 1:032x}") for i in range(3)]
+    assert not rules(analyze_spans(traces, LOOSE), "repeated_identical")
+
+
+def test_ranked_by_total_time_and_fingerprints_are_stable() -> None:
+    spans = [
+        db_span("SELECT * FROM small WHERE id = 1", 0, 2),
+        *[db_span("SELECT * FROM big WHERE id = 1", 10 + i, 100, trace=f"{i + 1:032x}") for i in range(3)],
+        db_span("SELECT * FROM mid WHERE id = 1", 50, 250),
+    ]
+    found = analyze_spans(spans, LOOSE)
+    assert [r.subject.split()[3] for r in found] == ["big", "mid", "small"]
+    again = analyze_spans(list(reversed(spans)), LOOSE)
+    assert [r.fingerprint for r in again] == [r.fingerprint for r in found]
+    assert len({r.fingerprint for r in found}) == len(found)
+
+
+def test_old_and_new_attribute_names_and_non_db_spans() -> None:
+    old = analyze_spans(n_calls(5, 11, new_names=False), LOOSE)
+    new = analyze_spans(n_calls(5, 11), LOOSE)
+    assert [r.fingerprint for r in old] == [r.fingerprint for r in new] != []
+    server = db_span("UPDATE t SET a = 1", 0, 1)
+    server.kind = SPAN_KIND_SERVER
+    assert analyze_spans([server], LOOSE) == []
+
+
+def test_minimum_data_and_confidence() -> None:
+    assert analyze_spans([db_span("UPDATE t SET a = 1", 0, 1)]) == []  # default minimum: 10 db spans
+    few = rules(analyze_spans([db_span("SELECT a FROM t", i, 600) for i in range(2)], LOOSE), "slow_query")
+    many = rules(analyze_spans([db_span("SELECT a FROM t", i, 600) for i in range(100)], LOOSE), "slow_query")
+    assert few[0].confidence < many[0].confidence
+
+
+def test_no_raw_literal_reaches_the_json() -> None:
+    spans = [
+        *n_calls(6, 20, sql="SELECT * FROM t WHERE k = 'secret-4242' AND n = {i}4242"),
+        db_span("UPDATE users SET token = 'secret-4242'", 0, 700),
+        db_span("SELECT * FROM users WHERE k IN ('secret-4242', 'x') AND n = 4242", 0, 900),
+        db_span("GARBLED ((( 'secret-4242' 4242", 0, 1),
+    ]
+    out = json.dumps([r.to_dict() for r in analyze_spans(spans, LOOSE)])
+    assert "secret" not in out and "4242" not in out
+    assert "n_plus_one" in out and "missing_where" in out
+
+
+def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from amqadf_agent.cli.agent import main as agent
+    from amqadf_agent.cli.analyze import main as analyze
+
+    assert agent(["demo", "--duration", "4", "--out", str(tmp_path), "--rate", "15"]) == 0
+    capsys.readouterr()
+    # The report query takes 0.2-0.6 s here (often under the 500 ms default): the threshold is lowered;
+    # every other demo query stays under ~15 ms.
+    assert analyze([str(tmp_path), "--format", "json", "--slow-query-ms", "100"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    trace_ids = set()
+    for line in (tmp_path / "traces.jsonl").read_text().splitlines():
+        for rs in json.loads(line)["resourceSpans"]:
+            for ss in rs["scopeSpans"]:
+                trace_ids.update(s["traceId"].lower() for s in ss["spans"])
+    recs = report["recommendations"]
+    n1 = [r for r in recs if r["rule"] == "n_plus_one"]
+    assert [r["subject"] for r in n1] == ["SELECT sku, qty, price FROM order_items WHERE order_id = ?"]
+    slow = [r for r in recs if r["rule"] == "slow_query"]
+    assert any("JOIN order_items" in r["subject"] and "GROUP BY" in r["subject"] for r in slow)
+    for r in n1 + slow:
+        assert r["evidence"]["trace_ids"] and set(r["evidence"]["trace_ids"]) <= trace_ids
+    impacts = [r["impact_s"] for r in recs]
+    assert impacts == sorted(impacts, reverse=True)

@@ -1,0 +1,54 @@
+"""SQL normalization and classification (``amqadf_agent.analyzer.sql``)."""
+
+from __future__ import annotations
+
+from amqadf_agent.analyzer.sql import analyze, normalize
+
+
+def test_literals_comments_spacing_and_case_give_the_same_text() -> None:
+    variants = [
+        "SELECT name FROM users WHERE id = 5 AND email = 'bob@example.com'",
+        "select  name\n from Users where id=42 and email='it''s me' -- trailing comment",
+        "/* lead */ SELECT name FROM users WHERE id = 7 AND email = 'x';",
+    ]
+    assert {normalize(v) for v in variants} == {"SELECT name FROM users WHERE id = ? AND email = ?"}
+
+
+def test_in_lists_numbers_and_placeholders_collapse() -> None:
+    assert normalize("SELECT a FROM t WHERE id IN (1, 2, 3)") == "SELECT a FROM t WHERE id IN (?)"
+    assert normalize("select a from t where id in (?,?)") == "SELECT a FROM t WHERE id IN (?)"
+    assert normalize("SELECT a FROM t WHERE x = -4.5e3 AND y = $1 AND z = %s") == (
+        "SELECT a FROM t WHERE x = ? AND y = ? AND z = ?"
+    )
+    assert normalize("INSERT INTO t (a, b) VALUES (1, 'x'), (2, 'y')") == "INSERT INTO t (a, b) VALUES (?, ?)"
+    assert normalize("SELECT t1.a FROM t1") == "SELECT t1.a FROM t1"  # digits inside names stay
+
+
+def test_unparsable_statement_uses_the_fallback_without_literals() -> None:
+    info = analyze("FROBNICATE widgets 42 'secret-4242' now")
+    assert not info.parsed
+    assert "secret" not in info.normalized and "42" not in info.normalized
+    assert info.normalized == "FROBNICATE widgets ? ? now"
+
+
+def test_classification() -> None:
+    info = analyze("SELECT a FROM t WHERE a = ? AND b > ? ORDER BY c")
+    assert (info.kind, info.tables, info.filter_columns, info.sort_columns) == (
+        "SELECT",
+        ("t",),
+        ("a", "b"),
+        ("c",),
+    )
+    assert info.has_placeholders and not info.select_star and not info.has_limit
+    assert analyze("SELECT * FROM t LIMIT 10").select_star
+    assert analyze("SELECT * FROM t LIMIT 10").has_limit
+    assert not analyze("UPDATE t SET a = 1").has_where
+    assert analyze("DELETE FROM t WHERE a = 1").has_where
+    assert analyze("UPDATE t SET a = 1").kind == "UPDATE"
+
+
+def test_literal_digest_tells_literals_apart_without_holding_them() -> None:
+    one, same, other = (analyze(f"SELECT a FROM t WHERE b = '{v}'") for v in ("x", "x", "y"))
+    assert one.literal_digest == same.literal_digest != other.literal_digest
+    assert "x" not in one.literal_digest or len(one.literal_digest) == 16
+    assert analyze("SELECT a FROM t WHERE b = ?").literal_digest == ""

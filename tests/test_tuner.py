@@ -1,0 +1,46 @@
+"""The seed's ``PerformanceTuner().optimize_database_queries`` API."""
+
+from __future__ import annotations
+
+import json
+
+from amqadf_agent.analyzer.tuner import PerformanceTuner
+
+
+def test_seed_api_finds_slow_select_star_and_ranks_by_total_time() -> None:
+    logs = [
+        {"query": "SELECT * FROM orders WHERE customer_id = 17", "execution_time": 0.9, "rows_returned": 3},
+        {"query": "SELECT * FROM orders WHERE customer_id = 18", "execution_time": 0.8, "rows_returned": 2},
+        {
+            "query": "SELECT id FROM users WHERE email = 'secret-4242'",
+            "execution_time": 0.01,
+            "rows_returned": 1,
+        },
+        {"query": "SELECT id, name FROM products", "execution_time": 0.2, "rows_returned": 50_000},
+        {"query": "DELETE FROM sessions", "execution_time": 0.05, "rows_returned": 0},
+        {"query": None, "execution_time": "bad"},
+    ]
+    found = PerformanceTuner().optimize_database_queries(logs)
+    rules = [(r["rule"], r["subject"]) for r in found]
+    assert ("slow_query", "SELECT * FROM orders WHERE customer_id = ?") in rules
+    assert ("select_star", "SELECT * FROM orders WHERE customer_id = ?") in rules
+    assert ("index_candidate", "SELECT * FROM orders WHERE customer_id = ?") in rules
+    assert ("unbounded_result", "SELECT id, name FROM products") in rules
+    assert ("missing_where", "DELETE FROM sessions") in rules
+    assert not any(r["subject"].startswith("SELECT id FROM users") for r in found)
+    assert found[0]["subject"] == "SELECT * FROM orders WHERE customer_id = ?"  # most total time first
+    slow = next(r for r in found if r["rule"] == "slow_query")
+    assert slow["evidence"]["numbers"]["calls"] == 2
+    assert slow["evidence"]["numbers"]["total_ms"] == 1700.0
+    assert 0 < slow["confidence"] < 0.6  # two calls: little data
+    assert "secret-4242" not in json.dumps(found)
+    for r in found:
+        assert set(r) >= {"fingerprint", "category", "severity", "title", "action", "evidence", "confidence"}
+
+
+def test_healthy_logs_give_nothing() -> None:
+    logs = [
+        {"query": "SELECT id FROM t WHERE id = ? LIMIT 1", "execution_time": 0.002, "rows_returned": 1}
+    ] * 20
+    assert PerformanceTuner().optimize_database_queries(logs) == []
+    assert PerformanceTuner().optimize_database_queries([]) == []
