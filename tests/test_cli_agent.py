@@ -120,7 +120,12 @@ def test_demo_metrics_cover_the_contract(demo_run: tuple[Path, int, str, str]) -
     assert len(expected) >= 18  # the contract's cache, pool, balancer and autoscaler instruments
     expected.add(semconv.HTTP_SERVER_REQUEST_DURATION.name)
     # The inventory calls go through a retry policy and a breaker from the first request on.
-    expected |= {semconv.RETRY_CALLS.name, semconv.BREAKER_STATE.name, semconv.BREAKER_CALLS.name}
+    expected |= {
+        semconv.RETRY_CALLS.name,
+        semconv.BREAKER_STATE.name,
+        semconv.BREAKER_CALLS.name,
+        semconv.RATE_LIMITER_REQUESTS.name,
+    }
     assert expected <= names, sorted(expected - names)
     assert {m.service for m in metrics} == {DEMO_SERVICE}
     durations = [m for m in metrics if m.name == semconv.HTTP_SERVER_REQUEST_DURATION.name]

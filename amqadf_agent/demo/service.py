@@ -35,12 +35,13 @@ from opentelemetry.metrics import Histogram
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from amqadf_agent import semconv
-from amqadf_agent.errors import CircuitOpenError
+from amqadf_agent.errors import CircuitOpenError, RateLimitedError
 from amqadf_agent.monitoring.cache import InstrumentedCache
 from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPool
 from amqadf_agent.resilience import timeout as timeout_mod
 from amqadf_agent.resilience.circuit_breaker import CircuitBreaker
 from amqadf_agent.resilience.fallback import GracefulDegradation
+from amqadf_agent.resilience.rate_limit import RateLimiter
 from amqadf_agent.resilience.retry import RetryBudget, RetryPolicy
 from amqadf_agent.scaling.autoscaler import AutoScaler, ScalingMetrics
 from amqadf_agent.scaling.autoscaler_telemetry import AutoScalerTelemetry
@@ -202,6 +203,9 @@ class ShopService:
         self.inventory_breaker.instrument()
         GracefulDegradation.instrument()
         timeout_mod.instrument()
+        # The expensive customer-orders page is rate limited; excess requests get 429.
+        self.orders_limiter = RateLimiter(rate=3.0, burst=5, name="customer-orders")
+        self.orders_limiter.instrument()
         self._report = timeout_mod.timeout(REPORT_TIMEOUT, name="bought-together-report")(self._report_query)
 
     # --- infrastructure ------------------------------------------------------------------------
@@ -309,11 +313,16 @@ class ShopService:
                 if route == "/orders/{id}":
                     self.get_order(int(argument))
                 elif route == "/customers/{id}/orders":
+                    wait = self.orders_limiter.retry_after()  # takes a unit when permitted
+                    if wait:
+                        raise RateLimitedError("customer-orders", wait)
                     self.customer_orders(int(argument))
                 elif route == "/products/{sku}/availability":
                     self.availability(str(argument))
                 else:
                     self.report()
+            except RateLimitedError:
+                status, error_type = 429, "429"
             except timeout_mod.CallTimeoutError as exc:
                 status, error_type = 504, "timeout"
                 span.record_exception(exc)
