@@ -20,10 +20,12 @@ if TYPE_CHECKING:
         ConfigError,
         MissingExtraError,
         NoHealthyWorkerError,
+        ProcessUnavailableError,
         RateLimitedError,
         TelemetryInputError,
     )
     from amqadf_agent.monitoring.cache import InstrumentedCache
+    from amqadf_agent.monitoring.resources import ProcessMetrics, ResourceMetrics, ResourceMonitor
     from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPool
     from amqadf_agent.profiling.profiler import PerformanceProfiler
     from amqadf_agent.resilience.circuit_breaker import CircuitBreaker
@@ -63,9 +65,13 @@ _LAZY = {
     "MissingExtraError": "amqadf_agent.errors",
     "NoHealthyWorkerError": "amqadf_agent.errors",
     "PerformanceProfiler": "amqadf_agent.profiling.profiler",
+    "ProcessMetrics": "amqadf_agent.monitoring.resources",
+    "ProcessUnavailableError": "amqadf_agent.errors",
     "RateLimitedError": "amqadf_agent.errors",
     "RateLimiter": "amqadf_agent.resilience.rate_limit",
     "RedisStore": "amqadf_agent.resilience.stores",
+    "ResourceMetrics": "amqadf_agent.monitoring.resources",
+    "ResourceMonitor": "amqadf_agent.monitoring.resources",
     "RetryBudget": "amqadf_agent.resilience.retry",
     "RetryPolicy": "amqadf_agent.resilience.retry",
     "ScalingDecision": "amqadf_agent.scaling.autoscaler",
@@ -98,9 +104,13 @@ __all__ = [
     "MissingExtraError",
     "NoHealthyWorkerError",
     "PerformanceProfiler",
+    "ProcessMetrics",
+    "ProcessUnavailableError",
     "RateLimitedError",
     "RateLimiter",
     "RedisStore",
+    "ResourceMetrics",
+    "ResourceMonitor",
     "RetryBudget",
     "RetryPolicy",
     "ScalingDecision",

@@ -12,6 +12,9 @@ turn any of them into one line on stderr and the error's ``exit_code``, never a 
     ├── NoHealthyWorkerError   a load balancer has no worker that can take a request
     ├── CircuitOpenError       a circuit breaker did not let a call through (carries retry_after)
     ├── RateLimitedError       a rate limiter did not permit a request (carries retry_after)
+    ├── ProcessUnavailableError  a process cannot be read (pid and reason)
+    │   ├── ProcessNotFoundError
+    │   └── ProcessAccessDeniedError
     └── TelemetryInputError    the analyzer cannot read its input (file, line and reason)
 """
 
@@ -123,3 +126,26 @@ class RateLimitedError(AmqadfError, RuntimeError):
         self.retry_after = retry_after
         self.key = key
         super().__init__(f"rate limiter {limiter!r} rejected key {key!r}: retry after {retry_after:.3f} s")
+
+
+class ProcessUnavailableError(AmqadfError, LookupError):
+    """A process cannot be read: it does not exist (any more) or this user may not read it."""
+
+    def __init__(self, pid: int, reason: str) -> None:
+        self.pid = pid
+        self.reason = reason
+        super().__init__(f"process {pid}: {reason}")
+
+
+class ProcessNotFoundError(ProcessUnavailableError):
+    """No process has this pid (it exited, was reaped, or never existed)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(pid, "no such process (it has exited or never existed)")
+
+
+class ProcessAccessDeniedError(ProcessUnavailableError):
+    """The process exists but this user may not read it."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(pid, "access denied (the process belongs to another user; run as that user)")
