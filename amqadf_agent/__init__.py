@@ -13,15 +13,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from amqadf_agent.config.production import ProductionConfig
+    from amqadf_agent.config.secrets import Secret
     from amqadf_agent.errors import (
         AgentStartError,
         AmqadfError,
         CircuitOpenError,
         ConfigError,
+        ConfigFileError,
         MissingExtraError,
         NoHealthyWorkerError,
         ProcessUnavailableError,
         RateLimitedError,
+        SecretNotFoundError,
         TelemetryInputError,
     )
     from amqadf_agent.monitoring.cache import InstrumentedCache
@@ -57,6 +61,7 @@ _LAZY = {
     "CircuitBreaker": "amqadf_agent.resilience.circuit_breaker",
     "CircuitOpenError": "amqadf_agent.errors",
     "ConfigError": "amqadf_agent.errors",
+    "ConfigFileError": "amqadf_agent.errors",
     "GracefulDegradation": "amqadf_agent.resilience.fallback",
     "InstrumentedCache": "amqadf_agent.monitoring.cache",
     "InstrumentedThreadPool": "amqadf_agent.monitoring.worker_pool",
@@ -67,6 +72,7 @@ _LAZY = {
     "PerformanceProfiler": "amqadf_agent.profiling.profiler",
     "ProcessMetrics": "amqadf_agent.monitoring.resources",
     "ProcessUnavailableError": "amqadf_agent.errors",
+    "ProductionConfig": "amqadf_agent.config.production",
     "RateLimitedError": "amqadf_agent.errors",
     "RateLimiter": "amqadf_agent.resilience.rate_limit",
     "RedisStore": "amqadf_agent.resilience.stores",
@@ -74,6 +80,8 @@ _LAZY = {
     "ResourceMonitor": "amqadf_agent.monitoring.resources",
     "RetryBudget": "amqadf_agent.resilience.retry",
     "RetryPolicy": "amqadf_agent.resilience.retry",
+    "Secret": "amqadf_agent.config.secrets",
+    "SecretNotFoundError": "amqadf_agent.errors",
     "ScalingDecision": "amqadf_agent.scaling.autoscaler",
     "ScalingMetrics": "amqadf_agent.scaling.autoscaler",
     "ScalingPolicy": "amqadf_agent.scaling.autoscaler",
@@ -96,6 +104,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "ConfigError",
+    "ConfigFileError",
     "GracefulDegradation",
     "InstrumentedCache",
     "InstrumentedThreadPool",
@@ -106,6 +115,7 @@ __all__ = [
     "PerformanceProfiler",
     "ProcessMetrics",
     "ProcessUnavailableError",
+    "ProductionConfig",
     "RateLimitedError",
     "RateLimiter",
     "RedisStore",
@@ -117,6 +127,8 @@ __all__ = [
     "ScalingMetrics",
     "ScalingPolicy",
     "ScalingRules",
+    "Secret",
+    "SecretNotFoundError",
     "TelemetryInputError",
     "__version__",
     "get_agent",

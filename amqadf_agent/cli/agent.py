@@ -13,7 +13,7 @@ PROG = "amqadf-agent"
 
 
 def _parser() -> argparse.ArgumentParser:
-    from amqadf_agent.cli import demo, run
+    from amqadf_agent.cli import config, demo, run
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     run.add_parser(commands)
     demo.add_parser(commands)
+    config.add_parser(commands)
     return parser
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Tracer
 
+    from amqadf_agent.config.production import ProductionConfig
     from amqadf_agent.runtime.guard import ExportStats
     from amqadf_agent.runtime.selfmetrics import ThreadCpu
 
@@ -209,7 +211,7 @@ def _with_deadline(what: str, budget: float, fn: Any) -> bool:
 
 
 def start(
-    config: AgentSettings | Mapping[str, Any] | None = None,
+    config: AgentSettings | Mapping[str, Any] | ProductionConfig | None = None,
     *,
     span_exporters: Sequence[SpanExporter] = (),
     metric_readers: Sequence[MetricReader] = (),
@@ -220,7 +222,8 @@ def start(
 
     Args:
         config: settings (an ``AgentSettings`` or a mapping of its fields); environment variables
-            fill what it leaves out.
+            fill what it leaves out. A ``ProductionConfig`` is validated first: an invalid one is
+            refused (its messages on stderr, a handle that is not running) and never raises.
         span_exporters, metric_readers, log_exporters: your own exporters (a vendor's, or the SDK's
             in-memory ones in tests), used beside those named in the settings; exporters are guarded
             like the agent's own.
@@ -237,6 +240,22 @@ def start(
             if config is not None or overrides or span_exporters or metric_readers or log_exporters:
                 logger.warning("amqadf-agent: already started; the settings of this start() call are ignored")
             return _agent
+        from amqadf_agent.config.production import ProductionConfig
+
+        if isinstance(config, ProductionConfig):
+            # A ProductionConfig: an invalid one is refused with its messages, never raised.
+            valid, messages = config.validate()
+            if not valid:
+                for message in messages:
+                    print(f"amqadf-agent: {message}", file=sys.stderr)
+                print(
+                    "amqadf-agent: invalid configuration; the application runs without telemetry",
+                    file=sys.stderr,
+                )
+                refused = [ConfigError("configuration", message) for message in messages]
+                return Agent(AgentSettings(), refused, error="invalid configuration: " + "; ".join(messages))
+            given = config.to_agent_settings()
+            config = {f: v for f, v in dataclasses.asdict(given).items() if v is not None}
         settings, problems = resolve(config, overrides)
         for problem in problems:
             logger.warning("amqadf-agent: %s", problem)
@@ -336,6 +355,10 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
         cpu = selfmetrics.ThreadCpu()
         if settings.self_metrics:
             selfmetrics.register(meter_provider, stats, cpu)
+        if settings.resource_monitor:
+            from amqadf_agent.monitoring.resources import register_with_agent
+
+            register_with_agent(meter_provider)  # never raises
 
         _set_globals(trace, metrics, set_logger_provider, tracer_provider, meter_provider, logger_provider)
 

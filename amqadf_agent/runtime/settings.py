@@ -62,6 +62,8 @@ class AgentSettings:
     shutdown_timeout: float = 5.0
     #: Report the agent's own CPU time, failures and drops; ``AMQADF_SELF_METRICS``.
     self_metrics: bool = True
+    #: Report system.* and process.* metrics (one psutil sample per collection); ``AMQADF_RESOURCE_MONITOR``.
+    resource_monitor: bool = True
 
 
 def _env_or_none(environ: Mapping[str, str], *names: str) -> tuple[str, str] | None:
@@ -246,5 +248,6 @@ def resolve(
     pick("capture_logs", _bool, ("AMQADF_CAPTURE_LOGS",))
     pick("shutdown_timeout", _positive_float, ("AMQADF_SHUTDOWN_TIMEOUT",))
     pick("self_metrics", _bool, ("AMQADF_SELF_METRICS",))
+    pick("resource_monitor", _bool, ("AMQADF_RESOURCE_MONITOR",))
 
     return dataclasses.replace(defaults, **values), problems

@@ -1,0 +1,383 @@
+"""``ProductionConfig``: layered, typed, validated configuration with secrets and feature flags.
+
+Layers, lowest first: built-in defaults < the environment profile (development, staging,
+production) < the file (and its ``environments.<env>`` section) < environment variables
+(``AMQADF_*`` with ``__`` nesting, and the standard ``OTEL_*``) < explicit overrides. Building a
+configuration never raises for a bad value: ``validate()`` returns every problem at once, each with
+its key path. Only a file that cannot be read or parsed raises (``ConfigFileError``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from amqadf_agent.config import schema
+from amqadf_agent.config.flags import FeatureFlag, FeatureFlags
+from amqadf_agent.config.secrets import REDACTED, Secret, SecretProvider, SecretResolver, build_providers
+from amqadf_agent.config.sources import environment_layer, interpolate, load_file, split_overrides
+from amqadf_agent.errors import SecretNotFoundError
+
+if TYPE_CHECKING:
+    from amqadf_agent.runtime.settings import AgentSettings
+
+KeyPath = tuple[str, ...]
+
+#: What each environment changes from the built-in defaults (a file or variable still wins).
+PROFILES: dict[str, dict[str, Any]] = {
+    "development": {"log_level": "DEBUG"},
+    "staging": {"log_level": "INFO"},
+    "production": {"log_level": "WARNING", "profiler": {"sample_rate": 0.001}},
+}
+
+#: The most a profiler may sample in production (DESIGN.md: profiling in production must be sampled).
+PRODUCTION_MAX_PROFILER_RATE = 0.1
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+@dataclasses.dataclass
+class _Layer:
+    name: str
+    values: dict[KeyPath, Any]
+    labels: dict[KeyPath, str] = dataclasses.field(default_factory=dict)
+
+    def label(self, path: KeyPath) -> str:
+        return self.labels.get(path, self.name)
+
+
+class ProductionConfig:
+    """The agent's configuration. Build it with ``load``, ``from_env`` or ``from_file``.
+
+    Attributes:
+        environment: development, staging or production.
+        log_level: the agent's log level.
+        service, exporter, sampling, resource_monitor, profiler, resilience, autoscaler, agent,
+            secrets: the typed groups (see ``amqadf_agent.config.schema``).
+        feature_flags: flag name -> ``FeatureFlag``.
+        sources: dotted key path -> the layer its value came from.
+    """
+
+    environment: str
+    log_level: str
+    service: schema.ServiceConfig
+    exporter: schema.ExporterConfig
+    sampling: schema.SamplingConfig
+    resource_monitor: schema.ResourceMonitorConfig
+    profiler: schema.ProfilerConfig
+    resilience: schema.ResilienceConfig
+    autoscaler: schema.AutoscalerConfig
+    agent: schema.AgentRuntimeConfig
+    secrets: schema.SecretsConfig
+
+    def __init__(
+        self,
+        *,
+        file: str | Path | None = None,
+        environment: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        use_environment: bool = True,
+        environ: Mapping[str, str] | None = None,
+        secret_providers: Sequence[SecretProvider] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        env = dict(os.environ if environ is None else environ)
+        self.file = Path(file) if file is not None else None
+        self._errors: list[str] = []
+        self.sources: dict[str, str] = {}
+
+        file_data: dict[str, Any] = {}
+        if self.file is not None:
+            file_data = interpolate(load_file(self.file), env, self._errors)
+        sections = file_data.pop("environments", None)
+        file_layer = _Layer(f"file {self.file}", schema.flatten(file_data))
+        env_layer = _Layer("env", {}, {})
+        if use_environment:
+            values, labels = environment_layer(env)
+            env_layer = _Layer("env", {}, {})
+            for path, value in values.items():
+                key = schema.normalize(path)
+                env_layer.values[key] = value
+                env_layer.labels[key] = f"env {labels[path]}"
+        override_layer = _Layer("override", schema.flatten(split_overrides(overrides or {})))
+        argument_layer = _Layer(
+            "argument", {("environment",): environment} if environment is not None else {}
+        )
+
+        # The environment picks the profile and the file's section, so it is settled first.
+        chosen = "development"
+        for layer in (file_layer, env_layer, override_layer, argument_layer):
+            if ("environment",) in layer.values:
+                value, problem = schema.parse_value(("environment",), layer.values[("environment",)])
+                if problem is None:
+                    chosen = value
+
+        section_layer = _Layer(f"file {self.file} (environments.{chosen})", {})
+        if sections is not None:
+            if not isinstance(sections, Mapping):
+                self._errors.append("environments: must be a mapping of environment names to settings")
+            else:
+                for name, overlay in sections.items():
+                    if name not in schema.ENVIRONMENTS:
+                        self._errors.append(_unknown_environment(str(name)))
+                    elif not isinstance(overlay, Mapping):
+                        self._errors.append(f"environments.{name}: must be a mapping")
+                    elif name == chosen:
+                        section_layer.values = schema.flatten(overlay)
+        profile_layer = _Layer(f"profile {chosen}", schema.flatten(PROFILES[chosen]))
+
+        merged: dict[KeyPath, tuple[Any, str]] = {}
+        for layer in (profile_layer, file_layer, section_layer, env_layer, override_layer, argument_layer):
+            for path, value in layer.values.items():
+                problem = schema.check_path(path)
+                if problem is not None:
+                    where = layer.label(path)
+                    self._errors.append(problem + (f" [{where}]" if where.startswith("env") else ""))
+                    continue
+                merged[path] = (value, layer.label(path))
+
+        typed: dict[KeyPath, Any] = {}
+        flag_names = sorted({p[1] for p in merged if p[0] == "feature_flags"})
+        flag_paths = [("feature_flags", name, field) for name in flag_names for field in schema.FLAG_FIELDS]
+        for path in schema.all_leaves() + flag_paths:
+            if path in merged:
+                raw, source = merged[path]
+                value, problem = schema.parse_value(path, raw)
+                if problem is None:
+                    typed[path] = value
+                    self.sources[".".join(path)] = source
+                    continue
+                self._errors.append(problem + (f" [{source}]" if source.startswith("env") else ""))
+            typed[path] = schema.default_of(path)
+            self.sources[".".join(path)] = "default"
+
+        self.environment = typed[("environment",)]
+        self.log_level = typed[("log_level",)]
+        for group in schema.GROUPS:
+            fields = schema.group_fields(group)
+            setattr(self, group, schema.GROUPS[group](**{name: typed[(group, name)] for name in fields}))
+
+        providers = (
+            list(secret_providers)
+            if secret_providers is not None
+            else build_providers(
+                self.secrets.providers,
+                directory=self.secrets.directory,
+                env_prefix=self.secrets.env_prefix,
+                environ=env,
+            )
+        )
+        self._resolver = SecretResolver(providers, ttl=self.secrets.cache_ttl, clock=clock)
+        self.exporter = dataclasses.replace(
+            self.exporter,
+            api_key=self._resolve_ref("exporter.api_key", self.exporter.api_key),
+            headers={
+                key: resolved
+                for key, value in self.exporter.headers.items()
+                if (resolved := self._resolve_ref(f"exporter.headers.{key}", value)) is not None
+            },
+        )
+
+        flags: dict[str, FeatureFlag] = {}
+        for path, value in typed.items():
+            if path[0] == "feature_flags":
+                flag = flags.get(path[1], FeatureFlag(path[1]))
+                flags[path[1]] = dataclasses.replace(flag, **{path[2]: value})
+        self.feature_flags = flags
+        self._flags = FeatureFlags(flags)
+
+    def _resolve_ref(self, where: str, value: Secret | schema.SecretRef | None) -> Secret | None:
+        if not isinstance(value, schema.SecretRef):
+            return value
+        try:
+            return self._resolver.get(value.name)
+        except SecretNotFoundError as exc:
+            self._errors.append(f"{where}: {exc}")
+            return None
+
+    # -- constructors ------------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        file: str | Path | None = None,
+        environment: str | None = None,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        secret_providers: Sequence[SecretProvider] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> ProductionConfig:
+        """Every layer: defaults, the profile of ``environment``, ``file``, the environment, ``overrides``.
+
+        Args:
+            file: a ``.yaml``/``.yml``, ``.json`` or ``.toml`` file (optional).
+            environment: development, staging or production; beats every other layer.
+            overrides: settings by dotted path (``{"exporter.endpoint": ...}``) or nested mappings.
+            environ: the environment to read (default ``os.environ``).
+            secret_providers: replaces the providers named by ``secrets.providers``.
+            clock: monotonic seconds for the secret cache.
+
+        Raises:
+            ConfigFileError: ``file`` cannot be read or parsed (file, line and column).
+        """
+        return cls(
+            file=file,
+            environment=environment,
+            overrides=overrides,
+            environ=environ,
+            secret_providers=secret_providers,
+            clock=clock,
+        )
+
+    @classmethod
+    def from_env(
+        cls,
+        environment: str | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        secret_providers: Sequence[SecretProvider] | None = None,
+    ) -> ProductionConfig:
+        """Defaults, the profile, and ``AMQADF_*``/``OTEL_*`` variables."""
+        return cls(environment=environment, environ=environ, secret_providers=secret_providers)
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | Path,
+        environment: str | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        secret_providers: Sequence[SecretProvider] | None = None,
+    ) -> ProductionConfig:
+        """Defaults, the profile and the file only (``${VAR}`` in the file still reads ``environ``)."""
+        return cls(
+            file=path,
+            environment=environment,
+            use_environment=False,
+            environ=environ,
+            secret_providers=secret_providers,
+        )
+
+    # -- use ---------------------------------------------------------------------------------------
+
+    def validate(self) -> tuple[bool, list[str]]:
+        """``(True, [])`` or ``(False, every problem)``; each message starts with its key path."""
+        errors = list(self._errors)
+        if self.autoscaler.min_instances > self.autoscaler.max_instances:
+            errors.append(
+                "autoscaler.min_instances: must be at most autoscaler.max_instances "
+                f"({self.autoscaler.min_instances} > {self.autoscaler.max_instances})"
+            )
+        if self.resilience.retry_base_delay > self.resilience.retry_max_delay:
+            errors.append(
+                "resilience.retry_base_delay: must be at most resilience.retry_max_delay "
+                f"({self.resilience.retry_base_delay} > {self.resilience.retry_max_delay})"
+            )
+        if "none" in self.exporter.exporters and len(self.exporter.exporters) > 1:
+            errors.append("exporter.exporters: 'none' cannot be combined with other exporters")
+        if self.environment in ("staging", "production") and not self.service.name:
+            errors.append(f"service.name: required in {self.environment}")
+        if self.environment == "production":
+            errors.extend(self._production_rules())
+        return not errors, errors
+
+    def _production_rules(self) -> list[str]:
+        errors = []
+        if "console" in self.exporter.exporters:
+            errors.append("exporter.exporters: the console exporter is not allowed in production")
+        endpoint = self.exporter.endpoint
+        if endpoint is not None and not self.exporter.insecure:
+            parts = urlsplit(endpoint)
+            if parts.scheme != "https" and parts.hostname not in _LOCAL_HOSTS:
+                errors.append(
+                    f"exporter.endpoint: must use https for a remote host in production, got "
+                    f"'{parts.scheme}://{parts.hostname}' (set exporter.insecure to allow plain http)"
+                )
+        if self.log_level == "DEBUG":
+            errors.append("log_level: DEBUG is not allowed in production")
+        if self.profiler.enabled and self.profiler.sample_rate > PRODUCTION_MAX_PROFILER_RATE:
+            errors.append(
+                f"profiler.sample_rate: must be at most {PRODUCTION_MAX_PROFILER_RATE} in production, "
+                f"got {self.profiler.sample_rate}"
+            )
+        return errors
+
+    def get_secret(self, name: str) -> Secret:
+        """The secret ``name`` from the providers (cached for ``secrets.cache_ttl`` seconds).
+
+        Raises:
+            SecretNotFoundError: no provider has it (the message names the providers tried).
+        """
+        return self._resolver.get(name)
+
+    def feature_enabled(self, name: str, key: str | None = None) -> bool:
+        """Whether flag ``name`` is on (for ``key``, in a percentage rollout). Unknown flags are off."""
+        return self._flags.enabled(name, key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The effective configuration as plain data; every secret is ``[secure]``."""
+        result: dict[str, Any] = {"environment": self.environment, "log_level": self.log_level}
+        for group in schema.GROUPS:
+            value = getattr(self, group)
+            result[group] = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        result["feature_flags"] = {
+            name: {"enabled": flag.enabled, "percentage": flag.percentage}
+            for name, flag in sorted(self.feature_flags.items())
+        }
+        return result
+
+    def to_agent_settings(self) -> AgentSettings:
+        """The runtime's ``AgentSettings`` (what ``amqadf_agent.start`` builds the providers from)."""
+        from amqadf_agent.runtime.settings import AgentSettings
+
+        exporter = self.exporter
+        return AgentSettings(
+            service_name=self.service.name,
+            service_version=self.service.version,
+            environment=self.environment,
+            exporters=exporter.exporters,
+            output_dir=exporter.output_dir,
+            file_max_bytes=exporter.file_max_bytes,
+            file_max_backups=exporter.file_max_backups,
+            otlp_protocol=exporter.protocol,
+            otlp_endpoint=exporter.endpoint,
+            prometheus_host=exporter.prometheus_host,
+            prometheus_port=exporter.prometheus_port,
+            metric_interval=exporter.metric_interval,
+            span_export_delay=exporter.span_export_delay,
+            max_queue_size=exporter.max_queue_size,
+            sample_ratio=self.sampling.ratio,
+            capture_logs=self.agent.capture_logs,
+            shutdown_timeout=self.agent.shutdown_timeout,
+            self_metrics=self.agent.self_metrics,
+            resource_monitor=self.resource_monitor.enabled,
+        )
+
+    def __repr__(self) -> str:
+        where = f", file={str(self.file)!r}" if self.file is not None else ""
+        return f"ProductionConfig(environment={self.environment!r}, service={self.service.name!r}{where})"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (Secret, schema.SecretRef)):
+        return REDACTED
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def _unknown_environment(name: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, schema.ENVIRONMENTS, n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"environments.{name}: unknown environment{hint}"
