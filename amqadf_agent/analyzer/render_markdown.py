@@ -1,0 +1,328 @@
+"""``amqadf-analyze --format markdown``: the JSON report (schema version 2) as GitHub-flavoured Markdown.
+
+``render(report, file)`` takes the dict that ``--format json`` writes (``schema_version``, ``summary``,
+``recommendations``, ``scaling``, ``cache``, ``threads``, ``top_queries``). Every section may be
+missing or empty; it then says "No data." Text that comes from the telemetry (statements, reasons,
+titles) is escaped so that it cannot break a table or turn into Markdown or HTML markup: plain text
+is backslash-escaped, and statements, subjects and ids go into code spans.
+
+Only the standard library is imported (the analyzer's walls, DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+__all__ = ["render"]
+
+NO_DATA = "No data."
+MISSING = "n/a"
+#: How many example trace ids a recommendation row shows.
+EXAMPLE_TRACES = 3
+_SPECIAL = set("\\`*_[]<>|&#~")
+
+
+def render(report: Mapping[str, Any], file: TextIO) -> None:
+    """Write ``report`` (the JSON report's dict) to ``file`` as Markdown."""
+    lines: list[str] = ["# amqadf-analyze report", ""]
+    version = report.get("schema_version")
+    if version is not None:
+        lines += [f"Report schema version {text(version)}.", ""]
+    lines += _summary(report.get("summary"))
+    lines += _recommendations(report.get("recommendations"))
+    lines += _scaling(report.get("scaling"))
+    lines += _caches(report.get("cache"))
+    lines += _threads(report.get("threads"))
+    lines += _top_queries(report.get("top_queries"))
+    while lines and lines[-1] == "":
+        lines.pop()
+    file.write("\n".join(lines) + "\n")
+
+
+# -- escaping and formatting ------------------------------------------------------------------------
+
+
+def text(value: object) -> str:
+    """``value`` as inline Markdown text: one line, every markup character backslash-escaped."""
+    flat = " ".join(str(value).split())
+    return "".join("\\" + char if char in _SPECIAL else char for char in flat)
+
+
+def code(value: object) -> str:
+    """``value`` as a code span that is safe inside a table cell (``|`` escaped, as GFM requires)."""
+    flat = " ".join(str(value).split())
+    if not flat:
+        return MISSING
+    longest = run = 0
+    for char in flat:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat.replace('|', chr(92) + '|')}{pad}{fence}"
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def num(value: object, digits: int = 2) -> str:
+    """A number with at most ``digits`` decimals (integers stay integers); ``n/a`` when missing."""
+    number = _number(value)
+    if number is None:
+        return MISSING
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{number:,.{digits}f}".rstrip("0").rstrip(".") if digits else f"{number:,.0f}"
+
+
+def percent(value: object) -> str:
+    """A fraction as a percentage with one decimal."""
+    number = _number(value)
+    return MISSING if number is None else f"{number * 100:.1f}%"
+
+
+def ms(value: object, *, seconds: bool = False) -> str:
+    """A duration in milliseconds (given in seconds when ``seconds``)."""
+    number = _number(value)
+    if number is None:
+        return MISSING
+    if seconds:
+        number *= 1000
+    return f"{number:,.1f} ms" if number < 100 else f"{number:,.0f} ms"
+
+
+def when(entry: Mapping[str, Any]) -> str:
+    """The time of a timeline entry: its ``time`` string, else its ``time_ns``."""
+    moment = entry.get("time")
+    if isinstance(moment, str) and moment:
+        return moment
+    ns = entry.get("time_ns")
+    if isinstance(ns, int) and not isinstance(ns, bool):
+        try:
+            stamp = datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.timezone.utc)
+        except (OverflowError, ValueError, OSError):
+            return f"{ns} ns"
+        return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return MISSING
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> list[str]:
+    """A GFM table; ``align`` has one letter per column: ``l`` (default) or ``r``."""
+    rule = ["---:" if align[i : i + 1] == "r" else "---" for i in range(len(header))]
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _items(value: object) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list):
+        return []
+    return [item for item in value if isinstance(item, Mapping)]
+
+
+# -- sections ---------------------------------------------------------------------------------------
+
+
+def _summary(value: object) -> list[str]:
+    lines = ["## Summary", ""]
+    summary = _mapping(value)
+    if not summary:
+        return [*lines, NO_DATA, ""]
+    read = _mapping(summary.get("input"))
+    problems = _mapping(summary.get("problems"))
+    if read or problems:
+        lines.append(
+            f"- Input: {num(read.get('files'))} file(s), {num(read.get('lines'))} line(s), "
+            f"{num(problems.get('count', 0))} problem(s) skipped"
+        )
+    span = _mapping(summary.get("time_range"))
+    if span:
+        duration = _number(span.get("duration_s"))
+        length = f" ({num(duration, 1)} s)" if duration is not None else ""
+        lines.append(
+            f"- Time range: {text(span.get('start', MISSING))} .. {text(span.get('end', MISSING))}{length}"
+        )
+    counts = _mapping(summary.get("counts"))
+    if counts:
+        lines.append(
+            f"- Records: {num(counts.get('spans'))} span(s), {num(counts.get('metric_records'))} metric "
+            f"record(s) ({num(counts.get('data_points'))} data point(s)), "
+            f"{num(counts.get('logs'))} log record(s)"
+        )
+    services = _items(summary.get("services"))
+    if services:
+        names = ", ".join(
+            f"{code(service.get('name', MISSING))} ({len(service.get('instance_ids') or [])} instance(s))"
+            for service in services
+        )
+        lines.append(f"- Services: {names}")
+    for problem in problems.get("first") or []:
+        lines.append(f"- Problem: {text(problem)}")
+    if len(lines) == 2:
+        lines.append(NO_DATA)
+    return [*lines, ""]
+
+
+def _key_numbers(numbers: object) -> str:
+    shown = [
+        f"{text(key)}={num(value, 3) if _number(value) is not None else text(value)}"
+        for key, value in _mapping(numbers).items()
+    ]
+    return ", ".join(shown) or MISSING
+
+
+def _recommendations(value: object) -> list[str]:
+    lines = ["## Recommendations", ""]
+    if not isinstance(value, list):
+        return [*lines, NO_DATA, ""]
+    items = _items(value)
+    if not items:
+        return [*lines, "No recommendations: no rule found a problem.", ""]
+    rows = []
+    for number, item in enumerate(items, 1):
+        evidence = _mapping(item.get("evidence"))
+        traces = [code(trace) for trace in (evidence.get("trace_ids") or [])[:EXAMPLE_TRACES]]
+        rows.append(
+            [
+                str(number),
+                text(item.get("severity", MISSING)),
+                text(item.get("title", MISSING)),
+                code(item.get("subject", "")),
+                _key_numbers(evidence.get("numbers")),
+                num(item.get("confidence")),
+                ", ".join(traces) or MISSING,
+            ]
+        )
+    header = ["#", "Severity", "Title", "Subject", "Key numbers", "Confidence", "Example traces"]
+    lines += table(header, rows, "r")
+    lines.append("")
+    for number, item in enumerate(items, 1):
+        evidence = _mapping(item.get("evidence"))
+        lines.append(f"{number}. **{text(item.get('title', MISSING))}**")
+        lines.append(f"   - Action: {text(item.get('action', MISSING))}")
+        rule = f"{item.get('category', MISSING)}/{item.get('rule', MISSING)}"
+        lines.append(f"   - Rule: {code(rule)} ({code(item.get('fingerprint', ''))})")
+        if evidence.get("threshold"):
+            lines.append(f"   - Threshold: {text(evidence['threshold'])}")
+        if evidence.get("formula"):
+            lines.append(f"   - Formula: {text(evidence['formula'])}")
+    return [*lines, ""]
+
+
+def _scaling(value: object) -> list[str]:
+    lines = ["## Scaling", ""]
+    scaling = _mapping(value)
+    timeline = _items(scaling.get("timeline"))
+    advice = _mapping(scaling.get("recommendation"))
+    if not timeline and not advice:
+        return [*lines, NO_DATA, ""]
+    service = scaling.get("service")
+    facts = []
+    if service:
+        facts.append(f"service {code(service)}")
+    if scaling.get("window_seconds") is not None:
+        facts.append(f"windows of {num(scaling.get('window_seconds'))} s")
+    if facts:
+        lines += [f"Scaling decisions replayed for {', '.join(facts)}.", ""]
+    if advice:
+        lines += [
+            f"**Recommendation: {text(advice.get('action', MISSING))}** from {num(advice.get('current'))} "
+            f"to {num(advice.get('target'))} instance(s): {text(advice.get('reason', ''))}",
+            "",
+        ]
+    if not timeline:
+        return [*lines, "No decisions in the timeline.", ""]
+    rows = []
+    for entry in timeline:
+        metrics = _mapping(entry.get("metrics"))
+        rows.append(
+            [
+                text(when(entry)),
+                num(entry.get("current")),
+                num(entry.get("target")),
+                text(entry.get("action", MISSING)),
+                text(entry.get("limited_by") or "-"),
+                percent(metrics.get("cpu_utilization")),
+                percent(metrics.get("memory_utilization")),
+                num(metrics.get("request_rate"), 1),
+                ms(metrics.get("response_time_p95"), seconds=True),
+                num(entry.get("cpu_only_target")),
+                text(entry.get("reason", "")),
+            ]
+        )
+    header = ["Time", "Current", "Target", "Action", "Limited by", "CPU", "Memory", "Req/s", "p95"]
+    lines += table([*header, "CPU-only target", "Reason"], rows, "lrrllrrrrrl")
+    return [*lines, ""]
+
+
+def _caches(value: object) -> list[str]:
+    lines = ["## Caches", ""]
+    caches = _items(value)
+    if not caches:
+        return [*lines, NO_DATA, ""]
+    rows = [
+        [
+            code(cache.get("name", MISSING)),
+            percent(cache.get("hit_rate")),
+            num(cache.get("requests")),
+            num(cache.get("evictions")),
+            num(cache.get("expirations")),
+            f"{num(cache.get('size'))} / {num(cache.get('max_size'))}",
+        ]
+        for cache in caches
+    ]
+    header = ["Cache", "Hit rate", "Requests", "Evictions", "Expirations", "Size / max"]
+    return [*lines, *table(header, rows, "lrrrrr"), ""]
+
+
+def _threads(value: object) -> list[str]:
+    lines = ["## Thread pools", ""]
+    pools = _items(value)
+    if not pools:
+        return [*lines, NO_DATA, ""]
+    rows = [
+        [
+            code(pool.get("pool", MISSING)),
+            num(pool.get("max_workers")),
+            percent(pool.get("utilization")),
+            ms(pool.get("queue_wait_p95"), seconds=True),
+            num(pool.get("throughput"), 1),
+            ms(pool.get("latency_mean"), seconds=True),
+            num(pool.get("littles_law_concurrency")),
+            num(pool.get("recommended")),
+        ]
+        for pool in pools
+    ]
+    header = ["Pool", "Max workers", "Utilization", "Queue wait p95", "Tasks/s", "Mean latency"]
+    return [*lines, *table([*header, "Little's law L", "Recommended"], rows, "lrrrrrrr"), ""]
+
+
+def _top_queries(value: object) -> list[str]:
+    lines = ["## Top queries by total time", ""]
+    queries = _items(value)
+    if not queries:
+        return [*lines, NO_DATA, ""]
+    rows = [
+        [
+            str(number),
+            code(query.get("statement", "")),
+            num(query.get("calls")),
+            ms(query.get("total_ms")),
+            ms(query.get("mean_ms")),
+            ms(query.get("p95_ms")),
+        ]
+        for number, query in enumerate(queries, 1)
+    ]
+    header = ["#", "Statement", "Calls", "Total", "Mean", "p95"]
+    return [*lines, *table(header, rows, "rlrrrr"), ""]
