@@ -18,6 +18,30 @@ The per-call counters are plain ints read at collection time by observable instr
 unlocked success increment may, rarely, lose a count under heavy thread contention (the GIL can
 switch between the read and the write); failures, rejections and transitions are counted under the
 lock and are exact. Span events are written only for rare events: a state change and a rejection.
+
+Shared state (``store=RedisStore(url)``): every breaker of one ``name`` on one Redis shares the
+**state and the trip decision**: the state and its open-until time, the consecutive-failure count,
+the trip count (open-timeout growth) and the half-open probe slots live in the Redis hash
+``{namespace}:breaker:{name}`` and change only through atomic Lua scripts (see
+:mod:`amqadf_agent.resilience.stores`). What goes to Redis, and when:
+
+* construction: the hash is read (a new instance adopts an open breaker; nothing is reset);
+* closed, success: **no round trip**, except one to reset the shared failure count when it is
+  known to be non-zero; the shared state is read again at most every ``sync_interval`` seconds
+  (on the next call after it has passed), so a breaker tripped elsewhere is seen within that time;
+* closed, failure: one script (count, trip at ``failure_threshold``), applied at once;
+* open: rejected locally until the open time ends or ``sync_interval`` passes, then asked again;
+* half_open: every admission claims a probe slot in Redis (at most ``half_open_max_calls`` across
+  all processes) and every probe outcome closes, reopens or frees its slot there;
+* ``reset``/``force_open``/``disable``/``metrics_only`` are written to the hash.
+
+Rate-based windows (``failure_rate_threshold``, ``slow_call_rate_threshold``) stay per process; a
+local window trip is written to the hash, so every process opens. With a store the lock-free fast
+path is not used: a closed success costs a clock read and the lock (about a microsecond).
+Fail open: when Redis does not answer, the breaker decides with its local state (the store logs
+one warning per outage, counts every operation served locally in ``amqadf.state_store.fallbacks``
+and tries Redis again every ``retry_interval``); once Redis answers, the shared state wins (an
+empty Redis after a restart reads as closed).
 """
 
 from __future__ import annotations
@@ -32,12 +56,13 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, NoReturn, ParamSpec, TypeVar, cast
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import CircuitOpenError, ConfigError
 from amqadf_agent.monitoring._instruments import Point, SharedInstruments
 from amqadf_agent.resilience._events import add_event
+from amqadf_agent.resilience.stores import BreakerSnapshot, BreakerStore, MemoryStore
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -67,6 +92,8 @@ DISABLED: Final = "disabled"
 METRICS_ONLY: Final = "metrics_only"
 #: Every state, in the order the state gauge reports them.
 STATES: Final = (CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED, METRICS_ONLY)
+#: The interned state constants by name (the code compares states with ``is``).
+_STATE_BY_NAME: Final[dict[str, str]] = {s: s for s in STATES}
 
 OUTCOMES: Final = ("success", "failure", "slow_success", "slow_failure", "ignored", "rejected")
 
@@ -141,6 +168,8 @@ class CircuitBreaker:
         ignored_exceptions: Iterable[type[BaseException]] | type[BaseException] = (),
         failure_exceptions: Iterable[type[BaseException]] | type[BaseException] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        store: BreakerStore | None = None,
+        sync_interval: float = 0.5,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError("name", f"must be a non-empty string, got {name!r}")
@@ -177,6 +206,22 @@ class CircuitBreaker:
             raise ConfigError("clock", f"must be a callable returning seconds, got {clock!r}")
         self._clock = clock
         self._name = name
+        if store is not None and not callable(getattr(store, "breaker", None)):
+            raise ConfigError("store", f"must be a MemoryStore or RedisStore, got {store!r}")
+        self._sync_interval = cast(float, _positive("sync_interval", sync_interval))
+        # A MemoryStore is the local state itself: the breaker sees no store at all.
+        self._store: BreakerStore | None = None if isinstance(store, MemoryStore) else store
+        self._store_given = store
+        self._store_config: tuple[str, ...] = (
+            str(self._failure_threshold or 0),
+            repr(self._timeout * 1e6),
+            repr(self._multiplier),
+            repr((self._max_timeout or 0.0) * 1e6),
+            str(self._half_open_max),
+            repr((self._max_half_open_time or 0.0) * 1e6),
+        )
+        self._shared_epoch = -1  # the epoch of the shared state last applied (-1: none yet)
+        self._next_sync = -math.inf  # the shared state is read again once clock() passes this
 
         self._windowed = self._failure_rate is not None or self._slow_rate is not None
         # The clock is read around a call only when something needs a duration or a timestamp.
@@ -190,8 +235,9 @@ class CircuitBreaker:
         )
 
         self._state: str = CLOSED
-        # True when a call may take the lock-free path: closed, no window, no timing.
-        self._fast = not (self._windowed or self._timed)
+        # True when a call may take the lock-free path: closed, no window, no timing, no store.
+        self._can_fast = not (self._windowed or self._timed or self._store is not None)
+        self._fast = self._can_fast
         self._epoch = 0  # bumped on every transition: outcomes of an older state are not applied
         self._consecutive = 0
         self._open_until = 0.0
@@ -213,6 +259,8 @@ class CircuitBreaker:
         self._n_ignored = 0
         self._n_rejected = 0
         self._transitions: dict[_Transition, int] = {}
+        if self._store is not None:
+            self._shared("read")  # a new instance adopts the existing shared state
 
     # --- public properties and controls ----------------------------------------------------------
     @property
@@ -223,6 +271,8 @@ class CircuitBreaker:
     @property
     def state(self) -> str:
         """The current state; an open breaker whose timeout has ended reads as ``half_open``."""
+        if self._store is not None and self._clock() >= self._next_sync:
+            self._shared("read")
         state = self._state
         if state is OPEN or state is HALF_OPEN:
             with self._lock:
@@ -230,6 +280,11 @@ class CircuitBreaker:
                 state = self._state
             self._announce(done)
         return state
+
+    @property
+    def store(self) -> BreakerStore | None:
+        """The ``store`` given at construction (``None``: local state only)."""
+        return self._store_given
 
     def counts(self) -> dict[str, int]:
         """Calls by outcome since creation (never reset: exported as monotonic counters)."""
@@ -284,6 +339,9 @@ class CircuitBreaker:
             _SHARED.register(self, meter_provider)
         except Exception:
             _log.warning("cannot report circuit breaker %r as metrics", self._name, exc_info=True)
+        store_instrument = getattr(self._store, "instrument", None)
+        if callable(store_instrument):
+            store_instrument(meter_provider)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker(name={self._name!r}, state={self._state!r})"
@@ -424,6 +482,10 @@ class CircuitBreaker:
         self._announce(done)
 
     def _acquire(self) -> _Permit:
+        if self._store is not None:
+            shared = self._acquire_shared()
+            if shared is not None:
+                return shared
         state = self._state
         if state is CLOSED or state is DISABLED or state is METRICS_ONLY:
             return (self._epoch, state)
@@ -461,6 +523,8 @@ class CircuitBreaker:
         kind = "success" if exc is None else self._classify(exc)
         now = self._clock() if self._timed else 0.0
         slow = self._slow_duration is not None and kind != "ignored" and now - start >= self._slow_duration
+        if self._store is not None and self._record_shared(epoch, admitted, kind, slow, now):
+            return
         done: list[_Transition] = []
         with self._lock:
             if kind == "ignored":
@@ -500,6 +564,119 @@ class CircuitBreaker:
             elif admitted is METRICS_ONLY and current and kind != "ignored" and self._windowed:
                 self._window_add(now, kind == "failure", slow)
         self._announce(done)
+        if self._store is not None and (CLOSED, OPEN) in done:
+            self._shared("trip")  # a local (window or fallback) trip opens the shared breaker too
+
+    # shared state (``store=``): every method returns having applied the store's answer, if any
+    def _shared(self, op: str, arg: str = "") -> BreakerSnapshot | None:
+        """Run ``op`` in the store and adopt its answer; ``None`` when the store cannot answer."""
+        store = self._store
+        assert store is not None
+        snapshot = store.breaker(self._name, op, self._store_config, arg)
+        if snapshot is None:
+            return None
+        now = self._clock()
+        with self._lock:
+            done = self._apply_locked(snapshot, now)
+        self._announce(done)
+        return snapshot
+
+    def _apply_locked(self, snapshot: BreakerSnapshot, now: float) -> list[_Transition]:
+        new = _STATE_BY_NAME.get(snapshot.state, CLOSED)
+        done: list[_Transition] = []
+        if new is not self._state:
+            done = self._transition_locked(new, now)
+        elif snapshot.epoch != self._shared_epoch:
+            # Another period of the same state (e.g. reopened elsewhere): older permits are stale.
+            self._epoch += 1
+            self._in_flight = 0
+            self._probe_successes = 0
+        self._shared_epoch = snapshot.epoch
+        if new is OPEN:
+            self._open_until = now + snapshot.remaining
+        elif new is CLOSED:
+            self._consecutive = snapshot.failures
+        self._next_sync = now + self._sync_interval
+        return done
+
+    def _acquire_shared(self) -> _Permit | None:
+        """Admission with a store: a permit, :class:`CircuitOpenError`, or ``None`` (decide locally)."""
+        now = self._clock()
+        state = self._state
+        if now < self._next_sync:
+            if state is CLOSED or state is DISABLED or state is METRICS_ONLY:
+                return (self._epoch, state)  # the hot path: no round trip
+            if (state is OPEN and now < self._open_until) or state is FORCED_OPEN:
+                self._reject(state, now)
+        snapshot = self._shared("acquire")
+        if snapshot is None:
+            return None
+        with self._lock:
+            state = self._state
+            permit = (self._epoch, state)
+            if snapshot.admitted and state is HALF_OPEN:
+                self._in_flight += 1
+        if snapshot.admitted:
+            return permit
+        self._reject(state, self._clock())
+
+    def _reject(self, state: str, now: float) -> NoReturn:
+        with self._lock:
+            self._n_rejected += 1
+            if state is OPEN:
+                retry_after = max(0.0, self._open_until - now)
+            elif state is HALF_OPEN:
+                retry_after = 0.0
+            else:
+                retry_after = math.inf
+        add_event(
+            semconv.EVENT_BREAKER_REJECTED,
+            {semconv.ATTR_BREAKER_NAME: self._name, semconv.ATTR_BREAKER_STATE: state},
+        )
+        raise CircuitOpenError(self._name, retry_after, state)
+
+    def _record_shared(self, epoch: int, admitted: str, kind: str, slow: bool, now: float) -> bool:
+        """Record an outcome through the store; False (nothing done) when the local path must do it."""
+        if epoch != self._epoch or admitted is not self._state:
+            return False  # an outcome of an older state: counted locally, applied nowhere
+        if admitted is HALF_OPEN:
+            if kind == "failure" or (slow and self._slow_rate is not None):
+                op = "probe_fail"
+            elif kind == "success":
+                op = "probe_ok"
+            else:
+                op = "probe_release"
+        elif admitted is CLOSED and kind == "failure":
+            op = "failure"
+        elif admitted is CLOSED and kind == "success" and self._consecutive:
+            op = "success"  # the shared count is known to be non-zero: reset it
+        else:
+            return False  # nothing to share (or a windowed outcome): the local path records it
+        shared_epoch = self._shared_epoch
+        snapshot = self._shared(op, str(shared_epoch))
+        if snapshot is None:
+            return False  # Redis down: the local state decides
+        trip = False
+        with self._lock:
+            if kind == "ignored":
+                self._n_ignored += 1
+            elif kind == "success":
+                if slow:
+                    self._n_slow_success += 1
+                else:
+                    self._n_success += 1
+            elif slow:
+                self._n_slow_failure += 1
+            else:
+                self._n_failure += 1
+            if admitted is HALF_OPEN and self._in_flight > 0 and self._epoch == epoch:
+                self._in_flight -= 1
+            if admitted is CLOSED and self._windowed and self._state is CLOSED and kind != "ignored":
+                self._window_add(now, kind == "failure", slow)
+                trip = self._window_trips()
+        if trip:
+            self._shared("trip")
+        return True
 
     # sliding window (called with the lock held)
     def _window_add(self, now: float, failed: bool, slow: bool) -> None:
@@ -582,7 +759,7 @@ class CircuitBreaker:
             self._window_clear()
             if old is HALF_OPEN:
                 self._trips = 0
-        self._fast = new is CLOSED and not (self._windowed or self._timed)
+        self._fast = new is CLOSED and self._can_fast
         key = (old, new)
         self._transitions[key] = self._transitions.get(key, 0) + 1
         return [key]
@@ -595,9 +772,12 @@ class CircuitBreaker:
                 self._window_clear()
             if old == new and new is CLOSED:
                 self._consecutive = 0
-                return
-            done = [] if old == new else self._transition_locked(new, self._clock())
+                done: list[_Transition] = []
+            else:
+                done = [] if old == new else self._transition_locked(new, self._clock())
         self._announce(done)
+        if self._store is not None:
+            self._shared("set", new)
 
     def _announce(self, done: list[_Transition]) -> None:
         """Outside the lock: the span event and the listeners of each state change."""

@@ -1,4 +1,5 @@
-"""Where a rate limiter keeps its state: in this process (:class:`MemoryStore`) or in Redis.
+"""Where a rate limiter or a circuit breaker keeps its state: in this process (:class:`MemoryStore`)
+or in Redis.
 
     limiter = RateLimiter(100, burst=20, name="api", store=RedisStore("redis://cache:6379/0"))
 
@@ -22,6 +23,13 @@ served locally is counted in ``amqadf.state_store.fallbacks`` (``error.type`` of
 Redis is tried again at most every ``retry_interval`` seconds: while it is down, a call costs one
 clock read and one comparison more than a local limiter. When Redis answers again the store logs
 it (info) and the limiters go back to the shared state (Redis may have lost it in the restart).
+
+Circuit breakers (``CircuitBreaker(..., store=RedisStore(url))``): the state, its open-until time,
+the consecutive-failure count, the trip count and the half-open probe slots of one breaker name
+live in the hash ``{namespace}:breaker:{name}``, changed only by :data:`BREAKER_SCRIPT` (one atomic
+script per operation, on the Redis server's clock). A missing hash is a closed breaker. The same
+fail-open rule applies: :meth:`RedisStore.breaker` returns ``None`` and the breaker uses its local
+state; see :mod:`amqadf_agent.resilience.circuit_breaker` for what is shared and when.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError, MissingExtraError
@@ -40,7 +48,15 @@ from amqadf_agent.monitoring._instruments import Point, SharedInstruments
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
 
-__all__ = ["GCRA_SCRIPT", "MemoryStore", "RateLimitStore", "RedisStore"]
+__all__ = [
+    "BREAKER_SCRIPT",
+    "GCRA_SCRIPT",
+    "BreakerSnapshot",
+    "BreakerStore",
+    "MemoryStore",
+    "RateLimitStore",
+    "RedisStore",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -64,6 +80,135 @@ redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', ttl)
 return {1, '0'}
 """
 
+#: The shared state of one circuit breaker: the hash ``KEYS[1]`` with the fields ``state``,
+#: ``until`` (end of the open period, server µs), ``failures`` (consecutive, closed state),
+#: ``epoch`` (bumped on every state change), ``trips`` (consecutive trips: grows the open
+#: timeout), ``probes`` (half-open probe slots in use), ``ok`` (probe successes) and ``since``
+#: (start of half-open, server µs). ARGV: op, failure threshold (0: none), timeout µs, timeout
+#: multiplier, max timeout µs (0: none), half_open_max_calls, max half-open time µs (0: none), arg.
+#: Ops: ``read``; ``acquire`` (admits in closed/disabled/metrics_only, claims a probe slot in
+#: half_open while fewer than half_open_max_calls are in use); ``failure`` / ``success``
+#: (closed-state outcomes: count, trip at the threshold / reset the count); ``trip`` (a local
+#: rate-window trip); ``probe_ok`` / ``probe_fail`` / ``probe_release`` (arg: the epoch the probe
+#: was admitted in; ignored if the breaker has changed state since); ``set`` (arg: a state set by
+#: hand). Returns {state, µs left in the open state, failures, epoch, admitted (1/0)}.
+BREAKER_SCRIPT = """
+local key = KEYS[1]
+local op = ARGV[1]
+local threshold = tonumber(ARGV[2])
+local timeout = tonumber(ARGV[3])
+local mult = tonumber(ARGV[4])
+local max_timeout = tonumber(ARGV[5])
+local half_max = tonumber(ARGV[6])
+local max_half = tonumber(ARGV[7])
+local arg = ARGV[8]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local h = redis.call('HMGET', key, 'state', 'until', 'failures', 'epoch', 'trips', 'probes', 'ok', 'since')
+local state = h[1] or 'closed'
+local open_until = tonumber(h[2] or '0')
+local failures = tonumber(h[3] or '0')
+local epoch = tonumber(h[4] or '0')
+local trips = tonumber(h[5] or '0')
+local probes = tonumber(h[6] or '0')
+local ok = tonumber(h[7] or '0')
+local since = tonumber(h[8] or '0')
+local dirty = false
+local admitted = 0
+local function go(new)
+  state = new
+  epoch = epoch + 1
+  failures = 0
+  probes = 0
+  ok = 0
+  dirty = true
+  if new == 'half_open' then since = now end
+end
+local function trip()
+  trips = trips + 1
+  local d = timeout * mult ^ (trips - 1)
+  if max_timeout > 0 and d > max_timeout then d = max_timeout end
+  open_until = now + d
+  go('open')
+end
+if state == 'open' and now >= open_until then
+  go('half_open')
+elseif state == 'half_open' and max_half > 0 and now - since >= max_half then
+  trip()
+end
+if op == 'acquire' then
+  if state == 'half_open' then
+    if probes < half_max then
+      probes = probes + 1
+      admitted = 1
+      dirty = true
+    end
+  elseif state == 'closed' or state == 'disabled' or state == 'metrics_only' then
+    admitted = 1
+  end
+elseif op == 'failure' then
+  if state == 'closed' then
+    failures = failures + 1
+    dirty = true
+    if threshold > 0 and failures >= threshold then trip() end
+  end
+elseif op == 'success' then
+  if state == 'closed' and failures > 0 then
+    failures = 0
+    dirty = true
+  end
+elseif op == 'trip' then
+  if state == 'closed' then trip() end
+elseif op == 'probe_ok' or op == 'probe_fail' or op == 'probe_release' then
+  if state == 'half_open' and tonumber(arg) == epoch then
+    if probes > 0 then probes = probes - 1 end
+    dirty = true
+    if op == 'probe_fail' then
+      trip()
+    elseif op == 'probe_ok' then
+      ok = ok + 1
+      if ok >= half_max then
+        trips = 0
+        go('closed')
+      end
+    end
+  end
+elseif op == 'set' then
+  if arg == 'closed' then trips = 0 end
+  if state ~= arg then go(arg) else failures = 0; dirty = true end
+end
+if dirty then
+  redis.call('HSET', key, 'state', state, 'until', string.format('%.0f', open_until),
+    'failures', failures, 'epoch', epoch, 'trips', trips, 'probes', probes, 'ok', ok,
+    'since', string.format('%.0f', since))
+end
+local remaining = 0
+if state == 'open' and open_until > now then remaining = open_until - now end
+return {state, string.format('%.0f', remaining), failures, epoch, admitted}
+"""
+
+
+class BreakerSnapshot(NamedTuple):
+    """The shared state of one breaker after an operation (``remaining``: seconds left open)."""
+
+    state: str
+    remaining: float
+    failures: int
+    epoch: int
+    admitted: bool
+
+
+@runtime_checkable
+class BreakerStore(Protocol):
+    """A shared store of circuit-breaker state. ``breaker`` runs one atomic operation (see
+    :data:`BREAKER_SCRIPT`) and returns the state after it, or ``None`` when the store cannot answer
+    (the breaker then decides with its local state). ``config``: the breaker's parameters as the
+    script's ARGV[2:8]."""
+
+    def breaker(
+        self, name: str, op: str, config: tuple[str, ...], arg: str = ""
+    ) -> BreakerSnapshot | None: ...
+
 
 @runtime_checkable
 class RateLimitStore(Protocol):
@@ -81,6 +226,9 @@ class MemoryStore:
 
     def gcra(self, name: str, key: str, cost: float, interval: float, capacity: float) -> float | None:
         return None  # "no shared answer": the limiter decides with its local state
+
+    def breaker(self, name: str, op: str, config: tuple[str, ...], arg: str = "") -> BreakerSnapshot | None:
+        return None  # the breaker decides with its local state
 
     def __repr__(self) -> str:
         return "MemoryStore()"
@@ -137,6 +285,7 @@ class RedisStore:
         self.namespace = namespace
         self._client = client
         self._script = client.register_script(GCRA_SCRIPT)
+        self._breaker_script = client.register_script(BREAKER_SCRIPT)
         self._retry_interval = float(retry_interval)
         self._clock = clock
         self._lock = threading.Lock()
@@ -165,6 +314,10 @@ class RedisStore:
         """The Redis key of one limiter key: ``{namespace}:ratelimit:{name}:{key}``."""
         return f"{self.namespace}:ratelimit:{name}:{key}"
 
+    def breaker_key(self, name: str) -> str:
+        """The Redis hash of one circuit breaker: ``{namespace}:breaker:{name}``."""
+        return f"{self.namespace}:breaker:{name}"
+
     def instrument(self, meter_provider: MeterProvider | None = None) -> None:
         """Report ``amqadf.state_store.fallbacks`` (read at collection time; idempotent, never raises)."""
         try:
@@ -182,23 +335,45 @@ class RedisStore:
     def __repr__(self) -> str:
         return f"RedisStore(url={self.url!r}, namespace={self.namespace!r}, available={not self._down})"
 
-    # --- the operation ---------------------------------------------------------------------------
+    # --- the operations --------------------------------------------------------------------------
     def gcra(self, name: str, key: str, cost: float, interval: float, capacity: float) -> float | None:
         """One atomic GCRA step in Redis: 0.0 permitted, seconds to wait if rejected, ``None`` if down."""
+        result = self._run(
+            self._script,
+            self.key(name, key),
+            [repr(interval * 1e6), repr(capacity * 1e6), repr(float(cost))],
+        )
+        if result is None:
+            return None
+        allowed, wait_us = result
+        return 0.0 if int(allowed) else float(wait_us) / 1e6
+
+    def breaker(self, name: str, op: str, config: tuple[str, ...], arg: str = "") -> BreakerSnapshot | None:
+        """One atomic breaker operation in Redis (:data:`BREAKER_SCRIPT`); ``None`` if down."""
+        result = self._run(self._breaker_script, self.breaker_key(name), [op, *config, arg])
+        if result is None:
+            return None
+        state, remaining_us, failures, epoch, admitted = result
+        return BreakerSnapshot(
+            state.decode() if isinstance(state, bytes) else str(state),
+            float(remaining_us) / 1e6,
+            int(failures),
+            int(epoch),
+            bool(int(admitted)),
+        )
+
+    def _run(self, script: Any, key: str, args: list[str]) -> Any:
         if self._down and self._clock() < self._down_until:
             self._count_fallback(self._last_error)
             return None
         try:
-            allowed, wait_us = self._script(
-                keys=[self.key(name, key)],
-                args=[repr(interval * 1e6), repr(capacity * 1e6), repr(float(cost))],
-            )
+            result = script(keys=[key], args=args)
         except self._redis_errors as exc:
             self._went_down(exc)
             return None
         if self._down:
             self._came_back()
-        return 0.0 if int(allowed) else float(wait_us) / 1e6
+        return result
 
     def _count_fallback(self, error: str) -> None:
         with self._lock:
@@ -214,8 +389,8 @@ class RedisStore:
             self._fallbacks[error] = self._fallbacks.get(error, 0) + 1
         if first:
             _log.warning(
-                "redis state store %s unreachable (%s: %s); rate limiters fall back to local state "
-                "(fail open) and retry redis every %.1f s",
+                "redis state store %s unreachable (%s: %s); rate limiters and circuit breakers fall back "
+                "to local state (fail open) and retry redis every %.1f s",
                 self.url,
                 error,
                 exc,
