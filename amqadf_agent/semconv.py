@@ -220,6 +220,18 @@ CACHE_EXPIRATIONS = Instrument(
     (ATTR_CACHE_NAME,),
     "monitoring.cache (InstrumentedCache)", "analyzer (cache rules)",
 )  # fmt: skip
+CACHE_MEMORY_USAGE = Instrument(
+    "amqadf.cache.memory.usage", "observable_updowncounter", "By",
+    "Memory the cache uses (Redis: used_memory from INFO).",
+    (ATTR_CACHE_NAME,),
+    "monitoring.redis_info (RedisCacheMonitor)", "analyzer (cache rules)",
+)  # fmt: skip
+CACHE_MEMORY_LIMIT = Instrument(
+    "amqadf.cache.memory.limit", "observable_updowncounter", "By",
+    "Memory the cache may use (Redis: maxmemory; absent when unlimited).",
+    (ATTR_CACHE_NAME,),
+    "monitoring.redis_info (RedisCacheMonitor)", "analyzer (cache rules)",
+)  # fmt: skip
 CACHE_SIZE = Instrument(
     "amqadf.cache.size", "observable_updowncounter", "{entry}",
     "Entries currently held.",
@@ -353,6 +365,13 @@ RESOURCE_LIMIT_BREACHES = Instrument(
     "Samples in which a resource was over its configured limit.",
     (ATTR_RESOURCE_KIND,),
     "monitoring.resources (ResourceMonitor)", "dashboards (resources); alerts",
+)  # fmt: skip
+PROFILE_DURATION = Instrument(
+    "amqadf.profiler.duration", "histogram", "s",
+    "Wall time of each profiled call, per function.",
+    (ATTR_PROFILER_KIND, ATTR_PROFILER_FUNCTION),
+    "profiling (PerformanceProfiler)", "dashboards (performance)",
+    buckets=SECONDS_BUCKETS,
 )  # fmt: skip
 PROFILES = Instrument(
     "amqadf.profiler.profiles", "observable_counter", "{profile}",
@@ -515,6 +534,8 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     CACHE_REQUESTS,
     CACHE_EVICTIONS,
     CACHE_EXPIRATIONS,
+    CACHE_MEMORY_USAGE,
+    CACHE_MEMORY_LIMIT,
     CACHE_SIZE,
     CACHE_MAX_SIZE,
     POOL_WORKERS,
@@ -537,6 +558,7 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     PROCESS_THREAD_COUNT,
     PROCESS_FD_COUNT,
     RESOURCE_LIMIT_BREACHES,
+    PROFILE_DURATION,
     PROFILES,
     RETRY_CALLS,
     RETRY_RETRIES,
@@ -590,6 +612,10 @@ EVENT_RATE_LIMITED: Final = "amqadf.rate_limiter.rejected"
 EVENT_RESOURCE_LIMIT: Final = "amqadf.resource.limit_exceeded"
 #: Name of the span that carries one profile (ATTR_PROFILER_KIND, ATTR_PROFILER_FUNCTION).
 SPAN_PROFILE: Final = "amqadf.profile"
+#: Name of a child span of a profile span for one frame of the hot path (``code.function.name`` …).
+SPAN_PROFILE_FRAME: Final = "amqadf.profile.frame"
+#: Attribute on a profile span: where the full profile (speedscope JSON or HTML) was saved.
+ATTR_PROFILER_ARTIFACT: Final = "amqadf.profiler.artifact"
 #: Span event on a profile span, one per top function (``code.function.name``, ``code.file.path``,
 #: ``code.line.number``, ``amqadf.profiler.self_time``, ``amqadf.profiler.total_time`` in seconds).
 EVENT_PROFILE_FUNCTION: Final = "amqadf.profiler.function"

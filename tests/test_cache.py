@@ -305,7 +305,11 @@ def test_metrics_carry_contract_names_units_and_attributes(
     cache.get("b")  # expired: miss + expiration
 
     metrics = collect(reader)
-    cache_instruments = [inst for inst in semconv.INSTRUMENTS if inst.name.startswith("amqadf.cache.")]
+    cache_instruments = [
+        inst
+        for inst in semconv.INSTRUMENTS
+        if inst.name.startswith("amqadf.cache.") and inst.emitted_by.startswith("monitoring.cache")
+    ]
     assert len(cache_instruments) == 5
     for inst in cache_instruments:
         assert inst.name in metrics
