@@ -21,7 +21,7 @@ from amqadf_agent.config import schema
 from amqadf_agent.config.flags import FeatureFlag, FeatureFlags
 from amqadf_agent.config.secrets import REDACTED, Secret, SecretProvider, SecretResolver, build_providers
 from amqadf_agent.config.sources import environment_layer, interpolate, load_file, split_overrides
-from amqadf_agent.errors import SecretNotFoundError
+from amqadf_agent.errors import ConfigError, MissingExtraError, SecretNotFoundError
 
 if TYPE_CHECKING:
     from amqadf_agent.runtime.settings import AgentSettings
@@ -159,17 +159,17 @@ class ProductionConfig:
         self.log_level = typed[("log_level",)]
         for group in schema.GROUPS:
             fields = schema.group_fields(group)
-            setattr(self, group, schema.GROUPS[group](**{name: typed[(group, name)] for name in fields}))
+            group_values: dict[str, Any] = {name: typed[(group, name)] for name in fields}
+            for sub, sub_type in schema.SUBGROUPS.items():
+                if sub[0] == group:
+                    sub_fields = schema.subgroup_fields(sub)
+                    group_values[sub[1]] = sub_type(
+                        **{name: typed[(sub[0], sub[1], name)] for name in sub_fields}
+                    )
+            setattr(self, group, schema.GROUPS[group](**group_values))
 
         providers = (
-            list(secret_providers)
-            if secret_providers is not None
-            else build_providers(
-                self.secrets.providers,
-                directory=self.secrets.directory,
-                env_prefix=self.secrets.env_prefix,
-                environ=env,
-            )
+            list(secret_providers) if secret_providers is not None else self._build_providers(env, clock)
         )
         self._resolver = SecretResolver(providers, ttl=self.secrets.cache_ttl, clock=clock)
         self.exporter = dataclasses.replace(
@@ -190,11 +190,85 @@ class ProductionConfig:
         self.feature_flags = flags
         self._flags = FeatureFlags(flags)
 
-    def _resolve_ref(self, where: str, value: Secret | schema.SecretRef | None) -> Secret | None:
+    def _build_providers(self, env: Mapping[str, str], clock: Callable[[], float]) -> list[SecretProvider]:
+        """The providers of ``secrets.providers``; a provider that cannot be built is an error of its own.
+
+        The credentials of a network provider (``secrets.vault.token``...) are resolved by the local
+        providers (env, file) only, never by a network provider.
+        """
+        settings = self.secrets
+        local = build_providers(
+            ("env", "file"), directory=settings.directory, env_prefix=settings.env_prefix, environ=env
+        )
+        bootstrap = SecretResolver(local, ttl=0, clock=clock)
+        providers: list[SecretProvider] = []
+        for name in settings.providers:
+            try:
+                if name in ("env", "file"):
+                    providers.extend(
+                        build_providers(
+                            (name,), directory=settings.directory, env_prefix=settings.env_prefix, environ=env
+                        )
+                    )
+                elif name == "vault":
+                    provider = self._vault_provider(bootstrap)
+                    if provider is not None:
+                        providers.append(provider)
+                elif name == "aws":
+                    from amqadf_agent.config.aws import AwsSecretsManagerProvider
+
+                    aws = settings.aws
+                    providers.append(
+                        AwsSecretsManagerProvider(
+                            aws.region, prefix=aws.prefix, endpoint_url=aws.endpoint_url, timeout=aws.timeout
+                        )
+                    )
+            except MissingExtraError as exc:
+                self._errors.append(f"secrets.providers: {exc}")
+            except ConfigError as exc:
+                self._errors.append(str(exc))
+        return providers
+
+    def _vault_provider(self, bootstrap: SecretResolver) -> SecretProvider | None:
+        from amqadf_agent.config.vault import VaultProvider
+
+        vault = self.secrets.vault
+        if vault.url is None:
+            if not any(error.startswith("secrets.vault.url:") for error in self._errors):
+                self._errors.append("secrets.vault.url: required when secrets.providers includes vault")
+            return None
+        credentials: dict[str, Secret | None] = {}
+        unresolved = False
+        for field in ("token", "role_id", "secret_id"):
+            value = getattr(vault, field)
+            credentials[field] = self._resolve_ref(f"secrets.vault.{field}", value, bootstrap)
+            unresolved = unresolved or (value is not None and credentials[field] is None)
+        if unresolved:
+            return None  # the unresolved reference is already reported
+        return VaultProvider(
+            vault.url,
+            mount=vault.mount,
+            path_prefix=vault.path_prefix,
+            auth_method=vault.auth_method,
+            token=credentials["token"],
+            role_id=credentials["role_id"],
+            secret_id=credentials["secret_id"],
+            approle_mount=vault.approle_mount,
+            namespace=vault.namespace,
+            verify=vault.verify,
+            timeout=vault.timeout,
+        )
+
+    def _resolve_ref(
+        self,
+        where: str,
+        value: Secret | schema.SecretRef | None,
+        resolver: SecretResolver | None = None,
+    ) -> Secret | None:
         if not isinstance(value, schema.SecretRef):
             return value
         try:
-            return self._resolver.get(value.name)
+            return (resolver or self._resolver).get(value.name)
         except SecretNotFoundError as exc:
             self._errors.append(f"{where}: {exc}")
             return None
@@ -368,6 +442,8 @@ def _plain(value: Any) -> Any:
         return REDACTED
     if isinstance(value, Path):
         return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple):
         return [_plain(item) for item in value]
     if isinstance(value, dict):

@@ -151,6 +151,24 @@ def _headers(value: Any) -> dict[str, Secret | SecretRef]:
     return headers
 
 
+def _verify(value: Any) -> bool | Path:
+    """True, False, or the path of a CA bundle that exists."""
+    try:
+        return _bool(value)
+    except ValueError:
+        pass
+    path = _path(value)
+    if not path.is_file():
+        raise ValueError
+    return path
+
+
+def _prefix(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError
+    return value.strip()
+
+
 def _field(default: Any, parse: Callable[[Any], Any], expected: str, *, secret: bool = False) -> Any:
     meta = {"parse": parse, "expected": expected, "secret": secret}
     if isinstance(default, (dict, list)):
@@ -286,6 +304,53 @@ class AgentRuntimeConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class VaultConfig:
+    """The Vault provider (``secrets.vault``): KV v2, token or AppRole auth."""
+
+    #: The Vault server; required when ``secrets.providers`` lists vault.
+    url: str | None = _field(None, _url, "a URL")
+    #: Where the KV v2 engine is mounted.
+    mount: str = _field("secret", _text, "a non-empty string")
+    #: Put before every secret path (``app/``: ``api_key`` is read at ``app/api_key``).
+    path_prefix: str = _field("", _prefix, "a string")
+    #: ``token`` or ``approle``.
+    auth_method: str = _field("token", _choice("token", "approle"), "one of token, approle")
+    #: The token (``token`` auth): ``{secret: NAME}`` resolved by the env/file providers, or a literal.
+    token: Secret | SecretRef | None = _field(  # noqa: RUF009 - returns dataclasses.field
+        None, _secret, "a string or {secret: NAME}", secret=True
+    )
+    #: The AppRole role id and secret id (``approle`` auth), as ``token``.
+    role_id: Secret | SecretRef | None = _field(  # noqa: RUF009 - returns dataclasses.field
+        None, _secret, "a string or {secret: NAME}", secret=True
+    )
+    secret_id: Secret | SecretRef | None = _field(  # noqa: RUF009 - returns dataclasses.field
+        None, _secret, "a string or {secret: NAME}", secret=True
+    )
+    #: Where the AppRole auth method is mounted.
+    approle_mount: str = _field("approle", _text, "a non-empty string")
+    #: The Vault namespace (``X-Vault-Namespace``).
+    namespace: str | None = _field(None, _optional_text, "a non-empty string")
+    #: Verify the server's certificate: true, false, or the path of a CA bundle.
+    verify: bool | Path = _field(True, _verify, "true, false or the path of an existing CA file")  # noqa: RUF009
+    #: Seconds a request may take.
+    timeout: float = _field(10.0, _number(0, low_open=True), _POSITIVE)
+
+
+@dataclasses.dataclass(frozen=True)
+class AwsConfig:
+    """The AWS Secrets Manager provider (``secrets.aws``)."""
+
+    #: The region (default: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``).
+    region: str | None = _field(None, _optional_text, "a non-empty string")
+    #: Put before every secret id.
+    prefix: str = _field("", _prefix, "a string")
+    #: Another endpoint (a VPC endpoint; a local moto server in tests).
+    endpoint_url: str | None = _field(None, _url, "a URL")
+    #: Seconds to connect and to read.
+    timeout: float = _field(10.0, _number(0, low_open=True), _POSITIVE)
+
+
+@dataclasses.dataclass(frozen=True)
 class SecretsConfig:
     """How ``get_secret`` resolves names."""
 
@@ -299,6 +364,10 @@ class SecretsConfig:
     env_prefix: str = _field("", lambda v: v if isinstance(v, str) else _text(v), "a string")
     #: Seconds a resolved secret is cached.
     cache_ttl: float = _field(300.0, _number(0), "a number >= 0")
+    #: The vault provider's settings (a sub-group: ``secrets.vault.url``...).
+    vault: VaultConfig = dataclasses.field(default_factory=VaultConfig)
+    #: The aws provider's settings (``secrets.aws.region``...).
+    aws: AwsConfig = dataclasses.field(default_factory=AwsConfig)
 
 
 #: Group name -> dataclass, in the order ``to_dict`` shows them.
@@ -313,6 +382,9 @@ GROUPS: dict[str, type[Any]] = {
     "agent": AgentRuntimeConfig,
     "secrets": SecretsConfig,
 }
+
+#: Groups inside a group (``secrets.vault``): key path -> dataclass. Their fields are 3-part paths.
+SUBGROUPS: dict[KeyPath, type[Any]] = {("secrets", "vault"): VaultConfig, ("secrets", "aws"): AwsConfig}
 
 #: Top-level scalar fields: name -> (default, parser, expected).
 TOP_LEVEL: dict[str, tuple[Any, Callable[[Any], Any], str]] = {
@@ -330,7 +402,23 @@ FILE_ONLY = ("environments",)
 
 
 def group_fields(group: str) -> dict[str, dataclasses.Field[Any]]:
-    return {f.name: f for f in dataclasses.fields(GROUPS[group])}
+    """The settings of a group (its sub-groups, such as ``secrets.vault``, are not among them)."""
+    return {f.name: f for f in dataclasses.fields(GROUPS[group]) if "parse" in f.metadata}
+
+
+def subgroup_fields(path: KeyPath) -> dict[str, dataclasses.Field[Any]]:
+    """The settings of a sub-group such as ``("secrets", "vault")``."""
+    return {f.name: f for f in dataclasses.fields(SUBGROUPS[path])}
+
+
+def _subgroups_of(group: str) -> list[str]:
+    return [path[1] for path in SUBGROUPS if path[0] == group]
+
+
+def _leaf_field(path: KeyPath) -> dataclasses.Field[Any]:
+    if len(path) == 3:
+        return subgroup_fields(path[:2])[path[2]]
+    return group_fields(path[0])[path[1]]
 
 
 def is_leaf(path: KeyPath) -> bool:
@@ -338,12 +426,16 @@ def is_leaf(path: KeyPath) -> bool:
         return path[0] in TOP_LEVEL
     if len(path) == 2 and path[0] in GROUPS:
         return path[1] in group_fields(path[0])
+    if len(path) == 3 and path[:2] in SUBGROUPS:
+        return path[2] in subgroup_fields(path[:2])
     return len(path) == 3 and path[0] == "feature_flags" and path[2] in FLAG_FIELDS
 
 
 def _is_branch(path: KeyPath) -> bool:
-    return (len(path) == 1 and (path[0] in GROUPS or path[0] == "feature_flags")) or (
-        len(path) == 2 and path[0] == "feature_flags"
+    return (
+        (len(path) == 1 and (path[0] in GROUPS or path[0] == "feature_flags"))
+        or (len(path) == 2 and path[0] == "feature_flags")
+        or path in SUBGROUPS
     )
 
 
@@ -381,8 +473,10 @@ def check_path(path: KeyPath) -> str | None:
     options: list[str]
     if path[0] == "feature_flags":
         options, index = list(FLAG_FIELDS), 2
+    elif path[:2] in SUBGROUPS:
+        options, index = list(subgroup_fields(path[:2])), 2
     elif path[0] in GROUPS:
-        options, index = list(group_fields(path[0])), 1
+        options, index = [*group_fields(path[0]), *_subgroups_of(path[0])], 1
     else:
         options, index = [*TOP_LEVEL, *GROUPS, "feature_flags"], 0
     if index < len(path) and path[index] in options:  # a known field given sub-keys
@@ -410,7 +504,7 @@ def parse_value(path: KeyPath, raw: Any) -> tuple[Any, str | None]:
     elif path[0] == "feature_flags":
         parse, expected = FLAG_FIELDS[path[2]]
     else:
-        field = group_fields(path[0])[path[1]]
+        field = _leaf_field(path)
         parse, expected, secret = (
             field.metadata["parse"],
             field.metadata["expected"],
@@ -427,7 +521,7 @@ def default_of(path: KeyPath) -> Any:
         return TOP_LEVEL[path[0]][0]
     if path[0] == "feature_flags":
         return False if path[2] == "enabled" else 100.0
-    field = group_fields(path[0])[path[1]]
+    field = _leaf_field(path)
     if field.default_factory is not dataclasses.MISSING:
         return field.default_factory()
     return field.default
@@ -435,4 +529,8 @@ def default_of(path: KeyPath) -> Any:
 
 def all_leaves() -> list[KeyPath]:
     """Every settings path except the feature flags (whose names are the user's)."""
-    return [(name,) for name in TOP_LEVEL] + [(g, f) for g in GROUPS for f in group_fields(g)]
+    return (
+        [(name,) for name in TOP_LEVEL]
+        + [(g, f) for g in GROUPS for f in group_fields(g)]
+        + [(*sub, f) for sub in SUBGROUPS for f in subgroup_fields(sub)]
+    )

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from amqadf_agent.errors import SecretNotFoundError
+from amqadf_agent.errors import AmqadfError, SecretNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,20 @@ class Secret:
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("a Secret cannot be pickled; pass its name and resolve it where it is used")
+
+
+class SecretProviderError(AmqadfError, RuntimeError):
+    """A provider failed to answer (denied, unreachable, malformed). The message is safe to show.
+
+    It names the provider and the secret and why, never a value, a token or a response body: a
+    network provider wraps its client's exceptions in this one (``from None``) for that reason.
+    """
+
+    def __init__(self, provider: str, name: str, reason: str) -> None:
+        self.provider = provider
+        self.name = name
+        self.reason = reason
+        super().__init__(f"{provider}: cannot read secret {name!r}: {reason}")
 
 
 class SecretProvider(Protocol):
@@ -174,29 +188,49 @@ class SecretResolver:
         self.ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[Secret, float]] = {}
+        # ``_lock`` guards the cache and ``_name_locks`` only, never a lookup: a network provider
+        # (Vault, AWS) may wait seconds, and other names must not wait behind it. The per-name lock
+        # makes concurrent callers of the same name share one lookup.
         self._lock = threading.Lock()
+        self._name_locks: dict[str, threading.Lock] = {}
+
+    def _cached(self, name: str) -> Secret | None:
+        with self._lock:
+            cached = self._cache.get(name)
+            if cached is not None and self._clock() < cached[1]:
+                return cached[0]
+            return None
 
     def get(self, name: str) -> Secret:
         """The secret called ``name``; raises ``SecretNotFoundError`` when no provider has it."""
+        found = self._cached(name)
+        if found is not None:
+            return found
         with self._lock:
-            now = self._clock()
-            cached = self._cache.get(name)
-            if cached is not None and now < cached[1]:
-                return cached[0]
+            name_lock = self._name_locks.setdefault(name, threading.Lock())
+        with name_lock:
+            found = self._cached(name)  # another thread may have resolved it while this one waited
+            if found is not None:
+                return found
             tried: list[str] = []
             for provider in self.providers:
                 try:
                     value = provider.lookup(name)
+                except SecretProviderError as exc:  # its message is safe by construction
+                    tried.append(f"{provider.describe(name)} failed: {exc.reason}")
+                    continue
                 except Exception as exc:  # a provider's failure must not leak into the message
                     tried.append(f"{provider.describe(name)} failed: {type(exc).__name__}")
                     continue
                 if value is not None:
                     secret = Secret(value, name)
-                    if self.ttl > 0:
-                        self._cache[name] = (secret, now + self.ttl)
+                    with self._lock:
+                        if self.ttl > 0:
+                            self._cache[name] = (secret, self._clock() + self.ttl)
                     return secret
                 tried.append(provider.describe(name))
-            self._cache.pop(name, None)
+            with self._lock:
+                self._cache.pop(name, None)
             raise SecretNotFoundError(name, tried)
 
     def invalidate(self, name: str | None = None) -> None:
@@ -209,7 +243,7 @@ class SecretResolver:
 
 
 #: Provider names a configuration may list in ``secrets.providers``.
-PROVIDERS = ("env", "file")
+PROVIDERS = ("env", "file", "vault", "aws")
 
 
 def build_providers(
@@ -219,7 +253,11 @@ def build_providers(
     env_prefix: str = "",
     environ: Mapping[str, str] | None = None,
 ) -> list[SecretProvider]:
-    """The providers named in ``order`` (each of ``PROVIDERS``), configured."""
+    """The local providers named in ``order`` (``env`` and ``file``), configured.
+
+    ``vault`` and ``aws`` need their settings: ``ProductionConfig`` builds them (see
+    ``amqadf_agent.config.vault`` and ``amqadf_agent.config.aws``).
+    """
     providers: list[SecretProvider] = []
     for name in order:
         if name == "env":
