@@ -165,17 +165,20 @@ def test_render_text_and_to_json(telemetry: Path) -> None:
 
     data = to_json(summary)
     assert json.loads(json.dumps(data)) == data  # plain JSON-ready values only
-    assert data["schema_version"] == SCHEMA_VERSION == 1
-    assert data["counts"] == {"spans": 3, "metric_records": 1, "data_points": 2, "logs": 0}
-    assert data["time_range"]["start_ns"] == T0 and data["time_range"]["duration_s"] == 60.0
-    assert data["services"][0] == {
+    assert data["schema_version"] == SCHEMA_VERSION == 2
+    assert data["summary"]["counts"] == {"spans": 3, "metric_records": 1, "data_points": 2, "logs": 0}
+    assert (
+        data["summary"]["time_range"]["start_ns"] == T0
+        and data["summary"]["time_range"]["duration_s"] == 60.0
+    )
+    assert data["summary"]["services"][0] == {
         "name": "checkout",
         "instance_ids": ["pod-a", "pod-b"],
         "spans": 3,
         "metric_records": 0,
         "logs": 0,
     }
-    assert data["problems"]["count"] == 1
+    assert data["summary"]["problems"]["count"] == 1
 
 
 @pytest.mark.parametrize(
@@ -200,15 +203,15 @@ def test_text_report_on_a_directory(telemetry: Path, capsys: pytest.CaptureFixtu
 def test_json_report(telemetry: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(telemetry), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["schema_version"] == 1
-    assert [s["name"] for s in data["services"]] == ["checkout", "inventory"]
+    assert data["schema_version"] == 2
+    assert [s["name"] for s in data["summary"]["services"]] == ["checkout", "inventory"]
 
 
 def test_output_file(telemetry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "report.json"
     assert main([str(telemetry), "--format", "json", "-o", str(target)]) == 0
     assert capsys.readouterr().out == ""
-    assert json.loads(target.read_text())["counts"]["spans"] == 3
+    assert json.loads(target.read_text())["summary"]["counts"]["spans"] == 3
 
 
 def test_unwritable_output_is_one_line(
@@ -364,3 +367,77 @@ def test_importing_every_analyzer_module_stays_inside_the_walls() -> None:
     )
     assert result.returncode == 0, result.stderr
     _assert_walls(json.loads(result.stdout))
+
+
+def _slow_requests_file(path: Path) -> Path:
+    """Two services; `slow` answers in 2 s (an error every request), `fast` in 10 ms."""
+    lines = []
+    base = 1_700_000_040_000_000_000
+    for i in range(40):
+        for service, duration, code in (("slow", 2_000_000_000, 503), ("fast", 10_000_000, 200)):
+            end = base + i * 3_000_000_000
+            export = span_export(service, f"{service}-1", f"{i + 1:016x}", end - duration, end)
+            span = export["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+            span["attributes"] = [{"key": "http.response.status_code", "value": {"intValue": str(code)}}]
+            lines.append(json.dumps(export))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_fail_on_exit_codes_and_service_filter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _slow_requests_file(tmp_path / "t.jsonl")
+    assert main([str(data), "--service", "slow", "--format", "json", "--fail-on", "medium"]) == 3
+    out = json.loads(capsys.readouterr().out)
+    assert out["scaling"]["service"] == "slow" and out["scaling"]["window_seconds"] == 60
+    assert [s["name"] for s in out["summary"]["services"]] == ["slow"]
+    assert out["scaling"]["recommendation"]["action"] == "scale_up"
+    assert main([str(data), "--service", "fast", "--fail-on", "low", "--format", "json"]) == 0
+    fast = json.loads(capsys.readouterr().out)
+    assert fast["scaling"]["timeline"][0]["metrics"]["response_time_p95"] == pytest.approx(0.01)
+    with pytest.raises(SystemExit):
+        main([str(data), "--fail-on", "bogus"])
+
+
+def test_since_until_restrict_the_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _slow_requests_file(tmp_path / "t.jsonl")
+    args = [str(data), "--format", "json", "--service", "fast", "--window", "30"]
+    assert main([*args, "--since", "2023-11-14T22:15:00Z", "--until", "2023-11-14T22:15:59Z"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["summary"]["counts"]["spans"] == 20
+    assert [s["time"] for s in out["scaling"]["timeline"]] == [
+        "2023-11-14T22:15:00.000Z",
+        "2023-11-14T22:15:30.000Z",
+    ]
+    assert main([*args, "--since", "1m"]) == 2  # nothing in the last minute
+    capsys.readouterr()
+    assert main([*args, "--since", "yesterday"]) == 2
+    assert "cannot read time" in capsys.readouterr().err
+
+
+def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    agent = REPO / ".venv" / "bin" / "amqadf-agent"
+    if not agent.exists():
+        pytest.skip("amqadf-agent is not installed in .venv")
+    subprocess.run([str(agent), "demo", "--duration", "8", "--out", str(tmp_path / "demo")], check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
+    assert main([str(tmp_path / "demo"), "--format", "json", "--window", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["schema_version"] == 2
+    assert out["scaling"]["timeline"] and out["scaling"]["recommendation"] is not None
+    assert "orders" in [c["name"] for c in out["cache"]]
+    assert "request-workers" in [p["pool"] for p in out["threads"]]
+    assert out["top_queries"] and len(out["top_queries"]) <= 10
+    assert "n_plus_one" in [r["rule"] for r in out["recommendations"]]
+
+
+def test_markdown_and_html_reports_of_the_same_input(telemetry: Path, tmp_path: Path) -> None:
+    # GIVEN telemetry of two services; WHEN it is rendered as markdown and html
+    md_path, html_path = tmp_path / "r.md", tmp_path / "r.html"
+    assert main([str(telemetry), "--format", "markdown", "-o", str(md_path)]) == 0
+    assert main([str(telemetry), "--format", "html", "-o", str(html_path)]) == 0
+    # THEN both name the services, and the html is one self-contained document
+    markdown = md_path.read_text()
+    assert markdown.startswith("#") and "checkout" in markdown and "inventory" in markdown
+    page = html_path.read_text()
+    assert page.lstrip().lower().startswith("<!doctype html>") and "checkout" in page
+    assert "http://" not in page and "https://" not in page

@@ -44,3 +44,27 @@ def test_healthy_logs_give_nothing() -> None:
     ] * 20
     assert PerformanceTuner().optimize_database_queries(logs) == []
     assert PerformanceTuner().optimize_database_queries([]) == []
+
+
+def test_seed_cache_settings_grow_shrink_and_healthy() -> None:
+    tuner = PerformanceTuner()
+    (grow,) = tuner.optimize_cache_settings(
+        {"hit_rate": 0.5, "eviction_count": 900, "total_size_mb": 100, "max_size_mb": 100}
+    )
+    assert grow["action"] == "grow" and grow["recommended_max_size_mb"] == 200
+    (shrink,) = tuner.optimize_cache_settings(
+        {"hit_rate": 0.9, "eviction_count": 0, "total_size_mb": 10, "max_size_mb": 100}
+    )
+    assert shrink["action"] == "shrink" and shrink["recommended_max_size_mb"] == 12.5
+    healthy = {"hit_rate": 0.97, "eviction_count": 3, "total_size_mb": 80, "max_size_mb": 100}
+    assert tuner.optimize_cache_settings(healthy) == []
+    assert tuner.optimize_cache_settings([healthy, {"hit_rate": "x"}]) == []
+
+
+def test_seed_worker_threads() -> None:
+    tuner = PerformanceTuner()
+    metrics = {"cpu_utilization": 0.3, "current_threads": 4, "throughput": 50.0, "avg_latency": 0.2}
+    assert tuner.optimize_worker_threads(metrics) == 15  # ceil(50 * 0.2 / 0.7)
+    assert tuner.optimize_worker_threads({**metrics, "cpu_utilization": 0.95}) == 4  # CPU-bound
+    rich = tuner.analyze_worker_threads(metrics)
+    assert rich["littles_law_concurrency"] == 10.0 and rich["action"] == "grow"

@@ -3,6 +3,39 @@
 It is the first thing ``amqadf-analyze`` prints, so a user can see whether the input is what they meant
 to analyze before reading any recommendation. ``summarize`` consumes the records in one pass and keeps
 only counters and distinct names, so it runs in bounded memory over any amount of telemetry.
+
+JSON report, ``schema_version`` 2 (``amqadf-analyze --format json``). Version 1 had the first six keys;
+version 2 adds ``recommendations`` (``Recommendation.to_dict()``, see ``analyzer.recommendation``),
+``scaling``, ``cache``, ``threads`` and ``top_queries``. Times are ISO 8601 UTC with ``Z``; durations
+and latencies in seconds unless the key ends in ``_ms``; ``f|null`` is a number or null::
+
+    {"schema_version": 2,
+     "input": {"files": int, "lines": int},
+     "time_range": {"start_ns", "end_ns", "start", "end", "duration_s"} | null,
+     "counts": {"spans", "metric_records", "data_points", "logs"},
+     "services": [{"name", "instance_ids": [str], "spans", "metric_records", "logs"}],
+     "metric_names": [str],
+     "problems": {"count": int, "first": [str]},
+     "recommendations": [Recommendation.to_dict(), ...],          # ranked: most time at stake first
+     "scaling": {"window_seconds": int, "service": str|null,     # windows.py, rules/scaling.py
+       "timeline": [{"time": "<ISO-8601 Z, window start>", "time_ns": int,
+                     "current": int,            # distinct service.instance.id in the window, >= 1
+                     "target": int, "action": "scale_up"|"scale_down"|"no_action",
+                     "limited_by": str|null, "reason": str,
+                     "metrics": {"cpu_utilization": f|null, "memory_utilization": f|null,
+                                 "request_rate": f|null,          # requests/s, all instances
+                                 "error_rate": f|null, "queue_depth": f|null,
+                                 "response_time_p50": f|null, "response_time_p95": f|null,
+                                 "response_time_p99": f|null},    # seconds
+                     "cpu_only_target": int}],  # a plain HPA on CPU only, target 0.7
+       "recommendation": {"action": str, "current": int, "target": int, "reason": str} | null},
+     "cache": [{"name": str, "hit_rate": f, "requests": int, "evictions": int, "expirations": int,
+                "size": int, "max_size": int}],                   # rules/cache.py
+     "threads": [{"pool": str, "max_workers": int, "utilization": f, "queue_wait_p95": f|null,
+                  "throughput": f, "latency_mean": f|null, "littles_law_concurrency": f|null,
+                  "recommended": int|null}],                      # rules/threads.py
+     "top_queries": [{"statement": str, "calls": int, "total_ms": f, "mean_ms": f, "p95_ms": f}]}
+                                                                  # top 10 by total time
 """
 
 from __future__ import annotations
@@ -24,9 +57,10 @@ from amqadf_agent.analyzer.otlp_reader import ReadStats
 
 if TYPE_CHECKING:
     from amqadf_agent.analyzer.recommendation import Recommendation
+    from amqadf_agent.analyzer.rules.database import StatementStats
 
 #: Version of the ``to_json`` layout; bumped when a field changes meaning or goes away.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 
 @dataclass(slots=True)
@@ -242,6 +276,12 @@ def to_json(summary: Summary) -> dict[str, Any]:
         }
     return {
         "schema_version": SCHEMA_VERSION,
+        "summary": _summary_json(summary, time_range),
+    }
+
+
+def _summary_json(summary: Summary, time_range: dict[str, Any] | None) -> dict[str, Any]:
+    return {
         "input": {"files": summary.files_read, "lines": summary.lines_read},
         "time_range": time_range,
         "counts": {
@@ -285,3 +325,75 @@ def render_recommendations(recommendations: list[Recommendation], file: TextIO) 
         if evidence.trace_ids:
             w(f"     traces:     {', '.join(evidence.trace_ids)}\n")
         w(f"     action:     {recommendation.action}\n")
+
+
+def top_queries(statements: Iterable[StatementStats], limit: int = 10) -> list[dict[str, Any]]:
+    """The ``top_queries`` section: statements by total time (``DatabaseRules.statements()`` order)."""
+    ranked = sorted(statements, key=lambda s: (-s.total_s, s.info.normalized))[:limit]
+    return [
+        {
+            "statement": stats.info.normalized,
+            "calls": stats.calls,
+            "total_ms": round(stats.total_s * 1000, 3),
+            "mean_ms": round(stats.mean_s * 1000, 3),
+            "p95_ms": round(stats.p95_s * 1000, 3),
+        }
+        for stats in ranked
+    ]
+
+
+def _num(value: object, fmt: str = ".3g") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def render_analysis_text(data: dict[str, Any], file: TextIO) -> None:
+    """Write the ``scaling``, ``cache``, ``threads`` and ``top_queries`` sections of ``data`` as text."""
+    w = file.write
+    scaling = data.get("scaling") or {}
+    timeline = scaling.get("timeline") or []
+    service = scaling.get("service") or "all services"
+    w(f"\nAutoscaling ({service}, {scaling.get('window_seconds')}s windows, {len(timeline)} windows)\n")
+    if not timeline:
+        w("  (no data)\n")
+    for step in timeline:
+        m = step["metrics"]
+        w(
+            f"  {step['time']}  {step['current']}->{step['target']} {step['action']:<10} "
+            f"cpu={_num(m['cpu_utilization'], '.2f')} rps={_num(m['request_rate'], '.1f')} "
+            f"err={_num(m['error_rate'], '.3f')} p95={_num(m['response_time_p95'], '.3f')}s "
+            f"cpu-only-hpa={step['cpu_only_target']}\n"
+        )
+    recommendation = scaling.get("recommendation")
+    if recommendation:
+        w(f"  now: {recommendation['action']} {recommendation['current']} -> {recommendation['target']}: "
+          f"{recommendation['reason']}\n")  # fmt: skip
+    caches = data.get("cache") or []
+    w(f"\nCaches ({len(caches)})\n")
+    if not caches:
+        w("  (none)\n")
+    for cache in caches:
+        w(
+            f"  {cache['name']}: hit rate {cache['hit_rate']:.1%} of {cache['requests']} requests, "
+            f"{cache['evictions']} evictions, {cache['expirations']} expirations, "
+            f"size {cache['size']}/{cache['max_size']}\n"
+        )
+    pools = data.get("threads") or []
+    w(f"\nWorker pools ({len(pools)})\n")
+    if not pools:
+        w("  (none)\n")
+    for pool in pools:
+        w(
+            f"  {pool['pool']}: {pool['max_workers']} workers, utilization {pool['utilization']:.1%}, "
+            f"queue wait p95 {_num(pool['queue_wait_p95'])}s, {pool['throughput']:.2f} tasks/s, "
+            f"mean latency {_num(pool['latency_mean'])}s, "
+            f"Little's law L={_num(pool['littles_law_concurrency'])}, "
+            f"recommended {_num(pool['recommended'], 'd')}\n"
+        )
+    queries = data.get("top_queries") or []
+    w(f"\nTop queries by total time ({len(queries)})\n")
+    if not queries:
+        w("  (none)\n")
+    for query in queries:
+        statement = query["statement"] if len(query["statement"]) <= 90 else query["statement"][:87] + "..."
+        head = f"  {query['total_ms']:>10.1f} ms  {query['calls']:>6} calls  p95 {query['p95_ms']:.1f} ms"
+        w(f"{head}  {statement}\n")

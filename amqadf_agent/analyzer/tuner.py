@@ -15,15 +15,28 @@ candidates and identical repeated queries are found the same way. Query logs car
 N+1 detection needs spans, and the records are treated as one unit of work for repeated queries. Any
 number of records is analysed (the caller chose them); confidence is lower for few calls. Malformed
 records (no query text, a non-numeric time) are skipped.
+
+``optimize_cache_settings(cache_stats)`` takes one cache's ``{'hit_rate': 0..1, 'eviction_count': int,
+'total_size_mb': float, 'max_size_mb': float}`` (or a list of them) and returns a list of dicts
+``{"action": "grow" | "shrink", "recommended_max_size_mb": float, "reason": str, "evidence": {...}}``;
+empty for a healthy cache. Grow: evictions while the hit rate is below 0.95 and the cache is at least
+90 % full (double the max); shrink: no evictions and under half full (peak plus 25 %).
+
+``optimize_worker_threads(metrics) -> int`` takes ``{'cpu_utilization': 0..1, 'current_threads': int,
+'throughput': tasks/s, 'avg_latency': seconds}`` and returns the recommended thread count: Little's law
+``ceil(throughput * avg_latency / 0.7)`` (at least 1); when CPU-bound (``cpu_utilization >= 0.85``) never
+more than ``current_threads``. ``analyze_worker_threads(metrics)`` returns the same with its evidence.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from amqadf_agent.analyzer.rules.database import DatabaseRuleConfig, DatabaseRules
+from amqadf_agent.analyzer.rules.threads import littles_law, recommend_workers
 
 __all__ = ["PerformanceTuner"]
 
@@ -65,3 +78,81 @@ class PerformanceTuner:
             data["evidence"]["trace_ids"] = [t for t in data["evidence"]["trace_ids"] if t != _LOG_TRACE]
             found.append(data)
         return found
+
+    def optimize_cache_settings(
+        self, cache_stats: Mapping[str, Any] | Iterable[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Grow/shrink advice for one cache's stats, or for each of a list of them (see the docstring)."""
+        items = [cache_stats] if isinstance(cache_stats, Mapping) else list(cache_stats)
+        out: list[dict[str, Any]] = []
+        for index, stats in enumerate(items):
+            hit_rate = _number(stats.get("hit_rate"))
+            evictions = _number(stats.get("eviction_count"))
+            size = _number(stats.get("total_size_mb"))
+            max_size = _number(stats.get("max_size_mb"))
+            if hit_rate is None or evictions is None or size is None or max_size is None or max_size <= 0:
+                continue
+            fill = size / max_size
+            evidence = {
+                "hit_rate": hit_rate,
+                "eviction_count": evictions,
+                "total_size_mb": size,
+                "max_size_mb": max_size,
+                "fill": round(fill, 4),
+            }
+            name = stats.get("name", index)
+            if evictions > 0 and hit_rate < 0.95 and fill >= 0.9:
+                out.append(
+                    {
+                        "cache": name,
+                        "action": "grow",
+                        "recommended_max_size_mb": round(max_size * 2, 3),
+                        "reason": f"{evictions:g} evictions at {fill:.0%} full while the hit rate is "
+                        f"{hit_rate:.0%}: a larger cache keeps what it now evicts",
+                        "evidence": {**evidence, "threshold": "evictions > 0, hit_rate < 0.95, fill >= 0.9"},
+                    }
+                )
+            elif evictions == 0 and fill < 0.5:
+                out.append(
+                    {
+                        "cache": name,
+                        "action": "shrink",
+                        "recommended_max_size_mb": round(max(size * 1.25, 1.0), 3),
+                        "reason": f"only {fill:.0%} full and nothing evicted: the rest of the memory is idle",
+                        "evidence": {**evidence, "threshold": "evictions == 0, fill < 0.5"},
+                    }
+                )
+        return out
+
+    def analyze_worker_threads(self, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        """The recommended thread count with its evidence (the richer form of ``optimize_worker_threads``)."""
+        cpu = _number(metrics.get("cpu_utilization")) or 0.0
+        current_raw = _number(metrics.get("current_threads"))
+        current = max(int(current_raw), 1) if current_raw is not None else 1
+        throughput = max(_number(metrics.get("throughput")) or 0.0, 0.0)
+        latency = max(_number(metrics.get("avg_latency")) or 0.0, 0.0)
+        needed = littles_law(throughput, latency)
+        recommended, caps = recommend_workers(throughput, latency, target_utilization=0.7)
+        cpu_bound = cpu >= 0.85
+        if cpu_bound and recommended > current:
+            recommended = current
+            caps.append(f"CPU-bound (cpu_utilization {cpu:.0%}): more threads would not add throughput")
+        return {
+            "recommended_threads": recommended,
+            "current_threads": current,
+            "action": "grow" if recommended > current else "shrink" if recommended < current else "keep",
+            "littles_law_concurrency": round(needed, 6),
+            "formula": "recommended = ceil(throughput * avg_latency / 0.7), at least 1",
+            "cpu_bound": cpu_bound,
+            "caps": caps,
+        }
+
+    def optimize_worker_threads(self, metrics: Mapping[str, Any]) -> int:
+        """The recommended number of worker threads (see the module docstring)."""
+        return int(self.analyze_worker_threads(metrics)["recommended_threads"])
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)

@@ -4,9 +4,17 @@ Only ``argparse`` and ``sys`` are imported at module level, so ``--help`` and us
 once; the reader (orjson, the semantic-convention constants) is imported after the arguments parse.
 The analyzer never imports the OpenTelemetry SDK or psutil: it runs where the agent is not installed.
 
-Exit status: 0 on success; 2 when no telemetry was found in the given paths, or with ``--strict`` when
-an input is unreadable; 1 when the report cannot be written. Errors are one line on stderr, never a
-traceback.
+Exit status: 0 on success; 2 when no telemetry was found in the given paths, with ``--strict`` when
+an input is unreadable, or on a bad option value; 1 when the report cannot be written; 3 with
+``--fail-on SEVERITY`` when a recommendation at or above that severity (info < low < medium < high <
+critical) was found, after the report is written (for CI pipelines). Errors are one line on stderr,
+never a traceback.
+
+One streaming pass feeds every record to the summary, the database rules, the per-window scaling
+metrics (``analyzer.windows``), the cache rules and the thread rules. ``--since``/``--until`` take
+ISO 8601 (``2025-01-02T03:04:05Z``; no zone means UTC) or a duration before now (``90s``, ``15m``,
+``2h``, ``1d``); ``--service`` keeps one ``service.name``. The scaling timeline uses ``--window``
+seconds per window (default 60).
 """
 
 from __future__ import annotations
@@ -16,8 +24,8 @@ import sys
 
 TYPE_CHECKING = False  # typing itself is not imported at run time: --help must stay fast
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
-    from typing import TextIO
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import Any, TextIO
 
     from amqadf_agent.analyzer.model import Record
     from amqadf_agent.analyzer.recommendation import Recommendation
@@ -28,6 +36,8 @@ PROG = "amqadf-analyze"
 EXIT_OK = 0
 EXIT_OUTPUT_ERROR = 1
 EXIT_BAD_INPUT = 2
+EXIT_FINDINGS = 3
+SEVERITY_NAMES = ("info", "low", "medium", "high", "critical")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +47,10 @@ def _parser() -> argparse.ArgumentParser:
             "Read OTLP JSON telemetry files (as the agent, the OpenTelemetry Collector's file exporter or "
             "the SDK's JSON file exporter write them; plain or gzip) and summarize what they hold."
         ),
-        epilog="exit status: 0 ok, 1 report not written, 2 no telemetry found or (with --strict) bad input",
+        epilog=(
+            "exit status: 0 ok, 1 report not written, 2 no telemetry found or (with --strict) bad input, "
+            "3 a recommendation at or above --fail-on was found"
+        ),
     )
     parser.add_argument(
         "paths",
@@ -46,7 +59,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a telemetry file, or a directory searched recursively for *.json, *.jsonl (and .gz)",
     )
     parser.add_argument(
-        "--format", choices=("text", "json"), default="text", help="report format (default: text)"
+        "--format",
+        choices=("text", "json", "markdown", "html"),
+        default="text",
+        help="report format: text for a terminal, json for machines (schema_version 2), markdown, "
+        "or html (one self-contained file with charts) (default: text)",
     )
     parser.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
     parser.add_argument(
@@ -55,6 +72,26 @@ def _parser() -> argparse.ArgumentParser:
         default=500.0,
         metavar="MS",
         help="a statement whose p95 reaches MS milliseconds is a slow query (default: 500)",
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="length of a scaling window in seconds (default: 60)",
+    )
+    parser.add_argument(
+        "--since", metavar="T", help="only data at or after T: ISO 8601, or a duration before now (15m, 2h)"
+    )
+    parser.add_argument(
+        "--until", metavar="T", help="only data at or before T: ISO 8601, or a duration before now"
+    )
+    parser.add_argument("--service", metavar="NAME", help="only the telemetry of this service.name")
+    parser.add_argument(
+        "--fail-on",
+        choices=SEVERITY_NAMES,
+        metavar="SEVERITY",
+        help="exit 3 when a recommendation of SEVERITY or above exists (info, low, medium, high, critical)",
     )
     parser.add_argument(
         "--strict",
@@ -74,19 +111,59 @@ def main(argv: list[str] | None = None) -> int:
 
     # Imported here, not at the top, so that --help stays fast.
     from amqadf_agent.analyzer.otlp_reader import ReadStats, read
+    from amqadf_agent.analyzer.rules.cache import CacheRules
     from amqadf_agent.analyzer.rules.database import DatabaseRuleConfig, DatabaseRules
-    from amqadf_agent.analyzer.summary import summarize
+    from amqadf_agent.analyzer.rules.scaling import analyze_scaling
+    from amqadf_agent.analyzer.rules.threads import ThreadRuleConfig, ThreadRules
+    from amqadf_agent.analyzer.summary import summarize, top_queries
+    from amqadf_agent.analyzer.windows import WindowAggregator
     from amqadf_agent.errors import AmqadfError
 
     if not args.slow_query_ms > 0:
         _error("--slow-query-ms must be a positive number")
         return EXIT_BAD_INPUT
+    if not 0 < args.window < 1e7:
+        _error("--window must be a positive number of seconds")
+        return EXIT_BAD_INPUT
+    try:
+        since_ns = parse_time(args.since) if args.since else None
+        until_ns = parse_time(args.until) if args.until else None
+    except ValueError as error:
+        _error(str(error))
+        return EXIT_BAD_INPUT
     stats = ReadStats()
     database = DatabaseRules(DatabaseRuleConfig(slow_query_s=args.slow_query_ms / 1000))
+    scope = {"service": args.service, "since_ns": since_ns, "until_ns": until_ns}
+    windows = WindowAggregator(args.window, **scope)
+    caches = CacheRules(**scope)
+    threads = ThreadRules(ThreadRuleConfig(window_s=args.window), **scope)
+    tap = _Tap(database, (windows.add, caches.add, threads.add), args.service, since_ns, until_ns)
     try:
         # One pass: the rules see every record on its way to the summary.
-        summary = summarize(_tap(read(args.paths, strict=args.strict, stats=stats), database), stats)
+        summary = summarize(tap.run(read(args.paths, strict=args.strict, stats=stats)), stats)
         recommendations = database.recommendations()
+        scaling = analyze_scaling(
+            windows.windows(),
+            window_seconds=int(args.window) if float(args.window).is_integer() else round(args.window),
+            service=args.service,
+            database_findings=recommendations,
+            db_services=tap.db_services,
+        )
+        recommendations = sorted(
+            [
+                *recommendations,
+                *scaling.recommendations,
+                *caches.recommendations(),
+                *threads.recommendations(),
+            ],
+            key=lambda r: r.sort_key(),
+        )
+        sections = {
+            "scaling": scaling.to_json(),
+            "cache": [cache.to_dict() for cache in caches.stats()],
+            "threads": threads.to_json(),
+            "top_queries": top_queries(database.statements()),
+        }
     except AmqadfError as error:
         _error(str(error))
         return error.exit_code
@@ -109,10 +186,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.output is None:
-            _write(args.format, summary, recommendations, sys.stdout)
+            _write(args.format, summary, recommendations, sections, sys.stdout)
         else:
             with open(args.output, "w", encoding="utf-8") as out:
-                _write(args.format, summary, recommendations, out)
+                _write(args.format, summary, recommendations, sections, out)
     except BrokenPipeError:  # `amqadf-analyze ... | head`: not an error worth a message
         _silence_stdout()
         return EXIT_OUTPUT_ERROR
@@ -125,32 +202,145 @@ def main(argv: list[str] | None = None) -> int:
         _error(
             f"warning: skipped {summary.problem_count} problem(s) in the input; first: {summary.problems[0]}"
         )
+    if args.fail_on is not None:
+        floor = SEVERITY_NAMES.index(args.fail_on)
+        failing = [r for r in recommendations if SEVERITY_NAMES.index(r.severity) >= floor]
+        if failing:
+            _error(f"{len(failing)} recommendation(s) at or above {args.fail_on}: exit {EXIT_FINDINGS}")
+            return EXIT_FINDINGS
     return EXIT_OK
 
 
-def _tap(records: Iterable[Record], database: DatabaseRules) -> Iterator[Record]:
-    """Pass ``records`` through, feeding every span to the database rules on the way."""
-    from amqadf_agent.analyzer.model import SpanRecord
+def parse_time(text: str, now_ns: int | None = None) -> int:
+    """``--since``/``--until``: ISO 8601 (no zone = UTC) or a duration before now (``15m``, ``2h``),
+    as ns since the epoch. ValueError with a one-line message otherwise."""
+    import datetime
+    import re
+    import time
 
-    add = database.add_span
-    for record in records:
-        if type(record) is SpanRecord:
-            add(record)
-        yield record
+    value = text.strip()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", value)
+    if match:
+        factor = {"ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+        now = time.time_ns() if now_ns is None else now_ns
+        return now - int(float(match.group(1)) * factor * 1e9)
+    try:
+        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"cannot read time {text!r}: use ISO 8601 (2025-01-02T03:04:05Z) or a duration like 15m"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return int(moment.timestamp() * 1_000_000) * 1000
 
 
-def _write(fmt: str, summary: Summary, recommendations: list[Recommendation], out: TextIO) -> None:
+class _Tap:
+    """Passes records through, feeding the rules on the way, and applies --service/--since/--until
+    to what the summary and the database rules see (the metric rules apply them themselves, since
+    cumulative points before --since are their baselines)."""
+
+    def __init__(
+        self,
+        database: DatabaseRules,
+        feeds: tuple[Callable[[Record], None], ...],
+        service: str | None,
+        since_ns: int | None,
+        until_ns: int | None,
+    ) -> None:
+        self.database = database
+        self.feeds = feeds
+        self.service = service
+        self.since_ns = since_ns
+        self.until_ns = until_ns
+        #: Services whose db client spans reached the database rules.
+        self.db_services: set[str] = set()
+
+    def _inside(self, time_ns: int) -> bool:
+        if self.since_ns is not None and time_ns < self.since_ns:
+            return False
+        return not (self.until_ns is not None and time_ns > self.until_ns)
+
+    def run(self, records: Iterable[Record]) -> Iterator[Record]:
+        import dataclasses
+
+        from amqadf_agent.analyzer.model import (
+            SPAN_KIND_CLIENT,
+            LogRecord,
+            MetricRecord,
+            SpanRecord,
+            service_name,
+        )
+
+        add = self.database.add_span
+        feeds = self.feeds
+        service = self.service
+        timed = self.since_ns is not None or self.until_ns is not None
+        last_resource: object = None
+        keep = True
+        name = ""
+        for record in records:
+            for feed in feeds:
+                feed(record)
+            if record.resource is not last_resource:
+                last_resource = record.resource
+                name = service_name(record.resource)
+                keep = service is None or name == service
+            if not keep:
+                continue
+            if type(record) is SpanRecord:
+                if timed and not self._inside(record.end_ns):
+                    continue
+                if record.kind == SPAN_KIND_CLIENT:
+                    before = self.database.db_calls
+                    add(record)
+                    if self.database.db_calls != before:
+                        self.db_services.add(name)
+            elif timed and type(record) is MetricRecord:
+                points = tuple(p for p in record.points if self._inside(p.time_ns))
+                if not points:
+                    continue
+                if len(points) != len(record.points):
+                    record = dataclasses.replace(record, points=points)
+            elif timed and type(record) is LogRecord and not self._inside(record.timestamp_ns):
+                continue
+            yield record
+
+
+def _write(
+    fmt: str,
+    summary: Summary,
+    recommendations: list[Recommendation],
+    sections: dict[str, Any],
+    out: TextIO,
+) -> None:
     """Write the report in ``fmt`` to ``out``."""
     import json
 
-    from amqadf_agent.analyzer.summary import render_recommendations, render_text, to_json
+    from amqadf_agent.analyzer.summary import (
+        render_analysis_text,
+        render_recommendations,
+        render_text,
+        to_json,
+    )
 
-    if fmt == "json":
+    if fmt in ("json", "markdown", "html"):
         data = to_json(summary)
         data["recommendations"] = [recommendation.to_dict() for recommendation in recommendations]
-        out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        data.update(sections)
+        if fmt == "json":
+            out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        elif fmt == "markdown":
+            from amqadf_agent.analyzer.render_markdown import render as render_markdown
+
+            render_markdown(data, out)
+        else:
+            from amqadf_agent.analyzer.render_html import render as render_html
+
+            render_html(data, out)
     else:
         render_text(summary, out)
+        render_analysis_text(sections, out)
         render_recommendations(recommendations, out)
     out.flush()
 

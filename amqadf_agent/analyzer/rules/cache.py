@@ -1,0 +1,267 @@
+"""Cache rules over the ``amqadf.cache.*`` metrics (DESIGN.md, Algorithms: Cache).
+
+Per cache (``amqadf.cache.name``, all instances together): requests and hits from
+``amqadf.cache.requests`` (``amqadf.cache.result`` = hit | miss), evictions, expirations (counter
+increments between points: ``windows.CounterDeltas``), and the size and max size (the last value of
+each instance, summed; the largest size seen as well). The rules:
+
+* **grow**: evictions are high (``evictions >= 10 %`` of the misses and ``>= 1 %`` of the requests) and
+  the hit rate is still improvable (``< 0.95``): a larger cache would keep what it now evicts;
+* **shrink**: the largest size seen stays well below the max (``< 50 %``) and nothing was evicted: the
+  memory reserved for the rest sits idle;
+* **TTL**: expirations dominate the misses (``expirations >= 50 %`` of the misses and more than the
+  evictions) while the hit rate is below ``0.8``: entries expire before they are reused.
+
+Below ``min_requests`` requests for a cache no recommendation is made; confidence grows with requests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from amqadf_agent.analyzer.model import MetricRecord, NumberPoint, Record, service_instance_id, service_name
+from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
+from amqadf_agent.analyzer.windows import CounterDeltas
+from amqadf_agent.semconv import ATTR_CACHE_NAME, ATTR_CACHE_RESULT
+
+__all__ = ["CacheRuleConfig", "CacheRules", "CacheStats", "cache_findings"]
+
+CATEGORY = "cache"
+REQUESTS = "amqadf.cache.requests"
+EVICTIONS = "amqadf.cache.evictions"
+EXPIRATIONS = "amqadf.cache.expirations"
+SIZE = "amqadf.cache.size"
+MAX_SIZE = "amqadf.cache.max_size"
+_NAMES = frozenset((REQUESTS, EVICTIONS, EXPIRATIONS, SIZE, MAX_SIZE))
+
+
+@dataclass(frozen=True, slots=True)
+class CacheRuleConfig:
+    """Thresholds of the cache rules."""
+
+    min_requests: int = 100
+    full_confidence_requests: int = 10_000
+    grow_evictions_per_miss: float = 0.1
+    grow_evictions_per_request: float = 0.01
+    improvable_hit_rate: float = 0.95
+    shrink_fill: float = 0.5
+    ttl_expirations_per_miss: float = 0.5
+    ttl_max_hit_rate: float = 0.8
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """What was observed of one cache."""
+
+    name: str
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    expirations: int = 0
+    size: int = 0
+    max_size: int = 0
+    peak_size: int = 0
+    start_ns: int | None = None
+    end_ns: int | None = None
+    _size_by_instance: dict[str, int] = field(default_factory=dict)
+    _max_by_instance: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def requests(self) -> int:
+        return self.hits + self.misses
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.requests if self.requests else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``cache`` entry of the JSON report."""
+        return {
+            "name": self.name,
+            "hit_rate": round(self.hit_rate, 6),
+            "requests": self.requests,
+            "evictions": self.evictions,
+            "expirations": self.expirations,
+            "size": self.size,
+            "max_size": self.max_size,
+        }
+
+
+def _confidence(requests: int, full: int) -> float:
+    share = min(1.0, math.log1p(max(requests, 0)) / math.log1p(max(full, 1)))
+    return round(0.3 + 0.65 * share, 3)
+
+
+class CacheRules:
+    """Feed records with ``add``; read ``stats()`` and ``recommendations()``."""
+
+    def __init__(
+        self,
+        config: CacheRuleConfig | None = None,
+        *,
+        service: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> None:
+        self.config = config or CacheRuleConfig()
+        self.service = service
+        self.since_ns = since_ns
+        self.until_ns = until_ns
+        self._caches: dict[str, CacheStats] = {}
+        self._deltas = CounterDeltas()
+
+    def add(self, record: Record) -> None:
+        if type(record) is not MetricRecord or record.name not in _NAMES:
+            return
+        if self.service is not None and service_name(record.resource) != self.service:
+            return
+        instance = service_instance_id(record.resource)
+        for point in record.points:
+            if not isinstance(point, NumberPoint) or point.value is None:
+                continue
+            name = point.attributes.get(ATTR_CACHE_NAME)
+            if not isinstance(name, str):
+                continue
+            key: Hashable = (instance, record.name, name, point.attributes.get(ATTR_CACHE_RESULT))
+            in_range = point.time_ns > 0 and not (
+                (self.since_ns is not None and point.time_ns < self.since_ns)
+                or (self.until_ns is not None and point.time_ns > self.until_ns)
+            )
+            if record.name in (SIZE, MAX_SIZE):
+                if not in_range:
+                    continue
+                stats = self._stats(name, point.time_ns)
+                value = int(point.value)
+                if record.name == SIZE:
+                    stats._size_by_instance[instance] = value
+                    stats.size = sum(stats._size_by_instance.values())
+                    stats.peak_size = max(stats.peak_size, stats.size)
+                else:
+                    stats._max_by_instance[instance] = value
+                    stats.max_size = sum(stats._max_by_instance.values())
+                continue
+            delta = round(self._deltas.delta(key, record.aggregation_temporality, point, self.since_ns))
+            if not in_range:
+                continue
+            stats = self._stats(name, point.time_ns)
+            if record.name == REQUESTS:
+                result = point.attributes.get(ATTR_CACHE_RESULT)
+                if result == "hit":
+                    stats.hits += delta
+                elif result == "miss":
+                    stats.misses += delta
+            elif record.name == EVICTIONS:
+                stats.evictions += delta
+            else:
+                stats.expirations += delta
+
+    def _stats(self, name: str, time_ns: int) -> CacheStats:
+        stats = self._caches.get(name)
+        if stats is None:
+            stats = self._caches[name] = CacheStats(name)
+        stats.start_ns = time_ns if stats.start_ns is None else min(stats.start_ns, time_ns)
+        stats.end_ns = time_ns if stats.end_ns is None else max(stats.end_ns, time_ns)
+        return stats
+
+    def stats(self) -> list[CacheStats]:
+        """Every cache seen, by name."""
+        return [self._caches[name] for name in sorted(self._caches)]
+
+    def recommendations(self) -> list[Recommendation]:
+        found: list[Recommendation] = []
+        for stats in self.stats():
+            found.extend(cache_findings(stats, self.config))
+        return sorted(found, key=Recommendation.sort_key)
+
+
+def cache_findings(stats: CacheStats, config: CacheRuleConfig | None = None) -> list[Recommendation]:
+    """Grow / shrink / TTL findings for one cache (none below ``min_requests``)."""
+    config = config or CacheRuleConfig()
+    if stats.requests < config.min_requests:
+        return []
+    hit_rate = stats.hit_rate
+    misses = max(stats.misses, 0)
+    numbers: dict[str, int | float | str] = {
+        "requests": stats.requests,
+        "hits": stats.hits,
+        "misses": misses,
+        "hit_rate": round(hit_rate, 4),
+        "evictions": stats.evictions,
+        "expirations": stats.expirations,
+        "size": stats.size,
+        "peak_size": stats.peak_size,
+        "max_size": stats.max_size,
+    }
+    conf = _confidence(stats.requests, config.full_confidence_requests)
+    out: list[Recommendation] = []
+
+    def add(rule: str, severity: str, title: str, action: str, formula: str, threshold: str) -> None:
+        out.append(
+            Recommendation(
+                category=CATEGORY,
+                rule=rule,
+                severity="medium" if severity == "medium" else "low",
+                title=title,
+                action=action,
+                subject=stats.name,
+                evidence=Evidence(
+                    numbers=numbers,
+                    formula=formula,
+                    threshold=threshold,
+                    window_start_ns=stats.start_ns,
+                    window_end_ns=stats.end_ns,
+                ),
+                confidence=conf,
+            )
+        )
+
+    if (
+        stats.evictions >= config.grow_evictions_per_miss * max(misses, 1)
+        and stats.evictions >= config.grow_evictions_per_request * stats.requests
+        and stats.evictions > 0
+        and hit_rate < config.improvable_hit_rate
+    ):
+        suggested = max(stats.max_size * 2, stats.max_size + 1) if stats.max_size else None
+        add(
+            "grow",
+            "medium",
+            f"Cache {stats.name} evicts while its hit rate is {hit_rate:.0%}: grow it",
+            f"Raise max size of cache {stats.name}"
+            + (f" from {stats.max_size} to about {suggested} entries" if suggested else "")
+            + "; keep growing only while the hit rate keeps rising.",
+            "hit_rate = hits / (hits + misses); evictions counted between points",
+            f"evictions >= {config.grow_evictions_per_miss:g} * misses and >= "
+            f"{config.grow_evictions_per_request:g} * requests, hit_rate < {config.improvable_hit_rate:g}",
+        )
+    elif (
+        stats.max_size > 0 and stats.evictions == 0 and stats.peak_size < config.shrink_fill * stats.max_size
+    ):
+        suggested = max(int(stats.peak_size * 1.25) + 1, 1)
+        add(
+            "shrink",
+            "low",
+            f"Cache {stats.name} never fills past {stats.peak_size}/{stats.max_size}: shrink it",
+            f"Lower max size of cache {stats.name} to about {suggested} entries (peak plus 25 %); the "
+            "memory kept for the rest is idle.",
+            "fill = peak_size / max_size",
+            f"fill < {config.shrink_fill:g} and evictions == 0",
+        )
+    if (
+        stats.expirations >= config.ttl_expirations_per_miss * max(misses, 1)
+        and stats.expirations > stats.evictions
+        and hit_rate < config.ttl_max_hit_rate
+    ):
+        add(
+            "ttl",
+            "medium",
+            f"Cache {stats.name} loses its entries to the TTL before reuse (hit rate {hit_rate:.0%})",
+            f"Lengthen the TTL of cache {stats.name} if the data may be that stale, or refresh entries "
+            "ahead of expiry; size is not the problem.",
+            "expirations counted between points; share = expirations / misses",
+            f"expirations >= {config.ttl_expirations_per_miss:g} * misses, expirations > evictions, "
+            f"hit_rate < {config.ttl_max_hit_rate:g}",
+        )
+    return out

@@ -1,0 +1,257 @@
+"""Autoscaling rules: the windows (``analyzer.windows``) replayed through ``AutoScaler.simulate()``.
+
+Each window gives one step ``(window end in seconds, instances seen, ScalingMetrics)``; the instance
+count is the number of distinct ``service.instance.id`` seen in the window (at least 1), what really
+ran, not the previous decision. The scaler (``ScalingRuleConfig.scaler()``) scales on CPU and memory
+(target 0.7 / 0.8), p95 latency (target ``p95_target_s``) and queue depth per instance, with an
+error-rate guard. Beside it a plain CPU-target HPA (CPU only, target 0.7) replays the same steps:
+``cpu_only_target`` in the timeline shows where latency or queueing drove a different answer.
+
+Joint reasoning: when the p95 of a window is above the target and the database rules found an N+1 or a
+slow query (``database_findings``) on the same service, a ``scaling/database_first`` recommendation says
+so, and is ranked before the scale-up recommendation: more instances multiply the database load that
+causes the latency. The database findings do not carry their service: they count as the same service
+when a service was chosen (the database rules then saw only its spans), or when the db spans came from
+that one service only (``db_services``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
+from amqadf_agent.analyzer.summary import format_time
+from amqadf_agent.analyzer.windows import Window
+from amqadf_agent.scaling.autoscaler import AutoScaler, ScalingDecision, ScalingMetrics
+
+__all__ = ["ScalingResult", "ScalingRuleConfig", "analyze_scaling"]
+
+CATEGORY = "scaling"
+_DB_CAUSES = ("n_plus_one", "slow_query")
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingRuleConfig:
+    """The scaler replayed, and the minimum of data."""
+
+    min_instances: int = 1
+    max_instances: int = 20
+    cpu_target: float = 0.7
+    memory_target: float = 0.8
+    p95_target_s: float = 0.5
+    queue_depth_target: float | None = 10.0
+    error_rate_target: float = 0.05
+    #: Fewer windows than this: a timeline, but no recommendation object.
+    min_windows: int = 2
+
+    def scaler(self) -> AutoScaler:
+        return AutoScaler(
+            self.min_instances,
+            self.max_instances,
+            cpu_target=self.cpu_target,
+            memory_target=self.memory_target,
+            response_time_p95_target=self.p95_target_s,
+            queue_depth_target=self.queue_depth_target,
+            error_rate_target=self.error_rate_target,
+        )
+
+    def cpu_only_scaler(self) -> AutoScaler:
+        return AutoScaler(self.min_instances, self.max_instances, cpu_target=0.7, memory_target=None)
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingResult:
+    """The timeline, the current recommendation, and the findings."""
+
+    window_seconds: int
+    service: str | None
+    windows: tuple[Window, ...]
+    decisions: tuple[ScalingDecision, ...]
+    cpu_only: tuple[ScalingDecision, ...]
+    recommendations: tuple[Recommendation, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``scaling`` section of the JSON report (see ``analyzer.summary``)."""
+        timeline = []
+        for window, decision, cpu in zip(self.windows, self.decisions, self.cpu_only, strict=True):
+            metrics = {
+                field.name: _round(getattr(window.metrics, field.name))
+                for field in dataclasses.fields(ScalingMetrics)
+            }
+            timeline.append(
+                {
+                    "time": format_time(window.start_ns),
+                    "time_ns": window.start_ns,
+                    "current": decision.current_instances,
+                    "target": decision.target_instances,
+                    "action": decision.action,
+                    "limited_by": decision.limited_by,
+                    "reason": decision.reason,
+                    "metrics": metrics,
+                    "cpu_only_target": cpu.target_instances,
+                }
+            )
+        recommendation = None
+        if self.decisions:
+            last = self.decisions[-1]
+            recommendation = {
+                "action": last.action,
+                "current": last.current_instances,
+                "target": last.target_instances,
+                "reason": last.reason,
+            }
+        return {
+            "window_seconds": self.window_seconds,
+            "service": self.service,
+            "timeline": timeline,
+            "recommendation": recommendation,
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def analyze_scaling(
+    windows: Sequence[Window],
+    *,
+    window_seconds: int,
+    service: str | None = None,
+    database_findings: Iterable[Recommendation] = (),
+    db_services: Iterable[str] = (),
+    config: ScalingRuleConfig | None = None,
+) -> ScalingResult:
+    """Replay ``windows`` and reason about the result (see the module docstring)."""
+    config = config or ScalingRuleConfig()
+    steps = [(w.end_ns / 1e9, w.instances, w.metrics) for w in windows]
+    decisions = tuple(config.scaler().simulate(steps))
+    cpu_only = tuple(config.cpu_only_scaler().simulate(steps))
+    found: list[Recommendation] = []
+    if len(windows) >= config.min_windows:
+        found = _findings(
+            windows, decisions, cpu_only, service, list(database_findings), set(db_services), config
+        )
+    return ScalingResult(window_seconds, service, tuple(windows), decisions, cpu_only, tuple(found))
+
+
+def _findings(
+    windows: Sequence[Window],
+    decisions: Sequence[ScalingDecision],
+    cpu_only: Sequence[ScalingDecision],
+    service: str | None,
+    database_findings: list[Recommendation],
+    db_services: set[str],
+    config: ScalingRuleConfig,
+) -> list[Recommendation]:
+    subject = service or "(all services)"
+    start_ns, end_ns = windows[0].start_ns, windows[-1].end_ns
+    confidence = round(min(0.95, 0.3 + 0.05 * len(windows)), 3)
+    ups = [i for i, d in enumerate(decisions) if d.action == "scale_up"]
+    slow = [
+        i
+        for i, w in enumerate(windows)
+        if w.metrics.response_time_p95 is not None and w.metrics.response_time_p95 > config.p95_target_s
+    ]
+    same_service = service is not None or len(db_services) <= 1
+    causes = [r for r in database_findings if r.category == "database" and r.rule in _DB_CAUSES]
+    out: list[Recommendation] = []
+    last = decisions[-1]
+    peak_target = max(d.target_instances for d in decisions)
+    worst_p95 = max((windows[i].metrics.response_time_p95 or 0.0) for i in slow) if slow else 0.0
+    db_first = bool(slow and causes and same_service)
+    db_impact = max((r.impact_s for r in causes), default=0.0)
+    if db_first:
+        listed = "; ".join(f"{r.rule}: {r.subject[:80]}" for r in causes[:3])
+        trace_ids = tuple(dict.fromkeys(t for r in causes for t in r.evidence.trace_ids))[:3]
+        out.append(
+            Recommendation(
+                category=CATEGORY,
+                rule="database_first",
+                severity="high",
+                title=f"p95 latency {worst_p95 * 1000:.0f} ms is explained by database time: fix the queries "
+                "before adding instances",
+                action=f"Fix the database findings first ({listed}); more instances would multiply the "
+                "load on the database that causes the latency. Re-evaluate scaling afterwards.",
+                subject=subject,
+                evidence=Evidence(
+                    numbers={
+                        "windows_over_p95_target": len(slow),
+                        "worst_p95_ms": round(worst_p95 * 1000, 3),
+                        "database_findings": len(causes),
+                        "database_time_s": round(sum(r.impact_s for r in causes), 6),
+                        "scale_up_decisions": len(ups),
+                    },
+                    formula="windows with response_time_p95 > target, and N+1 / slow-query findings",
+                    threshold=f"response_time_p95 > {config.p95_target_s * 1000:g} ms and a database finding",
+                    window_start_ns=start_ns,
+                    window_end_ns=end_ns,
+                    trace_ids=trace_ids,
+                ),
+                confidence=confidence,
+                impact_s=db_impact + 1e-6,
+            )
+        )
+    if ups:
+        first_up = decisions[ups[0]]
+        disagreements = sum(
+            1 for d, c in zip(decisions, cpu_only, strict=True) if d.target_instances != c.target_instances
+        )
+        note = " after the database fixes above" if db_first else ""
+        out.append(
+            Recommendation(
+                category=CATEGORY,
+                rule="scale_up",
+                severity="medium",
+                title=f"Scale {subject} to {peak_target} instances at peak (now {last.current_instances})",
+                action=f"Allow up to {peak_target} instances{note}: the replayed autoscaler asked for "
+                f"{len(ups)} scale-up(s); first: {first_up.reason}",
+                subject=subject,
+                evidence=Evidence(
+                    numbers={
+                        "windows": len(windows),
+                        "scale_up_decisions": len(ups),
+                        "peak_target": peak_target,
+                        "current": last.current_instances,
+                        "final_target": last.target_instances,
+                        "limiting_metric": first_up.limiting_metric or "",
+                        "cpu_only_hpa_peak_target": max(c.target_instances for c in cpu_only),
+                        "windows_where_cpu_only_hpa_differs": disagreements,
+                    },
+                    formula="desired = ceil(current * value / target) per metric, the max (Kubernetes HPA)",
+                    threshold=f"cpu > {config.cpu_target:g}, memory > {config.memory_target:g}, "
+                    f"p95 > {config.p95_target_s:g} s, queue/instance > {config.queue_depth_target}, "
+                    "beyond the 0.1 tolerance",
+                    window_start_ns=start_ns,
+                    window_end_ns=end_ns,
+                ),
+                confidence=confidence,
+                impact_s=0.0 if db_first else db_impact,
+            )
+        )
+    elif last.action == "scale_down":
+        out.append(
+            Recommendation(
+                category=CATEGORY,
+                rule="scale_down",
+                severity="low",
+                title=f"{subject} is over-provisioned: {last.current_instances} -> {last.target_instances}",
+                action=f"Run {last.target_instances} instances: {last.reason}",
+                subject=subject,
+                evidence=Evidence(
+                    numbers={
+                        "windows": len(windows),
+                        "current": last.current_instances,
+                        "target": last.target_instances,
+                    },
+                    formula="desired = ceil(current * value / target) per metric, the max (Kubernetes HPA)",
+                    threshold="every metric below its target beyond the 0.1 tolerance",
+                    window_start_ns=start_ns,
+                    window_end_ns=end_ns,
+                ),
+                confidence=confidence,
+            )
+        )
+    return out

@@ -1,0 +1,484 @@
+"""Worker-thread rules over the ``amqadf.worker_pool.*`` metrics and SERVER spans (DESIGN.md, Threads).
+
+Per pool (``amqadf.worker_pool.name``, all instances together):
+
+* **utilization** = mean busy workers (``amqadf.worker_pool.workers``, state busy) / ``max_workers``;
+* **queue wait p95** from the ``amqadf.worker_pool.queue.wait`` histogram (deltas, interpolated);
+* **throughput** = completed tasks (``amqadf.worker_pool.tasks`` increments) / observed seconds;
+* **mean latency** from ``amqadf.worker_pool.task.duration`` (sum / count), else SERVER spans;
+* **Little's law**: needed concurrency ``L = throughput * latency_mean``; recommended workers
+  ``ceil(L / target_utilization)`` (headroom: 0.7 by default);
+* **USL**: with at least three distinct concurrency levels (mean busy workers per window, rounded to
+  0.1) the fit of ``X(N) = lambdaN / (1 + alpha(N-1) + betaN(N-1))`` (linear least squares on
+  ``N/X = 1/lambda + (alpha/lambda)(N-1) + (beta/lambda)N(N-1)``, no numpy) gives the peak
+  ``N* = sqrt((1-alpha)/beta)``; the recommendation never exceeds it;
+* **CPU cap**: when CPU use per busy thread (``process.cpu.time`` increments / seconds / busy workers)
+  is at least ``cpu_bound_per_thread``, the work is CPU-bound and the recommendation is capped at
+  ``cpu_count`` (when known).
+
+Below ``min_tasks`` completed tasks no recommendation is made (the numbers are still reported).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from amqadf_agent.analyzer.model import (
+    SPAN_KIND_SERVER,
+    HistogramPoint,
+    MetricRecord,
+    NumberPoint,
+    Record,
+    SpanRecord,
+    service_instance_id,
+    service_name,
+)
+from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
+from amqadf_agent.analyzer.windows import DEFAULT_WINDOW_S, CounterDeltas, HistogramDeltas, bucket_quantile
+from amqadf_agent.semconv import ATTR_CPU_MODE, ATTR_POOL_NAME, ATTR_POOL_STATE, POOL_STATE_BUSY
+
+__all__ = [
+    "PoolStats",
+    "ThreadRuleConfig",
+    "ThreadRules",
+    "UslFit",
+    "fit_usl",
+    "littles_law",
+    "recommend_workers",
+]
+
+CATEGORY = "threads"
+WORKERS = "amqadf.worker_pool.workers"
+MAX_WORKERS = "amqadf.worker_pool.max_workers"
+TASKS = "amqadf.worker_pool.tasks"
+QUEUE_WAIT = "amqadf.worker_pool.queue.wait"
+TASK_DURATION = "amqadf.worker_pool.task.duration"
+CPU_TIME = "process.cpu.time"
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRuleConfig:
+    """Thresholds of the thread rules."""
+
+    target_utilization: float = 0.7
+    min_tasks: int = 50
+    full_confidence_tasks: int = 10_000
+    cpu_bound_per_thread: float = 0.7
+    #: CPUs of the host the service runs on; None: unknown (no CPU cap).
+    cpu_count: int | None = None
+    window_s: float = DEFAULT_WINDOW_S
+    #: A recommendation at most this share of max_workers is a "shrink".
+    shrink_share: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class UslFit:
+    """Universal Scalability Law parameters: ``X(N) = lam*N / (1 + alpha(N-1) + beta*N(N-1))``."""
+
+    lam: float
+    alpha: float
+    beta: float
+
+    @property
+    def peak(self) -> float | None:
+        """``N* = sqrt((1 - alpha) / beta)``; None without retrograde term (beta <= 0) or alpha >= 1."""
+        if self.beta <= 0 or self.alpha >= 1:
+            return None
+        return math.sqrt((1 - self.alpha) / self.beta)
+
+    def throughput(self, n: float) -> float:
+        return self.lam * n / (1 + self.alpha * (n - 1) + self.beta * n * (n - 1))
+
+
+def _solve3(a: list[list[float]], b: list[float]) -> list[float] | None:
+    """Gaussian elimination with partial pivoting for a 3x3 system; None when singular."""
+    m = [[*row[:], rhs] for row, rhs in zip(a, b, strict=True)]
+    n = 3
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(m[r][col]))
+        if abs(m[pivot][col]) < 1e-12:
+            return None
+        m[col], m[pivot] = m[pivot], m[col]
+        for r in range(col + 1, n):
+            factor = m[r][col] / m[col][col]
+            for c in range(col, n + 1):
+                m[r][c] -= factor * m[col][c]
+    x = [0.0] * n
+    for r in range(n - 1, -1, -1):
+        x[r] = (m[r][n] - sum(m[r][c] * x[c] for c in range(r + 1, n))) / m[r][r]
+    return x
+
+
+def fit_usl(samples: Sequence[tuple[float, float]]) -> UslFit | None:
+    """Fit the USL to ``(concurrency N, throughput X)`` samples; None with fewer than three distinct N
+    (rounded to 0.1) or a degenerate fit (lambda <= 0)."""
+    points = [(n, x) for n, x in samples if n > 0 and x > 0]
+    if len({round(n, 1) for n, _ in points}) < 3:
+        return None
+    # N/X = a + b (N-1) + c N(N-1): normal equations of the linear least squares.
+    ata = [[0.0] * 3 for _ in range(3)]
+    aty = [0.0] * 3
+    for n, x in points:
+        row = (1.0, n - 1, n * (n - 1))
+        y = n / x
+        for i in range(3):
+            aty[i] += row[i] * y
+            for j in range(3):
+                ata[i][j] += row[i] * row[j]
+    solution = _solve3(ata, aty)
+    if solution is None or solution[0] <= 0:
+        return None
+    a, b, c = solution
+    return UslFit(lam=1 / a, alpha=b / a, beta=c / a)
+
+
+def littles_law(throughput: float, latency_s: float) -> float:
+    """Needed concurrency ``L = lambda W`` (tasks per second times seconds per task)."""
+    return throughput * latency_s
+
+
+def recommend_workers(
+    throughput: float,
+    latency_s: float,
+    *,
+    target_utilization: float = 0.7,
+    usl: UslFit | None = None,
+    cpu_bound: bool = False,
+    cpu_count: int | None = None,
+) -> tuple[int, list[str]]:
+    """Workers for ``throughput`` at ``latency_s`` with headroom, and the caps applied (in words)."""
+    needed = littles_law(throughput, latency_s)
+    recommended = max(1, math.ceil(needed / target_utilization - 1e-9))
+    caps: list[str] = []
+    peak = usl.peak if usl is not None else None
+    if peak is not None and recommended > max(1, math.floor(peak)):
+        recommended = max(1, math.floor(peak))
+        caps.append(f"USL peak N*={peak:.2f}")
+    if cpu_bound and cpu_count is not None and recommended > cpu_count:
+        recommended = max(1, cpu_count)
+        caps.append(f"CPU-bound: {cpu_count} CPUs")
+    return recommended, caps
+
+
+@dataclass(slots=True)
+class PoolStats:
+    """What was observed of one worker pool."""
+
+    name: str
+    max_workers: int = 0
+    busy_sum: float = 0.0
+    busy_count: int = 0
+    tasks: int = 0
+    wait_bounds: tuple[float, ...] | None = None
+    wait_buckets: list[int] = field(default_factory=list)
+    duration_sum: float = 0.0
+    duration_count: int = 0
+    start_ns: int | None = None
+    end_ns: int | None = None
+    #: window start -> [busy sum, busy samples, tasks]
+    windows: dict[int, list[float]] = field(default_factory=dict)
+    max_by_instance: dict[str, int] = field(default_factory=dict)
+    # Filled by ThreadRules.pools():
+    observed_s: float = 0.0
+    latency_fallback: float | None = None
+    cpu_cores: float | None = None
+    usl: UslFit | None = None
+
+    @property
+    def busy_mean(self) -> float:
+        return self.busy_sum / self.busy_count if self.busy_count else 0.0
+
+    @property
+    def utilization(self) -> float:
+        return self.busy_mean / self.max_workers if self.max_workers else 0.0
+
+    @property
+    def throughput(self) -> float:
+        return self.tasks / self.observed_s if self.observed_s > 0 else 0.0
+
+    @property
+    def latency_mean(self) -> float | None:
+        if self.duration_count:
+            return self.duration_sum / self.duration_count
+        return self.latency_fallback
+
+    @property
+    def queue_wait_p95(self) -> float | None:
+        if self.wait_bounds is None:
+            return None
+        return bucket_quantile(0.95, self.wait_bounds, self.wait_buckets)
+
+    @property
+    def littles_law_concurrency(self) -> float | None:
+        latency = self.latency_mean
+        return None if latency is None else littles_law(self.throughput, latency)
+
+    @property
+    def cpu_per_busy_thread(self) -> float | None:
+        if self.cpu_cores is None or self.busy_mean <= 0:
+            return None
+        return self.cpu_cores / self.busy_mean
+
+
+class ThreadRules:
+    """Feed records with ``add``; read ``pools()``, ``to_json()`` and ``recommendations()``."""
+
+    def __init__(
+        self,
+        config: ThreadRuleConfig | None = None,
+        *,
+        service: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> None:
+        self.config = config or ThreadRuleConfig()
+        self.service = service
+        self.since_ns = since_ns
+        self.until_ns = until_ns
+        self._pools: dict[str, PoolStats] = {}
+        self._counters = CounterDeltas()
+        self._histograms = HistogramDeltas()
+        self._window_ns = int(self.config.window_s * 1e9)
+        self._span_sum = 0.0
+        self._span_count = 0
+        self._cpu_seconds = 0.0
+        self._cpu_first: int | None = None
+        self._cpu_last: int | None = None
+        self._first: int | None = None
+        self._last: int | None = None
+
+    def _in_range(self, time_ns: int) -> bool:
+        return time_ns > 0 and not (
+            (self.since_ns is not None and time_ns < self.since_ns)
+            or (self.until_ns is not None and time_ns > self.until_ns)
+        )
+
+    def add(self, record: Record) -> None:
+        if self.service is not None and service_name(record.resource) != self.service:
+            return
+        if type(record) is SpanRecord:
+            if record.kind == SPAN_KIND_SERVER and self._in_range(record.end_ns):
+                self._span_sum += record.duration_s
+                self._span_count += 1
+            return
+        if type(record) is not MetricRecord:
+            return
+        name = record.name
+        if name == CPU_TIME:
+            self._add_cpu(record)
+            return
+        if name not in (WORKERS, MAX_WORKERS, TASKS, QUEUE_WAIT, TASK_DURATION):
+            return
+        instance = service_instance_id(record.resource)
+        for point in record.points:
+            pool_name = point.attributes.get(ATTR_POOL_NAME)
+            if not isinstance(pool_name, str):
+                continue
+            key: Hashable = (instance, name, tuple(sorted((k, repr(v)) for k, v in point.attributes.items())))
+            in_range = self._in_range(point.time_ns)
+            if isinstance(point, HistogramPoint):
+                count, buckets, total = self._histograms.delta(
+                    key, record.aggregation_temporality, point, self.since_ns
+                )
+                if not in_range or count <= 0:
+                    continue
+                pool = self._pool(pool_name, point.time_ns)
+                if name == QUEUE_WAIT:
+                    if pool.wait_bounds is None:
+                        pool.wait_bounds = point.explicit_bounds
+                        pool.wait_buckets = list(buckets)
+                    elif pool.wait_bounds == point.explicit_bounds:
+                        for i, n in enumerate(buckets):
+                            pool.wait_buckets[i] += n
+                elif name == TASK_DURATION:
+                    pool.duration_sum += total
+                    pool.duration_count += count
+                continue
+            if not isinstance(point, NumberPoint) or point.value is None:
+                continue
+            if name == TASKS:
+                delta = self._counters.delta(key, record.aggregation_temporality, point, self.since_ns)
+                if in_range:
+                    pool = self._pool(pool_name, point.time_ns)
+                    pool.tasks += round(delta)
+                    self._window(pool, point.time_ns)[2] += delta
+                continue
+            if not in_range:
+                continue
+            pool = self._pool(pool_name, point.time_ns)
+            if name == MAX_WORKERS:
+                pool.max_by_instance[instance] = int(point.value)
+                pool.max_workers = sum(pool.max_by_instance.values())
+            elif point.attributes.get(ATTR_POOL_STATE) == POOL_STATE_BUSY:
+                pool.busy_sum += float(point.value)
+                pool.busy_count += 1
+                window = self._window(pool, point.time_ns)
+                window[0] += float(point.value)
+                window[1] += 1
+
+    def _add_cpu(self, record: MetricRecord) -> None:
+        instance = service_instance_id(record.resource)
+        for point in record.points:
+            if not isinstance(point, NumberPoint) or point.attributes.get(ATTR_CPU_MODE) in ("idle", "wait"):
+                continue
+            key = (
+                instance,
+                record.scope_name,
+                tuple(sorted((k, repr(v)) for k, v in point.attributes.items())),
+            )
+            delta = self._counters.delta(key, record.aggregation_temporality, point, self.since_ns)
+            if self._in_range(point.time_ns):
+                self._cpu_seconds += delta
+                if self._cpu_first is None or point.start_ns < self._cpu_first:
+                    self._cpu_first = max(point.start_ns, self.since_ns or 0) or point.time_ns
+                if self._cpu_last is None or point.time_ns > self._cpu_last:
+                    self._cpu_last = point.time_ns
+
+    def _pool(self, name: str, time_ns: int) -> PoolStats:
+        pool = self._pools.get(name)
+        if pool is None:
+            pool = self._pools[name] = PoolStats(name)
+        pool.start_ns = time_ns if pool.start_ns is None else min(pool.start_ns, time_ns)
+        pool.end_ns = time_ns if pool.end_ns is None else max(pool.end_ns, time_ns)
+        return pool
+
+    def _window(self, pool: PoolStats, time_ns: int) -> list[float]:
+        start = time_ns - time_ns % self._window_ns
+        window = pool.windows.get(start)
+        if window is None:
+            window = pool.windows[start] = [0.0, 0.0, 0.0]
+        return window
+
+    def pools(self) -> list[PoolStats]:
+        """Every pool seen, by name, with the derived numbers filled in."""
+        latency = self._span_sum / self._span_count if self._span_count else None
+        cores = None
+        if self._cpu_first is not None and self._cpu_last is not None and self._cpu_last > self._cpu_first:
+            cores = self._cpu_seconds / ((self._cpu_last - self._cpu_first) / 1e9)
+        out = []
+        window_s = self.config.window_s
+        for name in sorted(self._pools):
+            pool = self._pools[name]
+            if pool.start_ns is not None and pool.end_ns is not None:
+                # Counters report increments at their points: the first point covers one interval
+                # before it at most, so the observed time is the span of points plus one window share.
+                pool.observed_s = max((pool.end_ns - pool.start_ns) / 1e9, 1.0)
+            pool.latency_fallback = latency
+            pool.cpu_cores = cores
+            samples = [
+                (busy / count, tasks / window_s) for busy, count, tasks in pool.windows.values() if count > 0
+            ]
+            pool.usl = fit_usl(samples)
+            out.append(pool)
+        return out
+
+    def recommended(self, pool: PoolStats) -> tuple[int | None, list[str]]:
+        latency = pool.latency_mean
+        if latency is None or pool.tasks <= 0:
+            return None, []
+        per_thread = pool.cpu_per_busy_thread
+        return recommend_workers(
+            pool.throughput,
+            latency,
+            target_utilization=self.config.target_utilization,
+            usl=pool.usl,
+            cpu_bound=per_thread is not None and per_thread >= self.config.cpu_bound_per_thread,
+            cpu_count=self.config.cpu_count,
+        )
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """The ``threads`` section of the JSON report."""
+        out = []
+        for pool in self.pools():
+            recommended, _caps = self.recommended(pool)
+            little = pool.littles_law_concurrency
+            wait = pool.queue_wait_p95
+            latency = pool.latency_mean
+            out.append(
+                {
+                    "pool": pool.name,
+                    "max_workers": pool.max_workers,
+                    "utilization": round(pool.utilization, 6),
+                    "queue_wait_p95": None if wait is None else round(wait, 6),
+                    "throughput": round(pool.throughput, 6),
+                    "latency_mean": None if latency is None else round(latency, 6),
+                    "littles_law_concurrency": None if little is None else round(little, 6),
+                    "recommended": recommended,
+                }
+            )
+        return out
+
+    def recommendations(self) -> list[Recommendation]:
+        config = self.config
+        found: list[Recommendation] = []
+        for pool in self.pools():
+            if pool.tasks < config.min_tasks or pool.max_workers <= 0:
+                continue
+            recommended, caps = self.recommended(pool)
+            if recommended is None:
+                continue
+            grow = recommended > pool.max_workers
+            shrink = recommended <= config.shrink_share * pool.max_workers
+            if not grow and not shrink:
+                continue
+            latency = pool.latency_mean or 0.0
+            numbers: dict[str, int | float | str] = {
+                "max_workers": pool.max_workers,
+                "busy_mean": round(pool.busy_mean, 4),
+                "utilization": round(pool.utilization, 4),
+                "tasks": pool.tasks,
+                "throughput_per_s": round(pool.throughput, 4),
+                "latency_mean_s": round(latency, 6),
+                "littles_law_concurrency": round(littles_law(pool.throughput, latency), 4),
+                "recommended": recommended,
+            }
+            wait = pool.queue_wait_p95
+            if wait is not None:
+                numbers["queue_wait_p95_s"] = round(wait, 6)
+            if pool.usl is not None:
+                numbers.update(
+                    usl_lambda=round(pool.usl.lam, 4),
+                    usl_alpha=round(pool.usl.alpha, 4),
+                    usl_beta=round(pool.usl.beta, 6),
+                )
+                if pool.usl.peak is not None:
+                    numbers["usl_peak"] = round(pool.usl.peak, 3)
+            per_thread = pool.cpu_per_busy_thread
+            if per_thread is not None:
+                numbers["cpu_per_busy_thread"] = round(per_thread, 4)
+            if caps:
+                numbers["capped_by"] = "; ".join(caps)
+            share = min(1.0, math.log1p(pool.tasks) / math.log1p(config.full_confidence_tasks))
+            verb = "Grow" if grow else "Shrink"
+            found.append(
+                Recommendation(
+                    category=CATEGORY,
+                    rule="grow_pool" if grow else "shrink_pool",
+                    severity="medium" if grow else "low",
+                    title=f"{verb} worker pool {pool.name}: {pool.max_workers} -> {recommended} workers",
+                    action=f"Set max workers of pool {pool.name} to {recommended}"
+                    + (" (more threads would not add throughput: " + "; ".join(caps) + ")" if caps else "."),
+                    subject=pool.name,
+                    evidence=Evidence(
+                        numbers=numbers,
+                        formula=(
+                            "L = throughput * latency_mean (Little's law); "
+                            f"recommended = ceil(L / {config.target_utilization:g}), capped by USL "
+                            "N* = sqrt((1-alpha)/beta) and by CPUs when CPU-bound"
+                        ),
+                        threshold=(
+                            "recommended > max_workers"
+                            if grow
+                            else f"recommended <= {config.shrink_share:g} * max_workers"
+                        ),
+                        window_start_ns=pool.start_ns,
+                        window_end_ns=pool.end_ns,
+                    ),
+                    confidence=round(0.3 + 0.65 * share, 3),
+                    impact_s=0.0,
+                )
+            )
+        return found
