@@ -46,7 +46,28 @@ def add_parser(commands: Any) -> None:
         metavar="SECONDS",
         help="metric export interval (default 2)",
     )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a ProductionConfig file (YAML/JSON/TOML) for the agent's settings; the demo's own options win. "
+        "If its secret providers have `inventory_api_key`, the demo sends it to the inventory service",
+    )
     parser.set_defaults(execute=execute)
+
+
+def _load_config(path: str) -> tuple[Any, Any]:
+    """The configuration and the inventory key from it (None when its providers do not have one)."""
+    from amqadf_agent.config.production import ProductionConfig
+    from amqadf_agent.errors import SecretNotFoundError
+
+    config = ProductionConfig.load(file=path)  # ConfigFileError: one line from the CLI
+    valid, errors = config.validate()
+    if not valid:
+        raise ConfigError("--config", f"{path} is invalid: " + "; ".join(errors))
+    try:
+        return config, config.get_secret("inventory_api_key")
+    except SecretNotFoundError:
+        return config, None
 
 
 def execute(args: argparse.Namespace, stream: TextIO | None = None) -> int:
@@ -62,6 +83,7 @@ def execute(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     import amqadf_agent
     from amqadf_agent.demo.service import ShopService, create_database
 
+    config, inventory_key = _load_config(args.config) if args.config else (None, None)
     out_dir = Path(args.out)
     if out_dir.is_dir() and any(out_dir.glob("*.jsonl")):
         print(
@@ -74,23 +96,27 @@ def execute(args: argparse.Namespace, stream: TextIO | None = None) -> int:
         print("seeding the shop database ...", file=out)
         create_database(db_path)
 
+        own = config is None  # with --config, the file says which version and environment this is
         agent = amqadf_agent.start(
+            config,
             service_name="amqadf-demo-shop",
-            service_version=amqadf_agent.__version__,
-            environment="demo",
             exporters=args.exporter or ["file"],
             output_dir=str(out_dir),
             metric_interval=args.metric_interval,
             span_export_delay=1.0,
             max_queue_size=16384,
             capture_logs=True,
+            service_version=amqadf_agent.__version__ if own else None,
+            environment="demo" if own else None,
         )
         if not agent.running:
             print(f"amqadf-agent demo: the agent did not start ({agent.error})", file=out)
             return 1
         instrumentor = SQLite3Instrumentor()
         instrumentor.instrument()
-        service = ShopService(db_path, workers=args.workers)
+        service = ShopService(db_path, workers=args.workers, inventory_key=inventory_key)
+        if inventory_key is not None:
+            print(f"inventory key: {inventory_key} (from the providers of {args.config})", file=out)
         tty = out.isatty()
         print(
             f"serving ~{args.rate:g} requests/s on {args.workers} workers for {args.duration:g}s "

@@ -35,6 +35,7 @@ from opentelemetry.metrics import Histogram
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from amqadf_agent import semconv
+from amqadf_agent.config.secrets import Secret
 from amqadf_agent.errors import CircuitOpenError, RateLimitedError
 from amqadf_agent.monitoring.cache import InstrumentedCache
 from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPool
@@ -141,8 +142,12 @@ class Progress:
 class ShopService:
     """The service: request handlers, their database, cache and downstream client."""
 
-    def __init__(self, db_path: Path, *, workers: int = 4, seed: int = 11) -> None:
+    def __init__(
+        self, db_path: Path, *, workers: int = 4, seed: int = 11, inventory_key: Secret | None = None
+    ) -> None:
         self.db_path = db_path
+        #: Sent to the inventory service as a bearer token when given; unwrapped only for the call.
+        self.inventory_key = inventory_key
         self.rnd = random.Random(seed)
         self.rnd_lock = threading.Lock()
         self.tracer = trace.get_tracer("amqadf_agent.demo")
@@ -279,6 +284,7 @@ class ShopService:
             bad = replica == BAD_REPLICA and BAD_WINDOW[0] <= elapsed < BAD_WINDOW[1]
             outage = OUTAGE_WINDOW[0] <= elapsed < OUTAGE_WINDOW[1]
             failed = self._random(lambda r: r.random() < (0.9 if bad or outage else 0.07))
+            _send({"authorization": self._bearer()})
             time.sleep(min(delay, 0.5))
             if failed:
                 span.set_attribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, 503)
@@ -286,6 +292,9 @@ class ShopService:
                 raise DownstreamError(f"{replica}.internal answered 503 Service Unavailable")
             span.set_attribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, 200)
         return {"sku": sku, "in_stock": True}
+
+    def _bearer(self) -> str:
+        return f"Bearer {self.inventory_key.get_secret_value()}" if self.inventory_key else ""
 
     def report(self) -> list[tuple[Any, ...]]:
         return self._report()
@@ -441,6 +450,12 @@ class _Window:
         times = os.times()
         with progress.lock:
             return cls(time.monotonic(), progress.requests, progress.errors, times.user + times.system)
+
+
+def _send(headers: dict[str, str]) -> None:
+    """Stands in for the HTTP client: the headers go on the wire, never into telemetry."""
+    if not headers.get("authorization", "Bearer x").startswith("Bearer "):
+        raise DownstreamError("inventory: malformed authorization header")
 
 
 def _interarrival(rate: float, rnd: random.Random) -> float:

@@ -180,7 +180,8 @@ def resolve(
         explicit = {k: v for k, v in explicit.items() if v != getattr(defaults, k)}
     elif config is not None:
         explicit.update(config)
-    explicit.update(overrides or {})
+    # An override of None means "not given": it leaves the config's value (or the default) in place.
+    explicit.update({key: value for key, value in (overrides or {}).items() if value is not None})
 
     problems: list[ConfigError] = []
     known = {field.name for field in dataclasses.fields(AgentSettings)}
