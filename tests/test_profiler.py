@@ -7,11 +7,12 @@ import json
 import os
 import random
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -299,7 +300,7 @@ def test_error_and_memory_spans(spans: tuple[TracerProvider, InMemorySpanExporte
     with pytest.raises(KeyError):
         profiler.profile_function(failing)
     result = profiler.profile_memory(allocate_20mb)
-    error_span, memory_span = exporter.get_finished_spans()
+    error_span, memory_span = [s for s in exporter.get_finished_spans() if s.name == semconv.SPAN_PROFILE]
     assert error_span.status.status_code is StatusCode.ERROR
     assert (error_span.attributes or {})[semconv.ATTR_ERROR_TYPE] == "KeyError"
     attrs = memory_span.attributes or {}
@@ -399,3 +400,293 @@ def test_instrument_reports_both_kinds() -> None:
     profiler.profile_function(cpu_bound, 2)
     profiler.profile_memory(allocate_20mb)
     assert _profiles_counter(reader) == {"cpu": 1, "memory": 1}
+
+
+# --- hot-path frame spans -------------------------------------------------------------------------
+def light() -> int:
+    return hot_inner(2_000)
+
+
+def middle() -> int:
+    light()
+    return hot_inner(300_000)
+
+
+def outer() -> int:
+    return middle()
+
+
+def test_hot_path_becomes_nested_frame_spans(spans: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    # GIVEN a function whose time goes outer -> middle -> hot_inner
+    provider, exporter = spans
+    profiler = PerformanceProfiler(tracer=provider.get_tracer("test"))
+    # WHEN it is profiled
+    result = profiler.profile_function(outer)
+    # THEN the profile span has the hot path as child spans, in that order, each nested in the last
+    finished = exporter.get_finished_spans()
+    profile = next(s for s in finished if s.name == semconv.SPAN_PROFILE)
+    frames = [s for s in finished if s.name == semconv.SPAN_PROFILE_FRAME]
+    by_parent = {s.parent.span_id: s for s in frames if s.parent is not None}
+    chain = []
+    parent_id = profile.context.span_id
+    while parent_id in by_parent:
+        chain.append(by_parent[parent_id])
+        parent_id = chain[-1].context.span_id
+    assert len(chain) == len(frames) >= 3
+    assert [(s.attributes or {})["code.function.name"] for s in chain[:3]] == ["outer", "middle", "hot_inner"]
+    assert [n.function for n in result.hot_path[:3]] == ["outer", "middle", "hot_inner"]
+    for span, node, expected in zip(chain, result.hot_path, (outer, middle, hot_inner), strict=False):
+        attrs = span.attributes or {}
+        assert attrs["code.file.path"] == __file__
+        assert attrs["code.line.number"] == expected.__code__.co_firstlineno
+        assert attrs["amqadf.profiler.total_time"] == node.total_time
+        assert attrs["amqadf.profiler.self_time"] == node.self_time
+    # ... laid out inside the profile span's interval, each within its parent's
+    assert profile.start_time is not None and profile.end_time is not None
+    outer_start, outer_end = profile.start_time, profile.end_time
+    for span in chain:
+        assert span.start_time is not None and span.end_time is not None
+        assert outer_start <= span.start_time <= span.end_time <= outer_end
+        outer_start, outer_end = span.start_time, span.end_time
+    # the hot function holds most of the time, so its span covers most of the profiled call
+    hot = chain[2]
+    assert hot.end_time is not None and hot.start_time is not None
+    assert hot.end_time - hot.start_time >= 0.5 * result.duration * 1e9
+
+
+def test_hot_path_share_and_depth() -> None:
+    from amqadf_agent.profiling.profiler import CallNode, hot_path
+
+    leaf = CallNode("leaf", "f.py", 4, 0.05, 0.05)
+    heavy = CallNode("heavy", "f.py", 3, 0.6, 0.55, [leaf])
+    small = CallNode("small", "f.py", 2, 0.3, 0.3)
+    root = CallNode("root", "f.py", 1, 1.0, 0.1, [small, heavy])
+    # the heaviest child at each level, while it holds >= the share of the root
+    assert [n.function for n in hot_path(root, 0.1, 12)] == ["root", "heavy"]
+    assert [n.function for n in hot_path(root, 0.01, 12)] == ["root", "heavy", "leaf"]
+    assert [n.function for n in hot_path(root, 0.01, 2)] == ["root", "heavy"]
+    assert hot_path(root, 0.1, 0) == ()
+    assert hot_path(CallNode("empty", "f.py", 1, 0.0, 0.0)) == ()
+
+
+def test_frame_spans_are_proportional_to_time(spans: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    # GIVEN a known tree: root 1 s = small 0.3 s, then heavy 0.6 s; a 2 s interval
+    from amqadf_agent.profiling.profiler import CallNode
+
+    provider, exporter = spans
+    tracer = provider.get_tracer("test")
+    heavy = CallNode("heavy", "f.py", 3, 0.6, 0.6)
+    root = CallNode("root", "f.py", 1, 1.0, 0.1, [CallNode("small", "f.py", 2, 0.3, 0.3), heavy])
+    start, end = 10_000_000_000, 12_000_000_000
+    parent = tracer.start_span("profile", start_time=start)
+    # WHEN the hot path becomes spans
+    PerformanceProfiler(tracer=tracer)._frame_spans(parent, (root, heavy), start, end)
+    parent.end(end_time=end)
+    frames = {s.name: s for s in exporter.get_finished_spans() if s.name == semconv.SPAN_PROFILE_FRAME}
+    spans_by_function = {
+        (s.attributes or {})["code.function.name"]: s
+        for s in exporter.get_finished_spans()
+        if s.name == semconv.SPAN_PROFILE_FRAME
+    }
+    assert frames  # every frame span has the contract's name
+    # THEN the root ends with the call and lasts its 1 s; heavy starts after small's 0.3 s
+    r, h = spans_by_function["root"], spans_by_function["heavy"]
+    assert (r.start_time, r.end_time) == (11_000_000_000, 12_000_000_000)
+    assert (h.start_time, h.end_time) == (11_300_000_000, 11_900_000_000)
+    # AND a tree longer than the interval is compressed into it
+    exporter.clear()
+    PerformanceProfiler(tracer=tracer)._frame_spans(parent, (root, heavy), start, start + 500_000_000)
+    got = {(s.attributes or {})["code.function.name"]: s for s in exporter.get_finished_spans()}
+    assert (got["root"].start_time, got["root"].end_time) == (start, start + 500_000_000)
+    assert (got["heavy"].start_time, got["heavy"].end_time) == (start + 150_000_000, start + 450_000_000)
+
+
+def test_hot_path_depth_zero_makes_no_frame_spans(spans: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    provider, exporter = spans
+    PerformanceProfiler(tracer=provider.get_tracer("test"), hot_path_depth=0).profile_function(outer)
+    assert [s.name for s in exporter.get_finished_spans()] == [semconv.SPAN_PROFILE]
+
+
+# --- artifacts ------------------------------------------------------------------------------------
+def test_artifacts_are_saved_named_on_the_span_and_bounded(
+    spans: tuple[TracerProvider, InMemorySpanExporter], tmp_path: Any
+) -> None:
+    # GIVEN a profiler keeping at most 3 artifacts, and an unrelated file in the directory
+    provider, exporter = spans
+    directory = tmp_path / "profiles"
+    profiler = PerformanceProfiler(
+        tracer=provider.get_tracer("test"), artifacts_dir=directory, max_artifacts=3
+    )
+    # WHEN 5 calls are profiled (the directory is created on first use)
+    results = [profiler.profile_function(cpu_bound, 2) for _ in range(5)]
+    (directory / "keep-me.txt").write_text("not ours")
+    results.append(profiler.profile_function(cpu_bound, 2))
+    # THEN each profile span names its artifact, a speedscope file
+    paths = [r.artifact for r in results]
+    assert all(p is not None for p in paths) and len(set(paths)) == 6
+    profile_spans = [s for s in exporter.get_finished_spans() if s.name == semconv.SPAN_PROFILE]
+    assert [(s.attributes or {})[semconv.ATTR_PROFILER_ARTIFACT] for s in profile_spans] == paths
+    doc = json.loads(Path(str(paths[-1])).read_text(encoding="utf-8"))
+    assert doc["$schema"] == "https://www.speedscope.app/file-format-schema.json"
+    assert "hot_inner" in {f["name"] for f in doc["shared"]["frames"]}
+    # AND only the newest 3 are kept; files that are not ours are left alone
+    remaining = sorted(p.name for p in directory.iterdir())
+    assert remaining == sorted([os.path.basename(str(p)) for p in paths[-3:]] + ["keep-me.txt"])
+    assert profiler.stats().artifacts_written == 6 and profiler.stats().artifact_failures == 0
+
+
+def test_html_and_memory_artifacts(tmp_path: Any) -> None:
+    profiler = PerformanceProfiler(artifacts_dir=tmp_path, artifact_format="html")
+    cpu = profiler.profile_function(cpu_bound, 2)
+    assert cpu.artifact is not None and cpu.artifact.endswith(".html")
+    assert "<html" in Path(cpu.artifact).read_text(encoding="utf-8").lower()
+    memory = profiler.profile_memory(allocate_20mb)
+    assert memory.artifact is not None and "-memory-" in os.path.basename(memory.artifact)
+    speedscope = PerformanceProfiler(artifacts_dir=tmp_path).profile_memory(allocate_20mb)
+    assert speedscope.artifact is not None
+    assert json.loads(Path(speedscope.artifact).read_text(encoding="utf-8"))["profiles"][0]["unit"] == "bytes"
+
+
+def test_unwritable_artifacts_dir_does_not_hurt_the_host(
+    spans: tuple[TracerProvider, InMemorySpanExporter], tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN an artifacts directory that cannot exist (under a regular file: fails even as root)
+    provider, exporter = spans
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    profiler = PerformanceProfiler(tracer=provider.get_tracer("test"), artifacts_dir=blocker / "profiles")
+    # WHEN calls are profiled
+    first = profiler.profile_function(cpu_bound, 2)
+    second = profiler.profile_function(cpu_bound, 2)
+    # THEN they return, without artifacts; the failure is counted, and logged once as a warning
+    assert first.return_value == second.return_value == cpu_bound(2)
+    assert first.profiled and first.artifact is None and second.artifact is None
+    stats = profiler.stats()
+    assert stats.artifact_failures == 2 and stats.artifacts_written == 0 and stats.profiles["cpu"] == 2
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "saving a profile" in r.message]
+    assert len(warnings) == 1
+    for span in exporter.get_finished_spans():
+        assert semconv.ATTR_PROFILER_ARTIFACT not in (span.attributes or {})
+
+
+def test_rejects_bad_new_settings() -> None:
+    with pytest.raises(ConfigError, match="hot_path_share"):
+        PerformanceProfiler(hot_path_share=1.5)
+    with pytest.raises(ConfigError, match="hot_path_depth"):
+        PerformanceProfiler(hot_path_depth=-1)
+    with pytest.raises(ConfigError, match="max_artifacts"):
+        PerformanceProfiler(max_artifacts=0)
+    with pytest.raises(ConfigError, match="artifact_format"):
+        PerformanceProfiler(artifact_format="pdf")  # type: ignore[arg-type]
+
+
+# --- the duration histogram -----------------------------------------------------------------------
+def _duration_points(reader: InMemoryMetricReader) -> dict[tuple[str, str], HistogramDataPoint]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    points: dict[tuple[str, str], HistogramDataPoint] = {}
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name == semconv.PROFILE_DURATION.name:
+                    assert metric.unit == "s" == semconv.PROFILE_DURATION.unit
+                    for point in metric.data.data_points:
+                        assert isinstance(point, HistogramDataPoint) and point.attributes is not None
+                        key = (
+                            str(point.attributes[semconv.ATTR_PROFILER_KIND]),
+                            str(point.attributes[semconv.ATTR_PROFILER_FUNCTION]),
+                        )
+                        points[key] = point
+    return points
+
+
+def test_duration_histogram_per_profiled_function() -> None:
+    # GIVEN a profiler instrumented on an explicit provider (no globals)
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    profiler = PerformanceProfiler(random=random.Random(3))
+    profiler.profile_function(cpu_bound, 2)  # before instrument(): not recorded
+    profiler.instrument(meter_provider=provider)
+    profiler.instrument(meter_provider=provider)  # idempotent: recorded once per call
+
+    @profiler.sampled(rate=0.5)
+    def handler(x: int) -> int:
+        return x
+
+    # WHEN calls are profiled: 2 direct CPU, 1 memory, and the sampled ones
+    cpu = [profiler.profile_function(cpu_bound, 2) for _ in range(2)]
+    memory = profiler.profile_memory(allocate_20mb)
+    for i in range(20):
+        handler(i)
+    draws = random.Random(3)
+    sampled = sum(draws.random() < 0.5 for _ in range(20))
+    # THEN one series per kind and function, with the contract's buckets and one count per call
+    points = _duration_points(reader)
+    cpu_point = points[("cpu", cpu[0].function)]
+    assert tuple(cpu_point.explicit_bounds) == semconv.SECONDS_BUCKETS
+    assert cpu_point.count == 2
+    assert cpu_point.sum == pytest.approx(sum(r.duration for r in cpu))
+    assert points[("memory", memory.function)].count == 1
+    handler_name = profiler.recent_results()[0].function
+    assert 0 < sampled < 20 and points[("cpu", handler_name)].count == sampled
+    assert len(points) == 3
+
+
+# --- @profiled ------------------------------------------------------------------------------------
+def test_profiled_decorator_profiles_the_drawn_calls() -> None:
+    from amqadf_agent.profiling.profiler import profiled
+
+    profiler = PerformanceProfiler(random=random.Random(7))
+
+    @profiled(sample_rate=0.2, profiler=profiler)
+    def handler(x: int, *, scale: int = 2) -> int:
+        """Doubles."""
+        return x * scale
+
+    results = [handler(i) for i in range(60)]
+    assert results == [i * 2 for i in range(60)]
+    draws = random.Random(7)
+    expected = [i for i in range(60) if draws.random() < 0.2]
+    assert 0 < len(expected) < 60
+    assert profiler.stats().profiles["cpu"] == len(expected)
+    assert [r.return_value for r in profiler.recent_results()] == [i * 2 for i in expected][-16:]
+    # the signature and metadata are preserved
+    import inspect
+
+    assert handler.__name__ == "handler" and handler.__doc__ == "Doubles."
+    assert str(inspect.signature(handler)) == "(x: 'int', *, scale: 'int' = 2) -> 'int'"
+
+
+def test_profiled_async_and_default_profiler() -> None:
+    from amqadf_agent.profiling.profiler import default_profiler, profiled
+
+    assert default_profiler() is default_profiler()
+    before = default_profiler().stats().profiles["cpu"]
+
+    @profiled(sample_rate=1.0)
+    async def handler() -> int:
+        return await async_work()
+
+    assert asyncio.run(handler()) == cpu_bound(10)
+    assert default_profiler().stats().profiles["cpu"] == before + 1
+    assert "hot_inner" in [s.function for s in default_profiler().recent_results()[-1].top_functions]
+
+    bare = profiled(cpu_bound)  # the bare decorator form: the default 1% rate
+    assert bare(2) == cpu_bound(2) and bare.__name__ == "cpu_bound"
+    with pytest.raises(ConfigError, match="rate"):
+        profiled(sample_rate=2.0)
+
+
+def test_profiled_time_budget() -> None:
+    from amqadf_agent.profiling.profiler import profiled
+
+    clock = FakeClock()
+    profiler = PerformanceProfiler(clock=clock, random=random.Random(0))
+
+    @profiled(sample_rate=1.0, max_overhead=0.01, profiler=profiler)
+    def slow() -> None:
+        clock.now += 0.4
+
+    for _ in range(3):
+        slow()
+    assert profiler.stats().profiles["cpu"] == 2 and profiler.stats().skipped_by_budget == 1

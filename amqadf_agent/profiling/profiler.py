@@ -2,14 +2,23 @@
 
 What it costs (measured by ``tests/bench/bench_profiler.py``; see DESIGN.md):
 
-- pyinstrument hooks every call and return while it profiles: call-heavy code runs ~3x slower for
-  the duration of the profiled call (CPU-bound code with few calls much less).
+- pyinstrument hooks every call and return while it profiles: call-heavy code runs ~3-6x slower
+  for the duration of the profiled call (recursive ``fib``, the worst case, ~6x here; CPU-bound
+  code with few calls much less). A profiled call also builds the span tree (and the artifact).
 - memray intercepts every allocation: ~1.7x with its defaults, plus reading the capture file.
-- ``@profiler.sampled(rate=0.01)`` profiles 1 call in 100; the other calls pay one
-  ``random.random()`` and a comparison (well under a microsecond). The average slowdown is
-  therefore about ``rate * (slowdown - 1)``, e.g. ~2% at ``rate=0.01`` on call-heavy code.
+- ``@profiled(sample_rate=0.01)`` (or ``@profiler.sampled(rate=0.01)``) profiles 1 call in 100;
+  the other calls pay one ``random.random()`` and a comparison (well under a microsecond). The
+  average slowdown is therefore about ``rate * (slowdown - 1)``: ~2-5% at ``rate=0.01``.
   ``max_overhead`` bounds it by time instead: no new profile starts while the profiled calls of
   the last minute took more than that fraction of the minute.
+
+Each profile is a span (``amqadf.profile``); the hot path of a CPU profile (from the profiled
+function, the heaviest callee at each level while it holds at least ``hot_path_share`` of the
+profile, at most ``hot_path_depth`` frames) becomes nested ``amqadf.profile.frame`` child spans laid
+out in the profile's interval in proportion to their time. With ``artifacts_dir`` the full profile
+(speedscope JSON by default) is saved there, named by the ``amqadf.profiler.artifact`` span attribute,
+keeping the newest ``max_artifacts`` files. ``instrument()`` also records the
+``amqadf.profiler.duration`` histogram (kind, function) for every call that went through the profiler.
 
 Never hurt the host: pyinstrument refuses to start while another profiler runs in the same thread
 or async context (a profile inside a profiled call), and memray allows one tracker per process.
@@ -28,6 +37,7 @@ import inspect
 import logging
 import os
 import random as _random
+import re
 import shutil
 import tempfile
 import threading
@@ -42,12 +52,13 @@ from amqadf_agent.errors import ConfigError, MissingExtraError
 from amqadf_agent.monitoring._instruments import Point, SharedInstruments
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.metrics import Histogram, MeterProvider
     from opentelemetry.trace import Span, Tracer
     from pyinstrument.frame import Frame
     from pyinstrument.session import Session
 
 __all__ = [
+    "ARTIFACT_PREFIX",
     "AllocationSite",
     "CallNode",
     "FunctionStat",
@@ -55,6 +66,9 @@ __all__ = [
     "PerformanceProfiler",
     "ProfileResult",
     "ProfilerStats",
+    "default_profiler",
+    "hot_path",
+    "profiled",
 ]
 
 _log = logging.getLogger(__name__)
@@ -83,6 +97,10 @@ KIND_CPU = "cpu"
 KIND_MEMORY = "memory"
 #: The window of the ``max_overhead`` time budget, in seconds.
 BUDGET_WINDOW = 60.0
+#: Every artifact file this module writes starts with this (only these are ever removed).
+ARTIFACT_PREFIX = "amqadf-profile-"
+_ARTIFACT_SUFFIX = {"speedscope": ".speedscope.json", "html": ".html"}
+ATTR_FRAME_DEPTH = "amqadf.profiler.frame.depth"
 
 
 # --- results --------------------------------------------------------------------------------------
@@ -133,6 +151,10 @@ class ProfileResult:
     sample_count: int
     profiled: bool
     session: Session | None = dataclasses.field(default=None, repr=False)
+    #: The hot path (see ``hot_path()``), outermost first; empty when unprofiled.
+    hot_path: tuple[CallNode, ...] = ()
+    #: Where the full profile was saved (``artifacts_dir``), or ``None``.
+    artifact: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +188,8 @@ class MemoryProfileResult:
     total_bytes: int | None
     top_sites: tuple[AllocationSite, ...]
     profiled: bool
+    #: Where the full profile was saved (``artifacts_dir``), or ``None``.
+    artifact: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +199,9 @@ class ProfilerStats:
     profiles: dict[str, int]
     failed_to_start: dict[str, int]
     skipped_by_budget: int
+    #: Artifact files written, and the ones that could not be (directory unwritable, disk full…).
+    artifacts_written: int = 0
+    artifact_failures: int = 0
 
 
 # --- the profiler ---------------------------------------------------------------------------------
@@ -193,6 +220,11 @@ class PerformanceProfiler:
         clock: monotonic clock in seconds (durations and the budget); injected by tests.
         random: the random source of ``sampled()``; injected by tests.
         keep: how many results of sampled calls ``recent_results()`` keeps.
+        hot_path_share: a frame of the hot path holds at least this share of the profile (0 to 1).
+        hot_path_depth: at most this many hot-path frame spans under a profile span (0: none).
+        artifacts_dir: where full profiles are saved (created if missing); ``None``: not saved.
+        artifact_format: ``speedscope`` (JSON, default) or ``html`` (pyinstrument's page, larger).
+        max_artifacts: the newest this many artifact files are kept in ``artifacts_dir``.
     """
 
     def __init__(
@@ -206,6 +238,11 @@ class PerformanceProfiler:
         clock: Callable[[], float] = time.perf_counter,
         random: _random.Random | None = None,
         keep: int = 16,
+        hot_path_share: float = 0.1,
+        hot_path_depth: int = 12,
+        artifacts_dir: str | os.PathLike[str] | None = None,
+        artifact_format: Literal["speedscope", "html"] = "speedscope",
+        max_artifacts: int = 100,
     ) -> None:
         if not interval > 0:
             raise ConfigError("interval", f"must be a number of seconds > 0, got {interval!r}")
@@ -214,6 +251,23 @@ class PerformanceProfiler:
             raise ConfigError("top_n", f"must be an integer >= 1, got {top_n!r}")
         if max_overhead is not None:
             _check_overhead(max_overhead)
+        if not 0.0 <= hot_path_share <= 1.0:
+            raise ConfigError("hot_path_share", f"must be a fraction in [0, 1], got {hot_path_share!r}")
+        if hot_path_depth < 0:
+            raise ConfigError("hot_path_depth", f"must be an integer >= 0, got {hot_path_depth!r}")
+        if artifact_format not in _ARTIFACT_SUFFIX:
+            raise ConfigError("artifact_format", f"must be 'speedscope' or 'html', got {artifact_format!r}")
+        if max_artifacts < 1:
+            raise ConfigError("max_artifacts", f"must be an integer >= 1, got {max_artifacts!r}")
+        self.hot_path_share = hot_path_share
+        self.hot_path_depth = hot_path_depth
+        self.artifacts_dir = os.fspath(artifacts_dir) if artifacts_dir is not None else None
+        self.artifact_format = artifact_format
+        self.max_artifacts = max_artifacts
+        self._artifact_seq = 0
+        self._artifacts_written = 0
+        self._artifact_failures = 0
+        self._histograms: tuple[Histogram, ...] = ()
         self.interval = interval
         self.sample_rate = sample_rate
         self.top_n = top_n
@@ -239,17 +293,17 @@ class PerformanceProfiler:
         if inspect.iscoroutinefunction(fn):
             raise TypeError(f"{_qualname(fn)} is a coroutine function: use await profiler.profile_async()")
         name = _qualname(fn)
-        span = self._start_span(KIND_CPU, fn)
+        span, start_ns = self._start_span(KIND_CPU, fn)
         with self._activated(span):
             profiler = self._start_pyinstrument(inspect.currentframe())
             start, cpu_start = self._clock(), time.process_time()
             try:
                 value = fn(*args, **kwargs)
             except BaseException as exc:
-                result = self._finish_cpu(name, profiler, start, cpu_start, None, exc, span)
+                result = self._finish_cpu(name, profiler, start, cpu_start, None, exc, span, start_ns)
                 _attach(exc, result)
                 raise
-        return self._finish_cpu(name, profiler, start, cpu_start, value, None, span)
+        return self._finish_cpu(name, profiler, start, cpu_start, value, None, span, start_ns)
 
     async def profile_async(
         self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any
@@ -259,17 +313,17 @@ class PerformanceProfiler:
         Time the coroutine spends waiting shows as ``[await]`` time of the awaiting function.
         """
         name = _qualname(fn)
-        span = self._start_span(KIND_CPU, fn)
+        span, start_ns = self._start_span(KIND_CPU, fn)
         with self._activated(span):
             profiler = self._start_pyinstrument(inspect.currentframe())
             start, cpu_start = self._clock(), time.process_time()
             try:
                 value = await fn(*args, **kwargs)
             except BaseException as exc:
-                result = self._finish_cpu(name, profiler, start, cpu_start, None, exc, span)
+                result = self._finish_cpu(name, profiler, start, cpu_start, None, exc, span, start_ns)
                 _attach(exc, result)
                 raise
-        return self._finish_cpu(name, profiler, start, cpu_start, value, None, span)
+        return self._finish_cpu(name, profiler, start, cpu_start, value, None, span, start_ns)
 
     def _start_pyinstrument(self, caller: Any) -> Any:
         """A running pyinstrument ``Profiler``, or ``None`` when it cannot start (never raises)."""
@@ -299,8 +353,9 @@ class PerformanceProfiler:
         value: Any,
         error: BaseException | None,
         span: Span | None,
+        start_ns: int,
     ) -> ProfileResult:
-        end, cpu_end = self._clock(), time.process_time()
+        end, cpu_end, end_ns = self._clock(), time.process_time(), time.time_ns()
         duration, cpu_time = end - start, cpu_end - cpu_start
         session: Session | None = None
         if profiler is not None:
@@ -335,9 +390,12 @@ class PerformanceProfiler:
             sample_count=session.sample_count if session is not None else 0,
             profiled=session is not None,
             session=session,
+            hot_path=hot_path(tree, self.hot_path_share, self.hot_path_depth) if tree is not None else (),
         )
-        self._record(KIND_CPU, result.profiled, end, duration)
-        self._end_span(span, result, error)
+        if result.profiled:
+            result = dataclasses.replace(result, artifact=self._save_artifact(result))
+        self._record(KIND_CPU, result.profiled, end, duration, name)
+        self._end_span(span, result, error, (start_ns, end_ns))
         return result
 
     # --- memory ---------------------------------------------------------------------------------
@@ -352,7 +410,7 @@ class PerformanceProfiler:
         except ImportError:
             raise MissingExtraError("memory profiling", "memory", "memray") from None
         name = _qualname(fn)
-        span = self._start_span(KIND_MEMORY, fn)
+        span, _ = self._start_span(KIND_MEMORY, fn)
         directory = tempfile.mkdtemp(prefix="amqadf-memray-")
         path = os.path.join(directory, "profile.bin")
         try:
@@ -412,8 +470,10 @@ class PerformanceProfiler:
             top_sites=sites,
             profiled=tracked,
         )
-        self._record(KIND_MEMORY, tracked, end, end - start)
-        self._end_span(span, result, error)
+        if tracked:
+            result = dataclasses.replace(result, artifact=self._save_artifact(result))
+        self._record(KIND_MEMORY, tracked, end, end - start, name)
+        self._end_span(span, result, error, None)
         return result
 
     # --- sampling -------------------------------------------------------------------------------
@@ -505,26 +565,98 @@ class PerformanceProfiler:
 
     # --- telemetry ------------------------------------------------------------------------------
     def instrument(self, meter_provider: MeterProvider | None = None) -> None:
-        """Report profiles taken (``amqadf.profiler.profiles`` by kind) on ``meter_provider``.
+        """Report profiles taken (``amqadf.profiler.profiles`` by kind) on ``meter_provider``, and
+        from now on record the wall time of every call through the profiler in the
+        ``amqadf.profiler.duration`` histogram (s, ``semconv.SECONDS_BUCKETS``; kind and function).
 
         Default: the global provider. Idempotent; the provider holds the profiler weakly. A failure
         is logged, never raised.
         """
         try:
-            _SHARED.register(self, meter_provider)
+            histogram = _SHARED.register(self, meter_provider)[semconv.PROFILE_DURATION.name]
+            with self._lock:
+                if not any(h is histogram for h in self._histograms):
+                    self._histograms = (*self._histograms, histogram)
         except Exception:
             _log.warning("cannot report the profiler as metrics; it keeps working", exc_info=True)
 
     def stats(self) -> ProfilerStats:
         """Profiles taken and profiles that could not start, by kind; calls skipped by the budget."""
         with self._lock:
-            return ProfilerStats(dict(self._profiles), dict(self._failed), self._budget_skips)
+            return ProfilerStats(
+                dict(self._profiles),
+                dict(self._failed),
+                self._budget_skips,
+                self._artifacts_written,
+                self._artifact_failures,
+            )
 
-    def _record(self, kind: str, profiled: bool, end: float, duration: float) -> None:
+    def _record(self, kind: str, profiled: bool, end: float, duration: float, function: str) -> None:
         with self._lock:
             if profiled:
                 self._profiles[kind] += 1
                 self._spent.append((end, duration))
+        if self._histograms:
+            attributes = {semconv.ATTR_PROFILER_KIND: kind, semconv.ATTR_PROFILER_FUNCTION: function}
+            try:
+                for histogram in self._histograms:
+                    histogram.record(duration, attributes)
+            except Exception:
+                self._warn_telemetry()
+
+    # --- artifacts ------------------------------------------------------------------------------
+    def _save_artifact(self, result: ProfileResult | MemoryProfileResult) -> str | None:
+        """Save the full profile in ``artifacts_dir``; its path, or ``None`` (never raises)."""
+        directory = self.artifacts_dir
+        if directory is None:
+            return None
+        try:
+            from amqadf_agent.profiling import report
+
+            content = report.render(result, self.artifact_format)
+            with self._lock:
+                self._artifact_seq += 1
+                seq = self._artifact_seq
+            kind = KIND_CPU if isinstance(result, ProfileResult) else KIND_MEMORY
+            function = re.sub(r"[^A-Za-z0-9_.-]+", "_", result.function)[-80:]
+            # time first: names sort oldest first; pid and sequence: unique across processes.
+            name = (
+                f"{ARTIFACT_PREFIX}{time.time_ns():020d}-{os.getpid()}-{seq:06d}-{kind}-{function}"
+                f"{_ARTIFACT_SUFFIX[self.artifact_format]}"
+            )
+            os.makedirs(directory, exist_ok=True)
+            path = os.path.join(directory, name)
+            partial = path + ".partial"
+            with open(partial, "w", encoding="utf-8") as file:
+                file.write(content)
+            os.replace(partial, path)  # a reader never sees a half-written profile
+            with self._lock:
+                self._artifacts_written += 1
+            self._prune_artifacts(directory)
+            return path
+        except Exception:
+            with self._lock:
+                self._artifact_failures += 1
+                first = "artifact" not in self._warned
+                self._warned.add("artifact")
+            _log.log(
+                logging.WARNING if first else logging.DEBUG,
+                "saving a profile in %s failed; profiling goes on without artifacts",
+                directory,
+                exc_info=True,
+            )
+            return None
+
+    def _prune_artifacts(self, directory: str) -> None:
+        """Remove the oldest of this module's artifact files beyond ``max_artifacts``."""
+        names = sorted(
+            entry.name
+            for entry in os.scandir(directory)
+            if entry.name.startswith(ARTIFACT_PREFIX) and not entry.name.endswith(".partial")
+        )
+        for name in names[: max(len(names) - self.max_artifacts, 0)]:
+            with contextlib.suppress(FileNotFoundError):  # another process pruned it first
+                os.remove(os.path.join(directory, name))
 
     def _failed_to_start(self, kind: str, message: str) -> None:
         with self._lock:
@@ -540,7 +672,9 @@ class PerformanceProfiler:
 
         return trace.get_tracer(semconv.SCOPE_NAME)
 
-    def _start_span(self, kind: str, fn: Callable[..., Any]) -> Span | None:
+    def _start_span(self, kind: str, fn: Callable[..., Any]) -> tuple[Span | None, int]:
+        """The profile span (``None`` if the tracer fails) and its start time (ns since the epoch)."""
+        start_ns = time.time_ns()
         try:
             from opentelemetry.trace import SpanKind
 
@@ -553,12 +687,13 @@ class PerformanceProfiler:
             if code is not None:
                 attributes[ATTR_CODE_FILE_PATH] = code.co_filename
                 attributes[ATTR_CODE_LINE_NUMBER] = code.co_firstlineno
-            return self._get_tracer().start_span(
-                semconv.SPAN_PROFILE, kind=SpanKind.INTERNAL, attributes=attributes
+            span = self._get_tracer().start_span(
+                semconv.SPAN_PROFILE, kind=SpanKind.INTERNAL, attributes=attributes, start_time=start_ns
             )
+            return span, start_ns
         except Exception:
             self._warn_telemetry()
-            return None
+            return None, start_ns
 
     @contextmanager
     def _activated(self, span: Span | None) -> Iterator[None]:
@@ -575,13 +710,21 @@ class PerformanceProfiler:
             context.detach(token)
 
     def _end_span(
-        self, span: Span | None, result: ProfileResult | MemoryProfileResult, error: BaseException | None
+        self,
+        span: Span | None,
+        result: ProfileResult | MemoryProfileResult,
+        error: BaseException | None,
+        interval_ns: tuple[int, int] | None,
     ) -> None:
         if span is None:
             return
         try:
             span.set_attribute(ATTR_DURATION, result.duration)
             span.set_attribute(ATTR_PROFILED, result.profiled)
+            if result.artifact is not None:
+                span.set_attribute(semconv.ATTR_PROFILER_ARTIFACT, result.artifact)
+            if isinstance(result, ProfileResult) and result.hot_path and interval_ns is not None:
+                self._frame_spans(span, result.hot_path, *interval_ns)
             if isinstance(result, ProfileResult):
                 span.set_attribute(ATTR_CPU_TIME, result.cpu_time)
                 span.set_attribute(ATTR_SAMPLE_COUNT, result.sample_count)
@@ -622,6 +765,54 @@ class PerformanceProfiler:
         except Exception:
             self._warn_telemetry()
 
+    def _frame_spans(self, parent: Span, path: tuple[CallNode, ...], start_ns: int, end_ns: int) -> None:
+        """The hot path as nested child spans of ``parent`` within ``[start_ns, end_ns]``.
+
+        Frame times are real seconds, compressed if the root does not fit the interval; the root
+        ends where the call ended, each callee starts after the time of the siblings before it in
+        pyinstrument's order (first seen first), and no child outlasts its parent.
+        """
+        from opentelemetry import trace
+
+        tracer = self._get_tracer()
+        root = path[0]
+        available = max(end_ns - start_ns, 0)
+        scale = 1e9 if root.total_time * 1e9 <= available else available / max(root.total_time, 1e-12)
+        frame_start = end_ns - int(root.total_time * scale)
+        frame_end = end_ns
+        opened: list[tuple[Span, int]] = []
+        context = trace.set_span_in_context(parent)
+        previous: CallNode | None = None
+        try:
+            for depth, node in enumerate(path):
+                if previous is not None:
+                    before = 0.0
+                    for sibling in previous.children:
+                        if sibling is node:
+                            break
+                        before += sibling.total_time
+                    frame_start = min(frame_start + int(before * scale), frame_end)
+                    frame_end = min(frame_start + int(node.total_time * scale), frame_end)
+                span = tracer.start_span(
+                    semconv.SPAN_PROFILE_FRAME,
+                    context=context,
+                    start_time=frame_start,
+                    attributes={
+                        ATTR_CODE_FUNCTION_NAME: node.function,
+                        ATTR_CODE_FILE_PATH: node.file,
+                        ATTR_CODE_LINE_NUMBER: node.line,
+                        ATTR_SELF_TIME: node.self_time,
+                        ATTR_TOTAL_TIME: node.total_time,
+                        ATTR_FRAME_DEPTH: depth,
+                    },
+                )
+                opened.append((span, frame_end))
+                context = trace.set_span_in_context(span, context)
+                previous = node
+        finally:
+            for span, end in reversed(opened):  # innermost first, as a real call stack ends
+                span.end(end_time=end)
+
     def _warn_telemetry(self) -> None:
         first = "telemetry" not in self._warned
         self._warned.add("telemetry")
@@ -632,7 +823,75 @@ class PerformanceProfiler:
         )
 
 
+# --- the decorator --------------------------------------------------------------------------------
+_DEFAULT: PerformanceProfiler | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_profiler() -> PerformanceProfiler:
+    """The process-wide profiler ``@profiled`` uses when given none (created on first use)."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = PerformanceProfiler()
+        return _DEFAULT
+
+
+@overload
+def profiled(
+    fn: Callable[P, R],
+    /,
+    *,
+    sample_rate: float = 0.01,
+    max_overhead: float | None = None,
+    profiler: PerformanceProfiler | None = None,
+) -> Callable[P, R]: ...
+
+
+@overload
+def profiled(
+    fn: None = None,
+    /,
+    *,
+    sample_rate: float = 0.01,
+    max_overhead: float | None = None,
+    profiler: PerformanceProfiler | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def profiled(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    sample_rate: float = 0.01,
+    max_overhead: float | None = None,
+    profiler: PerformanceProfiler | None = None,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorator: CPU-profile a ``sample_rate`` fraction of the calls of a sync or async function.
+
+    ``max_overhead`` (a fraction of wall time, e.g. 0.01) also stops new profiles while the profiled
+    calls of the last minute took more than that share of it. ``profiler`` defaults to
+    ``default_profiler()``. The other calls pay one random draw; the signature is preserved.
+    Usable as ``@profiled`` or ``@profiled(sample_rate=…)``.
+    """
+    owner = profiler if profiler is not None else default_profiler()
+    decorate = owner.sampled(rate=sample_rate, max_overhead=max_overhead)
+    return decorate(fn) if fn is not None else decorate
+
+
 # --- helpers --------------------------------------------------------------------------------------
+def hot_path(tree: CallNode, share: float = 0.1, max_depth: int = 12) -> tuple[CallNode, ...]:
+    """Where the time went: from ``tree``'s root, the heaviest child at each level, while a frame
+    holds at least ``share`` of the root's total time; at most ``max_depth`` frames."""
+    total = tree.total_time
+    path: list[CallNode] = []
+    node: CallNode | None = tree
+    while node is not None and len(path) < max_depth and total > 0 and node.total_time >= share * total:
+        path.append(node)
+        node = max(node.children, key=lambda c: c.total_time, default=None)
+    return tuple(path)
+
+
 def _check_rate(setting: str, rate: float) -> None:
     if not 0.0 <= rate <= 1.0:
         raise ConfigError(setting, f"must be a fraction of calls in [0, 1], got {rate!r}")
@@ -745,5 +1004,5 @@ def _profiles(profiler: PerformanceProfiler) -> list[Point]:
 
 
 _SHARED: SharedInstruments[PerformanceProfiler] = SharedInstruments(
-    "profiler", [(semconv.PROFILES, _profiles)]
+    "profiler", [(semconv.PROFILES, _profiles)], recorded=[semconv.PROFILE_DURATION]
 )

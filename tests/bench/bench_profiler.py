@@ -1,6 +1,6 @@
 """What profiling costs on a call-heavy function: bare, pyinstrument, memray, sampled. Prints a table.
 
-    .venv/bin/python tests/bench/bench_profiler.py [--repeat 5] [--calls 400] [--depth 20]
+    .venv/bin/python tests/bench/bench_profiler.py [--repeat 5] [--calls 1000] [--depth 20]
 
 The workload is a recursive ``fib(depth)`` (~22,000 Python calls at depth 20, a few ms): the worst
 case for pyinstrument, which hooks every call and return. Rows:
@@ -11,9 +11,14 @@ case for pyinstrument, which hooks every call and return. Rows:
 - profile_memory: every call under memray (capture file written and read back).
 - sampled(0.01): ``@profiler.sampled(rate=0.01)``, 1 call in 100 profiled (seeded).
 - sampled(0.01) + max_overhead=0.01: the same under a 1%-of-wall-time budget.
+- @profiled(sample_rate=0.01): the module-level decorator (its profiler seeded, the same draws).
 
 Each figure is ms per call, the median of ``--repeat`` interleaved rounds of ``--calls`` calls
-(fewer for the rows that profile every call). Target (issue 5): sampled(0.01) under 5% slower than bare.
+(fewer for the rows that profile every call).
+
+Target (issue 5): @profiled(sample_rate=0.01) under 5% slower than bare. Expect about
+``1 + 0.01 * (profile_function / bare - 1)``: pyinstrument's per-call hook makes recursive ``fib``
+~4-6x slower while profiled, so this worst case sits right at the target.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from amqadf_agent.profiling.profiler import PerformanceProfiler
+from amqadf_agent.profiling.profiler import PerformanceProfiler, profiled
 
 TARGET_RATIO = 1.05
 
@@ -47,7 +52,7 @@ def measure(fn: Callable[[], object], calls: int, repeat: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--calls", type=int, default=400)
+    parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--depth", type=int, default=20)
     args = parser.parse_args(argv)
     depth, calls, repeat = args.depth, args.calls, args.repeat
@@ -62,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     profiler = PerformanceProfiler(random=random.Random(1234))
     sampled = profiler.sampled(rate=0.01)(fib)
     budgeted = PerformanceProfiler(random=random.Random(1234), max_overhead=0.01).sampled(rate=0.01)(fib)
+    decorated = profiled(sample_rate=0.01, profiler=PerformanceProfiler(random=random.Random(1234)))(fib)
 
     variants: list[tuple[str, Callable[[], object], int]] = [
         ("bare", lambda: fib(depth), calls),
@@ -70,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         ("profile_memory", lambda: profiler.profile_memory(fib, depth), few),
         ("sampled(0.01)", lambda: sampled(depth), calls),
         ("sampled(0.01) + max_overhead=0.01", lambda: budgeted(depth), calls),
+        ("@profiled(sample_rate=0.01)", lambda: decorated(depth), calls),
     ]
+    targets = {"@profiled(sample_rate=0.01)": TARGET_RATIO, "sampled(0.01)": TARGET_RATIO}
     for _, fn, _ in variants:  # warm up: imports, caches, CPU frequency
         measure(fn, 3, 1)
     # Rounds interleave the variants, so a drifting machine moves every row alike.
@@ -84,12 +92,22 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"fib({depth}) per call, median of {repeat} rounds ({calls} calls; {few} for profile-every-call rows)"
     )
-    print(f"{'variant':<36} {'ms/call':>10} {'x bare':>8}")
+    print(f"{'variant':<36} {'ms/call':>10} {'x bare':>8}  {'target':<10} verdict")
     for name, ms in rows:
-        print(f"{name:<36} {ms:10.3f} {ms / bare:8.2f}")
-    ratio = dict(rows)["sampled(0.01)"] / bare
+        target = targets.get(name)
+        if target is None:
+            print(f"{name:<36} {ms:10.3f} {ms / bare:8.3f}")
+        else:
+            verdict = "meets" if ms / bare < target else "MISSES"
+            bound = f"< {target:.2f}x"
+            print(f"{name:<36} {ms:10.3f} {ms / bare:8.3f}  {bound:<10} {verdict}")
+    expected = 1 + 0.01 * (dict(rows)["profile_function"] / bare - 1)
+    ratio = dict(rows)["@profiled(sample_rate=0.01)"] / bare
     verdict = "meets" if ratio < TARGET_RATIO else "MISSES"
-    print(f"sampled(0.01) is {ratio:.3f}x bare: {verdict} the < {TARGET_RATIO:.2f}x target")
+    print(
+        f"@profiled(sample_rate=0.01) is {ratio:.3f}x bare (expected ~{expected:.3f}x from the "
+        f"profile_function row): {verdict} the < {TARGET_RATIO:.2f}x target"
+    )
     return 0
 
 
