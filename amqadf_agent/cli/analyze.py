@@ -15,6 +15,11 @@ metrics (``analyzer.windows``), the cache rules and the thread rules. ``--since`
 ISO 8601 (``2025-01-02T03:04:05Z``; no zone means UTC) or a duration before now (``90s``, ``15m``,
 ``2h``, ``1d``); ``--service`` keeps one ``service.name``. The scaling timeline uses ``--window``
 seconds per window (default 60).
+
+``--prometheus URL`` adds the metric series the rules need from a Prometheus-compatible HTTP API
+(Prometheus, Thanos, Mimir, VictoriaMetrics; ``analyzer.prometheus_source``), alone or beside PATHs,
+in the same pass; with it ``--since``/``--until`` default to the last hour, and ``--step`` (default 15
+seconds) sets the resolution of the range queries.
 """
 
 from __future__ import annotations
@@ -55,8 +60,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "paths",
         metavar="PATH",
-        nargs="+",
-        help="a telemetry file, or a directory searched recursively for *.json, *.jsonl (and .gz)",
+        nargs="*",
+        help="a telemetry file, or a directory searched recursively for *.json, *.jsonl (and .gz); "
+        "optional with --prometheus",
+    )
+    parser.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="also read the metric series the rules need from this Prometheus-compatible HTTP API "
+        "(Prometheus, Thanos, Mimir, VictoriaMetrics); --since/--until then default to the last hour",
+    )
+    parser.add_argument(
+        "--step",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="resolution of the --prometheus range queries in seconds (default: 15)",
     )
     parser.add_argument(
         "--format",
@@ -107,7 +126,10 @@ def _error(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``amqadf-analyze``; returns the exit status (``--help`` and usage errors exit via argparse)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.paths and args.prometheus is None:
+        parser.error("give at least one PATH, or --prometheus URL")
 
     # Imported here, not at the top, so that --help stays fast.
     from amqadf_agent.analyzer.otlp_reader import ReadStats, read
@@ -125,12 +147,36 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.window < 1e7:
         _error("--window must be a positive number of seconds")
         return EXIT_BAD_INPUT
+    if not 0 < args.step < 1e7:
+        _error("--step must be a positive number of seconds")
+        return EXIT_BAD_INPUT
     try:
         since_ns = parse_time(args.since) if args.since else None
         until_ns = parse_time(args.until) if args.until else None
     except ValueError as error:
         _error(str(error))
         return EXIT_BAD_INPUT
+    prometheus: Iterable[Record] = ()
+    if args.prometheus is not None:
+        import time
+
+        from amqadf_agent.analyzer.prometheus_source import read_prometheus
+
+        if until_ns is None:
+            until_ns = time.time_ns()
+        if since_ns is None:
+            since_ns = until_ns - 3600 * 1_000_000_000
+        try:
+            prometheus = read_prometheus(
+                args.prometheus,
+                start=since_ns / 1e9,
+                end=until_ns / 1e9,
+                step=args.step,
+                service=args.service,
+            )
+        except AmqadfError as error:
+            _error(str(error))
+            return error.exit_code
     stats = ReadStats()
     database = DatabaseRules(DatabaseRuleConfig(slow_query_s=args.slow_query_ms / 1000))
     scope = {"service": args.service, "since_ns": since_ns, "until_ns": until_ns}
@@ -140,7 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     tap = _Tap(database, (windows.add, caches.add, threads.add), args.service, since_ns, until_ns)
     try:
         # One pass: the rules see every record on its way to the summary.
-        summary = summarize(tap.run(read(args.paths, strict=args.strict, stats=stats)), stats)
+        records: Iterable[Record] = read(args.paths, strict=args.strict, stats=stats) if args.paths else ()
+        if args.prometheus is not None:
+            import itertools
+
+            records = itertools.chain(records, prometheus)
+        summary = summarize(tap.run(records), stats)
         recommendations = database.recommendations()
         scaling = analyze_scaling(
             windows.windows(),
@@ -178,10 +229,14 @@ def main(argv: list[str] | None = None) -> int:
             more = stats.problem_count - 1
             _error(stats.problems[0] + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""))
         else:
-            _error(
-                f"no telemetry records in {', '.join(args.paths)} "
-                f"({stats.files_read} file(s), {stats.lines_read} line(s) read)"
-            )
+            where = []
+            if args.paths:
+                where.append(
+                    f"{', '.join(args.paths)} ({stats.files_read} file(s), {stats.lines_read} line(s) read)"
+                )
+            if args.prometheus is not None:
+                where.append(f"the metric series the rules need from {args.prometheus}")
+            _error(f"no telemetry records in {' nor in '.join(where)}")
         return EXIT_BAD_INPUT
 
     try:
