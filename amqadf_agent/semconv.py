@@ -202,6 +202,13 @@ HTTP_SERVER_REQUEST_DURATION = Instrument(
     "demo service; HTTP instrumentations", "analyzer (request rate, errors, latency)",
     standard=True, buckets=SECONDS_BUCKETS,
 )  # fmt: skip
+DB_CLIENT_OPERATION_DURATION = Instrument(
+    "db.client.operation.duration", "histogram", "s",
+    "Duration of database client operations.",
+    (ATTR_DB_SYSTEM_NAME, ATTR_DB_OPERATION_NAME),
+    "demo service (its queries); database instrumentations that record it", "dashboards (performance)",
+    standard=True, buckets=SECONDS_BUCKETS,
+)  # fmt: skip
 CACHE_REQUESTS = Instrument(
     "amqadf.cache.requests", "observable_counter", "{request}",
     "Cache look-ups by result (hit or miss).",
@@ -531,6 +538,7 @@ SDK_SPAN_QUEUE_SIZE = Instrument(
 
 INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     HTTP_SERVER_REQUEST_DURATION,
+    DB_CLIENT_OPERATION_DURATION,
     CACHE_REQUESTS,
     CACHE_EVICTIONS,
     CACHE_EXPIRATIONS,

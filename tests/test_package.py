@@ -116,6 +116,10 @@ def test_contract_names_are_unique_and_well_formed() -> None:
 # Standard names are written out in semconv (their library modules import the metrics API);
 # here each one is checked against the library's own constant.
 STANDARD_CONSTANTS = {
+    "db.client.operation.duration": (
+        "opentelemetry.semconv.metrics.db_metrics",
+        "DB_CLIENT_OPERATION_DURATION",
+    ),
     "http.server.request.duration": (
         "opentelemetry.semconv.metrics.http_metrics",
         "HTTP_SERVER_REQUEST_DURATION",
