@@ -441,3 +441,32 @@ def test_markdown_and_html_reports_of_the_same_input(telemetry: Path, tmp_path: 
     page = html_path.read_text()
     assert page.lstrip().lower().startswith("<!doctype html>") and "checkout" in page
     assert "http://" not in page and "https://" not in page
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_progress_line_on_a_terminal_for_large_inputs_only(
+    telemetry: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from amqadf_agent.cli import analyze
+
+    # Small input on a terminal: no progress line.
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main([str(telemetry)]) == 0
+    assert "record(s)" not in terminal.getvalue()
+    # The same input counted as large: one final progress line, on stderr only.
+    monkeypatch.setattr(analyze, "PROGRESS_MIN_BYTES", 1)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main([str(telemetry)]) == 0
+    assert terminal.getvalue().rstrip("\n").split("\r")[-1].startswith("read 3 file(s)")
+    assert "record(s)" not in capsys.readouterr().out
+    # Not a terminal: never.
+    plain = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", plain)
+    assert main([str(telemetry)]) == 0
+    assert "record(s)" not in plain.getvalue()

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from typing import Any, TextIO
 
     from amqadf_agent.analyzer.model import Record
+    from amqadf_agent.analyzer.otlp_reader import ReadStats
     from amqadf_agent.analyzer.recommendation import Recommendation
     from amqadf_agent.analyzer.rules.database import DatabaseRules
     from amqadf_agent.analyzer.summary import Summary
@@ -191,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             import itertools
 
             records = itertools.chain(records, prometheus)
+        if _wants_progress(args.paths):
+            records = _progress(records, stats, sys.stderr)
         summary = summarize(tap.run(records), stats)
         recommendations = database.recommendations()
         scaling = analyze_scaling(
@@ -360,6 +363,46 @@ class _Tap:
             elif timed and type(record) is LogRecord and not self._inside(record.timestamp_ns):
                 continue
             yield record
+
+
+#: Inputs smaller than this are read too fast for a progress line to help.
+PROGRESS_MIN_BYTES = 32 * 1024 * 1024
+
+
+def _wants_progress(paths: list[str]) -> bool:
+    """A progress line on stderr: only on a terminal, and only for large inputs."""
+    import os
+
+    if not paths or not sys.stderr.isatty():
+        return False
+    total = 0
+    for path in paths:
+        if os.path.isdir(path):
+            for root, _dirs, files in os.walk(path):
+                total += sum(os.path.getsize(os.path.join(root, name)) for name in files)
+        elif os.path.isfile(path):
+            total += os.path.getsize(path)
+        if total >= PROGRESS_MIN_BYTES:
+            return True
+    return False
+
+
+def _progress(records: Iterable[Record], stats: ReadStats, err: TextIO) -> Iterator[Record]:
+    """Pass records through, redrawing one line on ``err`` at most 4 times a second."""
+    import time
+
+    last = 0.0
+    count = 0
+    for count, record in enumerate(records, 1):
+        if not count & 1023 and (now := time.monotonic()) - last > 0.25:
+            last = now
+            err.write(
+                f"\rreading: {stats.files_read} file(s), {stats.lines_read:,} line(s), {count:,} record(s)"
+            )
+            err.flush()
+        yield record
+    err.write(f"\rread {stats.files_read} file(s), {stats.lines_read:,} line(s), {count:,} record(s)\n")
+    err.flush()
 
 
 def _write(
