@@ -437,3 +437,88 @@ def test_the_task_context_is_detached_when_the_task_ends(pools: list[Instrumente
     release.set()
     assert done.wait(WAIT)
     assert seen == [None]
+
+
+# --- InstrumentedThreadPoolExecutor: the drop-in with ThreadPoolExecutor's signature ---------------
+def test_executor_is_a_drop_in_with_the_standard_signature(pools: list[InstrumentedThreadPool]) -> None:
+    from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPoolExecutor
+
+    seen: list[str] = []
+    pool = InstrumentedThreadPoolExecutor(3, "fetch", seen.append, ("init",))
+    pools.append(pool)
+    assert isinstance(pool, InstrumentedThreadPool) and isinstance(pool, ThreadPoolExecutor)
+    assert pool.name == "fetch" and pool.max_workers == 3
+    assert list(pool.map(lambda x: x * 2, range(4))) == [0, 2, 4, 6]
+    assert seen and set(seen) == {"init"}
+    assert pool.submit(threading.current_thread).result(WAIT).name.startswith("fetch")
+
+    named = InstrumentedThreadPoolExecutor(max_workers=1, name="jobs")
+    pools.append(named)
+    assert named.name == "jobs"
+    assert named.submit(threading.current_thread).result(WAIT).name.startswith("jobs")
+
+    default = InstrumentedThreadPoolExecutor()
+    pools.append(default)
+    assert default.max_workers == ThreadPoolExecutor()._max_workers
+    assert default.name.startswith("ThreadPoolExecutor-")
+    assert repr(default).startswith("InstrumentedThreadPoolExecutor(")
+    with pytest.raises(ConfigError, match="max_workers"):
+        InstrumentedThreadPoolExecutor(0)
+
+
+def test_executor_queue_and_wait_figures_under_a_saturated_pool(
+    metrics_provider: tuple[InMemoryMetricReader, MeterProvider], pools: list[InstrumentedThreadPool]
+) -> None:
+    """Eight tasks into two workers, all blocked on one Event: two busy, six queued, and the
+    queue-wait histogram shows that the queued ones waited at least as long as the block."""
+    from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPoolExecutor
+
+    reader, provider = metrics_provider
+    pool = InstrumentedThreadPoolExecutor(2, name="saturated")
+    pools.append(pool)
+    pool.instrument(provider)
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def task() -> str:
+        started.release()
+        assert release.wait(WAIT)
+        return "done"
+
+    futures = [pool.submit(task) for _ in range(8)]
+    assert started.acquire(timeout=WAIT) and started.acquire(timeout=WAIT)
+    assert pool.stats() == PoolStats(
+        name="saturated", max_workers=2, busy=2, idle=0, queued=6, completed=0, failed=0
+    )
+    metrics = collect(reader)
+    assert {k: p.value for k, p in by_attrs(metrics[semconv.POOL_QUEUE_SIZE.name]).items()} == {
+        attrs("saturated"): 6
+    }
+    assert {k: p.value for k, p in by_attrs(metrics[semconv.POOL_WORKERS.name]).items()} == {
+        state("saturated", semconv.POOL_STATE_BUSY): 2,
+        state("saturated", semconv.POOL_STATE_IDLE): 0,
+    }
+    blocked = 0.2
+    time.sleep(blocked)
+    release.set()
+    assert [f.result(WAIT) for f in futures] == ["done"] * 8
+    assert pool.stats().queued == 0 and pool.stats().completed == 8
+
+    metrics = collect(reader)
+    wait = by_attrs(metrics[semconv.POOL_QUEUE_WAIT.name])[attrs("saturated")]
+    assert wait.count == 8
+    assert list(wait.explicit_bounds) == list(semconv.SECONDS_BUCKETS)
+    # The six queued tasks each waited the whole block; the first two hardly at all.
+    assert wait.sum >= 6 * blocked
+    assert wait.max >= blocked and wait.min < blocked
+    over = sum(c for b, c in zip([0.0, *wait.explicit_bounds], wait.bucket_counts, strict=True) if b >= 0.1)
+    assert over >= 6
+    run = by_attrs(metrics[semconv.POOL_TASK_DURATION.name])[outcome("saturated", semconv.OUTCOME_SUCCESS)]
+    assert run.count == 8 and run.max >= blocked
+
+
+def test_instrumented_thread_pool_keeps_its_signature(pools: list[InstrumentedThreadPool]) -> None:
+    pool = InstrumentedThreadPool("old", 1)
+    pools.append(pool)
+    assert pool.name == "old" and pool.submit(lambda: 1).result(WAIT) == 1
+    assert repr(pool) == "InstrumentedThreadPool(name='old', max_workers=1)"
