@@ -28,10 +28,17 @@ if TYPE_CHECKING:
         SecretNotFoundError,
         TelemetryInputError,
     )
-    from amqadf_agent.monitoring.cache import InstrumentedCache
+    from amqadf_agent.monitoring.cache import (
+        InstrumentedCache,
+        instrument_lru_cache,
+        record_cache,
+        track_cachetools,
+    )
+    from amqadf_agent.monitoring.redis_info import RedisCacheMonitor
+    from amqadf_agent.monitoring.requests import record_request, track_request
     from amqadf_agent.monitoring.resources import ProcessMetrics, ResourceMetrics, ResourceMonitor
-    from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPool
-    from amqadf_agent.profiling.profiler import PerformanceProfiler
+    from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPool, InstrumentedThreadPoolExecutor
+    from amqadf_agent.profiling.profiler import PerformanceProfiler, profiled
     from amqadf_agent.resilience.circuit_breaker import CircuitBreaker
     from amqadf_agent.resilience.fallback import GracefulDegradation
     from amqadf_agent.resilience.rate_limit import RateLimiter
@@ -65,6 +72,14 @@ _LAZY = {
     "GracefulDegradation": "amqadf_agent.resilience.fallback",
     "InstrumentedCache": "amqadf_agent.monitoring.cache",
     "InstrumentedThreadPool": "amqadf_agent.monitoring.worker_pool",
+    "InstrumentedThreadPoolExecutor": "amqadf_agent.monitoring.worker_pool",
+    "RedisCacheMonitor": "amqadf_agent.monitoring.redis_info",
+    "instrument_lru_cache": "amqadf_agent.monitoring.cache",
+    "profiled": "amqadf_agent.profiling.profiler",
+    "record_cache": "amqadf_agent.monitoring.cache",
+    "record_request": "amqadf_agent.monitoring.requests",
+    "track_cachetools": "amqadf_agent.monitoring.cache",
+    "track_request": "amqadf_agent.monitoring.requests",
     "LoadBalancer": "amqadf_agent.scaling.load_balancer",
     "MemoryStore": "amqadf_agent.resilience.stores",
     "MissingExtraError": "amqadf_agent.errors",
@@ -108,6 +123,7 @@ __all__ = [
     "GracefulDegradation",
     "InstrumentedCache",
     "InstrumentedThreadPool",
+    "InstrumentedThreadPoolExecutor",
     "LoadBalancer",
     "MemoryStore",
     "MissingExtraError",
@@ -118,6 +134,7 @@ __all__ = [
     "ProductionConfig",
     "RateLimitedError",
     "RateLimiter",
+    "RedisCacheMonitor",
     "RedisStore",
     "ResourceMetrics",
     "ResourceMonitor",
@@ -132,10 +149,16 @@ __all__ = [
     "TelemetryInputError",
     "__version__",
     "get_agent",
+    "instrument_lru_cache",
+    "profiled",
+    "record_cache",
+    "record_request",
     "retry_with_policy",
     "shutdown",
     "start",
     "timeout",
+    "track_cachetools",
+    "track_request",
 ]
 
 

@@ -199,9 +199,13 @@ HTTP_SERVER_REQUEST_DURATION = Instrument(
     "http.server.request.duration", "histogram", "s",
     "Duration of HTTP server requests.",
     (ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_ROUTE, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_ERROR_TYPE),
-    "demo service; HTTP instrumentations", "analyzer (request rate, errors, latency)",
+    "monitoring.requests (record_request, track_request); HTTP instrumentations",
+    "analyzer (request rate, errors, latency)",
     standard=True, buckets=SECONDS_BUCKETS,
 )  # fmt: skip
+_CACHE_EMITTERS: Final = (
+    "monitoring.cache (InstrumentedCache, instrument_lru_cache, track_cachetools, record_cache)"
+)
 DB_CLIENT_OPERATION_DURATION = Instrument(
     "db.client.operation.duration", "histogram", "s",
     "Duration of database client operations.",
@@ -213,19 +217,19 @@ CACHE_REQUESTS = Instrument(
     "amqadf.cache.requests", "observable_counter", "{request}",
     "Cache look-ups by result (hit or miss).",
     (ATTR_CACHE_NAME, ATTR_CACHE_RESULT),
-    "monitoring.cache (InstrumentedCache)", "analyzer (cache rules)",
+    _CACHE_EMITTERS, "analyzer (cache rules)",
 )  # fmt: skip
 CACHE_EVICTIONS = Instrument(
     "amqadf.cache.evictions", "observable_counter", "{entry}",
-    "Entries evicted to make room (not expirations).",
+    "Entries evicted to make room (not expirations); estimated for functools.lru_cache.",
     (ATTR_CACHE_NAME,),
-    "monitoring.cache (InstrumentedCache)", "analyzer (cache rules)",
+    _CACHE_EMITTERS, "analyzer (cache rules)",
 )  # fmt: skip
 CACHE_EXPIRATIONS = Instrument(
     "amqadf.cache.expirations", "observable_counter", "{entry}",
     "Entries dropped because their TTL ran out (a TTL miss, not a capacity miss).",
     (ATTR_CACHE_NAME,),
-    "monitoring.cache (InstrumentedCache)", "analyzer (cache rules)",
+    _CACHE_EMITTERS, "analyzer (cache rules)",
 )  # fmt: skip
 CACHE_MEMORY_USAGE = Instrument(
     "amqadf.cache.memory.usage", "observable_updowncounter", "By",
@@ -243,50 +247,50 @@ CACHE_SIZE = Instrument(
     "amqadf.cache.size", "observable_updowncounter", "{entry}",
     "Entries currently held.",
     (ATTR_CACHE_NAME,),
-    "monitoring.cache (InstrumentedCache)", "analyzer (cache rules)",
+    _CACHE_EMITTERS, "analyzer (cache rules)",
 )  # fmt: skip
 CACHE_MAX_SIZE = Instrument(
     "amqadf.cache.max_size", "observable_updowncounter", "{entry}",
     "Capacity of the cache in entries.",
     (ATTR_CACHE_NAME,),
-    "monitoring.cache (InstrumentedCache)", "analyzer (cache rules)",
+    _CACHE_EMITTERS, "analyzer (cache rules)",
 )  # fmt: skip
 POOL_WORKERS = Instrument(
     "amqadf.worker_pool.workers", "observable_updowncounter", "{thread}",
     "Worker threads by state (busy or idle).",
     (ATTR_POOL_NAME, ATTR_POOL_STATE),
-    "monitoring.worker_pool (InstrumentedThreadPool)", "analyzer (thread rules)",
+    "monitoring.worker_pool (InstrumentedThreadPoolExecutor)", "analyzer (thread rules)",
 )  # fmt: skip
 POOL_MAX_WORKERS = Instrument(
     "amqadf.worker_pool.max_workers", "observable_updowncounter", "{thread}",
     "Configured maximum number of worker threads.",
     (ATTR_POOL_NAME,),
-    "monitoring.worker_pool (InstrumentedThreadPool)", "analyzer (thread rules)",
+    "monitoring.worker_pool (InstrumentedThreadPoolExecutor)", "analyzer (thread rules)",
 )  # fmt: skip
 POOL_QUEUE_SIZE = Instrument(
     "amqadf.worker_pool.queue.size", "observable_updowncounter", "{task}",
     "Tasks submitted and waiting for a worker.",
     (ATTR_POOL_NAME,),
-    "monitoring.worker_pool (InstrumentedThreadPool)", "analyzer (thread rules)",
+    "monitoring.worker_pool (InstrumentedThreadPoolExecutor)", "analyzer (thread rules)",
 )  # fmt: skip
 POOL_TASKS = Instrument(
     "amqadf.worker_pool.tasks", "observable_counter", "{task}",
     "Tasks completed, by outcome.",
     (ATTR_POOL_NAME, ATTR_TASK_OUTCOME),
-    "monitoring.worker_pool (InstrumentedThreadPool)", "analyzer (thread rules)",
+    "monitoring.worker_pool (InstrumentedThreadPoolExecutor)", "analyzer (thread rules)",
 )  # fmt: skip
 POOL_QUEUE_WAIT = Instrument(
     "amqadf.worker_pool.queue.wait", "histogram", "s",
     "Time a task waited between submission and the start of its execution.",
     (ATTR_POOL_NAME,),
-    "monitoring.worker_pool (InstrumentedThreadPool)", "analyzer (thread rules)",
+    "monitoring.worker_pool (InstrumentedThreadPoolExecutor)", "analyzer (thread rules)",
     buckets=SECONDS_BUCKETS,
 )  # fmt: skip
 POOL_TASK_DURATION = Instrument(
     "amqadf.worker_pool.task.duration", "histogram", "s",
     "Time a task ran on a worker thread.",
     (ATTR_POOL_NAME, ATTR_TASK_OUTCOME),
-    "monitoring.worker_pool (InstrumentedThreadPool)", "analyzer (thread rules)",
+    "monitoring.worker_pool (InstrumentedThreadPoolExecutor)", "analyzer (thread rules)",
     buckets=SECONDS_BUCKETS,
 )  # fmt: skip
 SYSTEM_CPU_UTILIZATION = Instrument(
