@@ -47,6 +47,12 @@ def add_parser(commands: Any) -> None:
         help="metric export interval (default 2)",
     )
     parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share the breaker and the rate limiter through this Redis, cache availability answers in it "
+        "and report its INFO as cache metrics (needs the `redis` extra)",
+    )
+    parser.add_argument(
         "--config",
         metavar="FILE",
         help="a ProductionConfig file (YAML/JSON/TOML) for the agent's settings; the demo's own options win. "
@@ -83,6 +89,11 @@ def execute(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     import amqadf_agent
     from amqadf_agent.demo.service import ShopService, create_database
 
+    if args.redis:
+        try:
+            import redis  # noqa: F401
+        except ImportError as exc:
+            raise MissingExtraError("the demo's --redis", "redis", "redis") from exc
     config, inventory_key = _load_config(args.config) if args.config else (None, None)
     out_dir = Path(args.out)
     if out_dir.is_dir() and any(out_dir.glob("*.jsonl")):
@@ -114,7 +125,9 @@ def execute(args: argparse.Namespace, stream: TextIO | None = None) -> int:
             return 1
         instrumentor = SQLite3Instrumentor()
         instrumentor.instrument()
-        service = ShopService(db_path, workers=args.workers, inventory_key=inventory_key)
+        service = ShopService(
+            db_path, workers=args.workers, inventory_key=inventory_key, redis_url=args.redis
+        )
         if inventory_key is not None:
             print(f"inventory key: {inventory_key} (from the providers of {args.config})", file=out)
         tty = out.isatty()

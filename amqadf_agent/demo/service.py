@@ -17,6 +17,7 @@ depth) and decides how many instances it would run; its decisions are emitted as
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -37,14 +38,17 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from amqadf_agent import semconv
 from amqadf_agent.config.secrets import Secret
 from amqadf_agent.errors import CircuitOpenError, RateLimitedError
-from amqadf_agent.monitoring.cache import InstrumentedCache
-from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPool
+from amqadf_agent.monitoring.cache import InstrumentedCache, instrument_lru_cache
+from amqadf_agent.monitoring.redis_info import RedisCacheMonitor
+from amqadf_agent.monitoring.requests import record_request
+from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPoolExecutor
 from amqadf_agent.profiling.profiler import PerformanceProfiler
 from amqadf_agent.resilience import timeout as timeout_mod
 from amqadf_agent.resilience.circuit_breaker import CircuitBreaker
 from amqadf_agent.resilience.fallback import GracefulDegradation
 from amqadf_agent.resilience.rate_limit import RateLimiter
 from amqadf_agent.resilience.retry import RetryBudget, RetryPolicy
+from amqadf_agent.resilience.stores import RedisStore
 from amqadf_agent.scaling.autoscaler import AutoScaler, ScalingMetrics
 from amqadf_agent.scaling.autoscaler_telemetry import AutoScalerTelemetry
 from amqadf_agent.scaling.load_balancer import LoadBalancer
@@ -144,7 +148,13 @@ class ShopService:
     """The service: request handlers, their database, cache and downstream client."""
 
     def __init__(
-        self, db_path: Path, *, workers: int = 4, seed: int = 11, inventory_key: Secret | None = None
+        self,
+        db_path: Path,
+        *,
+        workers: int = 4,
+        seed: int = 11,
+        inventory_key: Secret | None = None,
+        redis_url: str | None = None,
     ) -> None:
         self.db_path = db_path
         #: Sent to the inventory service as a bearer token when given; unwrapped only for the call.
@@ -153,13 +163,6 @@ class ShopService:
         self.rnd_lock = threading.Lock()
         self.tracer = trace.get_tracer("amqadf_agent.demo")
         meter = _meter()
-        inst = semconv.HTTP_SERVER_REQUEST_DURATION
-        self.duration: Histogram = meter.create_histogram(
-            inst.name,
-            unit=inst.unit,
-            description=inst.description,
-            explicit_bucket_boundaries_advisory=list(inst.buckets or ()),
-        )
         db = semconv.DB_CLIENT_OPERATION_DURATION
         self.db_duration: Histogram = meter.create_histogram(
             db.name,
@@ -171,7 +174,8 @@ class ShopService:
             "orders", max_size=400, ttl=30.0
         )
         self.cache.instrument()
-        self.pool = InstrumentedThreadPool("request-workers", max_workers=workers)
+        self.pool = InstrumentedThreadPoolExecutor(max_workers=workers, name="request-workers")
+        instrument_lru_cache(_sku_label, "sku-labels")  # reports the module's lru_cache (no wrapper)
         self.pool.instrument()
         self.progress = Progress()
         self._local = threading.local()
@@ -203,6 +207,16 @@ class ShopService:
             name="inventory",
         )
         self.inventory_retry.instrument()
+        # With --redis: the breaker and the rate limiter are shared by every demo process, and
+        # availability answers are cached in Redis for two seconds (its INFO becomes cache metrics).
+        self.redis: Any = None
+        store: RedisStore | None = None
+        if redis_url:
+            import redis
+
+            self.redis = redis.Redis.from_url(redis_url, socket_timeout=0.2, socket_connect_timeout=0.2)
+            store = RedisStore(redis_url)
+            self.redis_monitor = RedisCacheMonitor(redis_url, name="redis")
         self.inventory_breaker = CircuitBreaker(
             failure_threshold=None,
             failure_rate_threshold=30.0,
@@ -212,12 +226,13 @@ class ShopService:
             timeout=3.0,
             half_open_max_calls=2,
             name="inventory",
+            store=store,
         )
         self.inventory_breaker.instrument()
         GracefulDegradation.instrument()
         timeout_mod.instrument()
         # The expensive customer-orders page is rate limited; excess requests get 429.
-        self.orders_limiter = RateLimiter(rate=3.0, burst=5, name="customer-orders")
+        self.orders_limiter = RateLimiter(rate=3.0, burst=5, name="customer-orders", store=store)
         self.orders_limiter.instrument()
         # The slow report is profiled now and then (pyinstrument, as spans with its hot path).
         self.profiler = PerformanceProfiler(sample_rate=0.5, random=random.Random(seed), tracer=self.tracer)
@@ -278,7 +293,18 @@ class ShopService:
         ]
 
     def availability(self, sku: str) -> dict[str, Any]:
-        return self._availability(sku)
+        _sku_label(sku)  # a small in-process lru_cache, instrumented
+        if self.redis is not None:
+            try:
+                if self.redis.get(f"amqadf-demo:stock:{sku}") is not None:
+                    return {"sku": sku, "in_stock": True, "cached": True}
+            except Exception:
+                pass
+        answer = self._availability(sku)
+        if self.redis is not None and answer.get("in_stock"):
+            with contextlib.suppress(Exception):
+                self.redis.set(f"amqadf-demo:stock:{sku}", b"1", px=2000)
+        return answer
 
     @GracefulDegradation.with_fallback(
         fallback_function=lambda exc: {"in_stock": None, "degraded": type(exc).__name__},
@@ -333,13 +359,16 @@ class ShopService:
         started = time.perf_counter()
         status = 200
         error_type: str | None = None
-        with self.tracer.start_as_current_span(
-            f"GET {route}",
-            kind=SpanKind.SERVER,
-            attributes={semconv.ATTR_HTTP_REQUEST_METHOD: "GET", semconv.ATTR_HTTP_ROUTE: route},
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        with (
+            record_request(route, "GET") as request,  # http.server.request.duration, as instrumentations do
+            self.tracer.start_as_current_span(
+                f"GET {route}",
+                kind=SpanKind.SERVER,
+                attributes={semconv.ATTR_HTTP_REQUEST_METHOD: "GET", semconv.ATTR_HTTP_ROUTE: route},
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span,
+        ):
             try:
                 if route == "/orders/{id}":
                     self.get_order(int(argument))
@@ -365,19 +394,12 @@ class ShopService:
                 status, error_type = 500, type(exc).__qualname__
                 span.record_exception(exc)
             span.set_attribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, status)
+            request.status_code = status
             if error_type is not None:
+                request.error_type = error_type
                 span.set_attribute(semconv.ATTR_ERROR_TYPE, error_type)
                 span.set_status(Status(StatusCode.ERROR))
-        elapsed = time.perf_counter() - started
-        attributes: dict[str, Any] = {
-            semconv.ATTR_HTTP_REQUEST_METHOD: "GET",
-            semconv.ATTR_HTTP_ROUTE: route,
-            semconv.ATTR_HTTP_RESPONSE_STATUS_CODE: status,
-        }
-        if error_type is not None:
-            attributes[semconv.ATTR_ERROR_TYPE] = error_type
-        self.duration.record(elapsed, attributes)
-        self.progress.record(elapsed, status >= 500)
+        self.progress.record(time.perf_counter() - started, status >= 500)
         return status
 
     def next_request(self) -> tuple[str, Any]:
@@ -472,6 +494,12 @@ class _Window:
         times = os.times()
         with progress.lock:
             return cls(time.monotonic(), progress.requests, progress.errors, times.user + times.system)
+
+
+@functools.lru_cache(maxsize=64)
+def _sku_label(sku: str) -> str:
+    """Display name of a SKU: a pure lookup, cached in-process (300 SKUs, 64 slots: it evicts)."""
+    return sku.replace("-", " ").upper()
 
 
 def _send(headers: dict[str, str]) -> None:

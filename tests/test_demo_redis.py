@@ -1,0 +1,57 @@
+"""The demo with --redis: breaker and rate limiter shared through a real Redis, whose INFO is reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis as redis_client
+from redis_server import RedisServer, redis_server  # noqa: F401 - the fixture
+
+from amqadf_agent import semconv
+from amqadf_agent.analyzer.model import MetricRecord
+from amqadf_agent.analyzer.otlp_reader import read
+from amqadf_agent.cli.agent import main
+
+
+def test_demo_shares_its_breaker_and_limiter_and_reports_redis_as_a_cache(
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "telemetry"
+    code = main(["demo", "--duration", "4", "--rate", "20", "--out", str(out), "--redis", redis_server.url])
+    assert code == 0, capsys.readouterr().err
+
+    client = redis_client.Redis.from_url(redis_server.url)
+    keys = {key.decode() for key in client.keys("*")}
+    # The breaker's shared state and the limiter's GCRA state live in Redis under the namespace.
+    assert "amqadf:breaker:inventory" in keys, keys
+    # The limiter's and the breaker's updates ran as Lua scripts in Redis.
+    scripts = client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    assert scripts >= 10, client.info("commandstats")
+
+    metrics = [r for r in read(out / "metrics.jsonl", strict=True) if isinstance(r, MetricRecord)]
+    redis_series = {
+        m.name for m in metrics for p in m.points if p.attributes.get(semconv.ATTR_CACHE_NAME) == "redis"
+    }
+    assert {
+        semconv.CACHE_REQUESTS.name,
+        semconv.CACHE_MEMORY_USAGE.name,
+        semconv.CACHE_SIZE.name,
+    } <= redis_series
+    lru = {
+        m.name for m in metrics for p in m.points if p.attributes.get(semconv.ATTR_CACHE_NAME) == "sku-labels"
+    }
+    assert semconv.CACHE_REQUESTS.name in lru
+
+
+def test_demo_without_the_redis_package_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "redis", None)
+    code = main(["demo", "--duration", "1", "--out", str(tmp_path / "t"), "--redis", "redis://127.0.0.1:1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "pip install 'amqadf-agent[redis]'" in err[0]
