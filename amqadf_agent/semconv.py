@@ -19,7 +19,10 @@ import dataclasses
 from typing import Final, Literal
 
 from opentelemetry.semconv._incubating.attributes.cpu_attributes import CPU_MODE
-from opentelemetry.semconv._incubating.attributes.db_attributes import DB_RESPONSE_RETURNED_ROWS
+from opentelemetry.semconv._incubating.attributes.db_attributes import (
+    DB_CLIENT_CONNECTION_POOL_NAME,
+    DB_RESPONSE_RETURNED_ROWS,
+)
 from opentelemetry.semconv._incubating.attributes.deployment_attributes import DEPLOYMENT_ENVIRONMENT_NAME
 from opentelemetry.semconv._incubating.attributes.disk_attributes import DISK_IO_DIRECTION
 from opentelemetry.semconv._incubating.attributes.host_attributes import HOST_ARCH, HOST_NAME
@@ -44,6 +47,7 @@ from opentelemetry.semconv._incubating.attributes.system_attributes import (
     SYSTEM_FILESYSTEM_STATE,
     SYSTEM_MEMORY_STATE,
 )
+from opentelemetry.semconv.attributes.code_attributes import CODE_FUNCTION_NAME
 from opentelemetry.semconv.attributes.db_attributes import (
     DB_OPERATION_NAME,
     DB_QUERY_TEXT,
@@ -114,6 +118,8 @@ ATTR_DB_SYSTEM_NAME: Final = DB_SYSTEM_NAME
 ATTR_DB_QUERY_TEXT: Final = DB_QUERY_TEXT
 ATTR_DB_OPERATION_NAME: Final = DB_OPERATION_NAME
 ATTR_DB_RESPONSE_RETURNED_ROWS: Final = DB_RESPONSE_RETURNED_ROWS
+ATTR_DB_CLIENT_CONNECTION_POOL_NAME: Final = DB_CLIENT_CONNECTION_POOL_NAME
+ATTR_CODE_FUNCTION_NAME: Final = CODE_FUNCTION_NAME
 #: Older names that instrumentations and stored telemetry still carry; readers accept both.
 ATTR_DB_STATEMENT_OLD: Final = "db.statement"
 ATTR_DB_SYSTEM_OLD: Final = "db.system"
@@ -213,6 +219,13 @@ DB_CLIENT_OPERATION_DURATION = Instrument(
     "demo service (its queries); database instrumentations that record it", "dashboards (performance)",
     standard=True, buckets=SECONDS_BUCKETS,
 )  # fmt: skip
+DB_CLIENT_CONNECTION_MAX = Instrument(
+    "db.client.connection.max", "observable_updowncounter", "{connection}",
+    "Size of a database connection pool (what caps the worker threads that use it).",
+    (ATTR_DB_CLIENT_CONNECTION_POOL_NAME,),
+    "database connection pools (instrumentations that record it)", "analyzer (thread rules: downstream cap)",
+    standard=True,
+)  # fmt: skip
 CACHE_REQUESTS = Instrument(
     "amqadf.cache.requests", "observable_counter", "{request}",
     "Cache look-ups by result (hit or miss).",
@@ -299,6 +312,12 @@ SYSTEM_CPU_UTILIZATION = Instrument(
     (ATTR_CPU_MODE,),
     "monitoring.resources (ResourceMonitor)", "analyzer (autoscaling: CPU)", standard=True,
 )  # fmt: skip
+SYSTEM_CPU_LOGICAL_COUNT = Instrument(
+    "system.cpu.logical.count", "observable_updowncounter", "{cpu}",
+    "Logical CPUs of the machine (what caps CPU-bound worker pools).",
+    (),
+    "monitoring.resources (ResourceMonitor)", "analyzer (thread rules: CPU cap)", standard=True,
+)  # fmt: skip
 SYSTEM_MEMORY_USAGE = Instrument(
     "system.memory.usage", "observable_updowncounter", "By",
     "Memory in use, by state (used, free, cached, buffers).",
@@ -383,6 +402,12 @@ PROFILE_DURATION = Instrument(
     (ATTR_PROFILER_KIND, ATTR_PROFILER_FUNCTION),
     "profiling (PerformanceProfiler)", "dashboards (performance)",
     buckets=SECONDS_BUCKETS,
+)  # fmt: skip
+PROFILE_FUNCTION_SELF_TIME = Instrument(
+    "amqadf.profiler.function.self_time", "observable_counter", "s",
+    "Self time of the top functions of the profiles taken (the profiles' hot spots, added up).",
+    (ATTR_PROFILER_KIND, ATTR_CODE_FUNCTION_NAME),
+    "profiling (PerformanceProfiler)", "dashboards (performance: top profiled functions)",
 )  # fmt: skip
 PROFILES = Instrument(
     "amqadf.profiler.profiles", "observable_counter", "{profile}",
@@ -543,6 +568,7 @@ SDK_SPAN_QUEUE_SIZE = Instrument(
 INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     HTTP_SERVER_REQUEST_DURATION,
     DB_CLIENT_OPERATION_DURATION,
+    DB_CLIENT_CONNECTION_MAX,
     CACHE_REQUESTS,
     CACHE_EVICTIONS,
     CACHE_EXPIRATIONS,
@@ -557,6 +583,7 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     POOL_QUEUE_WAIT,
     POOL_TASK_DURATION,
     SYSTEM_CPU_UTILIZATION,
+    SYSTEM_CPU_LOGICAL_COUNT,
     SYSTEM_MEMORY_USAGE,
     SYSTEM_MEMORY_UTILIZATION,
     SYSTEM_FILESYSTEM_USAGE,
@@ -571,6 +598,7 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     PROCESS_FD_COUNT,
     RESOURCE_LIMIT_BREACHES,
     PROFILE_DURATION,
+    PROFILE_FUNCTION_SELF_TIME,
     PROFILES,
     RETRY_CALLS,
     RETRY_RETRIES,

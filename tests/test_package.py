@@ -110,12 +110,17 @@ def test_contract_names_are_unique_and_well_formed() -> None:
         if inst.kind == "histogram" and inst.unit == "s":
             assert inst.buckets == semconv.SECONDS_BUCKETS, inst.name
         assert inst.emitted_by and inst.read_by and inst.description
-        assert inst.attributes or inst.name.startswith("process."), inst.name  # process.* carry none
+        # process.* and the CPU count carry none
+        assert inst.attributes or inst.name.startswith(("process.", "system.cpu.logical")), inst.name
 
 
 # Standard names are written out in semconv (their library modules import the metrics API);
 # here each one is checked against the library's own constant.
 STANDARD_CONSTANTS = {
+    "db.client.connection.max": (
+        "opentelemetry.semconv._incubating.metrics.db_metrics",
+        "DB_CLIENT_CONNECTION_MAX",
+    ),
     "db.client.operation.duration": (
         "opentelemetry.semconv.metrics.db_metrics",
         "DB_CLIENT_OPERATION_DURATION",
@@ -140,6 +145,7 @@ STANDARD_CONSTANTS = {
         name: ("opentelemetry.semconv._incubating.metrics.system_metrics", name.upper().replace(".", "_"))
         for name in (
             "system.cpu.utilization",
+            "system.cpu.logical.count",
             "system.memory.usage",
             "system.memory.utilization",
             "system.filesystem.usage",
