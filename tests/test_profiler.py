@@ -12,7 +12,12 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.metrics.export import (
+    HistogramDataPoint,
+    InMemoryMetricReader,
+    NumberDataPoint,
+    Sum,
+)
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -690,3 +695,108 @@ def test_profiled_time_budget() -> None:
     for _ in range(3):
         slow()
     assert profiler.stats().profiles["cpu"] == 2 and profiler.stats().skipped_by_budget == 1
+
+
+# --- the self-time counter ------------------------------------------------------------------------
+def _self_time_points(reader: InMemoryMetricReader) -> dict[tuple[str, str], float]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    points: dict[tuple[str, str], float] = {}
+    for rm in data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name == semconv.PROFILE_FUNCTION_SELF_TIME.name:
+                    assert metric.unit == "s" == semconv.PROFILE_FUNCTION_SELF_TIME.unit
+                    # a monotonic sum (a counter): Prometheus names it ..._seconds_total
+                    assert isinstance(metric.data, Sum) and metric.data.is_monotonic
+                    for point in metric.data.data_points:
+                        assert isinstance(point, NumberDataPoint) and point.attributes is not None
+                        assert set(point.attributes) == set(semconv.PROFILE_FUNCTION_SELF_TIME.attributes)
+                        key = (
+                            str(point.attributes[semconv.ATTR_PROFILER_KIND]),
+                            str(point.attributes[semconv.ATTR_CODE_FUNCTION_NAME]),
+                        )
+                        assert key not in points, f"two points for one series {key}"
+                        points[key] = point.value
+    return points
+
+
+class Workload:
+    def method(self) -> int:
+        total = 0
+        for i in range(600_000):  # its own time: self time of Workload.method
+            total += i * i % 7
+        return total
+
+
+def test_self_time_counter_sums_the_top_functions_of_the_profiles() -> None:
+    # GIVEN a profiler instrumented on an explicit provider (no globals)
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    profiler = PerformanceProfiler()
+    profiler.instrument(meter_provider=provider)
+    profiler.instrument(meter_provider=provider)  # idempotent: one series per function
+    # WHEN CPU profiles are taken (and a memory profile, which has no self time)
+    results = [profiler.profile_function(cpu_bound, 5), profiler.profile_function(Workload().method)]
+    results.append(profiler.profile_function(cpu_bound, 3))
+    profiler.profile_memory(allocate_20mb)
+    # THEN each top function's series is the sum of its self time over the profiles
+    expected: dict[tuple[str, str], float] = {}
+    for result in results:
+        for stat in result.top_functions:
+            if stat.self_time > 0:
+                key = ("cpu", stat.qualname)
+                expected[key] = expected.get(key, 0.0) + stat.self_time
+    points = _self_time_points(reader)
+    assert points.keys() == expected.keys()
+    for key, value in expected.items():
+        assert points[key] == pytest.approx(value)
+    assert points == pytest.approx(profiler.function_self_times())
+    # qualified names: module, class and function
+    hot = f"{__name__}.hot_inner"
+    assert points[("cpu", hot)] > 0
+    assert points[("cpu", f"{__name__}.Workload.method")] > 0
+    assert not any(kind == "memory" for kind, _ in points)
+    # and a later collection reports the cumulative totals, growing with new profiles
+    before = points[("cpu", hot)]
+    more = profiler.profile_function(cpu_bound, 4)
+    added = sum(s.self_time for s in more.top_functions if s.qualname == hot)
+    assert _self_time_points(reader)[("cpu", hot)] == pytest.approx(before + added)
+
+
+def test_self_time_counter_is_bounded_to_the_largest(monkeypatch: pytest.MonkeyPatch) -> None:
+    from amqadf_agent.profiling import profiler as module
+    from amqadf_agent.profiling.profiler import FunctionStat
+
+    assert module.MAX_SELF_TIME_FUNCTIONS == 200  # the documented bound
+    monkeypatch.setattr(module, "MAX_SELF_TIME_FUNCTIONS", 5)
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    profiler = PerformanceProfiler()
+    profiler.instrument(meter_provider=provider)
+
+    def stat(name: str, self_time: float) -> FunctionStat:
+        return FunctionStat(name, "f.py", 1, self_time, self_time, f"m.{name}")
+
+    # GIVEN profiles whose top functions are more than the bound (f0..f7, f3 twice)
+    profiler._add_self_times("cpu", tuple(stat(f"f{i}", float(i)) for i in range(8)))
+    profiler._add_self_times("cpu", (stat("f3", 10.0), stat("zero", 0.0)))
+    # THEN the largest five are kept (summed), the smallest dropped, and zero self time adds nothing
+    expected = {("cpu", "m.f3"): 13.0, **{("cpu", f"m.f{i}"): float(i) for i in (4, 5, 6, 7)}}
+    assert profiler.function_self_times() == expected
+    assert _self_time_points(reader) == expected
+
+
+def test_self_time_counter_bound_with_real_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    from amqadf_agent.profiling import profiler as module
+
+    monkeypatch.setattr(module, "MAX_SELF_TIME_FUNCTIONS", 2)
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    profiler = PerformanceProfiler()
+    profiler.instrument(meter_provider=provider)
+    for _ in range(3):
+        profiler.profile_function(outer)
+    points = _self_time_points(reader)
+    assert len(points) <= 2
+    assert ("cpu", f"{__name__}.hot_inner") in points  # the hot spot is never the one dropped

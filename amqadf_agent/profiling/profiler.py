@@ -20,6 +20,13 @@ out in the profile's interval in proportion to their time. With ``artifacts_dir`
 keeping the newest ``max_artifacts`` files. ``instrument()`` also records the
 ``amqadf.profiler.duration`` histogram (kind, function) for every call that went through the profiler.
 
+The top functions of every CPU profile (``top_n`` of them) add their self time to a plain dict keyed
+by (kind, qualified function name), read at collection time as the ``amqadf.profiler.function.self_time``
+observable counter (DESIGN.md principle 1: nothing is recorded on the hot path). The dict is bounded:
+it keeps the ``MAX_SELF_TIME_FUNCTIONS`` functions with the most self time; beyond that the one with
+the least is dropped (its series stops; if it comes back it restarts from zero, which Prometheus'
+``increase``/``rate`` read as a counter reset).
+
 Never hurt the host: pyinstrument refuses to start while another profiler runs in the same thread
 or async context (a profile inside a profiled call), and memray allows one tracker per process.
 Then the function runs unprofiled, the failure is logged once and counted (``stats()``), and the
@@ -39,6 +46,7 @@ import os
 import random as _random
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -101,6 +109,9 @@ BUDGET_WINDOW = 60.0
 ARTIFACT_PREFIX = "amqadf-profile-"
 _ARTIFACT_SUFFIX = {"speedscope": ".speedscope.json", "html": ".html"}
 ATTR_FRAME_DEPTH = "amqadf.profiler.frame.depth"
+#: At most this many (kind, function) series of ``amqadf.profiler.function.self_time`` per profiler:
+#: the ones with the most self time are kept (profiles of varied code must not grow it without end).
+MAX_SELF_TIME_FUNCTIONS = 200
 
 
 # --- results --------------------------------------------------------------------------------------
@@ -110,6 +121,8 @@ class FunctionStat:
 
     ``self_time`` is the time spent in the function's own code (its time minus its callees');
     ``total_time`` includes its callees and counts a recursive function once per outermost call.
+    ``qualname`` is the qualified name (``module.Class.function`` as far as known; the module comes
+    from the file of an imported module), the ``code.function.name`` of the self-time counter.
     """
 
     function: str
@@ -117,6 +130,7 @@ class FunctionStat:
     line: int
     self_time: float
     total_time: float
+    qualname: str = ""
 
 
 @dataclasses.dataclass
@@ -282,6 +296,9 @@ class PerformanceProfiler:
         self._spent: deque[tuple[float, float]] = deque()  # (end, duration) of recent profiles
         self._recent: deque[ProfileResult] = deque(maxlen=keep)
         self._warned: set[str] = set()
+        # (kind, qualified function name) -> self time summed over the top functions of the profiles
+        # taken; at most MAX_SELF_TIME_FUNCTIONS entries (the largest), read at collection time.
+        self._self_times: dict[tuple[str, str], float] = {}
 
     # --- CPU ------------------------------------------------------------------------------------
     def profile_function(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> ProfileResult:
@@ -394,6 +411,7 @@ class PerformanceProfiler:
         )
         if result.profiled:
             result = dataclasses.replace(result, artifact=self._save_artifact(result))
+            self._add_self_times(KIND_CPU, top)
         self._record(KIND_CPU, result.profiled, end, duration, name)
         self._end_span(span, result, error, (start_ns, end_ns))
         return result
@@ -565,7 +583,9 @@ class PerformanceProfiler:
 
     # --- telemetry ------------------------------------------------------------------------------
     def instrument(self, meter_provider: MeterProvider | None = None) -> None:
-        """Report profiles taken (``amqadf.profiler.profiles`` by kind) on ``meter_provider``, and
+        """Report profiles taken (``amqadf.profiler.profiles`` by kind) and the self time of the
+        profiles' top functions (``amqadf.profiler.function.self_time``, s, by kind and
+        ``code.function.name``; see ``function_self_times()``) on ``meter_provider``, and
         from now on record the wall time of every call through the profiler in the
         ``amqadf.profiler.duration`` histogram (s, ``semconv.SECONDS_BUCKETS``; kind and function).
 
@@ -579,6 +599,27 @@ class PerformanceProfiler:
                     self._histograms = (*self._histograms, histogram)
         except Exception:
             _log.warning("cannot report the profiler as metrics; it keeps working", exc_info=True)
+
+    def function_self_times(self) -> dict[tuple[str, str], float]:
+        """Self time (s) of the profiles' top functions, summed by (kind, qualified function name).
+
+        What ``amqadf.profiler.function.self_time`` reports: at most ``MAX_SELF_TIME_FUNCTIONS``
+        entries, those with the most self time.
+        """
+        with self._lock:
+            return dict(self._self_times)
+
+    def _add_self_times(self, kind: str, top: tuple[FunctionStat, ...]) -> None:
+        """Add each top function's self time; then drop the smallest entries beyond the bound."""
+        with self._lock:
+            totals = self._self_times
+            for stat in top:
+                if not stat.self_time > 0:  # a caller among the top by total time only: no series
+                    continue
+                key = (kind, stat.qualname or stat.function)
+                totals[key] = totals.get(key, 0.0) + stat.self_time
+            while len(totals) > MAX_SELF_TIME_FUNCTIONS:
+                del totals[min(totals, key=totals.__getitem__)]
 
     def stats(self) -> ProfilerStats:
         """Profiles taken and profiles that could not start, by kind; calls skipped by the budget."""
@@ -942,23 +983,53 @@ def _aggregate(roots: list[Frame]) -> list[FunctionStat]:
     """Self and total time per function over the tree, by self time (largest first)."""
     self_times: dict[tuple[str, str, int], float] = {}
     total_times: dict[tuple[str, str, int], float] = {}
+    class_names: dict[tuple[str, str, int], str] = {}
     # (frame, keys of its ancestors): a recursive function's total time counts its outermost call.
     stack: list[tuple[Frame, frozenset[tuple[str, str, int]]]] = [(f, frozenset()) for f in roots]
     while stack:
         frame, ancestors = stack.pop()
         key = _frame_key(frame)
         self_times[key] = self_times.get(key, 0.0) + frame.total_self_time
+        if key not in class_names:
+            class_names[key] = getattr(frame, "class_name", None) or ""
         if key not in ancestors:
             total_times[key] = total_times.get(key, 0.0) + frame.time
         inner = ancestors | {key}
         stack.extend((child, inner) for child in _real_children(frame))
     stats = [
-        FunctionStat(function, file, line, self_times[key], total_times.get(key, 0.0))
+        FunctionStat(
+            function,
+            file,
+            line,
+            self_times[key],
+            total_times.get(key, 0.0),
+            _qualified(function, file, class_names.get(key, "")),
+        )
         for key in self_times
         for function, file, line in (key,)
     ]
     stats.sort(key=lambda s: (-s.self_time, -s.total_time, s.function))
     return stats
+
+
+def _qualified(function: str, file: str, class_name: str) -> str:
+    """``module.Class.function`` as far as known (module: the imported module of ``file``)."""
+    name = f"{class_name}.{function}" if class_name else function
+    module = _module_of(file)
+    return f"{module}.{name}" if module else name
+
+
+@functools.lru_cache(maxsize=1024)
+def _module_of(file: str) -> str:
+    """The name of the imported module whose ``__file__`` is ``file``, or ``""`` (cached)."""
+    if not file or file.startswith("<"):
+        return ""
+    target = os.path.normcase(os.path.abspath(file))
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and os.path.normcase(os.path.abspath(path)) == target:
+            return "" if name == "__main__" else name
+    return ""
 
 
 def _read_memray(path: str, top_n: int) -> tuple[int, int, int | None, tuple[AllocationSite, ...]]:
@@ -1003,6 +1074,15 @@ def _profiles(profiler: PerformanceProfiler) -> list[Point]:
     return [(counts[kind], {semconv.ATTR_PROFILER_KIND: kind}) for kind in (KIND_CPU, KIND_MEMORY)]
 
 
+def _function_self_times(profiler: PerformanceProfiler) -> list[Point]:
+    return [
+        (seconds, {semconv.ATTR_PROFILER_KIND: kind, semconv.ATTR_CODE_FUNCTION_NAME: function})
+        for (kind, function), seconds in profiler.function_self_times().items()
+    ]
+
+
 _SHARED: SharedInstruments[PerformanceProfiler] = SharedInstruments(
-    "profiler", [(semconv.PROFILES, _profiles)], recorded=[semconv.PROFILE_DURATION]
+    "profiler",
+    [(semconv.PROFILES, _profiles), (semconv.PROFILE_FUNCTION_SELF_TIME, _function_self_times)],
+    recorded=[semconv.PROFILE_DURATION],
 )
