@@ -470,3 +470,93 @@ def test_a_progress_line_on_a_terminal_for_large_inputs_only(
     monkeypatch.setattr(sys, "stderr", plain)
     assert main([str(telemetry)]) == 0
     assert "record(s)" not in plain.getvalue()
+
+
+def _cpu_bound_pool_file(path: Path, cpus: int) -> Path:
+    """Pool ``w`` of 4 busy workers, 40 tasks/s of 0.1 s, 4 CPU-s/s (CPU-bound), ``cpus`` logical CPUs."""
+    start = 1_700_000_000 * 1_000_000_000
+
+    def point(t: int, attrs: dict[str, str], **value: Any) -> dict[str, Any]:
+        return {
+            "attributes": [kv(k, v) for k, v in attrs.items()],
+            "startTimeUnixNano": str(start),
+            "timeUnixNano": str(start + t * 1_000_000_000),
+            **value,
+        }
+
+    pool = {"amqadf.worker_pool.name": "w"}
+    lines = []
+    for t in range(0, 601, 60):
+        done = 40 * t
+        metrics = [
+            {"name": "amqadf.worker_pool.max_workers", "gauge": {"dataPoints": [point(t, pool, asInt="4")]}},
+            {
+                "name": "amqadf.worker_pool.workers",
+                "gauge": {"dataPoints": [point(t, {**pool, "amqadf.worker_pool.state": "busy"}, asInt="4")]},
+            },
+            {
+                "name": "amqadf.worker_pool.tasks",
+                "sum": {
+                    "dataPoints": [point(t, {**pool, "amqadf.task.outcome": "success"}, asInt=str(done))],
+                    "aggregationTemporality": 2,
+                    "isMonotonic": True,
+                },
+            },
+            {
+                "name": "amqadf.worker_pool.task.duration",
+                "histogram": {
+                    "dataPoints": [
+                        point(
+                            t,
+                            pool,
+                            count=str(done),
+                            sum=done * 0.1,
+                            bucketCounts=[str(done)],
+                            explicitBounds=[],
+                        )
+                    ],
+                    "aggregationTemporality": 2,
+                },
+            },
+            {
+                "name": "process.cpu.time",
+                "sum": {
+                    "dataPoints": [point(t, {"cpu.mode": "user"}, asDouble=4.0 * t)],
+                    "aggregationTemporality": 2,
+                    "isMonotonic": True,
+                },
+            },
+            {
+                "name": "system.cpu.logical.count",
+                "sum": {"dataPoints": [point(t, {}, asInt=str(cpus))], "aggregationTemporality": 2},
+            },
+        ]
+        resource = {"attributes": [kv("service.name", "shop"), kv("service.instance.id", "i-1")]}
+        lines.append(
+            json.dumps({"resourceMetrics": [{"resource": resource, "scopeMetrics": [{"metrics": metrics}]}]})
+        )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cpu_count_overrides_the_telemetry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _cpu_bound_pool_file(tmp_path / "pool.jsonl", cpus=5)
+
+    def pool_finding(*extra: str) -> dict[str, Any]:
+        assert main([str(data), "--format", "json", *extra]) == 0
+        out = json.loads(capsys.readouterr().out)
+        (finding,) = [r for r in out["recommendations"] if r["category"] == "threads"]
+        return dict(finding)
+
+    # Little's law wants ceil(40 * 0.1 / 0.7) = 6; the telemetry says 5 CPUs: grow to 5.
+    grow = pool_finding()
+    assert grow["rule"] == "grow_pool" and grow["evidence"]["numbers"]["recommended"] == 5
+    assert (
+        grow["evidence"]["numbers"]["cpu_count"] == 5 and grow["evidence"]["numbers"]["limited_by"] == "cpu"
+    )
+    # --cpu-count 2 wins over the telemetry: 2 <= 0.5 * 4 workers, a shrink.
+    shrink = pool_finding("--cpu-count", "2")
+    assert shrink["rule"] == "shrink_pool" and shrink["evidence"]["numbers"]["recommended"] == 2
+    assert shrink["evidence"]["numbers"]["cpu_count"] == 2
+    assert main([str(data), "--cpu-count", "0"]) == 2
+    assert "--cpu-count" in capsys.readouterr().err

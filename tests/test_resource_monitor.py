@@ -41,6 +41,7 @@ PCtx = namedtuple("PCtx", "voluntary involuntary")
 
 CONTRACT = [
     semconv.SYSTEM_CPU_UTILIZATION,
+    semconv.SYSTEM_CPU_LOGICAL_COUNT,
     semconv.SYSTEM_MEMORY_USAGE,
     semconv.SYSTEM_MEMORY_UTILIZATION,
     semconv.SYSTEM_FILESYSTEM_USAGE,
@@ -86,7 +87,8 @@ class FakePsutil:
     def _count(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
 
-    def cpu_count(self) -> int:
+    def cpu_count(self, logical: bool = True) -> int:
+        assert logical, "the CPU cap counts logical CPUs"
         return 2
 
     def cpu_times(self) -> CpuTimes:
@@ -411,6 +413,9 @@ def test_instruments_follow_the_contract_and_read_one_sample_per_collection(
     monitor.check_resource_limits(metrics=_metrics(90.0, 0.0, {}))
 
     got = collect(reader)
+    emitted = [i for i in semconv.INSTRUMENTS if "monitoring.resources" in i.emitted_by]
+    assert len(CONTRACT) == 15 and {i.name for i in CONTRACT} == {i.name for i in emitted}
+    assert {k for k in got if k in {i.name for i in semconv.INSTRUMENTS}} == {i.name for i in CONTRACT}
     for inst in CONTRACT:
         assert inst.name in got, inst.name
         assert got[inst.name].unit == inst.unit, inst.name
@@ -450,6 +455,7 @@ def test_instruments_follow_the_contract_and_read_one_sample_per_collection(
     assert fs[used_root] == 0.5
     assert points(got[semconv.PROCESS_MEMORY_USAGE.name]) == {(): 10_000}
     assert points(got[semconv.PROCESS_FD_COUNT.name]) == {(): 7}
+    assert points(got[semconv.SYSTEM_CPU_LOGICAL_COUNT.name]) == {(): 2}  # fake.cpu_count(logical=True)
     breaches = points(got[semconv.RESOURCE_LIMIT_BREACHES.name])
     assert breaches == {
         ((semconv.ATTR_RESOURCE_KIND, "cpu"),): 1,
@@ -485,6 +491,7 @@ def test_instruments_against_the_real_psutil() -> None:
     (threads,) = points(got[semconv.PROCESS_THREAD_COUNT.name]).values()
     assert threads == pytest.approx(threading.active_count(), abs=3)
     (fds,) = points(got[semconv.PROCESS_FD_COUNT.name]).values()
+    assert points(got[semconv.SYSTEM_CPU_LOGICAL_COUNT.name]) == {(): psutil.cpu_count(logical=True)}
     assert fds == pytest.approx(psutil.Process().num_fds(), abs=5)
     for inst in (
         semconv.SYSTEM_CPU_UTILIZATION,

@@ -108,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--service", metavar="NAME", help="only the telemetry of this service.name")
     parser.add_argument(
+        "--cpu-count",
+        type=int,
+        metavar="N",
+        help="logical CPUs that cap CPU-bound worker pools, overriding system.cpu.logical.count "
+        "from the telemetry",
+    )
+    parser.add_argument(
         "--fail-on",
         choices=SEVERITY_NAMES,
         metavar="SEVERITY",
@@ -151,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.step < 1e7:
         _error("--step must be a positive number of seconds")
         return EXIT_BAD_INPUT
+    if args.cpu_count is not None and args.cpu_count <= 0:
+        _error("--cpu-count must be a positive number of CPUs")
+        return EXIT_BAD_INPUT
     try:
         since_ns = parse_time(args.since) if args.since else None
         until_ns = parse_time(args.until) if args.until else None
@@ -183,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     scope = {"service": args.service, "since_ns": since_ns, "until_ns": until_ns}
     windows = WindowAggregator(args.window, **scope)
     caches = CacheRules(**scope)
-    threads = ThreadRules(ThreadRuleConfig(window_s=args.window), **scope)
+    threads = ThreadRules(ThreadRuleConfig(window_s=args.window, cpu_count=args.cpu_count), **scope)
     tap = _Tap(database, (windows.add, caches.add, threads.add), args.service, since_ns, until_ns)
     try:
         # One pass: the rules see every record on its way to the summary.

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.metrics import Histogram
+from opentelemetry.metrics import CallbackOptions, Histogram, Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from amqadf_agent import semconv
@@ -169,6 +169,20 @@ class ShopService:
             unit=db.unit,
             description=db.description,
             explicit_bucket_boundaries_advisory=list(db.buckets or ()),
+        )
+        # No connection pool: each worker thread opens its own sqlite connection, so the workers are
+        # the connections (what the analyzer caps the worker pool by).
+        connections = semconv.DB_CLIENT_CONNECTION_MAX
+        sqlite_pool = [Observation(workers, {semconv.ATTR_DB_CLIENT_CONNECTION_POOL_NAME: "sqlite"})]
+
+        def _connection_max(_options: CallbackOptions) -> list[Observation]:
+            return sqlite_pool
+
+        meter.create_observable_up_down_counter(
+            connections.name,
+            callbacks=[_connection_max],
+            unit=connections.unit,
+            description=connections.description,
         )
         self.cache: InstrumentedCache[int, dict[str, Any]] = InstrumentedCache(
             "orders", max_size=400, ttl=30.0

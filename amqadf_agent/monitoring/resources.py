@@ -230,7 +230,7 @@ class ResourceMonitor:
     def _reset_state(self) -> None:
         """Locks, baselines and caches: fresh at construction and in a forked child."""
         self._lock = threading.RLock()
-        self._cpu_count = max(1, int(self._ps.cpu_count() or 1))
+        self._cpu_count = max(1, int(self._ps.cpu_count(logical=True) or 1))
         self._prev_at: float | None = None
         self._prev_cpu: dict[str, float] | None = None
         self._prev_disk: dict[str, tuple[int, int]] | None = None
@@ -710,6 +710,11 @@ def _system_cpu(monitor: ResourceMonitor) -> Iterable[Point]:
     return [(value, {semconv.ATTR_CPU_MODE: mode}) for mode, value in snap.cpu_modes.items()]
 
 
+def _cpu_logical_count(monitor: ResourceMonitor) -> Iterable[Point]:
+    # psutil.cpu_count(logical=True) as the shared sample holds it: the analyzer's CPU cap.
+    return [(monitor._collection_snapshot().system.cpu_count, {})]
+
+
 def _memory_usage(monitor: ResourceMonitor) -> Iterable[Point]:
     snap = monitor._collection_snapshot()
     return [(value, {semconv.ATTR_SYSTEM_MEMORY_STATE: s}) for s, value in snap.memory_states.items()]
@@ -807,6 +812,7 @@ _SHARED: SharedInstruments[ResourceMonitor] = SharedInstruments(
     "resource monitor",
     [
         (semconv.SYSTEM_CPU_UTILIZATION, _system_cpu),
+        (semconv.SYSTEM_CPU_LOGICAL_COUNT, _cpu_logical_count),
         (semconv.SYSTEM_MEMORY_USAGE, _memory_usage),
         (semconv.SYSTEM_MEMORY_UTILIZATION, _memory_utilization),
         (semconv.SYSTEM_FILESYSTEM_USAGE, _fs_usage),

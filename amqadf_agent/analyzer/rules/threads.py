@@ -14,7 +14,18 @@ Per pool (``amqadf.worker_pool.name``, all instances together):
   ``N* = sqrt((1-alpha)/beta)``; the recommendation never exceeds it;
 * **CPU cap**: when CPU use per busy thread (``process.cpu.time`` increments / seconds / busy workers)
   is at least ``cpu_bound_per_thread``, the work is CPU-bound and the recommendation is capped at
-  ``cpu_count`` (when known).
+  ``cpu_count``: the config's when given (``amqadf-analyze --cpu-count``), else the latest
+  ``system.cpu.logical.count`` of the pool's service (the smallest when a pool name is shared by
+  several services);
+* **downstream-pool cap**: a worker thread that runs a query holds a database connection, so threads
+  beyond the connections only queue on the connection pool, adding no throughput. When the pool's
+  service reports ``db.client.connection.max`` (latest value per pool, summed over the service's
+  connection pools and instances), the recommendation is capped at that sum. The telemetry does not
+  link a task to its queries: a service that reports a connection pool is taken to use it from its
+  worker pools (a service without one is never capped).
+
+The evidence names the cap that bound the recommendation (``limited_by``: ``usl``, ``cpu`` or
+``downstream_pool``) with the numbers behind it (``cpu_count``, ``downstream_connections``).
 
 Below ``min_tasks`` completed tasks no recommendation is made (the numbers are still reported).
 """
@@ -38,7 +49,15 @@ from amqadf_agent.analyzer.model import (
 )
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
 from amqadf_agent.analyzer.windows import DEFAULT_WINDOW_S, CounterDeltas, HistogramDeltas, bucket_quantile
-from amqadf_agent.semconv import ATTR_CPU_MODE, ATTR_POOL_NAME, ATTR_POOL_STATE, POOL_STATE_BUSY
+from amqadf_agent.semconv import (
+    ATTR_CPU_MODE,
+    ATTR_DB_CLIENT_CONNECTION_POOL_NAME,
+    ATTR_POOL_NAME,
+    ATTR_POOL_STATE,
+    DB_CLIENT_CONNECTION_MAX,
+    POOL_STATE_BUSY,
+    SYSTEM_CPU_LOGICAL_COUNT,
+)
 
 __all__ = [
     "PoolStats",
@@ -57,6 +76,12 @@ TASKS = "amqadf.worker_pool.tasks"
 QUEUE_WAIT = "amqadf.worker_pool.queue.wait"
 TASK_DURATION = "amqadf.worker_pool.task.duration"
 CPU_TIME = "process.cpu.time"
+CPU_COUNT = SYSTEM_CPU_LOGICAL_COUNT.name
+CONNECTION_MAX = DB_CLIENT_CONNECTION_MAX.name
+#: ``limited_by`` of the evidence: which cap bound the recommendation.
+LIMITED_BY_USL = "usl"
+LIMITED_BY_CPU = "cpu"
+LIMITED_BY_DOWNSTREAM = "downstream_pool"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +92,8 @@ class ThreadRuleConfig:
     min_tasks: int = 50
     full_confidence_tasks: int = 10_000
     cpu_bound_per_thread: float = 0.7
-    #: CPUs of the host the service runs on; None: unknown (no CPU cap).
+    #: CPUs of the host the service runs on; None: from ``system.cpu.logical.count``, else unknown
+    #: (no CPU cap).
     cpu_count: int | None = None
     window_s: float = DEFAULT_WINDOW_S
     #: A recommendation at most this share of max_workers is a "shrink".
@@ -148,18 +174,54 @@ def recommend_workers(
     usl: UslFit | None = None,
     cpu_bound: bool = False,
     cpu_count: int | None = None,
+    downstream_max: int | None = None,
 ) -> tuple[int, list[str]]:
-    """Workers for ``throughput`` at ``latency_s`` with headroom, and the caps applied (in words)."""
+    """Workers for ``throughput`` at ``latency_s`` with headroom, and the caps applied (in words).
+
+    ``downstream_max``: connections of the downstream pool the tasks use (threads beyond them only
+    queue on the connection pool); None: no downstream cap.
+    """
+    recommended, caps = _recommend(
+        throughput,
+        latency_s,
+        target_utilization=target_utilization,
+        usl=usl,
+        cpu_bound=cpu_bound,
+        cpu_count=cpu_count,
+        downstream_max=downstream_max,
+    )
+    return recommended, [words for _kind, words in caps]
+
+
+def _recommend(
+    throughput: float,
+    latency_s: float,
+    *,
+    target_utilization: float,
+    usl: UslFit | None,
+    cpu_bound: bool,
+    cpu_count: int | None,
+    downstream_max: int | None,
+) -> tuple[int, list[tuple[str, str]]]:
+    """``recommend_workers`` with each cap as ``(limited_by, words)``; the last one is binding."""
     needed = littles_law(throughput, latency_s)
     recommended = max(1, math.ceil(needed / target_utilization - 1e-9))
-    caps: list[str] = []
+    caps: list[tuple[str, str]] = []
     peak = usl.peak if usl is not None else None
     if peak is not None and recommended > max(1, math.floor(peak)):
         recommended = max(1, math.floor(peak))
-        caps.append(f"USL peak N*={peak:.2f}")
+        caps.append((LIMITED_BY_USL, f"USL peak N*={peak:.2f}"))
     if cpu_bound and cpu_count is not None and recommended > cpu_count:
         recommended = max(1, cpu_count)
-        caps.append(f"CPU-bound: {cpu_count} CPUs")
+        caps.append((LIMITED_BY_CPU, f"CPU-bound: {cpu_count} CPUs"))
+    if downstream_max is not None and downstream_max > 0 and recommended > downstream_max:
+        recommended = downstream_max
+        caps.append(
+            (
+                LIMITED_BY_DOWNSTREAM,
+                f"downstream pool: {downstream_max} database connections (more threads only queue on it)",
+            )
+        )
     return recommended, caps
 
 
@@ -181,11 +243,17 @@ class PoolStats:
     #: window start -> [busy sum, busy samples, tasks]
     windows: dict[int, list[float]] = field(default_factory=dict)
     max_by_instance: dict[str, int] = field(default_factory=dict)
+    #: service.name of every resource that reported the pool.
+    services: set[str] = field(default_factory=set)
     # Filled by ThreadRules.pools():
     observed_s: float = 0.0
     latency_fallback: float | None = None
     cpu_cores: float | None = None
     usl: UslFit | None = None
+    #: CPUs of the pool's host (config, else ``system.cpu.logical.count``); None: unknown.
+    cpu_count: int | None = None
+    #: Database connections of the pool's service (``db.client.connection.max``); None: none seen.
+    downstream_connections: int | None = None
 
     @property
     def busy_mean(self) -> float:
@@ -249,6 +317,10 @@ class ThreadRules:
         self._cpu_last: int | None = None
         self._first: int | None = None
         self._last: int | None = None
+        #: service -> (time_ns, logical CPUs) of the latest ``system.cpu.logical.count``.
+        self._cpu_counts: dict[str, tuple[int, int]] = {}
+        #: (service, instance, connection pool) -> (time_ns, size) of the latest ``db.client.connection.max``.
+        self._connections: dict[tuple[str, str, str], tuple[int, int]] = {}
 
     def _in_range(self, time_ns: int) -> bool:
         return time_ns > 0 and not (
@@ -270,9 +342,13 @@ class ThreadRules:
         if name == CPU_TIME:
             self._add_cpu(record)
             return
+        if name in (CPU_COUNT, CONNECTION_MAX):
+            self._add_size(record)
+            return
         if name not in (WORKERS, MAX_WORKERS, TASKS, QUEUE_WAIT, TASK_DURATION):
             return
         instance = service_instance_id(record.resource)
+        service = service_name(record.resource)
         for point in record.points:
             pool_name = point.attributes.get(ATTR_POOL_NAME)
             if not isinstance(pool_name, str):
@@ -285,7 +361,7 @@ class ThreadRules:
                 )
                 if not in_range or count <= 0:
                     continue
-                pool = self._pool(pool_name, point.time_ns)
+                pool = self._pool(pool_name, point.time_ns, service)
                 if name == QUEUE_WAIT:
                     if pool.wait_bounds is None:
                         pool.wait_bounds = point.explicit_bounds
@@ -302,13 +378,13 @@ class ThreadRules:
             if name == TASKS:
                 delta = self._counters.delta(key, record.aggregation_temporality, point, self.since_ns)
                 if in_range:
-                    pool = self._pool(pool_name, point.time_ns)
+                    pool = self._pool(pool_name, point.time_ns, service)
                     pool.tasks += round(delta)
                     self._window(pool, point.time_ns)[2] += delta
                 continue
             if not in_range:
                 continue
-            pool = self._pool(pool_name, point.time_ns)
+            pool = self._pool(pool_name, point.time_ns, service)
             if name == MAX_WORKERS:
                 pool.max_by_instance[instance] = int(point.value)
                 pool.max_workers = sum(pool.max_by_instance.values())
@@ -337,10 +413,34 @@ class ThreadRules:
                 if self._cpu_last is None or point.time_ns > self._cpu_last:
                     self._cpu_last = point.time_ns
 
-    def _pool(self, name: str, time_ns: int) -> PoolStats:
+    def _add_size(self, record: MetricRecord) -> None:
+        """The latest CPU count (per service) or connection pool size (per pool): configuration, so
+        the latest point up to ``until`` counts, whenever it was reported."""
+        service = service_name(record.resource)
+        instance = service_instance_id(record.resource)
+        for point in record.points:
+            if not isinstance(point, NumberPoint) or point.value is None or point.value < 0:
+                continue
+            if self.until_ns is not None and point.time_ns > self.until_ns:
+                continue
+            value = round(point.value)
+            if record.name == CPU_COUNT:
+                if value > 0:
+                    latest = self._cpu_counts.get(service)
+                    if latest is None or point.time_ns >= latest[0]:
+                        self._cpu_counts[service] = (point.time_ns, value)
+                continue
+            pool_name = point.attributes.get(ATTR_DB_CLIENT_CONNECTION_POOL_NAME)
+            key = (service, instance, pool_name if isinstance(pool_name, str) else "")
+            previous = self._connections.get(key)
+            if previous is None or point.time_ns >= previous[0]:
+                self._connections[key] = (point.time_ns, value)
+
+    def _pool(self, name: str, time_ns: int, service: str) -> PoolStats:
         pool = self._pools.get(name)
         if pool is None:
             pool = self._pools[name] = PoolStats(name)
+        pool.services.add(service)
         pool.start_ns = time_ns if pool.start_ns is None else min(pool.start_ns, time_ns)
         pool.end_ns = time_ns if pool.end_ns is None else max(pool.end_ns, time_ns)
         return pool
@@ -372,21 +472,41 @@ class ThreadRules:
                 (busy / count, tasks / window_s) for busy, count, tasks in pool.windows.values() if count > 0
             ]
             pool.usl = fit_usl(samples)
+            pool.cpu_count = self._cpu_count(pool)
+            pool.downstream_connections = self._downstream(pool)
             out.append(pool)
         return out
 
+    def _cpu_count(self, pool: PoolStats) -> int | None:
+        if self.config.cpu_count is not None:
+            return self.config.cpu_count
+        counts = [self._cpu_counts[s][1] for s in pool.services if s in self._cpu_counts]
+        return min(counts) if counts else None
+
+    def _downstream(self, pool: PoolStats) -> int | None:
+        sizes = [
+            size for (service, _i, _p), (_t, size) in self._connections.items() if service in pool.services
+        ]
+        return sum(sizes) if sizes else None
+
     def recommended(self, pool: PoolStats) -> tuple[int | None, list[str]]:
+        """The recommended workers of a pool from ``pools()`` and the caps applied (in words)."""
+        recommended, caps = self._recommended(pool)
+        return recommended, [words for _kind, words in caps]
+
+    def _recommended(self, pool: PoolStats) -> tuple[int | None, list[tuple[str, str]]]:
         latency = pool.latency_mean
         if latency is None or pool.tasks <= 0:
             return None, []
         per_thread = pool.cpu_per_busy_thread
-        return recommend_workers(
+        return _recommend(
             pool.throughput,
             latency,
             target_utilization=self.config.target_utilization,
             usl=pool.usl,
             cpu_bound=per_thread is not None and per_thread >= self.config.cpu_bound_per_thread,
-            cpu_count=self.config.cpu_count,
+            cpu_count=pool.cpu_count,
+            downstream_max=pool.downstream_connections,
         )
 
     def to_json(self) -> list[dict[str, Any]]:
@@ -417,9 +537,10 @@ class ThreadRules:
         for pool in self.pools():
             if pool.tasks < config.min_tasks or pool.max_workers <= 0:
                 continue
-            recommended, caps = self.recommended(pool)
+            recommended, limits = self._recommended(pool)
             if recommended is None:
                 continue
+            caps = [words for _kind, words in limits]
             grow = recommended > pool.max_workers
             shrink = recommended <= config.shrink_share * pool.max_workers
             if not grow and not shrink:
@@ -449,7 +570,12 @@ class ThreadRules:
             per_thread = pool.cpu_per_busy_thread
             if per_thread is not None:
                 numbers["cpu_per_busy_thread"] = round(per_thread, 4)
-            if caps:
+            if pool.cpu_count is not None:
+                numbers["cpu_count"] = pool.cpu_count
+            if pool.downstream_connections is not None:
+                numbers["downstream_connections"] = pool.downstream_connections
+            if limits:
+                numbers["limited_by"] = limits[-1][0]
                 numbers["capped_by"] = "; ".join(caps)
             share = min(1.0, math.log1p(pool.tasks) / math.log1p(config.full_confidence_tasks))
             verb = "Grow" if grow else "Shrink"
@@ -467,7 +593,8 @@ class ThreadRules:
                         formula=(
                             "L = throughput * latency_mean (Little's law); "
                             f"recommended = ceil(L / {config.target_utilization:g}), capped by USL "
-                            "N* = sqrt((1-alpha)/beta) and by CPUs when CPU-bound"
+                            "N* = sqrt((1-alpha)/beta), by CPUs when CPU-bound and by the "
+                            "database connections of the service (downstream pool)"
                         ),
                         threshold=(
                             "recommended > max_workers"
