@@ -86,6 +86,8 @@ RULE_INSTRUMENTS: Final[tuple[semconv.Instrument, ...]] = (
     semconv.POOL_TASKS,
     semconv.POOL_QUEUE_WAIT,
     semconv.POOL_TASK_DURATION,
+    semconv.SYSTEM_CPU_LOGICAL_COUNT,
+    semconv.DB_CLIENT_CONNECTION_MAX,
 )
 
 #: Unit suffixes Prometheus names get (OTel → Prometheus compatibility spec); unit ``1`` only on the

@@ -248,8 +248,8 @@ class ShopService:
         # The expensive customer-orders page is rate limited; excess requests get 429.
         self.orders_limiter = RateLimiter(rate=3.0, burst=5, name="customer-orders", store=store)
         self.orders_limiter.instrument()
-        # The slow report is profiled now and then (pyinstrument, as spans with its hot path).
-        self.profiler = PerformanceProfiler(sample_rate=0.5, random=random.Random(seed), tracer=self.tracer)
+        # The slow report (one every few seconds) is profiled each time: pyinstrument, as spans.
+        self.profiler = PerformanceProfiler(sample_rate=1.0, random=random.Random(seed), tracer=self.tracer)
         self.profiler.instrument()
         self._report = timeout_mod.timeout(REPORT_TIMEOUT, name="bought-together-report")(
             self.profiler.sampled(self._report_query)
