@@ -6,7 +6,8 @@ call a flaky downstream dependency. Problems are planted for the analyzer to fin
 
 * ``GET /customers/{id}/orders`` loads each order's items with its own query: an N+1 over
   ``order_items``, whose ``order_id`` column has no index (each query scans the table).
-* ``GET /reports/bought-together`` runs one slow self-join (about half a second here).
+* ``GET /reports/bought-together`` runs one slow self-join (about 0.8 s here: over the analyzer's
+  500 ms slow-query threshold).
 * the ``inventory`` dependency fails about one call in ten and is slow at times; it has three
   replicas behind a ``LoadBalancer``, and one of them goes bad for a while (outlier ejection).
 * the ``orders`` cache is smaller than the working set, so it evicts.
@@ -58,7 +59,7 @@ log.setLevel(logging.INFO)  # the demo's own events (scaling decisions) are expo
 
 CUSTOMERS = 500
 ORDERS = 20_000
-ITEMS_PER_ORDER = 6
+ITEMS_PER_ORDER = 7
 SKUS = 300
 
 #: (route, share of requests); the slow report is scheduled separately.
@@ -73,7 +74,7 @@ INVENTORY_REPLICAS = ("inventory-1", "inventory-2", "inventory-3")
 BAD_REPLICA, BAD_WINDOW = "inventory-3", (4.0, 14.0)
 #: During this part of the run every replica is down: the breaker opens and availability degrades.
 OUTAGE_WINDOW = (16.0, 20.0)
-#: The report's time limit: it takes ~0.5 s here; the limit is for a machine in real trouble.
+#: The report's time limit: it takes ~0.8 s here; the limit is for a machine in real trouble.
 REPORT_TIMEOUT = 3.0
 
 SCHEMA = """
@@ -363,8 +364,9 @@ class ShopService:
 
     def _report_query(self) -> list[tuple[Any, ...]]:
         return self._query(
-            "SELECT a.sku, b.sku, COUNT(*) AS n FROM order_items a JOIN order_items b "
-            "ON a.order_id = b.order_id AND a.sku <> b.sku GROUP BY a.sku, b.sku ORDER BY n DESC LIMIT 10"
+            "SELECT a.sku, b.sku, COUNT(DISTINCT o.customer_id) AS n FROM order_items a JOIN order_items b "
+            "ON a.order_id = b.order_id AND a.sku <> b.sku JOIN orders o ON o.id = a.order_id "
+            "GROUP BY a.sku, b.sku ORDER BY n DESC LIMIT 10"
         )
 
     # --- the server ----------------------------------------------------------------------------
