@@ -415,9 +415,9 @@ def test_since_until_restrict_the_data(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    agent = REPO / ".venv" / "bin" / "amqadf-agent"
-    if not agent.exists():
-        pytest.skip("amqadf-agent is not installed in .venv")
+    # The console script of the environment running the tests (not a fixed path).
+    agent = Path(sys.executable).parent / "amqadf-agent"
+    assert agent.exists(), f"{agent} is missing: pip install -e '.[test]'"
     subprocess.run([str(agent), "demo", "--duration", "8", "--out", str(tmp_path / "demo")], check=True,
                    capture_output=True, timeout=120)  # fmt: skip
     assert main([str(tmp_path / "demo"), "--format", "json", "--window", "2"]) == 0
