@@ -274,3 +274,11 @@ def test_numbers_tolerate_missing_and_odd_values() -> None:
     assert render_markdown.percent(0.4567) == "45.7%"
     assert render_markdown.ms(0.0123, seconds=True) == "12.3 ms"
     assert render_markdown.when({"time_ns": 0}) == "1970-01-01T00:00:00.000Z"
+
+
+def test_numbers_with_no_decimals_keep_their_trailing_zeros() -> None:
+    # One formatter serves both renderers; "100.0" with no decimals is "100", not "1".
+    from amqadf_agent.analyzer.report_values import num
+
+    assert num(100.0, 0) == "100" and num(2500.4, 0) == "2,500" and num(1.5) == "1.5"
+    assert num(float("nan")) == "n/a" and num(True) == "n/a" and num(7) == "7"

@@ -22,6 +22,14 @@ from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import Any, TextIO
 
+from amqadf_agent.analyzer.report_values import MISSING
+from amqadf_agent.analyzer.report_values import items as _items
+from amqadf_agent.analyzer.report_values import mapping as _mapping
+from amqadf_agent.analyzer.report_values import ms as _ms
+from amqadf_agent.analyzer.report_values import num as _num
+from amqadf_agent.analyzer.report_values import number as _number
+from amqadf_agent.analyzer.report_values import percent as _pct
+
 __all__ = ["CHART_TITLES", "render"]
 
 #: The title of every chart, in page order (also the ``<title>`` of each ``<svg>``).
@@ -34,7 +42,6 @@ CHART_TITLES: tuple[str, ...] = (
     "Pool queue wait (p95)",
 )
 NO_DATA = "No data."
-MISSING = "n/a"
 
 WIDTH = 760
 LEFT, RIGHT, TOP, BOTTOM = 60, 60, 24, 44
@@ -167,46 +174,6 @@ def render(report: Mapping[str, Any], file: TextIO) -> None:
 
 def _e(value: object) -> str:
     return escape(str(value), quote=True)
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _items(value: object) -> list[Mapping[str, Any]]:
-    if not isinstance(value, list):
-        return []
-    return [item for item in value if isinstance(item, Mapping)]
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _num(value: object, digits: int = 2) -> str:
-    number = _number(value)
-    if number is None:
-        return MISSING
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{number:,.{digits}f}".rstrip("0").rstrip(".")
-
-
-def _pct(value: object) -> str:
-    number = _number(value)
-    return MISSING if number is None else f"{number * 100:.1f}%"
-
-
-def _ms(value: object, *, seconds: bool = False) -> str:
-    number = _number(value)
-    if number is None:
-        return MISSING
-    if seconds:
-        number *= 1000
-    return f"{number:,.1f} ms" if number < 100 else f"{number:,.0f} ms"
 
 
 def _f(value: float) -> str:

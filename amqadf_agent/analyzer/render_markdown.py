@@ -12,14 +12,17 @@ Only the standard library is imported (the analyzer's walls, DESIGN.md).
 from __future__ import annotations
 
 import datetime
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
+
+from amqadf_agent.analyzer.report_values import MISSING, ms, num, percent
+from amqadf_agent.analyzer.report_values import items as _items
+from amqadf_agent.analyzer.report_values import mapping as _mapping
+from amqadf_agent.analyzer.report_values import number as _number
 
 __all__ = ["render"]
 
 NO_DATA = "No data."
-MISSING = "n/a"
 #: How many example trace ids a recommendation row shows.
 EXAMPLE_TRACES = 3
 _SPECIAL = set("\\`*_[]<>|&#~")
@@ -65,39 +68,6 @@ def code(value: object) -> str:
     return f"{fence}{pad}{flat.replace('|', chr(92) + '|')}{pad}{fence}"
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def num(value: object, digits: int = 2) -> str:
-    """A number with at most ``digits`` decimals (integers stay integers); ``n/a`` when missing."""
-    number = _number(value)
-    if number is None:
-        return MISSING
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{number:,.{digits}f}".rstrip("0").rstrip(".") if digits else f"{number:,.0f}"
-
-
-def percent(value: object) -> str:
-    """A fraction as a percentage with one decimal."""
-    number = _number(value)
-    return MISSING if number is None else f"{number * 100:.1f}%"
-
-
-def ms(value: object, *, seconds: bool = False) -> str:
-    """A duration in milliseconds (given in seconds when ``seconds``)."""
-    number = _number(value)
-    if number is None:
-        return MISSING
-    if seconds:
-        number *= 1000
-    return f"{number:,.1f} ms" if number < 100 else f"{number:,.0f} ms"
-
-
 def when(entry: Mapping[str, Any]) -> str:
     """The time of a timeline entry: its ``time`` string, else its ``time_ns``."""
     moment = entry.get("time")
@@ -119,16 +89,6 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "")
     out = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
     out += ["| " + " | ".join(row) + " |" for row in rows]
     return out
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _items(value: object) -> list[Mapping[str, Any]]:
-    if not isinstance(value, list):
-        return []
-    return [item for item in value if isinstance(item, Mapping)]
 
 
 # -- sections ---------------------------------------------------------------------------------------

@@ -1,0 +1,60 @@
+"""How the report renderers (Markdown, HTML) read and show values of the JSON report.
+
+The report may come from an older or newer schema, or be hand-made: every reader here accepts any
+shape and gives a neutral value (``{}``, ``[]``, ``None``, ``MISSING``) rather than raising.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Final
+
+#: Shown where a value is missing or not a number.
+MISSING: Final = "n/a"
+
+
+def mapping(value: object) -> Mapping[str, Any]:
+    """``value`` if it is a mapping, else an empty one."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def items(value: object) -> list[Mapping[str, Any]]:
+    """The mappings of a list (anything else in it is skipped); ``[]`` for a non-list."""
+    if not isinstance(value, list):
+        return []
+    return [item for item in value if isinstance(item, Mapping)]
+
+
+def number(value: object) -> float | None:
+    """A finite int or float as a float; ``None`` for booleans, NaN, infinities and non-numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    result = float(value)
+    return result if math.isfinite(result) else None
+
+
+def num(value: object, digits: int = 2) -> str:
+    """A number with at most ``digits`` decimals (integers stay integers); ``n/a`` when missing."""
+    result = number(value)
+    if result is None:
+        return MISSING
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{result:,.{digits}f}".rstrip("0").rstrip(".") if digits else f"{result:,.0f}"
+
+
+def percent(value: object) -> str:
+    """A fraction as a percentage with one decimal."""
+    result = number(value)
+    return MISSING if result is None else f"{result * 100:.1f}%"
+
+
+def ms(value: object, *, seconds: bool = False) -> str:
+    """A duration in milliseconds (given in seconds when ``seconds``)."""
+    result = number(value)
+    if result is None:
+        return MISSING
+    if seconds:
+        result *= 1000
+    return f"{result:,.1f} ms" if result < 100 else f"{result:,.0f} ms"
