@@ -527,17 +527,7 @@ class CircuitBreaker:
             return
         done: list[_Transition] = []
         with self._lock:
-            if kind == "ignored":
-                self._n_ignored += 1
-            elif kind == "success":
-                if slow:
-                    self._n_slow_success += 1
-                else:
-                    self._n_success += 1
-            elif slow:
-                self._n_slow_failure += 1
-            else:
-                self._n_failure += 1
+            self._count_locked(kind, slow)
             current = epoch == self._epoch and admitted is self._state
             if admitted is HALF_OPEN:
                 if current:
@@ -635,6 +625,20 @@ class CircuitBreaker:
         )
         raise CircuitOpenError(self._name, retry_after, state)
 
+    def _count_locked(self, kind: str, slow: bool) -> None:
+        """Count one outcome (the caller holds the lock)."""
+        if kind == "ignored":
+            self._n_ignored += 1
+        elif kind == "success":
+            if slow:
+                self._n_slow_success += 1
+            else:
+                self._n_success += 1
+        elif slow:
+            self._n_slow_failure += 1
+        else:
+            self._n_failure += 1
+
     def _record_shared(self, epoch: int, admitted: str, kind: str, slow: bool, now: float) -> bool:
         """Record an outcome through the store; False (nothing done) when the local path must do it."""
         if epoch != self._epoch or admitted is not self._state:
@@ -658,17 +662,7 @@ class CircuitBreaker:
             return False  # Redis down: the local state decides
         trip = False
         with self._lock:
-            if kind == "ignored":
-                self._n_ignored += 1
-            elif kind == "success":
-                if slow:
-                    self._n_slow_success += 1
-                else:
-                    self._n_success += 1
-            elif slow:
-                self._n_slow_failure += 1
-            else:
-                self._n_failure += 1
+            self._count_locked(kind, slow)
             if admitted is HALF_OPEN and self._in_flight > 0 and self._epoch == epoch:
                 self._in_flight -= 1
             if admitted is CLOSED and self._windowed and self._state is CLOSED and kind != "ignored":
