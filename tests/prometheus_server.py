@@ -146,3 +146,44 @@ class PrometheusServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+# --- the demo scraped on both naming paths ---------------------------------------------------------
+#: The demo's service name (its Prometheus job when scraped directly).
+DEMO_SERVICE = "amqadf-demo-shop"
+#: The job under which the same targets are scraped with the Collector's names.
+VIA_COLLECTOR = "amqadf-demo-shop-via-collector"
+
+
+def _ratio_gauges() -> list[str]:
+    from amqadf_agent import semconv
+
+    return sorted(
+        inst.name.replace(".", "_")
+        for inst in semconv.INSTRUMENTS
+        if inst.unit == "1" and inst.kind in ("gauge", "observable_gauge")
+    )
+
+
+#: Unit-1 gauges: the Python exporter names them ``x``, the Collector ``x_ratio``.
+RATIO_GAUGES = _ratio_gauges()
+
+
+def both_naming_paths(targets: list[str]) -> list[dict[str, object]]:
+    """Scrape ``targets`` twice: as the agent's exporter names metrics, and renamed as the Collector
+    does (no Collector can run here, so its ``_ratio`` suffix is imitated by relabelling)."""
+    return [
+        {"job_name": DEMO_SERVICE, "static_configs": [{"targets": targets}]},
+        {
+            "job_name": VIA_COLLECTOR,
+            "static_configs": [{"targets": targets}],
+            "metric_relabel_configs": [
+                {
+                    "source_labels": ["__name__"],
+                    "regex": f"({'|'.join(RATIO_GAUGES)})",
+                    "target_label": "__name__",
+                    "replacement": "${1}_ratio",
+                }
+            ],
+        },
+    ]

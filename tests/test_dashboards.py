@@ -22,15 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_server import PROMTOOL, PrometheusQueryError, PrometheusServer, free_port
-
-from amqadf_agent import semconv
+from prometheus_server import (
+    DEMO_SERVICE,
+    PROMTOOL,
+    RATIO_GAUGES,
+    VIA_COLLECTOR,
+    PrometheusQueryError,
+    PrometheusServer,
+    both_naming_paths,
+    free_port,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = ROOT / "dashboards"
 DASHBOARDS = sorted(DASHBOARD_DIR.glob("*.json"))
-DEMO_SERVICE = "amqadf-demo-shop"
-VIA_COLLECTOR = "amqadf-demo-shop-via-collector"
 #: The demo plants an inventory outage 16-20 s into its run (breaker opens, fallbacks are used).
 DEMO_DURATION = 26.0
 
@@ -42,11 +47,6 @@ NO_DATA_ALLOWED: dict[tuple[str, str], str] = {}  # every panel has data in the 
 BUILTINS = {"__rate_interval": "30s", "__interval": "5s", "__range": "5m"}
 
 #: Prometheus names that differ on the Collector path: unit-1 gauges get ``_ratio``.
-RATIO_GAUGES = sorted(
-    inst.name.replace(".", "_")
-    for inst in semconv.INSTRUMENTS
-    if inst.unit == "1" and inst.kind in ("gauge", "observable_gauge")
-)
 
 RESOURCE_SCRIPT = f"""
 import sys, time
@@ -198,22 +198,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Promethe
     work = tmp_path_factory.mktemp("demo")
     demo_port, resources_port = free_port(), free_port()
     targets = [f"127.0.0.1:{demo_port}", f"127.0.0.1:{resources_port}"]
-    ratio = "|".join(RATIO_GAUGES)
-    scrape_configs = [
-        {"job_name": DEMO_SERVICE, "static_configs": [{"targets": targets}]},
-        {
-            "job_name": VIA_COLLECTOR,
-            "static_configs": [{"targets": targets}],
-            "metric_relabel_configs": [
-                {
-                    "source_labels": ["__name__"],
-                    "regex": f"({ratio})",
-                    "target_label": "__name__",
-                    "replacement": "${1}_ratio",
-                }
-            ],
-        },
-    ]
+    scrape_configs = both_naming_paths(targets)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AMQADF_"))}
     exe = Path(sys.executable).parent / "amqadf-agent"
     procs: list[subprocess.Popen[bytes]] = []

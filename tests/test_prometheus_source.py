@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_server import PrometheusQueryError, PrometheusServer, free_port
+from prometheus_server import (
+    DEMO_SERVICE,
+    VIA_COLLECTOR,
+    PrometheusQueryError,
+    PrometheusServer,
+    both_naming_paths,
+    free_port,
+)
 
 from amqadf_agent import semconv
 from amqadf_agent.analyzer.model import HistogramPoint, MetricRecord, NumberPoint
@@ -35,15 +42,8 @@ from amqadf_agent.analyzer.rules.cache import CacheRules
 from amqadf_agent.cli.analyze import main
 from amqadf_agent.errors import TelemetryInputError
 
-DEMO_SERVICE = "amqadf-demo-shop"
-VIA_COLLECTOR = "amqadf-demo-shop-via-collector"
 #: Long enough to outlive the tests: the demo is stopped when they are done (live series at "now").
 DEMO_DURATION = 60.0
-RATIO_GAUGES = sorted(
-    inst.name.replace(".", "_")
-    for inst in semconv.INSTRUMENTS
-    if inst.unit == "1" and inst.kind in ("gauge", "observable_gauge")
-)
 
 
 # --- translation -------------------------------------------------------------------------------
@@ -350,23 +350,8 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Promethe
     """Prometheus after it scraped the demo for a while under both names; (server, start, end)."""
     work = tmp_path_factory.mktemp("demo")
     port = free_port()
-    ratio = "|".join(RATIO_GAUGES)
     targets = [f"127.0.0.1:{port}"]
-    scrape_configs = [
-        {"job_name": DEMO_SERVICE, "static_configs": [{"targets": targets}]},
-        {
-            "job_name": VIA_COLLECTOR,
-            "static_configs": [{"targets": targets}],
-            "metric_relabel_configs": [
-                {
-                    "source_labels": ["__name__"],
-                    "regex": f"({ratio})",
-                    "target_label": "__name__",
-                    "replacement": "${1}_ratio",
-                }
-            ],
-        },
-    ]
+    scrape_configs = both_naming_paths(targets)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AMQADF_"))}
     exe = Path(sys.executable).parent / "amqadf-agent"
     with (
