@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from metric_helpers import points
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -885,10 +886,6 @@ def collect(reader: InMemoryMetricReader) -> dict[str, Any]:
         if sm.scope.name == semconv.SCOPE_NAME
         for metric in sm.metrics
     }
-
-
-def points(metric: Any) -> dict[frozenset[tuple[str, Any]], Any]:
-    return {frozenset(p.attributes.items()): p.value for p in metric.data.data_points}
 
 
 def test_the_emitter_reports_the_contract_instruments() -> None:

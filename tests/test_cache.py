@@ -12,6 +12,7 @@ import weakref
 from typing import Any
 
 import pytest
+from metric_helpers import collect, points
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -31,26 +32,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-def collect(reader: InMemoryMetricReader) -> dict[str, Any]:
-    """Metric name -> metric, for the agent's scope only."""
-    data = reader.get_metrics_data()
-    assert data is not None
-    found: dict[str, Any] = {}
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            if sm.scope.name != semconv.SCOPE_NAME:
-                continue
-            for metric in sm.metrics:
-                assert metric.name not in found, f"{metric.name} exported twice"
-                found[metric.name] = metric
-    return found
-
-
-def points(metric: Any) -> dict[frozenset[tuple[str, Any]], Any]:
-    """Attribute set -> value of each data point."""
-    return {frozenset(p.attributes.items()): p.value for p in metric.data.data_points}
 
 
 def cache_attrs(name: str, **extra: str) -> frozenset[tuple[str, Any]]:
