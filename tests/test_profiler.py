@@ -29,6 +29,7 @@ from amqadf_agent.profiling.profiler import (
     MemoryProfileResult,
     PerformanceProfiler,
     ProfileResult,
+    _profiled_roots,
 )
 
 MB = 1024 * 1024
@@ -419,6 +420,24 @@ def middle() -> int:
 
 def outer() -> int:
     return middle()
+
+
+def test_samples_in_the_wrapper_are_not_the_profiled_call() -> None:
+    # GIVEN the tree pyinstrument records: the wrapper frame it started in, the profiled call, and
+    # samples that landed in the wrapper's own bookkeeping before or after the call
+    import contextlib
+
+    from pyinstrument.frame import Frame
+
+    import amqadf_agent.profiling.profiler as profiler_module
+
+    root = Frame(f"profile_function\x00{profiler_module.__file__}\x00300", time=1.0)
+    call = Frame(f"outer\x00{__file__}\x0010", time=0.9)
+    root.add_child(call)
+    root.add_child(Frame(f"_finish_cpu\x00{profiler_module.__file__}\x00360", time=0.05))
+    root.add_child(Frame(f"__exit__\x00{contextlib.__file__}\x00140", time=0.05))
+    # WHEN the profiled roots are taken THEN only the call is left, so the tree starts there
+    assert _profiled_roots(root) == [call]
 
 
 def test_hot_path_becomes_nested_frame_spans(spans: tuple[TracerProvider, InMemorySpanExporter]) -> None:

@@ -386,8 +386,8 @@ class PerformanceProfiler:
             try:
                 root = session.root_frame()
                 if root is not None:
-                    roots = [c for c in root.children if not c.is_synthetic]
-                    # The root is this module's wrapper: the tree starts at the profiled function.
+                    roots = _profiled_roots(root)
+                    # The tree starts at the profiled function.
                     tree = (
                         _build_tree(roots[0], _real_children(roots[0]))
                         if len(roots) == 1
@@ -955,6 +955,19 @@ def _attach(exc: BaseException, result: ProfileResult | MemoryProfileResult) -> 
     # An exception type that refuses attributes keeps propagating as it is.
     with contextlib.suppress(Exception):
         exc.__amqadf_profile__ = result  # type: ignore[attr-defined]
+
+
+#: Files of the wrapper around a profiled call: samples that land there are not the call's time.
+_WRAPPER_FILES = frozenset({__file__, contextlib.__file__})
+
+
+def _profiled_roots(root: Frame) -> list[Frame]:
+    """The frames the profiled call made, under the wrapper frame pyinstrument started in.
+
+    A sample can land in the wrapper itself, before or after the call (its span bookkeeping, the
+    context manager's exit); those frames are dropped so that the tree starts at the function.
+    """
+    return [c for c in root.children if not c.is_synthetic and c.file_path not in _WRAPPER_FILES]
 
 
 def _frame_key(frame: Frame) -> tuple[str, str, int]:

@@ -61,6 +61,16 @@ def metric_points(reader: InMemoryMetricReader) -> dict[str, list[list[object]]]
     return points
 
 
+def settled(points: dict[str, list[list[object]]]) -> tuple[object, ...]:
+    """What changes while the export thread still works: spans processed and dropped, queue size."""
+    names = (
+        "otel.sdk.processor.span.processed",
+        "otel.sdk.processor.span.queue.size",
+        "amqadf.agent.telemetry.dropped",
+    )
+    return tuple(json.dumps(points.get(name), sort_keys=True) for name in names)
+
+
 def main() -> None:
     per_span = bytes_per_span()  # before the agent's threads run, so that nothing else allocates
     started = time.monotonic()
@@ -77,11 +87,20 @@ def main() -> None:
             memory[i] = heap()
     spans_seconds = time.monotonic() - started
     # The exporter gives up on a batch after OTEL_EXPORTER_OTLP_TIMEOUT; wait (a bounded while) for
-    # the agent to count it.
+    # the agent to count it, then for the export thread to settle: one collection reads the SDK's
+    # counters and the agent's at slightly different moments, and failed exports may be fast.
     deadline = time.monotonic() + 8.0
     points = metric_points(reader)
     while "amqadf.agent.telemetry.dropped" not in points and time.monotonic() < deadline:
         time.sleep(0.1)
+        points = metric_points(reader)
+    previous = None
+    while time.monotonic() < deadline:
+        current = settled(points)
+        if current == previous:
+            break
+        previous = current
+        time.sleep(0.3)
         points = metric_points(reader)
     before = time.monotonic()
     finished = agent.shutdown()
