@@ -26,10 +26,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError, MissingExtraError
 from amqadf_agent.profiling.profiler import (
+    DEFAULT_MAX_OVERHEAD,
     MemoryProfileResult,
     PerformanceProfiler,
     ProfileResult,
     _profiled_roots,
+    profiled,
 )
 
 MB = 1024 * 1024
@@ -332,7 +334,7 @@ def test_sampled_profiles_exactly_the_drawn_calls() -> None:
     # GIVEN a seeded random source and the PROFILES counter on an explicit provider
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    profiler = PerformanceProfiler(random=random.Random(42))
+    profiler = PerformanceProfiler(random=random.Random(42), max_overhead=None)  # the draws alone
     profiler.instrument(meter_provider=provider)
     calls: list[int] = []
 
@@ -376,7 +378,7 @@ def test_sampled_rate_zero_never_profiles() -> None:
 
 
 def test_time_budget_skips_with_a_fake_clock() -> None:
-    # GIVEN a budget of 1% of wall time (0.6 s per minute) and calls that take 0.4 s by the clock
+    # GIVEN a budget of 1% of wall time and calls that take 0.4 s by the clock
     clock = FakeClock()
     profiler = PerformanceProfiler(clock=clock, max_overhead=0.01, random=random.Random(0))
 
@@ -385,16 +387,85 @@ def test_time_budget_skips_with_a_fake_clock() -> None:
 
     fn = profiler.sampled(rate=1.0)(slow)
     # WHEN called repeatedly
-    fn()  # 0.4 s spent: under budget
-    fn()  # 0.4 s <= 0.6 s: profiled, now 0.8 s spent
-    fn()  # 0.8 s > 0.6 s: skipped (runs unprofiled)
-    assert profiler.stats().profiles["cpu"] == 2
-    assert profiler.stats().skipped_by_budget == 1
-    # THEN once the profiles have left the one-minute window, profiling resumes
-    clock.now += 60.0
+    fn()  # the budget starts at zero, not in debt: profiled, and 0.4 s borrowed
+    fn()  # 0.4 s later only 0.004 s repaid: skipped (runs unprofiled)
     fn()
-    assert profiler.stats().profiles["cpu"] == 3
-    assert profiler.stats().skipped_by_budget == 1
+    assert profiler.stats().profiles["cpu"] == 1
+    assert profiler.stats().skipped_by_budget == 2
+    # THEN once the debt is repaid (0.4 s at 1%: 40 s after the first call), profiling resumes
+    clock.now += 38.0
+    fn()
+    assert profiler.stats().profiles["cpu"] == 1
+    clock.now += 1.0
+    fn()
+    assert profiler.stats().profiles["cpu"] == 2
+    assert profiler.stats().skipped_by_budget == 3
+
+
+def test_default_budget_keeps_profiled_time_near_two_percent() -> None:
+    # GIVEN the default budget, every call drawn, calls of 50 ms with 50 ms between them
+    clock = FakeClock()
+    profiler = PerformanceProfiler(clock=clock, sample_rate=1.0, random=random.Random(0))
+    assert profiler.max_overhead == DEFAULT_MAX_OVERHEAD == 0.02
+
+    def handler() -> None:
+        clock.now += 0.05
+
+    fn = profiler.sampled(handler)
+    # WHEN it runs for 1000 s of wall time
+    end, calls = clock.now + 1000.0, 0
+    while clock.now < end:
+        fn()
+        calls += 1
+        clock.now += 0.05
+    # THEN the profiled calls took at most 2% of the time, plus the one call that may be in debt
+    profiled_seconds = profiler.stats().profiles["cpu"] * 0.05
+    assert 0.02 * 1000 - 0.05 <= profiled_seconds <= 0.02 * 1000 + 0.05
+    assert profiler.stats().skipped_by_budget == calls - profiler.stats().profiles["cpu"]
+
+
+def test_budget_saved_while_idle_is_capped_at_a_minute_of_it() -> None:
+    # GIVEN a 1% budget (0.6 s per minute at most saved) idle for an hour
+    clock = FakeClock()
+    profiler = PerformanceProfiler(clock=clock, sample_rate=1.0, max_overhead=0.01, random=random.Random(0))
+
+    def handler() -> None:
+        clock.now += 0.1
+
+    fn = profiler.sampled(handler)
+    fn()
+    clock.now += 3600.0
+    # WHEN a burst of calls comes THEN about 0.6 s of them are profiled, not 36 s
+    for _ in range(100):
+        fn()
+    assert 6 <= profiler.stats().profiles["cpu"] - 1 <= 8
+
+
+def test_disabled_profiler_and_configured_default() -> None:
+    from amqadf_agent.profiling.profiler import configure_default_profiler, default_profiler
+
+    # GIVEN a sampled function of a profiler that is then disabled
+    profiler = PerformanceProfiler(sample_rate=1.0, max_overhead=None)
+    fn = profiler.sampled(cpu_bound)
+    profiler.enabled = False
+    # WHEN called THEN it runs unprofiled; enabled again, it is profiled
+    assert fn(2) == cpu_bound(2) and profiler.stats().profiles["cpu"] == 0
+    profiler.enabled = True
+    fn(2)
+    assert profiler.stats().profiles["cpu"] == 1
+    # AND the default profiler's rate and switch apply to decorators made before the change
+    default = default_profiler()
+    before_rate, before_enabled = default.sample_rate, default.enabled
+    try:
+        decorated = profiled(cpu_bound)
+        configure_default_profiler(enabled=False, sample_rate=1.0)
+        before = default.stats().profiles["cpu"]
+        decorated(2)
+        assert default.stats().profiles["cpu"] == before
+        with pytest.raises(ConfigError, match="sample_rate"):
+            configure_default_profiler(sample_rate=1.5)
+    finally:
+        configure_default_profiler(enabled=before_enabled, sample_rate=before_rate)
 
 
 def test_instrument_reports_both_kinds() -> None:
@@ -628,7 +699,7 @@ def test_duration_histogram_per_profiled_function() -> None:
     # GIVEN a profiler instrumented on an explicit provider (no globals)
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    profiler = PerformanceProfiler(random=random.Random(3))
+    profiler = PerformanceProfiler(random=random.Random(3), max_overhead=None)
     profiler.profile_function(cpu_bound, 2)  # before instrument(): not recorded
     profiler.instrument(meter_provider=provider)
     profiler.instrument(meter_provider=provider)  # idempotent: recorded once per call
@@ -660,7 +731,7 @@ def test_duration_histogram_per_profiled_function() -> None:
 def test_profiled_decorator_profiles_the_drawn_calls() -> None:
     from amqadf_agent.profiling.profiler import profiled
 
-    profiler = PerformanceProfiler(random=random.Random(7))
+    profiler = PerformanceProfiler(random=random.Random(7), max_overhead=None)
 
     @profiled(sample_rate=0.2, profiler=profiler)
     def handler(x: int, *, scale: int = 2) -> int:
@@ -713,7 +784,7 @@ def test_profiled_time_budget() -> None:
 
     for _ in range(3):
         slow()
-    assert profiler.stats().profiles["cpu"] == 2 and profiler.stats().skipped_by_budget == 1
+    assert profiler.stats().profiles["cpu"] == 1 and profiler.stats().skipped_by_budget == 2
 
 
 # --- the self-time counter ------------------------------------------------------------------------

@@ -250,7 +250,10 @@ class ShopService:
         self.orders_limiter = RateLimiter(rate=3.0, burst=5, name="customer-orders", store=store)
         self.orders_limiter.instrument()
         # The slow report (one every few seconds) is profiled each time: pyinstrument, as spans.
-        self.profiler = PerformanceProfiler(sample_rate=1.0, random=random.Random(seed), tracer=self.tracer)
+        # (No time budget: a production service keeps the default, at most ~2% of wall time.)
+        self.profiler = PerformanceProfiler(
+            sample_rate=1.0, max_overhead=None, random=random.Random(seed), tracer=self.tracer
+        )
         self.profiler.instrument()
         self._report = timeout_mod.timeout(REPORT_TIMEOUT, name="bought-together-report")(
             self.profiler.sampled(self._report_query)

@@ -9,8 +9,10 @@ What it costs (measured by ``tests/bench/bench_profiler.py``; see DESIGN.md):
 - ``@profiled(sample_rate=0.01)`` (or ``@profiler.sampled(rate=0.01)``) profiles 1 call in 100;
   the other calls pay one ``random.random()`` and a comparison (well under a microsecond). The
   average slowdown is therefore about ``rate * (slowdown - 1)``: ~2-5% at ``rate=0.01``.
-  ``max_overhead`` bounds it by time instead: no new profile starts while the profiled calls of
-  the last minute took more than that fraction of the minute.
+- ``max_overhead`` (default 2%) bounds it by time whatever the workload: a token bucket of
+  profiling time that fills at that fraction of wall time (up to a minute's worth) and that every
+  profile's duration is charged to; a sampled call starts a profile only while the bucket is not
+  in debt. So the sampled cost stays under ~``max_overhead`` even where pyinstrument is slowest.
 
 Each profile is a span (``amqadf.profile``); the hot path of a CPU profile (from the profiled
 function, the heaviest callee at each level while it holds at least ``hot_path_share`` of the
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARTIFACT_PREFIX",
+    "DEFAULT_MAX_OVERHEAD",
     "AllocationSite",
     "CallNode",
     "FunctionStat",
@@ -74,6 +77,7 @@ __all__ = [
     "PerformanceProfiler",
     "ProfileResult",
     "ProfilerStats",
+    "configure_default_profiler",
     "default_profiler",
     "hot_path",
     "profiled",
@@ -103,8 +107,10 @@ ATTR_SITE_ALLOCATIONS = "amqadf.profiler.allocations"
 
 KIND_CPU = "cpu"
 KIND_MEMORY = "memory"
-#: The window of the ``max_overhead`` time budget, in seconds.
+#: The ``max_overhead`` budget holds at most this many seconds of wall time's worth of profiling.
 BUDGET_WINDOW = 60.0
+#: The default ``max_overhead``: sampled profiles take at most ~2% of wall time.
+DEFAULT_MAX_OVERHEAD = 0.02
 #: Every artifact file this module writes starts with this (only these are ever removed).
 ARTIFACT_PREFIX = "amqadf-profile-"
 _ARTIFACT_SUFFIX = {"speedscope": ".speedscope.json", "html": ".html"}
@@ -219,17 +225,37 @@ class ProfilerStats:
 
 
 # --- the profiler ---------------------------------------------------------------------------------
+class _Budget:
+    """A token bucket of profiling time (seconds): ``rate`` accrues per second of wall time, at most
+    ``rate * BUDGET_WINDOW``; sampled profiles spend their cost once they end, so a long one borrows
+    and the following calls repay it. Starts empty: no burst of profiling at start-up."""
+
+    __slots__ = ("at", "balance", "rate")
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate, self.balance, self.at = rate, 0.0, now
+
+    def refill(self, now: float) -> float:
+        if now > self.at:
+            self.balance = min(self.balance + self.rate * (now - self.at), self.rate * BUDGET_WINDOW)
+            self.at = now
+        return self.balance
+
+
 class PerformanceProfiler:
     """Profiles calls on demand (``profile_function``, ``profile_async``, ``profile_memory``) or a
     sampled fraction of them in production (``@profiler.sampled``); each profile is also a span.
 
     Args:
         interval: pyinstrument's sampling interval in seconds.
-        sample_rate: default fraction of calls ``sampled()`` profiles (0 to 1).
+        sample_rate: default fraction of calls ``sampled()`` profiles (0 to 1), read at call time.
         top_n: how many top functions (and allocation sites) a result keeps.
-        max_overhead: default time budget of ``sampled()``: a fraction of wall time (e.g. 0.01);
-            no profile starts while profiled calls took more than that share of the last minute.
-            ``None``: no budget.
+        max_overhead: default time budget of ``sampled()``: a fraction of wall time (default
+            0.02). Profiling time accrues at this rate (at most ``BUDGET_WINDOW`` seconds' worth)
+            and each sampled profile spends its whole cost from it; no sampled profile starts while the
+            budget is in debt. ``None``: no budget.
+        enabled: ``False`` makes every sampled call a plain call (``profile_function`` still
+            profiles); can be switched at run time.
         tracer: tracer of the profile spans; default ``get_tracer(semconv.SCOPE_NAME)``.
         clock: monotonic clock in seconds (durations and the budget); injected by tests.
         random: the random source of ``sampled()``; injected by tests.
@@ -247,7 +273,8 @@ class PerformanceProfiler:
         interval: float = 0.001,
         sample_rate: float = 0.01,
         top_n: int = 10,
-        max_overhead: float | None = None,
+        max_overhead: float | None = DEFAULT_MAX_OVERHEAD,
+        enabled: bool = True,
         tracer: Tracer | None = None,
         clock: Callable[[], float] = time.perf_counter,
         random: _random.Random | None = None,
@@ -286,6 +313,7 @@ class PerformanceProfiler:
         self.sample_rate = sample_rate
         self.top_n = top_n
         self.max_overhead = max_overhead
+        self.enabled = enabled
         self._tracer = tracer
         self._clock = clock
         self._random = random if random is not None else _random.Random()
@@ -293,7 +321,7 @@ class PerformanceProfiler:
         self._profiles = {KIND_CPU: 0, KIND_MEMORY: 0}
         self._failed = {KIND_CPU: 0, KIND_MEMORY: 0}
         self._budget_skips = 0
-        self._spent: deque[tuple[float, float]] = deque()  # (end, duration) of recent profiles
+        self._budgets: dict[float, _Budget] = {}  # by max_overhead: one per budget in use
         self._recent: deque[ProfileResult] = deque(maxlen=keep)
         self._warned: set[str] = set()
         # (kind, qualified function name) -> self time summed over the top functions of the profiles
@@ -515,27 +543,37 @@ class PerformanceProfiler:
     ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorator: profile a ``rate`` fraction of the calls (CPU); the others run untouched.
 
-        ``rate`` defaults to the profiler's ``sample_rate`` and ``max_overhead`` to its own. A
-        sampled call is skipped while the time budget is spent. Async functions are profiled
+        ``rate`` defaults to the profiler's ``sample_rate`` (read at each call, so a later
+        configuration applies) and ``max_overhead`` to its own. A sampled call runs unprofiled
+        while the time budget is in debt or the profiler is disabled. Async functions are profiled
         with ``profile_async``. The results of sampled calls are spans, and the last few are
         kept in ``recent_results()``. Usable as ``@profiler.sampled`` or ``@profiler.sampled(rate=…)``.
         """
-        effective_rate = self.sample_rate if rate is None else rate
-        _check_rate("rate", effective_rate)
+        if rate is not None:
+            _check_rate("rate", rate)
         budget = self.max_overhead if max_overhead is None else max_overhead
         if budget is not None:
             _check_overhead(budget)
 
+        def take(draw: Callable[[], float] = self._random.random) -> bool:
+            # The hot path of every sampled call: one draw and a comparison, unless drawn.
+            if draw() >= (self.sample_rate if rate is None else rate) or not self.enabled:
+                return False
+            return self._budget_allows(budget)
+
         def decorate(func: Callable[P, R]) -> Callable[P, R]:
-            draw = self._random.random
             if inspect.iscoroutinefunction(func):
                 async_func = func
 
                 @functools.wraps(func)
                 async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                    if draw() >= effective_rate or not self._budget_allows(budget):
+                    if not take():
                         return await async_func(*args, **kwargs)
-                    result = await self.profile_async(async_func, *args, **kwargs)
+                    started = self._clock()
+                    try:
+                        result = await self.profile_async(async_func, *args, **kwargs)
+                    finally:
+                        self._charge(started)
                     self._recent.append(result)
                     return result.return_value
 
@@ -543,9 +581,13 @@ class PerformanceProfiler:
 
             @functools.wraps(func)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-                if draw() >= effective_rate or not self._budget_allows(budget):
+                if not take():
                     return func(*args, **kwargs)
-                result = self.profile_function(func, *args, **kwargs)
+                started = self._clock()
+                try:
+                    result = self.profile_function(func, *args, **kwargs)
+                finally:
+                    self._charge(started)
                 self._recent.append(result)
                 return cast(R, result.return_value)
 
@@ -558,13 +600,22 @@ class PerformanceProfiler:
             return True
         now = self._clock()
         with self._lock:
-            while self._spent and self._spent[0][0] <= now - BUDGET_WINDOW:
-                self._spent.popleft()
-            spent = sum(duration for _, duration in self._spent)
-            if spent > budget * BUDGET_WINDOW:
+            bucket = self._budgets.get(budget)
+            if bucket is None:
+                bucket = self._budgets[budget] = _Budget(budget, now)
+            if bucket.refill(now) < 0.0:
                 self._budget_skips += 1
                 return False
         return True
+
+    def _charge(self, started: float) -> None:
+        """Spend a sampled profile's whole cost from the budgets: the call under the profiler and
+        the building of its result, span and artifact."""
+        end = self._clock()
+        with self._lock:
+            for bucket in self._budgets.values():
+                bucket.refill(end)
+                bucket.balance -= end - started
 
     def recent_results(self) -> list[ProfileResult]:
         """The last results of sampled calls, oldest first."""
@@ -636,7 +687,6 @@ class PerformanceProfiler:
         with self._lock:
             if profiled:
                 self._profiles[kind] += 1
-                self._spent.append((end, duration))
         if self._histograms:
             attributes = {semconv.ATTR_PROFILER_KIND: kind, semconv.ATTR_PROFILER_FUNCTION: function}
             try:
@@ -878,12 +928,24 @@ def default_profiler() -> PerformanceProfiler:
         return _DEFAULT
 
 
+def configure_default_profiler(*, enabled: bool | None = None, sample_rate: float | None = None) -> None:
+    """Set what ``@profiled`` does by default (``amqadf_agent.start`` applies the configuration's
+    ``profiler`` group here); decorators applied earlier follow, since they read it at each call."""
+    if sample_rate is not None:
+        _check_rate("sample_rate", sample_rate)
+    profiler = default_profiler()
+    if enabled is not None:
+        profiler.enabled = bool(enabled)
+    if sample_rate is not None:
+        profiler.sample_rate = sample_rate
+
+
 @overload
 def profiled(
     fn: Callable[P, R],
     /,
     *,
-    sample_rate: float = 0.01,
+    sample_rate: float | None = None,
     max_overhead: float | None = None,
     profiler: PerformanceProfiler | None = None,
 ) -> Callable[P, R]: ...
@@ -894,7 +956,7 @@ def profiled(
     fn: None = None,
     /,
     *,
-    sample_rate: float = 0.01,
+    sample_rate: float | None = None,
     max_overhead: float | None = None,
     profiler: PerformanceProfiler | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
@@ -904,14 +966,16 @@ def profiled(
     fn: Callable[P, R] | None = None,
     /,
     *,
-    sample_rate: float = 0.01,
+    sample_rate: float | None = None,
     max_overhead: float | None = None,
     profiler: PerformanceProfiler | None = None,
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorator: CPU-profile a ``sample_rate`` fraction of the calls of a sync or async function.
 
-    ``max_overhead`` (a fraction of wall time, e.g. 0.01) also stops new profiles while the profiled
-    calls of the last minute took more than that share of it. ``profiler`` defaults to
+    ``sample_rate`` and ``max_overhead`` default to the profiler's (``default_profiler()``: 1% of
+    calls, at most ~2% of wall time, or what ``amqadf_agent.start`` configured), read at each call.
+    ``max_overhead`` is a fraction of wall time: profiled time accrues at that rate and each profile
+    spends its duration; no new profile starts while that budget is in debt. ``profiler`` defaults to
     ``default_profiler()``. The other calls pay one random draw; the signature is preserved.
     Usable as ``@profiled`` or ``@profiled(sample_rate=…)``.
     """
