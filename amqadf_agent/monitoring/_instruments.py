@@ -12,6 +12,7 @@ Nothing here imports OpenTelemetry at module level: importing it costs ~20 ms, w
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import weakref
@@ -84,6 +85,15 @@ def create_instrument(
     raise ValueError(f"{name}: unknown instrument kind {kind!r}")
 
 
+@functools.lru_cache(maxsize=1)
+def _observation_class() -> type[Observation]:
+    """``opentelemetry.metrics.Observation``, imported once (an import statement in a callback
+    costs a lookup through the import system at every collection)."""
+    from opentelemetry.metrics import Observation
+
+    return Observation
+
+
 def _ref(provider: MeterProvider) -> Callable[[], MeterProvider | None]:
     """A weak reference when the provider allows one (a test's provider must be able to die)."""
     try:
@@ -97,8 +107,11 @@ class _Registry(Generic[T]):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # Weak: being reported must never keep a cache or a pool alive.
-        self._members: weakref.WeakSet[T] = weakref.WeakSet()
+        # Weak: being reported must never keep a cache or a pool alive. The references are kept
+        # as a tuple replaced (under the lock) on each change, so a collection (15 callbacks for
+        # the resource monitor) reads it without copying a WeakSet under a lock each time.
+        self._refs: tuple[weakref.ReferenceType[T], ...] = ()
+        self._seen: weakref.WeakSet[T] = weakref.WeakSet()  # what add() has taken already
         self.histograms: dict[str, Histogram] = {}
         self.warned = False
         # Attribute items as a reading gives them -> (sorted items, the dict exported for them).
@@ -108,12 +121,18 @@ class _Registry(Generic[T]):
 
     def add(self, obj: T) -> None:
         with self._lock:
-            self._members.add(obj)
+            if obj in self._seen:
+                return
+            self._seen.add(obj)
+            self._refs = (*self._refs, weakref.ref(obj))
 
     def members(self) -> list[T]:
-        # A copy under the lock: a WeakSet must not grow while it is iterated.
-        with self._lock:
-            return list(self._members)
+        refs = self._refs  # one read: the tuple is never changed, only replaced
+        objects = [obj for ref in refs if (obj := ref()) is not None]
+        if len(objects) < len(refs):  # some died: drop their references
+            with self._lock:
+                self._refs = tuple(ref for ref in self._refs if ref() is not None)
+        return objects
 
 
 class SharedInstruments(Generic[T]):
@@ -220,8 +239,7 @@ class SharedInstruments(Generic[T]):
     def _observe(
         self, registry: _Registry[T], inst: semconv.Instrument, reading: Reading[T]
     ) -> list[Observation]:
-        from opentelemetry.metrics import Observation
-
+        Observation = _observation_class()
         canonical = registry.canonical
         totals: dict[AttrKey, list[Any]] = {}  # sorted items -> [summed value, exported attributes]
         for obj in registry.members():

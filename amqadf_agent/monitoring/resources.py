@@ -39,6 +39,7 @@ from amqadf_agent.errors import (
     ProcessNotFoundError,
     ProcessUnavailableError,
 )
+from amqadf_agent.monitoring import procfs
 from amqadf_agent.monitoring._instruments import Point, SharedInstruments
 
 if TYPE_CHECKING:
@@ -213,6 +214,8 @@ class ResourceMonitor:
         self.include_connections = bool(include_connections)
         self._clock = clock
         self._ps: Any = psutil if psutil_module is None else psutil_module
+        # The real psutil on Linux: the collection path reads /proc itself where psutil is slow.
+        self._procfs = procfs.AVAILABLE and self._ps is psutil
         self._history: collections.deque[ResourceMetrics] = collections.deque(maxlen=history_size)
         #: Callbacks of ``start_monitoring`` that raised (each is logged, the first as a warning).
         self.callback_errors = 0
@@ -285,11 +288,19 @@ class ResourceMonitor:
             vm = ps.virtual_memory()
             memory_states = {s: int(getattr(vm, s)) for s in _MEMORY_STATES if hasattr(vm, s)}
 
-            disk_counters = _per_device(
-                _safe(lambda: ps.disk_io_counters(perdisk=True)), "read_bytes", "write_bytes"
+            fast_disk = procfs.disk_bytes() if self._procfs else None
+            disk_counters = (
+                _moved(fast_disk)
+                if fast_disk is not None
+                else _per_device(
+                    _safe(lambda: ps.disk_io_counters(perdisk=True)), "read_bytes", "write_bytes"
+                )
             )
-            net_counters = _per_device(
-                _safe(lambda: ps.net_io_counters(pernic=True)), "bytes_recv", "bytes_sent"
+            fast_net = procfs.net_bytes() if self._procfs else None
+            net_counters = (
+                _moved(fast_net)
+                if fast_net is not None
+                else _per_device(_safe(lambda: ps.net_io_counters(pernic=True)), "bytes_recv", "bytes_sent")
             )
             disk_rates = _rates(self._prev_disk, disk_counters, interval, _whole_disks(disk_counters))
             net_rates = _rates(self._prev_net, net_counters, interval, frozenset(net_counters))
@@ -361,6 +372,10 @@ class ResourceMonitor:
         ps = self._ps
         own = pid == os.getpid()
         state = self._own if own else self._pids.get(pid)
+        if own and state is not None and state.at is not None and self._procfs:
+            fast = procfs.own_process()
+            if fast is not None:
+                return self._own_metrics(state, fast)
         try:
             if state is None or not state.proc.is_running():
                 state = _ProcState(ps.Process(pid))
@@ -414,6 +429,38 @@ class ResourceMonitor:
             io_write_bytes=None if io is None else int(io.write_bytes),
             ctx_switches_voluntary=None if ctx is None else int(ctx.voluntary),
             ctx_switches_involuntary=None if ctx is None else int(ctx.involuntary),
+        )
+        return metrics, by_mode
+
+    def _own_metrics(
+        self, state: _ProcState, fast: procfs.OwnProcess
+    ) -> tuple[ProcessMetrics, dict[str, float]]:
+        """This process from ``/proc`` (see ``procfs``): what ``_take_process`` computes from psutil."""
+        now = self._clock()
+        assert state.at is not None
+        elapsed = now - state.at
+        d_user, d_system = max(fast.user - state.user, 0.0), max(fast.system - state.system, 0.0)
+        if elapsed > 0:
+            state.at, state.user, state.system = now, fast.user, fast.system
+        share = self._cpu_count * elapsed if elapsed > 0 else 0.0
+        by_mode = {
+            "user": min(d_user / share, 1.0) if share else 0.0,
+            "system": min(d_system / share, 1.0) if share else 0.0,
+        }
+        metrics = ProcessMetrics(
+            pid=os.getpid(),
+            timestamp=time.time(),
+            cpu_percent=(100.0 * (d_user + d_system) / elapsed) if elapsed > 0 else 0.0,
+            cpu_user=fast.user,
+            cpu_system=fast.system,
+            rss=fast.rss,
+            vms=fast.vms,
+            num_threads=fast.num_threads,
+            num_fds=fast.num_fds,
+            io_read_bytes=fast.io_read_bytes,
+            io_write_bytes=fast.io_write_bytes,
+            ctx_switches_voluntary=fast.ctx_voluntary,
+            ctx_switches_involuntary=fast.ctx_involuntary,
         )
         return metrics, by_mode
 
@@ -645,6 +692,11 @@ def _per_device(counters: Any, first: str, second: str) -> dict[str, tuple[int, 
         return {}
     pairs = ((name, int(getattr(c, first)), int(getattr(c, second))) for name, c in counters.items())
     return {name: (a, b) for name, a, b in pairs if a or b}
+
+
+def _moved(counters: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """The devices of a ``procfs`` reading that moved a byte since boot (as ``_per_device``)."""
+    return {name: pair for name, pair in counters.items() if pair[0] or pair[1]}
 
 
 def _whole_disks(counters: dict[str, tuple[int, int]]) -> frozenset[str]:

@@ -7,13 +7,19 @@ median of ``--repeat`` runs of ``--number`` operations):
 
 - a raw psutil sample: the psutil calls a useful sample makes, written out by hand;
 - ``ResourceMonitor.get_system_metrics()``;
-- one full sample of the monitor (machine + this process), what one collection reads;
+- one full sample of the monitor (machine + this process), what one collection reads (on Linux
+  the per-device I/O counters and this process come from ``/proc`` directly: ``monitoring/procfs``);
 - one collection of all the monitor's instruments through an SDK ``InMemoryMetricReader``;
+- the SDK's floor: the same instruments (same kinds) and points with constant values, i.e. what
+  the SDK itself spends per collection whatever the monitor does;
 - the same for ``opentelemetry-instrumentation-system-metrics`` (its default configuration), or
   "not installed" (``pip install opentelemetry-instrumentation-system-metrics`` to compare);
 - ``psutil.net_connections()`` alone, which the monitor never calls unless asked.
 
-Target (issue 5): one full collection under 0.5 ms CPU on the 2-core box.
+Target (issue 5): one full collection under 0.5 ms CPU on the 2-core box. The SDK's floor for the
+contract's 15 instruments and ~37 points is ~0.45 ms here (~13 µs per instrument, ~9 µs per
+point), so the target cannot be met through the SDK's observable instruments with these points;
+the rows show what is ours (the sample, the callbacks) and what is the SDK's.
 """
 
 from __future__ import annotations
@@ -100,7 +106,7 @@ def sdk_floor() -> Callable[[], object]:
     """The SDK's own cost: the same instruments and points as our collection, constant values."""
     from opentelemetry.metrics import CallbackOptions, Observation
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Sum
 
     collect = our_collect()
     assert collect is not None
@@ -117,7 +123,16 @@ def sdk_floor() -> Callable[[], object]:
                 ) -> list[Observation]:
                     return obs
 
-                meter.create_observable_gauge(metric.name, [callback], metric.unit)
+                # The same kind as ours: a cumulative sum costs the SDK more than a gauge.
+                if isinstance(metric.data, Sum):
+                    create = (
+                        meter.create_observable_counter
+                        if metric.data.is_monotonic
+                        else meter.create_observable_up_down_counter
+                    )
+                else:
+                    create = meter.create_observable_gauge
+                create(metric.name, [callback], metric.unit)
     return reader.get_metrics_data
 
 
@@ -147,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         ("raw psutil sample (hand-written)", raw_psutil_sample, number),
         ("ResourceMonitor.get_system_metrics()", sampler.get_system_metrics, number),
         ("ResourceMonitor full sample (system+process)", clock.stepped(sampler._collection_snapshot), number),
-        ("ResourceMonitor collect (14 instruments, SDK)", our_collect(), number),
+        ("ResourceMonitor collect (15 instruments, SDK)", our_collect(), number),
         ("  of which the SDK's floor (same points, constant)", sdk_floor(), number),
         ("contrib system-metrics collect (SDK)", contrib_collect(), max(number // 10, 5)),
         ("psutil.net_connections() alone", lambda: psutil.net_connections(kind="inet"), max(number // 10, 5)),
