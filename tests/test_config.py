@@ -355,6 +355,89 @@ def test_to_agent_settings() -> None:
     assert (settings.service_name, settings.exporters, settings.sample_ratio) == ("svc", ("otlp",), 0.2)
     assert settings.otlp_endpoint == "https://x.example.com"
     assert settings.environment == "development"
+    # Resource monitor and profiler groups fill the runtime's fields.
+    assert (settings.resource_monitor, settings.resource_interval) == (True, 15.0)
+    assert (settings.resource_cpu_threshold, settings.resource_memory_threshold) == (0.9, 0.9)
+    assert (settings.profiler_enabled, settings.profiler_sample_rate) == (True, 0.01)
+    # Nothing set: no headers, and the timeout is left to the exporters.
+    assert (dict(settings.otlp_headers), settings.otlp_timeout) == ({}, None)
+
+
+def test_to_agent_settings_carries_the_monitor_and_profiler_groups() -> None:
+    config = ProductionConfig.load(
+        environ={"AMQADF_RESOURCE_INTERVAL": "3", "AMQADF_PROFILER_ENABLED": "false"},
+        overrides={
+            "resource_monitor": {"cpu_threshold": 0.75, "memory_threshold": 0.6},
+            "profiler.sample_rate": 0.2,
+        },
+    )
+    assert config.sources["resource_monitor.interval"] == "env AMQADF_RESOURCE_INTERVAL"
+    settings = config.to_agent_settings()
+    assert settings.resource_interval == 3.0
+    assert (settings.resource_cpu_threshold, settings.resource_memory_threshold) == (0.75, 0.6)
+    assert (settings.profiler_enabled, settings.profiler_sample_rate) == (False, 0.2)
+
+
+def test_profiler_is_on_by_default_and_the_decorator_is_the_opt_in() -> None:
+    assert ProductionConfig.load(environ={}).profiler.enabled is True
+    production = ProductionConfig.load(environ={}, overrides={"service.name": "s"}, environment="production")
+    assert production.validate() == (True, [])  # the production profile samples 0.001
+    assert production.to_agent_settings().profiler_sample_rate == 0.001
+
+
+def headers_sent(config: ProductionConfig) -> dict[str, str]:
+    return {name: value.get_secret_value() for name, value in config.to_agent_settings().otlp_headers.items()}
+
+
+def test_api_key_is_a_bearer_authorization_header_by_default() -> None:
+    config = ProductionConfig.load(
+        environ={"OTLP_API_KEY": TOKEN},
+        overrides={"exporter.api_key": {"secret": "otlp_api_key"}, "exporter.headers": {"X-Team": "core"}},
+    )
+    assert config.exporter.api_key_header == "authorization"
+    assert headers_sent(config) == {"x-team": "core", "authorization": f"Bearer {TOKEN}"}
+    assert TOKEN not in repr(config.to_agent_settings()) + json.dumps(config.to_dict())
+    assert config.to_dict()["exporter"]["api_key_header"] == "authorization"
+
+
+def test_api_key_in_another_header_is_sent_as_it_is() -> None:
+    config = ProductionConfig.load(
+        environ={}, overrides={"exporter.api_key": TOKEN, "exporter.api_key_header": "X-API-Key"}
+    )
+    assert headers_sent(config) == {"x-api-key": TOKEN}
+
+
+def test_an_explicit_header_of_the_same_name_wins_over_the_api_key() -> None:
+    config = ProductionConfig.load(
+        environ={},
+        overrides={"exporter.api_key": "from-key", "exporter.headers": {"Authorization": "Basic abc"}},
+    )
+    assert headers_sent(config) == {"authorization": "Basic abc"}
+
+
+def test_a_bad_api_key_header_names_the_field() -> None:
+    config = ProductionConfig.load(environ={}, overrides={"exporter.api_key_header": "x api key"})
+    assert config.validate() == (
+        False,
+        ["exporter.api_key_header: must be a header name such as x-api-key, got 'x api key'"],
+    )
+    assert config.exporter.api_key_header == "authorization"
+
+
+def test_an_unresolved_header_secret_is_an_error_and_is_not_sent() -> None:
+    config = ProductionConfig.load(environ={}, overrides={"exporter.headers": {"x-key": {"secret": "nope"}}})
+    ok, errors = config.validate()
+    assert not ok and errors[0].startswith("exporter.headers.x-key: secret 'nope' not found")
+    assert headers_sent(config) == {}
+
+
+def test_exporter_timeout_is_passed_only_when_set_and_otel_timeout_is_in_seconds() -> None:
+    assert ProductionConfig.load(environ={}).to_agent_settings().otlp_timeout is None
+    file_set = ProductionConfig.load(environ={}, overrides={"exporter.timeout": 2.5})
+    assert file_set.to_agent_settings().otlp_timeout == 2.5
+    # The Python OTLP exporters read OTEL_EXPORTER_OTLP_TIMEOUT in seconds; so does the config.
+    from_env = ProductionConfig.from_env(environ={"OTEL_EXPORTER_OTLP_TIMEOUT": "4"})
+    assert (from_env.exporter.timeout, from_env.to_agent_settings().otlp_timeout) == (4.0, 4.0)
 
 
 # -- feature flags --------------------------------------------------------------------------------

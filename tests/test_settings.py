@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from pathlib import Path
@@ -461,3 +462,102 @@ def test_start_with_unknown_keyword_warns_with_hint(caplog: pytest.LogCaptureFix
     assert len(lines) == 1, lines
     assert "did you mean 'service_name'" in lines[0]
     assert agent.settings.service_name is None
+
+
+# --- OTLP headers and timeout; resource monitor and profiler settings -------------------------------
+
+PLANTED = "hdr-PLANTED-5e1b"  # a header value: never shown
+
+
+def test_otlp_headers_become_secrets_with_lowercase_names_and_are_redacted() -> None:
+    settings, problems = resolve({"otlp_headers": {"X-Api-Key": PLANTED}, "otlp_timeout": 2}, environ={})
+    assert problems == []
+    assert list(settings.otlp_headers) == ["x-api-key"]
+    assert settings.otlp_headers["x-api-key"].get_secret_value() == PLANTED
+    assert settings.otlp_timeout == 2.0
+    direct = AgentSettings(otlp_headers={"Authorization": PLANTED})
+    for shown in (repr(settings), str(settings), repr(direct), f"{direct}"):
+        assert PLANTED not in shown
+    assert "otlp_headers={'authorization': '[secure]'}" in repr(direct)
+    # Settings with a Secret copy and compare like any others (start() uses dataclasses.asdict).
+    assert dataclasses.asdict(direct)["otlp_headers"]["authorization"].get_secret_value() == PLANTED
+    assert resolve(direct, environ={})[0] == direct
+
+
+def test_headers_and_timeout_are_left_to_the_exporters_by_default() -> None:
+    # The exporters read OTEL_EXPORTER_OTLP_HEADERS/_TIMEOUT themselves: resolve() passes nothing.
+    environ = {"OTEL_EXPORTER_OTLP_HEADERS": f"x-key={PLANTED}", "OTEL_EXPORTER_OTLP_TIMEOUT": "3"}
+    settings, problems = resolve(environ=environ)
+    assert problems == []
+    assert (dict(settings.otlp_headers), settings.otlp_timeout) == ({}, None)
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        (f"x-key={PLANTED}", "otlp_headers: must be a mapping of header names to values; no headers sent"),
+        ({"bad name": PLANTED}, "otlp_headers: 'bad name' is not a header name; no headers sent"),
+        (
+            {"x-key": [PLANTED]},
+            "otlp_headers: the value of 'x-key' must be a string or a Secret; no headers sent",
+        ),
+    ],
+)
+def test_bad_headers_are_one_problem_that_never_shows_a_value(headers: Any, message: str) -> None:
+    settings, problems = resolve({"otlp_headers": headers}, environ={})
+    assert str(one_problem(problems)) == message
+    assert dict(settings.otlp_headers) == {}
+
+
+def test_bad_timeout_is_one_problem() -> None:
+    settings, problems = resolve({"otlp_timeout": 0}, environ={})
+    assert str(one_problem(problems)) == "otlp_timeout: must be a positive number, got 0; ignored"
+    assert settings.otlp_timeout is None
+
+
+def test_resource_monitor_and_profiler_defaults_and_environment() -> None:
+    assert (
+        DEFAULTS.resource_interval,
+        DEFAULTS.resource_cpu_threshold,
+        DEFAULTS.resource_memory_threshold,
+        DEFAULTS.profiler_enabled,
+        DEFAULTS.profiler_sample_rate,
+    ) == (5.0, None, None, True, 0.01)
+    settings, problems = resolve(
+        environ={
+            "AMQADF_RESOURCE_INTERVAL": "2.5",
+            "AMQADF_RESOURCE_CPU_THRESHOLD": "0.8",
+            "AMQADF_RESOURCE_MEMORY_THRESHOLD": "1",
+            "AMQADF_PROFILER_ENABLED": "false",
+            "AMQADF_PROFILER_SAMPLE_RATE": "0.05",
+        }
+    )
+    assert problems == []
+    assert (settings.resource_interval, settings.resource_cpu_threshold) == (2.5, 0.8)
+    assert settings.resource_memory_threshold == 1.0
+    assert (settings.profiler_enabled, settings.profiler_sample_rate) == (False, 0.05)
+    # An explicit value beats the environment.
+    explicit, _ = resolve({"resource_interval": 1}, environ={"AMQADF_RESOURCE_INTERVAL": "9"})
+    assert explicit.resource_interval == 1.0
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "message"),
+    [
+        ("AMQADF_RESOURCE_INTERVAL", "0", "must be a positive number, got '0'; using 5.0"),
+        ("AMQADF_RESOURCE_CPU_THRESHOLD", "0", "must be a number above 0, at most 1, got '0'; ignored"),
+        (
+            "AMQADF_RESOURCE_MEMORY_THRESHOLD",
+            "90%",
+            "must be a number above 0, at most 1, got '90%'; ignored",
+        ),
+        ("AMQADF_PROFILER_ENABLED", "maybe", "must be true or false, got 'maybe'; using True"),
+        ("AMQADF_PROFILER_SAMPLE_RATE", "2", "must be a number from 0 to 1, got '2'; using 0.01"),
+    ],
+)
+def test_bad_resource_and_profiler_variables_are_one_line_each(variable: str, raw: str, message: str) -> None:
+    settings, problems = resolve(environ={variable: raw})
+    problem = one_problem(problems)
+    assert str(problem) == f"{variable}: {message}"
+    assert "\n" not in str(problem)
+    assert settings == DEFAULTS

@@ -410,6 +410,9 @@ class ProductionConfig:
         from amqadf_agent.runtime.settings import AgentSettings
 
         exporter = self.exporter
+        monitor = self.resource_monitor
+        # A timeout nobody set is left to the exporters (they read OTEL_EXPORTER_OTLP_*_TIMEOUT).
+        timeout = None if self.sources.get("exporter.timeout") == "default" else exporter.timeout
         return AgentSettings(
             service_name=self.service.name,
             service_version=self.service.version,
@@ -420,6 +423,8 @@ class ProductionConfig:
             file_max_backups=exporter.file_max_backups,
             otlp_protocol=exporter.protocol,
             otlp_endpoint=exporter.endpoint,
+            otlp_headers=self._otlp_headers(),
+            otlp_timeout=timeout,
             prometheus_host=exporter.prometheus_host,
             prometheus_port=exporter.prometheus_port,
             metric_interval=exporter.metric_interval,
@@ -429,8 +434,34 @@ class ProductionConfig:
             capture_logs=self.agent.capture_logs,
             shutdown_timeout=self.agent.shutdown_timeout,
             self_metrics=self.agent.self_metrics,
-            resource_monitor=self.resource_monitor.enabled,
+            resource_monitor=monitor.enabled,
+            resource_interval=monitor.interval,
+            resource_cpu_threshold=monitor.cpu_threshold,
+            resource_memory_threshold=monitor.memory_threshold,
+            profiler_enabled=self.profiler.enabled,
+            profiler_sample_rate=self.profiler.sample_rate,
         )
+
+    def _otlp_headers(self) -> dict[str, Secret]:
+        """The headers of every OTLP export: ``exporter.headers`` plus ``exporter.api_key``.
+
+        The key goes in ``exporter.api_key_header``: as ``Bearer <key>`` in ``authorization``, as it
+        is in any other header; a header of that name in ``exporter.headers`` wins. References
+        (``{secret: NAME}``) were resolved through the providers when the configuration was built;
+        one that could not be is left out (and is a ``validate()`` error).
+        """
+        exporter = self.exporter
+        headers = {
+            name: value
+            for name, value in exporter.headers.items()
+            if isinstance(value, Secret)  # an unresolved SecretRef is already an error
+        }
+        key = exporter.api_key
+        if isinstance(key, Secret) and exporter.api_key_header not in headers:
+            name = exporter.api_key_header
+            value = "Bearer " + key.get_secret_value() if name == "authorization" else key.get_secret_value()
+            headers[name] = Secret(value, "exporter.api_key")
+        return headers
 
     def __repr__(self) -> str:
         where = f", file={str(self.file)!r}" if self.file is not None else ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,17 @@ def _secret(value: Any) -> Secret | SecretRef | None:
     raise ValueError
 
 
+#: RFC 9110 ``token``: the characters a header (and a gRPC metadata key) name may use.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _header_name(value: Any) -> str:
+    text = _text(value).lower()
+    if not _HEADER_NAME.match(text):
+        raise ValueError
+    return text
+
+
 def _headers(value: Any) -> dict[str, Secret | SecretRef]:
     if isinstance(value, str):
         value = parse_headers(value)
@@ -147,7 +159,7 @@ def _headers(value: Any) -> dict[str, Secret | SecretRef]:
         parsed = _secret(item)
         if not isinstance(key, str) or parsed is None:
             raise ValueError
-        headers[key.lower()] = parsed
+        headers[_header_name(key)] = parsed
     return headers
 
 
@@ -205,15 +217,21 @@ class ExporterConfig:
     endpoint: str | None = _field(None, _url, "a URL")
     #: ``grpc`` or ``http/protobuf``.
     protocol: str = _field("http/protobuf", _choice(*OTLP_PROTOCOLS), "one of " + ", ".join(OTLP_PROTOCOLS))
-    #: Headers sent with each export (values are secrets: ``{secret: NAME}`` or a literal).
+    #: Headers sent with each OTLP export (``OTEL_EXPORTER_OTLP_HEADERS``), gRPC metadata included;
+    #: names are lower-cased, values are secrets: ``{secret: NAME}`` or a literal.
     headers: dict[str, Secret | SecretRef] = _field(  # noqa: RUF009 - a default_factory
         {}, _headers, "a mapping of header names to values", secret=True
     )
-    #: An API key for the backend, as a secret.
+    #: An API key for the backend, as a secret, sent in the ``api_key_header`` header of each OTLP
+    #: export. A header of that name in ``headers`` wins over it.
     api_key: Secret | SecretRef | None = _field(  # noqa: RUF009 - returns dataclasses.field
         None, _secret, "a string or {secret: NAME}", secret=True
     )
-    #: Seconds an export may take.
+    #: The header that carries ``api_key``: ``authorization`` (the default) sends
+    #: ``Bearer <api_key>``; any other name (``x-api-key``, ``api-key``...) sends the key as it is.
+    api_key_header: str = _field("authorization", _header_name, "a header name such as x-api-key")
+    #: Seconds an OTLP export may take. ``OTEL_EXPORTER_OTLP_TIMEOUT`` is read in **seconds**, as the
+    #: Python OTLP exporters read it (the specification says milliseconds; the SDK does not).
     timeout: float = _field(10.0, _number(0, low_open=True), _POSITIVE)
     #: Allow plain http to a remote endpoint (refused in production otherwise).
     insecure: bool = _field(False, _bool, "true or false")
@@ -258,22 +276,31 @@ class ResourceMonitorConfig:
 class ProfilerConfig:
     """The sampled profiler."""
 
-    enabled: bool = _field(False, _bool, "true or false")
+    #: Sampled profiling by ``@profiled`` is on (the decorator itself is the opt-in); false turns
+    #: every ``@profiled`` into a plain call.
+    enabled: bool = _field(True, _bool, "true or false")
     #: Fraction of calls profiled (at most 0.1 in production).
     sample_rate: float = _field(0.01, _number(0, 1), _RATIO)
 
 
 @dataclasses.dataclass(frozen=True)
 class ResilienceConfig:
-    """Defaults of retry, circuit breaker and timeout."""
+    """Defaults of retry, circuit breaker and timeout.
 
+    Read by ``RetryPolicy.from_config``, ``CircuitBreaker.from_config`` and
+    ``timeout.from_config`` (``amqadf_agent.resilience``); nothing applies them on its own.
+    """
+
+    #: Attempts in all, the first one included: 3 means one call and at most 2 retries
+    #: (``RetryPolicy(max_retries=retry_attempts - 1)``); 1 never retries.
     retry_attempts: int = _field(3, _integer(1), "a positive whole number")
     #: Seconds: the first backoff cap, doubled per attempt up to ``retry_max_delay``.
     retry_base_delay: float = _field(0.1, _number(0, low_open=True), _POSITIVE)
+    #: Seconds: the longest single wait between attempts.
     retry_max_delay: float = _field(10.0, _number(0, low_open=True), _POSITIVE)
     #: Seconds a protected call may take.
     timeout: float = _field(30.0, _number(0, low_open=True), _POSITIVE)
-    #: Failure rate (0..1] that opens a breaker.
+    #: Failure rate (0..1] over the breaker's sliding window that opens it.
     breaker_failure_rate: float = _field(0.5, _number(0, 1, low_open=True), "a number above 0, at most 1")
     #: Seconds a breaker stays open before a probe.
     breaker_open_timeout: float = _field(30.0, _number(0, low_open=True), _POSITIVE)
@@ -281,14 +308,16 @@ class ResilienceConfig:
 
 @dataclasses.dataclass(frozen=True)
 class AutoscalerConfig:
-    """Bounds and targets of the autoscaler."""
+    """Bounds and targets of the autoscaler, read by ``AutoScaler.from_config``."""
 
-    min_instances: int = _field(1, _integer(0), "a whole number >= 0")
+    #: The fewest instances asked for (no scale-to-zero, as in the HPA's ``minReplicas``).
+    min_instances: int = _field(1, _integer(1), "a positive whole number (no scale-to-zero)")
     max_instances: int = _field(10, _integer(1), "a positive whole number")
-    #: Target CPU utilization (0..1].
+    #: Target CPU utilization (0..1]; the autoscaler scales on CPU only unless told otherwise.
     target_cpu: float = _field(0.7, _number(0, 1, low_open=True), "a number above 0, at most 1")
-    #: Seconds the scale-down decision looks back (Kubernetes HPA: 300).
-    scale_down_stabilization: float = _field(300.0, _number(0), "a number >= 0")
+    #: Seconds the scale-down decision looks back (Kubernetes HPA: 300, at most 3600), rounded up to
+    #: whole seconds.
+    scale_down_stabilization: float = _field(300.0, _number(0, 3600), "a number of seconds from 0 to 3600")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -70,6 +70,14 @@ class Secret:
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("a Secret cannot be pickled; pass its name and resolve it where it is used")
 
+    # A Secret never changes, so a copy is the Secret itself (``dataclasses.asdict`` and
+    # ``copy.deepcopy`` of settings that hold one work; pickling still does not).
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Secret:
+        return self
+
 
 class SecretProviderError(AmqadfError, RuntimeError):
     """A provider failed to answer (denied, unreachable, malformed). The message is safe to show.

@@ -151,6 +151,12 @@ AMQADF_FLAT = {
     "AMQADF_CAPTURE_LOGS": ("agent", "capture_logs"),
     "AMQADF_SHUTDOWN_TIMEOUT": ("agent", "shutdown_timeout"),
     "AMQADF_SELF_METRICS": ("agent", "self_metrics"),
+    "AMQADF_RESOURCE_MONITOR": ("resource_monitor", "enabled"),
+    "AMQADF_RESOURCE_INTERVAL": ("resource_monitor", "interval"),
+    "AMQADF_RESOURCE_CPU_THRESHOLD": ("resource_monitor", "cpu_threshold"),
+    "AMQADF_RESOURCE_MEMORY_THRESHOLD": ("resource_monitor", "memory_threshold"),
+    "AMQADF_PROFILER_ENABLED": ("profiler", "enabled"),
+    "AMQADF_PROFILER_SAMPLE_RATE": ("profiler", "sample_rate"),
 }
 
 #: Standard OpenTelemetry variables and where they land; ``True`` marks milliseconds (read as seconds).
@@ -159,7 +165,9 @@ OTEL_MAPPED: dict[str, tuple[Path_, bool]] = {
     "OTEL_EXPORTER_OTLP_ENDPOINT": (("exporter", "endpoint"), False),
     "OTEL_EXPORTER_OTLP_PROTOCOL": (("exporter", "protocol"), False),
     "OTEL_EXPORTER_OTLP_HEADERS": (("exporter", "headers"), False),
-    "OTEL_EXPORTER_OTLP_TIMEOUT": (("exporter", "timeout"), True),
+    # Seconds, not the specification's milliseconds: the Python OTLP exporters read it in seconds
+    # when the agent does not pass a timeout, and one variable must mean one thing.
+    "OTEL_EXPORTER_OTLP_TIMEOUT": (("exporter", "timeout"), False),
     "OTEL_EXPORTER_OTLP_INSECURE": (("exporter", "insecure"), False),
     "OTEL_METRIC_EXPORT_INTERVAL": (("exporter", "metric_interval"), True),
     "OTEL_BSP_SCHEDULE_DELAY": (("exporter", "span_export_delay"), True),

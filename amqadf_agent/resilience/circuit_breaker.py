@@ -67,6 +67,9 @@ from amqadf_agent.resilience.stores import BreakerSnapshot, BreakerStore, Memory
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
 
+    from amqadf_agent.config.production import ProductionConfig
+    from amqadf_agent.config.schema import ResilienceConfig
+
 __all__ = [
     "DISABLED",
     "FORCED_OPEN",
@@ -261,6 +264,41 @@ class CircuitBreaker:
         self._transitions: dict[_Transition, int] = {}
         if self._store is not None:
             self._shared("read")  # a new instance adopts the existing shared state
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ProductionConfig | ResilienceConfig,
+        *,
+        name: str = "circuit_breaker",
+        **overrides: Any,
+    ) -> CircuitBreaker:
+        """A breaker from the ``resilience`` group of a ``ProductionConfig`` (or the group itself).
+
+        The config describes a **rate-based** breaker: ``resilience.breaker_failure_rate`` (a
+        fraction) is ``failure_rate_threshold`` (a percentage: 0.5 is 50 %) over the default
+        sliding window (the last 100 calls, tripping once it holds ``minimum_calls`` = 10), and
+        ``resilience.breaker_open_timeout`` is ``timeout`` (seconds open before a probe). The
+        consecutive-failure trip is off (``failure_threshold=None``): the config does not name one.
+        Any keyword of the constructor overrides or adds to this::
+
+            breaker = CircuitBreaker.from_config(config, name="payments", failure_threshold=5,
+                                                 sliding_window_type="time", sliding_window_size=60)
+
+        Raises:
+            ConfigError: naming the field to fix (``resilience.breaker_failure_rate: ...``) or the
+                overriding keyword.
+        """
+        from amqadf_agent.resilience._config import group_values
+
+        values = group_values(config, "resilience", ("breaker_failure_rate", "breaker_open_timeout"))
+        kwargs: dict[str, Any] = {
+            "failure_threshold": None,
+            "timeout": values["breaker_open_timeout"],
+            "failure_rate_threshold": values["breaker_failure_rate"] * 100.0,
+        }
+        kwargs.update(overrides)
+        return cls(name=name, **kwargs)
 
     # --- public properties and controls ----------------------------------------------------------
     @property

@@ -62,6 +62,9 @@ from amqadf_agent.resilience._events import add_event, error_type
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
 
+    from amqadf_agent.config.production import ProductionConfig
+    from amqadf_agent.config.schema import ResilienceConfig
+
 __all__ = [
     "STOP_BUDGET",
     "STOP_ELAPSED",
@@ -245,6 +248,39 @@ class RetryPolicy:
         self._stats_lock = threading.Lock()
         self._default = _Stats(name or "default")
         self._stats: list[_Stats] = [self._default]
+
+    @classmethod
+    def from_config(cls, config: ProductionConfig | ResilienceConfig, **overrides: Any) -> RetryPolicy:
+        """A policy from the ``resilience`` group of a ``ProductionConfig`` (or the group itself).
+
+        ``resilience.retry_attempts`` counts **attempts**, the first call included, and
+        ``max_retries`` counts retries after it: ``max_retries = retry_attempts - 1`` (3 attempts:
+        one call and at most 2 retries; 1: never retry). ``retry_base_delay`` is
+        ``initial_backoff_time`` and ``retry_max_delay`` is ``max_backoff``, with exponential
+        backoff and full jitter. Any keyword of the constructor overrides what the config says::
+
+            policy = RetryPolicy.from_config(config, retryable_exceptions=(ConnectionError,))
+
+        Raises:
+            ConfigError: naming the field to fix (``resilience.retry_base_delay: ...``) or the
+                overriding keyword.
+        """
+        from amqadf_agent.resilience._config import group_values
+
+        values = group_values(config, "resilience", ("retry_attempts", "retry_base_delay", "retry_max_delay"))
+        base, cap = values["retry_base_delay"], values["retry_max_delay"]
+        if "initial_backoff_time" not in overrides and "max_backoff" not in overrides and base > cap:
+            raise ConfigError(
+                "resilience.retry_base_delay",
+                f"must be at most resilience.retry_max_delay ({base} > {cap})",
+            )
+        kwargs: dict[str, Any] = {
+            "max_retries": values["retry_attempts"] - 1,
+            "initial_backoff_time": base,
+            "max_backoff": cap,
+        }
+        kwargs.update(overrides)
+        return cls(**kwargs)
 
     # --- delays ---------------------------------------------------------------------------------
     def backoff(self, retry: int, previous: float | None = None) -> float:

@@ -12,7 +12,8 @@
 ``CallTimeoutError`` subclasses the builtin ``TimeoutError``, so ``except TimeoutError`` catches it.
 A ``TimeoutError`` raised by the call itself passes through unchanged and is not counted.
 Each timeout is counted (the ``amqadf.timeout.timeouts`` observable instrument, once
-``instrument()`` is called) and written as a span event.
+``instrument()`` is called) and written as a span event. ``@timeout_from_config(config)`` takes the
+limit from ``resilience.timeout`` of a ``ProductionConfig``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ from amqadf_agent.resilience._events import add_event
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
 
-__all__ = ["CallTimeoutError", "instrument", "timeout"]
+    from amqadf_agent.config.production import ProductionConfig
+    from amqadf_agent.config.schema import ResilienceConfig
+
+__all__ = ["CallTimeoutError", "instrument", "timeout", "timeout_from_config"]
 
 _log = logging.getLogger(__name__)
 
@@ -143,6 +147,22 @@ def timeout(seconds: float, *, name: str | None = None) -> Callable[[Callable[P,
         return wrapper
 
     return decorate
+
+
+def timeout_from_config(
+    config: ProductionConfig | ResilienceConfig, *, name: str | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorator: ``timeout(resilience.timeout)`` from a ``ProductionConfig`` (or its resilience group).
+
+        @timeout_from_config(config)
+        def fetch() -> bytes: ...
+
+    Raises:
+        ConfigError: ``resilience.timeout`` is not a positive number of seconds.
+    """
+    from amqadf_agent.resilience._config import group_values
+
+    return timeout(group_values(config, "resilience", ("timeout",))["timeout"], name=name)
 
 
 def _run_in_thread(stats: _TimeoutStats, limit: float, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:

@@ -119,6 +119,35 @@ def _endpoint_kwargs(settings: AgentSettings, signal: str, http: bool) -> dict[s
     return {"endpoint": endpoint + SIGNAL_PATHS[signal] if http else endpoint}
 
 
+def _options(settings: AgentSettings, signal: str, http: bool) -> dict[str, Any]:
+    """The endpoint, headers and timeout to pass to one OTLP exporter (none: it reads the variables).
+
+    Headers: the HTTP exporters put explicit headers over those of ``OTEL_EXPORTER_OTLP_[SIGNAL_]
+    HEADERS``; the gRPC ones use explicit headers *instead of* the variables', so for gRPC the
+    variables' headers are merged in here, under the explicit ones, and both protocols send the same.
+    gRPC metadata keys must be lower case: every name is. Timeout: a per-signal variable
+    (``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT``...) is more specific than the setting and is left to win,
+    as the per-signal endpoint is.
+    """
+    kwargs = _endpoint_kwargs(settings, signal, http)
+    if settings.otlp_headers:
+        headers: dict[str, str] = {}
+        if not http:
+            from opentelemetry.util.re import parse_env_headers
+
+            given = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS") or os.environ.get(
+                "OTEL_EXPORTER_OTLP_HEADERS", ""
+            )
+            headers.update({k.lower(): v for k, v in parse_env_headers(given, liberal=True).items()})
+        headers.update({k.lower(): v.get_secret_value() for k, v in settings.otlp_headers.items()})
+        kwargs["headers"] = headers
+    if settings.otlp_timeout is not None and not os.environ.get(
+        f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT"
+    ):
+        kwargs["timeout"] = settings.otlp_timeout
+    return kwargs
+
+
 def _otlp(settings: AgentSettings, stats: ExportStats, out: Exporters) -> None:
     http = settings.otlp_protocol == "http/protobuf"
     if http:
@@ -136,16 +165,12 @@ def _otlp(settings: AgentSettings, stats: ExportStats, out: Exporters) -> None:
             OTLPSpanExporter,
         )
     out.spans.append(
-        GuardedSpanExporter(OTLPSpanExporter(**_endpoint_kwargs(settings, "traces", http)), "otlp", stats)
+        GuardedSpanExporter(OTLPSpanExporter(**_options(settings, "traces", http)), "otlp", stats)
     )
     out.metrics.append(
-        GuardedMetricExporter(
-            OTLPMetricExporter(**_endpoint_kwargs(settings, "metrics", http)), "otlp", stats
-        )
+        GuardedMetricExporter(OTLPMetricExporter(**_options(settings, "metrics", http)), "otlp", stats)
     )
-    out.logs.append(
-        GuardedLogExporter(OTLPLogExporter(**_endpoint_kwargs(settings, "logs", http)), "otlp", stats)
-    )
+    out.logs.append(GuardedLogExporter(OTLPLogExporter(**_options(settings, "logs", http)), "otlp", stats))
 
 
 def _prometheus(settings: AgentSettings, out: Exporters) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from amqadf_agent.config.secrets import REDACTED, Secret
 from amqadf_agent.errors import ConfigError
 
 #: Exporter names the agent knows.
@@ -45,6 +47,14 @@ class AgentSettings:
     otlp_protocol: str = "http/protobuf"
     #: Base OTLP endpoint; ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the exporters also read the per-signal ones).
     otlp_endpoint: str | None = None
+    #: Headers (gRPC metadata) sent with every OTLP export: lower-cased name -> ``Secret`` (a plain
+    #: string given here becomes one). Shown as ``[secure]`` in ``repr``. Empty: the exporters read
+    #: ``OTEL_EXPORTER_OTLP_HEADERS`` themselves; given: they win over the variables' headers of the
+    #: same name, the others are still sent.
+    otlp_headers: Mapping[str, Secret] = dataclasses.field(default_factory=dict, hash=False)
+    #: Seconds an OTLP export may take. None: the exporters read ``OTEL_EXPORTER_OTLP_TIMEOUT``
+    #: (seconds, as the Python exporters read it; default 10).
+    otlp_timeout: float | None = None
     #: Address of the ``prometheus`` pull endpoint; ``OTEL_EXPORTER_PROMETHEUS_HOST`` / ``_PORT``.
     prometheus_host: str = "127.0.0.1"
     prometheus_port: int = 9464
@@ -64,6 +74,45 @@ class AgentSettings:
     self_metrics: bool = True
     #: Report system.* and process.* metrics (one psutil sample per collection); ``AMQADF_RESOURCE_MONITOR``.
     resource_monitor: bool = True
+    #: Seconds between resource monitor samples; ``AMQADF_RESOURCE_INTERVAL``.
+    resource_interval: float = 5.0
+    #: CPU utilization (0..1] above which the monitor reports pressure (None: no threshold);
+    #: ``AMQADF_RESOURCE_CPU_THRESHOLD``.
+    resource_cpu_threshold: float | None = None
+    #: Memory utilization (0..1] above which the monitor reports pressure (None: no threshold);
+    #: ``AMQADF_RESOURCE_MEMORY_THRESHOLD``.
+    resource_memory_threshold: float | None = None
+    #: Sampled profiling by ``@profiled`` is on (the decorator is the opt-in); false turns every
+    #: ``@profiled`` into a plain call; ``AMQADF_PROFILER_ENABLED``.
+    profiler_enabled: bool = True
+    #: Fraction of ``@profiled`` calls profiled; ``AMQADF_PROFILER_SAMPLE_RATE``.
+    profiler_sample_rate: float = 0.01
+
+    def __post_init__(self) -> None:
+        headers = self.otlp_headers
+        if isinstance(headers, Mapping) and not all(
+            isinstance(k, str) and k == k.lower() and isinstance(v, Secret) for k, v in headers.items()
+        ):
+            normalized = {
+                k.lower() if isinstance(k, str) else k: Secret(v, k) if isinstance(v, str) else v
+                for k, v in headers.items()
+            }
+            object.__setattr__(self, "otlp_headers", normalized)
+
+    def __repr__(self) -> str:
+        parts = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "otlp_headers":
+                shown = (
+                    "{" + ", ".join(f"{k!r}: {REDACTED!r}" for k in value) + "}"
+                    if isinstance(value, Mapping)
+                    else repr(REDACTED)
+                )
+            else:
+                shown = repr(value)
+            parts.append(f"{field.name}={shown}")
+        return f"AgentSettings({', '.join(parts)})"
 
 
 def _env_or_none(environ: Mapping[str, str], *names: str) -> tuple[str, str] | None:
@@ -100,6 +149,13 @@ def _port(value: Any) -> int:
 def _ratio(value: Any) -> float:
     number = float(value)
     if not 0.0 <= number <= 1.0:
+        raise ValueError
+    return number
+
+
+def _fraction(value: Any) -> float:
+    number = float(value)
+    if not 0.0 < number <= 1.0:
         raise ValueError
     return number
 
@@ -150,8 +206,29 @@ def _protocol(value: Any) -> str:
     return text
 
 
+#: RFC 9110 ``token``: the characters a header (and a gRPC metadata key) name may use.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _headers(value: Any) -> dict[str, Secret]:
+    """A mapping of header names to strings or ``Secret``s; the message never shows a value."""
+    if not isinstance(value, Mapping):
+        raise ValueError("must be a mapping of header names to values")
+    headers: dict[str, Secret] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not _HEADER_NAME.match(key):
+            raise ValueError(f"{str(key)[:40]!r} is not a header name")
+        if isinstance(item, str):
+            item = Secret(item, key.lower())
+        if not isinstance(item, Secret):
+            raise ValueError(f"the value of {key!r} must be a string or a Secret")
+        headers[key.lower()] = item
+    return headers
+
+
 _EXPECTED = {
     _positive_float: "a positive number",
+    _fraction: "a number above 0, at most 1",
     _positive_int: "a positive whole number",
     _port: "a port number from 1 to 65535",
     _ratio: "a number from 0 to 1",
@@ -176,8 +253,9 @@ def resolve(
     defaults = AgentSettings()
     explicit: dict[str, Any] = {}
     if isinstance(config, AgentSettings):
-        explicit.update(dataclasses.asdict(config))
-        explicit = {k: v for k, v in explicit.items() if v != getattr(defaults, k)}
+        # Not dataclasses.asdict: the fields are read as they are (a Secret is not copied).
+        fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        explicit = {k: v for k, v in fields.items() if v != getattr(defaults, k)}
     elif config is not None:
         explicit.update(config)
     # An override of None means "not given": it leaves the config's value (or the default) in place.
@@ -218,8 +296,9 @@ def resolve(
         except (TypeError, ValueError):
             default = getattr(defaults, field)
             shown = ",".join(default) if isinstance(default, tuple) else default
+            fallback = "ignored" if default is None else f"using {shown}"
             problems.append(
-                ConfigError(name, f"must be {_EXPECTED[parse]}, got {raw!r}; using {shown}")  # type: ignore[index]
+                ConfigError(name, f"must be {_EXPECTED[parse]}, got {raw!r}; {fallback}")  # type: ignore[index]
             )
 
     def ms_to_s(text: str) -> float | str:
@@ -250,5 +329,18 @@ def resolve(
     pick("shutdown_timeout", _positive_float, ("AMQADF_SHUTDOWN_TIMEOUT",))
     pick("self_metrics", _bool, ("AMQADF_SELF_METRICS",))
     pick("resource_monitor", _bool, ("AMQADF_RESOURCE_MONITOR",))
+    pick("resource_interval", _positive_float, ("AMQADF_RESOURCE_INTERVAL",))
+    pick("resource_cpu_threshold", _fraction, ("AMQADF_RESOURCE_CPU_THRESHOLD",))
+    pick("resource_memory_threshold", _fraction, ("AMQADF_RESOURCE_MEMORY_THRESHOLD",))
+    pick("profiler_enabled", _bool, ("AMQADF_PROFILER_ENABLED",))
+    pick("profiler_sample_rate", _ratio, ("AMQADF_PROFILER_SAMPLE_RATE",))
+    # The OTLP exporters read OTEL_EXPORTER_OTLP_TIMEOUT and _HEADERS themselves (and the
+    # per-signal ones): only what is given explicitly is passed on.
+    pick("otlp_timeout", _positive_float)
+    if "otlp_headers" in explicit:
+        try:
+            values["otlp_headers"] = _headers(explicit["otlp_headers"])
+        except ValueError as exc:  # the message names keys, never a value
+            problems.append(ConfigError("otlp_headers", f"{exc}; no headers sent"))
 
     return dataclasses.replace(defaults, **values), problems

@@ -453,6 +453,63 @@ class AutoScaler:
         self._history: deque[ScalingDecision] = deque(maxlen=history_size)
         self._listeners: list[_Listener] = []
 
+    @classmethod
+    def from_config(cls, config: object, **overrides: Any) -> AutoScaler:
+        """A scaler from the ``autoscaler`` group of a ``ProductionConfig`` (or the group itself).
+
+        ``min_instances`` and ``max_instances`` are the bounds; ``target_cpu`` is the CPU target
+        (``cpu_target`` and ``target_utilization``); the config names no memory target, so memory is
+        not scaled on (``memory_target=None``) unless a keyword says so; ``scale_down_stabilization``
+        is the scale-down stabilization window, rounded up to whole seconds, with Kubernetes'
+        default scale-down policies (:data:`DEFAULT_SCALE_DOWN`). Any keyword of the constructor
+        overrides what the config says::
+
+            scaler = AutoScaler.from_config(config, memory_target=0.8, clock=clock)
+
+        The config is read by duck typing: this module imports no configuration code (the analyzer
+        imports it; DESIGN.md, Walls).
+
+        Raises:
+            ConfigError: naming the field to fix (``autoscaler.min_instances: ...``) or the
+                overriding keyword.
+        """
+        names = ("min_instances", "max_instances", "target_cpu", "scale_down_stabilization")
+        section = getattr(config, "autoscaler", config)
+        if not all(hasattr(section, name) for name in names):
+            raise ConfigError(
+                "config", f"must be a ProductionConfig or its autoscaler group, got {type(config).__name__}"
+            )
+        low, high, cpu, window = (getattr(section, name) for name in names)
+        if not _is_int(low) or low < 1:
+            raise ConfigError(
+                "autoscaler.min_instances", f"must be a positive whole number (no scale-to-zero), got {low!r}"
+            )
+        if not _is_int(high) or high < 1:
+            raise ConfigError("autoscaler.max_instances", f"must be a positive whole number, got {high!r}")
+        if high < low and "min_instances" not in overrides and "max_instances" not in overrides:
+            raise ConfigError(
+                "autoscaler.min_instances", f"must be at most autoscaler.max_instances ({low} > {high!r})"
+            )
+        if not _is_number(cpu) or not 0.0 < cpu <= 1.0:
+            raise ConfigError("autoscaler.target_cpu", f"must be a number above 0, at most 1, got {cpu!r}")
+        if not _is_number(window) or not 0 <= window <= _MAX_WINDOW_SECONDS:
+            raise ConfigError(
+                "autoscaler.scale_down_stabilization",
+                f"must be a number of seconds from 0 to {_MAX_WINDOW_SECONDS}, got {window!r}",
+            )
+        kwargs: dict[str, Any] = {
+            "min_instances": low,
+            "max_instances": high,
+            "target_utilization": cpu,
+            "cpu_target": cpu,
+            "memory_target": None,
+            "scale_down": dataclasses.replace(
+                DEFAULT_SCALE_DOWN, stabilization_window_seconds=math.ceil(window)
+            ),
+        }
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
     # --- configuration, read-only ---------------------------------------------------------------------
     @property
     def min_instances(self) -> int:
