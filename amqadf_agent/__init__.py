@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from amqadf_agent.resilience.rate_limit import RateLimiter
     from amqadf_agent.resilience.retry import RetryBudget, RetryPolicy, retry_with_policy
     from amqadf_agent.resilience.stores import MemoryStore, RedisStore
-    from amqadf_agent.resilience.timeout import CallTimeoutError, timeout
+    from amqadf_agent.resilience.timeout import CallTimeoutError, timeout, timeout_from_config
     from amqadf_agent.runtime.agent import Agent, get_agent, shutdown, start
     from amqadf_agent.runtime.settings import AgentSettings
     from amqadf_agent.scaling.autoscaler import (
@@ -107,6 +107,7 @@ _LAZY = {
     "shutdown": "amqadf_agent.runtime.agent",
     "start": "amqadf_agent.runtime.agent",
     "timeout": "amqadf_agent.resilience.timeout",
+    "timeout_from_config": "amqadf_agent.resilience.timeout",
 }
 
 __all__ = [
@@ -157,6 +158,7 @@ __all__ = [
     "shutdown",
     "start",
     "timeout",
+    "timeout_from_config",
     "track_cachetools",
     "track_request",
 ]

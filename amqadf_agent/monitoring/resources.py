@@ -199,12 +199,7 @@ class ResourceMonitor:
         psutil_module: Any = None,
         include_connections: bool = False,
     ) -> None:
-        if isinstance(update_interval, bool) or not isinstance(update_interval, (int, float)):
-            raise ConfigError("update_interval", f"must be a number of seconds, got {update_interval!r}")
-        if not math.isfinite(update_interval) or update_interval <= 0:
-            raise ConfigError(
-                "update_interval", f"must be a positive number of seconds, got {update_interval!r}"
-            )
+        _check_interval(update_interval)
         if isinstance(history_size, bool) or not isinstance(history_size, int) or history_size <= 0:
             raise ConfigError("history_size", f"must be a positive integer, got {history_size!r}")
         if not callable(clock):
@@ -645,6 +640,13 @@ class ResourceMonitor:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+def _check_interval(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError("update_interval", f"must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError("update_interval", f"must be a positive number of seconds, got {value!r}")
+
+
 def _check_fraction(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(name, f"must be a fraction from 0 to 1 (e.g. 0.8 for 80%), got {value!r}")
@@ -886,11 +888,21 @@ _default: ResourceMonitor | None = None
 _default_lock = threading.Lock()
 
 
-def register_with_agent(meter_provider: MeterProvider | None) -> ResourceMonitor:
+def register_with_agent(
+    meter_provider: MeterProvider | None,
+    *,
+    update_interval: float | None = None,
+    cpu_threshold: float | None = None,
+    memory_threshold: float | None = None,
+) -> ResourceMonitor:
     """The process's default monitor, reported through ``meter_provider``; made on first call.
 
     For ``amqadf_agent.start()``: it keeps the monitor alive (the provider holds it weakly), so
-    calling it again with the same provider changes nothing. It never raises (``instrument`` logs).
+    calling it again with the same provider changes nothing. With a threshold (a fraction, as
+    ``check_resource_limits`` takes it) the monitor also samples every ``update_interval`` seconds
+    in its thread and checks each sample: a breach is counted in ``amqadf.resource.limit_breaches``
+    and logged when a resource goes over its limit (not again until it has come back under).
+    It never raises: a bad value is logged and left out.
     """
     global _default
     with _default_lock:
@@ -898,7 +910,42 @@ def register_with_agent(meter_provider: MeterProvider | None) -> ResourceMonitor
             _default = ResourceMonitor()
         monitor = _default
     monitor.instrument(meter_provider)
+    try:
+        if update_interval is not None:
+            _check_interval(update_interval)
+            monitor.update_interval = float(update_interval)
+        limits = {"cpu_threshold": cpu_threshold, "memory_threshold": memory_threshold}
+        given = {name: value for name, value in limits.items() if value is not None}
+        for name, value in given.items():
+            _check_fraction(name, value)
+        if given:
+            # A kind without a threshold is never over it: every share is at most 1.
+            thresholds = {"cpu_threshold": 1.0, "memory_threshold": 1.0, "disk_threshold": 1.0, **given}
+            monitor.start_monitoring(_LimitWatch(monitor, thresholds))
+    except ConfigError as exc:
+        _log.warning("amqadf-agent: resource monitor: %s; limits are not checked", exc)
     return monitor
+
+
+class _LimitWatch:
+    """The agent's monitoring callback: checks each sample against the configured limits and logs
+    a resource when it goes over (once per excursion, not at every sample)."""
+
+    def __init__(self, monitor: ResourceMonitor, thresholds: dict[str, float]) -> None:
+        self._monitor, self._thresholds = monitor, thresholds
+        self._over: frozenset[str] = frozenset()
+
+    def __call__(self, metrics: ResourceMetrics) -> None:
+        _, warnings = self._monitor.check_resource_limits(**self._thresholds, metrics=metrics)
+        # "CPU at 93.0% is over ..." -> "CPU"; "disk /data at ..." -> "disk /data"
+        over = {warning.split(" at ", 1)[0]: warning for warning in warnings}
+        for what, warning in over.items():
+            if what not in self._over:
+                _log.warning("amqadf-agent: %s", warning)
+        self._over = frozenset(over)
+
+    def __repr__(self) -> str:
+        return f"<resource limit watch {self._thresholds}>"
 
 
 def _after_fork_in_child() -> None:

@@ -255,7 +255,12 @@ def start(
                 refused = [ConfigError("configuration", message) for message in messages]
                 return Agent(AgentSettings(), refused, error="invalid configuration: " + "; ".join(messages))
             given = config.to_agent_settings()
-            config = {f: v for f, v in dataclasses.asdict(given).items() if v is not None}
+            # The fields as they are (asdict() would deep-copy the header secrets).
+            config = {
+                f.name: value
+                for f in dataclasses.fields(given)
+                if (value := getattr(given, f.name)) is not None
+            }
         settings, problems = resolve(config, overrides)
         for problem in problems:
             logger.warning("amqadf-agent: %s", problem)
@@ -358,7 +363,15 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
         if settings.resource_monitor:
             from amqadf_agent.monitoring.resources import register_with_agent
 
-            register_with_agent(meter_provider)  # never raises
+            monitor = register_with_agent(  # never raises
+                meter_provider,
+                update_interval=settings.resource_interval,
+                cpu_threshold=settings.resource_cpu_threshold,
+                memory_threshold=settings.resource_memory_threshold,
+            )
+            if monitor.monitoring:  # limits configured: its thread ends with the agent
+                built.closers.append(lambda: monitor.stop_monitoring(timeout=0.5))
+        _configure_profiler(settings)
 
         _set_globals(trace, metrics, set_logger_provider, tracer_provider, meter_provider, logger_provider)
 
@@ -394,6 +407,18 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
         closers=built.closers,
         log_handler=handler,
     )
+
+
+def _configure_profiler(settings: AgentSettings) -> None:
+    """What ``@profiled`` does by default: the configuration's ``profiler`` group (never raises)."""
+    from amqadf_agent.profiling.profiler import configure_default_profiler
+
+    try:
+        configure_default_profiler(
+            enabled=settings.profiler_enabled, sample_rate=settings.profiler_sample_rate
+        )
+    except Exception as exc:  # validated by resolve(); a failure here must not stop the agent
+        logger.warning("amqadf-agent: profiler settings not applied: %s", exc)
 
 
 def _not_a_diagnostic(record: logging.LogRecord) -> bool:
