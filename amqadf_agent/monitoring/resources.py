@@ -388,21 +388,8 @@ class ResourceMonitor:
             raise ProcessNotFoundError(pid) from None
         except ps.AccessDenied:
             raise ProcessAccessDeniedError(pid) from None
-        now = self._clock()
         user, system = float(times.user), float(times.system)
-        if state.at is None:  # first sight: the average since the process started
-            elapsed = max(time.time() - created, 1e-9)
-            d_user, d_system = user, system
-        else:
-            elapsed = now - state.at
-            d_user, d_system = max(user - state.user, 0.0), max(system - state.system, 0.0)
-        if elapsed > 0:
-            state.at, state.user, state.system = now, user, system
-        share = self._cpu_count * elapsed if elapsed > 0 else 0.0
-        by_mode = {
-            "user": min(d_user / share, 1.0) if share else 0.0,
-            "system": min(d_system / share, 1.0) if share else 0.0,
-        }
+        cpu_percent, by_mode = self._cpu_since(state, user, system, created)
         if own:
             self._own = state
         else:
@@ -413,7 +400,7 @@ class ResourceMonitor:
         metrics = ProcessMetrics(
             pid=pid,
             timestamp=time.time(),
-            cpu_percent=(100.0 * (d_user + d_system) / elapsed) if elapsed > 0 else 0.0,
+            cpu_percent=cpu_percent,
             cpu_user=user,
             cpu_system=system,
             rss=int(mem.rss),
@@ -427,25 +414,36 @@ class ResourceMonitor:
         )
         return metrics, by_mode
 
-    def _own_metrics(
-        self, state: _ProcState, fast: procfs.OwnProcess
-    ) -> tuple[ProcessMetrics, dict[str, float]]:
-        """This process from ``/proc`` (see ``procfs``): what ``_take_process`` computes from psutil."""
+    def _cpu_since(
+        self, state: _ProcState, user: float, system: float, created: float
+    ) -> tuple[float, dict[str, float]]:
+        """CPU since the last sample of this process (since ``created`` at first sight), moving the
+        baseline: as a percentage of one CPU, and by mode as a share of all CPUs."""
         now = self._clock()
-        assert state.at is not None
-        elapsed = now - state.at
-        d_user, d_system = max(fast.user - state.user, 0.0), max(fast.system - state.system, 0.0)
+        if state.at is None:  # first sight: the average since the process started
+            elapsed = max(time.time() - created, 1e-9)
+            d_user, d_system = user, system
+        else:
+            elapsed = now - state.at
+            d_user, d_system = max(user - state.user, 0.0), max(system - state.system, 0.0)
         if elapsed > 0:
-            state.at, state.user, state.system = now, fast.user, fast.system
+            state.at, state.user, state.system = now, user, system
         share = self._cpu_count * elapsed if elapsed > 0 else 0.0
         by_mode = {
             "user": min(d_user / share, 1.0) if share else 0.0,
             "system": min(d_system / share, 1.0) if share else 0.0,
         }
+        return ((100.0 * (d_user + d_system) / elapsed) if elapsed > 0 else 0.0), by_mode
+
+    def _own_metrics(
+        self, state: _ProcState, fast: procfs.OwnProcess
+    ) -> tuple[ProcessMetrics, dict[str, float]]:
+        """This process from ``/proc`` (see ``procfs``): what ``_take_process`` computes from psutil."""
+        cpu_percent, by_mode = self._cpu_since(state, fast.user, fast.system, 0.0)
         metrics = ProcessMetrics(
             pid=os.getpid(),
             timestamp=time.time(),
-            cpu_percent=(100.0 * (d_user + d_system) / elapsed) if elapsed > 0 else 0.0,
+            cpu_percent=cpu_percent,
             cpu_user=fast.user,
             cpu_system=fast.system,
             rss=fast.rss,
