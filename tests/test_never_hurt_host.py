@@ -121,10 +121,10 @@ def test_dead_collector_costs_bounded_memory_and_a_bounded_shutdown(tmp_path: Pa
     )
     print(f"{protocol}: dropped because the queue was full {queue_full}, in failed exports {dropped_spans}")
 
-    # Shutdown keeps its deadline, and so does the whole run.
+    # Shutdown keeps its deadline. (The whole run is bounded by the subprocess TIMEOUT only: making
+    # 10 000 spans under tracemalloc takes from 3 s to over 12 s on a loaded 2-core machine.)
     assert result["shutdown_timeout"] == SHUTDOWN_TIMEOUT
     assert result["shutdown_seconds"] < SHUTDOWN_TIMEOUT + 1.0, result["shutdown_seconds"]
-    assert wall < 15.0, wall
 
     # The failures are logged once, not once per batch or per dropped span.
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
