@@ -11,7 +11,8 @@ import pytest
 
 from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, SpanRecord
 from amqadf_agent.analyzer.recommendation import Recommendation
-from amqadf_agent.analyzer.rules.database import DatabaseRuleConfig, analyze_spans
+from amqadf_agent.analyzer.rules.database import DatabaseRuleConfig, DatabaseRules, analyze_spans
+from amqadf_agent.analyzer.summary import top_queries
 
 _ids = itertools.count(1)
 T0 = 1_700_000_000_000_000_000
@@ -29,6 +30,7 @@ def db_span(
     parent: str = "00000000000000aa",
     new_names: bool = True,
     rows: int | None = None,
+    service: str | None = None,
 ) -> SpanRecord:
     attrs: dict[str, Any] = (
         {"db.system.name": "postgresql", "db.query.text": sql}
@@ -40,7 +42,7 @@ def db_span(
     start = T0 + int(start_ms * MS)
     return SpanRecord(
         trace, f"{next(_ids):016x}", parent, "SELECT", SPAN_KIND_CLIENT, start, start + int(duration_ms * MS),
-        0, "", attrs, (), {}, "test",
+        0, "", attrs, (), {} if service is None else {"service.name": service}, "test",
     )  # fmt: skip
 
 
@@ -185,3 +187,54 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         assert r["evidence"]["trace_ids"] and set(r["evidence"]["trace_ids"]) <= trace_ids
     impacts = [r["impact_s"] for r in recs]
     assert impacts == sorted(impacts, reverse=True)
+
+
+def test_findings_name_the_service_the_queries_came_from() -> None:
+    # GIVEN an N+1 in service "shop"
+    found = analyze_spans(n_calls(5, 11, service="shop"), LOOSE)
+    (n1,) = rules(found, "n_plus_one")
+    # THEN the title and the evidence name it; the subject (and so the fingerprint) is the statement
+    assert n1.title == "N+1 queries in shop: SELECT * FROM items WHERE order_id = ?"
+    assert n1.evidence.numbers["service"] == "shop"
+    assert n1.subject == "SELECT * FROM items WHERE order_id = ?"
+    assert (
+        n1.fingerprint
+        == rules(analyze_spans(n_calls(5, 11, service="cart"), LOOSE), "n_plus_one")[0].fingerprint
+    )
+    assert n1.to_dict()["evidence"]["numbers"]["service"] == "shop"
+    (star,) = rules(found, "select_star")
+    assert star.title.startswith("SELECT * in shop: ") and star.evidence.numbers["service"] == "shop"
+    # Control: spans of an unnamed service are reported as the SDKs name it.
+    (unnamed,) = rules(analyze_spans(n_calls(5, 11), LOOSE), "n_plus_one")
+    assert unnamed.evidence.numbers["service"] == "unknown_service"
+
+
+def test_a_statement_shape_from_several_services_lists_them_per_finding() -> None:
+    sql = "SELECT * FROM items WHERE order_id = {i}"
+    spans = [
+        *n_calls(5, 11, sql=sql, service="shop"),  # the N+1 is in shop only
+        *n_calls(5, 11, sql=sql, service="cart", trace="cd" * 16),  # ... and in cart
+        db_span(sql.format(i=9), 0, 700, trace="ef" * 16, service="billing"),  # billing: one slow call
+    ]
+    found = analyze_spans(spans, LOOSE)
+    # One finding per rule and statement shape, naming the services where its evidence came from.
+    (n1,) = rules(found, "n_plus_one")
+    assert n1.evidence.numbers["service"] == "cart, shop" and " in cart and shop: " in n1.title
+    (slow,) = rules(found, "slow_query")  # only billing's call is over 500 ms
+    assert slow.evidence.numbers["service"] == "billing" and "in billing: " in slow.title
+    (star,) = rules(found, "select_star")  # every call: all three services
+    assert star.evidence.numbers["service"] == "billing, cart, shop"
+    assert " in billing, cart and shop: " in star.title
+    # The JSON summary's top queries list them too.
+    database = DatabaseRules(LOOSE)
+    for span in spans:
+        database.add_span(span)
+    (row,) = top_queries(database.statements())
+    assert row["services"] == ["billing", "cart", "shop"] and row["calls"] == 11
+
+
+def test_many_services_are_counted_not_all_named_in_the_title() -> None:
+    spans = [db_span("UPDATE t SET a = 1", i, 1, trace=f"{i + 1:032x}", service=f"svc-{i}") for i in range(5)]
+    (finding,) = rules(analyze_spans(spans, LOOSE), "missing_where")
+    assert finding.title == "UPDATE without WHERE in svc-0, svc-1, svc-2 and 2 more: UPDATE t SET a = ?"
+    assert finding.evidence.numbers["service"] == "svc-0, svc-1, svc-2, svc-3, svc-4"

@@ -286,3 +286,21 @@ def test_chromium_renders_the_page_without_console_errors(report: dict[str, Any]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+
+def test_services_of_top_queries_and_saturated_pools_are_shown_and_escaped() -> None:
+    # GIVEN top queries from two services (one hostile name) and a pool saturated at peaks
+    query = {"statement": "SELECT a FROM t", "calls": 3, "total_ms": 30.0, "mean_ms": 10.0, "p95_ms": 12.0}
+    pool = {"pool": "w", "max_workers": 4, "recommended": 4, "busy_peak": 0.8, "saturated_at_peaks": True,
+            "queue_wait_p95": 0.003, "queue_wait_p95_peak": 0.087}  # fmt: skip
+    page = _html({"top_queries": [{**query, "services": ["<b>cart</b>", "shop"]}], "threads": [pool]})
+    _check(page)
+    # THEN a Services column names them, escaped, and the pool row says it is saturated at peaks
+    assert (
+        "<th>Services</th>" in page
+        and "<td><code>&lt;b&gt;cart&lt;/b&gt;</code>, <code>shop</code></td>" in page
+    )
+    assert '<th class="num">Peak busy (p95)</th>' in page and "4 (saturated at peaks)</td>" in page
+    assert '<td class="num">3.0 ms (87.0 ms at peaks)</td>' in page
+    # Control: one service needs no column.
+    assert "<th>Services</th>" not in _html({"top_queries": [{**query, "services": ["shop"]}]})

@@ -282,3 +282,37 @@ def test_numbers_with_no_decimals_keep_their_trailing_zeros() -> None:
 
     assert num(100.0, 0) == "100" and num(2500.4, 0) == "2,500" and num(1.5) == "1.5"
     assert num(float("nan")) == "n/a" and num(True) == "n/a" and num(7) == "7"
+
+
+def test_top_queries_name_their_services_when_the_report_covers_several() -> None:
+    # GIVEN top queries from two services
+    fleet = {
+        "top_queries": [
+            {"statement": "SELECT a FROM t", "calls": 3, "total_ms": 30.0, "mean_ms": 10.0, "p95_ms": 12.0,
+             "services": ["cart", "shop"]},
+            {"statement": "SELECT b FROM u", "calls": 1, "total_ms": 5.0, "mean_ms": 5.0, "p95_ms": 5.0,
+             "services": ["shop"]},
+        ]
+    }  # fmt: skip
+    # THEN a Services column names them
+    assert _tables(_lines(fleet))[0] == [
+        "| # | Statement | Services | Calls | Total | Mean | p95 |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: |",
+        "| 1 | `SELECT a FROM t` | `cart`, `shop` | 3 | 30.0 ms | 10.0 ms | 12.0 ms |",
+        "| 2 | `SELECT b FROM u` | `shop` | 1 | 5.0 ms | 5.0 ms | 5.0 ms |",
+    ]
+    # Control: one service (or a report from before the field) needs no column.
+    single = {"top_queries": [{**fleet["top_queries"][1]}]}
+    assert _tables(_lines(single))[0][0] == "| # | Statement | Calls | Total | Mean | p95 |"
+
+
+def test_thread_pools_show_peak_busy_workers_and_saturation() -> None:
+    pool = {"pool": "w", "max_workers": 4, "utilization": 0.17, "queue_wait_p95": 0.003, "throughput": 25.0,
+            "latency_mean": 0.027, "littles_law_concurrency": 0.68, "recommended": 4}  # fmt: skip
+    saturated = {**pool, "busy_peak": 0.8, "queue_wait_p95_peak": 0.087, "saturated_at_peaks": True}
+    (table,) = _tables(_lines({"threads": [saturated, pool]}))
+    assert table[0].endswith("| Little's law L | Peak busy (p95) | Recommended |")
+    assert table[2].endswith(
+        "| 3.0 ms (87.0 ms at peaks) | 25 | 27.0 ms | 0.68 | 0.8 | 4 (saturated at peaks) |"
+    )
+    assert table[3].endswith("| 3.0 ms | 25 | 27.0 ms | 0.68 | n/a | 4 |")  # a report from before the fields

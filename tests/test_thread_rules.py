@@ -1,7 +1,9 @@
-"""Thread rules: Little's law, the USL fit, the CPU cap; a grow with a healthy control."""
+"""Thread rules: Little's law, the peak windows and the queue-wait guard, the USL fit, the CPU and
+downstream caps; bursty and steady pools, each with a control."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -14,6 +16,7 @@ from amqadf_agent.analyzer.rules.threads import (
     UslFit,
     fit_usl,
     littles_law,
+    quantile,
     recommend_workers,
 )
 
@@ -178,3 +181,153 @@ def test_usl_cap_binds_below_a_larger_downstream_pool() -> None:
     assert recommend_workers(100.0, 1.0, usl=truth, downstream_max=1000)[1] == [
         f"USL peak N*={truth.peak:.2f}"
     ]
+
+
+WAIT_BOUNDS = (0.001, 0.01, 0.1, 1.0)
+
+
+def interval_records(
+    intervals: list[tuple[float, float, tuple[int, ...]]],
+    max_workers: int,
+    latency: float = 0.2,
+    resource: dict[str, Any] = RES,
+) -> list[MetricRecord]:
+    """Cumulative pool series, one point every 10 s; interval ``i`` is ``(tasks/s, busy gauge,
+    queue-wait bucket counts over WAIT_BOUNDS)``; every task takes ``latency`` seconds."""
+
+    def rec(name: str, point: Any, kind: str = "sum") -> MetricRecord:
+        return MetricRecord(name, "", "", kind, TEMPORALITY_CUMULATIVE, True, (point,), resource, "t")
+
+    out = []
+    done, waits = 0, [0] * (len(WAIT_BOUNDS) + 1)
+    for i, (rate, busy, wait) in enumerate([(0.0, 0.0, (0,)), *intervals]):
+        t = S + i * 10 * S
+        done += round(rate * 10)
+        waits = [a + b for a, b in itertools.zip_longest(waits, wait, fillvalue=0)]
+        if i:  # the busy gauge is sampled at the end of each interval
+            out.append(rec("amqadf.worker_pool.workers", NumberPoint(BUSY, S, t, busy)))
+        out += [
+            rec("amqadf.worker_pool.max_workers", NumberPoint(POOL, S, t, max_workers)),
+            rec("amqadf.worker_pool.tasks", NumberPoint(DONE, S, t, done)),
+            rec("amqadf.worker_pool.task.duration",
+                HistogramPoint(POOL, S, t, done, done * latency, (done,), (), None, None), "histogram"),
+            rec("amqadf.worker_pool.queue.wait", HistogramPoint(POOL, S, t, sum(waits), 0.0, tuple(waits),
+                                                                 WAIT_BOUNDS, None, None), "histogram"),
+        ]  # fmt: skip
+    return out
+
+
+def analyse(records: list[MetricRecord], config: ThreadRuleConfig | None = None) -> ThreadRules:
+    rules = ThreadRules(config)
+    for record in records:
+        rules.add(record)
+    return rules
+
+
+def test_quantile_is_nearest_rank_and_sizing_takes_the_peak() -> None:
+    assert quantile(0.95, []) is None
+    assert quantile(0.95, [3.0, 1.0, 2.0]) == 3.0
+    assert quantile(0.95, [float(v) for v in range(1, 101)]) == 95.0
+    assert quantile(0.5, [1.0, 2.0, 3.0, 4.0]) == 2.0
+    # Sizing covers the larger of Little's law on the mean (1 busy worker) and the peak (4).
+    assert recommend_workers(5.0, 0.2, peak_concurrency=4.0) == (6, [])
+    assert recommend_workers(5.0, 0.2, peak_concurrency=0.5) == (2, [])
+
+
+# Idle: 0.5 tasks/s of 0.2 s (0.1 busy worker), no wait. A burst: 20 tasks/s (all 4 workers busy for the
+# whole 10 s window) and half of its tasks wait 10-100 ms in the queue.
+IDLE = (0.5, 0.0, (5,))
+BURST = (20.0, 4.0, (100, 0, 100))
+
+
+def test_bursty_pool_is_not_shrunk_it_is_sized_for_its_peaks() -> None:
+    # GIVEN 60 windows of 10 s, every tenth a burst (10 % of the windows): Little's law on the mean
+    # says 0.1 * 0.9 + 4 * 0.1 = 0.49 busy workers, ceil(0.49 / 0.7) = 1 worker (the old shrink 4 -> 1)
+    rules = analyse(interval_records([BURST if i % 10 == 9 else IDLE for i in range(60)], 4))
+    (row,) = rules.to_json()
+    assert row["littles_law_concurrency"] == pytest.approx(0.49)
+    # WHEN the rule sizes it THEN by the p95 over windows: 4 busy workers, ceil(4 / 0.7) = 6
+    assert row["busy_peak"] == pytest.approx(4.0) and row["saturated_at_peaks"] is True
+    (finding,) = rules.recommendations()
+    numbers = finding.evidence.numbers
+    assert (finding.rule, numbers["recommended"]) == ("grow_pool", 6)
+    assert (numbers["busy_peak"], numbers["peak_windows"], numbers["peak_window_s"]) == (4.0, 60, 10.0)
+    assert numbers["queue_wait_p95_peak_s"] == pytest.approx(0.091)
+    assert numbers["queue_wait_material_s"] == pytest.approx(0.02)  # 0.1 * 0.2 s < 100 ms
+
+
+def test_bursts_too_rare_for_the_p95_still_forbid_a_shrink() -> None:
+    # GIVEN 2 bursts in 60 windows (3 %): the p95 over windows is an idle window (0.1 busy worker) and
+    # sizing alone would shrink 4 -> 1; but the burst windows' queue wait p95 (91 ms) is material
+    rules = analyse(interval_records([BURST if i in (20, 50) else IDLE for i in range(60)], 4))
+    (row,) = rules.to_json()
+    assert row["busy_peak"] == pytest.approx(0.1) and row["recommended"] == 4
+    (finding,) = rules.recommendations()
+    numbers = finding.evidence.numbers
+    # THEN no shrink: the finding says the pool is saturated at peaks and keeps its 4 workers
+    assert (finding.rule, finding.severity, numbers["recommended"]) == ("saturated_at_peaks", "medium", 4)
+    assert "saturated at peaks" in finding.title and "do not shrink it to the 1 that" in finding.action
+    assert numbers["queue_wait_p95_peak_s"] == pytest.approx(0.091) and numbers["busy_mean"] > 0
+    assert "limited_by" not in numbers and "grow it a worker or two" in finding.action
+
+    # A cap below max_workers is named as the reason more threads would not help (no shrink either).
+    capped = analyse(
+        [*interval_records([BURST if i in (20, 50) else IDLE for i in range(60)], 4), connections(2, t=600)]
+    )
+    (finding,) = capped.recommendations()
+    assert (finding.rule, finding.evidence.numbers["recommended"]) == ("saturated_at_peaks", 4)
+    assert finding.evidence.numbers["limited_by"] == "downstream_pool" and "add instances" in finding.action
+
+
+def test_steady_over_provisioned_pool_still_shrinks() -> None:
+    # GIVEN 8 workers, never more than 1 busy (5 tasks/s of 0.2 s), tasks never wait
+    rules = analyse(interval_records([(5.0, 1.0, (50,))] * 60, 8))
+    (row,) = rules.to_json()
+    assert row["busy_peak"] == pytest.approx(1.0) and row["saturated_at_peaks"] is False
+    (finding,) = rules.recommendations()
+    # THEN a shrink to ceil(1 / 0.7) = 2
+    assert (finding.rule, finding.evidence.numbers["recommended"]) == ("shrink_pool", 2)
+    assert finding.evidence.numbers["busy_peak"] == 1.0
+    # Control: the same pool whose tasks wait 10-100 ms in 4 windows of 60 (over 5 %) is not shrunk;
+    # in 2 windows (under 5 %, and 0.7 % of all waits) it still is.
+    waits = [(5.0, 1.0, (50,))] * 60
+    bursts = [(5.0, 1.0, (10, 0, 40)) if i % 15 == 0 else w for i, w in enumerate(waits)]
+    assert [r.rule for r in analyse(interval_records(bursts, 8)).recommendations()] == ["saturated_at_peaks"]
+    rare = [(5.0, 1.0, (10, 0, 40)) if i % 30 == 0 else w for i, w in enumerate(waits)]
+    assert [r.rule for r in analyse(interval_records(rare, 8)).recommendations()] == ["shrink_pool"]
+
+
+def test_a_wait_inside_the_first_bucket_is_not_material() -> None:
+    # Tasks of 5 ms and every wait under 1 ms (the first bucket): the interpolated p95, 0.95 ms, is
+    # above 10 % of the task time but cannot be told from no wait at all: the pool may shrink.
+    rules = analyse(interval_records([(40.0, 0.2, (400,))] * 30, 8, 0.005))
+    (row,) = rules.to_json()
+    assert row["queue_wait_p95"] == pytest.approx(0.00095) and row["saturated_at_peaks"] is False
+    assert [r.rule for r in rules.recommendations()] == ["shrink_pool"]
+    # Control: 10 % of the waits in the second bucket (1-10 ms): material, no shrink.
+    rules = analyse(interval_records([(40.0, 0.2, (360, 40))] * 30, 8, 0.005))
+    assert [r.rule for r in rules.recommendations()] == ["saturated_at_peaks"]
+
+
+def test_peak_windows_sum_the_instances_and_follow_the_collection_interval() -> None:
+    # GIVEN two instances of a pool of 4 each, bursting in turn: each alone peaks at 4 busy workers,
+    # in 10 % of the windows, and never both at once
+    one = interval_records([BURST if i % 10 == 9 else IDLE for i in range(60)], 4)
+    two = interval_records(
+        [BURST if i % 10 == 4 else IDLE for i in range(60)], 4, resource={**RES, "service.instance.id": "i-2"}
+    )
+    rules = analyse([*one, *two])
+    (pool,) = rules.pools()
+    # THEN a window's busy workers are the sum over instances: a burst window has 4 + 0.1
+    assert pool.max_workers == 8 and pool.busy_peak == pytest.approx(4.1) and pool.peak_windows == 60
+    # Points every 60 s: the peak windows widen to 60 s, whatever peak_window_s says (10 intervals and
+    # the busy gauge's first sample).
+    (pool,) = analyse(pool_records(busy=4, tasks_per_s=20, latency=0.2)).pools()
+    assert (pool.peak_window_s, pool.peak_windows, pool.busy_peak) == (60.0, 11, pytest.approx(4.0))
+    # A series first seen late (its first point covers the process's whole life) does not widen them.
+    failed = NumberPoint({**POOL, "amqadf.task.outcome": "failure"}, S, S + 590 * S, 1)
+    late = MetricRecord(
+        "amqadf.worker_pool.tasks", "", "", "sum", TEMPORALITY_CUMULATIVE, True, (failed,), RES, "t"
+    )
+    (pool,) = analyse([*one, late]).pools()
+    assert pool.peak_window_s == 10.0 and pool.busy_peak == pytest.approx(4.0)

@@ -669,10 +669,13 @@ def _queries(page: _Page, value: object) -> list[str]:
     out.append(f"<figure><figcaption>{_e(CHART_TITLES[2])}</figcaption>")
     out += _bar_chart(page, "queries", CHART_TITLES[2], desc, bars, top)
     out.append("</figure>")
+    # Which service runs a statement matters when the report covers several (a fleet).
+    fleet = len({name for query in ranked for name in _services(query)}) > 1
     rows = [
         [
             str(number),
             f"<code>{_e(query.get('statement', ''))}</code>",
+            *([", ".join(f"<code>{_e(n)}</code>" for n in _services(query)) or MISSING] if fleet else []),
             _num(query.get("calls")),
             _ms(query.get("total_ms")),
             _ms(query.get("mean_ms")),
@@ -680,8 +683,21 @@ def _queries(page: _Page, value: object) -> list[str]:
         ]
         for number, query in enumerate(ranked, 1)
     ]
-    out += _data_table(_table(["#", "Statement", "Calls", "Total", "Mean", "p95"], rows, "rlrrrr"))
+    header = ["#", "Statement", *(["Services"] if fleet else []), "Calls", "Total", "Mean", "p95"]
+    out += _data_table(_table(header, rows, "rllrrrr" if fleet else "rlrrrr"))
     return [*out, "</section>"]
+
+
+def _at_peaks(pool: Mapping[str, Any]) -> str:
+    """`` (… at peaks)`` after the queue wait p95 of a pool: the p95 over windows, when it is higher."""
+    peak, wait = _number(pool.get("queue_wait_p95_peak")), _number(pool.get("queue_wait_p95"))
+    return f" ({_ms(peak, seconds=True)} at peaks)" if peak is not None and peak > (wait or 0.0) else ""
+
+
+def _services(query: Mapping[str, Any]) -> list[str]:
+    """The ``services`` of a top query (names only; anything else is skipped)."""
+    value = query.get("services")
+    return [name for name in value if isinstance(name, str)] if isinstance(value, list) else []
 
 
 def _caches(page: _Page, value: object) -> list[str]:
@@ -755,14 +771,17 @@ def _threads(page: _Page, value: object) -> list[str]:
             f"<code>{_e(name)}</code>",
             _num(pool.get("max_workers")),
             _pct(pool.get("utilization")),
-            _ms(pool.get("queue_wait_p95"), seconds=True),
+            _ms(pool.get("queue_wait_p95"), seconds=True) + _at_peaks(pool),
             _num(pool.get("throughput"), 1),
             _ms(pool.get("latency_mean"), seconds=True),
             _num(pool.get("littles_law_concurrency")),
-            _num(pool.get("recommended")),
+            _num(pool.get("busy_peak")),
+            _num(pool.get("recommended"))
+            + (" (saturated at peaks)" if pool.get("saturated_at_peaks") is True else ""),
         ]
         for name, pool in zip(names, pools, strict=True)
     ]
     header = ["Pool", "Max workers", "Utilization", "Queue wait p95", "Tasks/s", "Mean latency"]
-    out += _table([*header, "Little's law L", "Recommended"], rows, "lrrrrrrr")
+    header += ["Little's law L", "Peak busy (p95)", "Recommended"]
+    out += _table(header, rows, "lrrrrrrrr")
     return [*out, "</section>"]

@@ -246,6 +246,17 @@ def _caches(value: object) -> list[str]:
     return [*lines, *table(header, rows, "lrrrrr"), ""]
 
 
+def saturated(pool: Mapping[str, Any]) -> str:
+    """`` (saturated at peaks)`` after the recommended size of a pool whose tasks wait at peaks."""
+    return " (saturated at peaks)" if pool.get("saturated_at_peaks") is True else ""
+
+
+def at_peaks(pool: Mapping[str, Any]) -> str:
+    """`` (… at peaks)`` after the queue wait p95 of a pool: the p95 over windows, when it is higher."""
+    peak, wait = _number(pool.get("queue_wait_p95_peak")), _number(pool.get("queue_wait_p95"))
+    return f" ({ms(peak, seconds=True)} at peaks)" if peak is not None and peak > (wait or 0.0) else ""
+
+
 def _threads(value: object) -> list[str]:
     lines = ["## Thread pools", ""]
     pools = _items(value)
@@ -256,16 +267,24 @@ def _threads(value: object) -> list[str]:
             code(pool.get("pool", MISSING)),
             num(pool.get("max_workers")),
             percent(pool.get("utilization")),
-            ms(pool.get("queue_wait_p95"), seconds=True),
+            ms(pool.get("queue_wait_p95"), seconds=True) + at_peaks(pool),
             num(pool.get("throughput"), 1),
             ms(pool.get("latency_mean"), seconds=True),
             num(pool.get("littles_law_concurrency")),
-            num(pool.get("recommended")),
+            num(pool.get("busy_peak")),
+            num(pool.get("recommended")) + saturated(pool),
         ]
         for pool in pools
     ]
     header = ["Pool", "Max workers", "Utilization", "Queue wait p95", "Tasks/s", "Mean latency"]
-    return [*lines, *table([*header, "Little's law L", "Recommended"], rows, "lrrrrrrr"), ""]
+    header += ["Little's law L", "Peak busy (p95)", "Recommended"]
+    return [*lines, *table(header, rows, "lrrrrrrrr"), ""]
+
+
+def services(query: Mapping[str, Any]) -> list[str]:
+    """The ``services`` of a top query (names only; anything else is skipped)."""
+    value = query.get("services")
+    return [str(name) for name in value if isinstance(name, str)] if isinstance(value, list) else []
 
 
 def _top_queries(value: object) -> list[str]:
@@ -273,10 +292,13 @@ def _top_queries(value: object) -> list[str]:
     queries = _items(value)
     if not queries:
         return [*lines, NO_DATA, ""]
+    # Which service runs a statement matters when the report covers several (a fleet).
+    fleet = len({name for query in queries for name in services(query)}) > 1
     rows = [
         [
             str(number),
             code(query.get("statement", "")),
+            *([", ".join(code(name) for name in services(query)) or MISSING] if fleet else []),
             num(query.get("calls")),
             ms(query.get("total_ms")),
             ms(query.get("mean_ms")),
@@ -284,5 +306,5 @@ def _top_queries(value: object) -> list[str]:
         ]
         for number, query in enumerate(queries, 1)
     ]
-    header = ["#", "Statement", "Calls", "Total", "Mean", "p95"]
-    return [*lines, *table(header, rows, "rlrrrr"), ""]
+    header = ["#", "Statement", *(["Services"] if fleet else []), "Calls", "Total", "Mean", "p95"]
+    return [*lines, *table(header, rows, "rllrrrr" if fleet else "rlrrrr"), ""]

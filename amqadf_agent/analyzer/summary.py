@@ -33,9 +33,15 @@ and latencies in seconds unless the key ends in ``_ms``; ``f|null`` is a number 
                 "size": int, "max_size": int}],                   # rules/cache.py
      "threads": [{"pool": str, "max_workers": int, "utilization": f, "queue_wait_p95": f|null,
                   "throughput": f, "latency_mean": f|null, "littles_law_concurrency": f|null,
-                  "recommended": int|null}],                      # rules/threads.py
-     "top_queries": [{"statement": str, "calls": int, "total_ms": f, "mean_ms": f, "p95_ms": f}]}
-                                                                  # top 10 by total time
+                  "recommended": int|null,
+                  "busy_peak": f|null,            # p95 over peak windows of the busy workers
+                  "queue_wait_p95_peak": f|null,  # p95 over peak windows of their queue wait p95
+                  "saturated_at_peaks": bool}],   # material queue wait: never shrunk; rules/threads.py
+     "top_queries": [{"statement": str, "calls": int, "total_ms": f, "mean_ms": f, "p95_ms": f,
+                      "services": [str]}]}        # top 10 by total time; services: service.name, sorted
+
+Fields added within version 2 (``busy_peak``, ``queue_wait_p95_peak``, ``saturated_at_peaks``,
+``services``) may be missing from older reports; readers take them with ``.get``.
 """
 
 from __future__ import annotations
@@ -337,6 +343,7 @@ def top_queries(statements: Iterable[StatementStats], limit: int = 10) -> list[d
             "total_ms": round(stats.total_s * 1000, 3),
             "mean_ms": round(stats.mean_s * 1000, 3),
             "p95_ms": round(stats.p95_s * 1000, 3),
+            "services": sorted(stats.services),
         }
         for stats in ranked
     ]

@@ -15,6 +15,13 @@ p95 and, when ``db.response.returned_rows`` is set, rows. The rules:
 * **identical queries** in one trace (same normalized statement *and* the same literals; statements with
   bind placeholders are skipped, their parameters being unknown): a cache candidate.
 
+Every finding names the services the queries came from (the span's resource ``service.name``) in
+its title ("N+1 queries in shop: ...") and in ``evidence.numbers["service"]`` (comma-separated, sorted),
+so a fleet-wide analysis says which service to fix: the services of the runs for an N+1, of the calls
+at or over the slow threshold for a slow query and its index candidate, of the repeats for identical
+queries, of every call otherwise. A statement shape shared by several services stays one finding (its
+subject, and so its fingerprint, is the statement alone) that lists them all.
+
 Findings are ranked by the statement's total time (calls * mean). Below ``min_db_spans`` db spans no
 recommendation is made at all; confidence grows with the number of calls. Only normalized statements
 reach the output, never a literal.
@@ -31,7 +38,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, Record, SpanRecord
+from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, Record, SpanRecord, service_name
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Severity
 from amqadf_agent.analyzer.sql import SqlInfo, analyze
 from amqadf_agent.semconv import (
@@ -86,7 +93,9 @@ class StatementStats:
         "rows_max",
         "rows_total",
         "samples",
+        "services",
         "slow_examples",
+        "slow_services",
         "start_ns",
         "systems",
         "total_s",
@@ -95,6 +104,10 @@ class StatementStats:
     def __init__(self, info: SqlInfo) -> None:
         self.info = info
         self.systems: set[str] = set()
+        #: ``service.name`` -> calls from it (empty when the calls came without a service).
+        self.services: dict[str, int] = {}
+        #: Services of the calls at or over the slow-query threshold.
+        self.slow_services: set[str] = set()
         self.calls = 0
         self.total_s = 0.0
         self.max_s = 0.0
@@ -121,14 +134,15 @@ class StatementStats:
 
 
 # A db call kept per trace: (parent span id, start ns, end ns, statement id, literal digest or "",
-# span id). Small on purpose: only these are buffered until a trace is analysed.
-_Call = tuple[str, int, int, int, str, str]
+# span id, service.name or ""). Small on purpose: only these are buffered until a trace is analysed.
+_Call = tuple[str, int, int, int, str, str, str]
 
 
 class _Finding:
-    __slots__ = ("count", "examples", "largest", "time_s", "traces")
+    __slots__ = ("count", "examples", "largest", "services", "time_s", "traces")
 
     def __init__(self) -> None:
+        self.services: set[str] = set()
         self.count = 0
         self.traces = 0
         self.largest = 0
@@ -168,6 +182,7 @@ class DatabaseRules:
             span.duration_s,
             rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
             db_system=str(system),
+            service=service_name(span.resource),
             trace_id=span.trace_id,
             span_id=span.span_id,
             parent_span_id=span.parent_span_id,
@@ -182,13 +197,15 @@ class DatabaseRules:
         rows: int | None = None,
         *,
         db_system: str = "",
+        service: str = "",
         trace_id: str = "",
         span_id: str = "",
         parent_span_id: str = "",
         start_ns: int = 0,
         end_ns: int = 0,
     ) -> None:
-        """One execution of ``statement`` (raw text; only its normalized form is kept)."""
+        """One execution of ``statement`` (raw text; only its normalized form is kept) by ``service``
+        (its ``service.name``; ``""``: unknown)."""
         info = analyze(statement)
         key = info.normalized
         stats = self._stats.get(key)
@@ -199,6 +216,10 @@ class DatabaseRules:
         self.db_calls += 1
         if db_system:
             stats.systems.add(db_system)
+        if service:
+            stats.services[service] = stats.services.get(service, 0) + 1
+            if duration_s >= self.config.slow_query_s:
+                stats.slow_services.add(service)
         stats.calls += 1
         stats.total_s += duration_s
         stats.max_s = max(stats.max_s, duration_s)
@@ -225,7 +246,7 @@ class DatabaseRules:
         if trace_id:
             digest = "" if info.has_placeholders else info.literal_digest or "-"
             self._traces.setdefault(trace_id, []).append(
-                (parent_span_id, start_ns, end_ns, self._ids[key], digest, span_id)
+                (parent_span_id, start_ns, end_ns, self._ids[key], digest, span_id, service)
             )
             self._buffered += 1
             while self._buffered > self.config.max_buffered_calls and self._traces:
@@ -259,6 +280,7 @@ class DatabaseRules:
                         finding.traces += 1
                     finding.largest = max(finding.largest, len(run))
                     finding.time_s += total
+                    finding.services.update(c[6] for c in run if c[6])
                     if len(finding.examples) < config.max_examples:
                         finding.examples.append((trace_id, run[0][5]))
                 start = end + 1
@@ -273,6 +295,7 @@ class DatabaseRules:
                 finding.traces += 1
                 finding.largest = max(finding.largest, len(same))
                 finding.time_s += sum(max(c[2] - c[1], 0) for c in same) / 1e9
+                finding.services.update(c[6] for c in same if c[6])
                 if len(finding.examples) < config.max_examples:
                     finding.examples.append((trace_id, min(same, key=lambda c: c[1])[5]))
 
@@ -311,8 +334,13 @@ class DatabaseRules:
             extra: dict[str, int | float | str] | None = None,
             sample: list[tuple[str, str]] | None = None,
             certainty: float = conf,
+            services: Iterable[str] = (),
         ) -> None:
             chosen = sample if sample is not None else examples
+            named = sorted(set(services) or stats.services)
+            head, colon, tail = title.partition(": ")  # the services go before the statement
+            title = f"{head.rstrip()} in {_label(named)}{colon}{tail}" if named else title
+            service = {"service": ", ".join(named)} if named else {}
             out.append(
                 Recommendation(
                     category=CATEGORY,
@@ -322,7 +350,7 @@ class DatabaseRules:
                     action=action,
                     subject=statement,
                     evidence=Evidence(
-                        numbers={**numbers, **(extra or {})},
+                        numbers={**numbers, **service, **(extra or {})},
                         formula=formula,
                         threshold=threshold,
                         window_start_ns=stats.start_ns,
@@ -357,6 +385,7 @@ class DatabaseRules:
                 },
                 n1.examples,
                 min(0.95, conf + 0.1 * min(n1.count, 3)),
+                n1.services,
             )
         p95 = stats.p95_s
         slow = p95 >= config.slow_query_s
@@ -371,6 +400,7 @@ class DatabaseRules:
                 "p95_ms = nearest-rank 95th percentile of the call durations",
                 f"p95_ms >= {config.slow_query_s * 1000:g}",
                 sample=slow_sample,
+                services=stats.slow_services,
             )
             joined = " JOIN " in statement.upper()
             columns = tuple(dict.fromkeys((*info.filter_columns, *info.sort_columns)))
@@ -393,6 +423,7 @@ class DatabaseRules:
                     {"table": table, "columns": ", ".join(columns)},
                     slow_sample,
                     min(conf, 0.5),
+                    stats.slow_services,
                 )
         if info.select_star:
             add(
@@ -438,8 +469,16 @@ class DatabaseRules:
                     "repeated_time_ms": round(same.time_s * 1000, 3),
                 },
                 same.examples,
+                services=same.services,
             )
         return out
+
+
+def _label(services: list[str], shown: int = 3) -> str:
+    """``a, b and c`` or, beyond ``shown`` services, ``a, b, c and 2 more``."""
+    if len(services) <= shown:
+        return services[0] if len(services) == 1 else ", ".join(services[:-1]) + " and " + services[-1]
+    return ", ".join(services[:shown]) + f" and {len(services) - shown} more"
 
 
 def _numbers(stats: StatementStats) -> dict[str, int | float | str]:

@@ -2,21 +2,36 @@
 
 Per pool (``amqadf.worker_pool.name``, all instances together):
 
-* **utilization** = mean busy workers (``amqadf.worker_pool.workers``, state busy) / ``max_workers``;
+* **utilization** = mean busy workers / ``max_workers``: the larger of the mean of the busy gauge
+  (``amqadf.worker_pool.workers``, state busy, sampled at collection time) and Little's ``L`` below;
 * **queue wait p95** from the ``amqadf.worker_pool.queue.wait`` histogram (deltas, interpolated);
 * **throughput** = completed tasks (``amqadf.worker_pool.tasks`` increments) / observed seconds;
 * **mean latency** from ``amqadf.worker_pool.task.duration`` (sum / count), else SERVER spans;
-* **Little's law**: needed concurrency ``L = throughput * latency_mean``; recommended workers
-  ``ceil(L / target_utilization)`` (headroom: 0.7 by default);
+* **Little's law** on the mean: ``L = throughput * latency_mean``. A pool sized by it is right for
+  steady load only: bursts need more workers than the mean says;
+* **peak busy workers** (``busy_peak``): the ``peak_quantile`` (p95) over *peak windows* of the busy
+  workers of each window. A window's busy workers are the task seconds completed in it per second
+  (``task.duration`` sum increments / the collection interval, i.e. Little's law with the window's own
+  throughput and latency; else the window's throughput times the mean latency), or the mean of the
+  busy gauge samples when that is higher (summed over instances, at most ``max_workers``). Peak
+  windows are ``peak_window_s`` long (10 s), widened to the typical (median) collection interval seen,
+  so each one holds a point of every instance;
+* **recommended workers** = ``ceil(max(L, busy_peak) / target_utilization)`` (headroom: 0.7 by default);
+* **saturated at peaks**: bursts shorter than a window do not show in ``busy_peak``, but their tasks wait
+  in the queue. When the queue wait p95, over all tasks or (``queue_wait_p95_peak``) the p95 over
+  peak windows of each window's own queue wait p95 (windows of ``peak_min_tasks`` waits or more), is
+  *material* (at least ``queue_wait_share`` of the mean task duration or ``queue_wait_material_s``, and
+  beyond the first histogram bucket, whose values cannot be told from no wait), the pool is never shrunk:
+  the recommendation is at least ``max_workers`` and the finding (``saturated_at_peaks``) says so;
 * **USL**: with at least three distinct concurrency levels (mean busy workers per window, rounded to
   0.1) the fit of ``X(N) = lambdaN / (1 + alpha(N-1) + betaN(N-1))`` (linear least squares on
   ``N/X = 1/lambda + (alpha/lambda)(N-1) + (beta/lambda)N(N-1)``, no numpy) gives the peak
   ``N* = sqrt((1-alpha)/beta)``; the recommendation never exceeds it;
-* **CPU cap**: when CPU use per busy thread (``process.cpu.time`` increments / seconds / busy workers)
-  is at least ``cpu_bound_per_thread``, the work is CPU-bound and the recommendation is capped at
-  ``cpu_count``: the config's when given (``amqadf-analyze --cpu-count``), else the latest
-  ``system.cpu.logical.count`` of the pool's service (the smallest when a pool name is shared by
-  several services);
+* **CPU cap**: when CPU use per busy thread (``process.cpu.time`` increments / seconds / the mean busy
+  workers, the larger of the busy gauge's mean and ``L``) is at least ``cpu_bound_per_thread``, the work
+  is CPU-bound and the recommendation is capped at ``cpu_count``: the config's when given
+  (``amqadf-analyze --cpu-count``), else the latest ``system.cpu.logical.count`` of the pool's service
+  (the smallest when a pool name is shared by several services);
 * **downstream-pool cap**: a worker thread that runs a query holds a database connection, so threads
   beyond the connections only queue on the connection pool, adding no throughput. When the pool's
   service reports ``db.client.connection.max`` (latest value per pool, summed over the service's
@@ -24,8 +39,16 @@ Per pool (``amqadf.worker_pool.name``, all instances together):
   link a task to its queries: a service that reports a connection pool is taken to use it from its
   worker pools (a service without one is never capped).
 
+The caps (USL, then CPU, then downstream pool) apply to the size from ``max(L, busy_peak)``: they bound
+a grow, and they can make a shrink (an oversized pool in front of fewer connections or CPUs). A pool
+saturated at peaks is the exception: it is kept at ``max_workers`` however low the caps are, and its
+finding names the caps as the reason more threads would not help (smooth the bursts or add instances
+instead); without a cap below ``max_workers`` it says to grow a step at a time while the wait falls.
+
 The evidence names the cap that bound the recommendation (``limited_by``: ``usl``, ``cpu`` or
-``downstream_pool``) with the numbers behind it (``cpu_count``, ``downstream_connections``).
+``downstream_pool``) with the numbers behind it (``cpu_count``, ``downstream_connections``), and the
+numbers of the sizing: ``busy_mean``, ``littles_law_concurrency``, ``busy_peak``, ``peak_windows``,
+``peak_window_s``, ``queue_wait_p95_s``, ``queue_wait_p95_peak_s`` and ``queue_wait_material_s``.
 
 Below ``min_tasks`` completed tasks no recommendation is made (the numbers are still reported).
 """
@@ -33,12 +56,14 @@ Below ``min_tasks`` completed tasks no recommendation is made (the numbers are s
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from amqadf_agent.analyzer.model import (
     SPAN_KIND_SERVER,
+    TEMPORALITY_DELTA,
     HistogramPoint,
     MetricRecord,
     NumberPoint,
@@ -47,7 +72,7 @@ from amqadf_agent.analyzer.model import (
     service_instance_id,
     service_name,
 )
-from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
+from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Severity
 from amqadf_agent.analyzer.windows import DEFAULT_WINDOW_S, CounterDeltas, HistogramDeltas, bucket_quantile
 from amqadf_agent.semconv import (
     ATTR_CPU_MODE,
@@ -66,6 +91,7 @@ __all__ = [
     "UslFit",
     "fit_usl",
     "littles_law",
+    "quantile",
     "recommend_workers",
 ]
 
@@ -82,6 +108,8 @@ CONNECTION_MAX = DB_CLIENT_CONNECTION_MAX.name
 LIMITED_BY_USL = "usl"
 LIMITED_BY_CPU = "cpu"
 LIMITED_BY_DOWNSTREAM = "downstream_pool"
+#: The rule of the finding for a pool whose tasks wait in the queue at peaks (no shrink).
+RULE_SATURATED = "saturated_at_peaks"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +126,16 @@ class ThreadRuleConfig:
     window_s: float = DEFAULT_WINDOW_S
     #: A recommendation at most this share of max_workers is a "shrink".
     shrink_share: float = 0.5
+    #: Peak windows (seconds): widened to the typical (median) collection interval of the pool.
+    peak_window_s: float = 10.0
+    #: The quantile over peak windows that sizes the pool (busy workers) and tells saturation (queue wait).
+    peak_quantile: float = 0.95
+    #: A peak window's own queue wait p95 counts only when it holds at least this many waits.
+    peak_min_tasks: int = 20
+    #: Queue wait p95 is material at this share of the mean task duration ...
+    queue_wait_share: float = 0.1
+    #: ... or at this many seconds, whichever is lower; a material wait forbids a shrink.
+    queue_wait_material_s: float = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +204,14 @@ def littles_law(throughput: float, latency_s: float) -> float:
     return throughput * latency_s
 
 
+def quantile(q: float, values: Sequence[float]) -> float | None:
+    """Nearest-rank quantile ``q`` of ``values`` (the largest value below 1/(1-q) values); None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(max(math.ceil(q * len(ordered)) - 1, 0), len(ordered) - 1)]
+
+
 def recommend_workers(
     throughput: float,
     latency_s: float,
@@ -175,15 +221,19 @@ def recommend_workers(
     cpu_bound: bool = False,
     cpu_count: int | None = None,
     downstream_max: int | None = None,
+    peak_concurrency: float | None = None,
 ) -> tuple[int, list[str]]:
     """Workers for ``throughput`` at ``latency_s`` with headroom, and the caps applied (in words).
 
     ``downstream_max``: connections of the downstream pool the tasks use (threads beyond them only
-    queue on the connection pool); None: no downstream cap.
+    queue on the connection pool); None: no downstream cap. ``peak_concurrency``: busy workers at peaks
+    (e.g. the p95 over windows); the size covers the larger of it and Little's law on the mean.
     """
+    needed = littles_law(throughput, latency_s)
+    if peak_concurrency is not None:
+        needed = max(needed, peak_concurrency)
     recommended, caps = _recommend(
-        throughput,
-        latency_s,
+        needed,
         target_utilization=target_utilization,
         usl=usl,
         cpu_bound=cpu_bound,
@@ -194,8 +244,7 @@ def recommend_workers(
 
 
 def _recommend(
-    throughput: float,
-    latency_s: float,
+    needed: float,
     *,
     target_utilization: float,
     usl: UslFit | None,
@@ -203,8 +252,8 @@ def _recommend(
     cpu_count: int | None,
     downstream_max: int | None,
 ) -> tuple[int, list[tuple[str, str]]]:
-    """``recommend_workers`` with each cap as ``(limited_by, words)``; the last one is binding."""
-    needed = littles_law(throughput, latency_s)
+    """Workers for ``needed`` busy workers with headroom, each cap as ``(limited_by, words)``; the last
+    one is binding."""
     recommended = max(1, math.ceil(needed / target_utilization - 1e-9))
     caps: list[tuple[str, str]] = []
     peak = usl.peak if usl is not None else None
@@ -254,14 +303,39 @@ class PoolStats:
     cpu_count: int | None = None
     #: Database connections of the pool's service (``db.client.connection.max``); None: none seen.
     downstream_connections: int | None = None
+    #: Increments with their collection intervals, for the peak windows: ``(end ns, series, interval s,
+    #: task seconds, tasks)`` of ``task.duration``; ``(end ns, series, interval s, tasks)`` of ``tasks``;
+    #: ``(end ns, series, interval s, bucket counts)`` of ``queue.wait``; ``(ns, instance, busy)`` samples.
+    duration_intervals: list[tuple[int, Hashable, float, float, int]] = field(default_factory=list)
+    task_intervals: list[tuple[int, Hashable, float, float]] = field(default_factory=list)
+    wait_intervals: list[tuple[int, Hashable, float, tuple[int, ...]]] = field(default_factory=list)
+    busy_samples: list[tuple[int, str, float]] = field(default_factory=list)
+    # Filled by ThreadRules.pools() from the peak windows:
+    #: Width of the peak windows (s) and how many had data.
+    peak_window_s: float = 0.0
+    peak_windows: int = 0
+    #: ``peak_quantile`` over peak windows of their busy workers; None without windows.
+    busy_peak: float | None = None
+    #: ``peak_quantile`` over peak windows (``peak_min_tasks`` waits or more) of their queue wait p95.
+    queue_wait_p95_peak: float | None = None
+    #: The queue wait p95 above which the wait is material (s); None without latency.
+    queue_wait_material_s: float | None = None
+    #: Tasks waited materially in the queue: the pool is not shrunk.
+    saturated_at_peaks: bool = False
 
     @property
     def busy_mean(self) -> float:
         return self.busy_sum / self.busy_count if self.busy_count else 0.0
 
     @property
+    def concurrency_mean(self) -> float:
+        """Mean busy workers: the larger of the busy gauge's mean and Little's ``L`` (the gauge is sampled
+        at collection time only and can miss the work done between samples)."""
+        return max(self.busy_mean, self.littles_law_concurrency or 0.0)
+
+    @property
     def utilization(self) -> float:
-        return self.busy_mean / self.max_workers if self.max_workers else 0.0
+        return self.concurrency_mean / self.max_workers if self.max_workers else 0.0
 
     @property
     def throughput(self) -> float:
@@ -286,9 +360,10 @@ class PoolStats:
 
     @property
     def cpu_per_busy_thread(self) -> float | None:
-        if self.cpu_cores is None or self.busy_mean <= 0:
+        busy = self.concurrency_mean
+        if self.cpu_cores is None or busy <= 0:
             return None
-        return self.cpu_cores / self.busy_mean
+        return self.cpu_cores / busy
 
 
 class ThreadRules:
@@ -321,12 +396,33 @@ class ThreadRules:
         self._cpu_counts: dict[str, tuple[int, int]] = {}
         #: (service, instance, connection pool) -> (time_ns, size) of the latest ``db.client.connection.max``.
         self._connections: dict[tuple[str, str, str], tuple[int, int]] = {}
+        #: series -> (start ns, time ns) of its previous point: the collection interval of the next one.
+        self._times: dict[Hashable, tuple[int, int]] = {}
 
     def _in_range(self, time_ns: int) -> bool:
         return time_ns > 0 and not (
             (self.since_ns is not None and time_ns < self.since_ns)
             or (self.until_ns is not None and time_ns > self.until_ns)
         )
+
+    def _interval_s(self, key: Hashable, temporality: int, start_ns: int, time_ns: int) -> float | None:
+        """Seconds the increment of a point covers (``CounterDeltas``/``HistogramDeltas`` give the
+        increment); None for a baseline point (a cumulative series started before ``since_ns``) or an
+        empty interval."""
+        if temporality == TEMPORALITY_DELTA:
+            span = time_ns - start_ns
+        else:
+            previous = self._times.get(key)
+            self._times[key] = (start_ns, time_ns)
+            if previous is not None and previous[0] == start_ns:
+                if time_ns <= previous[1]:
+                    return None  # a repeated (or out-of-order) point adds nothing
+                span = time_ns - previous[1]
+            elif self.since_ns is not None and start_ns < self.since_ns:
+                return None
+            else:
+                span = time_ns - start_ns
+        return span / 1e9 if span > 0 else None
 
     def add(self, record: Record) -> None:
         if self.service is not None and service_name(record.resource) != self.service:
@@ -359,7 +455,17 @@ class ThreadRules:
                 count, buckets, total = self._histograms.delta(
                     key, record.aggregation_temporality, point, self.since_ns
                 )
-                if not in_range or count <= 0:
+                interval = self._interval_s(
+                    key, record.aggregation_temporality, point.start_ns, point.time_ns
+                )
+                if not in_range:
+                    continue
+                if count <= 0:
+                    # An idle interval: no task ended in it (busy workers 0 for the peak windows).
+                    if interval is not None and name == TASK_DURATION and pool_name in self._pools:
+                        self._pools[pool_name].duration_intervals.append(
+                            (point.time_ns, key, interval, 0.0, 0)
+                        )
                     continue
                 pool = self._pool(pool_name, point.time_ns, service)
                 if name == QUEUE_WAIT:
@@ -369,18 +475,29 @@ class ThreadRules:
                     elif pool.wait_bounds == point.explicit_bounds:
                         for i, n in enumerate(buckets):
                             pool.wait_buckets[i] += n
+                    else:
+                        continue
+                    if interval is not None:
+                        pool.wait_intervals.append((point.time_ns, key, interval, tuple(buckets)))
                 elif name == TASK_DURATION:
                     pool.duration_sum += total
                     pool.duration_count += count
+                    if interval is not None:
+                        pool.duration_intervals.append((point.time_ns, key, interval, total, count))
                 continue
             if not isinstance(point, NumberPoint) or point.value is None:
                 continue
             if name == TASKS:
                 delta = self._counters.delta(key, record.aggregation_temporality, point, self.since_ns)
+                interval = self._interval_s(
+                    key, record.aggregation_temporality, point.start_ns, point.time_ns
+                )
                 if in_range:
                     pool = self._pool(pool_name, point.time_ns, service)
                     pool.tasks += round(delta)
                     self._window(pool, point.time_ns)[2] += delta
+                    if interval is not None:
+                        pool.task_intervals.append((point.time_ns, key, interval, delta))
                 continue
             if not in_range:
                 continue
@@ -391,6 +508,7 @@ class ThreadRules:
             elif point.attributes.get(ATTR_POOL_STATE) == POOL_STATE_BUSY:
                 pool.busy_sum += float(point.value)
                 pool.busy_count += 1
+                pool.busy_samples.append((point.time_ns, instance, float(point.value)))
                 window = self._window(pool, point.time_ns)
                 window[0] += float(point.value)
                 window[1] += 1
@@ -474,8 +592,79 @@ class ThreadRules:
             pool.usl = fit_usl(samples)
             pool.cpu_count = self._cpu_count(pool)
             pool.downstream_connections = self._downstream(pool)
+            self._peaks(pool)
             out.append(pool)
         return out
+
+    def _peaks(self, pool: PoolStats) -> None:
+        """Fill the peak-window numbers of ``pool`` and whether it is saturated at peaks."""
+        config = self.config
+        intervals = [i[2] for i in pool.duration_intervals] + [i[2] for i in pool.task_intervals]
+        intervals += [i[2] for i in pool.wait_intervals]
+        # The typical collection interval (the median: a series' first point may cover much longer).
+        width = max(config.peak_window_s, statistics.median(intervals) if intervals else 0.0)
+        width_ns = max(int(width * 1e9), 1)
+        pool.peak_window_s = width
+
+        def window(time_ns: int) -> int:
+            return time_ns - time_ns % width_ns
+
+        # Per window and series: [seconds or tasks, interval seconds], then rates summed over series.
+        busy: dict[int, dict[Hashable, list[float]]] = {}
+        for end, key, interval, total, _count in pool.duration_intervals:
+            acc = busy.setdefault(window(end), {}).setdefault(key, [0.0, 0.0])
+            acc[0] += total
+            acc[1] += interval
+        latency = pool.latency_mean
+        if latency is not None:
+            # Without task.duration in a window: its throughput (tasks counter) times the mean latency.
+            tasks: dict[int, dict[Hashable, list[float]]] = {}
+            for end, key, interval, done in pool.task_intervals:
+                if window(end) not in busy:
+                    acc = tasks.setdefault(window(end), {}).setdefault(key, [0.0, 0.0])
+                    acc[0] += done * latency
+                    acc[1] += interval
+            busy.update(tasks)
+        per_window = {start: sum(v[0] / v[1] for v in series.values()) for start, series in busy.items()}
+        gauges: dict[int, dict[str, list[float]]] = {}
+        for time_ns, instance, value in pool.busy_samples:
+            acc = gauges.setdefault(window(time_ns), {}).setdefault(instance, [0.0, 0.0])
+            acc[0] += value
+            acc[1] += 1
+        for start, instances in gauges.items():
+            sampled = sum(v[0] / v[1] for v in instances.values())
+            per_window[start] = max(per_window.get(start, 0.0), sampled)
+        if pool.max_workers > 0:  # a task ending in a window may have started in the one before
+            per_window = {start: min(v, float(pool.max_workers)) for start, v in per_window.items()}
+        pool.peak_windows = len(per_window)
+        pool.busy_peak = quantile(config.peak_quantile, list(per_window.values()))
+
+        waits: dict[int, list[int]] = {}
+        for end, _key, _interval, buckets in pool.wait_intervals:
+            merged = waits.setdefault(window(end), [0] * len(buckets))
+            for i, n in enumerate(buckets):
+                merged[i] += n
+        bounds = pool.wait_bounds or ()
+        p95s = [
+            p95
+            for merged in waits.values()
+            if sum(merged) >= config.peak_min_tasks
+            and (p95 := bucket_quantile(0.95, bounds, merged)) is not None
+        ]
+        pool.queue_wait_p95_peak = quantile(config.peak_quantile, p95s)
+
+        pool.queue_wait_material_s = None
+        pool.saturated_at_peaks = False
+        if latency is not None and latency > 0:
+            material = min(config.queue_wait_share * latency, config.queue_wait_material_s)
+            pool.queue_wait_material_s = material
+            # The first bucket's values cannot be told from no wait at all (interpolation puts its
+            # p95 near its upper bound): a wait is material only beyond it.
+            resolution = bounds[0] if bounds and bounds[0] > 0 else 0.0
+            pool.saturated_at_peaks = any(
+                wait is not None and wait >= material and wait > resolution
+                for wait in (pool.queue_wait_p95, pool.queue_wait_p95_peak)
+            )
 
     def _cpu_count(self, pool: PoolStats) -> int | None:
         if self.config.cpu_count is not None:
@@ -498,16 +687,26 @@ class ThreadRules:
         latency = pool.latency_mean
         if latency is None or pool.tasks <= 0:
             return None, []
+        config = self.config
         per_thread = pool.cpu_per_busy_thread
-        return _recommend(
-            pool.throughput,
-            latency,
-            target_utilization=self.config.target_utilization,
-            usl=pool.usl,
-            cpu_bound=per_thread is not None and per_thread >= self.config.cpu_bound_per_thread,
-            cpu_count=pool.cpu_count,
-            downstream_max=pool.downstream_connections,
-        )
+
+        def size(needed: float) -> tuple[int, list[tuple[str, str]]]:
+            return _recommend(
+                needed,
+                target_utilization=config.target_utilization,
+                usl=pool.usl,
+                cpu_bound=per_thread is not None and per_thread >= config.cpu_bound_per_thread,
+                cpu_count=pool.cpu_count,
+                downstream_max=pool.downstream_connections,
+            )
+
+        recommended, caps = size(max(littles_law(pool.throughput, latency), pool.busy_peak or 0.0))
+        if pool.saturated_at_peaks and recommended < pool.max_workers:
+            # Never shrink a pool whose tasks wait at peaks; the caps that would stop a grow by one
+            # worker say why more threads would not help.
+            grown, caps = size((pool.max_workers + 1) * config.target_utilization)
+            return pool.max_workers, caps if grown <= pool.max_workers else []
+        return recommended, caps
 
     def to_json(self) -> list[dict[str, Any]]:
         """The ``threads`` section of the JSON report."""
@@ -516,6 +715,7 @@ class ThreadRules:
             recommended, _caps = self.recommended(pool)
             little = pool.littles_law_concurrency
             wait = pool.queue_wait_p95
+            peak_wait = pool.queue_wait_p95_peak
             latency = pool.latency_mean
             out.append(
                 {
@@ -527,6 +727,9 @@ class ThreadRules:
                     "latency_mean": None if latency is None else round(latency, 6),
                     "littles_law_concurrency": None if little is None else round(little, 6),
                     "recommended": recommended,
+                    "busy_peak": None if pool.busy_peak is None else round(pool.busy_peak, 6),
+                    "queue_wait_p95_peak": None if peak_wait is None else round(peak_wait, 6),
+                    "saturated_at_peaks": pool.saturated_at_peaks,
                 }
             )
         return out
@@ -542,10 +745,13 @@ class ThreadRules:
                 continue
             caps = [words for _kind, words in limits]
             grow = recommended > pool.max_workers
-            shrink = recommended <= config.shrink_share * pool.max_workers
-            if not grow and not shrink:
+            saturated = pool.saturated_at_peaks and not grow
+            shrink = not pool.saturated_at_peaks and recommended <= config.shrink_share * pool.max_workers
+            if not grow and not shrink and not saturated:
                 continue
             latency = pool.latency_mean or 0.0
+            little = littles_law(pool.throughput, latency)
+            needed = max(little, pool.busy_peak or 0.0)
             numbers: dict[str, int | float | str] = {
                 "max_workers": pool.max_workers,
                 "busy_mean": round(pool.busy_mean, 4),
@@ -553,12 +759,23 @@ class ThreadRules:
                 "tasks": pool.tasks,
                 "throughput_per_s": round(pool.throughput, 4),
                 "latency_mean_s": round(latency, 6),
-                "littles_law_concurrency": round(littles_law(pool.throughput, latency), 4),
-                "recommended": recommended,
+                "littles_law_concurrency": round(little, 4),
             }
+            if pool.busy_peak is not None:
+                numbers["busy_peak"] = round(pool.busy_peak, 4)
+            numbers.update(
+                peak_windows=pool.peak_windows,
+                peak_window_s=round(pool.peak_window_s, 3),
+                sized_concurrency=round(needed, 4),
+                recommended=recommended,
+            )
             wait = pool.queue_wait_p95
             if wait is not None:
                 numbers["queue_wait_p95_s"] = round(wait, 6)
+            if pool.queue_wait_p95_peak is not None:
+                numbers["queue_wait_p95_peak_s"] = round(pool.queue_wait_p95_peak, 6)
+            if pool.queue_wait_material_s is not None:
+                numbers["queue_wait_material_s"] = round(pool.queue_wait_material_s, 6)
             if pool.usl is not None:
                 numbers.update(
                     usl_lambda=round(pool.usl.lam, 4),
@@ -578,29 +795,74 @@ class ThreadRules:
                 numbers["limited_by"] = limits[-1][0]
                 numbers["capped_by"] = "; ".join(caps)
             share = min(1.0, math.log1p(pool.tasks) / math.log1p(config.full_confidence_tasks))
-            verb = "Grow" if grow else "Shrink"
+            q = f"p{config.peak_quantile * 100:g}"
+            formula = (
+                f"busy_peak = {q} over {pool.peak_window_s:g}s windows of busy workers (task seconds per "
+                "second, or the busy gauge); L = throughput * latency_mean (Little's law); "
+                f"recommended = ceil(max(L, busy_peak) / {config.target_utilization:g}), capped by USL "
+                "N* = sqrt((1-alpha)/beta), by CPUs when CPU-bound and by the database connections of the "
+                "service (downstream pool); never below max_workers while the queue wait is material"
+            )
+            material = (
+                f"queue wait p95 (all tasks, or {q} over windows) >= min({config.queue_wait_share:g} * "
+                f"latency_mean, {config.queue_wait_material_s * 1000:g} ms), beyond the first bucket"
+            )
+            if saturated:
+                severity: Severity = "medium"
+                rule = RULE_SATURATED
+                title = f"Worker pool {pool.name} is saturated at peaks: keep its {pool.max_workers} workers"
+                waits = [f"{_ms(wait)} over all tasks"] if wait is not None else []
+                if pool.queue_wait_p95_peak is not None:
+                    waits.append(f"{_ms(pool.queue_wait_p95_peak)} at {q} of windows")
+                sized = max(1, math.ceil(needed / config.target_utilization - 1e-9))
+                action = f"Keep max workers of pool {pool.name} at {pool.max_workers}" + (
+                    f"; do not shrink it to the {sized} that its busy workers alone would call for"
+                    if sized < pool.max_workers
+                    else ""
+                )
+                action += (
+                    f" ({little:.2f} on average, {pool.busy_peak or 0.0:.2f} at {q} of "
+                    f"{pool.peak_window_s:g}s windows): at peaks tasks wait in the queue before a worker "
+                    "takes them (queue wait p95 "
+                    f"{', '.join(waits)}; mean task {_ms(latency)}). "
+                )
+                if caps:
+                    action += (
+                        "More threads would not add throughput (" + "; ".join(caps) + "): smooth the "
+                        "bursts (a rate limiter or a bounded queue in front of the pool) or add instances."
+                    )
+                else:
+                    action += (
+                        "To cut the wait, grow it a worker or two at a time while the queue wait p95 "
+                        "falls, or smooth the bursts."
+                    )
+                threshold = material
+            else:
+                verb = "Grow" if grow else "Shrink"
+                rule = "grow_pool" if grow else "shrink_pool"
+                severity = "medium" if grow else "low"
+                title = f"{verb} worker pool {pool.name}: {pool.max_workers} -> {recommended} workers"
+                action = f"Set max workers of pool {pool.name} to {recommended}" + (
+                    " (more threads would not add throughput: " + "; ".join(caps) + ")" if caps else "."
+                )
+                threshold = (
+                    "recommended > max_workers"
+                    if grow
+                    else f"recommended <= {config.shrink_share:g} * max_workers, and the queue wait is "
+                    f"not material ({material})"
+                )
             found.append(
                 Recommendation(
                     category=CATEGORY,
-                    rule="grow_pool" if grow else "shrink_pool",
-                    severity="medium" if grow else "low",
-                    title=f"{verb} worker pool {pool.name}: {pool.max_workers} -> {recommended} workers",
-                    action=f"Set max workers of pool {pool.name} to {recommended}"
-                    + (" (more threads would not add throughput: " + "; ".join(caps) + ")" if caps else "."),
+                    rule=rule,
+                    severity=severity,
+                    title=title,
+                    action=action,
                     subject=pool.name,
                     evidence=Evidence(
                         numbers=numbers,
-                        formula=(
-                            "L = throughput * latency_mean (Little's law); "
-                            f"recommended = ceil(L / {config.target_utilization:g}), capped by USL "
-                            "N* = sqrt((1-alpha)/beta), by CPUs when CPU-bound and by the "
-                            "database connections of the service (downstream pool)"
-                        ),
-                        threshold=(
-                            "recommended > max_workers"
-                            if grow
-                            else f"recommended <= {config.shrink_share:g} * max_workers"
-                        ),
+                        formula=formula,
+                        threshold=threshold,
                         window_start_ns=pool.start_ns,
                         window_end_ns=pool.end_ns,
                     ),
@@ -609,3 +871,7 @@ class ThreadRules:
                 )
             )
         return found
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3g} ms"
