@@ -26,9 +26,11 @@ def windows(cpus: list[float], p95s: list[float]) -> list[Window]:
     ]
 
 
-def db_finding(rule: str) -> Recommendation:
-    return Recommendation("database", rule, "high", "N+1", "fix", "SELECT ? FROM t", Evidence({}, "", ""),
-                          0.9, impact_s=5.0)  # fmt: skip
+def db_finding(rule: str, service: str | None = None) -> Recommendation:
+    evidence = Evidence({"service": service} if service else {}, "", "")
+    return Recommendation(
+        "database", rule, "high", "N+1", "fix", "SELECT ? FROM t", evidence, 0.9, impact_s=5.0
+    )
 
 
 def test_cpu_ramp_scales_up_like_the_cpu_only_hpa() -> None:
@@ -60,6 +62,15 @@ def test_database_first_when_latency_is_high_and_an_n_plus_one_exists() -> None:
     assert [r.rule for r in ranked] == ["database_first", "scale_up"]
     assert ranked[0].evidence.numbers["database_findings"] == 1
     assert "after the database fixes" in ranked[1].action
+
+
+def test_database_first_names_the_service_of_each_finding() -> None:
+    result = analyze_scaling(
+        windows([0.3, 0.3, 0.3], [0.2, 1.0, 1.5]), window_seconds=60, service="shop",
+        database_findings=[db_finding("n_plus_one", "shop")],
+    )  # fmt: skip
+    first = next(r for r in result.recommendations if r.rule == "database_first")
+    assert "n_plus_one in shop: SELECT ? FROM t" in first.action
 
 
 def test_no_joint_reasoning_when_latency_is_fine_or_db_is_elsewhere() -> None:

@@ -10,9 +10,10 @@ error-rate guard. Beside it a plain CPU-target HPA (CPU only, target 0.7) replay
 Joint reasoning: when the p95 of a window is above the target and the database rules found an N+1 or a
 slow query (``database_findings``) on the same service, a ``scaling/database_first`` recommendation says
 so, and is ranked before the scale-up recommendation: more instances multiply the database load that
-causes the latency. The database findings do not carry their service: they count as the same service
-when a service was chosen (the database rules then saw only its spans), or when the db spans came from
-that one service only (``db_services``).
+causes the latency. The database findings name their services (``evidence.numbers["service"]``, also
+in the listing of this recommendation); they count as the same service when a service was chosen (the
+database rules then saw only its spans), or when the db spans came from that one service only
+(``db_services``).
 """
 
 from __future__ import annotations
@@ -164,7 +165,12 @@ def _findings(
     db_first = bool(slow and causes and same_service)
     db_impact = max((r.impact_s for r in causes), default=0.0)
     if db_first:
-        listed = "; ".join(f"{r.rule}: {r.subject[:80]}" for r in causes[:3])
+        listed = "; ".join(
+            f"{r.rule}"
+            + (f" in {svc}" if (svc := r.evidence.numbers.get("service")) else "")
+            + f": {r.subject[:80]}"
+            for r in causes[:3]
+        )
         trace_ids = tuple(dict.fromkeys(t for r in causes for t in r.evidence.trace_ids))[:3]
         out.append(
             Recommendation(
