@@ -388,7 +388,9 @@ def test_fail_on_exit_codes_and_service_filter(tmp_path: Path, capsys: pytest.Ca
     data = _slow_requests_file(tmp_path / "t.jsonl")
     assert main([str(data), "--service", "slow", "--format", "json", "--fail-on", "medium"]) == 3
     out = json.loads(capsys.readouterr().out)
-    assert out["scaling"]["service"] == "slow" and out["scaling"]["window_seconds"] == 60
+    # 2 minutes of data and no --window: 15 s windows, so the timeline has about ten of them
+    assert out["scaling"]["service"] == "slow" and out["scaling"]["window_seconds"] == 15
+    assert len(out["scaling"]["timeline"]) >= 8
     assert [s["name"] for s in out["summary"]["services"]] == ["slow"]
     assert out["scaling"]["recommendation"]["action"] == "scale_up"
     assert main([str(data), "--service", "fast", "--fail-on", "low", "--format", "json"]) == 0

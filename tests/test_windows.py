@@ -131,3 +131,71 @@ def test_is_error() -> None:
     assert is_error({"error.type": "Timeout"})
     assert is_error({}, 2)
     assert not is_error({"http.response.status_code": 404})
+
+
+# --- window_s=None: the window chosen from the data -------------------------------------------------
+def _mixed_stream(seconds: int) -> list[Any]:
+    """Requests (some failing) every second, CPU time, memory and queue points every 5 s."""
+    records: list[Any] = []
+    start = T0 - 100 * S
+    for t in range(seconds):
+        records.append(server_span(t + 0.5, 0.01 * (t % 50 + 1), 503 if t % 7 == 0 else 200))
+        if t % 5 == 0:
+            records.append(
+                metric("process.cpu.time", (NumberPoint({"cpu.mode": "user"}, start, T0 + t * S, t * 0.3),))
+            )
+            records.append(metric("system.memory.utilization", (
+                NumberPoint({"system.memory.state": "used"}, 0, T0 + t * S, 0.3 + (t % 3) / 10),
+            ), "gauge"))  # fmt: skip
+            records.append(metric("amqadf.worker_pool.queue.size", (
+                NumberPoint({"amqadf.worker_pool.name": "p"}, start, T0 + t * S, t % 4),
+            )))  # fmt: skip
+    return records
+
+
+def _comparable(windows: list[Any]) -> list[tuple[Any, ...]]:
+    return [
+        (w.start_ns, w.end_ns, w.instances, w.requests, w.errors, w.request_source, w.metrics)
+        for w in windows
+    ]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected_s"), [(20, 5), (100, 10), (140, 15), (290, 30), (590, 60), (1300, 60)]
+)
+def test_auto_window_matches_the_window_it_chooses(seconds: int, expected_s: int) -> None:
+    # GIVEN the same stream into an automatic aggregator and one given the size it should choose
+    auto, fixed = WindowAggregator(None), WindowAggregator(expected_s)
+    for record in _mixed_stream(seconds):
+        auto.add(record)
+        fixed.add(record)
+    # WHEN read THEN it chose that size (about ten windows, 60 s for long data) and the windows are equal
+    windows = auto.windows()
+    assert auto.window_s == expected_s
+    assert _comparable(windows) == _comparable(fixed.windows())
+    assert len(windows) <= 11 or expected_s == 60
+
+
+def test_merged_windows_keep_a_bounded_sample_of_both_sides() -> None:
+    from amqadf_agent.analyzer.windows import MAX_SAMPLES_PER_WINDOW
+
+    # GIVEN 400 requests in each 5 s for 11 minutes (4 800 a minute: more than one sample holds),
+    # the first 45 s of each minute fast (0.1 s), the last 15 s slow (0.3 s)
+    auto = WindowAggregator(None)
+    for t in range(0, 660, 5):
+        for i in range(400):
+            auto.add(server_span(t + i * 0.0125, 0.1 if t % 60 < 45 else 0.3))
+    windows = auto.windows()
+    # THEN the merged 60 s windows count every request
+    assert auto.window_s == 60
+    assert sum(w.requests for w in windows) == 132 * 400
+    # AND each keeps at most the bounded sample, drawn fairly: three fast for one slow
+    for start, bucket in auto._buckets.items():
+        assert len(bucket.samples) <= MAX_SAMPLES_PER_WINDOW
+        if bucket.span_seen == 4800:
+            fast = sum(1 for d in bucket.samples if d < 0.2) / len(bucket.samples)
+            assert fast == pytest.approx(0.75, abs=0.02), start
+    full = [w for w in windows if w.requests == 4800]
+    assert len(full) >= 9
+    assert all(w.metrics.response_time_p50 == pytest.approx(0.1) for w in full)
+    assert all(w.metrics.response_time_p95 == pytest.approx(0.3) for w in full)

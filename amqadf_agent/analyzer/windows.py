@@ -4,6 +4,11 @@ Records are aggregated, as they arrive, into fixed windows aligned on multiples 
 the epoch; nothing per span is kept beyond a bounded sample of durations per window, so memory grows
 with the number of windows and series, never with the number of spans.
 
+``window_s=None`` chooses the window from the data: 60 s (``DEFAULT_WINDOW_S``), or for data covering
+less than ten of those the smallest of 5, 10, 15 and 30 s that gives at most ten windows, so a short
+run (a 20 s demo, a load-test burst) still has a timeline. Records are kept in 5 s windows until the
+data covers ten minutes, then merged into 60 s windows (and later ones go there directly).
+
 Sources, per window (``None`` when the window has none):
 
 * **CPU**: ``process.cpu.utilization`` (summed over ``cpu.mode`` per data point), else
@@ -60,6 +65,9 @@ __all__ = [
 ]
 
 DEFAULT_WINDOW_S: Final = 60
+#: ``window_s=None``: the window sizes chosen from, and how many windows a short input should fill.
+AUTO_WINDOWS_S: Final = (5, 10, 15, 30, 60)
+AUTO_TARGET_WINDOWS: Final = 10
 #: Span durations kept per window for the quantiles (a reservoir beyond that).
 MAX_SAMPLES_PER_WINDOW: Final = 4096
 
@@ -203,6 +211,48 @@ class _Bucket:
         self.hist_buckets: list[int] = []
         self.queue: dict[Hashable, tuple[int, float]] = {}
 
+    def absorb(self, other: _Bucket, rng: random.Random) -> None:
+        """Add a later or earlier window's data to this one (windows merged into a larger one)."""
+        self.instances |= other.instances
+        for mine, theirs in (
+            (self.cpu_process, other.cpu_process),
+            (self.cpu_system, other.cpu_system),
+            (self.cpu_time, other.cpu_time),
+            (self.memory, other.memory),
+        ):
+            mine[0] += theirs[0]
+            mine[1] += theirs[1]
+        self.span_requests += other.span_requests
+        self.span_errors += other.span_errors
+        self.samples = _merge_samples(self.samples, self.span_seen, other.samples, other.span_seen, rng)
+        self.span_seen += other.span_seen
+        self.hist_count += other.hist_count
+        self.hist_errors += other.hist_errors
+        if self.hist_bounds is None:
+            self.hist_bounds, self.hist_buckets = other.hist_bounds, list(other.hist_buckets)
+        elif other.hist_bounds == self.hist_bounds:
+            self.hist_buckets = [a + b for a, b in zip(self.hist_buckets, other.hist_buckets, strict=True)]
+        for key, (time_ns, value) in other.queue.items():  # the last value of each series
+            previous = self.queue.get(key)
+            if previous is None or previous[0] <= time_ns:
+                self.queue[key] = (time_ns, value)
+
+
+def _merge_samples(
+    first: list[float], first_seen: int, second: list[float], second_seen: int, rng: random.Random
+) -> list[float]:
+    """Two windows' duration samples as one sample of both, at most ``MAX_SAMPLES_PER_WINDOW``.
+
+    Exact while both fit; otherwise each side keeps a share proportional to the spans it saw.
+    """
+    if len(first) + len(second) <= MAX_SAMPLES_PER_WINDOW:
+        return first + second
+    total = first_seen + second_seen
+    keep_first = round(MAX_SAMPLES_PER_WINDOW * first_seen / total) if total else 0
+    keep_first = min(keep_first, len(first))
+    keep_second = min(MAX_SAMPLES_PER_WINDOW - keep_first, len(second))
+    return rng.sample(first, keep_first) + rng.sample(second, keep_second)
+
 
 @dataclass(frozen=True, slots=True)
 class Window:
@@ -238,16 +288,18 @@ class WindowAggregator:
 
     def __init__(
         self,
-        window_s: float = DEFAULT_WINDOW_S,
+        window_s: float | None = DEFAULT_WINDOW_S,
         *,
         service: str | None = None,
         since_ns: int | None = None,
         until_ns: int | None = None,
     ) -> None:
-        if not window_s > 0:
+        if window_s is not None and not window_s > 0:
             raise ValueError(f"window_s must be > 0, got {window_s!r}")
-        self.window_s = window_s
-        self.window_ns = int(window_s * 1e9)
+        #: Chosen from the data (see the module docstring) until ``windows()`` settles it.
+        self.auto = window_s is None
+        self.window_s: float = AUTO_WINDOWS_S[0] if window_s is None else window_s
+        self.window_ns = int(self.window_s * 1e9)
         self.service = service
         self.since_ns = since_ns
         self.until_ns = until_ns
@@ -278,6 +330,14 @@ class WindowAggregator:
 
     def _bucket(self, time_ns: int) -> _Bucket:
         self._touch(time_ns)
+        if (
+            self.auto
+            and self.window_s < DEFAULT_WINDOW_S
+            and self._last_ns is not None
+            and self._first_ns is not None
+            and self._last_ns - self._first_ns >= AUTO_TARGET_WINDOWS * DEFAULT_WINDOW_S * 1e9
+        ):
+            self._resize(DEFAULT_WINDOW_S)  # long enough for the default: keep memory per window
         start = time_ns - time_ns % self.window_ns
         bucket = self._buckets.get(start)
         if bucket is None:
@@ -426,9 +486,35 @@ class WindowAggregator:
                     bucket.hist_buckets[i] += n
             # Other bounds: counted as requests, left out of the quantiles.
 
+    def _resize(self, window_s: float) -> None:
+        """Merge the windows into windows of ``window_s`` (a multiple of the current size)."""
+        size = int(window_s * 1e9)
+        merged: dict[int, _Bucket] = {}
+        for start in sorted(self._buckets):
+            bucket = self._buckets[start]
+            into = merged.get(start - start % size)
+            if into is None:
+                merged[start - start % size] = bucket
+            else:
+                into.absorb(bucket, self._rng)
+        self._buckets, self.window_s, self.window_ns = merged, window_s, size
+
+    def _settle(self) -> None:
+        """``window_s=None``: the smallest size that gives at most ``AUTO_TARGET_WINDOWS`` windows."""
+        if not self.auto or self._first_ns is None or self._last_ns is None:
+            return
+        span_s = (self._last_ns - self._first_ns) / 1e9
+        for size in AUTO_WINDOWS_S:
+            if size >= self.window_s and (span_s / size <= AUTO_TARGET_WINDOWS or size == AUTO_WINDOWS_S[-1]):
+                if size != self.window_s:
+                    self._resize(size)
+                break
+
     # --- reading ---------------------------------------------------------------------------------
     def windows(self) -> list[Window]:
-        """The windows with data, in time order."""
+        """The windows with data, in time order (with ``window_s=None`` the size is settled here:
+        read ``window_s`` after this call)."""
+        self._settle()
         out: list[Window] = []
         first, last = self._first_ns, self._last_ns
         for start in sorted(self._buckets):

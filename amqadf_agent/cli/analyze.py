@@ -14,7 +14,8 @@ One streaming pass feeds every record to the summary, the database rules, the pe
 metrics (``analyzer.windows``), the cache rules and the thread rules. ``--since``/``--until`` take
 ISO 8601 (``2025-01-02T03:04:05Z``; no zone means UTC) or a duration before now (``90s``, ``15m``,
 ``2h``, ``1d``); ``--service`` keeps one ``service.name``. The scaling timeline uses ``--window``
-seconds per window (default 60).
+seconds per window (default: 60, or 5 to 30 for data covering less than ten minutes, so that a short
+run still has about ten windows).
 
 ``--prometheus URL`` adds the metric series the rules need from a Prometheus-compatible HTTP API
 (Prometheus, Thanos, Mimir, VictoriaMetrics; ``analyzer.prometheus_source``), alone or beside PATHs,
@@ -96,9 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--window",
         type=float,
-        default=60.0,
+        default=None,
         metavar="SECONDS",
-        help="length of a scaling window in seconds (default: 60)",
+        help="length of a scaling window in seconds (default: 60, or 5-30 when the data covers less "
+        "than 10 minutes)",
     )
     parser.add_argument(
         "--since", metavar="T", help="only data at or after T: ISO 8601, or a duration before now (15m, 2h)"
@@ -146,13 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     from amqadf_agent.analyzer.rules.scaling import analyze_scaling
     from amqadf_agent.analyzer.rules.threads import ThreadRuleConfig, ThreadRules
     from amqadf_agent.analyzer.summary import summarize, top_queries
-    from amqadf_agent.analyzer.windows import WindowAggregator
+    from amqadf_agent.analyzer.windows import DEFAULT_WINDOW_S, WindowAggregator
     from amqadf_agent.errors import AmqadfError
 
     if not args.slow_query_ms > 0:
         _error("--slow-query-ms must be a positive number")
         return EXIT_BAD_INPUT
-    if not 0 < args.window < 1e7:
+    if args.window is not None and not 0 < args.window < 1e7:
         _error("--window must be a positive number of seconds")
         return EXIT_BAD_INPUT
     if not 0 < args.step < 1e7:
@@ -193,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     scope = {"service": args.service, "since_ns": since_ns, "until_ns": until_ns}
     windows = WindowAggregator(args.window, **scope)
     caches = CacheRules(**scope)
-    threads = ThreadRules(ThreadRuleConfig(window_s=args.window, cpu_count=args.cpu_count), **scope)
+    threads = ThreadRules(
+        ThreadRuleConfig(window_s=args.window or DEFAULT_WINDOW_S, cpu_count=args.cpu_count), **scope
+    )
     tap = _Tap(database, (windows.add, caches.add, threads.add), args.service, since_ns, until_ns)
     try:
         # One pass: the rules see every record on its way to the summary.
@@ -206,9 +210,12 @@ def main(argv: list[str] | None = None) -> int:
             records = _progress(records, stats, sys.stderr)
         summary = summarize(tap.run(records), stats)
         recommendations = database.recommendations()
+        timeline = windows.windows()  # with no --window, this settles windows.window_s
         scaling = analyze_scaling(
-            windows.windows(),
-            window_seconds=int(args.window) if float(args.window).is_integer() else round(args.window),
+            timeline,
+            window_seconds=int(windows.window_s)
+            if float(windows.window_s).is_integer()
+            else round(windows.window_s),
             service=args.service,
             database_findings=recommendations,
             db_services=tap.db_services,
