@@ -425,7 +425,7 @@ STATE_STORE_FALLBACKS = Instrument(
     "amqadf.state_store.fallbacks", "observable_counter", "{operation}",
     "Operations that fell back to local state because the shared store was unreachable (fail open).",
     (ATTR_STATE_STORE, ATTR_ERROR_TYPE),
-    "resilience.stores (RedisStore)", "dashboards (resilience)",
+    "resilience.stores (RedisStore)", "dashboards (agent health)",
 )  # fmt: skip
 RETRY_CALLS = Instrument(
     "amqadf.retry.calls", "observable_counter", "{call}",
@@ -539,7 +539,8 @@ AGENT_EXPORT_FAILURES = Instrument(
 )  # fmt: skip
 AGENT_DROPPED = Instrument(
     "amqadf.agent.telemetry.dropped", "observable_counter", "{item}",
-    "Spans, metric data points or log records lost: export failed, or the queue was full.",
+    "Spans, metric data points or log records an export failed to deliver (its batch is dropped); "
+    "spans dropped because the queue was full are otel.sdk.processor.span.processed{error.type=queue_full}.",
     (ATTR_AGENT_SIGNAL, ATTR_AGENT_EXPORTER, ATTR_ERROR_TYPE),
     "runtime.guard", "dashboards (agent health)",
 )  # fmt: skip
@@ -562,6 +563,27 @@ SDK_SPAN_QUEUE_SIZE = Instrument(
     "Spans waiting in the batch processor's queue.",
     (ATTR_OTEL_COMPONENT_TYPE, ATTR_OTEL_COMPONENT_NAME),
     "OpenTelemetry SDK (BatchSpanProcessor, wired by runtime.agent)", "dashboards (agent health)",
+    standard=True,
+)  # fmt: skip
+SDK_LOG_PROCESSED = Instrument(
+    "otel.sdk.processor.log.processed", "counter", "{log_record}",
+    "Log records handed to the exporter; with error.type=queue_full, records the bounded queue dropped.",
+    (ATTR_OTEL_COMPONENT_TYPE, ATTR_OTEL_COMPONENT_NAME, ATTR_ERROR_TYPE),
+    "OpenTelemetry SDK (BatchLogRecordProcessor, wired by runtime.agent)", "dashboards (agent health)",
+    standard=True,
+)  # fmt: skip
+SDK_LOG_QUEUE_CAPACITY = Instrument(
+    "otel.sdk.processor.log.queue.capacity", "updowncounter", "{log_record}",
+    "Maximum number of log records the batch processor's queue holds.",
+    (ATTR_OTEL_COMPONENT_TYPE, ATTR_OTEL_COMPONENT_NAME),
+    "OpenTelemetry SDK (BatchLogRecordProcessor, wired by runtime.agent)", "dashboards (agent health)",
+    standard=True,
+)  # fmt: skip
+SDK_LOG_QUEUE_SIZE = Instrument(
+    "otel.sdk.processor.log.queue.size", "observable_updowncounter", "{log}",
+    "Log records waiting in the batch processor's queue (the SDK's unit; the convention says {log_record}).",
+    (ATTR_OTEL_COMPONENT_TYPE, ATTR_OTEL_COMPONENT_NAME),
+    "OpenTelemetry SDK (BatchLogRecordProcessor, wired by runtime.agent)", "dashboards (agent health)",
     standard=True,
 )  # fmt: skip
 
@@ -624,6 +646,9 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     SDK_SPAN_PROCESSED,
     SDK_SPAN_QUEUE_CAPACITY,
     SDK_SPAN_QUEUE_SIZE,
+    SDK_LOG_PROCESSED,
+    SDK_LOG_QUEUE_CAPACITY,
+    SDK_LOG_QUEUE_SIZE,
 )
 
 # --- span names and events --------------------------------------------------------------------------

@@ -48,7 +48,9 @@ NO_DATA_ALLOWED: dict[tuple[str, str], str] = {
     # once the first failure happens.
     ("agent-health.json", "Export failures by signal, exporter and error (batches/s)"): "no export fails",
     ("agent-health.json", "Telemetry dropped by signal, exporter and error (items/s)"): "nothing is lost",
-    ("agent-health.json", "Spans dropped: queue full (spans/s)"): "the span queue never fills",
+    ("agent-health.json", "Dropped because the queue was full: spans and log records (items/s)"): (
+        "the queues never fill"
+    ),
     ("agent-health.json", "State-store fallbacks to local state (operations/s)"): "no Redis store here",
 }
 

@@ -142,6 +142,14 @@ STANDARD_CONSTANTS = {
         "OTEL_SDK_PROCESSOR_SPAN_QUEUE_CAPACITY",
     ),
     **{
+        name: ("opentelemetry.semconv._incubating.metrics.otel_metrics", name.upper().replace(".", "_"))
+        for name in (
+            "otel.sdk.processor.log.processed",
+            "otel.sdk.processor.log.queue.size",
+            "otel.sdk.processor.log.queue.capacity",
+        )
+    },
+    **{
         name: ("opentelemetry.semconv._incubating.metrics.system_metrics", name.upper().replace(".", "_"))
         for name in (
             "system.cpu.utilization",

@@ -259,6 +259,46 @@ def test_self_metrics_report_cpu_time_per_agent_thread() -> None:
     assert set(threads) <= {"span_export", "metric_export", "log_export", "agent"}
 
 
+def test_application_work_on_helper_threads_is_not_agent_cpu() -> None:
+    # GIVEN a function under @timeout (it runs on an amqadf-timeout-* thread) that burns CPU
+    from amqadf_agent.resilience.timeout import timeout
+
+    @timeout(5.0, name="burner")
+    def burn() -> int:
+        deadline, n = time.process_time() + 0.5, 0
+        while time.process_time() < deadline:
+            n += 1
+        return n
+
+    cpu = selfmetrics.ThreadCpu()
+    caller = threading.Thread(target=burn)
+    caller.start()
+    # WHEN the agent's CPU is read while it burns THEN none of it is the agent's
+    time.sleep(0.3)
+    during = cpu.totals()
+    caller.join()
+    assert during.get("agent", 0.0) < 0.05, during
+    assert selfmetrics._kind("amqadf-timeout-burner") is None
+    assert selfmetrics._kind("amqadf-lb-health-pool") is None
+    assert selfmetrics._kind("amqadf-resource-monitor") == "agent"
+    assert selfmetrics._kind("amqadf-agent-shutdown") == "agent"
+
+
+def test_the_log_batch_processor_reports_its_queue() -> None:
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+
+    logs = InMemoryLogRecordExporter()
+    agent, _, reader = start_in_memory(capture_logs=True, log_exporters=[logs])
+    logging.getLogger("app").warning("hello")
+    assert agent.force_flush()
+    data = collect(reader)
+    capacity = find_metric(data, semconv.SDK_LOG_QUEUE_CAPACITY.name)
+    assert [p.value for p in capacity.data.data_points] == [2048]
+    processed = find_metric(data, semconv.SDK_LOG_PROCESSED.name)
+    assert sum(p.value for p in processed.data.data_points) >= 1
+    assert find_metric(data, semconv.SDK_LOG_QUEUE_SIZE.name).unit == semconv.SDK_LOG_QUEUE_SIZE.unit
+
+
 def test_self_metrics_off_reports_no_agent_metrics() -> None:
     agent, _, reader = start_in_memory(self_metrics=False)
     agent.meter().create_counter("user.counter").add(1)

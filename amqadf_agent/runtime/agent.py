@@ -197,7 +197,7 @@ def _with_deadline(what: str, budget: float, fn: Any) -> bool:
         finally:
             done.set()
 
-    worker = threading.Thread(target=run, name=f"amqadf-{what}", daemon=True)
+    worker = threading.Thread(target=run, name=f"amqadf-agent-{what}", daemon=True)
     worker.start()
     if not done.wait(budget):
         logger.warning(
@@ -355,7 +355,9 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
         logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         created.append(logger_provider)
         for log_exporter in built.logs:
-            logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
+            with _sdk_processor_metrics(settings.self_metrics):
+                log_processor = BatchLogRecordProcessor(log_exporter, meter_provider=meter_provider)
+            logger_provider.add_log_record_processor(log_processor)
 
         cpu = selfmetrics.ThreadCpu()
         if settings.self_metrics:
@@ -469,7 +471,7 @@ def _seconds_aggregation() -> Any:
 
 @contextlib.contextmanager
 def _sdk_processor_metrics(enabled: bool) -> Iterator[None]:
-    """Turn on the SDK's own processor metrics (queue size, spans dropped) for one processor.
+    """Turn on the SDK's own processor metrics (queue size, items dropped) for one batch processor.
 
     The SDK reads ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED`` when a component is built. Setting it
     for the whole process would also turn on per-span counters in the tracer (a few µs on every

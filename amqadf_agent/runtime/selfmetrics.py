@@ -23,7 +23,10 @@ THREAD_KINDS = (
     ("OtelBatchSpanRecordProcessor", "span_export"),
     ("OtelBatchLogRecordProcessor", "log_export"),
     ("OtelPeriodicExportingMetricReader", "metric_export"),
-    ("amqadf-", "agent"),
+    # The agent's own threads only: not ``amqadf-timeout-*`` (they run the application's function
+    # under @timeout) nor ``amqadf-lb-health-*`` (the application's health checks).
+    ("amqadf-agent-", "agent"),
+    ("amqadf-resource-monitor", "agent"),
 )
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
