@@ -441,6 +441,86 @@ def test_budget_saved_while_idle_is_capped_at_a_minute_of_it() -> None:
     assert 6 <= profiler.stats().profiles["cpu"] - 1 <= 8
 
 
+def test_a_function_under_a_span_decorator_is_profiled_not_dropped(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    # GIVEN a handler decorated with @tracer.start_as_current_span (contextlib's ContextDecorator)
+    provider, _ = spans
+    tracer = provider.get_tracer("app")
+    profiler = PerformanceProfiler(sample_rate=1.0, max_overhead=None)
+
+    @profiler.sampled
+    @tracer.start_as_current_span("handle")
+    def handle() -> int:
+        return hot_inner(300_000)
+
+    # WHEN it is profiled THEN the tree and the top functions are the handler's, not empty
+    handle()
+    (result,) = profiler.recent_results()
+    assert result.call_tree is not None and result.call_tree.function != "profile_function"
+    assert "hot_inner" in [f.function for f in result.top_functions]
+
+
+def test_nested_sampled_calls_run_plainly_inside_a_profile(caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN two sampled functions, the outer calling the inner
+    profiler = PerformanceProfiler(sample_rate=1.0, max_overhead=None)
+
+    @profiler.sampled
+    def inner() -> int:
+        return hot_inner(1_000)
+
+    @profiler.sampled
+    def outer() -> int:
+        return sum(inner() for _ in range(5))
+
+    # WHEN the outer one is profiled THEN the inner calls are part of its profile, never refused
+    assert outer() == 5 * hot_inner(1_000)
+    stats = profiler.stats()
+    assert stats.profiles["cpu"] == 1 and stats.failed_to_start["cpu"] == 0
+    assert not [r for r in caplog.records if "could not start" in r.getMessage()]
+
+
+def test_a_profile_that_cannot_start_costs_no_budget() -> None:
+    # GIVEN the application's own pyinstrument profiler running, and a budgeted sampled function
+    from pyinstrument import Profiler
+
+    clock = FakeClock()
+    profiler = PerformanceProfiler(clock=clock, sample_rate=1.0, max_overhead=0.01, random=random.Random(0))
+
+    def slow() -> None:
+        clock.now += 0.4
+
+    fn = profiler.sampled(slow)
+    own = Profiler()
+    own.start()
+    try:
+        fn()
+        fn()
+    finally:
+        own.stop()
+    # THEN both calls ran unprofiled and nothing was spent: the next call is profiled
+    assert profiler.stats().failed_to_start["cpu"] == 2
+    fn()
+    assert profiler.stats().profiles["cpu"] == 1 and profiler.stats().skipped_by_budget == 0
+
+
+def test_concurrent_calls_cannot_all_start_on_one_balance() -> None:
+    # GIVEN a fresh 2% budget and 20 concurrent drawn calls of an async handler
+    profiler = PerformanceProfiler(sample_rate=1.0)
+
+    @profiler.sampled
+    async def handler() -> None:
+        await asyncio.sleep(0.05)
+
+    async def burst() -> None:
+        await asyncio.gather(*(handler() for _ in range(20)))
+
+    asyncio.run(burst())
+    # THEN the first one starts a profile and reserves a typical cost; the others find no room
+    stats = profiler.stats()
+    assert stats.profiles["cpu"] == 1 and stats.skipped_by_budget == 19
+
+
 def test_disabled_profiler_and_configured_default() -> None:
     from amqadf_agent.profiling.profiler import configure_default_profiler, default_profiler
 

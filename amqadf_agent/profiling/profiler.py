@@ -12,7 +12,10 @@ What it costs (measured by ``tests/bench/bench_profiler.py``; see DESIGN.md):
 - ``max_overhead`` (default 2%) bounds it by time whatever the workload: a token bucket of
   profiling time that fills at that fraction of wall time (up to a minute's worth) and that every
   profile's duration is charged to; a sampled call starts a profile only while the bucket is not
-  in debt. So the sampled cost stays under ~``max_overhead`` even where pyinstrument is slowest.
+  in debt, counting the profiles still running at the cost of a typical one (so a burst of
+  concurrent calls cannot all start on one balance). So the sampled cost stays under
+  ~``max_overhead`` even where pyinstrument is slowest. A sampled call made inside a profiled call
+  runs plainly: it is already in that profile.
 
 Each profile is a span (``amqadf.profile``); the hot path of a CPU profile (from the profiled
 function, the heaviest callee at each level while it holds at least ``hot_path_share`` of the
@@ -40,6 +43,7 @@ pyinstrument, memray and the OpenTelemetry API are imported inside the functions
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import inspect
@@ -52,6 +56,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -111,6 +116,10 @@ KIND_MEMORY = "memory"
 BUDGET_WINDOW = 60.0
 #: The default ``max_overhead``: sampled profiles take at most ~2% of wall time.
 DEFAULT_MAX_OVERHEAD = 0.02
+#: What a sampled profile is taken to cost (seconds) until some have been measured.
+_INITIAL_COST = 0.1
+#: True inside a profiled call (this thread or async context): nested sampled calls run plainly.
+_PROFILING: contextvars.ContextVar[bool] = contextvars.ContextVar("amqadf_profiling", default=False)
 #: Every artifact file this module writes starts with this (only these are ever removed).
 ARTIFACT_PREFIX = "amqadf-profile-"
 _ARTIFACT_SUFFIX = {"speedscope": ".speedscope.json", "html": ".html"}
@@ -318,10 +327,14 @@ class PerformanceProfiler:
         self._clock = clock
         self._random = random if random is not None else _random.Random()
         self._lock = threading.Lock()
+        _PROFILERS.add(self)
         self._profiles = {KIND_CPU: 0, KIND_MEMORY: 0}
         self._failed = {KIND_CPU: 0, KIND_MEMORY: 0}
         self._budget_skips = 0
         self._budgets: dict[float, _Budget] = {}  # by max_overhead: one per budget in use
+        # Sampled profiles running now, and what one costs (a moving average), for _reserve.
+        self._in_flight = 0
+        self._typical_cost = _INITIAL_COST
         self._recent: deque[ProfileResult] = deque(maxlen=keep)
         self._warned: set[str] = set()
         # (kind, qualified function name) -> self time summed over the top functions of the profiles
@@ -342,12 +355,15 @@ class PerformanceProfiler:
         with self._activated(span):
             profiler = self._start_pyinstrument(inspect.currentframe())
             start, cpu_start = self._clock(), time.process_time()
+            active = _PROFILING.set(True)
             try:
                 value = fn(*args, **kwargs)
             except BaseException as exc:
+                _PROFILING.reset(active)
                 result = self._finish_cpu(name, profiler, start, cpu_start, None, exc, span, start_ns)
                 _attach(exc, result)
                 raise
+            _PROFILING.reset(active)
         return self._finish_cpu(name, profiler, start, cpu_start, value, None, span, start_ns)
 
     async def profile_async(
@@ -362,12 +378,15 @@ class PerformanceProfiler:
         with self._activated(span):
             profiler = self._start_pyinstrument(inspect.currentframe())
             start, cpu_start = self._clock(), time.process_time()
+            active = _PROFILING.set(True)
             try:
                 value = await fn(*args, **kwargs)
             except BaseException as exc:
+                _PROFILING.reset(active)
                 result = self._finish_cpu(name, profiler, start, cpu_start, None, exc, span, start_ns)
                 _attach(exc, result)
                 raise
+            _PROFILING.reset(active)
         return self._finish_cpu(name, profiler, start, cpu_start, value, None, span, start_ns)
 
     def _start_pyinstrument(self, caller: Any) -> Any:
@@ -555,11 +574,15 @@ class PerformanceProfiler:
         if budget is not None:
             _check_overhead(budget)
 
-        def take(draw: Callable[[], float] = self._random.random) -> bool:
-            # The hot path of every sampled call: one draw and a comparison, unless drawn.
-            if draw() >= (self.sample_rate if rate is None else rate) or not self.enabled:
-                return False
-            return self._budget_allows(budget)
+        def take(draw: Callable[[], float] = self._random.random) -> bool | None:
+            """None: run the call plainly; else profile it (True: a budget reservation to settle).
+
+            The hot path of every sampled call is one draw and a comparison. A call made inside a
+            profiled call is never profiled itself (pyinstrument would refuse a second profiler).
+            """
+            if draw() >= (self.sample_rate if rate is None else rate) or not self.enabled or _PROFILING.get():
+                return None
+            return self._reserve(budget)
 
         def decorate(func: Callable[P, R]) -> Callable[P, R]:
             if inspect.iscoroutinefunction(func):
@@ -567,13 +590,18 @@ class PerformanceProfiler:
 
                 @functools.wraps(func)
                 async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                    if not take():
+                    reserved = take()
+                    if reserved is None:
                         return await async_func(*args, **kwargs)
-                    started = self._clock()
+                    started, profiled = self._clock(), False
                     try:
                         result = await self.profile_async(async_func, *args, **kwargs)
+                        profiled = result.profiled
+                    except BaseException as exc:
+                        profiled = _was_profiled(exc)
+                        raise
                     finally:
-                        self._charge(started)
+                        self._settle(started, profiled, reserved)
                     self._recent.append(result)
                     return result.return_value
 
@@ -581,13 +609,18 @@ class PerformanceProfiler:
 
             @functools.wraps(func)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-                if not take():
+                reserved = take()
+                if reserved is None:
                     return func(*args, **kwargs)
-                started = self._clock()
+                started, profiled = self._clock(), False
                 try:
                     result = self.profile_function(func, *args, **kwargs)
+                    profiled = result.profiled
+                except BaseException as exc:
+                    profiled = _was_profiled(exc)
+                    raise
                 finally:
-                    self._charge(started)
+                    self._settle(started, profiled, reserved)
                 self._recent.append(result)
                 return cast(R, result.return_value)
 
@@ -595,27 +628,38 @@ class PerformanceProfiler:
 
         return decorate(fn) if fn is not None else decorate
 
-    def _budget_allows(self, budget: float | None) -> bool:
+    def _reserve(self, budget: float | None) -> bool | None:
+        """Whether a drawn call may start a profile now: None (over budget), False (no budget), or
+        True (a reservation ``_settle`` closes). The budget counts the profiles still running at
+        the cost of a typical one, so concurrent calls cannot all start on the same balance."""
         if budget is None:
-            return True
+            return False
         now = self._clock()
         with self._lock:
             bucket = self._budgets.get(budget)
             if bucket is None:
                 bucket = self._budgets[budget] = _Budget(budget, now)
-            if bucket.refill(now) < 0.0:
+            if bucket.refill(now) - self._in_flight * self._typical_cost < 0.0:
                 self._budget_skips += 1
-                return False
+                return None
+            self._in_flight += 1
         return True
 
-    def _charge(self, started: float) -> None:
-        """Spend a sampled profile's whole cost from the budgets: the call under the profiler and
-        the building of its result, span and artifact."""
+    def _settle(self, started: float, profiled: bool, reserved: bool) -> None:
+        """Spend a sampled profile's whole cost from the budgets (the call under the profiler and
+        the building of its result, span and artifact); a profile that could not start costs
+        nothing. Closes the reservation of ``_reserve``."""
         end = self._clock()
+        cost = end - started
         with self._lock:
+            if reserved:
+                self._in_flight -= 1
+            if not profiled:
+                return
+            self._typical_cost += 0.2 * (cost - self._typical_cost)
             for bucket in self._budgets.values():
                 bucket.refill(end)
-                bucket.balance -= end - started
+                bucket.balance -= cost
 
     def recent_results(self) -> list[ProfileResult]:
         """The last results of sampled calls, oldest first."""
@@ -917,6 +961,21 @@ class PerformanceProfiler:
 # --- the decorator --------------------------------------------------------------------------------
 _DEFAULT: PerformanceProfiler | None = None
 _DEFAULT_LOCK = threading.Lock()
+#: Every profiler, for the fork hook (a lock held by another thread at fork would stay held).
+_PROFILERS: weakref.WeakSet[PerformanceProfiler] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Fresh locks, and no profile running: the child has only the thread that forked."""
+    global _DEFAULT_LOCK
+    _DEFAULT_LOCK = threading.Lock()
+    for profiler in list(_PROFILERS):
+        profiler._lock = threading.Lock()
+        profiler._in_flight = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def default_profiler() -> PerformanceProfiler:
@@ -1021,8 +1080,13 @@ def _attach(exc: BaseException, result: ProfileResult | MemoryProfileResult) -> 
         exc.__amqadf_profile__ = result  # type: ignore[attr-defined]
 
 
-#: Files of the wrapper around a profiled call: samples that land there are not the call's time.
-_WRAPPER_FILES = frozenset({__file__, contextlib.__file__})
+def _is_wrapper_frame(frame: Frame) -> bool:
+    """A frame of the bookkeeping around a profiled call, not of the call: this module's own
+    functions and the ``with`` statement's enter and exit (a decorator built on ``contextlib``,
+    such as ``@tracer.start_as_current_span``, runs as ``contextlib.inner``: that is the call)."""
+    if frame.file_path == __file__:
+        return True
+    return frame.file_path == contextlib.__file__ and frame.function in ("__enter__", "__exit__")
 
 
 def _profiled_roots(root: Frame) -> list[Frame]:
@@ -1031,7 +1095,12 @@ def _profiled_roots(root: Frame) -> list[Frame]:
     A sample can land in the wrapper itself, before or after the call (its span bookkeeping, the
     context manager's exit); those frames are dropped so that the tree starts at the function.
     """
-    return [c for c in root.children if not c.is_synthetic and c.file_path not in _WRAPPER_FILES]
+    return [c for c in root.children if not c.is_synthetic and not _is_wrapper_frame(c)]
+
+
+def _was_profiled(exc: BaseException) -> bool:
+    """Whether the call that raised ``exc`` ran under the profiler (its result is attached)."""
+    return bool(getattr(getattr(exc, "__amqadf_profile__", None), "profiled", False))
 
 
 def _frame_key(frame: Frame) -> tuple[str, str, int]:
