@@ -78,6 +78,18 @@ def test_the_profiler_group_sets_what_profiled_does(tmp_path: Path) -> None:
         configure_default_profiler(enabled=before[0], sample_rate=before[1])
 
 
+def test_a_plain_start_leaves_the_applications_profiler_settings_alone(tmp_path: Path) -> None:
+    profiler = default_profiler()
+    before = (profiler.enabled, profiler.sample_rate)
+    try:
+        configure_default_profiler(enabled=False, sample_rate=0.2)
+        with agent_mod.start(exporters=["file"], output_dir=str(tmp_path)) as agent:
+            assert agent.running
+            assert (profiler.enabled, profiler.sample_rate) == (False, 0.2)
+    finally:
+        configure_default_profiler(enabled=before[0], sample_rate=before[1])
+
+
 def test_exporter_secrets_in_the_config_start_the_agent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

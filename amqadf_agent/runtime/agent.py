@@ -373,7 +373,7 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
             )
             if monitor.monitoring:  # limits configured: its thread ends with the agent
                 built.closers.append(lambda: monitor.stop_monitoring(timeout=0.5))
-        _configure_profiler(settings)
+        _configure_profiler(settings, explicit)
 
         _set_globals(trace, metrics, set_logger_provider, tracer_provider, meter_provider, logger_provider)
 
@@ -411,14 +411,22 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
     )
 
 
-def _configure_profiler(settings: AgentSettings) -> None:
-    """What ``@profiled`` does by default: the configuration's ``profiler`` group (never raises)."""
+def _configure_profiler(settings: AgentSettings, explicit: set[str]) -> None:
+    """What ``@profiled`` does by default: the configuration's ``profiler`` group, for the settings
+    given (by the config, an override or the environment), so that a plain ``start()`` leaves
+    what the application set itself alone. Never raises."""
     from amqadf_agent.profiling.profiler import configure_default_profiler
 
+    defaults = AgentSettings()
+    given = {
+        option: getattr(settings, field)
+        for option, field in (("enabled", "profiler_enabled"), ("sample_rate", "profiler_sample_rate"))
+        if field in explicit or getattr(settings, field) != getattr(defaults, field)
+    }
+    if not given:
+        return
     try:
-        configure_default_profiler(
-            enabled=settings.profiler_enabled, sample_rate=settings.profiler_sample_rate
-        )
+        configure_default_profiler(**given)
     except Exception as exc:  # validated by resolve(); a failure here must not stop the agent
         logger.warning("amqadf-agent: profiler settings not applied: %s", exc)
 
