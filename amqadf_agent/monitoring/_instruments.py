@@ -124,7 +124,10 @@ class _Registry(Generic[T]):
             if obj in self._seen:
                 return
             self._seen.add(obj)
-            self._refs = (*self._refs, weakref.ref(obj))
+            refs = self._refs
+            if len(refs) >= 2 * len(self._seen) + 8:  # mostly dead (no collection pruned them): drop
+                refs = tuple(ref for ref in refs if ref() is not None)
+            self._refs = (*refs, weakref.ref(obj))
 
     def members(self) -> list[T]:
         refs = self._refs  # one read: the tuple is never changed, only replaced
