@@ -400,6 +400,14 @@ def test_api_key_is_a_bearer_authorization_header_by_default() -> None:
     assert config.to_dict()["exporter"]["api_key_header"] == "authorization"
 
 
+def test_an_api_key_given_with_its_scheme_is_not_prefixed_twice() -> None:
+    config = ProductionConfig.load(
+        environ={"OTLP_API_KEY": f"Bearer {TOKEN}"},
+        overrides={"exporter.api_key": {"secret": "otlp_api_key"}},
+    )
+    assert headers_sent(config) == {"authorization": f"Bearer {TOKEN}"}
+
+
 def test_api_key_in_another_header_is_sent_as_it_is() -> None:
     config = ProductionConfig.load(
         environ={}, overrides={"exporter.api_key": TOKEN, "exporter.api_key_header": "X-API-Key"}

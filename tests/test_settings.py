@@ -497,6 +497,7 @@ def test_headers_and_timeout_are_left_to_the_exporters_by_default() -> None:
     [
         (f"x-key={PLANTED}", "otlp_headers: must be a mapping of header names to values; no headers sent"),
         ({"bad name": PLANTED}, "otlp_headers: 'bad name' is not a header name; no headers sent"),
+        ({"x-key\n": PLANTED}, "otlp_headers: 'x-key\\n' is not a header name; no headers sent"),
         (
             {"x-key": [PLANTED]},
             "otlp_headers: the value of 'x-key' must be a string or a Secret; no headers sent",

@@ -459,7 +459,10 @@ class ProductionConfig:
         key = exporter.api_key
         if isinstance(key, Secret) and exporter.api_key_header not in headers:
             name = exporter.api_key_header
-            value = "Bearer " + key.get_secret_value() if name == "authorization" else key.get_secret_value()
+            raw = key.get_secret_value()
+            if name == "authorization" and not raw.lower().startswith("bearer "):
+                raw = "Bearer " + raw  # a key given with its scheme keeps it (no "Bearer Bearer")
+            value = raw
             headers[name] = Secret(value, "exporter.api_key")
         return headers
 

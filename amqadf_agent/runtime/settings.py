@@ -207,7 +207,7 @@ def _protocol(value: Any) -> str:
 
 
 #: RFC 9110 ``token``: the characters a header (and a gRPC metadata key) name may use.
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def _headers(value: Any) -> dict[str, Secret]:
@@ -216,7 +216,7 @@ def _headers(value: Any) -> dict[str, Secret]:
         raise ValueError("must be a mapping of header names to values")
     headers: dict[str, Secret] = {}
     for key, item in value.items():
-        if not isinstance(key, str) or not _HEADER_NAME.match(key):
+        if not isinstance(key, str) or not _HEADER_NAME.fullmatch(key):
             raise ValueError(f"{str(key)[:40]!r} is not a header name")
         if isinstance(item, str):
             item = Secret(item, key.lower())
