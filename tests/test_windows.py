@@ -8,6 +8,7 @@ import pytest
 
 from amqadf_agent.analyzer.model import (
     TEMPORALITY_CUMULATIVE,
+    TEMPORALITY_DELTA,
     HistogramPoint,
     MetricRecord,
     NumberPoint,
@@ -52,24 +53,51 @@ def test_request_rate_error_rate_and_span_quantiles_per_window() -> None:
 
 def test_quantiles_from_cumulative_histograms_take_deltas() -> None:
     bounds = (0.1, 0.2, 0.5, 1.0)
-    first = HistogramPoint({"http.response.status_code": 200}, T0, T0 + 30 * S, 100, 10.0,
+    first = HistogramPoint({"http.response.status_code": 200}, T0, T0 + 60 * S, 100, 10.0,
                            (100, 0, 0, 0, 0), bounds, None, None)  # fmt: skip
-    # In the next window: +100 requests, all in (0.2, 0.5]; then 10 errors with error.type.
-    second = HistogramPoint({"http.response.status_code": 200}, T0, T0 + 90 * S, 200, 40.0,
+    # In the next window: +100 requests, all in (0.2, 0.5]; then 10 errors with error.type, counted
+    # since the series started (T0): half of them in each window.
+    second = HistogramPoint({"http.response.status_code": 200}, T0, T0 + 120 * S, 200, 40.0,
                             (100, 0, 100, 0, 0), bounds, None, None)  # fmt: skip
-    errors = HistogramPoint({"http.response.status_code": 429, "error.type": "429"}, T0, T0 + 90 * S, 10, 1.0,
-                            (0, 10, 0, 0, 0), bounds, None, None)  # fmt: skip
+    errors = HistogramPoint({"http.response.status_code": 429, "error.type": "429"}, T0, T0 + 120 * S,
+                            10, 1.0, (0, 10, 0, 0, 0), bounds, None, None)  # fmt: skip
     agg = WindowAggregator(60)
     agg.add(metric("http.server.request.duration", (first,), "histogram"))
     agg.add(metric("http.server.request.duration", (second, errors), "histogram"))
     w0, w1 = agg.windows()
-    assert w0.requests == 100 and w0.request_source == "histogram"
-    assert w0.metrics.response_time_p50 == pytest.approx(0.05)  # 0 + 0.1 * 50/100
-    assert w1.requests == 110 and w1.errors == 10
-    assert w1.metrics.error_rate == pytest.approx(10 / 110)
-    # 10 in (0.1, 0.2], 100 in (0.2, 0.5]: rank 55 -> 0.2 + 0.3 * 45/100
-    assert w1.metrics.response_time_p50 == pytest.approx(0.335)
-    assert w1.metrics.response_time_p95 == pytest.approx(0.2 + 0.3 * (104.5 - 10) / 100)
+    assert w0.requests == pytest.approx(105) and w0.request_source == "histogram"
+    assert w0.errors == pytest.approx(5) and w0.covered_s == 60
+    assert w0.metrics.request_rate == pytest.approx(105 / 60)
+    assert w0.metrics.response_time_p50 == pytest.approx(0.0525)  # 0 + 0.1 * 52.5/100
+    assert w1.requests == pytest.approx(105) and w1.errors == pytest.approx(5)
+    assert w1.metrics.error_rate == pytest.approx(5 / 105)
+    # 5 in (0.1, 0.2], 100 in (0.2, 0.5]: rank 52.5 -> 0.2 + 0.3 * 47.5/100
+    assert w1.metrics.response_time_p50 == pytest.approx(0.3425)
+    assert w1.metrics.response_time_p95 == pytest.approx(0.2 + 0.3 * (99.75 - 5) / 100)
+
+
+def test_a_histogram_delta_is_spread_over_the_windows_its_interval_overlaps() -> None:
+    # GIVEN points at 30 s and 90 s (60 s windows): the second delta covers 30..90 s, half in each
+    # window, and a series first seen at 90 s counts since its start (0 s): 2/3 in the first window
+    bounds = (0.1, 0.2, 0.5, 1.0)
+    first = HistogramPoint({"http.response.status_code": 200}, T0, T0 + 30 * S, 100, 10.0,
+                           (100, 0, 0, 0, 0), bounds, None, None)  # fmt: skip
+    second = HistogramPoint({"http.response.status_code": 200}, T0, T0 + 90 * S, 200, 40.0,
+                            (100, 0, 100, 0, 0), bounds, None, None)  # fmt: skip
+    errors = HistogramPoint({"http.response.status_code": 429, "error.type": "429"}, T0, T0 + 90 * S, 9, 1.0,
+                            (0, 9, 0, 0, 0), bounds, None, None)  # fmt: skip
+    agg = WindowAggregator(60)
+    agg.add(metric("http.server.request.duration", (first,), "histogram"))
+    agg.add(metric("http.server.request.duration", (second, errors), "histogram"))
+    w0, w1 = agg.windows()
+    # THEN each window holds its share, and the second divides by the 30 s the data covers of it
+    assert w0.requests == pytest.approx(100 + 50 + 6) and w0.errors == pytest.approx(6)
+    assert w0.covered_s == 60 and w0.metrics.request_rate == pytest.approx(156 / 60)
+    assert w1.requests == pytest.approx(50 + 3) and w1.errors == pytest.approx(3)
+    assert w1.covered_s == 30 and w1.metrics.request_rate == pytest.approx(53 / 30)
+    # 3 in (0.1, 0.2], 50 in (0.2, 0.5]: rank 26.5 -> 0.2 + 0.3 * 23.5/50
+    assert w1.metrics.response_time_p50 == pytest.approx(0.2 + 0.3 * 23.5 / 50)
+    assert sum(w.requests for w in (w0, w1)) == pytest.approx(209)
 
 
 def test_bucket_quantile_edges() -> None:
@@ -199,3 +227,192 @@ def test_merged_windows_keep_a_bounded_sample_of_both_sides() -> None:
     assert len(full) >= 9
     assert all(w.metrics.response_time_p50 == pytest.approx(0.1) for w in full)
     assert all(w.metrics.response_time_p95 == pytest.approx(0.3) for w in full)
+
+
+# --- histogram deltas cover an interval; the automatic window is never below the export interval ----
+BOUNDS = (0.1, 0.2, 0.5, 1.0)
+
+
+def _exported_requests(
+    minutes: int, every_s: int = 60, offset_s: int = 0, temporality: int = TEMPORALITY_CUMULATIVE
+) -> list[Any]:
+    """10 requests a second from ``offset_s``, exported every ``every_s`` (histograms, a CPU gauge)."""
+    records: list[Any] = []
+    start = T0 + offset_s * S
+    for k in range(1, minutes * 60 // every_s + 1):
+        t = start + k * every_s * S
+        n = 10 * every_s * (1 if temporality == TEMPORALITY_DELTA else k)
+        since = t - every_s * S if temporality == TEMPORALITY_DELTA else start
+        point = HistogramPoint({"http.response.status_code": 200}, since, t, n, 0.01 * n, (n, 0, 0, 0, 0),
+                               BOUNDS, None, None)  # fmt: skip
+        records.append(
+            MetricRecord(
+                "http.server.request.duration", "s", "", "histogram", temporality, True, (point,), RES, "t"
+            )
+        )
+        records.append(
+            metric("process.cpu.utilization", (NumberPoint({"cpu.mode": "user"}, 0, t, 0.5),), "gauge")
+        )
+    return records
+
+
+def _request_windows(agg: WindowAggregator, records: list[Any]) -> list[Any]:
+    for record in records:
+        agg.add(record)
+    return [w for w in agg.windows() if w.request_source is not None]
+
+
+@pytest.mark.parametrize("window_s", [None, 60, 30, 15])
+@pytest.mark.parametrize("temporality", [TEMPORALITY_CUMULATIVE, TEMPORALITY_DELTA])
+def test_histogram_rate_is_right_in_every_window_at_a_60s_export_interval(
+    window_s: int | None, temporality: int
+) -> None:
+    # GIVEN 5 minutes at 10 req/s, histograms exported every 60 s, aligned on the windows and not
+    for offset_s in (0, 25):
+        agg = WindowAggregator(window_s)
+        windows = _request_windows(agg, _exported_requests(5, offset_s=offset_s, temporality=temporality))
+        # THEN every window, the first and the last (partial) ones too, shows 10 req/s, none is
+        # divided by a second or by its own length when it holds part of a longer interval
+        assert [w.metrics.request_rate for w in windows] == pytest.approx([10.0] * len(windows)), offset_s
+        assert sum(w.requests for w in windows) == pytest.approx(3000)
+        assert windows[0].start_ns <= T0 + offset_s * S < windows[0].end_ns
+        assert windows[-1].start_ns < T0 + (offset_s + 300) * S <= windows[-1].end_ns
+        assert all(w.metrics.response_time_p50 == pytest.approx(0.05) for w in windows)
+        if window_s is None:  # and the automatic window is the export interval, not 30 s
+            assert agg.window_s == 60
+
+
+def test_the_last_window_is_not_divided_by_one_second() -> None:
+    # GIVEN the reviewer's case: the last point lands on the start of a window (60 s windows)
+    agg = WindowAggregator(60)
+    for record in _exported_requests(5):
+        agg.add(record)
+    windows = agg.windows()
+    # THEN the point at 300 s closes the 240..300 s interval; the window it starts has no requests
+    assert [round((w.start_ns - T0) / S) for w in windows] == [0, 60, 120, 180, 240, 300]
+    assert [w.metrics.request_rate for w in windows[:5]] == pytest.approx([10.0] * 5)
+    assert windows[5].metrics.request_rate is None and windows[5].metrics.cpu_utilization == 0.5
+
+
+def test_histogram_deltas_are_clipped_to_since_and_until() -> None:
+    # GIVEN --since 90 s and --until 210 s, with points every 60 s
+    agg = WindowAggregator(60, since_ns=T0 + 90 * S, until_ns=T0 + 210 * S)
+    windows = _request_windows(agg, _exported_requests(5))
+    # THEN only the share of each interval within the range counts, at the same rate
+    assert [round((w.start_ns - T0) / S) for w in windows] == [60, 120, 180]
+    assert [w.requests for w in windows] == pytest.approx([300, 600, 300])
+    assert [w.metrics.request_rate for w in windows] == pytest.approx([10.0] * 3)
+
+
+def test_auto_window_is_never_below_the_typical_export_interval() -> None:
+    # GIVEN histogram-only data exported every 60 s for 3 minutes (15 s would give ten windows)
+    agg = WindowAggregator(None)
+    _request_windows(agg, _exported_requests(3))
+    assert agg.window_s == 60
+    # with some jitter, or every 30 s (2 minutes: still 30, not 15), or every 2 minutes (beyond 60 s)
+    jittered = WindowAggregator(None)
+    for i, record in enumerate(_exported_requests(5)):
+        if record.name == "http.server.request.duration":
+            record.points[0].time_ns += (i % 4) * 100_000_000
+        jittered.add(record)
+    assert jittered.window_s == 60
+    for every_s, minutes, expected in ((30, 2, 30), (120, 12, 120)):
+        agg = WindowAggregator(None)
+        windows = _request_windows(agg, _exported_requests(minutes, every_s=every_s))
+        assert agg.window_s == expected
+        assert [w.metrics.request_rate for w in windows] == pytest.approx([10.0] * len(windows))
+        assert _comparable(agg.windows()) == _comparable(
+            _all_windows(WindowAggregator(expected), minutes, every_s)
+        )
+
+
+def _all_windows(agg: WindowAggregator, minutes: int, every_s: int) -> list[Any]:
+    for record in _exported_requests(minutes, every_s=every_s):
+        agg.add(record)
+    return agg.windows()
+
+
+def test_auto_window_follows_the_gaps_of_the_series_used() -> None:
+    # GIVEN 2 minutes of spans every second and histograms every 60 s: spans give the requests,
+    # so the histograms do not hold the window at 60 s
+    agg = WindowAggregator(None)
+    for t in range(120):
+        agg.add(server_span(t + 0.5, 0.01))
+    _request_windows(agg, _exported_requests(2))
+    assert agg.window_s == 15
+    # GIVEN process.cpu.time every 30 s as the only CPU source: at least 30 s
+    cpu = WindowAggregator(None)
+    for t in range(120):
+        cpu.add(server_span(t + 0.5, 0.01))
+    for t in range(0, 121, 30):
+        cpu.add(
+            metric(
+                "process.cpu.time", (NumberPoint({"cpu.mode": "user"}, T0 - 100 * S, T0 + t * S, t * 0.3),)
+            )
+        )
+    assert cpu.window_s == 30
+    # but a CPU gauge takes precedence over process.cpu.time: back to 15 s
+    cpu.add(metric("process.cpu.utilization", (NumberPoint({"cpu.mode": "user"}, 0, T0 + S, 0.3),), "gauge"))
+    assert cpu.window_s == 15
+
+
+def test_auto_windows_read_twice_equal_a_fixed_window_of_the_chosen_size() -> None:
+    # GIVEN the reviewer's case: 95 s of requests read (10 s windows), then 45 s more (15 s windows)
+    auto, fixed = WindowAggregator(None), WindowAggregator(15)
+    for t in range(95):
+        auto.add(server_span(t + 0.5, 0.01))
+        fixed.add(server_span(t + 0.5, 0.01))
+    first = auto.windows()
+    assert auto.window_s == 10 and len(first) == 10
+    assert _comparable(auto.windows()) == _comparable(first)  # reading changes nothing
+    for t in range(95, 140):
+        auto.add(server_span(t + 0.5, 0.01))
+        fixed.add(server_span(t + 0.5, 0.01))
+    # THEN the windows are those of a fixed 15 s window: 15 requests each, not 20, 10, 20, ...
+    windows = auto.windows()
+    assert auto.window_s == 15
+    assert _comparable(windows) == _comparable(fixed.windows())
+    assert [w.requests for w in windows] == [15] * 9 + [5]
+
+
+def test_auto_windows_read_between_records_of_a_mixed_stream() -> None:
+    # GIVEN every record of a mixed stream, the windows read every 17 records
+    for seconds, expected_s in ((140, 15), (290, 30), (700, 60)):
+        auto, fixed = WindowAggregator(None), WindowAggregator(expected_s)
+        for i, record in enumerate(_mixed_stream(seconds)):
+            auto.add(record)
+            fixed.add(record)
+            if i % 17 == 0:
+                auto.windows()
+        # THEN the result is that of the fixed window of the size chosen at the end
+        assert auto.window_s == expected_s
+        assert _comparable(auto.windows()) == _comparable(fixed.windows())
+
+
+def test_an_input_that_begins_mid_stream_takes_its_first_point_as_a_baseline() -> None:
+    # GIVEN a cumulative request histogram whose series started a day before the file begins
+    day_ago = T0 - 86_400 * S
+    agg = WindowAggregator(60)
+    for k in range(1, 6):
+        n = 1_000_000 + 600 * k
+        point = HistogramPoint(
+            {"http.response.status_code": 200},
+            day_ago,
+            T0 + k * 60 * S,
+            n,
+            0.0,
+            (n, 0, 0, 0, 0),
+            BOUNDS,
+            None,
+            None,
+        )
+        kind = TEMPORALITY_CUMULATIVE
+        agg.add(
+            MetricRecord("http.server.request.duration", "s", "", "histogram", kind, True, (point,), RES, "t")
+        )
+    windows = [w for w in agg.windows() if w.request_source is not None]
+    # THEN the day before is not spread over a day of windows, nor counted as one spike: the data
+    # starts at the first point, and every window after it has the 10 requests a second it had
+    assert windows[0].start_ns >= T0
+    assert [round(w.metrics.request_rate or 0.0, 6) for w in windows] == [10.0] * len(windows)
+    assert sum(w.requests for w in windows) == pytest.approx(4 * 600)

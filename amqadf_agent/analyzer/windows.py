@@ -6,35 +6,50 @@ with the number of windows and series, never with the number of spans.
 
 ``window_s=None`` chooses the window from the data: 60 s (``DEFAULT_WINDOW_S``), or for data covering
 less than ten of those the smallest of 5, 10, 15 and 30 s that gives at most ten windows, so a short
-run (a 20 s demo, a load-test burst) still has a timeline. Records are kept in 5 s windows until the
-data covers ten minutes, then merged into 60 s windows (and later ones go there directly).
+run (a 20 s demo, a load-test burst) still has a timeline. The choice is never below the typical
+interval between the points of the cumulative series the windows are rebuilt from (the median gap
+between consecutive points of ``http.server.request.duration`` series when no SERVER span was seen,
+and of ``process.cpu.time`` series when no CPU utilization gauge was seen; 10 % slack for timer
+jitter): a window shorter than the export interval would only show the same delta cut into pieces.
+Gaps above 60 s round up to a multiple of 60 s (at most an hour). Records are kept in 5 s base
+windows until the data covers ten minutes, then merged into 60 s base windows (and later ones go
+there directly); ``windows()`` merges base windows into the chosen size on a copy, so it has no side
+effects and reading it twice, with records added in between, gives what a fixed window of the size
+chosen the second time gives. ``window_s`` is the size the data so far calls for.
 
 Sources, per window (``None`` when the window has none):
 
 * **CPU**: ``process.cpu.utilization`` (summed over ``cpu.mode`` per data point), else
   ``system.cpu.utilization`` (``1 - idle``, idle averaged over CPUs), else ``process.cpu.time`` deltas
   divided by the wall time between points (CPU seconds per second, i.e. the share of one core, capped
-  at 1). The mean over the samples of the window (of all instances), clamped to [0, 1].
+  at 1; one sample at the later point's time). The mean over the samples of the window (of all
+  instances), clamped to [0, 1]. Being a mean of rates, a sample never inflates a partial window.
 * **memory**: ``system.memory.utilization`` with ``system.memory.state = used``, the mean.
 * **requests, errors, latency**: SERVER spans (by end time) when the window has any; otherwise
-  ``http.server.request.duration`` histograms (cumulative points turned into deltas between
-  consecutive points of a series; quantiles interpolated linearly within buckets). An error is a
-  status code >= 500, an ``error.type`` attribute, or a span with status ERROR. The rate divides by
-  the part of the window covered by the data (the first and last windows are usually partial).
+  ``http.server.request.duration`` histograms (quantiles interpolated linearly within buckets). A
+  histogram delta covers an interval: from the previous point of its series (cumulative), else from
+  the point's start time (delta temporality, the first point of a cumulative series, a reset); its
+  request, error and bucket counts are spread over the windows that interval overlaps, in proportion
+  to the overlap (so histogram counts are fractional), and a window's histogram rate divides by the
+  part of the window those intervals cover. A point with no known interval (no start time) counts at
+  its time. Spans divide by the part of the window between the first and last timestamps of the
+  data (at least 1 s), as the first and last windows are usually partial. An error is a status code
+  >= 500, an ``error.type`` attribute, or a span with status ERROR.
 * **queue depth**: ``amqadf.worker_pool.queue.size``, the last value of each (instance, pool) series
   in the window, summed.
 * **instances**: distinct ``service.instance.id`` values seen in the window (at least 1).
 
 ``since_ns``/``until_ns`` restrict the windows; points before ``since_ns`` still serve as the
 baseline of cumulative series, so the first window in range is not credited with everything the
-process counted before it.
+process counted before it, and the share of a histogram delta's interval outside the range is left
+out.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -57,6 +72,7 @@ from amqadf_agent.semconv import ATTR_CPU_MODE, ATTR_ERROR_TYPE, ATTR_HTTP_RESPO
 __all__ = [
     "DEFAULT_WINDOW_S",
     "CounterDeltas",
+    "HistogramDelta",
     "HistogramDeltas",
     "Window",
     "WindowAggregator",
@@ -65,9 +81,16 @@ __all__ = [
 ]
 
 DEFAULT_WINDOW_S: Final = 60
+#: The first point of a cumulative histogram counts (spread back to its series' start) only when
+#: that start is at most this many seconds earlier; otherwise it is a baseline (see ``delta_from``).
+FIRST_DELTA_MAX_S: Final = 600
 #: ``window_s=None``: the window sizes chosen from, and how many windows a short input should fill.
 AUTO_WINDOWS_S: Final = (5, 10, 15, 30, 60)
 AUTO_TARGET_WINDOWS: Final = 10
+#: ``window_s=None``: slack on the typical gap between points (timer jitter), and the largest window
+#: that gap can call for.
+AUTO_GAP_SLACK: Final = 1.1
+AUTO_MAX_WINDOW_S: Final = 3600
 #: Span durations kept per window for the quantiles (a reservoir beyond that).
 MAX_SAMPLES_PER_WINDOW: Final = 4096
 
@@ -90,12 +113,13 @@ def is_error(attributes: Attributes, status_code: int = 0) -> bool:
     return isinstance(code, int) and not isinstance(code, bool) and code >= 500
 
 
-def bucket_quantile(q: float, bounds: tuple[float, ...], counts: list[int] | tuple[int, ...]) -> float | None:
+def bucket_quantile(q: float, bounds: tuple[float, ...], counts: Sequence[float]) -> float | None:
     """Quantile ``q`` of an explicit-bucket histogram, interpolated linearly within the bucket.
 
     Bucket ``i`` holds values in ``(bounds[i-1], bounds[i]]``; the first bucket starts at 0 (or at its
     upper bound when that is negative) and the overflow bucket is reported at the last bound, as
-    Prometheus' ``histogram_quantile`` does. ``None`` for an empty histogram.
+    Prometheus' ``histogram_quantile`` does. ``None`` for an empty histogram. Counts may be fractional
+    (histogram deltas spread over windows).
     """
     total = sum(counts)
     if total <= 0:
@@ -144,23 +168,44 @@ class CounterDeltas:
         return value
 
 
+@dataclass(frozen=True, slots=True)
+class HistogramDelta:
+    """What one histogram point adds, and the interval it covers."""
+
+    count: int
+    bucket_counts: tuple[int, ...]
+    sum: float
+    #: Start of the interval the increment covers: the previous point's time when the point continues
+    #: a cumulative series, else the point's start time (0: unknown).
+    from_ns: int
+    #: True when the increment is counted since the previous point of the series.
+    continued: bool
+
+
 class HistogramDeltas:
     """Turns explicit-bucket histogram points (cumulative or delta) into per-point increments."""
 
     __slots__ = ("_last",)
 
     def __init__(self) -> None:
-        self._last: dict[Hashable, tuple[int, int, tuple[int, ...], float]] = {}
+        self._last: dict[Hashable, tuple[int, int, tuple[int, ...], float, int]] = {}
 
     def delta(
         self, key: Hashable, temporality: int, point: HistogramPoint, since_ns: int | None = None
     ) -> tuple[int, tuple[int, ...], float]:
         """``(count, bucket_counts, sum)`` that ``point`` adds (see ``CounterDeltas.delta``)."""
+        found = self.delta_from(key, temporality, point, since_ns)
+        return found.count, found.bucket_counts, found.sum
+
+    def delta_from(
+        self, key: Hashable, temporality: int, point: HistogramPoint, since_ns: int | None = None
+    ) -> HistogramDelta:
+        """What ``point`` adds (see ``delta``) and since when."""
         total = point.sum if point.sum is not None else 0.0
         if temporality == TEMPORALITY_DELTA:
-            return point.count, point.bucket_counts, total
+            return HistogramDelta(point.count, point.bucket_counts, total, point.start_ns, False)
         previous = self._last.get(key)
-        self._last[key] = (point.start_ns, point.count, point.bucket_counts, total)
+        self._last[key] = (point.start_ns, point.count, point.bucket_counts, total, point.time_ns)
         if (
             previous is not None
             and previous[0] == point.start_ns
@@ -168,10 +213,14 @@ class HistogramDeltas:
             and len(previous[2]) == len(point.bucket_counts)
         ):
             buckets = tuple(max(a - b, 0) for a, b in zip(point.bucket_counts, previous[2], strict=True))
-            return point.count - previous[1], buckets, total - previous[3]
-        if since_ns is not None and point.start_ns < since_ns:
-            return 0, tuple(0 for _ in point.bucket_counts), 0.0
-        return point.count, point.bucket_counts, total
+            return HistogramDelta(point.count - previous[1], buckets, total - previous[3], previous[4], True)
+        if (since_ns is not None and point.start_ns < since_ns) or (
+            point.time_ns - point.start_ns > FIRST_DELTA_MAX_S * 1e9
+        ):
+            # Before the range, or an input that begins mid-stream (a rotated Collector file): what
+            # the series counted since its start long ago is not in the data. A baseline only.
+            return HistogramDelta(0, tuple(0 for _ in point.bucket_counts), 0.0, point.start_ns, False)
+        return HistogramDelta(point.count, point.bucket_counts, total, point.start_ns, False)
 
 
 class _Bucket:
@@ -185,6 +234,8 @@ class _Bucket:
         "hist_buckets",
         "hist_count",
         "hist_errors",
+        "hist_hi",
+        "hist_lo",
         "instances",
         "memory",
         "queue",
@@ -205,14 +256,26 @@ class _Bucket:
         self.span_errors = 0
         self.span_seen = 0
         self.samples: list[float] = []
-        self.hist_count = 0
-        self.hist_errors = 0
+        # Histogram counts, fractional: a delta is spread over the windows its interval overlaps.
+        self.hist_count = 0.0
+        self.hist_errors = 0.0
         self.hist_bounds: tuple[float, ...] | None = None
-        self.hist_buckets: list[int] = []
+        self.hist_buckets: list[float] = []
+        # The part of the window the histogram intervals cover (their hull), in ns since the epoch.
+        self.hist_lo: int | None = None
+        self.hist_hi: int | None = None
         self.queue: dict[Hashable, tuple[int, float]] = {}
 
+    def cover(self, lo_ns: int, hi_ns: int) -> None:
+        """Histogram data covers ``[lo_ns, hi_ns]`` of this window."""
+        if self.hist_lo is None or lo_ns < self.hist_lo:
+            self.hist_lo = lo_ns
+        if self.hist_hi is None or hi_ns > self.hist_hi:
+            self.hist_hi = hi_ns
+
     def absorb(self, other: _Bucket, rng: random.Random) -> None:
-        """Add a later or earlier window's data to this one (windows merged into a larger one)."""
+        """Add a later or earlier window's data to this one (windows merged into a larger one);
+        ``other`` is left as it was."""
         self.instances |= other.instances
         for mine, theirs in (
             (self.cpu_process, other.cpu_process),
@@ -228,6 +291,8 @@ class _Bucket:
         self.span_seen += other.span_seen
         self.hist_count += other.hist_count
         self.hist_errors += other.hist_errors
+        if other.hist_lo is not None and other.hist_hi is not None:
+            self.cover(other.hist_lo, other.hist_hi)
         if self.hist_bounds is None:
             self.hist_bounds, self.hist_buckets = other.hist_bounds, list(other.hist_buckets)
         elif other.hist_bounds == self.hist_bounds:
@@ -262,12 +327,14 @@ class Window:
     end_ns: int
     #: Distinct ``service.instance.id`` values seen (at least 1).
     instances: int
-    #: Requests observed (spans or histogram counts) and how many failed.
-    requests: int
-    errors: int
+    #: Requests observed (spans, or histogram counts: fractional, a delta being spread over the
+    #: windows its interval overlaps) and how many failed.
+    requests: float
+    errors: float
     #: ``"spans"``, ``"histogram"`` or ``None``: where requests and latency came from.
     request_source: str | None
-    #: Seconds of the window covered by the data (divides the request count).
+    #: Seconds of the window covered by the data (divides the request count): for spans, between the
+    #: first and last timestamps of the data (at least 1 s); for histograms, by their intervals.
     covered_s: float
     metrics: ScalingMetrics
 
@@ -296,10 +363,12 @@ class WindowAggregator:
     ) -> None:
         if window_s is not None and not window_s > 0:
             raise ValueError(f"window_s must be > 0, got {window_s!r}")
-        #: Chosen from the data (see the module docstring) until ``windows()`` settles it.
+        #: Chosen from the data (see the module docstring): ``window_s`` then follows the data.
         self.auto = window_s is None
-        self.window_s: float = AUTO_WINDOWS_S[0] if window_s is None else window_s
-        self.window_ns = int(self.window_s * 1e9)
+        # The windows records are aggregated into: the given size, or with ``auto`` the 5 s (later
+        # 60 s) base windows that ``windows()`` merges into the chosen size.
+        self._base_s: float = AUTO_WINDOWS_S[0] if window_s is None else window_s
+        self._base_ns = int(self._base_s * 1e9)
         self.service = service
         self.since_ns = since_ns
         self.until_ns = until_ns
@@ -313,6 +382,21 @@ class WindowAggregator:
         self._last_resource: object = None
         self._resource_ok = True
         self._instance = ""
+        # ``auto``: how many gaps between consecutive points of a series call for each window size
+        # (histograms, process.cpu.time), and whether spans / CPU gauges make those series unused.
+        self._http_gaps: dict[int, int] = {}
+        self._cpu_time_gaps: dict[int, int] = {}
+        self._saw_spans = False
+        self._saw_cpu_gauges = False
+
+    @property
+    def window_s(self) -> float:
+        """The window size: the one given, or (``window_s=None``) the one the data so far calls for."""
+        return self._settled_s() if self.auto else self._base_s
+
+    @property
+    def window_ns(self) -> int:
+        return int(self.window_s * 1e9)
 
     # --- feeding ---------------------------------------------------------------------------------
     def _in_range(self, time_ns: int) -> bool:
@@ -328,23 +412,60 @@ class WindowAggregator:
         if self._last_ns is None or time_ns > self._last_ns:
             self._last_ns = time_ns
 
-    def _bucket(self, time_ns: int) -> _Bucket:
-        self._touch(time_ns)
+    def _grow(self) -> None:
+        """``auto``: once the data covers ten default windows, aggregate into 60 s base windows."""
         if (
             self.auto
-            and self.window_s < DEFAULT_WINDOW_S
+            and self._base_s < DEFAULT_WINDOW_S
             and self._last_ns is not None
             and self._first_ns is not None
             and self._last_ns - self._first_ns >= AUTO_TARGET_WINDOWS * DEFAULT_WINDOW_S * 1e9
         ):
             self._resize(DEFAULT_WINDOW_S)  # long enough for the default: keep memory per window
-        start = time_ns - time_ns % self.window_ns
+
+    def _bucket(self, time_ns: int) -> _Bucket:
+        self._touch(time_ns)
+        self._grow()
+        return self._bucket_at(time_ns)
+
+    def _bucket_at(self, time_ns: int) -> _Bucket:
+        """The base window holding ``time_ns`` (the caller has touched and grown)."""
+        start = time_ns - time_ns % self._base_ns
         bucket = self._buckets.get(start)
         if bucket is None:
             bucket = self._buckets[start] = _Bucket()
         if self._instance:
             bucket.instances.add(self._instance)
         return bucket
+
+    def _spread(self, from_ns: int, to_ns: int) -> list[tuple[_Bucket, float]]:
+        """The base windows the interval ``[from_ns, to_ns]`` overlaps within the range, each with the
+        share of the interval it holds; an unknown or empty interval (``from_ns <= 0``) is all at
+        ``to_ns``."""
+        if from_ns <= 0 or from_ns >= to_ns:
+            if not self._in_range(to_ns):
+                return []
+            bucket = self._bucket(to_ns)
+            bucket.cover(to_ns, to_ns)
+            return [(bucket, 1.0)]
+        lo = from_ns if self.since_ns is None else max(from_ns, self.since_ns)
+        hi = to_ns if self.until_ns is None else min(to_ns, self.until_ns)
+        if hi <= lo:
+            return []
+        self._touch(lo)  # the data covers the interval
+        self._touch(hi)
+        self._grow()
+        length = to_ns - from_ns
+        out: list[tuple[_Bucket, float]] = []
+        start = lo - lo % self._base_ns
+        while start < hi:
+            a, b = max(lo, start), min(hi, start + self._base_ns)
+            if b > a:
+                bucket = self._bucket_at(start)
+                bucket.cover(a, b)
+                out.append((bucket, (b - a) / length))
+            start += self._base_ns
+        return out
 
     def add(self, record: Record) -> None:
         """Take one record into account (logs and records of other services are ignored)."""
@@ -362,6 +483,7 @@ class WindowAggregator:
     def _add_span(self, span: SpanRecord) -> None:
         if span.kind != SPAN_KIND_SERVER or not self._in_range(span.end_ns):
             return
+        self._saw_spans = True
         bucket = self._bucket(span.end_ns)
         if span.start_ns > 0 and self._in_range(span.start_ns):
             self._touch(span.start_ns)  # the data covers the time since the request arrived
@@ -425,6 +547,7 @@ class WindowAggregator:
             acc[0] += float(point.value)
             acc[1] += 1
         for time_ns, (total, count) in by_time.items():
+            self._saw_cpu_gauges = True
             value = 1.0 - total / count if system else total
             pair = self._bucket(time_ns).cpu_system if system else self._bucket(time_ns).cpu_process
             pair[0] += min(max(value, 0.0), 1.0)
@@ -447,6 +570,7 @@ class WindowAggregator:
                 if start_ns <= 0 or time_ns <= start_ns:
                     continue
                 used, elapsed = total, (time_ns - start_ns) / 1e9
+                _count_gap(self._cpu_time_gaps, elapsed)
             elif previous is None:
                 if (
                     start_ns <= 0
@@ -459,35 +583,39 @@ class WindowAggregator:
                 if previous[1] != start_ns or total < previous[2] or time_ns <= previous[0]:
                     continue  # a reset: this point is the new baseline
                 used, elapsed = total - previous[2], (time_ns - previous[0]) / 1e9
+                _count_gap(self._cpu_time_gaps, elapsed)
             if elapsed > 0 and self._in_range(time_ns):
                 pair = self._bucket(time_ns).cpu_time
                 pair[0] += min(max(used / elapsed, 0.0), 1.0)
                 pair[1] += 1
 
     def _add_http_histogram(self, record: MetricRecord) -> None:
+        temporality = record.aggregation_temporality
         for point in record.points:
             if not isinstance(point, HistogramPoint):
                 continue
             key = (self._instance, record.scope_name, _attrs_key(point.attributes))
-            count, buckets, _total = self._histograms.delta(
-                key, record.aggregation_temporality, point, self.since_ns
-            )
-            if count <= 0 or not self._in_range(point.time_ns):
+            found = self._histograms.delta_from(key, temporality, point, self.since_ns)
+            if (found.continued or temporality == TEMPORALITY_DELTA) and 0 < found.from_ns < point.time_ns:
+                _count_gap(self._http_gaps, (point.time_ns - found.from_ns) / 1e9)
+            if found.count <= 0:
                 continue
-            bucket = self._bucket(point.time_ns)
-            bucket.hist_count += count
-            if is_error(point.attributes):
-                bucket.hist_errors += count
-            if bucket.hist_bounds is None:
-                bucket.hist_bounds = point.explicit_bounds
-                bucket.hist_buckets = list(buckets)
-            elif bucket.hist_bounds == point.explicit_bounds:
-                for i, n in enumerate(buckets):
-                    bucket.hist_buckets[i] += n
-            # Other bounds: counted as requests, left out of the quantiles.
+            error = is_error(point.attributes)
+            for bucket, share in self._spread(found.from_ns, point.time_ns):
+                count = found.count * share
+                bucket.hist_count += count
+                if error:
+                    bucket.hist_errors += count
+                if bucket.hist_bounds is None:
+                    bucket.hist_bounds = point.explicit_bounds
+                    bucket.hist_buckets = [n * share for n in found.bucket_counts]
+                elif bucket.hist_bounds == point.explicit_bounds:
+                    for i, n in enumerate(found.bucket_counts):
+                        bucket.hist_buckets[i] += n * share
+                # Other bounds: counted as requests, left out of the quantiles.
 
     def _resize(self, window_s: float) -> None:
-        """Merge the windows into windows of ``window_s`` (a multiple of the current size)."""
+        """Merge the base windows into base windows of ``window_s`` (a multiple of the current size)."""
         size = int(window_s * 1e9)
         merged: dict[int, _Bucket] = {}
         for start in sorted(self._buckets):
@@ -497,33 +625,57 @@ class WindowAggregator:
                 merged[start - start % size] = bucket
             else:
                 into.absorb(bucket, self._rng)
-        self._buckets, self.window_s, self.window_ns = merged, window_s, size
-
-    def _settle(self) -> None:
-        """``window_s=None``: the smallest size that gives at most ``AUTO_TARGET_WINDOWS`` windows."""
-        if not self.auto or self._first_ns is None or self._last_ns is None:
-            return
-        span_s = (self._last_ns - self._first_ns) / 1e9
-        for size in AUTO_WINDOWS_S:
-            if size >= self.window_s and (span_s / size <= AUTO_TARGET_WINDOWS or size == AUTO_WINDOWS_S[-1]):
-                if size != self.window_s:
-                    self._resize(size)
-                break
+        self._buckets, self._base_s, self._base_ns = merged, window_s, size
 
     # --- reading ---------------------------------------------------------------------------------
+    def _settled_s(self) -> float:
+        """``window_s=None``: the smallest size that gives at most ``AUTO_TARGET_WINDOWS`` windows, but
+        at least the typical gap between points of the series used, a multiple of the base size."""
+        if self._first_ns is None or self._last_ns is None:
+            return self._base_s
+        span_s = (self._last_ns - self._first_ns) / 1e9
+        size: float = next(
+            (s for s in AUTO_WINDOWS_S if span_s / s <= AUTO_TARGET_WINDOWS), AUTO_WINDOWS_S[-1]
+        )
+        if not self._saw_spans:
+            size = max(size, _median_gap_size(self._http_gaps))
+        if not self._saw_cpu_gauges:
+            size = max(size, _median_gap_size(self._cpu_time_gaps))
+        size = max(size, self._base_s)
+        return math.ceil(size / self._base_s) * self._base_s  # a whole number of base windows
+
+    def _view(self, window_ns: int) -> dict[int, _Bucket]:
+        """The base windows merged into windows of ``window_ns`` (a multiple of the base size), on
+        copies: the aggregator is left as it was."""
+        if window_ns == self._base_ns:
+            return self._buckets
+        rng = random.Random(0)  # the same reservoir draws at every read
+        merged: dict[int, _Bucket] = {}
+        for start in sorted(self._buckets):
+            key = start - start % window_ns
+            into = merged.get(key)
+            if into is None:
+                into = merged[key] = _Bucket()
+            into.absorb(self._buckets[start], rng)
+        return merged
+
     def windows(self) -> list[Window]:
-        """The windows with data, in time order (with ``window_s=None`` the size is settled here:
-        read ``window_s`` after this call)."""
-        self._settle()
+        """The windows with data, in time order. With ``window_s=None`` the size is the one ``window_s``
+        reports at this point; nothing is changed, reading again after more records is like reading
+        anew."""
+        window_s = self.window_s
+        window_ns = int(window_s * 1e9)
+        buckets = self._view(window_ns)
         out: list[Window] = []
         first, last = self._first_ns, self._last_ns
-        for start in sorted(self._buckets):
-            bucket = self._buckets[start]
-            end = start + self.window_ns
+        for start in sorted(buckets):
+            bucket = buckets[start]
+            end = start + window_ns
             lo = max(start, first if first is not None else start)
             hi = min(end, last if last is not None else end)
-            covered = max((hi - lo) / 1e9, min(1.0, self.window_s))
-            requests = errors = 0
+            covered = max((hi - lo) / 1e9, min(1.0, window_s))
+            requests: float = 0
+            errors: float = 0
             source: str | None = None
             p50 = p95 = p99 = None
             if bucket.span_requests:
@@ -531,9 +683,15 @@ class WindowAggregator:
                 requests, errors = bucket.span_requests, bucket.span_errors
                 ordered = sorted(bucket.samples)
                 p50, p95, p99 = (_nearest_rank(ordered, q) for q in (0.5, 0.95, 0.99))
-            elif bucket.hist_count:
+            elif bucket.hist_count > 0:
                 source = "histogram"
                 requests, errors = bucket.hist_count, bucket.hist_errors
+                if (
+                    bucket.hist_lo is not None
+                    and bucket.hist_hi is not None
+                    and bucket.hist_hi > bucket.hist_lo
+                ):
+                    covered = (bucket.hist_hi - bucket.hist_lo) / 1e9  # the part the intervals cover
                 if bucket.hist_bounds is not None:
                     bounds = bucket.hist_bounds
                     p50, p95, p99 = (
@@ -567,6 +725,28 @@ class WindowAggregator:
                 )
             )
         return out
+
+
+def _count_gap(gaps: dict[int, int], gap_s: float) -> None:
+    """Count a gap between consecutive points under the smallest window size it fits (with slack)."""
+    if not gap_s > 0:
+        return
+    size = next((s for s in AUTO_WINDOWS_S if gap_s <= s * AUTO_GAP_SLACK), None)
+    if size is None:
+        step = AUTO_WINDOWS_S[-1]
+        size = min(math.ceil(gap_s / AUTO_GAP_SLACK / step) * step, AUTO_MAX_WINDOW_S)
+    gaps[size] = gaps.get(size, 0) + 1
+
+
+def _median_gap_size(gaps: dict[int, int]) -> int:
+    """The window size of the median gap (0 with none)."""
+    total = sum(gaps.values())
+    seen = 0
+    for size in sorted(gaps):
+        seen += gaps[size]
+        if 2 * seen >= total:
+            return size
+    return 0
 
 
 def _nearest_rank(ordered: list[float], q: float) -> float | None:

@@ -15,7 +15,7 @@ metrics (``analyzer.windows``), the cache rules and the thread rules. ``--since`
 ISO 8601 (``2025-01-02T03:04:05Z``; no zone means UTC) or a duration before now (``90s``, ``15m``,
 ``2h``, ``1d``); ``--service`` keeps one ``service.name``. The scaling timeline uses ``--window``
 seconds per window (default: 60, or 5 to 30 for data covering less than ten minutes, so that a short
-run still has about ten windows).
+run still has about ten windows; never shorter than the metric export interval).
 
 ``--prometheus URL`` adds the metric series the rules need from a Prometheus-compatible HTTP API
 (Prometheus, Thanos, Mimir, VictoriaMetrics; ``analyzer.prometheus_source``), alone or beside PATHs,
