@@ -118,3 +118,11 @@ def test_the_monitor_reads_its_own_process_without_psutil_after_the_first_sample
     monitor.get_system_metrics()
     assert second.num_threads >= 1 and second.rss > 0
     assert second.cpu_user >= first.cpu_user
+
+
+def test_a_procfs_path_of_psutils_own_turns_the_fast_path_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A host's /proc mounted elsewhere (psutil.PROCFS_PATH): every reading must come from there.
+    monitor = ResourceMonitor()
+    assert monitor._procfs
+    monkeypatch.setattr(psutil, "PROCFS_PATH", "/host/proc")
+    assert not monitor._procfs

@@ -210,7 +210,7 @@ class ResourceMonitor:
         self._clock = clock
         self._ps: Any = psutil if psutil_module is None else psutil_module
         # The real psutil on Linux: the collection path reads /proc itself where psutil is slow.
-        self._procfs = procfs.AVAILABLE and self._ps is psutil
+        self._procfs_possible = procfs.AVAILABLE and self._ps is psutil
         self._history: collections.deque[ResourceMetrics] = collections.deque(maxlen=history_size)
         #: Callbacks of ``start_monitoring`` that raised (each is logged, the first as a warning).
         self.callback_errors = 0
@@ -283,7 +283,8 @@ class ResourceMonitor:
             vm = ps.virtual_memory()
             memory_states = {s: int(getattr(vm, s)) for s in _MEMORY_STATES if hasattr(vm, s)}
 
-            fast_disk = procfs.disk_bytes() if self._procfs else None
+            fast = self._procfs
+            fast_disk = procfs.disk_bytes() if fast else None
             disk_counters = (
                 _moved(fast_disk)
                 if fast_disk is not None
@@ -291,7 +292,7 @@ class ResourceMonitor:
                     _safe(lambda: ps.disk_io_counters(perdisk=True)), "read_bytes", "write_bytes"
                 )
             )
-            fast_net = procfs.net_bytes() if self._procfs else None
+            fast_net = procfs.net_bytes() if fast else None
             net_counters = (
                 _moved(fast_net)
                 if fast_net is not None
@@ -434,6 +435,12 @@ class ResourceMonitor:
             "system": min(d_system / share, 1.0) if share else 0.0,
         }
         return ((100.0 * (d_user + d_system) / elapsed) if elapsed > 0 else 0.0), by_mode
+
+    @property
+    def _procfs(self) -> bool:
+        """Whether this sample may read /proc itself: the real psutil, on Linux, reading this
+        machine's /proc (not a ``psutil.PROCFS_PATH`` such as a host's /proc mounted elsewhere)."""
+        return self._procfs_possible and getattr(psutil, "PROCFS_PATH", "/proc") == "/proc"
 
     def _own_metrics(
         self, state: _ProcState, fast: procfs.OwnProcess
