@@ -477,8 +477,9 @@ def test_rollout_is_stable_across_instances_and_matches_a_known_bucket() -> None
     again = FeatureFlags({"f": FeatureFlag("f", True, 30.0)})
     keys = [f"tenant-{i}" for i in range(2000)]
     assert [flags.enabled("f", k) for k in keys] == [again.enabled("f", k) for k in keys]
-    # A fixed value (blake2b is the same in every process and Python version; hash() is not).
-    assert bucket("new_scaler", "tenant-42") == 4101
+    # A fixed value (CRC-32 and the finalizer are the same in every process, Python version and
+    # machine; hash() is not): changing the hash would move every key of every running rollout.
+    assert bucket("new_scaler", "tenant-42") == 7752
     other_process = subprocess.run(
         [
             sys.executable,
@@ -490,7 +491,7 @@ def test_rollout_is_stable_across_instances_and_matches_a_known_bucket() -> None
         text=True,
         check=True,
     )
-    assert other_process.stdout.strip() == "4101"
+    assert other_process.stdout.strip() == "7752"
     assert all(0 <= bucket("f", k) < BUCKETS for k in keys)
 
 
@@ -523,7 +524,7 @@ def test_flag_evaluation_is_cheap() -> None:
             for _ in range(20000):
                 flags.enabled(name, key)
             runs.append((time.perf_counter() - start) / 20000)
-        assert statistics.median(runs) < 5e-6  # generous for a loaded CI box; ~0.1-0.6 µs measured
+        assert statistics.median(runs) < 5e-6  # generous for a loaded CI box; ~0.1-0.4 µs measured
 
 
 # -- start(config) --------------------------------------------------------------------------------
