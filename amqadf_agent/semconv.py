@@ -41,6 +41,7 @@ from opentelemetry.semconv._incubating.attributes.process_attributes import (
     PROCESS_RUNTIME_NAME,
     PROCESS_RUNTIME_VERSION,
 )
+from opentelemetry.semconv._incubating.attributes.service_attributes import SERVICE_NAMESPACE
 from opentelemetry.semconv._incubating.attributes.system_attributes import (
     SYSTEM_DEVICE,
     SYSTEM_FILESYSTEM_MOUNTPOINT,
@@ -88,6 +89,7 @@ SCOPE_NAME: Final = "amqadf_agent"
 # --- attribute keys: standard ---------------------------------------------------------------------
 ATTR_SERVICE_NAME: Final = SERVICE_NAME
 ATTR_SERVICE_VERSION: Final = SERVICE_VERSION
+ATTR_SERVICE_NAMESPACE: Final = SERVICE_NAMESPACE
 ATTR_SERVICE_INSTANCE_ID: Final = SERVICE_INSTANCE_ID
 ATTR_DEPLOYMENT_ENVIRONMENT_NAME: Final = DEPLOYMENT_ENVIRONMENT_NAME
 ATTR_HOST_NAME: Final = HOST_NAME

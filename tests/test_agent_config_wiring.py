@@ -108,3 +108,27 @@ def test_exporter_secrets_in_the_config_start_the_agent(
     with agent_mod.start(config) as agent:
         assert agent.running, agent.error
         assert "s3cr3t-value" not in repr(agent) and "s3cr3t-value" not in repr(agent.settings)
+
+
+def test_config_log_level_and_namespace_reach_the_running_agent(tmp_path: Path) -> None:
+    own = logging.getLogger("amqadf_agent")
+    before = own.level
+    config = _config(tmp_path, log_level="error", **{"service.namespace": "payments"})
+    agent = agent_mod.start(config)
+    try:
+        assert agent.running, agent.error
+        assert own.level == logging.ERROR
+        assert agent.resource is not None
+        assert agent.resource.attributes[semconv.ATTR_SERVICE_NAMESPACE] == "payments"
+    finally:
+        agent.shutdown()
+    assert own.level == before
+
+
+def test_the_built_in_log_level_default_leaves_logging_alone(tmp_path: Path) -> None:
+    # The staging profile's INFO is a choice; the built-in default (no profile says) is not.
+    config = ProductionConfig.load(environment="staging", environ={})
+    assert config.to_agent_settings().log_level == "INFO"
+    assert config.sources["log_level"] != "default"
+    plain = _config(tmp_path)
+    assert plain.to_agent_settings().log_level == ("DEBUG" if plain.environment == "development" else None)

@@ -356,8 +356,13 @@ def test_to_agent_settings() -> None:
     assert settings.otlp_endpoint == "https://x.example.com"
     assert settings.environment == "development"
     # Resource monitor and profiler groups fill the runtime's fields.
-    assert (settings.resource_monitor, settings.resource_interval) == (True, 15.0)
-    assert (settings.resource_cpu_threshold, settings.resource_memory_threshold) == (0.9, 0.9)
+    # The same defaults as a plain start(): every 5 s, and no limits (no sampling thread).
+    assert (settings.resource_monitor, settings.resource_interval) == (
+        True,
+        AgentSettings().resource_interval,
+    )
+    assert (settings.resource_cpu_threshold, settings.resource_memory_threshold) == (None, None)
+    assert AgentSettings().resource_cpu_threshold is None
     assert (settings.profiler_enabled, settings.profiler_sample_rate) == (True, 0.01)
     # Nothing set: no headers, and the timeout is left to the exporters.
     assert (dict(settings.otlp_headers), settings.otlp_timeout) == ({}, None)

@@ -528,3 +528,72 @@ def test_failed_start_stops_the_prometheus_endpoint(
     agent = amqadf_agent.start(exporters=["prometheus"], prometheus_port=port)
     assert agent.error is not None
     assert not _listening(port), f"the Prometheus endpoint on port {port} is still serving"
+
+
+# -- sampling, log level, namespace ----------------------------------------------------------------
+def _spans_of_twenty_roots(**overrides: Any) -> int:
+    agent, spans, _ = start_in_memory(**overrides)
+    try:
+        tracer = agent.tracer("sampling-test")
+        for _ in range(20):
+            with tracer.start_as_current_span("root"), tracer.start_as_current_span("child"):
+                pass
+        assert agent.force_flush()
+        return len(spans.get_finished_spans())
+    finally:
+        agent.shutdown()
+
+
+def test_sample_ratio_reaches_the_tracer_providers_sampler(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
+    assert _spans_of_twenty_roots(sample_ratio=1.0) == 40
+    assert _spans_of_twenty_roots(sample_ratio=0.0) == 0  # children follow their unsampled parent
+
+
+def test_otel_traces_sampler_is_honoured_unless_a_ratio_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    assert _spans_of_twenty_roots() == 0
+    assert _spans_of_twenty_roots(sample_ratio=1.0) == 40  # an explicit setting wins
+
+
+def test_log_level_sets_the_agents_logger_and_shutdown_restores_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AMQADF_LOG_LEVEL", raising=False)
+    monkeypatch.delenv("OTEL_LOG_LEVEL", raising=False)
+    own = logging.getLogger("amqadf_agent")
+    before = own.level
+    agent, _, _ = start_in_memory(log_level="error")
+    assert (agent.settings.log_level, own.level) == ("ERROR", logging.ERROR)
+    agent.shutdown()
+    assert own.level == before
+    # Not given: the application's logging is left alone.
+    agent, _, _ = start_in_memory()
+    assert agent.settings.log_level is None and own.level == before
+    agent.shutdown()
+
+
+def test_a_bad_log_level_is_named_and_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMQADF_LOG_LEVEL", "loud")
+    before = logging.getLogger("amqadf_agent").level
+    agent, _, _ = start_in_memory()
+    try:
+        assert agent.settings.log_level is None
+        assert any(
+            p.setting == "AMQADF_LOG_LEVEL" and "DEBUG, INFO, WARNING, ERROR, CRITICAL" in str(p)
+            for p in agent.problems
+        ), agent.problems
+        assert logging.getLogger("amqadf_agent").level == before
+    finally:
+        agent.shutdown()
+
+
+def test_service_namespace_reaches_the_resource(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    agent, spans, _ = start_in_memory(service_namespace="payments")
+    try:
+        with agent.tracer().start_as_current_span("op"):
+            pass
+        assert agent.force_flush()
+        (span,) = spans.get_finished_spans()
+        assert span.resource.attributes[semconv.ATTR_SERVICE_NAMESPACE] == "payments"
+    finally:
+        agent.shutdown()

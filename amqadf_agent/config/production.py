@@ -416,6 +416,7 @@ class ProductionConfig:
         return AgentSettings(
             service_name=self.service.name,
             service_version=self.service.version,
+            service_namespace=self.service.namespace,
             environment=self.environment,
             exporters=exporter.exporters,
             output_dir=exporter.output_dir,
@@ -440,6 +441,8 @@ class ProductionConfig:
             resource_memory_threshold=monitor.memory_threshold,
             profiler_enabled=self.profiler.enabled,
             profiler_sample_rate=self.profiler.sample_rate,
+            # The built-in default is not applied: a plain start() leaves the app's logging alone.
+            log_level=None if self.sources.get("log_level") == "default" else self.log_level,
         )
 
     def _otlp_headers(self) -> dict[str, Secret]:

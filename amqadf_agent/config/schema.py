@@ -92,6 +92,13 @@ def _number(low: float, high: float = math.inf, *, low_open: bool = False) -> Ca
     return parse
 
 
+def _optional_number(
+    low: float, high: float = math.inf, *, low_open: bool = False
+) -> Callable[[Any], float | None]:
+    number = _number(low, high, low_open=low_open)
+    return lambda value: None if value is None else number(value)
+
+
 def _integer(low: int, high: int | None = None) -> Callable[[Any], int]:
     def parse(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -261,15 +268,22 @@ class SamplingConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ResourceMonitorConfig:
-    """The CPU/memory monitor."""
+    """The CPU/memory monitor. Defaults are the runtime's (``AgentSettings``): a configuration
+    that sets nothing starts the same agent as a plain ``start()``."""
 
     enabled: bool = _field(True, _bool, "true or false")
-    #: Seconds between samples.
-    interval: float = _field(15.0, _number(0, low_open=True), _POSITIVE)
-    #: CPU utilization (0..1] above which the monitor reports pressure.
-    cpu_threshold: float = _field(0.9, _number(0, 1, low_open=True), "a number above 0, at most 1")
-    #: Memory utilization (0..1] above which the monitor reports pressure.
-    memory_threshold: float = _field(0.9, _number(0, 1, low_open=True), "a number above 0, at most 1")
+    #: Seconds between the monitor's own samples (history, limits); the metrics are sampled once
+    #: per collection whatever this says.
+    interval: float = _field(5.0, _number(0, low_open=True), _POSITIVE)
+    #: CPU utilization (0..1] above which the monitor reports a limit breach; none: no check (and
+    #: no sampling thread).
+    cpu_threshold: float | None = _field(
+        None, _optional_number(0, 1, low_open=True), "a number above 0, at most 1"
+    )
+    #: Memory utilization (0..1] above which the monitor reports a limit breach; none: no check.
+    memory_threshold: float | None = _field(
+        None, _optional_number(0, 1, low_open=True), "a number above 0, at most 1"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -64,6 +64,7 @@ class Agent:
         output_dir: Path | None = None,
         closers: list[Any] | None = None,
         log_handler: logging.Handler | None = None,
+        restore_log_level: Callable[[], None] | None = None,
         error: str | None = None,
     ) -> None:
         self.settings = settings
@@ -81,6 +82,7 @@ class Agent:
         self.error = error
         self._closers = closers or []
         self._log_handler = log_handler
+        self._restore_log_level = restore_log_level
         self._running = error is None
         self._shutdown_lock = threading.Lock()
 
@@ -138,6 +140,8 @@ class Agent:
             for own in list(logger.handlers):
                 if getattr(own, "_amqadf_stderr", False):
                     logger.removeHandler(own)
+        if self._restore_log_level is not None:  # now, not after the flush (it has a deadline)
+            self._restore_log_level()
         finished = _with_deadline("shutdown", budget, self._shutdown_all)
         with _lock:
             if _agent is self:
@@ -374,6 +378,7 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
             if monitor.monitoring:  # limits configured: its thread ends with the agent
                 built.closers.append(lambda: monitor.stop_monitoring(timeout=0.5))
         _configure_profiler(settings, explicit)
+        restore_log_level = _configure_log_level(settings.log_level)
 
         _set_globals(trace, metrics, set_logger_provider, tracer_provider, meter_provider, logger_provider)
 
@@ -408,6 +413,7 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
         output_dir=built.output_dir,
         closers=built.closers,
         log_handler=handler,
+        restore_log_level=restore_log_level,
     )
 
 
@@ -429,6 +435,23 @@ def _configure_profiler(settings: AgentSettings, explicit: set[str]) -> None:
         configure_default_profiler(**given)
     except Exception as exc:  # validated by resolve(); a failure here must not stop the agent
         logger.warning("amqadf-agent: profiler settings not applied: %s", exc)
+
+
+def _configure_log_level(level: str | None) -> Callable[[], None] | None:
+    """Set the ``amqadf_agent`` logger's level; the function that puts the earlier one back.
+
+    The agent's own logger only: the application's logging configuration is its own.
+    """
+    if level is None:
+        return None
+    earlier = logger.level
+    logger.setLevel(level)
+
+    def restore() -> None:
+        if logger.level == logging.getLevelName(level):  # unless someone changed it since
+            logger.setLevel(earlier)
+
+    return restore
 
 
 def _not_a_diagnostic(record: logging.LogRecord) -> bool:

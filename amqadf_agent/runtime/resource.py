@@ -56,6 +56,8 @@ def build_resource(settings: AgentSettings, explicit: set[str] | None = None) ->
         attrs[semconv.ATTR_DEPLOYMENT_ENVIRONMENT_NAME] = settings.environment
     if "service_version" in explicit and settings.service_version:
         attrs[semconv.ATTR_SERVICE_VERSION] = settings.service_version
+    if settings.service_namespace:  # given on purpose (OTEL_RESOURCE_ATTRIBUTES is in from_env)
+        attrs[semconv.ATTR_SERVICE_NAMESPACE] = settings.service_namespace
     # Resource.create adds telemetry.sdk.* and the unknown_service default for service.name.
     return Resource.create(attrs)
 

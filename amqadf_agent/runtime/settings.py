@@ -33,6 +33,9 @@ class AgentSettings:
     service_name: str | None = None
     #: ``service.version``; ``AMQADF_SERVICE_VERSION``.
     service_version: str | None = None
+    #: ``service.namespace`` (a group of services: a team, a product); ``AMQADF_SERVICE_NAMESPACE``
+    #: (or ``service.namespace`` in ``OTEL_RESOURCE_ATTRIBUTES``).
+    service_namespace: str | None = None
     #: ``deployment.environment.name``; ``AMQADF_ENVIRONMENT``.
     environment: str = "development"
     #: Where telemetry goes, several at once; ``AMQADF_EXPORTERS`` (comma-separated).
@@ -87,6 +90,9 @@ class AgentSettings:
     profiler_enabled: bool = True
     #: Fraction of ``@profiled`` calls profiled; ``AMQADF_PROFILER_SAMPLE_RATE``.
     profiler_sample_rate: float = 0.01
+    #: Level of the agent's own ``amqadf_agent`` logger (DEBUG, INFO, WARNING, ERROR, CRITICAL);
+    #: None leaves it to the application's logging; ``AMQADF_LOG_LEVEL`` or ``OTEL_LOG_LEVEL``.
+    log_level: str | None = None
 
     def __post_init__(self) -> None:
         headers = self.otlp_headers
@@ -199,6 +205,19 @@ def _exporters(value: Any) -> tuple[str, ...]:
     return names
 
 
+#: Levels of the agent's logger (``log_level``), as the ``logging`` module names them.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(value: Any) -> str:
+    text = str(value).strip().upper()
+    if text == "WARN":
+        text = "WARNING"
+    if text not in LOG_LEVELS:
+        raise ValueError
+    return text
+
+
 def _protocol(value: Any) -> str:
     text = str(value).strip().lower()
     if text not in OTLP_PROTOCOLS:
@@ -236,6 +255,7 @@ _EXPECTED = {
     _text: "a non-empty string",
     _exporters: "a comma-separated list of " + ", ".join(EXPORTERS),
     _protocol: "one of " + ", ".join(OTLP_PROTOCOLS),
+    _log_level: "one of " + ", ".join(LOG_LEVELS),
 }
 
 
@@ -309,6 +329,7 @@ def resolve(
 
     pick("service_name", _text, ("OTEL_SERVICE_NAME", "AMQADF_SERVICE_NAME"))
     pick("service_version", _text, ("AMQADF_SERVICE_VERSION",))
+    pick("service_namespace", _text, ("AMQADF_SERVICE_NAMESPACE",))
     pick("environment", _text, ("AMQADF_ENVIRONMENT",))
     pick("exporters", _exporters, ("AMQADF_EXPORTERS",))
     pick("output_dir", lambda v: Path(_text(str(v))), ("AMQADF_OUTPUT_DIR",))
@@ -334,6 +355,7 @@ def resolve(
     pick("resource_memory_threshold", _fraction, ("AMQADF_RESOURCE_MEMORY_THRESHOLD",))
     pick("profiler_enabled", _bool, ("AMQADF_PROFILER_ENABLED",))
     pick("profiler_sample_rate", _ratio, ("AMQADF_PROFILER_SAMPLE_RATE",))
+    pick("log_level", _log_level, ("AMQADF_LOG_LEVEL", "OTEL_LOG_LEVEL"))
     # The OTLP exporters read OTEL_EXPORTER_OTLP_TIMEOUT and _HEADERS themselves (and the
     # per-signal ones): only what is given explicitly is passed on.
     pick("otlp_timeout", _positive_float)
