@@ -13,6 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from amqadf_agent.analyzer.tuner import PerformanceTuner
     from amqadf_agent.config.production import ProductionConfig
     from amqadf_agent.config.secrets import Secret
     from amqadf_agent.errors import (
@@ -85,6 +86,7 @@ _LAZY = {
     "MissingExtraError": "amqadf_agent.errors",
     "NoHealthyWorkerError": "amqadf_agent.errors",
     "PerformanceProfiler": "amqadf_agent.profiling.profiler",
+    "PerformanceTuner": "amqadf_agent.analyzer.tuner",
     "ProcessMetrics": "amqadf_agent.monitoring.resources",
     "ProcessUnavailableError": "amqadf_agent.errors",
     "ProductionConfig": "amqadf_agent.config.production",
@@ -130,6 +132,7 @@ __all__ = [
     "MissingExtraError",
     "NoHealthyWorkerError",
     "PerformanceProfiler",
+    "PerformanceTuner",
     "ProcessMetrics",
     "ProcessUnavailableError",
     "ProductionConfig",

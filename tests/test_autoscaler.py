@@ -297,6 +297,22 @@ def test_scale_down_by_a_pods_policy_and_periods_that_overlap() -> None:
     assert s.get_scaling_decision(8, cpu(0.07)).target_instances == 6
 
 
+def test_the_hpa_documentations_scale_down_policy_example() -> None:
+    # kubernetes.io, "Horizontal Pod Autoscaling", scaling policies: Pods 4 and Percent 10 per 60 s,
+    # the bigger change wins (selectPolicy Max). From 80 replicas to 10: 8 go first, then 10% of 72
+    # rounded up (8), and so on; below 40 replicas the Pods policy (4) is the bigger change.
+    clock = FakeClock(0.0)
+    down = ScalingRules(0, (ScalingPolicy("Pods", 4, 60), ScalingPolicy("Percent", 10, 60)), "Max")
+    s = scaler(clock, scale_down=down, min_instances=10)
+    counts = [80]
+    while counts[-1] > 10 and len(counts) < 40:
+        decision = s.get_scaling_decision(counts[-1], cpu(0.001))  # wants 1, the minimum is 10
+        counts.append(decision.target_instances)
+        clock.now += 60.0  # one period per step
+    assert counts[:8] == [80, 72, 64, 57, 51, 45, 40, 36]
+    assert counts[7:] == [36, 32, 28, 24, 20, 16, 12, 10]
+
+
 def test_bounds_clamp_the_target() -> None:
     d = scaler(max_instances=10, cpu_target=0.1).get_scaling_decision(8, cpu(1.0))
     assert (d.target_instances, d.limited_by) == (10, "bounds")

@@ -32,6 +32,33 @@ def test_all_is_sorted_complete_and_every_name_resolves() -> None:
         assert getattr(amqadf_agent, name) is not None
 
 
+def test_the_names_the_issues_promise_import_from_the_package() -> None:
+    # Users' first lines (README, the issues' examples): these names must stay importable from the
+    # top level, whatever the modules behind them become.
+    promised = [
+        "start",
+        "shutdown",
+        "ProductionConfig",
+        "RetryPolicy",
+        "retry_with_policy",
+        "CircuitBreaker",
+        "GracefulDegradation",
+        "RateLimiter",
+        "timeout",
+        "LoadBalancer",
+        "AutoScaler",
+        "ScalingMetrics",
+        "ResourceMonitor",
+        "PerformanceProfiler",
+        "PerformanceTuner",
+        "InstrumentedThreadPoolExecutor",
+    ]
+    code = "; ".join(f"from amqadf_agent import {name}" for name in promised)
+    _run(code + "; print('ok')")  # a fresh interpreter: the lazy imports resolve for real
+    for name in promised:
+        assert name in amqadf_agent.__all__, name
+
+
 def test_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = amqadf_agent.nope  # type: ignore[attr-defined]

@@ -212,6 +212,23 @@ def test_acquire_async_real_loop_default_sleep() -> None:
     assert limiter.counts()["permitted"] == 4
 
 
+def test_no_waiting_permits_at_once_but_keeps_the_timeout(clock: FakeClock) -> None:
+    from amqadf_agent.resilience.testing import is_testing, no_waiting
+
+    limiter = limiter_with(clock, rate=1, burst=1)
+    with no_waiting():
+        for _ in range(3):
+            limiter.acquire()  # would sleep 1 s each time after the first
+        asyncio.run(limiter.acquire_async())
+        with pytest.raises(RateLimitedError):  # a wait beyond the timeout is still refused
+            limiter.acquire(timeout=0.5)
+    assert clock.sleeps == [] and clock.now == 100.0
+    assert limiter.counts() == {"permitted": 4, "rejected": 1}
+    assert not is_testing()
+    limiter.acquire()  # testing mode is off again: this one waits
+    assert clock.sleeps != []
+
+
 # --- decorator ---------------------------------------------------------------------------------------
 def test_decorator_raises_with_retry_after(clock: FakeClock) -> None:
     limiter = limiter_with(clock, rate=10, burst=2, name="deco")

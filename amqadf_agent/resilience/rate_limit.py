@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError, RateLimitedError
 from amqadf_agent.monitoring._instruments import Point, SharedInstruments
+from amqadf_agent.resilience import testing
 from amqadf_agent.resilience._events import add_event
 from amqadf_agent.resilience.stores import MemoryStore, RateLimitStore
 
@@ -197,6 +198,9 @@ class RateLimiter:
                     self._permitted += 1
                 return
             self._check_deadline(deadline, key, wait)
+            if testing.is_testing():  # the wait is skipped: the caller goes on as if it had waited
+                self._skipped_wait()
+                return
             self._sleep(wait)
 
     async def acquire_async(
@@ -215,7 +219,15 @@ class RateLimiter:
                     self._permitted += 1
                 return
             self._check_deadline(deadline, key, wait)
+            if testing.is_testing():
+                self._skipped_wait()
+                return
             await self._async_sleep(wait)
+
+    def _skipped_wait(self) -> None:
+        """Testing mode (``resilience.testing``): a call that would wait is permitted at once."""
+        with self._lock:
+            self._permitted += 1
 
     def limit(self, key: str | Callable[..., str] | None = None, cost: float = 1) -> Callable[[F], F]:
         """Decorator: each call takes ``cost`` units or raises :class:`RateLimitedError` (never waits).

@@ -2,7 +2,10 @@
 
 Like ``stamina.set_testing``: while testing mode is on, retry policies compute their delays (and
 report them in span events) but never sleep, neither with their injected ``sleep`` nor with
-``async_sleep``. Only the retry loop's slow path reads the flag; the success path never does.
+``async_sleep``; a ``RateLimiter.acquire`` that would wait is permitted at once (its ``timeout`` is
+still checked: a wait longer than the timeout still raises ``RateLimitedError``). Only the slow
+paths read the flag; the success path never does. Circuit breakers and timeouts never sleep: an
+open breaker is moved on with its injected clock, a timeout is the call's own duration.
 
     from amqadf_agent.resilience.testing import no_waiting
 
