@@ -21,11 +21,13 @@ from typing import Final, Literal
 from opentelemetry.semconv._incubating.attributes.cpu_attributes import CPU_MODE
 from opentelemetry.semconv._incubating.attributes.db_attributes import (
     DB_CLIENT_CONNECTION_POOL_NAME,
+    DB_QUERY_PARAMETER_TEMPLATE,
     DB_RESPONSE_RETURNED_ROWS,
 )
 from opentelemetry.semconv._incubating.attributes.deployment_attributes import DEPLOYMENT_ENVIRONMENT_NAME
 from opentelemetry.semconv._incubating.attributes.disk_attributes import DISK_IO_DIRECTION
 from opentelemetry.semconv._incubating.attributes.host_attributes import HOST_ARCH, HOST_NAME
+from opentelemetry.semconv._incubating.attributes.http_attributes import HTTP_METHOD, HTTP_STATUS_CODE
 from opentelemetry.semconv._incubating.attributes.network_attributes import (
     NETWORK_INTERFACE_NAME,
     NETWORK_IO_DIRECTION,
@@ -125,6 +127,19 @@ ATTR_CODE_FUNCTION_NAME: Final = CODE_FUNCTION_NAME
 #: Older names that instrumentations and stored telemetry still carry; readers accept both.
 ATTR_DB_STATEMENT_OLD: Final = "db.statement"
 ATTR_DB_SYSTEM_OLD: Final = "db.system"
+#: Bind parameters as the DB-API instrumentations record them with ``capture_parameters=True``
+#: (``str()`` of the parameter sequence); the current convention is one ``db.query.parameter.<key>``
+#: attribute per parameter. Read only to tell identical repeats apart, never reported.
+ATTR_DB_STATEMENT_PARAMETERS_OLD: Final = "db.statement.parameters"
+ATTR_DB_QUERY_PARAMETER_PREFIX: Final = DB_QUERY_PARAMETER_TEMPLATE + "."
+#: HTTP names before the stable HTTP conventions (semconv 1.20 and older; instrumentations still emit
+#: them by default or beside the new ones with ``OTEL_SEMCONV_STABILITY_OPT_IN=http/dup``).
+ATTR_HTTP_STATUS_CODE_OLD: Final = HTTP_STATUS_CODE
+ATTR_HTTP_METHOD_OLD: Final = HTTP_METHOD
+#: The older HTTP server duration histogram: in milliseconds (``http.server.request.duration`` is in
+#: seconds). The analyzer reads it where the current one is missing, converted to seconds.
+HTTP_SERVER_DURATION_OLD: Final = "http.server.duration"
+HTTP_SERVER_DURATION_OLD_UNIT: Final = "ms"
 
 # --- attribute keys: ours (no convention exists) ----------------------------------------------------
 ATTR_CACHE_NAME: Final = "amqadf.cache.name"

@@ -416,3 +416,79 @@ def test_an_input_that_begins_mid_stream_takes_its_first_point_as_a_baseline() -
     assert windows[0].start_ns >= T0
     assert [round(w.metrics.request_rate or 0.0, 6) for w in windows] == [10.0] * len(windows)
     assert sum(w.requests for w in windows) == pytest.approx(4 * 600)
+
+
+# --- older semantic-convention names ----------------------------------------------------------------
+def _http_points(status_key: str, scale: float) -> tuple[HistogramPoint, ...]:
+    """Two cumulative points (60 s apart) of one series: 100 requests in (0.1, 0.2] s, then 90 more
+    in (0.2, 0.5] s, and a series of 10 requests answered 503 in the second window; bounds scaled by
+    ``scale`` (1000 for milliseconds)."""
+    bounds = tuple(b * scale for b in (0.1, 0.2, 0.5, 1.0))
+    ok = {status_key: 200, "http.method": "GET"}
+    bad = {status_key: 503, "http.method": "GET"}
+    return (
+        HistogramPoint(ok, T0, T0 + 60 * S, 100, 15 * scale, (0, 100, 0, 0, 0), bounds, None, None),
+        HistogramPoint(ok, T0, T0 + 120 * S, 190, 45 * scale, (0, 100, 90, 0, 0), bounds, None, None),
+        HistogramPoint(bad, T0 + 60 * S, T0 + 120 * S, 10, 3 * scale, (0, 0, 10, 0, 0), bounds, None, None),
+    )
+
+
+def _old_metric(points: tuple[Any, ...], unit: str = "ms") -> MetricRecord:
+    return MetricRecord("http.server.duration", unit, "", "histogram", TEMPORALITY_CUMULATIVE, True,
+                        points, RES, "t")  # fmt: skip
+
+
+def _summary(windows: list[Any]) -> list[tuple[Any, ...]]:
+    return [
+        (w.start_ns, round(w.requests, 6), round(w.errors, 6), w.request_source,
+         round(w.metrics.response_time_p50, 9), round(w.metrics.response_time_p95, 9))
+        for w in windows
+    ]  # fmt: skip
+
+
+def test_old_http_duration_histogram_in_ms_and_old_status_code_are_read() -> None:
+    # GIVEN the same requests as the current histogram (seconds, http.response.status_code) and as the
+    # older one (http.server.duration in ms, http.status_code)
+    first, second, bad = _http_points("http.response.status_code", 1.0)
+    new = WindowAggregator(60)
+    new.add(metric("http.server.request.duration", (first,), "histogram"))
+    new.add(metric("http.server.request.duration", (second, bad), "histogram"))
+    first, second, bad = _http_points("http.status_code", 1000.0)
+    old = WindowAggregator(60)
+    old.add(_old_metric((first,)))
+    old.add(_old_metric((second, bad)))
+    # THEN the windows are the same: latency in seconds, the 503s counted as errors
+    expected = _summary(new.windows())
+    assert expected[1][2] == 10 and expected[1][4] == pytest.approx(0.2 + 0.3 * 50 / 100)
+    assert _summary(old.windows()) == expected
+    # Control: an old histogram that says its unit is seconds is not divided by 1000.
+    first, second, bad = _http_points("http.status_code", 1.0)
+    in_seconds = WindowAggregator(60)
+    in_seconds.add(_old_metric((first,), "s"))
+    in_seconds.add(_old_metric((second, bad), "s"))
+    assert _summary(in_seconds.windows()) == expected
+
+
+def test_old_and_new_http_histograms_together_are_not_counted_twice() -> None:
+    # GIVEN a producer emitting both (OTEL_SEMCONV_STABILITY_OPT_IN=http/dup), the old one first
+    agg = WindowAggregator(60)
+    old_points = _http_points("http.status_code", 1000.0)
+    new_points = _http_points("http.response.status_code", 1.0)
+    agg.add(_old_metric(old_points[:1]))
+    agg.add(metric("http.server.request.duration", new_points[:1], "histogram"))
+    agg.add(_old_metric(old_points[1:]))
+    agg.add(metric("http.server.request.duration", new_points[1:], "histogram"))
+    # THEN each window counts the requests once (the current histogram wins)
+    assert [w.requests for w in agg.windows()] == pytest.approx([100, 100])
+    # ... while an old-only window still counts: the old series alone gives the same numbers.
+    alone = WindowAggregator(60)
+    alone.add(_old_metric(old_points[:1]))
+    alone.add(_old_metric(old_points[1:]))
+    assert [w.requests for w in alone.windows()] == pytest.approx([100, 100])
+
+
+def test_is_error_reads_the_old_status_code_attribute() -> None:
+    assert is_error({"http.status_code": 503}) and is_error({"http.status_code": "500"})
+    assert not is_error({"http.status_code": 404})
+    # The current attribute wins when both are present.
+    assert not is_error({"http.response.status_code": 200, "http.status_code": 500})

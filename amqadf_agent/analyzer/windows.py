@@ -26,7 +26,9 @@ Sources, per window (``None`` when the window has none):
   instances), clamped to [0, 1]. Being a mean of rates, a sample never inflates a partial window.
 * **memory**: ``system.memory.utilization`` with ``system.memory.state = used``, the mean.
 * **requests, errors, latency**: SERVER spans (by end time) when the window has any; otherwise
-  ``http.server.request.duration`` histograms (quantiles interpolated linearly within buckets). A
+  ``http.server.request.duration`` histograms (quantiles interpolated linearly within buckets), else
+  the older ``http.server.duration`` (milliseconds, converted to seconds; never added to the current
+  one, which a producer may emit beside it). A
   histogram delta covers an interval: from the previous point of its series (cumulative), else from
   the point's start time (delta temporality, the first point of a cumulative series, a reset); its
   request, error and bucket counts are spread over the windows that interval overlaps, in proportion
@@ -34,7 +36,8 @@ Sources, per window (``None`` when the window has none):
   part of the window those intervals cover. A point with no known interval (no start time) counts at
   its time. Spans divide by the part of the window between the first and last timestamps of the
   data (at least 1 s), as the first and last windows are usually partial. An error is a status code
-  >= 500, an ``error.type`` attribute, or a span with status ERROR.
+  >= 500 (``http.response.status_code``, or the older ``http.status_code``), an ``error.type``
+  attribute, or a span with status ERROR.
 * **queue depth**: ``amqadf.worker_pool.queue.size``, the last value of each (instance, pool) series
   in the window, summed.
 * **instances**: distinct ``service.instance.id`` values seen in the window (at least 1).
@@ -67,7 +70,14 @@ from amqadf_agent.analyzer.model import (
     service_name,
 )
 from amqadf_agent.scaling.autoscaler import ScalingMetrics
-from amqadf_agent.semconv import ATTR_CPU_MODE, ATTR_ERROR_TYPE, ATTR_HTTP_RESPONSE_STATUS_CODE
+from amqadf_agent.semconv import (
+    ATTR_CPU_MODE,
+    ATTR_ERROR_TYPE,
+    ATTR_HTTP_RESPONSE_STATUS_CODE,
+    ATTR_HTTP_STATUS_CODE_OLD,
+    HTTP_SERVER_DURATION_OLD,
+    HTTP_SERVER_DURATION_OLD_UNIT,
+)
 
 __all__ = [
     "DEFAULT_WINDOW_S",
@@ -99,15 +109,20 @@ CPU_SYSTEM: Final = "system.cpu.utilization"
 CPU_TIME: Final = "process.cpu.time"
 MEMORY: Final = "system.memory.utilization"
 HTTP_DURATION: Final = "http.server.request.duration"
+#: The older histogram (milliseconds), read where the current one is missing (see ``_Bucket.legacy``).
+HTTP_DURATION_OLD: Final = HTTP_SERVER_DURATION_OLD
 QUEUE_SIZE: Final = "amqadf.worker_pool.queue.size"
 _MEMORY_STATE: Final = "system.memory.state"
 
 
 def is_error(attributes: Attributes, status_code: int = 0) -> bool:
-    """A failed request: HTTP status >= 500, an ``error.type``, or span status ERROR."""
+    """A failed request: HTTP status >= 500 (``http.response.status_code``, or the older
+    ``http.status_code``), an ``error.type``, or span status ERROR."""
     if status_code == STATUS_CODE_ERROR or attributes.get(ATTR_ERROR_TYPE):
         return True
     code = attributes.get(ATTR_HTTP_RESPONSE_STATUS_CODE)
+    if code is None:
+        code = attributes.get(ATTR_HTTP_STATUS_CODE_OLD)
     if isinstance(code, str) and code.isdigit():
         code = int(code)
     return isinstance(code, int) and not isinstance(code, bool) and code >= 500
@@ -237,6 +252,7 @@ class _Bucket:
         "hist_hi",
         "hist_lo",
         "instances",
+        "legacy",
         "memory",
         "queue",
         "samples",
@@ -265,6 +281,15 @@ class _Bucket:
         self.hist_lo: int | None = None
         self.hist_hi: int | None = None
         self.queue: dict[Hashable, tuple[int, float]] = {}
+        #: The older ``http.server.duration`` histogram's counts (converted to seconds), kept apart and
+        #: used only in a window without ``http.server.request.duration`` data: a producer emitting
+        #: both (``OTEL_SEMCONV_STABILITY_OPT_IN=http/dup``) is not counted twice.
+        self.legacy: _Bucket | None = None
+
+    def legacy_bucket(self) -> _Bucket:
+        if self.legacy is None:
+            self.legacy = _Bucket()
+        return self.legacy
 
     def cover(self, lo_ns: int, hi_ns: int) -> None:
         """Histogram data covers ``[lo_ns, hi_ns]`` of this window."""
@@ -301,6 +326,8 @@ class _Bucket:
             previous = self.queue.get(key)
             if previous is None or previous[0] <= time_ns:
                 self.queue[key] = (time_ns, value)
+        if other.legacy is not None:
+            self.legacy_bucket().absorb(other.legacy, rng)
 
 
 def _merge_samples(
@@ -518,6 +545,8 @@ class WindowAggregator:
                     pair[1] += 1
         elif name == HTTP_DURATION and record.type == "histogram":
             self._add_http_histogram(record)
+        elif name == HTTP_DURATION_OLD and record.type == "histogram":
+            self._add_http_histogram(record, legacy=True)
         elif name == QUEUE_SIZE:
             for point in record.points:
                 if (
@@ -589,27 +618,34 @@ class WindowAggregator:
                 pair[0] += min(max(used / elapsed, 0.0), 1.0)
                 pair[1] += 1
 
-    def _add_http_histogram(self, record: MetricRecord) -> None:
+    def _add_http_histogram(self, record: MetricRecord, legacy: bool = False) -> None:
+        """``legacy``: the older ``http.server.duration`` (unit ``ms`` unless it says ``s``): bounds in
+        seconds, counted apart (``_Bucket.legacy``)."""
         temporality = record.aggregation_temporality
+        to_s = 1e-3 if legacy and record.unit in (HTTP_SERVER_DURATION_OLD_UNIT, "") else 1.0
         for point in record.points:
             if not isinstance(point, HistogramPoint):
                 continue
-            key = (self._instance, record.scope_name, _attrs_key(point.attributes))
+            key = (self._instance, record.scope_name, _attrs_key(point.attributes), legacy)
             found = self._histograms.delta_from(key, temporality, point, self.since_ns)
             if (found.continued or temporality == TEMPORALITY_DELTA) and 0 < found.from_ns < point.time_ns:
                 _count_gap(self._http_gaps, (point.time_ns - found.from_ns) / 1e9)
             if found.count <= 0:
                 continue
             error = is_error(point.attributes)
-            for bucket, share in self._spread(found.from_ns, point.time_ns):
+            explicit_bounds = point.explicit_bounds
+            if to_s != 1.0:
+                explicit_bounds = tuple(bound * to_s for bound in explicit_bounds)
+            for window, share in self._spread(found.from_ns, point.time_ns):
+                bucket = window.legacy_bucket() if legacy else window
                 count = found.count * share
                 bucket.hist_count += count
                 if error:
                     bucket.hist_errors += count
                 if bucket.hist_bounds is None:
-                    bucket.hist_bounds = point.explicit_bounds
+                    bucket.hist_bounds = explicit_bounds
                     bucket.hist_buckets = [n * share for n in found.bucket_counts]
-                elif bucket.hist_bounds == point.explicit_bounds:
+                elif bucket.hist_bounds == explicit_bounds:
                     for i, n in enumerate(found.bucket_counts):
                         bucket.hist_buckets[i] += n * share
                 # Other bounds: counted as requests, left out of the quantiles.
@@ -678,25 +714,24 @@ class WindowAggregator:
             errors: float = 0
             source: str | None = None
             p50 = p95 = p99 = None
+            hist = bucket if bucket.hist_count > 0 else bucket.legacy
             if bucket.span_requests:
                 source = "spans"
                 requests, errors = bucket.span_requests, bucket.span_errors
                 ordered = sorted(bucket.samples)
                 p50, p95, p99 = (_nearest_rank(ordered, q) for q in (0.5, 0.95, 0.99))
-            elif bucket.hist_count > 0:
+            elif hist is not None and hist.hist_count > 0:
                 source = "histogram"
-                requests, errors = bucket.hist_count, bucket.hist_errors
+                requests, errors = hist.hist_count, hist.hist_errors
                 if (
                     bucket.hist_lo is not None
                     and bucket.hist_hi is not None
                     and bucket.hist_hi > bucket.hist_lo
                 ):
                     covered = (bucket.hist_hi - bucket.hist_lo) / 1e9  # the part the intervals cover
-                if bucket.hist_bounds is not None:
-                    bounds = bucket.hist_bounds
-                    p50, p95, p99 = (
-                        bucket_quantile(q, bounds, bucket.hist_buckets) for q in (0.5, 0.95, 0.99)
-                    )
+                if hist.hist_bounds is not None:
+                    bounds = hist.hist_bounds
+                    p50, p95, p99 = (bucket_quantile(q, bounds, hist.hist_buckets) for q in (0.5, 0.95, 0.99))
             cpu = _mean(bucket.cpu_process)
             if cpu is None:
                 cpu = _mean(bucket.cpu_system)
