@@ -50,7 +50,11 @@ from opentelemetry.semconv._incubating.attributes.system_attributes import (
     SYSTEM_FILESYSTEM_STATE,
     SYSTEM_MEMORY_STATE,
 )
-from opentelemetry.semconv.attributes.code_attributes import CODE_FUNCTION_NAME
+from opentelemetry.semconv.attributes.code_attributes import (
+    CODE_FILE_PATH,
+    CODE_FUNCTION_NAME,
+    CODE_LINE_NUMBER,
+)
 from opentelemetry.semconv.attributes.db_attributes import (
     DB_OPERATION_NAME,
     DB_QUERY_TEXT,
@@ -124,6 +128,8 @@ ATTR_DB_OPERATION_NAME: Final = DB_OPERATION_NAME
 ATTR_DB_RESPONSE_RETURNED_ROWS: Final = DB_RESPONSE_RETURNED_ROWS
 ATTR_DB_CLIENT_CONNECTION_POOL_NAME: Final = DB_CLIENT_CONNECTION_POOL_NAME
 ATTR_CODE_FUNCTION_NAME: Final = CODE_FUNCTION_NAME
+ATTR_CODE_FILE_PATH: Final = CODE_FILE_PATH
+ATTR_CODE_LINE_NUMBER: Final = CODE_LINE_NUMBER
 #: Older names that instrumentations and stored telemetry still carry; readers accept both.
 ATTR_DB_STATEMENT_OLD: Final = "db.statement"
 ATTR_DB_SYSTEM_OLD: Final = "db.system"
@@ -154,6 +160,9 @@ ATTR_SCALER_ACTION: Final = "amqadf.autoscaler.action"  # scale_up | scale_down 
 ATTR_SCALER_LIMITED_BY: Final = (
     "amqadf.autoscaler.limited_by"  # tolerance | stabilization | policy | bounds | …
 )
+ATTR_SCALER_CURRENT: Final = "amqadf.autoscaler.current"  # on the decision event: instances now
+ATTR_SCALER_TARGET: Final = "amqadf.autoscaler.target"  # on the decision event: instances decided
+ATTR_SCALER_REASON: Final = "amqadf.autoscaler.reason"  # on the decision event: why, one line
 ATTR_SCALER_METRIC: Final = "amqadf.autoscaler.metric"  # the metric that set the recommendation
 ATTR_RETRY_POLICY: Final = "amqadf.retry.policy"
 #: successful_without_retry | successful_with_retry | failed_without_retry | failed_with_retry
@@ -698,11 +707,164 @@ SPAN_PROFILE: Final = "amqadf.profile"
 SPAN_PROFILE_FRAME: Final = "amqadf.profile.frame"
 #: Attribute on a profile span: where the full profile (speedscope JSON or HTML) was saved.
 ATTR_PROFILER_ARTIFACT: Final = "amqadf.profiler.artifact"
+# On a profile span: seconds of wall and CPU time, pyinstrument's samples, whether it was profiled
+# (false: a sampled-out or over-budget call), memray's peak and totals.
+ATTR_PROFILER_DURATION: Final = "amqadf.profiler.duration"
+ATTR_PROFILER_CPU_TIME: Final = "amqadf.profiler.cpu_time"
+ATTR_PROFILER_SAMPLE_COUNT: Final = "amqadf.profiler.sample_count"
+ATTR_PROFILER_PROFILED: Final = "amqadf.profiler.profiled"
+ATTR_PROFILER_PEAK_MEMORY: Final = "amqadf.profiler.peak_memory"
+ATTR_PROFILER_TOTAL_ALLOCATIONS: Final = "amqadf.profiler.total_allocations"
+ATTR_PROFILER_TOTAL_BYTES: Final = "amqadf.profiler.total_bytes"
+# On a EVENT_PROFILE_FUNCTION event: seconds (CPU profile), or bytes and allocations (memory).
+ATTR_PROFILER_SELF_TIME: Final = "amqadf.profiler.self_time"
+ATTR_PROFILER_TOTAL_TIME: Final = "amqadf.profiler.total_time"
+ATTR_PROFILER_SITE_BYTES: Final = "amqadf.profiler.bytes"
+ATTR_PROFILER_SITE_ALLOCATIONS: Final = "amqadf.profiler.allocations"
+#: On a SPAN_PROFILE_FRAME span: its depth below the profile span (1: a direct child).
+ATTR_PROFILER_FRAME_DEPTH: Final = "amqadf.profiler.frame.depth"
 #: Span event on a profile span, one per top function (``code.function.name``, ``code.file.path``,
 #: ``code.line.number``, ``amqadf.profiler.self_time``, ``amqadf.profiler.total_time`` in seconds).
 EVENT_PROFILE_FUNCTION: Final = "amqadf.profiler.function"
 #: Event when outlier detection ejects a worker (ATTR_LB_NAME, ATTR_LB_WORKER).
 EVENT_WORKER_EJECTED: Final = "amqadf.loadbalancer.worker.ejected"
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """One span name or span event of the contract: where it appears, what it carries, who reads it."""
+
+    name: str
+    #: ``span`` or ``span event`` (or ``span event, log``: also a log record with this event name).
+    kind: str
+    attributes: tuple[str, ...]
+    emitted_by: str
+    read_by: str
+
+
+_TRACES = "trace viewers"
+#: Every span name and event the agent emits, in the README's contract table.
+EVENTS: Final = (
+    Event(
+        EVENT_SCALING_DECISION,
+        "span event, log",
+        (
+            ATTR_SCALER_NAME,
+            ATTR_SCALER_ACTION,
+            ATTR_SCALER_LIMITED_BY,
+            ATTR_SCALER_METRIC,
+            ATTR_SCALER_CURRENT,
+            ATTR_SCALER_TARGET,
+            ATTR_SCALER_REASON,
+        ),
+        "AutoScaler",
+        _TRACES + ", logs",
+    ),
+    Event(
+        EVENT_RETRY,
+        "span event",
+        (ATTR_RETRY_POLICY, ATTR_RETRY_ATTEMPT, ATTR_RETRY_DELAY, ATTR_ERROR_TYPE),
+        "RetryPolicy",
+        _TRACES,
+    ),
+    Event(
+        EVENT_RETRY_GIVE_UP,
+        "span event",
+        (ATTR_RETRY_POLICY, ATTR_RETRY_STOP, ATTR_ERROR_TYPE),
+        "RetryPolicy",
+        _TRACES,
+    ),
+    Event(
+        EVENT_BREAKER_TRANSITION,
+        "span event",
+        (ATTR_BREAKER_NAME, ATTR_BREAKER_FROM, ATTR_BREAKER_TO),
+        "CircuitBreaker",
+        _TRACES,
+    ),
+    Event(
+        EVENT_BREAKER_REJECTED,
+        "span event",
+        (ATTR_BREAKER_NAME, ATTR_BREAKER_STATE),
+        "CircuitBreaker",
+        _TRACES,
+    ),
+    Event(
+        EVENT_FALLBACK, "span event", (ATTR_FALLBACK_NAME, ATTR_ERROR_TYPE), "GracefulDegradation", _TRACES
+    ),
+    Event(EVENT_TIMEOUT, "span event", (ATTR_TIMEOUT_NAME,), "timeout", _TRACES),
+    Event(
+        EVENT_RATE_LIMITED,
+        "span event",
+        (ATTR_RATE_LIMITER_NAME, ATTR_RATE_LIMITER_RETRY_AFTER),
+        "RateLimiter",
+        _TRACES,
+    ),
+    Event(
+        EVENT_RESOURCE_LIMIT,
+        "span event",
+        (ATTR_RESOURCE_KIND, ATTR_RESOURCE_VALUE, ATTR_RESOURCE_THRESHOLD),
+        "ResourceMonitor",
+        _TRACES,
+    ),
+    Event(
+        SPAN_PROFILE,
+        "span",
+        (
+            ATTR_PROFILER_KIND,
+            ATTR_PROFILER_FUNCTION,
+            ATTR_CODE_FUNCTION_NAME,
+            ATTR_CODE_FILE_PATH,
+            ATTR_CODE_LINE_NUMBER,
+            ATTR_PROFILER_DURATION,
+            ATTR_PROFILER_PROFILED,
+            ATTR_PROFILER_CPU_TIME,
+            ATTR_PROFILER_SAMPLE_COUNT,
+            ATTR_PROFILER_PEAK_MEMORY,
+            ATTR_PROFILER_TOTAL_ALLOCATIONS,
+            ATTR_PROFILER_TOTAL_BYTES,
+            ATTR_PROFILER_ARTIFACT,
+        ),
+        "PerformanceProfiler",
+        _TRACES,
+    ),
+    Event(
+        SPAN_PROFILE_FRAME,
+        "span",
+        (
+            ATTR_CODE_FUNCTION_NAME,
+            ATTR_CODE_FILE_PATH,
+            ATTR_CODE_LINE_NUMBER,
+            ATTR_PROFILER_SELF_TIME,
+            ATTR_PROFILER_TOTAL_TIME,
+            ATTR_PROFILER_FRAME_DEPTH,
+        ),
+        "PerformanceProfiler",
+        _TRACES,
+    ),
+    Event(
+        EVENT_PROFILE_FUNCTION,
+        "span event",
+        (
+            ATTR_CODE_FUNCTION_NAME,
+            ATTR_CODE_FILE_PATH,
+            ATTR_CODE_LINE_NUMBER,
+            ATTR_PROFILER_SELF_TIME,
+            ATTR_PROFILER_TOTAL_TIME,
+            ATTR_PROFILER_SITE_BYTES,
+            ATTR_PROFILER_SITE_ALLOCATIONS,
+        ),
+        "PerformanceProfiler",
+        _TRACES,
+    ),
+    Event(EVENT_WORKER_EJECTED, "span event", (ATTR_LB_NAME, ATTR_LB_WORKER), "LoadBalancer", _TRACES),
+    Event(
+        EVENT_EXCEPTION,
+        "span event",
+        ("exception.type", "exception.message", "exception.stacktrace"),
+        "every span that records an error (OpenTelemetry convention)",
+        _TRACES,
+    ),
+)
 
 #: Resource attributes every export carries.
 RESOURCE_ATTRIBUTES: Final = (
@@ -732,6 +894,11 @@ def contract_table() -> str:
         attrs = ", ".join(f"`{a}`" for a in inst.attributes) or "—"
         rows.append(
             f"| {name} | {inst.kind} | `{inst.unit}` | {attrs} | {inst.emitted_by} | {inst.read_by} |\n"
+        )
+    for event in EVENTS:
+        attrs = ", ".join(f"`{a}`" for a in event.attributes) or "—"
+        rows.append(
+            f"| `{event.name}` | {event.kind} | — | {attrs} | {event.emitted_by} | {event.read_by} |\n"
         )
     return _TABLE_HEADER + "".join(rows)
 

@@ -211,6 +211,13 @@ def test_standard_metric_names_match_the_semantic_conventions_library() -> None:
         assert getattr(importlib.import_module(module), constant) == inst.name
 
 
+def test_every_span_name_and_event_is_in_the_contract() -> None:
+    declared = {v for k, v in vars(semconv).items() if k.startswith(("EVENT_", "SPAN_"))}
+    assert declared == {event.name for event in semconv.EVENTS}
+    for event in semconv.EVENTS:
+        assert f"| `{event.name}` | {event.kind} |" in semconv.contract_table()
+
+
 def test_contract_table_is_printed_by_the_module() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "amqadf_agent.semconv"], capture_output=True, text=True, timeout=60, check=True

@@ -970,3 +970,18 @@ def test_self_time_counter_bound_with_real_profiles(monkeypatch: pytest.MonkeyPa
     points = _self_time_points(reader)
     assert len(points) <= 2
     assert ("cpu", f"{__name__}.hot_inner") in points  # the hot spot is never the one dropped
+
+
+def test_profile_spans_and_events_carry_only_the_contracts_attributes(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = spans
+    profiler = PerformanceProfiler(tracer=provider.get_tracer("test"))
+    profiler.profile_function(cpu_bound)
+    contract = {event.name: set(event.attributes) for event in semconv.EVENTS}
+    finished = exporter.get_finished_spans()
+    assert {span.name for span in finished} == {semconv.SPAN_PROFILE, semconv.SPAN_PROFILE_FRAME}
+    for span in finished:
+        assert set(span.attributes or {}) <= contract[span.name], span.name
+        for event in span.events:
+            assert set(event.attributes or {}) <= contract[event.name], event.name

@@ -93,22 +93,21 @@ _log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Standard attribute keys (OpenTelemetry ``code.*`` semantic conventions).
-ATTR_CODE_FUNCTION_NAME = "code.function.name"
-ATTR_CODE_FILE_PATH = "code.file.path"
-ATTR_CODE_LINE_NUMBER = "code.line.number"
-# Ours; not in semconv.py yet (see the report of this change).
-ATTR_DURATION = "amqadf.profiler.duration"
-ATTR_CPU_TIME = "amqadf.profiler.cpu_time"
-ATTR_SAMPLE_COUNT = "amqadf.profiler.sample_count"
-ATTR_PROFILED = "amqadf.profiler.profiled"
-ATTR_SELF_TIME = "amqadf.profiler.self_time"
-ATTR_TOTAL_TIME = "amqadf.profiler.total_time"
-ATTR_PEAK_MEMORY = "amqadf.profiler.peak_memory"
-ATTR_TOTAL_ALLOCATIONS = "amqadf.profiler.total_allocations"
-ATTR_TOTAL_BYTES = "amqadf.profiler.total_bytes"
-ATTR_SITE_BYTES = "amqadf.profiler.bytes"
-ATTR_SITE_ALLOCATIONS = "amqadf.profiler.allocations"
+# Attribute keys of profile spans and their events: the contract's (semconv.py), by short names.
+ATTR_CODE_FUNCTION_NAME = semconv.ATTR_CODE_FUNCTION_NAME
+ATTR_CODE_FILE_PATH = semconv.ATTR_CODE_FILE_PATH
+ATTR_CODE_LINE_NUMBER = semconv.ATTR_CODE_LINE_NUMBER
+ATTR_DURATION = semconv.ATTR_PROFILER_DURATION
+ATTR_CPU_TIME = semconv.ATTR_PROFILER_CPU_TIME
+ATTR_SAMPLE_COUNT = semconv.ATTR_PROFILER_SAMPLE_COUNT
+ATTR_PROFILED = semconv.ATTR_PROFILER_PROFILED
+ATTR_SELF_TIME = semconv.ATTR_PROFILER_SELF_TIME
+ATTR_TOTAL_TIME = semconv.ATTR_PROFILER_TOTAL_TIME
+ATTR_PEAK_MEMORY = semconv.ATTR_PROFILER_PEAK_MEMORY
+ATTR_TOTAL_ALLOCATIONS = semconv.ATTR_PROFILER_TOTAL_ALLOCATIONS
+ATTR_TOTAL_BYTES = semconv.ATTR_PROFILER_TOTAL_BYTES
+ATTR_SITE_BYTES = semconv.ATTR_PROFILER_SITE_BYTES
+ATTR_SITE_ALLOCATIONS = semconv.ATTR_PROFILER_SITE_ALLOCATIONS
 
 KIND_CPU = "cpu"
 KIND_MEMORY = "memory"
@@ -123,7 +122,7 @@ _PROFILING: contextvars.ContextVar[bool] = contextvars.ContextVar("amqadf_profil
 #: Every artifact file this module writes starts with this (only these are ever removed).
 ARTIFACT_PREFIX = "amqadf-profile-"
 _ARTIFACT_SUFFIX = {"speedscope": ".speedscope.json", "html": ".html"}
-ATTR_FRAME_DEPTH = "amqadf.profiler.frame.depth"
+ATTR_FRAME_DEPTH = semconv.ATTR_PROFILER_FRAME_DEPTH
 #: At most this many (kind, function) series of ``amqadf.profiler.function.self_time`` per profiler:
 #: the ones with the most self time are kept (profiles of varied code must not grow it without end).
 MAX_SELF_TIME_FUNCTIONS = 200

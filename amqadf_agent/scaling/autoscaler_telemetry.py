@@ -40,10 +40,9 @@ _log = logging.getLogger(__name__)
 
 #: ``amqadf.autoscaler.limited_by`` of a decision no rule limited (attribute values cannot be None).
 LIMITED_BY_NONE = "none"
-# Event attributes that semconv describes (EVENT_SCALING_DECISION) but has no constants for yet.
-_ATTR_CURRENT = "amqadf.autoscaler.current"
-_ATTR_TARGET = "amqadf.autoscaler.target"
-_ATTR_REASON = "amqadf.autoscaler.reason"
+_ATTR_CURRENT = semconv.ATTR_SCALER_CURRENT
+_ATTR_TARGET = semconv.ATTR_SCALER_TARGET
+_ATTR_REASON = semconv.ATTR_SCALER_REASON
 
 
 class AutoScalerTelemetry:
