@@ -1,11 +1,13 @@
 """The Grafana dashboards and alert rules, proven against a real Prometheus scraping the demo.
 
-The demo (``amqadf-agent demo --exporter file --exporter prometheus``) and a small ResourceMonitor
-process (the demo does not sample resources) are scraped every second twice: once as the agent
-exposes them (job ``amqadf-demo-shop``), once renamed as the Collector's prometheus exporter names
-them (unit-1 gauges get ``_ratio``; job ``amqadf-demo-shop-via-collector``). Every panel query of
-every dashboard, with its template variables substituted as Grafana would, must return data for
-both jobs, but for the few panels of ``NO_DATA_ALLOWED`` that only show failures.
+The demo (``amqadf-agent demo --exporter file --exporter prometheus``) and its companion
+(``tests/apps/dashboard_companion.py``: a ResourceMonitor, which the demo does not run, and the
+losses a healthy demo never has: OTLP exports to a dead port, a span queue that overflows, a Redis
+state store that cannot be reached) are scraped every second twice: once as the agent exposes them
+(job ``amqadf-demo-shop``), once renamed as the Collector's prometheus exporter names them (unit-1
+gauges get ``_ratio``; job ``amqadf-demo-shop-via-collector``). Every panel query of every dashboard,
+with its template variables substituted as Grafana would, must return data for both jobs: no panel
+is exempt, so a misspelt metric name fails even on a panel that only shows failures.
 
 Needs the Debian package ``prometheus`` (which ships ``promtool``).
 """
@@ -40,40 +42,18 @@ DASHBOARDS = sorted(DASHBOARD_DIR.glob("*.json"))
 #: The demo plants an inventory outage 16-20 s into its run (breaker opens, fallbacks are used).
 DEMO_DURATION = 26.0
 
-#: Panels that cannot show data in the demo run, and why. Keep it small: a test fails when one of
-#: them starts returning data, so a stale entry is removed.
-NO_DATA_ALLOWED: dict[tuple[str, str], str] = {
-    # The agent-health panels of losses and failures: a healthy run has no failed export, no full
-    # span queue and no Redis state store (so no fallback), and these counters only get a series
-    # once the first failure happens.
-    ("agent-health.json", "Export failures by signal, exporter and error (batches/s)"): "no export fails",
-    ("agent-health.json", "Telemetry dropped by signal, exporter and error (items/s)"): "nothing is lost",
-    ("agent-health.json", "Dropped because the queue was full: spans and log records (items/s)"): (
-        "the queues never fill"
-    ),
-    ("agent-health.json", "State-store fallbacks to local state (operations/s)"): "no Redis store here",
-}
-
 #: Grafana's built-in variables, as the test substitutes them.
 BUILTINS = {"__rate_interval": "30s", "__interval": "5s", "__range": "5m"}
 
-#: Prometheus names that differ on the Collector path: unit-1 gauges get ``_ratio``.
-
-RESOURCE_SCRIPT = f"""
-import sys, time
-import amqadf_agent
-from amqadf_agent.monitoring.resources import ResourceMonitor
-agent = amqadf_agent.start(service_name={DEMO_SERVICE!r}, exporters=["prometheus"])
-assert agent.running, agent.error
-monitor = ResourceMonitor(update_interval=1.0)
-monitor.instrument()
-end = time.monotonic() + float(sys.argv[1])
-while time.monotonic() < end:
-    # thresholds of 0: every sample breaches, so the limit-breach panels have data
-    monitor.check_resource_limits(cpu_threshold=0.0, memory_threshold=0.0, disk_threshold=0.0)
-    time.sleep(1.0)
-agent.shutdown()
-"""
+#: Runs beside the demo as a second instance of its service (see the module docstring).
+COMPANION = Path(__file__).resolve().parent / "apps" / "dashboard_companion.py"
+#: What the companion must have made visible before the panels are queried (``{job}`` filled in).
+COMPANION_LOSSES = {
+    "failed export": 'amqadf_agent_export_failures_total{{job="{job}", amqadf_agent_exporter="otlp"}}',
+    "dropped telemetry": 'amqadf_agent_telemetry_dropped_total{{job="{job}", amqadf_agent_exporter="otlp"}}',
+    "queue-full drop": 'otel_sdk_processor_span_processed_total{{job="{job}", error_type="queue_full"}}',
+    "store fallback": 'amqadf_state_store_fallbacks_total{{job="{job}", amqadf_state_store_kind="redis"}}',
+}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -170,11 +150,6 @@ def test_unit_one_gauges_are_queried_under_both_names(path: Path) -> None:
             assert bare is None, f'{dashboard} / {title}: select {name} by {{__name__=~"{name}(_ratio)?"}}'
 
 
-def test_allow_list_names_existing_panels() -> None:
-    titles = {(d, t) for d, t, _ in queries()}
-    assert set(NO_DATA_ALLOWED) <= titles
-
-
 # --- alert rules -------------------------------------------------------------------------------
 def test_alert_rules_check() -> None:
     result = subprocess.run(
@@ -222,8 +197,8 @@ def _wait(prom: PrometheusServer, expr: str, deadline: float) -> bool:
 def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrometheusServer, float]]:
     """Prometheus after it scraped the demo through its outage; the time to evaluate queries at."""
     work = tmp_path_factory.mktemp("demo")
-    demo_port, resources_port = free_port(), free_port()
-    targets = [f"127.0.0.1:{demo_port}", f"127.0.0.1:{resources_port}"]
+    demo_port, companion_port = free_port(), free_port()
+    targets = [f"127.0.0.1:{demo_port}", f"127.0.0.1:{companion_port}"]
     scrape_configs = both_naming_paths(targets)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AMQADF_"))}
     exe = Path(sys.executable).parent / "amqadf-agent"
@@ -231,7 +206,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Promethe
     with (
         PrometheusServer(scrape_configs, scrape_interval="1s") as prom,
         open(work / "demo.log", "wb") as demo_log,
-        open(work / "resources.log", "wb") as resources_log,
+        open(work / "companion.log", "wb") as companion_log,
     ):
         try:
             procs.append(
@@ -260,11 +235,11 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Promethe
             )
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-c", RESOURCE_SCRIPT, str(DEMO_DURATION + 10)],
-                    env={**env, "OTEL_EXPORTER_PROMETHEUS_PORT": str(resources_port)},
+                    [sys.executable, str(COMPANION), str(DEMO_DURATION + 10)],
+                    env={**env, "OTEL_EXPORTER_PROMETHEUS_PORT": str(companion_port)},
                     cwd=work,
                     stdout=subprocess.DEVNULL,
-                    stderr=resources_log,
+                    stderr=companion_log,
                 )
             )
             deadline = time.monotonic() + DEMO_DURATION + 25
@@ -277,6 +252,13 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Promethe
                 assert _wait(prom, expr, deadline), (
                     f"the demo's breaker never opened in {job}:\n" + (work / "demo.log").read_text()[-3000:]
                 )
+            # the companion's losses reached Prometheus, in both jobs
+            for job in (DEMO_SERVICE, VIA_COLLECTOR):
+                for what, expr in COMPANION_LOSSES.items():
+                    assert _wait(prom, expr.format(job=job), deadline), (
+                        f"no {what} of the companion reached {job}:\n"
+                        + (work / "companion.log").read_text()[-3000:]
+                    )
             time.sleep(4.0)  # a few more scrapes after the outage
             assert procs[0].poll() is None, "the demo ended before the queries' evaluation time"
             yield prom, time.time()
@@ -304,7 +286,7 @@ def test_template_variables_find_the_service(scraped: tuple[PrometheusServer, fl
 def test_every_panel_query_returns_data(scraped: tuple[PrometheusServer, float], service: str) -> None:
     prom, at = scraped
     variables = {**BUILTINS, "service": service, "instance": ".*", "datasource": "prometheus"}
-    failures, unexpectedly_fine = [], []
+    failures = []
     count = 0
     for dashboard, title, expr in queries():
         count += 1
@@ -314,17 +296,11 @@ def test_every_panel_query_returns_data(scraped: tuple[PrometheusServer, float],
         except PrometheusQueryError as exc:
             failures.append(f"{dashboard} / {title}: error {exc}\n    {query}")
             continue
-        allowed = (dashboard, title) in NO_DATA_ALLOWED
-        if not result and not allowed:
+        if not result:
             failures.append(f"{dashboard} / {title}: no data\n    {query}")
-        elif result and allowed:
-            unexpectedly_fine.append(f"{dashboard} / {title}")
     assert count >= 40
     assert not failures, f"{len(failures)} of {count} queries failed for job {service}:\n" + "\n".join(
         failures
-    )
-    assert not unexpectedly_fine, (
-        f"these panels have data now: remove them from NO_DATA_ALLOWED: {unexpectedly_fine}"
     )
 
 
