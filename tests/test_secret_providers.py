@@ -11,6 +11,7 @@ No mocks of hvac or boto3. A planted value must never appear in an error, a ``re
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import socket
@@ -286,6 +287,69 @@ def test_vault_tls_verify_options(vault: VaultStub, tmp_path: Path, caplog: pyte
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     assert VaultProvider(vault.url, token=TOKEN, verify=ca).verify == str(ca)
+
+
+def _self_signed_certificate(directory: Path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 that is its own CA (``cryptography``, which moto needs anyway)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert, key_file = directory / "vault.pem", directory / "vault-key.pem"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert), str(key_file)
+
+
+def test_vault_over_tls_verifies_the_server_against_the_given_ca(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    cert, key = _self_signed_certificate(tmp_path)
+    stub = VaultStub().start(tls=(cert, key))
+    stub.add_token(TOKEN)
+    stub.put("app/api_key", {"value": PLANTED})
+    try:
+        assert stub.url.startswith("https://")
+        # The system's CAs do not know this server: refused, with a message that says TLS.
+        with pytest.raises(SecretProviderError) as caught:
+            VaultProvider(stub.url, token=TOKEN, verify=True).lookup("app/api_key")
+        message = str(caught.value)
+        assert "TLS verification of https://127.0.0.1" in message, message
+        assert "set secrets.vault.verify to the CA file" in message
+        assert PLANTED not in message and TOKEN not in message
+        assert not stub.requests  # nothing was sent over the unverified connection
+        # The operator's CA file: verified, read.
+        assert VaultProvider(stub.url, token=TOKEN, verify=cert).lookup("app/api_key") == PLANTED
+    finally:
+        stub.stop()
 
 
 def test_vault_unreachable_is_wrapped() -> None:

@@ -17,6 +17,7 @@ Vault Enterprise. Every request's path and headers are recorded in ``requests``.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class VaultStub:
     versions: dict[tuple[str, str, str], int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
+    tls: bool = False
     thread: threading.Thread | None = None
 
     # -- setup ---------------------------------------------------------------------------------------
@@ -70,10 +72,12 @@ class VaultStub:
     def url(self) -> str:
         assert self.server is not None
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
-    def start(self) -> VaultStub:
+    def start(self, tls: tuple[str, str] | None = None) -> VaultStub:
+        """Serve on a loopback port; over HTTPS with ``tls`` = (certificate file, key file)."""
         stub = self
+        self.tls = tls is not None
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -183,6 +187,10 @@ class VaultStub:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, name="vault-stub", daemon=True)
         self.thread.start()
         return self

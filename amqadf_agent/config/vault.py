@@ -227,6 +227,11 @@ class VaultProvider:
             reason = f"invalid request (HTTP 400) during {during}"
         elif isinstance(exc, exceptions.VaultError):
             reason = f"Vault error during {during} ({type(exc).__name__})"
+        elif _is_tls_failure(exc):
+            reason = (
+                f"TLS verification of {self.url} failed during {during}; "
+                "set secrets.vault.verify to the CA file that signed its certificate"
+            )
         else:
             reason = f"cannot reach {self.url} during {during} ({type(exc).__name__})"
         return SecretProviderError("vault", name, reason)
@@ -244,3 +249,21 @@ def _wrap(value: Secret | str | None) -> Secret | None:
     if value is None or isinstance(value, Secret):
         return value
     return Secret(value)
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    """An ``ssl`` error anywhere in the chain (requests wraps it in its own ``SSLError``)."""
+    import ssl
+
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError) or type(seen).__name__ == "SSLError":
+            return True
+        seen = (
+            seen.__cause__
+            or seen.__context__
+            or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
+        )
+    return False
