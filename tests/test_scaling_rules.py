@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
 from amqadf_agent.analyzer.rules.scaling import analyze_scaling
 from amqadf_agent.analyzer.windows import Window
@@ -91,3 +93,75 @@ def test_too_little_data_gives_a_timeline_but_no_recommendation() -> None:
     result = analyze_scaling(windows([0.95], [0.1]), window_seconds=60)
     assert len(result.to_json()["timeline"]) == 1 and result.recommendations == ()
     assert analyze_scaling([], window_seconds=60).to_json()["recommendation"] is None
+
+
+def _spans_windows(p95s: list[float]) -> list[Window]:
+    """Windows rebuilt from SERVER spans: 20 spans per 60 s window, all lasting its p95, except span 0
+    of each window, which lasts twice as long (its id: ``f"{window:02d}" * 8``)."""
+    from amqadf_agent.analyzer.model import SpanRecord
+    from amqadf_agent.analyzer.windows import WindowAggregator
+
+    agg = WindowAggregator(60)
+    resource = {"service.name": "shop", "service.instance.id": "i-1"}
+    for w, p95 in enumerate(p95s):
+        for i in range(20):
+            duration = p95 * (2 if i == 0 else 1)
+            end = (1_700_000_040 + w * 60 + 30) * S + i * 1_000_000
+            span_id = f"{w:02d}" * 8 if i == 0 else f"{w:02d}{i:014x}"
+            agg.add(
+                SpanRecord(f"{w:032x}", span_id, "", "GET /", 2, end - int(duration * S), end, 0, "",
+                           {"http.response.status_code": 200}, (), resource, "t")
+            )  # fmt: skip
+    return agg.windows()
+
+
+def test_scaling_findings_carry_the_slowest_server_spans_of_the_windows_that_drove_them() -> None:
+    # GIVEN latency that rises in windows 1 and 2 (the scale-up windows)
+    result = analyze_scaling(_spans_windows([0.1, 1.0, 1.5]), window_seconds=60)
+    (up,) = result.recommendations
+    assert up.rule == "scale_up" and up.evidence.numbers["scale_up_decisions"] == 2
+    # THEN its examples are the slowest spans of those windows, slowest first, trace and span ids
+    assert up.evidence.span_ids[:2] == ("02" * 8, "01" * 8)  # 3.0 s, 2.0 s
+    assert len(up.evidence.span_ids) == 3 and up.evidence.span_ids[2].startswith("02")  # a 1.5 s one
+    assert up.evidence.trace_ids == (f"{2:032x}", f"{1:032x}")
+    assert up.to_dict()["evidence"]["span_ids"] == list(up.evidence.span_ids)
+    # ... and never a span of the healthy window 0
+    assert not any(s.startswith("00") for s in up.evidence.span_ids)
+
+    # database_first: the slow windows' spans first, then the database findings' examples
+    db = Recommendation(
+        "database", "n_plus_one", "high", "N+1", "fix", "SELECT ? FROM t",
+        Evidence({}, "", "", trace_ids=("dd" * 16,), span_ids=("ee" * 8,)), 0.9, impact_s=5.0,
+    )  # fmt: skip
+    joint = analyze_scaling(
+        _spans_windows([0.1, 1.0, 1.5]), window_seconds=60, service="shop", database_findings=[db]
+    )
+    first = next(r for r in joint.recommendations if r.rule == "database_first")
+    assert first.evidence.span_ids[:2] == ("02" * 8, "01" * 8) and first.evidence.span_ids[-1] == "ee" * 8
+    assert "dd" * 16 in first.evidence.trace_ids
+
+    # scale_down: the over-provisioned windows' spans
+    down = analyze_scaling(
+        [
+            dataclasses.replace(
+                w,
+                instances=6,
+                metrics=dataclasses.replace(
+                    w.metrics, cpu_utilization=0.1, memory_utilization=0.1, queue_depth=0.0
+                ),
+            )
+            for w in _spans_windows([0.05] * 8)
+        ],
+        window_seconds=60,
+    )
+    (shrink,) = down.recommendations
+    assert shrink.rule == "scale_down" and len(shrink.evidence.span_ids) == 3
+    assert set(shrink.evidence.span_ids) <= {f"{w:02d}" * 8 for w in range(8)} | {
+        f"{w:02d}{i:014x}" for w in range(8) for i in range(20)
+    }
+
+
+def test_scaling_findings_from_metrics_only_have_no_example_ids() -> None:
+    # Control: windows rebuilt from metrics (no SERVER spans) give no ids to cite.
+    (up,) = analyze_scaling(windows([0.5, 0.9, 1.0], [0.1, 0.1, 0.1]), window_seconds=60).recommendations
+    assert up.rule == "scale_up" and up.evidence.trace_ids == () and up.evidence.span_ids == ()

@@ -331,3 +331,57 @@ def test_peak_windows_sum_the_instances_and_follow_the_collection_interval() -> 
     )
     (pool,) = analyse([*one, late]).pools()
     assert pool.peak_window_s == 10.0 and pool.busy_peak == pytest.approx(4.0)
+
+
+def _server_span(service: str, end_s: int, duration_s: float, span_id: str) -> Any:
+    from amqadf_agent.analyzer.model import SpanRecord
+
+    end = S + end_s * S
+    resource = {"service.name": service, "service.instance.id": "i-1"}
+    return SpanRecord("ab" * 16, span_id, "", "GET /", 2, end - int(duration_s * S), end, 0, "", {},
+                      (), resource, "t")  # fmt: skip
+
+
+def test_thread_findings_carry_the_slowest_server_spans_of_the_pools_service() -> None:
+    # GIVEN a saturated pool of service shop, shop's SERVER spans, and slower spans of another service
+    rules = ThreadRules()
+    for record in pool_records(busy=4, tasks_per_s=20, latency=0.2):
+        rules.add(record)
+    for i in range(10):
+        rules.add(_server_span("shop", 60 + i, 0.1 * (i + 1), f"{i:016x}"))
+        rules.add(_server_span("billing", 60 + i, 5.0, f"b{i:015x}"))
+    (grow,) = rules.recommendations()
+    # THEN the finding names the slowest spans of shop (the telemetry does not link spans to pools)
+    assert grow.rule == "grow_pool"
+    assert grow.evidence.span_ids == (f"{9:016x}", f"{8:016x}", f"{7:016x}")
+    assert grow.evidence.trace_ids == ("ab" * 16,)
+    # Control: no spans of the pool's service, no example ids (not another service's).
+    alone = ThreadRules()
+    for record in pool_records(busy=4, tasks_per_s=20, latency=0.2):
+        alone.add(record)
+    alone.add(_server_span("billing", 60, 5.0, "c" * 16))
+    (grow,) = alone.recommendations()
+    assert grow.evidence.span_ids == () and grow.evidence.trace_ids == ()
+
+
+def test_confidence_is_lower_with_few_tasks_and_none_below_the_minimum() -> None:
+    # GIVEN the same saturated pool (L = 4 busy workers of 4) seen through many, few and too few tasks
+    def grow(tasks_per_s: float) -> list[Any]:
+        rules = ThreadRules()
+        for record in pool_records(busy=4, tasks_per_s=tasks_per_s, latency=4 / tasks_per_s):
+            rules.add(record)
+        return rules.recommendations()
+
+    (many,) = grow(20)  # 12 000 tasks
+    (few,) = grow(0.2)  # 120 tasks
+    assert many.rule == few.rule == "grow_pool"
+    assert many.evidence.numbers["tasks"] == 12_000 and few.evidence.numbers["tasks"] == 120
+    assert many.confidence == pytest.approx(0.95) and 0.3 < few.confidence < 0.7
+    assert few.confidence < many.confidence
+    # THEN below min_tasks (50) there is no recommendation at all, while the numbers are reported
+    assert ThreadRuleConfig().min_tasks == 50
+    rules = ThreadRules()
+    for record in pool_records(busy=4, tasks_per_s=0.07, latency=4 / 0.07):  # 42 tasks
+        rules.add(record)
+    assert rules.recommendations() == []
+    assert rules.to_json()[0]["recommended"] == 6

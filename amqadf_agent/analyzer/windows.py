@@ -41,6 +41,8 @@ Sources, per window (``None`` when the window has none):
 * **queue depth**: ``amqadf.worker_pool.queue.size``, the last value of each (instance, pool) series
   in the window, summed.
 * **instances**: distinct ``service.instance.id`` values seen in the window (at least 1).
+* **examples**: the ``EXAMPLES_PER_WINDOW`` slowest SERVER spans (``Window.slowest``: duration, trace
+  and span ids), the example ids of the scaling findings.
 
 ``since_ns``/``until_ns`` restrict the windows; points before ``since_ns`` still serve as the
 baseline of cumulative series, so the first window in range is not credited with everything the
@@ -50,6 +52,7 @@ out.
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 from collections.abc import Hashable, Mapping, Sequence
@@ -103,6 +106,8 @@ AUTO_GAP_SLACK: Final = 1.1
 AUTO_MAX_WINDOW_S: Final = 3600
 #: Span durations kept per window for the quantiles (a reservoir beyond that).
 MAX_SAMPLES_PER_WINDOW: Final = 4096
+#: The slowest SERVER spans kept per window, as example trace and span ids for the evidence.
+EXAMPLES_PER_WINDOW: Final = 3
 
 CPU_PROCESS: Final = "process.cpu.utilization"
 CPU_SYSTEM: Final = "system.cpu.utilization"
@@ -256,6 +261,7 @@ class _Bucket:
         "memory",
         "queue",
         "samples",
+        "slowest",
         "span_errors",
         "span_requests",
         "span_seen",
@@ -272,6 +278,8 @@ class _Bucket:
         self.span_errors = 0
         self.span_seen = 0
         self.samples: list[float] = []
+        #: A min-heap of the slowest SERVER spans: ``(duration s, trace id, span id)``.
+        self.slowest: list[tuple[float, str, str]] = []
         # Histogram counts, fractional: a delta is spread over the windows its interval overlaps.
         self.hist_count = 0.0
         self.hist_errors = 0.0
@@ -314,6 +322,8 @@ class _Bucket:
         self.span_errors += other.span_errors
         self.samples = _merge_samples(self.samples, self.span_seen, other.samples, other.span_seen, rng)
         self.span_seen += other.span_seen
+        for example in other.slowest:
+            _keep_slowest(self.slowest, example)
         self.hist_count += other.hist_count
         self.hist_errors += other.hist_errors
         if other.hist_lo is not None and other.hist_hi is not None:
@@ -328,6 +338,14 @@ class _Bucket:
                 self.queue[key] = (time_ns, value)
         if other.legacy is not None:
             self.legacy_bucket().absorb(other.legacy, rng)
+
+
+def _keep_slowest(heap: list[tuple[float, str, str]], example: tuple[float, str, str]) -> None:
+    """Keep ``example`` in ``heap`` if it is among the ``EXAMPLES_PER_WINDOW`` slowest."""
+    if len(heap) < EXAMPLES_PER_WINDOW:
+        heapq.heappush(heap, example)
+    elif example > heap[0]:
+        heapq.heapreplace(heap, example)
 
 
 def _merge_samples(
@@ -364,6 +382,8 @@ class Window:
     #: first and last timestamps of the data (at least 1 s); for histograms, by their intervals.
     covered_s: float
     metrics: ScalingMetrics
+    #: The slowest SERVER spans of the window, slowest first: ``(duration s, trace id, span id)``.
+    slowest: tuple[tuple[float, str, str], ...] = ()
 
 
 def _mean(pair: list[float | int] | list[float]) -> float | None:
@@ -519,6 +539,9 @@ class WindowAggregator:
             bucket.span_errors += 1
         duration = span.duration_s
         bucket.span_seen += 1
+        slowest = bucket.slowest
+        if len(slowest) < EXAMPLES_PER_WINDOW or duration > slowest[0][0]:
+            _keep_slowest(slowest, (duration, span.trace_id, span.span_id))
         if len(bucket.samples) < MAX_SAMPLES_PER_WINDOW:
             bucket.samples.append(duration)
         else:
@@ -757,6 +780,7 @@ class WindowAggregator:
                     request_source=source,
                     covered_s=covered,
                     metrics=metrics,
+                    slowest=tuple(sorted(bucket.slowest, reverse=True)),
                 )
             )
         return out

@@ -14,6 +14,11 @@ causes the latency. The database findings name their services (``evidence.number
 in the listing of this recommendation); they count as the same service when a service was chosen (the
 database rules then saw only its spans), or when the db spans came from that one service only
 (``db_services``).
+
+Example trace and span ids: the slowest SERVER spans (``Window.slowest``) of the windows that drove
+each finding: the scale-up windows for ``scale_up``, the scale-down windows (else the last) for
+``scale_down``, the windows over the p95 target for ``database_first`` (then the examples of the
+database findings it defers to). None when the windows were rebuilt from metrics only (no spans).
 """
 
 from __future__ import annotations
@@ -138,6 +143,14 @@ def analyze_scaling(
     return ScalingResult(window_seconds, service, tuple(windows), decisions, cpu_only, tuple(found))
 
 
+def _examples(
+    windows: Sequence[Window], indexes: Iterable[int], limit: int = 3
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Trace and span ids of the ``limit`` slowest SERVER spans of the windows at ``indexes``."""
+    spans = sorted((e for i in indexes for e in windows[i].slowest), reverse=True)[:limit]
+    return tuple(dict.fromkeys(t for _, t, _ in spans)), tuple(s for _, _, s in spans)
+
+
 def _findings(
     windows: Sequence[Window],
     decisions: Sequence[ScalingDecision],
@@ -171,7 +184,9 @@ def _findings(
             + f": {r.subject[:80]}"
             for r in causes[:3]
         )
-        trace_ids = tuple(dict.fromkeys(t for r in causes for t in r.evidence.trace_ids))[:3]
+        trace_ids, span_ids = _examples(windows, slow)
+        trace_ids = tuple(dict.fromkeys((*trace_ids, *(t for r in causes for t in r.evidence.trace_ids))))
+        span_ids = (*span_ids, *(s for r in causes for s in r.evidence.span_ids))
         out.append(
             Recommendation(
                 category=CATEGORY,
@@ -194,7 +209,8 @@ def _findings(
                     threshold=f"response_time_p95 > {config.p95_target_s * 1000:g} ms and a database finding",
                     window_start_ns=start_ns,
                     window_end_ns=end_ns,
-                    trace_ids=trace_ids,
+                    trace_ids=trace_ids[:6],
+                    span_ids=span_ids[:6],
                 ),
                 confidence=confidence,
                 impact_s=db_impact + 1e-6,
@@ -206,6 +222,7 @@ def _findings(
             1 for d, c in zip(decisions, cpu_only, strict=True) if d.target_instances != c.target_instances
         )
         note = " after the database fixes above" if db_first else ""
+        trace_ids, span_ids = _examples(windows, ups)
         out.append(
             Recommendation(
                 category=CATEGORY,
@@ -232,12 +249,16 @@ def _findings(
                     "beyond the 0.1 tolerance",
                     window_start_ns=start_ns,
                     window_end_ns=end_ns,
+                    trace_ids=trace_ids,
+                    span_ids=span_ids,
                 ),
                 confidence=confidence,
                 impact_s=0.0 if db_first else db_impact,
             )
         )
     elif last.action == "scale_down":
+        downs = [i for i, d in enumerate(decisions) if d.action == "scale_down"] or [len(windows) - 1]
+        trace_ids, span_ids = _examples(windows, downs)
         out.append(
             Recommendation(
                 category=CATEGORY,
@@ -256,6 +277,8 @@ def _findings(
                     threshold="every metric below its target beyond the 0.1 tolerance",
                     window_start_ns=start_ns,
                     window_end_ns=end_ns,
+                    trace_ids=trace_ids,
+                    span_ids=span_ids,
                 ),
                 confidence=confidence,
             )

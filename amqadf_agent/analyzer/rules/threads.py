@@ -50,11 +50,16 @@ The evidence names the cap that bound the recommendation (``limited_by``: ``usl`
 numbers of the sizing: ``busy_mean``, ``littles_law_concurrency``, ``busy_peak``, ``peak_windows``,
 ``peak_window_s``, ``queue_wait_p95_s``, ``queue_wait_p95_peak_s`` and ``queue_wait_material_s``.
 
+Example trace and span ids: the telemetry does not link a span to the pool that ran it, so the
+evidence names the slowest SERVER spans (at most ``EXAMPLE_SPANS``) of the services that reported the
+pool, in the analysed range; none when those services sent no spans.
+
 Below ``min_tasks`` completed tasks no recommendation is made (the numbers are still reported).
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import statistics
 from collections.abc import Hashable, Sequence
@@ -110,6 +115,8 @@ LIMITED_BY_CPU = "cpu"
 LIMITED_BY_DOWNSTREAM = "downstream_pool"
 #: The rule of the finding for a pool whose tasks wait in the queue at peaks (no shrink).
 RULE_SATURATED = "saturated_at_peaks"
+#: Example SERVER spans kept per service for the evidence (the slowest).
+EXAMPLE_SPANS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +394,8 @@ class ThreadRules:
         self._window_ns = int(self.config.window_s * 1e9)
         self._span_sum = 0.0
         self._span_count = 0
+        #: service -> min-heap of its slowest SERVER spans ``(duration s, trace id, span id)``.
+        self._slowest: dict[str, list[tuple[float, str, str]]] = {}
         self._cpu_seconds = 0.0
         self._cpu_first: int | None = None
         self._cpu_last: int | None = None
@@ -429,8 +438,14 @@ class ThreadRules:
             return
         if type(record) is SpanRecord:
             if record.kind == SPAN_KIND_SERVER and self._in_range(record.end_ns):
-                self._span_sum += record.duration_s
+                duration = record.duration_s
+                self._span_sum += duration
                 self._span_count += 1
+                heap = self._slowest.setdefault(service_name(record.resource), [])
+                if len(heap) < EXAMPLE_SPANS:
+                    heapq.heappush(heap, (duration, record.trace_id, record.span_id))
+                elif duration > heap[0][0]:
+                    heapq.heapreplace(heap, (duration, record.trace_id, record.span_id))
             return
         if type(record) is not MetricRecord:
             return
@@ -678,6 +693,12 @@ class ThreadRules:
         ]
         return sum(sizes) if sizes else None
 
+    def examples(self, pool: PoolStats) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Trace and span ids of the slowest SERVER spans of the pool's services (see the docstring)."""
+        spans = sorted((e for s in pool.services for e in self._slowest.get(s, ())), reverse=True)
+        spans = spans[:EXAMPLE_SPANS]
+        return tuple(dict.fromkeys(t for _, t, _ in spans)), tuple(s for _, _, s in spans)
+
     def recommended(self, pool: PoolStats) -> tuple[int | None, list[str]]:
         """The recommended workers of a pool from ``pools()`` and the caps applied (in words)."""
         recommended, caps = self._recommended(pool)
@@ -851,6 +872,7 @@ class ThreadRules:
                     else f"recommended <= {config.shrink_share:g} * max_workers, and the queue wait is "
                     f"not material ({material})"
                 )
+            trace_ids, span_ids = self.examples(pool)
             found.append(
                 Recommendation(
                     category=CATEGORY,
@@ -865,6 +887,8 @@ class ThreadRules:
                         threshold=threshold,
                         window_start_ns=pool.start_ns,
                         window_end_ns=pool.end_ns,
+                        trace_ids=trace_ids,
+                        span_ids=span_ids,
                     ),
                     confidence=round(0.3 + 0.65 * share, 3),
                     impact_s=0.0,
