@@ -520,6 +520,42 @@ def test_flag_names_hash_independently() -> None:
     assert abs(both / len(keys) - 0.25) < 0.03
 
 
+def test_flag_evaluation_emits_no_telemetry() -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import amqadf_agent
+
+    spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    config = ProductionConfig.load(
+        overrides={"feature_flags": {"f": {"enabled": True, "percentage": 30.0}}}, environ={}
+    )
+    # The running agent's global providers: whatever the flags could reach, these would see.
+    agent = amqadf_agent.start(
+        exporters=["none"], span_exporters=[spans], metric_readers=[reader], resource_monitor=False
+    )
+    try:
+        with trace.get_tracer("t").start_as_current_span("request"):
+            for i in range(1000):
+                config.feature_enabled("f", f"tenant-{i}")
+                config.feature_enabled("unknown")
+        assert agent.force_flush()
+        # The one span is the test's own, without events; no metric speaks of flags.
+        (span,) = spans.get_finished_spans()
+        assert span.name == "request" and not span.events
+        data = reader.get_metrics_data()
+        names = {
+            m.name
+            for rm in (data.resource_metrics if data else [])
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+        }
+        assert not {name for name in names if "flag" in name or "feature" in name}, names
+    finally:
+        agent.shutdown()
+
+
 def test_flag_evaluation_is_cheap() -> None:
     flags = FeatureFlags({"f": FeatureFlag("f", True, 30.0), "g": FeatureFlag("g", True)})
     for name, key in (("g", None), ("f", "tenant-42")):
