@@ -165,3 +165,14 @@ def test_scaling_findings_from_metrics_only_have_no_example_ids() -> None:
     # Control: windows rebuilt from metrics (no SERVER spans) give no ids to cite.
     (up,) = analyze_scaling(windows([0.5, 0.9, 1.0], [0.1, 0.1, 0.1]), window_seconds=60).recommendations
     assert up.rule == "scale_up" and up.evidence.trace_ids == () and up.evidence.span_ids == ()
+
+
+def test_confidence_is_lower_with_few_windows_and_none_below_the_minimum() -> None:
+    # GIVEN the same CPU overload seen over 2 and over 12 windows
+    few = analyze_scaling(windows([0.95] * 2, [0.1] * 2), window_seconds=60).recommendations
+    many = analyze_scaling(windows([0.95] * 12, [0.1] * 12), window_seconds=60).recommendations
+    assert [r.rule for r in few] == [r.rule for r in many] == ["scale_up"]
+    assert few[0].confidence == 0.4 and many[0].confidence == 0.9  # 0.3 + 0.05 per window, at most 0.95
+    # THEN below min_windows (2): a timeline, no recommendation at all
+    one = analyze_scaling(windows([0.95], [0.1]), window_seconds=60)
+    assert one.recommendations == () and one.to_json()["timeline"][0]["action"] == "scale_up"

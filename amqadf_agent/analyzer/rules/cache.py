@@ -10,9 +10,27 @@ each instance, summed; the largest size seen as well). The rules:
 * **shrink**: the largest size seen stays well below the max (``< 50 %``) and nothing was evicted: the
   memory reserved for the rest sits idle;
 * **TTL**: expirations dominate the misses (``expirations >= 50 %`` of the misses and more than the
-  evictions) while the hit rate is below ``0.8``: entries expire before they are reused.
+  evictions) while the hit rate is below ``0.8``: entries expire before they are reused;
+* **eviction policy** (``eviction_policy``): the cache is full (the largest size seen ``>= 95 %`` of the
+  max, or for Redis ``amqadf.cache.memory.usage >= 90 %`` of ``amqadf.cache.memory.limit``), nearly
+  every miss evicts an entry (``evictions >= 90 %`` of the misses) and the hit rate is low (``< 0.5``):
+  the recency order keeps churning (a scan, or a working set far larger than the cache), so most
+  entries leave before their first reuse. A frequency-based admission policy (W-TinyLFU, e.g.
+  ``cachetools.LFUCache``; Redis ``maxmemory-policy allkeys-lfu``) or a separate cache for the
+  scanning traffic keeps the reused entries. When the memory is at its limit, growing is not an
+  option and the finding says so;
+* **evicted before the TTL** (``evicted_before_ttl``): a cache with a TTL (some expirations) that is
+  full and evicts at least 4 times as often as entries expire: its size, not its TTL, decides how long
+  entries live. Grow it until expirations take over, or shorten the TTL so that expired entries make
+  room instead of live ones (``InstrumentedCache`` and ``cachetools.TTLCache`` reclaim expired entries
+  before evicting).
 
-Below ``min_requests`` requests for a cache no recommendation is made; confidence grows with requests.
+The last two read the same counters less directly (what a cache would do under another policy is not
+measured), so their confidence is capped at ``policy_max_confidence`` (0.6).
+
+Below ``min_requests`` requests for a cache no recommendation is made; confidence grows with requests
+(from 0.3 up to 0.95 at ``full_confidence_requests``). Cache findings come from metrics only: their
+evidence has no trace or span ids (its formula says so).
 """
 
 from __future__ import annotations
@@ -25,17 +43,32 @@ from typing import Any
 from amqadf_agent.analyzer.model import MetricRecord, NumberPoint, Record, service_instance_id, service_name
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
 from amqadf_agent.analyzer.windows import CounterDeltas
-from amqadf_agent.semconv import ATTR_CACHE_NAME, ATTR_CACHE_RESULT
+from amqadf_agent.semconv import (
+    ATTR_CACHE_NAME,
+    ATTR_CACHE_RESULT,
+    CACHE_EVICTIONS,
+    CACHE_EXPIRATIONS,
+    CACHE_MAX_SIZE,
+    CACHE_MEMORY_LIMIT,
+    CACHE_MEMORY_USAGE,
+    CACHE_REQUESTS,
+    CACHE_SIZE,
+)
 
 __all__ = ["CacheRuleConfig", "CacheRules", "CacheStats", "cache_findings"]
 
 CATEGORY = "cache"
-REQUESTS = "amqadf.cache.requests"
-EVICTIONS = "amqadf.cache.evictions"
-EXPIRATIONS = "amqadf.cache.expirations"
-SIZE = "amqadf.cache.size"
-MAX_SIZE = "amqadf.cache.max_size"
-_NAMES = frozenset((REQUESTS, EVICTIONS, EXPIRATIONS, SIZE, MAX_SIZE))
+REQUESTS = CACHE_REQUESTS.name
+EVICTIONS = CACHE_EVICTIONS.name
+EXPIRATIONS = CACHE_EXPIRATIONS.name
+SIZE = CACHE_SIZE.name
+MAX_SIZE = CACHE_MAX_SIZE.name
+MEMORY_USAGE = CACHE_MEMORY_USAGE.name
+MEMORY_LIMIT = CACHE_MEMORY_LIMIT.name
+_LEVELS = frozenset((SIZE, MAX_SIZE, MEMORY_USAGE, MEMORY_LIMIT))
+_NAMES = frozenset((REQUESTS, EVICTIONS, EXPIRATIONS)) | _LEVELS
+#: Said in the formula of every cache finding.
+METRICS_ONLY = "from metrics only (amqadf.cache.*): no trace or span ids to cite"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +83,16 @@ class CacheRuleConfig:
     shrink_fill: float = 0.5
     ttl_expirations_per_miss: float = 0.5
     ttl_max_hit_rate: float = 0.8
+    #: Full: the largest size seen at this share of the max (memory: ``memory_full`` of the limit).
+    full_fill: float = 0.95
+    memory_full: float = 0.9
+    #: Eviction policy: nearly every miss evicts, and the hit rate stays below this.
+    policy_evictions_per_miss: float = 0.9
+    policy_max_hit_rate: float = 0.5
+    #: Evicted before the TTL: evictions at least this many times the expirations.
+    evictions_per_expiration: float = 4.0
+    #: Cap on the confidence of the eviction-policy and evicted-before-TTL findings.
+    policy_max_confidence: float = 0.6
 
 
 @dataclass(slots=True)
@@ -64,10 +107,16 @@ class CacheStats:
     size: int = 0
     max_size: int = 0
     peak_size: int = 0
+    #: Bytes used and allowed (Redis ``used_memory``/``maxmemory``), the last value of each instance
+    #: summed; 0 when not reported.
+    memory_usage: int = 0
+    memory_limit: int = 0
     start_ns: int | None = None
     end_ns: int | None = None
     _size_by_instance: dict[str, int] = field(default_factory=dict)
     _max_by_instance: dict[str, int] = field(default_factory=dict)
+    _memory_by_instance: dict[str, int] = field(default_factory=dict)
+    _limit_by_instance: dict[str, int] = field(default_factory=dict)
 
     @property
     def requests(self) -> int:
@@ -130,7 +179,7 @@ class CacheRules:
                 (self.since_ns is not None and point.time_ns < self.since_ns)
                 or (self.until_ns is not None and point.time_ns > self.until_ns)
             )
-            if record.name in (SIZE, MAX_SIZE):
+            if record.name in _LEVELS:
                 if not in_range:
                     continue
                 stats = self._stats(name, point.time_ns)
@@ -139,9 +188,15 @@ class CacheRules:
                     stats._size_by_instance[instance] = value
                     stats.size = sum(stats._size_by_instance.values())
                     stats.peak_size = max(stats.peak_size, stats.size)
-                else:
+                elif record.name == MAX_SIZE:
                     stats._max_by_instance[instance] = value
                     stats.max_size = sum(stats._max_by_instance.values())
+                elif record.name == MEMORY_USAGE:
+                    stats._memory_by_instance[instance] = value
+                    stats.memory_usage = sum(stats._memory_by_instance.values())
+                else:
+                    stats._limit_by_instance[instance] = value
+                    stats.memory_limit = sum(stats._limit_by_instance.values())
                 continue
             delta = round(self._deltas.delta(key, record.aggregation_temporality, point, self.since_ns))
             if not in_range:
@@ -178,7 +233,7 @@ class CacheRules:
 
 
 def cache_findings(stats: CacheStats, config: CacheRuleConfig | None = None) -> list[Recommendation]:
-    """Grow / shrink / TTL findings for one cache (none below ``min_requests``)."""
+    """Grow / shrink / TTL / eviction-policy findings for one cache (none below ``min_requests``)."""
     config = config or CacheRuleConfig()
     if stats.requests < config.min_requests:
         return []
@@ -195,10 +250,21 @@ def cache_findings(stats: CacheStats, config: CacheRuleConfig | None = None) -> 
         "peak_size": stats.peak_size,
         "max_size": stats.max_size,
     }
+    if stats.memory_limit > 0:
+        numbers.update(memory_usage_bytes=stats.memory_usage, memory_limit_bytes=stats.memory_limit)
     conf = _confidence(stats.requests, config.full_confidence_requests)
     out: list[Recommendation] = []
 
-    def add(rule: str, severity: str, title: str, action: str, formula: str, threshold: str) -> None:
+    def add(
+        rule: str,
+        severity: str,
+        title: str,
+        action: str,
+        formula: str,
+        threshold: str,
+        confidence: float | None = None,
+        extra: dict[str, int | float | str] | None = None,
+    ) -> None:
         out.append(
             Recommendation(
                 category=CATEGORY,
@@ -208,13 +274,13 @@ def cache_findings(stats: CacheStats, config: CacheRuleConfig | None = None) -> 
                 action=action,
                 subject=stats.name,
                 evidence=Evidence(
-                    numbers=numbers,
-                    formula=formula,
+                    numbers={**numbers, **(extra or {})},
+                    formula=f"{formula}; {METRICS_ONLY}",
                     threshold=threshold,
                     window_start_ns=stats.start_ns,
                     window_end_ns=stats.end_ns,
                 ),
-                confidence=conf,
+                confidence=conf if confidence is None else confidence,
             )
         )
 
@@ -263,5 +329,63 @@ def cache_findings(stats: CacheStats, config: CacheRuleConfig | None = None) -> 
             "expirations counted between points; share = expirations / misses",
             f"expirations >= {config.ttl_expirations_per_miss:g} * misses, expirations > evictions, "
             f"hit_rate < {config.ttl_max_hit_rate:g}",
+        )
+    no_room = stats.memory_limit > 0 and stats.memory_usage >= config.memory_full * stats.memory_limit
+    full = no_room or (stats.max_size > 0 and stats.peak_size >= config.full_fill * stats.max_size)
+    policy_conf = min(conf, config.policy_max_confidence)
+    fill = round(stats.peak_size / stats.max_size, 4) if stats.max_size else 0.0
+    per_miss = round(stats.evictions / misses, 4) if misses else 0.0
+    if (
+        full
+        and stats.evictions > 0
+        and stats.evictions >= config.policy_evictions_per_miss * max(misses, 1)
+        and hit_rate < config.policy_max_hit_rate
+    ):
+        room = (
+            f"its memory is at the limit ({stats.memory_usage}/{stats.memory_limit} bytes), so growing "
+            "is not an option"
+            if no_room
+            else "growing helps only if the reused entries then fit"
+        )
+        add(
+            "eviction_policy",
+            "medium" if no_room else "low",
+            f"Cache {stats.name} evicts on almost every miss at a {hit_rate:.0%} hit rate: try a "
+            "frequency-based eviction policy",
+            f"Nearly every miss of cache {stats.name} evicts an entry ({stats.evictions} evictions for "
+            f"{misses} misses) while it is full and hits {hit_rate:.0%}: the recency order churns (a scan, "
+            f"or a working set far larger than the cache) and {room}. Use a frequency-based admission "
+            "policy that keeps reused entries and refuses one-hit wonders (W-TinyLFU; cachetools.LFUCache; "
+            "Redis maxmemory-policy allkeys-lfu), or give the scanning traffic its own cache or none.",
+            "evictions_per_miss = evictions / misses; fill = peak_size / max_size (or memory usage / "
+            "limit); hit_rate = hits / (hits + misses)",
+            f"full (fill >= {config.full_fill:g} or memory >= {config.memory_full:g} * limit), "
+            f"evictions >= {config.policy_evictions_per_miss:g} * misses, "
+            f"hit_rate < {config.policy_max_hit_rate:g}",
+            policy_conf,
+            {"evictions_per_miss": per_miss, "fill": fill},
+        )
+    if (
+        full
+        and stats.expirations > 0
+        and stats.evictions >= config.evictions_per_expiration * stats.expirations
+        and stats.evictions >= config.grow_evictions_per_request * stats.requests
+    ):
+        ratio = round(stats.evictions / stats.expirations, 2)
+        add(
+            "evicted_before_ttl",
+            "low",
+            f"Cache {stats.name} evicts entries {ratio:g}x as often as they expire: its size, not its TTL, "
+            "decides how long they live",
+            f"Entries of cache {stats.name} are evicted for room before their TTL ends ({stats.evictions} "
+            f"evictions, {stats.expirations} expirations, full). Grow it until expirations take over (the "
+            "TTL then bounds both staleness and size), or shorten the TTL so that expired entries, not "
+            "live ones, make room (InstrumentedCache and cachetools.TTLCache reclaim expired entries "
+            "before evicting).",
+            "evictions_per_expiration = evictions / expirations; fill = peak_size / max_size",
+            f"full, expirations > 0, evictions >= {config.evictions_per_expiration:g} * expirations and "
+            f">= {config.grow_evictions_per_request:g} * requests",
+            policy_conf,
+            {"evictions_per_expiration": ratio, "fill": fill},
         )
     return out
