@@ -218,7 +218,7 @@ def test_unreadable_and_unknown_files_are_clear(tmp_path: Path) -> None:
     assert ProductionConfig.from_file(write(tmp_path, "empty.yaml", "")).validate() == (True, [])
     latin1 = tmp_path / "latin1.yaml"
     latin1.write_bytes("service:\n  name: caf\u00e9\n".encode("latin-1"))
-    with pytest.raises(ConfigFileError, match=r"latin1\.yaml: not UTF-8 text \(byte 21\)"):
+    with pytest.raises(ConfigFileError, match=r"latin1\.yaml: not UTF-8 text \(byte 20\)"):
         ProductionConfig.from_file(latin1)
     # Unreadable for this user (root reads everything: then the mode is not enforced, skip that part).
     secret = write(tmp_path, "locked.yaml", "service:\n  name: x\n")
