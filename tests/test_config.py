@@ -106,6 +106,22 @@ def test_environment_argument_beats_every_layer(tmp_path: Path) -> None:
     )
 
 
+def test_otel_resource_attributes_give_service_name_version_and_namespace() -> None:
+    environ = {
+        "OTEL_RESOURCE_ATTRIBUTES": "service.name=shop,service.version=2.1%2Brc1,service.namespace=retail"
+    }
+    config = ProductionConfig.from_env(environ=environ)
+    assert (config.service.name, config.service.version, config.service.namespace) == (
+        "shop",
+        "2.1+rc1",  # values are percent-decoded, as the OTel SDK decodes them
+        "retail",
+    )
+    assert config.sources["service.version"] == "env OTEL_RESOURCE_ATTRIBUTES"
+    # OTEL_SERVICE_NAME wins over service.name in OTEL_RESOURCE_ATTRIBUTES (the specification's order).
+    both = ProductionConfig.from_env(environ={**environ, "OTEL_SERVICE_NAME": "billing"})
+    assert both.service.name == "billing"
+
+
 def test_otel_variables_map_onto_fields_and_amqadf_wins() -> None:
     environ = {
         "OTEL_SERVICE_NAME": "billing",

@@ -220,6 +220,8 @@ def environment_layer(environ: Mapping[str, str]) -> tuple[dict[Path_, Any], dic
             put(("service", "name"), unquote(value.strip()), "OTEL_RESOURCE_ATTRIBUTES")
         elif key.strip() == "service.version" and value.strip():
             put(("service", "version"), unquote(value.strip()), "OTEL_RESOURCE_ATTRIBUTES")
+        elif key.strip() == "service.namespace" and value.strip():
+            put(("service", "namespace"), unquote(value.strip()), "OTEL_RESOURCE_ATTRIBUTES")
     sampler = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
     if sampler in _RATIO_SAMPLERS and environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip():
         put(("sampling", "ratio"), environ["OTEL_TRACES_SAMPLER_ARG"].strip(), "OTEL_TRACES_SAMPLER_ARG")
