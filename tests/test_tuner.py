@@ -68,3 +68,38 @@ def test_seed_worker_threads() -> None:
     assert tuner.optimize_worker_threads({**metrics, "cpu_utilization": 0.95}) == 4  # CPU-bound
     rich = tuner.analyze_worker_threads(metrics)
     assert rich["littles_law_concurrency"] == 10.0 and rich["action"] == "grow"
+
+
+def test_seed_cache_settings_carry_the_recommendation_fields_and_keep_the_seed_keys() -> None:
+    tuner = PerformanceTuner()
+    stats = {
+        "name": "orders",
+        "hit_rate": 0.5,
+        "eviction_count": 900,
+        "total_size_mb": 95,
+        "max_size_mb": 100,
+    }
+    (grow,) = tuner.optimize_cache_settings(stats)
+    # The seed's keys, as before
+    assert grow["action"] == "grow" and grow["cache"] == "orders" and grow["recommended_max_size_mb"] == 200
+    assert "900 evictions" in grow["reason"]
+    assert grow["evidence"]["hit_rate"] == 0.5 and grow["evidence"]["fill"] == 0.95
+    assert grow["evidence"]["threshold"] == "evictions > 0, hit_rate < 0.95, fill >= 0.9"
+    # ... and every field of a recommendation
+    assert grow["category"] == "cache" and grow["rule"] == "grow" and grow["severity"] == "medium"
+    assert grow["title"] == "Grow cache orders: 100 -> 200 MB" and grow["subject"] == "orders"
+    assert grow["fingerprint"].startswith("ca-grow-") and 0 < grow["confidence"] <= 0.5
+    assert grow["change"].startswith("Set the max size of cache orders to 200 MB")
+    assert grow["evidence"]["numbers"]["recommended_max_size_mb"] == 200
+    assert grow["evidence"]["trace_ids"] == [] and grow["evidence"]["span_ids"] == []
+    assert grow["evidence"]["formula"].startswith("fill = total_size_mb / max_size_mb")
+    # Stable: the same cache and rule give the same fingerprint; another cache another one
+    assert tuner.optimize_cache_settings(stats)[0]["fingerprint"] == grow["fingerprint"]
+    (other,) = tuner.optimize_cache_settings({**stats, "name": "users"})
+    assert other["fingerprint"] != grow["fingerprint"]
+    (shrink,) = tuner.optimize_cache_settings(
+        {"hit_rate": 0.9, "eviction_count": 0, "total_size_mb": 10, "max_size_mb": 100}
+    )
+    assert shrink["action"] == "shrink" and shrink["severity"] == "low" and shrink["subject"] == "0"
+    assert shrink["fingerprint"] and shrink["title"] == "Shrink cache 0: 100 -> 12.5 MB"
+    json.dumps([grow, shrink])  # plain JSON

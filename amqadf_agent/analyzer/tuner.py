@@ -17,10 +17,17 @@ number of records is analysed (the caller chose them); confidence is lower for f
 records (no query text, a non-numeric time) are skipped.
 
 ``optimize_cache_settings(cache_stats)`` takes one cache's ``{'hit_rate': 0..1, 'eviction_count': int,
-'total_size_mb': float, 'max_size_mb': float}`` (or a list of them) and returns a list of dicts
-``{"action": "grow" | "shrink", "recommended_max_size_mb": float, "reason": str, "evidence": {...}}``;
-empty for a healthy cache. Grow: evictions while the hit rate is below 0.95 and the cache is at least
-90 % full (double the max); shrink: no evictions and under half full (peak plus 25 %).
+'total_size_mb': float, 'max_size_mb': float}`` (optionally ``'name'``; or a list of them) and returns
+a list of dicts, empty for a healthy cache. Grow: evictions while the hit rate is below 0.95 and the
+cache is at least 90 % full (double the max); shrink: no evictions and under half full (peak plus
+25 %). Each dict is a ``Recommendation.to_dict()`` (``fingerprint``, ``category: "cache"``, ``rule``,
+``severity``, ``title``, ``subject``: the cache name or its index, ``confidence``, ``impact_s``) in
+which the seed's keys keep their meaning: ``action`` is ``"grow"`` or ``"shrink"`` (what to change, in
+words, is in ``change``), ``reason`` says why, ``recommended_max_size_mb`` the new max, ``cache`` the name
+or index, and ``evidence`` holds the seed's numbers (``hit_rate``, ``eviction_count``, ``total_size_mb``,
+``max_size_mb``, ``fill``, ``threshold``) beside ``numbers``, ``formula``, ``window`` (null),
+``trace_ids`` and ``span_ids`` (empty: one snapshot of counters, no traces). Confidence is 0.5: one
+snapshot, without the request count that would tell how much data it summarizes.
 
 ``optimize_worker_threads(metrics) -> int`` takes ``{'cpu_utilization': 0..1, 'current_threads': int,
 'throughput': tasks/s, 'avg_latency': seconds}`` and returns the recommended thread count: Little's law
@@ -35,12 +42,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Severity
 from amqadf_agent.analyzer.rules.database import DatabaseRuleConfig, DatabaseRules
 from amqadf_agent.analyzer.rules.threads import littles_law, recommend_workers
 
 __all__ = ["PerformanceTuner"]
 
 _LOG_TRACE = "query-log"
+#: Confidence of a cache snapshot's advice (see the module docstring).
+_CACHE_SNAPSHOT_CONFIDENCE = 0.5
 
 
 class PerformanceTuner:
@@ -102,25 +112,33 @@ class PerformanceTuner:
             }
             name = stats.get("name", index)
             if evictions > 0 and hit_rate < 0.95 and fill >= 0.9:
+                target = round(max_size * 2, 3)
                 out.append(
-                    {
-                        "cache": name,
-                        "action": "grow",
-                        "recommended_max_size_mb": round(max_size * 2, 3),
-                        "reason": f"{evictions:g} evictions at {fill:.0%} full while the hit rate is "
+                    _cache_advice(
+                        name,
+                        "grow",
+                        "medium",
+                        target,
+                        f"{evictions:g} evictions at {fill:.0%} full while the hit rate is "
                         f"{hit_rate:.0%}: a larger cache keeps what it now evicts",
-                        "evidence": {**evidence, "threshold": "evictions > 0, hit_rate < 0.95, fill >= 0.9"},
-                    }
+                        "new max = 2 * max_size_mb",
+                        "evictions > 0, hit_rate < 0.95, fill >= 0.9",
+                        evidence,
+                    )
                 )
             elif evictions == 0 and fill < 0.5:
+                target = round(max(size * 1.25, 1.0), 3)
                 out.append(
-                    {
-                        "cache": name,
-                        "action": "shrink",
-                        "recommended_max_size_mb": round(max(size * 1.25, 1.0), 3),
-                        "reason": f"only {fill:.0%} full and nothing evicted: the rest of the memory is idle",
-                        "evidence": {**evidence, "threshold": "evictions == 0, fill < 0.5"},
-                    }
+                    _cache_advice(
+                        name,
+                        "shrink",
+                        "low",
+                        target,
+                        f"only {fill:.0%} full and nothing evicted: the rest of the memory is idle",
+                        "new max = max(1.25 * total_size_mb, 1)",
+                        "evictions == 0, fill < 0.5",
+                        evidence,
+                    )
                 )
         return out
 
@@ -150,6 +168,40 @@ class PerformanceTuner:
     def optimize_worker_threads(self, metrics: Mapping[str, Any]) -> int:
         """The recommended number of worker threads (see the module docstring)."""
         return int(self.analyze_worker_threads(metrics)["recommended_threads"])
+
+
+def _cache_advice(
+    name: object,
+    action: str,
+    severity: Severity,
+    target_mb: float,
+    reason: str,
+    formula: str,
+    threshold: str,
+    numbers: dict[str, float],
+) -> dict[str, Any]:
+    """One ``optimize_cache_settings`` result: a recommendation's dict with the seed's keys kept."""
+    subject = str(name)
+    verb = "Grow" if action == "grow" else "Shrink"
+    recommendation = Recommendation(
+        category="cache",
+        rule=action,
+        severity=severity,
+        title=f"{verb} cache {subject}: {numbers['max_size_mb']:g} -> {target_mb:g} MB",
+        action=f"Set the max size of cache {subject} to {target_mb:g} MB: {reason}.",
+        subject=subject,
+        evidence=Evidence(
+            numbers={**numbers, "recommended_max_size_mb": target_mb},
+            formula=f"fill = total_size_mb / max_size_mb; {formula}",
+            threshold=threshold,
+        ),
+        confidence=_CACHE_SNAPSHOT_CONFIDENCE,
+    )
+    data = recommendation.to_dict()
+    data["change"] = data["action"]
+    data.update(cache=name, action=action, recommended_max_size_mb=target_mb, reason=reason)
+    data["evidence"] = {**data["evidence"], **numbers}
+    return data
 
 
 def _number(value: object) -> float | None:
