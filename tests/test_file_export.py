@@ -327,3 +327,39 @@ def test_rotating_writer_after_close_refuses(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="closed"):
         writer.write(b"{}\n")
     assert (tmp_path / "closed.jsonl").read_bytes() == b"{}\n"
+
+
+def test_logs_file_is_otlp_json_lines_the_official_decoder_reads(tmp_path: Path) -> None:
+    import logging
+
+    from opentelemetry.proto_json.collector.logs.v1.logs_service import ExportLogsServiceRequest
+
+    agent = amqadf_agent.start(
+        exporters=["file"],
+        output_dir=tmp_path,
+        service_name="log-test",
+        capture_logs=True,
+        self_metrics=False,
+    )
+    assert agent.running, agent.error
+    app = logging.getLogger("shop.orders")
+    app.setLevel(logging.INFO)
+    with agent.tracer("t").start_as_current_span("checkout") as span:
+        app.warning("order %s declined", "o-17", extra={"order.total": 42})
+    assert agent.shutdown()
+    records = []
+    for line in lines_of(tmp_path / "logs.jsonl"):
+        raw = orjson.loads(line)
+        assert set(raw) == {"resourceLogs"}
+        request = ExportLogsServiceRequest.from_dict(raw)
+        for rl in request.resource_logs:
+            for sl in rl.scope_logs:
+                records.extend(sl.log_records)
+    [record] = [r for r in records if r.body is not None and "declined" in (r.body.string_value or "")]
+    assert record.body.string_value == "order o-17 declined"
+    assert record.severity_text == "WARN" and record.severity_number == 13  # SEVERITY_NUMBER_WARN
+    # Correlated with the span it was logged in: the same ids, as bytes the decoder read from hex.
+    trace_id, span_id = hex_ids(span)
+    assert (record.trace_id.hex(), record.span_id.hex()) == (trace_id, span_id)
+    attributes = {kv.key: kv.value for kv in record.attributes}
+    assert attributes["order.total"].int_value == 42
