@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from grafana_schema import schema_problems
 from prometheus_server import (
     DEMO_SERVICE,
     PROMTOOL,
@@ -41,6 +42,14 @@ DASHBOARD_DIR = ROOT / "dashboards"
 DASHBOARDS = sorted(DASHBOARD_DIR.glob("*.json"))
 #: The demo plants an inventory outage 16-20 s into its run (breaker opens, fallbacks are used).
 DEMO_DURATION = 26.0
+
+#: The Grafana that collector-config/docker-compose.yaml runs, and the schemaVersion it writes
+#: (migration 41 is its last: 40 made ``refresh`` a string, 41 dropped ``timepicker.time_options``,
+#: neither touches panels; 42 came in Grafana 12.2). Moving Grafana means revisiting both.
+GRAFANA_IMAGE = "grafana/grafana:12.1.1"
+GRAFANA_SCHEMA_VERSION = 41
+#: The line of grafana-foundation-sdk whose types the schema check uses (see tests/grafana_schema.py).
+SCHEMA_PACKAGE = "grafana-foundation-sdk==1769699379!11.6.0"
 
 #: Grafana's built-in variables, as the test substitutes them.
 BUILTINS = {"__rate_interval": "30s", "__interval": "5s", "__range": "5m"}
@@ -109,7 +118,7 @@ def test_agent_health_panels_say_what_to_do() -> None:
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_dashboard_structure(path: Path) -> None:
     dash = load(path)
-    assert isinstance(dash.get("schemaVersion"), int) and dash["schemaVersion"] >= 39
+    assert isinstance(dash.get("schemaVersion"), int) and dash["schemaVersion"] >= GRAFANA_SCHEMA_VERSION
     assert dash.get("uid") and dash.get("title")
     variables = {v["name"]: v for v in dash["templating"]["list"]}
     assert (
@@ -124,8 +133,12 @@ def test_dashboard_structure(path: Path) -> None:
         where = f"{path.name} panel {panel.get('id')} {panel.get('title')!r}"
         grid = panel.get("gridPos")
         assert grid and all(isinstance(grid.get(k), int) for k in ("h", "w", "x", "y")), where
-        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, where
+        assert grid["x"] >= 0 and grid["y"] >= 0 and grid["w"] > 0 and grid["h"] > 0, where
+        assert grid["x"] + grid["w"] <= 24, where
         if panel["type"] == "row":
+            assert (grid["w"], grid["h"], grid["x"]) == (24, 1, 0), f"{where}: a row spans the width"
+            # an expanded row's panels follow it at the top level; Grafana ignores the ones inside it
+            assert panel.get("collapsed") or not panel.get("panels"), f"{where}: panels inside an open row"
             continue
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, where
         assert panel.get("targets"), f"{where}: no targets"
@@ -136,6 +149,57 @@ def test_dashboard_structure(path: Path) -> None:
             assert target["datasource"]["uid"] == "${datasource}", where
             assert 'job=~"$service"' in target["expr"], f"{where}: query not filtered by $service"
             assert 'instance=~"$instance"' in target["expr"], f"{where}: query not filtered by $instance"
+    taken: dict[tuple[int, int], str] = {}  # grid cell -> the panel on it
+    for panel in dash["panels"]:  # top level: a collapsed row keeps its panels' expanded positions
+        grid, where = panel["gridPos"], f"{path.name} panel {panel['id']} {panel['title']!r}"
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                # Grafana pushes an overlapping panel down: the layout would not be the one written
+                assert (x, y) not in taken, f"{where} overlaps {taken[x, y]}"
+                taken[x, y] = where
+
+
+def test_schema_version_is_the_one_the_compose_grafana_writes() -> None:
+    compose = (ROOT / "collector-config" / "docker-compose.yaml").read_text()
+    images = re.findall(r"image:\s*(grafana/grafana:\S+)", compose)
+    assert images == [GRAFANA_IMAGE], (
+        f"the compose stack runs {images}: update GRAFANA_IMAGE and GRAFANA_SCHEMA_VERSION together "
+        "(the schemaVersion that Grafana writes) and the dashboards' schemaVersion with them"
+    )
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_matches_grafanas_schema(path: Path) -> None:
+    pytest.importorskip("grafana_foundation_sdk", reason=f"Grafana's dashboard schema needs {SCHEMA_PACKAGE}")
+    problems = schema_problems(load(path))
+    assert not problems, f"{path.name} does not fit Grafana's dashboard schema:\n" + "\n".join(problems)
+
+
+def test_the_schema_check_finds_what_grafana_would_not_read() -> None:
+    """The check of tests/grafana_schema.py itself: each planted mistake is reported."""
+    pytest.importorskip("grafana_foundation_sdk", reason=f"Grafana's dashboard schema needs {SCHEMA_PACKAGE}")
+    dash = load(DASHBOARD_DIR / "agent-health.json")
+    panel = next(p for p in dash["panels"] if p["type"] == "timeseries")
+    dash["graphTooltip"] = 7  # an enumeration: 0, 1 or 2
+    dash["time"] = ["now-1h", "now"]  # an object
+    panel["gridPos"]["h"] = "8"  # an integer
+    panel["gridpos"] = panel["gridPos"]  # misspelt: not in the schema
+    panel["options"]["legend"]["displayMode"] = "tabular"  # the timeseries panel's enumeration
+    panel["targets"][0]["format"] = "timeseries"  # the prometheus query's enumeration
+    panel["fieldConfig"]["defaults"]["custom"] = {"drawStyle": "zigzag"}  # timeseries field config
+    problems = "\n".join(schema_problems(dash))
+    for expected in (
+        "graph_tooltip: 7",
+        "time: a list",
+        "grid_pos.h: '8' is not an integer",
+        "gridpos: not in Grafana's schema",
+        "legend.display_mode: 'tabular'",
+        "format_val: 'timeseries'",
+        "draw_style: 'zigzag'",
+    ):
+        assert expected in problems, f"{expected!r} not reported in:\n{problems}"
+    dash["panels"][1] = {**panel, "targets": {"expr": "up"}}  # an object where the list belongs
+    assert schema_problems(dash)[0].startswith("not readable as a Grafana dashboard")
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
