@@ -9,7 +9,9 @@ gauges get ``_ratio``; job ``amqadf-demo-shop-via-collector``). Every panel quer
 with its template variables substituted as Grafana would, must return data for both jobs: no panel
 is exempt, so a misspelt metric name fails even on a panel that only shows failures.
 
-Needs the Debian package ``prometheus`` (which ships ``promtool``).
+Needs the Debian package ``prometheus`` (which ships ``promtool``); the schema check needs
+``grafana-foundation-sdk`` (``SCHEMA_PACKAGE``, the exact line: see tests/grafana_schema.py) and is
+skipped without it.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ DEMO_DURATION = 26.0
 
 #: The Grafana that collector-config/docker-compose.yaml runs, and the schemaVersion it writes
 #: (migration 41 is its last: 40 made ``refresh`` a string, 41 dropped ``timepicker.time_options``,
-#: neither touches panels; 42 came in Grafana 12.2). Moving Grafana means revisiting both.
+#: neither touches panels; 42 was added after 12.1). Moving Grafana means revisiting both.
 GRAFANA_IMAGE = "grafana/grafana:12.1.1"
 GRAFANA_SCHEMA_VERSION = 41
 #: The line of grafana-foundation-sdk whose types the schema check uses (see tests/grafana_schema.py).
