@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,14 @@ import orjson
 import pytest
 
 from amqadf_agent.analyzer.otlp_reader import ReadStats, read
-from amqadf_agent.analyzer.summary import SCHEMA_VERSION, format_duration, render_text, summarize, to_json
+from amqadf_agent.analyzer.summary import (
+    SCHEMA_VERSION,
+    format_duration,
+    render_skipped_text,
+    render_text,
+    summarize,
+    to_json,
+)
 from amqadf_agent.cli.analyze import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "otlp"
@@ -161,7 +169,11 @@ def test_render_text_and_to_json(telemetry: Path) -> None:
     assert "checkout" in text and "pod-a, pod-b" in text and "inventory" in text
     assert "amqadf.cache.requests" in text
     assert "time range: 2026-" in text and "(1m)" in text
-    assert f"{telemetry / 'bad.jsonl'}:1: not JSON" in text
+    assert f"{telemetry / 'bad.jsonl'}:1" not in text  # the locations end the report, not the summary
+    render_skipped_text(summary, out)
+    tail = out.getvalue()[len(text) :].splitlines()
+    assert tail[:2] == ["", "Skipped input (1 problem(s) skipped)"] and len(tail) == 3
+    assert tail[2].startswith(f"  {telemetry / 'bad.jsonl'}:1: not JSON")
 
     data = to_json(summary)
     assert json.loads(json.dumps(data)) == data  # plain JSON-ready values only
@@ -250,7 +262,7 @@ def test_bad_lines_are_skipped_with_a_warning(telemetry: Path, capsys: pytest.Ca
     captured = capsys.readouterr()
     assert "checkout" in captured.out
     assert captured.err.count("\n") == 1
-    assert f"first: {telemetry / 'zz.jsonl'}:1: not JSON" in captured.err
+    assert f"skipped 1 problem(s) in the input: {telemetry / 'zz.jsonl'}:1: not JSON" in captured.err
 
 
 def test_strict_stops_at_the_first_bad_line(telemetry: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -562,3 +574,63 @@ def test_cpu_count_overrides_the_telemetry(tmp_path: Path, capsys: pytest.Captur
     assert shrink["evidence"]["numbers"]["cpu_count"] == 2
     assert main([str(data), "--cpu-count", "0"]) == 2
     assert "--cpu-count" in capsys.readouterr().err
+
+
+def test_every_report_ends_with_the_skipped_input_and_stderr_names_it(
+    telemetry: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN five bad lines among good telemetry
+    bad = telemetry / "zz.jsonl"
+    bad.write_bytes(b"{broken\n" * 5)
+    where = [f"{bad}:{n}: not JSON" for n in range(1, 6)]
+    for fmt in ("text", "markdown", "html"):
+        out = tmp_path / f"report.{fmt}"
+        assert main([str(telemetry), "--format", fmt, "-o", str(out)]) == 0
+        report = out.read_text()
+        # THEN the report ends with the count and every location (after the recommendations)
+        tail = report[report.rindex("Skipped input") :]
+        assert "5 problem(s)" in tail and all(w in tail for w in where), fmt
+        assert report.index("Recommendations") < report.rindex("Skipped input"), fmt
+        after = tail.split(where[-1], 1)[1]
+        assert "<section" not in after and "##" not in after and "Top queries" not in after, fmt
+        assert [tail.index(w) for w in where] == sorted(tail.index(w) for w in where), fmt
+        # ... and the last stderr line names the count and the first locations
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "skipped 5 problem(s)" in err and "and 2 more" in err
+        assert all(w in err for w in where[:3]) and where[3] not in err
+    # Control: no problems, no section and no warning
+    bad.unlink()
+    assert main([str(telemetry)]) == 0
+    captured = capsys.readouterr()
+    assert "Skipped input" not in captured.out and captured.err == ""
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_text_report_is_coloured_only_on_a_terminal_without_no_color(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _slow_requests_file(tmp_path / "t.jsonl")  # findings of several severities
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    # Not a terminal (captured, a pipe, a file): no escape codes at all
+    assert main([str(data)]) == 0
+    plain = capsys.readouterr().out
+    assert "\x1b[" not in plain and "[medium]" in plain
+    out = tmp_path / "report.txt"
+    assert main([str(data), "-o", str(out)]) == 0 and "\x1b[" not in out.read_text()
+    # A terminal: severities coloured
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert main([str(data)]) == 0
+    coloured = terminal.getvalue()
+    assert "\x1b[33m[medium]\x1b[0m" in coloured and "\x1b[1mRecommendations" in coloured
+    # ... the same text once the codes are taken out
+    assert re.sub(r"\x1b\[[0-9;]*m", "", coloured) == plain
+    # NO_COLOR set: a terminal gets plain text
+    monkeypatch.setenv("NO_COLOR", "1")
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert main([str(data)]) == 0 and terminal.getvalue() == plain

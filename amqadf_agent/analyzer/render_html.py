@@ -165,6 +165,7 @@ def render(report: Mapping[str, Any], file: TextIO) -> None:
     out += _queries(page, report.get("top_queries"))
     out += _caches(page, report.get("cache"))
     out += _threads(page, report.get("threads"))
+    out += _skipped(summary)
     out += ["</main>", f"<script>{_SCRIPT}</script>", "</body>", "</html>"]
     file.write("\n".join(out) + "\n")
 
@@ -294,13 +295,29 @@ def _summary(summary: Mapping[str, Any]) -> list[str]:
     for service in _items(summary.get("services")):
         instances = len(service.get("instance_ids") or [])
         facts.append(("Service", f"{service.get('name', MISSING)} ({instances} instance(s))"))
-    for problem in problems.get("first") or []:
-        facts.append(("Problem", str(problem)))
     if not facts:
         return [*out, _no_data(), "</section>"]
     out.append('<dl class="facts">')
     out += [f"<dt>{_e(term)}</dt><dd>{_e(value)}</dd>" for term, value in facts]
     return [*out, "</dl>", "</section>"]
+
+
+def _skipped(summary: Mapping[str, Any]) -> list[str]:
+    """The report's last section: how many input problems were skipped, and where (``file:line: reason``)."""
+    problems = _mapping(summary.get("problems"))
+    count = _number(problems.get("count")) or 0
+    if count <= 0:
+        return []
+    first = [str(p) for p in problems.get("first") or []]
+    shown = f"; the first {len(first)}" if len(first) < count else ""
+    items = "".join(f"<li><code>{_e(problem)}</code></li>" for problem in first)
+    return [
+        '<section class="panel" id="skipped">',
+        "<h2>Skipped input</h2>",
+        f"<p>{_e(_num(count))} problem(s) in the input were skipped{_e(shown)}:</p>",
+        f"<ul>{items}</ul>",
+        "</section>",
+    ]
 
 
 def _recommendations(value: object) -> list[str]:

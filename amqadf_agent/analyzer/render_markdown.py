@@ -40,6 +40,7 @@ def render(report: Mapping[str, Any], file: TextIO) -> None:
     lines += _caches(report.get("cache"))
     lines += _threads(report.get("threads"))
     lines += _top_queries(report.get("top_queries"))
+    lines += _skipped(report.get("summary"))
     while lines and lines[-1] == "":
         lines.pop()
     file.write("\n".join(lines) + "\n")
@@ -127,11 +128,21 @@ def _summary(value: object) -> list[str]:
             for service in services
         )
         lines.append(f"- Services: {names}")
-    for problem in problems.get("first") or []:
-        lines.append(f"- Problem: {text(problem)}")
     if len(lines) == 2:
         lines.append(NO_DATA)
     return [*lines, ""]
+
+
+def _skipped(value: object) -> list[str]:
+    """The report's last section: how many input problems were skipped, and where (``file:line: reason``)."""
+    problems = _mapping(_mapping(value).get("problems"))
+    count = _number(problems.get("count")) or 0
+    if count <= 0:
+        return []
+    first = [str(p) for p in problems.get("first") or []]
+    shown = f"; the first {len(first)}" if len(first) < count else ""
+    lines = ["## Skipped input", "", f"{num(count)} problem(s) in the input were skipped{shown}:", ""]
+    return [*lines, *(f"- {code(problem)}" for problem in first), ""]
 
 
 def _key_numbers(numbers: object) -> str:

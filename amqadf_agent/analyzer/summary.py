@@ -260,13 +260,16 @@ def render_text(summary: Summary, file: TextIO) -> None:
     for name in summary.metric_names:
         w(f"  {name}\n")
 
-    if summary.problem_count:
-        shown_note = (
-            "" if len(summary.problems) == summary.problem_count else f", first {len(summary.problems)}"
-        )
-        w(f"\nProblems ({summary.problem_count} skipped{shown_note})\n")
-        for problem in summary.problems:
-            w(f"  {problem}\n")
+
+def render_skipped_text(summary: Summary, file: TextIO) -> None:
+    """The report's last section: how many input problems were skipped, and where (``file:line: reason``);
+    nothing when none were."""
+    if not summary.problem_count:
+        return
+    shown_note = "" if len(summary.problems) == summary.problem_count else f", first {len(summary.problems)}"
+    file.write(f"\nSkipped input ({summary.problem_count} problem(s) skipped{shown_note})\n")
+    for problem in summary.problems:
+        file.write(f"  {problem}\n")
 
 
 def to_json(summary: Summary) -> dict[str, Any]:
@@ -311,15 +314,31 @@ def _summary_json(summary: Summary, time_range: dict[str, Any] | None) -> dict[s
     }
 
 
-def render_recommendations(recommendations: list[Recommendation], file: TextIO) -> None:
-    """Write the recommendations (already ranked) as a plain-text section."""
+#: ANSI SGR codes of the severities (``colour=True``): info dim, low cyan, medium yellow, high red,
+#: critical bold red on a terminal.
+SEVERITY_COLOURS: Final = {"info": "2", "low": "36", "medium": "33", "high": "31", "critical": "1;31"}
+_RESET: Final = "\x1b[0m"
+
+
+def _paint(text: str, sgr: str, colour: bool) -> str:
+    return f"\x1b[{sgr}m{text}{_RESET}" if colour else text
+
+
+def render_recommendations(
+    recommendations: list[Recommendation], file: TextIO, *, colour: bool = False
+) -> None:
+    """Write the recommendations (already ranked) as a plain-text section; ``colour``: ANSI colours
+    (the heading bold, each severity its colour), for a terminal only (``cli.analyze.use_colour``)."""
     w = file.write
-    w(f"\nRecommendations ({len(recommendations)})\n")
+    w("\n" + _paint(f"Recommendations ({len(recommendations)})", "1", colour) + "\n")
     if not recommendations:
         w("  (none)\n")
     for number, recommendation in enumerate(recommendations, 1):
         evidence = recommendation.evidence
-        w(f"  {number}. [{recommendation.severity}] {recommendation.title}\n")
+        severity = _paint(
+            f"[{recommendation.severity}]", SEVERITY_COLOURS.get(recommendation.severity, "0"), colour
+        )
+        w(f"  {number}. {severity} {recommendation.title}\n")
         rule = f"{recommendation.category}/{recommendation.rule}"
         w(f"     rule:       {rule} ({recommendation.fingerprint})\n")
         if recommendation.category == "database":
@@ -330,6 +349,8 @@ def render_recommendations(recommendations: list[Recommendation], file: TextIO) 
         w(f"     confidence: {recommendation.confidence:.2f}\n")
         if evidence.trace_ids:
             w(f"     traces:     {', '.join(evidence.trace_ids)}\n")
+        if evidence.span_ids:
+            w(f"     spans:      {', '.join(evidence.span_ids)}\n")
         w(f"     action:     {recommendation.action}\n")
 
 

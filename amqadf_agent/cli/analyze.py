@@ -274,9 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OUTPUT_ERROR
 
     if summary.problem_count:
-        _error(
-            f"warning: skipped {summary.problem_count} problem(s) in the input; first: {summary.problems[0]}"
-        )
+        _error(skipped_warning(summary.problem_count, summary.problems))
     if args.fail_on is not None:
         floor = SEVERITY_NAMES.index(args.fail_on)
         failing = [r for r in recommendations if SEVERITY_NAMES.index(r.severity) >= floor]
@@ -284,6 +282,34 @@ def main(argv: list[str] | None = None) -> int:
             _error(f"{len(failing)} recommendation(s) at or above {args.fail_on}: exit {EXIT_FINDINGS}")
             return EXIT_FINDINGS
     return EXIT_OK
+
+
+#: How many ``file:line: reason`` locations the final warning on stderr names.
+WARNING_LOCATIONS = 3
+
+
+def skipped_warning(count: int, problems: tuple[str, ...] | list[str]) -> str:
+    """The last line on stderr when input was skipped: the count and the first few locations."""
+    shown = list(problems[:WARNING_LOCATIONS])
+    more = count - len(shown)
+    return (
+        f"warning: skipped {count} problem(s) in the input: "
+        + "; ".join(shown)
+        + (f" (and {more} more; the report ends with the list)" if more > 0 else "")
+    )
+
+
+def use_colour(out: object) -> bool:
+    """Colour the text report: only on a terminal, and never with ``NO_COLOR`` set (no-color.org)."""
+    import os
+
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(out, "isatty", None)
+    try:
+        return bool(isatty()) if callable(isatty) else False
+    except (OSError, ValueError):
+        return False
 
 
 def parse_time(text: str, now_ns: int | None = None) -> int:
@@ -435,6 +461,7 @@ def _write(
     from amqadf_agent.analyzer.summary import (
         render_analysis_text,
         render_recommendations,
+        render_skipped_text,
         render_text,
         to_json,
     )
@@ -456,7 +483,8 @@ def _write(
     else:
         render_text(summary, out)
         render_analysis_text(sections, out)
-        render_recommendations(recommendations, out)
+        render_recommendations(recommendations, out, colour=use_colour(out))
+        render_skipped_text(summary, out)
     out.flush()
 
 
