@@ -78,8 +78,15 @@ from amqadf_agent.semconv import (
     ATTR_ERROR_TYPE,
     ATTR_HTTP_RESPONSE_STATUS_CODE,
     ATTR_HTTP_STATUS_CODE_OLD,
+    ATTR_SYSTEM_MEMORY_STATE,
     HTTP_SERVER_DURATION_OLD,
     HTTP_SERVER_DURATION_OLD_UNIT,
+    HTTP_SERVER_REQUEST_DURATION,
+    POOL_QUEUE_SIZE,
+    PROCESS_CPU_TIME,
+    PROCESS_CPU_UTILIZATION,
+    SYSTEM_CPU_UTILIZATION,
+    SYSTEM_MEMORY_UTILIZATION,
 )
 
 __all__ = [
@@ -109,15 +116,16 @@ MAX_SAMPLES_PER_WINDOW: Final = 4096
 #: The slowest SERVER spans kept per window, as example trace and span ids for the evidence.
 EXAMPLES_PER_WINDOW: Final = 3
 
-CPU_PROCESS: Final = "process.cpu.utilization"
-CPU_SYSTEM: Final = "system.cpu.utilization"
-CPU_TIME: Final = "process.cpu.time"
-MEMORY: Final = "system.memory.utilization"
-HTTP_DURATION: Final = "http.server.request.duration"
+# The contract's names (semconv.py), by the short names the rules use.
+CPU_PROCESS: Final = PROCESS_CPU_UTILIZATION.name
+CPU_SYSTEM: Final = SYSTEM_CPU_UTILIZATION.name
+CPU_TIME: Final = PROCESS_CPU_TIME.name
+MEMORY: Final = SYSTEM_MEMORY_UTILIZATION.name
+HTTP_DURATION: Final = HTTP_SERVER_REQUEST_DURATION.name
 #: The older histogram (milliseconds), read where the current one is missing (see ``_Bucket.legacy``).
 HTTP_DURATION_OLD: Final = HTTP_SERVER_DURATION_OLD
-QUEUE_SIZE: Final = "amqadf.worker_pool.queue.size"
-_MEMORY_STATE: Final = "system.memory.state"
+QUEUE_SIZE: Final = POOL_QUEUE_SIZE.name
+_MEMORY_STATE: Final = ATTR_SYSTEM_MEMORY_STATE
 
 
 def is_error(attributes: Attributes, status_code: int = 0) -> bool:

@@ -85,7 +85,13 @@ from amqadf_agent.semconv import (
     ATTR_POOL_NAME,
     ATTR_POOL_STATE,
     DB_CLIENT_CONNECTION_MAX,
+    POOL_MAX_WORKERS,
+    POOL_QUEUE_WAIT,
     POOL_STATE_BUSY,
+    POOL_TASK_DURATION,
+    POOL_TASKS,
+    POOL_WORKERS,
+    PROCESS_CPU_TIME,
     SYSTEM_CPU_LOGICAL_COUNT,
 )
 
@@ -101,12 +107,12 @@ __all__ = [
 ]
 
 CATEGORY = "threads"
-WORKERS = "amqadf.worker_pool.workers"
-MAX_WORKERS = "amqadf.worker_pool.max_workers"
-TASKS = "amqadf.worker_pool.tasks"
-QUEUE_WAIT = "amqadf.worker_pool.queue.wait"
-TASK_DURATION = "amqadf.worker_pool.task.duration"
-CPU_TIME = "process.cpu.time"
+WORKERS = POOL_WORKERS.name
+MAX_WORKERS = POOL_MAX_WORKERS.name
+TASKS = POOL_TASKS.name
+QUEUE_WAIT = POOL_QUEUE_WAIT.name
+TASK_DURATION = POOL_TASK_DURATION.name
+CPU_TIME = PROCESS_CPU_TIME.name
 CPU_COUNT = SYSTEM_CPU_LOGICAL_COUNT.name
 CONNECTION_MAX = DB_CLIENT_CONNECTION_MAX.name
 #: ``limited_by`` of the evidence: which cap bound the recommendation.
