@@ -224,6 +224,40 @@ def test_max_elapsed_time(clock: FakeClock) -> None:
     assert info.value.__amqadf_attempts__ == 4  # type: ignore[attr-defined]
 
 
+def test_max_elapsed_time_counts_the_first_attempt(clock: FakeClock) -> None:
+    # A first attempt that itself takes 9.5 s of a 10 s limit leaves no room for even the first
+    # 1 s wait: no retry (counted from the first failure instead, 1 + 2 + 4 s of retries would fit).
+    # Sync, decorated and async alike.
+    calls = []
+
+    def slow_then_fast() -> None:
+        calls.append(clock.now)
+        if len(calls) == 1:
+            clock.now += 9.5
+        raise ConnectionError("down")
+
+    async def slow_then_fast_async() -> None:
+        slow_then_fast()
+
+    p = policy(clock, max_retries=5, jitter="none", initial_backoff_time=1.0, max_elapsed_time=10.0)
+    for run in (
+        lambda: p.call(slow_then_fast),
+        retry_with_policy(p)(slow_then_fast),
+        lambda: asyncio.run(retry_with_policy(p)(slow_then_fast_async)()),
+    ):
+        clock.now, clock.delays = 0.0, []
+        calls.clear()
+        with pytest.raises(ConnectionError) as info:
+            run()
+        assert clock.delays == [], clock.delays
+        assert info.value.__amqadf_attempts__ == 1  # type: ignore[attr-defined]
+    # A quick first attempt leaves the whole limit to the retries, as before.
+    clock.now, clock.delays = 0.0, []
+    with pytest.raises(ConnectionError):
+        p.call(Flaky(1000))
+    assert clock.delays == [1.0, 2.0, 4.0]
+
+
 # --- budget ---------------------------------------------------------------------------------------
 def test_budget_caps_retries_in_an_outage_and_recovers(clock: FakeClock) -> None:
     budget = RetryBudget(max_tokens=10, token_ratio=0.1)

@@ -20,7 +20,8 @@ Backoff [AWS "Exponential Backoff and Jitter"], for retry ``n`` (0 for the first
 An error with a numeric ``retry_after`` attribute (seconds, e.g. from an HTTP ``Retry-After``
 header) replaces the computed delay, **capped by** ``max_backoff``: the cap is the longest any one
 wait may be, whoever asks for it, so a misbehaving server cannot park the caller for an hour.
-``max_elapsed_time`` bounds the whole call: a retry whose wait would end past it is not made.
+``max_elapsed_time`` bounds the whole call, counted from the start of the first attempt: a retry
+whose wait would end past it is not made. (Only a policy that sets it reads the clock per call.)
 
 Retry budget [gRPC A6]: ``RetryBudget(max_tokens=10, token_ratio=0.1)`` is shared by every call of
 a policy; each retryable failure takes a token, each success gives back ``token_ratio``, and a
@@ -180,7 +181,8 @@ class RetryPolicy:
         retryable_exceptions: Exception types that are retried; others are raised at once.
         max_backoff: The longest single wait (default ``max(60, initial_backoff_time)``).
         jitter: ``"full"``, ``"decorrelated"`` or ``"none"`` (default: full if exponential, else none).
-        max_elapsed_time: Seconds from the first attempt after which no retry is started.
+        max_elapsed_time: Seconds from the start of the first attempt after which no retry is
+            started (nor one whose wait would end later).
         retry_on_result: Retry when this returns true for a result.
         budget: A ``RetryBudget`` shared by all calls of this policy.
         name: The ``amqadf.retry.policy`` attribute (default: the decorated function's qualname,
@@ -336,9 +338,11 @@ class RetryPolicy:
         predicate = self.retry_on_result
         budget = self.budget
         slow = self._slow
+        clock = self._clock if self.max_elapsed_time is not None else None
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            start = clock() if clock is not None else 0.0
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
@@ -352,7 +356,7 @@ class RetryPolicy:
                     return result
                 error = None
             # Outside the except block: later failures must not chain onto this one.
-            return cast(R, slow(stats, fn, args, kwargs, error, result))
+            return cast(R, slow(stats, fn, args, kwargs, error, result, start))
 
         return wrapper
 
@@ -366,6 +370,7 @@ class RetryPolicy:
             return stats
 
     def _run(self, stats: _Stats, fn: Callable[..., R], args: Any, kwargs: Any) -> R:
+        start = self._clock() if self.max_elapsed_time is not None else 0.0
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
@@ -380,7 +385,7 @@ class RetryPolicy:
                     budget.on_success()
                 return result
             error = None
-        return cast(R, self._slow(stats, fn, args, kwargs, error, result))
+        return cast(R, self._slow(stats, fn, args, kwargs, error, result, start))
 
     def _slow(
         self,
@@ -390,9 +395,10 @@ class RetryPolicy:
         kwargs: Any,
         error: Exception | None,
         result: Any,
+        start: float,
     ) -> Any:
-        """The retry loop, entered after a first attempt that failed (by exception or by result)."""
-        run = _Run(self, stats)
+        """The retry loop, entered after a first attempt (begun at ``start``) that failed."""
+        run = _Run(self, stats, start)
         while True:
             delay = run.after_failure(error, result)
             if delay is None:
@@ -415,6 +421,7 @@ class RetryPolicy:
         self, stats: _Stats, fn: Callable[..., Awaitable[Any]], args: Any, kwargs: Any
     ) -> Any:
         predicate = self.retry_on_result
+        start = self._clock() if self.max_elapsed_time is not None else 0.0
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:
@@ -428,7 +435,7 @@ class RetryPolicy:
                     budget.on_success()
                 return result
             error = None
-        run = _Run(self, stats)
+        run = _Run(self, stats, start)
         while True:
             delay = run.after_failure(error, result)
             if delay is None:
@@ -476,14 +483,13 @@ class _Run:
 
     __slots__ = ("attempt", "policy", "previous", "start", "stats")
 
-    def __init__(self, policy: RetryPolicy, stats: _Stats) -> None:
+    def __init__(self, policy: RetryPolicy, stats: _Stats, start: float) -> None:
         self.policy = policy
         self.stats = stats
         self.attempt = 1  # attempts made so far
         self.previous: float | None = None
-        # Started at the first failure: reading the clock before every call would tax success.
-        # So max_elapsed_time does not count the first attempt's own duration.
-        self.start = policy._clock() if policy.max_elapsed_time is not None else 0.0
+        #: When the first attempt began (read only by policies with a max_elapsed_time).
+        self.start = start
 
     def after_failure(self, error: Exception | None, result: object) -> float | None:
         """The wait before the next attempt, or ``None`` after recording why retrying stops."""
