@@ -231,7 +231,7 @@ def test_histograms_are_rebuilt_from_buckets(stub: Any) -> None:
     ]
 
     def answer(query: str) -> tuple[int, str, bytes]:
-        return 200, "application/json", _matrix(series if "http_server" in query else [])
+        return 200, "application/json", _matrix(series if "http_server_request" in query else [])
 
     records = list(read_prometheus(stub(answer).url, start=10, end=11, step=1))
     assert len(records) == 2 and records[0].type == "histogram"
@@ -243,6 +243,31 @@ def test_histograms_are_rebuilt_from_buckets(stub: Any) -> None:
     # rebased on the first sample: (5-2, 4-1, 2-1) per bucket
     assert (last.count, last.bucket_counts, last.sum) == (7, (3, 3, 1), 3.5)
     assert last.start_ns == 10 * 10**9
+
+
+def test_the_older_millisecond_histogram_is_read_too(stub: Any) -> None:
+    # What HTTP instrumentations emit by default: http.server.duration in ms, http.status_code.
+    common = {"job": "shop", "instance": "h:1", "http_method": "GET", "http_status_code": "503"}
+    name = "http_server_duration_milliseconds"
+    series: list[tuple[dict[str, str], list[tuple[float, float]]]] = [
+        ({**common, "__name__": f"{name}_bucket", "le": "100"}, [(10, 0), (11, 4)]),
+        ({**common, "__name__": f"{name}_bucket", "le": "+Inf"}, [(10, 0), (11, 6)]),
+        ({**common, "__name__": f"{name}_sum"}, [(10, 0), (11, 900.0)]),
+        ({**common, "__name__": f"{name}_count"}, [(10, 0), (11, 6)]),
+    ]
+
+    def answer(query: str) -> tuple[int, str, bytes]:
+        return 200, "application/json", _matrix(series if "http_server_duration" in query else [])
+
+    api = stub(answer)
+    records = list(read_prometheus(api.url, start=10, end=11, step=1))
+    assert {(r.name, r.unit, r.type) for r in records} == {("http.server.duration", "ms", "histogram")}
+    last = records[-1].points[0]
+    assert isinstance(last, HistogramPoint)
+    assert (last.count, last.sum, last.explicit_bounds) == (6, 900.0, (100.0,))
+    assert last.attributes["http.status_code"] == 503  # an int, so the error rule reads it
+    selector = '__name__=~"http_server_duration(_milliseconds)?_(bucket|sum|count)"'
+    assert any(selector in q for q in api.queries)
 
 
 def test_service_filter_goes_into_the_query(stub: Any) -> None:

@@ -66,9 +66,23 @@ DEFAULT_TIMEOUT_S: Final = 30.0
 #: Prometheus refuses range queries of more points per series than this.
 MAX_POINTS_PER_SERIES: Final = 11_000
 
+#: The older HTTP server histogram (milliseconds) that HTTP instrumentations still emit by default
+#: (``OTEL_SEMCONV_STABILITY_OPT_IN`` unset): read where the current one is missing.
+HTTP_SERVER_DURATION_OLD: Final = semconv.Instrument(
+    name=semconv.HTTP_SERVER_DURATION_OLD,
+    kind="histogram",
+    unit=semconv.HTTP_SERVER_DURATION_OLD_UNIT,
+    description="Duration of HTTP server requests (the older convention, in milliseconds).",
+    attributes=(semconv.ATTR_HTTP_METHOD_OLD, semconv.ATTR_HTTP_STATUS_CODE_OLD),
+    emitted_by="older OpenTelemetry HTTP server instrumentations",
+    read_by="analyzer (autoscaling windows)",
+    standard=True,
+)
+
 #: The instruments the rules read (windows, cache rules, thread rules).
 RULE_INSTRUMENTS: Final[tuple[semconv.Instrument, ...]] = (
     semconv.HTTP_SERVER_REQUEST_DURATION,
+    HTTP_SERVER_DURATION_OLD,
     semconv.PROCESS_CPU_UTILIZATION,
     semconv.SYSTEM_CPU_UTILIZATION,
     semconv.PROCESS_CPU_TIME,
@@ -130,7 +144,9 @@ def _label_map() -> dict[str, str]:
 
 #: Prometheus label → OTel attribute key, for every attribute key of the contract.
 _LABEL_TO_ATTRIBUTE: Final = _label_map()
-_INT_ATTRIBUTES: Final = frozenset((semconv.ATTR_HTTP_RESPONSE_STATUS_CODE,))
+_INT_ATTRIBUTES: Final = frozenset(
+    (semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, semconv.ATTR_HTTP_STATUS_CODE_OLD)
+)
 
 
 def otel_attribute_key(label: str) -> str:
