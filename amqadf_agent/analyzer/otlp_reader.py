@@ -312,8 +312,14 @@ class _Reader:
             self.stats.ignored_lines += 1
             return []
         counts = self.stats.records
-        for record in records:
-            counts[_SIGNAL[type(record)]] += 1
+        if records:
+            # Records come spans first, then metrics, then logs: same first and last kind, all that kind.
+            kind = type(records[0])
+            if type(records[-1]) is kind:
+                counts[_SIGNAL[kind]] += len(records)
+            else:
+                for record in records:
+                    counts[_SIGNAL[type(record)]] += 1
         return records
 
 
@@ -382,6 +388,23 @@ _SEVERITIES: Final = {"SEVERITY_NUMBER_UNSPECIFIED": 0} | {
 }
 _SIGNAL: Final[dict[type, str]] = {SpanRecord: "spans", MetricRecord: "metrics", LogRecord: "logs"}
 
+#: Ids already checked, raw text -> lower-case hex: a trace id comes back with every span of its
+#: trace, a span id as the parent of its children. A cache only (every entry is a valid, non-zero id of
+#: that length), emptied when it reaches ``_ID_MEMO_SIZE``; sharing it between threads is harmless.
+_TRACE_IDS: Final[dict[str, str]] = {}
+_SPAN_IDS: Final[dict[str, str]] = {}
+_ID_MEMO_SIZE: Final = 8192
+
+
+def _memo_id(value: Any, digits: int, what: str, required: bool, memo: dict[str, str]) -> str:
+    """``_id``, remembering a valid non-zero id in ``memo`` (``value`` missed it)."""
+    text = _id(value, digits, what, required=required)
+    if text:
+        if len(memo) >= _ID_MEMO_SIZE:
+            memo.clear()
+        memo[value] = text
+    return text
+
 
 def _records_of(obj: Any) -> list[Record] | None:
     """Every record of one export request; ``None`` when it holds only signals this reader skips."""
@@ -437,27 +460,60 @@ def _walk(value: Any, top: str, scopes_key: str, items_key: str, build: _Builder
 
 
 def _span(value: Any, resource: Attributes, scope_name: str, scope_version: str) -> SpanRecord:
-    d = _obj(value, "span")
+    # The hot path of the reader: the common encodings are checked inline, anything else goes through
+    # the general helpers (same checks, same messages, in the same order).
+    if type(value) is not dict:
+        raise _Bad(f"span: expected an object, got {_kind(value)}")
+    d = value
     status = d.get("status")
-    if status is None:
+    if not status and (status is None or type(status) is dict):
         status_code, status_message = 0, ""
     else:
         status = _obj(status, "status")
         status_code = _enum(status.get("code"), _STATUS_CODES, "status.code")
         status_message = _str(status.get("message"), "status.message")
+    trace_id = d.get("traceId")
+    trace_id = (type(trace_id) is str and _TRACE_IDS.get(trace_id)) or _memo_id(
+        trace_id, 32, "traceId", True, _TRACE_IDS
+    )
+    span_id = d.get("spanId")
+    span_id = (type(span_id) is str and _SPAN_IDS.get(span_id)) or _memo_id(
+        span_id, 16, "spanId", True, _SPAN_IDS
+    )
+    parent = d.get("parentSpanId")
+    parent = (type(parent) is str and _SPAN_IDS.get(parent)) or _memo_id(
+        parent, 16, "parentSpanId", False, _SPAN_IDS
+    )
+    name = d.get("name")
+    if type(name) is not str:
+        name = _str(name, "span.name")
+    kind = d.get("kind")
+    if type(kind) is not int:
+        kind = _enum(kind, _SPAN_KINDS, "span.kind")
+    start = d.get("startTimeUnixNano")
+    if type(start) is str and start.isdigit() and start.isascii() and len(start) <= 20:
+        start = int(start)
+    else:
+        start = _int(start, "startTimeUnixNano")
+    end = d.get("endTimeUnixNano")
+    if type(end) is str and end.isdigit() and end.isascii() and len(end) <= 20:
+        end = int(end)
+    else:
+        end = _int(end, "endTimeUnixNano")
+    attributes = d.get("attributes")
     events = d.get("events")
     links = d.get("links")
     return SpanRecord(
-        _id(d.get("traceId"), 32, "traceId", required=True),
-        _id(d.get("spanId"), 16, "spanId", required=True),
-        _id(d.get("parentSpanId"), 16, "parentSpanId", required=False),
-        _str(d.get("name"), "span.name"),
-        _enum(d.get("kind"), _SPAN_KINDS, "span.kind"),
-        _int(d.get("startTimeUnixNano"), "startTimeUnixNano"),
-        _int(d.get("endTimeUnixNano"), "endTimeUnixNano"),
+        trace_id,
+        span_id,
+        parent,
+        name,
+        kind,
+        start,
+        end,
         status_code,
         status_message,
-        _attrs(d.get("attributes"), "span.attributes"),
+        _kvlist(attributes, "span.attributes") if attributes else _attrs(attributes, "span.attributes"),
         tuple(_event(event) for event in _list(events, "events")) if events else (),
         resource,
         scope_name,
@@ -647,6 +703,16 @@ def _kvlist(value: Any, what: str) -> dict[str, Value]:
         if type(key) is not str:
             raise _Bad(f"{what}: key: expected a string, got {_kind(key)}")
         inner = entry.get("value")
+        if type(inner) is dict:  # the common cases inline, as _any would take them
+            text = inner.get("stringValue")
+            if type(text) is str:
+                out[key] = text
+                continue
+            if text is None and "stringValue" not in inner:
+                number = inner.get("intValue")
+                if type(number) is str and number.isdigit() and number.isascii() and len(number) <= 20:
+                    out[key] = int(number)
+                    continue
         out[key] = None if inner is None else _any(inner)
     return out
 
@@ -702,7 +768,9 @@ def _int(value: Any, what: str) -> int:
     kind = type(value)
     if kind is int:
         return value  # type: ignore[no-any-return]
-    if kind is str and _INT_TEXT(value) is not None:
+    if kind is str and (
+        (value.isdigit() and value.isascii() and len(value) <= 20) or _INT_TEXT(value) is not None
+    ):
         return int(value)
     if value is None:
         return 0

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SqlInfo", "analyze", "normalize", "shape"]
+__all__ = ["SqlInfo", "analyze", "normalize", "normalize_call", "shape"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,20 +51,25 @@ class SqlInfo:
     parsed: bool
 
 
+# The lookahead in front names every character a token can start with: without it the regex engine
+# tries all six alternatives at every position of the statement (~4x slower on typical statements);
+# with it, a position that cannot start a token costs one character-class test.
 _TOKEN = re.compile(
     r"""
+    (?=[-/'"`\[?$%:.\d]|[NnEeBbXx]')
+    (?:
     (?P<comment>--[^\n]*|/\*.*?\*/)
   | (?P<string>[NnEeBbXx]?'(?:[^'\\]|''|\\.)*')
   | (?P<dollar>\$\$.*?\$\$)
   | (?P<ident>"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\])
   | (?P<placeholder>\?|\$\d+|%s|%\([^)]*\)s|(?<![:\w]):[A-Za-z_]\w*)
   | (?P<number>(?<![\w$.])(?:0[xX][0-9A-Fa-f]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(?![\w.]))
+    )
     """,
     re.VERBOSE | re.DOTALL,
 )
 _IN_LIST = re.compile(r"\bIN\s*\(\s*\?(?:\s*,\s*\?)*\s*\)", re.IGNORECASE)
 _VALUES_ROWS = re.compile(r"(\(\s*\?(?:\s*,\s*\?)*\s*\))(?:\s*,\s*\(\s*\?(?:\s*,\s*\?)*\s*\))+")
-_SPACE = re.compile(r"\s+")
 _KEYWORDS = re.compile(
     r"\b(select|from|where|and|or|not|in|is|null|like|between|join|inner|left|right|outer|full|cross|"
     r"on|as|group|by|order|having|limit|offset|union|all|distinct|insert|into|values|update|set|delete|"
@@ -93,9 +98,12 @@ def shape(statement: str) -> tuple[str, bool, str]:
         return "?"
 
     text = _TOKEN.sub(replace, statement)
-    text = _SPACE.sub(" ", text).strip().rstrip(";").strip()
-    text = _IN_LIST.sub("IN (?)", text)
-    text = _VALUES_ROWS.sub(r"\1", text)
+    # str.split() and the regex \s agree on what whitespace is (both Py_UNICODE_ISSPACE).
+    text = " ".join(text.split()).rstrip(";").strip()
+    # Whitespace is now single spaces: both patterns below need "(?" or "( ?" somewhere.
+    if "(?" in text or "( ?" in text:
+        text = _IN_LIST.sub("IN (?)", text)
+        text = _VALUES_ROWS.sub(r"\1", text)
     digest = ""
     if literals:
         digest = hashlib.blake2b("\x00".join(literals).encode(), digest_size=8).hexdigest()
@@ -105,6 +113,13 @@ def shape(statement: str) -> tuple[str, bool, str]:
 def normalize(statement: str) -> str:
     """The normalized text of ``statement`` (see the module docstring)."""
     return analyze(statement).normalized
+
+
+def normalize_call(statement: str) -> tuple[str, bool, str]:
+    """``(normalized, has_placeholders, literal_digest)`` of ``analyze(statement)``, without building its
+    ``SqlInfo``: what the database rules need per execution (the structure stays cached)."""
+    text, placeholders, digest = shape(statement)
+    return _structure(text).normalized, placeholders, digest
 
 
 def analyze(statement: str) -> SqlInfo:

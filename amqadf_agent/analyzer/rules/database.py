@@ -28,7 +28,10 @@ reach the output, never a literal.
 
 Memory: one pass; per distinct statement a few counters and at most ``max_samples`` durations (a
 reservoir, for p95); per trace, compact tuples of its db spans, at most ``max_buffered_calls`` in all
-(when more arrive, the oldest traces are analysed and dropped).
+(50 000, about 17 MB; when more arrive, the traces seen first are analysed and dropped). A trace is
+thus analysed whole when its db spans arrive within 50 000 db spans of each other, as an exporter's
+batches of a trace do; a trace spread wider is analysed in parts (an N+1 run or a repeat split
+across them can be missed).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from dataclasses import dataclass
 
 from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, Record, SpanRecord, service_name
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Severity
-from amqadf_agent.analyzer.sql import SqlInfo, analyze
+from amqadf_agent.analyzer.sql import SqlInfo, analyze, normalize_call
 from amqadf_agent.semconv import (
     ATTR_DB_QUERY_TEXT,
     ATTR_DB_RESPONSE_RETURNED_ROWS,
@@ -68,7 +71,8 @@ class DatabaseRuleConfig:
     #: Calls of a statement at which confidence reaches its maximum.
     full_confidence_calls: int = 100
     max_examples: int = 3
-    max_buffered_calls: int = 200_000
+    #: Buffered db calls of unfinished traces, all traces together (see the module docstring).
+    max_buffered_calls: int = 50_000
     max_samples: int = 10_000
 
 
@@ -164,6 +168,8 @@ class DatabaseRules:
         self._n_plus_one: dict[int, _Finding] = {}
         self._identical: dict[int, _Finding] = {}
         self._rng = random.Random(0)
+        self._last_resource: object = None
+        self._last_service = ""
 
     def add_span(self, span: SpanRecord) -> None:
         """Take ``span`` into account if it is a db client span with a statement; ignore it otherwise."""
@@ -177,17 +183,22 @@ class DatabaseRules:
         if not isinstance(statement, str) or not statement.strip():
             return
         rows = attributes.get(ATTR_DB_RESPONSE_RETURNED_ROWS)
-        self.add_call(
+        resource = span.resource
+        if resource is not self._last_resource:  # records of one resource share its mapping
+            self._last_resource = resource
+            self._last_service = service_name(resource)
+        start_ns, end_ns = span.start_ns, span.end_ns
+        self._add(
             statement,
-            span.duration_s,
+            max(end_ns - start_ns, 0) / 1e9,  # span.duration_s
             rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
-            db_system=str(system),
-            service=service_name(span.resource),
-            trace_id=span.trace_id,
-            span_id=span.span_id,
-            parent_span_id=span.parent_span_id,
-            start_ns=span.start_ns,
-            end_ns=span.end_ns,
+            str(system),
+            self._last_service,
+            span.trace_id,
+            span.span_id,
+            span.parent_span_id,
+            start_ns,
+            end_ns,
         )
 
     def add_call(
@@ -206,29 +217,60 @@ class DatabaseRules:
     ) -> None:
         """One execution of ``statement`` (raw text; only its normalized form is kept) by ``service``
         (its ``service.name``; ``""``: unknown)."""
-        info = analyze(statement)
-        key = info.normalized
+        self._add(
+            statement,
+            duration_s,
+            rows,
+            db_system,
+            service,
+            trace_id,
+            span_id,
+            parent_span_id,
+            start_ns,
+            end_ns,
+        )
+
+    def _add(
+        self,
+        statement: str,
+        duration_s: float,
+        rows: int | None,
+        db_system: str,
+        service: str,
+        trace_id: str,
+        span_id: str,
+        parent_span_id: str,
+        start_ns: int,
+        end_ns: int,
+    ) -> None:
+        # The hot path: once per db call. The statement's SqlInfo is built only when it is new.
+        key, placeholders, digest = normalize_call(statement)
         stats = self._stats.get(key)
         if stats is None:
-            stats = self._stats[key] = StatementStats(info)
+            stats = self._stats[key] = StatementStats(analyze(statement))
             self._ids[key] = len(self._by_id)
             self._by_id.append(key)
+        config = self.config
         self.db_calls += 1
         if db_system:
             stats.systems.add(db_system)
+        slow = duration_s >= config.slow_query_s
         if service:
-            stats.services[service] = stats.services.get(service, 0) + 1
-            if duration_s >= self.config.slow_query_s:
+            services = stats.services
+            services[service] = services.get(service, 0) + 1
+            if slow:
                 stats.slow_services.add(service)
-        stats.calls += 1
+        calls = stats.calls = stats.calls + 1
         stats.total_s += duration_s
-        stats.max_s = max(stats.max_s, duration_s)
-        if len(stats.samples) < self.config.max_samples:
-            stats.samples.append(duration_s)
+        if duration_s > stats.max_s:
+            stats.max_s = duration_s
+        samples = stats.samples
+        if len(samples) < config.max_samples:
+            samples.append(duration_s)
         else:
-            slot = self._rng.randrange(stats.calls)
-            if slot < self.config.max_samples:
-                stats.samples[slot] = duration_s
+            slot = self._rng.randrange(calls)
+            if slot < config.max_samples:
+                samples[slot] = duration_s
         if rows is not None:
             stats.rows_known += 1
             stats.rows_total += rows
@@ -237,19 +279,29 @@ class DatabaseRules:
             stats.start_ns = start_ns if stats.start_ns is None else min(stats.start_ns, start_ns)
             last = max(end_ns, start_ns)
             stats.end_ns = last if stats.end_ns is None else max(stats.end_ns, last)
-        if trace_id and len(stats.examples) < self.config.max_examples:
-            stats.examples.append((trace_id, span_id))
-        if trace_id and duration_s >= self.config.slow_query_s:
-            stats.slow_examples.append((duration_s, trace_id, span_id))
-            stats.slow_examples.sort(key=lambda e: (-e[0], e[1], e[2]))
-            del stats.slow_examples[self.config.max_examples :]
         if trace_id:
-            digest = "" if info.has_placeholders else info.literal_digest or "-"
-            self._traces.setdefault(trace_id, []).append(
-                (parent_span_id, start_ns, end_ns, self._ids[key], digest, span_id, service)
+            if len(stats.examples) < config.max_examples:
+                stats.examples.append((trace_id, span_id))
+            if slow:
+                stats.slow_examples.append((duration_s, trace_id, span_id))
+                stats.slow_examples.sort(key=lambda e: (-e[0], e[1], e[2]))
+                del stats.slow_examples[config.max_examples :]
+            call = (
+                parent_span_id,
+                start_ns,
+                end_ns,
+                self._ids[key],
+                "" if placeholders else digest or "-",
+                span_id,
+                service,
             )
+            calls_of_trace = self._traces.get(trace_id)
+            if calls_of_trace is None:
+                self._traces[trace_id] = [call]
+            else:
+                calls_of_trace.append(call)
             self._buffered += 1
-            while self._buffered > self.config.max_buffered_calls and self._traces:
+            while self._buffered > config.max_buffered_calls and self._traces:
                 oldest = next(iter(self._traces))
                 self._flush(oldest, self._traces.pop(oldest))
 
@@ -257,6 +309,8 @@ class DatabaseRules:
         """Analyse one trace's db calls for N+1 and identical queries, then forget them."""
         self._buffered -= len(calls)
         config = self.config
+        if len(calls) < min(config.n_plus_one_min_count, config.identical_min_repeats):
+            return  # too few calls for either finding (most traces)
         siblings: dict[str, list[_Call]] = {}
         for call in calls:
             siblings.setdefault(call[0], []).append(call)
