@@ -694,7 +694,44 @@ def _attrs(value: Any, what: str) -> Attributes:
     return _kvlist(value, what)
 
 
+class _Unusual(Exception):
+    """An encoding the inline path of ``_kvlist`` leaves to the checked one (never escapes)."""
+
+
 def _kvlist(value: Any, what: str) -> dict[str, Value]:
+    # The hot path of the reader (every attribute of every span): string and integer values read
+    # inline, with subscripts; anything else (a missing key or value, a non-object entry, a string or
+    # integer in another encoding) makes the checked loop read the list again, from the start. A bad
+    # value of another kind raises from _any here exactly as it would there.
+    if type(value) is list:
+        out: dict[str, Value] = {}
+        try:
+            for entry in value:
+                key = entry["key"]  # a non-object entry: TypeError
+                inner = entry["value"]
+                if type(key) is not str or type(inner) is not dict:
+                    raise _Unusual
+                if "stringValue" in inner:
+                    text = inner["stringValue"]
+                    if type(text) is not str:
+                        raise _Unusual
+                    out[key] = text
+                elif "intValue" in inner:
+                    number = inner["intValue"]
+                    if not (
+                        type(number) is str and number.isdigit() and number.isascii() and len(number) <= 20
+                    ):
+                        raise _Unusual
+                    out[key] = int(number)
+                else:
+                    out[key] = _any(inner)
+            return out
+        except (KeyError, TypeError, _Unusual):
+            pass
+    return _kvlist_checked(value, what)
+
+
+def _kvlist_checked(value: Any, what: str) -> dict[str, Value]:
     out: dict[str, Value] = {}
     for entry in _list(value, what):
         if type(entry) is not dict:
@@ -703,16 +740,6 @@ def _kvlist(value: Any, what: str) -> dict[str, Value]:
         if type(key) is not str:
             raise _Bad(f"{what}: key: expected a string, got {_kind(key)}")
         inner = entry.get("value")
-        if type(inner) is dict:  # the common cases inline, as _any would take them
-            text = inner.get("stringValue")
-            if type(text) is str:
-                out[key] = text
-                continue
-            if text is None and "stringValue" not in inner:
-                number = inner.get("intValue")
-                if type(number) is str and number.isdigit() and number.isascii() and len(number) <= 20:
-                    out[key] = int(number)
-                    continue
         out[key] = None if inner is None else _any(inner)
     return out
 

@@ -37,6 +37,7 @@ across them can be missed).
 from __future__ import annotations
 
 import math
+import operator
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -140,6 +141,8 @@ class StatementStats:
 # A db call kept per trace: (parent span id, start ns, end ns, statement id, literal digest or "",
 # span id, service.name or ""). Small on purpose: only these are buffered until a trace is analysed.
 _Call = tuple[str, int, int, int, str, str, str]
+#: Siblings in start order (span id breaks ties).
+_BY_START = operator.itemgetter(1, 5)
 
 
 class _Finding:
@@ -274,11 +277,14 @@ class DatabaseRules:
         if rows is not None:
             stats.rows_known += 1
             stats.rows_total += rows
-            stats.rows_max = max(stats.rows_max, rows)
+            if rows > stats.rows_max:
+                stats.rows_max = rows
         if start_ns > 0:
-            stats.start_ns = start_ns if stats.start_ns is None else min(stats.start_ns, start_ns)
-            last = max(end_ns, start_ns)
-            stats.end_ns = last if stats.end_ns is None else max(stats.end_ns, last)
+            if stats.start_ns is None or start_ns < stats.start_ns:
+                stats.start_ns = start_ns
+            last = end_ns if end_ns > start_ns else start_ns
+            if stats.end_ns is None or last > stats.end_ns:
+                stats.end_ns = last
         if trace_id:
             if len(stats.examples) < config.max_examples:
                 stats.examples.append((trace_id, span_id))
@@ -315,15 +321,19 @@ class DatabaseRules:
         for call in calls:
             siblings.setdefault(call[0], []).append(call)
         seen_n1: set[int] = set()
+        min_run = config.n_plus_one_min_count
         for parent, group in siblings.items():
-            if not parent:
-                continue  # root db spans have no common parent to repeat under
-            group.sort(key=lambda c: (c[1], c[5]))
+            if not parent or len(group) < min_run:
+                continue  # root db spans have no common parent to repeat under; too few for a run
+            group.sort(key=_BY_START)
             start = 0
             while start < len(group):
                 end = start
                 while end + 1 < len(group) and group[end + 1][3] == group[start][3]:
                     end += 1
+                if end + 1 - start < min_run:
+                    start = end + 1
+                    continue
                 run = group[start : end + 1]
                 total = sum(max(c[2] - c[1], 0) for c in run) / 1e9
                 if len(run) >= config.n_plus_one_min_count and total >= config.n_plus_one_min_total_s:
@@ -338,6 +348,8 @@ class DatabaseRules:
                     if len(finding.examples) < config.max_examples:
                         finding.examples.append((trace_id, run[0][5]))
                 start = end + 1
+        if len(calls) < config.identical_min_repeats:
+            return
         repeats: dict[tuple[int, str], list[_Call]] = {}
         for call in calls:
             if call[4]:  # "" = bind placeholders: parameters unknown, cannot call them identical
