@@ -1,6 +1,6 @@
 """End-to-end ``amqadf-analyze`` on a large OTLP JSON trace file, beside raw JSON parsing and DuckDB.
 
-    .venv/bin/python tests/bench/bench_analyzer.py [--size-mb 210] [--dir DIR] [--keep]
+    .venv/bin/python tests/bench/bench_analyzer.py [--size-mb 210] [--repeat 3] [--dir DIR] [--keep]
 
 Generates an OTLP JSON lines trace file of ``--size-mb`` MB (as the Collector's ``file`` exporter
 writes it: one ``{"resourceSpans": ...}`` export request per line, four resources of one batch each)
@@ -12,8 +12,10 @@ lookups under one parent) in part of the order traces, a slow report query, ~2% 
 half file therefore covers half the time range.
 
 Each row runs in its own subprocess, timed from spawn to exit (interpreter start and imports
-included), its peak RSS read with ``os.wait4`` (``ru_maxrss`` of that child alone). spans/s is the
-file's span count over the wall time; every row checks it saw that count.
+included), its peak RSS read with ``os.wait4`` (``ru_maxrss`` of that child alone). Rows run
+``--repeat`` times in interleaved rounds; the table shows each row's fastest run and the largest peak
+RSS of its runs (the machine is shared: the fastest run is the one least disturbed). spans/s is the
+file's span count over that wall time; every row checks it saw that count.
 
 - amqadf-analyze: the installed console script, ``FILE --format json -o /dev/null``: read, every rule,
   the report (the whole product path), on both files;
@@ -498,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mb", type=float, default=210.0, help="size of the large file (default 210)")
     parser.add_argument("--dir", help="write the files here (default: a temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per row, interleaved (default 3)")
     args = parser.parse_args(argv)
 
     workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-analyzer-"))
@@ -530,18 +533,36 @@ def main(argv: list[str] | None = None) -> int:
             ("DuckDB read_json (unnest, count spans)", full,
              [py, "-c", _DUCKDB, str(full)] if has_duckdb() else None),
         ]  # fmt: skip
+        present = [(label, path, command) for label, path, command in rows if command is not None]
+        best: dict[int, Result] = {}
+        for round_ in range(args.repeat):  # interleaved rounds: a noisy minute spreads over the rows
+            print(f"round {round_ + 1} of {args.repeat}...", file=sys.stderr)
+            for index, (label, path, command) in enumerate(present):
+                assert command is not None
+                result = run(command)
+                counted = result.stdout.strip()
+                if counted.isdigit() and int(counted) != sizes[path][1]:
+                    raise RuntimeError(f"{label}: counted {counted} spans, expected {sizes[path][1]}")
+                previous = best.get(index)
+                if previous is None or result.wall_s < previous.wall_s:
+                    # the fastest run's time; the largest peak RSS of all runs
+                    rss = max(result.rss_mb, previous.rss_mb if previous else 0.0)
+                    best[index] = Result(result.wall_s, rss, result.stdout)
+                else:
+                    previous.rss_mb = max(previous.rss_mb, result.rss_mb)
+
+        print(f"best wall time of {args.repeat} runs per row, largest peak RSS of them (2-core machine)")
         print(f"{'row':44} {'file':>8} {'spans':>10} {'wall s':>8} {'spans/s':>10} {'peak RSS MB':>12}")
         e2e: dict[Path, Result] = {}
+        index = 0
         for label, path, command in rows:
             size, spans = sizes[path]
             where = f"{size / 1e6:.0f} MB"
             if command is None:
                 print(f"{label:44} {where:>8} {'not installed (pip install duckdb)':>42}")
                 continue
-            result = run(command)
-            counted = result.stdout.strip()
-            if counted and counted.isdigit() and int(counted) != spans:
-                raise RuntimeError(f"{label}: counted {counted} spans, expected {spans}")
+            result = best[index]
+            index += 1
             if command[0].endswith("amqadf-analyze"):
                 e2e[path] = result
             print(

@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import operator
 import random
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -167,6 +168,9 @@ class DatabaseRules:
         self._ids: dict[str, int] = {}
         self._by_id: list[str] = []
         self._traces: dict[str, list[_Call]] = {}
+        # The keys of _traces in insertion order: next(iter(dict)) after many deletions from the front
+        # walks over every deleted slot, which made flushing the oldest trace cost O(traces).
+        self._trace_order: deque[str] = deque()
         self._buffered = 0
         self._n_plus_one: dict[int, _Finding] = {}
         self._identical: dict[int, _Finding] = {}
@@ -304,11 +308,12 @@ class DatabaseRules:
             calls_of_trace = self._traces.get(trace_id)
             if calls_of_trace is None:
                 self._traces[trace_id] = [call]
+                self._trace_order.append(trace_id)
             else:
                 calls_of_trace.append(call)
             self._buffered += 1
             while self._buffered > config.max_buffered_calls and self._traces:
-                oldest = next(iter(self._traces))
+                oldest = self._trace_order.popleft()
                 self._flush(oldest, self._traces.pop(oldest))
 
     def _flush(self, trace_id: str, calls: list[_Call]) -> None:
@@ -373,6 +378,7 @@ class DatabaseRules:
         """Every finding, ranked by the statement's total time (most first). Flushes the trace buffers."""
         for trace_id in list(self._traces):
             self._flush(trace_id, self._traces.pop(trace_id))
+        self._trace_order.clear()
         if self.db_calls < self.config.min_db_spans:
             return []
         found: list[Recommendation] = []
