@@ -31,6 +31,7 @@ def db_span(
     new_names: bool = True,
     rows: int | None = None,
     service: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> SpanRecord:
     attrs: dict[str, Any] = (
         {"db.system.name": "postgresql", "db.query.text": sql}
@@ -39,6 +40,7 @@ def db_span(
     )
     if rows is not None:
         attrs["db.response.returned_rows"] = rows
+    attrs.update(extra or {})
     start = T0 + int(start_ms * MS)
     return SpanRecord(
         trace, f"{next(_ids):016x}", parent, "SELECT", SPAN_KIND_CLIENT, start, start + int(duration_ms * MS),
@@ -120,6 +122,28 @@ def test_identical_queries_in_one_trace_are_a_cache_candidate() -> None:
     assert not rules(analyze_spans(bound, LOOSE), "repeated_identical")
     traces = [db_span("SELECT a FROM cfg WHERE k = 'x'", i, 1, trace=f"{i + 1:032x}") for i in range(3)]
     assert not rules(analyze_spans(traces, LOOSE), "repeated_identical")
+
+
+def test_identical_bound_queries_are_found_when_the_spans_carry_their_parameters() -> None:
+    sql = "SELECT a FROM cfg WHERE k = ?"
+
+    def calls(parameters: list[dict[str, Any]]) -> list[SpanRecord]:
+        return [db_span(sql, i * 100, 1, extra=extra) for i, extra in enumerate(parameters)]
+
+    # The DB-API instrumentations' capture_parameters=True: the tuple's text.
+    old_same = calls([{"db.statement.parameters": "('tenant-42',)"}] * 3)
+    found = rules(analyze_spans(old_same, LOOSE), "repeated_identical")
+    assert len(found) == 1 and found[0].subject == sql
+    assert "tenant-42" not in repr(found[0])  # a digest of the values is kept, never the values
+    old_different = calls([{"db.statement.parameters": f"('tenant-{i}',)"} for i in range(3)])
+    assert not rules(analyze_spans(old_different, LOOSE), "repeated_identical")
+    # The current convention: one attribute per parameter.
+    new_same = calls([{"db.query.parameter.0": "tenant-42", "db.query.parameter.1": 7}] * 3)
+    assert rules(analyze_spans(new_same, LOOSE), "repeated_identical")
+    new_different = calls(
+        [{"db.query.parameter.0": "tenant-42", "db.query.parameter.1": i} for i in range(3)]
+    )
+    assert not rules(analyze_spans(new_different, LOOSE), "repeated_identical")
 
 
 def test_ranked_by_total_time_and_fingerprints_are_stable() -> None:

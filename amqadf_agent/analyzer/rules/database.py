@@ -12,8 +12,11 @@ p95 and, when ``db.response.returned_rows`` is set, rows. The rules:
   with ``EXPLAIN``, not a certainty);
 * ``SELECT *``; **large result without LIMIT** (when rows are known); ``UPDATE``/``DELETE`` without
   ``WHERE``;
-* **identical queries** in one trace (same normalized statement *and* the same literals; statements with
-  bind placeholders are skipped, their parameters being unknown): a cache candidate.
+* **identical queries** in one trace (same normalized statement *and* the same literals): a cache
+  candidate. A statement with bind placeholders counts only when its span carries the parameter
+  values (``db.query.parameter.<key>``, or the older ``db.statement.parameters`` that DB-API
+  instrumentations record with ``capture_parameters=True``); otherwise it is skipped, its parameters
+  being unknown. Only a digest of the values is kept, never the values.
 
 Every finding names the services the queries came from (the span's resource ``service.name``) in
 its title ("N+1 queries in shop: ...") and in ``evidence.numbers["service"]`` (comma-separated, sorted),
@@ -36,20 +39,23 @@ across them can be missed).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import operator
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, Record, SpanRecord, service_name
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Severity
 from amqadf_agent.analyzer.sql import SqlInfo, analyze, normalize_call
 from amqadf_agent.semconv import (
+    ATTR_DB_QUERY_PARAMETER_PREFIX,
     ATTR_DB_QUERY_TEXT,
     ATTR_DB_RESPONSE_RETURNED_ROWS,
     ATTR_DB_STATEMENT_OLD,
+    ATTR_DB_STATEMENT_PARAMETERS_OLD,
     ATTR_DB_SYSTEM_NAME,
     ATTR_DB_SYSTEM_OLD,
 )
@@ -206,6 +212,7 @@ class DatabaseRules:
             span.parent_span_id,
             start_ns,
             end_ns,
+            attributes,
         )
 
     def add_call(
@@ -249,9 +256,14 @@ class DatabaseRules:
         parent_span_id: str,
         start_ns: int,
         end_ns: int,
+        attributes: Mapping[str, object] | None = None,
     ) -> None:
         # The hot path: once per db call. The statement's SqlInfo is built only when it is new.
         key, placeholders, digest = normalize_call(statement)
+        if placeholders and attributes is not None:
+            bound = _parameters_digest(attributes)
+            if bound:  # the values are known: identical calls can be recognized after all
+                placeholders, digest = False, bound + digest
         stats = self._stats.get(key)
         if stats is None:
             stats = self._stats[key] = StatementStats(analyze(statement))
@@ -578,3 +590,20 @@ def analyze_spans(
         if type(record) is SpanRecord:
             rules.add_span(record)
     return rules.recommendations()
+
+
+def _parameters_digest(attributes: Mapping[str, object]) -> str:
+    """A digest of the bind parameters a db span carries (``""``: none): the values never leave it."""
+    parameters = attributes.get(ATTR_DB_STATEMENT_PARAMETERS_OLD)
+    if parameters is not None:
+        text = str(parameters)
+    else:
+        named = sorted(
+            (key, str(value))
+            for key, value in attributes.items()
+            if key.startswith(ATTR_DB_QUERY_PARAMETER_PREFIX)
+        )
+        if not named:
+            return ""
+        text = "\x00".join(f"{key}\x01{value}" for key, value in named)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
