@@ -662,13 +662,23 @@ def test_accepts_a_single_path_and_pathlike(tmp_path: Path) -> None:
     assert len(list(read(str(path)))) == 1
 
 
-def test_an_empty_file_is_read_without_problem(tmp_path: Path) -> None:
+def test_an_empty_file_in_a_directory_is_no_problem_but_a_named_one_is(tmp_path: Path) -> None:
     # The agent creates logs.jsonl before the first log record; a rotated file starts empty.
     empty = tmp_path / "logs.jsonl"
     empty.write_bytes(b"")
+    (tmp_path / "traces.jsonl").write_bytes(orjson.dumps(span_line()) + b"\n")
+    records, stats = read_all(tmp_path)
+    assert len(records) == 1 and stats.problem_count == 0 and stats.files_read == 2
+    assert len(list(read(tmp_path, strict=True))) == 1
+    # Named on its own, the same file is read for its content, and it has none: said, and strict ends.
     records, stats = read_all(empty)
-    assert records == [] and stats.problem_count == 0 and stats.files_read == 1
-    assert list(read(empty, strict=True)) == []
+    assert records == [] and stats.files_read == 1
+    assert stats.problem_count == 1 and stats.problems[0] == f"{empty}: empty file, no telemetry in it"
+    blank = tmp_path / "blank.jsonl"
+    blank.write_bytes(b"\n  \n")
+    assert read_all(blank)[1].problems == [f"{blank}: empty file, no telemetry in it"]
+    with pytest.raises(TelemetryInputError, match="empty file"):
+        list(read(empty, strict=True))
 
 
 # --- bad input: skipped and counted by default, raised in strict mode --------------------------------------

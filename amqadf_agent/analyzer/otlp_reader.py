@@ -129,9 +129,11 @@ class _Bad(Exception):
 class _Reader:
     """One ``read`` call's settings and statistics."""
 
-    __slots__ = ("max_document_bytes", "max_line_bytes", "stats", "strict")
+    __slots__ = ("max_document_bytes", "max_line_bytes", "named", "stats", "strict")
 
     def __init__(self, stats: ReadStats, strict: bool, max_line_bytes: int, max_document_bytes: int) -> None:
+        #: Files named as such (not found in a directory): one of these being empty is a problem.
+        self.named: set[str] = set()
         self.stats = stats
         self.strict = strict
         self.max_line_bytes = max_line_bytes
@@ -156,6 +158,7 @@ class _Reader:
                 self.problem(f"{top}: {_os_reason(error)}")
                 continue
             if not stat.S_ISDIR(mode):
+                self.named.add(top)
                 yield top, top
             else:
                 found = 0
@@ -245,8 +248,11 @@ class _Reader:
             records = self._walk_line(display, lineno, obj)
             del obj
             yield from records
-        # An empty file is no problem: the agent creates logs.jsonl before any log, and a
-        # just-rotated file is empty until the next export.
+        # An empty file in a directory is no problem: the agent creates logs.jsonl before any log,
+        # and a just-rotated file is empty until the next export. A file named on its own is read
+        # for its content: that it has none is worth saying.
+        if not seen_data and display in self.named:
+            self.problem(f"{display}: empty file, no telemetry in it")
 
     def _looks_like_document(self, path: str) -> bool:
         """True when the second non-blank line of a file continues the first (a pretty-printed document).
