@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
+import threading
 from typing import Any
 
 import pytest
@@ -259,6 +260,41 @@ def test_max_elapsed_time_counts_the_first_attempt(clock: FakeClock) -> None:
 
 
 # --- budget ---------------------------------------------------------------------------------------
+def test_budget_caps_retries_of_100_concurrent_clients() -> None:
+    # 100 threads call through one policy at once during an outage; each may retry 3 times, so
+    # without a budget the dependency sees 400 calls. The shared budget lets about 5 retries through.
+    budget = RetryBudget(max_tokens=10, token_ratio=0.1)
+    p = RetryPolicy(
+        max_retries=3,
+        budget=budget,
+        initial_backoff_time=0.001,
+        retryable_exceptions=(ConnectionError,),
+        sleep=lambda _s: None,  # no real waiting; the threads still interleave
+    )
+    calls = 0
+    lock = threading.Lock()
+    start = threading.Barrier(100)
+
+    def failing() -> None:
+        nonlocal calls
+        with lock:
+            calls += 1
+        raise ConnectionError("down")
+
+    def client() -> None:
+        start.wait()
+        with pytest.raises(ConnectionError):
+            p.call(failing)
+
+    threads = [threading.Thread(target=client) for _ in range(100)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls - 100 <= 5, calls  # retries beyond the 100 first attempts
+    assert not budget.retry_allowed()
+
+
 def test_budget_caps_retries_in_an_outage_and_recovers(clock: FakeClock) -> None:
     budget = RetryBudget(max_tokens=10, token_ratio=0.1)
     p = policy(clock, max_retries=3, budget=budget, initial_backoff_time=0.01)
