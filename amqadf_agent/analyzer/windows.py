@@ -531,7 +531,8 @@ class WindowAggregator:
         if not self._resource_ok:
             return
         if type(record) is SpanRecord:
-            self._add_span(record)
+            if record.kind == SPAN_KIND_SERVER:  # most spans are not: no call for them
+                self._add_span(record)
         elif type(record) is MetricRecord:
             self._add_metric(record)
 
