@@ -629,3 +629,23 @@ def test_start_with_an_invalid_config_does_not_start_and_prints_the_messages(
 def test_secret_is_a_value_type() -> None:
     assert Secret("a") == Secret("a") and Secret("a") != Secret("b")
     assert len({Secret("a"), Secret("a")}) == 1
+
+
+def test_a_numeric_flag_key_buckets_as_its_text() -> None:
+    flags = FeatureFlags({"f": FeatureFlag("f", True, 50.0)})
+    assert [flags.enabled("f", i) for i in range(200)] == [  # type: ignore[arg-type]
+        flags.enabled("f", str(i)) for i in range(200)
+    ]
+    assert bucket("f", 42) == bucket("f", "42")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "level"), [("warn", "WARNING"), ("debug", "DEBUG"), ("verbose", "DEBUG"), ("none", None)]
+)
+def test_otel_log_level_takes_known_levels_and_leaves_other_sdks_names(value: str, level: str | None) -> None:
+    config = ProductionConfig.from_env(environ={"OTEL_LOG_LEVEL": value})
+    assert config.validate() == (True, [])
+    if level is None:  # not ours: the default stays, and nothing is refused
+        assert config.sources["log_level"] != "env OTEL_LOG_LEVEL"
+    else:
+        assert (config.log_level, config.sources["log_level"]) == (level, "env OTEL_LOG_LEVEL")

@@ -192,3 +192,20 @@ def test_store_validation_and_missing_package(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(MissingExtraError) as missing:
         RedisStore("redis://127.0.0.1:1/0")
     assert "amqadf-agent[redis]" in str(missing.value)
+
+
+def test_a_password_in_the_url_never_reaches_repr_or_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    from redis_server import free_port
+
+    from amqadf_agent.resilience.stores import redact_url
+
+    assert redact_url("redis://app:s3cret-pw@cache:6379/0") == "redis://app:[secure]@cache:6379/0"
+    assert redact_url("rediss://s3cret-pw@cache:6380") == "rediss://[secure]@cache:6380"
+    assert redact_url("redis://cache:6379/0") == "redis://cache:6379/0"
+    url = f"redis://app:s3cret-pw@127.0.0.1:{free_port()}/0"
+    with caplog.at_level(logging.DEBUG, logger="amqadf_agent"):
+        store = RedisStore(url, socket_timeout=0.05)
+        limiter = RateLimiter(10, burst=10, name="pw", store=store)
+        limiter.try_acquire()  # Redis is not there: the fallback is logged
+    assert "s3cret-pw" not in repr(store) and "[secure]" in repr(store)
+    assert caplog.records and not any("s3cret-pw" in r.getMessage() for r in caplog.records)

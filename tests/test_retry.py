@@ -537,3 +537,13 @@ def test_no_events_on_success(clock: FakeClock) -> None:
         p.call(lambda: None)
     (finished,) = exporter.get_finished_spans()
     assert list(finished.events) == []
+
+
+def test_max_elapsed_time_set_after_decorating_is_honoured(clock: FakeClock) -> None:
+    p = policy(clock, max_retries=5, jitter="none", initial_backoff_time=1.0)
+    wrapped = retry_with_policy(p)(Flaky(1000))
+    p.max_elapsed_time = 3.5  # after the decorator was applied
+    clock.now = 1000.0  # a clock far from zero: the limit counts from this call's start
+    with pytest.raises(ConnectionError):
+        wrapped()
+    assert clock.delays == [1.0, 2.0]  # 1 + 2 = 3 s fits in 3.5 s, 4 more would not

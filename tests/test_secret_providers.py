@@ -352,6 +352,15 @@ def test_vault_over_tls_verifies_the_server_against_the_given_ca(
         stub.stop()
 
 
+def test_https_to_a_plain_http_vault_is_a_handshake_failure_not_a_ca_problem(vault: VaultStub) -> None:
+    url = vault.url.replace("http://", "https://")
+    with pytest.raises(SecretProviderError) as caught:
+        VaultProvider(url, token=TOKEN, verify=False).lookup("app/api_key")
+    message = str(caught.value)
+    assert f"TLS handshake with {url} failed" in message, message
+    assert "verify" not in message and TOKEN not in message
+
+
 def test_vault_unreachable_is_wrapped() -> None:
     url = f"http://127.0.0.1:{_free_port()}"
     provider = VaultProvider(url, token=TOKEN, timeout=1)

@@ -562,3 +562,13 @@ def test_bad_resource_and_profiler_variables_are_one_line_each(variable: str, ra
     assert str(problem) == f"{variable}: {message}"
     assert "\n" not in str(problem)
     assert settings == DEFAULTS
+
+
+def test_otel_log_level_is_read_when_it_names_a_level_and_ignored_otherwise() -> None:
+    settings, problems = resolve(environ={"OTEL_LOG_LEVEL": "warn"})
+    assert (settings.log_level, problems) == ("WARNING", [])
+    settings, problems = resolve(environ={"OTEL_LOG_LEVEL": "none"})  # another SDK's name
+    assert (settings.log_level, problems) == (None, [])
+    settings, problems = resolve(environ={"AMQADF_LOG_LEVEL": "loud", "OTEL_LOG_LEVEL": "info"})
+    # Ours is wrong: said, and ignored; the standard variable's level then applies.
+    assert settings.log_level == "INFO" and [p.setting for p in problems] == ["AMQADF_LOG_LEVEL"]

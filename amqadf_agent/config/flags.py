@@ -40,7 +40,7 @@ def _mix(h: int) -> int:
 
 def bucket(flag: str, key: str) -> int:
     """The stable bucket (0..9999) of ``key`` for ``flag``."""
-    return _mix(crc32(key.encode(), _seed(flag))) % BUCKETS
+    return _mix(crc32(str(key).encode(), _seed(flag))) % BUCKETS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +75,8 @@ class FeatureFlags:
         if threshold <= 0 or key is None:
             return False
         # bucket(name, key), inlined: the hot path is one C call and a few integer operations.
-        h = crc32(key.encode(), seed)
+        # A user id given as a number buckets as its text (as it did when the key was formatted).
+        h = crc32((key if type(key) is str else str(key)).encode(), seed)
         h ^= h >> 16
         h = (h * 0x85EBCA6B) & 0xFFFFFFFF
         h ^= h >> 13

@@ -441,7 +441,8 @@ class ProductionConfig:
             resource_memory_threshold=monitor.memory_threshold,
             profiler_enabled=self.profiler.enabled,
             profiler_sample_rate=self.profiler.sample_rate,
-            # The built-in default is not applied: a plain start() leaves the app's logging alone.
+            # The built-in default is not applied (an environment profile's level is: development
+            # is DEBUG), so a configuration that no layer gives a level leaves the app's logging alone.
             log_level=None if self.sources.get("log_level") == "default" else self.log_level,
         )
 

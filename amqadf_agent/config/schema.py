@@ -22,6 +22,14 @@ KeyPath = tuple[str, ...]
 
 ENVIRONMENTS = ("development", "staging", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: Names other OpenTelemetry SDKs give levels in ``OTEL_LOG_LEVEL`` (and ``WARN``), as ours.
+LOG_LEVEL_ALIASES = {
+    "WARN": "WARNING",
+    "VERBOSE": "DEBUG",
+    "TRACE": "DEBUG",
+    "ALL": "DEBUG",
+    "FATAL": "CRITICAL",
+}
 EXPORTERS = ("file", "otlp", "prometheus", "console", "none")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 
@@ -432,7 +440,11 @@ SUBGROUPS: dict[KeyPath, type[Any]] = {("secrets", "vault"): VaultConfig, ("secr
 #: Top-level scalar fields: name -> (default, parser, expected).
 TOP_LEVEL: dict[str, tuple[Any, Callable[[Any], Any], str]] = {
     "environment": ("development", _choice(*ENVIRONMENTS), "one of " + ", ".join(ENVIRONMENTS)),
-    "log_level": ("INFO", _choice(*LOG_LEVELS, upper=True), "one of " + ", ".join(LOG_LEVELS)),
+    "log_level": (
+        "INFO",
+        lambda v: _choice(*LOG_LEVELS, upper=True)(LOG_LEVEL_ALIASES.get(str(v).strip().upper(), v)),
+        "one of " + ", ".join(LOG_LEVELS),
+    ),
 }
 
 FLAG_FIELDS: dict[str, tuple[Callable[[Any], Any], str]] = {

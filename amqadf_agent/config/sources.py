@@ -174,7 +174,6 @@ OTEL_MAPPED: dict[str, tuple[Path_, bool]] = {
     "OTEL_BSP_MAX_QUEUE_SIZE": (("exporter", "max_queue_size"), False),
     "OTEL_EXPORTER_PROMETHEUS_HOST": (("exporter", "prometheus_host"), False),
     "OTEL_EXPORTER_PROMETHEUS_PORT": (("exporter", "prometheus_port"), False),
-    "OTEL_LOG_LEVEL": (("log_level",), False),
 }
 
 _RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
@@ -214,6 +213,14 @@ def environment_layer(environ: Mapping[str, str]) -> tuple[dict[Path_, Any], dic
         raw = environ.get(variable, "").strip()
         if raw:
             put(path, _ms_to_s(raw) if millis else raw, variable)
+    # Every OpenTelemetry SDK reads OTEL_LOG_LEVEL, with names of its own ("none", "verbose"): a
+    # level we know (or an alias of one) is taken, anything else is left to those SDKs.
+    from amqadf_agent.config.schema import LOG_LEVEL_ALIASES, LOG_LEVELS  # schema imports this module
+
+    level = environ.get("OTEL_LOG_LEVEL", "").strip().upper()
+    level = LOG_LEVEL_ALIASES.get(level, level)
+    if level in LOG_LEVELS:
+        put(("log_level",), level, "OTEL_LOG_LEVEL")
     for item in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
         key, _, value = item.partition("=")
         if key.strip() == "service.name" and value.strip() and ("service", "name") not in values:

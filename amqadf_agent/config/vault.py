@@ -227,11 +227,13 @@ class VaultProvider:
             reason = f"invalid request (HTTP 400) during {during}"
         elif isinstance(exc, exceptions.VaultError):
             reason = f"Vault error during {during} ({type(exc).__name__})"
-        elif _is_tls_failure(exc):
+        elif (tls := _tls_failure(exc)) == "verify":
             reason = (
                 f"TLS verification of {self.url} failed during {during}; "
                 "set secrets.vault.verify to the CA file that signed its certificate"
             )
+        elif tls == "tls":
+            reason = f"TLS handshake with {self.url} failed during {during} (does it speak https?)"
         else:
             reason = f"cannot reach {self.url} during {during} ({type(exc).__name__})"
         return SecretProviderError("vault", name, reason)
@@ -251,19 +253,25 @@ def _wrap(value: Secret | str | None) -> Secret | None:
     return Secret(value)
 
 
-def _is_tls_failure(exc: BaseException) -> bool:
-    """An ``ssl`` error anywhere in the chain (requests wraps it in its own ``SSLError``)."""
+def _tls_failure(exc: BaseException) -> str | None:
+    """``"verify"`` when ``exc`` is a certificate that failed verification, ``"tls"`` for another TLS
+    failure (a handshake, or https spoken to a plain-HTTP port), ``None`` for no TLS failure at all.
+
+    requests wraps urllib3's error, which keeps the ``ssl`` one in ``reason``, args or the chain.
+    """
     import ssl
 
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            return False
-        if isinstance(seen, ssl.SSLError) or type(seen).__name__ == "SSLError":
-            return True
-        seen = (
-            seen.__cause__
-            or seen.__context__
-            or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
-        )
-    return False
+    found: str | None = None
+    pending: list[object] = [exc]
+    seen: set[int] = set()
+    while pending and len(seen) < 32:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(item):
+            return "verify"
+        if isinstance(item, ssl.SSLError) or type(item).__name__ == "SSLError":
+            found = "tls"
+        pending.extend((item.__cause__, item.__context__, getattr(item, "reason", None), *item.args))
+    return found

@@ -338,11 +338,12 @@ class RetryPolicy:
         predicate = self.retry_on_result
         budget = self.budget
         slow = self._slow
-        clock = self._clock if self.max_elapsed_time is not None else None
+        clock = self._clock
+        policy = self
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            start = clock() if clock is not None else 0.0
+            start = clock() if policy.max_elapsed_time is not None else 0.0
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:

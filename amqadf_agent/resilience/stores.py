@@ -281,7 +281,8 @@ class RedisStore:
                 retry_on_timeout=False,
             )
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
-        self.url = url
+        #: The URL as shown in logs and ``repr``: a password in it is replaced by ``[secure]``.
+        self.url = redact_url(url) if isinstance(url, str) else repr(client)
         self.namespace = namespace
         self._client = client
         self._script = client.register_script(GCRA_SCRIPT)
@@ -417,3 +418,17 @@ def _fallback_points(store: RedisStore) -> list[Point]:
 _SHARED: SharedInstruments[RedisStore] = SharedInstruments(
     "state store", [(semconv.STATE_STORE_FALLBACKS, _fallback_points)]
 )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user info (``redis://user:password@host``) replaced."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    shown = f"{user}:[secure]" if colon else "[secure]"  # redis://secret@host: the secret is a password
+    return f"{scheme}://{shown}@{host}{slash}{path}"

@@ -378,7 +378,6 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
             if monitor.monitoring:  # limits configured: its thread ends with the agent
                 built.closers.append(lambda: monitor.stop_monitoring(timeout=0.5))
         _configure_profiler(settings, explicit)
-        restore_log_level = _configure_log_level(settings.log_level)
 
         _set_globals(trace, metrics, set_logger_provider, tracer_provider, meter_provider, logger_provider)
 
@@ -401,6 +400,8 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
             exporter.shutdown()  # guarded: never raises; closes the files
         raise
 
+    # Last: nothing after this can fail, so a start that fails leaves the level as it was.
+    restore_log_level = _configure_log_level(settings.log_level)
     return Agent(
         settings,
         problems,

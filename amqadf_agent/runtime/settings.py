@@ -209,10 +209,19 @@ def _exporters(value: Any) -> tuple[str, ...]:
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+#: Names other OpenTelemetry SDKs give levels in ``OTEL_LOG_LEVEL``, as ours.
+_LOG_LEVEL_ALIASES = {
+    "WARN": "WARNING",
+    "VERBOSE": "DEBUG",
+    "TRACE": "DEBUG",
+    "ALL": "DEBUG",
+    "FATAL": "CRITICAL",
+}
+
+
 def _log_level(value: Any) -> str:
     text = str(value).strip().upper()
-    if text == "WARN":
-        text = "WARNING"
+    text = _LOG_LEVEL_ALIASES.get(text, text)
     if text not in LOG_LEVELS:
         raise ValueError
     return text
@@ -355,7 +364,13 @@ def resolve(
     pick("resource_memory_threshold", _fraction, ("AMQADF_RESOURCE_MEMORY_THRESHOLD",))
     pick("profiler_enabled", _bool, ("AMQADF_PROFILER_ENABLED",))
     pick("profiler_sample_rate", _ratio, ("AMQADF_PROFILER_SAMPLE_RATE",))
-    pick("log_level", _log_level, ("AMQADF_LOG_LEVEL", "OTEL_LOG_LEVEL"))
+    pick("log_level", _log_level, ("AMQADF_LOG_LEVEL",))
+    if "log_level" not in values and explicit.get("log_level") is None:
+        # Every OpenTelemetry SDK reads OTEL_LOG_LEVEL, with names of its own ("none"): one we
+        # know is taken, anything else is left to them (not a problem of ours).
+        other = _env_or_none(env, "OTEL_LOG_LEVEL")
+        if other is not None and other[1].strip().upper() in (*LOG_LEVELS, *_LOG_LEVEL_ALIASES):
+            values["log_level"] = _log_level(other[1])
     # The OTLP exporters read OTEL_EXPORTER_OTLP_TIMEOUT and _HEADERS themselves (and the
     # per-signal ones): only what is given explicitly is passed on.
     pick("otlp_timeout", _positive_float)
