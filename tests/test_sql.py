@@ -52,3 +52,17 @@ def test_literal_digest_tells_literals_apart_without_holding_them() -> None:
     assert one.literal_digest == same.literal_digest != other.literal_digest
     assert "x" not in one.literal_digest or len(one.literal_digest) == 16
     assert analyze("SELECT a FROM t WHERE b = ?").literal_digest == ""
+
+
+def test_normalize_call_memo_gives_what_analyze_gives_and_stays_bounded() -> None:
+    from amqadf_agent.analyzer import sql
+
+    bound = "SELECT sku, qty FROM order_items WHERE order_id = ?"
+    literal = "SELECT sku, qty FROM order_items WHERE order_id = 42"
+    for statement in (bound, bound, literal, literal):  # the second of each from the memo (if kept)
+        info = sql.analyze(statement)
+        assert sql.normalize_call(statement) == (info.normalized, info.has_placeholders, info.literal_digest)
+    assert bound in sql._call_memo and literal not in sql._call_memo  # literal-bearing: never kept
+    for i in range(sql._CALL_MEMO_MAX + 10):
+        sql.normalize_call(f"SELECT a FROM t{i} WHERE id = ?")
+    assert len(sql._call_memo) <= sql._CALL_MEMO_MAX

@@ -115,11 +115,25 @@ def normalize(statement: str) -> str:
     return analyze(statement).normalized
 
 
+#: Statements without literals (bind placeholders, or none at all) repeat verbatim, call after call:
+#: their ``normalize_call`` result is kept, up to this many (then the memo starts afresh).
+_CALL_MEMO_MAX = 4096
+_call_memo: dict[str, tuple[str, bool, str]] = {}
+
+
 def normalize_call(statement: str) -> tuple[str, bool, str]:
     """``(normalized, has_placeholders, literal_digest)`` of ``analyze(statement)``, without building its
     ``SqlInfo``: what the database rules need per execution (the structure stays cached)."""
+    known = _call_memo.get(statement)
+    if known is not None:
+        return known
     text, placeholders, digest = shape(statement)
-    return _structure(text).normalized, placeholders, digest
+    result = (_structure(text).normalized, placeholders, digest)
+    if not digest:  # no literal in it: the same text will come again (a literal-bearing one rarely)
+        if len(_call_memo) >= _CALL_MEMO_MAX:
+            _call_memo.clear()
+        _call_memo[statement] = result
+    return result
 
 
 def analyze(statement: str) -> SqlInfo:
