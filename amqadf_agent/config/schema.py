@@ -16,20 +16,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from amqadf_agent.config.secrets import PROVIDERS, REDACTED, Secret
-from amqadf_agent.config.sources import parse_headers
+from amqadf_agent.config.sources import LOG_LEVELS, log_level, parse_headers
 
 KeyPath = tuple[str, ...]
 
 ENVIRONMENTS = ("development", "staging", "production")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-#: Names other OpenTelemetry SDKs give levels in ``OTEL_LOG_LEVEL`` (and ``WARN``), as ours.
-LOG_LEVEL_ALIASES = {
-    "WARN": "WARNING",
-    "VERBOSE": "DEBUG",
-    "TRACE": "DEBUG",
-    "ALL": "DEBUG",
-    "FATAL": "CRITICAL",
-}
 EXPORTERS = ("file", "otlp", "prometheus", "console", "none")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 
@@ -52,6 +43,13 @@ def _text(value: Any) -> str:
 
 def _optional_text(value: Any) -> str | None:
     return None if value is None else _text(value)
+
+
+def _log_level(value: Any) -> str:
+    level = log_level(value) if isinstance(value, str) else None
+    if level is None:
+        raise ValueError
+    return level
 
 
 def _choice(*options: str, upper: bool = False) -> Callable[[Any], str]:
@@ -440,11 +438,7 @@ SUBGROUPS: dict[KeyPath, type[Any]] = {("secrets", "vault"): VaultConfig, ("secr
 #: Top-level scalar fields: name -> (default, parser, expected).
 TOP_LEVEL: dict[str, tuple[Any, Callable[[Any], Any], str]] = {
     "environment": ("development", _choice(*ENVIRONMENTS), "one of " + ", ".join(ENVIRONMENTS)),
-    "log_level": (
-        "INFO",
-        lambda v: _choice(*LOG_LEVELS, upper=True)(LOG_LEVEL_ALIASES.get(str(v).strip().upper(), v)),
-        "one of " + ", ".join(LOG_LEVELS),
-    ),
+    "log_level": ("INFO", _log_level, "one of " + ", ".join(LOG_LEVELS)),
 }
 
 FLAG_FIELDS: dict[str, tuple[Callable[[Any], Any], str]] = {

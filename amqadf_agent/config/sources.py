@@ -23,6 +23,28 @@ from urllib.parse import unquote
 
 from amqadf_agent.errors import ConfigFileError
 
+#: Levels of the agent's logger (``log_level``), as the ``logging`` module names them.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: Names other OpenTelemetry SDKs give levels in ``OTEL_LOG_LEVEL`` (and ``WARN``), as ours.
+LOG_LEVEL_ALIASES = {
+    "WARN": "WARNING",
+    "VERBOSE": "DEBUG",
+    "TRACE": "DEBUG",
+    "ALL": "DEBUG",
+    "FATAL": "CRITICAL",
+}
+
+
+def log_level(value: object) -> str | None:
+    """The level ``value`` names (``"warn"`` -> ``"WARNING"``), or None when it names none of ours.
+
+    The one reading of a level, for ``ProductionConfig`` and the runtime's settings alike.
+    """
+    text = str(value).strip().upper()
+    text = LOG_LEVEL_ALIASES.get(text, text)
+    return text if text in LOG_LEVELS else None
+
+
 Path_ = tuple[str, ...]
 
 #: Suffixes ``load_file`` reads.
@@ -215,11 +237,8 @@ def environment_layer(environ: Mapping[str, str]) -> tuple[dict[Path_, Any], dic
             put(path, _ms_to_s(raw) if millis else raw, variable)
     # Every OpenTelemetry SDK reads OTEL_LOG_LEVEL, with names of its own ("none", "verbose"): a
     # level we know (or an alias of one) is taken, anything else is left to those SDKs.
-    from amqadf_agent.config.schema import LOG_LEVEL_ALIASES, LOG_LEVELS  # schema imports this module
-
-    level = environ.get("OTEL_LOG_LEVEL", "").strip().upper()
-    level = LOG_LEVEL_ALIASES.get(level, level)
-    if level in LOG_LEVELS:
+    level = log_level(environ.get("OTEL_LOG_LEVEL", ""))
+    if level is not None:
         put(("log_level",), level, "OTEL_LOG_LEVEL")
     for item in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
         key, _, value = item.partition("=")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from amqadf_agent.config.secrets import REDACTED, Secret
+from amqadf_agent.config.sources import LOG_LEVELS, log_level
 from amqadf_agent.errors import ConfigError
 
 #: Exporter names the agent knows.
@@ -205,26 +206,11 @@ def _exporters(value: Any) -> tuple[str, ...]:
     return names
 
 
-#: Levels of the agent's logger (``log_level``), as the ``logging`` module names them.
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-#: Names other OpenTelemetry SDKs give levels in ``OTEL_LOG_LEVEL``, as ours.
-_LOG_LEVEL_ALIASES = {
-    "WARN": "WARNING",
-    "VERBOSE": "DEBUG",
-    "TRACE": "DEBUG",
-    "ALL": "DEBUG",
-    "FATAL": "CRITICAL",
-}
-
-
 def _log_level(value: Any) -> str:
-    text = str(value).strip().upper()
-    text = _LOG_LEVEL_ALIASES.get(text, text)
-    if text not in LOG_LEVELS:
+    level = log_level(value)
+    if level is None:
         raise ValueError
-    return text
+    return level
 
 
 def _protocol(value: Any) -> str:
@@ -369,8 +355,9 @@ def resolve(
         # Every OpenTelemetry SDK reads OTEL_LOG_LEVEL, with names of its own ("none"): one we
         # know is taken, anything else is left to them (not a problem of ours).
         other = _env_or_none(env, "OTEL_LOG_LEVEL")
-        if other is not None and other[1].strip().upper() in (*LOG_LEVELS, *_LOG_LEVEL_ALIASES):
-            values["log_level"] = _log_level(other[1])
+        level = log_level(other[1]) if other is not None else None
+        if level is not None:
+            values["log_level"] = level
     # The OTLP exporters read OTEL_EXPORTER_OTLP_TIMEOUT and _HEADERS themselves (and the
     # per-signal ones): only what is given explicitly is passed on.
     pick("otlp_timeout", _positive_float)
