@@ -24,6 +24,28 @@ def best_ns(fn: Callable[[], object], calls: int, repeat: int) -> float:
     return min(timer.repeat(repeat=repeat, number=calls)) / calls * 1e9
 
 
+def peers(fn: Callable[[], object]) -> list[tuple[str, Callable[[], object] | None]]:
+    """``fn`` through pybreaker's and circuitbreaker's closed breakers (5 failures, 60 s open, as
+    ours), or None for a peer that is not installed. Also used by bench_resilience.py."""
+    rows: list[tuple[str, Callable[[], object] | None]] = []
+    try:
+        import pybreaker
+
+        pb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=60)
+        rows.append(("pybreaker .call", lambda: pb.call(fn)))
+    except ImportError:
+        rows.append(("pybreaker .call", None))
+    try:
+        import circuitbreaker
+
+        rows.append(
+            ("circuitbreaker @circuit", circuitbreaker.circuit(failure_threshold=5, recovery_timeout=60)(fn))
+        )
+    except ImportError:
+        rows.append(("circuitbreaker @circuit", None))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=200_000)
@@ -47,20 +69,7 @@ def main() -> None:
         ("amqadf @CircuitBreaker decorator", decorated),
         ("amqadf .call, failure_rate window", lambda: windowed.call(work)),
     ]
-    try:
-        import pybreaker
-
-        pb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=60)
-        rows.append(("pybreaker .call", lambda: pb.call(work)))
-    except ImportError:
-        rows.append(("pybreaker .call", None))
-    try:
-        import circuitbreaker
-
-        cb_work = circuitbreaker.circuit(failure_threshold=5, recovery_timeout=60)(work)
-        rows.append(("circuitbreaker @circuit", cb_work))
-    except ImportError:
-        rows.append(("circuitbreaker @circuit", None))
+    rows.extend(peers(work))
 
     bare = best_ns(work, args.calls, args.repeat)
     print(f"{'closed-state success path':52} {'ns/call':>9} {'overhead ns':>12}")

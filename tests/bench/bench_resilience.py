@@ -18,6 +18,9 @@ import statistics
 import timeit
 from collections.abc import Callable
 
+import bench_circuit_breaker  # the peers' setups, shared (this directory is on sys.path)
+import bench_retry
+
 from amqadf_agent.resilience.circuit_breaker import CircuitBreaker
 from amqadf_agent.resilience.rate_limit import RateLimiter
 from amqadf_agent.resilience.retry import RetryPolicy, retry_with_policy
@@ -59,43 +62,11 @@ def rows() -> list[tuple[str, Callable[[], object] | None]]:
     found: list[tuple[str, Callable[[], object] | None]] = [
         ("bare call", work),
         ("amqadf @retry_with_policy", retry_with_policy(policy)(work)),
+        *bench_retry.peers(work).items(),
+        ("amqadf CircuitBreaker.call", lambda: breaker.call(work)),
+        ("amqadf @CircuitBreaker", breaker(work)),
+        *bench_circuit_breaker.peers(work),
     ]
-    try:
-        import tenacity
-
-        found.append(
-            (
-                "tenacity @retry",
-                tenacity.retry(
-                    stop=tenacity.stop_after_attempt(4),
-                    wait=tenacity.wait_exponential_jitter(),
-                    retry=tenacity.retry_if_exception_type(ConnectionError),
-                )(work),
-            )
-        )
-    except ImportError:
-        found.append(("tenacity @retry", None))
-    try:
-        import stamina
-
-        found.append(("stamina @retry", stamina.retry(on=ConnectionError, attempts=4)(work)))
-    except ImportError:
-        found.append(("stamina @retry", None))
-    found.append(("amqadf CircuitBreaker.call", lambda: breaker.call(work)))
-    found.append(("amqadf @CircuitBreaker", breaker(work)))
-    try:
-        import pybreaker
-
-        peer = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=60)
-        found.append(("pybreaker .call", lambda: peer.call(work)))
-    except ImportError:
-        found.append(("pybreaker .call", None))
-    try:
-        import circuitbreaker
-
-        found.append(("circuitbreaker @circuit", circuitbreaker.circuit(failure_threshold=5)(work)))
-    except ImportError:
-        found.append(("circuitbreaker @circuit", None))
     found.append(("amqadf RateLimiter.try_acquire() (memory)", limiter.try_acquire))
     return found
 

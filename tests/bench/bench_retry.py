@@ -58,6 +58,14 @@ def candidates() -> dict[str, Callable[[], object] | None]:
         "amqadf policy.call(fn)": lambda: policy.call(target),
     }
     candidates.provider = provider  # type: ignore[attr-defined]  # keep it alive
+    rows.update(peers(target))
+    return rows
+
+
+def peers(fn: Callable[[], object]) -> dict[str, Callable[[], object] | None]:
+    """``fn`` under tenacity's and stamina's retry decorators (4 attempts on ConnectionError, as
+    ours), or None for a peer that is not installed. Also used by bench_resilience.py."""
+    rows: dict[str, Callable[[], object] | None] = {}
     try:
         import tenacity
 
@@ -65,13 +73,13 @@ def candidates() -> dict[str, Callable[[], object] | None]:
             stop=tenacity.stop_after_attempt(4),
             wait=tenacity.wait_exponential_jitter(),
             retry=tenacity.retry_if_exception_type(ConnectionError),
-        )(target)
+        )(fn)
     except ImportError:
         rows["tenacity @retry"] = None
     try:
         import stamina
 
-        rows["stamina @retry"] = stamina.retry(on=ConnectionError, attempts=4)(target)
+        rows["stamina @retry"] = stamina.retry(on=ConnectionError, attempts=4)(fn)
     except ImportError:
         rows["stamina @retry"] = None
     return rows
