@@ -236,12 +236,21 @@ def test_unreadable_and_unknown_files_are_clear(tmp_path: Path) -> None:
     latin1.write_bytes("service:\n  name: caf\u00e9\n".encode("latin-1"))
     with pytest.raises(ConfigFileError, match=r"latin1\.yaml: not UTF-8 text \(byte 20\)"):
         ProductionConfig.from_file(latin1)
-    # Unreadable for this user (root reads everything: then the mode is not enforced, skip that part).
-    secret = write(tmp_path, "locked.yaml", "service:\n  name: x\n")
-    secret.chmod(0)
-    if not os.access(secret, os.R_OK):
-        with pytest.raises(ConfigFileError, match=r"locked\.yaml: permission denied$"):
-            ProductionConfig.from_file(secret)
+
+
+def test_an_unreadable_file_says_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    locked = write(tmp_path, "locked.yaml", "service:\n  name: x\n")
+    # CI runs as root, whom file modes do not stop: the operating system's refusal is played by a fake.
+    real_read_text = Path.read_text
+
+    def refuse(self: Path, *args: Any, **kwargs: Any) -> str:
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    with pytest.raises(ConfigFileError, match=r"locked\.yaml: permission denied$"):
+        ProductionConfig.from_file(locked)
 
 
 # -- validation -----------------------------------------------------------------------------------
