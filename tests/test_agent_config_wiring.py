@@ -125,10 +125,9 @@ def test_config_log_level_and_namespace_reach_the_running_agent(tmp_path: Path) 
     assert own.level == before
 
 
-def test_the_built_in_log_level_default_leaves_logging_alone(tmp_path: Path) -> None:
-    # The staging profile's INFO is a choice; the built-in default (no profile says) is not.
-    config = ProductionConfig.load(environment="staging", environ={})
-    assert config.to_agent_settings().log_level == "INFO"
-    assert config.sources["log_level"] != "default"
-    plain = _config(tmp_path)
-    assert plain.to_agent_settings().log_level == ("DEBUG" if plain.environment == "development" else None)
+def test_each_environment_profile_gives_the_agents_log_level() -> None:
+    levels = {
+        environment: ProductionConfig.load(environment=environment, environ={}).to_agent_settings().log_level
+        for environment in ("development", "staging", "production")
+    }
+    assert levels == {"development": "DEBUG", "staging": "INFO", "production": "WARNING"}

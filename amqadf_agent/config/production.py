@@ -441,9 +441,9 @@ class ProductionConfig:
             resource_memory_threshold=monitor.memory_threshold,
             profiler_enabled=self.profiler.enabled,
             profiler_sample_rate=self.profiler.sample_rate,
-            # The built-in default is not applied (an environment profile's level is: development
-            # is DEBUG), so a configuration that no layer gives a level leaves the app's logging alone.
-            log_level=None if self.sources.get("log_level") == "default" else self.log_level,
+            # Every environment profile sets one (development DEBUG, staging INFO, production
+            # WARNING): a ProductionConfig always sets the agent's logger level; a plain start() does not.
+            log_level=self.log_level,
         )
 
     def _otlp_headers(self) -> dict[str, Secret]:
