@@ -98,6 +98,7 @@ __all__ = [
     "WindowAggregator",
     "bucket_quantile",
     "is_error",
+    "keep_slowest",
 ]
 
 DEFAULT_WINDOW_S: Final = 60
@@ -331,7 +332,7 @@ class _Bucket:
         self.samples = _merge_samples(self.samples, self.span_seen, other.samples, other.span_seen, rng)
         self.span_seen += other.span_seen
         for example in other.slowest:
-            _keep_slowest(self.slowest, example)
+            keep_slowest(self.slowest, example)
         self.hist_count += other.hist_count
         self.hist_errors += other.hist_errors
         if other.hist_lo is not None and other.hist_hi is not None:
@@ -348,9 +349,12 @@ class _Bucket:
             self.legacy_bucket().absorb(other.legacy, rng)
 
 
-def _keep_slowest(heap: list[tuple[float, str, str]], example: tuple[float, str, str]) -> None:
-    """Keep ``example`` in ``heap`` if it is among the ``EXAMPLES_PER_WINDOW`` slowest."""
-    if len(heap) < EXAMPLES_PER_WINDOW:
+def keep_slowest(
+    heap: list[tuple[float, str, str]], example: tuple[float, str, str], limit: int = EXAMPLES_PER_WINDOW
+) -> None:
+    """Keep ``example`` (``(duration s, trace id, span id)``) in the min-heap ``heap`` if it is among
+    the ``limit`` slowest. The windows' examples and the thread rules' use it alike."""
+    if len(heap) < limit:
         heapq.heappush(heap, example)
     elif example > heap[0]:
         heapq.heapreplace(heap, example)
@@ -550,7 +554,7 @@ class WindowAggregator:
         bucket.span_seen += 1
         slowest = bucket.slowest
         if len(slowest) < EXAMPLES_PER_WINDOW or duration > slowest[0][0]:
-            _keep_slowest(slowest, (duration, span.trace_id, span.span_id))
+            keep_slowest(slowest, (duration, span.trace_id, span.span_id))
         if len(bucket.samples) < MAX_SAMPLES_PER_WINDOW:
             bucket.samples.append(duration)
         else:

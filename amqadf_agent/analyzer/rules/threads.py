@@ -59,7 +59,6 @@ Below ``min_tasks`` completed tasks no recommendation is made (the numbers are s
 
 from __future__ import annotations
 
-import heapq
 import math
 import statistics
 from collections.abc import Hashable, Sequence
@@ -78,7 +77,13 @@ from amqadf_agent.analyzer.model import (
     service_name,
 )
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Severity
-from amqadf_agent.analyzer.windows import DEFAULT_WINDOW_S, CounterDeltas, HistogramDeltas, bucket_quantile
+from amqadf_agent.analyzer.windows import (
+    DEFAULT_WINDOW_S,
+    CounterDeltas,
+    HistogramDeltas,
+    bucket_quantile,
+    keep_slowest,
+)
 from amqadf_agent.semconv import (
     ATTR_CPU_MODE,
     ATTR_DB_CLIENT_CONNECTION_POOL_NAME,
@@ -448,10 +453,8 @@ class ThreadRules:
                 self._span_sum += duration
                 self._span_count += 1
                 heap = self._slowest.setdefault(service_name(record.resource), [])
-                if len(heap) < EXAMPLE_SPANS:
-                    heapq.heappush(heap, (duration, record.trace_id, record.span_id))
-                elif duration > heap[0][0]:
-                    heapq.heapreplace(heap, (duration, record.trace_id, record.span_id))
+                if len(heap) < EXAMPLE_SPANS or duration > heap[0][0]:
+                    keep_slowest(heap, (duration, record.trace_id, record.span_id), EXAMPLE_SPANS)
             return
         if type(record) is not MetricRecord:
             return
