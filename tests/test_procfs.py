@@ -58,7 +58,10 @@ def test_own_process_is_what_psutil_reads() -> None:
             t.join()
     assert ours is not None
     assert ours.num_threads == num_threads >= 4
-    assert ours.num_fds == num_fds
+    # psutil lists /proc/self/fd, and counts the listing's own descriptor; Linux 6.2+ gives the
+    # count as the directory's size, which has no such extra one
+    listing_fd = 1 if os.stat("/proc/self/fd").st_size > 0 else 0
+    assert ours.num_fds == num_fds - listing_fd
     assert ours.vms == memory.vms
     assert abs(ours.rss - memory.rss) <= 1024 * 1024  # psutil's read allocates a little
     assert 0 <= times.user - ours.user <= 0.05 and 0 <= times.system - ours.system <= 0.05
@@ -69,24 +72,29 @@ def test_own_process_is_what_psutil_reads() -> None:
 
 
 def test_an_unreadable_file_gives_none_and_the_monitor_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN /proc files that cannot be read
-    real_open = open
+    # GIVEN /proc files that cannot be opened (none kept open from an earlier read)
+    procfs.close()
+    real_open = os.open
 
-    def denied(path: object, *args: object, **kwargs: object) -> object:
+    def denied(path: str, *args: int, **kwargs: int) -> int:
         if str(path).startswith("/proc/"):
             raise PermissionError(13, "Permission denied", str(path))
-        return real_open(path, *args, **kwargs)  # type: ignore[call-overload]
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr("builtins.open", denied)
+    monkeypatch.setattr(os, "open", denied)
     # WHEN read THEN nothing raises, every reader says None
     assert procfs.disk_bytes() is None and procfs.net_bytes() is None and procfs.own_process() is None
+    assert procfs.cpu_times() is None and procfs.memory() is None
+    assert procfs.own_process(counters=False) is None
     monkeypatch.undo()
     # AND a monitor whose fast readers fail still samples, through psutil
     monitor = ResourceMonitor()
     monitor.get_process_metrics()
-    monkeypatch.setattr(procfs, "own_process", lambda: None)
+    monkeypatch.setattr(procfs, "own_process", lambda counters=True: None)
     monkeypatch.setattr(procfs, "disk_bytes", lambda: None)
     monkeypatch.setattr(procfs, "net_bytes", lambda: None)
+    monkeypatch.setattr(procfs, "cpu_times", lambda: None)
+    monkeypatch.setattr(procfs, "memory", lambda: None)
     sample, process = monitor.get_system_metrics(), monitor.get_process_metrics()
     assert process.pid == os.getpid() and process.rss > 0
     assert sample.memory_total == psutil.virtual_memory().total
@@ -99,6 +107,9 @@ def test_garbled_files_give_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert procfs.disk_bytes() is None
     assert procfs.net_bytes() is None
     assert procfs.own_process() is None
+    assert procfs.own_process(counters=False) is None
+    assert procfs.cpu_times() is None
+    assert procfs.memory() is None
 
 
 def test_the_monitor_reads_its_own_process_without_psutil_after_the_first_sample(
@@ -114,8 +125,11 @@ def test_the_monitor_reads_its_own_process_without_psutil_after_the_first_sample
         monkeypatch.setattr(psutil.Process, method, forbidden)
     monkeypatch.setattr(psutil, "disk_io_counters", forbidden)
     monkeypatch.setattr(psutil, "net_io_counters", forbidden)
+    monkeypatch.setattr(psutil, "cpu_times", forbidden)
+    monkeypatch.setattr(psutil, "virtual_memory", forbidden)
     second = monitor.get_process_metrics()
     monitor.get_system_metrics()
+    monitor._collection_snapshot()
     assert second.num_threads >= 1 and second.rss > 0
     assert second.cpu_user >= first.cpu_user
 
@@ -126,3 +140,121 @@ def test_a_procfs_path_of_psutils_own_turns_the_fast_path_off(monkeypatch: pytes
     assert monitor._procfs
     monkeypatch.setattr(psutil, "PROCFS_PATH", "/host/proc")
     assert not monitor._procfs
+
+
+def test_cpu_times_are_psutils_by_mode() -> None:
+    ours = procfs.cpu_times()
+    theirs = psutil.cpu_times()  # read a moment later: equal, or a few ticks ahead
+    assert ours is not None
+    assert set(ours) == {"user", "nice", "system", "idle", "iowait", "interrupt", "steal"}
+    expected = {
+        "user": theirs.user,
+        "nice": theirs.nice,
+        "system": theirs.system,
+        "idle": theirs.idle,
+        "iowait": theirs.iowait,
+        "interrupt": theirs.irq + theirs.softirq,
+        "steal": theirs.steal,
+    }
+    for mode, seconds in ours.items():
+        assert 0 <= expected[mode] - seconds <= 0.5 * psutil.cpu_count(), mode
+
+
+def test_memory_is_psutils_virtual_memory() -> None:
+    ours = procfs.memory()
+    theirs = psutil.virtual_memory()
+    assert ours is not None and ours.total == theirs.total
+    slack = 64 * 1024 * 1024  # the machine's memory moves between the two reads
+    for field in ("available", "used", "free", "buffers", "cached"):
+        assert abs(getattr(ours, field) - getattr(theirs, field)) <= slack, field
+    assert ours.used == ours.total - ours.available
+    assert ours.percent == pytest.approx(theirs.percent, abs=0.5)
+
+
+def test_the_collection_reading_counts_threads_as_the_status_file_does() -> None:
+    stop = threading.Event()
+    threads = [threading.Thread(target=stop.wait) for _ in range(5)]
+    for t in threads:
+        t.start()
+    try:
+        light, full = procfs.own_process(counters=False), procfs.own_process()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert light is not None and full is not None
+    assert light.num_threads == full.num_threads == psutil.Process().num_threads() + 5 >= 6
+    assert light.io_read_bytes is None and light.ctx_voluntary is None  # not read: not exported
+    assert light.vms == full.vms
+
+
+def test_a_kept_file_is_read_fresh_each_time_and_whole_however_long(tmp_path: Path) -> None:
+    # the same descriptor, read again: the new text (here a regular file rewritten in place)
+    path = tmp_path / "counters"
+    path.write_bytes(b"a" * 100)
+    assert procfs._read(str(path)) == b"a" * 100
+    big = bytes(range(256)) * 200  # 51 200 bytes: more than the first read takes
+    with open(path, "r+b") as f:
+        f.write(big)
+    assert procfs._read(str(path)) == big
+    # and a /proc figure moves between two reads of the kept descriptor (statm: the RSS)
+    before = procfs.own_process()
+    ballast = b"x" * (64 * 1024 * 1024)  # written, so resident
+    after = procfs.own_process()
+    assert before is not None and after is not None and len(ballast)
+    assert after.rss - before.rss >= 48 * 1024 * 1024
+    procfs.close()
+
+
+def test_a_forked_child_reads_its_own_process_not_its_parents() -> None:
+    # GIVEN the parent's /proc/self files kept open, and extra threads only in the parent
+    assert procfs.own_process() is not None
+    stop = threading.Event()
+    threads = [threading.Thread(target=stop.wait) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        parent = procfs.own_process()
+        assert parent is not None and parent.num_threads >= 4
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: one thread (fork copies only the calling one)
+            try:
+                child = procfs.own_process()
+                light = procfs.own_process(counters=False)
+                ok = child is not None and light is not None
+                answer = f"{child.num_threads if ok else -1} {light.num_threads if ok else -1}"  # type: ignore[union-attr]
+                os.write(write_end, answer.encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        answer = os.read(read_end, 100).decode()
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert answer == "1 1"
+
+
+def test_a_kept_descriptor_closed_behind_its_back_is_never_read_nor_closed(tmp_path: Path) -> None:
+    # GIVEN /proc/meminfo kept open, then closed by code that does not own it (os.closerange),
+    # and the application's next file opened under the same number
+    procfs.close()
+    assert procfs.memory() is not None
+    kept = procfs._held.files["/proc/meminfo"].fd
+    os.close(kept)
+    app_fd = os.open(tmp_path / "app.log", os.O_RDWR | os.O_CREAT)
+    try:
+        assert app_fd == kept  # the lowest free number: the situation this test is about
+        os.write(app_fd, b"the application's own data\n")
+        # WHEN the monitor reads memory again
+        ours = procfs.memory()
+        # THEN it reopened /proc/meminfo, and the application's file is still open and untouched
+        assert ours is not None and ours.total == psutil.virtual_memory().total
+        assert os.fstat(app_fd).st_size == len(b"the application's own data\n")
+        assert os.pread(app_fd, 100, 0) == b"the application's own data\n"
+    finally:
+        os.close(app_fd)
+        procfs.close()

@@ -481,9 +481,16 @@ def test_instruments_against_the_real_psutil() -> None:
     monitor = ResourceMonitor()
     reader = InMemoryMetricReader()
     monitor.instrument(MeterProvider(metric_readers=[reader]))
+    # no limit checked yet (the agent's default monitor checks none): no breach series at all
+    assert semconv.RESOURCE_LIMIT_BREACHES.name not in collect(reader)
+    # from the first check on, every kind has a series, starting from zero
+    monitor.check_resource_limits(cpu_threshold=1.0, memory_threshold=1.0, disk_threshold=1.0)
     got = collect(reader)
     for inst in CONTRACT:
         assert inst.name in got and got[inst.name].unit == inst.unit, inst.name
+    assert points(got[semconv.RESOURCE_LIMIT_BREACHES.name]) == {
+        ((semconv.ATTR_RESOURCE_KIND, kind),): 0 for kind in ("cpu", "memory", "disk")
+    }
 
     rss = psutil.Process().memory_info().rss
     (usage,) = points(got[semconv.PROCESS_MEMORY_USAGE.name]).values()

@@ -131,6 +131,8 @@ class _Registry(Generic[T]):
 
     def members(self) -> list[T]:
         refs = self._refs  # one read: the tuple is never changed, only replaced
+        if len(refs) == 1 and (only := refs[0]()) is not None:  # the usual case, without the loop
+            return [only]
         objects = [obj for ref in refs if (obj := ref()) is not None]
         if len(objects) < len(refs):  # some died: drop their references
             with self._lock:
@@ -243,9 +245,16 @@ class SharedInstruments(Generic[T]):
         self, registry: _Registry[T], inst: semconv.Instrument, reading: Reading[T]
     ) -> list[Observation]:
         Observation = _observation_class()
+        members = registry.members()
+        if len(members) == 1:  # the usual case (one monitor, one pool): nothing to sum
+            try:
+                return [Observation(value, attributes) for value, attributes in reading(members[0])]
+            except Exception:
+                self._warn_once(registry, "reading %s from %r failed; skipped", inst.name, members[0])
+                return []
         canonical = registry.canonical
         totals: dict[AttrKey, list[Any]] = {}  # sorted items -> [summed value, exported attributes]
-        for obj in registry.members():
+        for obj in members:
             try:
                 points = list(reading(obj))
             except Exception:  # skip this object, report the others

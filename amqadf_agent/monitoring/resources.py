@@ -218,6 +218,7 @@ class ResourceMonitor:
         self.sample_errors = 0
         self._warned = False
         self._breaches: dict[str, int] = {}
+        self._limits_checked = False  # no limit checked yet: no breach counter series
         self._callback: Callback | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -273,17 +274,21 @@ class ResourceMonitor:
             now = self._clock()
             interval = None if self._prev_at is None else max(now - self._prev_at, 0.0)
 
-            cpu = _cpu_fields(ps.cpu_times())
+            fast = self._procfs
+            cpu = procfs.cpu_times() if fast else None
+            if cpu is None:
+                cpu = _cpu_fields(ps.cpu_times())
             prev_cpu = self._prev_cpu or dict.fromkeys(cpu, 0.0)
             deltas = {mode: max(cpu[mode] - prev_cpu.get(mode, 0.0), 0.0) for mode in cpu}
             total = sum(deltas.values())
             cpu_modes = {mode: (d / total if total > 0 else 0.0) for mode, d in deltas.items()}
             busy = 1.0 - cpu_modes.get("idle", 0.0) - cpu_modes.get("iowait", 0.0) if total > 0 else 0.0
 
-            vm = ps.virtual_memory()
+            vm: Any = procfs.memory() if fast else None
+            if vm is None:
+                vm = ps.virtual_memory()
             memory_states = {s: int(getattr(vm, s)) for s in _MEMORY_STATES if hasattr(vm, s)}
 
-            fast = self._procfs
             fast_disk = procfs.disk_bytes() if fast else None
             disk_counters = (
                 _moved(fast_disk)
@@ -363,13 +368,17 @@ class ResourceMonitor:
             )
         return tuple(disks)
 
-    def _take_process(self, pid: int) -> tuple[ProcessMetrics, dict[str, float]]:
-        """Sample ``pid`` under the lock; also the CPU utilization by mode (share of all CPUs)."""
+    def _take_process(self, pid: int, exported_only: bool = False) -> tuple[ProcessMetrics, dict[str, float]]:
+        """Sample ``pid`` under the lock; also the CPU utilization by mode (share of all CPUs).
+
+        ``exported_only``: a collection's sample of this process, which may leave out what no
+        instrument exports (the I/O and context-switch counters) where that is cheaper.
+        """
         ps = self._ps
         own = pid == os.getpid()
         state = self._own if own else self._pids.get(pid)
         if own and state is not None and state.at is not None and self._procfs:
-            fast = procfs.own_process()
+            fast = procfs.own_process(counters=not exported_only)
             if fast is not None:
                 return self._own_metrics(state, fast)
         try:
@@ -466,12 +475,15 @@ class ResourceMonitor:
 
     def _collection_snapshot(self) -> _Snapshot:
         """The sample every instrument of one collection reads: taken once, reused while fresh."""
+        snap = self._snapshot  # read without the lock: a snapshot is replaced whole, never changed
+        if snap is not None and self._clock() - snap.taken_at < _COLLECTION_MAX_AGE:
+            return snap
         with self._lock:
             snap = self._snapshot
             if snap is not None and self._clock() - snap.taken_at < _COLLECTION_MAX_AGE:
                 return snap
             system, raw = self._take_system()
-            process, process_cpu = self._take_process(os.getpid())
+            process, process_cpu = self._take_process(os.getpid(), exported_only=True)
             snap = _Snapshot(
                 taken_at=raw["now"],
                 system=system,
@@ -540,10 +552,11 @@ class ResourceMonitor:
         if worst is not None:
             mount = {semconv.ATTR_SYSTEM_FILESYSTEM_MOUNTPOINT: worst.mountpoint}
             breaches.append(("disk", worst.percent / 100.0, disk_threshold, mount))
+        with self._lock:
+            self._limits_checked = True
+            for kind, *_ in breaches:
+                self._breaches[kind] = self._breaches.get(kind, 0) + 1
         if breaches:
-            with self._lock:
-                for kind, *_ in breaches:
-                    self._breaches[kind] = self._breaches.get(kind, 0) + 1
             _add_breach_events(breaches)
         return bool(breaches), warnings
 
@@ -862,7 +875,10 @@ def _process_fds(monitor: ResourceMonitor) -> Iterable[Point]:
 
 def _limit_breaches(monitor: ResourceMonitor) -> Iterable[Point]:
     # Not from the sample: breaches are counted by check_resource_limits. All three kinds are
-    # reported from the start, so a rate over the counter has a zero to begin from.
+    # reported from the first check on, so a rate over the counter has a zero to begin from; a
+    # monitor whose limits are never checked (the agent's default) reports no series at all.
+    if not monitor._limits_checked:
+        return []
     counts = monitor.limit_breaches
     return [(counts.get(kind, 0), {semconv.ATTR_RESOURCE_KIND: kind}) for kind in ("cpu", "memory", "disk")]
 
