@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import Observation
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -370,6 +372,33 @@ def test_seconds_histogram_of_user_code_gets_the_seconds_buckets() -> None:
     # The View matches the unit only: other histograms keep the SDK's defaults.
     other = list(metric_points(data, "app.job.size").values())
     assert tuple(other[0].explicit_bounds) != semconv.SECONDS_BUCKETS
+
+
+def test_observable_instruments_carry_no_exemplars_and_histograms_keep_theirs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN exemplars for every measurement (the SDK reads the filter when the provider is made)
+    monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", "always_on")
+    agent, _, reader = start_in_memory()
+    meter = agent.meter("user.code")
+    meter.create_observable_gauge("app.queue.depth", [lambda options: [Observation(3)]])
+    meter.create_observable_counter("app.items", [lambda options: [Observation(7)]])
+    with agent.tracer("user.code").start_as_current_span("job"):
+        meter.create_histogram("app.job.duration", unit="s").record(0.2)
+    data = collect(reader)
+    # THEN the observable points have none (taken in the collection's context, they could only
+    # be exemplars without a trace), while the histogram recorded in a span keeps its exemplar
+    for name in ("app.queue.depth", "app.items"):
+        (point,) = metric_points(data, name).values()
+        assert point.exemplars == [], name
+    (histogram,) = metric_points(data, "app.job.duration").values()
+    assert len(histogram.exemplars) == 1 and histogram.exemplars[0].trace_id
+    # (control: the same observable gauge on a provider without the agent's views has one)
+    bare_reader = InMemoryMetricReader()
+    bare = MeterProvider(metric_readers=[bare_reader]).get_meter("bare")
+    bare.create_observable_gauge("app.queue.depth", [lambda options: [Observation(3)]])
+    (bare_point,) = metric_points(collect(bare_reader), "app.queue.depth").values()
+    assert len(bare_point.exemplars) == 1
 
 
 def test_seconds_histogram_with_advisory_boundaries_keeps_them() -> None:

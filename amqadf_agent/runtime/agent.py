@@ -296,9 +296,8 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
     from opentelemetry._logs import set_logger_provider
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-    from opentelemetry.sdk.metrics import Histogram, MeterProvider
+    from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-    from opentelemetry.sdk.metrics.view import View
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
@@ -332,11 +331,8 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
             PeriodicExportingMetricReader(exporter, export_interval_millis=interval_ms)
             for exporter in built.metrics
         ] + built.readers
-        seconds_histograms = View(
-            instrument_type=Histogram, instrument_unit="s", aggregation=_seconds_aggregation()
-        )
         meter_provider = MeterProvider(
-            metric_readers=readers, resource=resource, views=[seconds_histograms], shutdown_on_exit=False
+            metric_readers=readers, resource=resource, views=metric_views(), shutdown_on_exit=False
         )
         created.append(meter_provider)
 
@@ -480,6 +476,44 @@ def _capture_logs(handler: logging.Handler) -> logging.Handler:
         logger.addHandler(stderr)
     root.addHandler(handler)
     return handler
+
+
+def metric_views() -> list[Any]:
+    """The Views of the agent's meter provider.
+
+    - Histograms in seconds get explicit buckets (DESIGN.md: the SDK's default ones are for ms).
+    - Observable instruments get no exemplar reservoir. Their measurements are taken in the
+      collection's own context, never inside a request's span, so a reservoir can only ever hold
+      exemplars without a trace; the SDK still pays for one per point at every collection (about
+      1 µs each: ~35 µs of a resource collection, ``tests/bench/bench_resource_monitor.py``).
+    """
+    from opentelemetry.sdk.metrics import (
+        ExemplarReservoir,
+        Histogram,
+        ObservableCounter,
+        ObservableGauge,
+        ObservableUpDownCounter,
+    )
+    from opentelemetry.sdk.metrics.view import View
+
+    class NoExemplars(ExemplarReservoir):
+        def offer(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def collect(self, point_attributes: Any) -> list[Any]:
+            return []
+
+    empty = NoExemplars()
+
+    def no_exemplars(aggregation_type: Any) -> Callable[..., ExemplarReservoir]:
+        return lambda **options: empty
+
+    seconds = View(instrument_type=Histogram, instrument_unit="s", aggregation=_seconds_aggregation())
+    observable = [
+        View(instrument_type=kind, exemplar_reservoir_factory=no_exemplars)
+        for kind in (ObservableCounter, ObservableGauge, ObservableUpDownCounter)
+    ]
+    return [seconds, *observable]
 
 
 def _seconds_aggregation() -> Any:
