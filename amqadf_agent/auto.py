@@ -19,8 +19,10 @@ def _activate() -> None:
     try:
         from opentelemetry.instrumentation.auto_instrumentation._load import _load_instrumentors
 
-        from amqadf_agent.runtime.distro import AmqadfDistro
+        from amqadf_agent.runtime.distro import DUPLICATES, AmqadfDistro, skip_instrumentations
 
+        if agent.settings.resource_monitor:
+            skip_instrumentations(DUPLICATES)
         _load_instrumentors(AmqadfDistro())  # type: ignore[no-untyped-call]
     except Exception as exc:
         print(f"amqadf-agent: could not load instrumentations ({type(exc).__name__}: {exc})", file=sys.stderr)

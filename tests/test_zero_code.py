@@ -114,6 +114,23 @@ def test_opentelemetry_instrument_with_our_distro(tmp_path: Path) -> None:
     assert {m.service for m in metrics} == {"zc"}
 
 
+def test_the_contrib_system_metrics_instrumentation_is_skipped_while_the_monitor_reports(
+    tmp_path: Path,
+) -> None:
+    # It reports system.* and process.* under the agent's own names: every series would come twice.
+    for monitor, expected in (("true", "redis,system_metrics"), ("false", "redis")):
+        env = clean_env(
+            OTEL_PYTHON_DISTRO="amqadf",
+            AMQADF_OUTPUT_DIR=str(tmp_path / monitor),
+            AMQADF_RESOURCE_MONITOR=monitor,
+            OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="redis",  # the user's own list is kept
+        )
+        argv = [str(VENV_BIN / "opentelemetry-instrument"), sys.executable, str(SQLITE_APP)]
+        lines = assert_app_ran(proc := run(argv, env, tmp_path))
+        assert f"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS={expected}" in lines, (monitor, proc.stdout)
+        assert proc.stderr.strip() == ""
+
+
 def test_selecting_the_distro_alone_selects_our_configurator(tmp_path: Path) -> None:
     out = tmp_path / "telemetry"
     env = clean_env(OTEL_PYTHON_DISTRO="amqadf", AMQADF_OUTPUT_DIR=str(out), OTEL_SERVICE_NAME="distro-only")

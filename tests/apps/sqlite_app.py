@@ -19,7 +19,7 @@ MANUAL_SPAN = "restock"
 
 
 def main() -> None:
-    for name in ("OTEL_PYTHON_DISTRO", "OTEL_PYTHON_CONFIGURATOR"):
+    for name in ("OTEL_PYTHON_DISTRO", "OTEL_PYTHON_CONFIGURATOR", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"):
         print(f"{name}={os.environ.get(name)}")
     conn = sqlite3.connect(":memory:")
     try:
