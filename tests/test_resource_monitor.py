@@ -714,3 +714,32 @@ def test_no_event_without_a_recording_span(monitor: ResourceMonitor) -> None:
     assert not trace.get_current_span().is_recording()
     exceeded, _ = monitor.check_resource_limits(metrics=_metrics(99.0, 0.0, {}))
     assert exceeded and monitor.limit_breaches == {"cpu": 1}
+
+
+def test_a_collection_rates_its_own_interval_whatever_samples_in_between(
+    fake: FakePsutil, clock: FakeClock
+) -> None:
+    # GIVEN a collection at t=0, then a sample of the monitoring thread (or get_system_metrics) at
+    # t=5 s, then the next collection at t=10 s
+    monitor = ResourceMonitor(clock=clock, psutil_module=fake)
+    reader = InMemoryMetricReader()
+    monitor.instrument(MeterProvider(metric_readers=[reader]))
+    fake.cpu = CpuTimes(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    fake.net = {"eth0": (1, 1)}
+    collect(reader)
+    monitor.get_system_metrics()
+    clock.now += 5.0  # 0-5 s: every CPU busy in user mode, 5000 bytes received
+    fake.cpu = CpuTimes(10.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    fake.net = {"eth0": (5001, 1)}
+    between = monitor.get_system_metrics()
+    assert between.cpu_percent == 100.0 and between.network_recv_bytes_per_s == 1000.0
+    clock.now += 5.0  # 5-10 s: every CPU idle, nothing received
+    fake.cpu = CpuTimes(10.0, 0.0, 0.0, 10.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    # WHEN the next collection runs
+    got = collect(reader)
+    # THEN its utilization covers 0-10 s (half busy), not the 5 s since the other sample (idle)
+    cpu = points(got[semconv.SYSTEM_CPU_UTILIZATION.name])
+    assert cpu[((semconv.ATTR_CPU_MODE, "user"),)] == pytest.approx(0.5)
+    assert cpu[((semconv.ATTR_CPU_MODE, "idle"),)] == pytest.approx(0.5)
+    # AND the samples keep their own baseline: the next one covers 5-10 s
+    assert monitor.get_system_metrics().cpu_percent == 0.0

@@ -172,6 +172,17 @@ class _Snapshot:
     process_cpu: dict[str, float]
 
 
+@dataclasses.dataclass
+class _Baseline:
+    """The previous sample's counters of one reader of the monitor, for its rates."""
+
+    at: float | None = None
+    cpu: dict[str, float] | None = None
+    disk: dict[str, tuple[int, int]] | None = None
+    net: dict[str, tuple[int, int]] | None = None
+    own: _ProcState | None = None  # this process's CPU baseline
+
+
 # --- the monitor ----------------------------------------------------------------------------------
 Callback = Callable[["ResourceMetrics"], object]
 
@@ -230,23 +241,23 @@ class ResourceMonitor:
         """Locks, baselines and caches: fresh at construction and in a forked child."""
         self._lock = threading.RLock()
         self._cpu_count = max(1, int(self._ps.cpu_count(logical=True) or 1))
-        self._prev_at: float | None = None
-        self._prev_cpu: dict[str, float] | None = None
-        self._prev_disk: dict[str, tuple[int, int]] | None = None
-        self._prev_net: dict[str, tuple[int, int]] | None = None
+        # Rates and utilizations cover the time since the previous sample of the same reader: the
+        # metrics collection keeps its own baselines, so an exported rate covers the collection
+        # interval whatever else samples in between (the monitoring thread, get_system_metrics).
+        self._samples = _Baseline()
+        self._collecting = _Baseline()
         self._partitions: list[Any] = []
         self._partitions_at: float | None = None
         self._pids: collections.OrderedDict[int, _ProcState] = collections.OrderedDict()
-        self._own: _ProcState | None = None
-        self._own_pid = os.getpid()
         self._snapshot: _Snapshot | None = None
 
     # --- samples ----------------------------------------------------------------------------------
     def get_system_metrics(self) -> ResourceMetrics:
         """Sample the machine now; the sample is also appended to the history.
 
-        Rates (I/O, CPU) cover the time since the previous sample of this monitor, whoever took it
-        (this call, the monitoring thread or a metrics collection).
+        Rates (I/O, CPU) cover the time since the previous sample of this monitor, by this call or
+        the monitoring thread; a metrics collection keeps its own baseline, so sampling here never
+        shortens the interval an exported rate covers.
         """
         return self._take_system()[0]
 
@@ -268,17 +279,19 @@ class ResourceMonitor:
         with self._lock:
             return list(self._history)
 
-    def _take_system(self) -> tuple[ResourceMetrics, dict[str, Any]]:
+    def _take_system(self, base: _Baseline | None = None) -> tuple[ResourceMetrics, dict[str, Any]]:
+        """Sample the machine under the lock; rates since ``base`` (default: the samples' own)."""
         ps = self._ps
+        base = self._samples if base is None else base
         with self._lock:
             now = self._clock()
-            interval = None if self._prev_at is None else max(now - self._prev_at, 0.0)
+            interval = None if base.at is None else max(now - base.at, 0.0)
 
             fast = self._procfs
             cpu = procfs.cpu_times() if fast else None
             if cpu is None:
                 cpu = _cpu_fields(ps.cpu_times())
-            prev_cpu = self._prev_cpu or dict.fromkeys(cpu, 0.0)
+            prev_cpu = base.cpu or dict.fromkeys(cpu, 0.0)
             deltas = {mode: max(cpu[mode] - prev_cpu.get(mode, 0.0), 0.0) for mode in cpu}
             total = sum(deltas.values())
             cpu_modes = {mode: (d / total if total > 0 else 0.0) for mode, d in deltas.items()}
@@ -303,8 +316,8 @@ class ResourceMonitor:
                 if fast_net is not None
                 else _per_device(_safe(lambda: ps.net_io_counters(pernic=True)), "bytes_recv", "bytes_sent")
             )
-            disk_rates = _rates(self._prev_disk, disk_counters, interval, _whole_disks(disk_counters))
-            net_rates = _rates(self._prev_net, net_counters, interval, frozenset(net_counters))
+            disk_rates = _rates(base.disk, disk_counters, interval, _whole_disks(disk_counters))
+            net_rates = _rates(base.net, net_counters, interval, frozenset(net_counters))
 
             load = _safe(ps.getloadavg) if hasattr(ps, "getloadavg") else None
             connections = None
@@ -329,8 +342,7 @@ class ResourceMonitor:
                 load_average=None if load is None else (float(load[0]), float(load[1]), float(load[2])),
                 network_connections=connections,
             )
-            self._prev_at, self._prev_cpu = now, cpu
-            self._prev_disk, self._prev_net = disk_counters, net_counters
+            base.at, base.cpu, base.disk, base.net = now, cpu, disk_counters, net_counters
             self._history.append(metrics)
             raw = {
                 "now": now,
@@ -368,17 +380,19 @@ class ResourceMonitor:
             )
         return tuple(disks)
 
-    def _take_process(self, pid: int, exported_only: bool = False) -> tuple[ProcessMetrics, dict[str, float]]:
+    def _take_process(self, pid: int, collecting: bool = False) -> tuple[ProcessMetrics, dict[str, float]]:
         """Sample ``pid`` under the lock; also the CPU utilization by mode (share of all CPUs).
 
-        ``exported_only``: a collection's sample of this process, which may leave out what no
-        instrument exports (the I/O and context-switch counters) where that is cheaper.
+        ``collecting``: the metrics collection's sample of this process, against the collection's
+        own CPU baseline, and which may leave out what no instrument exports (the I/O and
+        context-switch counters) where that is cheaper.
         """
         ps = self._ps
         own = pid == os.getpid()
-        state = self._own if own else self._pids.get(pid)
+        base = self._collecting if collecting else self._samples
+        state = base.own if own else self._pids.get(pid)
         if own and state is not None and state.at is not None and self._procfs:
-            fast = procfs.own_process(counters=not exported_only)
+            fast = procfs.own_process(counters=not collecting)
             if fast is not None:
                 return self._own_metrics(state, fast)
         try:
@@ -401,7 +415,7 @@ class ResourceMonitor:
         user, system = float(times.user), float(times.system)
         cpu_percent, by_mode = self._cpu_since(state, user, system, created)
         if own:
-            self._own = state
+            base.own = state
         else:
             self._pids[pid] = state
             self._pids.move_to_end(pid)
@@ -482,8 +496,8 @@ class ResourceMonitor:
             snap = self._snapshot
             if snap is not None and self._clock() - snap.taken_at < _COLLECTION_MAX_AGE:
                 return snap
-            system, raw = self._take_system()
-            process, process_cpu = self._take_process(os.getpid(), exported_only=True)
+            system, raw = self._take_system(self._collecting)
+            process, process_cpu = self._take_process(os.getpid(), collecting=True)
             snap = _Snapshot(
                 taken_at=raw["now"],
                 system=system,
