@@ -19,11 +19,9 @@ def _activate() -> None:
     try:
         from opentelemetry.instrumentation.auto_instrumentation._load import _load_instrumentors
 
-        from amqadf_agent.runtime.distro import DUPLICATES, AmqadfDistro, skip_instrumentations
+        from amqadf_agent.runtime.distro import AmqadfDistro
 
-        if agent.settings.resource_monitor:
-            skip_instrumentations(DUPLICATES)
-        _load_instrumentors(AmqadfDistro())  # type: ignore[no-untyped-call]
+        _load_instrumentors(AmqadfDistro())  # type: ignore[no-untyped-call]  # (skips DUPLICATES)
     except Exception as exc:
         print(f"amqadf-agent: could not load instrumentations ({type(exc).__name__}: {exc})", file=sys.stderr)
 

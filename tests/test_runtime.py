@@ -495,6 +495,30 @@ def test_failed_start_leaves_no_open_files(
     assert _open_files_under(tmp_path) == []
 
 
+def _proc_files_open() -> list[str]:
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # the listing's own descriptor, gone already
+            continue
+        if target.startswith("/proc/") and not target.endswith("/fd"):
+            found.append(target)
+    return found
+
+
+def test_shutdown_closes_the_proc_files_the_resource_collection_kept_open() -> None:
+    agent, _, reader = start_in_memory()
+    from amqadf_agent.monitoring import resources
+
+    assert resources._default is not None
+    resources._default._snapshot = None  # not the fresh sample of an earlier test's collection
+    collect(reader)
+    assert "/proc/meminfo" in _proc_files_open()  # kept between collections
+    agent.shutdown()
+    assert _proc_files_open() == []
+
+
 def test_shutdown_deadline_with_a_hanging_exporter(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     blocking = BlockingExporter()

@@ -118,17 +118,24 @@ def test_the_contrib_system_metrics_instrumentation_is_skipped_while_the_monitor
     tmp_path: Path,
 ) -> None:
     # It reports system.* and process.* under the agent's own names: every series would come twice.
-    for monitor, expected in (("true", "redis,system_metrics"), ("false", "redis")):
-        env = clean_env(
-            OTEL_PYTHON_DISTRO="amqadf",
-            AMQADF_OUTPUT_DIR=str(tmp_path / monitor),
-            AMQADF_RESOURCE_MONITOR=monitor,
-            OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="redis",  # the user's own list is kept
-        )
-        argv = [str(VENV_BIN / "opentelemetry-instrument"), sys.executable, str(SQLITE_APP)]
-        lines = assert_app_ran(proc := run(argv, env, tmp_path))
-        assert f"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS={expected}" in lines, (monitor, proc.stdout)
-        assert proc.stderr.strip() == ""
+    auto = "import amqadf_agent.auto, runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
+    launchers = {
+        "opentelemetry-instrument": [str(VENV_BIN / "opentelemetry-instrument"), sys.executable],
+        "amqadf_agent.auto": [sys.executable, "-c", auto],
+    }
+    for launcher, argv in launchers.items():
+        for monitor, instrumented in (("true", False), ("false", True)):
+            env = clean_env(
+                OTEL_PYTHON_DISTRO="amqadf",
+                AMQADF_OUTPUT_DIR=str(tmp_path / launcher / monitor),
+                AMQADF_RESOURCE_MONITOR=monitor,
+                OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="redis",
+            )
+            lines = assert_app_ran(proc := run([*argv, str(SQLITE_APP)], env, tmp_path))
+            assert f"system_metrics instrumented={instrumented}" in lines, (launcher, monitor, proc.stdout)
+            # the environment the app (and its subprocesses) sees is the user's
+            assert "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=redis" in lines, (launcher, monitor, proc.stdout)
+            assert proc.stderr.strip() == "", (launcher, monitor)
 
 
 def test_selecting_the_distro_alone_selects_our_configurator(tmp_path: Path) -> None:

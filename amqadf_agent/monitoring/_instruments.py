@@ -146,7 +146,9 @@ class SharedInstruments(Generic[T]):
     ``observed`` pairs each observable contract entry with the function that reads one object;
     ``recorded`` lists the histograms the objects record into themselves (returned by ``register``).
     Points of objects with equal attributes (two caches given the same name) are summed, so they
-    make one series instead of two conflicting observations of one series.
+    make one series instead of two conflicting observations of one series. ``distinct``: a reading
+    never repeats an attribute set within one object (true of the resource monitor), so the points
+    of a lone object go to the SDK as they are, without the summing.
     """
 
     def __init__(
@@ -154,8 +156,11 @@ class SharedInstruments(Generic[T]):
         what: str,
         observed: Sequence[tuple[semconv.Instrument, Reading[T]]],
         recorded: Sequence[semconv.Instrument] = (),
+        *,
+        distinct: bool = False,
     ) -> None:
         self._what = what
+        self._distinct = distinct
         self._observed = tuple(observed)
         self._recorded = tuple(recorded)
         self._lock = threading.Lock()
@@ -246,7 +251,7 @@ class SharedInstruments(Generic[T]):
     ) -> list[Observation]:
         Observation = _observation_class()
         members = registry.members()
-        if len(members) == 1:  # the usual case (one monitor, one pool): nothing to sum
+        if self._distinct and len(members) == 1:  # one object whose points never repeat: as they are
             try:
                 return [Observation(value, attributes) for value, attributes in reading(members[0])]
             except Exception:

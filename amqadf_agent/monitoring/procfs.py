@@ -41,19 +41,17 @@ __all__ = [
 _SECTOR = 512
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-#: First read size; a file that fills it is read again with twice the size (remembered per file),
-#: so a large /proc/stat (many CPUs and interrupts) is still read whole, in one consistent read.
-_FIRST_READ = 8192
+#: Bytes asked for per read, and the most read of one file.
+_READ_SIZE = 16384
 _MAX_READ = 16 * 1024 * 1024
 #: True where these readers can work (Linux with /proc mounted).
 AVAILABLE = sys.platform.startswith("linux") and os.path.exists("/proc/self/statm")
 
 
 class _File(NamedTuple):
-    """A kept /proc file: its descriptor, the read size that holds it whole, and its identity."""
+    """A kept /proc file: its descriptor and its identity."""
 
     fd: int
-    size: int
     ino: int
     dev: int
 
@@ -99,11 +97,17 @@ def _open(path: str) -> _File:
     except OSError:
         os.close(fd)
         raise
-    return _File(fd, _FIRST_READ, st.st_ino, st.st_dev)
+    return _File(fd, st.st_ino, st.st_dev)
 
 
-def _read(path: str) -> bytes | None:
-    """The whole text of a /proc file, read through its kept descriptor; None when unreadable."""
+def _read(path: str, whole: bool = True) -> bytes | None:
+    """The text of a /proc file, read through its kept descriptor; None when unreadable.
+
+    A file listing one record per device (``/proc/net/dev``, ``/proc/diskstats``) comes a page
+    (~4 KB) per read whatever the size asked for, so it is read on until a read returns nothing.
+    ``whole=False`` stops after the first read (enough for a first line). ``pread`` never moves the
+    descriptor's offset.
+    """
     held = _held
     with held.lock:
         if held.pid != os.getpid():  # forked without the at-fork hook: the parent's /proc/self
@@ -116,16 +120,22 @@ def _read(path: str) -> bytes | None:
         try:
             if file is None:
                 file = held.files[path] = _open(path)
-            data = os.pread(file.fd, file.size, 0)
-            while len(data) >= file.size and file.size < _MAX_READ:  # maybe cut short: read all again
-                file = held.files[path] = file._replace(size=file.size * 2)
-                data = os.pread(file.fd, file.size, 0)
+            data = os.pread(file.fd, _READ_SIZE, 0)
+            if not whole or not data:
+                return data
+            chunks = [data]
+            offset = len(data)
+            while chunk := os.pread(file.fd, _READ_SIZE, offset):
+                chunks.append(chunk)
+                offset += len(chunk)
+                if offset > _MAX_READ:
+                    return None  # not a file this module reads: never half of one
         except OSError:
             if file is not None:
                 held.files.pop(path, None)
                 _close_if_ours(file)
             return None
-        return data
+        return data if len(chunks) == 1 else b"".join(chunks)
 
 
 def close() -> None:
@@ -148,15 +158,15 @@ def cpu_times() -> dict[str, float] | None:
     """Seconds all CPUs spent per ``cpu.mode`` since boot, as the monitor maps ``psutil.cpu_times()``:
     ``irq`` and ``softirq`` as ``interrupt``; ``guest`` and ``guest_nice`` left out (Linux already
     counts them in ``user`` and ``nice``)."""
-    data = _read("/proc/stat")
+    data = _read("/proc/stat", whole=False)  # the first line; the rest can be tens of KB
     if data is None:
         return None
     try:
         fields = data[: data.index(b"\n")].split()
-        if fields[0] != b"cpu" or len(fields) < 5:
+        if len(fields) < 5 or fields[0] != b"cpu":
             return None
         ticks = [int(x) / _TICKS for x in fields[1:9]]
-    except ValueError:
+    except (ValueError, IndexError):
         return None
     modes = {"user": ticks[0], "nice": ticks[1], "system": ticks[2], "idle": ticks[3]}
     n = len(ticks)
@@ -284,12 +294,25 @@ def _field(data: bytes, key: bytes) -> int:
     return int(data[start : data.index(b"\n", start)])
 
 
+#: Whether the size of ``/proc/self/fd`` is the number of open descriptors (Linux 6.2+): checked
+#: once against a listing, since another kernel or a sandbox may give a directory any other size.
+_fd_size_counts: bool | None = None
+
+
 def _fd_count() -> int | None:
-    """Open descriptors of this process: the size Linux 6.2+ gives ``/proc/self/fd``, else a listing
-    (which counts the descriptor of the listing itself, as psutil's ``num_fds`` does)."""
+    """This process's open descriptors: the size of ``/proc/self/fd`` where that is the count, else
+    a listing less the listing's own descriptor (which psutil's ``num_fds`` counts)."""
+    global _fd_size_counts
     try:
-        size = os.stat("/proc/self/fd").st_size
-        return size if size > 0 else len(os.listdir("/proc/self/fd"))
+        if _fd_size_counts:
+            return os.stat("/proc/self/fd").st_size
+        size = os.stat("/proc/self/fd").st_size if _fd_size_counts is None else -1
+        listed = len(os.listdir("/proc/self/fd")) - 1
+        if _fd_size_counts is None:
+            # A descriptor opened by another thread in between makes this False: a listing then
+            # serves, correct but slower.
+            _fd_size_counts = size == listed
+        return listed
     except OSError:
         return None
 

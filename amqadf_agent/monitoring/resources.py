@@ -412,6 +412,8 @@ class ResourceMonitor:
             raise ProcessNotFoundError(pid) from None
         except ps.AccessDenied:
             raise ProcessAccessDeniedError(pid) from None
+        if own and fds is not None and self._procfs_possible:
+            fds -= 1  # psutil listed /proc/self/fd, and counted the listing's own descriptor
         user, system = float(times.user), float(times.system)
         cpu_percent, by_mode = self._cpu_since(state, user, system, created)
         if own:
@@ -916,6 +918,7 @@ _SHARED: SharedInstruments[ResourceMonitor] = SharedInstruments(
         (semconv.PROCESS_FD_COUNT, _process_fds),
         (semconv.RESOURCE_LIMIT_BREACHES, _limit_breaches),
     ],
+    distinct=True,  # one point per cpu.mode, memory state, mount and state, device, direction
 )
 
 # --- the agent's default monitor and fork ---------------------------------------------------------

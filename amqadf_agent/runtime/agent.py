@@ -373,6 +373,9 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
             )
             if monitor.monitoring:  # limits configured: its thread ends with the agent
                 built.closers.append(lambda: monitor.stop_monitoring(timeout=0.5))
+            from amqadf_agent.monitoring import procfs
+
+            built.closers.append(procfs.close)  # the /proc files its collections keep open
         _configure_profiler(settings, explicit)
 
         _set_globals(trace, metrics, set_logger_provider, tracer_provider, meter_provider, logger_provider)

@@ -9,6 +9,7 @@ app on no-op providers; ``start()`` never raises and says on stderr when it coul
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -17,11 +18,11 @@ from opentelemetry.sdk._configuration import _BaseConfigurator
 
 #: The entry-point name under which both are registered (pyproject.toml).
 NAME = "amqadf"
-#: Instrumentations (entry-point names) skipped while the agent's resource monitor runs: the contrib
-#: ``system_metrics`` reports ``system.*`` and ``process.*`` under the same names, so every series
-#: would come twice (a conflict for Prometheus) at ~20x the collection cost.
+#: Instrumentations (entry-point names) our distro skips while the agent's resource monitor runs:
+#: the contrib ``system_metrics`` reports ``system.*`` and ``process.*`` under the same names, so
+#: every series would come twice (a conflict for Prometheus) at ~20x the collection cost.
 DUPLICATES = ("system_metrics",)
-_DISABLED = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
+_log = logging.getLogger(__name__)
 
 
 class AmqadfDistro(BaseDistro):  # type: ignore[misc]
@@ -30,6 +31,13 @@ class AmqadfDistro(BaseDistro):  # type: ignore[misc]
     def _configure(self, **kwargs: Any) -> None:
         os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", NAME)
 
+    def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
+        """Every instrumentation but those the running agent makes redundant (``DUPLICATES``)."""
+        if entry_point.name in DUPLICATES and _monitor_reports():
+            _log.debug("amqadf-agent: %s skipped: the resource monitor reports it", entry_point.name)
+            return
+        super().load_instrumentor(entry_point, **kwargs)
+
 
 class AmqadfConfigurator(_BaseConfigurator):
     """Starts the agent before the instrumentations are loaded."""
@@ -37,15 +45,11 @@ class AmqadfConfigurator(_BaseConfigurator):
     def _configure(self, **kwargs: Any) -> None:
         from amqadf_agent.runtime.agent import start
 
-        agent = start()
-        if agent.running and agent.settings.resource_monitor:
-            skip_instrumentations(DUPLICATES)
+        start()
 
 
-def skip_instrumentations(names: tuple[str, ...]) -> None:
-    """Add ``names`` to ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``, which ``opentelemetry-instrument``
-    reads after the configurator has run; the user's own entries are kept."""
-    current = [name.strip() for name in os.environ.get(_DISABLED, "").split(",") if name.strip()]
-    missing = [name for name in names if name not in current]
-    if missing:
-        os.environ[_DISABLED] = ",".join(current + missing)
+def _monitor_reports() -> bool:
+    from amqadf_agent.runtime.agent import get_agent
+
+    agent = get_agent()
+    return agent is not None and agent.settings.resource_monitor

@@ -21,6 +21,12 @@ MANUAL_SPAN = "restock"
 def main() -> None:
     for name in ("OTEL_PYTHON_DISTRO", "OTEL_PYTHON_CONFIGURATOR", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"):
         print(f"{name}={os.environ.get(name)}")
+    try:  # installed with the test extra: our distro must skip it while the resource monitor reports
+        from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
+    except ImportError:
+        print("system_metrics=not installed")
+    else:  # an instrumentor is a singleton: this is the one opentelemetry-instrument would have used
+        print(f"system_metrics instrumented={SystemMetricsInstrumentor().is_instrumented_by_opentelemetry}")
     conn = sqlite3.connect(":memory:")
     try:
         with trace.get_tracer("zero-code-app").start_as_current_span(MANUAL_SPAN):
