@@ -243,43 +243,41 @@ def test_many_devices_are_all_read(monkeypatch: pytest.MonkeyPatch) -> None:
     procfs.close()
 
 
+def _statm_rss() -> int:
+    """This process's RSS from a fresh open of /proc/self/statm (not a kept descriptor)."""
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def test_a_forked_child_reads_its_own_process_not_its_parents() -> None:
-    # GIVEN the parent's /proc/self files kept open, and extra threads only in the parent
-    assert procfs.own_process() is not None
-    stop = threading.Event()
-    threads = [threading.Thread(target=stop.wait) for _ in range(3)]
-    for t in threads:
-        t.start()
-    try:
-        parent = procfs.own_process()
-        assert parent is not None and parent.num_threads >= 4
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: without the parent's waiting threads (fork copies only this one)
-            try:
-                child = procfs.own_process()
-                light = procfs.own_process(counters=False)
-                ok = child is not None and light is not None
-                tasks = len(os.listdir("/proc/self/task"))  # the truth, read fresh
-                answer = f"{child.num_threads if ok else -1} {light.num_threads if ok else -1} {tasks}"  # type: ignore[union-attr]
-                os.write(write_end, answer.encode())
-            finally:
-                os._exit(0)
-        os.close(write_end)
-        ready, _, _ = select.select([read_end], [], [], 30.0)
-        answer = os.read(read_end, 100).decode() if ready else "no answer"
-        os.close(read_end)
-        if not ready:
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
-    full, light, tasks = (int(n) for n in answer.split())
-    # (a monitor left running by an earlier test resumes its thread in the child: not always 1)
-    assert full == light == tasks >= 1
-    assert tasks <= parent.num_threads - 3
+    # GIVEN the parent's /proc/self files kept open
+    parent = procfs.own_process()
+    light_parent = procfs.own_process(counters=False)
+    assert parent is not None and light_parent is not None
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: 64 MB more resident than the parent, then read
+        try:
+            ballast = b"x" * (64 * 1024 * 1024)
+            child, light = procfs.own_process(), procfs.own_process(counters=False)
+            fresh = _statm_rss()
+            ok = child is not None and light is not None and len(ballast) > 0
+            answer = f"{child.rss if ok else -1} {light.rss if ok else -1} {fresh}"  # type: ignore[union-attr]
+            os.write(write_end, answer.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    ready, _, _ = select.select([read_end], [], [], 30.0)
+    answer = os.read(read_end, 100).decode() if ready else "-1 -1 -1"
+    os.close(read_end)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    full, light, fresh = (int(n) for n in answer.split())
+    # THEN both readings are the child's own (what a fresh open says), not the parent's
+    slack = 8 * 1024 * 1024
+    assert abs(full - fresh) <= slack and abs(light - fresh) <= slack
+    assert full - parent.rss >= 48 * 1024 * 1024
 
 
 def test_a_kept_descriptor_closed_behind_its_back_is_never_read_nor_closed(tmp_path: Path) -> None:
