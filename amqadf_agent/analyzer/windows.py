@@ -57,7 +57,7 @@ import math
 import random
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import ClassVar, Final
 
 from amqadf_agent.analyzer.model import (
     SPAN_KIND_SERVER,
@@ -411,6 +411,9 @@ class WindowAggregator:
 
     ``service``: only records of that ``service.name`` count (None: all services together).
     """
+
+    #: The kinds of span ``add`` reads (it ignores the others): a caller may skip them.
+    SPAN_KINDS: ClassVar[frozenset[int]] = frozenset({SPAN_KIND_SERVER})
 
     def __init__(
         self,

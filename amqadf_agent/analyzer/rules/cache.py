@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from amqadf_agent.analyzer.model import MetricRecord, NumberPoint, Record, service_instance_id, service_name
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
@@ -146,6 +146,9 @@ def _confidence(requests: int, full: int) -> float:
 
 class CacheRules:
     """Feed records with ``add``; read ``stats()`` and ``recommendations()``."""
+
+    #: The kinds of span ``add`` reads: none (it reads metrics only), so a caller may skip every span.
+    SPAN_KINDS: ClassVar[frozenset[int]] = frozenset()
 
     def __init__(
         self,

@@ -174,6 +174,8 @@ class DatabaseRules:
         self.db_calls = 0
         self._stats: dict[str, StatementStats] = {}
         self._ids: dict[str, int] = {}
+        #: ``_stats`` and ``_ids`` together: one look-up per call on the hot path.
+        self._entries: dict[str, tuple[StatementStats, int]] = {}
         self._by_id: list[str] = []
         self._traces: dict[str, list[_Call]] = {}
         # The keys of _traces in insertion order: next(iter(dict)) after many deletions from the front
@@ -207,7 +209,7 @@ class DatabaseRules:
             statement,
             max(end_ns - start_ns, 0) / 1e9,  # span.duration_s
             rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
-            str(system),
+            system if type(system) is str else str(system),
             self._last_service,
             span.trace_id,
             span.span_id,
@@ -266,11 +268,13 @@ class DatabaseRules:
             bound = _parameters_digest(attributes)
             if bound:  # the values are known: identical calls can be recognized after all
                 placeholders, digest = False, bound + digest
-        stats = self._stats.get(key)
-        if stats is None:
+        entry = self._entries.get(key)
+        if entry is None:
             stats = self._stats[key] = StatementStats(analyze(statement))
             self._ids[key] = len(self._by_id)
+            entry = self._entries[key] = (stats, len(self._by_id))
             self._by_id.append(key)
+        stats, statement_id = entry
         config = self.config
         self.db_calls += 1
         if db_system:
@@ -314,7 +318,7 @@ class DatabaseRules:
                 parent_span_id,
                 start_ns,
                 end_ns,
-                self._ids[key],
+                statement_id,
                 "" if placeholders else digest or "-",
                 span_id,
                 service,

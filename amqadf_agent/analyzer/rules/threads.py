@@ -63,7 +63,7 @@ import math
 import statistics
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from amqadf_agent.analyzer.model import (
     SPAN_KIND_SERVER,
@@ -386,6 +386,9 @@ class PoolStats:
 
 class ThreadRules:
     """Feed records with ``add``; read ``pools()``, ``to_json()`` and ``recommendations()``."""
+
+    #: The kinds of span ``add`` reads (it ignores the others): a caller may skip them.
+    SPAN_KINDS: ClassVar[frozenset[int]] = frozenset({SPAN_KIND_SERVER})
 
     def __init__(
         self,
