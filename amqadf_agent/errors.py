@@ -86,6 +86,10 @@ class TelemetryInputError(AmqadfError):
     exit_code = 2
 
 
+class ReaderProcessError(AmqadfError, RuntimeError):
+    """The analyzer's reading process (``analyzer.pipeline``) died or failed before the end."""
+
+
 class NoHealthyWorkerError(AmqadfError, RuntimeError):
     """No worker can take a request: none is registered, or none is healthy and panic mode is off."""
 

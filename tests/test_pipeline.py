@@ -1,0 +1,193 @@
+"""Reading in a second process gives what reading in this one gives: the same records in the same
+order, the same statistics and problems, the same --strict error, and the same report."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from amqadf_agent.analyzer import pipeline
+from amqadf_agent.analyzer.otlp_reader import ReadStats, read
+from amqadf_agent.analyzer.pipeline import read_pipelined
+from amqadf_agent.cli import analyze
+from amqadf_agent.errors import ReaderProcessError, TelemetryInputError
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the pipeline forks")
+
+FIXTURES = Path(__file__).parent / "fixtures" / "otlp"
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+
+
+def kv(key: str, value: Any) -> dict[str, Any]:
+    return {
+        "key": key,
+        "value": {"stringValue": value} if isinstance(value, str) else {"intValue": str(value)},
+    }
+
+
+def db_line(batch: int, service: str = "shop") -> bytes:
+    """One export of 3 traces, each a server span and 6 identical-shape db calls (an N+1)."""
+    spans = []
+    for t in range(3):
+        trace = f"{batch + 1:016x}{t:016x}"
+        root = f"{batch * 10 + t + 1:016x}"
+        start = 1_700_000_000_000_000_000 + (batch * 3 + t) * 1_000_000_000
+        spans.append(
+            {
+                "traceId": trace,
+                "spanId": root,
+                "name": "GET /orders",
+                "kind": 2,
+                "startTimeUnixNano": str(start),
+                "endTimeUnixNano": str(start + 90_000_000),
+                "attributes": [kv("http.request.method", "GET"), kv("http.response.status_code", 200)],
+                "status": {},
+            }
+        )
+        for i in range(6):
+            begin = start + (i + 1) * 10_000_000
+            spans.append(
+                {
+                    "traceId": trace,
+                    "spanId": f"{batch:08x}{t:04x}{i + 1:04x}",
+                    "parentSpanId": root,
+                    "name": "SELECT products",
+                    "kind": 3,
+                    "startTimeUnixNano": str(begin),
+                    "endTimeUnixNano": str(begin + 12_000_000),
+                    "attributes": [
+                        kv("db.system.name", "postgresql"),
+                        kv("db.query.text", f"SELECT * FROM products WHERE id = {batch * 100 + i}"),
+                    ],
+                }
+            )
+    return orjson.dumps(
+        {
+            "resourceSpans": [
+                {
+                    "resource": {"attributes": [kv("service.name", service)]},
+                    "scopeSpans": [{"scope": {"name": "test"}, "spans": spans}],
+                }
+            ]
+        }
+    )
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> Path:
+    """Span lines (typed path), metric and log lines (general path), bad lines, an empty file."""
+    lines = [db_line(batch) for batch in range(20)]
+    lines[5:5] = [b"{not json", b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]}']
+    (tmp_path / "traces.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    for name in ("metrics.json", "logs.json", "trace.json"):  # pretty-printed documents
+        (tmp_path / name).write_bytes((FIXTURES / name).read_bytes())
+    return tmp_path
+
+
+def both(paths: Any, **kwargs: Any) -> tuple[tuple[str, ReadStats], tuple[str, ReadStats]]:
+    here, there = ReadStats(), ReadStats()
+    # (with another thread running, read_pipelined reads here instead: nothing would be compared)
+    assert threading.active_count() == 1, threading.enumerate()
+    return (
+        (repr(list(read(paths, stats=here, **kwargs))), here),
+        (repr(list(read_pipelined(paths, stats=there, **kwargs))), there),
+    )
+
+
+def test_records_and_statistics_are_the_same(mixed: Path) -> None:
+    here, there = both([mixed, mixed / "missing.jsonl"])
+    assert there == here
+    stats = there[1]
+    assert stats.records["spans"] > 0 and stats.records["metrics"] > 0 and stats.records["logs"] > 0
+    assert stats.problem_count == 3, stats.problems  # not JSON, a bad trace id, the missing file
+
+
+def test_statistics_accumulate_over_reads(mixed: Path) -> None:
+    stats = ReadStats()
+    list(read(mixed / "traces.jsonl", stats=stats))
+    list(read_pipelined(mixed / "traces.jsonl", stats=stats))
+    alone = ReadStats()
+    list(read(mixed / "traces.jsonl", stats=alone))
+    assert stats.lines_read == 2 * alone.lines_read and stats.files_read == 2
+    assert stats.records["spans"] == 2 * alone.records["spans"]
+    assert stats.problem_count == 2 * alone.problem_count and stats.problems == alone.problems * 2
+
+
+def test_strict_raises_the_same_error(mixed: Path) -> None:
+    with pytest.raises(TelemetryInputError) as here:
+        list(read(mixed / "traces.jsonl", strict=True))
+    with pytest.raises(TelemetryInputError) as there:
+        list(read_pipelined(mixed / "traces.jsonl", strict=True))
+    assert str(there.value) == str(here.value)
+
+
+def children() -> set[str]:
+    """Process ids of this process's children, zombies included (Linux)."""
+    return {
+        pid for task in Path("/proc/self/task").iterdir() for pid in (task / "children").read_text().split()
+    }
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+def test_stopping_early_ends_the_child(mixed: Path) -> None:
+    before = children()
+    records = read_pipelined(mixed / "traces.jsonl")
+    next(records)
+    assert len(children() - before) == 1
+    started = time.monotonic()
+    records.close()  # kills and reaps the child
+    assert time.monotonic() - started < 5
+    assert children() == before
+
+
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    out = io.StringIO()
+    import contextlib
+
+    with contextlib.redirect_stdout(out):
+        status = analyze.main(argv)
+    return status, out.getvalue()
+
+
+def test_the_report_is_the_same(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = [str(mixed / "traces.jsonl"), "--format", "json"]
+    monkeypatch.setattr(analyze, "_wants_pipeline", lambda paths: False)
+    alone = run_cli(argv)
+    monkeypatch.setattr(analyze, "_wants_pipeline", lambda paths: True)
+    piped = run_cli(argv)
+    assert piped == alone
+    report = json.loads(piped[1])
+    assert any(r["rule"] == "n_plus_one" for r in report["recommendations"])
+
+
+def test_the_cli_reads_large_inputs_in_a_second_process(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(analyze, "PIPELINE_MIN_BYTES", 1)
+    wanted = analyze._wants_pipeline([str(mixed)])
+    assert wanted == (len(os.sched_getaffinity(0)) >= 2)
+    monkeypatch.setattr(analyze, "PIPELINE_MIN_BYTES", 1 << 40)
+    assert not analyze._wants_pipeline([str(mixed)])
+
+
+def test_a_reading_process_that_dies_is_one_line_not_a_traceback(
+    mixed: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a reading process killed before it says anything (the OOM killer, say)
+    assert threading.active_count() == 1, threading.enumerate()
+    monkeypatch.setattr(pipeline, "_child", lambda paths, strict, write_fd: os._exit(9))
+    with pytest.raises(ReaderProcessError, match="ended before the end of the input"):
+        list(read_pipelined(mixed / "traces.jsonl"))
+    # AND through the command: an exit code and one line on stderr
+    monkeypatch.setattr(analyze, "_wants_pipeline", lambda paths: True)
+    status, _ = run_cli([str(mixed / "traces.jsonl"), "--format", "json"])
+    err = capsys.readouterr().err
+    assert status != 0 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "reading process ended" in err
