@@ -306,12 +306,11 @@ def _fd_count() -> int | None:
     try:
         if _fd_size_counts:
             return os.stat("/proc/self/fd").st_size
-        size = os.stat("/proc/self/fd").st_size if _fd_size_counts is None else -1
         listed = len(os.listdir("/proc/self/fd")) - 1
         if _fd_size_counts is None:
-            # A descriptor opened by another thread in between makes this False: a listing then
-            # serves, correct but slower.
-            _fd_size_counts = size == listed
+            # A descriptor opened or closed by another thread in between makes this False: a listing
+            # then serves, correct but slower.
+            _fd_size_counts = os.stat("/proc/self/fd").st_size == listed
         return listed
     except OSError:
         return None
