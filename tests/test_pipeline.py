@@ -20,8 +20,6 @@ from amqadf_agent.analyzer.pipeline import read_pipelined
 from amqadf_agent.cli import analyze
 from amqadf_agent.errors import ReaderProcessError, TelemetryInputError
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the pipeline forks")
-
 FIXTURES = Path(__file__).parent / "fixtures" / "otlp"
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 
@@ -137,7 +135,6 @@ def children() -> set[str]:
     }
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
 def test_stopping_early_ends_the_child(mixed: Path) -> None:
     before = children()
     records = read_pipelined(mixed / "traces.jsonl")
