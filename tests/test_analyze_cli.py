@@ -30,7 +30,7 @@ from amqadf_agent.cli.analyze import main
 FIXTURES = Path(__file__).parent / "fixtures" / "otlp"
 REPO = Path(__file__).resolve().parent.parent
 
-#: What the analyzer must never import (DESIGN.md, "Walls").
+#: What the analyzer must never import (docs/design.md, "Walls").
 FORBIDDEN_PREFIXES = (
     "opentelemetry.sdk",
     "opentelemetry.metrics",

@@ -23,7 +23,7 @@ from amqadf_agent.analyzer.otlp_reader import read
 from amqadf_agent.cli import analyze
 from amqadf_agent.cli.agent import main
 
-#: DESIGN.md: an N+1 is >= 5 consecutive sibling db spans with the same statement.
+#: docs/design.md: an N+1 is >= 5 consecutive sibling db spans with the same statement.
 N_PLUS_ONE_MIN = 5
 DEMO_SERVICE = "amqadf-demo-shop"
 

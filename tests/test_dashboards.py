@@ -371,7 +371,7 @@ def test_every_panel_query_returns_data(scraped: tuple[PrometheusServer, float],
 
 
 def test_unit_one_gauges_differ_between_the_paths(scraped: tuple[PrometheusServer, float]) -> None:
-    """The naming difference the dashboards absorb is real in this setup (DESIGN.md)."""
+    """The naming difference the dashboards absorb is real in this setup (docs/design.md)."""
     prom, at = scraped
     assert prom.query(f'system_cpu_utilization{{job="{DEMO_SERVICE}"}}', at)
     assert not prom.query(f'system_cpu_utilization_ratio{{job="{DEMO_SERVICE}"}}', at)

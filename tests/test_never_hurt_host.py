@@ -1,4 +1,4 @@
-"""Never hurt the host (DESIGN.md, principle 2): a dead collector, a full disk, a failing callback.
+"""Never hurt the host (docs/design.md, principle 2): a dead collector, a full disk, a failing callback.
 
 Telemetry failures are logged once and counted, never raised into the application; the span queue
 is bounded, so memory stays flat however long the collector is down; shutdown keeps its deadline.

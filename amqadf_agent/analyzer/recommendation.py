@@ -1,6 +1,6 @@
 """The one shape every rule's finding takes: a ``Recommendation`` carrying its ``Evidence``.
 
-DESIGN.md, principle 4: every recommendation carries the numbers, the formula, the threshold crossed,
+docs/design.md, principle 4: every recommendation carries the numbers, the formula, the threshold crossed,
 example trace and span ids, the time window, a confidence and a stable fingerprint.
 
 ``Recommendation.to_dict()`` is the JSON shape (``recommendations`` in ``amqadf-analyze --format json``)::

@@ -11,7 +11,7 @@ small inline script only adds "expand/collapse all evidence" buttons.
 Everything that comes from the report is escaped with :func:`html.escape`: statements, reasons and
 titles are user data. Every section may be missing or empty; it then says "No data."
 
-Only the standard library is imported (the analyzer's walls, DESIGN.md).
+Only the standard library is imported (the analyzer's walls, docs/design.md).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ missing or empty; it then says "No data." Text that comes from the telemetry (st
 titles) is escaped so that it cannot break a table or turn into Markdown or HTML markup: plain text
 is backslash-escaped, and statements, subjects and ids go into code spans.
 
-Only the standard library is imported (the analyzer's walls, DESIGN.md).
+Only the standard library is imported (the analyzer's walls, docs/design.md).
 """
 
 from __future__ import annotations

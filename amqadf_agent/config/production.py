@@ -35,7 +35,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "production": {"log_level": "WARNING", "profiler": {"sample_rate": 0.001}},
 }
 
-#: The most a profiler may sample in production (DESIGN.md: profiling in production must be sampled).
+#: The most a profiler may sample in production (docs/design.md: profiling in production must be sampled).
 PRODUCTION_MAX_PROFILER_RATE = 0.1
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 

@@ -49,7 +49,7 @@ Reading = Callable[[T], Iterable[Point]]
 
 
 def create_histogram(meter: Meter, inst: semconv.Instrument) -> Histogram:
-    """A histogram from a contract entry, with its explicit buckets (seconds need them: DESIGN.md)."""
+    """A histogram from a contract entry, with its explicit buckets (seconds need them: docs/design.md)."""
     if inst.kind != "histogram":
         raise ValueError(f"{inst.name} is a {inst.kind}, not a histogram")
     return meter.create_histogram(

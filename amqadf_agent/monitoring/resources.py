@@ -1,7 +1,7 @@
 """System and process resources from psutil: samples, a bounded history, limits, and OTel metrics.
 
 Why this shape: a full useful psutil sample costs ~0.2-0.4 ms, while ``psutil.net_connections()``
-alone costs ~8-9 ms (80% of the contrib ``system-metrics`` collect, DESIGN.md), so connections are
+alone costs ~8-9 ms (80% of the contrib ``system-metrics`` collect, docs/design.md), so connections are
 counted only when asked for (``include_connections=True``). Every observable instrument reads one
 cached sample per collection: the first callback of a collection takes it, the others reuse it
 (a sample younger than ``_COLLECTION_MAX_AGE`` seconds is reused).

@@ -1,6 +1,6 @@
 """PerformanceProfiler: CPU profiles with pyinstrument, memory profiles with memray, as OTel spans.
 
-What it costs (measured by ``tests/bench/bench_profiler.py``; see DESIGN.md):
+What it costs (measured by ``tests/bench/bench_profiler.py``; see docs/design.md):
 
 - pyinstrument hooks every call and return while it profiles: call-heavy code runs ~3-6x slower
   for the duration of the profiled call (recursive ``fib``, the worst case, ~6x here; CPU-bound
@@ -27,7 +27,7 @@ keeping the newest ``max_artifacts`` files. ``instrument()`` also records the
 
 The top functions of every CPU profile (``top_n`` of them) add their self time to a plain dict keyed
 by (kind, qualified function name), read at collection time as the ``amqadf.profiler.function.self_time``
-observable counter (DESIGN.md principle 1: nothing is recorded on the hot path). The dict is bounded:
+observable counter (docs/design.md principle 1: nothing is recorded on the hot path). The dict is bounded:
 it keeps the ``MAX_SELF_TIME_FUNCTIONS`` functions with the most self time; beyond that the one with
 the least is dropped (its series stops; if it comes back it restarts from zero, which Prometheus'
 ``increase``/``rate`` read as a counter reset).

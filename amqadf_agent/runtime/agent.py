@@ -484,7 +484,7 @@ def _capture_logs(handler: logging.Handler) -> logging.Handler:
 def metric_views() -> list[Any]:
     """The Views of the agent's meter provider.
 
-    - Histograms in seconds get explicit buckets (DESIGN.md: the SDK's default ones are for ms).
+    - Histograms in seconds get explicit buckets (docs/design.md: the SDK's default ones are for ms).
     - Observable instruments get no exemplar reservoir. Their measurements are taken in the
       collection's own context, never inside a request's span, so a reservoir can only ever hold
       exemplars without a trace; the SDK still pays for one per point at every collection (about

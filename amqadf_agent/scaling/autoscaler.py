@@ -6,7 +6,7 @@ rule that held it back, so the decision can be checked against a cluster's behav
 as the equivalent ``autoscaling/v2`` manifest (:meth:`AutoScaler.to_hpa_manifest`).
 
 The analyzer imports this module, so it imports the standard library and ``amqadf_agent.errors``
-only: no OpenTelemetry, no psutil (DESIGN.md, Walls). The optional emitter lives in
+only: no OpenTelemetry, no psutil (docs/design.md, Walls). The optional emitter lives in
 ``amqadf_agent.scaling.autoscaler_telemetry``.
 
 One decision, step by step, as the HPA controller (``pkg/controller/podautoscaler``) does it:
@@ -467,7 +467,7 @@ class AutoScaler:
             scaler = AutoScaler.from_config(config, memory_target=0.8, clock=clock)
 
         The config is read by duck typing: this module imports no configuration code (the analyzer
-        imports it; DESIGN.md, Walls).
+        imports it; docs/design.md, Walls).
 
         Raises:
             ConfigError: naming the field to fix (``autoscaler.min_instances: ...``) or the

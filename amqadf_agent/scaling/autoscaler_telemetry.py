@@ -1,7 +1,7 @@
 """Reports an :class:`~amqadf_agent.scaling.autoscaler.AutoScaler`'s decisions as OpenTelemetry.
 
 Why a separate module: the decision engine is imported by the analyzer, which must not load
-OpenTelemetry (DESIGN.md, Walls); this module is the only part of the autoscaler that does.
+OpenTelemetry (docs/design.md, Walls); this module is the only part of the autoscaler that does.
 
 What it emits (names from ``semconv``):
 

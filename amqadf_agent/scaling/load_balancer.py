@@ -2,7 +2,7 @@
 
 Why: a service that calls a set of equivalent workers (replicas, shards, upstream hosts) needs to
 spread calls over them and stop sending calls to the ones that fail. The algorithms are the
-proven ones (DESIGN.md, "Load balancing"):
+proven ones (docs/design.md, "Load balancing"):
 
 * ``round_robin``: each healthy worker in turn.
 * ``weighted_round_robin``: nginx's *smooth* weighted round robin. Weights {a: 5, b: 1, c: 1}

@@ -1,4 +1,4 @@
-"""Cache rules over the ``amqadf.cache.*`` metrics (DESIGN.md, Algorithms: Cache).
+"""Cache rules over the ``amqadf.cache.*`` metrics (docs/design.md, Algorithms: Cache).
 
 Per cache (``amqadf.cache.name``, all instances together): requests and hits from
 ``amqadf.cache.requests`` (``amqadf.cache.result`` = hit | miss), evictions, expirations (counter

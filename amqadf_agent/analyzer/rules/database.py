@@ -69,7 +69,7 @@ CATEGORY = "database"
 
 @dataclass(frozen=True, slots=True)
 class DatabaseRuleConfig:
-    """Thresholds of the database rules (defaults from Sentry's detectors and DESIGN.md)."""
+    """Thresholds of the database rules (defaults from Sentry's detectors and docs/design.md)."""
 
     slow_query_s: float = 0.5
     n_plus_one_min_count: int = 5

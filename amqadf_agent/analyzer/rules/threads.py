@@ -1,4 +1,4 @@
-"""Worker-thread rules over the ``amqadf.worker_pool.*`` metrics and SERVER spans (DESIGN.md, Threads).
+"""Worker-thread rules over the ``amqadf.worker_pool.*`` metrics and SERVER spans (docs/design.md, Threads).
 
 Per pool (``amqadf.worker_pool.name``, all instances together):
 
