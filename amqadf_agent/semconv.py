@@ -1,7 +1,7 @@
 """The telemetry contract: every name the agent emits and the analyzer reads, defined once.
 
-Emitters, the analyzer, the dashboards and the tests all read this module; the README's contract
-table is rendered from it (``python -m amqadf_agent.semconv``) and a test keeps the two in step.
+Emitters, the analyzer, the dashboards and the tests all read this module; docs/telemetry-contract.md
+is rendered from it (``python docs/generate_contract.py``) and a test keeps the two in step.
 
 Where OpenTelemetry has a semantic convention, its name is used: attribute keys come straight from
 the constants of ``opentelemetry-semantic-conventions``. Standard *metric* names are written out
@@ -743,7 +743,7 @@ class Event:
 
 
 _TRACES = "trace viewers"
-#: Every span name and event the agent emits, in the README's contract table.
+#: Every span name and event the agent emits, in the contract table (docs/telemetry-contract.md).
 EVENTS: Final = (
     Event(
         EVENT_SCALING_DECISION,
@@ -887,7 +887,7 @@ _TABLE_HEADER = "| name | kind | unit | attributes | emitted by | read by |\n|--
 
 
 def contract_table() -> str:
-    """The contract as the Markdown table the README carries."""
+    """The contract as the Markdown table docs/telemetry-contract.md carries."""
     rows = []
     for inst in INSTRUMENTS:
         name = f"`{inst.name}`" + (" (semconv)" if inst.standard else "")

@@ -121,14 +121,6 @@ def test_importing_semconv_loads_no_otel_api_or_sdk() -> None:
     assert out.strip() == "[]"
 
 
-def test_readme_carries_the_contract_table_rendered_from_semconv() -> None:
-    readme = (ROOT / "README.md").read_text()
-    begin, end = "<!-- contract:begin -->\n", "<!-- contract:end -->"
-    assert begin in readme and end in readme
-    table = readme.split(begin, 1)[1].split(end, 1)[0]
-    assert table == semconv.contract_table(), "regenerate with: python -m amqadf_agent.semconv"
-
-
 def test_contract_names_are_unique_and_well_formed() -> None:
     names = [inst.name for inst in semconv.INSTRUMENTS]
     assert len(names) == len(set(names))
