@@ -29,7 +29,6 @@ from typing import Any, BinaryIO, Final, NoReturn
 
 from amqadf_agent.analyzer.model import Attributes, Record, SpanRecord
 from amqadf_agent.analyzer.otlp_reader import (
-    _EMPTY,
     MAX_DOCUMENT_BYTES,
     MAX_LINE_BYTES,
     PathArg,
@@ -37,6 +36,7 @@ from amqadf_agent.analyzer.otlp_reader import (
     _Reader,
     read,
 )
+from amqadf_agent.analyzer.otlp_values import _EMPTY
 from amqadf_agent.errors import ReaderProcessError, TelemetryInputError
 
 __all__ = ["read_pipelined"]
