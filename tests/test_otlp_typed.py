@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from amqadf_agent.analyzer import otlp_reader
 from amqadf_agent.analyzer.otlp_json import _records_of
-from amqadf_agent.analyzer.otlp_reader import ReadStats, _span_records, read
+from amqadf_agent.analyzer.otlp_reader import ReadStats, read
+from amqadf_agent.analyzer.otlp_typed import _span_records
 from amqadf_agent.analyzer.otlp_values import _Bad
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
