@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from amqadf_agent.analyzer import otlp_reader
+from amqadf_agent.analyzer import otlp_files
 from amqadf_agent.analyzer.otlp_json import _records_of
 from amqadf_agent.analyzer.otlp_reader import ReadStats, read
 from amqadf_agent.analyzer.otlp_typed import _span_records
@@ -320,6 +320,6 @@ def test_a_file_reads_the_same_through_either_path(tmp_path: Path, monkeypatch: 
         return repr(list(read(path, stats=stats))), stats
 
     typed = read_with_stats()
-    monkeypatch.setattr(otlp_reader, "_span_records", lambda line, make=None: None)
+    monkeypatch.setattr(otlp_files, "_span_records", lambda line, make=None: None)
     assert read_with_stats() == typed
     assert typed[1].problem_count > 0
