@@ -17,7 +17,7 @@ from amqadf_agent.analyzer import otlp_files
 from amqadf_agent.analyzer.otlp_json import _records_of
 from amqadf_agent.analyzer.otlp_reader import ReadStats, read
 from amqadf_agent.analyzer.otlp_typed import _span_records
-from amqadf_agent.analyzer.otlp_values import _Bad
+from amqadf_agent.analyzer.otlp_values import _InvalidLine
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 SPAN = "b7ad6b7169203331"
@@ -31,7 +31,7 @@ def general(line: bytes) -> list[Any] | str:
         return f"not JSON: {error}"
     try:
         records = _records_of(obj)
-    except _Bad as error:
+    except _InvalidLine as error:
         return f"bad: {error}"
     except RecursionError:
         return "too deep"

@@ -20,7 +20,7 @@ import orjson
 from amqadf_agent.analyzer.model import LogRecord, MetricRecord, Record, SpanRecord
 from amqadf_agent.analyzer.otlp_json import _records_of
 from amqadf_agent.analyzer.otlp_typed import _span_records
-from amqadf_agent.analyzer.otlp_values import _Bad
+from amqadf_agent.analyzer.otlp_values import _InvalidLine
 from amqadf_agent.errors import TelemetryInputError
 
 PathArg: TypeAlias = str | os.PathLike[str]
@@ -272,7 +272,7 @@ class _Reader:
         """The records of one parsed line (or document): all of them, or none and a problem."""
         try:
             records = _records_of(obj)
-        except _Bad as error:
+        except _InvalidLine as error:
             self.problem(f"{display}:{lineno}: {error}")
             return []
         except RecursionError:

@@ -3,7 +3,7 @@ checked field by field into records.
 
 It reads every signal (spans, metrics, logs), every encoding the OTLP/JSON specification and proto3
 JSON allow (enums by name, int64 values as numbers, upper-case ids), and decides what a line holds:
-its records, ``None`` for a signal this reader skips, or ``_Bad`` with the first problem.
+its records, ``None`` for a signal this reader skips, or ``_InvalidLine`` with the first problem.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from amqadf_agent.analyzer.otlp_values import (
     _TRACE_IDS,
     _any,
     _attrs,
-    _Bad,
     _bool,
     _enum,
     _float,
     _id,
     _int,
+    _InvalidLine,
     _kind,
     _kvlist,
     _list,
@@ -67,7 +67,9 @@ _SEVERITIES: Final = {"SEVERITY_NUMBER_UNSPECIFIED": 0} | {
 def _records_of(obj: Any) -> list[Record] | None:
     """Every record of one export request; ``None`` when it holds only signals this reader skips."""
     if type(obj) is not dict:
-        raise _Bad(f"expected an object with resourceSpans, resourceMetrics or resourceLogs: {_kind(obj)}")
+        raise _InvalidLine(
+            f"expected an object with resourceSpans, resourceMetrics or resourceLogs: {_kind(obj)}"
+        )
     out: list[Record] = []
     found = False
     value = obj.get("resourceSpans")
@@ -86,7 +88,7 @@ def _records_of(obj: Any) -> list[Record] | None:
         return out
     if any(isinstance(key, str) and key.startswith("resource") for key in obj):
         return None  # another signal (resourceProfiles, ...): forward compatible, not an error
-    raise _Bad("no resourceSpans, resourceMetrics or resourceLogs")
+    raise _InvalidLine("no resourceSpans, resourceMetrics or resourceLogs")
 
 
 _Builder: TypeAlias = Callable[[Any, Attributes, str, str], Record | None]
@@ -121,7 +123,7 @@ def _span(value: Any, resource: Attributes, scope_name: str, scope_version: str)
     # The hot path of the reader: the common encodings are checked inline, anything else goes through
     # the general helpers (same checks, same messages, in the same order).
     if type(value) is not dict:
-        raise _Bad(f"span: expected an object, got {_kind(value)}")
+        raise _InvalidLine(f"span: expected an object, got {_kind(value)}")
     d = value
     status = d.get("status")
     if not status and (status is None or type(status) is dict):
@@ -205,7 +207,7 @@ def _metric(value: Any, resource: Attributes, scope_name: str, scope_version: st
     d = _obj(value, "metric")
     name = _str(d.get("name"), "metric.name")
     if not name:
-        raise _Bad("metric: missing name")
+        raise _InvalidLine("metric: missing name")
     for key, kind, build in _METRIC_DATA:  # noqa: B007 - the loop finds the one that is set
         data = d.get(key)
         if data is not None:

@@ -25,11 +25,11 @@ from amqadf_agent.analyzer.otlp_values import (
     _EMPTY,
     _SPAN_IDS,
     _TRACE_IDS,
-    _Bad,
     _bytes,
     _float,
     _id,
     _int,
+    _InvalidLine,
     _memo_id,
 )
 
@@ -132,7 +132,7 @@ _INT_MIN: Final = -(2**63)
 _INT_END: Final = 2**64
 
 
-class _Other(Exception):
+class _LeftToGeneralPath(Exception):
     """A value the typed path leaves to the general one (never escapes ``_span_records``)."""
 
 
@@ -150,7 +150,7 @@ def _span_records(line: bytes, make: Callable[..., Any] = SpanRecord) -> list[An
         return None
     try:
         return _typed_spans(request, make)
-    except (_Bad, _Other, RecursionError):
+    except (_InvalidLine, _LeftToGeneralPath, RecursionError):
         return None
 
 
@@ -179,11 +179,11 @@ def _typed_spans(request: _SpansRequest, make: Callable[..., Any]) -> list[Any]:
                 else:
                     status_code = status.code or 0
                     if not _INT_MIN <= status_code < _INT_END:
-                        raise _Other
+                        raise _LeftToGeneralPath
                     status_message = status.message or ""
                 kind = span.kind or 0
                 if not _INT_MIN <= kind < _INT_END:
-                    raise _Other
+                    raise _LeftToGeneralPath
                 trace_id = span.traceId
                 trace_id = (trace_id is not None and trace_ids.get(trace_id)) or _memo_id(
                     trace_id, 32, "traceId", True, trace_ids
@@ -250,12 +250,13 @@ def _typed_spans(request: _SpansRequest, make: Callable[..., Any]) -> list[Any]:
 
 
 def _typed_int(value: int | str | None) -> int:
-    """``_int`` of a decoded int64: an int the general path would have read as a float is _Other."""
+    """``_int`` of a decoded int64; an int the general path would read as a float raises
+    ``_LeftToGeneralPath``."""
     if type(value) is int:
         if _INT_MIN <= value < _INT_END:
             return value
-        raise _Other
-    return _int(value, "")  # a string (or None): the same rules, a bad one raises _Bad
+        raise _LeftToGeneralPath
+    return _int(value, "")  # a string (or None): the same rules, a bad one raises _InvalidLine
 
 
 def _typed_kvlist(entries: list[_KeyValue]) -> dict[str, Value]:
@@ -294,7 +295,7 @@ def _typed_any(value: _AnyValue) -> Value:
     double = value.doubleValue
     if double is not UNSET:
         if type(double) is int and not _INT_MIN <= double < _INT_END:
-            raise _Other
+            raise _LeftToGeneralPath
         return _float(double, "doubleValue")
     flag = value.boolValue
     if flag is not UNSET:

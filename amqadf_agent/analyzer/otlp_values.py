@@ -3,7 +3,7 @@
 
 Both ways of reading a line (``otlp_json``, field by field, and ``otlp_typed``, msgspec Structs) build
 their values here, so a value reads the same whichever way its line went. A value that is not valid
-raises ``_Bad`` with the reason, which becomes the line's problem.
+raises ``_InvalidLine`` with the reason, which becomes the line's problem.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from amqadf_agent.analyzer.model import Attributes, Value
 _EMPTY: Final[Attributes] = MappingProxyType({})
 
 
-class _Bad(Exception):
+class _InvalidLine(Exception):
     """A line is not valid OTLP JSON; the message is the reason (it becomes a problem, never escapes)."""
 
 
@@ -64,11 +64,11 @@ def _attrs(value: Any, what: str) -> Attributes:
     if not value:
         if value is None or type(value) is list:
             return _EMPTY
-        raise _Bad(f"{what}: expected a list, got {_kind(value)}")
+        raise _InvalidLine(f"{what}: expected a list, got {_kind(value)}")
     return _kvlist(value, what)
 
 
-class _Unusual(Exception):
+class _LeftToCheckedLoop(Exception):
     """An encoding the inline path of ``_kvlist`` leaves to the checked one (never escapes)."""
 
 
@@ -84,23 +84,23 @@ def _kvlist(value: Any, what: str) -> dict[str, Value]:
                 key = entry["key"]  # a non-object entry: TypeError
                 inner = entry["value"]
                 if type(key) is not str or type(inner) is not dict:
-                    raise _Unusual
+                    raise _LeftToCheckedLoop
                 if "stringValue" in inner:
                     text = inner["stringValue"]
                     if type(text) is not str:
-                        raise _Unusual
+                        raise _LeftToCheckedLoop
                     out[key] = text
                 elif "intValue" in inner:
                     number = inner["intValue"]
                     if not (
                         type(number) is str and number.isdigit() and number.isascii() and len(number) <= 20
                     ):
-                        raise _Unusual
+                        raise _LeftToCheckedLoop
                     out[key] = int(number)
                 else:
                     out[key] = _any(inner)
             return out
-        except (KeyError, TypeError, _Unusual):
+        except (KeyError, TypeError, _LeftToCheckedLoop):
             pass
     return _kvlist_checked(value, what)
 
@@ -109,10 +109,10 @@ def _kvlist_checked(value: Any, what: str) -> dict[str, Value]:
     out: dict[str, Value] = {}
     for entry in _list(value, what):
         if type(entry) is not dict:
-            raise _Bad(f"{what}: expected key-value objects, got {_kind(entry)}")
+            raise _InvalidLine(f"{what}: expected key-value objects, got {_kind(entry)}")
         key = entry.get("key")
         if type(key) is not str:
-            raise _Bad(f"{what}: key: expected a string, got {_kind(key)}")
+            raise _InvalidLine(f"{what}: key: expected a string, got {_kind(key)}")
         inner = entry.get("value")
         out[key] = None if inner is None else _any(inner)
     return out
@@ -121,7 +121,7 @@ def _kvlist_checked(value: Any, what: str) -> dict[str, Value]:
 def _any(value: Any) -> Value:
     """An OTLP ``AnyValue`` as a Python value; ``None`` when empty or of a kind not known yet."""
     if type(value) is not dict:
-        raise _Bad(f"value: expected an AnyValue object, got {_kind(value)}")
+        raise _InvalidLine(f"value: expected an AnyValue object, got {_kind(value)}")
     if "stringValue" in value:
         return _str(value["stringValue"], "stringValue")
     if "intValue" in value:
@@ -149,17 +149,17 @@ def _id(value: Any, digits: int, what: str, *, required: bool) -> str:
     """A trace (32) or span (16) id as lower-case hex; ``""`` when optional and absent or all zeros."""
     if value is None or value == "":
         if required:
-            raise _Bad(f"{what}: missing")
+            raise _InvalidLine(f"{what}: missing")
         return ""
     if type(value) is not str:
-        raise _Bad(f"{what}: expected {digits} hex digits, got {_kind(value)}")
+        raise _InvalidLine(f"{what}: expected {digits} hex digits, got {_kind(value)}")
     if _HEX[digits](value) is None:
         hint = " (base64?)" if len(value) in _BASE64_LENGTHS[digits] else ""
-        raise _Bad(f"{what}: expected {digits} hex digits, got {_short(value)}{hint}")
+        raise _InvalidLine(f"{what}: expected {digits} hex digits, got {_short(value)}{hint}")
     text: str = value.lower()
     if text == _ZERO_IDS[digits]:
         if required:
-            raise _Bad(f"{what}: all zeros, an invalid id")
+            raise _InvalidLine(f"{what}: all zeros, an invalid id")
         return ""
     return text
 
@@ -177,7 +177,7 @@ def _int(value: Any, what: str) -> int:
         return 0
     if kind is float and value.is_integer():
         return int(value)
-    raise _Bad(f"{what}: expected an integer, got {_short(value)}")
+    raise _InvalidLine(f"{what}: expected an integer, got {_short(value)}")
 
 
 def _float(value: Any, what: str) -> float:
@@ -195,7 +195,7 @@ def _float(value: Any, what: str) -> float:
             return word
         if _FLOAT_TEXT(value) is not None:
             return float(value)
-    raise _Bad(f"{what}: expected a number, got {_short(value)}")
+    raise _InvalidLine(f"{what}: expected a number, got {_short(value)}")
 
 
 def _optional_float(value: Any, what: str) -> float | None:
@@ -207,7 +207,7 @@ def _str(value: Any, what: str) -> str:
         return value
     if value is None:
         return ""
-    raise _Bad(f"{what}: expected a string, got {_kind(value)}")
+    raise _InvalidLine(f"{what}: expected a string, got {_kind(value)}")
 
 
 def _bool(value: Any, what: str) -> bool:
@@ -215,7 +215,7 @@ def _bool(value: Any, what: str) -> bool:
         return bool(value)
     if value is None:
         return False
-    raise _Bad(f"{what}: expected true or false, got {_short(value)}")
+    raise _InvalidLine(f"{what}: expected true or false, got {_short(value)}")
 
 
 def _bytes(value: Any, what: str) -> bytes:
@@ -228,7 +228,7 @@ def _bytes(value: Any, what: str) -> bytes:
             return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
         except (binascii.Error, ValueError):
             pass
-    raise _Bad(f"{what}: expected base64, got {_short(value)}")
+    raise _InvalidLine(f"{what}: expected base64, got {_short(value)}")
 
 
 def _enum(value: Any, names: dict[str, int], what: str) -> int:
@@ -239,7 +239,7 @@ def _enum(value: Any, names: dict[str, int], what: str) -> int:
         return 0
     if kind is str and value in names:
         return names[value]
-    raise _Bad(f"{what}: expected an enum number, got {_short(value)}")
+    raise _InvalidLine(f"{what}: expected an enum number, got {_short(value)}")
 
 
 def _list(value: Any, what: str) -> list[Any]:
@@ -247,13 +247,13 @@ def _list(value: Any, what: str) -> list[Any]:
         return value
     if value is None:
         return []
-    raise _Bad(f"{what}: expected a list, got {_kind(value)}")
+    raise _InvalidLine(f"{what}: expected a list, got {_kind(value)}")
 
 
 def _obj(value: Any, what: str) -> dict[str, Any]:
     if type(value) is dict:
         return value
-    raise _Bad(f"{what}: expected an object, got {_kind(value)}")
+    raise _InvalidLine(f"{what}: expected an object, got {_kind(value)}")
 
 
 _JSON_KINDS: Final = {
