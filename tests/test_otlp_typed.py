@@ -205,19 +205,25 @@ def _spans(odd: bool) -> st.SearchStrategy[list[Any]]:
     def mostly(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         return st.one_of(valid, _ODD) if odd else valid
 
-    int64_text = st.from_regex(r"-?[0-9]{1,22}", fullmatch=True)
+    # Valid: up to 20 digits (both paths read any such text); odd: longer, a problem for both.
+    int64_text = st.from_regex(r"-?[0-9]{1,22}" if odd else r"-?[0-9]{1,20}", fullmatch=True)
+    int64 = st.integers(-(2**63), 2**64 - 1)
     leaf = st.one_of(
         st.fixed_dictionaries({"stringValue": mostly(st.text(max_size=8))}),
-        st.fixed_dictionaries({"intValue": mostly(st.one_of(st.integers(-(2**63), 2**64 - 1), int64_text))}),
+        st.fixed_dictionaries({"intValue": mostly(st.one_of(int64, int64_text))}),
         st.fixed_dictionaries(
             {
                 "doubleValue": mostly(
-                    st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers())
+                    st.one_of(
+                        st.floats(allow_nan=False, allow_infinity=False), st.integers() if odd else int64
+                    )
                 )
             }
         ),
         st.fixed_dictionaries({"boolValue": mostly(st.booleans())}),
-        st.fixed_dictionaries({"bytesValue": mostly(st.sampled_from(["aGk=", "aGk", "a-_b", "!"]))}),
+        st.fixed_dictionaries(
+            {"bytesValue": mostly(st.sampled_from(["aGk=", "aGk", "a-_b", *(["!"] if odd else [])]))}
+        ),
         st.just({}),
     )
     any_value = st.recursive(
@@ -295,7 +301,9 @@ def _spans(odd: bool) -> st.SearchStrategy[list[Any]]:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spans=_spans(odd=False))
 def test_valid_span_lines_are_read_alike(spans: list[Any]) -> None:
-    check(line_of(spans, resource={"attributes": [kv("service.name", {"stringValue": "s"})]}))
+    # Every field valid, in the encodings producers write: the typed path takes the line, and reads it
+    # as the general path does.
+    assert check(line_of(spans, resource={"attributes": [kv("service.name", {"stringValue": "s"})]}))
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
