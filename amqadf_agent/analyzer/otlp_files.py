@@ -40,7 +40,7 @@ _BOM: Final = b"\xef\xbb\xbf"
 _READ_ERRORS: Final = (OSError, EOFError, zlib.error)
 _DRAIN_CHUNK: Final = 1024 * 1024
 #: The read buffer of a file: an export line is often 100 KB or more, which the default 8 KB buffer
-#: reads in a dozen system calls and pieces (reading the lines of the benchmark file took twice as long).
+#: reads in a dozen system calls and pieces (twice the time to split the benchmark file into lines).
 _READ_BUFFER: Final = 1024 * 1024
 
 

@@ -2,14 +2,15 @@
 
 The common line, a span export request, is decoded by msgspec into the Structs below instead of by
 orjson into dicts: msgspec checks the types while it decodes (no dict is built, no key looked up),
-which made the reader about 1.6 times as fast (tests/bench/bench_analyzer.py). Every field the OTLP/JSON
-encoding defines for spans is declared, and unknown fields are forbidden, so this path sees every
-value of the line. It accepts a line only in the encodings the general path (orjson, then _walk)
-reads the same way: anything else (metrics or logs, an unknown field, a snake_case key, an enum by
-name, an int64 as a float or out of the 64-bit range, a bad id, invalid UTF-8, a JSON error) makes
-``_span_records`` return None, and the line is read again by the general path, which alone decides
-what a line holds and reports its problems. The records are the same either way (a test compares).
-The field names below are the OTLP/JSON ones (camelCase), as they come.
+which reads a span line about 1.6 times as fast as the general path (tests/bench/bench_analyzer.py).
+Every field the OTLP/JSON encoding defines for spans is declared, and unknown fields are forbidden,
+so this path sees every value of the line. It accepts a line only in the encodings the general path
+(``otlp_json``: orjson, then ``_walk``) reads the same way: anything else (metrics or logs, an
+unknown field, a snake_case key, an enum by name, an int64 as a float or out of the 64-bit range, a
+bad id, invalid UTF-8, a JSON error) makes ``_span_records`` return None, and the line is read again
+by the general path, which alone decides what a line holds and reports its problems. The records are
+the same either way (a test compares). The field names below are the OTLP/JSON ones (camelCase), as
+they come.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from amqadf_agent.errors import ReaderProcessError, TelemetryInputError
 __all__ = ["read_pipelined"]
 
 #: The pipe's capacity (Linux, F_SETPIPE_SZ): with the default 64 KB the two processes wake each other
-#: for every 64 KB of a line's ~100 KB of pickled records, which cost more than the second core gave.
+#: for every 64 KB of a line's ~100 KB of pickled records, which costs more than the second core gives.
 PIPE_BYTES: Final = 1 << 20
 _F_SETPIPE_SZ: Final = 1031
 
