@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
+import re
 import stat
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -24,11 +26,22 @@ from amqadf_agent.analyzer.otlp_values import _InvalidLine
 from amqadf_agent.errors import TelemetryInputError
 
 PathArg: TypeAlias = str | os.PathLike[str]
+_Stream: TypeAlias = io.BufferedReader | gzip.GzipFile
 
-#: A longer line is a bad line (and is skipped without being held in memory whole).
-MAX_LINE_BYTES: Final = 256 * 1024 * 1024
+#: A longer line is skipped as a problem, read in pieces rather than held whole. An export line is
+#: usually about 100 KB; the records of a line take several times its size while they are built, so
+#: the limit bounds the reader's memory too.
+MAX_LINE_BYTES: Final = 64 * 1024 * 1024
 #: A pretty-printed document larger than this is bad input rather than something to parse whole.
-MAX_DOCUMENT_BYTES: Final = 256 * 1024 * 1024
+MAX_DOCUMENT_BYTES: Final = 64 * 1024 * 1024
+#: After this many lines in a row that are problems (no telemetry between them), the rest of a file is
+#: skipped as one more problem: it is not OTLP JSON, and each further line would cost time to say so.
+MAX_BAD_LINES_IN_A_ROW: Final = 1000
+#: A gzip file that expands to more than this many times the compressed bytes read so far is not
+#: read further (one problem). OTLP JSON compresses about 15 times (the file of
+#: tests/bench/bench_analyzer.py, gzip -9); a file of newlines, or of one short line repeated, reaches
+#: deflate's limit of about 1000.
+MAX_GZIP_RATIO: Final = 200
 #: How many problem messages ``ReadStats`` keeps; all are counted.
 MAX_PROBLEMS_KEPT: Final = 100
 #: File names a directory is searched for (each also with ``.gz``). Collector rotation keeps the
@@ -39,6 +52,21 @@ _GZIP_MAGIC: Final = b"\x1f\x8b"
 _BOM: Final = b"\xef\xbb\xbf"
 _READ_ERRORS: Final = (OSError, EOFError, zlib.error)
 _DRAIN_CHUNK: Final = 1024 * 1024
+#: The expansion of a gzip file is first checked once this much is read, then every _GZIP_CHECK_EVERY.
+_GZIP_CHECK_FROM: Final = 1024 * 1024
+_GZIP_CHECK_EVERY: Final = 256 * 1024
+_O_NONBLOCK: Final = getattr(os, "O_NONBLOCK", 0)
+_O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
+_SPECIAL_KINDS: Final = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a directory"),
+)
+#: How many bytes of blank lines are skipped between two checks of the gzip budget.
+_SKIP_AT_ONCE: Final = 256 * 1024
+_BLANK_RUN: Final = re.compile(rb"[ \t\n\r\x0b\x0c]*").match
 #: The read buffer of a file: an export line is often 100 KB or more, which the default 8 KB buffer
 #: reads in a dozen system calls and pieces (twice the time to split the benchmark file into lines).
 _READ_BUFFER: Final = 1024 * 1024
@@ -143,11 +171,21 @@ class _Reader:
         """Records of one file, plain or gzip (told by its first bytes, not its name), line by line;
         spans of the typed path as ``make_span`` builds them."""
         try:
-            # closed by the with below; a non-default buffer size makes typeshed's open() a BinaryIO
-            raw = cast(io.BufferedReader, open(path, "rb", buffering=_READ_BUFFER))  # noqa: SIM115
+            # O_NONBLOCK: a FIFO opens at once instead of waiting for a writer (and is then skipped);
+            # it changes nothing for a regular file.
+            fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | _O_CLOEXEC)
         except OSError as error:
-            self.problem(f"{display}: cannot open: {_os_reason(error)}")
+            kind = _special_kind(path)  # a socket cannot be opened at all
+            reason = _not_regular(kind) if kind else f"cannot open: {_os_reason(error)}"
+            self.problem(f"{display}: {reason}")
             return
+        kind = _special_kind(fd)
+        if kind:
+            os.close(fd)
+            self.problem(f"{display}: {_not_regular(kind)}")
+            return
+        # closed by the with below; a non-default buffer size makes typeshed's open() a BinaryIO
+        raw = cast(io.BufferedReader, open(fd, "rb", buffering=_READ_BUFFER))  # noqa: SIM115
         with raw:
             self.stats.files_read += 1
             try:
@@ -157,50 +195,30 @@ class _Reader:
                 return
             if is_gzip:
                 with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
-                    yield from self._read_lines(display, path, unzipped, is_gzip)
+                    yield from self._read_lines(display, path, unzipped, raw)
             else:
-                yield from self._read_lines(display, path, raw, is_gzip)
+                yield from self._read_lines(display, path, raw, None)
 
     def _read_lines(
-        self, display: str, path: str, stream: io.BufferedIOBase, is_gzip: bool
+        self, display: str, path: str, stream: _Stream, compressed: io.BufferedReader | None
     ) -> Iterator[list[Any]]:
         """JSON Lines, falling back to one document when the first line is the start of one."""
         stats = self.stats
-        limit = self.max_line_bytes
-        read_error = "corrupt gzip data" if is_gzip else "read error"
-        lineno = 0
         seen_data = False
-        while True:
-            try:
-                line = stream.readline(limit + 1)
-            except _READ_ERRORS as error:
-                self.problem(f"{display}:{lineno + 1}: {read_error}: {_os_reason(error)}")
-                return
-            if not line:
-                break
-            lineno += 1
-            stats.lines_read += 1
-            if len(line) > limit:
-                seen_data = True
-                self.problem(f"{display}:{lineno}: line longer than {limit} bytes")
-                if not line.endswith(b"\n"):
-                    try:
-                        _drain_line(stream)
-                    except _READ_ERRORS as error:
-                        self.problem(f"{display}:{lineno}: {read_error}: {_os_reason(error)}")
-                        return
-                continue
-            if lineno == 1 and line.startswith(_BOM):
-                line = line[len(_BOM) :]
-            if not line or line.isspace():  # what "not line.strip()" tells, without copying the line
-                continue
+        bad_in_a_row = 0
+        problems_at_start = stats.problem_count
+        for lineno, line in self._lines(display, stream, compressed):
             first = not seen_data
             seen_data = True
+            if line is None:  # over the limit: a problem already
+                continue
             records = _span_records(line, self.make_span)
             if records is not None:
                 stats.records["spans"] += len(records)
+                bad_in_a_row = 0
                 yield records
                 continue
+            problems_before = stats.problem_count
             try:
                 obj = orjson.loads(line)
             except orjson.JSONDecodeError as error:
@@ -208,35 +226,93 @@ class _Reader:
                     yield from self._read_document(display, path, lineno)
                     return
                 self.problem(f"{display}:{lineno}: {_json_reason(error, line)}")
+            else:
+                records = self._walk_line(display, lineno, obj)
+                del obj
+                yield records
+            if stats.problem_count == problems_before:
+                bad_in_a_row = 0
                 continue
-            records = self._walk_line(display, lineno, obj)
-            del obj
-            yield records
+            bad_in_a_row += 1
+            if bad_in_a_row >= MAX_BAD_LINES_IN_A_ROW:
+                self.problem(
+                    f"{display}:{lineno}: {bad_in_a_row} lines in a row are not OTLP JSON,"
+                    " the rest of the file skipped"
+                )
+                return
         # An empty file in a directory is no problem: the agent creates logs.jsonl before any log,
         # and a just-rotated file is empty until the next export. A file named on its own is read
-        # for its content: that it has none is worth saying.
-        if not seen_data and display in self.named:
+        # for its content: that it has none is worth saying (unless reading it was a problem).
+        if not seen_data and display in self.named and stats.problem_count == problems_at_start:
             self.problem(f"{display}: empty file, no telemetry in it")
+
+    def _lines(
+        self, display: str, stream: _Stream, compressed: io.BufferedReader | None
+    ) -> Iterator[tuple[int, bytes | None]]:
+        """``(line number, line)`` of every line that is not blank; ``None`` for a line over the
+        limit, a problem then. Ends early, with a problem, on a read error or when the gzip file
+        under ``stream`` (``compressed``) expands more than ``MAX_GZIP_RATIO`` times."""
+        stats = self.stats
+        limit = self.max_line_bytes
+        budget = _GzipBudget(compressed)
+        lineno = 0
+        try:
+            while True:
+                line, size = _readline(stream, limit)
+                if not line:
+                    return
+                lineno += 1
+                stats.lines_read += 1
+                if budget.spend(size):
+                    self.problem(budget.message(display, lineno))
+                    return
+                if size > limit:
+                    self.problem(f"{display}:{lineno}: {_too_long(limit)}")
+                    if not line.endswith(b"\n") and _drain_line(stream, budget):
+                        self.problem(budget.message(display, lineno))
+                        return
+                    yield lineno, None
+                    continue
+                if lineno == 1 and line.startswith(_BOM):
+                    line = line[len(_BOM) :]
+                if line and not line.isspace():  # what "line.strip()" tells, without copying the line
+                    yield lineno, line
+                    continue
+                # Blank lines come in runs (padding, a file of newlines): the rest of the run is
+                # skipped a buffer at a time, not a line at a time.
+                lines, size = _skip_blank_lines(stream)
+                lineno += lines
+                stats.lines_read += lines
+                if budget.spend(size):
+                    self.problem(budget.message(display, lineno))
+                    return
+        except _READ_ERRORS as error:
+            self.problem(f"{display}:{lineno + 1}: {_read_error(compressed)}: {_os_reason(error)}")
 
     def _looks_like_document(self, path: str) -> bool:
         """True when the second non-blank line of a file continues the first (a pretty-printed document).
 
         In JSON Lines every line starts a new object with ``{`` in column 0; inside a document the
-        next line is a key, an indented value or a closing bracket.
+        next line is a key, an indented value or a closing bracket. Only the first
+        ``max_document_bytes`` are looked at: a larger document is not read anyway.
         """
         if not os.path.isfile(path):  # a pipe cannot be read twice
             return False
         data_lines = 0
+        size = 0
         try:
             with _open(path) as stream:
                 line = stream.readline(self.max_line_bytes + 1)
                 if line.startswith(_BOM):
                     line = line[len(_BOM) :]
-                while line:
+                while line and size <= self.max_document_bytes:
+                    size += len(line)
                     if line.strip():
                         data_lines += 1
                         if data_lines == 2:
                             return not line.startswith(b"{")
+                    else:
+                        size += _skip_blank_lines(stream)[1]
                     line = stream.readline(self.max_line_bytes + 1)
         except _READ_ERRORS:
             pass
@@ -301,7 +377,7 @@ def _is_telemetry_name(name: str) -> bool:
 
 
 @contextmanager
-def _open(path: str) -> Iterator[io.BufferedIOBase]:
+def _open(path: str) -> Iterator[_Stream]:
     """A binary stream of a file's content, uncompressed when it starts like gzip (not by its name)."""
     with open(path, "rb") as raw:
         if raw.peek(2)[:2] == _GZIP_MAGIC:
@@ -311,12 +387,108 @@ def _open(path: str) -> Iterator[io.BufferedIOBase]:
             yield raw
 
 
-def _drain_line(stream: io.BufferedIOBase) -> None:
-    """Skip the rest of an over-long line without holding it."""
+def _special_kind(target: str | int) -> str:
+    """What a file that is not a regular file is (``"a FIFO"``, ...); ``""`` for a regular file, or
+    one that cannot be looked at (opening it says why)."""
+    try:
+        mode = os.stat(target).st_mode
+    except (OSError, ValueError):
+        return ""
+    if stat.S_ISREG(mode):
+        return ""
+    for is_kind, kind in _SPECIAL_KINDS:
+        if is_kind(mode):
+            return kind
+    return "a special file"
+
+
+def _not_regular(kind: str) -> str:
+    return f"not a regular file ({kind})"
+
+
+def _skip_blank_lines(stream: _Stream) -> tuple[int, int]:
+    """Skip the blank lines at the stream's position a buffer at a time, up to about
+    ``_SKIP_AT_ONCE`` bytes; (lines, bytes) skipped.
+
+    What is left starts with a line that is not blank, or a blank one (the buffer cut it, or enough
+    was skipped for the caller to check its budget): ``readline`` reads it as usual.
+    """
+    lines = size = 0
+    while size < _SKIP_AT_ONCE:
+        buffered = stream.peek(1)
+        blanks = _BLANK_RUN(buffered)
+        last = buffered.rfind(b"\n", 0, blanks.end() if blanks else 0)
+        if last < 0:
+            return lines, size
+        stream.read(last + 1)
+        lines += buffered.count(b"\n", 0, last + 1)
+        size += last + 1
+    return lines, size
+
+
+class _GzipBudget:
+    """How far a gzip file has expanded while it is read, against ``MAX_GZIP_RATIO``."""
+
+    __slots__ = ("compressed", "next_check", "unzipped")
+
+    def __init__(self, compressed: io.BufferedReader | None) -> None:
+        self.compressed = compressed
+        self.unzipped = 0
+        self.next_check = _GZIP_CHECK_FROM if compressed is not None else math.inf
+
+    def spend(self, size: int) -> bool:
+        """Count ``size`` more bytes read; True once the file has expanded too far to read on."""
+        self.unzipped += size
+        if self.unzipped < self.next_check:
+            return False
+        self.next_check = self.unzipped + _GZIP_CHECK_EVERY
+        assert self.compressed is not None  # next_check is infinite without it
+        return self.unzipped > MAX_GZIP_RATIO * self.compressed.tell()
+
+    def message(self, display: str, lineno: int) -> str:
+        return (
+            f"{display}:{lineno}: gzip data expanding more than {MAX_GZIP_RATIO} times "
+            f"({self.unzipped} bytes read): not telemetry (a decompression bomb?), the rest skipped"
+        )
+
+
+def _readline(stream: _Stream, limit: int) -> tuple[bytes, int]:
+    """``stream.readline(limit + 1)`` as ``(line, its size)``, holding no more than ``limit`` bytes:
+    a line over the limit comes as ``(its last piece read, its size so far)``, the pieces before
+    dropped (the caller drains the rest)."""
+    step = min(limit + 1, _DRAIN_CHUNK)
+    line = stream.readline(step)
+    if len(line) < step or line.endswith(b"\n"):
+        return line, len(line)  # any usual line: one call
+    pieces = [line]
+    size = len(line)
+    while size <= limit and not line.endswith(b"\n"):
+        line = stream.readline(min(step, limit + 1 - size))
+        if not line:
+            break
+        pieces.append(line)
+        size += len(line)
+    if size > limit:
+        return pieces[-1], size
+    return b"".join(pieces), size
+
+
+def _drain_line(stream: _Stream, budget: _GzipBudget) -> bool:
+    """Skip the rest of an over-long line without holding it; True when the gzip budget ran out."""
     while True:
         chunk = stream.readline(_DRAIN_CHUNK)
+        if budget.spend(len(chunk)):
+            return True
         if not chunk or chunk.endswith(b"\n"):
-            return
+            return False
+
+
+def _read_error(compressed: io.BufferedReader | None) -> str:
+    return "read error" if compressed is None else "corrupt gzip data"
+
+
+def _too_long(limit: int) -> str:
+    return f"line longer than {limit} bytes (the most the analyzer reads as one line), skipped"
 
 
 def _os_reason(error: BaseException) -> str:

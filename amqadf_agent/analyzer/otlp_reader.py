@@ -28,7 +28,9 @@ from collections.abc import Iterable, Iterator
 from amqadf_agent.analyzer.model import Record
 from amqadf_agent.analyzer.otlp_files import (
     FILE_SUFFIXES,
+    MAX_BAD_LINES_IN_A_ROW,
     MAX_DOCUMENT_BYTES,
+    MAX_GZIP_RATIO,
     MAX_LINE_BYTES,
     MAX_PROBLEMS_KEPT,
     PathArg,
@@ -38,7 +40,9 @@ from amqadf_agent.analyzer.otlp_files import (
 
 __all__ = [
     "FILE_SUFFIXES",
+    "MAX_BAD_LINES_IN_A_ROW",
     "MAX_DOCUMENT_BYTES",
+    "MAX_GZIP_RATIO",
     "MAX_LINE_BYTES",
     "MAX_PROBLEMS_KEPT",
     "PathArg",
