@@ -1,6 +1,7 @@
 """Input that is not telemetry never hangs the reader, nor makes it spend time or memory out of
-proportion: special files, decompression bombs, runs of blank or bad lines and a line over the limit
-each end as a problem of one line, read or skipped alike in lenient and strict mode."""
+proportion: special files, decompression bombs, runs of blank or bad lines, a line over the limit,
+invalid UTF-8 and binary (protobuf) files each end as a problem of one line, read or skipped alike
+in lenient and strict mode."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from typing import Any
 
 import orjson
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from amqadf_agent.analyzer import otlp_files
 from amqadf_agent.analyzer.otlp_reader import (
@@ -218,12 +223,77 @@ def test_a_line_over_the_limit_is_skipped_holding_no_more_than_the_limit(tmp_pat
     assert int(grown) < 1.5 * MAX_LINE_BYTES
 
 
+# --- encodings -----------------------------------------------------------------------------------------
+
+
+def test_invalid_utf8_is_reported_at_its_byte(tmp_path: Path) -> None:
+    line = b'{"resourceSpans": [{"schemaUrl": "caf\xe9"}]}'
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(SPAN_LINE + b"\n" + line + b"\n")
+    records, stats = read_all(path)
+    assert len(records) == 1
+    column = line.index(b"\xe9") + 1
+    assert stats.problems == [f"{path}:2: invalid UTF-8 at byte {column}"]
+
+
+def test_invalid_utf8_in_a_document_is_reported_at_its_line_and_byte(tmp_path: Path) -> None:
+    path = tmp_path / "doc.json"
+    bad_line = b'    {"schemaUrl": "\xff"}'
+    path.write_bytes(b'{\n  "resourceSpans": [\n' + bad_line + b"\n  ]\n}\n")
+    records, stats = read_all(path)
+    column = bad_line.index(b"\xff") + 1
+    assert records == [] and stats.problems == [f"{path}:3: invalid UTF-8 at byte {column}"]
+
+
+def protobuf_export() -> bytes:
+    spans = [
+        Span(
+            trace_id=bytes.fromhex("0af7651916cd43dd8448eb211c80319c"),
+            span_id=i.to_bytes(8, "big"),
+            name=f"GET /items/{i}",
+            kind=Span.SPAN_KIND_SERVER,
+            start_time_unix_nano=1_700_000_000_000_000_000 + i,
+            end_time_unix_nano=1_700_000_000_100_000_000 + i,
+        )
+        for i in range(1, 500)
+    ]
+    service = KeyValue(key="service.name", value=AnyValue(string_value="shop"))
+    request = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(resource=Resource(attributes=[service]), scope_spans=[ScopeSpans(spans=spans)])
+        ]
+    )
+    return request.SerializeToString()
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_protobuf_export_is_one_problem_saying_the_file_is_binary(tmp_path: Path, compressed: bool) -> None:
+    data = protobuf_export()
+    path = tmp_path / ("traces.jsonl.gz" if compressed else "traces.jsonl")
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    records, stats = read_all(tmp_path)
+    assert records == [] and stats.problem_count == 1
+    assert stats.problems[0].startswith(f"{path}: looks binary (OTLP protobuf?); ")
+    assert "the analyzer reads OTLP JSON" in stats.problems[0]
+    with pytest.raises(TelemetryInputError, match="looks binary"):
+        read_all(path, strict=True)
+
+
+def test_json_with_a_stray_control_character_is_not_taken_for_binary(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"\x01" + SPAN_LINE + b"\n" + SPAN_LINE + b"\n")
+    records, stats = read_all(path)
+    assert len(records) == 1 and stats.problem_count == 1
+    assert stats.problems[0].startswith(f"{path}:1: not JSON")
+
+
 # --- the reading child of the pipeline -----------------------------------------------------------------
 
 
 def test_the_pipeline_reads_hostile_input_as_read_does(tmp_path: Path) -> None:
     (tmp_path / "traces.jsonl").write_bytes(SPAN_LINE + b"\n")
     os.mkfifo(tmp_path / "logs.jsonl")
+    (tmp_path / "spans.jsonl").write_bytes(protobuf_export())
     (tmp_path / "bomb.jsonl.gz").write_bytes(gzip_of(b"\n", 20 * MIB))
     (tmp_path / "empty-objects.jsonl").write_bytes(b"{}\n" * (MAX_BAD_LINES_IN_A_ROW + 5))
     assert threading.active_count() == 1  # else read_pipelined reads here: nothing would be compared
@@ -232,4 +302,4 @@ def test_the_pipeline_reads_hostile_input_as_read_does(tmp_path: Path) -> None:
     there = ReadStats()
     assert repr(list(read_pipelined(tmp_path, stats=there))) == records
     assert there == here
-    assert here.problem_count == 1 + 1 + MAX_BAD_LINES_IN_A_ROW + 1
+    assert here.problem_count == 1 + 1 + 1 + MAX_BAD_LINES_IN_A_ROW + 1

@@ -727,7 +727,7 @@ def _bad_inputs(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
 
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_bytes(bytes(range(256)) * 8)
-    yield "garbage", garbage, f"{garbage}:1: not JSON"
+    yield "garbage", garbage, f"{garbage}: looks binary"
 
     truncated_gz = tmp_path / "truncated.jsonl.gz"
     truncated_gz.write_bytes(gzip.compress((good + b"\n") * 200)[:60])

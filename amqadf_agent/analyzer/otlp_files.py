@@ -64,6 +64,10 @@ _SPECIAL_KINDS: Final = (
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISDIR, "a directory"),
 )
+#: How much of a file's start is looked at to tell JSON text from a binary file.
+_SNIFF_BYTES: Final = 4096
+#: Bytes that JSON text never holds raw (JSON's whitespace is space, tab, CR and LF).
+_CONTROL_BYTES: Final = bytes(byte for byte in range(32) if byte not in b"\t\n\r")
 #: How many bytes of blank lines are skipped between two checks of the gzip budget.
 _SKIP_AT_ONCE: Final = 256 * 1024
 _BLANK_RUN: Final = re.compile(rb"[ \t\n\r\x0b\x0c]*").match
@@ -204,6 +208,14 @@ class _Reader:
     ) -> Iterator[list[Any]]:
         """JSON Lines, falling back to one document when the first line is the start of one."""
         stats = self.stats
+        try:
+            kind = _binary_kind(stream.peek(_SNIFF_BYTES)[:_SNIFF_BYTES])
+        except _READ_ERRORS as error:
+            self.problem(f"{display}:1: {_read_error(compressed)}: {_os_reason(error)}")
+            return
+        if kind:
+            self.problem(f"{display}: {kind}; the analyzer reads OTLP JSON (exported with the JSON encoding)")
+            return
         seen_data = False
         bad_in_a_row = 0
         problems_at_start = stats.problem_count
@@ -337,7 +349,14 @@ class _Reader:
         try:
             obj = orjson.loads(blob)
         except orjson.JSONDecodeError as error:
-            self.problem(f"{display}:{error.lineno}: not a valid JSON document: {error.msg}")
+            bad = _invalid_utf8_at(blob)
+            if bad >= 0:
+                line_start = blob.rfind(b"\n", 0, bad) + 1
+                bad_line = blob.count(b"\n", 0, bad) + 1
+                where = f"{bad_line}: invalid UTF-8 at byte {bad - line_start + 1}"
+            else:
+                where = f"{error.lineno}: not a valid JSON document: {error.msg}"
+            self.problem(f"{display}:{where}")
             return
         del blob
         records = self._walk_line(display, 1, obj)
@@ -404,6 +423,19 @@ def _special_kind(target: str | int) -> str:
 
 def _not_regular(kind: str) -> str:
     return f"not a regular file ({kind})"
+
+
+def _binary_kind(head: bytes) -> str:
+    """Why the first bytes of a file are not JSON text, or ``""``: JSON starts with ``{`` or ``[`` and
+    holds no control characters, where protobuf (or any binary file) is full of them."""
+    text = head[len(_BOM) :] if head.startswith(_BOM) else head
+    start = text.lstrip(b" \t\r\n")[:1]
+    if not start or start in (b"{", b"["):
+        return ""
+    controls = len(text) - len(text.translate(None, _CONTROL_BYTES))
+    if controls * 100 < len(text):
+        return ""
+    return "looks binary (OTLP protobuf?)"
 
 
 def _skip_blank_lines(stream: _Stream) -> tuple[int, int]:
@@ -496,7 +528,21 @@ def _os_reason(error: BaseException) -> str:
     return reason[:1].lower() + reason[1:]
 
 
+def _invalid_utf8_at(data: bytes) -> int:
+    """The offset of the first byte of ``data`` that is not valid UTF-8, or -1."""
+    if data.isascii():
+        return -1
+    try:
+        data.decode()
+    except UnicodeDecodeError as error:
+        return error.start
+    return -1
+
+
 def _json_reason(error: orjson.JSONDecodeError, line: bytes) -> str:
+    bad = _invalid_utf8_at(line)
+    if bad >= 0:  # orjson checks the whole text first, and calls it "surrogates not allowed"
+        return f"invalid UTF-8 at byte {bad + 1}"
     if not line.endswith(b"\n"):
         return f"not JSON (truncated last line?): {error.msg}"
     return f"not JSON: {error.msg} at column {error.colno}"
