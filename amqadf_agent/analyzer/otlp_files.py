@@ -68,6 +68,9 @@ _SPECIAL_KINDS: Final = (
 _SNIFF_BYTES: Final = 4096
 #: Bytes that JSON text never holds raw (JSON's whitespace is space, tab, CR and LF).
 _CONTROL_BYTES: Final = bytes(byte for byte in range(32) if byte not in b"\t\n\r")
+#: After this many blank lines in a row, the rest of the run is skipped a buffer at a time (each look
+#: at the buffer copies it, which a single blank line between lines is not worth).
+_BLANK_RUN_TO_SKIP: Final = 64
 #: How many bytes of blank lines are skipped between two checks of the gzip budget.
 _SKIP_AT_ONCE: Final = 256 * 1024
 _BLANK_RUN: Final = re.compile(rb"[ \t\n\r\x0b\x0c]*").match
@@ -267,10 +270,16 @@ class _Reader:
         stats = self.stats
         limit = self.max_line_bytes
         budget = _GzipBudget(compressed)
+        step = min(limit + 1, _DRAIN_CHUNK)
+        readline = stream.readline
         lineno = 0
+        blank_run = 0
         try:
             while True:
-                line, size = _readline(stream, limit)
+                line = readline(step)
+                size = len(line)
+                if size == step and not line.endswith(b"\n"):  # a line longer than one piece
+                    line, size = _rest_of_line(stream, line, limit)
                 if not line:
                     return
                 lineno += 1
@@ -288,10 +297,14 @@ class _Reader:
                 if lineno == 1 and line.startswith(_BOM):
                     line = line[len(_BOM) :]
                 if line and not line.isspace():  # what "line.strip()" tells, without copying the line
+                    blank_run = 0
                     yield lineno, line
                     continue
-                # Blank lines come in runs (padding, a file of newlines): the rest of the run is
-                # skipped a buffer at a time, not a line at a time.
+                # A long run of blank lines (padding, a file of newlines) is skipped a buffer at a
+                # time, not a line at a time; a blank line between lines is only read.
+                blank_run += 1
+                if blank_run < _BLANK_RUN_TO_SKIP:
+                    continue
                 lines, size = _skip_blank_lines(stream)
                 lineno += lines
                 stats.lines_read += lines
@@ -474,8 +487,8 @@ class _GzipBudget:
         if self.unzipped < self.next_check:
             return False
         self.next_check = self.unzipped + _GZIP_CHECK_EVERY
-        assert self.compressed is not None  # next_check is infinite without it
-        return self.unzipped > MAX_GZIP_RATIO * self.compressed.tell()
+        compressed = self.compressed
+        return compressed is not None and self.unzipped > MAX_GZIP_RATIO * compressed.tell()
 
     def message(self, display: str, lineno: int) -> str:
         return (
@@ -484,16 +497,13 @@ class _GzipBudget:
         )
 
 
-def _readline(stream: _Stream, limit: int) -> tuple[bytes, int]:
-    """``stream.readline(limit + 1)`` as ``(line, its size)``, holding no more than ``limit`` bytes:
-    a line over the limit comes as ``(its last piece read, its size so far)``, the pieces before
-    dropped (the caller drains the rest)."""
-    step = min(limit + 1, _DRAIN_CHUNK)
-    line = stream.readline(step)
-    if len(line) < step or line.endswith(b"\n"):
-        return line, len(line)  # any usual line: one call
+def _rest_of_line(stream: _Stream, line: bytes, limit: int) -> tuple[bytes, int]:
+    """A line that ``line`` (a first piece of ``_DRAIN_CHUNK`` or ``limit + 1`` bytes) starts, as
+    ``(line, its size)``, holding no more than ``limit`` bytes: a line over the limit comes as
+    ``(its last piece read, its size so far)``, the pieces before dropped (the caller drains the rest)."""
+    step = len(line)
     pieces = [line]
-    size = len(line)
+    size = step
     while size <= limit and not line.endswith(b"\n"):
         line = stream.readline(min(step, limit + 1 - size))
         if not line:
