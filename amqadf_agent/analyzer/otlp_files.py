@@ -55,8 +55,11 @@ _DRAIN_CHUNK: Final = 1024 * 1024
 #: The expansion of a gzip file is first checked once this much is read, then every _GZIP_CHECK_EVERY.
 _GZIP_CHECK_FROM: Final = 1024 * 1024
 _GZIP_CHECK_EVERY: Final = 256 * 1024
-_O_NONBLOCK: Final = getattr(os, "O_NONBLOCK", 0)
-_O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
+#: How a file is opened: without waiting for a FIFO's writer, not inherited by a child, and (on
+#: Windows) without newline translation; the flags a platform lacks are 0.
+_OPEN_FLAGS: Final = (
+    os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+)
 _SPECIAL_KINDS: Final = (
     (stat.S_ISFIFO, "a FIFO"),
     (stat.S_ISSOCK, "a socket"),
@@ -180,7 +183,7 @@ class _Reader:
         try:
             # O_NONBLOCK: a FIFO opens at once instead of waiting for a writer (and is then skipped);
             # it changes nothing for a regular file.
-            fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | _O_CLOEXEC)
+            fd = os.open(path, _OPEN_FLAGS)
         except OSError as error:
             kind = _special_kind(path)  # a socket cannot be opened at all
             reason = _not_regular(kind) if kind else f"cannot open: {_os_reason(error)}"
