@@ -727,7 +727,7 @@ def _bad_inputs(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
 
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_bytes(bytes(range(256)) * 8)
-    yield "garbage", garbage, f"{garbage}:1: not JSON"
+    yield "garbage", garbage, f"{garbage}: looks binary"
 
     truncated_gz = tmp_path / "truncated.jsonl.gz"
     truncated_gz.write_bytes(gzip.compress((good + b"\n") * 200)[:60])
@@ -830,7 +830,10 @@ def test_over_long_line_is_skipped_without_losing_the_next(tmp_path: Path) -> No
     path.write_bytes(b'{"resourceSpans": [' + b" " * 5000 + b"]}\n" + good + b"\n")
     records, stats = read_all(path, max_line_bytes=len(good) + 10)
     assert len(records) == 1 and stats.lines_read == 2
-    assert stats.problems == [f"{path}:1: line longer than {len(good) + 10} bytes"]
+    limit = len(good) + 10
+    assert stats.problems == [
+        f"{path}:1: line longer than {limit} bytes (the most the analyzer reads as one line), skipped"
+    ]
 
 
 def test_pretty_printed_document_with_bom_and_crlf(tmp_path: Path) -> None:

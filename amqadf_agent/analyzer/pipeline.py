@@ -2,7 +2,7 @@
 order, while a forked child does the reading, so that the caller's rules run on the other core.
 
 Reading (decoding the JSON and checking every value) is about 60% of ``amqadf-analyze``'s time, the
-rules the rest. The child runs the reader itself (``otlp_reader._Reader``: the same files, lines,
+rules the rest. The child runs the reader itself (``otlp_files._Reader``: the same files, lines,
 problems and ``--strict`` errors) and sends each line's records through a pipe, pickled: span records
 as plain tuples of their fields (what pickle writes and reads fastest), which the parent turns back
 into ``SpanRecord``s; other records as they are. Reading the tuples back costs the parent about 1.3 us
@@ -28,21 +28,15 @@ from types import MappingProxyType
 from typing import Any, BinaryIO, Final, NoReturn
 
 from amqadf_agent.analyzer.model import Attributes, Record, SpanRecord
-from amqadf_agent.analyzer.otlp_reader import (
-    _EMPTY,
-    MAX_DOCUMENT_BYTES,
-    MAX_LINE_BYTES,
-    PathArg,
-    ReadStats,
-    _Reader,
-    read,
-)
+from amqadf_agent.analyzer.otlp_files import MAX_DOCUMENT_BYTES, MAX_LINE_BYTES, PathArg, ReadStats, _Reader
+from amqadf_agent.analyzer.otlp_reader import read
+from amqadf_agent.analyzer.otlp_values import _EMPTY
 from amqadf_agent.errors import ReaderProcessError, TelemetryInputError
 
 __all__ = ["read_pipelined"]
 
 #: The pipe's capacity (Linux, F_SETPIPE_SZ): with the default 64 KB the two processes wake each other
-#: for every 64 KB of a line's ~100 KB of pickled records, which cost more than the second core gave.
+#: for every 64 KB of a line's ~100 KB of pickled records, which costs more than the second core gives.
 PIPE_BYTES: Final = 1 << 20
 _F_SETPIPE_SZ: Final = 1031
 
