@@ -492,3 +492,76 @@ def test_is_error_reads_the_old_status_code_attribute() -> None:
     assert not is_error({"http.status_code": 404})
     # The current attribute wins when both are present.
     assert not is_error({"http.response.status_code": 200, "http.status_code": 500})
+
+
+# --- implausible times and values: one bad point costs one window, never the report ---------------
+
+
+def _delta_histogram(start_ns: int, time_ns: int, count: int = 10) -> MetricRecord:
+    point = HistogramPoint({}, start_ns, time_ns, count, 1.0, (count, 0), (0.5,), None, None)
+    return MetricRecord("http.server.request.duration", "s", "", "histogram", TEMPORALITY_DELTA, False,
+                        (point,), RES, "t")  # fmt: skip
+
+
+@pytest.fixture
+def window_budget(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the base windows an aggregator looks up, failing past 10 000 (an interval walked window
+    by window) instead of running for hours."""
+    created = [0]
+    real = WindowAggregator._bucket_at
+
+    def counting(self: WindowAggregator, time_ns: int) -> Any:
+        created[0] += 1
+        assert created[0] < 10_000, "the interval is walked window by window"
+        return real(self, time_ns)
+
+    monkeypatch.setattr(WindowAggregator, "_bucket_at", counting)
+    return created
+
+
+@pytest.mark.parametrize("window_s", [None, 60, 1])
+@pytest.mark.parametrize(
+    ("start_ns", "time_ns"),
+    [(1, T0), (T0 - 2 * S, 2**63 - 1), (T0 - 86_400 * S, T0)],
+    ids=["start-at-1ns", "far-future-time", "a-day-long-interval"],
+)
+def test_a_delta_interval_longer_than_plausible_counts_in_its_own_window_only(
+    window_s: float | None, start_ns: int, time_ns: int, window_budget: list[int]
+) -> None:
+    # GIVEN a delta point whose interval reaches back to 1970, forward to 2262, or over a whole day
+    # (no exporter collects that seldom)
+    agg = WindowAggregator(window_s)
+    agg.add(_delta_histogram(T0 - 21 * S, T0 - 20 * S))  # a plausible neighbour
+    # WHEN it is added
+    agg.add(_delta_histogram(start_ns, time_ns))
+    windows = agg.windows()
+    # THEN its requests count in the window of its time, as a point without a start time would
+    assert len(windows) <= 3 and window_budget[0] <= 10
+    assert sum(w.requests for w in windows) == pytest.approx(20)
+    last = windows[-1]
+    assert last.start_ns <= time_ns < last.end_ns and last.requests == pytest.approx(10)
+
+
+def test_a_window_far_below_the_export_interval_keeps_each_delta_in_one_window(
+    window_budget: list[int],
+) -> None:
+    # GIVEN 1 ms windows and a delta covering 60 s (60 000 windows)
+    agg = WindowAggregator(0.001)
+    agg.add(_delta_histogram(T0 - 60 * S, T0))
+    # THEN it is counted at its time, not walked window by window
+    (window,) = agg.windows()
+    assert window.requests == pytest.approx(10) and agg.implausible_intervals == 1
+
+
+def test_a_cumulative_series_after_a_point_at_1ns_is_not_spread_back_to_1970(
+    window_budget: list[int],
+) -> None:
+    # GIVEN a cumulative series whose previous point claims a time of 1 ns
+    bounds = (0.5,)
+    early = HistogramPoint({}, 1, 1, 5, 1.0, (5, 0), bounds, None, None)
+    late = HistogramPoint({}, 1, T0, 15, 2.0, (15, 0), bounds, None, None)
+    agg = WindowAggregator(60)
+    agg.add(metric("http.server.request.duration", (early,), "histogram"))
+    agg.add(metric("http.server.request.duration", (late,), "histogram"))
+    # THEN the later point's increment is in its own window
+    assert [(w.start_ns, w.requests) for w in agg.windows()][-1] == (T0, pytest.approx(10))

@@ -34,10 +34,12 @@ Sources, per window (``None`` when the window has none):
   request, error and bucket counts are spread over the windows that interval overlaps, in proportion
   to the overlap (so histogram counts are fractional), and a window's histogram rate divides by the
   part of the window those intervals cover. A point with no known interval (no start time) counts at
-  its time. Spans divide by the part of the window between the first and last timestamps of the
-  data (at least 1 s), as the first and last windows are usually partial. An error is a status code
-  >= 500 (``http.response.status_code``, or the older ``http.status_code``), an ``error.type``
-  attribute, or a span with status ERROR.
+  its time, and so does one whose interval is implausibly long (over an hour, ``MAX_SPREAD_S``, or
+  over ``MAX_SPREAD_WINDOWS`` windows: a start time of 1 ns, a time in 2262), so that one point never
+  costs more than one window. Spans divide by the part of the window between the first and last
+  timestamps of the data (at least 1 s), as the first and last windows are usually partial. An error
+  is a status code >= 500 (``http.response.status_code``, or the older ``http.status_code``), an
+  ``error.type`` attribute, or a span with status ERROR.
 * **queue depth**: ``amqadf.worker_pool.queue.size``, the last value of each (instance, pool) series
   in the window, summed.
 * **instances**: distinct ``service.instance.id`` values seen in the window (at least 1).
@@ -112,6 +114,12 @@ AUTO_TARGET_WINDOWS: Final = 10
 #: that gap can call for.
 AUTO_GAP_SLACK: Final = 1.1
 AUTO_MAX_WINDOW_S: Final = 3600
+#: A histogram delta is spread over its interval only when that interval is at most this long (no
+#: exporter collects less often) and covers at most ``MAX_SPREAD_WINDOWS`` base windows; a longer one
+#: (a start time of 1 ns, a time in 2262) counts at its time alone, as a point without a start time
+#: does, so that one point costs one window however far apart its times are.
+MAX_SPREAD_S: Final = AUTO_MAX_WINDOW_S
+MAX_SPREAD_WINDOWS: Final = 720
 #: Span durations kept per window for the quantiles (a reservoir beyond that).
 MAX_SAMPLES_PER_WINDOW: Final = 4096
 #: The slowest SERVER spans kept per window, as example trace and span ids for the evidence.
@@ -450,6 +458,8 @@ class WindowAggregator:
         self._cpu_time_gaps: dict[int, int] = {}
         self._saw_spans = False
         self._saw_cpu_gauges = False
+        #: Histogram deltas counted at their time only, their interval being implausibly long.
+        self.implausible_intervals = 0
 
     @property
     def window_s(self) -> float:
@@ -500,16 +510,24 @@ class WindowAggregator:
             bucket.instances.add(self._instance)
         return bucket
 
+    def _at(self, time_ns: int) -> list[tuple[_Bucket, float]]:
+        """The base window of ``time_ns`` with all of a histogram delta, if in range."""
+        if not self._in_range(time_ns):
+            return []
+        bucket = self._bucket(time_ns)
+        bucket.cover(time_ns, time_ns)
+        return [(bucket, 1.0)]
+
     def _spread(self, from_ns: int, to_ns: int) -> list[tuple[_Bucket, float]]:
         """The base windows the interval ``[from_ns, to_ns]`` overlaps within the range, each with the
-        share of the interval it holds; an unknown or empty interval (``from_ns <= 0``) is all at
-        ``to_ns``."""
-        if from_ns <= 0 or from_ns >= to_ns:
-            if not self._in_range(to_ns):
-                return []
-            bucket = self._bucket(to_ns)
-            bucket.cover(to_ns, to_ns)
-            return [(bucket, 1.0)]
+        share of the interval it holds; an unknown, empty or implausibly long interval (see
+        ``MAX_SPREAD_S``) is all at ``to_ns``."""
+        length = to_ns - from_ns
+        if from_ns <= 0 or length <= 0:
+            return self._at(to_ns)
+        if length > MAX_SPREAD_S * 1e9:
+            self.implausible_intervals += 1
+            return self._at(to_ns)
         lo = from_ns if self.since_ns is None else max(from_ns, self.since_ns)
         hi = to_ns if self.until_ns is None else min(to_ns, self.until_ns)
         if hi <= lo:
@@ -517,7 +535,9 @@ class WindowAggregator:
         self._touch(lo)  # the data covers the interval
         self._touch(hi)
         self._grow()
-        length = to_ns - from_ns
+        if (hi - lo) // self._base_ns > MAX_SPREAD_WINDOWS:  # a --window far below the export interval
+            self.implausible_intervals += 1
+            return self._at(to_ns)
         out: list[tuple[_Bucket, float]] = []
         start = lo - lo % self._base_ns
         while start < hi:
@@ -667,8 +687,11 @@ class WindowAggregator:
                 continue
             key = (self._instance, record.scope_name, _attrs_key(point.attributes), legacy)
             found = self._histograms.delta_from(key, temporality, point, self.since_ns)
-            if (found.continued or temporality == TEMPORALITY_DELTA) and 0 < found.from_ns < point.time_ns:
-                _count_gap(self._http_gaps, (point.time_ns - found.from_ns) / 1e9)
+            gap_ns = point.time_ns - found.from_ns
+            if (found.continued or temporality == TEMPORALITY_DELTA) and (
+                found.from_ns > 0 and 0 < gap_ns <= MAX_SPREAD_S * 1e9  # a plausible interval
+            ):
+                _count_gap(self._http_gaps, gap_ns / 1e9)
             if found.count <= 0:
                 continue
             error = is_error(point.attributes)
