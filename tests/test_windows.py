@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -565,3 +566,70 @@ def test_a_cumulative_series_after_a_point_at_1ns_is_not_spread_back_to_1970(
     agg.add(metric("http.server.request.duration", (late,), "histogram"))
     # THEN the later point's increment is in its own window
     assert [(w.start_ns, w.requests) for w in agg.windows()][-1] == (T0, pytest.approx(10))
+
+
+#: Numbers proto3 JSON allows that no count, size, utilization or duration can be.
+IMPOSSIBLE = [math.nan, math.inf, -math.inf, -1, -1e308, 1e308, 10**30]
+USED = {"system.memory.state": "used"}
+QUEUE = {"amqadf.worker_pool.name": "p"}
+
+
+def _metrics_stream() -> list[Any]:
+    """Two minutes of CPU (gauges and time), memory, queue and request-duration histograms."""
+    records: list[Any] = []
+    start = T0 - 100 * S
+    bounds = (0.1, 0.5)
+    for t in range(0, 120, 10):
+        time = T0 + t * S
+        records += [
+            metric("process.cpu.time", (NumberPoint({"cpu.mode": "user"}, start, time, t * 0.3),)),
+            metric("process.cpu.utilization", (NumberPoint({"cpu.mode": "user"}, 0, time, 0.3),), "gauge"),
+            metric("system.cpu.utilization", (NumberPoint({"cpu.mode": "idle"}, 0, time, 0.6),), "gauge"),
+            metric("system.memory.utilization", (NumberPoint(USED, 0, time, 0.5),), "gauge"),
+            metric("amqadf.worker_pool.queue.size", (NumberPoint(QUEUE, start, time, 2),)),
+            metric("http.server.request.duration", (HistogramPoint({}, start, time, 10 * t, 0.2 * t,
+                   (5 * t, 4 * t, t), bounds, None, None),), "histogram"),
+        ]  # fmt: skip
+    return records
+
+
+def _poison(bad: float) -> list[Any]:
+    """A point of each metric the windows read, holding ``bad`` where the number goes."""
+    time, start = T0 + 55 * S, T0 - 100 * S
+    bounds = (0.1, 0.5)
+
+    def histogram(count: Any = 10, buckets: Any = (5, 4, 1), total: Any = 1.0, edges: Any = bounds) -> Any:
+        point = HistogramPoint({}, start, time, count, total, buckets, edges, None, None)
+        return metric("http.server.request.duration", (point,), "histogram")
+
+    return [
+        metric("process.cpu.time", (NumberPoint({"cpu.mode": "user"}, start, time, bad),)),
+        metric("process.cpu.utilization", (NumberPoint({"cpu.mode": "user"}, 0, time, bad),), "gauge"),
+        metric("system.cpu.utilization", (NumberPoint({"cpu.mode": "idle"}, 0, time, bad),), "gauge"),
+        metric("system.memory.utilization", (NumberPoint(USED, 0, time, bad),), "gauge"),
+        metric("amqadf.worker_pool.queue.size", (NumberPoint(QUEUE, start, time, bad),)),
+        histogram(count=bad),
+        histogram(buckets=(5, bad, 1)),
+        histogram(total=bad),
+        histogram(edges=(0.1, bad)),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", IMPOSSIBLE, ids=repr)
+def test_a_point_with_an_impossible_number_is_skipped_and_the_others_still_count(bad: float) -> None:
+    # GIVEN two minutes of healthy metrics, and a point of each metric holding an impossible number
+    healthy, poisoned = WindowAggregator(60), WindowAggregator(60)
+    stream = _metrics_stream()
+    for record in stream:
+        healthy.add(record)
+    for record in stream[:30] + _poison(bad) + stream[30:]:
+        poisoned.add(record)
+    # WHEN the windows are read THEN no ScalingMetrics refuses a value, and they are the healthy ones
+    assert _comparable(poisoned.windows()) == _comparable(healthy.windows())
+
+
+def test_bucket_quantile_of_impossible_counts_or_bounds_is_none() -> None:
+    assert bucket_quantile(0.5, (1.0,), [10**400, 1]) is None  # a total no float holds
+    assert bucket_quantile(0.5, (1.0,), [math.nan, 1]) is None
+    assert bucket_quantile(0.5, (math.nan,), [5, 1]) is None
+    assert bucket_quantile(0.5, (1.0,), [math.inf, 1]) is None

@@ -46,6 +46,10 @@ Sources, per window (``None`` when the window has none):
 * **examples**: the ``EXAMPLES_PER_WINDOW`` slowest SERVER spans (``Window.slowest``: duration, trace
   and span ids), the example ids of the scaling findings.
 
+A data point holding a number none of these can be (NaN, infinite, a negative count, size, utilization
+or duration, a value beyond any real one: ``analyzer.plausible``) is left out and counted in
+``skipped_points``; the other points of its window still count.
+
 ``since_ns``/``until_ns`` restrict the windows; points before ``since_ns`` still serve as the
 baseline of cumulative series, so the first window in range is not credited with everything the
 process counted before it, and the share of a histogram delta's interval outside the range is left
@@ -74,6 +78,7 @@ from amqadf_agent.analyzer.model import (
     service_instance_id,
     service_name,
 )
+from amqadf_agent.analyzer.plausible import is_count, is_histogram, is_nonnegative
 from amqadf_agent.scaling.autoscaler import ScalingMetrics
 from amqadf_agent.semconv import (
     ATTR_CPU_MODE,
@@ -155,12 +160,23 @@ def bucket_quantile(q: float, bounds: tuple[float, ...], counts: Sequence[float]
 
     Bucket ``i`` holds values in ``(bounds[i-1], bounds[i]]``; the first bucket starts at 0 (or at its
     upper bound when that is negative) and the overflow bucket is reported at the last bound, as
-    Prometheus' ``histogram_quantile`` does. ``None`` for an empty histogram. Counts may be fractional
-    (histogram deltas spread over windows).
+    Prometheus' ``histogram_quantile`` does. ``None`` for an empty histogram, and for counts or bounds
+    no float arithmetic can use (NaN, infinite, beyond a float). Counts may be fractional (histogram
+    deltas spread over windows).
     """
-    total = sum(counts)
-    if total <= 0:
+    try:
+        total = float(sum(counts))
+    except OverflowError:
         return None
+    if not 0 < total < math.inf:
+        return None
+    found = _bucket_quantile(q, bounds, counts, total)
+    return found if found is not None and math.isfinite(found) else None
+
+
+def _bucket_quantile(
+    q: float, bounds: tuple[float, ...], counts: Sequence[float], total: float
+) -> float | None:
     rank = q * total
     seen = 0.0
     for i, count in enumerate(counts):
@@ -411,7 +427,14 @@ def _mean(pair: list[float | int] | list[float]) -> float | None:
 
 
 def _clamp01(value: float | None) -> float | None:
-    return None if value is None else min(max(value, 0.0), 1.0)
+    return None if value is None or math.isnan(value) else min(max(value, 0.0), 1.0)
+
+
+def _measured(value: float | None) -> float | None:
+    """``value`` if ``ScalingMetrics`` takes it (finite, >= 0), else missing: the points feeding a
+    window are checked as they arrive (``analyzer.plausible``), so this only keeps one window's
+    arithmetic from ever failing the whole report."""
+    return value if value is not None and 0 <= value < math.inf else None
 
 
 class WindowAggregator:
@@ -443,7 +466,6 @@ class WindowAggregator:
         self.since_ns = since_ns
         self.until_ns = until_ns
         self._buckets: dict[int, _Bucket] = {}
-        self._counters = CounterDeltas()
         self._histograms = HistogramDeltas()
         self._cpu_time_last: dict[Hashable, tuple[int, int, float]] = {}
         self._first_ns: int | None = None
@@ -460,6 +482,9 @@ class WindowAggregator:
         self._saw_cpu_gauges = False
         #: Histogram deltas counted at their time only, their interval being implausibly long.
         self.implausible_intervals = 0
+        #: Data points left out for a number no count, size, utilization or duration can be
+        #: (``analyzer.plausible``): NaN, infinite, negative, beyond any real one.
+        self.skipped_points = 0
 
     @property
     def window_s(self) -> float:
@@ -599,6 +624,9 @@ class WindowAggregator:
                     and point.attributes.get(_MEMORY_STATE) == "used"
                     and self._in_range(point.time_ns)
                 ):
+                    if not is_nonnegative(point.value):
+                        self.skipped_points += 1
+                        continue
                     pair = self._bucket(point.time_ns).memory
                     pair[0] += float(point.value)
                     pair[1] += 1
@@ -613,6 +641,9 @@ class WindowAggregator:
                     and point.value is not None
                     and self._in_range(point.time_ns)
                 ):
+                    if not is_count(point.value):
+                        self.skipped_points += 1
+                        continue
                     key = (self._instance, _attrs_key(point.attributes))
                     queue = self._bucket(point.time_ns).queue
                     previous = queue.get(key)
@@ -624,6 +655,9 @@ class WindowAggregator:
         by_time: dict[int, list[float]] = {}
         for point in record.points:
             if not isinstance(point, NumberPoint) or point.value is None or not self._in_range(point.time_ns):
+                continue
+            if not is_nonnegative(point.value):
+                self.skipped_points += 1
                 continue
             mode = point.attributes.get(ATTR_CPU_MODE)
             if system:
@@ -647,6 +681,9 @@ class WindowAggregator:
         for point in record.points:
             if isinstance(point, NumberPoint) and point.value is not None and point.time_ns > 0:
                 if point.attributes.get(ATTR_CPU_MODE) in ("idle", "wait"):
+                    continue
+                if not is_nonnegative(point.value):
+                    self.skipped_points += 1
                     continue
                 key = (point.time_ns, point.start_ns)
                 by_time[key] = by_time.get(key, 0.0) + float(point.value)
@@ -684,6 +721,9 @@ class WindowAggregator:
         to_s = 1e-3 if legacy and record.unit in (HTTP_SERVER_DURATION_OLD_UNIT, "") else 1.0
         for point in record.points:
             if not isinstance(point, HistogramPoint):
+                continue
+            if not is_histogram(point) or _negative_duration(point):
+                self.skipped_points += 1
                 continue
             key = (self._instance, record.scope_name, _attrs_key(point.attributes), legacy)
             found = self._histograms.delta_from(key, temporality, point, self.since_ns)
@@ -802,12 +842,12 @@ class WindowAggregator:
             metrics = ScalingMetrics(
                 cpu_utilization=_clamp01(cpu),
                 memory_utilization=_clamp01(_mean(bucket.memory)),
-                request_rate=requests / covered if source else None,
-                error_rate=errors / requests if requests else None,
-                queue_depth=sum(v for _, v in bucket.queue.values()) if bucket.queue else None,
-                response_time_p50=p50,
-                response_time_p95=p95,
-                response_time_p99=p99,
+                request_rate=_measured(requests / covered) if source else None,
+                error_rate=_clamp01(errors / requests) if requests else None,
+                queue_depth=_measured(sum(v for _, v in bucket.queue.values())) if bucket.queue else None,
+                response_time_p50=_measured(p50),
+                response_time_p95=_measured(p95),
+                response_time_p99=_measured(p99),
             )
             out.append(
                 Window(
@@ -823,6 +863,12 @@ class WindowAggregator:
                 )
             )
         return out
+
+
+def _negative_duration(point: HistogramPoint) -> bool:
+    """A request-duration histogram with a negative sum or bound: no duration is negative."""
+    bounds = point.explicit_bounds
+    return (point.sum is not None and point.sum < 0) or (bool(bounds) and bounds[0] < 0)
 
 
 def _count_gap(gaps: dict[int, int], gap_s: float) -> None:
