@@ -28,6 +28,9 @@ each instance, summed; the largest size seen as well). The rules:
 The last two read the same counters less directly (what a cache would do under another policy is not
 measured), so their confidence is capped at ``policy_max_confidence`` (0.6).
 
+A point whose value no count or size can be (NaN, infinite, negative, beyond uint64) is skipped
+(``skipped_points``); the points around it still count.
+
 Below ``min_requests`` requests for a cache no recommendation is made; confidence grows with requests
 (from 0.3 up to 0.95 at ``full_confidence_requests``). Cache findings come from metrics only: their
 evidence has no trace or span ids (its formula says so).
@@ -41,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from amqadf_agent.analyzer.model import MetricRecord, NumberPoint, Record, service_instance_id, service_name
+from amqadf_agent.analyzer.plausible import is_count
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
 from amqadf_agent.analyzer.windows import CounterDeltas
 from amqadf_agent.semconv import (
@@ -164,6 +168,8 @@ class CacheRules:
         self.until_ns = until_ns
         self._caches: dict[str, CacheStats] = {}
         self._deltas = CounterDeltas()
+        #: Points left out for a number no count or size can be (``analyzer.plausible``).
+        self.skipped_points = 0
 
     def add(self, record: Record) -> None:
         if type(record) is not MetricRecord or record.name not in _NAMES:
@@ -176,6 +182,9 @@ class CacheRules:
                 continue
             name = point.attributes.get(ATTR_CACHE_NAME)
             if not isinstance(name, str):
+                continue
+            if not is_count(point.value):  # NaN, infinite, negative: no count or size
+                self.skipped_points += 1
                 continue
             key: Hashable = (instance, record.name, name, point.attributes.get(ATTR_CACHE_RESULT))
             in_range = point.time_ns > 0 and not (
