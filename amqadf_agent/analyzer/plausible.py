@@ -38,13 +38,15 @@ def is_nonnegative(value: float | None) -> bool:
     return value is not None and 0 <= value <= MAX_AMOUNT
 
 
-def is_histogram(point: HistogramPoint) -> bool:
-    """Counts that are counts, a sum and bounds that are amounts, bounds in increasing order."""
+def is_histogram(point: HistogramPoint, *, durations: bool = False) -> bool:
+    """Counts that are counts, a sum and bounds that are amounts, bounds in increasing order; with
+    ``durations``, no negative sum or bound either (no duration is negative)."""
     bounds = point.explicit_bounds
+    low = 0.0 if durations else -MAX_AMOUNT
     return (
         is_count(point.count)
         and all(0 <= n <= MAX_COUNT for n in point.bucket_counts)
-        and (point.sum is None or -MAX_AMOUNT <= point.sum <= MAX_AMOUNT)
-        and all(-MAX_AMOUNT <= bound <= MAX_AMOUNT for bound in bounds)
+        and (point.sum is None or low <= point.sum <= MAX_AMOUNT)
+        and all(low <= bound <= MAX_AMOUNT for bound in bounds)
         and all(a < b for a, b in pairwise(bounds))
     )

@@ -722,7 +722,7 @@ class WindowAggregator:
         for point in record.points:
             if not isinstance(point, HistogramPoint):
                 continue
-            if not is_histogram(point) or _negative_duration(point):
+            if not is_histogram(point, durations=True):
                 self.skipped_points += 1
                 continue
             key = (self._instance, record.scope_name, _attrs_key(point.attributes), legacy)
@@ -863,12 +863,6 @@ class WindowAggregator:
                 )
             )
         return out
-
-
-def _negative_duration(point: HistogramPoint) -> bool:
-    """A request-duration histogram with a negative sum or bound: no duration is negative."""
-    bounds = point.explicit_bounds
-    return (point.sum is not None and point.sum < 0) or (bool(bounds) and bounds[0] < 0)
 
 
 def _count_gap(gaps: dict[int, int], gap_s: float) -> None:

@@ -54,6 +54,9 @@ Example trace and span ids: the telemetry does not link a span to the pool that 
 evidence names the slowest SERVER spans (at most ``EXAMPLE_SPANS``) of the services that reported the
 pool, in the analysed range; none when those services sent no spans.
 
+A point whose numbers no count, size or duration can be (NaN, infinite, negative, beyond uint64) is
+skipped (``skipped_points``); the points around it still count.
+
 Below ``min_tasks`` completed tasks no recommendation is made (the numbers are still reported).
 """
 
@@ -76,6 +79,7 @@ from amqadf_agent.analyzer.model import (
     service_instance_id,
     service_name,
 )
+from amqadf_agent.analyzer.plausible import is_count, is_histogram, is_nonnegative
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Severity
 from amqadf_agent.analyzer.windows import (
     DEFAULT_WINDOW_S,
@@ -421,6 +425,8 @@ class ThreadRules:
         self._connections: dict[tuple[str, str, str], tuple[int, int]] = {}
         #: series -> (start ns, time ns) of its previous point: the collection interval of the next one.
         self._times: dict[Hashable, tuple[int, int]] = {}
+        #: Points left out for a number no count, size or duration can be (``analyzer.plausible``).
+        self.skipped_points = 0
 
     def _in_range(self, time_ns: int) -> bool:
         return time_ns > 0 and not (
@@ -479,6 +485,9 @@ class ThreadRules:
             key: Hashable = (instance, name, tuple(sorted((k, repr(v)) for k, v in point.attributes.items())))
             in_range = self._in_range(point.time_ns)
             if isinstance(point, HistogramPoint):
+                if not is_histogram(point, durations=True):
+                    self.skipped_points += 1
+                    continue
                 count, buckets, total = self._histograms.delta(
                     key, record.aggregation_temporality, point, self.since_ns
                 )
@@ -514,6 +523,9 @@ class ThreadRules:
                 continue
             if not isinstance(point, NumberPoint) or point.value is None:
                 continue
+            if not is_count(point.value):  # tasks, workers: counts
+                self.skipped_points += 1
+                continue
             if name == TASKS:
                 delta = self._counters.delta(key, record.aggregation_temporality, point, self.since_ns)
                 interval = self._interval_s(
@@ -545,6 +557,9 @@ class ThreadRules:
         for point in record.points:
             if not isinstance(point, NumberPoint) or point.attributes.get(ATTR_CPU_MODE) in ("idle", "wait"):
                 continue
+            if point.value is not None and not is_nonnegative(point.value):
+                self.skipped_points += 1
+                continue
             key = (
                 instance,
                 record.scope_name,
@@ -564,7 +579,10 @@ class ThreadRules:
         service = service_name(record.resource)
         instance = service_instance_id(record.resource)
         for point in record.points:
-            if not isinstance(point, NumberPoint) or point.value is None or point.value < 0:
+            if not isinstance(point, NumberPoint) or point.value is None:
+                continue
+            if not is_count(point.value):
+                self.skipped_points += 1
                 continue
             if self.until_ns is not None and point.time_ns > self.until_ns:
                 continue
