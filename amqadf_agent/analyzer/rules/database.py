@@ -3,7 +3,8 @@
 A db client span is a span of kind CLIENT with ``db.system.name`` (or the older ``db.system``) whose
 statement is in ``db.query.text`` (or the older ``db.statement``). Statements are grouped by their
 normalized text (``sql.analyze``: literals to ``?``, ``IN`` lists collapsed) with calls, total, mean,
-p95 and, when ``db.response.returned_rows`` is set, rows. The rules:
+p95 and, when ``db.response.returned_rows`` is set to a count (not negative, at most uint64), rows.
+The rules:
 
 * **N+1**: at least 5 *consecutive* sibling db spans (same parent, ordered by start time) with the same
   normalized statement, at least 50 ms together (Sentry's rule);
@@ -50,6 +51,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, Record, SpanRecord, service_name
+from amqadf_agent.analyzer.plausible import is_count
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Severity
 from amqadf_agent.analyzer.sql import SqlInfo, analyze, normalize_call
 from amqadf_agent.semconv import (
@@ -208,7 +210,7 @@ class DatabaseRules:
         self._add(
             statement,
             max(end_ns - start_ns, 0) / 1e9,  # span.duration_s
-            rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
+            rows if isinstance(rows, int) and not isinstance(rows, bool) and is_count(rows) else None,
             system if type(system) is str else str(system),
             self._last_service,
             span.trace_id,
