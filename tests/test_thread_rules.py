@@ -13,12 +13,11 @@ from amqadf_agent.analyzer.model import TEMPORALITY_CUMULATIVE, HistogramPoint, 
 from amqadf_agent.analyzer.rules.threads import (
     ThreadRuleConfig,
     ThreadRules,
-    UslFit,
-    fit_usl,
     littles_law,
     quantile,
     recommend_workers,
 )
+from amqadf_agent.analyzer.rules.usl import UslFit, fit_usl
 
 S = 1_000_000_000
 RES: dict[str, Any] = {"service.name": "shop", "service.instance.id": "i-1"}
