@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from amqadf_agent.analyzer.deltas import bucket_quantile
 from amqadf_agent.analyzer.model import (
     TEMPORALITY_CUMULATIVE,
     TEMPORALITY_DELTA,
@@ -15,7 +16,7 @@ from amqadf_agent.analyzer.model import (
     NumberPoint,
     SpanRecord,
 )
-from amqadf_agent.analyzer.windows import WindowAggregator, bucket_quantile, is_error
+from amqadf_agent.analyzer.windows import WindowAggregator, is_error
 
 S = 1_000_000_000
 T0 = 1_700_000_040 * S  # a multiple of 60 s

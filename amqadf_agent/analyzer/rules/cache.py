@@ -2,7 +2,7 @@
 
 Per cache (``amqadf.cache.name``, all instances together): requests and hits from
 ``amqadf.cache.requests`` (``amqadf.cache.result`` = hit | miss), evictions, expirations (counter
-increments between points: ``windows.CounterDeltas``), and the size and max size (the last value of
+increments between points: ``deltas.CounterDeltas``), and the size and max size (the last value of
 each instance, summed; the largest size seen as well). The rules:
 
 * **grow**: evictions are high (``evictions >= 10 %`` of the misses and ``>= 1 %`` of the requests) and
@@ -43,10 +43,10 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from amqadf_agent.analyzer.deltas import CounterDeltas
 from amqadf_agent.analyzer.model import MetricRecord, NumberPoint, Record, service_instance_id, service_name
 from amqadf_agent.analyzer.plausible import is_count
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
-from amqadf_agent.analyzer.windows import CounterDeltas
 from amqadf_agent.semconv import (
     ATTR_CACHE_NAME,
     ATTR_CACHE_RESULT,

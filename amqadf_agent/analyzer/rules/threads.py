@@ -67,6 +67,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from amqadf_agent.analyzer.deltas import CounterDeltas, HistogramDeltas, bucket_quantile
 from amqadf_agent.analyzer.model import (
     SPAN_KIND_SERVER,
     TEMPORALITY_DELTA,
@@ -81,13 +82,7 @@ from amqadf_agent.analyzer.model import (
 from amqadf_agent.analyzer.plausible import is_count, is_histogram, is_nonnegative
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Severity
 from amqadf_agent.analyzer.rules.usl import UslFit, fit_usl
-from amqadf_agent.analyzer.windows import (
-    DEFAULT_WINDOW_S,
-    CounterDeltas,
-    HistogramDeltas,
-    bucket_quantile,
-    keep_slowest,
-)
+from amqadf_agent.analyzer.windows import DEFAULT_WINDOW_S, keep_slowest
 from amqadf_agent.semconv import (
     ATTR_CPU_MODE,
     ATTR_DB_CLIENT_CONNECTION_POOL_NAME,
