@@ -54,6 +54,9 @@ or duration, a value beyond any real one: ``analyzer.plausible``) is left out an
 baseline of cumulative series, so the first window in range is not credited with everything the
 process counted before it, and the share of a histogram delta's interval outside the range is left
 out.
+
+One module over 600 lines: the aggregator, its per-window state (``_Bucket``) and the merging of base
+windows on reading share the base-window layout, which splitting them would make public.
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ exact one); per trace, compact tuples of its db spans, at most ``max_buffered_ca
 thus analysed whole when its db spans arrive within 50 000 db spans of each other, as an exporter's
 batches of a trace do; a trace spread wider is analysed in parts (an N+1 run or a repeat split
 across them can be missed).
+
+One module over 600 lines: the per-trace buffers, the statement statistics and the findings drawn
+from both are one pass over one state; the statement parsing stands apart (``analyzer.sql``).
 """
 
 from __future__ import annotations

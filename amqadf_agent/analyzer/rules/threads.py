@@ -57,6 +57,10 @@ A point whose numbers no count, size or duration can be (NaN, infinite, negative
 skipped (``skipped_points``); the points around it still count.
 
 Below ``min_tasks`` completed tasks no recommendation is made (the numbers are still reported).
+
+One module over 600 lines: what is fed per pool (``PoolStats``), the peak windows, the caps and the
+findings that explain them read one another's numbers throughout; the USL fit (``rules.usl``) and the
+deltas (``analyzer.deltas``) stand apart.
 """
 
 from __future__ import annotations
