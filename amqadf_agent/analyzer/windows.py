@@ -11,11 +11,12 @@ interval between the points of the cumulative series the windows are rebuilt fro
 between consecutive points of ``http.server.request.duration`` series when no SERVER span was seen,
 and of ``process.cpu.time`` series when no CPU utilization gauge was seen; 10 % slack for timer
 jitter): a window shorter than the export interval would only show the same delta cut into pieces.
-Gaps above 60 s round up to a multiple of 60 s (at most an hour). Records are kept in 5 s base
-windows until the data covers ten minutes, then merged into 60 s base windows (and later ones go
-there directly); ``windows()`` merges base windows into the chosen size on a copy, so it has no side
-effects and reading it twice, with records added in between, gives what a fixed window of the size
-chosen the second time gives. ``window_s`` is the size the data so far calls for.
+Gaps above 60 s round up to a multiple of 60 s (at most an hour); a histogram gap over an hour is
+not counted (its delta is not spread either, see below). Records are kept in 5 s base windows until
+the data covers ten minutes, then merged into 60 s base windows (and later ones go there directly);
+``windows()`` merges base windows into the chosen size on a copy, so it has no side effects and
+reading it twice, with records added in between, gives what a fixed window of the size chosen the
+second time gives. ``window_s`` is the size the data so far calls for.
 
 Sources, per window (``None`` when the window has none):
 
