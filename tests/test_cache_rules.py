@@ -148,3 +148,4 @@ def test_a_point_with_an_impossible_number_is_skipped_and_the_others_still_count
     # WHEN read THEN nothing raises and the point changed nothing
     assert [s.to_dict() for s in poisoned.stats()] == [s.to_dict() for s in healthy.stats()]
     assert poisoned.recommendations() == healthy.recommendations()
+    assert (poisoned.skipped_points, healthy.skipped_points) == (1, 0)

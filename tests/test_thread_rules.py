@@ -426,3 +426,4 @@ def test_a_point_with_an_impossible_number_is_skipped_and_the_others_still_count
     # WHEN read THEN nothing raises and the points changed nothing
     assert poisoned.to_json() == healthy.to_json()
     assert poisoned.recommendations() == healthy.recommendations()
+    assert poisoned.skipped_points == len(_poison(bad)) and healthy.skipped_points == 0

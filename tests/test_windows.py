@@ -627,6 +627,7 @@ def test_a_point_with_an_impossible_number_is_skipped_and_the_others_still_count
         poisoned.add(record)
     # WHEN the windows are read THEN no ScalingMetrics refuses a value, and they are the healthy ones
     assert _comparable(poisoned.windows()) == _comparable(healthy.windows())
+    assert poisoned.skipped_points == len(_poison(bad)) and healthy.skipped_points == 0
 
 
 def test_bucket_quantile_of_impossible_counts_or_bounds_is_none() -> None:
