@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+import pytest
 
 from amqadf_agent.analyzer.model import TEMPORALITY_CUMULATIVE, MetricRecord, NumberPoint
 from amqadf_agent.analyzer.rules.cache import CacheRules
@@ -124,3 +127,25 @@ def test_confidence_is_lower_with_few_requests_and_none_below_the_minimum() -> N
     assert few.confidence < 0.8
     # THEN below min_requests (100) there is no recommendation at all
     assert findings(49, 50, 40, 0, 1000, 1000) == {}
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -1, -1e308, 1e308, 10**30], ids=repr)
+@pytest.mark.parametrize(
+    "name",
+    ["amqadf.cache.requests", "amqadf.cache.evictions", "amqadf.cache.expirations", "amqadf.cache.size",
+     "amqadf.cache.max_size", "amqadf.cache.memory.usage", "amqadf.cache.memory.limit"],
+)  # fmt: skip
+def test_a_point_with_an_impossible_number_is_skipped_and_the_others_still_count(
+    name: str, bad: float
+) -> None:
+    # GIVEN a cache that should grow, and a point holding a number no count or size can be
+    healthy, poisoned = CacheRules(), CacheRules()
+    feed(healthy, 500, 500, 400, 0, 1000, 1000)
+    feed(poisoned, 500, 500, 400, 0, 1000, 1000)
+    attrs = {"amqadf.cache.name": "orders", "amqadf.cache.result": "hit"}
+    poisoned.add(MetricRecord(name, "", "", "sum", TEMPORALITY_CUMULATIVE, True,
+                              (NumberPoint(attrs, S, 30 * S, bad),), RES, "t"))  # fmt: skip
+    # WHEN read THEN nothing raises and the point changed nothing
+    assert [s.to_dict() for s in poisoned.stats()] == [s.to_dict() for s in healthy.stats()]
+    assert poisoned.recommendations() == healthy.recommendations()
+    assert (poisoned.skipped_points, healthy.skipped_points) == (1, 0)

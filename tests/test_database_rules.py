@@ -263,3 +263,16 @@ def test_many_services_are_counted_not_all_named_in_the_title() -> None:
     (finding,) = rules(analyze_spans(spans, LOOSE), "missing_where")
     assert finding.title == "UPDATE without WHERE in svc-0, svc-1, svc-2 and 2 more: UPDATE t SET a = ?"
     assert finding.evidence.numbers["service"] == "svc-0, svc-1, svc-2, svc-3, svc-4"
+
+
+def test_a_row_count_no_query_returns_is_left_unknown() -> None:
+    # GIVEN five calls, one claiming -1 rows and one more rows than uint64 holds
+    spans = [
+        db_span("SELECT a FROM t", i * 20, 5, rows=rows) for i, rows in enumerate((-1, 10**30, 4, 6, None))
+    ]
+    rules = DatabaseRules(LOOSE)
+    for span in spans:
+        rules.add_span(span)
+    # THEN only the real counts make the mean and the maximum
+    (stats,) = rules.statements()
+    assert (stats.rows_known, stats.rows_total, stats.rows_max) == (2, 10, 6)

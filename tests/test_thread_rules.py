@@ -13,12 +13,11 @@ from amqadf_agent.analyzer.model import TEMPORALITY_CUMULATIVE, HistogramPoint, 
 from amqadf_agent.analyzer.rules.threads import (
     ThreadRuleConfig,
     ThreadRules,
-    UslFit,
-    fit_usl,
     littles_law,
     quantile,
     recommend_workers,
 )
+from amqadf_agent.analyzer.rules.usl import UslFit, fit_usl
 
 S = 1_000_000_000
 RES: dict[str, Any] = {"service.name": "shop", "service.instance.id": "i-1"}
@@ -385,3 +384,46 @@ def test_confidence_is_lower_with_few_tasks_and_none_below_the_minimum() -> None
         rules.add(record)
     assert rules.recommendations() == []
     assert rules.to_json()[0]["recommended"] == 6
+
+
+def _poison(bad: float) -> list[MetricRecord]:
+    """A point of each metric the thread rules read, holding ``bad`` where a number goes."""
+    t = S + 330 * S
+
+    def rec(name: str, point: Any, kind: str = "sum") -> MetricRecord:
+        return MetricRecord(name, "", "", kind, TEMPORALITY_CUMULATIVE, True, (point,), RES, "t")
+
+    def histogram(
+        name: str, count: Any = 10, buckets: Any = (10, 0), total: Any = 1.0, edges: Any = (0.01,)
+    ) -> Any:
+        return rec(name, HistogramPoint(POOL, S, t, count, total, buckets, edges, None, None), "histogram")
+
+    return [
+        rec("amqadf.worker_pool.max_workers", NumberPoint(POOL, S, t, bad)),
+        rec("amqadf.worker_pool.workers", NumberPoint(BUSY, S, t, bad)),
+        rec("amqadf.worker_pool.tasks", NumberPoint(DONE, S, t, bad)),
+        rec("process.cpu.time", NumberPoint({"cpu.mode": "user"}, S, t, bad)),
+        size_record("system.cpu.logical.count", bad, t=330),  # type: ignore[arg-type]
+        connections(bad, t=330),  # type: ignore[arg-type]
+        *(
+            histogram(name, **{field: value})
+            for name in ("amqadf.worker_pool.task.duration", "amqadf.worker_pool.queue.wait")
+            for field, value in (("count", bad), ("buckets", (bad, 0)), ("total", bad), ("edges", (bad,)))
+        ),
+    ]
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -1, -1e308, 1e308, 10**30], ids=repr)
+def test_a_point_with_an_impossible_number_is_skipped_and_the_others_still_count(bad: float) -> None:
+    # GIVEN a saturated pool on a CPU-bound service, and a point of each metric holding a number no
+    # count, size or duration can be
+    records = [*pool_records(busy=4, tasks_per_s=20, latency=0.2), *cpu_records(4.0), connections(9)]
+    healthy, poisoned = ThreadRules(), ThreadRules()
+    for record in records:
+        healthy.add(record)
+    for record in records[:30] + _poison(bad) + records[30:]:
+        poisoned.add(record)
+    # WHEN read THEN nothing raises and the points changed nothing
+    assert poisoned.to_json() == healthy.to_json()
+    assert poisoned.recommendations() == healthy.recommendations()
+    assert poisoned.skipped_points == len(_poison(bad)) and healthy.skipped_points == 0

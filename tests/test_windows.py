@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 
+from amqadf_agent.analyzer.deltas import bucket_quantile
 from amqadf_agent.analyzer.model import (
     TEMPORALITY_CUMULATIVE,
     TEMPORALITY_DELTA,
@@ -14,7 +16,7 @@ from amqadf_agent.analyzer.model import (
     NumberPoint,
     SpanRecord,
 )
-from amqadf_agent.analyzer.windows import WindowAggregator, bucket_quantile, is_error
+from amqadf_agent.analyzer.windows import WindowAggregator, is_error
 
 S = 1_000_000_000
 T0 = 1_700_000_040 * S  # a multiple of 60 s
@@ -492,3 +494,144 @@ def test_is_error_reads_the_old_status_code_attribute() -> None:
     assert not is_error({"http.status_code": 404})
     # The current attribute wins when both are present.
     assert not is_error({"http.response.status_code": 200, "http.status_code": 500})
+
+
+# --- implausible times and values: one bad point costs one window, never the report ---------------
+
+
+def _delta_histogram(start_ns: int, time_ns: int, count: int = 10) -> MetricRecord:
+    point = HistogramPoint({}, start_ns, time_ns, count, 1.0, (count, 0), (0.5,), None, None)
+    return MetricRecord("http.server.request.duration", "s", "", "histogram", TEMPORALITY_DELTA, False,
+                        (point,), RES, "t")  # fmt: skip
+
+
+@pytest.fixture
+def window_budget(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the base windows an aggregator looks up, failing past 10 000 (an interval walked window
+    by window) instead of running for hours."""
+    created = [0]
+    real = WindowAggregator._bucket_at
+
+    def counting(self: WindowAggregator, time_ns: int) -> Any:
+        created[0] += 1
+        assert created[0] < 10_000, "the interval is walked window by window"
+        return real(self, time_ns)
+
+    monkeypatch.setattr(WindowAggregator, "_bucket_at", counting)
+    return created
+
+
+@pytest.mark.parametrize("window_s", [None, 60, 1])
+@pytest.mark.parametrize(
+    ("start_ns", "time_ns"),
+    [(1, T0), (T0 - 2 * S, 2**63 - 1), (T0 - 86_400 * S, T0)],
+    ids=["start-at-1ns", "far-future-time", "a-day-long-interval"],
+)
+def test_a_delta_interval_longer_than_plausible_counts_in_its_own_window_only(
+    window_s: float | None, start_ns: int, time_ns: int, window_budget: list[int]
+) -> None:
+    # GIVEN a delta point whose interval reaches back to 1970, forward to 2262, or over a whole day
+    # (no exporter collects that seldom)
+    agg = WindowAggregator(window_s)
+    agg.add(_delta_histogram(T0 - 21 * S, T0 - 20 * S))  # a plausible neighbour
+    # WHEN it is added
+    agg.add(_delta_histogram(start_ns, time_ns))
+    windows = agg.windows()
+    # THEN its requests count in the window of its time, as a point without a start time would
+    assert len(windows) <= 3 and window_budget[0] <= 10
+    assert sum(w.requests for w in windows) == pytest.approx(20)
+    last = windows[-1]
+    assert last.start_ns <= time_ns < last.end_ns and last.requests == pytest.approx(10)
+
+
+def test_a_window_far_below_the_export_interval_keeps_each_delta_in_one_window(
+    window_budget: list[int],
+) -> None:
+    # GIVEN 1 ms windows and a delta covering 60 s (60 000 windows)
+    agg = WindowAggregator(0.001)
+    agg.add(_delta_histogram(T0 - 60 * S, T0))
+    # THEN it is counted at its time, not walked window by window
+    (window,) = agg.windows()
+    assert window.requests == pytest.approx(10) and agg.implausible_intervals == 1
+
+
+def test_a_cumulative_series_after_a_point_at_1ns_is_not_spread_back_to_1970(
+    window_budget: list[int],
+) -> None:
+    # GIVEN a cumulative series whose previous point claims a time of 1 ns
+    bounds = (0.5,)
+    early = HistogramPoint({}, 1, 1, 5, 1.0, (5, 0), bounds, None, None)
+    late = HistogramPoint({}, 1, T0, 15, 2.0, (15, 0), bounds, None, None)
+    agg = WindowAggregator(60)
+    agg.add(metric("http.server.request.duration", (early,), "histogram"))
+    agg.add(metric("http.server.request.duration", (late,), "histogram"))
+    # THEN the later point's increment is in its own window
+    assert [(w.start_ns, w.requests) for w in agg.windows()][-1] == (T0, pytest.approx(10))
+
+
+#: Numbers proto3 JSON allows that no count, size, utilization or duration can be.
+IMPOSSIBLE = [math.nan, math.inf, -math.inf, -1, -1e308, 1e308, 10**30]
+USED = {"system.memory.state": "used"}
+QUEUE = {"amqadf.worker_pool.name": "p"}
+
+
+def _metrics_stream() -> list[Any]:
+    """Two minutes of CPU (gauges and time), memory, queue and request-duration histograms."""
+    records: list[Any] = []
+    start = T0 - 100 * S
+    bounds = (0.1, 0.5)
+    for t in range(0, 120, 10):
+        time = T0 + t * S
+        records += [
+            metric("process.cpu.time", (NumberPoint({"cpu.mode": "user"}, start, time, t * 0.3),)),
+            metric("process.cpu.utilization", (NumberPoint({"cpu.mode": "user"}, 0, time, 0.3),), "gauge"),
+            metric("system.cpu.utilization", (NumberPoint({"cpu.mode": "idle"}, 0, time, 0.6),), "gauge"),
+            metric("system.memory.utilization", (NumberPoint(USED, 0, time, 0.5),), "gauge"),
+            metric("amqadf.worker_pool.queue.size", (NumberPoint(QUEUE, start, time, 2),)),
+            metric("http.server.request.duration", (HistogramPoint({}, start, time, 10 * t, 0.2 * t,
+                   (5 * t, 4 * t, t), bounds, None, None),), "histogram"),
+        ]  # fmt: skip
+    return records
+
+
+def _poison(bad: float) -> list[Any]:
+    """A point of each metric the windows read, holding ``bad`` where the number goes."""
+    time, start = T0 + 55 * S, T0 - 100 * S
+    bounds = (0.1, 0.5)
+
+    def histogram(count: Any = 10, buckets: Any = (5, 4, 1), total: Any = 1.0, edges: Any = bounds) -> Any:
+        point = HistogramPoint({}, start, time, count, total, buckets, edges, None, None)
+        return metric("http.server.request.duration", (point,), "histogram")
+
+    return [
+        metric("process.cpu.time", (NumberPoint({"cpu.mode": "user"}, start, time, bad),)),
+        metric("process.cpu.utilization", (NumberPoint({"cpu.mode": "user"}, 0, time, bad),), "gauge"),
+        metric("system.cpu.utilization", (NumberPoint({"cpu.mode": "idle"}, 0, time, bad),), "gauge"),
+        metric("system.memory.utilization", (NumberPoint(USED, 0, time, bad),), "gauge"),
+        metric("amqadf.worker_pool.queue.size", (NumberPoint(QUEUE, start, time, bad),)),
+        histogram(count=bad),
+        histogram(buckets=(5, bad, 1)),
+        histogram(total=bad),
+        histogram(edges=(0.1, bad)),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", IMPOSSIBLE, ids=repr)
+def test_a_point_with_an_impossible_number_is_skipped_and_the_others_still_count(bad: float) -> None:
+    # GIVEN two minutes of healthy metrics, and a point of each metric holding an impossible number
+    healthy, poisoned = WindowAggregator(60), WindowAggregator(60)
+    stream = _metrics_stream()
+    for record in stream:
+        healthy.add(record)
+    for record in stream[:30] + _poison(bad) + stream[30:]:
+        poisoned.add(record)
+    # WHEN the windows are read THEN no ScalingMetrics refuses a value, and they are the healthy ones
+    assert _comparable(poisoned.windows()) == _comparable(healthy.windows())
+    assert poisoned.skipped_points == len(_poison(bad)) and healthy.skipped_points == 0
+
+
+def test_bucket_quantile_of_impossible_counts_or_bounds_is_none() -> None:
+    assert bucket_quantile(0.5, (1.0,), [10**400, 1]) is None  # a total no float holds
+    assert bucket_quantile(0.5, (1.0,), [math.nan, 1]) is None
+    assert bucket_quantile(0.5, (math.nan,), [5, 1]) is None
+    assert bucket_quantile(0.5, (1.0,), [math.inf, 1]) is None

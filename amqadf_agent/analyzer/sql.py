@@ -63,8 +63,8 @@ class SqlInfo:
 # every position that cannot start a token. A lookbehind on the character before a token is written
 # after its first character, as a two-character lookbehind. re.split with the one capturing group
 # returns [text, token, text, token, ..., text]: the tokens without a Python call per token. Together
-# about 30% faster than re.sub with a callback over the pattern _TOKEN below (which non-ASCII
-# statements still use).
+# about 30% faster than re.sub with a callback over the pattern _TOKEN below (the path non-ASCII
+# statements take).
 _NUMBER_REST = r"\d*\.?\d*(?:[eE][+-]?\d+)?(?![\w.])"
 _STRING_BODY = r"'(?:[^'\\]|''|\\.)*'"
 _TOKEN_ALTERNATIVES = (

@@ -11,11 +11,12 @@ interval between the points of the cumulative series the windows are rebuilt fro
 between consecutive points of ``http.server.request.duration`` series when no SERVER span was seen,
 and of ``process.cpu.time`` series when no CPU utilization gauge was seen; 10 % slack for timer
 jitter): a window shorter than the export interval would only show the same delta cut into pieces.
-Gaps above 60 s round up to a multiple of 60 s (at most an hour). Records are kept in 5 s base
-windows until the data covers ten minutes, then merged into 60 s base windows (and later ones go
-there directly); ``windows()`` merges base windows into the chosen size on a copy, so it has no side
-effects and reading it twice, with records added in between, gives what a fixed window of the size
-chosen the second time gives. ``window_s`` is the size the data so far calls for.
+Gaps above 60 s round up to a multiple of 60 s (at most an hour); a histogram gap over an hour is
+not counted (its delta is not spread either, see below). Records are kept in 5 s base windows until
+the data covers ten minutes, then merged into 60 s base windows (and later ones go there directly);
+``windows()`` merges base windows into the chosen size on a copy, so it has no side effects and
+reading it twice, with records added in between, gives what a fixed window of the size chosen the
+second time gives. ``window_s`` is the size the data so far calls for.
 
 Sources, per window (``None`` when the window has none):
 
@@ -34,20 +35,29 @@ Sources, per window (``None`` when the window has none):
   request, error and bucket counts are spread over the windows that interval overlaps, in proportion
   to the overlap (so histogram counts are fractional), and a window's histogram rate divides by the
   part of the window those intervals cover. A point with no known interval (no start time) counts at
-  its time. Spans divide by the part of the window between the first and last timestamps of the
-  data (at least 1 s), as the first and last windows are usually partial. An error is a status code
-  >= 500 (``http.response.status_code``, or the older ``http.status_code``), an ``error.type``
-  attribute, or a span with status ERROR.
+  its time, and so does one whose interval is implausibly long (over an hour, ``MAX_SPREAD_S``, or
+  over ``MAX_SPREAD_WINDOWS`` windows: a start time of 1 ns, a time in 2262), so that one point never
+  costs more than one window. Spans divide by the part of the window between the first and last
+  timestamps of the data (at least 1 s), as the first and last windows are usually partial. An error
+  is a status code >= 500 (``http.response.status_code``, or the older ``http.status_code``), an
+  ``error.type`` attribute, or a span with status ERROR.
 * **queue depth**: ``amqadf.worker_pool.queue.size``, the last value of each (instance, pool) series
   in the window, summed.
 * **instances**: distinct ``service.instance.id`` values seen in the window (at least 1).
 * **examples**: the ``EXAMPLES_PER_WINDOW`` slowest SERVER spans (``Window.slowest``: duration, trace
   and span ids), the example ids of the scaling findings.
 
+A data point holding a number none of these can be (NaN, infinite, a negative count, size, utilization
+or duration, a value beyond any real one: ``analyzer.plausible``) is left out and counted in
+``skipped_points``; the other points of its window still count.
+
 ``since_ns``/``until_ns`` restrict the windows; points before ``since_ns`` still serve as the
 baseline of cumulative series, so the first window in range is not credited with everything the
 process counted before it, and the share of a histogram delta's interval outside the range is left
 out.
+
+One module over 600 lines: the aggregator, its per-window state (``_Bucket``) and the merging of base
+windows on reading share the base-window layout, which splitting them would make public.
 """
 
 from __future__ import annotations
@@ -55,10 +65,11 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
+from amqadf_agent.analyzer.deltas import HistogramDeltas, bucket_quantile
 from amqadf_agent.analyzer.model import (
     SPAN_KIND_SERVER,
     STATUS_CODE_ERROR,
@@ -72,6 +83,7 @@ from amqadf_agent.analyzer.model import (
     service_instance_id,
     service_name,
 )
+from amqadf_agent.analyzer.plausible import is_count, is_histogram, is_nonnegative
 from amqadf_agent.scaling.autoscaler import ScalingMetrics
 from amqadf_agent.semconv import (
     ATTR_CPU_MODE,
@@ -89,22 +101,9 @@ from amqadf_agent.semconv import (
     SYSTEM_MEMORY_UTILIZATION,
 )
 
-__all__ = [
-    "DEFAULT_WINDOW_S",
-    "CounterDeltas",
-    "HistogramDelta",
-    "HistogramDeltas",
-    "Window",
-    "WindowAggregator",
-    "bucket_quantile",
-    "is_error",
-    "keep_slowest",
-]
+__all__ = ["DEFAULT_WINDOW_S", "Window", "WindowAggregator", "is_error", "keep_slowest"]
 
 DEFAULT_WINDOW_S: Final = 60
-#: The first point of a cumulative histogram counts (spread back to its series' start) only when
-#: that start is at most this many seconds earlier; otherwise it is a baseline (see ``delta_from``).
-FIRST_DELTA_MAX_S: Final = 600
 #: ``window_s=None``: the window sizes chosen from, and how many windows a short input should fill.
 AUTO_WINDOWS_S: Final = (5, 10, 15, 30, 60)
 AUTO_TARGET_WINDOWS: Final = 10
@@ -112,6 +111,12 @@ AUTO_TARGET_WINDOWS: Final = 10
 #: that gap can call for.
 AUTO_GAP_SLACK: Final = 1.1
 AUTO_MAX_WINDOW_S: Final = 3600
+#: A histogram delta is spread over its interval only when that interval is at most this long (no
+#: exporter collects less often) and covers at most ``MAX_SPREAD_WINDOWS`` base windows; a longer one
+#: (a start time of 1 ns, a time in 2262) counts at its time alone, as a point without a start time
+#: does, so that one point costs one window however far apart its times are.
+MAX_SPREAD_S: Final = AUTO_MAX_WINDOW_S
+MAX_SPREAD_WINDOWS: Final = 720
 #: Span durations kept per window for the quantiles (a reservoir beyond that).
 MAX_SAMPLES_PER_WINDOW: Final = 4096
 #: The slowest SERVER spans kept per window, as example trace and span ids for the evidence.
@@ -140,116 +145,6 @@ def is_error(attributes: Attributes, status_code: int = 0) -> bool:
     if isinstance(code, str) and code.isdigit():
         code = int(code)
     return isinstance(code, int) and not isinstance(code, bool) and code >= 500
-
-
-def bucket_quantile(q: float, bounds: tuple[float, ...], counts: Sequence[float]) -> float | None:
-    """Quantile ``q`` of an explicit-bucket histogram, interpolated linearly within the bucket.
-
-    Bucket ``i`` holds values in ``(bounds[i-1], bounds[i]]``; the first bucket starts at 0 (or at its
-    upper bound when that is negative) and the overflow bucket is reported at the last bound, as
-    Prometheus' ``histogram_quantile`` does. ``None`` for an empty histogram. Counts may be fractional
-    (histogram deltas spread over windows).
-    """
-    total = sum(counts)
-    if total <= 0:
-        return None
-    rank = q * total
-    seen = 0.0
-    for i, count in enumerate(counts):
-        if count <= 0:
-            continue
-        if seen + count >= rank:
-            if i >= len(bounds):  # overflow bucket: no upper bound
-                return bounds[-1] if bounds else None
-            upper = bounds[i]
-            lower = bounds[i - 1] if i > 0 else min(0.0, upper)
-            return lower + (upper - lower) * max(rank - seen, 0.0) / count
-        seen += count
-    return bounds[-1] if bounds else None
-
-
-class CounterDeltas:
-    """Turns points of counters (cumulative or delta) into increments, series by series."""
-
-    __slots__ = ("_last",)
-
-    def __init__(self) -> None:
-        self._last: dict[Hashable, tuple[int, float]] = {}
-
-    def delta(
-        self, key: Hashable, temporality: int, point: NumberPoint, since_ns: int | None = None
-    ) -> float:
-        """The increment ``point`` brings. The first point of a cumulative series counts from its start
-        time, unless that start is before ``since_ns`` (then it is only the baseline); a reset (a new
-        start time or a lower value) starts over."""
-        value = point.value
-        if value is None:
-            return 0.0
-        value = float(value)
-        if temporality == TEMPORALITY_DELTA:
-            return value
-        previous = self._last.get(key)
-        self._last[key] = (point.start_ns, value)
-        if previous is not None and previous[0] == point.start_ns and value >= previous[1]:
-            return value - previous[1]
-        if since_ns is not None and point.start_ns < since_ns:
-            return 0.0
-        return value
-
-
-@dataclass(frozen=True, slots=True)
-class HistogramDelta:
-    """What one histogram point adds, and the interval it covers."""
-
-    count: int
-    bucket_counts: tuple[int, ...]
-    sum: float
-    #: Start of the interval the increment covers: the previous point's time when the point continues
-    #: a cumulative series, else the point's start time (0: unknown).
-    from_ns: int
-    #: True when the increment is counted since the previous point of the series.
-    continued: bool
-
-
-class HistogramDeltas:
-    """Turns explicit-bucket histogram points (cumulative or delta) into per-point increments."""
-
-    __slots__ = ("_last",)
-
-    def __init__(self) -> None:
-        self._last: dict[Hashable, tuple[int, int, tuple[int, ...], float, int]] = {}
-
-    def delta(
-        self, key: Hashable, temporality: int, point: HistogramPoint, since_ns: int | None = None
-    ) -> tuple[int, tuple[int, ...], float]:
-        """``(count, bucket_counts, sum)`` that ``point`` adds (see ``CounterDeltas.delta``)."""
-        found = self.delta_from(key, temporality, point, since_ns)
-        return found.count, found.bucket_counts, found.sum
-
-    def delta_from(
-        self, key: Hashable, temporality: int, point: HistogramPoint, since_ns: int | None = None
-    ) -> HistogramDelta:
-        """What ``point`` adds (see ``delta``) and since when."""
-        total = point.sum if point.sum is not None else 0.0
-        if temporality == TEMPORALITY_DELTA:
-            return HistogramDelta(point.count, point.bucket_counts, total, point.start_ns, False)
-        previous = self._last.get(key)
-        self._last[key] = (point.start_ns, point.count, point.bucket_counts, total, point.time_ns)
-        if (
-            previous is not None
-            and previous[0] == point.start_ns
-            and point.count >= previous[1]
-            and len(previous[2]) == len(point.bucket_counts)
-        ):
-            buckets = tuple(max(a - b, 0) for a, b in zip(point.bucket_counts, previous[2], strict=True))
-            return HistogramDelta(point.count - previous[1], buckets, total - previous[3], previous[4], True)
-        if (since_ns is not None and point.start_ns < since_ns) or (
-            point.time_ns - point.start_ns > FIRST_DELTA_MAX_S * 1e9
-        ):
-            # Before the range, or an input that begins mid-stream (a rotated Collector file): what
-            # the series counted since its start long ago is not in the data. A baseline only.
-            return HistogramDelta(0, tuple(0 for _ in point.bucket_counts), 0.0, point.start_ns, False)
-        return HistogramDelta(point.count, point.bucket_counts, total, point.start_ns, False)
 
 
 class _Bucket:
@@ -403,7 +298,14 @@ def _mean(pair: list[float | int] | list[float]) -> float | None:
 
 
 def _clamp01(value: float | None) -> float | None:
-    return None if value is None else min(max(value, 0.0), 1.0)
+    return None if value is None or math.isnan(value) else min(max(value, 0.0), 1.0)
+
+
+def _measured(value: float | None) -> float | None:
+    """``value`` if ``ScalingMetrics`` takes it (finite, >= 0), else missing: the points feeding a
+    window are checked as they arrive (``analyzer.plausible``), so this only keeps one window's
+    arithmetic from ever failing the whole report."""
+    return value if value is not None and 0 <= value < math.inf else None
 
 
 class WindowAggregator:
@@ -435,7 +337,6 @@ class WindowAggregator:
         self.since_ns = since_ns
         self.until_ns = until_ns
         self._buckets: dict[int, _Bucket] = {}
-        self._counters = CounterDeltas()
         self._histograms = HistogramDeltas()
         self._cpu_time_last: dict[Hashable, tuple[int, int, float]] = {}
         self._first_ns: int | None = None
@@ -450,6 +351,11 @@ class WindowAggregator:
         self._cpu_time_gaps: dict[int, int] = {}
         self._saw_spans = False
         self._saw_cpu_gauges = False
+        #: Histogram deltas counted at their time only, their interval being implausibly long.
+        self.implausible_intervals = 0
+        #: Data points left out for a number no count, size, utilization or duration can be
+        #: (``analyzer.plausible``): NaN, infinite, negative, beyond any real one.
+        self.skipped_points = 0
 
     @property
     def window_s(self) -> float:
@@ -500,16 +406,24 @@ class WindowAggregator:
             bucket.instances.add(self._instance)
         return bucket
 
+    def _at(self, time_ns: int) -> list[tuple[_Bucket, float]]:
+        """The base window of ``time_ns`` with all of a histogram delta, if in range."""
+        if not self._in_range(time_ns):
+            return []
+        bucket = self._bucket(time_ns)
+        bucket.cover(time_ns, time_ns)
+        return [(bucket, 1.0)]
+
     def _spread(self, from_ns: int, to_ns: int) -> list[tuple[_Bucket, float]]:
         """The base windows the interval ``[from_ns, to_ns]`` overlaps within the range, each with the
-        share of the interval it holds; an unknown or empty interval (``from_ns <= 0``) is all at
-        ``to_ns``."""
-        if from_ns <= 0 or from_ns >= to_ns:
-            if not self._in_range(to_ns):
-                return []
-            bucket = self._bucket(to_ns)
-            bucket.cover(to_ns, to_ns)
-            return [(bucket, 1.0)]
+        share of the interval it holds; an unknown, empty or implausibly long interval (see
+        ``MAX_SPREAD_S``) is all at ``to_ns``."""
+        length = to_ns - from_ns
+        if from_ns <= 0 or length <= 0:
+            return self._at(to_ns)
+        if length > MAX_SPREAD_S * 1e9:
+            self.implausible_intervals += 1
+            return self._at(to_ns)
         lo = from_ns if self.since_ns is None else max(from_ns, self.since_ns)
         hi = to_ns if self.until_ns is None else min(to_ns, self.until_ns)
         if hi <= lo:
@@ -517,7 +431,9 @@ class WindowAggregator:
         self._touch(lo)  # the data covers the interval
         self._touch(hi)
         self._grow()
-        length = to_ns - from_ns
+        if (hi - lo) // self._base_ns > MAX_SPREAD_WINDOWS:  # a --window far below the export interval
+            self.implausible_intervals += 1
+            return self._at(to_ns)
         out: list[tuple[_Bucket, float]] = []
         start = lo - lo % self._base_ns
         while start < hi:
@@ -579,6 +495,9 @@ class WindowAggregator:
                     and point.attributes.get(_MEMORY_STATE) == "used"
                     and self._in_range(point.time_ns)
                 ):
+                    if not is_nonnegative(point.value):
+                        self.skipped_points += 1
+                        continue
                     pair = self._bucket(point.time_ns).memory
                     pair[0] += float(point.value)
                     pair[1] += 1
@@ -593,6 +512,9 @@ class WindowAggregator:
                     and point.value is not None
                     and self._in_range(point.time_ns)
                 ):
+                    if not is_count(point.value):
+                        self.skipped_points += 1
+                        continue
                     key = (self._instance, _attrs_key(point.attributes))
                     queue = self._bucket(point.time_ns).queue
                     previous = queue.get(key)
@@ -604,6 +526,9 @@ class WindowAggregator:
         by_time: dict[int, list[float]] = {}
         for point in record.points:
             if not isinstance(point, NumberPoint) or point.value is None or not self._in_range(point.time_ns):
+                continue
+            if not is_nonnegative(point.value):
+                self.skipped_points += 1
                 continue
             mode = point.attributes.get(ATTR_CPU_MODE)
             if system:
@@ -627,6 +552,9 @@ class WindowAggregator:
         for point in record.points:
             if isinstance(point, NumberPoint) and point.value is not None and point.time_ns > 0:
                 if point.attributes.get(ATTR_CPU_MODE) in ("idle", "wait"):
+                    continue
+                if not is_nonnegative(point.value):
+                    self.skipped_points += 1
                     continue
                 key = (point.time_ns, point.start_ns)
                 by_time[key] = by_time.get(key, 0.0) + float(point.value)
@@ -665,10 +593,16 @@ class WindowAggregator:
         for point in record.points:
             if not isinstance(point, HistogramPoint):
                 continue
+            if not is_histogram(point, durations=True):
+                self.skipped_points += 1
+                continue
             key = (self._instance, record.scope_name, _attrs_key(point.attributes), legacy)
             found = self._histograms.delta_from(key, temporality, point, self.since_ns)
-            if (found.continued or temporality == TEMPORALITY_DELTA) and 0 < found.from_ns < point.time_ns:
-                _count_gap(self._http_gaps, (point.time_ns - found.from_ns) / 1e9)
+            gap_ns = point.time_ns - found.from_ns
+            if (found.continued or temporality == TEMPORALITY_DELTA) and (
+                found.from_ns > 0 and 0 < gap_ns <= MAX_SPREAD_S * 1e9  # a plausible interval
+            ):
+                _count_gap(self._http_gaps, gap_ns / 1e9)
             if found.count <= 0:
                 continue
             error = is_error(point.attributes)
@@ -779,12 +713,12 @@ class WindowAggregator:
             metrics = ScalingMetrics(
                 cpu_utilization=_clamp01(cpu),
                 memory_utilization=_clamp01(_mean(bucket.memory)),
-                request_rate=requests / covered if source else None,
-                error_rate=errors / requests if requests else None,
-                queue_depth=sum(v for _, v in bucket.queue.values()) if bucket.queue else None,
-                response_time_p50=p50,
-                response_time_p95=p95,
-                response_time_p99=p99,
+                request_rate=_measured(requests / covered) if source else None,
+                error_rate=_clamp01(errors / requests) if requests else None,
+                queue_depth=_measured(sum(v for _, v in bucket.queue.values())) if bucket.queue else None,
+                response_time_p50=_measured(p50),
+                response_time_p95=_measured(p95),
+                response_time_p99=_measured(p99),
             )
             out.append(
                 Window(

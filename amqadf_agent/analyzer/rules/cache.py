@@ -2,7 +2,7 @@
 
 Per cache (``amqadf.cache.name``, all instances together): requests and hits from
 ``amqadf.cache.requests`` (``amqadf.cache.result`` = hit | miss), evictions, expirations (counter
-increments between points: ``windows.CounterDeltas``), and the size and max size (the last value of
+increments between points: ``deltas.CounterDeltas``), and the size and max size (the last value of
 each instance, summed; the largest size seen as well). The rules:
 
 * **grow**: evictions are high (``evictions >= 10 %`` of the misses and ``>= 1 %`` of the requests) and
@@ -28,6 +28,9 @@ each instance, summed; the largest size seen as well). The rules:
 The last two read the same counters less directly (what a cache would do under another policy is not
 measured), so their confidence is capped at ``policy_max_confidence`` (0.6).
 
+A point whose value no count or size can be (NaN, infinite, negative, beyond uint64) is skipped
+(``skipped_points``); the points around it still count.
+
 Below ``min_requests`` requests for a cache no recommendation is made; confidence grows with requests
 (from 0.3 up to 0.95 at ``full_confidence_requests``). Cache findings come from metrics only: their
 evidence has no trace or span ids (its formula says so).
@@ -40,9 +43,10 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from amqadf_agent.analyzer.deltas import CounterDeltas
 from amqadf_agent.analyzer.model import MetricRecord, NumberPoint, Record, service_instance_id, service_name
+from amqadf_agent.analyzer.plausible import is_count
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
-from amqadf_agent.analyzer.windows import CounterDeltas
 from amqadf_agent.semconv import (
     ATTR_CACHE_NAME,
     ATTR_CACHE_RESULT,
@@ -164,6 +168,8 @@ class CacheRules:
         self.until_ns = until_ns
         self._caches: dict[str, CacheStats] = {}
         self._deltas = CounterDeltas()
+        #: Points left out for a number no count or size can be (``analyzer.plausible``).
+        self.skipped_points = 0
 
     def add(self, record: Record) -> None:
         if type(record) is not MetricRecord or record.name not in _NAMES:
@@ -176,6 +182,9 @@ class CacheRules:
                 continue
             name = point.attributes.get(ATTR_CACHE_NAME)
             if not isinstance(name, str):
+                continue
+            if not is_count(point.value):  # NaN, infinite, negative: no count or size
+                self.skipped_points += 1
                 continue
             key: Hashable = (instance, record.name, name, point.attributes.get(ATTR_CACHE_RESULT))
             in_range = point.time_ns > 0 and not (
@@ -240,25 +249,39 @@ def cache_findings(stats: CacheStats, config: CacheRuleConfig | None = None) -> 
     config = config or CacheRuleConfig()
     if stats.requests < config.min_requests:
         return []
-    hit_rate = stats.hit_rate
-    misses = max(stats.misses, 0)
-    numbers: dict[str, int | float | str] = {
-        "requests": stats.requests,
-        "hits": stats.hits,
-        "misses": misses,
-        "hit_rate": round(hit_rate, 4),
-        "evictions": stats.evictions,
-        "expirations": stats.expirations,
-        "size": stats.size,
-        "peak_size": stats.peak_size,
-        "max_size": stats.max_size,
-    }
-    if stats.memory_limit > 0:
-        numbers.update(memory_usage_bytes=stats.memory_usage, memory_limit_bytes=stats.memory_limit)
-    conf = _confidence(stats.requests, config.full_confidence_requests)
-    out: list[Recommendation] = []
+    findings = _CacheFindings(stats, config)
+    _size(findings)
+    _ttl(findings)
+    _policy(findings)
+    return findings.out
+
+
+class _CacheFindings:
+    """The findings of one cache, and what each of them repeats: its numbers and confidence."""
+
+    def __init__(self, stats: CacheStats, config: CacheRuleConfig) -> None:
+        self.stats = stats
+        self.config = config
+        self.hit_rate = stats.hit_rate
+        self.misses = max(stats.misses, 0)
+        self.numbers: dict[str, int | float | str] = {
+            "requests": stats.requests,
+            "hits": stats.hits,
+            "misses": self.misses,
+            "hit_rate": round(self.hit_rate, 4),
+            "evictions": stats.evictions,
+            "expirations": stats.expirations,
+            "size": stats.size,
+            "peak_size": stats.peak_size,
+            "max_size": stats.max_size,
+        }
+        if stats.memory_limit > 0:
+            self.numbers.update(memory_usage_bytes=stats.memory_usage, memory_limit_bytes=stats.memory_limit)
+        self.confidence = _confidence(stats.requests, config.full_confidence_requests)
+        self.out: list[Recommendation] = []
 
     def add(
+        self,
         rule: str,
         severity: str,
         title: str,
@@ -268,7 +291,8 @@ def cache_findings(stats: CacheStats, config: CacheRuleConfig | None = None) -> 
         confidence: float | None = None,
         extra: dict[str, int | float | str] | None = None,
     ) -> None:
-        out.append(
+        stats = self.stats
+        self.out.append(
             Recommendation(
                 category=CATEGORY,
                 rule=rule,
@@ -277,24 +301,28 @@ def cache_findings(stats: CacheStats, config: CacheRuleConfig | None = None) -> 
                 action=action,
                 subject=stats.name,
                 evidence=Evidence(
-                    numbers={**numbers, **(extra or {})},
+                    numbers={**self.numbers, **(extra or {})},
                     formula=f"{formula}; {METRICS_ONLY}",
                     threshold=threshold,
                     window_start_ns=stats.start_ns,
                     window_end_ns=stats.end_ns,
                 ),
-                confidence=conf if confidence is None else confidence,
+                confidence=self.confidence if confidence is None else confidence,
             )
         )
 
+
+def _size(findings: _CacheFindings) -> None:
+    """Grow a cache that evicts while its hit rate can improve; else shrink one that never fills."""
+    stats, config, hit_rate = findings.stats, findings.config, findings.hit_rate
     if (
-        stats.evictions >= config.grow_evictions_per_miss * max(misses, 1)
+        stats.evictions >= config.grow_evictions_per_miss * max(findings.misses, 1)
         and stats.evictions >= config.grow_evictions_per_request * stats.requests
         and stats.evictions > 0
         and hit_rate < config.improvable_hit_rate
     ):
         suggested = max(stats.max_size * 2, stats.max_size + 1) if stats.max_size else None
-        add(
+        findings.add(
             "grow",
             "medium",
             f"Cache {stats.name} evicts while its hit rate is {hit_rate:.0%}: grow it",
@@ -309,7 +337,7 @@ def cache_findings(stats: CacheStats, config: CacheRuleConfig | None = None) -> 
         stats.max_size > 0 and stats.evictions == 0 and stats.peak_size < config.shrink_fill * stats.max_size
     ):
         suggested = max(int(stats.peak_size * 1.25) + 1, 1)
-        add(
+        findings.add(
             "shrink",
             "low",
             f"Cache {stats.name} never fills past {stats.peak_size}/{stats.max_size}: shrink it",
@@ -318,12 +346,16 @@ def cache_findings(stats: CacheStats, config: CacheRuleConfig | None = None) -> 
             "fill = peak_size / max_size",
             f"fill < {config.shrink_fill:g} and evictions == 0",
         )
+
+
+def _ttl(findings: _CacheFindings) -> None:
+    stats, config, hit_rate = findings.stats, findings.config, findings.hit_rate
     if (
-        stats.expirations >= config.ttl_expirations_per_miss * max(misses, 1)
+        stats.expirations >= config.ttl_expirations_per_miss * max(findings.misses, 1)
         and stats.expirations > stats.evictions
         and hit_rate < config.ttl_max_hit_rate
     ):
-        add(
+        findings.add(
             "ttl",
             "medium",
             f"Cache {stats.name} loses its entries to the TTL before reuse (hit rate {hit_rate:.0%})",
@@ -333,9 +365,14 @@ def cache_findings(stats: CacheStats, config: CacheRuleConfig | None = None) -> 
             f"expirations >= {config.ttl_expirations_per_miss:g} * misses, expirations > evictions, "
             f"hit_rate < {config.ttl_max_hit_rate:g}",
         )
+
+
+def _policy(findings: _CacheFindings) -> None:
+    """The findings about a full cache: its eviction policy churns, or it evicts before the TTL."""
+    stats, config, hit_rate, misses = findings.stats, findings.config, findings.hit_rate, findings.misses
     no_room = stats.memory_limit > 0 and stats.memory_usage >= config.memory_full * stats.memory_limit
     full = no_room or (stats.max_size > 0 and stats.peak_size >= config.full_fill * stats.max_size)
-    policy_conf = min(conf, config.policy_max_confidence)
+    policy_conf = min(findings.confidence, config.policy_max_confidence)
     fill = round(stats.peak_size / stats.max_size, 4) if stats.max_size else 0.0
     per_miss = round(stats.evictions / misses, 4) if misses else 0.0
     if (
@@ -350,7 +387,7 @@ def cache_findings(stats: CacheStats, config: CacheRuleConfig | None = None) -> 
             if no_room
             else "growing helps only if the reused entries then fit"
         )
-        add(
+        findings.add(
             "eviction_policy",
             "medium" if no_room else "low",
             f"Cache {stats.name} evicts on almost every miss at a {hit_rate:.0%} hit rate: try a "
@@ -375,7 +412,7 @@ def cache_findings(stats: CacheStats, config: CacheRuleConfig | None = None) -> 
         and stats.evictions >= config.grow_evictions_per_request * stats.requests
     ):
         ratio = round(stats.evictions / stats.expirations, 2)
-        add(
+        findings.add(
             "evicted_before_ttl",
             "low",
             f"Cache {stats.name} evicts entries {ratio:g}x as often as they expire: its size, not its TTL, "
@@ -391,4 +428,3 @@ def cache_findings(stats: CacheStats, config: CacheRuleConfig | None = None) -> 
             policy_conf,
             {"evictions_per_expiration": ratio, "fill": fill},
         )
-    return out

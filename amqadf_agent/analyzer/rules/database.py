@@ -3,7 +3,8 @@
 A db client span is a span of kind CLIENT with ``db.system.name`` (or the older ``db.system``) whose
 statement is in ``db.query.text`` (or the older ``db.statement``). Statements are grouped by their
 normalized text (``sql.analyze``: literals to ``?``, ``IN`` lists collapsed) with calls, total, mean,
-p95 and, when ``db.response.returned_rows`` is set, rows. The rules:
+p95 and, when ``db.response.returned_rows`` is set to a count (not negative, at most uint64), rows.
+The rules:
 
 * **N+1**: at least 5 *consecutive* sibling db spans (same parent, ordered by start time) with the same
   normalized statement, at least 50 ms together (Sentry's rule);
@@ -36,6 +37,9 @@ exact one); per trace, compact tuples of its db spans, at most ``max_buffered_ca
 thus analysed whole when its db spans arrive within 50 000 db spans of each other, as an exporter's
 batches of a trace do; a trace spread wider is analysed in parts (an N+1 run or a repeat split
 across them can be missed).
+
+One module over 600 lines: the per-trace buffers, the statement statistics and the findings drawn
+from both are one pass over one state; the statement parsing stands apart (``analyzer.sql``).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, Record, SpanRecord, service_name
+from amqadf_agent.analyzer.plausible import is_count
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Severity
 from amqadf_agent.analyzer.sql import SqlInfo, analyze, normalize_call
 from amqadf_agent.semconv import (
@@ -208,7 +213,7 @@ class DatabaseRules:
         self._add(
             statement,
             max(end_ns - start_ns, 0) / 1e9,  # span.duration_s
-            rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
+            rows if isinstance(rows, int) and not isinstance(rows, bool) and is_count(rows) else None,
             system if type(system) is str else str(system),
             self._last_service,
             span.trace_id,
@@ -405,163 +410,196 @@ class DatabaseRules:
         return sorted(found, key=Recommendation.sort_key)
 
     def _statement_findings(self, stats: StatementStats) -> list[Recommendation]:
-        config = self.config
-        info = stats.info
-        statement = info.normalized
-        short = statement if len(statement) <= 80 else statement[:77] + "..."
-        numbers = _numbers(stats)
-        conf = confidence(stats.calls, config.full_confidence_calls)
-        examples = stats.examples
-        out: list[Recommendation] = []
-
-        def add(
-            rule: str,
-            severity: Severity,
-            title: str,
-            action: str,
-            formula: str,
-            threshold: str,
-            extra: dict[str, int | float | str] | None = None,
-            sample: list[tuple[str, str]] | None = None,
-            certainty: float = conf,
-            services: Iterable[str] = (),
-        ) -> None:
-            chosen = sample if sample is not None else examples
-            named = sorted(set(services) or stats.services)
-            head, colon, tail = title.partition(": ")  # the services go before the statement
-            title = f"{head.rstrip()} in {_label(named)}{colon}{tail}" if named else title
-            service = {"service": ", ".join(named)} if named else {}
-            out.append(
-                Recommendation(
-                    category=CATEGORY,
-                    rule=rule,
-                    severity=severity,
-                    title=title,
-                    action=action,
-                    subject=statement,
-                    evidence=Evidence(
-                        numbers={**numbers, **service, **(extra or {})},
-                        formula=formula,
-                        threshold=threshold,
-                        window_start_ns=stats.start_ns,
-                        window_end_ns=stats.end_ns,
-                        trace_ids=tuple(dict.fromkeys(t for t, _ in chosen if t)),
-                        span_ids=tuple(s for _, s in chosen if s),
-                    ),
-                    confidence=certainty,
-                    impact_s=stats.total_s,
-                )
-            )
-
-        statement_id = self._ids[statement]
+        """Every finding about one statement shape, in the order the rules are listed above."""
+        findings = _StatementFindings(stats, self.config)
+        statement_id = self._ids[stats.info.normalized]
         n1 = self._n_plus_one.get(statement_id)
         if n1 is not None:
-            severity: Severity = "high" if n1.time_s >= 1.0 or n1.traces >= 10 else "medium"
-            add(
-                "n_plus_one",
-                severity,
-                f"N+1 queries: {short}",
-                "Load these rows with one query for all parents (a JOIN or WHERE ... IN (...)), or eager "
-                "loading in the ORM, instead of one query per parent row.",
-                "run = consecutive sibling spans (same parent, by start time) with this statement; "
-                "run_ms = sum of their durations",
-                f"run length >= {config.n_plus_one_min_count} and run_ms >= "
-                f"{config.n_plus_one_min_total_s * 1000:g}",
-                {
-                    "runs": n1.count,
-                    "traces_affected": n1.traces,
-                    "longest_run": n1.largest,
-                    "time_in_runs_ms": round(n1.time_s * 1000, 3),
-                },
-                n1.examples,
-                min(0.95, conf + 0.1 * min(n1.count, 3)),
-                n1.services,
-            )
-        p95 = stats.p95_s
-        slow = p95 >= config.slow_query_s
-        if slow:
-            slow_sample = [(t, s) for _, t, s in stats.slow_examples] or examples
-            add(
-                "slow_query",
-                "high" if p95 >= 4 * config.slow_query_s else "medium",
-                f"Slow query (p95 {p95 * 1000:.0f} ms): {short}",
-                "Check the plan with EXPLAIN ANALYZE; add an index, narrow the query, or precompute "
-                "its result if it serves a report.",
-                "p95_ms = nearest-rank 95th percentile of the call durations",
-                f"p95_ms >= {config.slow_query_s * 1000:g}",
-                sample=slow_sample,
-                services=stats.slow_services,
-            )
-            joined = " JOIN " in statement.upper()
-            columns = tuple(dict.fromkeys((*info.filter_columns, *info.sort_columns)))
-            if (
-                info.parsed
-                and len(info.tables) == 1
-                and not joined
-                and info.kind in ("SELECT", "UPDATE", "DELETE")
-                and columns
-            ):
-                table = info.tables[0]
-                add(
-                    "index_candidate",
-                    "low",
-                    f"Index candidate on {table} ({', '.join(columns)})",
-                    f"Candidate only: check with EXPLAIN whether {table} is scanned; if so, consider "
-                    f"CREATE INDEX ON {table} ({', '.join(columns)}) (equality columns first).",
-                    "columns = WHERE columns, then ORDER BY columns, of a slow single-table query",
-                    f"p95_ms >= {config.slow_query_s * 1000:g}",
-                    {"table": table, "columns": ", ".join(columns)},
-                    slow_sample,
-                    min(conf, 0.5),
-                    stats.slow_services,
-                )
-        if info.select_star:
-            add(
-                "select_star",
-                "low",
-                f"SELECT * : {short}",
-                "Name the columns the code uses: fewer bytes read and sent, and covering indexes "
-                "become possible.",
-                "statement selects *",
-                "any SELECT *",
-            )
-        large = stats.rows_known > 0 and stats.rows_max >= config.large_result_rows
-        if info.kind == "SELECT" and not info.has_limit and large:
-            add(
-                "unbounded_result",
-                "medium",
-                f"Large result without LIMIT ({stats.rows_max} rows): {short}",
-                "Page the result (LIMIT with keyset pagination) or aggregate in the database.",
-                "rows_max = largest db.response.returned_rows",
-                f"no LIMIT and rows_max >= {config.large_result_rows}",
-            )
-        if info.kind in ("UPDATE", "DELETE") and not info.has_where:
-            add(
-                "missing_where",
-                "high",
-                f"{info.kind} without WHERE: {short}",
-                f"Make sure every row is meant to change; otherwise add a WHERE clause to the {info.kind}.",
-                f"{info.kind} statement has no WHERE clause",
-                "any UPDATE/DELETE without WHERE",
-            )
+            _n_plus_one(findings, n1)
+        if stats.p95_s >= self.config.slow_query_s:
+            _slow_query(findings)
+        _statement_shape(findings)
         same = self._identical.get(statement_id)
         if same is not None:
-            add(
-                "repeated_identical",
-                "medium" if same.largest >= 10 else "low",
-                f"Identical query repeated in one trace (up to {same.largest}x): {short}",
-                "Run it once per request and reuse the result, or cache it.",
-                "count of executions with the same statement and the same literals in one trace",
-                f"repeats in one trace >= {config.identical_min_repeats}",
-                {
-                    "traces_affected": same.traces,
-                    "max_repeats_in_trace": same.largest,
-                    "repeated_time_ms": round(same.time_s * 1000, 3),
-                },
-                same.examples,
-                services=same.services,
+            _repeated_identical(findings, same)
+        return findings.out
+
+
+class _StatementFindings:
+    """The findings of one statement shape, and what each of them repeats: its numbers, examples,
+    services and confidence."""
+
+    def __init__(self, stats: StatementStats, config: DatabaseRuleConfig) -> None:
+        self.stats = stats
+        self.config = config
+        statement = stats.info.normalized
+        #: The statement as a title shows it.
+        self.short = statement if len(statement) <= 80 else statement[:77] + "..."
+        self.numbers = _numbers(stats)
+        self.confidence = confidence(stats.calls, config.full_confidence_calls)
+        self.out: list[Recommendation] = []
+
+    def add(
+        self,
+        rule: str,
+        severity: Severity,
+        title: str,
+        action: str,
+        formula: str,
+        threshold: str,
+        extra: dict[str, int | float | str] | None = None,
+        sample: list[tuple[str, str]] | None = None,
+        certainty: float | None = None,
+        services: Iterable[str] = (),
+    ) -> None:
+        """One finding; the services (``services``, else every one that ran the statement) go in the
+        title before the statement, examples default to the statement's own."""
+        stats = self.stats
+        chosen = sample if sample is not None else stats.examples
+        named = sorted(set(services) or stats.services)
+        head, colon, tail = title.partition(": ")
+        title = f"{head.rstrip()} in {_label(named)}{colon}{tail}" if named else title
+        service = {"service": ", ".join(named)} if named else {}
+        self.out.append(
+            Recommendation(
+                category=CATEGORY,
+                rule=rule,
+                severity=severity,
+                title=title,
+                action=action,
+                subject=stats.info.normalized,
+                evidence=Evidence(
+                    numbers={**self.numbers, **service, **(extra or {})},
+                    formula=formula,
+                    threshold=threshold,
+                    window_start_ns=stats.start_ns,
+                    window_end_ns=stats.end_ns,
+                    trace_ids=tuple(dict.fromkeys(t for t, _ in chosen if t)),
+                    span_ids=tuple(s for _, s in chosen if s),
+                ),
+                confidence=self.confidence if certainty is None else certainty,
+                impact_s=stats.total_s,
             )
-        return out
+        )
+
+
+def _n_plus_one(findings: _StatementFindings, n1: _Finding) -> None:
+    config = findings.config
+    severity: Severity = "high" if n1.time_s >= 1.0 or n1.traces >= 10 else "medium"
+    findings.add(
+        "n_plus_one",
+        severity,
+        f"N+1 queries: {findings.short}",
+        "Load these rows with one query for all parents (a JOIN or WHERE ... IN (...)), or eager "
+        "loading in the ORM, instead of one query per parent row.",
+        "run = consecutive sibling spans (same parent, by start time) with this statement; "
+        "run_ms = sum of their durations",
+        f"run length >= {config.n_plus_one_min_count} and run_ms >= {config.n_plus_one_min_total_s * 1000:g}",
+        {
+            "runs": n1.count,
+            "traces_affected": n1.traces,
+            "longest_run": n1.largest,
+            "time_in_runs_ms": round(n1.time_s * 1000, 3),
+        },
+        n1.examples,
+        min(0.95, findings.confidence + 0.1 * min(n1.count, 3)),
+        n1.services,
+    )
+
+
+def _slow_query(findings: _StatementFindings) -> None:
+    """The slow query, and for a single-table one the columns an index could cover."""
+    stats, config = findings.stats, findings.config
+    info = stats.info
+    p95 = stats.p95_s
+    slow_sample = [(t, s) for _, t, s in stats.slow_examples] or stats.examples
+    findings.add(
+        "slow_query",
+        "high" if p95 >= 4 * config.slow_query_s else "medium",
+        f"Slow query (p95 {p95 * 1000:.0f} ms): {findings.short}",
+        "Check the plan with EXPLAIN ANALYZE; add an index, narrow the query, or precompute "
+        "its result if it serves a report.",
+        "p95_ms = nearest-rank 95th percentile of the call durations",
+        f"p95_ms >= {config.slow_query_s * 1000:g}",
+        sample=slow_sample,
+        services=stats.slow_services,
+    )
+    joined = " JOIN " in info.normalized.upper()
+    columns = tuple(dict.fromkeys((*info.filter_columns, *info.sort_columns)))
+    if (
+        info.parsed
+        and len(info.tables) == 1
+        and not joined
+        and info.kind in ("SELECT", "UPDATE", "DELETE")
+        and columns
+    ):
+        table = info.tables[0]
+        findings.add(
+            "index_candidate",
+            "low",
+            f"Index candidate on {table} ({', '.join(columns)})",
+            f"Candidate only: check with EXPLAIN whether {table} is scanned; if so, consider "
+            f"CREATE INDEX ON {table} ({', '.join(columns)}) (equality columns first).",
+            "columns = WHERE columns, then ORDER BY columns, of a slow single-table query",
+            f"p95_ms >= {config.slow_query_s * 1000:g}",
+            {"table": table, "columns": ", ".join(columns)},
+            slow_sample,
+            min(findings.confidence, 0.5),
+            stats.slow_services,
+        )
+
+
+def _statement_shape(findings: _StatementFindings) -> None:
+    """What the statement's text alone tells: SELECT *, no LIMIT on a large result, no WHERE."""
+    stats, config, short = findings.stats, findings.config, findings.short
+    info = stats.info
+    if info.select_star:
+        findings.add(
+            "select_star",
+            "low",
+            f"SELECT * : {short}",
+            "Name the columns the code uses: fewer bytes read and sent, and covering indexes "
+            "become possible.",
+            "statement selects *",
+            "any SELECT *",
+        )
+    large = stats.rows_known > 0 and stats.rows_max >= config.large_result_rows
+    if info.kind == "SELECT" and not info.has_limit and large:
+        findings.add(
+            "unbounded_result",
+            "medium",
+            f"Large result without LIMIT ({stats.rows_max} rows): {short}",
+            "Page the result (LIMIT with keyset pagination) or aggregate in the database.",
+            "rows_max = largest db.response.returned_rows",
+            f"no LIMIT and rows_max >= {config.large_result_rows}",
+        )
+    if info.kind in ("UPDATE", "DELETE") and not info.has_where:
+        findings.add(
+            "missing_where",
+            "high",
+            f"{info.kind} without WHERE: {short}",
+            f"Make sure every row is meant to change; otherwise add a WHERE clause to the {info.kind}.",
+            f"{info.kind} statement has no WHERE clause",
+            "any UPDATE/DELETE without WHERE",
+        )
+
+
+def _repeated_identical(findings: _StatementFindings, same: _Finding) -> None:
+    findings.add(
+        "repeated_identical",
+        "medium" if same.largest >= 10 else "low",
+        f"Identical query repeated in one trace (up to {same.largest}x): {findings.short}",
+        "Run it once per request and reuse the result, or cache it.",
+        "count of executions with the same statement and the same literals in one trace",
+        f"repeats in one trace >= {findings.config.identical_min_repeats}",
+        {
+            "traces_affected": same.traces,
+            "max_repeats_in_trace": same.largest,
+            "repeated_time_ms": round(same.time_s * 1000, 3),
+        },
+        same.examples,
+        services=same.services,
+    )
 
 
 def _label(services: list[str], shown: int = 3) -> str:

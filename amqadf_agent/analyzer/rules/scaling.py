@@ -151,6 +151,37 @@ def _examples(
     return tuple(dict.fromkeys(t for _, t, _ in spans)), tuple(s for _, _, s in spans)
 
 
+@dataclass(frozen=True, slots=True)
+class _Replay:
+    """The replayed windows and decisions the findings are about, and what every finding repeats."""
+
+    windows: Sequence[Window]
+    decisions: Sequence[ScalingDecision]
+    cpu_only: Sequence[ScalingDecision]
+    subject: str
+    confidence: float
+    config: ScalingRuleConfig
+
+    def evidence(
+        self, numbers: dict[str, int | float | str], formula: str, threshold: str, indexes: Iterable[int]
+    ) -> Evidence:
+        """Evidence over all the windows, with example spans from the windows at ``indexes``."""
+        trace_ids, span_ids = _examples(self.windows, indexes)
+        return Evidence(
+            numbers=numbers,
+            formula=formula,
+            threshold=threshold,
+            window_start_ns=self.windows[0].start_ns,
+            window_end_ns=self.windows[-1].end_ns,
+            trace_ids=trace_ids,
+            span_ids=span_ids,
+        )
+
+
+#: The formula of the scale-up and scale-down findings.
+_HPA_FORMULA = "desired = ceil(current * value / target) per metric, the max (Kubernetes HPA)"
+
+
 def _findings(
     windows: Sequence[Window],
     decisions: Sequence[ScalingDecision],
@@ -160,9 +191,14 @@ def _findings(
     db_services: set[str],
     config: ScalingRuleConfig,
 ) -> list[Recommendation]:
-    subject = service or "(all services)"
-    start_ns, end_ns = windows[0].start_ns, windows[-1].end_ns
-    confidence = round(min(0.95, 0.3 + 0.05 * len(windows)), 3)
+    replay = _Replay(
+        windows,
+        decisions,
+        cpu_only,
+        service or "(all services)",
+        round(min(0.95, 0.3 + 0.05 * len(windows)), 3),
+        config,
+    )
     ups = [i for i, d in enumerate(decisions) if d.action == "scale_up"]
     slow = [
         i
@@ -172,115 +208,119 @@ def _findings(
     same_service = service is not None or len(db_services) <= 1
     causes = [r for r in database_findings if r.category == "database" and r.rule in _DB_CAUSES]
     out: list[Recommendation] = []
-    last = decisions[-1]
-    peak_target = max(d.target_instances for d in decisions)
-    worst_p95 = max((windows[i].metrics.response_time_p95 or 0.0) for i in slow) if slow else 0.0
     db_first = bool(slow and causes and same_service)
     db_impact = max((r.impact_s for r in causes), default=0.0)
     if db_first:
-        listed = "; ".join(
-            f"{r.rule}"
-            + (f" in {svc}" if (svc := r.evidence.numbers.get("service")) else "")
-            + f": {r.subject[:80]}"
-            for r in causes[:3]
-        )
-        trace_ids, span_ids = _examples(windows, slow)
-        trace_ids = tuple(dict.fromkeys((*trace_ids, *(t for r in causes for t in r.evidence.trace_ids))))
-        span_ids = (*span_ids, *(s for r in causes for s in r.evidence.span_ids))
-        out.append(
-            Recommendation(
-                category=CATEGORY,
-                rule="database_first",
-                severity="high",
-                title=f"p95 latency {worst_p95 * 1000:.0f} ms is explained by database time: fix the queries "
-                "before adding instances",
-                action=f"Fix the database findings first ({listed}); more instances would multiply the "
-                "load on the database that causes the latency. Re-evaluate scaling afterwards.",
-                subject=subject,
-                evidence=Evidence(
-                    numbers={
-                        "windows_over_p95_target": len(slow),
-                        "worst_p95_ms": round(worst_p95 * 1000, 3),
-                        "database_findings": len(causes),
-                        "database_time_s": round(sum(r.impact_s for r in causes), 6),
-                        "scale_up_decisions": len(ups),
-                    },
-                    formula="windows with response_time_p95 > target, and N+1 / slow-query findings",
-                    threshold=f"response_time_p95 > {config.p95_target_s * 1000:g} ms and a database finding",
-                    window_start_ns=start_ns,
-                    window_end_ns=end_ns,
-                    trace_ids=trace_ids[:6],
-                    span_ids=span_ids[:6],
-                ),
-                confidence=confidence,
-                impact_s=db_impact + 1e-6,
-            )
-        )
+        out.append(_database_first(replay, slow, causes, len(ups), db_impact))
     if ups:
-        first_up = decisions[ups[0]]
-        disagreements = sum(
-            1 for d, c in zip(decisions, cpu_only, strict=True) if d.target_instances != c.target_instances
-        )
-        note = " after the database fixes above" if db_first else ""
-        trace_ids, span_ids = _examples(windows, ups)
-        out.append(
-            Recommendation(
-                category=CATEGORY,
-                rule="scale_up",
-                severity="medium",
-                title=f"Scale {subject} to {peak_target} instances at peak (now {last.current_instances})",
-                action=f"Allow up to {peak_target} instances{note}: the replayed autoscaler asked for "
-                f"{len(ups)} scale-up(s); first: {first_up.reason}",
-                subject=subject,
-                evidence=Evidence(
-                    numbers={
-                        "windows": len(windows),
-                        "scale_up_decisions": len(ups),
-                        "peak_target": peak_target,
-                        "current": last.current_instances,
-                        "final_target": last.target_instances,
-                        "limiting_metric": first_up.limiting_metric or "",
-                        "cpu_only_hpa_peak_target": max(c.target_instances for c in cpu_only),
-                        "windows_where_cpu_only_hpa_differs": disagreements,
-                    },
-                    formula="desired = ceil(current * value / target) per metric, the max (Kubernetes HPA)",
-                    threshold=f"cpu > {config.cpu_target:g}, memory > {config.memory_target:g}, "
-                    f"p95 > {config.p95_target_s:g} s, queue/instance > {config.queue_depth_target}, "
-                    "beyond the 0.1 tolerance",
-                    window_start_ns=start_ns,
-                    window_end_ns=end_ns,
-                    trace_ids=trace_ids,
-                    span_ids=span_ids,
-                ),
-                confidence=confidence,
-                impact_s=0.0 if db_first else db_impact,
-            )
-        )
-    elif last.action == "scale_down":
-        downs = [i for i, d in enumerate(decisions) if d.action == "scale_down"] or [len(windows) - 1]
-        trace_ids, span_ids = _examples(windows, downs)
-        out.append(
-            Recommendation(
-                category=CATEGORY,
-                rule="scale_down",
-                severity="low",
-                title=f"{subject} is over-provisioned: {last.current_instances} -> {last.target_instances}",
-                action=f"Run {last.target_instances} instances: {last.reason}",
-                subject=subject,
-                evidence=Evidence(
-                    numbers={
-                        "windows": len(windows),
-                        "current": last.current_instances,
-                        "target": last.target_instances,
-                    },
-                    formula="desired = ceil(current * value / target) per metric, the max (Kubernetes HPA)",
-                    threshold="every metric below its target beyond the 0.1 tolerance",
-                    window_start_ns=start_ns,
-                    window_end_ns=end_ns,
-                    trace_ids=trace_ids,
-                    span_ids=span_ids,
-                ),
-                confidence=confidence,
-            )
-        )
+        out.append(_scale_up(replay, ups, db_first, db_impact))
+    elif decisions[-1].action == "scale_down":
+        out.append(_scale_down(replay))
     return out
+
+
+def _database_first(
+    replay: _Replay, slow: list[int], causes: list[Recommendation], scale_ups: int, db_impact: float
+) -> Recommendation:
+    """Windows over the p95 target while the database rules found N+1 or slow queries: fix those first."""
+    worst_p95 = max((replay.windows[i].metrics.response_time_p95 or 0.0) for i in slow)
+    listed = "; ".join(
+        f"{r.rule}"
+        + (f" in {svc}" if (svc := r.evidence.numbers.get("service")) else "")
+        + f": {r.subject[:80]}"
+        for r in causes[:3]
+    )
+    evidence = replay.evidence(
+        {
+            "windows_over_p95_target": len(slow),
+            "worst_p95_ms": round(worst_p95 * 1000, 3),
+            "database_findings": len(causes),
+            "database_time_s": round(sum(r.impact_s for r in causes), 6),
+            "scale_up_decisions": scale_ups,
+        },
+        "windows with response_time_p95 > target, and N+1 / slow-query findings",
+        f"response_time_p95 > {replay.config.p95_target_s * 1000:g} ms and a database finding",
+        slow,
+    )
+    # Then the examples of the database findings it defers to.
+    trace_ids = (*evidence.trace_ids, *(t for r in causes for t in r.evidence.trace_ids))
+    span_ids = (*evidence.span_ids, *(s for r in causes for s in r.evidence.span_ids))
+    return Recommendation(
+        category=CATEGORY,
+        rule="database_first",
+        severity="high",
+        title=f"p95 latency {worst_p95 * 1000:.0f} ms is explained by database time: fix the queries "
+        "before adding instances",
+        action=f"Fix the database findings first ({listed}); more instances would multiply the "
+        "load on the database that causes the latency. Re-evaluate scaling afterwards.",
+        subject=replay.subject,
+        evidence=dataclasses.replace(
+            evidence, trace_ids=tuple(dict.fromkeys(trace_ids))[:6], span_ids=span_ids[:6]
+        ),
+        confidence=replay.confidence,
+        impact_s=db_impact + 1e-6,
+    )
+
+
+def _scale_up(replay: _Replay, ups: list[int], db_first: bool, db_impact: float) -> Recommendation:
+    decisions, cpu_only, config, subject = replay.decisions, replay.cpu_only, replay.config, replay.subject
+    last = decisions[-1]
+    peak_target = max(d.target_instances for d in decisions)
+    first_up = decisions[ups[0]]
+    disagreements = sum(
+        1 for d, c in zip(decisions, cpu_only, strict=True) if d.target_instances != c.target_instances
+    )
+    note = " after the database fixes above" if db_first else ""
+    return Recommendation(
+        category=CATEGORY,
+        rule="scale_up",
+        severity="medium",
+        title=f"Scale {subject} to {peak_target} instances at peak (now {last.current_instances})",
+        action=f"Allow up to {peak_target} instances{note}: the replayed autoscaler asked for "
+        f"{len(ups)} scale-up(s); first: {first_up.reason}",
+        subject=subject,
+        evidence=replay.evidence(
+            {
+                "windows": len(replay.windows),
+                "scale_up_decisions": len(ups),
+                "peak_target": peak_target,
+                "current": last.current_instances,
+                "final_target": last.target_instances,
+                "limiting_metric": first_up.limiting_metric or "",
+                "cpu_only_hpa_peak_target": max(c.target_instances for c in cpu_only),
+                "windows_where_cpu_only_hpa_differs": disagreements,
+            },
+            _HPA_FORMULA,
+            f"cpu > {config.cpu_target:g}, memory > {config.memory_target:g}, "
+            f"p95 > {config.p95_target_s:g} s, queue/instance > {config.queue_depth_target}, "
+            "beyond the 0.1 tolerance",
+            ups,
+        ),
+        confidence=replay.confidence,
+        impact_s=0.0 if db_first else db_impact,
+    )
+
+
+def _scale_down(replay: _Replay) -> Recommendation:
+    decisions, subject = replay.decisions, replay.subject
+    last = decisions[-1]
+    downs = [i for i, d in enumerate(decisions) if d.action == "scale_down"] or [len(replay.windows) - 1]
+    return Recommendation(
+        category=CATEGORY,
+        rule="scale_down",
+        severity="low",
+        title=f"{subject} is over-provisioned: {last.current_instances} -> {last.target_instances}",
+        action=f"Run {last.target_instances} instances: {last.reason}",
+        subject=subject,
+        evidence=replay.evidence(
+            {
+                "windows": len(replay.windows),
+                "current": last.current_instances,
+                "target": last.target_instances,
+            },
+            _HPA_FORMULA,
+            "every metric below its target beyond the 0.1 tolerance",
+            downs,
+        ),
+        confidence=replay.confidence,
+    )

@@ -24,8 +24,7 @@ Per pool (``amqadf.worker_pool.name``, all instances together):
   beyond the first histogram bucket, whose values cannot be told from no wait), the pool is never shrunk:
   the recommendation is at least ``max_workers`` and the finding (``saturated_at_peaks``) says so;
 * **USL**: with at least three distinct concurrency levels (mean busy workers per window, rounded to
-  0.1) the fit of ``X(N) = lambdaN / (1 + alpha(N-1) + betaN(N-1))`` (linear least squares on
-  ``N/X = 1/lambda + (alpha/lambda)(N-1) + (beta/lambda)N(N-1)``, no numpy) gives the peak
+  0.1) the fit of ``X(N) = lambdaN / (1 + alpha(N-1) + betaN(N-1))`` (``rules.usl``) gives the peak
   ``N* = sqrt((1-alpha)/beta)``; the recommendation never exceeds it;
 * **CPU cap**: when CPU use per busy thread (``process.cpu.time`` increments / seconds / the mean busy
   workers, the larger of the busy gauge's mean and ``L``) is at least ``cpu_bound_per_thread``, the work
@@ -54,7 +53,14 @@ Example trace and span ids: the telemetry does not link a span to the pool that 
 evidence names the slowest SERVER spans (at most ``EXAMPLE_SPANS``) of the services that reported the
 pool, in the analysed range; none when those services sent no spans.
 
+A point whose numbers no count, size or duration can be (NaN, infinite, negative, beyond uint64) is
+skipped (``skipped_points``); the points around it still count.
+
 Below ``min_tasks`` completed tasks no recommendation is made (the numbers are still reported).
+
+One module over 600 lines: what is fed per pool (``PoolStats``), the peak windows, the caps and the
+findings that explain them read one another's numbers throughout; the USL fit (``rules.usl``) and the
+deltas (``analyzer.deltas``) stand apart.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from amqadf_agent.analyzer.deltas import CounterDeltas, HistogramDeltas, bucket_quantile
 from amqadf_agent.analyzer.model import (
     SPAN_KIND_SERVER,
     TEMPORALITY_DELTA,
@@ -76,14 +83,10 @@ from amqadf_agent.analyzer.model import (
     service_instance_id,
     service_name,
 )
+from amqadf_agent.analyzer.plausible import is_count, is_histogram, is_nonnegative
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Severity
-from amqadf_agent.analyzer.windows import (
-    DEFAULT_WINDOW_S,
-    CounterDeltas,
-    HistogramDeltas,
-    bucket_quantile,
-    keep_slowest,
-)
+from amqadf_agent.analyzer.rules.usl import UslFit, fit_usl
+from amqadf_agent.analyzer.windows import DEFAULT_WINDOW_S, keep_slowest
 from amqadf_agent.semconv import (
     ATTR_CPU_MODE,
     ATTR_DB_CLIENT_CONNECTION_POOL_NAME,
@@ -104,8 +107,6 @@ __all__ = [
     "PoolStats",
     "ThreadRuleConfig",
     "ThreadRules",
-    "UslFit",
-    "fit_usl",
     "littles_law",
     "quantile",
     "recommend_workers",
@@ -154,67 +155,6 @@ class ThreadRuleConfig:
     queue_wait_share: float = 0.1
     #: ... or at this many seconds, whichever is lower; a material wait forbids a shrink.
     queue_wait_material_s: float = 0.1
-
-
-@dataclass(frozen=True, slots=True)
-class UslFit:
-    """Universal Scalability Law parameters: ``X(N) = lam*N / (1 + alpha(N-1) + beta*N(N-1))``."""
-
-    lam: float
-    alpha: float
-    beta: float
-
-    @property
-    def peak(self) -> float | None:
-        """``N* = sqrt((1 - alpha) / beta)``; None without retrograde term (beta <= 0) or alpha >= 1."""
-        if self.beta <= 0 or self.alpha >= 1:
-            return None
-        return math.sqrt((1 - self.alpha) / self.beta)
-
-    def throughput(self, n: float) -> float:
-        return self.lam * n / (1 + self.alpha * (n - 1) + self.beta * n * (n - 1))
-
-
-def _solve3(a: list[list[float]], b: list[float]) -> list[float] | None:
-    """Gaussian elimination with partial pivoting for a 3x3 system; None when singular."""
-    m = [[*row[:], rhs] for row, rhs in zip(a, b, strict=True)]
-    n = 3
-    for col in range(n):
-        pivot = max(range(col, n), key=lambda r: abs(m[r][col]))
-        if abs(m[pivot][col]) < 1e-12:
-            return None
-        m[col], m[pivot] = m[pivot], m[col]
-        for r in range(col + 1, n):
-            factor = m[r][col] / m[col][col]
-            for c in range(col, n + 1):
-                m[r][c] -= factor * m[col][c]
-    x = [0.0] * n
-    for r in range(n - 1, -1, -1):
-        x[r] = (m[r][n] - sum(m[r][c] * x[c] for c in range(r + 1, n))) / m[r][r]
-    return x
-
-
-def fit_usl(samples: Sequence[tuple[float, float]]) -> UslFit | None:
-    """Fit the USL to ``(concurrency N, throughput X)`` samples; None with fewer than three distinct N
-    (rounded to 0.1) or a degenerate fit (lambda <= 0)."""
-    points = [(n, x) for n, x in samples if n > 0 and x > 0]
-    if len({round(n, 1) for n, _ in points}) < 3:
-        return None
-    # N/X = a + b (N-1) + c N(N-1): normal equations of the linear least squares.
-    ata = [[0.0] * 3 for _ in range(3)]
-    aty = [0.0] * 3
-    for n, x in points:
-        row = (1.0, n - 1, n * (n - 1))
-        y = n / x
-        for i in range(3):
-            aty[i] += row[i] * y
-            for j in range(3):
-                ata[i][j] += row[i] * row[j]
-    solution = _solve3(ata, aty)
-    if solution is None or solution[0] <= 0:
-        return None
-    a, b, c = solution
-    return UslFit(lam=1 / a, alpha=b / a, beta=c / a)
 
 
 def littles_law(throughput: float, latency_s: float) -> float:
@@ -421,6 +361,8 @@ class ThreadRules:
         self._connections: dict[tuple[str, str, str], tuple[int, int]] = {}
         #: series -> (start ns, time ns) of its previous point: the collection interval of the next one.
         self._times: dict[Hashable, tuple[int, int]] = {}
+        #: Points left out for a number no count, size or duration can be (``analyzer.plausible``).
+        self.skipped_points = 0
 
     def _in_range(self, time_ns: int) -> bool:
         return time_ns > 0 and not (
@@ -479,6 +421,9 @@ class ThreadRules:
             key: Hashable = (instance, name, tuple(sorted((k, repr(v)) for k, v in point.attributes.items())))
             in_range = self._in_range(point.time_ns)
             if isinstance(point, HistogramPoint):
+                if not is_histogram(point, durations=True):
+                    self.skipped_points += 1
+                    continue
                 count, buckets, total = self._histograms.delta(
                     key, record.aggregation_temporality, point, self.since_ns
                 )
@@ -514,6 +459,9 @@ class ThreadRules:
                 continue
             if not isinstance(point, NumberPoint) or point.value is None:
                 continue
+            if not is_count(point.value):  # tasks, workers: counts
+                self.skipped_points += 1
+                continue
             if name == TASKS:
                 delta = self._counters.delta(key, record.aggregation_temporality, point, self.since_ns)
                 interval = self._interval_s(
@@ -545,6 +493,9 @@ class ThreadRules:
         for point in record.points:
             if not isinstance(point, NumberPoint) or point.attributes.get(ATTR_CPU_MODE) in ("idle", "wait"):
                 continue
+            if point.value is not None and not is_nonnegative(point.value):
+                self.skipped_points += 1
+                continue
             key = (
                 instance,
                 record.scope_name,
@@ -564,7 +515,10 @@ class ThreadRules:
         service = service_name(record.resource)
         instance = service_instance_id(record.resource)
         for point in record.points:
-            if not isinstance(point, NumberPoint) or point.value is None or point.value < 0:
+            if not isinstance(point, NumberPoint) or point.value is None:
+                continue
+            if not is_count(point.value):
+                self.skipped_points += 1
                 continue
             if self.until_ns is not None and point.time_ns > self.until_ns:
                 continue
