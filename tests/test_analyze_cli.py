@@ -465,7 +465,7 @@ class _Terminal(io.StringIO):
 def test_a_progress_line_on_a_terminal_for_large_inputs_only(
     telemetry: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from amqadf_agent.cli import analyze
+    from amqadf_agent.analyzer import run
 
     # Small input on a terminal: no progress line.
     terminal = _Terminal()
@@ -473,7 +473,7 @@ def test_a_progress_line_on_a_terminal_for_large_inputs_only(
     assert main([str(telemetry)]) == 0
     assert "record(s)" not in terminal.getvalue()
     # The same input counted as large: one final progress line, on stderr only.
-    monkeypatch.setattr(analyze, "PROGRESS_MIN_BYTES", 1)
+    monkeypatch.setattr(run, "PROGRESS_MIN_BYTES", 1)
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     assert main([str(telemetry)]) == 0

@@ -328,7 +328,7 @@ def render_recommendations(
     recommendations: list[Recommendation], file: TextIO, *, colour: bool = False
 ) -> None:
     """Write the recommendations (already ranked) as a plain-text section; ``colour``: ANSI colours
-    (the heading bold, each severity its colour), for a terminal only (``cli.analyze.use_colour``)."""
+    (the heading bold, each severity its colour), for a terminal only (``report.use_colour``)."""
     w = file.write
     w("\n" + _paint(f"Recommendations ({len(recommendations)})", "1", colour) + "\n")
     if not recommendations:
