@@ -60,3 +60,48 @@ def test_every_format_writes_and_an_unknown_one_is_refused() -> None:
         assert out.getvalue().strip(), fmt
     with pytest.raises(ValueError, match="unknown report format 'yaml'"):
         write_report(analysis, "yaml", io.StringIO())
+
+
+def _with_numbers(analysis: Analysis, **numbers: float) -> Analysis:
+    """``analysis`` with one more recommendation whose evidence holds ``numbers``."""
+    from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
+
+    odd = Recommendation(
+        category="threads",
+        rule="cpu_bound",
+        severity="low",
+        title="odd numbers",
+        action="none",
+        subject="pool",
+        evidence=Evidence(numbers=numbers, formula="f", threshold="t"),
+        confidence=0.5,
+    )
+    sections = {**analysis.sections, "threads": [{"pool": "p", "utilization": float("nan")}]}
+    return dataclasses.replace(analysis, recommendations=(odd,), sections=sections)
+
+
+def _strict_json(text: str) -> object:
+    def refuse(constant: str) -> object:
+        raise AssertionError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_the_json_report_holds_no_nan_or_infinity() -> None:
+    # GIVEN evidence and sections with non-finite numbers (NaN, +-Infinity)
+    analysis = _with_numbers(
+        analyze(AnalysisOptions(paths=(FIXTURES,))),
+        cpu_per_busy_thread=float("nan"),
+        rate=float("inf"),
+        low=float("-inf"),
+        calls=3,
+    )
+    # WHEN written as JSON
+    out = io.StringIO()
+    write_report(analysis, "json", out)
+    # THEN the output is strict JSON, each non-finite number null, the finite ones kept
+    report = _strict_json(out.getvalue())
+    assert isinstance(report, dict)
+    (odd,) = report["recommendations"]
+    assert odd["evidence"]["numbers"] == {"cpu_per_busy_thread": None, "rate": None, "low": None, "calls": 3}
+    assert report["threads"] == [{"pool": "p", "utilization": None}]

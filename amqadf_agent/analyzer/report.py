@@ -3,11 +3,16 @@
 ``text`` is for a terminal (``analyzer.summary``'s ``render_*``, coloured only on a terminal without
 ``NO_COLOR``); ``json`` (``report_data``, layout in ``analyzer.summary``), ``markdown``
 (``analyzer.render_markdown``) and ``html`` (``analyzer.render_html``) all render the same data.
+
+The JSON is strict (RFC 8259): a number the rules could not compute from odd input (NaN, an infinity)
+is ``null`` there, as a value that is not known, since ``NaN`` and ``Infinity`` are not JSON and many
+parsers refuse them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any, Final, TextIO
 
@@ -31,13 +36,25 @@ def report_data(analysis: Analysis) -> dict[str, Any]:
     data = to_json(analysis.summary)
     data["recommendations"] = [recommendation.to_dict() for recommendation in analysis.recommendations]
     data.update(analysis.sections)
-    return data
+    return {key: _finite(value) for key, value in data.items()}
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN and infinity, at any depth, replaced by ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def write_report(analysis: Analysis, fmt: str, out: TextIO) -> None:
     """Write the report of ``analysis`` in ``fmt`` (one of ``FORMATS``) to ``out``, then flush it."""
     if fmt == "json":
-        out.write(json.dumps(report_data(analysis), indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(report_data(analysis), indent=2, ensure_ascii=False, allow_nan=False)
+        out.write(text + "\n")
     elif fmt == "markdown":
         from amqadf_agent.analyzer.render_markdown import render as render_markdown
 
