@@ -127,7 +127,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _error(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr)
+    """One line on stderr; control characters of the data in it (a file name, say) escaped."""
+    from amqadf_agent.analyzer.report_values import shown
+
+    print(f"{PROG}: {shown(message)}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
