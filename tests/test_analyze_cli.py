@@ -426,6 +426,8 @@ def test_since_until_restrict_the_data(tmp_path: Path, capsys: pytest.CaptureFix
     capsys.readouterr()
     assert main([*args, "--since", "yesterday"]) == 2
     assert "cannot read time" in capsys.readouterr().err
+    assert main([*args, "--since", "9" * 400 + "s"]) == 2  # a float's infinity: one line, no traceback
+    assert "the duration is too long" in capsys.readouterr().err
 
 
 def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

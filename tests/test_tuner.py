@@ -84,7 +84,7 @@ def test_seed_cache_settings_carry_the_recommendation_fields_and_keep_the_seed_k
         "max_size_mb": 100,
     }
     (grow,) = tuner.optimize_cache_settings(stats)
-    # The seed's keys, as before
+    # The seed's keys
     assert grow["action"] == "grow" and grow["cache"] == "orders" and grow["recommended_max_size_mb"] == 200
     assert "900 evictions" in grow["reason"]
     assert grow["evidence"]["hit_rate"] == 0.5 and grow["evidence"]["fill"] == 0.95

@@ -260,7 +260,10 @@ def parse_time(text: str, now_ns: int | None = None) -> int:
     if match:
         factor = {"ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
         now = time.time_ns() if now_ns is None else now_ns
-        return now - int(float(match.group(1)) * factor * 1e9)
+        seconds = float(match.group(1)) * factor
+        if not seconds < 1e12:  # about 31 700 years; more digits than a float holds end as infinity
+            raise ValueError(f"cannot read time {text[:40]!r}: the duration is too long")
+        return now - int(seconds * 1e9)
     try:
         moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
