@@ -426,6 +426,8 @@ def test_since_until_restrict_the_data(tmp_path: Path, capsys: pytest.CaptureFix
     capsys.readouterr()
     assert main([*args, "--since", "yesterday"]) == 2
     assert "cannot read time" in capsys.readouterr().err
+    assert main([*args, "--since", "9" * 400 + "s"]) == 2  # a float's infinity: one line, no traceback
+    assert "the duration is too long" in capsys.readouterr().err
 
 
 def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -465,7 +467,7 @@ class _Terminal(io.StringIO):
 def test_a_progress_line_on_a_terminal_for_large_inputs_only(
     telemetry: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from amqadf_agent.cli import analyze
+    from amqadf_agent.analyzer import run
 
     # Small input on a terminal: no progress line.
     terminal = _Terminal()
@@ -473,7 +475,7 @@ def test_a_progress_line_on_a_terminal_for_large_inputs_only(
     assert main([str(telemetry)]) == 0
     assert "record(s)" not in terminal.getvalue()
     # The same input counted as large: one final progress line, on stderr only.
-    monkeypatch.setattr(analyze, "PROGRESS_MIN_BYTES", 1)
+    monkeypatch.setattr(run, "PROGRESS_MIN_BYTES", 1)
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     assert main([str(telemetry)]) == 0
@@ -634,3 +636,92 @@ def test_text_report_is_coloured_only_on_a_terminal_without_no_color(
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stdout", terminal)
     assert main([str(data)]) == 0 and terminal.getvalue() == plain
+
+
+# --- control characters from the data ----------------------------------------------------------------
+
+#: Sets the terminal's window title (OSC 0 ... BEL), then clears the screen (CSI 2J).
+TERMINAL_ATTACK = "\x1b]0;pwned\x07\x1b[2J"
+#: Any control character a terminal acts on: C0 but the report's own newlines, DEL, C1.
+CONTROLS = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def _hostile_telemetry(path: Path) -> Path:
+    """A service, its span names, a statement, a metric and a file name, each carrying TERMINAL_ATTACK."""
+    path.mkdir()
+    spans = []
+    for i in range(12):
+        start = 1_700_000_000_000_000_000 + i * 1_000_000_000
+        db = [
+            kv("db.system.name", "postgresql"),
+            kv("db.query.text", f'SELECT a FROM "t{TERMINAL_ATTACK}" WHERE b = {i}'),
+        ]
+        spans.append(
+            {
+                "traceId": f"{i + 1:032x}",
+                "spanId": f"{i + 1:016x}",
+                "name": f"GET /{TERMINAL_ATTACK}",
+                "kind": 3,
+                "startTimeUnixNano": str(start),
+                "endTimeUnixNano": str(start + 900_000_000),
+                "attributes": db,
+            }
+        )
+    resource = {"attributes": [kv("service.name", f"shop{TERMINAL_ATTACK}")]}
+    lines = [
+        {"resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": {"name": "t"}, "spans": spans}]}]},
+        metric_export(
+            f"shop{TERMINAL_ATTACK}", f"odd.metric{TERMINAL_ATTACK}", [1_700_000_000], 1_699_999_990
+        ),
+    ]
+    (path / "t.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    (path / f"bad{TERMINAL_ATTACK}.jsonl").write_text("{not json\n")
+    return path
+
+
+def test_the_text_report_escapes_control_characters_of_the_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN telemetry whose names carry terminal escape sequences
+    data = _hostile_telemetry(tmp_path / "hostile")
+    # WHEN it is reported as text (and as markdown)
+    assert main([str(data)]) == 0
+    captured = capsys.readouterr()
+    assert main([str(data), "--format", "markdown"]) == 0
+    markdown = capsys.readouterr().out
+    # THEN no control character reaches the terminal, from the report or the stderr warning
+    for text in (captured.out, captured.err, markdown):
+        assert CONTROLS.search(text) is None, CONTROLS.search(text)
+    # AND the names are shown escaped, where they were
+    escaped = "\\x1b]0;pwned\\x07\\x1b[2J"
+    assert f"shop{escaped}" in captured.out and f"odd.metric{escaped}" in captured.out
+    assert f'"t{escaped}"' in captured.out  # the statement, in top queries and the recommendations
+    assert f"bad{escaped}.jsonl" in captured.out and f"bad{escaped}.jsonl" in captured.err
+
+
+def test_coloured_recommendations_write_only_their_own_escape_sequences() -> None:
+    from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
+    from amqadf_agent.analyzer.summary import render_recommendations
+
+    evidence = Evidence(
+        numbers={f"n{TERMINAL_ATTACK}": f"v{TERMINAL_ATTACK}"},
+        formula="f",
+        threshold=f"t{TERMINAL_ATTACK}",
+        trace_ids=(TERMINAL_ATTACK,),
+        span_ids=("\x9b2J",),
+    )
+    hostile = Recommendation(
+        category="database",
+        rule="slow_query",
+        severity="high",
+        title=f"slow {TERMINAL_ATTACK}",
+        action=f"fix {TERMINAL_ATTACK}",
+        subject=f"SELECT {TERMINAL_ATTACK}",
+        evidence=evidence,
+        confidence=0.5,
+    )
+    out = io.StringIO()
+    render_recommendations([hostile], out, colour=True)
+    # Only SGR colour sequences (ESC [ digits ; m) are left once the data's are escaped
+    assert CONTROLS.search(re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue())) is None
+    assert out.getvalue().count("\\x1b]0;pwned\\x07") == 7

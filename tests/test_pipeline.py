@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from amqadf_agent.analyzer import pipeline
+from amqadf_agent.analyzer import pipeline, run
 from amqadf_agent.analyzer.otlp_reader import ReadStats, read
 from amqadf_agent.analyzer.pipeline import read_pipelined
 from amqadf_agent.cli import analyze
@@ -157,9 +157,9 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
 
 def test_the_report_is_the_same(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     argv = [str(mixed / "traces.jsonl"), "--format", "json"]
-    monkeypatch.setattr(analyze, "_wants_pipeline", lambda paths: False)
+    monkeypatch.setattr(run, "_wants_pipeline", lambda paths: False)
     alone = run_cli(argv)
-    monkeypatch.setattr(analyze, "_wants_pipeline", lambda paths: True)
+    monkeypatch.setattr(run, "_wants_pipeline", lambda paths: True)
     piped = run_cli(argv)
     assert piped == alone
     report = json.loads(piped[1])
@@ -167,11 +167,11 @@ def test_the_report_is_the_same(mixed: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_the_cli_reads_large_inputs_in_a_second_process(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(analyze, "PIPELINE_MIN_BYTES", 1)
-    wanted = analyze._wants_pipeline([str(mixed)])
+    monkeypatch.setattr(run, "PIPELINE_MIN_BYTES", 1)
+    wanted = run._wants_pipeline([str(mixed)])
     assert wanted == (len(os.sched_getaffinity(0)) >= 2)
-    monkeypatch.setattr(analyze, "PIPELINE_MIN_BYTES", 1 << 40)
-    assert not analyze._wants_pipeline([str(mixed)])
+    monkeypatch.setattr(run, "PIPELINE_MIN_BYTES", 1 << 40)
+    assert not run._wants_pipeline([str(mixed)])
 
 
 def test_a_reading_process_that_dies_is_one_line_not_a_traceback(
@@ -183,7 +183,7 @@ def test_a_reading_process_that_dies_is_one_line_not_a_traceback(
     with pytest.raises(ReaderProcessError, match="ended before the end of the input"):
         list(read_pipelined(mixed / "traces.jsonl"))
     # AND through the command: an exit code and one line on stderr
-    monkeypatch.setattr(analyze, "_wants_pipeline", lambda paths: True)
+    monkeypatch.setattr(run, "_wants_pipeline", lambda paths: True)
     status, _ = run_cli([str(mixed / "traces.jsonl"), "--format", "json"])
     err = capsys.readouterr().err
     assert status != 0 and "Traceback" not in err

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
+
+from amqadf_agent.analyzer.rules.database import DatabaseRuleConfig
 from amqadf_agent.analyzer.tuner import PerformanceTuner
 
 
@@ -80,7 +84,7 @@ def test_seed_cache_settings_carry_the_recommendation_fields_and_keep_the_seed_k
         "max_size_mb": 100,
     }
     (grow,) = tuner.optimize_cache_settings(stats)
-    # The seed's keys, as before
+    # The seed's keys
     assert grow["action"] == "grow" and grow["cache"] == "orders" and grow["recommended_max_size_mb"] == 200
     assert "900 evictions" in grow["reason"]
     assert grow["evidence"]["hit_rate"] == 0.5 and grow["evidence"]["fill"] == 0.95
@@ -103,3 +107,25 @@ def test_seed_cache_settings_carry_the_recommendation_fields_and_keep_the_seed_k
     assert shrink["action"] == "shrink" and shrink["severity"] == "low" and shrink["subject"] == "0"
     assert shrink["fingerprint"] and shrink["title"] == "Shrink cache 0: 100 -> 12.5 MB"
     json.dumps([grow, shrink])  # plain JSON
+
+
+def test_telemetry_is_analyzed_by_the_same_run_as_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the demo's telemetry (a planted ~1 s report query, N+1 queries)
+    from amqadf_agent.cli.agent import main as agent
+    from amqadf_agent.cli.analyze import main as analyze
+
+    assert agent(["demo", "--duration", "4", "--out", str(tmp_path), "--rate", "15"]) == 0
+    capsys.readouterr()
+    # WHEN the tuner and the command analyze it
+    found = PerformanceTuner().analyze_telemetry([tmp_path])
+    assert analyze([str(tmp_path), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # THEN they give the same ranked recommendations
+    assert found and "n_plus_one" in [r["rule"] for r in found]
+    assert [r["fingerprint"] for r in found] == [r["fingerprint"] for r in report["recommendations"]]
+    # AND the tuner's slow-query threshold applies
+    strict = PerformanceTuner(DatabaseRuleConfig(slow_query_s=0.001)).analyze_telemetry([tmp_path])
+    slow = [r for r in strict if r["rule"] == "slow_query"]
+    assert len(slow) > len([r for r in found if r["rule"] == "slow_query"])

@@ -24,13 +24,20 @@ analyzer's rules read (``RULE_INSTRUMENTS``), one metric at a time, and turns th
 * **records**: one record per (metric, resource, scope, step time), as a periodic exporter writes them.
 
 Only the standard library is used (``urllib.request``). Memory is bounded by one metric's answer: the
-series are fetched and turned into records one query at a time. Every failure (an unreachable URL, an
-HTTP error, an answer that is not a Prometheus API, a bad time range) is a ``TelemetryInputError``
-with a one-line message naming the URL.
+series are fetched and turned into records one query at a time, and an answer larger than
+``max_answer_bytes`` (``MAX_ANSWER_BYTES``) is refused rather than read. Every failure (an unreachable
+URL, an HTTP error, an answer that is not a Prometheus API or too large, a bad time range) is a
+``TelemetryInputError`` with a one-line message naming the URL.
+
+Credentials: the ``headers`` given (``Authorization``, ``X-Scope-OrgID``) and the ``user:password@`` of
+the URL (sent as HTTP Basic auth, as Prometheus' ``basic_auth`` expects) go to the origin of the URL
+(scheme, host, port) only: a redirect to another origin is followed without them. Messages show the
+URL with its password as ``[secure]`` (``redact_url``).
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import math
@@ -53,11 +60,13 @@ from amqadf_agent.errors import TelemetryInputError
 
 __all__ = [
     "DEFAULT_STEP_S",
+    "MAX_ANSWER_BYTES",
     "MAX_POINTS_PER_SERIES",
     "RULE_INSTRUMENTS",
     "otel_attribute_key",
     "prometheus_selector",
     "read_prometheus",
+    "redact_url",
     "resource_of",
 ]
 
@@ -65,6 +74,11 @@ DEFAULT_STEP_S: Final = 15.0
 DEFAULT_TIMEOUT_S: Final = 30.0
 #: Prometheus refuses range queries of more points per series than this.
 MAX_POINTS_PER_SERIES: Final = 11_000
+#: The largest answer to one query read into memory (parsed, an answer takes several times its size):
+#: ~200 series at the full 11 000 points, or ~2 000 series of an hour at a 15 s step.
+MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024
+#: The most of an HTTP error's body read for Prometheus' own message.
+_ERROR_BODY_BYTES: Final = 64 * 1024
 
 #: The older HTTP server histogram (milliseconds) that HTTP instrumentations still emit by default
 #: (``OTEL_SEMCONV_STABILITY_OPT_IN`` unset): read where the current one is missing.
@@ -228,57 +242,134 @@ def read_prometheus(
     timeout: float = DEFAULT_TIMEOUT_S,
     headers: Mapping[str, str] | None = None,
     instruments: tuple[semconv.Instrument, ...] = RULE_INSTRUMENTS,
+    max_answer_bytes: int = MAX_ANSWER_BYTES,
 ) -> Iterator[MetricRecord]:
     """Yield ``MetricRecord``s of ``instruments`` from the Prometheus-compatible API at ``url``.
 
     ``start``/``end`` are seconds since the epoch, ``step`` the resolution in seconds; ``service``
     keeps the series of one ``service.name`` (``job`` or ``service_name``); ``headers`` go with every
-    request (``Authorization``, Mimir's ``X-Scope-OrgID``). The arguments are checked at once (a
-    ``TelemetryInputError``); the queries run as the records are consumed, one metric at a time.
+    request to the origin of ``url`` (``Authorization``, Mimir's ``X-Scope-OrgID``), never to another
+    one a redirect points at. An answer over ``max_answer_bytes`` is an error. The arguments are checked
+    at once (a ``TelemetryInputError``); the queries run as the records are consumed, one metric at a time.
     """
-    base = _check_url(url)
+    shown = redact_url(url.strip())
+    base, sent = _check_url(url, shown)
     if not (math.isfinite(start) and math.isfinite(end)) or start <= 0 or end <= 0:
-        raise TelemetryInputError(f"bad time range for {url}: start and end must be times after 1970")
+        raise TelemetryInputError(f"bad time range for {shown}: start and end must be times after 1970")
     if end <= start:
         raise TelemetryInputError(
-            f"bad time range for {url}: the end ({end:.3f}) is not after the start ({start:.3f})"
+            f"bad time range for {shown}: the end ({end:.3f}) is not after the start ({start:.3f})"
         )
     if not (math.isfinite(step) and step > 0):
-        raise TelemetryInputError(f"bad step for {url}: {step!r} is not a positive number of seconds")
+        raise TelemetryInputError(f"bad step for {shown}: {step!r} is not a positive number of seconds")
     points = (end - start) / step + 1
     if points > MAX_POINTS_PER_SERIES:
         raise TelemetryInputError(
-            f"{url}: {end - start:.0f} s at a step of {step:g} s is {points:.0f} points per series, "
+            f"{shown}: {end - start:.0f} s at a step of {step:g} s is {points:.0f} points per series, "
             f"more than Prometheus' {MAX_POINTS_PER_SERIES}: use a larger step or a shorter range"
         )
     if not (math.isfinite(timeout) and timeout > 0):
-        raise TelemetryInputError(f"bad timeout for {url}: {timeout!r}")
-    return _records(base, url, start, end, step, service, timeout, dict(headers or {}), instruments)
+        raise TelemetryInputError(f"bad timeout for {shown}: {timeout!r}")
+    if max_answer_bytes <= 0:
+        raise TelemetryInputError(f"bad answer size limit for {shown}: {max_answer_bytes!r}")
+    sent.update(headers or {})
+    query = _Query(base, shown, timeout, sent, max_answer_bytes)
+    return _records(query, start, end, step, service, instruments)
 
 
-def _check_url(url: str) -> str:
-    parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise TelemetryInputError(f"not an http(s) URL of a Prometheus-compatible API: {url!r}")
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user info shown as ``[secure]`` (``http://user:[secure]@host``;
+    a user info without ``:`` is taken for a token: ``http://[secure]@host``)."""
+    return _USER_INFO.sub(_redacted_user_info, url, count=1)
+
+
+#: The user info of a URL: after ``scheme://``, up to the last ``@`` of the authority.
+_USER_INFO: Final = re.compile(r"(?<=://)(?P<user>[^/?#:@]*)(?P<colon>:?)[^/?#]*@")
+
+
+def _redacted_user_info(match: re.Match[str]) -> str:
+    return f"{match['user']}:[secure]@" if match["colon"] else "[secure]@"
+
+
+def _check_url(url: str, shown: str) -> tuple[str, dict[str, str]]:
+    """The base URL of the API without user info, and the Basic auth header the user info stands for."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        parts.port  # noqa: B018 - a port that is not a number raises here, not in the first request
+    except ValueError as error:
+        raise TelemetryInputError(
+            f"not a valid URL of a Prometheus-compatible API: {shown!r}: {error}"
+        ) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TelemetryInputError(f"not an http(s) URL of a Prometheus-compatible API: {shown!r}")
+    userinfo, at, host = parts.netloc.rpartition("@")
+    sent: dict[str, str] = {}
+    if at:
+        user, colon, password = (urllib.parse.unquote(p) for p in userinfo.partition(":"))
+        token = base64.b64encode(f"{user}{colon}{password}".encode()).decode("ascii")
+        sent["Authorization"] = f"Basic {token}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", "")), sent
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of ``url`` (the default port of the scheme when it names none)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port if port is not None else default
+
+
+class _SameOriginCredentials(urllib.request.HTTPRedirectHandler):
+    """Follows redirects as urllib does, but a redirect to another origin gets no header of the caller
+    (credentials), only ``Accept``; once dropped they stay dropped on every later hop."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(new.full_url) != _origin(req.full_url):
+            for name in [name for name in new.headers if name.lower() != "accept"]:
+                del new.headers[name]
+        return new
+
+
+class _Query:
+    """How to ask the API: where, with which headers, how long to wait and how much to read."""
+
+    def __init__(
+        self, base: str, shown: str, timeout: float, headers: dict[str, str], max_bytes: int
+    ) -> None:
+        self.base = base
+        #: The URL as messages show it (password redacted).
+        self.shown = shown
+        self.timeout = timeout
+        self.headers = headers
+        self.max_bytes = max_bytes
+        self.opener = urllib.request.build_opener(_SameOriginCredentials())
 
 
 def _records(
-    base: str,
-    url: str,
+    api: _Query,
     start: float,
     end: float,
     step: float,
     service: str | None,
-    timeout: float,
-    headers: dict[str, str],
     instruments: tuple[semconv.Instrument, ...],
 ) -> Iterator[MetricRecord]:
     job = _job_regex(service) if service is not None else None
     resources: dict[tuple[tuple[str, str], ...], Attributes] = {}
     for instrument in instruments:
         query = prometheus_selector(instrument, job)
-        series = _query_range(base, url, query, start, end, step, timeout, headers)
+        series = _query_range(api, query, start, end, step)
         grouped: dict[tuple[Any, ...], list[tuple[dict[str, str], list[tuple[int, float]]]]] = {}
         for labels, samples in series:
             resource = resource_of(labels)
@@ -419,26 +510,20 @@ def _histogram_points(members: list[tuple[dict[str, str], list[tuple[int, float]
 
 
 def _query_range(
-    base: str,
-    url: str,
-    query: str,
-    start: float,
-    end: float,
-    step: float,
-    timeout: float,
-    headers: dict[str, str],
+    api: _Query, query: str, start: float, end: float, step: float
 ) -> list[tuple[dict[str, str], list[tuple[int, float]]]]:
     """The matrix ``query`` answers: ``(labels, [(time_ns, value), …])`` per series, NaN dropped."""
+    url, timeout = api.shown, api.timeout
     params = urllib.parse.urlencode(
         {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
     )
     request = urllib.request.Request(
-        f"{base}/api/v1/query_range?{params}", headers={"Accept": "application/json", **headers}
+        f"{api.base}/api/v1/query_range?{params}", headers={"Accept": "application/json", **api.headers}
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with api.opener.open(request, timeout=timeout) as response:
             content_type = response.headers.get("Content-Type", "")
-            raw = response.read()
+            raw = _read_at_most(response, api)
     except urllib.error.HTTPError as error:
         detail = _error_detail(error)
         if detail:
@@ -512,10 +597,27 @@ def _query_range(
     return out
 
 
+def _read_at_most(response: http.client.HTTPResponse, api: _Query) -> bytes:
+    """The body of ``response``; a ``TelemetryInputError`` rather than more than ``api.max_bytes``."""
+    declared = response.headers.get("Content-Length", "")
+    raw = b""
+    too_large = declared.isdigit() and int(declared) > api.max_bytes  # refused before reading it
+    if not too_large:
+        raw = response.read(api.max_bytes + 1)
+        too_large = len(raw) > api.max_bytes
+    if too_large:
+        limit = f"{api.max_bytes / 1024**2:g} MiB"
+        raise TelemetryInputError(
+            f"the answer of {api.shown} to /api/v1/query_range is larger than {limit}: ask for less "
+            "(a larger step, a shorter time range, one service)"
+        )
+    return raw
+
+
 def _error_detail(error: urllib.error.HTTPError) -> str:
     """Prometheus' own message of an HTTP error (``errorType: error``), or ``""`` when it has none."""
     try:
-        body = json.loads(error.read())
+        body = json.loads(error.read(_ERROR_BODY_BYTES))
     except (ValueError, OSError):
         return ""
     if isinstance(body, dict) and body.get("status") == "error":

@@ -15,7 +15,7 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from amqadf_agent.analyzer.report_values import MISSING, ms, num, percent
+from amqadf_agent.analyzer.report_values import MISSING, ms, num, percent, shown
 from amqadf_agent.analyzer.report_values import items as _items
 from amqadf_agent.analyzer.report_values import mapping as _mapping
 from amqadf_agent.analyzer.report_values import number as _number
@@ -50,14 +50,16 @@ def render(report: Mapping[str, Any], file: TextIO) -> None:
 
 
 def text(value: object) -> str:
-    """``value`` as inline Markdown text: one line, every markup character backslash-escaped."""
-    flat = " ".join(str(value).split())
+    """``value`` as inline Markdown text: one line, every markup character backslash-escaped and
+    every control character shown as its escape (``\\x1b``)."""
+    flat = shown(" ".join(str(value).split()))
     return "".join("\\" + char if char in _SPECIAL else char for char in flat)
 
 
 def code(value: object) -> str:
-    """``value`` as a code span that is safe inside a table cell (``|`` escaped, as GFM requires)."""
-    flat = " ".join(str(value).split())
+    """``value`` as a code span that is safe inside a table cell (``|`` escaped, as GFM requires);
+    control characters shown as their escapes."""
+    flat = shown(" ".join(str(value).split()))
     if not flat:
         return MISSING
     longest = run = 0

@@ -2,6 +2,9 @@
 
 The report may come from an older or newer schema, or be hand-made: every reader here accepts any
 shape and gives a neutral value (``{}``, ``[]``, ``None``, ``MISSING``) rather than raising.
+
+Strings of the data (a ``service.name``, a statement, a file name) are the producer's, not ours:
+``shown`` escapes their control characters before a report or an error line prints them.
 """
 
 from __future__ import annotations
@@ -12,6 +15,16 @@ from typing import Any, Final
 
 #: Shown where a value is missing or not a number.
 MISSING: Final = "n/a"
+
+#: C0 controls (newline and tab included: in a data string they would break the report's layout),
+#: DEL and C1 controls, each to its ``\xNN`` escape.
+_CONTROL_ESCAPES: Final = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def shown(value: object) -> str:
+    """``value`` as text with its control characters escaped (``ESC`` as ``\\x1b``): a string from the
+    telemetry cannot move the cursor, retitle the terminal or clear the screen of whoever reads it."""
+    return str(value).translate(_CONTROL_ESCAPES)
 
 
 def mapping(value: object) -> Mapping[str, Any]:

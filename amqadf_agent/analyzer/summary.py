@@ -60,6 +60,7 @@ from amqadf_agent.analyzer.model import (
     service_name,
 )
 from amqadf_agent.analyzer.otlp_reader import ReadStats
+from amqadf_agent.analyzer.report_values import shown
 
 if TYPE_CHECKING:
     from amqadf_agent.analyzer.recommendation import Recommendation
@@ -219,7 +220,10 @@ def _plural(count: int, word: str, plural: str | None = None) -> str:
 
 
 def render_text(summary: Summary, file: TextIO) -> None:
-    """Write the summary as a plain-text report."""
+    """Write the summary as a plain-text report.
+
+    Every ``render_*`` here passes the strings of the data through ``shown``: their control
+    characters are escaped, so the report itself is the only thing that writes to the terminal."""
     w = file.write
     w("Telemetry summary\n")
     w(
@@ -239,17 +243,17 @@ def render_text(summary: Summary, file: TextIO) -> None:
     w(f"\nServices ({len(summary.services)})\n")
     if not summary.services:
         w("  (none)\n")
-    width = max((len(name) for name in summary.services), default=0)
+    width = max((len(shown(name)) for name in summary.services), default=0)
     for service in summary.services.values():
         instances = _plural(len(service.instance_ids), "instance")
         if not service.instance_ids:
             instances = "no service.instance.id"
         else:
-            shown = ", ".join(service.instance_ids[:5])
+            first = ", ".join(shown(instance) for instance in service.instance_ids[:5])
             more = f", +{len(service.instance_ids) - 5} more" if len(service.instance_ids) > 5 else ""
-            instances += f" ({shown}{more})"
+            instances += f" ({first}{more})"
         w(
-            f"  {service.name:<{width}}  {_plural(service.spans, 'span')}, "
+            f"  {shown(service.name):<{width}}  {_plural(service.spans, 'span')}, "
             f"{_plural(service.metric_records, 'metric record')}, {_plural(service.logs, 'log record')}; "
             f"{instances}\n"
         )
@@ -258,7 +262,7 @@ def render_text(summary: Summary, file: TextIO) -> None:
     if not summary.metric_names:
         w("  (none)\n")
     for name in summary.metric_names:
-        w(f"  {name}\n")
+        w(f"  {shown(name)}\n")
 
 
 def render_skipped_text(summary: Summary, file: TextIO) -> None:
@@ -269,7 +273,7 @@ def render_skipped_text(summary: Summary, file: TextIO) -> None:
     shown_note = "" if len(summary.problems) == summary.problem_count else f", first {len(summary.problems)}"
     file.write(f"\nSkipped input ({summary.problem_count} problem(s) skipped{shown_note})\n")
     for problem in summary.problems:
-        file.write(f"  {problem}\n")
+        file.write(f"  {shown(problem)}\n")
 
 
 def to_json(summary: Summary) -> dict[str, Any]:
@@ -328,7 +332,7 @@ def render_recommendations(
     recommendations: list[Recommendation], file: TextIO, *, colour: bool = False
 ) -> None:
     """Write the recommendations (already ranked) as a plain-text section; ``colour``: ANSI colours
-    (the heading bold, each severity its colour), for a terminal only (``cli.analyze.use_colour``)."""
+    (the heading bold, each severity its colour), for a terminal only (``report.use_colour``)."""
     w = file.write
     w("\n" + _paint(f"Recommendations ({len(recommendations)})", "1", colour) + "\n")
     if not recommendations:
@@ -338,20 +342,20 @@ def render_recommendations(
         severity = _paint(
             f"[{recommendation.severity}]", SEVERITY_COLOURS.get(recommendation.severity, "0"), colour
         )
-        w(f"  {number}. {severity} {recommendation.title}\n")
-        rule = f"{recommendation.category}/{recommendation.rule}"
-        w(f"     rule:       {rule} ({recommendation.fingerprint})\n")
+        w(f"  {number}. {severity} {shown(recommendation.title)}\n")
+        rule = shown(f"{recommendation.category}/{recommendation.rule}")
+        w(f"     rule:       {rule} ({shown(recommendation.fingerprint)})\n")
         if recommendation.category == "database":
-            w(f"     statement:  {recommendation.subject}\n")
-        shown = ", ".join(f"{key}={value}" for key, value in evidence.numbers.items())
-        w(f"     numbers:    {shown}\n")
-        w(f"     threshold:  {evidence.threshold}\n")
+            w(f"     statement:  {shown(recommendation.subject)}\n")
+        numbers = ", ".join(f"{shown(key)}={shown(value)}" for key, value in evidence.numbers.items())
+        w(f"     numbers:    {numbers}\n")
+        w(f"     threshold:  {shown(evidence.threshold)}\n")
         w(f"     confidence: {recommendation.confidence:.2f}\n")
         if evidence.trace_ids:
-            w(f"     traces:     {', '.join(evidence.trace_ids)}\n")
+            w(f"     traces:     {shown(', '.join(evidence.trace_ids))}\n")
         if evidence.span_ids:
-            w(f"     spans:      {', '.join(evidence.span_ids)}\n")
-        w(f"     action:     {recommendation.action}\n")
+            w(f"     spans:      {shown(', '.join(evidence.span_ids))}\n")
+        w(f"     action:     {shown(recommendation.action)}\n")
 
 
 def top_queries(statements: Iterable[StatementStats], limit: int = 10) -> list[dict[str, Any]]:
@@ -379,29 +383,29 @@ def render_analysis_text(data: dict[str, Any], file: TextIO) -> None:
     w = file.write
     scaling = data.get("scaling") or {}
     timeline = scaling.get("timeline") or []
-    service = scaling.get("service") or "all services"
+    service = shown(scaling.get("service") or "all services")
     w(f"\nAutoscaling ({service}, {scaling.get('window_seconds')}s windows, {len(timeline)} windows)\n")
     if not timeline:
         w("  (no data)\n")
     for step in timeline:
         m = step["metrics"]
         w(
-            f"  {step['time']}  {step['current']}->{step['target']} {step['action']:<10} "
+            f"  {shown(step['time'])}  {step['current']}->{step['target']} {shown(step['action']):<10} "
             f"cpu={_num(m['cpu_utilization'], '.2f')} rps={_num(m['request_rate'], '.1f')} "
             f"err={_num(m['error_rate'], '.3f')} p95={_num(m['response_time_p95'], '.3f')}s "
             f"cpu-only-hpa={step['cpu_only_target']}\n"
         )
     recommendation = scaling.get("recommendation")
     if recommendation:
-        w(f"  now: {recommendation['action']} {recommendation['current']} -> {recommendation['target']}: "
-          f"{recommendation['reason']}\n")  # fmt: skip
+        w(f"  now: {shown(recommendation['action'])} {recommendation['current']} -> "
+          f"{recommendation['target']}: {shown(recommendation['reason'])}\n")  # fmt: skip
     caches = data.get("cache") or []
     w(f"\nCaches ({len(caches)})\n")
     if not caches:
         w("  (none)\n")
     for cache in caches:
         w(
-            f"  {cache['name']}: hit rate {cache['hit_rate']:.1%} of {cache['requests']} requests, "
+            f"  {shown(cache['name'])}: hit rate {cache['hit_rate']:.1%} of {cache['requests']} requests, "
             f"{cache['evictions']} evictions, {cache['expirations']} expirations, "
             f"size {cache['size']}/{cache['max_size']}\n"
         )
@@ -411,7 +415,7 @@ def render_analysis_text(data: dict[str, Any], file: TextIO) -> None:
         w("  (none)\n")
     for pool in pools:
         w(
-            f"  {pool['pool']}: {pool['max_workers']} workers, utilization {pool['utilization']:.1%}, "
+            f"  {shown(pool['pool'])}: {pool['max_workers']} workers, utilization {pool['utilization']:.1%}, "
             f"queue wait p95 {_num(pool['queue_wait_p95'])}s, {pool['throughput']:.2f} tasks/s, "
             f"mean latency {_num(pool['latency_mean'])}s, "
             f"Little's law L={_num(pool['littles_law_concurrency'])}, "
@@ -422,6 +426,7 @@ def render_analysis_text(data: dict[str, Any], file: TextIO) -> None:
     if not queries:
         w("  (none)\n")
     for query in queries:
-        statement = query["statement"] if len(query["statement"]) <= 90 else query["statement"][:87] + "..."
+        statement = shown(query["statement"])
+        statement = statement if len(statement) <= 90 else statement[:87] + "..."
         head = f"  {query['total_ms']:>10.1f} ms  {query['calls']:>6} calls  p95 {query['p95_ms']:.1f} ms"
         w(f"{head}  {statement}\n")

@@ -33,11 +33,16 @@ snapshot, without the request count that would tell how much data it summarizes.
 'throughput': tasks/s, 'avg_latency': seconds}`` and returns the recommended thread count: Little's law
 ``ceil(throughput * avg_latency / 0.7)`` (at least 1); when CPU-bound (``cpu_utilization >= 0.85``) never
 more than ``current_threads``. ``analyze_worker_threads(metrics)`` returns the same with its evidence.
+
+``analyze_telemetry(paths, ...)`` runs the whole analysis of exported telemetry (OTLP JSON files, as
+``amqadf-analyze`` reads them: ``analyzer.run.analyze``) and returns its recommendations as dicts, ranked;
+the slow-query threshold is this tuner's.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -88,6 +93,31 @@ class PerformanceTuner:
             data["evidence"]["trace_ids"] = [t for t in data["evidence"]["trace_ids"] if t != _LOG_TRACE]
             found.append(data)
         return found
+
+    def analyze_telemetry(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        service: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Recommendations (``Recommendation.to_dict()``, ranked) of the telemetry files or directories
+        at ``paths``: the analysis ``amqadf-analyze`` runs, with this tuner's slow-query threshold.
+
+        Unreadable files and lines are skipped (as without ``--strict``); no records: no recommendations.
+        """
+        # The reader and every rule: imported on first use, not with the seed's API.
+        from amqadf_agent.analyzer.run import AnalysisOptions, analyze
+
+        options = AnalysisOptions(
+            paths=tuple(paths),
+            slow_query_ms=self.database.slow_query_s * 1000,
+            service=service,
+            since_ns=since_ns,
+            until_ns=until_ns,
+        )
+        return [recommendation.to_dict() for recommendation in analyze(options).recommendations]
 
     def optimize_cache_settings(
         self, cache_stats: Mapping[str, Any] | Iterable[Mapping[str, Any]]

@@ -10,10 +10,8 @@ an input is unreadable, or on a bad option value; 1 when the report cannot be wr
 critical) was found, after the report is written (for CI pipelines). Errors are one line on stderr,
 never a traceback.
 
-One streaming pass feeds every record to the summary, the database rules, the per-window scaling
-metrics (``analyzer.windows``), the cache rules and the thread rules. With two CPUs or more, an input
-of ``PIPELINE_MIN_BYTES`` or more is read by a forked child process (``analyzer.pipeline``: the same
-records in the same order) while the rules run here, which made the whole run about a third faster.
+The analysis itself is a library call (``analyzer.run.analyze``) and the report is written by
+``analyzer.report``; this module parses and checks the arguments and turns errors into exit codes.
 
 ``--since``/``--until`` take ISO 8601 (``2025-01-02T03:04:05Z``; no zone means UTC) or a duration
 before now (``90s``, ``15m``, ``2h``, ``1d``); ``--service`` keeps one ``service.name``. The scaling
@@ -34,19 +32,7 @@ import sys
 
 TYPE_CHECKING = False  # typing itself is not imported at run time: --help must stay fast
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
-    from typing import Any, ClassVar, Protocol, TextIO
-
-    from amqadf_agent.analyzer.model import Record
     from amqadf_agent.analyzer.otlp_reader import ReadStats
-    from amqadf_agent.analyzer.recommendation import Recommendation
-    from amqadf_agent.analyzer.rules.database import DatabaseRules
-    from amqadf_agent.analyzer.summary import Summary
-
-    class _Feed(Protocol):
-        SPAN_KINDS: ClassVar[frozenset[int]]
-
-        def add(self, record: Record) -> None: ...
 
 
 PROG = "amqadf-analyze"
@@ -55,11 +41,6 @@ EXIT_OUTPUT_ERROR = 1
 EXIT_BAD_INPUT = 2
 EXIT_FINDINGS = 3
 SEVERITY_NAMES = ("info", "low", "medium", "high", "critical")
-#: Allocations between collections of the youngest generation during the streaming pass (CPython's
-#: default is 700). The pass allocates millions of short-lived objects without cycles (parsed JSON,
-#: records), which reference counting frees; collecting every 700 allocations took about a quarter of
-#: the run time (tests/bench/bench_analyzer.py). Cycles (sqlglot's parse trees) are still collected.
-GC_YOUNG_THRESHOLD = 50_000
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -146,7 +127,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _error(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr)
+    """One line on stderr; control characters of the data in it (a file name, say) escaped."""
+    from amqadf_agent.analyzer.report_values import shown
+
+    print(f"{PROG}: {shown(message)}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,16 +139,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.paths and args.prometheus is None:
         parser.error("give at least one PATH, or --prometheus URL")
-
-    # Imported here, not at the top, so that --help stays fast.
-    from amqadf_agent.analyzer.otlp_reader import ReadStats, read
-    from amqadf_agent.analyzer.rules.cache import CacheRules
-    from amqadf_agent.analyzer.rules.database import DatabaseRuleConfig, DatabaseRules
-    from amqadf_agent.analyzer.rules.scaling import analyze_scaling
-    from amqadf_agent.analyzer.rules.threads import ThreadRuleConfig, ThreadRules
-    from amqadf_agent.analyzer.summary import summarize, top_queries
-    from amqadf_agent.analyzer.windows import DEFAULT_WINDOW_S, WindowAggregator
-    from amqadf_agent.errors import AmqadfError
 
     if not args.slow_query_ms > 0:
         _error("--slow-query-ms must be a positive number")
@@ -184,86 +158,25 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         _error(str(error))
         return EXIT_BAD_INPUT
-    prometheus: Iterable[Record] = ()
-    if args.prometheus is not None:
-        import time
 
-        from amqadf_agent.analyzer.prometheus_source import read_prometheus
+    # Imported here, not at the top, so that --help stays fast.
+    from amqadf_agent.analyzer.run import AnalysisOptions, analyze
+    from amqadf_agent.errors import AmqadfError
 
-        if until_ns is None:
-            until_ns = time.time_ns()
-        if since_ns is None:
-            since_ns = until_ns - 3600 * 1_000_000_000
-        try:
-            prometheus = read_prometheus(
-                args.prometheus,
-                start=since_ns / 1e9,
-                end=until_ns / 1e9,
-                step=args.step,
-                service=args.service,
-            )
-        except AmqadfError as error:
-            _error(str(error))
-            return error.exit_code
-    stats = ReadStats()
-    database = DatabaseRules(DatabaseRuleConfig(slow_query_s=args.slow_query_ms / 1000))
-    scope = {"service": args.service, "since_ns": since_ns, "until_ns": until_ns}
-    windows = WindowAggregator(args.window, **scope)
-    caches = CacheRules(**scope)
-    threads = ThreadRules(
-        ThreadRuleConfig(window_s=args.window or DEFAULT_WINDOW_S, cpu_count=args.cpu_count), **scope
+    options = AnalysisOptions(
+        paths=args.paths,
+        prometheus=args.prometheus,
+        step=args.step,
+        slow_query_ms=args.slow_query_ms,
+        window=args.window,
+        since_ns=since_ns,
+        until_ns=until_ns,
+        service=args.service,
+        cpu_count=args.cpu_count,
+        strict=args.strict,
     )
-    tap = _Tap(database, (windows, caches, threads), args.service, since_ns, until_ns)
     try:
-        # One pass: the rules see every record on its way to the summary.
-        records: Iterable[Record] = ()
-        if args.paths and _wants_pipeline(args.paths):
-            from amqadf_agent.analyzer.pipeline import read_pipelined
-
-            records = read_pipelined(args.paths, strict=args.strict, stats=stats)
-        elif args.paths:
-            records = read(args.paths, strict=args.strict, stats=stats)
-        if args.prometheus is not None:
-            import itertools
-
-            records = itertools.chain(records, prometheus)
-        if _wants_progress(args.paths):
-            records = _progress(records, stats, sys.stderr)
-        import gc
-
-        saved_gc = gc.get_threshold()
-        if saved_gc[0]:  # 0: automatic collection is off, leave it so
-            gc.set_threshold(max(saved_gc[0], GC_YOUNG_THRESHOLD), *saved_gc[1:])
-        try:
-            summary = summarize(tap.run(records), stats)
-        finally:
-            gc.set_threshold(*saved_gc)
-        recommendations = database.recommendations()
-        timeline = windows.windows()  # with no --window, this settles windows.window_s
-        scaling = analyze_scaling(
-            timeline,
-            window_seconds=int(windows.window_s)
-            if float(windows.window_s).is_integer()
-            else round(windows.window_s),
-            service=args.service,
-            database_findings=recommendations,
-            db_services=tap.db_services,
-        )
-        recommendations = sorted(
-            [
-                *recommendations,
-                *scaling.recommendations,
-                *caches.recommendations(),
-                *threads.recommendations(),
-            ],
-            key=lambda r: r.sort_key(),
-        )
-        sections = {
-            "scaling": scaling.to_json(),
-            "cache": [cache.to_dict() for cache in caches.stats()],
-            "threads": threads.to_json(),
-            "top_queries": top_queries(database.statements()),
-        }
+        analysis = analyze(options, progress=sys.stderr)
     except AmqadfError as error:
         _error(str(error))
         return error.exit_code
@@ -273,27 +186,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
 
+    summary = analysis.summary
     if summary.records == 0:
-        if stats.problems:
-            more = stats.problem_count - 1
-            _error(stats.problems[0] + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""))
-        else:
-            where = []
-            if args.paths:
-                where.append(
-                    f"{', '.join(args.paths)} ({stats.files_read} file(s), {stats.lines_read} line(s) read)"
-                )
-            if args.prometheus is not None:
-                where.append(f"the metric series the rules need from {args.prometheus}")
-            _error(f"no telemetry records in {' nor in '.join(where)}")
+        _error(_no_records_message(args.paths, args.prometheus, analysis.stats))
         return EXIT_BAD_INPUT
+
+    from amqadf_agent.analyzer.report import write_report
 
     try:
         if args.output is None:
-            _write(args.format, summary, recommendations, sections, sys.stdout)
+            write_report(analysis, args.format, sys.stdout)
         else:
             with open(args.output, "w", encoding="utf-8") as out:
-                _write(args.format, summary, recommendations, sections, out)
+                write_report(analysis, args.format, out)
     except BrokenPipeError:  # `amqadf-analyze ... | head`: not an error worth a message
         _silence_stdout()
         return EXIT_OUTPUT_ERROR
@@ -306,11 +211,26 @@ def main(argv: list[str] | None = None) -> int:
         _error(skipped_warning(summary.problem_count, summary.problems))
     if args.fail_on is not None:
         floor = SEVERITY_NAMES.index(args.fail_on)
-        failing = [r for r in recommendations if SEVERITY_NAMES.index(r.severity) >= floor]
+        failing = [r for r in analysis.recommendations if SEVERITY_NAMES.index(r.severity) >= floor]
         if failing:
             _error(f"{len(failing)} recommendation(s) at or above {args.fail_on}: exit {EXIT_FINDINGS}")
             return EXIT_FINDINGS
     return EXIT_OK
+
+
+def _no_records_message(paths: list[str], prometheus: str | None, stats: ReadStats) -> str:
+    """Why there is no report: the first problem of the input, or where no record was found."""
+    if stats.problems:
+        more = stats.problem_count - 1
+        return stats.problems[0] + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+    where = []
+    if paths:
+        where.append(f"{', '.join(paths)} ({stats.files_read} file(s), {stats.lines_read} line(s) read)")
+    if prometheus is not None:
+        from amqadf_agent.analyzer.prometheus_source import redact_url
+
+        where.append(f"the metric series the rules need from {redact_url(prometheus)}")
+    return f"no telemetry records in {' nor in '.join(where)}"
 
 
 #: How many ``file:line: reason`` locations the final warning on stderr names.
@@ -328,19 +248,6 @@ def skipped_warning(count: int, problems: tuple[str, ...] | list[str]) -> str:
     )
 
 
-def use_colour(out: object) -> bool:
-    """Colour the text report: only on a terminal, and never with ``NO_COLOR`` set (no-color.org)."""
-    import os
-
-    if os.environ.get("NO_COLOR"):
-        return False
-    isatty = getattr(out, "isatty", None)
-    try:
-        return bool(isatty()) if callable(isatty) else False
-    except (OSError, ValueError):
-        return False
-
-
 def parse_time(text: str, now_ns: int | None = None) -> int:
     """``--since``/``--until``: ISO 8601 (no zone = UTC) or a duration before now (``15m``, ``2h``),
     as ns since the epoch. ValueError with a one-line message otherwise."""
@@ -353,7 +260,10 @@ def parse_time(text: str, now_ns: int | None = None) -> int:
     if match:
         factor = {"ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
         now = time.time_ns() if now_ns is None else now_ns
-        return now - int(float(match.group(1)) * factor * 1e9)
+        seconds = float(match.group(1)) * factor
+        if not seconds < 1e12:  # about 31 700 years; more digits than a float holds end as infinity
+            raise ValueError(f"cannot read time {text[:40]!r}: the duration is too long")
+        return now - int(seconds * 1e9)
     try:
         moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -363,191 +273,6 @@ def parse_time(text: str, now_ns: int | None = None) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     return int(moment.timestamp() * 1_000_000) * 1000
-
-
-class _Tap:
-    """Passes records through, feeding the rules on the way, and applies --service/--since/--until
-    to what the summary and the database rules see (the metric rules apply them themselves, since
-    cumulative points before --since are their baselines)."""
-
-    def __init__(
-        self,
-        database: DatabaseRules,
-        feeds: tuple[_Feed, ...],
-        service: str | None,
-        since_ns: int | None,
-        until_ns: int | None,
-    ) -> None:
-        self.database = database
-        #: Every record goes to each feed's ``add``, except spans of a kind it does not read (most spans:
-        #: the metric rules read server spans only), which it is not even called for.
-        self.feeds = tuple(feed.add for feed in feeds)
-        self.span_feeds: dict[int, tuple[Callable[[Record], None], ...]] = {
-            kind: tuple(feed.add for feed in feeds if kind in feed.SPAN_KINDS)
-            for kind in {kind for feed in feeds for kind in feed.SPAN_KINDS}
-        }
-        self.service = service
-        self.since_ns = since_ns
-        self.until_ns = until_ns
-        #: Services whose db client spans reached the database rules.
-        self.db_services: set[str] = set()
-
-    def _inside(self, time_ns: int) -> bool:
-        if self.since_ns is not None and time_ns < self.since_ns:
-            return False
-        return not (self.until_ns is not None and time_ns > self.until_ns)
-
-    def run(self, records: Iterable[Record]) -> Iterator[Record]:
-        import dataclasses
-
-        from amqadf_agent.analyzer.model import (
-            SPAN_KIND_CLIENT,
-            LogRecord,
-            MetricRecord,
-            SpanRecord,
-            service_name,
-        )
-
-        add = self.database.add_span
-        feeds = self.feeds
-        span_feeds = self.span_feeds
-        no_feeds: tuple[Callable[[Record], None], ...] = ()
-        service = self.service
-        timed = self.since_ns is not None or self.until_ns is not None
-        last_resource: object = None
-        keep = True
-        name = ""
-        for record in records:
-            for feed in span_feeds.get(record.kind, no_feeds) if type(record) is SpanRecord else feeds:
-                feed(record)
-            if record.resource is not last_resource:
-                last_resource = record.resource
-                name = service_name(record.resource)
-                keep = service is None or name == service
-            if not keep:
-                continue
-            if type(record) is SpanRecord:
-                if timed and not self._inside(record.end_ns):
-                    continue
-                if record.kind == SPAN_KIND_CLIENT:
-                    before = self.database.db_calls
-                    add(record)
-                    if self.database.db_calls != before:
-                        self.db_services.add(name)
-            elif timed and type(record) is MetricRecord:
-                points = tuple(p for p in record.points if self._inside(p.time_ns))
-                if not points:
-                    continue
-                if len(points) != len(record.points):
-                    record = dataclasses.replace(record, points=points)
-            elif timed and type(record) is LogRecord and not self._inside(record.timestamp_ns):
-                continue
-            yield record
-
-
-#: Inputs smaller than this are read too fast for a progress line to help.
-PROGRESS_MIN_BYTES = 32 * 1024 * 1024
-#: Inputs from this size on are read by a second process (``analyzer.pipeline``) when there is a
-#: second CPU: forking costs a few milliseconds, reading 16 MB about 0.1 s.
-PIPELINE_MIN_BYTES = 16 * 1024 * 1024
-
-
-def _wants_pipeline(paths: list[str]) -> bool:
-    """Read in a second process: only with two CPUs or more for this process, and a large input."""
-    import os
-
-    if not hasattr(os, "fork"):
-        return False
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return cpus >= 2 and _input_reaches(paths, PIPELINE_MIN_BYTES)
-
-
-def _input_reaches(paths: list[str], size: int) -> bool:
-    """True when the files at ``paths`` (directories searched) hold at least ``size`` bytes; what
-    cannot be read counts for nothing (the reader reports it)."""
-    import os
-
-    def size_of(path: str) -> int:
-        try:
-            return os.path.getsize(path)
-        except OSError:
-            return 0
-
-    total = 0
-    for path in paths:
-        if os.path.isdir(path):
-            for root, _dirs, files in os.walk(path):
-                total += sum(size_of(os.path.join(root, name)) for name in files)
-        elif os.path.isfile(path):
-            total += size_of(path)
-        if total >= size:
-            return True
-    return False
-
-
-def _wants_progress(paths: list[str]) -> bool:
-    """A progress line on stderr: only on a terminal, and only for large inputs."""
-    if not paths or not sys.stderr.isatty():
-        return False
-    return _input_reaches(paths, PROGRESS_MIN_BYTES)
-
-
-def _progress(records: Iterable[Record], stats: ReadStats, err: TextIO) -> Iterator[Record]:
-    """Pass records through, redrawing one line on ``err`` at most 4 times a second."""
-    import time
-
-    last = 0.0
-    count = 0
-    for count, record in enumerate(records, 1):
-        if not count & 1023 and (now := time.monotonic()) - last > 0.25:
-            last = now
-            err.write(
-                f"\rreading: {stats.files_read} file(s), {stats.lines_read:,} line(s), {count:,} record(s)"
-            )
-            err.flush()
-        yield record
-    err.write(f"\rread {stats.files_read} file(s), {stats.lines_read:,} line(s), {count:,} record(s)\n")
-    err.flush()
-
-
-def _write(
-    fmt: str,
-    summary: Summary,
-    recommendations: list[Recommendation],
-    sections: dict[str, Any],
-    out: TextIO,
-) -> None:
-    """Write the report in ``fmt`` to ``out``."""
-    import json
-
-    from amqadf_agent.analyzer.summary import (
-        render_analysis_text,
-        render_recommendations,
-        render_skipped_text,
-        render_text,
-        to_json,
-    )
-
-    if fmt in ("json", "markdown", "html"):
-        data = to_json(summary)
-        data["recommendations"] = [recommendation.to_dict() for recommendation in recommendations]
-        data.update(sections)
-        if fmt == "json":
-            out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-        elif fmt == "markdown":
-            from amqadf_agent.analyzer.render_markdown import render as render_markdown
-
-            render_markdown(data, out)
-        else:
-            from amqadf_agent.analyzer.render_html import render as render_html
-
-            render_html(data, out)
-    else:
-        render_text(summary, out)
-        render_analysis_text(sections, out)
-        render_recommendations(recommendations, out, colour=use_colour(out))
-        render_skipped_text(summary, out)
-    out.flush()
 
 
 def _silence_stdout() -> None:

@@ -21,8 +21,8 @@ file's span count over that wall time; every row checks it saw that count.
   the report (the whole product path), on both files. On a machine with two CPUs or more, an input
   this large is read by a forked child process (``analyzer.pipeline``) while the rules run in the
   parent; the peak RSS shown is the larger of the two processes' (what ``wait4`` reports);
-- amqadf-analyze in one process: the same, with the reading child turned off (``PIPELINE_MIN_BYTES``
-  raised), to show what the second process brings;
+- amqadf-analyze in one process: the same, with the reading child turned off
+  (``analyzer.run.PIPELINE_MIN_BYTES`` raised), to show what the second process brings;
 - otlp_reader.read only: the analyzer's reader building its records, no rules (where the time goes);
 - orjson.loads per line / json.loads per line: parse each line and count the spans, nothing more
   (the floor any Python reader of this format pays);
@@ -459,8 +459,9 @@ print(spans)
 """
 _ONE_PROCESS = """
 import sys
+from amqadf_agent.analyzer import run
 from amqadf_agent.cli import analyze
-analyze.PIPELINE_MIN_BYTES = 1 << 62
+run.PIPELINE_MIN_BYTES = 1 << 62
 sys.exit(analyze.main(sys.argv[1:]))
 """
 _READER = """
