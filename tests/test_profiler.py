@@ -647,6 +647,7 @@ def test_hot_path_share_and_depth() -> None:
 def test_frame_spans_are_proportional_to_time(spans: tuple[TracerProvider, InMemorySpanExporter]) -> None:
     # GIVEN a known tree: root 1 s = small 0.3 s, then heavy 0.6 s; a 2 s interval
     from amqadf_agent.profiling.profiler import CallNode
+    from amqadf_agent.profiling.spans import frame_spans
 
     provider, exporter = spans
     tracer = provider.get_tracer("test")
@@ -655,7 +656,7 @@ def test_frame_spans_are_proportional_to_time(spans: tuple[TracerProvider, InMem
     start, end = 10_000_000_000, 12_000_000_000
     parent = tracer.start_span("profile", start_time=start)
     # WHEN the hot path becomes spans
-    PerformanceProfiler(tracer=tracer)._frame_spans(parent, (root, heavy), start, end)
+    frame_spans(tracer, parent, (root, heavy), start, end)
     parent.end(end_time=end)
     frames = {s.name: s for s in exporter.get_finished_spans() if s.name == semconv.SPAN_PROFILE_FRAME}
     spans_by_function = {
@@ -670,7 +671,7 @@ def test_frame_spans_are_proportional_to_time(spans: tuple[TracerProvider, InMem
     assert (h.start_time, h.end_time) == (11_300_000_000, 11_900_000_000)
     # AND a tree longer than the interval is compressed into it
     exporter.clear()
-    PerformanceProfiler(tracer=tracer)._frame_spans(parent, (root, heavy), start, start + 500_000_000)
+    frame_spans(tracer, parent, (root, heavy), start, start + 500_000_000)
     got = {(s.attributes or {})["code.function.name"]: s for s in exporter.get_finished_spans()}
     assert (got["root"].start_time, got["root"].end_time) == (start, start + 500_000_000)
     assert (got["heavy"].start_time, got["heavy"].end_time) == (start + 150_000_000, start + 450_000_000)

@@ -17,10 +17,9 @@ What it costs (measured by ``tests/bench/bench_profiler.py``; see docs/design.md
   ~``max_overhead`` even where pyinstrument is slowest. A sampled call made inside a profiled call
   runs plainly: it is already in that profile.
 
-Each profile is a span (``amqadf.profile``); the hot path of a CPU profile (from the profiled
-function, the heaviest callee at each level while it holds at least ``hot_path_share`` of the
-profile, at most ``hot_path_depth`` frames) becomes nested ``amqadf.profile.frame`` child spans laid
-out in the profile's interval in proportion to their time. With ``artifacts_dir`` the full profile
+Each profile is a span (``amqadf.profile``), with the hot path of a CPU profile as nested
+``amqadf.profile.frame`` child spans (``spans.py``); the results are the types of ``results.py``,
+which the renderers of ``report.py`` read. With ``artifacts_dir`` the full profile
 (speedscope JSON by default) is saved there, named by the ``amqadf.profiler.artifact`` span attribute,
 keeping the newest ``max_artifacts`` files. ``instrument()`` also records the
 ``amqadf.profiler.duration`` histogram (kind, function) for every call that went through the profiler.
@@ -57,14 +56,13 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError, MissingExtraError
 from amqadf_agent.monitoring._instruments import Point, SharedInstruments
-from amqadf_agent.profiling import report
+from amqadf_agent.profiling import report, spans
 from amqadf_agent.profiling.results import (
     AllocationSite,
     CallNode,
@@ -106,22 +104,6 @@ _log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Attribute keys of profile spans and their events: the contract's (semconv.py), by short names.
-ATTR_CODE_FUNCTION_NAME = semconv.ATTR_CODE_FUNCTION_NAME
-ATTR_CODE_FILE_PATH = semconv.ATTR_CODE_FILE_PATH
-ATTR_CODE_LINE_NUMBER = semconv.ATTR_CODE_LINE_NUMBER
-ATTR_DURATION = semconv.ATTR_PROFILER_DURATION
-ATTR_CPU_TIME = semconv.ATTR_PROFILER_CPU_TIME
-ATTR_SAMPLE_COUNT = semconv.ATTR_PROFILER_SAMPLE_COUNT
-ATTR_PROFILED = semconv.ATTR_PROFILER_PROFILED
-ATTR_SELF_TIME = semconv.ATTR_PROFILER_SELF_TIME
-ATTR_TOTAL_TIME = semconv.ATTR_PROFILER_TOTAL_TIME
-ATTR_PEAK_MEMORY = semconv.ATTR_PROFILER_PEAK_MEMORY
-ATTR_TOTAL_ALLOCATIONS = semconv.ATTR_PROFILER_TOTAL_ALLOCATIONS
-ATTR_TOTAL_BYTES = semconv.ATTR_PROFILER_TOTAL_BYTES
-ATTR_SITE_BYTES = semconv.ATTR_PROFILER_SITE_BYTES
-ATTR_SITE_ALLOCATIONS = semconv.ATTR_PROFILER_SITE_ALLOCATIONS
-
 KIND_CPU = "cpu"
 KIND_MEMORY = "memory"
 #: The ``max_overhead`` budget holds at most this many seconds of wall time's worth of profiling.
@@ -135,7 +117,6 @@ _PROFILING: contextvars.ContextVar[bool] = contextvars.ContextVar("amqadf_profil
 #: Every artifact file this module writes starts with this (only these are ever removed).
 ARTIFACT_PREFIX = "amqadf-profile-"
 _ARTIFACT_SUFFIX = {"speedscope": ".speedscope.json", "html": ".html"}
-ATTR_FRAME_DEPTH = semconv.ATTR_PROFILER_FRAME_DEPTH
 #: At most this many (kind, function) series of ``amqadf.profiler.function.self_time`` per profiler:
 #: the ones with the most self time are kept (profiles of varied code must not grow it without end).
 MAX_SELF_TIME_FUNCTIONS = 200
@@ -231,7 +212,6 @@ class PerformanceProfiler:
         self.top_n = top_n
         self.max_overhead = max_overhead
         self.enabled = enabled
-        self._tracer = tracer
         self._clock = clock
         self._random = random if random is not None else _random.Random()
         self._lock = threading.Lock()
@@ -245,6 +225,7 @@ class PerformanceProfiler:
         self._typical_cost = _INITIAL_COST
         self._recent: deque[ProfileResult] = deque(maxlen=keep)
         self._warned: set[str] = set()
+        self._spans = spans.ProfileSpans(tracer, _log, self._warned)
         # (kind, qualified function name) -> self time summed over the top functions of the profiles
         # taken; at most MAX_SELF_TIME_FUNCTIONS entries (the largest), read at collection time.
         self._self_times: dict[tuple[str, str], float] = {}
@@ -259,8 +240,8 @@ class PerformanceProfiler:
         if inspect.iscoroutinefunction(fn):
             raise TypeError(f"{_qualname(fn)} is a coroutine function: use await profiler.profile_async()")
         name = _qualname(fn)
-        span, start_ns = self._start_span(KIND_CPU, fn)
-        with self._activated(span):
+        span, start_ns = self._spans.start(KIND_CPU, fn, name)
+        with spans.activated(span):
             profiler = self._start_pyinstrument(inspect.currentframe())
             start, cpu_start = self._clock(), time.process_time()
             active = _PROFILING.set(True)
@@ -282,8 +263,8 @@ class PerformanceProfiler:
         Time the coroutine spends waiting shows as ``[await]`` time of the awaiting function.
         """
         name = _qualname(fn)
-        span, start_ns = self._start_span(KIND_CPU, fn)
-        with self._activated(span):
+        span, start_ns = self._spans.start(KIND_CPU, fn, name)
+        with spans.activated(span):
             profiler = self._start_pyinstrument(inspect.currentframe())
             start, cpu_start = self._clock(), time.process_time()
             active = _PROFILING.set(True)
@@ -368,7 +349,7 @@ class PerformanceProfiler:
             result = dataclasses.replace(result, artifact=self._save_artifact(result))
             self._add_self_times(KIND_CPU, top)
         self._record(KIND_CPU, result.profiled, end, duration, name)
-        self._end_span(span, result, error, (start_ns, end_ns))
+        self._spans.end(span, result, error, (start_ns, end_ns))
         return result
 
     # --- memory ---------------------------------------------------------------------------------
@@ -383,11 +364,11 @@ class PerformanceProfiler:
         except ImportError:
             raise MissingExtraError("memory profiling", "memory", "memray") from None
         name = _qualname(fn)
-        span, _ = self._start_span(KIND_MEMORY, fn)
+        span, _ = self._spans.start(KIND_MEMORY, fn, name)
         directory = tempfile.mkdtemp(prefix="amqadf-memray-")
         path = os.path.join(directory, "profile.bin")
         try:
-            with self._activated(span):
+            with spans.activated(span):
                 tracker: Any = memray.Tracker(path, native_traces=False)
                 try:
                     tracker.__enter__()
@@ -446,7 +427,7 @@ class PerformanceProfiler:
         if tracked:
             result = dataclasses.replace(result, artifact=self._save_artifact(result))
         self._record(KIND_MEMORY, tracked, end, end - start, name)
-        self._end_span(span, result, error, None)
+        self._spans.end(span, result, error, None)
         return result
 
     # --- sampling -------------------------------------------------------------------------------
@@ -643,7 +624,7 @@ class PerformanceProfiler:
                 for histogram in self._histograms:
                     histogram.record(duration, attributes)
             except Exception:
-                self._warn_telemetry()
+                self._spans.failed()
 
     # --- artifacts ------------------------------------------------------------------------------
     def _save_artifact(self, result: ProfileResult | MemoryProfileResult) -> str | None:
@@ -703,163 +684,6 @@ class PerformanceProfiler:
             first = message not in self._warned
             self._warned.add(message)
         _log.log(logging.WARNING if first else logging.DEBUG, message, exc_info=first)
-
-    def _get_tracer(self) -> Tracer:
-        if self._tracer is not None:
-            return self._tracer
-        from opentelemetry import trace
-
-        return trace.get_tracer(semconv.SCOPE_NAME)
-
-    def _start_span(self, kind: str, fn: Callable[..., Any]) -> tuple[Span | None, int]:
-        """The profile span (``None`` if the tracer fails) and its start time (ns since the epoch)."""
-        start_ns = time.time_ns()
-        try:
-            from opentelemetry.trace import SpanKind
-
-            attributes: dict[str, str | int] = {
-                semconv.ATTR_PROFILER_KIND: kind,
-                semconv.ATTR_PROFILER_FUNCTION: _qualname(fn),
-                ATTR_CODE_FUNCTION_NAME: _qualname(fn),
-            }
-            code = getattr(inspect.unwrap(fn), "__code__", None)
-            if code is not None:
-                attributes[ATTR_CODE_FILE_PATH] = code.co_filename
-                attributes[ATTR_CODE_LINE_NUMBER] = code.co_firstlineno
-            span = self._get_tracer().start_span(
-                semconv.SPAN_PROFILE, kind=SpanKind.INTERNAL, attributes=attributes, start_time=start_ns
-            )
-            return span, start_ns
-        except Exception:
-            self._warn_telemetry()
-            return None, start_ns
-
-    @contextmanager
-    def _activated(self, span: Span | None) -> Iterator[None]:
-        """Make ``span`` current for the call, so spans the function starts are its children."""
-        if span is None:
-            yield
-            return
-        from opentelemetry import context, trace
-
-        token = context.attach(trace.set_span_in_context(span))
-        try:
-            yield
-        finally:
-            context.detach(token)
-
-    def _end_span(
-        self,
-        span: Span | None,
-        result: ProfileResult | MemoryProfileResult,
-        error: BaseException | None,
-        interval_ns: tuple[int, int] | None,
-    ) -> None:
-        if span is None:
-            return
-        try:
-            span.set_attribute(ATTR_DURATION, result.duration)
-            span.set_attribute(ATTR_PROFILED, result.profiled)
-            if result.artifact is not None:
-                span.set_attribute(semconv.ATTR_PROFILER_ARTIFACT, result.artifact)
-            if isinstance(result, ProfileResult) and result.hot_path and interval_ns is not None:
-                self._frame_spans(span, result.hot_path, *interval_ns)
-            if isinstance(result, ProfileResult):
-                span.set_attribute(ATTR_CPU_TIME, result.cpu_time)
-                span.set_attribute(ATTR_SAMPLE_COUNT, result.sample_count)
-                for stat in result.top_functions:
-                    span.add_event(
-                        semconv.EVENT_PROFILE_FUNCTION,
-                        {
-                            ATTR_CODE_FUNCTION_NAME: stat.function,
-                            ATTR_CODE_FILE_PATH: stat.file,
-                            ATTR_CODE_LINE_NUMBER: stat.line,
-                            ATTR_SELF_TIME: stat.self_time,
-                            ATTR_TOTAL_TIME: stat.total_time,
-                        },
-                    )
-            else:
-                span.set_attribute(ATTR_PEAK_MEMORY, result.peak_memory)
-                span.set_attribute(ATTR_TOTAL_ALLOCATIONS, result.total_allocations)
-                if result.total_bytes is not None:
-                    span.set_attribute(ATTR_TOTAL_BYTES, result.total_bytes)
-                for site in result.top_sites:
-                    span.add_event(
-                        semconv.EVENT_PROFILE_FUNCTION,
-                        {
-                            ATTR_CODE_FUNCTION_NAME: site.function,
-                            ATTR_CODE_FILE_PATH: site.file,
-                            ATTR_CODE_LINE_NUMBER: site.line,
-                            ATTR_SITE_BYTES: site.bytes,
-                            ATTR_SITE_ALLOCATIONS: site.count,
-                        },
-                    )
-            if error is not None:
-                from opentelemetry.trace import Status, StatusCode
-
-                span.set_attribute(semconv.ATTR_ERROR_TYPE, type(error).__qualname__)
-                span.record_exception(error)
-                span.set_status(Status(StatusCode.ERROR, str(error)))
-            span.end()
-        except Exception:
-            self._warn_telemetry()
-
-    def _frame_spans(self, parent: Span, path: tuple[CallNode, ...], start_ns: int, end_ns: int) -> None:
-        """The hot path as nested child spans of ``parent`` within ``[start_ns, end_ns]``.
-
-        Frame times are real seconds, compressed if the root does not fit the interval; the root
-        ends where the call ended, each callee starts after the time of the siblings before it in
-        pyinstrument's order (first seen first), and no child outlasts its parent.
-        """
-        from opentelemetry import trace
-
-        tracer = self._get_tracer()
-        root = path[0]
-        available = max(end_ns - start_ns, 0)
-        scale = 1e9 if root.total_time * 1e9 <= available else available / max(root.total_time, 1e-12)
-        frame_start = end_ns - int(root.total_time * scale)
-        frame_end = end_ns
-        opened: list[tuple[Span, int]] = []
-        context = trace.set_span_in_context(parent)
-        previous: CallNode | None = None
-        try:
-            for depth, node in enumerate(path):
-                if previous is not None:
-                    before = 0.0
-                    for sibling in previous.children:
-                        if sibling is node:
-                            break
-                        before += sibling.total_time
-                    frame_start = min(frame_start + int(before * scale), frame_end)
-                    frame_end = min(frame_start + int(node.total_time * scale), frame_end)
-                span = tracer.start_span(
-                    semconv.SPAN_PROFILE_FRAME,
-                    context=context,
-                    start_time=frame_start,
-                    attributes={
-                        ATTR_CODE_FUNCTION_NAME: node.function,
-                        ATTR_CODE_FILE_PATH: node.file,
-                        ATTR_CODE_LINE_NUMBER: node.line,
-                        ATTR_SELF_TIME: node.self_time,
-                        ATTR_TOTAL_TIME: node.total_time,
-                        ATTR_FRAME_DEPTH: depth,
-                    },
-                )
-                opened.append((span, frame_end))
-                context = trace.set_span_in_context(span, context)
-                previous = node
-        finally:
-            for span, end in reversed(opened):  # innermost first, as a real call stack ends
-                span.end(end_time=end)
-
-    def _warn_telemetry(self) -> None:
-        first = "telemetry" not in self._warned
-        self._warned.add("telemetry")
-        _log.log(
-            logging.WARNING if first else logging.DEBUG,
-            "recording a profile span failed; profiling goes on",
-            exc_info=True,
-        )
 
 
 # --- the decorator --------------------------------------------------------------------------------
@@ -974,11 +798,16 @@ def _attach(exc: BaseException, result: ProfileResult | MemoryProfileResult) -> 
         exc.__amqadf_profile__ = result  # type: ignore[attr-defined]
 
 
+#: The files of the profiler's own frames around a profiled call.
+_WRAPPER_FILES = (__file__, spans.__file__)
+
+
 def _is_wrapper_frame(frame: Frame) -> bool:
-    """A frame of the bookkeeping around a profiled call, not of the call: this module's own
-    functions and the ``with`` statement's enter and exit (a decorator built on ``contextlib``,
-    such as ``@tracer.start_as_current_span``, runs as ``contextlib.inner``: that is the call)."""
-    if frame.file_path == __file__:
+    """A frame of the bookkeeping around a profiled call, not of the call: this module's and the
+    span writer's own functions and the ``with`` statement's enter and exit (a decorator built on
+    ``contextlib``, such as ``@tracer.start_as_current_span``, runs as ``contextlib.inner``: that is
+    the call)."""
+    if frame.file_path in _WRAPPER_FILES:
         return True
     return frame.file_path == contextlib.__file__ and frame.function in ("__enter__", "__exit__")
 
