@@ -49,7 +49,6 @@ import inspect
 import logging
 import os
 import random as _random
-import re
 import shutil
 import tempfile
 import threading
@@ -62,7 +61,8 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overlo
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError, MissingExtraError
 from amqadf_agent.monitoring._instruments import Point, SharedInstruments
-from amqadf_agent.profiling import report, spans
+from amqadf_agent.profiling import artifacts, report, spans
+from amqadf_agent.profiling.artifacts import ARTIFACT_PREFIX
 from amqadf_agent.profiling.results import (
     AllocationSite,
     CallNode,
@@ -114,9 +114,6 @@ DEFAULT_MAX_OVERHEAD = 0.02
 _INITIAL_COST = 0.1
 #: True inside a profiled call (this thread or async context): nested sampled calls run plainly.
 _PROFILING: contextvars.ContextVar[bool] = contextvars.ContextVar("amqadf_profiling", default=False)
-#: Every artifact file this module writes starts with this (only these are ever removed).
-ARTIFACT_PREFIX = "amqadf-profile-"
-_ARTIFACT_SUFFIX = {"speedscope": ".speedscope.json", "html": ".html"}
 #: At most this many (kind, function) series of ``amqadf.profiler.function.self_time`` per profiler:
 #: the ones with the most self time are kept (profiles of varied code must not grow it without end).
 MAX_SELF_TIME_FUNCTIONS = 200
@@ -194,7 +191,7 @@ class PerformanceProfiler:
             raise ConfigError("hot_path_share", f"must be a fraction in [0, 1], got {hot_path_share!r}")
         if hot_path_depth < 0:
             raise ConfigError("hot_path_depth", f"must be an integer >= 0, got {hot_path_depth!r}")
-        if artifact_format not in _ARTIFACT_SUFFIX:
+        if artifact_format not in artifacts.SUFFIXES:
             raise ConfigError("artifact_format", f"must be 'speedscope' or 'html', got {artifact_format!r}")
         if max_artifacts < 1:
             raise ConfigError("max_artifacts", f"must be an integer >= 1, got {max_artifacts!r}")
@@ -638,21 +635,11 @@ class PerformanceProfiler:
                 self._artifact_seq += 1
                 seq = self._artifact_seq
             kind = KIND_CPU if isinstance(result, ProfileResult) else KIND_MEMORY
-            function = re.sub(r"[^A-Za-z0-9_.-]+", "_", result.function)[-80:]
-            # time first: names sort oldest first; pid and sequence: unique across processes.
-            name = (
-                f"{ARTIFACT_PREFIX}{time.time_ns():020d}-{os.getpid()}-{seq:06d}-{kind}-{function}"
-                f"{_ARTIFACT_SUFFIX[self.artifact_format]}"
-            )
-            os.makedirs(directory, exist_ok=True)
-            path = os.path.join(directory, name)
-            partial = path + ".partial"
-            with open(partial, "w", encoding="utf-8") as file:
-                file.write(content)
-            os.replace(partial, path)  # a reader never sees a half-written profile
+            name = artifacts.artifact_name(kind, result.function, seq, self.artifact_format)
+            path = artifacts.write(directory, name, content)
             with self._lock:
                 self._artifacts_written += 1
-            self._prune_artifacts(directory)
+            artifacts.prune(directory, self.max_artifacts)
             return path
         except Exception:
             with self._lock:
@@ -666,17 +653,6 @@ class PerformanceProfiler:
                 exc_info=True,
             )
             return None
-
-    def _prune_artifacts(self, directory: str) -> None:
-        """Remove the oldest of this module's artifact files beyond ``max_artifacts``."""
-        names = sorted(
-            entry.name
-            for entry in os.scandir(directory)
-            if entry.name.startswith(ARTIFACT_PREFIX) and not entry.name.endswith(".partial")
-        )
-        for name in names[: max(len(names) - self.max_artifacts, 0)]:
-            with contextlib.suppress(FileNotFoundError):  # another process pruned it first
-                os.remove(os.path.join(directory, name))
 
     def _failed_to_start(self, kind: str, message: str) -> None:
         with self._lock:
