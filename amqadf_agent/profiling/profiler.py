@@ -42,9 +42,7 @@ pyinstrument, memray and the OpenTelemetry API are imported inside the functions
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import dataclasses
-import functools
 import inspect
 import logging
 import os
@@ -54,14 +52,13 @@ import tempfile
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError, MissingExtraError
 from amqadf_agent.monitoring._instruments import Point, SharedInstruments
-from amqadf_agent.profiling import artifacts, report, spans
+from amqadf_agent.profiling import artifacts, report, sampling, spans
 from amqadf_agent.profiling.artifacts import ARTIFACT_PREFIX
 from amqadf_agent.profiling.results import (
     AllocationSite,
@@ -76,6 +73,7 @@ from amqadf_agent.profiling.results import (
     read_memray,
     real_children,
 )
+from amqadf_agent.profiling.sampling import DEFAULT_MAX_OVERHEAD
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Histogram, MeterProvider
@@ -106,37 +104,12 @@ R = TypeVar("R")
 
 KIND_CPU = "cpu"
 KIND_MEMORY = "memory"
-#: The ``max_overhead`` budget holds at most this many seconds of wall time's worth of profiling.
-BUDGET_WINDOW = 60.0
-#: The default ``max_overhead``: sampled profiles take at most ~2% of wall time.
-DEFAULT_MAX_OVERHEAD = 0.02
-#: What a sampled profile is taken to cost (seconds) until some have been measured.
-_INITIAL_COST = 0.1
-#: True inside a profiled call (this thread or async context): nested sampled calls run plainly.
-_PROFILING: contextvars.ContextVar[bool] = contextvars.ContextVar("amqadf_profiling", default=False)
 #: At most this many (kind, function) series of ``amqadf.profiler.function.self_time`` per profiler:
 #: the ones with the most self time are kept (profiles of varied code must not grow it without end).
 MAX_SELF_TIME_FUNCTIONS = 200
 
 
 # --- the profiler ---------------------------------------------------------------------------------
-class _Budget:
-    """A token bucket of profiling time (seconds): ``rate`` accrues per second of wall time, at most
-    ``rate * BUDGET_WINDOW``; sampled profiles spend their cost once they end, so a long one borrows
-    and the following calls repay it. Starts empty: no burst of profiling at start-up."""
-
-    __slots__ = ("at", "balance", "rate")
-
-    def __init__(self, rate: float, now: float) -> None:
-        self.rate, self.balance, self.at = rate, 0.0, now
-
-    def refill(self, now: float) -> float:
-        if now > self.at:
-            self.balance = min(self.balance + self.rate * (now - self.at), self.rate * BUDGET_WINDOW)
-            self.at = now
-        return self.balance
-
-
 class PerformanceProfiler:
     """Profiles calls on demand (``profile_function``, ``profile_async``, ``profile_memory``) or a
     sampled fraction of them in production (``@profiler.sampled``); each profile is also a span.
@@ -146,7 +119,7 @@ class PerformanceProfiler:
         sample_rate: default fraction of calls ``sampled()`` profiles (0 to 1), read at call time.
         top_n: how many top functions (and allocation sites) a result keeps.
         max_overhead: default time budget of ``sampled()``: a fraction of wall time (default
-            0.02). Profiling time accrues at this rate (at most ``BUDGET_WINDOW`` seconds' worth)
+            0.02). Profiling time accrues at this rate (at most ``sampling.BUDGET_WINDOW`` seconds' worth)
             and each sampled profile spends its whole cost from it; no sampled profile starts while the
             budget is in debt. ``None``: no budget.
         enabled: ``False`` makes every sampled call a plain call (``profile_function`` still
@@ -215,12 +188,7 @@ class PerformanceProfiler:
         _PROFILERS.add(self)
         self._profiles = {KIND_CPU: 0, KIND_MEMORY: 0}
         self._failed = {KIND_CPU: 0, KIND_MEMORY: 0}
-        self._budget_skips = 0
-        self._budgets: dict[float, _Budget] = {}  # by max_overhead: one per budget in use
-        # Sampled profiles running now, and what one costs (a moving average), for _reserve.
-        self._in_flight = 0
-        self._typical_cost = _INITIAL_COST
-        self._recent: deque[ProfileResult] = deque(maxlen=keep)
+        self._sampler = sampling.Sampler(clock, self._random, keep)
         self._warned: set[str] = set()
         self._spans = spans.ProfileSpans(tracer, _log, self._warned)
         # (kind, qualified function name) -> self time summed over the top functions of the profiles
@@ -241,15 +209,15 @@ class PerformanceProfiler:
         with spans.activated(span):
             profiler = self._start_pyinstrument(inspect.currentframe())
             start, cpu_start = self._clock(), time.process_time()
-            active = _PROFILING.set(True)
+            active = sampling.PROFILING.set(True)
             try:
                 value = fn(*args, **kwargs)
             except BaseException as exc:
-                _PROFILING.reset(active)
+                sampling.PROFILING.reset(active)
                 result = self._finish_cpu(name, profiler, start, cpu_start, None, exc, span, start_ns)
                 _attach(exc, result)
                 raise
-            _PROFILING.reset(active)
+            sampling.PROFILING.reset(active)
         return self._finish_cpu(name, profiler, start, cpu_start, value, None, span, start_ns)
 
     async def profile_async(
@@ -264,15 +232,15 @@ class PerformanceProfiler:
         with spans.activated(span):
             profiler = self._start_pyinstrument(inspect.currentframe())
             start, cpu_start = self._clock(), time.process_time()
-            active = _PROFILING.set(True)
+            active = sampling.PROFILING.set(True)
             try:
                 value = await fn(*args, **kwargs)
             except BaseException as exc:
-                _PROFILING.reset(active)
+                sampling.PROFILING.reset(active)
                 result = self._finish_cpu(name, profiler, start, cpu_start, None, exc, span, start_ns)
                 _attach(exc, result)
                 raise
-            _PROFILING.reset(active)
+            sampling.PROFILING.reset(active)
         return self._finish_cpu(name, profiler, start, cpu_start, value, None, span, start_ns)
 
     def _start_pyinstrument(self, caller: Any) -> Any:
@@ -460,96 +428,14 @@ class PerformanceProfiler:
         if budget is not None:
             _check_overhead(budget)
 
-        def take(draw: Callable[[], float] = self._random.random) -> bool | None:
-            """None: run the call plainly; else profile it (True: a budget reservation to settle).
-
-            The hot path of every sampled call is one draw and a comparison. A call made inside a
-            profiled call is never profiled itself (pyinstrument would refuse a second profiler).
-            """
-            if draw() >= (self.sample_rate if rate is None else rate) or not self.enabled or _PROFILING.get():
-                return None
-            return self._reserve(budget)
-
         def decorate(func: Callable[P, R]) -> Callable[P, R]:
-            if inspect.iscoroutinefunction(func):
-                async_func = func
-
-                @functools.wraps(func)
-                async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                    reserved = take()
-                    if reserved is None:
-                        return await async_func(*args, **kwargs)
-                    started, profiled = self._clock(), False
-                    try:
-                        result = await self.profile_async(async_func, *args, **kwargs)
-                        profiled = result.profiled
-                    except BaseException as exc:
-                        profiled = _was_profiled(exc)
-                        raise
-                    finally:
-                        self._settle(started, profiled, reserved)
-                    self._recent.append(result)
-                    return result.return_value
-
-                return cast(Callable[P, R], async_wrapper)
-
-            @functools.wraps(func)
-            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-                reserved = take()
-                if reserved is None:
-                    return func(*args, **kwargs)
-                started, profiled = self._clock(), False
-                try:
-                    result = self.profile_function(func, *args, **kwargs)
-                    profiled = result.profiled
-                except BaseException as exc:
-                    profiled = _was_profiled(exc)
-                    raise
-                finally:
-                    self._settle(started, profiled, reserved)
-                self._recent.append(result)
-                return cast(R, result.return_value)
-
-            return wrapper
+            return self._sampler.wrap(self, func, rate, budget)
 
         return decorate(fn) if fn is not None else decorate
 
-    def _reserve(self, budget: float | None) -> bool | None:
-        """Whether a drawn call may start a profile now: None (over budget), False (no budget), or
-        True (a reservation ``_settle`` closes). The budget counts the profiles still running at
-        the cost of a typical one, so concurrent calls cannot all start on the same balance."""
-        if budget is None:
-            return False
-        now = self._clock()
-        with self._lock:
-            bucket = self._budgets.get(budget)
-            if bucket is None:
-                bucket = self._budgets[budget] = _Budget(budget, now)
-            if bucket.refill(now) - self._in_flight * self._typical_cost < 0.0:
-                self._budget_skips += 1
-                return None
-            self._in_flight += 1
-        return True
-
-    def _settle(self, started: float, profiled: bool, reserved: bool) -> None:
-        """Spend a sampled profile's whole cost from the budgets (the call under the profiler and
-        the building of its result, span and artifact); a profile that could not start costs
-        nothing. Closes the reservation of ``_reserve``."""
-        end = self._clock()
-        cost = end - started
-        with self._lock:
-            if reserved:
-                self._in_flight -= 1
-            if not profiled:
-                return
-            self._typical_cost += 0.2 * (cost - self._typical_cost)
-            for bucket in self._budgets.values():
-                bucket.refill(end)
-                bucket.balance -= cost
-
     def recent_results(self) -> list[ProfileResult]:
         """The last results of sampled calls, oldest first."""
-        return list(self._recent)
+        return list(self._sampler.recent)
 
     # --- reports --------------------------------------------------------------------------------
     def generate_report(
@@ -606,7 +492,7 @@ class PerformanceProfiler:
             return ProfilerStats(
                 dict(self._profiles),
                 dict(self._failed),
-                self._budget_skips,
+                self._sampler.skipped,
                 self._artifacts_written,
                 self._artifact_failures,
             )
@@ -675,7 +561,7 @@ def _after_fork_in_child() -> None:
     _DEFAULT_LOCK = threading.Lock()
     for profiler in list(_PROFILERS):
         profiler._lock = threading.Lock()
-        profiler._in_flight = 0
+        profiler._sampler.after_fork()
 
 
 if hasattr(os, "register_at_fork"):
@@ -795,11 +681,6 @@ def _profiled_roots(root: Frame) -> list[Frame]:
     context manager's exit); those frames are dropped so that the tree starts at the function.
     """
     return [c for c in root.children if not c.is_synthetic and not _is_wrapper_frame(c)]
-
-
-def _was_profiled(exc: BaseException) -> bool:
-    """Whether the call that raised ``exc`` ran under the profiler (its result is attached)."""
-    return bool(getattr(getattr(exc, "__amqadf_profile__", None), "profiled", False))
 
 
 # --- metrics: collection-time reading -------------------------------------------------------------
