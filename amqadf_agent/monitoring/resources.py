@@ -1,9 +1,10 @@
 """ResourceMonitor: samples of the machine and this process, limits, a sampling thread, OTel metrics.
 
 The samples themselves (psutil and ``/proc`` readings, their history and rate baselines) are taken
-by ``samples.ResourceSampler``, which the monitor builds on. Here: the limit checks, the background
-sampling thread, the collection-time readings of the contract's ``system.*`` and ``process.*``
-instruments, and the agent's default monitor.
+by ``samples.ResourceSampler``, which the monitor builds on; ``resource_readers`` reports the
+shared sample of each collection through the contract's ``system.*`` and ``process.*``
+instruments. Here: the limit checks, the background sampling thread, and the agent's default
+monitor.
 
 Units: the ``*_percent`` fields are percentages (0-100, as psutil gives them); the thresholds of
 ``check_resource_limits`` and every ``*.utilization`` metric are **fractions** (0-1).
@@ -21,7 +22,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from amqadf_agent import semconv
@@ -31,7 +32,7 @@ from amqadf_agent.errors import (
     ProcessNotFoundError,
     ProcessUnavailableError,
 )
-from amqadf_agent.monitoring._instruments import Point, SharedInstruments
+from amqadf_agent.monitoring.resource_readers import SHARED
 from amqadf_agent.monitoring.samples import DiskUsage, ProcessMetrics, ResourceMetrics, ResourceSampler
 
 if TYPE_CHECKING:
@@ -248,7 +249,7 @@ class ResourceMonitor(ResourceSampler):
         provider (two would add their values). A failure is logged, never raised.
         """
         try:
-            _SHARED.register(self, meter_provider)
+            SHARED.register(self, meter_provider)
         except Exception:
             _log.warning("cannot report resources as metrics; the monitor keeps working", exc_info=True)
 
@@ -298,135 +299,6 @@ def _add_breach_events(breaches: list[tuple[str, float, float, dict[str, str]]])
     except Exception:
         _log.debug("could not add a resource limit event", exc_info=True)
 
-
-# --- collection-time readings (called by the SDK's collection thread) -----------------------------
-def _system_cpu(monitor: ResourceMonitor) -> Iterable[Point]:
-    snap = monitor._collection_snapshot()
-    return [(value, {semconv.ATTR_CPU_MODE: mode}) for mode, value in snap.cpu_modes.items()]
-
-
-def _cpu_logical_count(monitor: ResourceMonitor) -> Iterable[Point]:
-    # psutil.cpu_count(logical=True) as the shared sample holds it: the analyzer's CPU cap.
-    return [(monitor._collection_snapshot().system.cpu_count, {})]
-
-
-def _memory_usage(monitor: ResourceMonitor) -> Iterable[Point]:
-    snap = monitor._collection_snapshot()
-    return [(value, {semconv.ATTR_SYSTEM_MEMORY_STATE: s}) for s, value in snap.memory_states.items()]
-
-
-def _memory_utilization(monitor: ResourceMonitor) -> Iterable[Point]:
-    snap = monitor._collection_snapshot()
-    total = snap.system.memory_total
-    if total <= 0:
-        return []
-    return [(value / total, {semconv.ATTR_SYSTEM_MEMORY_STATE: s}) for s, value in snap.memory_states.items()]
-
-
-def _fs_attributes(disk: DiskUsage, state: str) -> dict[str, str]:
-    return {
-        semconv.ATTR_SYSTEM_DEVICE: disk.device,
-        semconv.ATTR_SYSTEM_FILESYSTEM_STATE: state,
-        semconv.ATTR_SYSTEM_FILESYSTEM_MOUNTPOINT: disk.mountpoint,
-    }
-
-
-def _fs_usage(monitor: ResourceMonitor) -> Iterable[Point]:
-    points: list[Point] = []
-    for disk in monitor._collection_snapshot().system.disks:
-        points.append((disk.used, _fs_attributes(disk, "used")))
-        points.append((disk.free, _fs_attributes(disk, "free")))
-    return points
-
-
-def _fs_utilization(monitor: ResourceMonitor) -> Iterable[Point]:
-    points: list[Point] = []
-    for disk in monitor._collection_snapshot().system.disks:
-        size = disk.used + disk.free
-        if size > 0:
-            points.append((disk.used / size, _fs_attributes(disk, "used")))
-            points.append((disk.free / size, _fs_attributes(disk, "free")))
-    return points
-
-
-def _disk_io(monitor: ResourceMonitor) -> Iterable[Point]:
-    points: list[Point] = []
-    for device, (read, write) in monitor._collection_snapshot().disk_counters.items():
-        points.append((read, {semconv.ATTR_SYSTEM_DEVICE: device, semconv.ATTR_DISK_IO_DIRECTION: "read"}))
-        points.append((write, {semconv.ATTR_SYSTEM_DEVICE: device, semconv.ATTR_DISK_IO_DIRECTION: "write"}))
-    return points
-
-
-def _network_io(monitor: ResourceMonitor) -> Iterable[Point]:
-    points: list[Point] = []
-    for nic, (recv, sent) in monitor._collection_snapshot().net_counters.items():
-        iface = {semconv.ATTR_NETWORK_INTERFACE_NAME: nic}
-        points.append((recv, {**iface, semconv.ATTR_NETWORK_IO_DIRECTION: "receive"}))
-        points.append((sent, {**iface, semconv.ATTR_NETWORK_IO_DIRECTION: "transmit"}))
-    return points
-
-
-def _process_cpu_utilization(monitor: ResourceMonitor) -> Iterable[Point]:
-    snap = monitor._collection_snapshot()
-    return [(value, {semconv.ATTR_CPU_MODE: mode}) for mode, value in snap.process_cpu.items()]
-
-
-def _process_cpu_time(monitor: ResourceMonitor) -> Iterable[Point]:
-    process = monitor._collection_snapshot().process
-    return [
-        (process.cpu_user, {semconv.ATTR_CPU_MODE: "user"}),
-        (process.cpu_system, {semconv.ATTR_CPU_MODE: "system"}),
-    ]
-
-
-def _process_rss(monitor: ResourceMonitor) -> Iterable[Point]:
-    return [(monitor._collection_snapshot().process.rss, {})]
-
-
-def _process_vms(monitor: ResourceMonitor) -> Iterable[Point]:
-    return [(monitor._collection_snapshot().process.vms, {})]
-
-
-def _process_threads(monitor: ResourceMonitor) -> Iterable[Point]:
-    return [(monitor._collection_snapshot().process.num_threads, {})]
-
-
-def _process_fds(monitor: ResourceMonitor) -> Iterable[Point]:
-    fds = monitor._collection_snapshot().process.num_fds
-    return [] if fds is None else [(fds, {})]
-
-
-def _limit_breaches(monitor: ResourceMonitor) -> Iterable[Point]:
-    # Not from the sample: breaches are counted by check_resource_limits. All three kinds are
-    # reported from the first check on, so a rate over the counter has a zero to begin from; a
-    # monitor whose limits are never checked (the agent's default) reports no series at all.
-    if not monitor._limits_checked:
-        return []
-    counts = monitor.limit_breaches
-    return [(counts.get(kind, 0), {semconv.ATTR_RESOURCE_KIND: kind}) for kind in ("cpu", "memory", "disk")]
-
-
-_SHARED: SharedInstruments[ResourceMonitor] = SharedInstruments(
-    "resource monitor",
-    [
-        (semconv.SYSTEM_CPU_UTILIZATION, _system_cpu),
-        (semconv.SYSTEM_CPU_LOGICAL_COUNT, _cpu_logical_count),
-        (semconv.SYSTEM_MEMORY_USAGE, _memory_usage),
-        (semconv.SYSTEM_MEMORY_UTILIZATION, _memory_utilization),
-        (semconv.SYSTEM_FILESYSTEM_USAGE, _fs_usage),
-        (semconv.SYSTEM_FILESYSTEM_UTILIZATION, _fs_utilization),
-        (semconv.SYSTEM_DISK_IO, _disk_io),
-        (semconv.SYSTEM_NETWORK_IO, _network_io),
-        (semconv.PROCESS_CPU_UTILIZATION, _process_cpu_utilization),
-        (semconv.PROCESS_CPU_TIME, _process_cpu_time),
-        (semconv.PROCESS_MEMORY_USAGE, _process_rss),
-        (semconv.PROCESS_MEMORY_VIRTUAL, _process_vms),
-        (semconv.PROCESS_THREAD_COUNT, _process_threads),
-        (semconv.PROCESS_FD_COUNT, _process_fds),
-        (semconv.RESOURCE_LIMIT_BREACHES, _limit_breaches),
-    ],
-    distinct=True,  # one point per cpu.mode, memory state, mount and state, device, direction
-)
 
 # --- the agent's default monitor and fork ---------------------------------------------------------
 _default: ResourceMonitor | None = None
