@@ -357,6 +357,24 @@ def test_limits_on_a_fresh_sample_by_default(monitor: ResourceMonitor, fake: Fak
     assert monitor.limit_breaches == {"disk": 1}
 
 
+def test_the_agents_limit_watch_logs_each_mount_once_even_one_named_with_at(
+    monitor: ResourceMonitor, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN the agent's watch over the disks, and two mounts whose names differ only after an " at "
+    thresholds = {"cpu_threshold": 1.0, "memory_threshold": 1.0, "disk_threshold": 0.9}
+    watch = resources._LimitWatch(monitor, thresholds)
+    full = _metrics(0.0, 0.0, {"/srv at a": 95.0, "/srv at b": 96.0})
+    # WHEN both are over their limit in two samples in a row
+    with caplog.at_level(logging.WARNING, logger="amqadf_agent.monitoring.resources"):
+        watch(full)
+        watch(full)
+    # THEN each mount was logged once, when it went over
+    assert [r.getMessage() for r in caplog.records] == [
+        "amqadf-agent: disk /srv at a at 95.0% is over its limit of 90%",
+        "amqadf-agent: disk /srv at b at 96.0% is over its limit of 90%",
+    ]
+
+
 @pytest.mark.parametrize("name", ["cpu_threshold", "memory_threshold", "disk_threshold"])
 def test_a_percentage_threshold_is_rejected_with_a_hint(monitor: ResourceMonitor, name: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -1,10 +1,10 @@
 """ResourceMonitor: samples of the machine and this process, limits, a sampling thread, OTel metrics.
 
-The samples themselves (psutil and ``/proc`` readings, their history and rate baselines) are taken
-by ``samples.ResourceSampler``, which the monitor builds on; ``resource_readers`` reports the
-shared sample of each collection through the contract's ``system.*`` and ``process.*``
-instruments. Here: the limit checks, the background sampling thread, and the agent's default
-monitor.
+The monitor puts together what its modules do: ``samples`` takes psutil samples (and keeps their
+history and rate baselines), ``limits`` finds the resources over their thresholds, and
+``resource_readers`` reports the shared sample of each collection through the contract's
+``system.*`` and ``process.*`` instruments. Here: the limit checks' counter and span events, the
+background sampling thread, and the agent's default monitor.
 
 Units: the ``*_percent`` fields are percentages (0-100, as psutil gives them); the thresholds of
 ``check_resource_limits`` and every ``*.utilization`` metric are **fractions** (0-1).
@@ -32,6 +32,7 @@ from amqadf_agent.errors import (
     ProcessNotFoundError,
     ProcessUnavailableError,
 )
+from amqadf_agent.monitoring.limits import LimitBreach, check_fraction, counted, find_breaches
 from amqadf_agent.monitoring.resource_readers import SHARED
 from amqadf_agent.monitoring.samples import DiskUsage, ProcessMetrics, ResourceMetrics, ResourceSampler
 
@@ -124,45 +125,40 @@ class ResourceMonitor(ResourceSampler):
         Raises:
             ConfigError: a threshold is not a number from 0 to 1 (e.g. 80 instead of 0.8).
         """
+        breaches = self._check_limits(
+            cpu_threshold=cpu_threshold,
+            memory_threshold=memory_threshold,
+            disk_threshold=disk_threshold,
+            metrics=metrics,
+        )
+        return bool(breaches), [breach.warning for breach in breaches]
+
+    def _check_limits(
+        self,
+        *,
+        cpu_threshold: float,
+        memory_threshold: float,
+        disk_threshold: float,
+        metrics: ResourceMetrics | None,
+    ) -> list[LimitBreach]:
+        """``check_resource_limits`` with its breaches as data: one per resource over (every mount)."""
         thresholds = {
             "cpu_threshold": cpu_threshold,
             "memory_threshold": memory_threshold,
             "disk_threshold": disk_threshold,
         }
         for name, value in thresholds.items():
-            _check_fraction(name, value)
+            check_fraction(name, value)
         sample = self.get_system_metrics() if metrics is None else metrics
-        warnings: list[str] = []
-        # (kind, value, threshold, extra attributes) of each breach
-        breaches: list[tuple[str, float, float, dict[str, str]]] = []
-        cpu = sample.cpu_percent / 100.0
-        if cpu > cpu_threshold:
-            warnings.append(f"CPU at {sample.cpu_percent:.1f}% is over its limit of {cpu_threshold:.0%}")
-            breaches.append(("cpu", cpu, cpu_threshold, {}))
-        memory = sample.memory_percent / 100.0
-        if memory > memory_threshold:
-            warnings.append(
-                f"memory at {sample.memory_percent:.1f}% is over its limit of {memory_threshold:.0%}"
-            )
-            breaches.append(("memory", memory, memory_threshold, {}))
-        worst: DiskUsage | None = None
-        for disk in sample.disks:
-            if disk.percent / 100.0 > disk_threshold:
-                warnings.append(
-                    f"disk {disk.mountpoint} at {disk.percent:.1f}% is over its limit of {disk_threshold:.0%}"
-                )
-                if worst is None or disk.percent > worst.percent:
-                    worst = disk
-        if worst is not None:
-            mount = {semconv.ATTR_SYSTEM_FILESYSTEM_MOUNTPOINT: worst.mountpoint}
-            breaches.append(("disk", worst.percent / 100.0, disk_threshold, mount))
+        breaches = find_breaches(sample, cpu_threshold, memory_threshold, disk_threshold)
+        by_kind = counted(breaches)
         with self._lock:
             self._limits_checked = True
-            for kind, *_ in breaches:
-                self._breaches[kind] = self._breaches.get(kind, 0) + 1
-        if breaches:
-            _add_breach_events(breaches)
-        return bool(breaches), warnings
+            for breach in by_kind:
+                self._breaches[breach.kind] = self._breaches.get(breach.kind, 0) + 1
+        if by_kind:
+            _add_breach_events(by_kind)
+        return breaches
 
     @property
     def limit_breaches(self) -> dict[str, int]:
@@ -262,6 +258,7 @@ class ResourceMonitor(ResourceSampler):
 
 
 # --- helpers --------------------------------------------------------------------------------------
+# --- helpers --------------------------------------------------------------------------------------
 def _check_interval(value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError("update_interval", f"must be a number of seconds, got {value!r}")
@@ -269,15 +266,7 @@ def _check_interval(value: object) -> None:
         raise ConfigError("update_interval", f"must be a positive number of seconds, got {value!r}")
 
 
-def _check_fraction(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(name, f"must be a fraction from 0 to 1 (e.g. 0.8 for 80%), got {value!r}")
-    if value < 0 or value > 1:
-        hint = f"; did you mean {value / 100:g} for {value:g}%?" if 1 < value <= 100 else ""
-        raise ConfigError(name, f"must be a fraction from 0 to 1, not a percentage: got {value!r}{hint}")
-
-
-def _add_breach_events(breaches: list[tuple[str, float, float, dict[str, str]]]) -> None:
+def _add_breach_events(breaches: list[LimitBreach]) -> None:
     """One event per breach on the current span, if any span is recording."""
     trace = sys.modules.get("opentelemetry.trace")
     if trace is None:  # OpenTelemetry never imported: no span can be current
@@ -286,16 +275,15 @@ def _add_breach_events(breaches: list[tuple[str, float, float, dict[str, str]]])
         span = trace.get_current_span()
         if not span.is_recording():
             return
-        for kind, value, threshold, extra in breaches:
-            span.add_event(
-                semconv.EVENT_RESOURCE_LIMIT,
-                {
-                    semconv.ATTR_RESOURCE_KIND: kind,
-                    semconv.ATTR_RESOURCE_VALUE: round(value, 6),
-                    semconv.ATTR_RESOURCE_THRESHOLD: threshold,
-                    **extra,
-                },
-            )
+        for breach in breaches:
+            attributes: dict[str, str | float] = {
+                semconv.ATTR_RESOURCE_KIND: breach.kind,
+                semconv.ATTR_RESOURCE_VALUE: round(breach.share, 6),
+                semconv.ATTR_RESOURCE_THRESHOLD: breach.threshold,
+            }
+            if breach.mountpoint is not None:
+                attributes[semconv.ATTR_SYSTEM_FILESYSTEM_MOUNTPOINT] = breach.mountpoint
+            span.add_event(semconv.EVENT_RESOURCE_LIMIT, attributes)
     except Exception:
         _log.debug("could not add a resource limit event", exc_info=True)
 
@@ -334,7 +322,7 @@ def register_with_agent(
         limits = {"cpu_threshold": cpu_threshold, "memory_threshold": memory_threshold}
         given = {name: value for name, value in limits.items() if value is not None}
         for name, value in given.items():
-            _check_fraction(name, value)
+            check_fraction(name, value)
         if given:
             # A kind without a threshold is never over it: every share is at most 1.
             thresholds = {"cpu_threshold": 1.0, "memory_threshold": 1.0, "disk_threshold": 1.0, **given}
@@ -353,12 +341,11 @@ class _LimitWatch:
         self._over: frozenset[str] = frozenset()
 
     def __call__(self, metrics: ResourceMetrics) -> None:
-        _, warnings = self._monitor.check_resource_limits(**self._thresholds, metrics=metrics)
-        # "CPU at 93.0% is over ..." -> "CPU"; "disk /data at ..." -> "disk /data"
-        over = {warning.split(" at ", 1)[0]: warning for warning in warnings}
-        for what, warning in over.items():
-            if what not in self._over:
-                _log.warning("amqadf-agent: %s", warning)
+        breaches = self._monitor._check_limits(**self._thresholds, metrics=metrics)
+        over = {breach.subject: breach for breach in breaches}
+        for subject, breach in over.items():
+            if subject not in self._over:
+                _log.warning("amqadf-agent: %s", breach.warning)
         self._over = frozenset(over)
 
     def __repr__(self) -> str:
