@@ -936,7 +936,7 @@ def test_self_time_counter_sums_the_top_functions_of_the_profiles() -> None:
 
 
 def test_self_time_counter_is_bounded_to_the_largest(monkeypatch: pytest.MonkeyPatch) -> None:
-    from amqadf_agent.profiling import profiler as module
+    from amqadf_agent.profiling import metrics as module
     from amqadf_agent.profiling.profiler import FunctionStat
 
     assert module.MAX_SELF_TIME_FUNCTIONS == 200  # the documented bound
@@ -950,8 +950,8 @@ def test_self_time_counter_is_bounded_to_the_largest(monkeypatch: pytest.MonkeyP
         return FunctionStat(name, "f.py", 1, self_time, self_time, f"m.{name}")
 
     # GIVEN profiles whose top functions are more than the bound (f0..f7, f3 twice)
-    profiler._add_self_times("cpu", tuple(stat(f"f{i}", float(i)) for i in range(8)))
-    profiler._add_self_times("cpu", (stat("f3", 10.0), stat("zero", 0.0)))
+    profiler._metrics.add_self_times("cpu", tuple(stat(f"f{i}", float(i)) for i in range(8)))
+    profiler._metrics.add_self_times("cpu", (stat("f3", 10.0), stat("zero", 0.0)))
     # THEN the largest five are kept (summed), the smallest dropped, and zero self time adds nothing
     expected = {("cpu", "m.f3"): 13.0, **{("cpu", f"m.f{i}"): float(i) for i in (4, 5, 6, 7)}}
     assert profiler.function_self_times() == expected
@@ -959,7 +959,7 @@ def test_self_time_counter_is_bounded_to_the_largest(monkeypatch: pytest.MonkeyP
 
 
 def test_self_time_counter_bound_with_real_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
-    from amqadf_agent.profiling import profiler as module
+    from amqadf_agent.profiling import metrics as module
 
     monkeypatch.setattr(module, "MAX_SELF_TIME_FUNCTIONS", 2)
     reader = InMemoryMetricReader()

@@ -21,15 +21,8 @@ Each profile is a span (``amqadf.profile``), with the hot path of a CPU profile 
 ``amqadf.profile.frame`` child spans (``spans.py``); the results are the types of ``results.py``,
 which the renderers of ``report.py`` read. With ``artifacts_dir`` the full profile
 (speedscope JSON by default) is saved there, named by the ``amqadf.profiler.artifact`` span attribute,
-keeping the newest ``max_artifacts`` files. ``instrument()`` also records the
-``amqadf.profiler.duration`` histogram (kind, function) for every call that went through the profiler.
-
-The top functions of every CPU profile (``top_n`` of them) add their self time to a plain dict keyed
-by (kind, qualified function name), read at collection time as the ``amqadf.profiler.function.self_time``
-observable counter (docs/design.md principle 1: nothing is recorded on the hot path). The dict is bounded:
-it keeps the ``MAX_SELF_TIME_FUNCTIONS`` functions with the most self time; beyond that the one with
-the least is dropped (its series stops; if it comes back it restarts from zero, which Prometheus'
-``increase``/``rate`` read as a counter reset).
+keeping the newest ``max_artifacts`` files. ``instrument()`` reports the profiles taken, the self
+time of their top functions and the duration of every call through the profiler (``metrics.py``).
 
 Never hurt the host: pyinstrument refuses to start while another profiler runs in the same thread
 or async context (a profile inside a profiled call), and memray allows one tracker per process.
@@ -55,11 +48,10 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
-from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError, MissingExtraError
-from amqadf_agent.monitoring._instruments import Point, SharedInstruments
 from amqadf_agent.profiling import artifacts, report, sampling, spans
 from amqadf_agent.profiling.artifacts import ARTIFACT_PREFIX
+from amqadf_agent.profiling.metrics import KIND_CPU, KIND_MEMORY, ProfilerMetrics
 from amqadf_agent.profiling.results import (
     AllocationSite,
     CallNode,
@@ -76,7 +68,7 @@ from amqadf_agent.profiling.results import (
 from amqadf_agent.profiling.sampling import DEFAULT_MAX_OVERHEAD
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import Histogram, MeterProvider
+    from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import Span, Tracer
     from pyinstrument.frame import Frame
     from pyinstrument.session import Session
@@ -101,12 +93,6 @@ _log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-KIND_CPU = "cpu"
-KIND_MEMORY = "memory"
-#: At most this many (kind, function) series of ``amqadf.profiler.function.self_time`` per profiler:
-#: the ones with the most self time are kept (profiles of varied code must not grow it without end).
-MAX_SELF_TIME_FUNCTIONS = 200
 
 
 # --- the profiler ---------------------------------------------------------------------------------
@@ -176,7 +162,6 @@ class PerformanceProfiler:
         self._artifact_seq = 0
         self._artifacts_written = 0
         self._artifact_failures = 0
-        self._histograms: tuple[Histogram, ...] = ()
         self.interval = interval
         self.sample_rate = sample_rate
         self.top_n = top_n
@@ -186,14 +171,11 @@ class PerformanceProfiler:
         self._random = random if random is not None else _random.Random()
         self._lock = threading.Lock()
         _PROFILERS.add(self)
-        self._profiles = {KIND_CPU: 0, KIND_MEMORY: 0}
+        self._metrics = ProfilerMetrics()
         self._failed = {KIND_CPU: 0, KIND_MEMORY: 0}
         self._sampler = sampling.Sampler(clock, self._random, keep)
         self._warned: set[str] = set()
         self._spans = spans.ProfileSpans(tracer, _log, self._warned)
-        # (kind, qualified function name) -> self time summed over the top functions of the profiles
-        # taken; at most MAX_SELF_TIME_FUNCTIONS entries (the largest), read at collection time.
-        self._self_times: dict[tuple[str, str], float] = {}
 
     # --- CPU ------------------------------------------------------------------------------------
     def profile_function(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> ProfileResult:
@@ -312,8 +294,8 @@ class PerformanceProfiler:
         )
         if result.profiled:
             result = dataclasses.replace(result, artifact=self._save_artifact(result))
-            self._add_self_times(KIND_CPU, top)
-        self._record(KIND_CPU, result.profiled, end, duration, name)
+            self._metrics.add_self_times(KIND_CPU, top)
+        self._record(KIND_CPU, result.profiled, duration, name)
         self._spans.end(span, result, error, (start_ns, end_ns))
         return result
 
@@ -391,7 +373,7 @@ class PerformanceProfiler:
         )
         if tracked:
             result = dataclasses.replace(result, artifact=self._save_artifact(result))
-        self._record(KIND_MEMORY, tracked, end, end - start, name)
+        self._record(KIND_MEMORY, tracked, end - start, name)
         self._spans.end(span, result, error, None)
         return result
 
@@ -454,60 +436,39 @@ class PerformanceProfiler:
         from now on record the wall time of every call through the profiler in the
         ``amqadf.profiler.duration`` histogram (s, ``semconv.SECONDS_BUCKETS``; kind and function).
 
-        Default: the global provider. Idempotent; the provider holds the profiler weakly. A failure
+        Default: the global provider. Idempotent; the provider holds the profiler's metrics weakly
+        (they live as long as the profiler). A failure
         is logged, never raised.
         """
         try:
-            histogram = _SHARED.register(self, meter_provider)[semconv.PROFILE_DURATION.name]
-            with self._lock:
-                if not any(h is histogram for h in self._histograms):
-                    self._histograms = (*self._histograms, histogram)
+            self._metrics.register(meter_provider)
         except Exception:
             _log.warning("cannot report the profiler as metrics; it keeps working", exc_info=True)
 
     def function_self_times(self) -> dict[tuple[str, str], float]:
         """Self time (s) of the profiles' top functions, summed by (kind, qualified function name).
 
-        What ``amqadf.profiler.function.self_time`` reports: at most ``MAX_SELF_TIME_FUNCTIONS``
-        entries, those with the most self time.
+        What ``amqadf.profiler.function.self_time`` reports: at most
+        ``metrics.MAX_SELF_TIME_FUNCTIONS`` entries, those with the most self time.
         """
-        with self._lock:
-            return dict(self._self_times)
-
-    def _add_self_times(self, kind: str, top: tuple[FunctionStat, ...]) -> None:
-        """Add each top function's self time; then drop the smallest entries beyond the bound."""
-        with self._lock:
-            totals = self._self_times
-            for stat in top:
-                if not stat.self_time > 0:  # a caller among the top by total time only: no series
-                    continue
-                key = (kind, stat.qualname or stat.function)
-                totals[key] = totals.get(key, 0.0) + stat.self_time
-            while len(totals) > MAX_SELF_TIME_FUNCTIONS:
-                del totals[min(totals, key=totals.__getitem__)]
+        return self._metrics.self_times()
 
     def stats(self) -> ProfilerStats:
         """Profiles taken and profiles that could not start, by kind; calls skipped by the budget."""
         with self._lock:
             return ProfilerStats(
-                dict(self._profiles),
+                self._metrics.profiles(),
                 dict(self._failed),
                 self._sampler.skipped,
                 self._artifacts_written,
                 self._artifact_failures,
             )
 
-    def _record(self, kind: str, profiled: bool, end: float, duration: float, function: str) -> None:
-        with self._lock:
-            if profiled:
-                self._profiles[kind] += 1
-        if self._histograms:
-            attributes = {semconv.ATTR_PROFILER_KIND: kind, semconv.ATTR_PROFILER_FUNCTION: function}
-            try:
-                for histogram in self._histograms:
-                    histogram.record(duration, attributes)
-            except Exception:
-                self._spans.failed()
+    def _record(self, kind: str, profiled: bool, duration: float, function: str) -> None:
+        try:
+            self._metrics.record(kind, profiled, duration, function)
+        except Exception:
+            self._spans.failed()
 
     # --- artifacts ------------------------------------------------------------------------------
     def _save_artifact(self, result: ProfileResult | MemoryProfileResult) -> str | None:
@@ -562,6 +523,7 @@ def _after_fork_in_child() -> None:
     for profiler in list(_PROFILERS):
         profiler._lock = threading.Lock()
         profiler._sampler.after_fork()
+        profiler._metrics.after_fork()
 
 
 if hasattr(os, "register_at_fork"):
@@ -681,23 +643,3 @@ def _profiled_roots(root: Frame) -> list[Frame]:
     context manager's exit); those frames are dropped so that the tree starts at the function.
     """
     return [c for c in root.children if not c.is_synthetic and not _is_wrapper_frame(c)]
-
-
-# --- metrics: collection-time reading -------------------------------------------------------------
-def _profiles(profiler: PerformanceProfiler) -> list[Point]:
-    counts = profiler.stats().profiles
-    return [(counts[kind], {semconv.ATTR_PROFILER_KIND: kind}) for kind in (KIND_CPU, KIND_MEMORY)]
-
-
-def _function_self_times(profiler: PerformanceProfiler) -> list[Point]:
-    return [
-        (seconds, {semconv.ATTR_PROFILER_KIND: kind, semconv.ATTR_CODE_FUNCTION_NAME: function})
-        for (kind, function), seconds in profiler.function_self_times().items()
-    ]
-
-
-_SHARED: SharedInstruments[PerformanceProfiler] = SharedInstruments(
-    "profiler",
-    [(semconv.PROFILES, _profiles), (semconv.PROFILE_FUNCTION_SELF_TIME, _function_self_times)],
-    recorded=[semconv.PROFILE_DURATION],
-)
