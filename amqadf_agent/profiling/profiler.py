@@ -9,13 +9,10 @@ What it costs (measured by ``tests/bench/bench_profiler.py``; see docs/design.md
 - ``@profiled(sample_rate=0.01)`` (or ``@profiler.sampled(rate=0.01)``) profiles 1 call in 100;
   the other calls pay one ``random.random()`` and a comparison (well under a microsecond). The
   average slowdown is therefore about ``rate * (slowdown - 1)``: ~2-5% at ``rate=0.01``.
-- ``max_overhead`` (default 2%) bounds it by time whatever the workload: a token bucket of
-  profiling time that fills at that fraction of wall time (up to a minute's worth) and that every
-  profile's duration is charged to; a sampled call starts a profile only while the bucket is not
-  in debt, counting the profiles still running at the cost of a typical one (so a burst of
-  concurrent calls cannot all start on one balance). So the sampled cost stays under
-  ~``max_overhead`` even where pyinstrument is slowest. A sampled call made inside a profiled call
-  runs plainly: it is already in that profile.
+- ``max_overhead`` (default 2%) bounds it by time whatever the workload, with a token bucket of
+  profiling time (``sampling.py``): the sampled cost stays under ~``max_overhead`` even where
+  pyinstrument is slowest. A sampled call made inside a profiled call runs plainly: it is already
+  in that profile.
 
 Each profile is a span (``amqadf.profile``), with the hot path of a CPU profile as nested
 ``amqadf.profile.frame`` child spans (``spans.py``); the results are the types of ``results.py``,
@@ -59,11 +56,10 @@ from amqadf_agent.profiling.results import (
     MemoryProfileResult,
     ProfileResult,
     ProfilerStats,
-    aggregate,
-    build_tree,
+    attach,
     hot_path,
     read_memray,
-    real_children,
+    read_tree,
 )
 from amqadf_agent.profiling.sampling import DEFAULT_MAX_OVERHEAD
 
@@ -105,9 +101,9 @@ class PerformanceProfiler:
         sample_rate: default fraction of calls ``sampled()`` profiles (0 to 1), read at call time.
         top_n: how many top functions (and allocation sites) a result keeps.
         max_overhead: default time budget of ``sampled()``: a fraction of wall time (default
-            0.02). Profiling time accrues at this rate (at most ``sampling.BUDGET_WINDOW`` seconds' worth)
-            and each sampled profile spends its whole cost from it; no sampled profile starts while the
-            budget is in debt. ``None``: no budget.
+            0.02). Profiling time accrues at this rate (at most ``sampling.BUDGET_WINDOW``
+            seconds' worth) and each sampled profile spends its whole cost from it; no sampled
+            profile starts while the budget is in debt. ``None``: no budget.
         enabled: ``False`` makes every sampled call a plain call (``profile_function`` still
             profiles); can be switched at run time.
         tracer: tracer of the profile spans; default ``get_tracer(semconv.SCOPE_NAME)``.
@@ -141,11 +137,11 @@ class PerformanceProfiler:
     ) -> None:
         if not interval > 0:
             raise ConfigError("interval", f"must be a number of seconds > 0, got {interval!r}")
-        _check_rate("sample_rate", sample_rate)
+        sampling.check_rate("sample_rate", sample_rate)
         if top_n < 1:
             raise ConfigError("top_n", f"must be an integer >= 1, got {top_n!r}")
         if max_overhead is not None:
-            _check_overhead(max_overhead)
+            sampling.check_overhead(max_overhead)
         if not 0.0 <= hot_path_share <= 1.0:
             raise ConfigError("hot_path_share", f"must be a fraction in [0, 1], got {hot_path_share!r}")
         if hot_path_depth < 0:
@@ -197,7 +193,7 @@ class PerformanceProfiler:
             except BaseException as exc:
                 sampling.PROFILING.reset(active)
                 result = self._finish_cpu(name, profiler, start, cpu_start, None, exc, span, start_ns)
-                _attach(exc, result)
+                attach(exc, result)
                 raise
             sampling.PROFILING.reset(active)
         return self._finish_cpu(name, profiler, start, cpu_start, value, None, span, start_ns)
@@ -220,7 +216,7 @@ class PerformanceProfiler:
             except BaseException as exc:
                 sampling.PROFILING.reset(active)
                 result = self._finish_cpu(name, profiler, start, cpu_start, None, exc, span, start_ns)
-                _attach(exc, result)
+                attach(exc, result)
                 raise
             sampling.PROFILING.reset(active)
         return self._finish_cpu(name, profiler, start, cpu_start, value, None, span, start_ns)
@@ -269,14 +265,7 @@ class PerformanceProfiler:
             try:
                 root = session.root_frame()
                 if root is not None:
-                    roots = _profiled_roots(root)
-                    # The tree starts at the profiled function.
-                    tree = (
-                        build_tree(roots[0], real_children(roots[0]))
-                        if len(roots) == 1
-                        else (build_tree(root, roots))
-                    )
-                    top = tuple(aggregate(roots)[: self.top_n])
+                    tree, top = read_tree(root, _profiled_roots(root), self.top_n)
             except Exception:
                 _log.warning("reading the pyinstrument session of %s failed", name, exc_info=True)
         result = ProfileResult(
@@ -332,7 +321,7 @@ class PerformanceProfiler:
                     if tracker is not None:
                         tracker.__exit__(None, None, None)
                     result = self._finish_memory(name, path, tracker is not None, start, None, exc, span)
-                    _attach(exc, result)
+                    attach(exc, result)
                     raise
                 if tracker is not None:
                     tracker.__exit__(None, None, None)
@@ -405,10 +394,10 @@ class PerformanceProfiler:
         kept in ``recent_results()``. Usable as ``@profiler.sampled`` or ``@profiler.sampled(rate=…)``.
         """
         if rate is not None:
-            _check_rate("rate", rate)
+            sampling.check_rate("rate", rate)
         budget = self.max_overhead if max_overhead is None else max_overhead
         if budget is not None:
-            _check_overhead(budget)
+            sampling.check_overhead(budget)
 
         def decorate(func: Callable[P, R]) -> Callable[P, R]:
             return self._sampler.wrap(self, func, rate, budget)
@@ -543,7 +532,7 @@ def configure_default_profiler(*, enabled: bool | None = None, sample_rate: floa
     """Set what ``@profiled`` does by default (``amqadf_agent.start`` applies the configuration's
     ``profiler`` group here); decorators applied earlier follow, since they read it at each call."""
     if sample_rate is not None:
-        _check_rate("sample_rate", sample_rate)
+        sampling.check_rate("sample_rate", sample_rate)
     profiler = default_profiler()
     if enabled is not None:
         profiler.enabled = bool(enabled)
@@ -596,30 +585,12 @@ def profiled(
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def _check_rate(setting: str, rate: float) -> None:
-    if not 0.0 <= rate <= 1.0:
-        raise ConfigError(setting, f"must be a fraction of calls in [0, 1], got {rate!r}")
-
-
-def _check_overhead(value: float) -> None:
-    if not 0.0 < value <= 1.0:
-        raise ConfigError("max_overhead", f"must be a fraction of wall time in (0, 1], got {value!r}")
-
-
 def _qualname(fn: Callable[..., Any]) -> str:
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     if qualname is None:
         return repr(fn)
     module = getattr(fn, "__module__", None)
     return f"{module}.{qualname}" if module else str(qualname)
-
-
-def _attach(exc: BaseException, result: ProfileResult | MemoryProfileResult) -> None:
-    # An exception type that refuses attributes keeps propagating as it is.
-    with contextlib.suppress(Exception):
-        exc.__amqadf_profile__ = result  # type: ignore[attr-defined]
 
 
 #: The files of the profiler's own frames around a profiled call.

@@ -7,6 +7,7 @@ functions that read their output.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -25,9 +26,12 @@ __all__ = [
     "ProfileResult",
     "ProfilerStats",
     "aggregate",
+    "attach",
+    "attached_profiled",
     "build_tree",
     "hot_path",
     "read_memray",
+    "read_tree",
     "real_children",
 ]
 
@@ -135,6 +139,18 @@ class ProfilerStats:
     artifact_failures: int = 0
 
 
+def attach(exc: BaseException, result: ProfileResult | MemoryProfileResult) -> None:
+    """Attach the profile of a call that raised to its exception, as ``__amqadf_profile__``."""
+    # An exception type that refuses attributes keeps propagating as it is.
+    with contextlib.suppress(Exception):
+        exc.__amqadf_profile__ = result  # type: ignore[attr-defined]
+
+
+def attached_profiled(exc: BaseException) -> bool:
+    """Whether the call that raised ``exc`` ran under the profiler (its attached result says so)."""
+    return bool(getattr(getattr(exc, "__amqadf_profile__", None), "profiled", False))
+
+
 # --- the call tree ------------------------------------------------------------------------------
 def hot_path(tree: CallNode, share: float = 0.1, max_depth: int = 12) -> tuple[CallNode, ...]:
     """Where the time went: from ``tree``'s root, the heaviest child at each level, while a frame
@@ -154,6 +170,14 @@ def _frame_key(frame: Frame) -> tuple[str, str, int]:
 
 def real_children(frame: Frame) -> list[Frame]:
     return [c for c in frame.children if not c.is_synthetic]
+
+
+def read_tree(root: Frame, roots: list[Frame], top_n: int) -> tuple[CallNode, tuple[FunctionStat, ...]]:
+    """The call tree of a profile and its ``top_n`` functions by self time; ``roots`` are the
+    frames the profiled call made under pyinstrument's ``root``. The tree starts at the profiled
+    function (or at ``root`` when the call made several frames)."""
+    tree = build_tree(roots[0], real_children(roots[0])) if len(roots) == 1 else build_tree(root, roots)
+    return tree, tuple(aggregate(roots)[:top_n])
 
 
 def build_tree(root: Frame, roots: list[Frame]) -> CallNode:

@@ -20,9 +20,18 @@ from collections.abc import Awaitable, Callable
 from random import Random
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
-from amqadf_agent.profiling.results import ProfileResult
+from amqadf_agent.errors import ConfigError
+from amqadf_agent.profiling.results import ProfileResult, attached_profiled
 
-__all__ = ["BUDGET_WINDOW", "DEFAULT_MAX_OVERHEAD", "PROFILING", "Profiles", "Sampler"]
+__all__ = [
+    "BUDGET_WINDOW",
+    "DEFAULT_MAX_OVERHEAD",
+    "PROFILING",
+    "Profiles",
+    "Sampler",
+    "check_overhead",
+    "check_rate",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -124,7 +133,7 @@ class Sampler:
                     result = await profiler.profile_async(async_func, *args, **kwargs)
                     profiled = result.profiled
                 except BaseException as exc:
-                    profiled = _was_profiled(exc)
+                    profiled = attached_profiled(exc)
                     raise
                 finally:
                     self.settle(started, profiled, reserved)
@@ -143,7 +152,7 @@ class Sampler:
                 result = profiler.profile_function(func, *args, **kwargs)
                 profiled = result.profiled
             except BaseException as exc:
-                profiled = _was_profiled(exc)
+                profiled = attached_profiled(exc)
                 raise
             finally:
                 self.settle(started, profiled, reserved)
@@ -191,6 +200,13 @@ class Sampler:
         self._in_flight = 0
 
 
-def _was_profiled(exc: BaseException) -> bool:
-    """Whether the call that raised ``exc`` ran under the profiler (its result is attached)."""
-    return bool(getattr(getattr(exc, "__amqadf_profile__", None), "profiled", False))
+def check_rate(setting: str, rate: float) -> None:
+    """Raise ``ConfigError`` naming ``setting`` unless ``rate`` is a fraction of calls."""
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(setting, f"must be a fraction of calls in [0, 1], got {rate!r}")
+
+
+def check_overhead(value: float) -> None:
+    """Raise ``ConfigError`` unless ``value`` is a ``max_overhead``: a fraction of wall time."""
+    if not 0.0 < value <= 1.0:
+        raise ConfigError("max_overhead", f"must be a fraction of wall time in (0, 1], got {value!r}")
