@@ -647,6 +647,7 @@ def test_hot_path_share_and_depth() -> None:
 def test_frame_spans_are_proportional_to_time(spans: tuple[TracerProvider, InMemorySpanExporter]) -> None:
     # GIVEN a known tree: root 1 s = small 0.3 s, then heavy 0.6 s; a 2 s interval
     from amqadf_agent.profiling.profiler import CallNode
+    from amqadf_agent.profiling.spans import frame_spans
 
     provider, exporter = spans
     tracer = provider.get_tracer("test")
@@ -655,7 +656,7 @@ def test_frame_spans_are_proportional_to_time(spans: tuple[TracerProvider, InMem
     start, end = 10_000_000_000, 12_000_000_000
     parent = tracer.start_span("profile", start_time=start)
     # WHEN the hot path becomes spans
-    PerformanceProfiler(tracer=tracer)._frame_spans(parent, (root, heavy), start, end)
+    frame_spans(tracer, parent, (root, heavy), start, end)
     parent.end(end_time=end)
     frames = {s.name: s for s in exporter.get_finished_spans() if s.name == semconv.SPAN_PROFILE_FRAME}
     spans_by_function = {
@@ -670,7 +671,7 @@ def test_frame_spans_are_proportional_to_time(spans: tuple[TracerProvider, InMem
     assert (h.start_time, h.end_time) == (11_300_000_000, 11_900_000_000)
     # AND a tree longer than the interval is compressed into it
     exporter.clear()
-    PerformanceProfiler(tracer=tracer)._frame_spans(parent, (root, heavy), start, start + 500_000_000)
+    frame_spans(tracer, parent, (root, heavy), start, start + 500_000_000)
     got = {(s.attributes or {})["code.function.name"]: s for s in exporter.get_finished_spans()}
     assert (got["root"].start_time, got["root"].end_time) == (start, start + 500_000_000)
     assert (got["heavy"].start_time, got["heavy"].end_time) == (start + 150_000_000, start + 450_000_000)
@@ -935,7 +936,7 @@ def test_self_time_counter_sums_the_top_functions_of_the_profiles() -> None:
 
 
 def test_self_time_counter_is_bounded_to_the_largest(monkeypatch: pytest.MonkeyPatch) -> None:
-    from amqadf_agent.profiling import profiler as module
+    from amqadf_agent.profiling import metrics as module
     from amqadf_agent.profiling.profiler import FunctionStat
 
     assert module.MAX_SELF_TIME_FUNCTIONS == 200  # the documented bound
@@ -949,8 +950,8 @@ def test_self_time_counter_is_bounded_to_the_largest(monkeypatch: pytest.MonkeyP
         return FunctionStat(name, "f.py", 1, self_time, self_time, f"m.{name}")
 
     # GIVEN profiles whose top functions are more than the bound (f0..f7, f3 twice)
-    profiler._add_self_times("cpu", tuple(stat(f"f{i}", float(i)) for i in range(8)))
-    profiler._add_self_times("cpu", (stat("f3", 10.0), stat("zero", 0.0)))
+    profiler._metrics.add_self_times("cpu", tuple(stat(f"f{i}", float(i)) for i in range(8)))
+    profiler._metrics.add_self_times("cpu", (stat("f3", 10.0), stat("zero", 0.0)))
     # THEN the largest five are kept (summed), the smallest dropped, and zero self time adds nothing
     expected = {("cpu", "m.f3"): 13.0, **{("cpu", f"m.f{i}"): float(i) for i in (4, 5, 6, 7)}}
     assert profiler.function_self_times() == expected
@@ -958,7 +959,7 @@ def test_self_time_counter_is_bounded_to_the_largest(monkeypatch: pytest.MonkeyP
 
 
 def test_self_time_counter_bound_with_real_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
-    from amqadf_agent.profiling import profiler as module
+    from amqadf_agent.profiling import metrics as module
 
     monkeypatch.setattr(module, "MAX_SELF_TIME_FUNCTIONS", 2)
     reader = InMemoryMetricReader()

@@ -357,6 +357,24 @@ def test_limits_on_a_fresh_sample_by_default(monitor: ResourceMonitor, fake: Fak
     assert monitor.limit_breaches == {"disk": 1}
 
 
+def test_the_agents_limit_watch_logs_each_mount_once_even_one_named_with_at(
+    monitor: ResourceMonitor, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN the agent's watch over the disks, and two mounts whose names differ only after an " at "
+    thresholds = {"cpu_threshold": 1.0, "memory_threshold": 1.0, "disk_threshold": 0.9}
+    watch = resources._LimitWatch(monitor, thresholds)
+    full = _metrics(0.0, 0.0, {"/srv at a": 95.0, "/srv at b": 96.0})
+    # WHEN both are over their limit in two samples in a row
+    with caplog.at_level(logging.WARNING, logger="amqadf_agent.monitoring.resources"):
+        watch(full)
+        watch(full)
+    # THEN each mount was logged once, when it went over
+    assert [r.getMessage() for r in caplog.records] == [
+        "amqadf-agent: disk /srv at a at 95.0% is over its limit of 90%",
+        "amqadf-agent: disk /srv at b at 96.0% is over its limit of 90%",
+    ]
+
+
 @pytest.mark.parametrize("name", ["cpu_threshold", "memory_threshold", "disk_threshold"])
 def test_a_percentage_threshold_is_rejected_with_a_hint(monitor: ResourceMonitor, name: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -541,16 +559,27 @@ def test_real_samples_agree_with_psutil() -> None:
 
 
 def test_real_psutil_never_calls_net_connections(monkeypatch: pytest.MonkeyPatch) -> None:
-    def forbidden(*args: object, **kwargs: object) -> None:
-        raise AssertionError("net_connections() was called")
+    # The monitor turns any error of a psutil reading into None, so a stand-in that raised would
+    # go unnoticed: this one records its calls, and the test asserts on the record.
+    calls: list[tuple[object, ...]] = []
 
-    monkeypatch.setattr(psutil, "net_connections", forbidden)
+    def recorded(*args: object, **kwargs: object) -> list[object]:
+        calls.append(args)
+        return []
+
+    monkeypatch.setattr(psutil, "net_connections", recorded)
+    # GIVEN a monitor with the defaults, WHEN it is collected, sampled and checked
     monitor = ResourceMonitor()
     reader = InMemoryMetricReader()
     monitor.instrument(MeterProvider(metric_readers=[reader]))
     collect(reader)
     monitor.get_system_metrics()
     monitor.check_resource_limits()
+    # THEN it never counted connections
+    assert calls == []
+    # AND the stand-in is the function a monitor asked for connections calls
+    assert ResourceMonitor(include_connections=True).get_system_metrics().network_connections == 0
+    assert len(calls) == 1
 
 
 def test_a_reaped_child_gives_a_clear_error() -> None:

@@ -9,28 +9,17 @@ What it costs (measured by ``tests/bench/bench_profiler.py``; see docs/design.md
 - ``@profiled(sample_rate=0.01)`` (or ``@profiler.sampled(rate=0.01)``) profiles 1 call in 100;
   the other calls pay one ``random.random()`` and a comparison (well under a microsecond). The
   average slowdown is therefore about ``rate * (slowdown - 1)``: ~2-5% at ``rate=0.01``.
-- ``max_overhead`` (default 2%) bounds it by time whatever the workload: a token bucket of
-  profiling time that fills at that fraction of wall time (up to a minute's worth) and that every
-  profile's duration is charged to; a sampled call starts a profile only while the bucket is not
-  in debt, counting the profiles still running at the cost of a typical one (so a burst of
-  concurrent calls cannot all start on one balance). So the sampled cost stays under
-  ~``max_overhead`` even where pyinstrument is slowest. A sampled call made inside a profiled call
-  runs plainly: it is already in that profile.
+- ``max_overhead`` (default 2%) bounds it by time whatever the workload, with a token bucket of
+  profiling time (``sampling.py``): the sampled cost stays under ~``max_overhead`` even where
+  pyinstrument is slowest. A sampled call made inside a profiled call runs plainly: it is already
+  in that profile.
 
-Each profile is a span (``amqadf.profile``); the hot path of a CPU profile (from the profiled
-function, the heaviest callee at each level while it holds at least ``hot_path_share`` of the
-profile, at most ``hot_path_depth`` frames) becomes nested ``amqadf.profile.frame`` child spans laid
-out in the profile's interval in proportion to their time. With ``artifacts_dir`` the full profile
+Each profile is a span (``amqadf.profile``), with the hot path of a CPU profile as nested
+``amqadf.profile.frame`` child spans (``spans.py``); the results are the types of ``results.py``,
+which the renderers of ``report.py`` read. With ``artifacts_dir`` the full profile
 (speedscope JSON by default) is saved there, named by the ``amqadf.profiler.artifact`` span attribute,
-keeping the newest ``max_artifacts`` files. ``instrument()`` also records the
-``amqadf.profiler.duration`` histogram (kind, function) for every call that went through the profiler.
-
-The top functions of every CPU profile (``top_n`` of them) add their self time to a plain dict keyed
-by (kind, qualified function name), read at collection time as the ``amqadf.profiler.function.self_time``
-observable counter (docs/design.md principle 1: nothing is recorded on the hot path). The dict is bounded:
-it keeps the ``MAX_SELF_TIME_FUNCTIONS`` functions with the most self time; beyond that the one with
-the least is dropped (its series stops; if it comes back it restarts from zero, which Prometheus'
-``increase``/``rate`` read as a counter reset).
+keeping the newest ``max_artifacts`` files. ``instrument()`` reports the profiles taken, the self
+time of their top functions and the duration of every call through the profiler (``metrics.py``).
 
 Never hurt the host: pyinstrument refuses to start while another profiler runs in the same thread
 or async context (a profile inside a profiled call), and memray allows one tracker per process.
@@ -43,31 +32,39 @@ pyinstrument, memray and the OpenTelemetry API are imported inside the functions
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import dataclasses
-import functools
 import inspect
 import logging
 import os
 import random as _random
-import re
 import shutil
-import sys
 import tempfile
 import threading
 import time
 import weakref
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
-from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError, MissingExtraError
-from amqadf_agent.monitoring._instruments import Point, SharedInstruments
+from amqadf_agent.profiling import artifacts, report, sampling, spans
+from amqadf_agent.profiling.artifacts import ARTIFACT_PREFIX
+from amqadf_agent.profiling.metrics import KIND_CPU, KIND_MEMORY, ProfilerMetrics
+from amqadf_agent.profiling.results import (
+    AllocationSite,
+    CallNode,
+    FunctionStat,
+    MemoryProfileResult,
+    ProfileResult,
+    ProfilerStats,
+    attach,
+    hot_path,
+    read_memray,
+    read_tree,
+)
+from amqadf_agent.profiling.sampling import DEFAULT_MAX_OVERHEAD
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import Histogram, MeterProvider
+    from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import Span, Tracer
     from pyinstrument.frame import Frame
     from pyinstrument.session import Session
@@ -93,163 +90,8 @@ _log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Attribute keys of profile spans and their events: the contract's (semconv.py), by short names.
-ATTR_CODE_FUNCTION_NAME = semconv.ATTR_CODE_FUNCTION_NAME
-ATTR_CODE_FILE_PATH = semconv.ATTR_CODE_FILE_PATH
-ATTR_CODE_LINE_NUMBER = semconv.ATTR_CODE_LINE_NUMBER
-ATTR_DURATION = semconv.ATTR_PROFILER_DURATION
-ATTR_CPU_TIME = semconv.ATTR_PROFILER_CPU_TIME
-ATTR_SAMPLE_COUNT = semconv.ATTR_PROFILER_SAMPLE_COUNT
-ATTR_PROFILED = semconv.ATTR_PROFILER_PROFILED
-ATTR_SELF_TIME = semconv.ATTR_PROFILER_SELF_TIME
-ATTR_TOTAL_TIME = semconv.ATTR_PROFILER_TOTAL_TIME
-ATTR_PEAK_MEMORY = semconv.ATTR_PROFILER_PEAK_MEMORY
-ATTR_TOTAL_ALLOCATIONS = semconv.ATTR_PROFILER_TOTAL_ALLOCATIONS
-ATTR_TOTAL_BYTES = semconv.ATTR_PROFILER_TOTAL_BYTES
-ATTR_SITE_BYTES = semconv.ATTR_PROFILER_SITE_BYTES
-ATTR_SITE_ALLOCATIONS = semconv.ATTR_PROFILER_SITE_ALLOCATIONS
-
-KIND_CPU = "cpu"
-KIND_MEMORY = "memory"
-#: The ``max_overhead`` budget holds at most this many seconds of wall time's worth of profiling.
-BUDGET_WINDOW = 60.0
-#: The default ``max_overhead``: sampled profiles take at most ~2% of wall time.
-DEFAULT_MAX_OVERHEAD = 0.02
-#: What a sampled profile is taken to cost (seconds) until some have been measured.
-_INITIAL_COST = 0.1
-#: True inside a profiled call (this thread or async context): nested sampled calls run plainly.
-_PROFILING: contextvars.ContextVar[bool] = contextvars.ContextVar("amqadf_profiling", default=False)
-#: Every artifact file this module writes starts with this (only these are ever removed).
-ARTIFACT_PREFIX = "amqadf-profile-"
-_ARTIFACT_SUFFIX = {"speedscope": ".speedscope.json", "html": ".html"}
-ATTR_FRAME_DEPTH = semconv.ATTR_PROFILER_FRAME_DEPTH
-#: At most this many (kind, function) series of ``amqadf.profiler.function.self_time`` per profiler:
-#: the ones with the most self time are kept (profiles of varied code must not grow it without end).
-MAX_SELF_TIME_FUNCTIONS = 200
-
-
-# --- results --------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class FunctionStat:
-    """One function of a CPU profile, summed over every place it appears in the call tree.
-
-    ``self_time`` is the time spent in the function's own code (its time minus its callees');
-    ``total_time`` includes its callees and counts a recursive function once per outermost call.
-    ``qualname`` is the qualified name (``module.Class.function`` as far as known; the module comes
-    from the file of an imported module), the ``code.function.name`` of the self-time counter.
-    """
-
-    function: str
-    file: str
-    line: int
-    self_time: float
-    total_time: float
-    qualname: str = ""
-
-
-@dataclasses.dataclass
-class CallNode:
-    """A node of the call tree: a function at one call path, with its total and self time (s)."""
-
-    function: str
-    file: str
-    line: int
-    total_time: float
-    self_time: float
-    children: list[CallNode] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class ProfileResult:
-    """A CPU profile of one call.
-
-    ``duration`` is wall time and ``cpu_time`` the process's CPU time over the call (all threads).
-    ``profiled`` is False when pyinstrument could not start (another profiler was active): the
-    call ran unprofiled and only ``duration``, ``cpu_time`` and the outcome are known.
-    ``session`` is pyinstrument's ``Session`` (the renderers read it), ``None`` when unprofiled.
-    """
-
-    function: str
-    duration: float
-    cpu_time: float
-    return_value: Any
-    error: BaseException | None
-    top_functions: tuple[FunctionStat, ...]
-    call_tree: CallNode | None
-    sample_count: int
-    profiled: bool
-    session: Session | None = dataclasses.field(default=None, repr=False)
-    #: The hot path (see ``hot_path()``), outermost first; empty when unprofiled.
-    hot_path: tuple[CallNode, ...] = ()
-    #: Where the full profile was saved (``artifacts_dir``), or ``None``.
-    artifact: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class AllocationSite:
-    """Where memory still held at the peak was allocated: the innermost Python frame and its stack."""
-
-    function: str
-    file: str
-    line: int
-    bytes: int
-    count: int
-    #: Python frames (function, file, line), innermost first.
-    stack: tuple[tuple[str, str, int], ...] = ()
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class MemoryProfileResult:
-    """A memory profile of one call (memray).
-
-    ``peak_memory`` is the highest heap size reached while tracking (bytes), ``total_allocations``
-    and ``total_bytes`` count every allocation made, and ``top_sites`` are the sites holding the
-    most memory at the peak. ``total_bytes`` is ``None`` when this memray version cannot tell.
-    """
-
-    function: str
-    duration: float
-    return_value: Any
-    error: BaseException | None
-    peak_memory: int
-    total_allocations: int
-    total_bytes: int | None
-    top_sites: tuple[AllocationSite, ...]
-    profiled: bool
-    #: Where the full profile was saved (``artifacts_dir``), or ``None``.
-    artifact: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class ProfilerStats:
-    """What a profiler did: profiles taken by kind, profiles that could not start, budget skips."""
-
-    profiles: dict[str, int]
-    failed_to_start: dict[str, int]
-    skipped_by_budget: int
-    #: Artifact files written, and the ones that could not be (directory unwritable, disk full…).
-    artifacts_written: int = 0
-    artifact_failures: int = 0
-
 
 # --- the profiler ---------------------------------------------------------------------------------
-class _Budget:
-    """A token bucket of profiling time (seconds): ``rate`` accrues per second of wall time, at most
-    ``rate * BUDGET_WINDOW``; sampled profiles spend their cost once they end, so a long one borrows
-    and the following calls repay it. Starts empty: no burst of profiling at start-up."""
-
-    __slots__ = ("at", "balance", "rate")
-
-    def __init__(self, rate: float, now: float) -> None:
-        self.rate, self.balance, self.at = rate, 0.0, now
-
-    def refill(self, now: float) -> float:
-        if now > self.at:
-            self.balance = min(self.balance + self.rate * (now - self.at), self.rate * BUDGET_WINDOW)
-            self.at = now
-        return self.balance
-
-
 class PerformanceProfiler:
     """Profiles calls on demand (``profile_function``, ``profile_async``, ``profile_memory``) or a
     sampled fraction of them in production (``@profiler.sampled``); each profile is also a span.
@@ -259,9 +101,9 @@ class PerformanceProfiler:
         sample_rate: default fraction of calls ``sampled()`` profiles (0 to 1), read at call time.
         top_n: how many top functions (and allocation sites) a result keeps.
         max_overhead: default time budget of ``sampled()``: a fraction of wall time (default
-            0.02). Profiling time accrues at this rate (at most ``BUDGET_WINDOW`` seconds' worth)
-            and each sampled profile spends its whole cost from it; no sampled profile starts while the
-            budget is in debt. ``None``: no budget.
+            0.02). Profiling time accrues at this rate (at most ``sampling.BUDGET_WINDOW``
+            seconds' worth) and each sampled profile spends its whole cost from it; no sampled
+            profile starts while the budget is in debt. ``None``: no budget.
         enabled: ``False`` makes every sampled call a plain call (``profile_function`` still
             profiles); can be switched at run time.
         tracer: tracer of the profile spans; default ``get_tracer(semconv.SCOPE_NAME)``.
@@ -295,16 +137,16 @@ class PerformanceProfiler:
     ) -> None:
         if not interval > 0:
             raise ConfigError("interval", f"must be a number of seconds > 0, got {interval!r}")
-        _check_rate("sample_rate", sample_rate)
+        sampling.check_rate("sample_rate", sample_rate)
         if top_n < 1:
             raise ConfigError("top_n", f"must be an integer >= 1, got {top_n!r}")
         if max_overhead is not None:
-            _check_overhead(max_overhead)
+            sampling.check_overhead(max_overhead)
         if not 0.0 <= hot_path_share <= 1.0:
             raise ConfigError("hot_path_share", f"must be a fraction in [0, 1], got {hot_path_share!r}")
         if hot_path_depth < 0:
             raise ConfigError("hot_path_depth", f"must be an integer >= 0, got {hot_path_depth!r}")
-        if artifact_format not in _ARTIFACT_SUFFIX:
+        if artifact_format not in artifacts.SUFFIXES:
             raise ConfigError("artifact_format", f"must be 'speedscope' or 'html', got {artifact_format!r}")
         if max_artifacts < 1:
             raise ConfigError("max_artifacts", f"must be an integer >= 1, got {max_artifacts!r}")
@@ -316,29 +158,20 @@ class PerformanceProfiler:
         self._artifact_seq = 0
         self._artifacts_written = 0
         self._artifact_failures = 0
-        self._histograms: tuple[Histogram, ...] = ()
         self.interval = interval
         self.sample_rate = sample_rate
         self.top_n = top_n
         self.max_overhead = max_overhead
         self.enabled = enabled
-        self._tracer = tracer
         self._clock = clock
         self._random = random if random is not None else _random.Random()
         self._lock = threading.Lock()
         _PROFILERS.add(self)
-        self._profiles = {KIND_CPU: 0, KIND_MEMORY: 0}
+        self._metrics = ProfilerMetrics()
         self._failed = {KIND_CPU: 0, KIND_MEMORY: 0}
-        self._budget_skips = 0
-        self._budgets: dict[float, _Budget] = {}  # by max_overhead: one per budget in use
-        # Sampled profiles running now, and what one costs (a moving average), for _reserve.
-        self._in_flight = 0
-        self._typical_cost = _INITIAL_COST
-        self._recent: deque[ProfileResult] = deque(maxlen=keep)
+        self._sampler = sampling.Sampler(clock, self._random, keep)
         self._warned: set[str] = set()
-        # (kind, qualified function name) -> self time summed over the top functions of the profiles
-        # taken; at most MAX_SELF_TIME_FUNCTIONS entries (the largest), read at collection time.
-        self._self_times: dict[tuple[str, str], float] = {}
+        self._spans = spans.ProfileSpans(tracer, _log, self._warned)
 
     # --- CPU ------------------------------------------------------------------------------------
     def profile_function(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> ProfileResult:
@@ -350,19 +183,19 @@ class PerformanceProfiler:
         if inspect.iscoroutinefunction(fn):
             raise TypeError(f"{_qualname(fn)} is a coroutine function: use await profiler.profile_async()")
         name = _qualname(fn)
-        span, start_ns = self._start_span(KIND_CPU, fn)
-        with self._activated(span):
+        span, start_ns = self._spans.start(KIND_CPU, fn, name)
+        with spans.activated(span):
             profiler = self._start_pyinstrument(inspect.currentframe())
             start, cpu_start = self._clock(), time.process_time()
-            active = _PROFILING.set(True)
+            active = sampling.PROFILING.set(True)
             try:
                 value = fn(*args, **kwargs)
             except BaseException as exc:
-                _PROFILING.reset(active)
+                sampling.PROFILING.reset(active)
                 result = self._finish_cpu(name, profiler, start, cpu_start, None, exc, span, start_ns)
-                _attach(exc, result)
+                attach(exc, result)
                 raise
-            _PROFILING.reset(active)
+            sampling.PROFILING.reset(active)
         return self._finish_cpu(name, profiler, start, cpu_start, value, None, span, start_ns)
 
     async def profile_async(
@@ -373,19 +206,19 @@ class PerformanceProfiler:
         Time the coroutine spends waiting shows as ``[await]`` time of the awaiting function.
         """
         name = _qualname(fn)
-        span, start_ns = self._start_span(KIND_CPU, fn)
-        with self._activated(span):
+        span, start_ns = self._spans.start(KIND_CPU, fn, name)
+        with spans.activated(span):
             profiler = self._start_pyinstrument(inspect.currentframe())
             start, cpu_start = self._clock(), time.process_time()
-            active = _PROFILING.set(True)
+            active = sampling.PROFILING.set(True)
             try:
                 value = await fn(*args, **kwargs)
             except BaseException as exc:
-                _PROFILING.reset(active)
+                sampling.PROFILING.reset(active)
                 result = self._finish_cpu(name, profiler, start, cpu_start, None, exc, span, start_ns)
-                _attach(exc, result)
+                attach(exc, result)
                 raise
-            _PROFILING.reset(active)
+            sampling.PROFILING.reset(active)
         return self._finish_cpu(name, profiler, start, cpu_start, value, None, span, start_ns)
 
     def _start_pyinstrument(self, caller: Any) -> Any:
@@ -432,14 +265,7 @@ class PerformanceProfiler:
             try:
                 root = session.root_frame()
                 if root is not None:
-                    roots = _profiled_roots(root)
-                    # The tree starts at the profiled function.
-                    tree = (
-                        _build_tree(roots[0], _real_children(roots[0]))
-                        if len(roots) == 1
-                        else (_build_tree(root, roots))
-                    )
-                    top = tuple(_aggregate(roots)[: self.top_n])
+                    tree, top = read_tree(root, _profiled_roots(root), self.top_n)
             except Exception:
                 _log.warning("reading the pyinstrument session of %s failed", name, exc_info=True)
         result = ProfileResult(
@@ -457,9 +283,9 @@ class PerformanceProfiler:
         )
         if result.profiled:
             result = dataclasses.replace(result, artifact=self._save_artifact(result))
-            self._add_self_times(KIND_CPU, top)
-        self._record(KIND_CPU, result.profiled, end, duration, name)
-        self._end_span(span, result, error, (start_ns, end_ns))
+            self._metrics.add_self_times(KIND_CPU, top)
+        self._record(KIND_CPU, result.profiled, duration, name)
+        self._spans.end(span, result, error, (start_ns, end_ns))
         return result
 
     # --- memory ---------------------------------------------------------------------------------
@@ -474,11 +300,11 @@ class PerformanceProfiler:
         except ImportError:
             raise MissingExtraError("memory profiling", "memory", "memray") from None
         name = _qualname(fn)
-        span, _ = self._start_span(KIND_MEMORY, fn)
+        span, _ = self._spans.start(KIND_MEMORY, fn, name)
         directory = tempfile.mkdtemp(prefix="amqadf-memray-")
         path = os.path.join(directory, "profile.bin")
         try:
-            with self._activated(span):
+            with spans.activated(span):
                 tracker: Any = memray.Tracker(path, native_traces=False)
                 try:
                     tracker.__enter__()
@@ -495,7 +321,7 @@ class PerformanceProfiler:
                     if tracker is not None:
                         tracker.__exit__(None, None, None)
                     result = self._finish_memory(name, path, tracker is not None, start, None, exc, span)
-                    _attach(exc, result)
+                    attach(exc, result)
                     raise
                 if tracker is not None:
                     tracker.__exit__(None, None, None)
@@ -519,7 +345,7 @@ class PerformanceProfiler:
         sites: tuple[AllocationSite, ...] = ()
         if tracked:
             try:
-                peak, allocations, total_bytes, sites = _read_memray(path, self.top_n)
+                peak, allocations, total_bytes, sites = read_memray(path, self.top_n)
             except Exception:
                 tracked = False
                 self._failed_to_start(KIND_MEMORY, "reading the memray capture failed")
@@ -536,8 +362,8 @@ class PerformanceProfiler:
         )
         if tracked:
             result = dataclasses.replace(result, artifact=self._save_artifact(result))
-        self._record(KIND_MEMORY, tracked, end, end - start, name)
-        self._end_span(span, result, error, None)
+        self._record(KIND_MEMORY, tracked, end - start, name)
+        self._spans.end(span, result, error, None)
         return result
 
     # --- sampling -------------------------------------------------------------------------------
@@ -568,101 +394,19 @@ class PerformanceProfiler:
         kept in ``recent_results()``. Usable as ``@profiler.sampled`` or ``@profiler.sampled(rate=…)``.
         """
         if rate is not None:
-            _check_rate("rate", rate)
+            sampling.check_rate("rate", rate)
         budget = self.max_overhead if max_overhead is None else max_overhead
         if budget is not None:
-            _check_overhead(budget)
-
-        def take(draw: Callable[[], float] = self._random.random) -> bool | None:
-            """None: run the call plainly; else profile it (True: a budget reservation to settle).
-
-            The hot path of every sampled call is one draw and a comparison. A call made inside a
-            profiled call is never profiled itself (pyinstrument would refuse a second profiler).
-            """
-            if draw() >= (self.sample_rate if rate is None else rate) or not self.enabled or _PROFILING.get():
-                return None
-            return self._reserve(budget)
+            sampling.check_overhead(budget)
 
         def decorate(func: Callable[P, R]) -> Callable[P, R]:
-            if inspect.iscoroutinefunction(func):
-                async_func = func
-
-                @functools.wraps(func)
-                async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                    reserved = take()
-                    if reserved is None:
-                        return await async_func(*args, **kwargs)
-                    started, profiled = self._clock(), False
-                    try:
-                        result = await self.profile_async(async_func, *args, **kwargs)
-                        profiled = result.profiled
-                    except BaseException as exc:
-                        profiled = _was_profiled(exc)
-                        raise
-                    finally:
-                        self._settle(started, profiled, reserved)
-                    self._recent.append(result)
-                    return result.return_value
-
-                return cast(Callable[P, R], async_wrapper)
-
-            @functools.wraps(func)
-            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-                reserved = take()
-                if reserved is None:
-                    return func(*args, **kwargs)
-                started, profiled = self._clock(), False
-                try:
-                    result = self.profile_function(func, *args, **kwargs)
-                    profiled = result.profiled
-                except BaseException as exc:
-                    profiled = _was_profiled(exc)
-                    raise
-                finally:
-                    self._settle(started, profiled, reserved)
-                self._recent.append(result)
-                return cast(R, result.return_value)
-
-            return wrapper
+            return self._sampler.wrap(self, func, rate, budget)
 
         return decorate(fn) if fn is not None else decorate
 
-    def _reserve(self, budget: float | None) -> bool | None:
-        """Whether a drawn call may start a profile now: None (over budget), False (no budget), or
-        True (a reservation ``_settle`` closes). The budget counts the profiles still running at
-        the cost of a typical one, so concurrent calls cannot all start on the same balance."""
-        if budget is None:
-            return False
-        now = self._clock()
-        with self._lock:
-            bucket = self._budgets.get(budget)
-            if bucket is None:
-                bucket = self._budgets[budget] = _Budget(budget, now)
-            if bucket.refill(now) - self._in_flight * self._typical_cost < 0.0:
-                self._budget_skips += 1
-                return None
-            self._in_flight += 1
-        return True
-
-    def _settle(self, started: float, profiled: bool, reserved: bool) -> None:
-        """Spend a sampled profile's whole cost from the budgets (the call under the profiler and
-        the building of its result, span and artifact); a profile that could not start costs
-        nothing. Closes the reservation of ``_reserve``."""
-        end = self._clock()
-        cost = end - started
-        with self._lock:
-            if reserved:
-                self._in_flight -= 1
-            if not profiled:
-                return
-            self._typical_cost += 0.2 * (cost - self._typical_cost)
-            for bucket in self._budgets.values():
-                bucket.refill(end)
-                bucket.balance -= cost
-
     def recent_results(self) -> list[ProfileResult]:
         """The last results of sampled calls, oldest first."""
-        return list(self._recent)
+        return list(self._sampler.recent)
 
     # --- reports --------------------------------------------------------------------------------
     def generate_report(
@@ -671,8 +415,6 @@ class PerformanceProfiler:
         format: Literal["text", "html", "speedscope"] = "text",
     ) -> str:
         """Render a result: ``text`` (default), ``html`` (a complete page) or ``speedscope`` (JSON)."""
-        from amqadf_agent.profiling import report
-
         return report.render(result, format)
 
     # --- telemetry ------------------------------------------------------------------------------
@@ -683,60 +425,39 @@ class PerformanceProfiler:
         from now on record the wall time of every call through the profiler in the
         ``amqadf.profiler.duration`` histogram (s, ``semconv.SECONDS_BUCKETS``; kind and function).
 
-        Default: the global provider. Idempotent; the provider holds the profiler weakly. A failure
+        Default: the global provider. Idempotent; the provider holds the profiler's metrics weakly
+        (they live as long as the profiler). A failure
         is logged, never raised.
         """
         try:
-            histogram = _SHARED.register(self, meter_provider)[semconv.PROFILE_DURATION.name]
-            with self._lock:
-                if not any(h is histogram for h in self._histograms):
-                    self._histograms = (*self._histograms, histogram)
+            self._metrics.register(meter_provider)
         except Exception:
             _log.warning("cannot report the profiler as metrics; it keeps working", exc_info=True)
 
     def function_self_times(self) -> dict[tuple[str, str], float]:
         """Self time (s) of the profiles' top functions, summed by (kind, qualified function name).
 
-        What ``amqadf.profiler.function.self_time`` reports: at most ``MAX_SELF_TIME_FUNCTIONS``
-        entries, those with the most self time.
+        What ``amqadf.profiler.function.self_time`` reports: at most
+        ``metrics.MAX_SELF_TIME_FUNCTIONS`` entries, those with the most self time.
         """
-        with self._lock:
-            return dict(self._self_times)
-
-    def _add_self_times(self, kind: str, top: tuple[FunctionStat, ...]) -> None:
-        """Add each top function's self time; then drop the smallest entries beyond the bound."""
-        with self._lock:
-            totals = self._self_times
-            for stat in top:
-                if not stat.self_time > 0:  # a caller among the top by total time only: no series
-                    continue
-                key = (kind, stat.qualname or stat.function)
-                totals[key] = totals.get(key, 0.0) + stat.self_time
-            while len(totals) > MAX_SELF_TIME_FUNCTIONS:
-                del totals[min(totals, key=totals.__getitem__)]
+        return self._metrics.self_times()
 
     def stats(self) -> ProfilerStats:
         """Profiles taken and profiles that could not start, by kind; calls skipped by the budget."""
         with self._lock:
             return ProfilerStats(
-                dict(self._profiles),
+                self._metrics.profiles(),
                 dict(self._failed),
-                self._budget_skips,
+                self._sampler.skipped,
                 self._artifacts_written,
                 self._artifact_failures,
             )
 
-    def _record(self, kind: str, profiled: bool, end: float, duration: float, function: str) -> None:
-        with self._lock:
-            if profiled:
-                self._profiles[kind] += 1
-        if self._histograms:
-            attributes = {semconv.ATTR_PROFILER_KIND: kind, semconv.ATTR_PROFILER_FUNCTION: function}
-            try:
-                for histogram in self._histograms:
-                    histogram.record(duration, attributes)
-            except Exception:
-                self._warn_telemetry()
+    def _record(self, kind: str, profiled: bool, duration: float, function: str) -> None:
+        try:
+            self._metrics.record(kind, profiled, duration, function)
+        except Exception:
+            self._spans.failed()
 
     # --- artifacts ------------------------------------------------------------------------------
     def _save_artifact(self, result: ProfileResult | MemoryProfileResult) -> str | None:
@@ -745,28 +466,16 @@ class PerformanceProfiler:
         if directory is None:
             return None
         try:
-            from amqadf_agent.profiling import report
-
             content = report.render(result, self.artifact_format)
             with self._lock:
                 self._artifact_seq += 1
                 seq = self._artifact_seq
             kind = KIND_CPU if isinstance(result, ProfileResult) else KIND_MEMORY
-            function = re.sub(r"[^A-Za-z0-9_.-]+", "_", result.function)[-80:]
-            # time first: names sort oldest first; pid and sequence: unique across processes.
-            name = (
-                f"{ARTIFACT_PREFIX}{time.time_ns():020d}-{os.getpid()}-{seq:06d}-{kind}-{function}"
-                f"{_ARTIFACT_SUFFIX[self.artifact_format]}"
-            )
-            os.makedirs(directory, exist_ok=True)
-            path = os.path.join(directory, name)
-            partial = path + ".partial"
-            with open(partial, "w", encoding="utf-8") as file:
-                file.write(content)
-            os.replace(partial, path)  # a reader never sees a half-written profile
+            name = artifacts.artifact_name(kind, result.function, seq, self.artifact_format)
+            path = artifacts.write(directory, name, content)
             with self._lock:
                 self._artifacts_written += 1
-            self._prune_artifacts(directory)
+            artifacts.prune(directory, self.max_artifacts)
             return path
         except Exception:
             with self._lock:
@@ -781,180 +490,12 @@ class PerformanceProfiler:
             )
             return None
 
-    def _prune_artifacts(self, directory: str) -> None:
-        """Remove the oldest of this module's artifact files beyond ``max_artifacts``."""
-        names = sorted(
-            entry.name
-            for entry in os.scandir(directory)
-            if entry.name.startswith(ARTIFACT_PREFIX) and not entry.name.endswith(".partial")
-        )
-        for name in names[: max(len(names) - self.max_artifacts, 0)]:
-            with contextlib.suppress(FileNotFoundError):  # another process pruned it first
-                os.remove(os.path.join(directory, name))
-
     def _failed_to_start(self, kind: str, message: str) -> None:
         with self._lock:
             self._failed[kind] += 1
             first = message not in self._warned
             self._warned.add(message)
         _log.log(logging.WARNING if first else logging.DEBUG, message, exc_info=first)
-
-    def _get_tracer(self) -> Tracer:
-        if self._tracer is not None:
-            return self._tracer
-        from opentelemetry import trace
-
-        return trace.get_tracer(semconv.SCOPE_NAME)
-
-    def _start_span(self, kind: str, fn: Callable[..., Any]) -> tuple[Span | None, int]:
-        """The profile span (``None`` if the tracer fails) and its start time (ns since the epoch)."""
-        start_ns = time.time_ns()
-        try:
-            from opentelemetry.trace import SpanKind
-
-            attributes: dict[str, str | int] = {
-                semconv.ATTR_PROFILER_KIND: kind,
-                semconv.ATTR_PROFILER_FUNCTION: _qualname(fn),
-                ATTR_CODE_FUNCTION_NAME: _qualname(fn),
-            }
-            code = getattr(inspect.unwrap(fn), "__code__", None)
-            if code is not None:
-                attributes[ATTR_CODE_FILE_PATH] = code.co_filename
-                attributes[ATTR_CODE_LINE_NUMBER] = code.co_firstlineno
-            span = self._get_tracer().start_span(
-                semconv.SPAN_PROFILE, kind=SpanKind.INTERNAL, attributes=attributes, start_time=start_ns
-            )
-            return span, start_ns
-        except Exception:
-            self._warn_telemetry()
-            return None, start_ns
-
-    @contextmanager
-    def _activated(self, span: Span | None) -> Iterator[None]:
-        """Make ``span`` current for the call, so spans the function starts are its children."""
-        if span is None:
-            yield
-            return
-        from opentelemetry import context, trace
-
-        token = context.attach(trace.set_span_in_context(span))
-        try:
-            yield
-        finally:
-            context.detach(token)
-
-    def _end_span(
-        self,
-        span: Span | None,
-        result: ProfileResult | MemoryProfileResult,
-        error: BaseException | None,
-        interval_ns: tuple[int, int] | None,
-    ) -> None:
-        if span is None:
-            return
-        try:
-            span.set_attribute(ATTR_DURATION, result.duration)
-            span.set_attribute(ATTR_PROFILED, result.profiled)
-            if result.artifact is not None:
-                span.set_attribute(semconv.ATTR_PROFILER_ARTIFACT, result.artifact)
-            if isinstance(result, ProfileResult) and result.hot_path and interval_ns is not None:
-                self._frame_spans(span, result.hot_path, *interval_ns)
-            if isinstance(result, ProfileResult):
-                span.set_attribute(ATTR_CPU_TIME, result.cpu_time)
-                span.set_attribute(ATTR_SAMPLE_COUNT, result.sample_count)
-                for stat in result.top_functions:
-                    span.add_event(
-                        semconv.EVENT_PROFILE_FUNCTION,
-                        {
-                            ATTR_CODE_FUNCTION_NAME: stat.function,
-                            ATTR_CODE_FILE_PATH: stat.file,
-                            ATTR_CODE_LINE_NUMBER: stat.line,
-                            ATTR_SELF_TIME: stat.self_time,
-                            ATTR_TOTAL_TIME: stat.total_time,
-                        },
-                    )
-            else:
-                span.set_attribute(ATTR_PEAK_MEMORY, result.peak_memory)
-                span.set_attribute(ATTR_TOTAL_ALLOCATIONS, result.total_allocations)
-                if result.total_bytes is not None:
-                    span.set_attribute(ATTR_TOTAL_BYTES, result.total_bytes)
-                for site in result.top_sites:
-                    span.add_event(
-                        semconv.EVENT_PROFILE_FUNCTION,
-                        {
-                            ATTR_CODE_FUNCTION_NAME: site.function,
-                            ATTR_CODE_FILE_PATH: site.file,
-                            ATTR_CODE_LINE_NUMBER: site.line,
-                            ATTR_SITE_BYTES: site.bytes,
-                            ATTR_SITE_ALLOCATIONS: site.count,
-                        },
-                    )
-            if error is not None:
-                from opentelemetry.trace import Status, StatusCode
-
-                span.set_attribute(semconv.ATTR_ERROR_TYPE, type(error).__qualname__)
-                span.record_exception(error)
-                span.set_status(Status(StatusCode.ERROR, str(error)))
-            span.end()
-        except Exception:
-            self._warn_telemetry()
-
-    def _frame_spans(self, parent: Span, path: tuple[CallNode, ...], start_ns: int, end_ns: int) -> None:
-        """The hot path as nested child spans of ``parent`` within ``[start_ns, end_ns]``.
-
-        Frame times are real seconds, compressed if the root does not fit the interval; the root
-        ends where the call ended, each callee starts after the time of the siblings before it in
-        pyinstrument's order (first seen first), and no child outlasts its parent.
-        """
-        from opentelemetry import trace
-
-        tracer = self._get_tracer()
-        root = path[0]
-        available = max(end_ns - start_ns, 0)
-        scale = 1e9 if root.total_time * 1e9 <= available else available / max(root.total_time, 1e-12)
-        frame_start = end_ns - int(root.total_time * scale)
-        frame_end = end_ns
-        opened: list[tuple[Span, int]] = []
-        context = trace.set_span_in_context(parent)
-        previous: CallNode | None = None
-        try:
-            for depth, node in enumerate(path):
-                if previous is not None:
-                    before = 0.0
-                    for sibling in previous.children:
-                        if sibling is node:
-                            break
-                        before += sibling.total_time
-                    frame_start = min(frame_start + int(before * scale), frame_end)
-                    frame_end = min(frame_start + int(node.total_time * scale), frame_end)
-                span = tracer.start_span(
-                    semconv.SPAN_PROFILE_FRAME,
-                    context=context,
-                    start_time=frame_start,
-                    attributes={
-                        ATTR_CODE_FUNCTION_NAME: node.function,
-                        ATTR_CODE_FILE_PATH: node.file,
-                        ATTR_CODE_LINE_NUMBER: node.line,
-                        ATTR_SELF_TIME: node.self_time,
-                        ATTR_TOTAL_TIME: node.total_time,
-                        ATTR_FRAME_DEPTH: depth,
-                    },
-                )
-                opened.append((span, frame_end))
-                context = trace.set_span_in_context(span, context)
-                previous = node
-        finally:
-            for span, end in reversed(opened):  # innermost first, as a real call stack ends
-                span.end(end_time=end)
-
-    def _warn_telemetry(self) -> None:
-        first = "telemetry" not in self._warned
-        self._warned.add("telemetry")
-        _log.log(
-            logging.WARNING if first else logging.DEBUG,
-            "recording a profile span failed; profiling goes on",
-            exc_info=True,
-        )
 
 
 # --- the decorator --------------------------------------------------------------------------------
@@ -970,7 +511,8 @@ def _after_fork_in_child() -> None:
     _DEFAULT_LOCK = threading.Lock()
     for profiler in list(_PROFILERS):
         profiler._lock = threading.Lock()
-        profiler._in_flight = 0
+        profiler._sampler.after_fork()
+        profiler._metrics.after_fork()
 
 
 if hasattr(os, "register_at_fork"):
@@ -990,7 +532,7 @@ def configure_default_profiler(*, enabled: bool | None = None, sample_rate: floa
     """Set what ``@profiled`` does by default (``amqadf_agent.start`` applies the configuration's
     ``profiler`` group here); decorators applied earlier follow, since they read it at each call."""
     if sample_rate is not None:
-        _check_rate("sample_rate", sample_rate)
+        sampling.check_rate("sample_rate", sample_rate)
     profiler = default_profiler()
     if enabled is not None:
         profiler.enabled = bool(enabled)
@@ -1043,28 +585,6 @@ def profiled(
 
 
 # --- helpers --------------------------------------------------------------------------------------
-def hot_path(tree: CallNode, share: float = 0.1, max_depth: int = 12) -> tuple[CallNode, ...]:
-    """Where the time went: from ``tree``'s root, the heaviest child at each level, while a frame
-    holds at least ``share`` of the root's total time; at most ``max_depth`` frames."""
-    total = tree.total_time
-    path: list[CallNode] = []
-    node: CallNode | None = tree
-    while node is not None and len(path) < max_depth and total > 0 and node.total_time >= share * total:
-        path.append(node)
-        node = max(node.children, key=lambda c: c.total_time, default=None)
-    return tuple(path)
-
-
-def _check_rate(setting: str, rate: float) -> None:
-    if not 0.0 <= rate <= 1.0:
-        raise ConfigError(setting, f"must be a fraction of calls in [0, 1], got {rate!r}")
-
-
-def _check_overhead(value: float) -> None:
-    if not 0.0 < value <= 1.0:
-        raise ConfigError("max_overhead", f"must be a fraction of wall time in (0, 1], got {value!r}")
-
-
 def _qualname(fn: Callable[..., Any]) -> str:
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     if qualname is None:
@@ -1073,17 +593,16 @@ def _qualname(fn: Callable[..., Any]) -> str:
     return f"{module}.{qualname}" if module else str(qualname)
 
 
-def _attach(exc: BaseException, result: ProfileResult | MemoryProfileResult) -> None:
-    # An exception type that refuses attributes keeps propagating as it is.
-    with contextlib.suppress(Exception):
-        exc.__amqadf_profile__ = result  # type: ignore[attr-defined]
+#: The files of the profiler's own frames around a profiled call.
+_WRAPPER_FILES = (__file__, spans.__file__)
 
 
 def _is_wrapper_frame(frame: Frame) -> bool:
-    """A frame of the bookkeeping around a profiled call, not of the call: this module's own
-    functions and the ``with`` statement's enter and exit (a decorator built on ``contextlib``,
-    such as ``@tracer.start_as_current_span``, runs as ``contextlib.inner``: that is the call)."""
-    if frame.file_path == __file__:
+    """A frame of the bookkeeping around a profiled call, not of the call: this module's and the
+    span writer's own functions and the ``with`` statement's enter and exit (a decorator built on
+    ``contextlib``, such as ``@tracer.start_as_current_span``, runs as ``contextlib.inner``: that is
+    the call)."""
+    if frame.file_path in _WRAPPER_FILES:
         return True
     return frame.file_path == contextlib.__file__ and frame.function in ("__enter__", "__exit__")
 
@@ -1095,139 +614,3 @@ def _profiled_roots(root: Frame) -> list[Frame]:
     context manager's exit); those frames are dropped so that the tree starts at the function.
     """
     return [c for c in root.children if not c.is_synthetic and not _is_wrapper_frame(c)]
-
-
-def _was_profiled(exc: BaseException) -> bool:
-    """Whether the call that raised ``exc`` ran under the profiler (its result is attached)."""
-    return bool(getattr(getattr(exc, "__amqadf_profile__", None), "profiled", False))
-
-
-def _frame_key(frame: Frame) -> tuple[str, str, int]:
-    return frame.function, frame.file_path or "", frame.line_no or 0
-
-
-def _real_children(frame: Frame) -> list[Frame]:
-    return [c for c in frame.children if not c.is_synthetic]
-
-
-def _build_tree(root: Frame, roots: list[Frame]) -> CallNode:
-    """A light copy of pyinstrument's frame tree (iterative: deep recursion must not overflow)."""
-    function, file, line = _frame_key(root)
-    top = CallNode(function, file, line, root.time, root.total_self_time)
-    stack: list[tuple[Frame, CallNode]] = [(frame, top) for frame in reversed(roots)]
-    while stack:
-        frame, parent = stack.pop()
-        function, file, line = _frame_key(frame)
-        node = CallNode(function, file, line, frame.time, frame.total_self_time)
-        parent.children.append(node)
-        stack.extend((child, node) for child in reversed(_real_children(frame)))
-    return top
-
-
-def _aggregate(roots: list[Frame]) -> list[FunctionStat]:
-    """Self and total time per function over the tree, by self time (largest first)."""
-    self_times: dict[tuple[str, str, int], float] = {}
-    total_times: dict[tuple[str, str, int], float] = {}
-    class_names: dict[tuple[str, str, int], str] = {}
-    # (frame, keys of its ancestors): a recursive function's total time counts its outermost call.
-    stack: list[tuple[Frame, frozenset[tuple[str, str, int]]]] = [(f, frozenset()) for f in roots]
-    while stack:
-        frame, ancestors = stack.pop()
-        key = _frame_key(frame)
-        self_times[key] = self_times.get(key, 0.0) + frame.total_self_time
-        if key not in class_names:
-            class_names[key] = getattr(frame, "class_name", None) or ""
-        if key not in ancestors:
-            total_times[key] = total_times.get(key, 0.0) + frame.time
-        inner = ancestors | {key}
-        stack.extend((child, inner) for child in _real_children(frame))
-    stats = [
-        FunctionStat(
-            function,
-            file,
-            line,
-            self_times[key],
-            total_times.get(key, 0.0),
-            _qualified(function, file, class_names.get(key, "")),
-        )
-        for key in self_times
-        for function, file, line in (key,)
-    ]
-    stats.sort(key=lambda s: (-s.self_time, -s.total_time, s.function))
-    return stats
-
-
-def _qualified(function: str, file: str, class_name: str) -> str:
-    """``module.Class.function`` as far as known (module: the imported module of ``file``)."""
-    name = f"{class_name}.{function}" if class_name else function
-    module = _module_of(file)
-    return f"{module}.{name}" if module else name
-
-
-@functools.lru_cache(maxsize=1024)
-def _module_of(file: str) -> str:
-    """The name of the imported module whose ``__file__`` is ``file``, or ``""`` (cached)."""
-    if not file or file.startswith("<"):
-        return ""
-    target = os.path.normcase(os.path.abspath(file))
-    for name, module in list(sys.modules.items()):
-        path = getattr(module, "__file__", None)
-        if isinstance(path, str) and os.path.normcase(os.path.abspath(path)) == target:
-            return "" if name == "__main__" else name
-    return ""
-
-
-def _read_memray(path: str, top_n: int) -> tuple[int, int, int | None, tuple[AllocationSite, ...]]:
-    """Peak, allocation count, bytes allocated and the top sites at the peak, from a capture file."""
-    from memray import FileReader
-
-    reader = FileReader(path)
-    try:
-        metadata = reader.metadata
-        by_site: dict[tuple[str, str, int], list[Any]] = {}
-        for record in reader.get_high_watermark_allocation_records(merge_threads=True):
-            stack = tuple((str(f), str(p), int(n)) for f, p, n in record.stack_trace())
-            key = stack[0] if stack else ("<unknown>", "", 0)
-            entry = by_site.setdefault(key, [0, 0, stack])
-            entry[0] += record.size
-            entry[1] += record.n_allocations
-    finally:
-        reader.close()
-    sites = sorted(
-        (
-            AllocationSite(function, file, line, size, count, stack)
-            for (function, file, line), (size, count, stack) in by_site.items()
-        ),
-        key=lambda s: (-s.bytes, -s.count),
-    )
-    return metadata.peak_memory, metadata.total_allocations, _total_bytes(path), tuple(sites[:top_n])
-
-
-def _total_bytes(path: str) -> int | None:
-    """Bytes allocated over the capture, through the statistics ``memray stats`` prints."""
-    try:
-        from memray._memray import compute_statistics
-
-        return int(compute_statistics(path, num_largest=1).total_memory_allocated)
-    except Exception:  # not in this memray version: the total is unknown, not wrong
-        return None
-
-
-# --- metrics: collection-time reading -------------------------------------------------------------
-def _profiles(profiler: PerformanceProfiler) -> list[Point]:
-    counts = profiler.stats().profiles
-    return [(counts[kind], {semconv.ATTR_PROFILER_KIND: kind}) for kind in (KIND_CPU, KIND_MEMORY)]
-
-
-def _function_self_times(profiler: PerformanceProfiler) -> list[Point]:
-    return [
-        (seconds, {semconv.ATTR_PROFILER_KIND: kind, semconv.ATTR_CODE_FUNCTION_NAME: function})
-        for (kind, function), seconds in profiler.function_self_times().items()
-    ]
-
-
-_SHARED: SharedInstruments[PerformanceProfiler] = SharedInstruments(
-    "profiler",
-    [(semconv.PROFILES, _profiles), (semconv.PROFILE_FUNCTION_SELF_TIME, _function_self_times)],
-    recorded=[semconv.PROFILE_DURATION],
-)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import html
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from amqadf_agent.profiling.profiler import CallNode, MemoryProfileResult, ProfileResult
+from amqadf_agent.profiling.results import CallNode, MemoryProfileResult, ProfileResult
 
 #: The speedscope file format's schema URL (the ``$schema`` key of every speedscope file).
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
@@ -22,8 +21,6 @@ TREE_MAX_LINES = 60
 
 def render(result: ProfileResult | MemoryProfileResult, format: str = "text") -> str:
     """``result`` rendered as ``text``, ``html`` or ``speedscope``."""
-    from amqadf_agent.profiling.profiler import ProfileResult
-
     if format == "text":
         return text(result)
     if format == "html":
@@ -45,8 +42,6 @@ def render(result: ProfileResult | MemoryProfileResult, format: str = "text") ->
 
 def text(result: ProfileResult | MemoryProfileResult) -> str:
     """A plain-text report: summary, top functions (or allocation sites), and the call tree."""
-    from amqadf_agent.profiling.profiler import ProfileResult
-
     if isinstance(result, ProfileResult):
         return _cpu_text(result)
     return _memory_text(result)

@@ -6,8 +6,13 @@ rule that held it back, so the decision can be checked against a cluster's behav
 as the equivalent ``autoscaling/v2`` manifest (:meth:`AutoScaler.to_hpa_manifest`).
 
 The analyzer imports this module, so it imports the standard library and ``amqadf_agent.errors``
-only: no OpenTelemetry, no psutil (docs/design.md, Walls). The optional emitter lives in
-``amqadf_agent.scaling.autoscaler_telemetry``.
+only, and the manifest export ``amqadf_agent.scaling.hpa`` (standard library only too) when a
+manifest is asked for: no OpenTelemetry, no psutil (docs/design.md, Walls). The optional emitter
+lives in ``amqadf_agent.scaling.autoscaler_telemetry``.
+
+Why this module is longer than the ~600 lines the project aims at: it is one algorithm, the seven
+steps below in one class, with the value types it decides on; those types stay beside it because
+the analyzer's walls admit this one module of the package (its tests check the modules loaded).
 
 One decision, step by step, as the HPA controller (``pkg/controller/podautoscaler``) does it:
 
@@ -853,102 +858,19 @@ class AutoScaler:
         metric_names: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """The equivalent ``autoscaling/v2`` HorizontalPodAutoscaler, as a dict (``json.dumps`` it
-        for ``kubectl apply -f``).
+        for ``kubectl apply -f``): :func:`amqadf_agent.scaling.hpa.hpa_manifest` of this scaler,
+        which says how each setting maps and what each argument is."""
+        from amqadf_agent.scaling.hpa import hpa_manifest  # the analyzer, which replays, never exports
 
-        CPU and memory become ``Resource`` metrics with ``averageUtilization`` in percent; request
-        rate and queue depth ``Pods`` metrics with a per-pod ``averageValue``; the p95 latency an
-        ``External`` metric with a ``Value`` target (HPA then scales by ``value / target``, as
-        here). Those three need a custom/external metrics adapter (e.g. prometheus-adapter)
-        serving them under ``metric_names`` (keys: ``request_rate``, ``queue_depth``,
-        ``response_time_p95``). A tolerance other than HPA's cluster default 0.1 is written as
-        ``behavior.*.tolerance`` (Kubernetes 1.33+, feature gate ``HPAConfigurableTolerance``).
-        What HPA cannot express (the error-rate guard, the cooldown) is listed in the annotation
-        ``amqadf-agent/not-in-hpa``.
-
-        Args:
-            name: The HPA's ``metadata.name``.
-            namespace: Its namespace; omitted when None.
-            target_name: The scaled workload's name; default ``name``.
-            target_kind: The workload's kind.
-            target_api_version: The workload's API version.
-            metric_names: Adapter metric names, overriding the defaults.
-        """
-        if not isinstance(name, str) or not name:
-            raise ConfigError("name", f"must be a non-empty string, got {name!r}")
-        names = {
-            "request_rate": "http_server_requests_per_second",
-            "queue_depth": "queue_depth",
-            "response_time_p95": "http_server_request_duration_p95_seconds",
-        }
-        for key, value in (metric_names or {}).items():
-            if key not in names:
-                raise ConfigError("metric_names", f"unknown key {key!r}; known: {', '.join(names)}")
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"metric_names[{key!r}]", f"must be a non-empty string, got {value!r}")
-            names[key] = value
-        t = self._targets
-        hpa_metrics: list[dict[str, Any]] = []
-        for resource, key in (("cpu", "cpu_target"), ("memory", "memory_target")):
-            if key in t:
-                hpa_metrics.append(
-                    {
-                        "type": "Resource",
-                        "resource": {
-                            "name": resource,
-                            "target": {"type": "Utilization", "averageUtilization": round(t[key] * 100)},
-                        },
-                    }
-                )
-        for metric, key in (("request_rate", "request_rate_target"), ("queue_depth", "queue_depth_target")):
-            if key in t:
-                hpa_metrics.append(
-                    {
-                        "type": "Pods",
-                        "pods": {
-                            "metric": {"name": names[metric]},
-                            "target": {"type": "AverageValue", "averageValue": _quantity(t[key])},
-                        },
-                    }
-                )
-        if "response_time_p95_target" in t:
-            hpa_metrics.append(
-                {
-                    "type": "External",
-                    "external": {
-                        "metric": {"name": names["response_time_p95"]},
-                        "target": {"type": "Value", "value": _quantity(t["response_time_p95_target"])},
-                    },
-                }
-            )
-        scale_up, scale_down = self._scale_up.as_hpa(), self._scale_down.as_hpa()
-        if abs(self._tolerance - 0.1) > _EPS:
-            scale_up["tolerance"] = scale_down["tolerance"] = _quantity(self._tolerance)
-        metadata: dict[str, Any] = {"name": name}
-        if namespace is not None:
-            metadata["namespace"] = namespace
-        not_in_hpa = []
-        if self._error_target is not None:
-            not_in_hpa.append(f"error_rate_target={self._error_target:g} (no scale-down above it)")
-        if self._cooldown > 0:
-            not_in_hpa.append(f"cooldown={self._cooldown:g}s")
-        if not_in_hpa:
-            metadata["annotations"] = {"amqadf-agent/not-in-hpa": "; ".join(not_in_hpa)}
-        return {
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": metadata,
-            "spec": {
-                "scaleTargetRef": {
-                    "apiVersion": target_api_version,
-                    "kind": target_kind,
-                    "name": target_name or name,
-                },
-                "minReplicas": self._min,
-                "maxReplicas": self._max,
-                "metrics": hpa_metrics,
-                "behavior": {"scaleUp": scale_up, "scaleDown": scale_down},
-            },
-        }
+        return hpa_manifest(
+            self,
+            name,
+            namespace=namespace,
+            target_name=target_name,
+            target_kind=target_kind,
+            target_api_version=target_api_version,
+            metric_names=metric_names,
+        )
 
 
 # --- helpers ------------------------------------------------------------------------------------------
@@ -964,16 +886,6 @@ def _check_target(name: str, value: object, *, fraction: bool) -> float:
     if not _is_number(value) or not math.isfinite(value) or value <= 0:
         raise ConfigError(name, f"must be a finite number > 0 or None, got {value!r}")
     return float(value)
-
-
-def _quantity(value: float) -> str:
-    """A Kubernetes quantity: ``"100"``, ``"500m"``, else the decimal number."""
-    if value == int(value):
-        return str(int(value))
-    milli = round(value * 1000)
-    if abs(milli - value * 1000) < 1e-6:
-        return f"{milli}m"
-    return repr(value)
 
 
 def _decision(
