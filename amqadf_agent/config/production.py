@@ -25,6 +25,7 @@ from amqadf_agent.config.secrets import (
     SecretProvider,
     SecretResolver,
     build_providers,
+    redact_url,
 )
 from amqadf_agent.config.settings import AgentSettings
 from amqadf_agent.config.sources import environment_layer, interpolate, load_file, split_overrides
@@ -406,7 +407,7 @@ class ProductionConfig:
         return self._flags.enabled(name, key)
 
     def to_dict(self) -> dict[str, Any]:
-        """The effective configuration as plain data; every secret is ``[secure]``."""
+        """The effective configuration as plain data; every secret, and a URL's password, is ``[secure]``."""
         result: dict[str, Any] = {"environment": self.environment, "log_level": self.log_level}
         for group in schema.GROUPS:
             value = getattr(self, group)
@@ -490,6 +491,8 @@ def _plain(value: Any) -> Any:
         return REDACTED
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, str):
+        return redact_url(value)  # an endpoint's password
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple):

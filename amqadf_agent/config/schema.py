@@ -3,7 +3,7 @@
 Each group is a frozen dataclass; each field is a key: its default, its parser (with the words of
 what it expects, so an error reads ``exporter.endpoint: must be a URL, got 'foo'``), and, for the
 keys ``start()`` takes, its flat name (``otlp_endpoint``) and the variables that set it. A secret's
-given value is never shown (``[secure]``).
+given value is never shown (``[secure]``), nor the password of a URL.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from amqadf_agent.config import validators as v
-from amqadf_agent.config.secrets import PROVIDERS, REDACTED, Secret
+from amqadf_agent.config.secrets import PROVIDERS, REDACTED, Secret, redact_url
 
 KeyPath = tuple[str, ...]
 
@@ -28,6 +28,13 @@ class SecretRef:
     """A secret named in the configuration (``{secret: NAME}``), resolved through the providers."""
 
     name: str
+
+
+class _Group:
+    """A group of settings: its ``repr`` shows secrets, and the password of a URL, as ``[secure]``."""
+
+    def __repr__(self) -> str:
+        return show_group(self)
 
 
 # -- the parsers of this file's fields (the shared ones are in ``validators``) ------------------------
@@ -110,8 +117,8 @@ MILLISECONDS = ("OTEL_METRIC_EXPORT_INTERVAL", "OTEL_BSP_SCHEDULE_DELAY")
 # -- the groups: the one table of settings ------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class ServiceConfig:
+@dataclasses.dataclass(frozen=True, repr=False)
+class ServiceConfig(_Group):
     """Who emits the telemetry (the OTel resource)."""
 
     #: ``service.name``. Required in staging and production.
@@ -126,15 +133,15 @@ class ServiceConfig:
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class ExporterConfig:
+@dataclasses.dataclass(frozen=True, repr=False)
+class ExporterConfig(_Group):
     """Where telemetry goes, and how often."""
 
     #: Exporters used at once: file, otlp, prometheus, console, none.
     exporters: tuple[str, ...] = _field(
         ("file",), v.names(*EXPORTERS), setting="exporters", env=("AMQADF_EXPORTERS",)
     )
-    #: OTLP endpoint; https for a remote host in production.
+    #: OTLP endpoint; https for a remote host in production. Its password is shown as ``[secure]``.
     endpoint: str | None = _field(
         None, v.optional(v.url), setting="otlp_endpoint", env=("OTEL_EXPORTER_OTLP_ENDPOINT",)
     )
@@ -204,15 +211,15 @@ class ExporterConfig:
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class SamplingConfig:
+@dataclasses.dataclass(frozen=True, repr=False)
+class SamplingConfig(_Group):
     """Trace sampling: the fraction of root traces kept (children follow their parent)."""
 
     ratio: float = _field(1.0, _RATIO, setting="sample_ratio", env=("AMQADF_SAMPLE_RATIO",))
 
 
-@dataclasses.dataclass(frozen=True)
-class ResourceMonitorConfig:
+@dataclasses.dataclass(frozen=True, repr=False)
+class ResourceMonitorConfig(_Group):
     """The CPU/memory monitor. A configuration that sets nothing starts the same agent as a plain
     ``start()``: both read their defaults here."""
 
@@ -231,8 +238,8 @@ class ResourceMonitorConfig:
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class ProfilerConfig:
+@dataclasses.dataclass(frozen=True, repr=False)
+class ProfilerConfig(_Group):
     """The sampled profiler."""
 
     #: Sampled profiling by ``@profiled`` is on (the decorator itself is the opt-in); false turns
@@ -244,8 +251,8 @@ class ProfilerConfig:
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class ResilienceConfig:
+@dataclasses.dataclass(frozen=True, repr=False)
+class ResilienceConfig(_Group):
     """Defaults of retry, circuit breaker and timeout.
 
     Read by ``RetryPolicy.from_config``, ``CircuitBreaker.from_config`` and
@@ -268,8 +275,8 @@ class ResilienceConfig:
     breaker_open_timeout: float = _field(30.0, _POSITIVE)
 
 
-@dataclasses.dataclass(frozen=True)
-class AutoscalerConfig:
+@dataclasses.dataclass(frozen=True, repr=False)
+class AutoscalerConfig(_Group):
     """Bounds and targets of the autoscaler, read by ``AutoScaler.from_config``."""
 
     #: The fewest instances asked for (no scale-to-zero, as in the HPA's ``minReplicas``).
@@ -284,8 +291,8 @@ class AutoscalerConfig:
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class AgentRuntimeConfig:
+@dataclasses.dataclass(frozen=True, repr=False)
+class AgentRuntimeConfig(_Group):
     """The agent's own behaviour."""
 
     #: Export Python ``logging`` records as OTel logs.
@@ -298,8 +305,8 @@ class AgentRuntimeConfig:
     self_metrics: bool = _field(True, v.boolean, setting="self_metrics", env=("AMQADF_SELF_METRICS",))
 
 
-@dataclasses.dataclass(frozen=True)
-class VaultConfig:
+@dataclasses.dataclass(frozen=True, repr=False)
+class VaultConfig(_Group):
     """The Vault provider (``secrets.vault``): KV v2, token or AppRole auth."""
 
     #: The Vault server; required when ``secrets.providers`` lists vault.
@@ -327,8 +334,8 @@ class VaultConfig:
     timeout: float = _field(10.0, _POSITIVE)
 
 
-@dataclasses.dataclass(frozen=True)
-class AwsConfig:
+@dataclasses.dataclass(frozen=True, repr=False)
+class AwsConfig(_Group):
     """The AWS Secrets Manager provider (``secrets.aws``)."""
 
     #: The region (default: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``).
@@ -341,8 +348,8 @@ class AwsConfig:
     timeout: float = _field(10.0, _POSITIVE)
 
 
-@dataclasses.dataclass(frozen=True)
-class SecretsConfig:
+@dataclasses.dataclass(frozen=True, repr=False)
+class SecretsConfig(_Group):
     """How ``get_secret`` resolves names."""
 
     #: Providers asked in this order.
@@ -359,8 +366,8 @@ class SecretsConfig:
     aws: AwsConfig = dataclasses.field(default_factory=AwsConfig)
 
 
-@dataclasses.dataclass(frozen=True)
-class TopLevelConfig:
+@dataclasses.dataclass(frozen=True, repr=False)
+class TopLevelConfig(_Group):
     """The two settings outside every group."""
 
     #: development, staging or production: picks the profile and the file's ``environments.<env>``.
@@ -490,10 +497,10 @@ def check_path(path: KeyPath) -> str | None:
 
 
 def show(value: Any, secret: bool) -> str:
-    """A given value as a message shows it: secrets redacted, long values cut."""
+    """A given value as a message shows it: secrets redacted, a URL's password too, long values cut."""
     if secret or isinstance(value, Secret):
         return REDACTED
-    text = repr(value)
+    text = repr(redact_url(value) if isinstance(value, str) else value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -539,3 +546,13 @@ def runtime_keys() -> dict[str, KeyPath]:
         for path in all_leaves()
         if leaf_field(path).metadata["setting"] is not None
     }
+
+
+def show_group(group: object) -> str:
+    """A group's ``repr``: secrets and the password of a URL as ``[secure]``."""
+    parts = []
+    for field in dataclasses.fields(group):  # type: ignore[arg-type]
+        value = getattr(group, field.name)
+        shown = redact_url(value) if isinstance(value, str) else value
+        parts.append(f"{field.name}={shown!r}")
+    return f"{type(group).__name__}({', '.join(parts)})"

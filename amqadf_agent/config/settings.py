@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from amqadf_agent.config import schema
-from amqadf_agent.config.secrets import REDACTED, Secret
+from amqadf_agent.config.secrets import REDACTED, Secret, redact_url
 
 #: Exporter names the agent knows.
 EXPORTERS = schema.EXPORTERS
@@ -54,7 +54,8 @@ class AgentSettings:
     file_max_backups: int = _default("file_max_backups")
     #: ``grpc`` or ``http/protobuf``; ``OTEL_EXPORTER_OTLP_PROTOCOL``.
     otlp_protocol: str = _default("otlp_protocol")
-    #: Base OTLP endpoint; ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the exporters also read the per-signal ones).
+    #: Base OTLP endpoint; ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the exporters also read the per-signal
+    #: ones). A password in it shows as ``[secure]`` in ``repr``.
     otlp_endpoint: str | None = _default("otlp_endpoint")
     #: Headers (gRPC metadata) sent with every OTLP export: lower-cased name -> ``Secret`` (a plain
     #: string given here becomes one). Shown as ``[secure]`` in ``repr``. Empty: the exporters read
@@ -122,6 +123,6 @@ class AgentSettings:
                     else repr(REDACTED)
                 )
             else:
-                shown = repr(value)
+                shown = repr(redact_url(value) if isinstance(value, str) else value)
             parts.append(f"{field.name}={shown}")
         return f"AgentSettings({', '.join(parts)})"
