@@ -172,7 +172,7 @@ class ProductionConfig:
             typed[path] = schema.default_of(path)
             if path in merged:
                 raw, label = merged[path]
-                value, problem = schema.parse_value(path, raw)
+                value, problem = schema.parse_value(path, raw, _variable_of(label))
                 if problem is None:
                     typed[path], source = value, label
                 else:
@@ -521,6 +521,11 @@ def _chosen_environment(layers: list[_Layer]) -> str:
             if problem is None:
                 chosen = value
     return chosen
+
+
+def _variable_of(label: str) -> str | None:
+    """The environment variable a value's layer label names (``env OTEL_BSP_SCHEDULE_DELAY``)."""
+    return label[len("env ") :] if label.startswith("env ") else None
 
 
 def _with_variable(problem: str, label: str) -> str:

@@ -93,7 +93,7 @@ def _field(
 
     Args:
         setting: the ``AgentSettings`` field (``start()``'s keyword) this setting is.
-        env: the variables that set it, the first one set wins (``*_MS`` ones: see ``MILLISECONDS``).
+        env: the variables that set it, the first one set wins (see ``MILLISECONDS`` for units).
         sdk_reads_env: the OTLP exporters read ``env`` themselves, so ``start()`` passes on only a
             value given explicitly; ``ProductionConfig`` reads the variables like any other.
     """
@@ -110,8 +110,21 @@ def _field(
     return dataclasses.field(default=default, metadata=meta)
 
 
-#: Variables in milliseconds, read as seconds (OpenTelemetry's unit; ours are seconds).
+#: Variables in milliseconds (OpenTelemetry's unit), read as seconds (ours).
 MILLISECONDS = ("OTEL_METRIC_EXPORT_INTERVAL", "OTEL_BSP_SCHEDULE_DELAY")
+
+
+def from_variable(variable: str | None, raw: Any) -> Any:
+    """``raw`` in the key's unit: the value of a ``MILLISECONDS`` variable as seconds.
+
+    A value that is not a number is left as it is, for the key's parser to report.
+    """
+    if variable not in MILLISECONDS:
+        return raw
+    try:
+        return float(raw) / 1000.0
+    except (TypeError, ValueError):
+        return raw
 
 
 # -- the groups: the one table of settings ------------------------------------------------------------
@@ -512,11 +525,15 @@ def parser_of(path: KeyPath) -> tuple[v.Parser[Any], bool]:
     return meta["parse"], meta["secret"]
 
 
-def parse_value(path: KeyPath, raw: Any) -> tuple[Any, str | None]:
-    """The typed value of a leaf, or ``(None, message)``."""
+def parse_value(path: KeyPath, raw: Any, variable: str | None = None) -> tuple[Any, str | None]:
+    """The typed value of a leaf, or ``(None, message)``; the message shows ``raw`` as given.
+
+    Args:
+        variable: the environment variable ``raw`` came from, if any (its unit may differ).
+    """
     parse, secret = parser_of(path)
     try:
-        return parse(raw), None
+        return parse(from_variable(variable, raw)), None
     except (TypeError, ValueError):
         return None, f"{'.'.join(path)}: must be {parse.expected}, got {show(raw, secret)}"
 

@@ -141,19 +141,9 @@ def interpolate(value: Any, environ: Mapping[str, str], errors: list[str], path:
 _RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
 
 
-def _ms_to_s(text: str) -> Any:
-    try:
-        return float(text) / 1000.0
-    except ValueError:
-        return text  # reported by the field's parser, with the variable's name
-
-
-def read_variable(environ: Mapping[str, str], variable: str) -> str | float | None:
-    """The value of ``variable`` as a key reads it (milliseconds as seconds), or None when unset or blank."""
-    raw = environ.get(variable, "").strip()
-    if not raw:
-        return None
-    return _ms_to_s(raw) if variable in schema.MILLISECONDS else raw
+def read_variable(environ: Mapping[str, str], variable: str) -> str | None:
+    """The value of ``variable`` as given, stripped; None when it is unset or blank."""
+    return environ.get(variable, "").strip() or None
 
 
 def otel_log_level(environ: Mapping[str, str]) -> str | None:

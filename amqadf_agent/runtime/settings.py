@@ -24,7 +24,7 @@ __all__ = ["EXPORTERS", "OTLP_PROTOCOLS", "AgentSettings", "resolve"]
 #: Where ``start()`` reads a key otherwise than a ``ProductionConfig`` does: the deployment's
 #: environment may have any name (``qa-eu``), and an endpoint may be gRPC's ``host:port``; headers
 #: are a mapping of literal strings or ``Secret``s (no ``{secret: NAME}``: nothing resolves it here).
-_RUNTIME_PARSERS: dict[str, v.Parser[Any]] = {
+RUNTIME_PARSERS: dict[str, v.Parser[Any]] = {
     "environment": v.text,
     "otlp_endpoint": v.text,
     "otlp_headers": v.headers,
@@ -94,7 +94,7 @@ def _source(
     for variable in meta["env"]:
         found = read_variable(env, variable)
         if found is not None:
-            return variable, found, env[variable].strip()
+            return variable, schema.from_variable(variable, found), found
     return None
 
 
@@ -102,7 +102,7 @@ def _parse_into(
     values: dict[str, Any], problems: list[ConfigError], setting: str, name: str, raw: Any, given: Any
 ) -> None:
     """Parse one value into ``values``; a bad one is a problem naming ``name`` and the default is kept."""
-    parse = _RUNTIME_PARSERS.get(setting) or schema.parser_of(schema.runtime_keys()[setting])[0]
+    parse = RUNTIME_PARSERS.get(setting) or schema.parser_of(schema.runtime_keys()[setting])[0]
     try:
         value = parse(raw)
     except v.PartlyKnown as exc:
