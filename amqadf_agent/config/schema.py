@@ -9,8 +9,10 @@ given value is never shown (``[secure]``), nor the password of a URL.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from amqadf_agent.config import validators as v
@@ -556,13 +558,19 @@ def all_leaves() -> list[KeyPath]:
     )
 
 
-def runtime_keys() -> dict[str, KeyPath]:
-    """The keys ``start()`` takes: its flat name (``otlp_endpoint``) -> the key's path."""
-    return {
-        leaf_field(path).metadata["setting"]: path
-        for path in all_leaves()
-        if leaf_field(path).metadata["setting"] is not None
-    }
+@functools.cache
+def runtime_keys() -> Mapping[str, KeyPath]:
+    """The keys ``start()`` takes: its flat name (``otlp_endpoint``) -> the key's path.
+
+    Computed once: the table does not change while the process runs.
+    """
+    return MappingProxyType(
+        {
+            leaf_field(path).metadata["setting"]: path
+            for path in all_leaves()
+            if leaf_field(path).metadata["setting"] is not None
+        }
+    )
 
 
 def show_group(group: object) -> str:
