@@ -658,3 +658,12 @@ def test_otel_log_level_takes_known_levels_and_leaves_other_sdks_names(value: st
         assert config.sources["log_level"] != "env OTEL_LOG_LEVEL"
     else:
         assert (config.log_level, config.sources["log_level"]) == (level, "env OTEL_LOG_LEVEL")
+
+
+def test_a_bad_millisecond_variable_is_reported_as_it_was_given() -> None:
+    # The user wrote -1000 (milliseconds): the message shows that, not the converted -1.0 seconds.
+    config = ProductionConfig.from_env(environ={"OTEL_METRIC_EXPORT_INTERVAL": "-1000"})
+    assert config.validate()[1] == [
+        "exporter.metric_interval: must be a positive number, got '-1000' [env OTEL_METRIC_EXPORT_INTERVAL]"
+    ]
+    assert config.exporter.metric_interval == 15.0

@@ -106,6 +106,20 @@ def test_the_analyzer_imports_only_the_contract_and_errors_of_the_package() -> N
             assert module not in ("opentelemetry.trace", "opentelemetry.metrics"), path
 
 
+CONFIG_MAY_IMPORT = ("amqadf_agent.config.", "amqadf_agent.errors")
+
+
+def test_the_config_package_imports_nothing_above_it() -> None:
+    # runtime/, resilience/ and cli/ build on config/ (the one settings table); an import from
+    # config/ back up to them, even inside a function, would make the layers a cycle.
+    files = sorted((PACKAGE / "config").glob("*.py"))
+    assert len(files) >= 5
+    for path in files:
+        for module in _imports(path):
+            if module.startswith("amqadf_agent.") and module != "amqadf_agent.config":
+                assert module.startswith(CONFIG_MAY_IMPORT), f"{path.relative_to(ROOT)} imports {module}"
+
+
 def test_semconv_imports_nothing_of_the_package_and_no_otel_api() -> None:
     for module in _imports(PACKAGE / "semconv.py"):
         assert not module.startswith("amqadf_agent"), module

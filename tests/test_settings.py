@@ -572,3 +572,9 @@ def test_otel_log_level_is_read_when_it_names_a_level_and_ignored_otherwise() ->
     settings, problems = resolve(environ={"AMQADF_LOG_LEVEL": "loud", "OTEL_LOG_LEVEL": "info"})
     # Ours is wrong: said, and ignored; the standard variable's level then applies.
     assert settings.log_level == "INFO" and [p.setting for p in problems] == ["AMQADF_LOG_LEVEL"]
+
+
+def test_a_bad_output_dir_is_one_problem_not_an_exception() -> None:
+    settings, problems = resolve(overrides={"output_dir": "   "}, environ={})
+    assert str(one_problem(problems)) == "output_dir: must be a directory path, got '   '; using telemetry"
+    assert settings.output_dir == DEFAULTS.output_dir

@@ -75,7 +75,7 @@ class FeatureFlags:
         if threshold <= 0 or key is None:
             return False
         # bucket(name, key), inlined: the hot path is one C call and a few integer operations.
-        # A user id given as a number buckets as its text (as it did when the key was formatted).
+        # A user id given as a number buckets as its text, as in ``bucket()`` (``str(key)``).
         h = crc32((key if type(key) is str else str(key)).encode(), seed)
         h ^= h >> 16
         h = (h * 0x85EBCA6B) & 0xFFFFFFFF

@@ -14,17 +14,23 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from amqadf_agent.config import schema
 from amqadf_agent.config.flags import FeatureFlag, FeatureFlags
-from amqadf_agent.config.secrets import REDACTED, Secret, SecretProvider, SecretResolver, build_providers
+from amqadf_agent.config.secrets import (
+    REDACTED,
+    Secret,
+    SecretProvider,
+    SecretResolver,
+    build_providers,
+    redact_url,
+)
+from amqadf_agent.config.settings import AgentSettings
 from amqadf_agent.config.sources import environment_layer, interpolate, load_file, split_overrides
+from amqadf_agent.config.validators import did_you_mean
 from amqadf_agent.errors import ConfigError, MissingExtraError, SecretNotFoundError
-
-if TYPE_CHECKING:
-    from amqadf_agent.runtime.settings import AgentSettings
 
 KeyPath = tuple[str, ...]
 
@@ -89,90 +95,105 @@ class ProductionConfig:
         self.file = Path(file) if file is not None else None
         self._errors: list[str] = []
         self.sources: dict[str, str] = {}
+        typed = self._parse(self._merge(self._layers(env, environment, overrides, use_environment)))
+        self._assign_groups(typed)
+        providers = (
+            list(secret_providers) if secret_providers is not None else self._build_providers(env, clock)
+        )
+        self._resolver = SecretResolver(providers, ttl=self.secrets.cache_ttl, clock=clock)
+        self.exporter = self._exporter_with_secrets()
+        self.feature_flags = _flags(typed)
+        self._flags = FeatureFlags(self.feature_flags)
 
+    # -- building: layers, merge, parse, groups -----------------------------------------------------
+
+    def _layers(
+        self,
+        env: Mapping[str, str],
+        environment: str | None,
+        overrides: Mapping[str, Any] | None,
+        use_environment: bool,
+    ) -> list[_Layer]:
+        """Every layer, lowest first; the environment is settled first, as it picks the profile and
+        the file's ``environments.<env>`` section."""
         file_data: dict[str, Any] = {}
         if self.file is not None:
             file_data = interpolate(load_file(self.file), env, self._errors)
         sections = file_data.pop("environments", None)
         file_layer = _Layer(f"file {self.file}", schema.flatten(file_data))
-        env_layer = _Layer("env", {}, {})
-        if use_environment:
-            values, labels = environment_layer(env)
-            env_layer = _Layer("env", {}, {})
-            for path, value in values.items():
-                key = schema.normalize(path)
-                env_layer.values[key] = value
-                env_layer.labels[key] = f"env {labels[path]}"
+        env_layer = _environment_variables(env) if use_environment else _Layer("env", {})
         override_layer = _Layer("override", schema.flatten(split_overrides(overrides or {})))
         argument_layer = _Layer(
             "argument", {("environment",): environment} if environment is not None else {}
         )
-
-        # The environment picks the profile and the file's section, so it is settled first.
-        chosen = "development"
-        for layer in (file_layer, env_layer, override_layer, argument_layer):
-            if ("environment",) in layer.values:
-                value, problem = schema.parse_value(("environment",), layer.values[("environment",)])
-                if problem is None:
-                    chosen = value
-
-        section_layer = _Layer(f"file {self.file} (environments.{chosen})", {})
-        if sections is not None:
-            if not isinstance(sections, Mapping):
-                self._errors.append("environments: must be a mapping of environment names to settings")
-            else:
-                for name, overlay in sections.items():
-                    if name not in schema.ENVIRONMENTS:
-                        self._errors.append(_unknown_environment(str(name)))
-                    elif not isinstance(overlay, Mapping):
-                        self._errors.append(f"environments.{name}: must be a mapping")
-                    elif name == chosen:
-                        section_layer.values = schema.flatten(overlay)
+        given = [file_layer, env_layer, override_layer, argument_layer]
+        chosen = _chosen_environment(given)
+        section_layer = _Layer(f"file {self.file} (environments.{chosen})", self._section(sections, chosen))
         profile_layer = _Layer(f"profile {chosen}", schema.flatten(PROFILES[chosen]))
+        return [profile_layer, file_layer, section_layer, env_layer, override_layer, argument_layer]
 
+    def _section(self, sections: Any, chosen: str) -> dict[KeyPath, Any]:
+        """The values of the file's ``environments.<chosen>``; every malformed section is an error."""
+        if sections is None:
+            return {}
+        if not isinstance(sections, Mapping):
+            self._errors.append("environments: must be a mapping of environment names to settings")
+            return {}
+        values: dict[KeyPath, Any] = {}
+        for name, overlay in sections.items():
+            if name not in schema.ENVIRONMENTS:
+                hint = did_you_mean(str(name), schema.ENVIRONMENTS, cutoff=0.5)
+                self._errors.append(f"environments.{name}: unknown environment{hint}")
+            elif not isinstance(overlay, Mapping):
+                self._errors.append(f"environments.{name}: must be a mapping")
+            elif name == chosen:
+                values = schema.flatten(overlay)
+        return values
+
+    def _merge(self, layers: list[_Layer]) -> dict[KeyPath, tuple[Any, str]]:
+        """Key path -> (raw value, its layer), the highest layer winning; unknown paths are errors."""
         merged: dict[KeyPath, tuple[Any, str]] = {}
-        for layer in (profile_layer, file_layer, section_layer, env_layer, override_layer, argument_layer):
+        for layer in layers:
             for path, value in layer.values.items():
                 problem = schema.check_path(path)
                 if problem is not None:
-                    where = layer.label(path)
-                    self._errors.append(problem + (f" [{where}]" if where.startswith("env") else ""))
+                    self._errors.append(_with_variable(problem, layer.label(path)))
                     continue
                 merged[path] = (value, layer.label(path))
+        return merged
 
+    def _parse(self, merged: dict[KeyPath, tuple[Any, str]]) -> dict[KeyPath, Any]:
+        """Every key's typed value: the merged one when it parses, else the default (and an error)."""
         typed: dict[KeyPath, Any] = {}
         flag_names = sorted({p[1] for p in merged if p[0] == "feature_flags"})
         flag_paths = [("feature_flags", name, field) for name in flag_names for field in schema.FLAG_FIELDS]
         for path in schema.all_leaves() + flag_paths:
-            if path in merged:
-                raw, source = merged[path]
-                value, problem = schema.parse_value(path, raw)
-                if problem is None:
-                    typed[path] = value
-                    self.sources[".".join(path)] = source
-                    continue
-                self._errors.append(problem + (f" [{source}]" if source.startswith("env") else ""))
+            source = "default"
             typed[path] = schema.default_of(path)
-            self.sources[".".join(path)] = "default"
+            if path in merged:
+                raw, label = merged[path]
+                value, problem = schema.parse_value(path, raw, _variable_of(label))
+                if problem is None:
+                    typed[path], source = value, label
+                else:
+                    self._errors.append(_with_variable(problem, label))
+            self.sources[".".join(path)] = source
+        return typed
 
+    def _assign_groups(self, typed: dict[KeyPath, Any]) -> None:
         self.environment = typed[("environment",)]
         self.log_level = typed[("log_level",)]
         for group in schema.GROUPS:
-            fields = schema.group_fields(group)
-            group_values: dict[str, Any] = {name: typed[(group, name)] for name in fields}
+            group_values: dict[str, Any] = {name: typed[(group, name)] for name in schema.group_fields(group)}
             for sub, sub_type in schema.SUBGROUPS.items():
                 if sub[0] == group:
-                    sub_fields = schema.subgroup_fields(sub)
-                    group_values[sub[1]] = sub_type(
-                        **{name: typed[(sub[0], sub[1], name)] for name in sub_fields}
-                    )
+                    names = schema.subgroup_fields(sub)
+                    group_values[sub[1]] = sub_type(**{name: typed[(sub[0], sub[1], name)] for name in names})
             setattr(self, group, schema.GROUPS[group](**group_values))
 
-        providers = (
-            list(secret_providers) if secret_providers is not None else self._build_providers(env, clock)
-        )
-        self._resolver = SecretResolver(providers, ttl=self.secrets.cache_ttl, clock=clock)
-        self.exporter = dataclasses.replace(
+    def _exporter_with_secrets(self) -> schema.ExporterConfig:
+        """``exporter`` with its ``{secret: NAME}`` references resolved (an unresolved one is an error)."""
+        return dataclasses.replace(
             self.exporter,
             api_key=self._resolve_ref("exporter.api_key", self.exporter.api_key),
             headers={
@@ -181,14 +202,6 @@ class ProductionConfig:
                 if (resolved := self._resolve_ref(f"exporter.headers.{key}", value)) is not None
             },
         )
-
-        flags: dict[str, FeatureFlag] = {}
-        for path, value in typed.items():
-            if path[0] == "feature_flags":
-                flag = flags.get(path[1], FeatureFlag(path[1]))
-                flags[path[1]] = dataclasses.replace(flag, **{path[2]: value})
-        self.feature_flags = flags
-        self._flags = FeatureFlags(flags)
 
     def _build_providers(self, env: Mapping[str, str], clock: Callable[[], float]) -> list[SecretProvider]:
         """The providers of ``secrets.providers``; a provider that cannot be built is an error of its own.
@@ -394,7 +407,7 @@ class ProductionConfig:
         return self._flags.enabled(name, key)
 
     def to_dict(self) -> dict[str, Any]:
-        """The effective configuration as plain data; every secret is ``[secure]``."""
+        """The effective configuration as plain data; every secret, and a URL's password, is ``[secure]``."""
         result: dict[str, Any] = {"environment": self.environment, "log_level": self.log_level}
         for group in schema.GROUPS:
             value = getattr(self, group)
@@ -407,8 +420,6 @@ class ProductionConfig:
 
     def to_agent_settings(self) -> AgentSettings:
         """The runtime's ``AgentSettings`` (what ``amqadf_agent.start`` builds the providers from)."""
-        from amqadf_agent.runtime.settings import AgentSettings
-
         exporter = self.exporter
         monitor = self.resource_monitor
         # A timeout nobody set is left to the exporters (they read OTEL_EXPORTER_OTLP_*_TIMEOUT).
@@ -480,6 +491,8 @@ def _plain(value: Any) -> Any:
         return REDACTED
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, str):
+        return redact_url(value)  # an endpoint's password
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple):
@@ -489,9 +502,41 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _unknown_environment(name: str) -> str:
-    import difflib
+def _environment_variables(env: Mapping[str, str]) -> _Layer:
+    values, variables = environment_layer(env)
+    layer = _Layer("env", {})
+    for path, value in values.items():
+        key = schema.normalize(path)
+        layer.values[key] = value
+        layer.labels[key] = f"env {variables[path]}"
+    return layer
 
-    close = difflib.get_close_matches(name, schema.ENVIRONMENTS, n=1, cutoff=0.5)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"environments.{name}: unknown environment{hint}"
+
+def _chosen_environment(layers: list[_Layer]) -> str:
+    """The environment the highest layer that names a valid one says (development by default)."""
+    chosen = "development"
+    for layer in layers:
+        if ("environment",) in layer.values:
+            value, problem = schema.parse_value(("environment",), layer.values[("environment",)])
+            if problem is None:
+                chosen = value
+    return chosen
+
+
+def _variable_of(label: str) -> str | None:
+    """The environment variable a value's layer label names (``env OTEL_BSP_SCHEDULE_DELAY``)."""
+    return label[len("env ") :] if label.startswith("env ") else None
+
+
+def _with_variable(problem: str, label: str) -> str:
+    """An error from the environment says which variable to fix."""
+    return problem + (f" [{label}]" if label.startswith("env") else "")
+
+
+def _flags(typed: Mapping[KeyPath, Any]) -> dict[str, FeatureFlag]:
+    flags: dict[str, FeatureFlag] = {}
+    for path, value in typed.items():
+        if path[0] == "feature_flags":
+            flag = flags.get(path[1], FeatureFlag(path[1]))
+            flags[path[1]] = dataclasses.replace(flag, **{path[2]: value})
+    return flags

@@ -27,6 +27,23 @@ logger = logging.getLogger(__name__)
 REDACTED = "[secure]"
 
 
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user info replaced: ``https://user:[secure]@host``.
+
+    A user info without a colon (``redis://token@host``) is taken for a password: it is all replaced.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    shown = f"{user}:{REDACTED}" if colon else REDACTED
+    return f"{scheme}://{shown}@{host}{slash}{path}"
+
+
 class Secret:
     """A secret value: ``[secure]`` wherever it is shown, unwrapped only by ``get_secret_value()``.
 

@@ -5,9 +5,9 @@ label per path saying where it came from; ``schema`` checks the paths and parses
 
 - Files: ``.yaml``/``.yml``, ``.json`` or ``.toml`` by suffix. A malformed file raises
   ``ConfigFileError`` with the file, line and column; an unreadable one names the file and the reason.
-- Environment: ``AMQADF_EXPORTER__ENDPOINT`` is ``exporter.endpoint`` (``__`` nests); the runtime's
-  flat variables (``AMQADF_EXPORTERS``, ``AMQADF_SAMPLE_RATIO`` ...) and the standard ``OTEL_*``
-  variables are mapped onto the same fields. An ``AMQADF_`` variable beats an ``OTEL_`` one.
+- Environment: ``AMQADF_EXPORTER__ENDPOINT`` is ``exporter.endpoint`` (``__`` nests) and beats the
+  rest; the flat variables of each key (``AMQADF_EXPORTERS``, ``OTEL_EXPORTER_OTLP_ENDPOINT`` ...) are
+  those of the table in ``schema``, the same ``start()`` reads, in the same order.
 - Strings in files may say ``${VAR}`` or ``${VAR:-default}``; ``$${`` is a literal ``${``.
 """
 
@@ -21,29 +21,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from amqadf_agent.config import schema
+from amqadf_agent.config.validators import log_level
 from amqadf_agent.errors import ConfigFileError
-
-#: Levels of the agent's logger (``log_level``), as the ``logging`` module names them.
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-#: Names other OpenTelemetry SDKs give levels in ``OTEL_LOG_LEVEL`` (and ``WARN``), as ours.
-LOG_LEVEL_ALIASES = {
-    "WARN": "WARNING",
-    "VERBOSE": "DEBUG",
-    "TRACE": "DEBUG",
-    "ALL": "DEBUG",
-    "FATAL": "CRITICAL",
-}
-
-
-def log_level(value: object) -> str | None:
-    """The level ``value`` names (``"warn"`` -> ``"WARNING"``), or None when it names none of ours.
-
-    The one reading of a level, for ``ProductionConfig`` and the runtime's settings alike.
-    """
-    text = str(value).strip().upper()
-    text = LOG_LEVEL_ALIASES.get(text, text)
-    return text if text in LOG_LEVELS else None
-
 
 Path_ = tuple[str, ...]
 
@@ -158,67 +138,21 @@ def interpolate(value: Any, environ: Mapping[str, str], errors: list[str], path:
     return value
 
 
-#: The runtime's flat variables (see ``runtime.settings``) and where they land.
-AMQADF_FLAT = {
-    "AMQADF_ENVIRONMENT": ("environment",),
-    "AMQADF_LOG_LEVEL": ("log_level",),
-    "AMQADF_SERVICE_NAME": ("service", "name"),
-    "AMQADF_SERVICE_VERSION": ("service", "version"),
-    "AMQADF_EXPORTERS": ("exporter", "exporters"),
-    "AMQADF_OUTPUT_DIR": ("exporter", "output_dir"),
-    "AMQADF_FILE_MAX_BYTES": ("exporter", "file_max_bytes"),
-    "AMQADF_FILE_MAX_BACKUPS": ("exporter", "file_max_backups"),
-    "AMQADF_METRIC_INTERVAL": ("exporter", "metric_interval"),
-    "AMQADF_SAMPLE_RATIO": ("sampling", "ratio"),
-    "AMQADF_CAPTURE_LOGS": ("agent", "capture_logs"),
-    "AMQADF_SHUTDOWN_TIMEOUT": ("agent", "shutdown_timeout"),
-    "AMQADF_SELF_METRICS": ("agent", "self_metrics"),
-    "AMQADF_RESOURCE_MONITOR": ("resource_monitor", "enabled"),
-    "AMQADF_RESOURCE_INTERVAL": ("resource_monitor", "interval"),
-    "AMQADF_RESOURCE_CPU_THRESHOLD": ("resource_monitor", "cpu_threshold"),
-    "AMQADF_RESOURCE_MEMORY_THRESHOLD": ("resource_monitor", "memory_threshold"),
-    "AMQADF_PROFILER_ENABLED": ("profiler", "enabled"),
-    "AMQADF_PROFILER_SAMPLE_RATE": ("profiler", "sample_rate"),
-}
-
-#: Standard OpenTelemetry variables and where they land; ``True`` marks milliseconds (read as seconds).
-OTEL_MAPPED: dict[str, tuple[Path_, bool]] = {
-    "OTEL_SERVICE_NAME": (("service", "name"), False),
-    "OTEL_EXPORTER_OTLP_ENDPOINT": (("exporter", "endpoint"), False),
-    "OTEL_EXPORTER_OTLP_PROTOCOL": (("exporter", "protocol"), False),
-    "OTEL_EXPORTER_OTLP_HEADERS": (("exporter", "headers"), False),
-    # Seconds, not the specification's milliseconds: the Python OTLP exporters read it in seconds
-    # when the agent does not pass a timeout, and one variable must mean one thing.
-    "OTEL_EXPORTER_OTLP_TIMEOUT": (("exporter", "timeout"), False),
-    "OTEL_EXPORTER_OTLP_INSECURE": (("exporter", "insecure"), False),
-    "OTEL_METRIC_EXPORT_INTERVAL": (("exporter", "metric_interval"), True),
-    "OTEL_BSP_SCHEDULE_DELAY": (("exporter", "span_export_delay"), True),
-    "OTEL_BSP_MAX_QUEUE_SIZE": (("exporter", "max_queue_size"), False),
-    "OTEL_EXPORTER_PROMETHEUS_HOST": (("exporter", "prometheus_host"), False),
-    "OTEL_EXPORTER_PROMETHEUS_PORT": (("exporter", "prometheus_port"), False),
-}
-
 _RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
 
 
-def _ms_to_s(text: str) -> Any:
-    try:
-        return float(text) / 1000.0
-    except ValueError:
-        return text  # reported by the field's parser, with the variable's name
+def read_variable(environ: Mapping[str, str], variable: str) -> str | None:
+    """The value of ``variable`` as given, stripped; None when it is unset or blank."""
+    return environ.get(variable, "").strip() or None
 
 
-def parse_headers(text: str) -> dict[str, str]:
-    """``OTEL_EXPORTER_OTLP_HEADERS`` syntax: ``key1=value1,key2=value2`` (URL-encoded)."""
-    headers: dict[str, str] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(item)
-        headers[unquote(key.strip())] = unquote(value.strip())
-    return headers
+def otel_log_level(environ: Mapping[str, str]) -> str | None:
+    """The level of ``OTEL_LOG_LEVEL`` when it names one of ours (or an alias), else None.
+
+    Every OpenTelemetry SDK reads it, with names of its own ("none", "verbose"): anything we do not
+    know is left to those SDKs, never reported as a problem of ours.
+    """
+    return log_level(environ.get("OTEL_LOG_LEVEL", ""))
 
 
 def environment_layer(environ: Mapping[str, str]) -> tuple[dict[Path_, Any], dict[Path_, str]]:
@@ -230,31 +164,24 @@ def environment_layer(environ: Mapping[str, str]) -> tuple[dict[Path_, Any], dic
         values[path] = value
         labels[path] = variable
 
-    # Lowest first: OTEL_*, then AMQADF_ flat names, then AMQADF_ nested names.
-    for variable, (path, millis) in OTEL_MAPPED.items():
-        raw = environ.get(variable, "").strip()
-        if raw:
-            put(path, _ms_to_s(raw) if millis else raw, variable)
-    # Every OpenTelemetry SDK reads OTEL_LOG_LEVEL, with names of its own ("none", "verbose"): a
-    # level we know (or an alias of one) is taken, anything else is left to those SDKs.
-    level = log_level(environ.get("OTEL_LOG_LEVEL", ""))
+    # Lowest first: the variables with a syntax of their own, each key's variables (the first one
+    # set wins), the AMQADF_ nested names.
+    level = otel_log_level(environ)
     if level is not None:
         put(("log_level",), level, "OTEL_LOG_LEVEL")
     for item in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
         key, _, value = item.partition("=")
-        if key.strip() == "service.name" and value.strip() and ("service", "name") not in values:
-            put(("service", "name"), unquote(value.strip()), "OTEL_RESOURCE_ATTRIBUTES")
-        elif key.strip() == "service.version" and value.strip():
-            put(("service", "version"), unquote(value.strip()), "OTEL_RESOURCE_ATTRIBUTES")
-        elif key.strip() == "service.namespace" and value.strip():
-            put(("service", "namespace"), unquote(value.strip()), "OTEL_RESOURCE_ATTRIBUTES")
+        if key.strip() in ("service.name", "service.version", "service.namespace") and value.strip():
+            put(("service", key.strip().split(".")[1]), unquote(value.strip()), "OTEL_RESOURCE_ATTRIBUTES")
     sampler = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
     if sampler in _RATIO_SAMPLERS and environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip():
         put(("sampling", "ratio"), environ["OTEL_TRACES_SAMPLER_ARG"].strip(), "OTEL_TRACES_SAMPLER_ARG")
-    for variable, path in AMQADF_FLAT.items():
-        raw = environ.get(variable, "").strip()
-        if raw:
-            put(path, raw, variable)
+    for path in schema.all_leaves():
+        for variable in schema.leaf_field(path).metadata["env"]:
+            found = read_variable(environ, variable)
+            if found is not None:
+                put(path, found, variable)
+                break
     for variable in sorted(environ):
         if variable.startswith("AMQADF_") and "__" in variable:
             raw = environ[variable].strip()

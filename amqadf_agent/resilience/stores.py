@@ -42,6 +42,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from amqadf_agent import semconv
+from amqadf_agent.config.secrets import redact_url
 from amqadf_agent.errors import ConfigError, MissingExtraError
 from amqadf_agent.monitoring._instruments import Point, SharedInstruments
 
@@ -418,17 +419,3 @@ def _fallback_points(store: RedisStore) -> list[Point]:
 _SHARED: SharedInstruments[RedisStore] = SharedInstruments(
     "state store", [(semconv.STATE_STORE_FALLBACKS, _fallback_points)]
 )
-
-
-def redact_url(url: str) -> str:
-    """``url`` with the password of its user info (``redis://user:password@host``) replaced."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, path = rest.partition("/")
-    userinfo, at, host = authority.rpartition("@")
-    if not at:
-        return url
-    user, colon, _password = userinfo.partition(":")
-    shown = f"{user}:[secure]" if colon else "[secure]"  # redis://secret@host: the secret is a password
-    return f"{scheme}://{shown}@{host}{slash}{path}"

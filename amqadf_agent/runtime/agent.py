@@ -9,14 +9,12 @@ that does nothing and says why once on stderr. A forked child keeps a working ag
 from __future__ import annotations
 
 import atexit
-import contextlib
 import dataclasses
 import logging
 import os
 import sys
 import threading
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -37,6 +35,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
     from amqadf_agent.config.production import ProductionConfig
+    from amqadf_agent.runtime.exporters import Exporters
     from amqadf_agent.runtime.guard import ExportStats
     from amqadf_agent.runtime.selfmetrics import ThreadCpu
 
@@ -247,24 +246,10 @@ def start(
         from amqadf_agent.config.production import ProductionConfig
 
         if isinstance(config, ProductionConfig):
-            # A ProductionConfig: an invalid one is refused with its messages, never raised.
             valid, messages = config.validate()
             if not valid:
-                for message in messages:
-                    print(f"amqadf-agent: {message}", file=sys.stderr)
-                print(
-                    "amqadf-agent: invalid configuration; the application runs without telemetry",
-                    file=sys.stderr,
-                )
-                refused = [ConfigError("configuration", message) for message in messages]
-                return Agent(AgentSettings(), refused, error="invalid configuration: " + "; ".join(messages))
-            given = config.to_agent_settings()
-            # The fields as they are (asdict() would deep-copy the header secrets).
-            config = {
-                f.name: value
-                for f in dataclasses.fields(given)
-                if (value := getattr(given, f.name)) is not None
-            }
+                return _refused(messages)
+            config = _set_fields(config.to_agent_settings())
         settings, problems = resolve(config, overrides)
         for problem in problems:
             logger.warning("amqadf-agent: %s", problem)
@@ -285,6 +270,25 @@ def start(
         return _agent
 
 
+def _refused(messages: list[str]) -> Agent:
+    """The handle of an invalid ``ProductionConfig``: its messages on stderr, never raised."""
+    for message in messages:
+        print(f"amqadf-agent: {message}", file=sys.stderr)
+    print("amqadf-agent: invalid configuration; the application runs without telemetry", file=sys.stderr)
+    refused = [ConfigError("configuration", message) for message in messages]
+    return Agent(AgentSettings(), refused, error="invalid configuration: " + "; ".join(messages))
+
+
+def _set_fields(settings: AgentSettings) -> dict[str, Any]:
+    """The fields of ``settings`` that are set (not None), as they are: ``asdict()`` would deep-copy
+    the header secrets. A field left None is still read from the environment by ``resolve``."""
+    return {
+        f.name: value
+        for f in dataclasses.fields(settings)
+        if (value := getattr(settings, f.name)) is not None
+    }
+
+
 class _Extra(NamedTuple):
     spans: list[SpanExporter]
     readers: list[MetricReader]
@@ -294,109 +298,23 @@ class _Extra(NamedTuple):
 def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[str], extra: _Extra) -> Agent:
     from opentelemetry import metrics, trace
     from opentelemetry._logs import set_logger_provider
-    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-    from amqadf_agent.runtime import exporters as exporters_mod
-    from amqadf_agent.runtime import selfmetrics
-    from amqadf_agent.runtime.guard import (
-        ExportStats,
-        GuardedLogExporter,
-        GuardedSpanExporter,
-        quiet_noisy_loggers,
-    )
+    from amqadf_agent.runtime import providers
+    from amqadf_agent.runtime.guard import ExportStats, quiet_noisy_loggers
     from amqadf_agent.runtime.resource import build_resource
 
     quiet_noisy_loggers()
     stats = ExportStats()
     resource = build_resource(settings, explicit)
-    late: list[ConfigError] = []
-    built = exporters_mod.build(settings, stats, late)
-    for problem in late:  # found while building exporters: reported like the others
-        logger.warning("amqadf-agent: %s", problem)
-    problems.extend(late)
-    built.spans.extend(GuardedSpanExporter(e, type(e).__name__, stats) for e in extra.spans)
-    built.readers.extend(extra.readers)
-    built.logs.extend(GuardedLogExporter(e, type(e).__name__, stats) for e in extra.logs)
-
+    built = _exporters(settings, stats, problems, extra)
     created: list[Any] = []
     try:
-        interval_ms = settings.metric_interval * 1000
-        readers = [
-            PeriodicExportingMetricReader(exporter, export_interval_millis=interval_ms)
-            for exporter in built.metrics
-        ] + built.readers
-        meter_provider = MeterProvider(
-            metric_readers=readers, resource=resource, views=metric_views(), shutdown_on_exit=False
-        )
-        created.append(meter_provider)
-
-        sampler = None
-        if "sample_ratio" in explicit or "OTEL_TRACES_SAMPLER" not in os.environ:
-            sampler = ParentBased(TraceIdRatioBased(settings.sample_ratio))
-        tracer_provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)
-        created.append(tracer_provider)
-        for span_exporter in built.spans:
-            with _sdk_processor_metrics(settings.self_metrics):
-                processor = BatchSpanProcessor(
-                    span_exporter,
-                    max_queue_size=settings.max_queue_size,
-                    schedule_delay_millis=settings.span_export_delay * 1000,
-                    max_export_batch_size=min(512, settings.max_queue_size),
-                    meter_provider=meter_provider,
-                )
-            tracer_provider.add_span_processor(processor)
-
-        logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-        created.append(logger_provider)
-        for log_exporter in built.logs:
-            with _sdk_processor_metrics(settings.self_metrics):
-                log_processor = BatchLogRecordProcessor(log_exporter, meter_provider=meter_provider)
-            logger_provider.add_log_record_processor(log_processor)
-
-        cpu = selfmetrics.ThreadCpu()
-        if settings.self_metrics:
-            selfmetrics.register(meter_provider, stats, cpu)
-        if settings.resource_monitor:
-            from amqadf_agent.monitoring.resources import register_with_agent
-
-            monitor = register_with_agent(  # never raises
-                meter_provider,
-                update_interval=settings.resource_interval,
-                cpu_threshold=settings.resource_cpu_threshold,
-                memory_threshold=settings.resource_memory_threshold,
-            )
-            if monitor.monitoring:  # limits configured: its thread ends with the agent
-                built.closers.append(lambda: monitor.stop_monitoring(timeout=0.5))
-            from amqadf_agent.monitoring import procfs
-
-            built.closers.append(procfs.close)  # the /proc files its collections keep open
+        made = providers.build(settings, explicit, resource, built, stats, created)
         _configure_profiler(settings, explicit)
-
-        _set_globals(trace, metrics, set_logger_provider, tracer_provider, meter_provider, logger_provider)
-
-        handler = None
-        if settings.capture_logs:
-            with warnings.catch_warnings():
-                # Deprecated in SDK 1.45 in favour of opentelemetry-instrumentation-logging's handler;
-                # the SDK's still works, and moving is a dependency decision of its own.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                sdk_handler = LoggingHandler(logger_provider=logger_provider)
-            handler = _capture_logs(sdk_handler)
-
+        _set_globals(trace, metrics, set_logger_provider, made.tracer, made.meter, made.logger)
+        handler = providers.log_handler(made.logger) if settings.capture_logs else None
     except BaseException:
-        for provider in reversed(created):
-            _with_deadline("cleanup", 1.0, lambda _ms, p=provider: p.shutdown())
-        for close in built.closers:
-            close()
-        closables: list[Any] = [*built.spans, *built.metrics, *built.logs]
-        for exporter in closables:
-            exporter.shutdown()  # guarded: never raises; closes the files
+        _close_all(created, built)
         raise
 
     # Last: nothing after this can fail, so a start that fails leaves the level as it was.
@@ -405,16 +323,45 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
         settings,
         problems,
         resource=resource,
-        tracer_provider=tracer_provider,
-        meter_provider=meter_provider,
-        logger_provider=logger_provider,
+        tracer_provider=made.tracer,
+        meter_provider=made.meter,
+        logger_provider=made.logger,
         stats=stats,
-        cpu=cpu,
+        cpu=made.cpu,
         output_dir=built.output_dir,
         closers=built.closers,
         log_handler=handler,
         restore_log_level=restore_log_level,
     )
+
+
+def _exporters(
+    settings: AgentSettings, stats: ExportStats, problems: list[ConfigError], extra: _Extra
+) -> Exporters:
+    """The exporters the settings name, guarded, with the caller's own beside them."""
+    from amqadf_agent.runtime import exporters
+    from amqadf_agent.runtime.guard import GuardedLogExporter, GuardedSpanExporter
+
+    late: list[ConfigError] = []
+    built = exporters.build(settings, stats, late)
+    for problem in late:  # found while building exporters: reported like the others
+        logger.warning("amqadf-agent: %s", problem)
+    problems.extend(late)
+    built.spans.extend(GuardedSpanExporter(e, type(e).__name__, stats) for e in extra.spans)
+    built.readers.extend(extra.readers)
+    built.logs.extend(GuardedLogExporter(e, type(e).__name__, stats) for e in extra.logs)
+    return built
+
+
+def _close_all(created: list[Any], built: Exporters) -> None:
+    """Undo a start that failed half-way: providers, then closers, then exporters."""
+    for provider in reversed(created):
+        _with_deadline("cleanup", 1.0, lambda _ms, p=provider: p.shutdown())
+    for close in built.closers:
+        close()
+    closables: list[Any] = [*built.spans, *built.metrics, *built.logs]
+    for exporter in closables:
+        exporter.shutdown()  # guarded: never raises; closes the files
 
 
 def _configure_profiler(settings: AgentSettings, explicit: set[str]) -> None:
@@ -452,109 +399,6 @@ def _configure_log_level(level: str | None) -> Callable[[], None] | None:
             logger.setLevel(earlier)
 
     return restore
-
-
-def _not_a_diagnostic(record: logging.LogRecord) -> bool:
-    """False for the agent runtime's and the SDK's own records (they are not the app's logs)."""
-    name = record.name
-    return name != "amqadf_agent" and not name.startswith(("amqadf_agent.runtime", "opentelemetry"))
-
-
-def _capture_logs(handler: logging.Handler) -> logging.Handler:
-    """Export the application's log records, but not the agent's or the SDK's own.
-
-    Their diagnostics would feed the pipeline they report on (a warning that the collector is
-    down, sent to that collector). And once a handler sits on the root logger, Python stops printing
-    unhandled warnings to stderr, so where the app had configured no logging, the agent's own
-    warnings get a stderr handler of their own.
-    """
-    handler.addFilter(_not_a_diagnostic)
-    root = logging.getLogger()
-    if not root.handlers and not any(getattr(h, "_amqadf_stderr", False) for h in logger.handlers):
-        stderr = logging.StreamHandler(sys.stderr)
-        stderr.setFormatter(logging.Formatter("%(message)s"))
-        stderr.setLevel(logging.WARNING)
-        stderr.addFilter(lambda record: not _not_a_diagnostic(record))  # the app's records are exported
-        stderr._amqadf_stderr = True  # type: ignore[attr-defined]
-        logger.addHandler(stderr)
-    root.addHandler(handler)
-    return handler
-
-
-def metric_views() -> list[Any]:
-    """The Views of the agent's meter provider.
-
-    - Histograms in seconds get explicit buckets (docs/design.md: the SDK's default ones are for ms).
-    - Observable instruments get no exemplar reservoir. Their measurements are taken in the
-      collection's own context, never inside a request's span, so a reservoir can only ever hold
-      exemplars without a trace; the SDK still pays for one per point at every collection (about
-      1 µs each: ~35 µs of a resource collection, ``tests/bench/bench_resource_monitor.py``).
-    """
-    from opentelemetry.sdk.metrics import (
-        ExemplarReservoir,
-        Histogram,
-        ObservableCounter,
-        ObservableGauge,
-        ObservableUpDownCounter,
-    )
-    from opentelemetry.sdk.metrics.view import View
-
-    class NoExemplars(ExemplarReservoir):
-        def offer(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-        def collect(self, point_attributes: Any) -> list[Any]:
-            return []
-
-    empty = NoExemplars()
-
-    def no_exemplars(aggregation_type: Any) -> Callable[..., ExemplarReservoir]:
-        return lambda **options: empty
-
-    seconds = View(instrument_type=Histogram, instrument_unit="s", aggregation=_seconds_aggregation())
-    observable = [
-        View(instrument_type=kind, exemplar_reservoir_factory=no_exemplars)
-        for kind in (ObservableCounter, ObservableGauge, ObservableUpDownCounter)
-    ]
-    return [seconds, *observable]
-
-
-def _seconds_aggregation() -> Any:
-    """Buckets for histograms in seconds: the instrument's advisory boundaries when it gives them,
-    the contract's ``SECONDS_BUCKETS`` otherwise (a View's aggregation would override advice)."""
-    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation
-
-    class SecondsHistogramAggregation(ExplicitBucketHistogramAggregation):
-        def __init__(self) -> None:
-            super().__init__(semconv.SECONDS_BUCKETS)
-            self._advised = ExplicitBucketHistogramAggregation(None)  # the base reads the advisory
-
-        def _create_aggregation(self, instrument: Any, *args: Any, **kwargs: Any) -> Any:
-            advisory = getattr(instrument, "_advisory", None)
-            if advisory is not None and advisory.explicit_bucket_boundaries is not None:
-                return self._advised._create_aggregation(instrument, *args, **kwargs)
-            return super()._create_aggregation(instrument, *args, **kwargs)
-
-    return SecondsHistogramAggregation()
-
-
-@contextlib.contextmanager
-def _sdk_processor_metrics(enabled: bool) -> Iterator[None]:
-    """Turn on the SDK's own processor metrics (queue size, items dropped) for one batch processor.
-
-    The SDK reads ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED`` when a component is built. Setting it
-    for the whole process would also turn on per-span counters in the tracer (a few µs on every
-    span); the batch processor's metrics cost nothing per span, so only they are enabled.
-    """
-    name = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
-    if not enabled or name in os.environ:
-        yield
-        return
-    os.environ[name] = "true"
-    try:
-        yield
-    finally:
-        os.environ.pop(name, None)
 
 
 def _set_globals(

@@ -10,7 +10,7 @@ median of ``--repeat`` runs of ``--number`` operations):
 - one full sample of the monitor (machine + this process), what one collection reads (on Linux
   the per-device I/O counters and this process come from ``/proc`` directly: ``monitoring/procfs``);
 - one collection of all the monitor's instruments through an SDK ``InMemoryMetricReader`` on a
-  meter provider with the agent's Views (``runtime.agent.metric_views``, what ``amqadf_agent.start()``
+  meter provider with the agent's Views (``runtime.providers.metric_views``, what ``amqadf_agent.start()``
   builds), and on a bare ``MeterProvider`` (a provider of the application's own, which lacks the
   View that spares observable instruments an exemplar reservoir: ~1 µs per point);
 - the SDK's floor: the same instruments (same kinds) and points with constant values on the agent's
@@ -36,7 +36,7 @@ from collections.abc import Callable
 import psutil
 
 from amqadf_agent.monitoring.resources import ResourceMonitor
-from amqadf_agent.runtime.agent import metric_views
+from amqadf_agent.runtime.providers import metric_views
 
 TARGET_MS = 0.5
 _keep: list[object] = []
