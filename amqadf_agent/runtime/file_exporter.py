@@ -37,6 +37,11 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 _logger = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl"
+#: A symlink at the file's name is refused, never followed: where the directory is shared (or was
+#: planted by another user), a link would send a root process's telemetry into any file.
+_OPEN_FLAGS = (
+    os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+)
 
 
 class RotatingLineWriter:
@@ -67,7 +72,7 @@ class RotatingLineWriter:
 
     def _open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(self.path, _OPEN_FLAGS, 0o644)
         self._size = os.fstat(self._fd).st_size
 
     def _reopen_in_child(self) -> None:
