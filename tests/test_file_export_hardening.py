@@ -10,12 +10,18 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 import amqadf_agent
+from amqadf_agent.analyzer.model import SpanRecord
+from amqadf_agent.analyzer.otlp_reader import ReadStats, read
 from amqadf_agent.runtime.file_exporter import RotatingLineWriter
 
 OTHER_UID = 65534  # nobody
@@ -153,3 +159,120 @@ def test_symlinked_file_in_output_dir_sends_telemetry_to_the_private_fallback(
     assert secret.read_bytes() == b"root's own data\n"
     assert agent.output_dir is not None and agent.output_dir.parent == system_tmp
     _assert_private(agent.output_dir)
+
+
+# --- a full disk: a failed batch leaves no torn line, and later batches are whole ----------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB file system (tmpfs), full after a few batches, as a disk fills in production."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (CI runs as root, where it can): {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def _span_ids(path: Path) -> list[str]:
+    stats = ReadStats()
+    found = [r.span_id for r in read(path, strict=True, stats=stats) if isinstance(r, SpanRecord)]
+    assert stats.problem_count == 0
+    return found
+
+
+def test_disk_that_fills_and_frees_keeps_every_line_whole_and_counts_what_was_lost(small_disk: Path) -> None:
+    filler = small_disk / "filler"
+    filler.write_bytes(b"f" * 24_000)  # freed later, as an operator frees a disk
+    agent = amqadf_agent.start(
+        exporters=["file"],
+        output_dir=small_disk,
+        metric_interval=60,
+        span_export_delay=60,
+        self_metrics=False,
+        service_name="full-disk",
+    )
+    assert agent.running, agent.error
+    assert agent.stats is not None
+    tracer = agent.tracer("app")
+
+    def batch(round_: int) -> list[str]:
+        """One exported line of 10 spans (about 4 KB): ids of the spans made."""
+        made = []
+        for i in range(10):
+            with tracer.start_as_current_span("work", attributes={"pad": "p" * 200, "i": i}) as span:
+                pass
+            made.append(format(span.get_span_context().span_id, "016x"))
+        assert agent.force_flush(timeout=5.0)
+        return made
+
+    def dropped() -> int:
+        assert agent.stats is not None
+        return sum(n for (signal, _, _), n in agent.stats.snapshot()[1].items() if signal == "traces")
+
+    before_full: list[str] = []
+    round_ = 0
+    while dropped() == 0:
+        assert round_ < 40, "the disk never filled"
+        made = batch(round_)
+        if dropped() == 0:
+            before_full += made
+        round_ += 1
+    lost = 10 + sum(len(batch(round_ + n)) for n in range(2))  # still full: dropped and counted
+    assert dropped() == lost
+
+    filler.unlink()
+    after_freed = [span for n in range(3) for span in batch(round_ + 2 + n)]
+    assert dropped() == lost  # the disk has room again: nothing more lost
+    assert agent.shutdown(timeout=5.0)
+
+    traces = small_disk / "traces.jsonl"
+    data = traces.read_bytes()
+    assert data.endswith(b"\n")
+    for line in data.split(b"\n")[:-1]:
+        orjson.loads(line)  # every line whole: none torn, none glued to another
+    assert _span_ids(traces) == before_full + after_freed
+
+
+def test_short_write_past_the_file_size_limit_leaves_whole_lines(tmp_path: Path) -> None:
+    """RLIMIT_FSIZE: the kernel writes up to the limit, then fails (EFBIG), as on a full disk."""
+    script = f"""
+import os, resource
+from pathlib import Path
+from amqadf_agent.runtime.file_exporter import RotatingLineWriter
+
+_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (25_000, hard))
+writer = RotatingLineWriter(Path({str(tmp_path)!r}), "lines", max_bytes=1_000_000, max_backups=1)
+outcomes = []
+for i in range(5):
+    try:
+        writer.write(str(i).encode() * 9_999 + b"\\n")
+        outcomes.append("ok")
+    except OSError as exc:
+        outcomes.append(type(exc).__name__)
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+writer.write(b"5" * 9_999 + b"\\n")
+print(" ".join(outcomes))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["ok", "ok", "OSError", "OSError", "OSError"]
+    lines = (tmp_path / "lines.jsonl").read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    assert [line[:1] for line in lines[:-1]] == [b"0", b"1", b"5"]
+    assert all(len(line) == 9_999 for line in lines[:-1])

@@ -90,7 +90,13 @@ class RotatingLineWriter:
             self._fd = -1
 
     def write(self, data: bytes) -> None:
-        """Write ``data`` (one or more whole lines). Raises ``OSError`` (disk full, …) to the caller."""
+        """Write ``data`` (one or more whole lines): all of it, or none of it.
+
+        Raises ``OSError`` (disk full, file too large, ...) to the caller, which counts the batch
+        as dropped. What a failed write had put in the file is cut off again, so that the file
+        still ends on a line boundary and the next batch is a line of its own, not glued to a torn
+        one.
+        """
         with self._lock:
             if self._closed:
                 raise ValueError(f"{self.path} is closed")
@@ -98,11 +104,29 @@ class RotatingLineWriter:
                 self._open()
             if self._size and self._size + len(data) > self.max_bytes:
                 self._rotate()
+            start = os.fstat(self._fd).st_size
+            written = 0
             view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-            self._size += len(data)
+            try:
+                while written < len(data):
+                    written += os.write(self._fd, view[written:])
+            except OSError:
+                self._cut_back(start, written)
+                raise
+            self._size = start + written
+
+    def _cut_back(self, start: int, written: int) -> None:
+        """Remove the ``written`` bytes of a failed write that began at offset ``start``."""
+        try:
+            size = os.fstat(self._fd).st_size
+            # Only when the file ends with exactly what this write left: bytes appended after
+            # them by another process sharing the file are that process's whole lines.
+            if written and size == start + written:
+                os.ftruncate(self._fd, start)
+                size = start
+            self._size = size
+        except OSError as exc:
+            _logger.debug("amqadf-agent: cannot cut a torn line off %s: %r", self.path, exc)
 
     def _rotate(self) -> None:
         os.close(self._fd)
