@@ -145,3 +145,67 @@ def test_multiprocessing_fork_process_gets_its_own_agent(tmp_path: Path) -> None
     assert (tmp_path / "child-identity.txt").read_text() == (
         f"{child_pid} {resource[semconv.ATTR_SERVICE_INSTANCE_ID]}"
     )
+
+
+# --- children that never call shutdown(): multiprocessing ends them with os._exit, not atexit ----------
+
+SPANS_PER_CHILD = 200
+
+
+def _spans_in_children(tmp_path: Path) -> int:
+    """Spans exported by processes other than this one (each writes traces.<pid>.jsonl)."""
+    total = 0
+    for path in tmp_path.glob("traces.*.jsonl"):
+        if path.stat().st_size == 0:  # a child that exported nothing
+            continue
+        total += sum(1 for r in read_records(path) if isinstance(r, SpanRecord))
+    return total
+
+
+def _make_spans(count: int) -> int:
+    """A child's work: ``count`` spans, and nothing about the agent."""
+    tracer = amqadf_agent.get_agent().tracer("child")  # type: ignore[union-attr]
+    for i in range(count):
+        with tracer.start_as_current_span("child-work") as span:
+            span.set_attribute("i", i)
+    return count
+
+
+def _quiet_file_agent(tmp_path: Path) -> Any:
+    # Nothing is exported on a timer: what reaches the files is what the children's exit flushed
+    # (or what filled a batch of 512 on its own).
+    agent = amqadf_agent.start(
+        exporters=["file"],
+        output_dir=tmp_path,
+        service_name="forky",
+        span_export_delay=60,
+        metric_interval=60,
+    )
+    assert agent.running, agent.error
+    return agent
+
+
+def test_multiprocessing_children_export_their_spans_without_calling_shutdown(tmp_path: Path) -> None:
+    agent = _quiet_file_agent(tmp_path)
+    context = multiprocessing.get_context("fork")
+    processes = [context.Process(target=_make_spans, args=(SPANS_PER_CHILD,)) for _ in range(3)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0
+    assert agent.shutdown()
+    assert sorted(p.name for p in tmp_path.glob("traces.*.jsonl")) == sorted(
+        f"traces.{process.pid}.jsonl" for process in processes
+    )
+    assert _spans_in_children(tmp_path) == 3 * SPANS_PER_CHILD
+
+
+def test_pool_workers_export_their_spans_when_the_pool_is_closed(tmp_path: Path) -> None:
+    agent = _quiet_file_agent(tmp_path)
+    pool = multiprocessing.get_context("fork").Pool(3)
+    assert sum(pool.map(_make_spans, [SPANS_PER_CHILD] * 30, chunksize=1)) == 6000
+    pool.close()
+    pool.join()
+    assert agent.shutdown()
+    assert _spans_in_children(tmp_path) == 6000

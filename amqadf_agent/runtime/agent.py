@@ -588,7 +588,35 @@ def _install_process_hooks() -> None:
     _hooks_installed = True
     atexit.register(_at_exit)
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        os.register_at_fork(before=_watch_multiprocessing_children, after_in_child=_after_fork_in_child)
+
+
+_watching_multiprocessing = False
+
+
+def _watch_multiprocessing_children() -> None:
+    """Before a fork: make multiprocessing's children shut their agent down when they finish.
+
+    A multiprocessing child (fork and forkserver) ends in ``os._exit``, so ``atexit`` never runs
+    there and what its batch processors still held would be lost, uncounted. multiprocessing runs
+    its own finalizers instead, in the child, after its ``run()``; the after-fork callback
+    registered here (once, inherited by every child) adds ours to them. A plain ``os.fork`` child
+    never runs these callbacks: it decides itself how it exits. multiprocessing is not imported for
+    this: a process that forks through it has imported it already.
+    """
+    global _watching_multiprocessing
+    mp_util = sys.modules.get("multiprocessing.util")
+    if _watching_multiprocessing or mp_util is None:
+        return
+    _watching_multiprocessing = True
+    mp_util.register_after_fork(_at_exit, _shutdown_at_multiprocessing_exit)  # (a function lives on)
+
+
+def _shutdown_at_multiprocessing_exit(at_exit: Callable[[], None]) -> None:
+    import multiprocessing.util
+
+    # The lowest priority: after the application's own finalizers, which may still make telemetry.
+    multiprocessing.util.Finalize(None, at_exit, exitpriority=-(2**31))
 
 
 def _at_exit() -> None:
