@@ -597,12 +597,18 @@ _watching_multiprocessing = False
 def _watch_multiprocessing_children() -> None:
     """Before a fork: make multiprocessing's children shut their agent down when they finish.
 
-    A multiprocessing child (fork and forkserver) ends in ``os._exit``, so ``atexit`` never runs
-    there and what its batch processors still held would be lost, uncounted. multiprocessing runs
-    its own finalizers instead, in the child, after its ``run()``; the after-fork callback
-    registered here (once, inherited by every child) adds ours to them. A plain ``os.fork`` child
-    never runs these callbacks: it decides itself how it exits. multiprocessing is not imported for
-    this: a process that forks through it has imported it already.
+    A forked multiprocessing child ends in ``os._exit``, so ``atexit`` never runs there and what
+    its batch processors still held would be lost, uncounted. multiprocessing runs its own
+    finalizers instead, in the child, after its ``run()``; the after-fork callback registered here
+    (once, inherited by every child) adds ours to them. A plain ``os.fork`` child never runs these
+    callbacks: it decides itself how it exits. multiprocessing is not imported for this: a process
+    that forks through it has imported it already.
+
+    A child ended by SIGTERM (``Process.terminate()``, ``Pool.terminate()`` and so the end of a
+    ``with Pool()`` block) runs no finalizer, and the agent installs no handler for it: a Python
+    handler runs only in the main thread, which a signal delivered to another thread does not
+    interrupt, so a pool worker waiting on the task queue's lock would never die.
+    ``pool.close(); pool.join()`` lets the workers finish and flush.
     """
     global _watching_multiprocessing
     mp_util = sys.modules.get("multiprocessing.util")
