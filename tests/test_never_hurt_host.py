@@ -126,9 +126,10 @@ def test_dead_collector_costs_bounded_memory_and_a_bounded_shutdown(tmp_path: Pa
     assert result["shutdown_timeout"] == SHUTDOWN_TIMEOUT
     assert result["shutdown_seconds"] < SHUTDOWN_TIMEOUT + 1.0, result["shutdown_seconds"]
 
-    # The failures are logged once, not once per batch or per dropped span.
+    # The failures are logged once, not once per batch or per dropped span: a few lines per signal
+    # (the three shut down at once, so each may say once that its last export failed).
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) <= 8, proc.stderr
+    assert len(lines) <= 12, proc.stderr
     assert len(set(lines)) == len(lines), proc.stderr
     assert sum("Queue full" in line for line in lines) <= 1, proc.stderr
     ours = [line for line in lines if line.startswith("amqadf-agent: traces export to otlp failed")]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -46,6 +47,8 @@ class ExportStats:
         self.failures: Counter[tuple[str, str, str]] = Counter()
         self.dropped: Counter[tuple[str, str, str]] = Counter()
         self._warned: set[tuple[str, str, str]] = set()
+        #: Set when the shutdown deadline has passed: every export fails at once, counted.
+        self.closed = False
 
     def record_failure(self, signal: str, exporter: str, error_type: str, items: int, detail: str) -> None:
         key = (signal, exporter, error_type)
@@ -69,8 +72,29 @@ class ExportStats:
             return dict(self.failures), dict(self.dropped)
 
 
+#: The guarded exporters alive in this process, for ``stop_exports``.
+_guards: weakref.WeakSet[_Guarded] = weakref.WeakSet()
+
+
+def stop_exports(stats: ExportStats) -> None:
+    """The shutdown deadline has passed: end the exports of the agent that counts in ``stats``.
+
+    What is still queued is dropped at once, and counted, instead of being tried after the
+    application was told shutdown is over; each exporter is shut down, which stops an OTLP
+    exporter's retries and cancels its gRPC calls in flight. (An HTTP request in flight runs on
+    until its own timeout, in a daemon thread that never holds up the exit.)
+    """
+    stats.closed = True
+    for guard in list(_guards):
+        if guard.stats is stats:
+            guard._shutdown_inner(guard.inner.shutdown)
+
+
 def _safe_call(stats: ExportStats, signal: str, name: str, items: int, fn: Callable[[], Any]) -> bool:
     """Run an export; True when it succeeded. Nothing escapes."""
+    if stats.closed:
+        stats.record_failure(signal, name, "shutdown_deadline", items, "the shutdown deadline passed")
+        return False
     try:
         result = fn()
     except BaseException as exc:
@@ -84,28 +108,49 @@ def _safe_call(stats: ExportStats, signal: str, name: str, items: int, fn: Calla
     return True
 
 
-class GuardedSpanExporter(SpanExporter):
+class _Guarded:
+    """What the three guards share: the inner exporter is shut down once, whoever asks first."""
+
+    inner: Any
+    stats: ExportStats
+
+    def _register(self) -> None:
+        self._shut_down = False
+        self._shutdown_lock = threading.Lock()
+        _guards.add(self)
+
+    def _shutdown_inner(self, call: Callable[[], Any]) -> None:
+        with self._shutdown_lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+        _quietly(call)
+
+
+class GuardedSpanExporter(SpanExporter, _Guarded):
     def __init__(self, inner: SpanExporter, name: str, stats: ExportStats) -> None:
         self.inner, self.name, self.stats = inner, name, stats
+        self._register()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         ok = _safe_call(self.stats, "traces", self.name, len(spans), lambda: self.inner.export(spans))
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
-        _quietly(self.inner.shutdown)
+        self._shutdown_inner(self.inner.shutdown)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return bool(_quietly(lambda: self.inner.force_flush(timeout_millis)))
 
 
-class GuardedMetricExporter(MetricExporter):
+class GuardedMetricExporter(MetricExporter, _Guarded):
     def __init__(self, inner: MetricExporter, name: str, stats: ExportStats) -> None:
         super().__init__(
             preferred_temporality=getattr(inner, "_preferred_temporality", None),
             preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
         )
         self.inner, self.name, self.stats = inner, name, stats
+        self._register()
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
@@ -129,19 +174,20 @@ class GuardedMetricExporter(MetricExporter):
         return bool(_quietly(lambda: self.inner.force_flush(timeout_millis)))
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        _quietly(lambda: self.inner.shutdown(timeout_millis=timeout_millis))
+        self._shutdown_inner(lambda: self.inner.shutdown(timeout_millis=timeout_millis))
 
 
-class GuardedLogExporter(LogRecordExporter):
+class GuardedLogExporter(LogRecordExporter, _Guarded):
     def __init__(self, inner: LogRecordExporter, name: str, stats: ExportStats) -> None:
         self.inner, self.name, self.stats = inner, name, stats
+        self._register()
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         ok = _safe_call(self.stats, "logs", self.name, len(batch), lambda: self.inner.export(batch))
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
     def shutdown(self) -> None:
-        _quietly(self.inner.shutdown)
+        self._shutdown_inner(self.inner.shutdown)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return bool(_quietly(lambda: self.inner.force_flush(timeout_millis)))
