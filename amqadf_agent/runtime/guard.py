@@ -202,7 +202,12 @@ def _quietly(fn: Callable[[], Any]) -> Any:
 
 
 class RateLimitFilter(logging.Filter):
-    """Let the first record of each kind through, then at most one per ``interval`` seconds."""
+    """Let the first record of each kind through, then at most one per ``interval`` seconds.
+
+    As a filter it decides once a record exists. On the SDK's and exporters' own loggers it decides
+    before (``gate``): during an outage the SDK warns once per dropped span, and building a record
+    (the caller's frame, a ``LogRecord``) costs more than dropping the span.
+    """
 
     def __init__(self, interval: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__("amqadf-rate-limit")
@@ -212,19 +217,50 @@ class RateLimitFilter(logging.Filter):
         self._suppressed: Counter[tuple[str, Any]] = Counter()
         self._lock = threading.Lock()
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.msg)
+    def admit(self, name: str, msg: Any) -> Any:
+        """The message to log now (with how many like it were suppressed since), or None."""
+        key = (name, msg)
         now = self.clock()
-        with self._lock:
-            last = self._last.get(key)
-            if last is not None and now - last < self.interval:
-                self._suppressed[key] += 1
-                return False
-            self._last[key] = now
-            suppressed = self._suppressed.pop(key, 0)
-        if suppressed:
-            record.msg = f"{record.msg} ({suppressed} similar messages suppressed)"
+        try:
+            with self._lock:
+                last = self._last.get(key)
+                if last is not None and now - last < self.interval:
+                    self._suppressed[key] += 1
+                    return None
+                self._last[key] = now
+                suppressed = self._suppressed.pop(key, 0)
+        except TypeError:  # an unhashable message object: not limited
+            return msg
+        return f"{msg} ({suppressed} similar messages suppressed)" if suppressed else msg
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = self.admit(record.name, record.msg)
+        if msg is None:
+            return False
+        record.msg = msg
         return True
+
+    def gate(self, target: logging.Logger) -> None:
+        """Limit ``target``'s records before they are built: its ``_log``, which every level's
+        method calls with the message, asks ``admit`` first."""
+        build = target._log
+        name = target.name
+
+        def _log(
+            level: int,
+            msg: Any,
+            args: Any,
+            exc_info: Any = None,
+            extra: Any = None,
+            stack_info: bool = False,
+            stacklevel: int = 1,
+        ) -> None:
+            admitted = self.admit(name, msg)
+            if admitted is not None:
+                # One frame more (this one) between the caller and logging's own frames.
+                build(level, admitted, args, exc_info, extra, stack_info, stacklevel + 1)
+
+        target._log = _log  # type: ignore[method-assign]
 
 
 _filter_lock = threading.Lock()
@@ -232,11 +268,11 @@ _installed_filter: RateLimitFilter | None = None
 
 
 def quiet_noisy_loggers() -> None:
-    """Install one shared rate limit on the SDK's and exporters' loggers (idempotent)."""
+    """Put one shared rate limit on the SDK's and exporters' loggers (idempotent)."""
     global _installed_filter
     with _filter_lock:
         if _installed_filter is not None:
             return
         _installed_filter = RateLimitFilter()
         for name in NOISY_LOGGERS:
-            logging.getLogger(name).addFilter(_installed_filter)
+            _installed_filter.gate(logging.getLogger(name))
