@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -209,3 +211,31 @@ def test_pool_workers_export_their_spans_when_the_pool_is_closed(tmp_path: Path)
     pool.join()
     assert agent.shutdown()
     assert _spans_in_children(tmp_path) == 6000
+
+
+def test_pool_workers_export_their_spans_when_the_with_block_terminates_the_pool(tmp_path: Path) -> None:
+    agent = _quiet_file_agent(tmp_path)
+    started = time.monotonic()
+    with multiprocessing.get_context("fork").Pool(3) as pool:  # __exit__ is terminate(): SIGTERM
+        assert sum(pool.map(_make_spans, [SPANS_PER_CHILD] * 30, chunksize=1)) == 6000
+    assert time.monotonic() - started < 30  # the workers died (none waits forever on the queue lock)
+    assert agent.shutdown()
+    assert _spans_in_children(tmp_path) == 6000
+
+
+def _make_spans_then_wait(count: int, made: Any) -> None:
+    _make_spans(count)
+    made.set()
+    time.sleep(60)
+
+
+def test_terminate_of_a_plain_process_stays_the_default_action(tmp_path: Path) -> None:
+    _quiet_file_agent(tmp_path)
+    context = multiprocessing.get_context("fork")
+    made = context.Event()
+    process = context.Process(target=_make_spans_then_wait, args=(SPANS_PER_CHILD, made))
+    process.start()
+    assert made.wait(30)
+    process.terminate()
+    process.join(30)
+    assert process.exitcode == -signal.SIGTERM

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
+from amqadf_agent.runtime import children
 from amqadf_agent.runtime.settings import AgentSettings, resolve
 
 if TYPE_CHECKING:
@@ -620,38 +621,13 @@ def _install_process_hooks() -> None:
         os.register_at_fork(before=_watch_multiprocessing_children, after_in_child=_after_fork_in_child)
 
 
-_watching_multiprocessing = False
-
-
 def _watch_multiprocessing_children() -> None:
-    """Before a fork: make multiprocessing's children shut their agent down when they finish.
-
-    A forked multiprocessing child ends in ``os._exit``, so ``atexit`` never runs there and what
-    its batch processors still held would be lost, uncounted. multiprocessing runs its own
-    finalizers instead, in the child, after its ``run()``; the after-fork callback registered here
-    (once, inherited by every child) adds ours to them. A plain ``os.fork`` child never runs these
-    callbacks: it decides itself how it exits. multiprocessing is not imported for this: a process
-    that forks through it has imported it already.
-
-    A child ended by SIGTERM (``Process.terminate()``, ``Pool.terminate()`` and so the end of a
-    ``with Pool()`` block) runs no finalizer, and the agent installs no handler for it: a Python
-    handler runs only in the main thread, which a signal delivered to another thread does not
-    interrupt, so a pool worker waiting on the task queue's lock would never die.
-    ``pool.close(); pool.join()`` lets the workers finish and flush.
-    """
-    global _watching_multiprocessing
-    mp_util = sys.modules.get("multiprocessing.util")
-    if _watching_multiprocessing or mp_util is None:
-        return
-    _watching_multiprocessing = True
-    mp_util.register_after_fork(_at_exit, _shutdown_at_multiprocessing_exit)  # (a function lives on)
+    children.watch(_at_exit, _shutdown_budget)
 
 
-def _shutdown_at_multiprocessing_exit(at_exit: Callable[[], None]) -> None:
-    import multiprocessing.util
-
-    # The lowest priority: after the application's own finalizers, which may still make telemetry.
-    multiprocessing.util.Finalize(None, at_exit, exitpriority=-(2**31))
+def _shutdown_budget() -> float:
+    agent = _agent
+    return agent.settings.shutdown_timeout if agent is not None else 0.0
 
 
 def _at_exit() -> None:
