@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import signal
@@ -239,3 +240,23 @@ def test_terminate_of_a_plain_process_stays_the_default_action(tmp_path: Path) -
     process.terminate()
     process.join(30)
     assert process.exitcode == -signal.SIGTERM
+
+
+def _span_then_busy_in_c(_: int) -> None:
+    _make_spans(1)
+    hashlib.pbkdf2_hmac("sha256", b"key", b"salt", 50_000_000)  # seconds in C, the GIL released
+
+
+def test_pool_worker_busy_in_c_when_terminated_exports_and_dies_of_sigterm(tmp_path: Path) -> None:
+    # The handler cannot run while the main thread is in C: the watcher thread shuts down instead.
+    agent = _quiet_file_agent(tmp_path)
+    pool = multiprocessing.get_context("fork").Pool(2)
+    pool.map_async(_span_then_busy_in_c, [1, 2], chunksize=1)
+    time.sleep(1.5)  # both tasks have made their span and are in C
+    started = time.monotonic()
+    pool.terminate()
+    pool.join()
+    assert time.monotonic() - started < 10
+    assert [worker.exitcode for worker in pool._pool] == [-signal.SIGTERM] * 2  # type: ignore[attr-defined]
+    assert agent.shutdown()
+    assert _spans_in_children(tmp_path) == 2

@@ -62,8 +62,9 @@ class _PoolWorkerExit:
     interrupted; the kernel may deliver the signal to any thread (the batch processors' too), and
     then a worker waiting on the task queue's lock would wait forever. So the handler comes with a
     watcher thread, woken by the interpreter's wakeup fd on any thread's signal, that sends it on
-    to the main thread. If the main thread does not answer within the deadline and two seconds
-    (a long call into C), the watcher kills the worker: terminate() always ends it.
+    to the main thread. When the main thread does not answer within a second (it is in a long
+    call into C), the watcher shuts the agent down itself and the worker dies of the signal all
+    the same: ``terminate()`` always ends it, later by at most a second and the flush.
     """
 
     def __init__(self, shutdown: Callable[[], None], budget: Callable[[], float]) -> None:
@@ -72,6 +73,7 @@ class _PoolWorkerExit:
         self.finishing = False  # the finalizer is shutting the agent down
         self.handling = False  # the SIGTERM handler is
         self.terminated_by: int | None = None
+        self.answered = threading.Event()  # the main thread ran the handler
 
     def finalize(self) -> None:
         self.finishing = True
@@ -115,7 +117,8 @@ class _PoolWorkerExit:
         os.register_at_fork(after_in_child=undo_in_child)
 
     def on_sigterm(self, signum: int, frame: object) -> None:
-        if self.handling:
+        self.answered.set()
+        if self.handling:  # (the watcher is shutting down; it ends the worker)
             return
         if self.finishing:  # the finalizer's flush is under way: it dies of the signal once done
             self.terminated_by = signum
@@ -140,11 +143,27 @@ class _PoolWorkerExit:
             if not self.handling and self.terminated_by is None:
                 with contextlib.suppress(OSError):
                     signal.pthread_kill(main, signal.SIGTERM)
+                if not self.answered.wait(1.0):  # the main thread is in a long call into C
+                    self.handling = True
+                    self.shutdown()
+                    _die_of(signal.SIGTERM, from_any_thread=True)
             time.sleep(self.budget() + 2.0)
-            os.kill(os.getpid(), signal.SIGKILL)  # the main thread never answered
+            _die_of(signal.SIGTERM, from_any_thread=True)  # the handler should have ended it
 
 
-def _die_of(signum: int) -> None:
-    """End as the signal's default action would: no ``finally`` block, no exit handler runs."""
-    signal.signal(signum, signal.SIG_DFL)
+def _die_of(signum: int, from_any_thread: bool = False) -> None:
+    """End as the signal's default action would: no ``finally`` block, no exit handler runs.
+
+    Only the main thread may set a handler through ``signal``; another thread sets the default
+    action through the C library, or, where it cannot, ends the process with SIGKILL.
+    """
+    if not from_any_thread:
+        signal.signal(signum, signal.SIG_DFL)
+    else:
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).signal(signum, ctypes.c_void_p(0))  # SIG_DFL
+        except (ImportError, OSError, AttributeError):
+            signum = signal.SIGKILL
     os.kill(os.getpid(), signum)
