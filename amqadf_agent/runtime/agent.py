@@ -627,7 +627,7 @@ def _watch_multiprocessing_children() -> None:
 
 def _shutdown_budget() -> float:
     agent = _agent
-    return agent.settings.shutdown_timeout if agent is not None else 0.0
+    return agent.settings.shutdown_timeout if agent is not None and agent.running else 0.0
 
 
 def _at_exit() -> None:

@@ -32,7 +32,8 @@ def watch(shutdown: Callable[[], None], budget: Callable[[], float]) -> None:
 
     Args:
         shutdown: shuts the running agent down, within its deadline (a no-op when none runs).
-        budget: that deadline in seconds, for the child to bound how long a SIGTERM may wait.
+        budget: that deadline in seconds, for the child to bound how long a SIGTERM may wait;
+            0 when no agent runs (then the child is left as it is).
     """
     global _watching
     mp_util = sys.modules.get("multiprocessing.util")
@@ -46,6 +47,8 @@ def _in_child(shutdown: Callable[[], None], budget: Callable[[], float]) -> None
     import multiprocessing
     import multiprocessing.util
 
+    if budget() <= 0:  # no agent runs in this child
+        return
     ending = _PoolWorkerExit(shutdown, budget)
     # The lowest priority: after the application's own finalizers, which may still make telemetry.
     multiprocessing.util.Finalize(None, ending.finalize, exitpriority=-(2**31))
