@@ -78,7 +78,7 @@ def _file(settings: AgentSettings, stats: ExportStats, problems: list[ConfigErro
     try:
         writers = _writers(directory, settings)
     except OSError as exc:
-        fallback, refused = private_fallback_dir()
+        fallback, refused = _private_fallback_dir()
         why = f" ({refused})" if refused else ""
         problems.append(
             ConfigError(
@@ -96,7 +96,7 @@ def _file(settings: AgentSettings, stats: ExportStats, problems: list[ConfigErro
     out.logs.append(GuardedLogExporter(FileLogExporter(logs), "file", stats))
 
 
-def private_fallback_dir() -> tuple[Path, str]:
+def _private_fallback_dir() -> tuple[Path, str]:
     """A directory that only this user can enter, in the system's temporary directory.
 
     The temporary directory is writable by everyone: another user can create the well-known name

@@ -95,7 +95,7 @@ class RotatingLineWriter:
         Raises ``OSError`` (disk full, file too large, ...) to the caller, which counts the batch
         as dropped. What a failed write had put in the file is cut off again, so that the file
         still ends on a line boundary and the next batch is a line of its own, not glued to a torn
-        one.
+        one (unless another process appended to the same file meanwhile: its lines are kept).
         """
         with self._lock:
             if self._closed:
