@@ -19,6 +19,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from amqadf_agent.errors import ConfigError, MissingExtraError
+from amqadf_agent.runtime import otlp_http
 from amqadf_agent.runtime.file_exporter import (
     FileLogExporter,
     FileMetricExporter,
@@ -204,13 +205,14 @@ def _otlp(settings: AgentSettings, stats: ExportStats, out: Exporters) -> None:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[assignment]
             OTLPSpanExporter,
         )
-    out.spans.append(
-        GuardedSpanExporter(OTLPSpanExporter(**_options(settings, "traces", http)), "otlp", stats)
-    )
-    out.metrics.append(
-        GuardedMetricExporter(OTLPMetricExporter(**_options(settings, "metrics", http)), "otlp", stats)
-    )
-    out.logs.append(GuardedLogExporter(OTLPLogExporter(**_options(settings, "logs", http)), "otlp", stats))
+
+    def options(signal: str) -> dict[str, Any]:
+        # Over HTTP, a session whose close() (at the shutdown deadline) ends a request in flight.
+        return {**_options(settings, signal, http), **(otlp_http.session_kwargs(signal) if http else {})}
+
+    out.spans.append(GuardedSpanExporter(OTLPSpanExporter(**options("traces")), "otlp", stats))
+    out.metrics.append(GuardedMetricExporter(OTLPMetricExporter(**options("metrics")), "otlp", stats))
+    out.logs.append(GuardedLogExporter(OTLPLogExporter(**options("logs")), "otlp", stats))
 
 
 def _prometheus(settings: AgentSettings, out: Exporters) -> None:

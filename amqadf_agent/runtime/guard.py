@@ -50,12 +50,14 @@ class ExportStats:
         #: Set when the shutdown deadline has passed: every export fails at once, counted.
         self.closed = False
 
-    def record_failure(self, signal: str, exporter: str, error_type: str, items: int, detail: str) -> None:
+    def record_failure(
+        self, signal: str, exporter: str, error_type: str, items: int, detail: str, warn: bool = True
+    ) -> None:
         key = (signal, exporter, error_type)
         with self._lock:
             self.failures[key] += 1
             self.dropped[key] += items
-            first = key not in self._warned
+            first = warn and key not in self._warned
             self._warned.add(key)
         if first:
             logger.warning(
@@ -92,8 +94,8 @@ def stop_exports(stats: ExportStats) -> None:
 
 def _safe_call(stats: ExportStats, signal: str, name: str, items: int, fn: Callable[[], Any]) -> bool:
     """Run an export; True when it succeeded. Nothing escapes."""
-    if stats.closed:
-        stats.record_failure(signal, name, "shutdown_deadline", items, "the shutdown deadline passed")
+    if stats.closed:  # (the shutdown has said so once, for every signal)
+        stats.record_failure(signal, name, "shutdown_deadline", items, "", warn=False)
         return False
     try:
         result = fn()
