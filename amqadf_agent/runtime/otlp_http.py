@@ -48,12 +48,8 @@ def interruptible_session() -> Any:
             super().connect()
             open_connections.add(self)
 
-    class TLSConnection(HTTPSConnection):
-        def connect(self) -> None:
-            if closed.is_set():
-                raise ConnectionRefusedError("the exporter is shut down")
-            super().connect()
-            open_connections.add(self)
+    class TLSConnection(Connection, HTTPSConnection):  # Connection.connect, then HTTPSConnection's
+        pass
 
     class Pool(HTTPConnectionPool):
         ConnectionCls = Connection
