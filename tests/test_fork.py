@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
+import signal
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -145,3 +148,115 @@ def test_multiprocessing_fork_process_gets_its_own_agent(tmp_path: Path) -> None
     assert (tmp_path / "child-identity.txt").read_text() == (
         f"{child_pid} {resource[semconv.ATTR_SERVICE_INSTANCE_ID]}"
     )
+
+
+# --- children that never call shutdown(): multiprocessing ends them with os._exit, not atexit ----------
+
+SPANS_PER_CHILD = 200
+
+
+def _spans_in_children(tmp_path: Path) -> int:
+    """Spans exported by processes other than this one (each writes traces.<pid>.jsonl)."""
+    total = 0
+    for path in tmp_path.glob("traces.*.jsonl"):
+        if path.stat().st_size == 0:  # a child that exported nothing
+            continue
+        total += sum(1 for r in read_records(path) if isinstance(r, SpanRecord))
+    return total
+
+
+def _make_spans(count: int) -> int:
+    """A child's work: ``count`` spans, and nothing about the agent."""
+    tracer = amqadf_agent.get_agent().tracer("child")  # type: ignore[union-attr]
+    for i in range(count):
+        with tracer.start_as_current_span("child-work") as span:
+            span.set_attribute("i", i)
+    return count
+
+
+def _quiet_file_agent(tmp_path: Path) -> Any:
+    # Nothing is exported on a timer: what reaches the files is what the children's exit flushed
+    # (or what filled a batch of 512 on its own).
+    agent = amqadf_agent.start(
+        exporters=["file"],
+        output_dir=tmp_path,
+        service_name="forky",
+        span_export_delay=60,
+        metric_interval=60,
+    )
+    assert agent.running, agent.error
+    return agent
+
+
+def test_multiprocessing_children_export_their_spans_without_calling_shutdown(tmp_path: Path) -> None:
+    agent = _quiet_file_agent(tmp_path)
+    context = multiprocessing.get_context("fork")
+    processes = [context.Process(target=_make_spans, args=(SPANS_PER_CHILD,)) for _ in range(3)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0
+    assert agent.shutdown()
+    assert sorted(p.name for p in tmp_path.glob("traces.*.jsonl")) == sorted(
+        f"traces.{process.pid}.jsonl" for process in processes
+    )
+    assert _spans_in_children(tmp_path) == 3 * SPANS_PER_CHILD
+
+
+def test_pool_workers_export_their_spans_when_the_pool_is_closed(tmp_path: Path) -> None:
+    agent = _quiet_file_agent(tmp_path)
+    pool = multiprocessing.get_context("fork").Pool(3)
+    assert sum(pool.map(_make_spans, [SPANS_PER_CHILD] * 30, chunksize=1)) == 6000
+    pool.close()
+    pool.join()
+    assert agent.shutdown()
+    assert _spans_in_children(tmp_path) == 6000
+
+
+def test_pool_workers_export_their_spans_when_the_with_block_terminates_the_pool(tmp_path: Path) -> None:
+    agent = _quiet_file_agent(tmp_path)
+    started = time.monotonic()
+    with multiprocessing.get_context("fork").Pool(3) as pool:  # __exit__ is terminate(): SIGTERM
+        assert sum(pool.map(_make_spans, [SPANS_PER_CHILD] * 30, chunksize=1)) == 6000
+    assert time.monotonic() - started < 30  # the workers died (none waits forever on the queue lock)
+    assert agent.shutdown()
+    assert _spans_in_children(tmp_path) == 6000
+
+
+def _make_spans_then_wait(count: int, made: Any) -> None:
+    _make_spans(count)
+    made.set()
+    time.sleep(60)
+
+
+def test_terminate_of_a_plain_process_stays_the_default_action(tmp_path: Path) -> None:
+    _quiet_file_agent(tmp_path)
+    context = multiprocessing.get_context("fork")
+    made = context.Event()
+    process = context.Process(target=_make_spans_then_wait, args=(SPANS_PER_CHILD, made))
+    process.start()
+    assert made.wait(30)
+    process.terminate()
+    process.join(30)
+    assert process.exitcode == -signal.SIGTERM
+
+
+def _span_then_busy_in_c(_: int) -> None:
+    _make_spans(1)
+    hashlib.pbkdf2_hmac("sha256", b"key", b"salt", 50_000_000)  # seconds in C, the GIL released
+
+
+def test_pool_worker_busy_in_c_when_terminated_exports_and_dies_of_sigterm(tmp_path: Path) -> None:
+    # The handler cannot run while the main thread is in C: the watcher thread shuts down instead.
+    agent = _quiet_file_agent(tmp_path)
+    pool = multiprocessing.get_context("fork").Pool(2)
+    pool.map_async(_span_then_busy_in_c, [1, 2], chunksize=1)
+    time.sleep(1.5)  # both tasks have made their span and are in C
+    started = time.monotonic()
+    pool.terminate()
+    pool.join()
+    assert time.monotonic() - started < 10
+    assert [worker.exitcode for worker in pool._pool] == [-signal.SIGTERM] * 2  # type: ignore[attr-defined]
+    assert agent.shutdown()
+    assert _spans_in_children(tmp_path) == 2

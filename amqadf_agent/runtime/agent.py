@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
+from amqadf_agent.runtime import children
 from amqadf_agent.runtime.settings import AgentSettings, resolve
 
 if TYPE_CHECKING:
@@ -129,6 +131,7 @@ class Agent:
         application is never kept waiting longer.
         """
         global _agent
+        started = time.monotonic()  # the deadline counts from here: every step below is in it
         with self._shutdown_lock:
             if not self._running:
                 return True
@@ -141,19 +144,35 @@ class Agent:
                     logger.removeHandler(own)
         if self._restore_log_level is not None:  # now, not after the flush (it has a deadline)
             self._restore_log_level()
-        finished = _with_deadline("shutdown", budget, self._shutdown_all)
+        finished = _with_deadline("shutdown", budget - (time.monotonic() - started), self._shutdown_all)
+        if not finished and self.stats is not None:
+            from amqadf_agent.runtime.guard import stop_exports
+
+            stop_exports(self.stats)  # nothing is sent after the application was told it is over
         with _lock:
             if _agent is self:
                 _agent = None
         return finished
 
     def _shutdown_all(self, budget_ms: int) -> None:
+        # The three at once: traces stuck on a slow collector must not use up the time of the
+        # metrics' and logs' last export.
+        steps: list[Callable[[], object]] = []
         if self.tracer_provider is not None:
-            self.tracer_provider.shutdown()
+            steps.append(self.tracer_provider.shutdown)
         if self.meter_provider is not None:
-            self.meter_provider.shutdown(timeout_millis=budget_ms)
+            meter_provider = self.meter_provider
+            steps.append(lambda: meter_provider.shutdown(timeout_millis=budget_ms))
         if self.logger_provider is not None:
-            self.logger_provider.shutdown()
+            steps.append(self.logger_provider.shutdown)
+        threads = [
+            threading.Thread(target=_logged(step), name=f"amqadf-agent-shutdown-{n}", daemon=True)
+            for n, step in enumerate(steps)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()  # (the caller waits with the deadline)
         for close in self._closers:
             try:
                 close()
@@ -187,8 +206,19 @@ class Agent:
         )
 
 
+def _logged(step: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            step()
+        except Exception as exc:
+            logger.warning("amqadf-agent: shutdown failed: %s", exc)
+
+    return run
+
+
 def _with_deadline(what: str, budget: float, fn: Any) -> bool:
     """Run ``fn(budget_ms)`` in a daemon thread; give up waiting after ``budget`` seconds."""
+    budget = max(0.001, budget)
     budget_ms = max(1, int(budget * 1000))
     done = threading.Event()
 
@@ -432,7 +462,16 @@ def _install_process_hooks() -> None:
     _hooks_installed = True
     atexit.register(_at_exit)
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        os.register_at_fork(before=_watch_multiprocessing_children, after_in_child=_after_fork_in_child)
+
+
+def _watch_multiprocessing_children() -> None:
+    children.watch(_at_exit, _shutdown_budget)
+
+
+def _shutdown_budget() -> float:
+    agent = _agent
+    return agent.settings.shutdown_timeout if agent is not None and agent.running else 0.0
 
 
 def _at_exit() -> None:

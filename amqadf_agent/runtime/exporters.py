@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from amqadf_agent.errors import ConfigError, MissingExtraError
+from amqadf_agent.runtime import otlp_http
 from amqadf_agent.runtime.file_exporter import (
     FileLogExporter,
     FileMetricExporter,
@@ -77,13 +79,13 @@ def _file(settings: AgentSettings, stats: ExportStats, problems: list[ConfigErro
     try:
         writers = _writers(directory, settings)
     except OSError as exc:
-        fallback = (
-            Path(tempfile.gettempdir()) / f"amqadf-telemetry-{os.getuid() if hasattr(os, 'getuid') else 0}"
-        )
+        fallback, refused = _private_fallback_dir()
+        why = f" ({refused})" if refused else ""
         problems.append(
             ConfigError(
                 "AMQADF_OUTPUT_DIR",
-                f"cannot write to {str(directory)!r} ({exc.strerror or exc}); writing to {str(fallback)!r}",
+                f"cannot write to {str(directory)!r} ({exc.strerror or exc}); "
+                f"writing to {str(fallback)!r}{why}",
             )
         )
         directory = fallback
@@ -93,6 +95,45 @@ def _file(settings: AgentSettings, stats: ExportStats, problems: list[ConfigErro
     out.spans.append(GuardedSpanExporter(FileSpanExporter(traces), "file", stats))
     out.metrics.append(GuardedMetricExporter(FileMetricExporter(metrics), "file", stats))
     out.logs.append(GuardedLogExporter(FileLogExporter(logs), "file", stats))
+
+
+def _private_fallback_dir() -> tuple[Path, str]:
+    """A directory that only this user can enter, in the system's temporary directory.
+
+    The temporary directory is writable by everyone: another user can create the well-known name
+    ``amqadf-telemetry-<uid>`` first, as a directory of theirs or a symlink, and receive (or
+    redirect, through symlinks inside it) whatever a root process writes there. The well-known name
+    is used only when this call creates it (mode 0700) or when it is a real directory of this user
+    that nobody else may enter; otherwise a fresh ``mkdtemp`` directory is used.
+
+    Returns:
+        The directory, and why the well-known name was refused ('' when it was used).
+    """
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    shared = Path(tempfile.gettempdir()) / f"amqadf-telemetry-{uid or 0}"
+    try:
+        os.mkdir(shared, 0o700)
+        return shared, ""
+    except FileExistsError:
+        pass
+    refused = _not_private(os.lstat(shared), uid)
+    if not refused:
+        return shared, ""
+    fresh = tempfile.mkdtemp(prefix=f"{shared.name}-")  # created 0700, a name nobody could guess
+    return Path(fresh), f"{str(shared)!r} {refused}"
+
+
+def _not_private(info: os.stat_result, uid: int | None) -> str:
+    """Why a directory found at the well-known name is not safe to write in ('' when it is)."""
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symlink"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a directory"
+    if uid is not None and info.st_uid != uid:
+        return f"belongs to uid {info.st_uid}"
+    if uid is not None and info.st_mode & 0o077:
+        return f"is open to other users (mode {stat.S_IMODE(info.st_mode):o})"
+    return ""
 
 
 def _writers(directory: Path, settings: AgentSettings) -> tuple[RotatingLineWriter, ...]:
@@ -164,13 +205,14 @@ def _otlp(settings: AgentSettings, stats: ExportStats, out: Exporters) -> None:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[assignment]
             OTLPSpanExporter,
         )
-    out.spans.append(
-        GuardedSpanExporter(OTLPSpanExporter(**_options(settings, "traces", http)), "otlp", stats)
-    )
-    out.metrics.append(
-        GuardedMetricExporter(OTLPMetricExporter(**_options(settings, "metrics", http)), "otlp", stats)
-    )
-    out.logs.append(GuardedLogExporter(OTLPLogExporter(**_options(settings, "logs", http)), "otlp", stats))
+
+    def options(signal: str) -> dict[str, Any]:
+        # Over HTTP, a session whose close() (at the shutdown deadline) ends a request in flight.
+        return {**_options(settings, signal, http), **(otlp_http.session_kwargs(signal) if http else {})}
+
+    out.spans.append(GuardedSpanExporter(OTLPSpanExporter(**options("traces")), "otlp", stats))
+    out.metrics.append(GuardedMetricExporter(OTLPMetricExporter(**options("metrics")), "otlp", stats))
+    out.logs.append(GuardedLogExporter(OTLPLogExporter(**options("logs")), "otlp", stats))
 
 
 def _prometheus(settings: AgentSettings, out: Exporters) -> None:

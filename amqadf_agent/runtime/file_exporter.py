@@ -37,6 +37,11 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 _logger = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl"
+#: A symlink at the file's name is refused, never followed: where the directory is shared (or was
+#: planted by another user), a link would send a root process's telemetry into any file.
+_OPEN_FLAGS = (
+    os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+)
 
 
 class RotatingLineWriter:
@@ -67,7 +72,7 @@ class RotatingLineWriter:
 
     def _open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(self.path, _OPEN_FLAGS, 0o644)
         self._size = os.fstat(self._fd).st_size
 
     def _reopen_in_child(self) -> None:
@@ -85,7 +90,13 @@ class RotatingLineWriter:
             self._fd = -1
 
     def write(self, data: bytes) -> None:
-        """Write ``data`` (one or more whole lines). Raises ``OSError`` (disk full, …) to the caller."""
+        """Write ``data`` (one or more whole lines): all of it, or none of it.
+
+        Raises ``OSError`` (disk full, file too large, ...) to the caller, which counts the batch
+        as dropped. What a failed write had put in the file is cut off again, so that the file
+        still ends on a line boundary and the next batch is a line of its own, not glued to a torn
+        one (unless another process appended to the same file meanwhile: its lines are kept).
+        """
         with self._lock:
             if self._closed:
                 raise ValueError(f"{self.path} is closed")
@@ -93,11 +104,29 @@ class RotatingLineWriter:
                 self._open()
             if self._size and self._size + len(data) > self.max_bytes:
                 self._rotate()
+            start = os.fstat(self._fd).st_size
+            written = 0
             view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-            self._size += len(data)
+            try:
+                while written < len(data):
+                    written += os.write(self._fd, view[written:])
+            except OSError:
+                self._cut_back(start, written)
+                raise
+            self._size = start + written
+
+    def _cut_back(self, start: int, written: int) -> None:
+        """Remove the ``written`` bytes of a failed write that began at offset ``start``."""
+        try:
+            size = os.fstat(self._fd).st_size
+            # Only when the file ends with exactly what this write left: bytes appended after
+            # them by another process sharing the file are that process's whole lines.
+            if written and size == start + written:
+                os.ftruncate(self._fd, start)
+                size = start
+            self._size = size
+        except OSError as exc:
+            _logger.debug("amqadf-agent: cannot cut a torn line off %s: %r", self.path, exc)
 
     def _rotate(self) -> None:
         os.close(self._fd)

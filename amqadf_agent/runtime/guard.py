@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -46,13 +47,17 @@ class ExportStats:
         self.failures: Counter[tuple[str, str, str]] = Counter()
         self.dropped: Counter[tuple[str, str, str]] = Counter()
         self._warned: set[tuple[str, str, str]] = set()
+        #: Set when the shutdown deadline has passed: every export fails at once, counted.
+        self.closed = False
 
-    def record_failure(self, signal: str, exporter: str, error_type: str, items: int, detail: str) -> None:
+    def record_failure(
+        self, signal: str, exporter: str, error_type: str, items: int, detail: str, warn: bool = True
+    ) -> None:
         key = (signal, exporter, error_type)
         with self._lock:
             self.failures[key] += 1
             self.dropped[key] += items
-            first = key not in self._warned
+            first = warn and key not in self._warned
             self._warned.add(key)
         if first:
             logger.warning(
@@ -69,8 +74,29 @@ class ExportStats:
             return dict(self.failures), dict(self.dropped)
 
 
+#: The guarded exporters alive in this process, for ``stop_exports``.
+_guards: weakref.WeakSet[_Guarded] = weakref.WeakSet()
+
+
+def stop_exports(stats: ExportStats) -> None:
+    """The shutdown deadline has passed: end the exports of the agent that counts in ``stats``.
+
+    What is still queued is dropped at once, and counted, instead of being tried after the
+    application was told shutdown is over; each exporter is shut down, which stops an OTLP
+    exporter's retries and cancels its gRPC calls in flight. (An HTTP request in flight runs on
+    until its own timeout, in a daemon thread that never holds up the exit.)
+    """
+    stats.closed = True
+    for guard in list(_guards):
+        if guard.stats is stats:
+            guard._shutdown_inner(guard.inner.shutdown)
+
+
 def _safe_call(stats: ExportStats, signal: str, name: str, items: int, fn: Callable[[], Any]) -> bool:
     """Run an export; True when it succeeded. Nothing escapes."""
+    if stats.closed:  # (the shutdown has said so once, for every signal)
+        stats.record_failure(signal, name, "shutdown_deadline", items, "", warn=False)
+        return False
     try:
         result = fn()
     except BaseException as exc:
@@ -84,28 +110,49 @@ def _safe_call(stats: ExportStats, signal: str, name: str, items: int, fn: Calla
     return True
 
 
-class GuardedSpanExporter(SpanExporter):
+class _Guarded:
+    """What the three guards share: the inner exporter is shut down once, whoever asks first."""
+
+    inner: Any
+    stats: ExportStats
+
+    def _register(self) -> None:
+        self._shut_down = False
+        self._shutdown_lock = threading.Lock()
+        _guards.add(self)
+
+    def _shutdown_inner(self, call: Callable[[], Any]) -> None:
+        with self._shutdown_lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+        _quietly(call)
+
+
+class GuardedSpanExporter(SpanExporter, _Guarded):
     def __init__(self, inner: SpanExporter, name: str, stats: ExportStats) -> None:
         self.inner, self.name, self.stats = inner, name, stats
+        self._register()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         ok = _safe_call(self.stats, "traces", self.name, len(spans), lambda: self.inner.export(spans))
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
-        _quietly(self.inner.shutdown)
+        self._shutdown_inner(self.inner.shutdown)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return bool(_quietly(lambda: self.inner.force_flush(timeout_millis)))
 
 
-class GuardedMetricExporter(MetricExporter):
+class GuardedMetricExporter(MetricExporter, _Guarded):
     def __init__(self, inner: MetricExporter, name: str, stats: ExportStats) -> None:
         super().__init__(
             preferred_temporality=getattr(inner, "_preferred_temporality", None),
             preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
         )
         self.inner, self.name, self.stats = inner, name, stats
+        self._register()
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
@@ -129,19 +176,20 @@ class GuardedMetricExporter(MetricExporter):
         return bool(_quietly(lambda: self.inner.force_flush(timeout_millis)))
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        _quietly(lambda: self.inner.shutdown(timeout_millis=timeout_millis))
+        self._shutdown_inner(lambda: self.inner.shutdown(timeout_millis=timeout_millis))
 
 
-class GuardedLogExporter(LogRecordExporter):
+class GuardedLogExporter(LogRecordExporter, _Guarded):
     def __init__(self, inner: LogRecordExporter, name: str, stats: ExportStats) -> None:
         self.inner, self.name, self.stats = inner, name, stats
+        self._register()
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         ok = _safe_call(self.stats, "logs", self.name, len(batch), lambda: self.inner.export(batch))
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
     def shutdown(self) -> None:
-        _quietly(self.inner.shutdown)
+        self._shutdown_inner(self.inner.shutdown)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return bool(_quietly(lambda: self.inner.force_flush(timeout_millis)))
@@ -156,7 +204,12 @@ def _quietly(fn: Callable[[], Any]) -> Any:
 
 
 class RateLimitFilter(logging.Filter):
-    """Let the first record of each kind through, then at most one per ``interval`` seconds."""
+    """Let the first record of each kind through, then at most one per ``interval`` seconds.
+
+    As a filter it decides once a record exists. On the SDK's and exporters' own loggers it decides
+    before (``gate``): during an outage the SDK warns once per dropped span, and building a record
+    (the caller's frame, a ``LogRecord``) costs more than dropping the span.
+    """
 
     def __init__(self, interval: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__("amqadf-rate-limit")
@@ -166,19 +219,50 @@ class RateLimitFilter(logging.Filter):
         self._suppressed: Counter[tuple[str, Any]] = Counter()
         self._lock = threading.Lock()
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.msg)
+    def admit(self, name: str, msg: Any) -> Any:
+        """The message to log now (with how many like it were suppressed since), or None."""
+        key = (name, msg)
         now = self.clock()
-        with self._lock:
-            last = self._last.get(key)
-            if last is not None and now - last < self.interval:
-                self._suppressed[key] += 1
-                return False
-            self._last[key] = now
-            suppressed = self._suppressed.pop(key, 0)
-        if suppressed:
-            record.msg = f"{record.msg} ({suppressed} similar messages suppressed)"
+        try:
+            with self._lock:
+                last = self._last.get(key)
+                if last is not None and now - last < self.interval:
+                    self._suppressed[key] += 1
+                    return None
+                self._last[key] = now
+                suppressed = self._suppressed.pop(key, 0)
+        except TypeError:  # an unhashable message object: not limited
+            return msg
+        return f"{msg} ({suppressed} similar messages suppressed)" if suppressed else msg
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = self.admit(record.name, record.msg)
+        if msg is None:
+            return False
+        record.msg = msg
         return True
+
+    def gate(self, target: logging.Logger) -> None:
+        """Limit ``target``'s records before they are built: its ``_log``, which every level's
+        method calls with the message, asks ``admit`` first."""
+        build = target._log
+        name = target.name
+
+        def _log(
+            level: int,
+            msg: Any,
+            args: Any,
+            exc_info: Any = None,
+            extra: Any = None,
+            stack_info: bool = False,
+            stacklevel: int = 1,
+        ) -> None:
+            admitted = self.admit(name, msg)
+            if admitted is not None:
+                # One frame more (this one) between the caller and logging's own frames.
+                build(level, admitted, args, exc_info, extra, stack_info, stacklevel + 1)
+
+        target._log = _log  # type: ignore[method-assign]
 
 
 _filter_lock = threading.Lock()
@@ -186,11 +270,11 @@ _installed_filter: RateLimitFilter | None = None
 
 
 def quiet_noisy_loggers() -> None:
-    """Install one shared rate limit on the SDK's and exporters' loggers (idempotent)."""
+    """Put one shared rate limit on the SDK's and exporters' loggers (idempotent)."""
     global _installed_filter
     with _filter_lock:
         if _installed_filter is not None:
             return
         _installed_filter = RateLimitFilter()
         for name in NOISY_LOGGERS:
-            logging.getLogger(name).addFilter(_installed_filter)
+            _installed_filter.gate(logging.getLogger(name))

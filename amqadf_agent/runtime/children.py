@@ -1,0 +1,172 @@
+"""multiprocessing children shut their agent down when they end, as ``atexit`` does in a process.
+
+A forked multiprocessing child ends in ``os._exit``, so ``atexit`` never runs there and what its
+batch processors still hold would be lost, uncounted. multiprocessing runs its own finalizers
+instead, in the child, after its ``run()``: an after-fork callback, registered once before the
+first fork and inherited by every child, adds the agent's shutdown to them. A plain ``os.fork``
+child never runs these callbacks: it decides itself how it exits. multiprocessing is not imported
+for this: a process that forks through it has imported it already.
+
+Pool workers are also ended by SIGTERM: ``Pool.terminate()``, and so the end of every
+``with Pool()`` block, while they wait for tasks that will not come. No finalizer runs then, so a
+worker gets a SIGTERM handler that shuts the agent down within its deadline and then dies of the
+signal as it would have (see ``_PoolWorkerExit``). Other children keep the default action of
+SIGTERM: ``Process.terminate()`` stays immediate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+_watching = False
+
+
+def watch(shutdown: Callable[[], None], budget: Callable[[], float]) -> None:
+    """Before a fork: have multiprocessing's children call ``shutdown`` when they end.
+
+    Args:
+        shutdown: shuts the running agent down, within its deadline (a no-op when none runs).
+        budget: that deadline in seconds, for the child to bound how long a SIGTERM may wait;
+            0 when no agent runs (then the child is left as it is).
+    """
+    global _watching
+    mp_util = sys.modules.get("multiprocessing.util")
+    if _watching or mp_util is None:
+        return
+    _watching = True
+    mp_util.register_after_fork(shutdown, lambda at_exit: _in_child(at_exit, budget))  # (a function lives on)
+
+
+def _in_child(shutdown: Callable[[], None], budget: Callable[[], float]) -> None:
+    import multiprocessing
+    import multiprocessing.util
+
+    if budget() <= 0:  # no agent runs in this child
+        return
+    ending = _PoolWorkerExit(shutdown, budget)
+    # The lowest priority: after the application's own finalizers, which may still make telemetry.
+    multiprocessing.util.Finalize(None, ending.finalize, exitpriority=-(2**31))
+    pool = sys.modules.get("multiprocessing.pool")
+    target = getattr(multiprocessing.current_process(), "_target", None)
+    if pool is not None and target is getattr(pool, "worker", None):
+        ending.handle_sigterm()
+
+
+class _PoolWorkerExit:
+    """How a child's agent is shut down: its ``run()`` returns, or (a pool worker) it gets SIGTERM.
+
+    A Python signal handler runs only in the main thread, and only once the main thread is
+    interrupted; the kernel may deliver the signal to any thread (the batch processors' too), and
+    then a worker waiting on the task queue's lock would wait forever. So the handler comes with a
+    watcher thread, woken by the interpreter's wakeup fd on any thread's signal, that sends it on
+    to the main thread. When the main thread does not answer within a second (it is in a long
+    call into C), the watcher shuts the agent down itself and the worker dies of the signal all
+    the same: ``terminate()`` always ends it, later by at most a second and the flush.
+    """
+
+    def __init__(self, shutdown: Callable[[], None], budget: Callable[[], float]) -> None:
+        self.shutdown = shutdown
+        self.budget = budget
+        self.finishing = False  # the finalizer is shutting the agent down
+        self.handling = False  # the SIGTERM handler is
+        self.terminated_by: int | None = None
+        self.answered = threading.Event()  # the main thread ran the handler
+
+    def finalize(self) -> None:
+        self.finishing = True
+        try:
+            self.shutdown()
+        finally:
+            self.finishing = False
+        if self.terminated_by is not None:
+            _die_of(self.terminated_by)
+
+    def handle_sigterm(self) -> None:
+        """Install the handler and its watcher, unless the application handles SIGTERM or the wakeup fd."""
+        if signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+            return
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        try:
+            previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        except ValueError:  # not the main thread
+            previous = None
+        if previous != -1:
+            if previous is not None:
+                signal.set_wakeup_fd(previous)
+            os.close(read_end)
+            os.close(write_end)
+            return
+        signal.signal(signal.SIGTERM, self.on_sigterm)
+        main = threading.get_ident()
+        threading.Thread(
+            target=self._watch, args=(read_end, main), name="amqadf-agent-sigterm", daemon=True
+        ).start()
+
+        def undo_in_child() -> None:  # a process this worker forks starts with neither
+            if signal.getsignal(signal.SIGTERM) == self.on_sigterm:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.set_wakeup_fd(-1)
+                for fd in (read_end, write_end):
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+
+        os.register_at_fork(after_in_child=undo_in_child)
+
+    def on_sigterm(self, signum: int, frame: object) -> None:
+        self.answered.set()
+        if self.handling:  # (the watcher is shutting down; it ends the worker)
+            return
+        if self.finishing:  # the finalizer's flush is under way: it dies of the signal once done
+            self.terminated_by = signum
+            return
+        self.handling = True
+        # In a thread: the interrupted main thread may hold a lock that the shutdown needs.
+        worker = threading.Thread(target=self.shutdown, name="amqadf-agent-sigterm-flush", daemon=True)
+        worker.start()
+        worker.join(self.budget() + 1.0)
+        _die_of(signum)
+
+    def _watch(self, read_end: int, main: int) -> None:
+        while True:
+            try:
+                got = os.read(read_end, 64)
+            except OSError:
+                return
+            if not got:
+                return
+            if signal.SIGTERM not in got:
+                continue  # another signal with a Python handler (SIGINT): not ours
+            if not self.handling and self.terminated_by is None:
+                with contextlib.suppress(OSError):
+                    signal.pthread_kill(main, signal.SIGTERM)
+                if not self.answered.wait(1.0):  # the main thread is in a long call into C
+                    self.handling = True
+                    self.shutdown()
+                    _die_of(signal.SIGTERM, from_any_thread=True)
+            time.sleep(self.budget() + 2.0)
+            _die_of(signal.SIGTERM, from_any_thread=True)  # the handler should have ended it
+
+
+def _die_of(signum: int, from_any_thread: bool = False) -> None:
+    """End as the signal's default action would: no ``finally`` block, no exit handler runs.
+
+    Only the main thread may set a handler through ``signal``; another thread sets the default
+    action through the C library, or, where it cannot, ends the process with SIGKILL.
+    """
+    if not from_any_thread:
+        signal.signal(signum, signal.SIG_DFL)
+    else:
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).signal(signum, ctypes.c_void_p(0))  # SIG_DFL
+        except (ImportError, OSError, AttributeError):
+            signum = signal.SIGKILL
+    os.kill(os.getpid(), signum)
