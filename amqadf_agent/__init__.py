@@ -43,7 +43,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "amqadf_agent.monitoring.resources": ("ProcessMetrics", "ResourceMetrics", "ResourceMonitor"),
     "amqadf_agent.monitoring.worker_pool": ("InstrumentedThreadPool", "InstrumentedThreadPoolExecutor"),
     "amqadf_agent.profiling.profiler": ("PerformanceProfiler", "profiled"),
-    "amqadf_agent.resilience.circuit_breaker": ("CircuitBreaker",),
+    "amqadf_agent.resilience.circuit_breaker": ("CircuitBreaker", "CircuitBreakerConfig"),
     "amqadf_agent.resilience.fallback": ("GracefulDegradation",),
     "amqadf_agent.resilience.rate_limit": ("RateLimiter",),
     "amqadf_agent.resilience.retry": ("RetryBudget", "RetryPolicy", "retry_with_policy"),
@@ -100,6 +100,7 @@ if TYPE_CHECKING:
     from amqadf_agent.profiling.profiler import PerformanceProfiler as PerformanceProfiler
     from amqadf_agent.profiling.profiler import profiled as profiled
     from amqadf_agent.resilience.circuit_breaker import CircuitBreaker as CircuitBreaker
+    from amqadf_agent.resilience.circuit_breaker import CircuitBreakerConfig as CircuitBreakerConfig
     from amqadf_agent.resilience.fallback import GracefulDegradation as GracefulDegradation
     from amqadf_agent.resilience.rate_limit import RateLimiter as RateLimiter
     from amqadf_agent.resilience.retry import RetryBudget as RetryBudget
