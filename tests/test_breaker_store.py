@@ -13,7 +13,7 @@ import time
 
 import pytest
 import redis
-from redis_server import RedisServer, redis_server  # noqa: F401  (the fixture)
+from support.redis_server import RedisServer, redis_server  # noqa: F401  (the fixture)
 
 from amqadf_agent.errors import CircuitOpenError, ConfigError
 from amqadf_agent.resilience.circuit_breaker import CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, CircuitBreaker

@@ -12,9 +12,9 @@ import weakref
 from typing import Any
 
 import pytest
-from metric_helpers import collect, points
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from support.metrics import collect, points
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError

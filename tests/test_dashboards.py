@@ -10,7 +10,7 @@ with its template variables substituted as Grafana would, must return data for b
 is exempt, so a misspelt metric name fails even on a panel that only shows failures.
 
 Needs the Debian package ``prometheus`` (which ships ``promtool``); the schema check needs
-``grafana-foundation-sdk`` (``SCHEMA_PACKAGE``, the exact line: see tests/grafana_schema.py) and is
+``grafana-foundation-sdk`` (``SCHEMA_PACKAGE``, the exact line: see tests/support/grafana_schema.py) and is
 skipped without it.
 """
 
@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from grafana_schema import schema_problems
-from prometheus_server import (
+from support import free_port
+from support.grafana_schema import schema_problems
+from support.prometheus_server import (
     DEMO_SERVICE,
     PROMTOOL,
     RATIO_GAUGES,
@@ -36,7 +37,6 @@ from prometheus_server import (
     PrometheusQueryError,
     PrometheusServer,
     both_naming_paths,
-    free_port,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +50,7 @@ DEMO_DURATION = 26.0
 #: neither touches panels; 42 was added after 12.1). Moving Grafana means revisiting both.
 GRAFANA_IMAGE = "grafana/grafana:12.1.1"
 GRAFANA_SCHEMA_VERSION = 41
-#: The line of grafana-foundation-sdk whose types the schema check uses (see tests/grafana_schema.py).
+#: The line of grafana-foundation-sdk whose types the schema check uses (see tests/support/grafana_schema.py).
 SCHEMA_PACKAGE = "grafana-foundation-sdk==1769699379!11.6.0"
 
 #: Grafana's built-in variables, as the test substitutes them.
@@ -178,7 +178,7 @@ def test_dashboard_matches_grafanas_schema(path: Path) -> None:
 
 
 def test_the_schema_check_finds_what_grafana_would_not_read() -> None:
-    """The check of tests/grafana_schema.py itself: each planted mistake is reported."""
+    """The check of tests/support/grafana_schema.py itself: each planted mistake is reported."""
     pytest.importorskip("grafana_foundation_sdk", reason=f"Grafana's dashboard schema needs {SCHEMA_PACKAGE}")
     dash = load(DASHBOARD_DIR / "agent-health.json")
     panel = next(p for p in dash["panels"] if p["type"] == "timeseries")

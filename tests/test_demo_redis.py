@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import redis as redis_client
-from redis_server import RedisServer, redis_server  # noqa: F401 - the fixture
+from support.redis_server import RedisServer, redis_server  # noqa: F401 - the fixture
 
 from amqadf_agent import semconv
 from amqadf_agent.analyzer.model import MetricRecord

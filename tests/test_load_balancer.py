@@ -19,13 +19,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from metric_helpers import collect, points
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.metrics import collect, points
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import AmqadfError, ConfigError

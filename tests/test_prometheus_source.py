@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_server import (
+from support import free_port
+from support.prometheus_server import (
     DEMO_SERVICE,
     VIA_COLLECTOR,
     PrometheusQueryError,
     PrometheusServer,
     both_naming_paths,
-    free_port,
 )
 
 from amqadf_agent import semconv

@@ -10,7 +10,8 @@ import pytest
 import redis
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from redis_server import RedisServer, free_port, redis_server  # noqa: F401
+from support import free_port
+from support.redis_server import RedisServer, redis_server  # noqa: F401
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError

@@ -14,7 +14,7 @@ import pytest
 import redis
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from redis_server import RedisServer, redis_server  # noqa: F401  (the fixture)
+from support.redis_server import RedisServer, redis_server  # noqa: F401  (the fixture)
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError, MissingExtraError
@@ -170,7 +170,7 @@ def test_fail_open_when_redis_dies_and_back_when_it_returns(
 
 
 def test_unreachable_from_the_start_fails_open_fast() -> None:
-    from redis_server import free_port
+    from support import free_port
 
     store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.05)
     limiter = RateLimiter(1, burst=1, name="nowhere", store=store)
@@ -195,7 +195,7 @@ def test_store_validation_and_missing_package(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_a_password_in_the_url_never_reaches_repr_or_the_log(caplog: pytest.LogCaptureFixture) -> None:
-    from redis_server import free_port
+    from support import free_port
 
     from amqadf_agent.resilience.stores import redact_url
 

@@ -1,7 +1,7 @@
 """The Vault and AWS Secrets Manager providers, with their real clients against loopback endpoints.
 
 - AWS: ``boto3`` (the real client) against ``moto`` in server mode on a free loopback port.
-- Vault: ``hvac`` (the real client) against ``tests/vault_stub.py``, a loopback HTTP server that
+- Vault: ``hvac`` (the real client) against ``tests/support/vault_stub.py``, a loopback HTTP server that
   stands in for Vault, which cannot be installed here. It answers the KV v2 read, AppRole login and
   token lookup endpoints as Vault's HTTP API documentation specifies, checking ``X-Vault-Token`` and
   ``X-Vault-Namespace`` (403 for a wrong token, 404 for a missing path).
@@ -24,7 +24,7 @@ from pathlib import Path
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
-from vault_stub import VaultStub
+from support.vault_stub import VaultStub
 
 from amqadf_agent.config import vault as vault_module
 from amqadf_agent.config.aws import AwsSecretsManagerProvider

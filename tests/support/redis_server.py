@@ -1,6 +1,6 @@
 """A real ``redis-server`` for tests, on a free loopback port, without persistence.
 
-    from tests.redis_server import redis_server  # noqa: F401  (the fixture)
+    from support.redis_server import redis_server  # noqa: F401  (the fixture)
 
     def test_x(redis_server: RedisServer) -> None:
         store = RedisStore(redis_server.url)
@@ -21,13 +21,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from support import free_port
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _ping(port: int, timeout: float = 0.1) -> bool:
