@@ -23,6 +23,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.clock import FakeClock
 from support.metrics import points
 
 from amqadf_agent import semconv
@@ -41,19 +42,6 @@ from amqadf_agent.scaling.autoscaler import (
 from amqadf_agent.scaling.autoscaler_telemetry import AutoScalerTelemetry, instrument
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class FakeClock:
-    """Seconds that move only when the test says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def cpu(value: float | None, **more: Any) -> ScalingMetrics:

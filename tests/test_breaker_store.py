@@ -13,19 +13,12 @@ import time
 
 import pytest
 import redis
+from support.clock import FakeClock
 from support.redis_server import RedisServer, redis_server  # noqa: F401  (the fixture)
 
 from amqadf_agent.errors import CircuitOpenError, ConfigError
 from amqadf_agent.resilience.circuit_breaker import CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, CircuitBreaker
 from amqadf_agent.resilience.stores import MemoryStore, RedisStore
-
-
-class StepClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def boom() -> None:
@@ -186,7 +179,7 @@ def test_fail_open_when_redis_dies_and_shared_again_when_it_returns(
     redis_server: RedisServer,  # noqa: F811
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock = StepClock()
+    clock = FakeClock(0.0)
     store_a = RedisStore(redis_server.url, retry_interval=2.0, clock=clock, socket_timeout=0.1)
     store_b = RedisStore(redis_server.url, retry_interval=2.0, clock=clock, socket_timeout=0.1)
     a = CircuitBreaker(3, timeout=30, name="outage", store=store_a, clock=clock, sync_interval=0.5)

@@ -10,6 +10,7 @@ import cachetools
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from support.clock import FakeClock
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
@@ -22,14 +23,6 @@ from amqadf_agent.monitoring.cache import (
 
 HIT = {semconv.ATTR_CACHE_RESULT: semconv.CACHE_RESULT_HIT}
 MISS = {semconv.ATTR_CACHE_RESULT: semconv.CACHE_RESULT_MISS}
-
-
-class FakeTimer:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def collect(reader: InMemoryMetricReader) -> dict[str, dict[frozenset[tuple[str, Any]], Any]]:
@@ -188,7 +181,7 @@ def test_cachetools_ttl_counts_expirations_not_evictions(
     reader_provider: tuple[InMemoryMetricReader, MeterProvider],
 ) -> None:
     reader, provider = reader_provider
-    timer = FakeTimer()
+    timer = FakeClock(0.0)
     cache: cachetools.TTLCache[str, int] = track_cachetools(
         cachetools.TTLCache(maxsize=10, ttl=5, timer=timer), "ttl", provider
     )

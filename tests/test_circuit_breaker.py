@@ -22,23 +22,13 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.clock import FakeClock
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import AmqadfError, ConfigError
 from amqadf_agent.resilience.circuit_breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
 
 WAIT = 10.0  # seconds an event wait may take before the test fails (never reached when it passes)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Boom(Exception):

@@ -25,6 +25,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.clock import FakeClock
 from support.metrics import collect, points
 
 from amqadf_agent import semconv
@@ -35,19 +36,6 @@ from amqadf_agent.scaling.load_balancer import (
     NoHealthyWorkerError,
     WorkerStats,
 )
-
-
-class FakeClock:
-    """Seconds that move only when the test says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def make(strategy: str = "round_robin", workers: Any = 4, **kwargs: Any) -> LoadBalancer:

@@ -14,20 +14,13 @@ import pytest
 import redis
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from support.clock import FakeClock
 from support.redis_server import RedisServer, redis_server  # noqa: F401  (the fixture)
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError, MissingExtraError
 from amqadf_agent.resilience.rate_limit import RateLimiter
 from amqadf_agent.resilience.stores import RedisStore
-
-
-class StepClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_two_clients_share_one_limit(redis_server: RedisServer) -> None:  # noqa: F811
@@ -121,7 +114,7 @@ def test_fail_open_when_redis_dies_and_back_when_it_returns(
 ) -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    store_clock = StepClock()
+    store_clock = FakeClock(0.0)
     store = RedisStore(redis_server.url, retry_interval=2.0, clock=store_clock)
     limiter = RateLimiter(0.1, burst=2, name="failover", store=store)
     limiter.instrument(meter_provider=provider)

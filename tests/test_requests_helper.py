@@ -8,22 +8,11 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from support.clock import FakeClock
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
 from amqadf_agent.monitoring.requests import record_request, track_request
-
-
-class StepClock:
-    """Each read advances by ``step`` seconds: a request lasts exactly one step."""
-
-    def __init__(self, step: float) -> None:
-        self.now = 0.0
-        self.step = step
-
-    def __call__(self) -> float:
-        self.now += self.step
-        return self.now
 
 
 def points(reader: InMemoryMetricReader) -> tuple[Any, dict[frozenset[tuple[str, Any]], Any]]:
@@ -63,7 +52,7 @@ def test_context_manager_records_duration_status_and_errors(
     reader_provider: tuple[InMemoryMetricReader, MeterProvider],
 ) -> None:
     reader, provider = reader_provider
-    clock = StepClock(0.02)
+    clock = FakeClock(0.0, step=0.02)
     with record_request("/users/{id}", "get", meter_provider=provider, clock=clock) as request:
         pass
     assert request.duration == pytest.approx(0.02)
@@ -92,7 +81,7 @@ def test_context_manager_records_duration_status_and_errors(
 
 def test_decorator_sync_and_async(reader_provider: tuple[InMemoryMetricReader, MeterProvider]) -> None:
     reader, provider = reader_provider
-    clock = StepClock(0.3)
+    clock = FakeClock(0.0, step=0.3)
 
     @track_request(route="/orders", method="POST", meter_provider=provider, clock=clock)
     def create(n: int) -> int:

@@ -17,6 +17,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.clock import FakeClock
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import AmqadfError, ConfigError
@@ -56,14 +57,6 @@ CONTRACT = [
     semconv.PROCESS_FD_COUNT,
     semconv.RESOURCE_LIMIT_BREACHES,
 ]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakePsutil:

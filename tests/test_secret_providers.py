@@ -24,6 +24,7 @@ from pathlib import Path
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+from support.clock import FakeClock
 from support.vault_stub import VaultStub
 
 from amqadf_agent.config import vault as vault_module
@@ -36,14 +37,6 @@ from amqadf_agent.errors import ConfigError, MissingExtraError, SecretNotFoundEr
 PLANTED = "planted-s3cr3t-value-9f2c"
 TOKEN = "hvs.planted-root-token-77ab"
 REGION = "us-east-1"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _free_port() -> int:

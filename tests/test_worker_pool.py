@@ -18,25 +18,13 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.clock import FakeClock
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
 from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPool, PoolStats
 
 WAIT = 5.0  # generous timeout for events: a test that hangs fails instead
-
-
-class FakeClock:
-    """Seconds that move only when the test says so (read from worker threads too)."""
-
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def collect(reader: InMemoryMetricReader) -> dict[str, Any]:
@@ -98,7 +86,7 @@ def test_queue_wait_and_duration_with_injected_clock(
     metrics_provider: tuple[InMemoryMetricReader, MeterProvider], pools: list[InstrumentedThreadPool]
 ) -> None:
     reader, provider = metrics_provider
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     pool = InstrumentedThreadPool("io", 1, clock=clock)
     pools.append(pool)
     pool.instrument(provider)
