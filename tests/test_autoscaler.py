@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from support.clock import FakeClock
-from support.metrics import points
+from support.metrics import collect, points
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
@@ -880,18 +880,6 @@ def test_every_target_and_rule_reaches_the_manifest() -> None:
 
 
 # --- the emitter ------------------------------------------------------------------------------------
-def collect(reader: InMemoryMetricReader) -> dict[str, Any]:
-    data = reader.get_metrics_data()
-    assert data is not None
-    return {
-        metric.name: metric
-        for rm in data.resource_metrics
-        for sm in rm.scope_metrics
-        if sm.scope.name == semconv.SCOPE_NAME
-        for metric in sm.metrics
-    }
-
-
 def test_the_emitter_reports_the_contract_instruments() -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])

@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from support.clock import FakeClock
+from support.metrics import collect_points
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import AmqadfError, ConfigError
@@ -603,19 +604,6 @@ def test_context_manager_counts_an_exception_leaving_the_block_as_a_failure() ->
 
 
 # --- telemetry -------------------------------------------------------------------------------------
-def collect(reader: InMemoryMetricReader) -> dict[str, dict[frozenset[tuple[str, Any]], Any]]:
-    data = reader.get_metrics_data()
-    assert data is not None
-    found: dict[str, dict[frozenset[tuple[str, Any]], Any]] = {}
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            if sm.scope.name == semconv.SCOPE_NAME:
-                for metric in sm.metrics:
-                    points: Any = metric.data.data_points
-                    found[metric.name] = {frozenset(p.attributes.items()): p.value for p in points}
-    return found
-
-
 def attrs(**values: str) -> frozenset[tuple[str, str]]:
     return frozenset(values.items())
 
@@ -630,7 +618,7 @@ def test_metrics_follow_the_contract() -> None:
     breaker.call(ok)
     fail(breaker, 2)
     rejected(breaker)
-    metrics = collect(reader)
+    metrics = collect_points(reader)
     name = semconv.ATTR_BREAKER_NAME
     state = metrics[semconv.BREAKER_STATE.name]
     for s in ("closed", "open", "half_open", "forced_open", "disabled", "metrics_only"):
@@ -650,7 +638,7 @@ def test_metrics_follow_the_contract() -> None:
         attrs(**{name: "payments", semconv.ATTR_BREAKER_FROM: "closed", semconv.ATTR_BREAKER_TO: "open"}): 1
     }
     clock.advance(5.0)  # the gauge reads the lazily advanced state
-    state = collect(reader)[semconv.BREAKER_STATE.name]
+    state = collect_points(reader)[semconv.BREAKER_STATE.name]
     assert state[attrs(**{name: "payments", semconv.ATTR_BREAKER_STATE: "half_open"})] == 1
     provider.shutdown()
 

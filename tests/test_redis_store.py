@@ -15,6 +15,7 @@ import redis
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from support.clock import FakeClock
+from support.metrics import metric_points
 from support.redis_server import RedisServer, redis_server  # noqa: F401  (the fixture)
 
 from amqadf_agent import semconv
@@ -133,17 +134,9 @@ def test_fail_open_when_redis_dies_and_back_when_it_returns(
     assert store.fallbacks() == {"ConnectionError": 500}
     assert elapsed < 0.25  # one connection attempt, then a timestamp check per call
 
-    points = {}
-    data = reader.get_metrics_data()
-    assert data is not None
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                if metric.name == semconv.STATE_STORE_FALLBACKS.name:
-                    for p in metric.data.data_points:
-                        points[tuple(sorted(p.attributes.items()))] = p.value  # type: ignore[union-attr]
-    expected = tuple(
-        sorted({semconv.ATTR_ERROR_TYPE: "ConnectionError", semconv.ATTR_STATE_STORE: "redis"}.items())
+    points = metric_points(reader, semconv.STATE_STORE_FALLBACKS.name)
+    expected = frozenset(
+        {semconv.ATTR_ERROR_TYPE: "ConnectionError", semconv.ATTR_STATE_STORE: "redis"}.items()
     )
     assert points == {expected: 500}
 

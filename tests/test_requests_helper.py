@@ -9,6 +9,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from support.clock import FakeClock
+from support.metrics import collect, data_points
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
@@ -16,15 +17,9 @@ from amqadf_agent.monitoring.requests import record_request, track_request
 
 
 def points(reader: InMemoryMetricReader) -> tuple[Any, dict[frozenset[tuple[str, Any]], Any]]:
-    data = reader.get_metrics_data()
-    assert data is not None
-    metric: Any
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                if metric.name == semconv.HTTP_SERVER_REQUEST_DURATION.name:
-                    return metric, {frozenset(p.attributes.items()): p for p in metric.data.data_points}
-    raise AssertionError("no http.server.request.duration exported")
+    """The request duration histogram and its points by attribute set."""
+    metric = collect(reader)[semconv.HTTP_SERVER_REQUEST_DURATION.name]
+    return metric, data_points(metric)
 
 
 def attrs(route: str, method: str, status: int, error: str | None = None) -> frozenset[tuple[str, Any]]:

@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from support.clock import FakeClock
+from support.metrics import metric_points
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
@@ -52,19 +53,6 @@ class Flaky:
         if self.calls <= self.failures:
             raise self.error(f"failure {self.calls}")
         return self.value
-
-
-def metric_points(reader: InMemoryMetricReader, name: str) -> dict[frozenset[tuple[str, Any]], float]:
-    data = reader.get_metrics_data()
-    found: dict[frozenset[tuple[str, Any]], float] = {}
-    assert data is not None
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                if metric.name == name:
-                    for p in metric.data.data_points:
-                        found[frozenset(p.attributes.items())] = p.value  # type: ignore[union-attr]
-    return found
 
 
 # --- delays ----------------------------------------------------------------------------------------
