@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 
 def _reset_otel_globals() -> None:
@@ -43,3 +48,15 @@ def clean_agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         agent_mod._agent.shutdown(timeout=2.0)
     agent_mod._agent = None
     _reset_otel_globals()
+
+
+@pytest.fixture
+def reader_provider() -> Iterator[tuple[InMemoryMetricReader, MeterProvider]]:
+    """A meter provider of its own for the test, and the in-memory reader that collects from it."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    yield reader, provider
+    provider.shutdown()

@@ -26,12 +26,6 @@ def cache_attrs(name: str, **extra: str) -> frozenset[tuple[str, Any]]:
     return frozenset({semconv.ATTR_CACHE_NAME: name, **extra}.items())
 
 
-@pytest.fixture
-def reader_provider() -> tuple[InMemoryMetricReader, MeterProvider]:
-    reader = InMemoryMetricReader()
-    return reader, MeterProvider(metric_readers=[reader])
-
-
 # --- counting and semantics ------------------------------------------------------------------------
 def test_hits_misses_and_hit_rate_are_counted_exactly() -> None:
     cache: InstrumentedCache[str, int] = InstrumentedCache("users", max_size=10)

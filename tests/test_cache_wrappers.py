@@ -47,12 +47,6 @@ def series(found: dict[str, Any], name: str) -> dict[str, Any]:
     return out
 
 
-@pytest.fixture
-def reader_provider() -> tuple[InMemoryMetricReader, MeterProvider]:
-    reader = InMemoryMetricReader()
-    return reader, MeterProvider(metric_readers=[reader])
-
-
 # --- functools.lru_cache -----------------------------------------------------------------------------
 def test_lru_cache_is_read_from_cache_info(
     reader_provider: tuple[InMemoryMetricReader, MeterProvider],

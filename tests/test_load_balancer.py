@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -668,14 +667,6 @@ def test_bad_workers_raise_config_error_naming_the_parameter(
 
 def lb_attrs(balancer: str, worker: str, **extra: str) -> frozenset[tuple[str, Any]]:
     return frozenset({semconv.ATTR_LB_NAME: balancer, semconv.ATTR_LB_WORKER: worker, **extra}.items())
-
-
-@pytest.fixture
-def reader_provider() -> Iterator[tuple[InMemoryMetricReader, MeterProvider]]:
-    reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader])
-    yield reader, provider
-    provider.shutdown()
 
 
 def test_metrics_carry_contract_names_units_and_attributes(

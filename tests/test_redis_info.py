@@ -23,12 +23,6 @@ def key(name: str, **extra: str) -> frozenset[tuple[str, Any]]:
     return frozenset({semconv.ATTR_CACHE_NAME: name, **extra}.items())
 
 
-@pytest.fixture
-def reader_provider() -> tuple[InMemoryMetricReader, MeterProvider]:
-    reader = InMemoryMetricReader()
-    return reader, MeterProvider(metric_readers=[reader])
-
-
 def test_hits_misses_size_memory_match_info(
     redis_server: RedisServer,  # noqa: F811
     reader_provider: tuple[InMemoryMetricReader, MeterProvider],

@@ -33,12 +33,6 @@ def attrs(route: str, method: str, status: int, error: str | None = None) -> fro
     return frozenset(a.items())
 
 
-@pytest.fixture
-def reader_provider() -> tuple[InMemoryMetricReader, MeterProvider]:
-    reader = InMemoryMetricReader()
-    return reader, MeterProvider(metric_readers=[reader])
-
-
 class NotFoundError(Exception):
     pass
 
