@@ -358,6 +358,8 @@ class CircuitBreaker:
     # --- calling ---------------------------------------------------------------------------------
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """``fn(*args, **kwargs)`` through the breaker; raises :class:`CircuitOpenError` if not permitted."""
+        # The lock-free closed path, written out again in call_async and the decorator's wrapper:
+        # a shared helper would add a call frame to every successful call (the hot path).
         if self._fast:
             try:
                 result = fn(*args, **kwargs)
