@@ -1,11 +1,14 @@
-"""Shared fixtures: every test starts with no agent and unset OpenTelemetry globals."""
+"""Shared fixtures: every test starts with no agent and unset OpenTelemetry globals; a meter provider
+with its reader and a real Redis for the tests that ask for them (the helpers are in tests/support)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from support.redis_server import REDIS_SERVER, RedisServer
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
@@ -33,8 +36,6 @@ def _reset_otel_globals() -> None:
 @pytest.fixture(autouse=True)
 def clean_agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No agent, no OTel globals, and no AMQADF_/OTEL_ variables leaking in from the environment."""
-    import os
-
     for name in list(os.environ):
         if name.startswith(("AMQADF_", "OTEL_")):
             monkeypatch.delenv(name)
@@ -60,3 +61,16 @@ def reader_provider() -> Iterator[tuple[InMemoryMetricReader, MeterProvider]]:
     provider = MeterProvider(metric_readers=[reader])
     yield reader, provider
     provider.shutdown()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh ``redis-server`` for one test, killed at the end whatever happens."""
+    if not os.access(REDIS_SERVER, os.X_OK):
+        pytest.fail(f"{REDIS_SERVER} is not installed: apt-get install -y redis-server (.ci/run does)")
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

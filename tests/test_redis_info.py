@@ -12,7 +12,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from support import free_port
 from support.metrics import collect_points
-from support.redis_server import RedisServer, redis_server  # noqa: F401
+from support.redis_server import RedisServer
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
@@ -24,7 +24,7 @@ def key(name: str, **extra: str) -> frozenset[tuple[str, Any]]:
 
 
 def test_hits_misses_size_memory_match_info(
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
     reader_provider: tuple[InMemoryMetricReader, MeterProvider],
 ) -> None:
     reader, provider = reader_provider
@@ -58,7 +58,7 @@ def test_hits_misses_size_memory_match_info(
 
 
 def test_evictions_under_maxmemory_and_expirations_match_info(
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
     reader_provider: tuple[InMemoryMetricReader, MeterProvider],
 ) -> None:
     reader, provider = reader_provider
@@ -94,7 +94,7 @@ def test_evictions_under_maxmemory_and_expirations_match_info(
 
 
 def test_each_collection_reads_info_once_and_sees_new_values(
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
     reader_provider: tuple[InMemoryMetricReader, MeterProvider],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -119,7 +119,7 @@ def test_each_collection_reads_info_once_and_sees_new_values(
 
 
 def test_a_dead_server_skips_collections_logs_once_and_recovers(
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
     reader_provider: tuple[InMemoryMetricReader, MeterProvider],
     caplog: pytest.LogCaptureFixture,
 ) -> None:

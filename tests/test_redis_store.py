@@ -16,7 +16,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from support.clock import FakeClock
 from support.metrics import metric_points
-from support.redis_server import RedisServer, redis_server  # noqa: F401  (the fixture)
+from support.redis_server import RedisServer
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError, MissingExtraError
@@ -24,7 +24,7 @@ from amqadf_agent.resilience.rate_limit import RateLimiter
 from amqadf_agent.resilience.stores import RedisStore
 
 
-def test_two_clients_share_one_limit(redis_server: RedisServer) -> None:  # noqa: F811
+def test_two_clients_share_one_limit(redis_server: RedisServer) -> None:
     a = RateLimiter(0.5, burst=5, name="shared", store=RedisStore(redis_server.url))
     b = RateLimiter(0.5, burst=5, name="shared", store=RedisStore(redis_server.url))
     assert [a.try_acquire() for _ in range(5)] == [True] * 5
@@ -38,7 +38,7 @@ def test_two_clients_share_one_limit(redis_server: RedisServer) -> None:  # noqa
     assert b.counts() == {"permitted": 1, "rejected": 2}
 
 
-def test_key_layout_and_expiry(redis_server: RedisServer) -> None:  # noqa: F811
+def test_key_layout_and_expiry(redis_server: RedisServer) -> None:
     store = RedisStore(redis_server.url, namespace="ns")
     limiter = RateLimiter(10, burst=2, name="api", store=store)
     assert limiter.try_acquire("user-1")
@@ -51,7 +51,7 @@ def test_key_layout_and_expiry(redis_server: RedisServer) -> None:  # noqa: F811
     assert client.keys("*") == []
 
 
-def test_new_instance_sees_existing_state(redis_server: RedisServer) -> None:  # noqa: F811
+def test_new_instance_sees_existing_state(redis_server: RedisServer) -> None:
     first = RateLimiter(0.1, burst=3, name="persist", store=RedisStore(redis_server.url))
     assert sum(first.try_acquire() for _ in range(3)) == 3
     del first
@@ -59,7 +59,7 @@ def test_new_instance_sees_existing_state(redis_server: RedisServer) -> None:  #
     assert not again.try_acquire()  # not reset to a full burst
 
 
-def test_cost_is_atomic_in_redis(redis_server: RedisServer) -> None:  # noqa: F811
+def test_cost_is_atomic_in_redis(redis_server: RedisServer) -> None:
     limiter = RateLimiter(0.1, burst=4, name="cost", store=RedisStore(redis_server.url))
     assert limiter.try_acquire(cost=3)
     assert not limiter.try_acquire(cost=2)
@@ -85,7 +85,7 @@ _WORKER = textwrap.dedent(
 )
 
 
-def test_two_processes_share_one_limit(redis_server: RedisServer) -> None:  # noqa: F811
+def test_two_processes_share_one_limit(redis_server: RedisServer) -> None:
     duration = 0.5
     start_at = time.time() + 1.5  # both interpreters are up and connected by then
     procs = [
@@ -110,7 +110,7 @@ def test_two_processes_share_one_limit(redis_server: RedisServer) -> None:  # no
 
 
 def test_fail_open_when_redis_dies_and_back_when_it_returns(
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     reader = InMemoryMetricReader()
