@@ -14,7 +14,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import socket
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+from support import free_port
 from support.clock import FakeClock
 from support.vault_stub import VaultStub
 
@@ -39,18 +39,12 @@ TOKEN = "hvs.planted-root-token-77ab"
 REGION = "us-east-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # -- AWS Secrets Manager (moto server) ----------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
@@ -149,7 +143,7 @@ def test_aws_ttl_refresh(sm: object, moto_url: str) -> None:
 
 
 def test_aws_unreachable_endpoint_is_wrapped(aws_env: None) -> None:
-    provider = AwsSecretsManagerProvider(REGION, endpoint_url=f"http://127.0.0.1:{_free_port()}", timeout=1)
+    provider = AwsSecretsManagerProvider(REGION, endpoint_url=f"http://127.0.0.1:{free_port()}", timeout=1)
     with pytest.raises(SecretProviderError, match="cannot reach Secrets Manager in us-east-1"):
         provider.lookup("x")
 
@@ -355,7 +349,7 @@ def test_https_to_a_plain_http_vault_is_a_handshake_failure_not_a_ca_problem(vau
 
 
 def test_vault_unreachable_is_wrapped() -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     provider = VaultProvider(url, token=TOKEN, timeout=1)
     with pytest.raises(SecretProviderError, match="cannot reach") as caught:
         provider.lookup("x")
