@@ -1,5 +1,8 @@
-"""Shared fixtures: every test starts with no agent and unset OpenTelemetry globals; a meter provider
-with its reader and a real Redis for the tests that ask for them (the helpers are in tests/support)."""
+"""Shared fixtures: every test starts with no agent and unset OpenTelemetry globals.
+
+For the tests that ask: a meter provider with its reader, a tracer provider with its span exporter,
+a real Redis. The helpers they use are in tests/support.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from support.redis_server import REDIS_SERVER, RedisServer
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 
 def _reset_otel_globals() -> None:
@@ -60,6 +65,20 @@ def reader_provider() -> Iterator[tuple[InMemoryMetricReader, MeterProvider]]:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     yield reader, provider
+    provider.shutdown()
+
+
+@pytest.fixture
+def spans() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    """A tracer provider of its own for the test, and the in-memory exporter its ended spans go to."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider, exporter
     provider.shutdown()
 
 

@@ -19,7 +19,6 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from support.clock import FakeClock
@@ -66,14 +65,6 @@ def allocate_20mb() -> int:
 
 
 ALLOC_LINE = allocate_20mb.__code__.co_firstlineno + 1
-
-
-@pytest.fixture
-def spans() -> tuple[TracerProvider, InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider, exporter
 
 
 def _profiles_counter(reader: InMemoryMetricReader) -> dict[str, float]:

@@ -16,7 +16,6 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from support.clock import FakeClock
 from support.metrics import collect, data_points
@@ -339,18 +338,10 @@ def test_bad_arguments_raise_config_error_naming_the_argument(
 
 
 # --- trace context -----------------------------------------------------------------------------------
-@pytest.fixture
-def tracing() -> tuple[TracerProvider, InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider, exporter
-
-
 def test_span_started_in_a_task_is_a_child_of_the_submitters_span(
-    tracing: tuple[TracerProvider, InMemorySpanExporter], pools: list[InstrumentedThreadPool]
+    spans: tuple[TracerProvider, InMemorySpanExporter], pools: list[InstrumentedThreadPool]
 ) -> None:
-    provider, exporter = tracing
+    provider, exporter = spans
     tracer = provider.get_tracer("test")  # explicit tracer: the global provider is never set
     pool = InstrumentedThreadPool("traced", 1)
     pools.append(pool)
