@@ -10,7 +10,7 @@ Tripping: ``failure_threshold`` consecutive failures, or, when ``failure_rate_th
 ``slow_call_rate_threshold`` are set, a failure rate or slow-call rate (percent) over a count- or
 time-based sliding window once it holds ``minimum_calls`` calls.
 
-Cost (DESIGN principle 1): in the closed state without rate-based tripping or slow-call timing, a
+Cost (docs/design.md, principle 1): in the closed state without rate-based tripping or slow-call timing, a
 successful call costs one attribute check and one integer increment; no lock, no clock, nothing of
 OpenTelemetry. The lock is taken only to record a failure or a windowed outcome and around state
 changes, never while the user's function runs (pybreaker holds its lock for the whole call).
