@@ -1,10 +1,23 @@
-"""Shared fixtures: every test starts with no agent and unset OpenTelemetry globals."""
+"""Shared fixtures: every test starts with no agent and unset OpenTelemetry globals.
+
+For the tests that ask: a meter provider with its reader, a tracer provider with its span exporter,
+a real Redis. The helpers they use are in tests/support.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+from support.redis_server import REDIS_SERVER, RedisServer
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 
 def _reset_otel_globals() -> None:
@@ -28,8 +41,6 @@ def _reset_otel_globals() -> None:
 @pytest.fixture(autouse=True)
 def clean_agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No agent, no OTel globals, and no AMQADF_/OTEL_ variables leaking in from the environment."""
-    import os
-
     for name in list(os.environ):
         if name.startswith(("AMQADF_", "OTEL_")):
             monkeypatch.delenv(name)
@@ -43,3 +54,42 @@ def clean_agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         agent_mod._agent.shutdown(timeout=2.0)
     agent_mod._agent = None
     _reset_otel_globals()
+
+
+@pytest.fixture
+def reader_provider() -> Iterator[tuple[InMemoryMetricReader, MeterProvider]]:
+    """A meter provider of its own for the test, and the in-memory reader that collects from it."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    yield reader, provider
+    provider.shutdown()
+
+
+@pytest.fixture
+def spans() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    """A tracer provider of its own for the test, and the in-memory exporter its ended spans go to."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider, exporter
+    provider.shutdown()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh ``redis-server`` for one test, killed at the end whatever happens."""
+    if not os.access(REDIS_SERVER, os.X_OK):
+        pytest.fail(f"{REDIS_SERVER} is not installed: apt-get install -y redis-server (.ci/run does)")
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from metric_helpers import collect, points
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from support.metrics import collect, points
 
 from amqadf_agent import semconv
 from amqadf_agent.config.production import ProductionConfig

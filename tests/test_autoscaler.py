@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from metric_helpers import points
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.clock import FakeClock
+from support.metrics import collect, points
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
@@ -41,19 +42,6 @@ from amqadf_agent.scaling.autoscaler import (
 from amqadf_agent.scaling.autoscaler_telemetry import AutoScalerTelemetry, instrument
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class FakeClock:
-    """Seconds that move only when the test says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def cpu(value: float | None, **more: Any) -> ScalingMetrics:
@@ -892,18 +880,6 @@ def test_every_target_and_rule_reaches_the_manifest() -> None:
 
 
 # --- the emitter ------------------------------------------------------------------------------------
-def collect(reader: InMemoryMetricReader) -> dict[str, Any]:
-    data = reader.get_metrics_data()
-    assert data is not None
-    return {
-        metric.name: metric
-        for rm in data.resource_metrics
-        for sm in rm.scope_metrics
-        if sm.scope.name == semconv.SCOPE_NAME
-        for metric in sm.metrics
-    }
-
-
 def test_the_emitter_reports_the_contract_instruments() -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])

@@ -13,19 +13,12 @@ import time
 
 import pytest
 import redis
-from redis_server import RedisServer, redis_server  # noqa: F401  (the fixture)
+from support.clock import FakeClock
+from support.redis_server import RedisServer
 
 from amqadf_agent.errors import CircuitOpenError, ConfigError
 from amqadf_agent.resilience.circuit_breaker import CLOSED, FORCED_OPEN, HALF_OPEN, OPEN, CircuitBreaker
 from amqadf_agent.resilience.stores import MemoryStore, RedisStore
-
-
-class StepClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def boom() -> None:
@@ -49,7 +42,7 @@ def evalsha_calls(client: redis.Redis) -> int:
     )
 
 
-def test_failures_through_one_trip_both(redis_server: RedisServer) -> None:  # noqa: F811
+def test_failures_through_one_trip_both(redis_server: RedisServer) -> None:
     a = CircuitBreaker(3, timeout=30, name="shared", store=RedisStore(redis_server.url), sync_interval=0.05)
     b = CircuitBreaker(3, timeout=30, name="shared", store=RedisStore(redis_server.url), sync_interval=0.05)
     assert a.call(ok) == b.call(ok) == "ok"
@@ -72,7 +65,7 @@ def test_failures_through_one_trip_both(redis_server: RedisServer) -> None:  # n
     assert other.call(ok) == "ok"
 
 
-def test_success_resets_the_shared_count(redis_server: RedisServer) -> None:  # noqa: F811
+def test_success_resets_the_shared_count(redis_server: RedisServer) -> None:
     a = CircuitBreaker(3, name="reset", store=RedisStore(redis_server.url))
     b = CircuitBreaker(3, name="reset", store=RedisStore(redis_server.url))
     fail(a, 2)
@@ -83,7 +76,7 @@ def test_success_resets_the_shared_count(redis_server: RedisServer) -> None:  # 
     assert a.state == OPEN
 
 
-def test_new_instance_sees_an_open_breaker(redis_server: RedisServer) -> None:  # noqa: F811
+def test_new_instance_sees_an_open_breaker(redis_server: RedisServer) -> None:
     first = CircuitBreaker(2, timeout=30, name="persist", store=RedisStore(redis_server.url))
     fail(first, 2)
     del first
@@ -94,7 +87,7 @@ def test_new_instance_sees_an_open_breaker(redis_server: RedisServer) -> None:  
     assert 25 < info.value.retry_after <= 30
 
 
-def test_manual_modes_are_shared(redis_server: RedisServer) -> None:  # noqa: F811
+def test_manual_modes_are_shared(redis_server: RedisServer) -> None:
     a = CircuitBreaker(2, name="modes", store=RedisStore(redis_server.url), sync_interval=0.05)
     b = CircuitBreaker(2, name="modes", store=RedisStore(redis_server.url), sync_interval=0.05)
     a.force_open()
@@ -107,7 +100,7 @@ def test_manual_modes_are_shared(redis_server: RedisServer) -> None:  # noqa: F8
     assert a.call(ok) == "ok" and a.state == CLOSED
 
 
-def test_half_open_probes_capped_across_instances(redis_server: RedisServer) -> None:  # noqa: F811
+def test_half_open_probes_capped_across_instances(redis_server: RedisServer) -> None:
     kwargs = {"timeout": 0.1, "half_open_max_calls": 3, "name": "probes", "sync_interval": 0.05}
     a = CircuitBreaker(1, store=RedisStore(redis_server.url), **kwargs)  # type: ignore[arg-type]
     b = CircuitBreaker(1, store=RedisStore(redis_server.url), **kwargs)  # type: ignore[arg-type]
@@ -134,7 +127,7 @@ def test_half_open_probes_capped_across_instances(redis_server: RedisServer) -> 
     assert b.state == CLOSED and b.call(ok) == "ok"
 
 
-def test_probe_failure_reopens_for_all(redis_server: RedisServer) -> None:  # noqa: F811
+def test_probe_failure_reopens_for_all(redis_server: RedisServer) -> None:
     kwargs = {"timeout": 0.1, "half_open_max_calls": 2, "name": "reopen", "sync_interval": 0.05}
     a = CircuitBreaker(1, store=RedisStore(redis_server.url), **kwargs)  # type: ignore[arg-type]
     b = CircuitBreaker(1, store=RedisStore(redis_server.url), **kwargs)  # type: ignore[arg-type]
@@ -171,7 +164,7 @@ def _run_worker(url: str, mode: str) -> str:
     return out.stdout.strip()
 
 
-def test_two_processes_share_one_breaker(redis_server: RedisServer) -> None:  # noqa: F811
+def test_two_processes_share_one_breaker(redis_server: RedisServer) -> None:
     here = CircuitBreaker(3, timeout=30, name="procs", store=RedisStore(redis_server.url), sync_interval=0.1)
     assert here.call(ok) == "ok"
     assert _run_worker(redis_server.url, "state") == "closed"
@@ -183,10 +176,10 @@ def test_two_processes_share_one_breaker(redis_server: RedisServer) -> None:  # 
 
 
 def test_fail_open_when_redis_dies_and_shared_again_when_it_returns(
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock = StepClock()
+    clock = FakeClock(0.0)
     store_a = RedisStore(redis_server.url, retry_interval=2.0, clock=clock, socket_timeout=0.1)
     store_b = RedisStore(redis_server.url, retry_interval=2.0, clock=clock, socket_timeout=0.1)
     a = CircuitBreaker(3, timeout=30, name="outage", store=store_a, clock=clock, sync_interval=0.5)
@@ -223,7 +216,7 @@ def test_fail_open_when_redis_dies_and_shared_again_when_it_returns(
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
 
 
-def test_closed_success_path_does_not_hit_redis_per_call(redis_server: RedisServer) -> None:  # noqa: F811
+def test_closed_success_path_does_not_hit_redis_per_call(redis_server: RedisServer) -> None:
     client = redis.Redis.from_url(redis_server.url)
     breaker = CircuitBreaker(5, name="hot", store=RedisStore(redis_server.url), sync_interval=0.01)
     local = CircuitBreaker(5, name="hot-local")
@@ -245,7 +238,7 @@ def test_closed_success_path_does_not_hit_redis_per_call(redis_server: RedisServ
     assert scripts <= calls // 100  # one read per sync_interval (10 ms here), not one per call
 
 
-def test_a_local_window_trip_opens_the_shared_breaker(redis_server: RedisServer) -> None:  # noqa: F811
+def test_a_local_window_trip_opens_the_shared_breaker(redis_server: RedisServer) -> None:
     kwargs = {"name": "window", "sync_interval": 0.05, "timeout": 30}
     a = CircuitBreaker(
         None,

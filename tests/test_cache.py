@@ -12,36 +12,18 @@ import weakref
 from typing import Any
 
 import pytest
-from metric_helpers import collect, points
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from support.clock import FakeClock
+from support.metrics import collect, points
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
 from amqadf_agent.monitoring.cache import CacheStats, InstrumentedCache
 
 
-class FakeClock:
-    """Seconds that move only when the test says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def cache_attrs(name: str, **extra: str) -> frozenset[tuple[str, Any]]:
     return frozenset({semconv.ATTR_CACHE_NAME: name, **extra}.items())
-
-
-@pytest.fixture
-def reader_provider() -> tuple[InMemoryMetricReader, MeterProvider]:
-    reader = InMemoryMetricReader()
-    return reader, MeterProvider(metric_readers=[reader])
 
 
 # --- counting and semantics ------------------------------------------------------------------------

@@ -10,6 +10,8 @@ import cachetools
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from support.clock import FakeClock
+from support.metrics import collect_points
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
@@ -22,31 +24,6 @@ from amqadf_agent.monitoring.cache import (
 
 HIT = {semconv.ATTR_CACHE_RESULT: semconv.CACHE_RESULT_HIT}
 MISS = {semconv.ATTR_CACHE_RESULT: semconv.CACHE_RESULT_MISS}
-
-
-class FakeTimer:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def collect(reader: InMemoryMetricReader) -> dict[str, dict[frozenset[tuple[str, Any]], Any]]:
-    data = reader.get_metrics_data()
-    found: dict[str, dict[frozenset[tuple[str, Any]], Any]] = {}
-    if data is None:
-        return found
-    metric: Any
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            if sm.scope.name == semconv.SCOPE_NAME:
-                for metric in sm.metrics:
-                    assert metric.name not in found, f"{metric.name} exported twice"
-                    found[metric.name] = {
-                        frozenset(p.attributes.items()): p.value for p in metric.data.data_points
-                    }
-    return found
 
 
 def k(name: str, extra: dict[str, str] | None = None) -> frozenset[tuple[str, Any]]:
@@ -70,12 +47,6 @@ def series(found: dict[str, Any], name: str) -> dict[str, Any]:
     return out
 
 
-@pytest.fixture
-def reader_provider() -> tuple[InMemoryMetricReader, MeterProvider]:
-    reader = InMemoryMetricReader()
-    return reader, MeterProvider(metric_readers=[reader])
-
-
 # --- functools.lru_cache -----------------------------------------------------------------------------
 def test_lru_cache_is_read_from_cache_info(
     reader_provider: tuple[InMemoryMetricReader, MeterProvider],
@@ -91,7 +62,7 @@ def test_lru_cache_is_read_from_cache_info(
         square(x)
     info = square.cache_info()
     assert (info.hits, info.misses, info.currsize) == (1, 6, 3)
-    assert series(collect(reader), "square") == {
+    assert series(collect_points(reader), "square") == {
         "requests": (1, 6),
         "evictions": 3,  # misses - currsize: exact here (no call raised)
         "expirations": 0,
@@ -112,10 +83,10 @@ def test_lru_cache_totals_stay_monotonic_across_cache_clear(
     instrument_lru_cache(ident, "ident", provider)
     for x in [1, 1, 2, 3]:
         ident(x)
-    assert series(collect(reader), "ident")["requests"] == (1, 3)
+    assert series(collect_points(reader), "ident")["requests"] == (1, 3)
     ident.cache_clear()
     ident(7)
-    found = series(collect(reader), "ident")
+    found = series(collect_points(reader), "ident")
     assert found["requests"] == (1, 4) and found["evictions"] == 1 and found["size"] == 1
 
 
@@ -132,7 +103,7 @@ def test_unbounded_lru_cache_has_no_max_size_and_no_evictions(
     instrument_lru_cache(f, "unbounded", provider)  # idempotent: still one series
     for x in range(5):
         f(x)
-    assert series(collect(reader), "unbounded") == {
+    assert series(collect_points(reader), "unbounded") == {
         "requests": (0, 5),
         "evictions": 0,
         "expirations": 0,
@@ -151,10 +122,10 @@ def test_lru_cache_function_garbage_collected_stops_reporting(
 
     instrument_lru_cache(gone, "gone", provider)
     gone(1)
-    assert series(collect(reader), "gone")["requests"] == (0, 1)
+    assert series(collect_points(reader), "gone")["requests"] == (0, 1)
     del gone
     gc.collect()
-    assert series(collect(reader), "gone") == {}
+    assert series(collect_points(reader), "gone") == {}
 
 
 # --- cachetools ------------------------------------------------------------------------------------
@@ -175,7 +146,7 @@ def test_cachetools_lru_counts_hits_misses_and_evictions(
     assert "a" in cache  # not a look-up
     cache["c"] = 3  # full: evicts the LRU one
     assert len(cache) == 2
-    assert series(collect(reader), "lru") == {
+    assert series(collect_points(reader), "lru") == {
         "requests": (2, 2),
         "evictions": 1,
         "expirations": 0,
@@ -188,7 +159,7 @@ def test_cachetools_ttl_counts_expirations_not_evictions(
     reader_provider: tuple[InMemoryMetricReader, MeterProvider],
 ) -> None:
     reader, provider = reader_provider
-    timer = FakeTimer()
+    timer = FakeClock(0.0)
     cache: cachetools.TTLCache[str, int] = track_cachetools(
         cachetools.TTLCache(maxsize=10, ttl=5, timer=timer), "ttl", provider
     )
@@ -198,7 +169,7 @@ def test_cachetools_ttl_counts_expirations_not_evictions(
     assert cache.get("a") is None  # a miss (the entry is reclaimed later)
     cache["c"] = 3  # insertion expires a and b
     assert cache["c"] == 3
-    found = series(collect(reader), "ttl")
+    found = series(collect_points(reader), "ttl")
     assert found == {"requests": (1, 1), "evictions": 0, "expirations": 2, "size": 1, "max_size": 10}
 
 
@@ -220,7 +191,7 @@ def test_cachetools_works_with_the_cached_decorator_and_sized_caches(
     for key in ["a", "b", "a", "a", "c"]:
         load(key)
     assert calls == 3
-    found = series(collect(reader), "sized")
+    found = series(collect_points(reader), "sized")
     # 3 x 10 units fit in 100: no eviction; max size left out (units, not entries).
     assert found == {"requests": (2, 3), "evictions": 0, "expirations": 0, "size": 3}
 
@@ -235,7 +206,7 @@ def test_track_cachetools_is_idempotent_and_rejects_other_objects(
     track_cachetools(cache, "twice", provider)
     assert type(cache) is cls and type(cache).__bases__ == (cachetools.LRUCache,)
     cache.get("x")
-    assert series(collect(reader), "twice")["requests"] == (0, 1)
+    assert series(collect_points(reader), "twice")["requests"] == (0, 1)
     with pytest.raises(ConfigError, match="cachetools"):
         track_cachetools({}, "dict", provider)
     with pytest.raises(ConfigError, match="name"):
@@ -252,13 +223,13 @@ def test_record_cache_by_hand(reader_provider: tuple[InMemoryMetricReader, Meter
     users.miss()
     users.evict()
     users.expire(4)
-    assert series(collect(reader), "hand-users") == {
+    assert series(collect_points(reader), "hand-users") == {
         "requests": (3, 1),
         "evictions": 1,
         "expirations": 4,
     }
     users.set_size(7, 100)
-    found = series(collect(reader), "hand-users")
+    found = series(collect_points(reader), "hand-users")
     assert found["size"] == 7 and found["max_size"] == 100
 
 
@@ -279,7 +250,7 @@ def test_all_kinds_share_one_instrument_set_per_provider(
     own.get("x")
     f(1)
     tools.get("y")
-    found = collect(reader)  # asserts no name is exported twice
+    found = collect_points(reader)  # asserts no name is exported twice
     requests = found[semconv.CACHE_REQUESTS.name]
     for name in ["own", "lru-fn", "tools", "hand-shared"]:
         assert requests[k(name, MISS)] == 1

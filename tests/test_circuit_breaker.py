@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import inspect
 import logging
 import math
@@ -21,23 +22,14 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.clock import FakeClock
+from support.metrics import collect_points
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import AmqadfError, ConfigError
-from amqadf_agent.resilience.circuit_breaker import CircuitBreaker, CircuitOpenError
+from amqadf_agent.resilience.circuit_breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
 
 WAIT = 10.0  # seconds an event wait may take before the test fails (never reached when it passes)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Boom(Exception):
@@ -612,19 +604,6 @@ def test_context_manager_counts_an_exception_leaving_the_block_as_a_failure() ->
 
 
 # --- telemetry -------------------------------------------------------------------------------------
-def collect(reader: InMemoryMetricReader) -> dict[str, dict[frozenset[tuple[str, Any]], Any]]:
-    data = reader.get_metrics_data()
-    assert data is not None
-    found: dict[str, dict[frozenset[tuple[str, Any]], Any]] = {}
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            if sm.scope.name == semconv.SCOPE_NAME:
-                for metric in sm.metrics:
-                    points: Any = metric.data.data_points
-                    found[metric.name] = {frozenset(p.attributes.items()): p.value for p in points}
-    return found
-
-
 def attrs(**values: str) -> frozenset[tuple[str, str]]:
     return frozenset(values.items())
 
@@ -639,7 +618,7 @@ def test_metrics_follow_the_contract() -> None:
     breaker.call(ok)
     fail(breaker, 2)
     rejected(breaker)
-    metrics = collect(reader)
+    metrics = collect_points(reader)
     name = semconv.ATTR_BREAKER_NAME
     state = metrics[semconv.BREAKER_STATE.name]
     for s in ("closed", "open", "half_open", "forced_open", "disabled", "metrics_only"):
@@ -659,7 +638,7 @@ def test_metrics_follow_the_contract() -> None:
         attrs(**{name: "payments", semconv.ATTR_BREAKER_FROM: "closed", semconv.ATTR_BREAKER_TO: "open"}): 1
     }
     clock.advance(5.0)  # the gauge reads the lazily advanced state
-    state = collect(reader)[semconv.BREAKER_STATE.name]
+    state = collect_points(reader)[semconv.BREAKER_STATE.name]
     assert state[attrs(**{name: "payments", semconv.ATTR_BREAKER_STATE: "half_open"})] == 1
     provider.shutdown()
 
@@ -734,13 +713,98 @@ def test_a_successful_closed_call_writes_no_span_event() -> None:
     ],
 )
 def test_bad_parameters_are_named(parameter: str, options: dict[str, Any]) -> None:
-    with pytest.raises(ConfigError) as info:
-        CircuitBreaker(**options)
-    assert info.value.setting == parameter
-    assert str(info.value).startswith(parameter)
+    for make in (CircuitBreaker, CircuitBreakerConfig):  # keywords and config: one validation
+        with pytest.raises(ConfigError) as info:
+            make(**options)
+        assert info.value.setting == parameter
+        assert str(info.value).startswith(parameter)
 
 
-def test_valid_extremes_are_accepted() -> None:
+def test_valid_extremes_are_accepted_and_take_effect() -> None:
     make: Callable[..., CircuitBreaker] = CircuitBreaker
-    make(failure_rate_threshold=100, slow_call_rate_threshold=0.1, slow_call_duration=0.001)
-    make(failure_threshold=None, half_open_max_calls=1, max_timeout=60.0, ignored_exceptions=KeyError)
+    # GIVEN a 0.1 % slow-call rate of calls from 1 ms
+    clock = FakeClock(0.0)
+    slow = make(slow_call_rate_threshold=0.1, slow_call_duration=0.001, clock=clock)
+    assert (slow.config.slow_call_rate_threshold, slow.config.slow_call_duration) == (0.1, 0.001)
+
+    def lasting(seconds: float) -> str:
+        clock.advance(seconds)
+        return "ok"
+
+    # WHEN ten calls are fast (one of half a millisecond) THEN it stays closed
+    for _ in range(9):
+        slow.call(ok)
+    slow.call(lasting, 0.0005)
+    assert slow.state == "closed"
+    # WHEN one call of 2 ms follows (1 of 11 calls) THEN it opens
+    slow.call(lasting, 0.002)
+    assert slow.state == "open" and slow.counts()["slow_success"] == 1
+
+    # GIVEN a 100 % failure rate over 10 calls, no consecutive-failure trip, one probe, an open
+    # timeout that doubles per trip but is capped at itself, and KeyError ignored
+    clock = FakeClock()
+    breaker = make(
+        failure_threshold=None,
+        failure_rate_threshold=100,
+        sliding_window_size=10,
+        minimum_calls=10,
+        half_open_max_calls=1,
+        timeout=60.0,
+        timeout_multiplier=2.0,
+        max_timeout=60.0,
+        ignored_exceptions=KeyError,
+        clock=clock,
+    )
+    assert breaker.config.failure_rate_threshold == 100.0 and breaker.config.failure_threshold is None
+    assert (breaker.config.half_open_max_calls, breaker.config.max_timeout) == (1, 60.0)
+    assert breaker.config.ignored_exceptions == (KeyError,)
+    # THEN a KeyError counts as neither outcome
+    with pytest.raises(KeyError):
+        breaker.call({}.__getitem__, "missing")
+    assert breaker.counts()["ignored"] == 1 and breaker.counts()["failure"] == 0
+    # THEN 9 failures of 10 calls (90 %) keep it closed; the 10th (100 %) opens it
+    breaker.call(ok)
+    fail(breaker, 9)
+    assert breaker.state == "closed"
+    fail(breaker)
+    assert breaker.state == "open"
+    # THEN one probe at a time: a second call while it runs is rejected
+    clock.advance(60.0)
+    with breaker:
+        rejected(breaker)
+    assert breaker.state == "closed"  # one successful probe closes it
+    # THEN a failed probe reopens it for min(2 * 60, 60) s, not 120 s
+    fail(breaker, 10)
+    clock.advance(60.0)
+    fail(breaker)  # the probe
+    clock.advance(59.0)
+    assert breaker.state == "open"
+    clock.advance(1.0)
+    assert breaker.state == "half_open"
+
+
+def test_a_config_object_builds_the_same_breaker_as_keywords() -> None:
+    clock = FakeClock()
+    config = CircuitBreakerConfig(failure_threshold=2, timeout=5, name="payments", clock=clock)
+    from_config = CircuitBreaker(config=config)
+    from_keywords = CircuitBreaker(failure_threshold=2, timeout=5, name="payments", clock=clock)
+    assert from_config.config is config and from_keywords.config == config
+    assert config.timeout == 5.0 and isinstance(config.timeout, float)
+    fail(from_config, 2)
+    assert from_config.state == "open" and from_config.name == "payments"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.timeout = 1.0  # type: ignore[misc]
+
+
+def test_a_config_and_keywords_together_are_refused() -> None:
+    config = CircuitBreakerConfig(failure_threshold=2)
+    with pytest.raises(ConfigError, match=r"^config: .*not both \(got timeout, name\)"):
+        CircuitBreaker(timeout=5.0, name="x", config=config)
+    with pytest.raises(ConfigError, match=r"^config: must be a CircuitBreakerConfig"):
+        CircuitBreaker(config={"failure_threshold": 2})  # type: ignore[arg-type]
+
+
+def test_the_keywords_are_the_config_fields_with_the_same_defaults() -> None:
+    parameters = inspect.signature(CircuitBreaker).parameters
+    keywords = {name: p.default for name, p in parameters.items() if name != "config"}
+    assert keywords == {f.name: f.default for f in dataclasses.fields(CircuitBreakerConfig)}

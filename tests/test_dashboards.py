@@ -10,14 +10,13 @@ with its template variables substituted as Grafana would, must return data for b
 is exempt, so a misspelt metric name fails even on a panel that only shows failures.
 
 Needs the Debian package ``prometheus`` (which ships ``promtool``); the schema check needs
-``grafana-foundation-sdk`` (``SCHEMA_PACKAGE``, the exact line: see tests/grafana_schema.py) and is
+``grafana-foundation-sdk`` (``SCHEMA_PACKAGE``, the exact line: see tests/support/grafana_schema.py) and is
 skipped without it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -27,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from grafana_schema import schema_problems
-from prometheus_server import (
+from support import free_port
+from support.grafana_schema import schema_problems
+from support.prometheus_server import (
     DEMO_SERVICE,
     PROMTOOL,
     RATIO_GAUGES,
@@ -36,7 +36,9 @@ from prometheus_server import (
     PrometheusQueryError,
     PrometheusServer,
     both_naming_paths,
-    free_port,
+    demo_environment,
+    start_demo,
+    stop_processes,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +52,7 @@ DEMO_DURATION = 26.0
 #: neither touches panels; 42 was added after 12.1). Moving Grafana means revisiting both.
 GRAFANA_IMAGE = "grafana/grafana:12.1.1"
 GRAFANA_SCHEMA_VERSION = 41
-#: The line of grafana-foundation-sdk whose types the schema check uses (see tests/grafana_schema.py).
+#: The line of grafana-foundation-sdk whose types the schema check uses (see tests/support/grafana_schema.py).
 SCHEMA_PACKAGE = "grafana-foundation-sdk==1769699379!11.6.0"
 
 #: Grafana's built-in variables, as the test substitutes them.
@@ -178,7 +180,7 @@ def test_dashboard_matches_grafanas_schema(path: Path) -> None:
 
 
 def test_the_schema_check_finds_what_grafana_would_not_read() -> None:
-    """The check of tests/grafana_schema.py itself: each planted mistake is reported."""
+    """The check of tests/support/grafana_schema.py itself: each planted mistake is reported."""
     pytest.importorskip("grafana_foundation_sdk", reason=f"Grafana's dashboard schema needs {SCHEMA_PACKAGE}")
     dash = load(DASHBOARD_DIR / "agent-health.json")
     panel = next(p for p in dash["panels"] if p["type"] == "timeseries")
@@ -248,26 +250,12 @@ def test_alert_rules_cover_the_issue() -> None:
 
 
 # --- the proof against a real Prometheus -------------------------------------------------------
-def _wait(prom: PrometheusServer, expr: str, deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        try:
-            if prom.query(expr):
-                return True
-        except (PrometheusQueryError, OSError):
-            pass
-        time.sleep(0.5)
-    return False
-
-
 @pytest.fixture(scope="module")
 def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrometheusServer, float]]:
     """Prometheus after it scraped the demo through its outage; the time to evaluate queries at."""
     work = tmp_path_factory.mktemp("demo")
     demo_port, companion_port = free_port(), free_port()
-    targets = [f"127.0.0.1:{demo_port}", f"127.0.0.1:{companion_port}"]
-    scrape_configs = both_naming_paths(targets)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AMQADF_"))}
-    exe = Path(sys.executable).parent / "amqadf-agent"
+    scrape_configs = both_naming_paths([f"127.0.0.1:{demo_port}", f"127.0.0.1:{companion_port}"])
     procs: list[subprocess.Popen[bytes]] = []
     with (
         PrometheusServer(scrape_configs, scrape_interval="1s") as prom,
@@ -275,34 +263,13 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Promethe
         open(work / "companion.log", "wb") as companion_log,
     ):
         try:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        str(exe),
-                        "demo",
-                        # a span exporter, so there is a batch span processor (span queue panels)
-                        # and export threads (agent CPU), as with the compose stack's otlp exporter
-                        "--exporter",
-                        "file",
-                        "--exporter",
-                        "prometheus",
-                        "--duration",
-                        str(DEMO_DURATION),
-                        "--metric-interval",
-                        "1",
-                        "--out",
-                        str(work / "telemetry"),
-                    ],
-                    env={**env, "OTEL_EXPORTER_PROMETHEUS_PORT": str(demo_port)},
-                    cwd=work,
-                    stdout=subprocess.DEVNULL,
-                    stderr=demo_log,
-                )
-            )
+            # a span exporter too, so there is a batch span processor (span queue panels) and export
+            # threads (agent CPU), as with the compose stack's otlp exporter
+            procs.append(start_demo(work, demo_port, DEMO_DURATION, demo_log, ("file", "prometheus")))
             procs.append(
                 subprocess.Popen(
                     [sys.executable, str(COMPANION), str(DEMO_DURATION + 10)],
-                    env={**env, "OTEL_EXPORTER_PROMETHEUS_PORT": str(companion_port)},
+                    env=demo_environment(companion_port),
                     cwd=work,
                     stdout=subprocess.DEVNULL,
                     stderr=companion_log,
@@ -315,13 +282,13 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Promethe
                     f'amqadf_circuit_breaker_transitions_total{{job="{job}", '
                     'amqadf_circuit_breaker_to_state="open"}'
                 )
-                assert _wait(prom, expr, deadline), (
+                assert prom.wait_for(expr, deadline), (
                     f"the demo's breaker never opened in {job}:\n" + (work / "demo.log").read_text()[-3000:]
                 )
             # the companion's losses reached Prometheus, in both jobs
             for job in (DEMO_SERVICE, VIA_COLLECTOR):
                 for what, expr in COMPANION_LOSSES.items():
-                    assert _wait(prom, expr.format(job=job), deadline), (
+                    assert prom.wait_for(expr.format(job=job), deadline), (
                         f"no {what} of the companion reached {job}:\n"
                         + (work / "companion.log").read_text()[-3000:]
                     )
@@ -329,14 +296,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Promethe
             assert procs[0].poll() is None, "the demo ended before the queries' evaluation time"
             yield prom, time.time()
         finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_processes(procs)
 
 
 @pytest.mark.parametrize("service", [DEMO_SERVICE, VIA_COLLECTOR])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import redis as redis_client
-from redis_server import RedisServer, redis_server  # noqa: F401 - the fixture
+from support.redis_server import RedisServer
 
 from amqadf_agent import semconv
 from amqadf_agent.analyzer.model import MetricRecord
@@ -15,7 +15,7 @@ from amqadf_agent.cli.agent import main
 
 
 def test_demo_shares_its_breaker_and_limiter_and_reports_redis_as_a_cache(
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

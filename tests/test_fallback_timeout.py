@@ -15,25 +15,13 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.metrics import metric_points
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
 from amqadf_agent.resilience import timeout as timeout_module
 from amqadf_agent.resilience.fallback import GracefulDegradation
 from amqadf_agent.resilience.timeout import CallTimeoutError, timeout
-
-
-def metric_points(reader: InMemoryMetricReader, name: str) -> dict[frozenset[tuple[str, Any]], float]:
-    data = reader.get_metrics_data()
-    found: dict[frozenset[tuple[str, Any]], float] = {}
-    assert data is not None
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                if metric.name == name:
-                    for p in metric.data.data_points:
-                        found[frozenset(p.attributes.items())] = p.value  # type: ignore[union-attr]
-    return found
 
 
 def recording_tracer() -> tuple[trace.Tracer, InMemorySpanExporter]:

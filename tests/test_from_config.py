@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.clock import FakeClock
 
 from amqadf_agent.config.production import ProductionConfig
 from amqadf_agent.config.schema import AutoscalerConfig, ResilienceConfig
@@ -19,19 +20,6 @@ from amqadf_agent.resilience.circuit_breaker import CircuitBreaker
 from amqadf_agent.resilience.retry import RetryPolicy
 from amqadf_agent.resilience.timeout import CallTimeoutError, timeout_from_config
 from amqadf_agent.scaling.autoscaler import AutoScaler, ScalingMetrics
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def config_of(**groups: Any) -> ProductionConfig:
@@ -54,7 +42,7 @@ def always_failing(calls: list[int], error: type[Exception] = ConnectionError) -
 @pytest.mark.parametrize("group", [False, True], ids=["config", "resilience-group"])
 def test_retry_attempts_count_the_first_call(group: bool) -> None:
     config = config_of(resilience={"retry_attempts": 4, "retry_base_delay": 0.2, "retry_max_delay": 0.5})
-    clock = Clock()
+    clock = FakeClock(0.0)
     source: Any = config.resilience if group else config
     policy = RetryPolicy.from_config(source, jitter="none", sleep=clock.sleep, clock=clock)
     assert (policy.max_retries, policy.initial_backoff_time, policy.max_backoff) == (3, 0.2, 0.5)
@@ -67,7 +55,7 @@ def test_retry_attempts_count_the_first_call(group: bool) -> None:
 
 
 def test_default_jitter_stays_under_the_configured_cap() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     policy = RetryPolicy.from_config(
         config_of(resilience={"retry_attempts": 6, "retry_max_delay": 0.3}), sleep=clock.sleep
     )
@@ -77,7 +65,7 @@ def test_default_jitter_stays_under_the_configured_cap() -> None:
 
 
 def test_one_attempt_never_retries_and_keywords_override_the_config() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     calls: list[int] = []
     once = RetryPolicy.from_config(config_of(resilience={"retry_attempts": 1}), sleep=clock.sleep)
     with pytest.raises(ConnectionError):
@@ -117,7 +105,7 @@ def test_retry_from_a_bad_config_names_the_field(source: Any, message: str) -> N
 
 
 def test_breaker_trips_on_the_configured_failure_rate_and_reopens_after_the_open_timeout() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     config = config_of(resilience={"breaker_failure_rate": 0.5, "breaker_open_timeout": 20})
     breaker = CircuitBreaker.from_config(config, name="payments", clock=clock)
     assert breaker.name == "payments"
@@ -139,7 +127,7 @@ def test_breaker_trips_on_the_configured_failure_rate_and_reopens_after_the_open
 
 
 def test_breaker_from_config_has_no_consecutive_failure_trip_unless_asked() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     rate_only = CircuitBreaker.from_config(ResilienceConfig(), clock=clock)
     for _ in range(9):  # a plain CircuitBreaker() would open at 5 consecutive failures
         with pytest.raises(ConnectionError):
@@ -195,7 +183,7 @@ def test_timeout_from_a_bad_config_names_the_field() -> None:
 
 
 def test_autoscaler_respects_the_configured_bounds_and_cpu_target() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     config = config_of(autoscaler={"min_instances": 2, "max_instances": 4, "target_cpu": 0.5})
     scaler = AutoScaler.from_config(config, clock=clock)
     assert (scaler.min_instances, scaler.max_instances, scaler.targets) == (2, 4, {"cpu_target": 0.5})
@@ -207,7 +195,7 @@ def test_autoscaler_respects_the_configured_bounds_and_cpu_target() -> None:
 
 
 def test_autoscaler_scale_down_waits_for_the_configured_stabilization_window() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     scaler = AutoScaler.from_config(
         AutoscalerConfig(min_instances=1, max_instances=10, target_cpu=0.5, scale_down_stabilization=30.2),
         clock=clock,
@@ -284,7 +272,7 @@ def test_every_component_from_one_yaml_file(tmp_path: Path) -> None:
     )
     config = ProductionConfig.from_file(path, environ={})
     assert config.validate() == (True, [])
-    clock = Clock()
+    clock = FakeClock(0.0)
 
     calls: list[int] = []
     with pytest.raises(ConnectionError):

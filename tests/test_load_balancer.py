@@ -15,17 +15,17 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from metric_helpers import collect, points
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.clock import FakeClock
+from support.metrics import collect, points
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import AmqadfError, ConfigError
@@ -35,19 +35,6 @@ from amqadf_agent.scaling.load_balancer import (
     NoHealthyWorkerError,
     WorkerStats,
 )
-
-
-class FakeClock:
-    """Seconds that move only when the test says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def make(strategy: str = "round_robin", workers: Any = 4, **kwargs: Any) -> LoadBalancer:
@@ -680,14 +667,6 @@ def test_bad_workers_raise_config_error_naming_the_parameter(
 
 def lb_attrs(balancer: str, worker: str, **extra: str) -> frozenset[tuple[str, Any]]:
     return frozenset({semconv.ATTR_LB_NAME: balancer, semconv.ATTR_LB_WORKER: worker, **extra}.items())
-
-
-@pytest.fixture
-def reader_provider() -> Iterator[tuple[InMemoryMetricReader, MeterProvider]]:
-    reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader])
-    yield reader, provider
-    provider.shutdown()
 
 
 def test_metrics_carry_contract_names_units_and_attributes(

@@ -32,6 +32,34 @@ def test_all_is_sorted_complete_and_every_name_resolves() -> None:
         assert getattr(amqadf_agent, name) is not None
 
 
+def test_each_public_name_comes_from_one_module_of_the_table() -> None:
+    listed = [name for names in amqadf_agent._EXPORTS.values() for name in names]
+    assert len(listed) == len(set(listed)), "a name listed under two modules"
+    for module, names in amqadf_agent._EXPORTS.items():
+        for name in names:
+            assert getattr(importlib.import_module(module), name) is getattr(amqadf_agent, name)
+
+
+def test_type_checkers_see_the_names_of_the_table() -> None:
+    # Type checkers cannot read _EXPORTS: the TYPE_CHECKING block says the same in imports, each
+    # re-exported as ``X as X``, since a computed __all__ means nothing to mypy strict.
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    (block,) = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+    ]
+    imported: dict[str, list[str]] = {}
+    for node in block.body:
+        assert isinstance(node, ast.ImportFrom) and node.module, ast.dump(node)
+        for alias in node.names:
+            assert alias.asname == alias.name, f"{alias.name} is not re-exported as itself"
+            imported.setdefault(node.module, []).append(alias.name)
+    assert {m: sorted(n) for m, n in imported.items()} == {
+        m: sorted(n) for m, n in amqadf_agent._EXPORTS.items()
+    }
+
+
 def test_the_names_the_issues_promise_import_from_the_package() -> None:
     # Users' first lines (README, the issues' examples): these names must stay importable from the
     # top level, whatever the modules behind them become.

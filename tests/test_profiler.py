@@ -19,9 +19,9 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from support.clock import FakeClock
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError, MissingExtraError
@@ -65,22 +65,6 @@ def allocate_20mb() -> int:
 
 
 ALLOC_LINE = allocate_20mb.__code__.co_firstlineno + 1
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def spans() -> tuple[TracerProvider, InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider, exporter
 
 
 def _profiles_counter(reader: InMemoryMetricReader) -> dict[str, float]:

@@ -7,15 +7,10 @@ import socket
 import urllib.request
 
 import pytest
+from support import free_port
 
 import amqadf_agent
 from amqadf_agent import InstrumentedCache
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _scrape(port: int) -> str:
@@ -24,7 +19,7 @@ def _scrape(port: int) -> str:
 
 
 def test_metrics_are_served_with_prometheus_names_and_the_endpoint_closes_at_shutdown() -> None:
-    port = _free_port()
+    port = free_port()
     agent = amqadf_agent.start(service_name="prom", exporters=["prometheus"], prometheus_port=port)
     assert agent.running and agent.problems == []
     cache: InstrumentedCache[int, int] = InstrumentedCache("users", max_size=2)

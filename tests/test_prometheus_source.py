@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_server import (
+from support import free_port
+from support.prometheus_server import (
     DEMO_SERVICE,
     VIA_COLLECTOR,
-    PrometheusQueryError,
     PrometheusServer,
     both_naming_paths,
-    free_port,
+    start_demo,
+    stop_processes,
 )
 
 from amqadf_agent import semconv
@@ -359,63 +356,26 @@ def test_cli_no_series_says_where_it_looked(stub: Any, capsys: pytest.CaptureFix
 
 
 # --- a real Prometheus that scraped the demo ------------------------------------------------------
-def _wait(prom: PrometheusServer, expr: str, deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        try:
-            if prom.query(expr):
-                return True
-        except (PrometheusQueryError, OSError):
-            pass
-        time.sleep(0.5)
-    return False
-
-
 @pytest.fixture(scope="module")
 def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrometheusServer, float, float]]:
     """Prometheus after it scraped the demo for a while under both names; (server, start, end)."""
     work = tmp_path_factory.mktemp("demo")
     port = free_port()
-    targets = [f"127.0.0.1:{port}"]
-    scrape_configs = both_naming_paths(targets)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AMQADF_"))}
-    exe = Path(sys.executable).parent / "amqadf-agent"
     with (
-        PrometheusServer(scrape_configs, scrape_interval="1s") as prom,
+        PrometheusServer(both_naming_paths([f"127.0.0.1:{port}"]), scrape_interval="1s") as prom,
         open(work / "demo.log", "wb") as demo_log,
     ):
         start = time.time()
-        proc = subprocess.Popen(
-            [
-                str(exe),
-                "demo",
-                "--exporter",
-                "prometheus",
-                "--duration",
-                str(DEMO_DURATION),
-                "--metric-interval",
-                "1",
-                "--out",
-                str(work / "telemetry"),
-            ],
-            env={**env, "OTEL_EXPORTER_PROMETHEUS_PORT": str(port)},
-            cwd=work,
-            stdout=subprocess.DEVNULL,
-            stderr=demo_log,
-        )
+        proc = start_demo(work, port, DEMO_DURATION, demo_log)
         try:
             deadline = time.monotonic() + 40
             for job in (DEMO_SERVICE, VIA_COLLECTOR):
                 # at least 11 scrapes with requests in them
                 expr = f'count_over_time(amqadf_worker_pool_tasks_total{{job="{job}"}}[5m]) >= 11'
-                assert _wait(prom, expr, deadline), (work / "demo.log").read_text()[-3000:]
+                assert prom.wait_for(expr, deadline), (work / "demo.log").read_text()[-3000:]
             yield prom, start - 1, time.time() + 1
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_processes([proc])
 
 
 @pytest.mark.parametrize("job", [DEMO_SERVICE, VIA_COLLECTOR])

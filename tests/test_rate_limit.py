@@ -16,28 +16,13 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.clock import FakeClock
+from support.metrics import metric_points
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import AmqadfError, ConfigError
 from amqadf_agent.resilience.rate_limit import ATTR_RETRY_AFTER, RateLimitedError, RateLimiter
 from amqadf_agent.resilience.stores import MemoryStore
-
-
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    async def async_sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
@@ -268,19 +253,6 @@ def test_decorator_key_function_and_async(clock: FakeClock) -> None:
 
 
 # --- telemetry ---------------------------------------------------------------------------------------
-def _points(reader: InMemoryMetricReader, name: str) -> dict[tuple[tuple[str, object], ...], float]:
-    data = reader.get_metrics_data()
-    out: dict[tuple[tuple[str, object], ...], float] = {}
-    assert data is not None
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                if metric.name == name:
-                    for p in metric.data.data_points:
-                        out[tuple(sorted(p.attributes.items()))] = p.value  # type: ignore[union-attr]
-    return out
-
-
 def test_requests_counter(clock: FakeClock) -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
@@ -289,11 +261,11 @@ def test_requests_counter(clock: FakeClock) -> None:
     limiter.instrument(meter_provider=provider)  # idempotent
     for _ in range(5):
         limiter.try_acquire()
-    points = _points(reader, semconv.RATE_LIMITER_REQUESTS.name)
+    points = metric_points(reader, semconv.RATE_LIMITER_REQUESTS.name)
     name, outcome = semconv.ATTR_RATE_LIMITER_NAME, semconv.ATTR_RATE_LIMITER_OUTCOME
     assert points == {
-        ((name, "metered"), (outcome, "permitted")): 2,
-        ((name, "metered"), (outcome, "rejected")): 3,
+        frozenset({(name, "metered"), (outcome, "permitted")}): 2,
+        frozenset({(name, "metered"), (outcome, "rejected")}): 3,
     }
     provider.shutdown()
 

@@ -10,44 +10,21 @@ import pytest
 import redis
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from redis_server import RedisServer, free_port, redis_server  # noqa: F401
+from support import free_port
+from support.metrics import collect_points
+from support.redis_server import RedisServer
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
 from amqadf_agent.monitoring.redis_info import RedisCacheMonitor, parse_info
 
 
-def collect(reader: InMemoryMetricReader) -> dict[str, dict[frozenset[tuple[str, Any]], Any]]:
-    """Metric name -> attribute set -> value, for the agent's scope."""
-    data = reader.get_metrics_data()
-    found: dict[str, dict[frozenset[tuple[str, Any]], Any]] = {}
-    if data is None:
-        return found
-    metric: Any
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            if sm.scope.name != semconv.SCOPE_NAME:
-                continue
-            for metric in sm.metrics:
-                assert metric.name not in found, f"{metric.name} exported twice"
-                found[metric.name] = {
-                    frozenset(p.attributes.items()): p.value for p in metric.data.data_points
-                }
-    return found
-
-
 def key(name: str, **extra: str) -> frozenset[tuple[str, Any]]:
     return frozenset({semconv.ATTR_CACHE_NAME: name, **extra}.items())
 
 
-@pytest.fixture
-def reader_provider() -> tuple[InMemoryMetricReader, MeterProvider]:
-    reader = InMemoryMetricReader()
-    return reader, MeterProvider(metric_readers=[reader])
-
-
 def test_hits_misses_size_memory_match_info(
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
     reader_provider: tuple[InMemoryMetricReader, MeterProvider],
 ) -> None:
     reader, provider = reader_provider
@@ -62,7 +39,7 @@ def test_hits_misses_size_memory_match_info(
     redis.Redis.from_url(redis_server.url.replace("/0", "/3")).set("in-db3", "v")
 
     monitor = RedisCacheMonitor(redis_server.url, name="sessions", meter_provider=provider)
-    found = collect(reader)
+    found = collect_points(reader)
     info = client.info("stats", "memory", "keyspace")
     name = "sessions"
     requests = found[semconv.CACHE_REQUESTS.name]
@@ -81,7 +58,7 @@ def test_hits_misses_size_memory_match_info(
 
 
 def test_evictions_under_maxmemory_and_expirations_match_info(
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
     reader_provider: tuple[InMemoryMetricReader, MeterProvider],
 ) -> None:
     reader, provider = reader_provider
@@ -103,7 +80,7 @@ def test_evictions_under_maxmemory_and_expirations_match_info(
     pipe.execute()
 
     monitor = RedisCacheMonitor(client, name="r", meter_provider=provider)  # held: reported weakly
-    found = collect(reader)
+    found = collect_points(reader)
     info = client.info("stats", "memory", "keyspace")
     assert monitor.read().evictions == info["evicted_keys"]
     assert info["evicted_keys"] > 0 and info["expired_keys"] >= 20
@@ -117,7 +94,7 @@ def test_evictions_under_maxmemory_and_expirations_match_info(
 
 
 def test_each_collection_reads_info_once_and_sees_new_values(
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
     reader_provider: tuple[InMemoryMetricReader, MeterProvider],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -133,27 +110,27 @@ def test_each_collection_reads_info_once_and_sees_new_values(
         return real_read()
 
     monkeypatch.setattr(monitor, "read", counting_read)
-    collect(reader)
+    collect_points(reader)
     assert calls == 1
     client.get("nothing")
-    found = collect(reader)  # immediately after: still a fresh read
+    found = collect_points(reader)  # immediately after: still a fresh read
     assert calls == 2
     assert found[semconv.CACHE_REQUESTS.name][key("r", **{semconv.ATTR_CACHE_RESULT: "miss"})] == 1
 
 
 def test_a_dead_server_skips_collections_logs_once_and_recovers(
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
     reader_provider: tuple[InMemoryMetricReader, MeterProvider],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     reader, provider = reader_provider
     monitor = RedisCacheMonitor(redis_server.url, name="r", meter_provider=provider, timeout=0.2)
-    assert semconv.CACHE_REQUESTS.name in collect(reader)
+    assert semconv.CACHE_REQUESTS.name in collect_points(reader)
     redis_server.kill()
     caplog.set_level(logging.DEBUG, logger="amqadf_agent")
     started = time.monotonic()
     for _ in range(3):
-        found = collect(reader)  # never raises
+        found = collect_points(reader)  # never raises
         # Cumulative counters keep their last value in the SDK; gauges of this collection are gone.
         assert semconv.CACHE_MEMORY_USAGE.name not in found or found[semconv.CACHE_MEMORY_USAGE.name]
     assert time.monotonic() - started < 3.0
@@ -161,7 +138,7 @@ def test_a_dead_server_skips_collections_logs_once_and_recovers(
     assert len(warnings) == 1
     redis_server.start()
     redis.Redis(port=redis_server.port).get("x")
-    found = collect(reader)
+    found = collect_points(reader)
     assert found[semconv.CACHE_REQUESTS.name][key("r", **{semconv.ATTR_CACHE_RESULT: "miss"})] >= 1
     assert monitor.read().misses == 1
 
@@ -172,7 +149,7 @@ def test_unreachable_at_start_never_raises(
     reader, provider = reader_provider
     url = f"redis://127.0.0.1:{free_port()}/0"
     monitor = RedisCacheMonitor(url, meter_provider=provider, timeout=0.1)
-    assert semconv.CACHE_REQUESTS.name not in collect(reader)
+    assert semconv.CACHE_REQUESTS.name not in collect_points(reader)
     assert monitor.cache_reading(fresh=True) is None
     with pytest.raises(redis.ConnectionError):
         monitor.read()

@@ -14,7 +14,9 @@ import pytest
 import redis
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from redis_server import RedisServer, redis_server  # noqa: F401  (the fixture)
+from support.clock import FakeClock
+from support.metrics import metric_points
+from support.redis_server import RedisServer
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError, MissingExtraError
@@ -22,15 +24,7 @@ from amqadf_agent.resilience.rate_limit import RateLimiter
 from amqadf_agent.resilience.stores import RedisStore
 
 
-class StepClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_two_clients_share_one_limit(redis_server: RedisServer) -> None:  # noqa: F811
+def test_two_clients_share_one_limit(redis_server: RedisServer) -> None:
     a = RateLimiter(0.5, burst=5, name="shared", store=RedisStore(redis_server.url))
     b = RateLimiter(0.5, burst=5, name="shared", store=RedisStore(redis_server.url))
     assert [a.try_acquire() for _ in range(5)] == [True] * 5
@@ -44,7 +38,7 @@ def test_two_clients_share_one_limit(redis_server: RedisServer) -> None:  # noqa
     assert b.counts() == {"permitted": 1, "rejected": 2}
 
 
-def test_key_layout_and_expiry(redis_server: RedisServer) -> None:  # noqa: F811
+def test_key_layout_and_expiry(redis_server: RedisServer) -> None:
     store = RedisStore(redis_server.url, namespace="ns")
     limiter = RateLimiter(10, burst=2, name="api", store=store)
     assert limiter.try_acquire("user-1")
@@ -57,7 +51,7 @@ def test_key_layout_and_expiry(redis_server: RedisServer) -> None:  # noqa: F811
     assert client.keys("*") == []
 
 
-def test_new_instance_sees_existing_state(redis_server: RedisServer) -> None:  # noqa: F811
+def test_new_instance_sees_existing_state(redis_server: RedisServer) -> None:
     first = RateLimiter(0.1, burst=3, name="persist", store=RedisStore(redis_server.url))
     assert sum(first.try_acquire() for _ in range(3)) == 3
     del first
@@ -65,7 +59,7 @@ def test_new_instance_sees_existing_state(redis_server: RedisServer) -> None:  #
     assert not again.try_acquire()  # not reset to a full burst
 
 
-def test_cost_is_atomic_in_redis(redis_server: RedisServer) -> None:  # noqa: F811
+def test_cost_is_atomic_in_redis(redis_server: RedisServer) -> None:
     limiter = RateLimiter(0.1, burst=4, name="cost", store=RedisStore(redis_server.url))
     assert limiter.try_acquire(cost=3)
     assert not limiter.try_acquire(cost=2)
@@ -91,7 +85,7 @@ _WORKER = textwrap.dedent(
 )
 
 
-def test_two_processes_share_one_limit(redis_server: RedisServer) -> None:  # noqa: F811
+def test_two_processes_share_one_limit(redis_server: RedisServer) -> None:
     duration = 0.5
     start_at = time.time() + 1.5  # both interpreters are up and connected by then
     procs = [
@@ -116,12 +110,12 @@ def test_two_processes_share_one_limit(redis_server: RedisServer) -> None:  # no
 
 
 def test_fail_open_when_redis_dies_and_back_when_it_returns(
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    store_clock = StepClock()
+    store_clock = FakeClock(0.0)
     store = RedisStore(redis_server.url, retry_interval=2.0, clock=store_clock)
     limiter = RateLimiter(0.1, burst=2, name="failover", store=store)
     limiter.instrument(meter_provider=provider)
@@ -140,17 +134,9 @@ def test_fail_open_when_redis_dies_and_back_when_it_returns(
     assert store.fallbacks() == {"ConnectionError": 500}
     assert elapsed < 0.25  # one connection attempt, then a timestamp check per call
 
-    points = {}
-    data = reader.get_metrics_data()
-    assert data is not None
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                if metric.name == semconv.STATE_STORE_FALLBACKS.name:
-                    for p in metric.data.data_points:
-                        points[tuple(sorted(p.attributes.items()))] = p.value  # type: ignore[union-attr]
-    expected = tuple(
-        sorted({semconv.ATTR_ERROR_TYPE: "ConnectionError", semconv.ATTR_STATE_STORE: "redis"}.items())
+    points = metric_points(reader, semconv.STATE_STORE_FALLBACKS.name)
+    expected = frozenset(
+        {semconv.ATTR_ERROR_TYPE: "ConnectionError", semconv.ATTR_STATE_STORE: "redis"}.items()
     )
     assert points == {expected: 500}
 
@@ -170,7 +156,7 @@ def test_fail_open_when_redis_dies_and_back_when_it_returns(
 
 
 def test_unreachable_from_the_start_fails_open_fast() -> None:
-    from redis_server import free_port
+    from support import free_port
 
     store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.05)
     limiter = RateLimiter(1, burst=1, name="nowhere", store=store)
@@ -195,7 +181,7 @@ def test_store_validation_and_missing_package(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_a_password_in_the_url_never_reaches_repr_or_the_log(caplog: pytest.LogCaptureFixture) -> None:
-    from redis_server import free_port
+    from support import free_port
 
     from amqadf_agent.resilience.stores import redact_url
 

@@ -8,34 +8,18 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from support.clock import FakeClock
+from support.metrics import collect, data_points
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
 from amqadf_agent.monitoring.requests import record_request, track_request
 
 
-class StepClock:
-    """Each read advances by ``step`` seconds: a request lasts exactly one step."""
-
-    def __init__(self, step: float) -> None:
-        self.now = 0.0
-        self.step = step
-
-    def __call__(self) -> float:
-        self.now += self.step
-        return self.now
-
-
 def points(reader: InMemoryMetricReader) -> tuple[Any, dict[frozenset[tuple[str, Any]], Any]]:
-    data = reader.get_metrics_data()
-    assert data is not None
-    metric: Any
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                if metric.name == semconv.HTTP_SERVER_REQUEST_DURATION.name:
-                    return metric, {frozenset(p.attributes.items()): p for p in metric.data.data_points}
-    raise AssertionError("no http.server.request.duration exported")
+    """The request duration histogram and its points by attribute set."""
+    metric = collect(reader)[semconv.HTTP_SERVER_REQUEST_DURATION.name]
+    return metric, data_points(metric)
 
 
 def attrs(route: str, method: str, status: int, error: str | None = None) -> frozenset[tuple[str, Any]]:
@@ -49,12 +33,6 @@ def attrs(route: str, method: str, status: int, error: str | None = None) -> fro
     return frozenset(a.items())
 
 
-@pytest.fixture
-def reader_provider() -> tuple[InMemoryMetricReader, MeterProvider]:
-    reader = InMemoryMetricReader()
-    return reader, MeterProvider(metric_readers=[reader])
-
-
 class NotFoundError(Exception):
     pass
 
@@ -63,7 +41,7 @@ def test_context_manager_records_duration_status_and_errors(
     reader_provider: tuple[InMemoryMetricReader, MeterProvider],
 ) -> None:
     reader, provider = reader_provider
-    clock = StepClock(0.02)
+    clock = FakeClock(0.0, step=0.02)
     with record_request("/users/{id}", "get", meter_provider=provider, clock=clock) as request:
         pass
     assert request.duration == pytest.approx(0.02)
@@ -92,7 +70,7 @@ def test_context_manager_records_duration_status_and_errors(
 
 def test_decorator_sync_and_async(reader_provider: tuple[InMemoryMetricReader, MeterProvider]) -> None:
     reader, provider = reader_provider
-    clock = StepClock(0.3)
+    clock = FakeClock(0.0, step=0.3)
 
     @track_request(route="/orders", method="POST", meter_provider=provider, clock=clock)
     def create(n: int) -> int:

@@ -17,6 +17,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.clock import FakeClock
+from support.metrics import collect
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import AmqadfError, ConfigError
@@ -56,14 +58,6 @@ CONTRACT = [
     semconv.PROCESS_FD_COUNT,
     semconv.RESOURCE_LIMIT_BREACHES,
 ]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakePsutil:
@@ -198,17 +192,6 @@ def monitor(fake: FakePsutil, clock: FakeClock) -> Iterator[ResourceMonitor]:
     m = ResourceMonitor(update_interval=0.05, history_size=5, clock=clock, psutil_module=fake)
     yield m
     m.stop_monitoring(timeout=2.0)
-
-
-def collect(reader: InMemoryMetricReader) -> dict[str, Any]:
-    data = reader.get_metrics_data()
-    assert data is not None
-    return {
-        metric.name: metric
-        for rm in data.resource_metrics
-        for sm in rm.scope_metrics
-        for metric in sm.metrics
-    }
 
 
 def points(metric: Any) -> dict[tuple[tuple[str, Any], ...], float]:

@@ -20,6 +20,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.clock import FakeClock
+from support.metrics import metric_points
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
@@ -27,27 +29,9 @@ from amqadf_agent.resilience import testing
 from amqadf_agent.resilience.retry import RetryBudget, RetryPolicy, retry_with_policy
 
 
-class FakeClock:
-    """A clock that only moves when the injected sleep says so."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.delays: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        self.now += seconds
-
-    async def async_sleep(self, seconds: float) -> None:
-        self.sleep(seconds)
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(0.0)
 
 
 def policy(clock: FakeClock, **kwargs: Any) -> RetryPolicy:
@@ -71,30 +55,17 @@ class Flaky:
         return self.value
 
 
-def metric_points(reader: InMemoryMetricReader, name: str) -> dict[frozenset[tuple[str, Any]], float]:
-    data = reader.get_metrics_data()
-    found: dict[frozenset[tuple[str, Any]], float] = {}
-    assert data is not None
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                if metric.name == name:
-                    for p in metric.data.data_points:
-                        found[frozenset(p.attributes.items())] = p.value  # type: ignore[union-attr]
-    return found
-
-
 # --- delays ----------------------------------------------------------------------------------------
 def test_exact_delays_without_jitter(clock: FakeClock) -> None:
     p = policy(clock, max_retries=5, initial_backoff_time=1.0, max_backoff=5.0, jitter="none")
     assert p.call(Flaky(5)) == "ok"
-    assert clock.delays == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert clock.sleeps == [1.0, 2.0, 4.0, 5.0, 5.0]
 
 
 def test_fixed_delay(clock: FakeClock) -> None:
     p = policy(clock, max_retries=3, exponential_backoff=False, initial_backoff_time=0.5)
     assert p.call(Flaky(3)) == "ok"
-    assert clock.delays == [0.5, 0.5, 0.5]
+    assert clock.sleeps == [0.5, 0.5, 0.5]
 
 
 @settings(max_examples=200, deadline=None)
@@ -142,10 +113,10 @@ def test_decorrelated_jitter_within_bounds(base: float, factor: float, retries: 
 def test_full_jitter_through_calls_respects_cap(clock: FakeClock) -> None:
     p = policy(clock, max_retries=10, initial_backoff_time=0.1, max_backoff=1.0)
     assert p.call(Flaky(10)) == "ok"
-    assert len(clock.delays) == 10
-    for n, delay in enumerate(clock.delays):
+    assert len(clock.sleeps) == 10
+    for n, delay in enumerate(clock.sleeps):
         assert 0.0 <= delay <= min(1.0, 0.1 * 2**n)
-    assert len(set(clock.delays)) > 1  # jittered, not constant
+    assert len(set(clock.sleeps)) > 1  # jittered, not constant
 
 
 # --- give-up ----------------------------------------------------------------------------------------
@@ -167,7 +138,7 @@ def test_not_retryable_raised_at_once(clock: FakeClock) -> None:
     with pytest.raises(KeyError):
         p.call(flaky)
     assert flaky.calls == 1
-    assert clock.delays == []
+    assert clock.sleeps == []
 
 
 def test_base_exceptions_pass_through(clock: FakeClock) -> None:
@@ -178,20 +149,20 @@ def test_base_exceptions_pass_through(clock: FakeClock) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         p.call(interrupted)
-    assert clock.delays == []
+    assert clock.sleeps == []
 
 
 def test_retry_on_result(clock: FakeClock) -> None:
     results = iter([None, None, "value"])
     p = policy(clock, max_retries=3, retry_on_result=lambda r: r is None, jitter="none")
     assert p.call(lambda: next(results)) == "value"
-    assert clock.delays == [1.0, 2.0]
+    assert clock.sleeps == [1.0, 2.0]
 
 
 def test_retry_on_result_gives_up_with_last_result(clock: FakeClock) -> None:
     p = policy(clock, max_retries=2, retry_on_result=lambda r: r < 0)
     assert p.call(lambda: -1) == -1
-    assert len(clock.delays) == 2
+    assert len(clock.sleeps) == 2
 
 
 def test_retry_after_honoured_and_capped(clock: FakeClock) -> None:
@@ -211,7 +182,7 @@ def test_retry_after_honoured_and_capped(clock: FakeClock) -> None:
     p = policy(clock, max_retries=3, initial_backoff_time=0.1, max_backoff=30.0)
     assert p.call(throttled) == "ok"
     # retry_after replaces the backoff, capped by max_backoff (the longest single wait).
-    assert clock.delays == [7.0, 30.0]
+    assert clock.sleeps == [7.0, 30.0]
 
 
 def test_max_elapsed_time(clock: FakeClock) -> None:
@@ -220,7 +191,7 @@ def test_max_elapsed_time(clock: FakeClock) -> None:
     with pytest.raises(ConnectionError) as info:
         p.call(flaky)
     # 1 + 2 + 4 = 7 s waited; the next wait (8 s) would end at 15 s > 10 s, so it is not made.
-    assert clock.delays == [1.0, 2.0, 4.0]
+    assert clock.sleeps == [1.0, 2.0, 4.0]
     assert clock.now <= 10.0
     assert info.value.__amqadf_attempts__ == 4  # type: ignore[attr-defined]
 
@@ -246,17 +217,17 @@ def test_max_elapsed_time_counts_the_first_attempt(clock: FakeClock) -> None:
         retry_with_policy(p)(slow_then_fast),
         lambda: asyncio.run(retry_with_policy(p)(slow_then_fast_async)()),
     ):
-        clock.now, clock.delays = 0.0, []
+        clock.now, clock.sleeps = 0.0, []
         calls.clear()
         with pytest.raises(ConnectionError) as info:
             run()
-        assert clock.delays == [], clock.delays
+        assert clock.sleeps == [], clock.sleeps
         assert info.value.__amqadf_attempts__ == 1  # type: ignore[attr-defined]
     # A quick first attempt leaves the whole limit to the retries, as before.
-    clock.now, clock.delays = 0.0, []
+    clock.now, clock.sleeps = 0.0, []
     with pytest.raises(ConnectionError):
         p.call(Flaky(1000))
-    assert clock.delays == [1.0, 2.0, 4.0]
+    assert clock.sleeps == [1.0, 2.0, 4.0]
 
 
 # --- budget ---------------------------------------------------------------------------------------
@@ -337,7 +308,7 @@ def test_async_retried_with_injected_async_sleep(clock: FakeClock) -> None:
 
     assert inspect.iscoroutinefunction(fetch)
     assert asyncio.run(fetch(21)) == 42
-    assert clock.delays == [0.5, 1.0]
+    assert clock.sleeps == [0.5, 1.0]
 
 
 def test_call_async_gives_up_with_original(clock: FakeClock) -> None:
@@ -381,7 +352,7 @@ def test_brief_example(clock: FakeClock) -> None:
         return str(flaky())
 
     assert operation() == "done"
-    assert len(clock.delays) == 2
+    assert len(clock.sleeps) == 2
 
 
 # --- testing helper ---------------------------------------------------------------------------------
@@ -393,7 +364,7 @@ def test_no_waiting_skips_sleep_and_restores(clock: FakeClock) -> None:
         with testing.no_waiting():
             pass
         assert testing.is_testing()  # the inner block restored "on", not "off"
-    assert clock.delays == []
+    assert clock.sleeps == []
     assert not testing.is_testing()
     previous = testing.set_testing(True)
     try:
@@ -546,4 +517,4 @@ def test_max_elapsed_time_set_after_decorating_is_honoured(clock: FakeClock) -> 
     clock.now = 1000.0  # a clock far from zero: the limit counts from this call's start
     with pytest.raises(ConnectionError):
         wrapped()
-    assert clock.delays == [1.0, 2.0]  # 1 + 2 = 3 s fits in 3.5 s, 4 more would not
+    assert clock.sleeps == [1.0, 2.0]  # 1 + 2 = 3 s fits in 3.5 s, 4 more would not

@@ -20,6 +20,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support import free_port
 
 import amqadf_agent
 from amqadf_agent import semconv
@@ -556,12 +557,6 @@ def test_force_flush_deadline_with_a_hanging_exporter(caplog: pytest.LogCaptureF
         blocking.release.set()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1.0)
@@ -576,7 +571,7 @@ def _listening(port: int) -> bool:
 def test_failed_start_stops_the_prometheus_endpoint(
     target: Any, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port = _free_port()
+    port = free_port()
     monkeypatch.setattr(target, name, _boom)
     agent = amqadf_agent.start(exporters=["prometheus"], prometheus_port=port)
     assert agent.error is not None

@@ -1,7 +1,7 @@
 """The Vault and AWS Secrets Manager providers, with their real clients against loopback endpoints.
 
 - AWS: ``boto3`` (the real client) against ``moto`` in server mode on a free loopback port.
-- Vault: ``hvac`` (the real client) against ``tests/vault_stub.py``, a loopback HTTP server that
+- Vault: ``hvac`` (the real client) against ``tests/support/vault_stub.py``, a loopback HTTP server that
   stands in for Vault, which cannot be installed here. It answers the KV v2 read, AppRole login and
   token lookup endpoints as Vault's HTTP API documentation specifies, checking ``X-Vault-Token`` and
   ``X-Vault-Namespace`` (403 for a wrong token, 404 for a missing path).
@@ -14,7 +14,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import socket
 import sys
 import threading
 import time
@@ -24,7 +23,9 @@ from pathlib import Path
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
-from vault_stub import VaultStub
+from support import free_port
+from support.clock import FakeClock
+from support.vault_stub import VaultStub
 
 from amqadf_agent.config import vault as vault_module
 from amqadf_agent.config.aws import AwsSecretsManagerProvider
@@ -38,26 +39,12 @@ TOKEN = "hvs.planted-root-token-77ab"
 REGION = "us-east-1"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # -- AWS Secrets Manager (moto server) ----------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
@@ -156,7 +143,7 @@ def test_aws_ttl_refresh(sm: object, moto_url: str) -> None:
 
 
 def test_aws_unreachable_endpoint_is_wrapped(aws_env: None) -> None:
-    provider = AwsSecretsManagerProvider(REGION, endpoint_url=f"http://127.0.0.1:{_free_port()}", timeout=1)
+    provider = AwsSecretsManagerProvider(REGION, endpoint_url=f"http://127.0.0.1:{free_port()}", timeout=1)
     with pytest.raises(SecretProviderError, match="cannot reach Secrets Manager in us-east-1"):
         provider.lookup("x")
 
@@ -362,7 +349,7 @@ def test_https_to_a_plain_http_vault_is_a_handshake_failure_not_a_ca_problem(vau
 
 
 def test_vault_unreachable_is_wrapped() -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     provider = VaultProvider(url, token=TOKEN, timeout=1)
     with pytest.raises(SecretProviderError, match="cannot reach") as caught:
         provider.lookup("x")

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from support.clock import FakeClock
 
 from amqadf_agent.config.production import ProductionConfig
 from amqadf_agent.config.secrets import (
@@ -22,14 +23,6 @@ from amqadf_agent.errors import AmqadfError, SecretNotFoundError
 from amqadf_agent.runtime import agent as agent_mod
 
 PLANTED = "s3cr3t-PLANTED-7c1e"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class CountingProvider:

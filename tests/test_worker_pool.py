@@ -16,45 +16,15 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.clock import FakeClock
+from support.metrics import collect, data_points
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
 from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPool, PoolStats
 
 WAIT = 5.0  # generous timeout for events: a test that hangs fails instead
-
-
-class FakeClock:
-    """Seconds that move only when the test says so (read from worker threads too)."""
-
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def collect(reader: InMemoryMetricReader) -> dict[str, Any]:
-    data = reader.get_metrics_data()
-    assert data is not None
-    found: dict[str, Any] = {}
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            if sm.scope.name == semconv.SCOPE_NAME:
-                for metric in sm.metrics:
-                    assert metric.name not in found, f"{metric.name} exported twice"
-                    found[metric.name] = metric
-    return found
-
-
-def by_attrs(metric: Any) -> dict[frozenset[tuple[str, Any]], Any]:
-    """Attribute set -> data point."""
-    return {frozenset(p.attributes.items()): p for p in metric.data.data_points}
 
 
 def attrs(pool: str, **extra: str) -> frozenset[tuple[str, Any]]:
@@ -98,7 +68,7 @@ def test_queue_wait_and_duration_with_injected_clock(
     metrics_provider: tuple[InMemoryMetricReader, MeterProvider], pools: list[InstrumentedThreadPool]
 ) -> None:
     reader, provider = metrics_provider
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     pool = InstrumentedThreadPool("io", 1, clock=clock)
     pools.append(pool)
     pool.instrument(provider)
@@ -128,7 +98,7 @@ def test_queue_wait_and_duration_with_injected_clock(
     expected[semconv.SECONDS_BUCKETS.index(2.5)] += 1
     assert list(wait_point.bucket_counts) == expected
 
-    duration = by_attrs(metrics[semconv.POOL_TASK_DURATION.name])
+    duration = data_points(metrics[semconv.POOL_TASK_DURATION.name])
     assert set(duration) == {outcome("io", semconv.OUTCOME_SUCCESS)}
     run = duration[outcome("io", semconv.OUTCOME_SUCCESS)]
     assert (run.count, run.sum, run.min, run.max) == (2, 2.5, 0.5, 2.0)  # first ran 2 s, second 0.5 s
@@ -181,12 +151,12 @@ def test_failure_outcome_is_counted_and_the_exception_reaches_the_caller(
     metrics = collect(reader)
     tasks = metrics[semconv.POOL_TASKS.name]
     assert tasks.unit == semconv.POOL_TASKS.unit and tasks.data.is_monotonic is True
-    values = {k: p.value for k, p in by_attrs(tasks).items()}
+    values = {k: p.value for k, p in data_points(tasks).items()}
     assert values == {
         outcome("jobs", semconv.OUTCOME_SUCCESS): 3,
         outcome("jobs", semconv.OUTCOME_FAILURE): 2,
     }
-    durations = by_attrs(metrics[semconv.POOL_TASK_DURATION.name])
+    durations = data_points(metrics[semconv.POOL_TASK_DURATION.name])
     assert durations[outcome("jobs", semconv.OUTCOME_FAILURE)].count == 2
     assert durations[outcome("jobs", semconv.OUTCOME_SUCCESS)].count == 3
 
@@ -211,14 +181,14 @@ def test_busy_idle_and_queued_while_tasks_block(
     metrics = collect(reader)
     workers = metrics[semconv.POOL_WORKERS.name]
     assert workers.unit == "{thread}" and workers.data.is_monotonic is False
-    assert {k: p.value for k, p in by_attrs(workers).items()} == {
+    assert {k: p.value for k, p in data_points(workers).items()} == {
         state("busy", semconv.POOL_STATE_BUSY): 2,
         state("busy", semconv.POOL_STATE_IDLE): 0,
     }
-    assert {k: p.value for k, p in by_attrs(metrics[semconv.POOL_QUEUE_SIZE.name]).items()} == {
+    assert {k: p.value for k, p in data_points(metrics[semconv.POOL_QUEUE_SIZE.name]).items()} == {
         attrs("busy"): 3
     }
-    assert {k: p.value for k, p in by_attrs(metrics[semconv.POOL_MAX_WORKERS.name]).items()} == {
+    assert {k: p.value for k, p in data_points(metrics[semconv.POOL_MAX_WORKERS.name]).items()} == {
         attrs("busy"): 2
     }
     for name in (semconv.POOL_WORKERS, semconv.POOL_QUEUE_SIZE, semconv.POOL_MAX_WORKERS, semconv.POOL_TASKS):
@@ -303,11 +273,11 @@ def test_two_pools_give_two_series_and_instrument_is_idempotent(
     assert caplog.records == []
     a.submit(lambda: None).result(WAIT)
     metrics = collect(reader)
-    assert {k: p.value for k, p in by_attrs(metrics[semconv.POOL_MAX_WORKERS.name]).items()} == {
+    assert {k: p.value for k, p in data_points(metrics[semconv.POOL_MAX_WORKERS.name]).items()} == {
         attrs("a"): 1,
         attrs("b"): 3,
     }
-    waits = by_attrs(metrics[semconv.POOL_QUEUE_WAIT.name])
+    waits = data_points(metrics[semconv.POOL_QUEUE_WAIT.name])
     assert set(waits) == {attrs("a")}
     assert waits[attrs("a")].count == 1
 
@@ -323,7 +293,7 @@ def test_uninstrumented_pool_records_no_histograms(
     unseen.submit(lambda: None).result(WAIT)
     metrics = collect(reader)
     assert semconv.POOL_QUEUE_WAIT.name not in metrics  # no histogram point yet
-    assert set(by_attrs(metrics[semconv.POOL_TASKS.name])) == {
+    assert set(data_points(metrics[semconv.POOL_TASKS.name])) == {
         outcome("seen", semconv.OUTCOME_SUCCESS),
         outcome("seen", semconv.OUTCOME_FAILURE),
     }
@@ -368,18 +338,10 @@ def test_bad_arguments_raise_config_error_naming_the_argument(
 
 
 # --- trace context -----------------------------------------------------------------------------------
-@pytest.fixture
-def tracing() -> tuple[TracerProvider, InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider, exporter
-
-
 def test_span_started_in_a_task_is_a_child_of_the_submitters_span(
-    tracing: tuple[TracerProvider, InMemorySpanExporter], pools: list[InstrumentedThreadPool]
+    spans: tuple[TracerProvider, InMemorySpanExporter], pools: list[InstrumentedThreadPool]
 ) -> None:
-    provider, exporter = tracing
+    provider, exporter = spans
     tracer = provider.get_tracer("test")  # explicit tracer: the global provider is never set
     pool = InstrumentedThreadPool("traced", 1)
     pools.append(pool)
@@ -491,10 +453,10 @@ def test_executor_queue_and_wait_figures_under_a_saturated_pool(
         name="saturated", max_workers=2, busy=2, idle=0, queued=6, completed=0, failed=0
     )
     metrics = collect(reader)
-    assert {k: p.value for k, p in by_attrs(metrics[semconv.POOL_QUEUE_SIZE.name]).items()} == {
+    assert {k: p.value for k, p in data_points(metrics[semconv.POOL_QUEUE_SIZE.name]).items()} == {
         attrs("saturated"): 6
     }
-    assert {k: p.value for k, p in by_attrs(metrics[semconv.POOL_WORKERS.name]).items()} == {
+    assert {k: p.value for k, p in data_points(metrics[semconv.POOL_WORKERS.name]).items()} == {
         state("saturated", semconv.POOL_STATE_BUSY): 2,
         state("saturated", semconv.POOL_STATE_IDLE): 0,
     }
@@ -505,7 +467,7 @@ def test_executor_queue_and_wait_figures_under_a_saturated_pool(
     assert pool.stats().queued == 0 and pool.stats().completed == 8
 
     metrics = collect(reader)
-    wait = by_attrs(metrics[semconv.POOL_QUEUE_WAIT.name])[attrs("saturated")]
+    wait = data_points(metrics[semconv.POOL_QUEUE_WAIT.name])[attrs("saturated")]
     assert wait.count == 8
     assert list(wait.explicit_bounds) == list(semconv.SECONDS_BUCKETS)
     # The six queued tasks each waited the whole block; the first two hardly at all.
@@ -513,7 +475,7 @@ def test_executor_queue_and_wait_figures_under_a_saturated_pool(
     assert wait.max >= blocked and wait.min < blocked
     over = sum(c for b, c in zip([0.0, *wait.explicit_bounds], wait.bucket_counts, strict=True) if b >= 0.1)
     assert over >= 6
-    run = by_attrs(metrics[semconv.POOL_TASK_DURATION.name])[outcome("saturated", semconv.OUTCOME_SUCCESS)]
+    run = data_points(metrics[semconv.POOL_TASK_DURATION.name])[outcome("saturated", semconv.OUTCOME_SUCCESS)]
     assert run.count == 8 and run.max >= blocked
 
 

@@ -10,7 +10,7 @@ Tripping: ``failure_threshold`` consecutive failures, or, when ``failure_rate_th
 ``slow_call_rate_threshold`` are set, a failure rate or slow-call rate (percent) over a count- or
 time-based sliding window once it holds ``minimum_calls`` calls.
 
-Cost (DESIGN principle 1): in the closed state without rate-based tripping or slow-call timing, a
+Cost (docs/design.md, principle 1): in the closed state without rate-based tripping or slow-call timing, a
 successful call costs one attribute check and one integer increment; no lock, no clock, nothing of
 OpenTelemetry. The lock is taken only to record a failure or a windowed outcome and around state
 changes, never while the user's function runs (pybreaker holds its lock for the whole call).
@@ -42,11 +42,16 @@ Fail open: when Redis does not answer, the breaker decides with its local state 
 one warning per outage, counts every operation served locally in ``amqadf.state_store.fallbacks``
 and tries Redis again every ``retry_interval``); once Redis answers, the shared state wins (an
 empty Redis after a restart reads as closed).
+
+Why one module of about 840 lines: it is one class whose local and shared paths change the same
+lock-guarded state, so they stay side by side; the settings and their checks live in
+:mod:`amqadf_agent.resilience.breaker_config`.
 """
 
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import inspect
 import logging
@@ -62,6 +67,7 @@ from amqadf_agent import semconv
 from amqadf_agent.errors import CircuitOpenError, ConfigError
 from amqadf_agent.monitoring._instruments import Point, SharedInstruments
 from amqadf_agent.resilience._events import add_event
+from amqadf_agent.resilience.breaker_config import CircuitBreakerConfig
 from amqadf_agent.resilience.stores import BreakerSnapshot, BreakerStore, MemoryStore
 
 if TYPE_CHECKING:
@@ -78,6 +84,7 @@ __all__ = [
     "OPEN",
     "STATES",
     "CircuitBreaker",
+    "CircuitBreakerConfig",
     "CircuitOpenError",
 ]
 
@@ -104,44 +111,8 @@ Listener = Callable[["CircuitBreaker", str, str], None]
 #: What a permitted call carries until its outcome is recorded: (epoch, state it was admitted in).
 _Permit = tuple[int, str]
 _Transition = tuple[str, str]
-
-
-# --- validation -----------------------------------------------------------------------------------
-def _number(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and not math.isnan(value)
-
-
-def _positive(parameter: str, value: object, *, optional: bool = False) -> float | None:
-    if value is None and optional:
-        return None
-    if not _number(value) or not cast(float, value) > 0:
-        raise ConfigError(parameter, f"must be a number > 0, got {value!r}")
-    return float(cast(float, value))
-
-
-def _positive_int(parameter: str, value: object, *, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(parameter, f"must be an integer >= 1, got {value!r}")
-    return value
-
-
-def _percent(parameter: str, value: object) -> float | None:
-    if value is None:
-        return None
-    if not _number(value) or not 0 < cast(float, value) <= 100:
-        raise ConfigError(parameter, f"must be a percentage in (0, 100], got {value!r}")
-    return float(cast(float, value))
-
-
-def _exception_types(parameter: str, value: object) -> tuple[type[BaseException], ...]:
-    types = (value,) if isinstance(value, type) else value
-    if not isinstance(types, (tuple, list, frozenset, set)) or not all(
-        isinstance(t, type) and issubclass(t, BaseException) for t in types
-    ):
-        raise ConfigError(parameter, f"must be exception classes, got {value!r}")
-    return tuple(types)
+#: The constructor's keyword settings (the config's fields) and their defaults.
+_SETTINGS: Final[dict[str, Any]] = {f.name: f.default for f in dataclasses.fields(CircuitBreakerConfig)}
 
 
 class CircuitBreaker:
@@ -150,6 +121,9 @@ class CircuitBreaker:
     Use it as ``breaker.call(fn, *args)``, ``await breaker.call_async(coro_fn, *args)``, as a
     decorator on sync or async functions (the signature is preserved), or as ``with breaker:``
     (an exception leaving the block is the call's outcome).
+
+    The settings are the fields of :class:`CircuitBreakerConfig`, given as keywords (which build
+    the config) or as ``config=`` alone; mixing the two is a ``ConfigError``.
     """
 
     def __init__(
@@ -173,62 +147,54 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
         store: BreakerStore | None = None,
         sync_interval: float = 0.5,
+        config: CircuitBreakerConfig | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ConfigError("name", f"must be a non-empty string, got {name!r}")
-        self._failure_threshold = _positive_int("failure_threshold", failure_threshold, optional=True)
-        self._timeout = cast(float, _positive("timeout", timeout))
-        self._half_open_max = cast(int, _positive_int("half_open_max_calls", half_open_max_calls))
-        self._failure_rate = _percent("failure_rate_threshold", failure_rate_threshold)
-        self._slow_rate = _percent("slow_call_rate_threshold", slow_call_rate_threshold)
-        self._slow_duration = _positive("slow_call_duration", slow_call_duration, optional=True)
-        if self._slow_rate is not None and self._slow_duration is None:
-            raise ConfigError("slow_call_duration", "is required when slow_call_rate_threshold is set")
-        if sliding_window_type not in ("count", "time"):
-            raise ConfigError(
-                "sliding_window_type", f"must be 'count' or 'time', got {sliding_window_type!r}"
-            )
-        self._window_type = sliding_window_type
-        self._window_size = cast(int, _positive_int("sliding_window_size", sliding_window_size))
-        self._minimum_calls = cast(int, _positive_int("minimum_calls", minimum_calls))
-        if sliding_window_type == "count":
+        given = locals()  # the keyword settings, by name: nothing else is defined yet
+        if config is None:
+            config = CircuitBreakerConfig(**{setting: given[setting] for setting in _SETTINGS})
+        elif not isinstance(config, CircuitBreakerConfig):
+            raise ConfigError("config", f"must be a CircuitBreakerConfig, got {config!r}")
+        else:
+            mixed = [setting for setting, default in _SETTINGS.items() if given[setting] != default]
+            if mixed:
+                raise ConfigError(
+                    "config",
+                    f"give the settings in config= or as keywords, not both (got {', '.join(mixed)})",
+                )
+        self._config = config
+        # Copied out of the config: the per-call paths read them as plain attributes.
+        self._failure_threshold = config.failure_threshold
+        self._half_open_max = config.half_open_max_calls
+        self._failure_rate = config.failure_rate_threshold
+        self._slow_rate = config.slow_call_rate_threshold
+        self._slow_duration = config.slow_call_duration
+        self._window_size = config.sliding_window_size
+        self._minimum_calls = config.minimum_calls
+        if config.sliding_window_type == "count":
             # resilience4j: a count window can never hold more calls than its size.
             self._minimum_calls = min(self._minimum_calls, self._window_size)
-        if not _number(timeout_multiplier) or timeout_multiplier < 1:
-            raise ConfigError("timeout_multiplier", f"must be a number >= 1, got {timeout_multiplier!r}")
-        self._multiplier = float(timeout_multiplier)
-        self._max_timeout = _positive("max_timeout", max_timeout, optional=True)
-        if self._max_timeout is not None and self._max_timeout < self._timeout:
-            raise ConfigError("max_timeout", f"must be >= timeout ({timeout!r}), got {max_timeout!r}")
-        self._max_half_open_time = _positive("max_half_open_time", max_half_open_time, optional=True)
-        self._ignored = _exception_types("ignored_exceptions", ignored_exceptions)
-        self._failures_only = (
-            None if failure_exceptions is None else _exception_types("failure_exceptions", failure_exceptions)
-        )
-        if not callable(clock):
-            raise ConfigError("clock", f"must be a callable returning seconds, got {clock!r}")
-        self._clock = clock
-        self._name = name
-        if store is not None and not callable(getattr(store, "breaker", None)):
-            raise ConfigError("store", f"must be a MemoryStore or RedisStore, got {store!r}")
-        self._sync_interval = cast(float, _positive("sync_interval", sync_interval))
+        self._ignored = config.ignored_exceptions
+        self._failures_only = config.failure_exceptions
+        self._clock = config.clock
+        self._name = config.name
         # A MemoryStore is the local state itself: the breaker sees no store at all.
-        self._store: BreakerStore | None = None if isinstance(store, MemoryStore) else store
-        self._store_given = store
+        self._store: BreakerStore | None = None if isinstance(config.store, MemoryStore) else config.store
         self._store_config: tuple[str, ...] = (
             str(self._failure_threshold or 0),
-            repr(self._timeout * 1e6),
-            repr(self._multiplier),
-            repr((self._max_timeout or 0.0) * 1e6),
+            repr(config.timeout * 1e6),
+            repr(config.timeout_multiplier),
+            repr((config.max_timeout or 0.0) * 1e6),
             str(self._half_open_max),
-            repr((self._max_half_open_time or 0.0) * 1e6),
+            repr((config.max_half_open_time or 0.0) * 1e6),
         )
         self._shared_epoch = -1  # the epoch of the shared state last applied (-1: none yet)
         self._next_sync = -math.inf  # the shared state is read again once clock() passes this
 
         self._windowed = self._failure_rate is not None or self._slow_rate is not None
         # The clock is read around a call only when something needs a duration or a timestamp.
-        self._timed = self._slow_duration is not None or (self._windowed and sliding_window_type == "time")
+        self._timed = self._slow_duration is not None or (
+            self._windowed and config.sliding_window_type == "time"
+        )
 
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
@@ -307,6 +273,11 @@ class CircuitBreaker:
         return self._name
 
     @property
+    def config(self) -> CircuitBreakerConfig:
+        """The settings this breaker runs with, as validated (numbers as floats, classes as tuples)."""
+        return self._config
+
+    @property
     def state(self) -> str:
         """The current state; an open breaker whose timeout has ended reads as ``half_open``."""
         if self._store is not None and self._clock() >= self._next_sync:
@@ -322,7 +293,7 @@ class CircuitBreaker:
     @property
     def store(self) -> BreakerStore | None:
         """The ``store`` given at construction (``None``: local state only)."""
-        return self._store_given
+        return self._config.store
 
     def counts(self) -> dict[str, int]:
         """Calls by outcome since creation (never reset: exported as monotonic counters)."""
@@ -387,6 +358,8 @@ class CircuitBreaker:
     # --- calling ---------------------------------------------------------------------------------
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """``fn(*args, **kwargs)`` through the breaker; raises :class:`CircuitOpenError` if not permitted."""
+        # The lock-free closed path, written out again in call_async and the decorator's wrapper:
+        # a shared helper would add a call frame to every successful call (the hot path).
         if self._fast:
             try:
                 result = fn(*args, **kwargs)
@@ -624,7 +597,7 @@ class CircuitBreaker:
             self._open_until = now + snapshot.remaining
         elif new is CLOSED:
             self._consecutive = snapshot.failures
-        self._next_sync = now + self._sync_interval
+        self._next_sync = now + self._config.sync_interval
         return done
 
     def _acquire_shared(self) -> _Permit | None:
@@ -713,7 +686,7 @@ class CircuitBreaker:
     # sliding window (called with the lock held)
     def _window_add(self, now: float, failed: bool, slow: bool) -> None:
         window = self._window
-        if self._window_type == "count":
+        if self._config.sliding_window_type == "count":
             if len(window) >= self._window_size:
                 old_failed, old_slow = window.popleft()
                 self._w_calls -= 1
@@ -764,17 +737,18 @@ class CircuitBreaker:
             return self._transition_locked(HALF_OPEN, now)
         if (
             self._state is HALF_OPEN
-            and self._max_half_open_time is not None
-            and now - self._half_open_since >= self._max_half_open_time
+            and self._config.max_half_open_time is not None
+            and now - self._half_open_since >= self._config.max_half_open_time
         ):
             return self._open_locked(now)
         return []
 
     def _open_locked(self, now: float) -> list[_Transition]:
         self._trips += 1
-        duration = self._timeout * self._multiplier ** (self._trips - 1)
-        if self._max_timeout is not None:
-            duration = min(duration, self._max_timeout)
+        config = self._config
+        duration = config.timeout * config.timeout_multiplier ** (self._trips - 1)
+        if config.max_timeout is not None:
+            duration = min(duration, config.max_timeout)
         self._open_until = now + duration
         return self._transition_locked(OPEN, now)
 

@@ -57,7 +57,7 @@ def main() -> None:
 
     server = None
     try:
-        from redis_server import RedisServer
+        from support.redis_server import RedisServer
 
         from amqadf_agent.resilience.stores import RedisStore
 

@@ -25,6 +25,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+def _response(data: dict[str, Any] | None = None, auth: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Vault's response envelope around ``data`` (a secret read) or ``auth`` (a login)."""
+    return {
+        "request_id": str(uuid.uuid4()),
+        "lease_id": "",
+        "renewable": False,
+        "lease_duration": 0,
+        "data": data,
+        "wrap_info": None,
+        "warnings": None,
+        "auth": auth,
+    }
+
+
 @dataclass
 class Recorded:
     method: str
@@ -120,28 +134,14 @@ class VaultStub:
                 if data is None:
                     self._reply(404, {"errors": []})
                     return
-                self._reply(
-                    200,
-                    {
-                        "request_id": str(uuid.uuid4()),
-                        "lease_id": "",
-                        "renewable": False,
-                        "lease_duration": 0,
-                        "data": {
-                            "data": data,
-                            "metadata": {
-                                "created_time": "2024-01-01T00:00:00.000000Z",
-                                "custom_metadata": None,
-                                "deletion_time": "",
-                                "destroyed": False,
-                                "version": version,
-                            },
-                        },
-                        "wrap_info": None,
-                        "warnings": None,
-                        "auth": None,
-                    },
-                )
+                metadata = {
+                    "created_time": "2024-01-01T00:00:00.000000Z",
+                    "custom_metadata": None,
+                    "deletion_time": "",
+                    "destroyed": False,
+                    "version": version,
+                }
+                self._reply(200, _response(data={"data": data, "metadata": metadata}))
 
             def do_POST(self) -> None:
                 namespace, _ = self._record()
@@ -163,27 +163,16 @@ class VaultStub:
                     return
                 client_token = "hvs." + uuid.uuid4().hex
                 stub.add_token(client_token, namespace)
-                self._reply(
-                    200,
-                    {
-                        "request_id": str(uuid.uuid4()),
-                        "lease_id": "",
-                        "renewable": False,
-                        "lease_duration": 0,
-                        "data": None,
-                        "wrap_info": None,
-                        "warnings": None,
-                        "auth": {
-                            "client_token": client_token,
-                            "accessor": uuid.uuid4().hex,
-                            "policies": ["default"],
-                            "token_policies": ["default"],
-                            "metadata": {"role_name": "app"},
-                            "lease_duration": 1200,
-                            "renewable": True,
-                        },
-                    },
-                )
+                auth = {
+                    "client_token": client_token,
+                    "accessor": uuid.uuid4().hex,
+                    "policies": ["default"],
+                    "token_policies": ["default"],
+                    "metadata": {"role_name": "app"},
+                    "lease_duration": 1200,
+                    "renewable": True,
+                }
+                self._reply(200, _response(auth=auth))
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -9,26 +9,24 @@ Raises ``FileNotFoundError`` naming the Debian package when ``prometheus`` is no
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
+
+from support import free_port
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PrometheusQueryError(RuntimeError):
@@ -125,6 +123,17 @@ class PrometheusServer:
         result = data["result"]
         return result if isinstance(result, list) else [result]
 
+    def wait_for(self, expr: str, deadline: float) -> bool:
+        """Whether ``expr`` returns data before ``time.monotonic()`` reaches ``deadline`` (polled)."""
+        while time.monotonic() < deadline:
+            try:
+                if self.query(expr):
+                    return True
+            except (PrometheusQueryError, OSError):
+                pass
+            time.sleep(0.5)
+        return False
+
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.terminate()
@@ -153,6 +162,49 @@ class PrometheusServer:
 DEMO_SERVICE = "amqadf-demo-shop"
 #: The job under which the same targets are scraped with the Collector's names.
 VIA_COLLECTOR = "amqadf-demo-shop-via-collector"
+
+
+#: The console script of the environment running the tests (not a fixed path).
+AGENT = Path(sys.executable).parent / "amqadf-agent"
+
+
+def demo_environment(prometheus_port: int) -> dict[str, str]:
+    """The tests' environment without its AMQADF_*/OTEL_* settings, exposing metrics on the port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AMQADF_"))}
+    return {**env, "OTEL_EXPORTER_PROMETHEUS_PORT": str(prometheus_port)}
+
+
+def start_demo(
+    work: Path,
+    prometheus_port: int,
+    duration: float,
+    log: IO[bytes],
+    exporters: Sequence[str] = ("prometheus",),
+) -> subprocess.Popen[bytes]:
+    """``amqadf-agent demo`` in ``work`` for ``duration`` s, metrics every second on the port, stderr to
+    ``log``; its telemetry files go to ``work/telemetry``."""
+    options = [arg for exporter in exporters for arg in ("--exporter", exporter)]
+    options += ["--duration", str(duration), "--metric-interval", "1", "--out", str(work / "telemetry")]
+    return subprocess.Popen(
+        [str(AGENT), "demo", *options],
+        env=demo_environment(prometheus_port),
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+
+
+def stop_processes(procs: Iterable[subprocess.Popen[bytes]]) -> None:
+    """Terminate every process still running, then wait for each (killed after 15 s)."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def _ratio_gauges() -> list[str]:

@@ -1,8 +1,6 @@
 """A real ``redis-server`` for tests, on a free loopback port, without persistence.
 
-    from tests.redis_server import redis_server  # noqa: F401  (the fixture)
-
-    def test_x(redis_server: RedisServer) -> None:
+    def test_x(redis_server: RedisServer) -> None:   # the fixture of tests/conftest.py
         store = RedisStore(redis_server.url)
         redis_server.kill()      # mid-test: SIGKILL, the port stops answering
         redis_server.start()     # again on the same port (empty: nothing is persisted)
@@ -12,22 +10,14 @@ Tests using the fixture fail, naming the package, when ``redis-server`` is not i
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 
-import pytest
+from support import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _ping(port: int, timeout: float = 0.1) -> bool:
@@ -91,16 +81,3 @@ class RedisServer:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A fresh ``redis-server`` for one test, killed at the end whatever happens."""
-    if not os.access(REDIS_SERVER, os.X_OK):
-        pytest.fail(f"{REDIS_SERVER} is not installed: apt-get install -y redis-server (.ci/run does)")
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()

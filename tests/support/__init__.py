@@ -1,0 +1,22 @@
+"""What the tests share: fakes, readers of collected telemetry, and real servers to run against.
+
+``tests/`` is on ``sys.path`` while pytest runs (rootdir-relative imports), so a test writes
+``from support.clock import FakeClock``.
+
+- ``clock``: ``FakeClock``, the injected time of every component test.
+- ``metrics``: what an ``InMemoryMetricReader`` collected, as the tests compare it.
+- ``prometheus_server``, ``redis_server``: real servers on free loopback ports.
+- ``vault_stub``: a loopback HTTP server speaking the part of Vault's API that ``hvac`` uses.
+- ``grafana_schema``: checks a dashboard against Grafana's schema.
+"""
+
+from __future__ import annotations
+
+import socket
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
