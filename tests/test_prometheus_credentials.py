@@ -15,7 +15,7 @@ from contextlib import redirect_stderr, suppress
 from typing import Any
 
 import pytest
-from prometheus_server import free_port
+from support import free_port
 
 from amqadf_agent.analyzer.prometheus_source import read_prometheus, redact_url
 from amqadf_agent.cli.analyze import main
