@@ -283,7 +283,7 @@ class SharedInstruments(Generic[T]):
         return [Observation(value, exported) for value, exported in totals.values()]
 
     def _warn_once(self, registry: _Registry[T], message: str, *args: object) -> None:
-        # Telemetry failures are logged once per provider, never raised (DESIGN principle 2);
+        # Telemetry failures are logged once per provider, never raised (docs/design.md, principle 2);
         # later ones at debug level, so a broken object does not flood the log every collection.
         level = logging.DEBUG if registry.warned else logging.WARNING
         registry.warned = True

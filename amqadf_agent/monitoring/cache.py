@@ -2,7 +2,7 @@
 
 Why: the analyzer's cache rules need each cache's hit rate, evictions and size. Counting them costs
 a few integer increments under the lock the cache needs anyway; the metrics SDK reads the counters
-at collection time through observable instruments (DESIGN principle 1: nothing of OpenTelemetry
+at collection time through observable instruments (docs/design.md, principle 1: nothing of OpenTelemetry
 on the hot path). OpenTelemetry is imported only when ``instrument()`` is called.
 
 The same ``amqadf.cache.*`` instruments also report caches this module does not own:

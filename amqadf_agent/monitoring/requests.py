@@ -18,7 +18,7 @@ An exception raised inside sets the status to 500 and ``error.type`` to the exce
 qualified name, and is re-raised. A status code of 500 or more without an exception gives
 ``error.type`` = the status code, as the HTTP semantic conventions say.
 
-Cost: one ``Histogram.record`` per request (6-9 µs in SDK 1.45, DESIGN principle 1). That is what
+Cost: one ``Histogram.record`` per request (6-9 µs in SDK 1.45, docs/design.md, principle 1). That is what
 the standard instrumentations pay too, and a request is not a hot-path call. Recording never
 raises into the request: a failure is logged once.
 """

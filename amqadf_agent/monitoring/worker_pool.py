@@ -7,7 +7,7 @@ a task becomes a new trace's root; this pool attaches the submitter's context in
 
 Counters are plain ints under a lock, read at collection time by observable instruments. The two
 histograms are recorded with ``Histogram.record`` per task, and only once ``instrument()`` has
-bound them: a task hop already costs tens of µs, so a few more are acceptable there (DESIGN
+bound them: a task hop already costs tens of µs, so a few more are acceptable there (docs/design.md,
 principle 1 is about the per-call hot path, which a pool hop is not). Measured on the 2-core box,
 submit→result of an empty task: plain executor 11-15 µs; this pool +3-5 µs unbound, +15 µs with
 the histograms bound (``Histogram.record`` costs 6-9 µs each in SDK 1.45).

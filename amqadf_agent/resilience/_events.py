@@ -1,6 +1,6 @@
 """The one place the resilience policies write span events (retry, give-up, fallback, timeout).
 
-Events are written only for rare things (DESIGN principle 1), on the current span and only when it
+Events are written only for rare things (docs/design.md, principle 1), on the current span and only when it
 is recording. Keeping it here means moving them to log records later is a change of one function.
 OpenTelemetry is imported on the first event, never when a policy module is imported.
 """
@@ -29,5 +29,5 @@ def add_event(name: str, attributes: Mapping[str, str | int | float]) -> None:
         span = trace.get_current_span()
         if span.is_recording():
             span.add_event(name, dict(attributes))
-    except Exception:  # telemetry must never break the call it describes (DESIGN principle 2)
+    except Exception:  # telemetry must never break the call it describes (docs/design.md, principle 2)
         _log.debug("cannot add span event %s", name, exc_info=True)

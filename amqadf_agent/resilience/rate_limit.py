@@ -22,7 +22,7 @@ grows), or in Redis with ``store=RedisStore(url)`` so N processes share one limi
 :mod:`amqadf_agent.resilience.stores` for the Lua script, the clock it uses and the fail-open
 fallback to this local state when Redis is unreachable.
 
-Cost (DESIGN principle 1): an in-memory ``try_acquire`` is one clock read, a lock, a dict read and
+Cost (docs/design.md, principle 1): an in-memory ``try_acquire`` is one clock read, a lock, a dict read and
 write and float arithmetic (well under 1 µs, see ``tests/bench/bench_rate_limit.py``). Permitted and
 rejected counts are plain ints read at collection time once ``instrument()`` is called; a rejection
 also adds the span event ``amqadf.rate_limiter.rejected`` to the current recording span.

@@ -32,7 +32,7 @@ When retrying stops, the **original** exception is raised, not a wrapper, with t
 attempts in ``exc.__amqadf_attempts__`` and (Python 3.11+) a note. A call retried on its result
 (``retry_on_result``) that never gets an acceptable one returns the last result.
 
-Cost (DESIGN principle 1): a call that succeeds at once does the call, one ``is None`` test for
+Cost (docs/design.md, principle 1): a call that succeeds at once does the call, one ``is None`` test for
 ``retry_on_result``, one plain ``+= 1`` and one read of the budget's tokens. Everything else
 (clock reads, locks, span events) is on the failure path. The counters are read at collection time
 by observable instruments once ``policy.instrument()`` is called. The success counter is bumped
@@ -187,7 +187,7 @@ class RetryPolicy:
         budget: A ``RetryBudget`` shared by all calls of this policy.
         name: The ``amqadf.retry.policy`` attribute (default: the decorated function's qualname,
             ``"default"`` for ``call``).
-        sleep, async_sleep, clock, random: Injected time and randomness (DESIGN principle 5).
+        sleep, async_sleep, clock, random: Injected time and randomness (docs/design.md, principle 5).
     """
 
     def __init__(

@@ -12,7 +12,7 @@ What it emits (names from ``semconv``):
   span if it is recording (else, when a tracer was given, on a short span of that name).
 
 Decisions are counted in plain ints by a listener on the scaler and read at collection time
-(DESIGN principle 1); a decision that changes the count is rare, so it may write a span event.
+(docs/design.md, principle 1); a decision that changes the count is rare, so it may write a span event.
 Telemetry failures are logged, never raised into the scaler (principle 2).
 """
 

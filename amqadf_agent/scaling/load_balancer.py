@@ -28,7 +28,7 @@ does, rather than crushing the few healthy ones. Optional active health checks (
 worker) run on ``check_health()`` or on a daemon thread. An ejected worker comes back when its
 time is up, checked on the next selection.
 
-Cost (DESIGN principle 1): selection reads a precomputed tuple of candidate workers, rebuilt only
+Cost (docs/design.md, principle 1): selection reads a precomputed tuple of candidate workers, rebuilt only
 when registrations or health change, and takes no lock except for ``weighted_round_robin`` (whose
 state is shared); ``acquire()`` and its release take the lock once each to count the request in
 flight and its outcome. Per-call facts are plain counters (``itertools.count`` for selections,
@@ -277,7 +277,7 @@ class LoadBalancer:
             candidates' weights differ.
         virtual_nodes: ``ip_hash`` ring points per unit of weight.
         random: The random generator of ``power_of_two`` (inject a seeded one in tests).
-        clock: Seconds, for ejection times and latencies (DESIGN principle 5).
+        clock: Seconds, for ejection times and latencies (docs/design.md, principle 5).
 
     Thread-safe: workers can be registered and deregistered at any time, also while requests
     are in flight on them.
@@ -710,7 +710,7 @@ class LoadBalancer:
                     semconv.EVENT_WORKER_EJECTED,
                     {semconv.ATTR_LB_NAME: self._name, semconv.ATTR_LB_WORKER: worker},
                 )
-        except Exception:  # telemetry never raises into the caller (DESIGN principle 2)
+        except Exception:  # telemetry never raises into the caller (docs/design.md, principle 2)
             _log.debug("cannot add the ejection event to the current span", exc_info=True)
 
     def check_health(self) -> dict[str, bool]:

@@ -1,4 +1,4 @@
-"""Closed-state success path of a circuit breaker, in ns per call (DESIGN principle 1).
+"""Closed-state success path of a circuit breaker, in ns per call (docs/design.md, principle 1).
 
 Run: ``.venv/bin/python tests/bench/bench_circuit_breaker.py [--calls N] [--repeat R]``.
 Rows: a bare call; ours instrumented with an SDK MeterProvider (observable instruments cost nothing per
