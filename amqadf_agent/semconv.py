@@ -6,7 +6,7 @@ is rendered from it (``python docs/generate_contract.py``) and a test keeps the 
 Where OpenTelemetry has a semantic convention, its name is used: attribute keys come straight from
 the constants of ``opentelemetry-semantic-conventions``. Standard *metric* names are written out
 here because their constants live in modules that import the OpenTelemetry metrics API (~20 ms),
-which the analyzer must not pay for; ``tests/test_semconv.py`` checks each one against the library's
+which the analyzer must not pay for; ``tests/test_package.py`` checks each one against the library's
 constant. Where no convention exists (caches, worker pools, the agent's own health) the names live
 under ``amqadf.*``, modelled on Micrometer's ``cache.*`` and .NET's ``dotnet.thread_pool.*``.
 

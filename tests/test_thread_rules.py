@@ -241,7 +241,7 @@ BURST = (20.0, 4.0, (100, 0, 100))
 
 def test_bursty_pool_is_not_shrunk_it_is_sized_for_its_peaks() -> None:
     # GIVEN 60 windows of 10 s, every tenth a burst (10 % of the windows): Little's law on the mean
-    # says 0.1 * 0.9 + 4 * 0.1 = 0.49 busy workers, ceil(0.49 / 0.7) = 1 worker (the old shrink 4 -> 1)
+    # says 0.1 * 0.9 + 4 * 0.1 = 0.49 busy workers, ceil(0.49 / 0.7) = 1 worker
     rules = analyse(interval_records([BURST if i % 10 == 9 else IDLE for i in range(60)], 4))
     (row,) = rules.to_json()
     assert row["littles_law_concurrency"] == pytest.approx(0.49)

@@ -37,13 +37,9 @@ About half the generated spans are db client spans, the analyzer's costliest kin
 is tokenized to normalize it and hash its literals). Measured on the 2-core development machine
 (2026-11-27, best of 3): ~141 000 spans/s end to end (2.16 s; ~131 000 on the half file) and 64 MB
 peak RSS (62 MB on the half file: flat); ~107 000 spans/s in one process; the reader alone ~196 000,
-orjson.loads alone ~285 000, DuckDB ~38 000 (1.1 GB). Before issue 7's work: ~60 000 spans/s end to
-end (4.5-5.3 s), the reader alone ~115 000. What changed: span lines decoded by msgspec into typed
-Structs (reader 115 000 -> ~190 000 spans/s), a tokenizer that skips in C to where a token can start and
-memos by a statement's skeleton and by its text before a trailing integer (the database rules' SQL
-work ~0.95 s -> ~0.34 s here), the metric rules not called for spans they ignore, and the reading
-done by a second process. The end-to-end rate depends on that second core being free: with another
-CPU-bound process on the machine it falls to about the one-process rate, or a little under.
+orjson.loads alone ~285 000, DuckDB ~38 000 (1.1 GB). The end-to-end rate depends on that second
+core being free: with another CPU-bound process on the machine it falls to about the one-process
+rate, or a little under.
 """
 
 from __future__ import annotations
