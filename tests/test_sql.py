@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 
+from amqadf_agent import statements
 from amqadf_agent.analyzer import sql
 from amqadf_agent.analyzer.sql import analyze, normalize
 
@@ -75,7 +76,7 @@ def test_normalize_call_memo_gives_what_analyze_gives_and_stays_bounded() -> Non
 # The tokenizer before the split-based one (``re.sub`` with a callback over one pattern), which
 # statements that are not ASCII still take: the reference the fast paths must agree with, token for
 # token, on any text.
-reference_shape = sql._shape_unicode
+reference_shape = statements.shape_unicode
 
 
 _PIECES = [

@@ -2,10 +2,11 @@
 
 ``analyze(statement)`` works in two stages:
 
-1. a single regular-expression pass over the raw text removes comments, turns every string and number
-   literal and every bind placeholder (``?``, ``$1``, ``%s``, ``%(name)s``, ``:name``) into ``?``,
-   collapses ``IN (?, ?, …)`` to ``IN (?)`` and squeezes whitespace. It also hashes the literal values
-   (the hash, never the values, tells two executions with the same literals apart);
+1. ``amqadf_agent.statements.shape`` (the tokenizer the agent shares), one regular-expression pass
+   over the raw text, removes comments, turns every string and number literal and every bind
+   placeholder (``?``, ``$1``, ``%s``, ``%(name)s``, ``:name``) into ``?``, collapses ``IN (?, ?, …)``
+   to ``IN (?)`` and squeezes whitespace. It also hashes the literal values (the hash, never the
+   values, tells two executions with the same literals apart);
 2. the literal-free text is parsed by sqlglot (imported lazily) to render it canonically (keywords
    upper case, unquoted identifiers lower case) and to find the statement kind, tables, filter and sort
    columns, ``SELECT *``, ``LIMIT`` and ``WHERE``. What sqlglot cannot parse is classified by regular
@@ -24,10 +25,20 @@ what the regex path gives on random text.
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from amqadf_agent.statements import (
+    NOT_LITERAL,
+    digest,
+    hash_literals,
+    shape,
+    shape_tokens,
+    shape_unicode,
+    split,
+    squeeze,
+)
 
 __all__ = ["SqlInfo", "analyze", "normalize", "normalize_call", "shape"]
 
@@ -57,70 +68,6 @@ class SqlInfo:
     parsed: bool
 
 
-# The tokens of an ASCII statement: one per literal, comment, quoted identifier or placeholder. Every
-# alternative starts with one literal character (a token's kind is told by its first character, see
-# _KIND_OF), so the compiled pattern carries the set of those characters and the engine skips, in C,
-# every position that cannot start a token. A lookbehind on the character before a token is written
-# after its first character, as a two-character lookbehind. re.split with the one capturing group
-# returns [text, token, text, token, ..., text]: the tokens without a Python call per token. Together
-# about 30% faster than re.sub with a callback over the pattern _TOKEN below (the path non-ASCII
-# statements take).
-_NUMBER_REST = r"\d*\.?\d*(?:[eE][+-]?\d+)?(?![\w.])"
-_STRING_BODY = r"'(?:[^'\\]|''|\\.)*'"
-_TOKEN_ALTERNATIVES = (
-    # comments
-    r"--[^\n]*",
-    r"/\*.*?\*/",
-    # strings, with the prefixes N'', E'', B'', X''
-    _STRING_BODY,
-    *(prefix + _STRING_BODY for prefix in "NnEeBbXx"),
-    # dollar-quoted strings (before the $1 placeholder)
-    r"\$\$.*?\$\$",
-    # quoted identifiers
-    r'"(?:[^"]|"")*"',
-    r"`[^`]*`",
-    r"\[[^\]]*\]",
-    # bind placeholders
-    r"\?",
-    r"\$\d+",
-    r"%s",
-    r"%\([^)]*\)s",
-    r":(?<![:\w]:)[A-Za-z_]\w*",
-    # numbers: not inside a word, a $n or a dotted name; hexadecimal, decimal, exponent
-    r"0(?<![\w$.]0)(?:[xX][0-9A-Fa-f]+(?![\w.])|" + _NUMBER_REST + ")",
-    *(digit + rf"(?<![\w$.]{digit})" + _NUMBER_REST for digit in "123456789"),
-    r"\.(?<![\w$.]\.)\d+(?:[eE][+-]?\d+)?(?![\w.])",
-)
-_SPLIT = re.compile("(" + "|".join(_TOKEN_ALTERNATIVES) + ")", re.DOTALL).split
-#: Token kinds by first character; "$" is told apart by the second ("$$" string, "$1" placeholder).
-_COMMENT, _IDENT, _PLACEHOLDER, _LITERAL = 0, 1, 2, 3
-_KIND_OF: dict[str, int] = (
-    dict.fromkeys("-/", _COMMENT)
-    | dict.fromkeys('"`[', _IDENT)
-    | dict.fromkeys("?%:", _PLACEHOLDER)
-    | dict.fromkeys("'NnEeBbXx0123456789.", _LITERAL)
-)
-#: First characters of the tokens that are not literals ("$" too: "$1" is a placeholder).
-_NOT_LITERAL = frozenset('-/"`[?%:$')
-# The same tokens for a statement that is not ASCII: \d also matches other digits (Arabic-Indic ...),
-# which no set of literal first characters covers. The lookahead in front names every character a
-# token can start with: without it the engine tries all six alternatives at every position.
-_TOKEN = re.compile(
-    r"""
-    (?=[-/'"`\[?$%:.\d]|[NnEeBbXx]')
-    (?:
-    (?P<comment>--[^\n]*|/\*.*?\*/)
-  | (?P<string>[NnEeBbXx]?'(?:[^'\\]|''|\\.)*')
-  | (?P<dollar>\$\$.*?\$\$)
-  | (?P<ident>"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\])
-  | (?P<placeholder>\?|\$\d+|%s|%\([^)]*\)s|(?<![:\w]):[A-Za-z_]\w*)
-  | (?P<number>(?<![\w$.])(?:0[xX][0-9A-Fa-f]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(?![\w.]))
-    )
-    """,
-    re.VERBOSE | re.DOTALL,
-)
-_IN_LIST = re.compile(r"\bIN\s*\(\s*\?(?:\s*,\s*\?)*\s*\)", re.IGNORECASE)
-_VALUES_ROWS = re.compile(r"(\(\s*\?(?:\s*,\s*\?)*\s*\))(?:\s*,\s*\(\s*\?(?:\s*,\s*\?)*\s*\))+")
 _KEYWORDS = re.compile(
     r"\b(select|from|where|and|or|not|in|is|null|like|between|join|inner|left|right|outer|full|cross|"
     r"on|as|group|by|order|having|limit|offset|union|all|distinct|insert|into|values|update|set|delete|"
@@ -128,79 +75,6 @@ _KEYWORDS = re.compile(
     r"min|max|avg)\b",
     re.IGNORECASE,
 )
-
-
-def shape(statement: str) -> tuple[str, bool, str]:
-    """Stage 1: ``(literal-free text, had placeholders, literal digest)``; cheap, not cached."""
-    if not statement.isascii():
-        return _shape_unicode(statement)
-    parts = _SPLIT(statement)
-    tokens = parts[1::2]
-    for token in tokens:
-        if token[0] in _NOT_LITERAL:
-            return _shape_tokens(parts)
-    return _squeeze("?".join(parts[0::2])), False, _digest(tokens)
-
-
-def _shape_tokens(parts: list[str]) -> tuple[str, bool, str]:
-    """``shape`` of a statement with comments, quoted identifiers or placeholders among its tokens."""
-    literals: list[str] = []
-    placeholders = False
-    for index in range(1, len(parts), 2):
-        token = parts[index]
-        kind = _KIND_OF.get(token[0])
-        if kind is None:  # "$": "$$...$$" is a string, "$1" a placeholder
-            kind = _LITERAL if token[1] == "$" else _PLACEHOLDER
-        if kind == _COMMENT:
-            parts[index] = " "
-        elif kind == _PLACEHOLDER:
-            placeholders = True
-            parts[index] = "?"
-        elif kind == _LITERAL:
-            literals.append(token)
-            parts[index] = "?"
-    return _squeeze("".join(parts)), placeholders, _digest(literals)
-
-
-def _shape_unicode(statement: str) -> tuple[str, bool, str]:
-    """``shape`` of a statement that is not ASCII (with the ``_TOKEN`` pattern)."""
-    literals: list[str] = []
-    placeholders = False
-
-    def replace(match: re.Match[str]) -> str:
-        nonlocal placeholders
-        group = match.lastgroup
-        if group == "comment":
-            return " "
-        if group == "ident":
-            return match.group()
-        if group == "placeholder":
-            placeholders = True
-            return "?"
-        literals.append(match.group())
-        return "?"
-
-    text = _TOKEN.sub(replace, statement)
-    return _squeeze(text), placeholders, _digest(literals)
-
-
-def _squeeze(text: str) -> str:
-    """Whitespace to single spaces, no trailing ``;``, ``IN`` lists and ``VALUES`` rows collapsed."""
-    # str.split() and the regex \s agree on what whitespace is (both Py_UNICODE_ISSPACE).
-    text = " ".join(text.split()).rstrip(";").strip()
-    # Whitespace is now single spaces: both patterns below need "(?" or "( ?" somewhere.
-    if "(?" in text or "( ?" in text:
-        text = _IN_LIST.sub("IN (?)", text)
-        text = _VALUES_ROWS.sub(r"\1", text)
-    return text
-
-
-def _digest(literals: list[str]) -> str:
-    return _hash("\x00".join(literals)) if literals else ""
-
-
-def _hash(joined: str) -> str:
-    return hashlib.blake2b(joined.encode(), digest_size=8).hexdigest()
 
 
 def normalize(statement: str) -> str:
@@ -238,7 +112,7 @@ def normalize_call(statement: str) -> tuple[str, bool, str]:
     if len(head) < len(statement):
         tail = _tail_memo.get(head)
         if tail is not None:
-            return tail[0], False, _hash(tail[1] + statement[len(head) :])
+            return tail[0], False, hash_literals(tail[1] + statement[len(head) :])
     result = _call(statement, head)
     if not result[2]:  # no literal in it: the same text will come again (a literal-bearing one rarely)
         if len(_call_memo) >= _CALL_MEMO_MAX:
@@ -250,31 +124,31 @@ def normalize_call(statement: str) -> tuple[str, bool, str]:
 def _call(statement: str, head: str) -> tuple[str, bool, str]:
     """``normalize_call`` past its memos (``head``: ``statement`` without its trailing digits)."""
     if not statement.isascii():
-        text, placeholders, digest = _shape_unicode(statement)
-        return _structure(text).normalized, placeholders, digest
-    parts = _SPLIT(statement)
+        text, placeholders, literals = shape_unicode(statement)
+        return _structure(text).normalized, placeholders, literals
+    parts = split(statement)
     tokens = parts[1::2]
     for token in tokens:
-        if token[0] in _NOT_LITERAL:
-            text, placeholders, digest = _shape_tokens(parts)
-            return _structure(text).normalized, placeholders, digest
+        if token[0] in NOT_LITERAL:
+            text, placeholders, literals = shape_tokens(parts)
+            return _structure(text).normalized, placeholders, literals
     skeleton = "?".join(parts[0::2])
     normalized = _skeleton_memo.get(skeleton)
     if normalized is None:
         if len(_skeleton_memo) >= _CALL_MEMO_MAX:
             _skeleton_memo.clear()
-        normalized = _skeleton_memo[skeleton] = _structure(_squeeze(skeleton)).normalized
+        normalized = _skeleton_memo[skeleton] = _structure(squeeze(skeleton)).normalized
     # The last token is exactly the trailing digits: keep the head (see _tail_memo).
     if tokens and not parts[-1] and head and len(tokens[-1]) == len(statement) - len(head):
         if len(_tail_memo) >= _CALL_MEMO_MAX:
             _tail_memo.clear()
         _tail_memo[head] = (normalized, "\x00".join(tokens[:-1]) + "\x00" if len(tokens) > 1 else "")
-    return normalized, False, _digest(tokens)
+    return normalized, False, digest(tokens)
 
 
 def analyze(statement: str) -> SqlInfo:
     """Normalize and classify ``statement``; the result holds no literal of it."""
-    text, placeholders, digest = shape(statement)
+    text, placeholders, literals = shape(statement)
     base = _structure(text)
     return SqlInfo(
         normalized=base.normalized,
@@ -286,7 +160,7 @@ def analyze(statement: str) -> SqlInfo:
         has_limit=base.has_limit,
         has_where=base.has_where,
         has_placeholders=placeholders,
-        literal_digest=digest,
+        literal_digest=literals,
         parsed=base.parsed,
     )
 
