@@ -11,7 +11,7 @@ import pytest
 
 from amqadf_agent.cli.agent import main
 from amqadf_agent.config.production import ProductionConfig
-from amqadf_agent.config.secrets import redact_url
+from amqadf_agent.redaction import redact_url
 from amqadf_agent.runtime.settings import AgentSettings, resolve
 
 PASSWORD = "pw-PLANTED-7c3e"

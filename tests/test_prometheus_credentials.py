@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from support import free_port
 
-from amqadf_agent.analyzer.prometheus_source import read_prometheus, redact_url
+from amqadf_agent.analyzer.prometheus_source import read_prometheus
 from amqadf_agent.cli.analyze import main
 from amqadf_agent.errors import TelemetryInputError
+from amqadf_agent.redaction import redact_url
 
 EMPTY_MATRIX = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": []}}).encode()
 CREDENTIALS = {"Authorization": "Bearer token-4242", "X-Scope-OrgID": "tenant-4242"}

@@ -183,7 +183,7 @@ def test_store_validation_and_missing_package(monkeypatch: pytest.MonkeyPatch) -
 def test_a_password_in_the_url_never_reaches_repr_or_the_log(caplog: pytest.LogCaptureFixture) -> None:
     from support import free_port
 
-    from amqadf_agent.resilience.stores import redact_url
+    from amqadf_agent.redaction import redact_url
 
     assert redact_url("redis://app:s3cret-pw@cache:6379/0") == "redis://app:[secure]@cache:6379/0"
     assert redact_url("rediss://s3cret-pw@cache:6380") == "rediss://[secure]@cache:6380"

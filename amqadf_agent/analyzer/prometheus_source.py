@@ -57,6 +57,7 @@ from amqadf_agent.analyzer.model import (
     NumberPoint,
 )
 from amqadf_agent.errors import TelemetryInputError
+from amqadf_agent.redaction import redact_url
 
 __all__ = [
     "DEFAULT_STEP_S",
@@ -66,7 +67,6 @@ __all__ = [
     "otel_attribute_key",
     "prometheus_selector",
     "read_prometheus",
-    "redact_url",
     "resource_of",
 ]
 
@@ -275,20 +275,6 @@ def read_prometheus(
     sent.update(headers or {})
     query = _Query(base, shown, timeout, sent, max_answer_bytes)
     return _records(query, start, end, step, service, instruments)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with the password of its user info shown as ``[secure]`` (``http://user:[secure]@host``;
-    a user info without ``:`` is taken for a token: ``http://[secure]@host``)."""
-    return _USER_INFO.sub(_redacted_user_info, url, count=1)
-
-
-#: The user info of a URL: after ``scheme://``, up to the last ``@`` of the authority.
-_USER_INFO: Final = re.compile(r"(?<=://)(?P<user>[^/?#:@]*)(?P<colon>:?)[^/?#]*@")
-
-
-def _redacted_user_info(match: re.Match[str]) -> str:
-    return f"{match['user']}:[secure]@" if match["colon"] else "[secure]@"
 
 
 def _check_url(url: str, shown: str) -> tuple[str, dict[str, str]]:

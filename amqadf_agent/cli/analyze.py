@@ -227,7 +227,7 @@ def _no_records_message(paths: list[str], prometheus: str | None, stats: ReadSta
     if paths:
         where.append(f"{', '.join(paths)} ({stats.files_read} file(s), {stats.lines_read} line(s) read)")
     if prometheus is not None:
-        from amqadf_agent.analyzer.prometheus_source import redact_url
+        from amqadf_agent.redaction import redact_url
 
         where.append(f"the metric series the rules need from {redact_url(prometheus)}")
     return f"no telemetry records in {' nor in '.join(where)}"

@@ -20,17 +20,16 @@ from urllib.parse import urlsplit
 from amqadf_agent.config import schema
 from amqadf_agent.config.flags import FeatureFlag, FeatureFlags
 from amqadf_agent.config.secrets import (
-    REDACTED,
     Secret,
     SecretProvider,
     SecretResolver,
     build_providers,
-    redact_url,
 )
 from amqadf_agent.config.settings import AgentSettings
 from amqadf_agent.config.sources import environment_layer, interpolate, load_file, split_overrides
 from amqadf_agent.config.validators import did_you_mean
 from amqadf_agent.errors import ConfigError, MissingExtraError, SecretNotFoundError
+from amqadf_agent.redaction import REDACTED, redact_url
 
 KeyPath = tuple[str, ...]
 

@@ -16,7 +16,8 @@ from types import MappingProxyType
 from typing import Any
 
 from amqadf_agent.config import validators as v
-from amqadf_agent.config.secrets import PROVIDERS, REDACTED, Secret, redact_url
+from amqadf_agent.config.secrets import PROVIDERS, Secret
+from amqadf_agent.redaction import REDACTED, redact_url
 
 KeyPath = tuple[str, ...]
 

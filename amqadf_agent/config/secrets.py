@@ -20,28 +20,9 @@ from pathlib import Path
 from typing import Protocol
 
 from amqadf_agent.errors import AmqadfError, SecretNotFoundError
+from amqadf_agent.redaction import REDACTED
 
 logger = logging.getLogger(__name__)
-
-#: What a secret looks like wherever it is shown.
-REDACTED = "[secure]"
-
-
-def redact_url(url: str) -> str:
-    """``url`` with the password of its user info replaced: ``https://user:[secure]@host``.
-
-    A user info without a colon (``redis://token@host``) is taken for a password: it is all replaced.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, path = rest.partition("/")
-    userinfo, at, host = authority.rpartition("@")
-    if not at:
-        return url
-    user, colon, _password = userinfo.partition(":")
-    shown = f"{user}:{REDACTED}" if colon else REDACTED
-    return f"{scheme}://{shown}@{host}{slash}{path}"
 
 
 class Secret:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from amqadf_agent.config import schema
-from amqadf_agent.config.secrets import REDACTED, Secret, redact_url
+from amqadf_agent.config.secrets import Secret
+from amqadf_agent.redaction import REDACTED, redact_url
 
 #: Exporter names the agent knows.
 EXPORTERS = schema.EXPORTERS

@@ -42,9 +42,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from amqadf_agent import semconv
-from amqadf_agent.config.secrets import redact_url
 from amqadf_agent.errors import ConfigError, MissingExtraError
 from amqadf_agent.monitoring._instruments import Point, SharedInstruments
+from amqadf_agent.redaction import redact_url
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
