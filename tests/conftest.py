@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from support.postgres_server import PostgresServer
 from support.redis_server import REDIS_SERVER, RedisServer
 
 if TYPE_CHECKING:
@@ -93,3 +94,18 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL cluster for the session (``initdb`` costs seconds); stopped and removed at
+    the end. A test that needs a clean database asks ``postgres_server.create_database(name)``."""
+    try:
+        server = PostgresServer()
+        server.start()
+    except RuntimeError as error:
+        pytest.fail(f"{error} (.ci/install-deps installs it)")
+    try:
+        yield server
+    finally:
+        server.stop()
