@@ -41,7 +41,13 @@ FORBIDDEN_PREFIXES = (
     "amqadf_agent.monitoring",
 )
 #: The only modules of the package the analyzer may load.
-ALLOWED_PACKAGE_MODULES = ("amqadf_agent.semconv", "amqadf_agent.errors", "amqadf_agent.scaling.autoscaler")
+ALLOWED_PACKAGE_MODULES = (
+    "amqadf_agent.semconv",
+    "amqadf_agent.errors",
+    "amqadf_agent.statements",
+    "amqadf_agent.redaction",
+    "amqadf_agent.scaling.autoscaler",
+)
 
 
 def kv(key: str, value: Any) -> dict[str, Any]:
