@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from amqadf_agent.errors import ConfigError
-from amqadf_agent.monitoring.cache import _SHARED, CacheReading
+from amqadf_agent.monitoring.cache_instruments import _SHARED, CacheReading
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
