@@ -23,11 +23,11 @@ analyzer's rules read (``RULE_INSTRUMENTS``), one metric at a time, and turns th
   counting the new value in full — what PromQL's ``increase()`` does, without extrapolation.
 * **records**: one record per (metric, resource, scope, step time), as a periodic exporter writes them.
 
-Only the standard library is used (``urllib.request``). Memory is bounded by one metric's answer: the
-series are fetched and turned into records one query at a time, and an answer larger than
-``max_answer_bytes`` (``MAX_ANSWER_BYTES``) is refused rather than read. Every failure (an unreachable
-URL, an HTTP error, an answer that is not a Prometheus API or too large, a bad time range) is a
-``TelemetryInputError`` with a one-line message naming the URL.
+Only the standard library is used (``urllib.request``, in ``prometheus_http``). Memory is bounded by
+one metric's answer: the series are fetched and turned into records one query at a time, and an answer
+larger than ``max_answer_bytes`` (``MAX_ANSWER_BYTES``) is refused rather than read. Every failure (an
+unreachable URL, an HTTP error, an answer that is not a Prometheus API or too large, a bad time range)
+is a ``TelemetryInputError`` with a one-line message naming the URL.
 
 Credentials: the ``headers`` given (``Authorization``, ``X-Scope-OrgID``) and the ``user:password@`` of
 the URL (sent as HTTP Basic auth, as Prometheus' ``basic_auth`` expects) go to the origin of the URL
@@ -37,14 +37,8 @@ URL with its password as ``[secure]`` (``redact_url``).
 
 from __future__ import annotations
 
-import base64
-import http.client
-import json
 import math
 import re
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
@@ -56,6 +50,7 @@ from amqadf_agent.analyzer.model import (
     MetricRecord,
     NumberPoint,
 )
+from amqadf_agent.analyzer.prometheus_http import Query, check_url, query_range
 from amqadf_agent.errors import TelemetryInputError
 from amqadf_agent.redaction import redact_url
 
@@ -77,8 +72,6 @@ MAX_POINTS_PER_SERIES: Final = 11_000
 #: The largest answer to one query read into memory (parsed, an answer takes several times its size):
 #: ~200 series at the full 11 000 points, or ~2 000 series of an hour at a 15 s step.
 MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024
-#: The most of an HTTP error's body read for Prometheus' own message.
-_ERROR_BODY_BYTES: Final = 64 * 1024
 
 #: The older HTTP server histogram (milliseconds) that HTTP instrumentations still emit by default
 #: (``OTEL_SEMCONV_STABILITY_OPT_IN`` unset): read where the current one is missing.
@@ -253,7 +246,7 @@ def read_prometheus(
     at once (a ``TelemetryInputError``); the queries run as the records are consumed, one metric at a time.
     """
     shown = redact_url(url.strip())
-    base, sent = _check_url(url, shown)
+    base, sent = check_url(url, shown)
     if not (math.isfinite(start) and math.isfinite(end)) or start <= 0 or end <= 0:
         raise TelemetryInputError(f"bad time range for {shown}: start and end must be times after 1970")
     if end <= start:
@@ -273,78 +266,12 @@ def read_prometheus(
     if max_answer_bytes <= 0:
         raise TelemetryInputError(f"bad answer size limit for {shown}: {max_answer_bytes!r}")
     sent.update(headers or {})
-    query = _Query(base, shown, timeout, sent, max_answer_bytes)
+    query = Query(base, shown, timeout, sent, max_answer_bytes)
     return _records(query, start, end, step, service, instruments)
 
 
-def _check_url(url: str, shown: str) -> tuple[str, dict[str, str]]:
-    """The base URL of the API without user info, and the Basic auth header the user info stands for."""
-    try:
-        parts = urllib.parse.urlsplit(url.strip())
-        parts.port  # noqa: B018 - a port that is not a number raises here, not in the first request
-    except ValueError as error:
-        raise TelemetryInputError(
-            f"not a valid URL of a Prometheus-compatible API: {shown!r}: {error}"
-        ) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise TelemetryInputError(f"not an http(s) URL of a Prometheus-compatible API: {shown!r}")
-    userinfo, at, host = parts.netloc.rpartition("@")
-    sent: dict[str, str] = {}
-    if at:
-        user, colon, password = (urllib.parse.unquote(p) for p in userinfo.partition(":"))
-        token = base64.b64encode(f"{user}{colon}{password}".encode()).decode("ascii")
-        sent["Authorization"] = f"Basic {token}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", "")), sent
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    """Scheme, host and port of ``url`` (the default port of the scheme when it names none)."""
-    parts = urllib.parse.urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    default = {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port if port is not None else default
-
-
-class _SameOriginCredentials(urllib.request.HTTPRedirectHandler):
-    """Follows redirects as urllib does, but a redirect to another origin gets no header of the caller
-    (credentials), only ``Accept``; once dropped they stay dropped on every later hop."""
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: Any,
-        code: int,
-        msg: str,
-        headers: http.client.HTTPMessage,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None and _origin(new.full_url) != _origin(req.full_url):
-            for name in [name for name in new.headers if name.lower() != "accept"]:
-                del new.headers[name]
-        return new
-
-
-class _Query:
-    """How to ask the API: where, with which headers, how long to wait and how much to read."""
-
-    def __init__(
-        self, base: str, shown: str, timeout: float, headers: dict[str, str], max_bytes: int
-    ) -> None:
-        self.base = base
-        #: The URL as messages show it (password redacted).
-        self.shown = shown
-        self.timeout = timeout
-        self.headers = headers
-        self.max_bytes = max_bytes
-        self.opener = urllib.request.build_opener(_SameOriginCredentials())
-
-
 def _records(
-    api: _Query,
+    api: Query,
     start: float,
     end: float,
     step: float,
@@ -355,7 +282,7 @@ def _records(
     resources: dict[tuple[tuple[str, str], ...], Attributes] = {}
     for instrument in instruments:
         query = prometheus_selector(instrument, job)
-        series = _query_range(api, query, start, end, step)
+        series = query_range(api, query, start, end, step)
         grouped: dict[tuple[Any, ...], list[tuple[dict[str, str], list[tuple[int, float]]]]] = {}
         for labels, samples in series:
             resource = resource_of(labels)
@@ -493,119 +420,3 @@ def _histogram_points(members: list[tuple[dict[str, str], list[tuple[int, float]
                 )
             )
     return out
-
-
-def _query_range(
-    api: _Query, query: str, start: float, end: float, step: float
-) -> list[tuple[dict[str, str], list[tuple[int, float]]]]:
-    """The matrix ``query`` answers: ``(labels, [(time_ns, value), …])`` per series, NaN dropped."""
-    url, timeout = api.shown, api.timeout
-    params = urllib.parse.urlencode(
-        {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
-    )
-    request = urllib.request.Request(
-        f"{api.base}/api/v1/query_range?{params}", headers={"Accept": "application/json", **api.headers}
-    )
-    try:
-        with api.opener.open(request, timeout=timeout) as response:
-            content_type = response.headers.get("Content-Type", "")
-            raw = _read_at_most(response, api)
-    except urllib.error.HTTPError as error:
-        detail = _error_detail(error)
-        if detail:
-            raise TelemetryInputError(
-                f"Prometheus at {url} refused the query (HTTP {error.code}): {detail}"
-            ) from None
-        raise TelemetryInputError(
-            f"{url} answered HTTP {error.code} {error.reason} to /api/v1/query_range: "
-            "is it a Prometheus-compatible API?"
-        ) from None
-    except urllib.error.URLError as error:
-        reason = error.reason
-        text = getattr(reason, "strerror", None) or str(reason)
-        if isinstance(reason, TimeoutError):
-            text = f"no answer within {timeout:g} s"
-        raise TelemetryInputError(f"cannot reach Prometheus at {url}: {text}") from None
-    except TimeoutError:
-        raise TelemetryInputError(
-            f"cannot reach Prometheus at {url}: no answer within {timeout:g} s"
-        ) from None
-    except (http.client.HTTPException, OSError) as error:
-        raise TelemetryInputError(
-            f"cannot read the answer of {url}: {type(error).__name__}: {error}".rstrip(": ")
-        ) from None
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        kind = content_type.split(";")[0].strip() or "no content type"
-        raise TelemetryInputError(
-            f"{url} does not answer like a Prometheus-compatible API (got {kind}, not JSON, "
-            "from /api/v1/query_range)"
-        ) from None
-    if not isinstance(body, dict) or body.get("status") not in ("success", "error"):
-        raise TelemetryInputError(
-            f"{url} does not answer like a Prometheus-compatible API "
-            "(JSON without a status from /api/v1/query_range)"
-        )
-    if body["status"] == "error":
-        raise TelemetryInputError(
-            f"Prometheus at {url} refused the query: "
-            f"{body.get('errorType', 'error')}: {body.get('error', '')}"
-        )
-    data = body.get("data")
-    if (
-        not isinstance(data, dict)
-        or data.get("resultType") != "matrix"
-        or not isinstance(data.get("result"), list)
-    ):
-        raise TelemetryInputError(
-            f"{url} does not answer like a Prometheus-compatible API "
-            "(no matrix result from /api/v1/query_range)"
-        )
-    out: list[tuple[dict[str, str], list[tuple[int, float]]]] = []
-    for item in data["result"]:
-        if not isinstance(item, dict):
-            continue
-        labels = item.get("metric")
-        values = item.get("values")
-        if not isinstance(labels, dict) or not isinstance(values, list):
-            continue
-        samples: list[tuple[int, float]] = []
-        for pair in values:
-            try:
-                t, v = float(pair[0]), float(pair[1])
-            except (TypeError, ValueError, IndexError):
-                continue
-            if not math.isnan(v):
-                samples.append((round(t * 1000) * 1_000_000, v))
-        if samples:
-            out.append(({str(k): str(v) for k, v in labels.items()}, samples))
-    return out
-
-
-def _read_at_most(response: http.client.HTTPResponse, api: _Query) -> bytes:
-    """The body of ``response``; a ``TelemetryInputError`` rather than more than ``api.max_bytes``."""
-    declared = response.headers.get("Content-Length", "")
-    raw = b""
-    too_large = declared.isdigit() and int(declared) > api.max_bytes  # refused before reading it
-    if not too_large:
-        raw = response.read(api.max_bytes + 1)
-        too_large = len(raw) > api.max_bytes
-    if too_large:
-        limit = f"{api.max_bytes / 1024**2:g} MiB"
-        raise TelemetryInputError(
-            f"the answer of {api.shown} to /api/v1/query_range is larger than {limit}: ask for less "
-            "(a larger step, a shorter time range, one service)"
-        )
-    return raw
-
-
-def _error_detail(error: urllib.error.HTTPError) -> str:
-    """Prometheus' own message of an HTTP error (``errorType: error``), or ``""`` when it has none."""
-    try:
-        body = json.loads(error.read(_ERROR_BODY_BYTES))
-    except (ValueError, OSError):
-        return ""
-    if isinstance(body, dict) and body.get("status") == "error":
-        return f"{body.get('errorType', 'error')}: {body.get('error', '')}"
-    return ""
