@@ -12,6 +12,9 @@ Everything that comes from the report is escaped with :func:`html.escape`: state
 titles are user data. Every section may be missing or empty; it then says "No data."
 
 Only the standard library is imported (the analyzer's walls, docs/design.md).
+
+Why one module of about 800 lines: each section draws its own chart from the page state (``_Page``,
+the time axis) that every section shares, and one file keeps the page's markup in one place.
 """
 
 from __future__ import annotations

@@ -27,6 +27,10 @@ Then the function runs unprofiled, the failure is logged once and counted (``sta
 result says ``profiled=False``. Telemetry failures are logged, never raised.
 
 pyinstrument, memray and the OpenTelemetry API are imported inside the functions that use them.
+
+Why one module of about 600 lines: ``PerformanceProfiler`` and ``@profiled`` with its default
+profiler share the fork hook that resets every profiler's private locks; the results, spans,
+sampling, metrics and renderers already stand apart in their own modules.
 """
 
 from __future__ import annotations

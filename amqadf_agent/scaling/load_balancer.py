@@ -40,6 +40,10 @@ connections 0.15 µs (0.8 µs when it must scan every worker), smooth weighted r
 power of two 0.4 µs, ip_hash 0.9 µs (0.4 µs of it BLAKE2b); a whole ``with acquire(): pass``
 1.2-1.9 µs. The ip_hash ring holds every registered worker and is rebuilt only on registration
 (~0.6 ms for 8 workers); an ejected or unhealthy worker is skipped on lookup instead.
+
+Why one module of about 900 lines: the five strategies, outlier ejection, panic mode and health
+checks all read and rebuild the one precomputed candidate tuple under the balancer's lock; apart,
+that tuple and its lock would have to be public.
 """
 
 from __future__ import annotations
