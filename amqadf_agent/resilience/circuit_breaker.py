@@ -67,6 +67,7 @@ from amqadf_agent import semconv
 from amqadf_agent.errors import CircuitOpenError, ConfigError
 from amqadf_agent.monitoring._instruments import Point, SharedInstruments
 from amqadf_agent.resilience._events import add_event
+from amqadf_agent.resilience._metrics import register
 from amqadf_agent.resilience.breaker_config import CircuitBreakerConfig
 from amqadf_agent.resilience.stores import BreakerSnapshot, BreakerStore, MemoryStore
 
@@ -344,13 +345,7 @@ class CircuitBreaker:
         Default: the global meter provider. Breakers on one provider share one instrument set that
         holds them weakly; idempotent; costs nothing per call. A failure is logged, never raised.
         """
-        try:
-            _SHARED.register(self, meter_provider)
-        except Exception:
-            _log.warning("cannot report circuit breaker %r as metrics", self._name, exc_info=True)
-        store_instrument = getattr(self._store, "instrument", None)
-        if callable(store_instrument):
-            store_instrument(meter_provider)
+        register(_SHARED, self, meter_provider, _log, f"circuit breaker {self._name!r}", store=self._store)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker(name={self._name!r}, state={self._state!r})"
@@ -386,6 +381,8 @@ class CircuitBreaker:
 
     async def call_async(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """``await fn(*args, **kwargs)`` through the breaker (the lock is never held across an await)."""
+        # ``call``'s two paths, awaited: the fast one inlined as there, the slow one because
+        # ``_call_slow`` cannot await.
         if self._fast:
             try:
                 result = await fn(*args, **kwargs)

@@ -19,7 +19,6 @@ import functools
 import inspect
 import logging
 import threading
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
@@ -27,6 +26,7 @@ from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
 from amqadf_agent.monitoring._instruments import Point, SharedInstruments
 from amqadf_agent.resilience._events import add_event, error_type
+from amqadf_agent.resilience._metrics import Members, register
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -71,26 +71,7 @@ class _FallbackStats:
         return [(n, {semconv.ATTR_FALLBACK_NAME: self.name, semconv.ATTR_ERROR_TYPE: k}) for k, n in items]
 
 
-class _AllFallbacks:
-    """The one object registered on a meter provider: it reads every live decorated function."""
-
-    __slots__ = ("__weakref__", "_lock", "_members")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        # Weak: a decorated function that is garbage-collected stops reporting.
-        self._members: weakref.WeakSet[_FallbackStats] = weakref.WeakSet()
-
-    def add(self, stats: _FallbackStats) -> None:
-        with self._lock:
-            self._members.add(stats)
-
-    def members(self) -> list[_FallbackStats]:
-        with self._lock:
-            return list(self._members)
-
-
-_ALL = _AllFallbacks()
+_ALL: Members[_FallbackStats] = Members()
 
 
 class GracefulDegradation:
@@ -174,14 +155,13 @@ class GracefulDegradation:
 
         Default: the global provider. Idempotent. A failure is logged, never raised.
         """
-        try:
-            _SHARED.register(_ALL, meter_provider)
-        except Exception:
-            _log.warning("cannot report fallbacks as metrics", exc_info=True)
+        register(_SHARED, _ALL, meter_provider, _log, "fallbacks")
 
 
-def _invocations(all_fallbacks: _AllFallbacks) -> list[Point]:
+def _invocations(all_fallbacks: Members[_FallbackStats]) -> list[Point]:
     return [point for stats in all_fallbacks.members() for point in stats.points()]
 
 
-_SHARED: SharedInstruments[_AllFallbacks] = SharedInstruments("fallback", [(semconv.FALLBACKS, _invocations)])
+_SHARED: SharedInstruments[Members[_FallbackStats]] = SharedInstruments(
+    "fallback", [(semconv.FALLBACKS, _invocations)]
+)

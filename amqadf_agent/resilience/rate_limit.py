@@ -45,6 +45,7 @@ from amqadf_agent.errors import ConfigError, RateLimitedError
 from amqadf_agent.monitoring._instruments import Point, SharedInstruments
 from amqadf_agent.resilience import testing
 from amqadf_agent.resilience._events import add_event
+from amqadf_agent.resilience._metrics import register
 from amqadf_agent.resilience.stores import MemoryStore, RateLimitStore
 
 if TYPE_CHECKING:
@@ -133,13 +134,7 @@ class RateLimiter:
 
     def instrument(self, meter_provider: MeterProvider | None = None) -> None:
         """Report ``amqadf.rate_limiter.requests`` (and the store's fallbacks); idempotent, never raises."""
-        try:
-            _SHARED.register(self, meter_provider)
-        except Exception:
-            _log.warning("cannot report rate limiter %r as metrics", self._name, exc_info=True)
-        store_instrument = getattr(self._store, "instrument", None)
-        if callable(store_instrument):
-            store_instrument(meter_provider)
+        register(_SHARED, self, meter_provider, _log, f"rate limiter {self._name!r}", store=self._store)
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self._rate}, burst={self._burst}, name={self._name!r})"
@@ -150,7 +145,8 @@ class RateLimiter:
         if cost != 1:
             self._check_cost(cost)
         if self._store is None:
-            # The in-memory GCRA step, inlined (this is the sub-microsecond path).
+            # The local GCRA step of ``_decide``, inlined on purpose: a call to it would add a frame to
+            # this sub-microsecond path; the two copies must stay alike.
             now = self._clock()
             with self._lock:
                 tat = self._tat.get(key)

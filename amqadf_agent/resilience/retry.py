@@ -59,6 +59,7 @@ from amqadf_agent.errors import ConfigError
 from amqadf_agent.monitoring._instruments import Point, SharedInstruments
 from amqadf_agent.resilience import testing
 from amqadf_agent.resilience._events import add_event, error_type
+from amqadf_agent.resilience._metrics import register
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -462,10 +463,7 @@ class RetryPolicy:
         Default: the global provider. Idempotent; the provider holds the policy weakly. A failure
         is logged, never raised.
         """
-        try:
-            _SHARED.register(self, meter_provider)
-        except Exception:
-            _log.warning("cannot report retry policy %r as metrics", self.name, exc_info=True)
+        register(_SHARED, self, meter_provider, _log, f"retry policy {self.name!r}")
 
     def _all_stats(self) -> list[_Stats]:
         with self._stats_lock:
@@ -592,26 +590,22 @@ def _calls(policy: RetryPolicy) -> list[Point]:
     return points
 
 
-def _retries(policy: RetryPolicy) -> list[Point]:
+def _counted(policy: RetryPolicy, field: str, attribute: str) -> list[Point]:
+    """One point per key of the ``field`` counts (``retries`` or ``give_ups``) of every stats."""
     points: list[Point] = []
     for s in policy._all_stats():
         with s.lock:
-            items = list(s.retries.items())
-        points.extend(
-            (n, {semconv.ATTR_RETRY_POLICY: s.name, semconv.ATTR_ERROR_TYPE: kind}) for kind, n in items
-        )
+            items = list(getattr(s, field).items())
+        points.extend((n, {semconv.ATTR_RETRY_POLICY: s.name, attribute: key}) for key, n in items)
     return points
+
+
+def _retries(policy: RetryPolicy) -> list[Point]:
+    return _counted(policy, "retries", semconv.ATTR_ERROR_TYPE)
 
 
 def _give_ups(policy: RetryPolicy) -> list[Point]:
-    points: list[Point] = []
-    for s in policy._all_stats():
-        with s.lock:
-            items = list(s.give_ups.items())
-        points.extend(
-            (n, {semconv.ATTR_RETRY_POLICY: s.name, semconv.ATTR_RETRY_STOP: reason}) for reason, n in items
-        )
-    return points
+    return _counted(policy, "give_ups", semconv.ATTR_RETRY_STOP)
 
 
 _SHARED: SharedInstruments[RetryPolicy] = SharedInstruments(

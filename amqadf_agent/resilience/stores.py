@@ -45,6 +45,7 @@ from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError, MissingExtraError
 from amqadf_agent.monitoring._instruments import Point, SharedInstruments
 from amqadf_agent.redaction import redact_url
+from amqadf_agent.resilience._metrics import register
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -322,10 +323,7 @@ class RedisStore:
 
     def instrument(self, meter_provider: MeterProvider | None = None) -> None:
         """Report ``amqadf.state_store.fallbacks`` (read at collection time; idempotent, never raises)."""
-        try:
-            _SHARED.register(self, meter_provider)
-        except Exception:
-            _log.warning("cannot report state store %r as metrics", self.url, exc_info=True)
+        register(_SHARED, self, meter_provider, _log, f"state store {self.url!r}")
 
     def close(self) -> None:
         """Close the client's connections (a store made from a ``client`` leaves it open)."""

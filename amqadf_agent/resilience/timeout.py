@@ -25,7 +25,6 @@ import inspect
 import logging
 import math
 import threading
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
@@ -33,6 +32,7 @@ from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
 from amqadf_agent.monitoring._instruments import Point, SharedInstruments
 from amqadf_agent.resilience._events import add_event
+from amqadf_agent.resilience._metrics import Members, register
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -72,23 +72,7 @@ class _TimeoutStats:
         return CallTimeoutError(self.name, seconds)
 
 
-class _AllTimeouts:
-    __slots__ = ("__weakref__", "_lock", "_members")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._members: weakref.WeakSet[_TimeoutStats] = weakref.WeakSet()
-
-    def add(self, stats: _TimeoutStats) -> None:
-        with self._lock:
-            self._members.add(stats)
-
-    def members(self) -> list[_TimeoutStats]:
-        with self._lock:
-            return list(self._members)
-
-
-_ALL = _AllTimeouts()
+_ALL: Members[_TimeoutStats] = Members()
 
 
 def timeout(seconds: float, *, name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -193,14 +177,13 @@ def instrument(meter_provider: MeterProvider | None = None) -> None:
 
     Default: the global provider. Idempotent. A failure is logged, never raised.
     """
-    try:
-        _SHARED.register(_ALL, meter_provider)
-    except Exception:
-        _log.warning("cannot report timeouts as metrics", exc_info=True)
+    register(_SHARED, _ALL, meter_provider, _log, "timeouts")
 
 
-def _timeouts(all_timeouts: _AllTimeouts) -> list[Point]:
+def _timeouts(all_timeouts: Members[_TimeoutStats]) -> list[Point]:
     return [(s.count, {semconv.ATTR_TIMEOUT_NAME: s.name}) for s in all_timeouts.members()]
 
 
-_SHARED: SharedInstruments[_AllTimeouts] = SharedInstruments("timeout", [(semconv.TIMEOUTS, _timeouts)])
+_SHARED: SharedInstruments[Members[_TimeoutStats]] = SharedInstruments(
+    "timeout", [(semconv.TIMEOUTS, _timeouts)]
+)
