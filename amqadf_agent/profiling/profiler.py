@@ -209,6 +209,8 @@ class PerformanceProfiler:
 
         Time the coroutine spends waiting shows as ``[await]`` time of the awaiting function.
         """
+        # ``profile_function`` again with the call awaited: a sync helper cannot await it, and the
+        # frame pyinstrument starts from must be this one.
         name = _qualname(fn)
         span, start_ns = self._spans.start(KIND_CPU, fn, name)
         with spans.activated(span):

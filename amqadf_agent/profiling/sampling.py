@@ -120,6 +120,8 @@ class Sampler:
                 return None
             return self.reserve(budget)
 
+        # The sync wrapper below written again with awaits: one wrapper for both would make every
+        # sync call a coroutine.
         if inspect.iscoroutinefunction(func):
             async_func = func
 

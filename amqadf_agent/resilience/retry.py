@@ -422,6 +422,8 @@ class RetryPolicy:
     async def _run_async(
         self, stats: _Stats, fn: Callable[..., Awaitable[Any]], args: Any, kwargs: Any
     ) -> Any:
+        # ``_run`` and ``_slow`` again, awaiting the call and the sleep: a sync helper cannot await,
+        # and an async one would make every sync call pay for a coroutine.
         predicate = self.retry_on_result
         start = self._clock() if self.max_elapsed_time is not None else 0.0
         try:
