@@ -242,7 +242,7 @@ def test_a_local_window_trip_opens_the_shared_breaker(redis_server: RedisServer)
     kwargs = {"name": "window", "sync_interval": 0.05, "timeout": 30}
     a = CircuitBreaker(
         None,
-        failure_rate_threshold=50,
+        failure_rate=0.5,
         sliding_window_size=4,
         minimum_calls=4,
         store=RedisStore(redis_server.url),

@@ -9,6 +9,7 @@ import inspect
 import logging
 import math
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -253,8 +254,8 @@ def test_asyncio_tasks_alone_admit_exactly_the_cap_and_a_failed_probe_reopens() 
     "options",
     [
         {},  # the lock-free closed path
-        {"failure_rate_threshold": 50.0, "minimum_calls": 2},  # the windowed path takes the lock
-        {"slow_call_duration": 1.0, "slow_call_rate_threshold": 50.0, "sliding_window_type": "time"},
+        {"failure_rate": 0.5, "minimum_calls": 2},  # the windowed path takes the lock
+        {"slow_call_duration": 1.0, "slow_call_rate": 0.5, "sliding_window_type": "time"},
     ],
 )
 def test_a_blocked_call_does_not_block_another_threads_call(options: dict[str, Any]) -> None:
@@ -329,7 +330,7 @@ def test_consecutive_failures_trip_and_a_success_resets_the_count() -> None:
 def test_failure_rate_over_a_count_window_with_minimum_calls() -> None:
     breaker = CircuitBreaker(
         failure_threshold=None,
-        failure_rate_threshold=50.0,
+        failure_rate=0.5,
         sliding_window_type="count",
         sliding_window_size=4,
         minimum_calls=4,
@@ -353,7 +354,7 @@ def test_failure_rate_over_a_time_window_forgets_old_calls() -> None:
     clock = FakeClock(0.0)
     breaker = CircuitBreaker(
         failure_threshold=None,
-        failure_rate_threshold=50.0,
+        failure_rate=0.5,
         sliding_window_type="time",
         sliding_window_size=10,
         minimum_calls=3,
@@ -379,7 +380,7 @@ def test_slow_calls_are_timed_by_the_injected_clock_and_trip_on_slow_rate() -> N
     clock = FakeClock()
     breaker = CircuitBreaker(
         failure_threshold=None,
-        slow_call_rate_threshold=100.0,
+        slow_call_rate=1.0,
         slow_call_duration=2.0,
         sliding_window_size=2,
         minimum_calls=2,
@@ -512,7 +513,7 @@ def test_disabled_passes_everything_and_counts_nothing() -> None:
 
 
 def test_metrics_only_counts_but_never_rejects() -> None:
-    breaker = CircuitBreaker(failure_threshold=1, failure_rate_threshold=10.0, clock=FakeClock())
+    breaker = CircuitBreaker(failure_threshold=1, failure_rate=0.1, clock=FakeClock())
     breaker.metrics_only()
     fail(breaker, 10)
     assert breaker.call(ok) == "ok"
@@ -696,10 +697,15 @@ def test_a_successful_closed_call_writes_no_span_event() -> None:
         ("timeout", {"timeout": 0}),
         ("timeout", {"timeout": -5.0}),
         ("half_open_max_calls", {"half_open_max_calls": 0}),
+        ("failure_rate", {"failure_rate": 0}),
+        ("failure_rate", {"failure_rate": 1.5}),
+        ("failure_rate", {"failure_rate": 50.0}),  # a percentage where a fraction is due
+        ("slow_call_rate", {"slow_call_rate": -0.1, "slow_call_duration": 1.0}),
+        ("slow_call_duration", {"slow_call_rate": 0.5}),
         ("failure_rate_threshold", {"failure_rate_threshold": 0}),
         ("failure_rate_threshold", {"failure_rate_threshold": 100.5}),
+        ("failure_rate_threshold", {"failure_rate_threshold": 50, "failure_rate": 0.5}),
         ("slow_call_rate_threshold", {"slow_call_rate_threshold": -1, "slow_call_duration": 1.0}),
-        ("slow_call_duration", {"slow_call_rate_threshold": 50.0}),
         ("slow_call_duration", {"slow_call_duration": 0}),
         ("sliding_window_type", {"sliding_window_type": "sessions"}),
         ("sliding_window_size", {"sliding_window_size": 0}),
@@ -724,8 +730,8 @@ def test_valid_extremes_are_accepted_and_take_effect() -> None:
     make: Callable[..., CircuitBreaker] = CircuitBreaker
     # GIVEN a 0.1 % slow-call rate of calls from 1 ms
     clock = FakeClock(0.0)
-    slow = make(slow_call_rate_threshold=0.1, slow_call_duration=0.001, clock=clock)
-    assert (slow.config.slow_call_rate_threshold, slow.config.slow_call_duration) == (0.1, 0.001)
+    slow = make(slow_call_rate=0.001, slow_call_duration=0.001, clock=clock)
+    assert (slow.config.slow_call_rate, slow.config.slow_call_duration) == (0.001, 0.001)
 
     def lasting(seconds: float) -> str:
         clock.advance(seconds)
@@ -745,7 +751,7 @@ def test_valid_extremes_are_accepted_and_take_effect() -> None:
     clock = FakeClock()
     breaker = make(
         failure_threshold=None,
-        failure_rate_threshold=100,
+        failure_rate=1,
         sliding_window_size=10,
         minimum_calls=10,
         half_open_max_calls=1,
@@ -755,7 +761,7 @@ def test_valid_extremes_are_accepted_and_take_effect() -> None:
         ignored_exceptions=KeyError,
         clock=clock,
     )
-    assert breaker.config.failure_rate_threshold == 100.0 and breaker.config.failure_threshold is None
+    assert breaker.config.failure_rate == 1.0 and breaker.config.failure_threshold is None
     assert (breaker.config.half_open_max_calls, breaker.config.max_timeout) == (1, 60.0)
     assert breaker.config.ignored_exceptions == (KeyError,)
     # THEN a KeyError counts as neither outcome
@@ -794,6 +800,56 @@ def test_a_config_object_builds_the_same_breaker_as_keywords() -> None:
     assert from_config.state == "open" and from_config.name == "payments"
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.timeout = 1.0  # type: ignore[misc]
+
+
+# --- the deprecated percentages ---------------------------------------------------------------------
+def _trips_after(breaker: CircuitBreaker) -> int:
+    """Calls (one failure in three) until ``breaker`` opens; 0 if it never does."""
+    for n in range(1, 31):
+        if n % 3:
+            breaker.call(ok)
+        else:
+            fail(breaker)
+        if breaker.state == "open":
+            return n
+    return 0
+
+
+@pytest.mark.parametrize("make", [CircuitBreaker, CircuitBreakerConfig])
+def test_the_percentage_names_warn_and_become_the_fractions(make: Callable[..., Any]) -> None:
+    with pytest.warns(DeprecationWarning) as caught:
+        made = make(failure_rate_threshold=30, slow_call_rate_threshold=12.5, slow_call_duration=1.0)
+    config = made if isinstance(made, CircuitBreakerConfig) else made.config
+    assert (config.failure_rate, config.slow_call_rate) == (0.3, 0.125)
+    assert (config.failure_rate_threshold, config.slow_call_rate_threshold) == (None, None)
+    assert [str(w.message) for w in caught] == [
+        "failure_rate_threshold is deprecated: use failure_rate, a fraction "
+        "(failure_rate_threshold=30 is failure_rate=0.3)",
+        "slow_call_rate_threshold is deprecated: use slow_call_rate, a fraction "
+        "(slow_call_rate_threshold=12.5 is slow_call_rate=0.125)",
+    ]
+    assert {w.filename for w in caught} == {__file__}  # the warning names the caller's line
+
+
+def test_a_percentage_trips_where_its_fraction_does() -> None:
+    options: dict[str, Any] = {"failure_threshold": None, "sliding_window_size": 10, "minimum_calls": 10}
+    with pytest.warns(DeprecationWarning):
+        by_percent = CircuitBreaker(failure_rate_threshold=30, clock=FakeClock(), **options)
+    by_fraction = CircuitBreaker(failure_rate=0.3, clock=FakeClock(), **options)
+    above = CircuitBreaker(failure_rate=0.41, clock=FakeClock(), **options)
+    # 3 failures in the first 10 calls is 30 %: the threshold itself trips
+    assert _trips_after(by_percent) == _trips_after(by_fraction) == 10
+    assert _trips_after(above) == 0  # at most 4 of any 10 calls fail
+
+
+def test_a_copied_config_keeps_its_rate_without_a_warning() -> None:
+    with pytest.warns(DeprecationWarning):
+        config = CircuitBreakerConfig(failure_rate_threshold=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        copy = dataclasses.replace(config, name="payments")
+        changed = dataclasses.replace(config, failure_rate=0.2)
+    assert (copy.failure_rate, copy.name, changed.failure_rate) == (0.5, "payments", 0.2)
 
 
 def test_a_config_and_keywords_together_are_refused() -> None:

@@ -234,7 +234,7 @@ class ShopService:
             self.redis_monitor = RedisCacheMonitor(redis_url, name="redis")
         self.inventory_breaker = CircuitBreaker(
             failure_threshold=None,
-            failure_rate_threshold=30.0,
+            failure_rate=0.3,
             sliding_window_type="time",
             sliding_window_size=10,
             minimum_calls=10,

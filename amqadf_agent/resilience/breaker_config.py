@@ -4,12 +4,18 @@ A breaker is built from keywords (``CircuitBreaker(failure_threshold=3, timeout=
 ``CircuitBreakerConfig``; either way every value passes through here, so a bad one is one
 ``ConfigError`` naming the setting, whatever the way in. One config can serve several breakers
 (``dataclasses.replace(config, name="payments")`` for another name).
+
+Rates are fractions in (0, 1] (``failure_rate=0.5``), as every other threshold of the package
+(resource limits, the analyzer's utilization targets). The percentage forms
+``failure_rate_threshold``/``slow_call_rate_threshold`` are still accepted, with a
+``DeprecationWarning``, and become the fraction: the config holds one value per rate.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -42,12 +48,42 @@ def _positive_int(parameter: str, value: object, *, optional: bool = False) -> i
     return value
 
 
-def _percent(parameter: str, value: object) -> float | None:
+def _fraction(parameter: str, value: object) -> float | None:
     if value is None:
         return None
-    if not _number(value) or not 0 < cast(float, value) <= 100:
-        raise ConfigError(parameter, f"must be a percentage in (0, 100], got {value!r}")
+    if not _number(value) or not 0 < cast(float, value) <= 1:
+        raise ConfigError(parameter, f"must be a fraction in (0, 1] (0.5 is 50 %), got {value!r}")
     return float(cast(float, value))
+
+
+#: The deprecated percentage settings and the fraction each now stands for.
+DEPRECATED_PERCENT: dict[str, str] = {
+    "failure_rate_threshold": "failure_rate",
+    "slow_call_rate_threshold": "slow_call_rate",
+}
+
+
+def rates_from_percent(settings: dict[str, Any], *, stacklevel: int) -> None:
+    """Turn the deprecated percentages in ``settings`` into their fractions, in place, with a warning.
+
+    ``stacklevel`` counts from this function to the caller the warning should name.
+    """
+    for old, new in DEPRECATED_PERCENT.items():
+        percent = settings.get(old)
+        if percent is None:
+            continue
+        if settings.get(new) is not None:
+            raise ConfigError(old, f"is the percentage form of {new}: give {new} only")
+        if not _number(percent) or not 0 < cast(float, percent) <= 100:
+            raise ConfigError(old, f"must be a percentage in (0, 100], got {percent!r}")
+        warnings.warn(
+            f"{old} is deprecated: use {new}, a fraction ({old}={percent!r} is "
+            f"{new}={float(percent) / 100.0!r})",
+            DeprecationWarning,
+            stacklevel=stacklevel + 1,
+        )
+        settings[new] = float(percent) / 100.0
+        settings[old] = None
 
 
 def _exception_types(parameter: str, value: object) -> tuple[type[BaseException], ...]:
@@ -70,8 +106,10 @@ class CircuitBreakerConfig:
         timeout: Seconds open before the first probe.
         half_open_max_calls: Probes at the same time when half-open; that many successes close.
         name: The ``amqadf.circuit_breaker.name`` of its telemetry and its key in a shared store.
-        failure_rate_threshold: Open at this failure rate, in percent (0, 100], over the window.
-        slow_call_rate_threshold: Open at this slow-call rate, in percent (0, 100], over the window.
+        failure_rate: Open at this failure rate over the window, a fraction in (0, 1].
+        slow_call_rate: Open at this slow-call rate over the window, a fraction in (0, 1].
+        failure_rate_threshold: Deprecated: ``failure_rate`` in percent; read back as None.
+        slow_call_rate_threshold: Deprecated: ``slow_call_rate`` in percent; read back as None.
         slow_call_duration: Seconds from which a call is slow (required with the slow-call rate).
         sliding_window_type: ``"count"`` (the last N calls) or ``"time"`` (the last N seconds).
         sliding_window_size: N of the window.
@@ -93,6 +131,8 @@ class CircuitBreakerConfig:
     timeout: float = 60.0
     half_open_max_calls: int = 3
     name: str = "circuit_breaker"
+    failure_rate: float | None = None
+    slow_call_rate: float | None = None
     failure_rate_threshold: float | None = None
     slow_call_rate_threshold: float | None = None
     slow_call_duration: float | None = None
@@ -115,15 +155,17 @@ class CircuitBreakerConfig:
         _positive_int("failure_threshold", self.failure_threshold, optional=True)
         checked["timeout"] = _positive("timeout", self.timeout)
         _positive_int("half_open_max_calls", self.half_open_max_calls)
-        checked["failure_rate_threshold"] = _percent("failure_rate_threshold", self.failure_rate_threshold)
-        checked["slow_call_rate_threshold"] = _percent(
-            "slow_call_rate_threshold", self.slow_call_rate_threshold
-        )
+        rates = {name: getattr(self, name) for name in (*DEPRECATED_PERCENT, *DEPRECATED_PERCENT.values())}
+        # Frames: rates_from_percent, __post_init__, the dataclass's __init__, its caller.
+        rates_from_percent(rates, stacklevel=3)
+        checked["failure_rate_threshold"] = checked["slow_call_rate_threshold"] = None
+        checked["failure_rate"] = _fraction("failure_rate", rates["failure_rate"])
+        checked["slow_call_rate"] = _fraction("slow_call_rate", rates["slow_call_rate"])
         checked["slow_call_duration"] = _positive(
             "slow_call_duration", self.slow_call_duration, optional=True
         )
-        if self.slow_call_rate_threshold is not None and self.slow_call_duration is None:
-            raise ConfigError("slow_call_duration", "is required when slow_call_rate_threshold is set")
+        if checked["slow_call_rate"] is not None and self.slow_call_duration is None:
+            raise ConfigError("slow_call_duration", "is required when slow_call_rate is set")
         if self.sliding_window_type not in ("count", "time"):
             raise ConfigError(
                 "sliding_window_type", f"must be 'count' or 'time', got {self.sliding_window_type!r}"

@@ -6,9 +6,9 @@ many successes close the breaker, one failure reopens it), and three modes set b
 ``forced_open`` (reject everything), ``disabled`` (pass everything, count nothing) and
 ``metrics_only`` (pass everything, count outcomes, never trip). ``reset()`` returns to ``closed``.
 
-Tripping: ``failure_threshold`` consecutive failures, or, when ``failure_rate_threshold`` and/or
-``slow_call_rate_threshold`` are set, a failure rate or slow-call rate (percent) over a count- or
-time-based sliding window once it holds ``minimum_calls`` calls.
+Tripping: ``failure_threshold`` consecutive failures, or, when ``failure_rate`` and/or
+``slow_call_rate`` are set, a failure rate or slow-call rate (a fraction: 0.5 is half the calls) over
+a count- or time-based sliding window once it holds ``minimum_calls`` calls.
 
 Cost (docs/design.md, principle 1): in the closed state without rate-based tripping or slow-call timing, a
 successful call costs one attribute check and one integer increment; no lock, no clock, nothing of
@@ -35,7 +35,7 @@ the trip count (open-timeout growth) and the half-open probe slots live in the R
   all processes) and every probe outcome closes, reopens or frees its slot there;
 * ``reset``/``force_open``/``disable``/``metrics_only`` are written to the hash.
 
-Rate-based windows (``failure_rate_threshold``, ``slow_call_rate_threshold``) stay per process; a
+Rate-based windows (``failure_rate``, ``slow_call_rate``) stay per process; a
 local window trip is written to the hash, so every process opens. With a store the lock-free fast
 path is not used: a closed success costs a clock read and the lock (about a microsecond).
 Fail open: when Redis does not answer, the breaker decides with its local state (the store logs
@@ -68,7 +68,7 @@ from amqadf_agent.errors import CircuitOpenError, ConfigError
 from amqadf_agent.monitoring._instruments import Point, SharedInstruments
 from amqadf_agent.resilience._events import add_event
 from amqadf_agent.resilience._metrics import register
-from amqadf_agent.resilience.breaker_config import CircuitBreakerConfig
+from amqadf_agent.resilience.breaker_config import CircuitBreakerConfig, rates_from_percent
 from amqadf_agent.resilience.stores import BreakerSnapshot, BreakerStore, MemoryStore
 
 if TYPE_CHECKING:
@@ -134,6 +134,8 @@ class CircuitBreaker:
         half_open_max_calls: int = 3,
         *,
         name: str = "circuit_breaker",
+        failure_rate: float | None = None,
+        slow_call_rate: float | None = None,
         failure_rate_threshold: float | None = None,
         slow_call_rate_threshold: float | None = None,
         slow_call_duration: float | None = None,
@@ -152,7 +154,9 @@ class CircuitBreaker:
     ) -> None:
         given = locals()  # the keyword settings, by name: nothing else is defined yet
         if config is None:
-            config = CircuitBreakerConfig(**{setting: given[setting] for setting in _SETTINGS})
+            settings = {setting: given[setting] for setting in _SETTINGS}
+            rates_from_percent(settings, stacklevel=2)  # the warning names the caller, not this line
+            config = CircuitBreakerConfig(**settings)
         elif not isinstance(config, CircuitBreakerConfig):
             raise ConfigError("config", f"must be a CircuitBreakerConfig, got {config!r}")
         else:
@@ -166,8 +170,8 @@ class CircuitBreaker:
         # Copied out of the config: the per-call paths read them as plain attributes.
         self._failure_threshold = config.failure_threshold
         self._half_open_max = config.half_open_max_calls
-        self._failure_rate = config.failure_rate_threshold
-        self._slow_rate = config.slow_call_rate_threshold
+        self._failure_rate = config.failure_rate
+        self._slow_rate = config.slow_call_rate
         self._slow_duration = config.slow_call_duration
         self._window_size = config.sliding_window_size
         self._minimum_calls = config.minimum_calls
@@ -242,8 +246,8 @@ class CircuitBreaker:
     ) -> CircuitBreaker:
         """A breaker from the ``resilience`` group of a ``ProductionConfig`` (or the group itself).
 
-        The config describes a **rate-based** breaker: ``resilience.breaker_failure_rate`` (a
-        fraction) is ``failure_rate_threshold`` (a percentage: 0.5 is 50 %) over the default
+        The config describes a **rate-based** breaker: ``resilience.breaker_failure_rate`` is
+        ``failure_rate`` (a fraction, as in the config) over the default
         sliding window (the last 100 calls, tripping once it holds ``minimum_calls`` = 10), and
         ``resilience.breaker_open_timeout`` is ``timeout`` (seconds open before a probe). The
         consecutive-failure trip is off (``failure_threshold=None``): the config does not name one.
@@ -262,8 +266,10 @@ class CircuitBreaker:
         kwargs: dict[str, Any] = {
             "failure_threshold": None,
             "timeout": values["breaker_open_timeout"],
-            "failure_rate_threshold": values["breaker_failure_rate"] * 100.0,
+            "failure_rate": values["breaker_failure_rate"],
         }
+        if "failure_rate_threshold" in overrides:  # the deprecated form overrides the config's rate too
+            del kwargs["failure_rate"]
         kwargs.update(overrides)
         return cls(name=name, **kwargs)
 
@@ -719,9 +725,9 @@ class CircuitBreaker:
         calls = self._w_calls
         if calls < self._minimum_calls:
             return False
-        if self._failure_rate is not None and self._w_failed * 100.0 / calls >= self._failure_rate:
+        if self._failure_rate is not None and self._w_failed / calls >= self._failure_rate:
             return True
-        return self._slow_rate is not None and self._w_slow * 100.0 / calls >= self._slow_rate
+        return self._slow_rate is not None and self._w_slow / calls >= self._slow_rate
 
     def _window_clear(self) -> None:
         self._window.clear()

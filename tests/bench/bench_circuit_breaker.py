@@ -58,7 +58,7 @@ def main() -> None:
     provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     ours = CircuitBreaker(name="bench")
     ours.instrument(meter_provider=provider)
-    windowed = CircuitBreaker(name="bench_windowed", failure_rate_threshold=50.0)
+    windowed = CircuitBreaker(name="bench_windowed", failure_rate=0.5)
     windowed.instrument(meter_provider=provider)
     decorated = ours(work)
 
