@@ -141,7 +141,7 @@ def test_the_largest_desired_count_over_the_metrics_wins() -> None:
     assert (d.target_instances, d.limiting_metric) == (10, "queue_depth")
 
 
-def test_the_issue_example() -> None:
+def test_a_hot_service_of_five_scales_up_to_seven_on_cpu() -> None:
     auto_scaler = AutoScaler(min_instances=2, max_instances=10, target_utilization=0.7, clock=FakeClock())
     metrics = ScalingMetrics(
         cpu_utilization=0.9,

@@ -236,7 +236,7 @@ def test_alert_rules_unit_tests() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_alert_rules_cover_the_issue() -> None:
+def test_alert_rules_cover_breakers_limits_errors_retries_and_dropped_telemetry() -> None:
     text = (DASHBOARD_DIR / "alerts.yaml").read_text()
     for alert in (
         "AmqadfCircuitBreakerOpen",

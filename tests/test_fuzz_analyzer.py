@@ -12,7 +12,7 @@ analysis runs under a memory and a time budget, so an input that makes it grow o
 test rather than the machine.
 
 The number of mutants is bounded for CI (about 15 s); ``AMQADF_FUZZ_MUTANTS=2000`` runs a longer
-campaign, the same seeds first. The inputs of issue 17 are their own cases at the end.
+campaign, the same seeds first. Known bad points (``KNOWN_INPUTS``) are their own cases at the end.
 """
 
 from __future__ import annotations
@@ -294,7 +294,7 @@ def test_a_mutated_line_never_crashes_the_analyzer(seed: int, tmp_path: Path) ->
     check(tmp_path, what)
 
 
-# --- the inputs of issue 17, each its own case ---------------------------------------------------------
+# --- known bad points, each its own case ---------------------------------------------------------------
 NOW_NS = "1796534347209739121"
 
 

@@ -60,8 +60,8 @@ def test_type_checkers_see_the_names_of_the_table() -> None:
     }
 
 
-def test_the_names_the_issues_promise_import_from_the_package() -> None:
-    # Users' first lines (README, the issues' examples): these names must stay importable from the
+def test_the_names_users_start_with_import_from_the_package() -> None:
+    # Users' first lines (README, docs/ examples): these names must stay importable from the
     # top level, whatever the modules behind them become.
     promised = [
         "start",

@@ -115,7 +115,7 @@ class _Registry(Generic[T]):
         self.histograms: dict[str, Histogram] = {}
         self.warned = False
         # Attribute items as a reading gives them -> (sorted items, the dict exported for them).
-        # Sorting per point per collection was a quarter of a resource collection's CPU; the
+        # Sorting per point per collection would cost about a quarter of a resource collection's CPU; the
         # attribute sets of one registry are few and stable, so each is sorted once.
         self.canonical: dict[tuple[tuple[str, str], ...], tuple[AttrKey, dict[str, str]]] = {}
 

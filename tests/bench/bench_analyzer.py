@@ -30,7 +30,7 @@ file's span count over that wall time; every row checks it saw that count.
   unnested and counted, with DuckDB's default threads (all cores) and memory limit; "not installed
   (pip install duckdb)" without it.
 
-Targets (issue 7): at least 100 000 spans/s end to end, and peak RSS under 300 MB that does not grow
+Targets: at least 100 000 spans/s end to end, and peak RSS under 300 MB that does not grow
 with the input size (here: the full file's peak within 10% of the half file's).
 
 About half the generated spans are db client spans, the analyzer's costliest kind (each statement

@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/bench/bench_autoscaler.py [--calls 20000] [--repeats 5]
 
-Target (issue: autoscaler): under 20 µs per decision. Three cases, each on a scaler with the
+Target: under 20 µs per decision. Three cases, each on a scaler with the
 default CPU and memory targets and the default Kubernetes behaviour:
 
 * inside the tolerance: both utilizations within 10 % of the target, nothing changes;

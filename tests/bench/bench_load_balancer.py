@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/bench/bench_load_balancer.py [--workers 8] [--repeat 7] [--number 200000]
 
-Targets (issue: load balancer), on the 2-core box with 8 workers: ``select_worker()`` under 1 µs for
+Targets, on the 2-core box with 8 workers: ``select_worker()`` under 1 µs for
 round robin, under 2 µs for power_of_two and ip_hash. The ``acquire()`` row is one whole
 ``with lb.acquire(): pass`` (select, count in flight, two clock reads, release, outcome).
 The key-hash rows show what ip_hash pays to hash a key with each stable hash it could use.

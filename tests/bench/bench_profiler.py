@@ -19,7 +19,7 @@ case for pyinstrument, which hooks every call and return. Rows:
 Each figure is ms per call, the median of ``--repeat`` interleaved rounds of ``--calls`` calls
 (fewer for the rows that profile every call).
 
-Target (issue 5): @profiled(sample_rate=0.01) under 5% slower than bare. Sampling alone costs
+Target: @profiled(sample_rate=0.01) under 5% slower than bare. Sampling alone costs
 about ``1 + 0.01 * (profile_function / bare - 1)``: pyinstrument's per-call hook makes recursive
 ``fib`` ~6x slower while profiled, so without a budget this worst case sits at ~1.05-1.06x. The
 default budget caps profiled time at 2% of wall time, which bounds the cost below

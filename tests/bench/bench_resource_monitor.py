@@ -19,7 +19,7 @@ median of ``--repeat`` runs of ``--number`` operations):
   "not installed" (``pip install opentelemetry-instrumentation-system-metrics`` to compare);
 - ``psutil.net_connections()`` alone, which the monitor never calls unless asked.
 
-Target (issue 5): one full collection under 0.5 ms CPU on the 2-core box, judged on the agent's
+Target: one full collection under 0.5 ms CPU on the 2-core box, judged on the agent's
 provider. The SDK's floor for the contract's 15 instruments and ~34 points is ~0.31 ms of it
 (~6 µs per instrument with points, ~5-8 µs per point, more with attributes); the rows show what is
 ours (the sample, the callbacks) and what is the SDK's.

@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/bench/bench_startup.py [--runs 15] [--idle-seconds 30]
 
-Targets (issue: foundation): ``import amqadf_agent`` and ``amqadf-analyze --help`` under 150 ms each;
+Targets: ``import amqadf_agent`` and ``amqadf-analyze --help`` under 150 ms each;
 the agent's steady CPU while an app idles with default settings under 0.5% of one core.
 Wall times include the interpreter's own start (the ``python -c pass`` row), as a user sees them.
 """
