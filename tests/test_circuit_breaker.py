@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import inspect
@@ -10,7 +11,7 @@ import logging
 import math
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -250,47 +251,10 @@ def test_asyncio_tasks_alone_admit_exactly_the_cap_and_a_failed_probe_reopens() 
 
 
 # --- no lock around the user's function ------------------------------------------------------------
-@pytest.mark.parametrize(
-    "options",
-    [
-        {},  # the lock-free closed path
-        {"failure_rate": 0.5, "minimum_calls": 2},  # the windowed path takes the lock
-        {"slow_call_duration": 1.0, "slow_call_rate": 0.5, "sliding_window_type": "time"},
-    ],
-)
-def test_a_blocked_call_does_not_block_another_threads_call(options: dict[str, Any]) -> None:
-    breaker = CircuitBreaker(failure_threshold=100, clock=FakeClock(), **options)
-    inside, release = threading.Event(), threading.Event()
-
-    def blocking() -> str:
-        inside.set()
-        assert release.wait(WAIT)
-        return "late"
-
-    first = threading.Thread(target=breaker.call, args=(blocking,))
-    first.start()
-    assert inside.wait(WAIT)
-    done = threading.Event()
-    results: list[object] = []
-
-    def second() -> None:
-        results.append(breaker.call(ok))
-        try:
-            breaker.call(boom)
-        except Boom:
-            results.append("failed")
-        done.set()
-
-    threading.Thread(target=second).start()
-    assert done.wait(WAIT), "the second call waited for the first one: a lock is held around it"
-    assert not release.is_set() and first.is_alive()
-    assert results == ["ok", "failed"]
-    release.set()
-    first.join(WAIT)
-
-
-def test_a_blocked_half_open_probe_does_not_block_other_calls() -> None:
-    breaker, _ = half_open_breaker(probes=2)
+@contextlib.contextmanager
+def held_in_a_call(breaker: CircuitBreaker) -> Iterator[threading.Thread]:
+    """A successful call through ``breaker`` on another thread, held inside the function until the
+    block ends; yields that thread."""
     inside, release = threading.Event(), threading.Event()
 
     def blocking() -> str:
@@ -301,10 +265,46 @@ def test_a_blocked_half_open_probe_does_not_block_other_calls() -> None:
     first = threading.Thread(target=breaker.call, args=(blocking,))
     first.start()
     assert inside.wait(WAIT)
-    assert breaker.call(ok) == "ok"  # the second probe runs while the first one is held
-    assert breaker.state == "half_open"
-    release.set()
-    first.join(WAIT)
+    try:
+        yield first
+    finally:
+        release.set()
+        first.join(WAIT)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},  # the lock-free closed path
+        {"failure_rate": 0.5, "minimum_calls": 2},  # the windowed path takes the lock
+        {"slow_call_duration": 1.0, "slow_call_rate": 0.5, "sliding_window_type": "time"},
+    ],
+)
+def test_a_blocked_call_does_not_block_another_threads_call(options: dict[str, Any]) -> None:
+    breaker = CircuitBreaker(failure_threshold=100, clock=FakeClock(), **options)
+    with held_in_a_call(breaker) as first:
+        done = threading.Event()
+        results: list[object] = []
+
+        def second() -> None:
+            results.append(breaker.call(ok))
+            try:
+                breaker.call(boom)
+            except Boom:
+                results.append("failed")
+            done.set()
+
+        threading.Thread(target=second).start()
+        assert done.wait(WAIT), "the second call waited for the first one: a lock is held around it"
+        assert first.is_alive()
+        assert results == ["ok", "failed"]
+
+
+def test_a_blocked_half_open_probe_does_not_block_other_calls() -> None:
+    breaker, _ = half_open_breaker(probes=2)
+    with held_in_a_call(breaker):
+        assert breaker.call(ok) == "ok"  # the second probe runs while the first one is held
+        assert breaker.state == "half_open"
     assert breaker.state == "closed"
 
 
