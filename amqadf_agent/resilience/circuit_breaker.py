@@ -43,7 +43,7 @@ one warning per outage, counts every operation served locally in ``amqadf.state_
 and tries Redis again every ``retry_interval``); once Redis answers, the shared state wins (an
 empty Redis after a restart reads as closed).
 
-Why one module of about 840 lines: it is one class whose local and shared paths change the same
+Why one module of about 850 lines: it is one class whose local and shared paths change the same
 lock-guarded state, so they stay side by side; the settings and their checks live in
 :mod:`amqadf_agent.resilience.breaker_config`.
 """

@@ -38,6 +38,10 @@ Cost (docs/design.md, principle 1): a call that succeeds at once does the call, 
 by observable instruments once ``policy.instrument()`` is called. The success counter is bumped
 without a lock: under heavy thread contention an increment can rarely be lost; counters on the
 failure path are exact.
+
+Why one module of about 620 lines: the success path reads the budget's tokens and bumps the
+policy's counters inline (see Cost), so the budget, the counters and the sync and async loops stay
+beside each other; the instrument registration lives in ``resilience._metrics``.
 """
 
 from __future__ import annotations
