@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import Any, TextIO
 
-from amqadf_agent.analyzer.report_values import MISSING
+from amqadf_agent.analyzer.report_values import MISSING, shown_in_html
 from amqadf_agent.analyzer.report_values import items as _items
 from amqadf_agent.analyzer.report_values import mapping as _mapping
 from amqadf_agent.analyzer.report_values import ms as _ms
@@ -174,7 +174,7 @@ def render(report: Mapping[str, Any], file: TextIO) -> None:
 
 
 def _e(value: object) -> str:
-    return escape(str(value), quote=True)
+    return escape(shown_in_html(value), quote=True)
 
 
 def _f(value: float) -> str:
