@@ -17,7 +17,7 @@ import math
 import os
 from typing import Any, Final, TextIO
 
-from amqadf_agent.analyzer.report_values import json_text_safe
+from amqadf_agent.analyzer.report_values import data_quality_line, json_text_safe
 from amqadf_agent.analyzer.run import Analysis
 from amqadf_agent.analyzer.summary import (
     render_analysis_text,
@@ -69,6 +69,8 @@ def write_report(analysis: Analysis, fmt: str, out: TextIO) -> None:
         render_text(analysis.summary, out)
         render_analysis_text(analysis.sections, out)
         render_recommendations(list(analysis.recommendations), out, colour=use_colour(out))
+        if quality := data_quality_line(analysis.sections.get("data_quality")):
+            out.write(f"\n{quality}\n")
         render_skipped_text(analysis.summary, out)
     else:
         raise ValueError(f"unknown report format {fmt!r}: use one of {', '.join(FORMATS)}")

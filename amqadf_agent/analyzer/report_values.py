@@ -95,3 +95,25 @@ def ms(value: object, *, seconds: bool = False) -> str:
     if seconds:
         result *= 1000
     return f"{result:,.1f} ms" if result < 100 else f"{result:,.0f} ms"
+
+
+def data_quality_line(section: object) -> str:
+    """One line on what the metric rules ignored (the report's ``data_quality``), ``""`` when nothing.
+
+    Points with an impossible number (NaN, negative, beyond any real one) are left out of each part
+    that read them; a histogram delta whose interval is implausibly long is counted at its end time
+    instead of spread over the windows it claims to cover.
+    """
+    quality = mapping(section)
+    skipped = [
+        f"{part} {int(count)}"
+        for part, value in mapping(quality.get("skipped_points")).items()
+        if (count := number(value) or 0) > 0
+    ]
+    intervals = int(number(quality.get("implausible_intervals")) or 0)
+    said = []
+    if skipped:
+        said.append(f"points with impossible values left out ({', '.join(shown(s) for s in skipped)})")
+    if intervals:
+        said.append(f"{intervals} histogram interval(s) too long to spread, counted at their end time")
+    return f"Data quality: {'; '.join(said)}." if said else ""
