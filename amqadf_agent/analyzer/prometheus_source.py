@@ -25,7 +25,10 @@ analyzer's rules read (``RULE_INSTRUMENTS``), one metric at a time, and turns th
 
 Only the standard library is used (``urllib.request``). Memory is bounded by one metric's answer: the
 series are fetched and turned into records one query at a time, and an answer larger than
-``max_answer_bytes`` (``MAX_ANSWER_BYTES``) is refused rather than read. Every failure (an unreachable
+``max_answer_bytes`` (``MAX_ANSWER_BYTES``) is refused rather than read. ``timeout`` bounds each wait
+for the server; ``deadline`` (``DEFAULT_DEADLINE_S``) bounds a whole query, so that a server that
+trickles its answer a byte at a time cannot hold the run for ever: its connection is shut at the
+deadline. Every failure (an unreachable
 URL, an HTTP error, an answer that is not a Prometheus API or too large, a bad time range) is a
 ``TelemetryInputError`` with a one-line message naming the URL.
 
@@ -38,14 +41,17 @@ URL with its password as ``[secure]`` (``redact_url``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import math
 import re
+import socket
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 from amqadf_agent import semconv
@@ -60,6 +66,7 @@ from amqadf_agent.errors import TelemetryInputError
 from amqadf_agent.redaction import redact_url
 
 __all__ = [
+    "DEFAULT_DEADLINE_S",
     "DEFAULT_STEP_S",
     "MAX_ANSWER_BYTES",
     "MAX_POINTS_PER_SERIES",
@@ -72,6 +79,8 @@ __all__ = [
 
 DEFAULT_STEP_S: Final = 15.0
 DEFAULT_TIMEOUT_S: Final = 30.0
+#: The longest one query may take, its answer read in full (``timeout`` is per wait, not per query).
+DEFAULT_DEADLINE_S: Final = 120.0
 #: Prometheus refuses range queries of more points per series than this.
 MAX_POINTS_PER_SERIES: Final = 11_000
 #: The largest answer to one query read into memory (parsed, an answer takes several times its size):
@@ -243,13 +252,15 @@ def read_prometheus(
     headers: Mapping[str, str] | None = None,
     instruments: tuple[semconv.Instrument, ...] = RULE_INSTRUMENTS,
     max_answer_bytes: int = MAX_ANSWER_BYTES,
+    deadline: float = DEFAULT_DEADLINE_S,
 ) -> Iterator[MetricRecord]:
     """Yield ``MetricRecord``s of ``instruments`` from the Prometheus-compatible API at ``url``.
 
     ``start``/``end`` are seconds since the epoch, ``step`` the resolution in seconds; ``service``
     keeps the series of one ``service.name`` (``job`` or ``service_name``); ``headers`` go with every
     request to the origin of ``url`` (``Authorization``, Mimir's ``X-Scope-OrgID``), never to another
-    one a redirect points at. An answer over ``max_answer_bytes`` is an error. The arguments are checked
+    one a redirect points at. An answer over ``max_answer_bytes``, or not read in full within ``deadline``
+    seconds of the query's start, is an error. The arguments are checked
     at once (a ``TelemetryInputError``); the queries run as the records are consumed, one metric at a time.
     """
     shown = redact_url(url.strip())
@@ -272,8 +283,10 @@ def read_prometheus(
         raise TelemetryInputError(f"bad timeout for {shown}: {timeout!r}")
     if max_answer_bytes <= 0:
         raise TelemetryInputError(f"bad answer size limit for {shown}: {max_answer_bytes!r}")
+    if not (math.isfinite(deadline) and deadline > 0):
+        raise TelemetryInputError(f"bad query deadline for {shown}: {deadline!r}")
     sent.update(headers or {})
-    query = _Query(base, shown, timeout, sent, max_answer_bytes)
+    query = _Query(base, shown, timeout, sent, max_answer_bytes, deadline)
     return _records(query, start, end, step, service, instruments)
 
 
@@ -332,7 +345,13 @@ class _Query:
     """How to ask the API: where, with which headers, how long to wait and how much to read."""
 
     def __init__(
-        self, base: str, shown: str, timeout: float, headers: dict[str, str], max_bytes: int
+        self,
+        base: str,
+        shown: str,
+        timeout: float,
+        headers: dict[str, str],
+        max_bytes: int,
+        deadline: float = DEFAULT_DEADLINE_S,
     ) -> None:
         self.base = base
         #: The URL as messages show it (password redacted).
@@ -340,7 +359,88 @@ class _Query:
         self.timeout = timeout
         self.headers = headers
         self.max_bytes = max_bytes
-        self.opener = urllib.request.build_opener(_SameOriginCredentials())
+        self.deadline = deadline
+        #: The sockets of the query under way (one per redirect hop), for the deadline to shut.
+        self.sockets: list[socket.socket] = []
+        track = self.sockets.append
+        self.opener = urllib.request.build_opener(
+            _SameOriginCredentials(), _TrackedHTTPHandler(track), _TrackedHTTPSHandler(track)
+        )
+
+    def cut(self) -> None:
+        """The deadline passed: shut the query's sockets, which ends any read or wait on them."""
+        for sock in list(self.sockets):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def _tracking(cls: type[http.client.HTTPConnection], track: Callable[[Any], None]) -> Any:
+    """``cls`` telling ``track`` of each socket it connects. The socket, not the connection: urllib
+    drops the connection's hold on it once the headers are in, and the body is read through it."""
+
+    class Tracked(cls):  # type: ignore[valid-type,misc]
+        def connect(self) -> None:
+            super().connect()
+            track(self.sock)
+
+    return Tracked
+
+
+class _TrackedHTTPHandler(urllib.request.HTTPHandler):
+    """urllib's HTTP handler, telling ``track`` of each socket it connects."""
+
+    def __init__(self, track: Callable[[Any], None]) -> None:
+        super().__init__()
+        self._track = track
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_tracking(http.client.HTTPConnection, self._track), req)
+
+
+class _TrackedHTTPSHandler(urllib.request.HTTPSHandler):
+    """urllib's HTTPS handler (default TLS context), telling ``track`` of each socket it connects."""
+
+    def __init__(self, track: Callable[[Any], None]) -> None:
+        super().__init__()
+        self._track = track
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        context = getattr(self, "_context", None)
+        return self.do_open(_tracking(http.client.HTTPSConnection, self._track), req, context=context)
+
+
+@contextlib.contextmanager
+def _within_deadline(api: _Query) -> Iterator[threading.Event]:
+    """Shut the query's connections at ``api.deadline``; what fails after that is the deadline's error.
+
+    The event it gives is set once the deadline passed: an answer without a length then simply ends
+    early, and the caller checks it after reading.
+    """
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        api.cut()
+
+    timer = threading.Timer(api.deadline, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield expired
+    except Exception:
+        if expired.is_set():
+            raise _past_deadline(api) from None
+        raise
+    finally:
+        timer.cancel()
+        api.sockets.clear()
+
+
+def _past_deadline(api: _Query) -> TelemetryInputError:
+    return TelemetryInputError(
+        f"Prometheus at {api.shown} did not answer a query in full within {api.deadline:g} s: "
+        "ask for less (a larger step, a shorter time range, one service) or check the server"
+    )
 
 
 def _records(
@@ -506,34 +606,37 @@ def _query_range(
     request = urllib.request.Request(
         f"{api.base}/api/v1/query_range?{params}", headers={"Accept": "application/json", **api.headers}
     )
-    try:
-        with api.opener.open(request, timeout=timeout) as response:
-            content_type = response.headers.get("Content-Type", "")
-            raw = _read_at_most(response, api)
-    except urllib.error.HTTPError as error:
-        detail = _error_detail(error)
-        if detail:
+    with _within_deadline(api) as expired:
+        try:
+            with api.opener.open(request, timeout=timeout) as response:
+                content_type = response.headers.get("Content-Type", "")
+                raw = _read_at_most(response, api)
+        except urllib.error.HTTPError as error:
+            detail = _error_detail(error)
+            if detail:
+                raise TelemetryInputError(
+                    f"Prometheus at {url} refused the query (HTTP {error.code}): {detail}"
+                ) from None
             raise TelemetryInputError(
-                f"Prometheus at {url} refused the query (HTTP {error.code}): {detail}"
+                f"{url} answered HTTP {error.code} {error.reason} to /api/v1/query_range: "
+                "is it a Prometheus-compatible API?"
             ) from None
-        raise TelemetryInputError(
-            f"{url} answered HTTP {error.code} {error.reason} to /api/v1/query_range: "
-            "is it a Prometheus-compatible API?"
-        ) from None
-    except urllib.error.URLError as error:
-        reason = error.reason
-        text = getattr(reason, "strerror", None) or str(reason)
-        if isinstance(reason, TimeoutError):
-            text = f"no answer within {timeout:g} s"
-        raise TelemetryInputError(f"cannot reach Prometheus at {url}: {text}") from None
-    except TimeoutError:
-        raise TelemetryInputError(
-            f"cannot reach Prometheus at {url}: no answer within {timeout:g} s"
-        ) from None
-    except (http.client.HTTPException, OSError) as error:
-        raise TelemetryInputError(
-            f"cannot read the answer of {url}: {type(error).__name__}: {error}".rstrip(": ")
-        ) from None
+        except urllib.error.URLError as error:
+            reason = error.reason
+            text = getattr(reason, "strerror", None) or str(reason)
+            if isinstance(reason, TimeoutError):
+                text = f"no answer within {timeout:g} s"
+            raise TelemetryInputError(f"cannot reach Prometheus at {url}: {text}") from None
+        except TimeoutError:
+            raise TelemetryInputError(
+                f"cannot reach Prometheus at {url}: no answer within {timeout:g} s"
+            ) from None
+        except (http.client.HTTPException, OSError) as error:
+            raise TelemetryInputError(
+                f"cannot read the answer of {url}: {type(error).__name__}: {error}".rstrip(": ")
+            ) from None
+        if expired.is_set():  # an answer without a length ends early when cut, without an error
+            raise _past_deadline(api)
     try:
         body = json.loads(raw)
     except ValueError:
