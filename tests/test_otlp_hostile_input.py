@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -303,3 +304,37 @@ def test_the_pipeline_reads_hostile_input_as_read_does(tmp_path: Path) -> None:
     assert repr(list(read_pipelined(tmp_path, stats=there))) == records
     assert there == here
     assert here.problem_count == 1 + 1 + 1 + MAX_BAD_LINES_IN_A_ROW + 1
+
+
+@pytest.mark.parametrize(
+    ("encoding", "named"),
+    [
+        ("utf-16", "UTF-16"),  # with a byte order mark, as PowerShell's > writes it
+        ("utf-16-le", "UTF-16LE"),
+        ("utf-16-be", "UTF-16BE"),
+        ("utf-32", "UTF-32"),
+        ("utf-32-le", "UTF-32LE"),
+        ("utf-32-be", "UTF-32BE"),
+    ],
+)
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_utf16_or_utf32_file_is_one_problem_saying_how_to_convert_it(
+    tmp_path: Path, encoding: str, named: str, compressed: bool
+) -> None:
+    text = (SPAN_LINE.decode() + "\n") * 50
+    data = text.encode(encoding)
+    path = tmp_path / ("traces.jsonl.gz" if compressed else "traces.jsonl")
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    records, stats = read_all(tmp_path)
+    assert records == []
+    assert stats.problems == [
+        f"{path}: the file is {named}, not UTF-8; convert it with iconv -f {named} -t UTF-8"
+    ]
+    with pytest.raises(TelemetryInputError, match=f"the file is {named}, not UTF-8"):
+        read_all(path, strict=True)
+    if shutil.which("iconv") is None:
+        return
+    converted = subprocess.run(
+        ["iconv", "-f", named, "-t", "UTF-8"], input=data, capture_output=True, check=True
+    ).stdout
+    assert converted == text.encode()  # the command the line gives does convert it

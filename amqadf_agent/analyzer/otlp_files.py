@@ -215,12 +215,19 @@ class _Reader:
         """JSON Lines, falling back to one document when the first line is the start of one."""
         stats = self.stats
         try:
-            kind = _binary_kind(stream.peek(_SNIFF_BYTES)[:_SNIFF_BYTES])
+            head = stream.peek(_SNIFF_BYTES)[:_SNIFF_BYTES]
+            wide = _wide_encoding(head)
+            kind = "" if wide else _binary_kind(head)
         except _READ_ERRORS as error:
             self.problem(f"{display}:1: {_read_error(compressed)}: {_os_reason(error)}")
             return
         if kind:
             self.problem(f"{display}: {kind}; the analyzer reads OTLP JSON (exported with the JSON encoding)")
+            return
+        if wide:
+            self.problem(
+                f"{display}: the file is {wide}, not UTF-8; convert it with iconv -f {wide} -t UTF-8"
+            )
             return
         seen_data = False
         bad_in_a_row = 0
@@ -439,6 +446,35 @@ def _special_kind(target: str | int) -> str:
 
 def _not_regular(kind: str) -> str:
     return f"not a regular file ({kind})"
+
+
+#: Byte order marks of the encodings that JSON text may not use (UTF-32 first: its LE mark starts
+#: with UTF-16's), and the NUL pattern of their first four bytes when there is no mark: JSON starts
+#: with two ASCII characters (RFC 4627, section 3).
+_WIDE_BOMS: Final = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+_WIDE_PATTERNS: Final = (
+    (re.compile(rb"\x00\x00\x00[^\x00]", re.S), "UTF-32BE"),
+    (re.compile(rb"[^\x00]\x00\x00\x00", re.S), "UTF-32LE"),
+    (re.compile(rb"\x00[^\x00]\x00[^\x00]", re.S), "UTF-16BE"),
+    (re.compile(rb"[^\x00]\x00[^\x00]\x00", re.S), "UTF-16LE"),
+)
+
+
+def _wide_encoding(head: bytes) -> str:
+    """The UTF-16 or UTF-32 encoding a file's first bytes are in, or ``""``: a text editor or
+    PowerShell's ``>`` writes these, and read as UTF-8 every line of them would be a problem."""
+    for mark, name in _WIDE_BOMS:
+        if head.startswith(mark):
+            return name
+    for pattern, name in _WIDE_PATTERNS:
+        if pattern.match(head):
+            return name
+    return ""
 
 
 def _binary_kind(head: bytes) -> str:

@@ -8,12 +8,16 @@ an answer is read and how each failure becomes one ``TelemetryInputError`` line 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import math
+import socket
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from amqadf_agent.errors import TelemetryInputError
@@ -77,7 +81,13 @@ class Query:
     """How to ask the API: where, with which headers, how long to wait and how much to read."""
 
     def __init__(
-        self, base: str, shown: str, timeout: float, headers: dict[str, str], max_bytes: int
+        self,
+        base: str,
+        shown: str,
+        timeout: float,
+        headers: dict[str, str],
+        max_bytes: int,
+        deadline: float,
     ) -> None:
         self.base = base
         #: The URL as messages show it (password redacted).
@@ -85,7 +95,88 @@ class Query:
         self.timeout = timeout
         self.headers = headers
         self.max_bytes = max_bytes
-        self.opener = urllib.request.build_opener(_SameOriginCredentials())
+        self.deadline = deadline
+        #: The sockets of the query under way (one per redirect hop), for the deadline to shut.
+        self.sockets: list[socket.socket] = []
+        track = self.sockets.append
+        self.opener = urllib.request.build_opener(
+            _SameOriginCredentials(), _TrackedHTTPHandler(track), _TrackedHTTPSHandler(track)
+        )
+
+    def cut(self) -> None:
+        """The deadline passed: shut the query's sockets, which ends any read or wait on them."""
+        for sock in list(self.sockets):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def _tracking(cls: type[http.client.HTTPConnection], track: Callable[[Any], None]) -> Any:
+    """``cls`` telling ``track`` of each socket it connects. The socket, not the connection: urllib
+    drops the connection's hold on it once the headers are in, and the body is read through it."""
+
+    class Tracked(cls):  # type: ignore[valid-type,misc]
+        def connect(self) -> None:
+            super().connect()
+            track(self.sock)
+
+    return Tracked
+
+
+class _TrackedHTTPHandler(urllib.request.HTTPHandler):
+    """urllib's HTTP handler, telling ``track`` of each socket it connects."""
+
+    def __init__(self, track: Callable[[Any], None]) -> None:
+        super().__init__()
+        self._track = track
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_tracking(http.client.HTTPConnection, self._track), req)
+
+
+class _TrackedHTTPSHandler(urllib.request.HTTPSHandler):
+    """urllib's HTTPS handler (default TLS context), telling ``track`` of each socket it connects."""
+
+    def __init__(self, track: Callable[[Any], None]) -> None:
+        super().__init__()
+        self._track = track
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        context = getattr(self, "_context", None)
+        return self.do_open(_tracking(http.client.HTTPSConnection, self._track), req, context=context)
+
+
+@contextlib.contextmanager
+def _within_deadline(api: Query) -> Iterator[threading.Event]:
+    """Shut the query's connections at ``api.deadline``; what fails after that is the deadline's error.
+
+    The event it gives is set once the deadline passed: an answer without a length then simply ends
+    early, and the caller checks it after reading.
+    """
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        api.cut()
+
+    timer = threading.Timer(api.deadline, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield expired
+    except Exception:
+        if expired.is_set():
+            raise _past_deadline(api) from None
+        raise
+    finally:
+        timer.cancel()
+        api.sockets.clear()
+
+
+def _past_deadline(api: Query) -> TelemetryInputError:
+    return TelemetryInputError(
+        f"Prometheus at {api.shown} did not answer a query in full within {api.deadline:g} s: "
+        "ask for less (a larger step, a shorter time range, one service) or check the server"
+    )
 
 
 def query_range(
@@ -99,34 +190,37 @@ def query_range(
     request = urllib.request.Request(
         f"{api.base}/api/v1/query_range?{params}", headers={"Accept": "application/json", **api.headers}
     )
-    try:
-        with api.opener.open(request, timeout=timeout) as response:
-            content_type = response.headers.get("Content-Type", "")
-            raw = _read_at_most(response, api)
-    except urllib.error.HTTPError as error:
-        detail = _error_detail(error)
-        if detail:
+    with _within_deadline(api) as expired:
+        try:
+            with api.opener.open(request, timeout=timeout) as response:
+                content_type = response.headers.get("Content-Type", "")
+                raw = _read_at_most(response, api)
+        except urllib.error.HTTPError as error:
+            detail = _error_detail(error)
+            if detail:
+                raise TelemetryInputError(
+                    f"Prometheus at {url} refused the query (HTTP {error.code}): {detail}"
+                ) from None
             raise TelemetryInputError(
-                f"Prometheus at {url} refused the query (HTTP {error.code}): {detail}"
+                f"{url} answered HTTP {error.code} {error.reason} to /api/v1/query_range: "
+                "is it a Prometheus-compatible API?"
             ) from None
-        raise TelemetryInputError(
-            f"{url} answered HTTP {error.code} {error.reason} to /api/v1/query_range: "
-            "is it a Prometheus-compatible API?"
-        ) from None
-    except urllib.error.URLError as error:
-        reason = error.reason
-        text = getattr(reason, "strerror", None) or str(reason)
-        if isinstance(reason, TimeoutError):
-            text = f"no answer within {timeout:g} s"
-        raise TelemetryInputError(f"cannot reach Prometheus at {url}: {text}") from None
-    except TimeoutError:
-        raise TelemetryInputError(
-            f"cannot reach Prometheus at {url}: no answer within {timeout:g} s"
-        ) from None
-    except (http.client.HTTPException, OSError) as error:
-        raise TelemetryInputError(
-            f"cannot read the answer of {url}: {type(error).__name__}: {error}".rstrip(": ")
-        ) from None
+        except urllib.error.URLError as error:
+            reason = error.reason
+            text = getattr(reason, "strerror", None) or str(reason)
+            if isinstance(reason, TimeoutError):
+                text = f"no answer within {timeout:g} s"
+            raise TelemetryInputError(f"cannot reach Prometheus at {url}: {text}") from None
+        except TimeoutError:
+            raise TelemetryInputError(
+                f"cannot reach Prometheus at {url}: no answer within {timeout:g} s"
+            ) from None
+        except (http.client.HTTPException, OSError) as error:
+            raise TelemetryInputError(
+                f"cannot read the answer of {url}: {type(error).__name__}: {error}".rstrip(": ")
+            ) from None
+        if expired.is_set():  # an answer without a length ends early when cut, without an error
+            raise _past_deadline(api)
     try:
         body = json.loads(raw)
     except ValueError:

@@ -25,7 +25,10 @@ analyzer's rules read (``RULE_INSTRUMENTS``), one metric at a time, and turns th
 
 Only the standard library is used (``urllib.request``, in ``prometheus_http``). Memory is bounded by
 one metric's answer: the series are fetched and turned into records one query at a time, and an answer
-larger than ``max_answer_bytes`` (``MAX_ANSWER_BYTES``) is refused rather than read. Every failure (an
+larger than ``max_answer_bytes`` (``MAX_ANSWER_BYTES``) is refused rather than read. ``timeout`` bounds
+each wait for the server; ``deadline`` (``DEFAULT_DEADLINE_S``) bounds a whole query, so that a server
+that trickles its answer a byte at a time cannot hold the run for ever: its connection is shut at the
+deadline. Every failure (an
 unreachable URL, an HTTP error, an answer that is not a Prometheus API or too large, a bad time range)
 is a ``TelemetryInputError`` with a one-line message naming the URL.
 
@@ -55,6 +58,7 @@ from amqadf_agent.errors import TelemetryInputError
 from amqadf_agent.redaction import redact_url
 
 __all__ = [
+    "DEFAULT_DEADLINE_S",
     "DEFAULT_STEP_S",
     "MAX_ANSWER_BYTES",
     "MAX_POINTS_PER_SERIES",
@@ -67,6 +71,8 @@ __all__ = [
 
 DEFAULT_STEP_S: Final = 15.0
 DEFAULT_TIMEOUT_S: Final = 30.0
+#: The longest one query may take, its answer read in full (``timeout`` is per wait, not per query).
+DEFAULT_DEADLINE_S: Final = 120.0
 #: Prometheus refuses range queries of more points per series than this.
 MAX_POINTS_PER_SERIES: Final = 11_000
 #: The largest answer to one query read into memory (parsed, an answer takes several times its size):
@@ -236,13 +242,15 @@ def read_prometheus(
     headers: Mapping[str, str] | None = None,
     instruments: tuple[semconv.Instrument, ...] = RULE_INSTRUMENTS,
     max_answer_bytes: int = MAX_ANSWER_BYTES,
+    deadline: float = DEFAULT_DEADLINE_S,
 ) -> Iterator[MetricRecord]:
     """Yield ``MetricRecord``s of ``instruments`` from the Prometheus-compatible API at ``url``.
 
     ``start``/``end`` are seconds since the epoch, ``step`` the resolution in seconds; ``service``
     keeps the series of one ``service.name`` (``job`` or ``service_name``); ``headers`` go with every
     request to the origin of ``url`` (``Authorization``, Mimir's ``X-Scope-OrgID``), never to another
-    one a redirect points at. An answer over ``max_answer_bytes`` is an error. The arguments are checked
+    one a redirect points at. An answer over ``max_answer_bytes``, or not read in full within ``deadline``
+    seconds of the query's start, is an error. The arguments are checked
     at once (a ``TelemetryInputError``); the queries run as the records are consumed, one metric at a time.
     """
     shown = redact_url(url.strip())
@@ -265,8 +273,10 @@ def read_prometheus(
         raise TelemetryInputError(f"bad timeout for {shown}: {timeout!r}")
     if max_answer_bytes <= 0:
         raise TelemetryInputError(f"bad answer size limit for {shown}: {max_answer_bytes!r}")
+    if not (math.isfinite(deadline) and deadline > 0):
+        raise TelemetryInputError(f"bad query deadline for {shown}: {deadline!r}")
     sent.update(headers or {})
-    query = Query(base, shown, timeout, sent, max_answer_bytes)
+    query = Query(base, shown, timeout, sent, max_answer_bytes, deadline)
     return _records(query, start, end, step, service, instruments)
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import Any, TextIO
 
-from amqadf_agent.analyzer.report_values import MISSING
+from amqadf_agent.analyzer.report_values import MISSING, data_quality_line, shown_in_html
 from amqadf_agent.analyzer.report_values import items as _items
 from amqadf_agent.analyzer.report_values import mapping as _mapping
 from amqadf_agent.analyzer.report_values import ms as _ms
@@ -168,6 +168,8 @@ def render(report: Mapping[str, Any], file: TextIO) -> None:
     out += _queries(page, report.get("top_queries"))
     out += _caches(page, report.get("cache"))
     out += _threads(page, report.get("threads"))
+    if quality := data_quality_line(report.get("data_quality")):
+        out.append(f'<p class="data-quality">{_e(quality)}</p>')
     out += _skipped(summary)
     out += ["</main>", f"<script>{_SCRIPT}</script>", "</body>", "</html>"]
     file.write("\n".join(out) + "\n")
@@ -177,7 +179,7 @@ def render(report: Mapping[str, Any], file: TextIO) -> None:
 
 
 def _e(value: object) -> str:
-    return escape(str(value), quote=True)
+    return escape(shown_in_html(value), quote=True)
 
 
 def _f(value: float) -> str:

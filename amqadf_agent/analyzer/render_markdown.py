@@ -15,7 +15,7 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from amqadf_agent.analyzer.report_values import MISSING, ms, num, percent, shown
+from amqadf_agent.analyzer.report_values import MISSING, data_quality_line, ms, num, percent, shown
 from amqadf_agent.analyzer.report_values import items as _items
 from amqadf_agent.analyzer.report_values import mapping as _mapping
 from amqadf_agent.analyzer.report_values import number as _number
@@ -40,6 +40,8 @@ def render(report: Mapping[str, Any], file: TextIO) -> None:
     lines += _caches(report.get("cache"))
     lines += _threads(report.get("threads"))
     lines += _top_queries(report.get("top_queries"))
+    if quality := data_quality_line(report.get("data_quality")):
+        lines += [text(quality), ""]
     lines += _skipped(report.get("summary"))
     while lines and lines[-1] == "":
         lines.pop()

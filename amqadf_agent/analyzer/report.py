@@ -6,7 +6,8 @@
 
 The JSON is strict (RFC 8259): a number the rules could not compute from odd input (NaN, an infinity)
 is ``null`` there, as a value that is not known, since ``NaN`` and ``Infinity`` are not JSON and many
-parsers refuse them.
+parsers refuse them. C1 and bidirectional controls in its strings are ``\\uXXXX`` escapes: the same
+strings, and nothing a terminal acts on or that reorders the text on screen.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import math
 import os
 from typing import Any, Final, TextIO
 
+from amqadf_agent.analyzer.report_values import data_quality_line, json_text_safe
 from amqadf_agent.analyzer.run import Analysis
 from amqadf_agent.analyzer.summary import (
     render_analysis_text,
@@ -54,7 +56,7 @@ def write_report(analysis: Analysis, fmt: str, out: TextIO) -> None:
     """Write the report of ``analysis`` in ``fmt`` (one of ``FORMATS``) to ``out``, then flush it."""
     if fmt == "json":
         text = json.dumps(report_data(analysis), indent=2, ensure_ascii=False, allow_nan=False)
-        out.write(text + "\n")
+        out.write(json_text_safe(text) + "\n")
     elif fmt == "markdown":
         from amqadf_agent.analyzer.render_markdown import render as render_markdown
 
@@ -67,6 +69,8 @@ def write_report(analysis: Analysis, fmt: str, out: TextIO) -> None:
         render_text(analysis.summary, out)
         render_analysis_text(analysis.sections, out)
         render_recommendations(list(analysis.recommendations), out, colour=use_colour(out))
+        if quality := data_quality_line(analysis.sections.get("data_quality")):
+            out.write(f"\n{quality}\n")
         render_skipped_text(analysis.summary, out)
     else:
         raise ValueError(f"unknown report format {fmt!r}: use one of {', '.join(FORMATS)}")

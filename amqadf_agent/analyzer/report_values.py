@@ -19,12 +19,36 @@ MISSING: Final = "n/a"
 #: C0 controls (newline and tab included: in a data string they would break the report's layout),
 #: DEL and C1 controls, each to its ``\xNN`` escape.
 _CONTROL_ESCAPES: Final = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+#: Unicode's bidirectional controls (embeddings, overrides, isolates and marks): raw, they reorder
+#: what follows them on screen, so a statement or name could show other text than it holds.
+_BIDI_CONTROLS: Final = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_CONTROL_ESCAPES.update({code: f"\\u{code:04x}" for code in _BIDI_CONTROLS})
+#: What HTML shows as its escape: the controls above but the whitespace a ``<pre>`` keeps.
+_HTML_ESCAPES: Final = {code: text for code, text in _CONTROL_ESCAPES.items() if chr(code) not in "\t\n\r"}
+#: What JSON text keeps as a ``\uXXXX`` escape rather than raw (it escapes C0 controls itself): the
+#: same string to a parser, and nothing a terminal or an editor acts on when the JSON is shown.
+_JSON_ESCAPES: Final = {
+    code: f"\\u{code:04x}" for code in (*range(0x7F, 0xA0), *_BIDI_CONTROLS, 0x2028, 0x2029)
+}
 
 
 def shown(value: object) -> str:
     """``value`` as text with its control characters escaped (``ESC`` as ``\\x1b``): a string from the
     telemetry cannot move the cursor, retitle the terminal or clear the screen of whoever reads it."""
     return str(value).translate(_CONTROL_ESCAPES)
+
+
+def shown_in_html(value: object) -> str:
+    """``value`` with its control characters but tab and line breaks escaped, before HTML escaping."""
+    return str(value).translate(_HTML_ESCAPES)
+
+
+def json_text_safe(text: str) -> str:
+    """JSON ``text`` with C1 and bidirectional controls as ``\\uXXXX`` escapes (still valid JSON).
+
+    Outside strings JSON text is ASCII, so every such character is inside a string, where its
+    escape stands for the same character."""
+    return text.translate(_JSON_ESCAPES)
 
 
 def mapping(value: object) -> Mapping[str, Any]:
@@ -71,3 +95,25 @@ def ms(value: object, *, seconds: bool = False) -> str:
     if seconds:
         result *= 1000
     return f"{result:,.1f} ms" if result < 100 else f"{result:,.0f} ms"
+
+
+def data_quality_line(section: object) -> str:
+    """One line on what the metric rules ignored (the report's ``data_quality``), ``""`` when nothing.
+
+    Points with an impossible number (NaN, negative, beyond any real one) are left out of each part
+    that read them; a histogram delta whose interval is implausibly long is counted at its end time
+    instead of spread over the windows it claims to cover.
+    """
+    quality = mapping(section)
+    skipped = [
+        f"{part} {int(count)}"
+        for part, value in mapping(quality.get("skipped_points")).items()
+        if (count := number(value) or 0) > 0
+    ]
+    intervals = int(number(quality.get("implausible_intervals")) or 0)
+    said = []
+    if skipped:
+        said.append(f"points with impossible values left out ({', '.join(shown(s) for s in skipped)})")
+    if intervals:
+        said.append(f"{intervals} histogram interval(s) too long to spread, counted at their end time")
+    return f"Data quality: {'; '.join(said)}." if said else ""

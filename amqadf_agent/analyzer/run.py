@@ -99,7 +99,7 @@ class Analysis:
     summary: Summary
     #: Every rule's findings, ranked (``Recommendation.sort_key``: most time at stake first).
     recommendations: tuple[Recommendation, ...]
-    #: The ``scaling``, ``cache``, ``threads`` and ``top_queries`` sections of the JSON report.
+    #: The ``scaling``, ``cache``, ``threads``, ``top_queries`` and ``data_quality`` report sections.
     sections: dict[str, Any]
     #: Files, lines and problems of the read.
     stats: ReadStats
@@ -179,6 +179,15 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
         "cache": [cache.to_dict() for cache in caches.stats()],
         "threads": threads.to_json(),
         "top_queries": top_queries(database.statements()),
+        # What the metric rules left out, for the report to say (a point may count in several).
+        "data_quality": {
+            "skipped_points": {
+                "scaling": windows.skipped_points,
+                "cache": caches.skipped_points,
+                "threads": threads.skipped_points,
+            },
+            "implausible_intervals": windows.implausible_intervals,
+        },
     }
     return Analysis(summary, tuple(recommendations), sections, stats, options)
 
