@@ -33,6 +33,7 @@ from support.dashboards import (
     DASHBOARDS,
     expand,
     load,
+    panel_failures,
     panels,
     queries,
 )
@@ -255,6 +256,14 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Promethe
                         f"no {what} of the companion reached {job}:\n"
                         + (work / "companion.log").read_text()[-3000:]
                     )
+            # the panels fill at the demo's pace (the profiled report runs every few seconds)
+            jobs = (DEMO_SERVICE, VIA_COLLECTOR)
+            while (
+                time.monotonic() < deadline
+                and procs[0].poll() is None
+                and any(panel_failures(prom, job) for job in jobs)
+            ):
+                time.sleep(1.0)
             time.sleep(4.0)  # a few more scrapes after the outage
             assert procs[0].poll() is None, "the demo ended before the queries' evaluation time"
             yield prom, time.time()

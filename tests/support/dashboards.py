@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from support.prometheus_server import PrometheusQueryError, PrometheusServer
+
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = ROOT / "dashboards"
 DASHBOARDS = sorted(DASHBOARD_DIR.glob("*.json"))
@@ -60,3 +62,19 @@ def queries() -> Iterator[tuple[str, str, str]]:
             for target in panel.get("targets", []):
                 if "expr" in target:
                     yield path.name, panel["title"], target["expr"]
+
+
+def panel_failures(prom: PrometheusServer, service: str, at: float | None = None) -> list[str]:
+    """Every panel query that fails or returns no data for ``service`` (its job), with the reason."""
+    variables = {**BUILTINS, "service": service, "instance": ".*", "datasource": "prometheus"}
+    failures = []
+    for dashboard, title, expr in queries():
+        query = expand(expr, variables)
+        try:
+            result = prom.query(query, at)
+        except PrometheusQueryError as exc:
+            failures.append(f"{dashboard} / {title}: error {exc}\n    {query}")
+            continue
+        if not result:
+            failures.append(f"{dashboard} / {title}: no data\n    {query}")
+    return failures
