@@ -16,17 +16,27 @@ skipped without it.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support import free_port
+from support.dashboards import (
+    BUILTINS,
+    COMPANION,
+    COMPANION_LOSSES,
+    DASHBOARD_DIR,
+    DASHBOARDS,
+    expand,
+    load,
+    panel_failures,
+    panels,
+    queries,
+)
 from support.grafana_schema import schema_problems
 from support.prometheus_server import (
     DEMO_SERVICE,
@@ -42,8 +52,6 @@ from support.prometheus_server import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-DASHBOARD_DIR = ROOT / "dashboards"
-DASHBOARDS = sorted(DASHBOARD_DIR.glob("*.json"))
 #: The demo plants an inventory outage 16-20 s into its run (breaker opens, fallbacks are used).
 DEMO_DURATION = 26.0
 
@@ -54,50 +62,6 @@ GRAFANA_IMAGE = "grafana/grafana:12.1.1"
 GRAFANA_SCHEMA_VERSION = 41
 #: The line of grafana-foundation-sdk whose types the schema check uses (see tests/support/grafana_schema.py).
 SCHEMA_PACKAGE = "grafana-foundation-sdk==1769699379!11.6.0"
-
-#: Grafana's built-in variables, as the test substitutes them.
-BUILTINS = {"__rate_interval": "30s", "__interval": "5s", "__range": "5m"}
-
-#: Runs beside the demo as a second instance of its service (see the module docstring).
-COMPANION = Path(__file__).resolve().parent / "apps" / "dashboard_companion.py"
-#: What the companion must have made visible before the panels are queried (``{job}`` filled in).
-COMPANION_LOSSES = {
-    "failed export": 'amqadf_agent_export_failures_total{{job="{job}", amqadf_agent_exporter="otlp"}}',
-    "dropped telemetry": 'amqadf_agent_telemetry_dropped_total{{job="{job}", amqadf_agent_exporter="otlp"}}',
-    "queue-full drop": 'otel_sdk_processor_span_processed_total{{job="{job}", error_type="queue_full"}}',
-    "store fallback": 'amqadf_state_store_fallbacks_total{{job="{job}", amqadf_state_store_kind="redis"}}',
-}
-
-
-def load(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
-
-
-def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for panel in dashboard.get("panels", []):
-        yield panel
-        yield from panel.get("panels", [])  # collapsed rows hold their panels
-
-
-def expand(expr: str, variables: dict[str, str]) -> str:
-    """Substitute ``$var``, ``${var}`` and ``[[var]]`` as Grafana does; unknown variables fail."""
-
-    def sub(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2) or match.group(3)
-        if name not in variables:
-            raise KeyError(f"unknown template variable {name!r} in {expr!r}")
-        return variables[name]
-
-    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]", sub, expr)
-
-
-def queries() -> Iterator[tuple[str, str, str]]:
-    for path in DASHBOARDS:
-        for panel in panels(load(path)):
-            for target in panel.get("targets", []):
-                if "expr" in target:
-                    yield path.name, panel["title"], target["expr"]
 
 
 # --- structure ---------------------------------------------------------------------------------
@@ -292,6 +256,14 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Promethe
                         f"no {what} of the companion reached {job}:\n"
                         + (work / "companion.log").read_text()[-3000:]
                     )
+            # the panels fill at the demo's pace (the profiled report runs every few seconds)
+            jobs = (DEMO_SERVICE, VIA_COLLECTOR)
+            while (
+                time.monotonic() < deadline
+                and procs[0].poll() is None
+                and any(panel_failures(prom, job) for job in jobs)
+            ):
+                time.sleep(1.0)
             time.sleep(4.0)  # a few more scrapes after the outage
             assert procs[0].poll() is None, "the demo ended before the queries' evaluation time"
             yield prom, time.time()
