@@ -350,3 +350,68 @@ def test_the_contract_page_names_the_attributes() -> None:
     page = CONTRACT.read_text(encoding="utf-8")
     assert f"`{SANITIZED}`" in page
     assert f"`{DIGEST}`" in page
+
+
+# -- the analyzer on sanitized statements --------------------------------------------------------------
+
+
+def _db_spans(statements_and_extra: list[tuple[str, dict[str, Any]]], trace: str = "ab" * 16) -> list[Any]:
+    from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, SpanRecord
+
+    t0 = 1_700_000_000_000_000_000
+    return [
+        SpanRecord(
+            trace,
+            f"{n + 1:016x}",
+            f"{n + 100:016x}",
+            "SELECT",
+            SPAN_KIND_CLIENT,
+            t0 + n * 10**8,
+            t0 + n * 10**8 + 10**6,
+            0,
+            "",
+            {"db.system": "sqlite", "db.statement": sql, **extra},
+            (),
+            {"service.name": "shop"},
+            "test",
+        )
+        for n, (sql, extra) in enumerate(statements_and_extra)
+    ]
+
+
+def _rules(spans: list[Any]) -> dict[str, Any]:
+    from amqadf_agent.analyzer.rules.database import DatabaseRuleConfig, analyze_spans
+
+    return {r.rule: r for r in analyze_spans(spans, DatabaseRuleConfig(min_db_spans=1))}
+
+
+def _sanitized(statements: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    processor = SanitizingSpanProcessor()
+    out = []
+    for sql in statements:
+        attrs = processor.rewrite({"db.statement": sql}) or {"db.statement": sql}
+        out.append((attrs.pop("db.statement"), attrs))
+    return out
+
+
+def test_the_analyzer_finds_identical_repeats_of_sanitized_statements_by_their_digest() -> None:
+    same = _rules(_db_spans(_sanitized(["SELECT a FROM cfg WHERE k = 'tenant-42'"] * 3)))
+    assert same["repeated_identical"].subject == "SELECT a FROM cfg WHERE k = ?"
+    assert "repeated_undecided" not in same
+    different = _rules(_db_spans(_sanitized([f"SELECT a FROM cfg WHERE k = 'tenant-{n}'" for n in range(3)])))
+    assert "repeated_identical" not in different
+    assert "repeated_undecided" not in different
+
+
+def test_the_analyzer_says_it_cannot_tell_when_sanitized_statements_carry_no_digest() -> None:
+    stripped = [(sql, {SANITIZED: True}) for sql in ["SELECT a FROM cfg WHERE k = ?"] * 3]
+    found = _rules(_db_spans(stripped))
+    assert "repeated_identical" not in found
+    undecided = found["repeated_undecided"]
+    assert undecided.severity == "info"
+    assert "cannot tell" in undecided.title
+    assert undecided.evidence.numbers["max_repeats_in_trace"] == 3
+    # bind placeholders of an unsanitized statement stay as they were: skipped, no finding at all
+    assert not {"repeated_identical", "repeated_undecided"} & set(
+        _rules(_db_spans([("SELECT a FROM cfg WHERE k = ?", {})] * 3))
+    )
