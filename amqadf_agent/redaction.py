@@ -7,7 +7,7 @@ agent's runtime or its configuration (docs/design.md, the walls).
 
 from __future__ import annotations
 
-__all__ = ["REDACTED", "redact_url"]
+__all__ = ["REDACTED", "redact_query", "redact_url", "redact_url_full"]
 
 #: What a secret looks like wherever it is shown.
 REDACTED = "[secure]"
@@ -35,3 +35,43 @@ def redact_url(url: str) -> str:
     user, colon, _password = userinfo.partition(":")
     shown = f"{user}:{REDACTED}" if colon else REDACTED
     return f"{scheme}://{shown}@{host}{tail}"
+
+
+def redact_url_full(url: str) -> str:
+    """``url`` with its password *and* every query-parameter value replaced, the names kept.
+
+    A signed URL (``Signature``, ``X-Amz-Credential``, ``sig``, a token) carries its secret in a
+    value, and which parameters are secrets is the server's business: all values go, so the shape of
+    the request (``?user=[secure]&sig=[secure]``) is still there to read. A fragment in ``key=value``
+    form (OAuth's ``#access_token=``) is treated as a query. Works on a path with a query as well
+    (``http.target``: ``/search?q=...``).
+    """
+    if "@" in url:
+        url = redact_url(url)
+    head, mark, query = url.partition("?")
+    if mark:
+        query, hash_mark, fragment = query.partition("#")
+        url = head + mark + redact_query(query) + hash_mark + _redact_fragment(fragment)
+    else:
+        head, hash_mark, fragment = url.partition("#")
+        if hash_mark:
+            url = head + hash_mark + _redact_fragment(fragment)
+    return url
+
+
+def redact_query(query: str) -> str:
+    """A query string (``a=1&b=2``, no ``?``) with every value replaced: ``a=[secure]&b=[secure]``.
+
+    A parameter without ``=`` (``?debug``) is a name and stays; ``;`` separates as ``&`` does.
+    """
+    if "=" not in query:
+        return query
+    out = []
+    for part in query.replace(";", "&").split("&"):
+        name, equals, _value = part.partition("=")
+        out.append(f"{name}={REDACTED}" if equals else part)
+    return "&".join(out)
+
+
+def _redact_fragment(fragment: str) -> str:
+    return redact_query(fragment) if "=" in fragment else fragment

@@ -10,6 +10,7 @@ The analyzer's ``analyzer.sql`` adds the structure (kind, tables, columns) on to
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -17,6 +18,8 @@ __all__ = [
     "NOT_LITERAL",
     "digest",
     "hash_literals",
+    "sanitize",
+    "sanitize_values",
     "shape",
     "shape_tokens",
     "shape_unicode",
@@ -162,3 +165,72 @@ def digest(literals: list[str]) -> str:
 
 def hash_literals(joined: str) -> str:
     return hashlib.blake2b(joined.encode(), digest_size=8).hexdigest()
+
+
+#: Statements longer than this are sanitized without the memo: a bulk ``INSERT`` of thousands of rows
+#: would otherwise keep its values (and megabytes) alive in it.
+SANITIZE_MEMO_MAX_CHARS = 4096
+
+
+def sanitize(statement: str) -> str:
+    """``statement`` with every literal as ``?``: what may leave the process when values may not.
+
+    Unlike ``shape`` it keeps the statement as written otherwise: bind placeholders (``%s``, ``$1``,
+    ``:name``) and quoted identifiers stay, only comments (which may carry anything) are removed and
+    ``IN (?, ?, …)`` lists and multi-row ``VALUES`` are collapsed.
+    """
+    return sanitize_values(statement)[0]
+
+
+def sanitize_values(statement: str) -> tuple[str, tuple[str, ...], bool]:
+    """``(sanitized text, the literals taken out, had bind placeholders)``; memoized, bounded.
+
+    The same statement text comes again and again from one code path: a bounded LRU by text makes
+    a repeat a dictionary hit.
+    """
+    if len(statement) > SANITIZE_MEMO_MAX_CHARS:
+        return _sanitize(statement)
+    return _sanitize_memo(statement)
+
+
+def _sanitize(statement: str) -> tuple[str, tuple[str, ...], bool]:
+    literals: list[str] = []
+    placeholders = comments = False
+    if statement.isascii():
+        parts = split(statement)
+        for index in range(1, len(parts), 2):
+            token = parts[index]
+            kind = _KIND_OF.get(token[0])
+            if kind is None:  # "$": "$$...$$" is a string, "$1" a placeholder
+                kind = _LITERAL if token[1] == "$" else _PLACEHOLDER
+            if kind == _COMMENT:
+                comments = True
+                parts[index] = " "
+            elif kind == _LITERAL:
+                literals.append(token)
+                parts[index] = "?"
+            elif kind == _PLACEHOLDER:
+                placeholders = True
+        text = "".join(parts)
+    else:
+
+        def replace(match: re.Match[str]) -> str:
+            nonlocal placeholders, comments
+            group = match.lastgroup
+            if group == "comment":
+                comments = True
+                return " "
+            if group in ("ident", "placeholder"):
+                placeholders = placeholders or group == "placeholder"
+                return match.group()
+            literals.append(match.group())
+            return "?"
+
+        text = _TOKEN.sub(replace, statement)
+    if literals and "?" in text:
+        text = _IN_LIST.sub("IN (?)", text)
+        text = _VALUES_ROWS.sub(r"\1", text)
+    return (text.strip() if comments else text), tuple(literals), placeholders
+
+
+_sanitize_memo = functools.lru_cache(maxsize=4096)(_sanitize)

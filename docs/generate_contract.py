@@ -33,6 +33,11 @@ attributes), its downstream client spans (kind CLIENT, `server.address`), and th
 the OpenTelemetry sqlite3/dbapi instrumentation (`db.system`, `db.statement`; the analyzer also reads
 the newer `db.system.name`/`db.query.text`). Exceptions are span events named `exception`.
 
+The agent's sanitizing span processor rewrites a db client span's statement with its literals as `?`
+and marks it with `amqadf.db.query.sanitized` (true) and, when the values were known,
+`amqadf.db.query.values_digest` (a keyed digest of them, which the analyzer's identical-query rule
+compares in place of the values).
+
 Prometheus names depend on the path the metrics take (`_ratio`, `_total`, `_bytes`, `_seconds`
 suffixes); see [operating.md](operating.md#dashboards-alerts-and-a-full-stack).
 """

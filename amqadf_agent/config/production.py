@@ -62,7 +62,7 @@ class ProductionConfig:
         environment: development, staging or production.
         log_level: the agent's log level.
         service, exporter, sampling, resource_monitor, profiler, resilience, autoscaler, agent,
-            secrets: the typed groups (see ``amqadf_agent.config.schema``).
+            telemetry, secrets: the typed groups (see ``amqadf_agent.config.schema``).
         feature_flags: flag name -> ``FeatureFlag``.
         sources: dotted key path -> the layer its value came from.
     """
@@ -77,6 +77,7 @@ class ProductionConfig:
     resilience: schema.ResilienceConfig
     autoscaler: schema.AutoscalerConfig
     agent: schema.AgentRuntimeConfig
+    telemetry: schema.TelemetryConfig
     secrets: schema.SecretsConfig
 
     def __init__(
@@ -454,6 +455,10 @@ class ProductionConfig:
             # Every environment profile sets one (development DEBUG, staging INFO, production
             # WARNING): a ProductionConfig always sets the agent's logger level; a plain start() does not.
             log_level=self.log_level,
+            sanitize=self.telemetry.sanitize,
+            redact_attributes=self.telemetry.redact_attributes,
+            keep_db_parameters=self.telemetry.keep_db_parameters,
+            log_correlation=self.telemetry.log_correlation,
         )
 
     def _otlp_headers(self) -> dict[str, Secret]:

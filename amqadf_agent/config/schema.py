@@ -322,6 +322,31 @@ class AgentRuntimeConfig(_Group):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
+class TelemetryConfig(_Group):
+    """What the agent lets leave the process, and what it adds to the application's own logs."""
+
+    #: Statements leave with their literals as ``?`` and URLs without passwords or query values
+    #: (false: as the instrumentations wrote them).
+    sanitize: bool = _field(True, v.boolean, setting="sanitize", env=("AMQADF_SANITIZE",))
+    #: Attribute keys, globs (``http.request.header.*``) or bare names (``authorization``) whose
+    #: values are replaced by ``[secure]``.
+    redact_attributes: tuple[str, ...] = _field(
+        (), v.strings, setting="redact_attributes", env=("AMQADF_REDACT_ATTRIBUTES",)
+    )
+    #: Keep the bind parameters instrumentations capture (otherwise only a digest of them is kept).
+    keep_db_parameters: bool = _field(
+        False, v.boolean, setting="keep_db_parameters", env=("AMQADF_KEEP_DB_PARAMETERS",)
+    )
+    #: Put ``otelTraceID``/``otelSpanID``/``otelServiceName`` on the application's log records.
+    log_correlation: bool = _field(
+        True,
+        v.boolean,
+        setting="log_correlation",
+        env=("AMQADF_LOG_CORRELATION", "OTEL_PYTHON_LOG_CORRELATION"),
+    )
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
 class VaultConfig(_Group):
     """The Vault provider (``secrets.vault``): KV v2, token or AppRole auth."""
 
@@ -404,6 +429,7 @@ GROUPS: dict[str, type[Any]] = {
     "resilience": ResilienceConfig,
     "autoscaler": AutoscalerConfig,
     "agent": AgentRuntimeConfig,
+    "telemetry": TelemetryConfig,
     "secrets": SecretsConfig,
 }
 

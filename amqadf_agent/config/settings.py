@@ -101,6 +101,17 @@ class AgentSettings:
     #: Level of the agent's own ``amqadf_agent`` logger (DEBUG, INFO, WARNING, ERROR, CRITICAL);
     #: None leaves it to the application's logging; ``AMQADF_LOG_LEVEL`` or ``OTEL_LOG_LEVEL``.
     log_level: str | None = _default("log_level")
+    #: Statements and URLs leave sanitized (literals as ``?``, no passwords or query values);
+    #: ``AMQADF_SANITIZE``.
+    sanitize: bool = _default("sanitize")
+    #: Attribute keys, globs or bare names whose values are exported as ``[secure]``;
+    #: ``AMQADF_REDACT_ATTRIBUTES`` (comma-separated).
+    redact_attributes: tuple[str, ...] = _default("redact_attributes")
+    #: Keep the db bind parameters instrumentations capture; ``AMQADF_KEEP_DB_PARAMETERS``.
+    keep_db_parameters: bool = _default("keep_db_parameters")
+    #: Trace ids on the application's log records; ``AMQADF_LOG_CORRELATION`` or
+    #: ``OTEL_PYTHON_LOG_CORRELATION``.
+    log_correlation: bool = _default("log_correlation")
 
     def __post_init__(self) -> None:
         headers = self.otlp_headers

@@ -229,6 +229,22 @@ def names(*options: str) -> Parser[tuple[str, ...]]:
     return Parser(parse, "a list of " + ", ".join(options))
 
 
+def _strings(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items: list[Any] = value.split(",")
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ValueError
+    if not all(isinstance(item, str) for item in items):
+        raise ValueError
+    return tuple(dict.fromkeys(item.strip() for item in items if item.strip()))
+
+
+#: A list of free words (or a comma-separated string), duplicates dropped; empty is allowed.
+strings = Parser(_strings, "a list of names (or a comma-separated string)")
+
+
 #: RFC 9110 ``token``: the characters a header (and a gRPC metadata key) name may use.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 

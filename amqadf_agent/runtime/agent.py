@@ -343,6 +343,11 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
         _configure_profiler(settings, explicit)
         _set_globals(trace, metrics, set_logger_provider, made.tracer, made.meter, made.logger)
         handler = providers.log_handler(made.logger) if settings.capture_logs else None
+        if settings.log_correlation:  # trace ids on the application's own log records
+            from amqadf_agent.runtime import log_correlation
+
+            log_correlation.install(str(resource.attributes.get(semconv.ATTR_SERVICE_NAME, "")))
+            built.closers.append(log_correlation.uninstall)
     except BaseException:
         _close_all(created, built)
         raise

@@ -93,6 +93,16 @@ def _tracer_provider(
     if "sample_ratio" in explicit or "OTEL_TRACES_SAMPLER" not in os.environ:
         sampler = ParentBased(TraceIdRatioBased(settings.sample_ratio))
     tracer_provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)
+    if settings.sanitize or settings.redact_attributes:  # first: every later processor sees the result
+        from amqadf_agent.runtime.sanitize import SanitizingSpanProcessor
+
+        tracer_provider.add_span_processor(
+            SanitizingSpanProcessor(
+                sanitize=settings.sanitize,
+                keep_db_parameters=settings.keep_db_parameters,
+                redact_attributes=settings.redact_attributes,
+            )
+        )
     for span_exporter in built.spans:
         with _sdk_processor_metrics(settings.self_metrics):
             processor = BatchSpanProcessor(

@@ -17,7 +17,10 @@ The rules:
   candidate. A statement with bind placeholders counts only when its span carries the parameter
   values (``db.query.parameter.<key>``, or the older ``db.statement.parameters`` that DB-API
   instrumentations record with ``capture_parameters=True``); otherwise it is skipped, its parameters
-  being unknown. Only a digest of the values is kept, never the values.
+  being unknown. Only a digest of the values is kept, never the values. A statement the agent
+  sanitized (literals as ``?``) is compared by the ``amqadf.db.query.values_digest`` it carries;
+  one sanitized without it is reported as **cannot tell** (``repeated_undecided``, info) when it
+  repeats in one trace, never as identical.
 
 Every finding names the services the queries came from (the span's resource ``service.name``) in
 its title ("N+1 queries in shop: ...") and in ``evidence.numbers["service"]`` (comma-separated, sorted),
@@ -59,7 +62,9 @@ from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Sever
 from amqadf_agent.analyzer.sql import SqlInfo, analyze, normalize_call
 from amqadf_agent.semconv import (
     ATTR_DB_QUERY_PARAMETER_PREFIX,
+    ATTR_DB_QUERY_SANITIZED,
     ATTR_DB_QUERY_TEXT,
+    ATTR_DB_QUERY_VALUES_DIGEST,
     ATTR_DB_RESPONSE_RETURNED_ROWS,
     ATTR_DB_STATEMENT_OLD,
     ATTR_DB_STATEMENT_PARAMETERS_OLD,
@@ -154,9 +159,11 @@ class StatementStats:
 
 # A db call kept per trace: (parent span id, start ns, end ns, statement id, literal digest or "",
 # span id, service.name or ""). Small on purpose: only these are buffered until a trace is analysed.
+# The digest "" means bind parameters unknown; _UNDECIDED, a statement sanitized without its values.
 _Call = tuple[str, int, int, int, str, str, str]
 #: Siblings in start order (span id breaks ties).
 _BY_START = operator.itemgetter(1, 5)
+_UNDECIDED = "?"
 
 
 class _Finding:
@@ -189,6 +196,7 @@ class DatabaseRules:
         self._buffered = 0
         self._n_plus_one: dict[int, _Finding] = {}
         self._identical: dict[int, _Finding] = {}
+        self._undecided: dict[int, _Finding] = {}
         self._rng = random.Random(0)
         self._last_resource: object = None
         self._last_service = ""
@@ -270,9 +278,12 @@ class DatabaseRules:
         # The hot path: once per db call. The statement's SqlInfo is built only when it is new.
         key, placeholders, digest = normalize_call(statement)
         if placeholders and attributes is not None:
-            bound = _parameters_digest(attributes)
+            values = attributes.get(ATTR_DB_QUERY_VALUES_DIGEST)
+            bound = values if type(values) is str and values else _parameters_digest(attributes)
             if bound:  # the values are known: identical calls can be recognized after all
                 placeholders, digest = False, bound + digest
+            elif attributes.get(ATTR_DB_QUERY_SANITIZED) is True:
+                placeholders, digest = False, _UNDECIDED
         entry = self._entries.get(key)
         if entry is None:
             stats = self._stats[key] = StatementStats(analyze(statement))
@@ -382,9 +393,10 @@ class DatabaseRules:
         for call in calls:
             if call[4]:  # "" = bind placeholders: parameters unknown, cannot call them identical
                 repeats.setdefault((call[3], call[4]), []).append(call)
-        for (statement_id, _digest), same in repeats.items():
+        for (statement_id, digest), same in repeats.items():
             if len(same) >= config.identical_min_repeats:
-                finding = self._identical.setdefault(statement_id, _Finding())
+                found = self._undecided if digest == _UNDECIDED else self._identical
+                finding = found.setdefault(statement_id, _Finding())
                 finding.count += len(same)
                 finding.traces += 1
                 finding.largest = max(finding.largest, len(same))
@@ -422,6 +434,9 @@ class DatabaseRules:
         same = self._identical.get(statement_id)
         if same is not None:
             _repeated_identical(findings, same)
+        undecided = self._undecided.get(statement_id)
+        if undecided is not None and same is None:
+            _repeated_undecided(findings, undecided)
         return findings.out
 
 
@@ -591,6 +606,25 @@ def _repeated_identical(findings: _StatementFindings, same: _Finding) -> None:
         f"Identical query repeated in one trace (up to {same.largest}x): {findings.short}",
         "Run it once per request and reuse the result, or cache it.",
         "count of executions with the same statement and the same literals in one trace",
+        f"repeats in one trace >= {findings.config.identical_min_repeats}",
+        {
+            "traces_affected": same.traces,
+            "max_repeats_in_trace": same.largest,
+            "repeated_time_ms": round(same.time_s * 1000, 3),
+        },
+        same.examples,
+        services=same.services,
+    )
+
+
+def _repeated_undecided(findings: _StatementFindings, same: _Finding) -> None:
+    findings.add(
+        "repeated_undecided",
+        "info",
+        f"Repeated query in one trace (up to {same.largest}x), cannot tell if identical: {findings.short}",
+        "The statement was sanitized without a digest of its values: let the agent record"
+        " amqadf.db.query.values_digest (an amqadf-agent with sanitize on does) to tell.",
+        "count of executions of the same sanitized statement, values unknown, in one trace",
         f"repeats in one trace >= {findings.config.identical_min_repeats}",
         {
             "traces_affected": same.traces,

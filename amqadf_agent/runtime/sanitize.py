@@ -1,0 +1,218 @@
+"""Private by default: a span processor that takes literals, parameters and URL secrets out of spans.
+
+Upstream instrumentations export ``db.statement``/``db.query.text`` as the application wrote it and
+``url.full`` with its signed query string; the semantic conventions ask for both to be sanitized by
+default. ``SanitizingSpanProcessor`` runs first among the tracer provider's processors and rewrites
+a span when it ends (instrumentations set these attributes after the span starts, so ``on_start``
+would see none of them); every processor after it, the exporters' included, sees only the result:
+
+* the statement with its literals as ``?`` (``statements.sanitize``: the tokenizer the analyzer
+  uses), bind placeholders kept, marked ``amqadf.db.query.sanitized``; the values that were taken
+  out, and the bind parameters the instrumentation captured (dropped unless ``keep_db_parameters``),
+  survive only as ``amqadf.db.query.values_digest``: a keyed digest, so the analyzer can still
+  tell identical repeats apart, and a short value (an id, a PIN) cannot be found back by hashing
+  every candidate (the key is random per process and never leaves it);
+* ``url.full``/``http.url``/``http.target`` with the password and every query value replaced,
+  ``url.query`` likewise (``redaction.redact_url_full``);
+* the attributes the user names (``redact_attributes``): an exact key (``user.email``), a glob
+  (``http.request.header.*``) or a bare name that matches the key's last part (``authorization``
+  matches ``http.request.header.authorization``), their values replaced by ``[secure]``.
+
+A span without any of these keys costs one set look-up per attribute. The statement's rewrite is
+memoized by its text (bounded), so a statement seen before costs a dictionary hit
+(``tests/bench/bench_sanitize.py``). A failure here never reaches the application's ``span.end()``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.sdk.trace import SpanProcessor
+
+from amqadf_agent import semconv
+from amqadf_agent.redaction import REDACTED, redact_query, redact_url_full
+from amqadf_agent.statements import SANITIZE_MEMO_MAX_CHARS, sanitize_values
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import ReadableSpan, Span
+
+__all__ = ["SanitizingSpanProcessor", "values_digest"]
+
+logger = logging.getLogger(__name__)
+
+STATEMENT_KEYS = (semconv.ATTR_DB_QUERY_TEXT, semconv.ATTR_DB_STATEMENT_OLD)
+#: Attributes that hold a URL (or a path with its query): password and query values go.
+URL_KEYS = ("url.full", "http.url", "http.target")
+#: Attributes that hold a query string alone.
+QUERY_KEYS = ("url.query",)
+_PARAMETERS = semconv.ATTR_DB_STATEMENT_PARAMETERS_OLD
+_PARAMETER_PREFIX = semconv.ATTR_DB_QUERY_PARAMETER_PREFIX
+
+#: The key of the values digest: random per process, inherited by forked workers, never exported.
+_KEY = os.urandom(16)
+
+
+def values_digest(literals: Iterable[str], parameters: str = "") -> str:
+    """A short keyed digest of a statement's literals and bound parameters (16 hex digits)."""
+    text = "\x00".join(literals) + "\x01" + parameters
+    return hashlib.blake2b(text.encode(), digest_size=8, key=_KEY).hexdigest()
+
+
+def _rewrite(statement: str) -> tuple[str, str, bool]:
+    """``(sanitized text, digest of its literals or "", had bind placeholders)``."""
+    text, literals, placeholders = sanitize_values(statement)
+    return text, values_digest(literals) if literals else "", placeholders
+
+
+_rewrite_memo = functools.lru_cache(maxsize=4096)(_rewrite)
+
+
+class SanitizingSpanProcessor(SpanProcessor):
+    """Rewrites ended spans in place before the processors after it (the exporters) see them.
+
+    Args:
+        sanitize: statements and URLs are rewritten (false: only ``redact_attributes`` apply).
+        keep_db_parameters: keep the bind parameters an instrumentation captured, as captured.
+        redact_attributes: keys, globs or bare names whose values become ``[secure]``.
+    """
+
+    def __init__(
+        self,
+        *,
+        sanitize: bool = True,
+        keep_db_parameters: bool = False,
+        redact_attributes: Iterable[str] = (),
+    ) -> None:
+        self.sanitize = sanitize
+        self.keep_db_parameters = keep_db_parameters
+        exact: set[str] = set()
+        patterns: list[str] = []
+        for name in redact_attributes:
+            name = name.strip().lower()
+            if not name:
+                continue
+            if any(mark in name for mark in "*?["):
+                patterns.append(fnmatch.translate(name))
+            elif "." in name:
+                exact.add(name)
+            else:  # a bare name: the key itself or the last part of a dotted key
+                exact.add(name)
+                patterns.append(r"(?s:.*\." + re.escape(name) + r")\Z")
+        self._exact = frozenset(exact)
+        self._pattern = re.compile("|".join(patterns)) if patterns else None
+        watched = set(exact)
+        if sanitize:
+            watched.update((*STATEMENT_KEYS, *URL_KEYS, *QUERY_KEYS))
+        self._watched = frozenset(watched)
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        attributes = span._attributes
+        if not attributes:
+            return
+        if self._watched.isdisjoint(attributes) and self._pattern is None:
+            return  # the common span: nothing to look at
+        try:
+            changed = self.rewrite(attributes)
+        except Exception:  # never into the application's span.end()
+            logger.debug("could not sanitize span %r", span.name, exc_info=True)
+            return
+        if changed is not None:
+            _replace_attributes(span, changed)
+
+    def rewrite(self, attributes: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The attributes as they may be exported, or None when nothing needs to change."""
+        out: dict[str, Any] | None = None
+        if self.sanitize:
+            for key in STATEMENT_KEYS:
+                statement = attributes.get(key)
+                if isinstance(statement, str):
+                    out = self._statement(attributes, key, statement, out)
+            for key in URL_KEYS:
+                url = attributes.get(key)
+                if isinstance(url, str) and ("?" in url or "@" in url or "#" in url):
+                    redacted = redact_url_full(url)
+                    if redacted != url:
+                        out = dict(attributes) if out is None else out
+                        out[key] = redacted
+            for key in QUERY_KEYS:
+                query = attributes.get(key)
+                if isinstance(query, str) and "=" in query:
+                    out = dict(attributes) if out is None else out
+                    out[key] = redact_query(query)
+        if self._exact or self._pattern is not None:
+            pattern, exact = self._pattern, self._exact
+            for key in attributes:
+                lowered = key.lower()
+                if lowered in exact or (pattern is not None and pattern.match(lowered)):
+                    out = dict(attributes) if out is None else out
+                    out[key] = REDACTED
+        return out
+
+    def _statement(
+        self, attributes: Mapping[str, Any], key: str, statement: str, out: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """``out`` (a copy of ``attributes`` made on first need) with ``key``'s statement sanitized,
+        the sanitized mark, the values digest, and the captured parameters dropped or kept."""
+        if len(statement) > SANITIZE_MEMO_MAX_CHARS:
+            text, digest, placeholders = _rewrite(statement)
+        else:
+            text, digest, placeholders = _rewrite_memo(statement)
+        out = dict(attributes) if out is None else out
+        out[key] = text
+        out[semconv.ATTR_DB_QUERY_SANITIZED] = True
+        if semconv.ATTR_DB_QUERY_VALUES_DIGEST in out:
+            return out  # the other statement key of the same span was seen first
+        parameters = _parameters(attributes, drop_from=None if self.keep_db_parameters else out)
+        if parameters:
+            out[semconv.ATTR_DB_QUERY_VALUES_DIGEST] = values_digest((digest,), parameters)
+        elif digest and not placeholders:
+            out[semconv.ATTR_DB_QUERY_VALUES_DIGEST] = digest
+        # bind placeholders whose values were not captured: the values are unknown, no digest
+        return out
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def _parameters(attributes: Mapping[str, Any], drop_from: dict[str, Any] | None) -> str:
+    """The captured bind parameters as one text (``""``: none), removed from ``drop_from``."""
+    found = attributes.get(_PARAMETERS)
+    named = sorted(
+        (key, str(value)) for key, value in attributes.items() if key.startswith(_PARAMETER_PREFIX)
+    )
+    if drop_from is not None:
+        drop_from.pop(_PARAMETERS, None)
+        for key, _value in named:
+            drop_from.pop(key, None)
+    text = "" if found is None else str(found)
+    if named:
+        text += "\x00" + "\x00".join(f"{key}\x01{value}" for key, value in named)
+    return text
+
+
+def _replace_attributes(span: ReadableSpan, attributes: dict[str, Any]) -> None:
+    """Give ``span`` its rewritten attributes, keeping the count of attributes the SDK dropped."""
+    from opentelemetry.attributes import BoundedAttributes
+
+    old = span._attributes
+    if isinstance(old, BoundedAttributes) and old.dropped:
+        dropped = old.dropped
+        bounded = BoundedAttributes(old.maxlen, attributes, immutable=True, max_value_len=old.max_value_len)
+        bounded.dropped += dropped
+        span._attributes = bounded
+    else:
+        span._attributes = attributes
