@@ -40,6 +40,9 @@ def render(report: Mapping[str, Any], file: TextIO) -> None:
     lines += _caches(report.get("cache"))
     lines += _threads(report.get("threads"))
     lines += _top_queries(report.get("top_queries"))
+    from amqadf_agent.analyzer.render_endpoints import markdown_lines
+
+    lines += markdown_lines(report.get("top_routes"))
     lines += _skipped(report.get("summary"))
     while lines and lines[-1] == "":
         lines.pop()

@@ -32,10 +32,12 @@ FORMATS: Final = ("text", "json", "markdown", "html")
 
 
 def report_data(analysis: Analysis) -> dict[str, Any]:
-    """The JSON report of ``analysis`` (``schema_version`` 2): what the json, markdown and html show."""
+    """The JSON report of ``analysis`` (``schema_version`` 3): what the json, markdown and html show."""
     data = to_json(analysis.summary)
     data["recommendations"] = [recommendation.to_dict() for recommendation in analysis.recommendations]
     data.update(analysis.sections)
+    if "duplicates" in data:  # a count about the input, shown with the summary
+        data["summary"]["duplicates"] = data.pop("duplicates")
     return {key: _finite(value) for key, value in data.items()}
 
 
@@ -66,6 +68,9 @@ def write_report(analysis: Analysis, fmt: str, out: TextIO) -> None:
     elif fmt == "text":
         render_text(analysis.summary, out)
         render_analysis_text(analysis.sections, out)
+        from amqadf_agent.analyzer.render_endpoints import text_lines
+
+        out.write("".join(line + "\n" for line in text_lines(analysis.sections.get("top_routes"))))
         render_recommendations(list(analysis.recommendations), out, colour=use_colour(out))
         render_skipped_text(analysis.summary, out)
     else:

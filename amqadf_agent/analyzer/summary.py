@@ -4,7 +4,9 @@ It is the first thing ``amqadf-analyze`` prints, so a user can see whether the i
 to analyze before reading any recommendation. ``summarize`` consumes the records in one pass and keeps
 only counters and distinct names, so it runs in bounded memory over any amount of telemetry.
 
-JSON report, ``schema_version`` 2 (``amqadf-analyze --format json``). Version 1 had the first six keys;
+JSON report, ``schema_version`` 3 (``amqadf-analyze --format json``; version 3 adds ``top_routes``,
+``analyzer.endpoints``, and ``summary.duplicates``, ``analyzer.dedup``: docs/analyzer.md, below only
+version 2's keys). Version 1 had the first six keys;
 version 2 adds ``recommendations`` (``Recommendation.to_dict()``, see ``analyzer.recommendation``),
 ``scaling``, ``cache``, ``threads`` and ``top_queries``. Times are ISO 8601 UTC with ``Z``; durations
 and latencies in seconds unless the key ends in ``_ms``; ``f|null`` is a number or null::
@@ -67,7 +69,7 @@ if TYPE_CHECKING:
     from amqadf_agent.analyzer.rules.database import StatementStats
 
 #: Version of the ``to_json`` layout; bumped when a field changes meaning or goes away.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 
 @dataclass(slots=True)

@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         "--format",
         choices=("text", "json", "markdown", "html"),
         default="text",
-        help="report format: text for a terminal, json for machines (schema_version 2), markdown, "
+        help="report format: text for a terminal, json for machines (schema_version 3), markdown, "
         "or html (one self-contained file with charts) (default: text)",
     )
     parser.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
