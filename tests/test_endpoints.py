@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from support.otlp_spans import CLIENT, SERVER, Span, write_spans
+
 from amqadf_agent.analyzer.dedup import Call, CallDeduplicator, collapse
 from amqadf_agent.analyzer.endpoints import MAX_ROUTES, OTHER_ROUTE, EndpointRules
 from amqadf_agent.analyzer.model import SpanRecord
 from amqadf_agent.analyzer.report import report_data
 from amqadf_agent.analyzer.run import AnalysisOptions, analyze
-from tests.support.otlp_spans import CLIENT, SERVER, Span, write_spans
 
 MS = 1_000_000
 T0 = 1_767_000_000_000_000_000
