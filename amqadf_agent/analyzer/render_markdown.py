@@ -217,6 +217,9 @@ def _scaling(value: object) -> list[str]:
             f"to {num(advice.get('target'))} instance(s): {text(advice.get('reason', ''))}",
             "",
         ]
+    floor = _mapping(scaling.get("insufficient_data"))
+    if floor:
+        lines += [f"**No scaling decision:** {text(floor.get('reason', ''))}.", ""]
     if not timeline:
         return [*lines, "No decisions in the timeline.", ""]
     rows = []

@@ -401,6 +401,8 @@ def render_analysis_text(data: dict[str, Any], file: TextIO) -> None:
     if recommendation:
         w(f"  now: {shown(recommendation['action'])} {recommendation['current']} -> "
           f"{recommendation['target']}: {shown(recommendation['reason'])}\n")  # fmt: skip
+    if scaling.get("insufficient_data"):
+        w(f"  no decision: {shown(scaling['insufficient_data']['reason'])}\n")
     caches = data.get("cache") or []
     w(f"\nCaches ({len(caches)})\n")
     if not caches:
