@@ -175,6 +175,7 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
         service=options.service,
         database_findings=found,
         db_services=router.db_services,
+        non_serving_instances=windows.non_serving_instances(),
     )
     recommendations = sorted(
         [*found, *scaling.recommendations, *caches.recommendations(), *threads.recommendations()],

@@ -403,6 +403,12 @@ def render_analysis_text(data: dict[str, Any], file: TextIO) -> None:
           f"{recommendation['target']}: {shown(recommendation['reason'])}\n")  # fmt: skip
     if scaling.get("insufficient_data"):
         w(f"  no decision: {shown(scaling['insufficient_data']['reason'])}\n")
+    for idle in scaling.get("non_serving_instances") or []:
+        cpu, memory = _num(idle["cpu_utilization"], ".2f"), _num(idle["memory_utilization"], ".2f")
+        w(
+            f"  not counted (served no request): {shown(idle['instance'])} ({shown(idle['service'])}), "
+            f"cpu={cpu} memory={memory}\n"
+        )
     caches = data.get("cache") or []
     w(f"\nCaches ({len(caches)})\n")
     if not caches:

@@ -86,6 +86,8 @@ class ScalingResult:
     recommendations: tuple[Recommendation, ...]
     #: Why no decision was drawn (a data floor not met), or ``None``.
     insufficient_data: dict[str, Any] | None = None
+    #: Instances that served no request, left out of the counts and means, with their resource use.
+    non_serving_instances: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The ``scaling`` section of the JSON report (see ``analyzer.summary``)."""
@@ -123,6 +125,7 @@ class ScalingResult:
             "timeline": timeline,
             "recommendation": recommendation,
             "insufficient_data": self.insufficient_data,
+            "non_serving_instances": list(self.non_serving_instances),
         }
 
 
@@ -138,6 +141,7 @@ def analyze_scaling(
     database_findings: Iterable[Recommendation] = (),
     db_services: Iterable[str] = (),
     config: ScalingRuleConfig | None = None,
+    non_serving_instances: Sequence[dict[str, Any]] = (),
 ) -> ScalingResult:
     """Replay ``windows`` and reason about the result (see the module docstring)."""
     config = config or ScalingRuleConfig()
@@ -151,7 +155,14 @@ def analyze_scaling(
             windows, decisions, cpu_only, service, list(database_findings), set(db_services), config
         )
     return ScalingResult(
-        window_seconds, service, tuple(windows), decisions, cpu_only, tuple(found), insufficient
+        window_seconds,
+        service,
+        tuple(windows),
+        decisions,
+        cpu_only,
+        tuple(found),
+        insufficient,
+        tuple(non_serving_instances),
     )
 
 
