@@ -28,7 +28,7 @@ from amqadf_agent.analyzer.summary import (
 __all__ = ["FORMATS", "report_data", "use_colour", "write_report"]
 
 #: The report formats, the first the default.
-FORMATS: Final = ("text", "json", "markdown", "html")
+FORMATS: Final = ("text", "json", "markdown", "html", "sarif")
 
 
 def report_data(analysis: Analysis) -> dict[str, Any]:
@@ -65,6 +65,10 @@ def write_report(analysis: Analysis, fmt: str, out: TextIO) -> None:
         from amqadf_agent.analyzer.render_html import render as render_html
 
         render_html(report_data(analysis), out)
+    elif fmt == "sarif":
+        from amqadf_agent.analyzer.render_sarif import render as render_sarif
+
+        render_sarif(report_data(analysis), out)
     elif fmt == "text":
         render_text(analysis.summary, out)
         render_analysis_text(analysis.sections, out)
