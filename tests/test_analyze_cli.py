@@ -183,7 +183,7 @@ def test_render_text_and_to_json(telemetry: Path) -> None:
 
     data = to_json(summary)
     assert json.loads(json.dumps(data)) == data  # plain JSON-ready values only
-    assert data["schema_version"] == SCHEMA_VERSION == 2
+    assert data["schema_version"] == SCHEMA_VERSION == 3
     assert data["summary"]["counts"] == {"spans": 3, "metric_records": 1, "data_points": 2, "logs": 0}
     assert (
         data["summary"]["time_range"]["start_ns"] == T0
@@ -221,7 +221,7 @@ def test_text_report_on_a_directory(telemetry: Path, capsys: pytest.CaptureFixtu
 def test_json_report(telemetry: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(telemetry), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["schema_version"] == 2
+    assert data["schema_version"] == 3
     assert [s["name"] for s in data["summary"]["services"]] == ["checkout", "inventory"]
 
 
@@ -444,7 +444,7 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
                    capture_output=True, timeout=120)  # fmt: skip
     assert main([str(tmp_path / "demo"), "--format", "json", "--window", "2"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["schema_version"] == 2
+    assert out["schema_version"] == 3
     assert out["scaling"]["timeline"] and out["scaling"]["recommendation"] is not None
     assert "orders" in [c["name"] for c in out["cache"]]
     assert "request-workers" in [p["pool"] for p in out["threads"]]

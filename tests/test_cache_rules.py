@@ -85,6 +85,7 @@ def test_eviction_policy_when_nearly_every_miss_evicts_at_a_low_hit_rate() -> No
     assert policy.evidence.numbers["evictions_per_miss"] == 0.9875 and policy.evidence.numbers["fill"] == 1.0
     assert policy.severity == "low" and policy.confidence <= 0.6  # moderate: the policy is not measured
     assert policy.evidence.threshold.startswith("full (fill >= 0.95")
+    assert policy.evidence.threshold.endswith("; data floor: >= 100 requests")
     # Controls: not full (evictions of a shrinking cache), or a hit rate that is fine: no policy advice
     assert set(findings(200, 800, 790, 0, 500, 1000)) == {"grow"}
     assert set(findings(600, 400, 390, 0, 1000, 1000)) == {"grow"}

@@ -176,3 +176,50 @@ def test_confidence_is_lower_with_few_windows_and_none_below_the_minimum() -> No
     # THEN below min_windows (2): a timeline, no recommendation at all
     one = analyze_scaling(windows([0.95], [0.1]), window_seconds=60)
     assert one.recommendations == () and one.to_json()["timeline"][0]["action"] == "scale_up"
+
+
+def test_a_single_slow_request_gives_no_scaling_decision(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from support.otlp_spans import SERVER, Span, write_spans
+
+    from amqadf_agent.analyzer.report import report_data
+    from amqadf_agent.analyzer.run import AnalysisOptions, analyze
+
+    t0 = 1_767_000_000 * S
+    one = Span("a" * 32, "b" * 16, "", "GET /", SERVER, t0, t0 + S, {"http.route": "/"})
+    report = report_data(analyze(AnalysisOptions(paths=(write_spans(tmp_path / "t.jsonl", [one]),))))
+    scaling = report["scaling"]
+    assert scaling["recommendation"] is None
+    assert [r for r in report["recommendations"] if r["category"] == "scaling"] == []
+    floor = scaling["insufficient_data"]
+    assert floor["requests"] == 1 and floor["min_requests"] == 20 and floor["min_windows"] == 2
+    assert "needs at least 2 windows and 20 requests" in floor["reason"]
+
+
+def test_too_few_requests_over_many_windows_gives_no_decision() -> None:
+    few = [dataclasses.replace(w, requests=3) for w in windows([0.9, 1.0, 1.0], [2.0, 2.0, 2.0])]
+    result = analyze_scaling(few, window_seconds=60)
+    assert result.recommendations == () and result.to_json()["recommendation"] is None
+    assert result.insufficient_data is not None and result.insufficient_data["requests"] == 9
+    enough = [dataclasses.replace(w, requests=7) for w in few]  # 21 requests: over the floor
+    result = analyze_scaling(enough, window_seconds=60)
+    assert [r.rule for r in result.recommendations] == ["scale_up"] and result.insufficient_data is None
+    up = result.recommendations[0].evidence
+    assert up.numbers["requests"] == 21 and "data floor: >= 2 windows, >= 20 requests" in up.threshold
+
+
+def test_the_reports_say_why_there_is_no_decision(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from support.otlp_spans import SERVER, Span, write_spans
+
+    from amqadf_agent.analyzer.report import write_report
+    from amqadf_agent.analyzer.run import AnalysisOptions, analyze
+
+    t0 = 1_767_000_000 * S
+    one = Span("a" * 32, "b" * 16, "", "GET /", SERVER, t0, t0 + S, {"http.route": "/"})
+    analysis = analyze(AnalysisOptions(paths=(write_spans(tmp_path / "t.jsonl", [one]),)))
+    text, markdown = io.StringIO(), io.StringIO()
+    write_report(analysis, "text", text)
+    write_report(analysis, "markdown", markdown)
+    assert "  no decision: 1 window(s) and 1 request(s): a scaling decision needs" in text.getvalue()
+    assert "**No scaling decision:** 1 window(s) and 1 request(s)" in markdown.getvalue()

@@ -80,6 +80,7 @@ def test_saturated_pool_grows_and_a_healthy_pool_is_left_alone() -> None:
     assert row["littles_law_concurrency"] == pytest.approx(4.0) and row["recommended"] == 6
     assert row["queue_wait_p95"] == pytest.approx(0.0095)
     assert [r.rule for r in rules.recommendations()] == ["grow_pool"]
+    assert rules.recommendations()[0].evidence.threshold.endswith("; data floor: >= 50 tasks")
 
     healthy = ThreadRules()
     for record in pool_records(busy=2.5, tasks_per_s=12.5, latency=0.2):

@@ -635,3 +635,91 @@ def test_bucket_quantile_of_impossible_counts_or_bounds_is_none() -> None:
     assert bucket_quantile(0.5, (1.0,), [math.nan, 1]) is None
     assert bucket_quantile(0.5, (math.nan,), [5, 1]) is None
     assert bucket_quantile(0.5, (1.0,), [math.inf, 1]) is None
+
+
+def _cpu(value: float, at_s: float, resource: Any) -> MetricRecord:
+    point = NumberPoint({"cpu.mode": "user"}, 0, T0 + int(at_s * S), value)
+    return metric("process.cpu.utilization", (point,), "gauge", resource)
+
+
+def _memory(value: float, at_s: float, resource: Any) -> MetricRecord:
+    point = NumberPoint({"system.memory.state": "used"}, 0, T0 + int(at_s * S), value)
+    return metric("system.memory.utilization", (point,), "gauge", resource)
+
+
+def test_an_instance_that_serves_nothing_is_left_out_and_listed() -> None:
+    # GIVEN a gunicorn master that exports metrics only, beside two workers that serve requests
+    master = {"service.name": "shop", "service.instance.id": "master"}
+    workers = [{"service.name": "shop", "service.instance.id": f"w-{n}"} for n in (1, 2)]
+    agg = WindowAggregator(60)
+    for minute in range(3):
+        agg.add(_cpu(0.02, minute * 60 + 5, master))
+        agg.add(_memory(0.1, minute * 60 + 5, master))
+        for worker, cpu in zip(workers, (0.8, 0.6), strict=True):
+            agg.add(_cpu(cpu, minute * 60 + 5, worker))
+            agg.add(_memory(0.5, minute * 60 + 5, worker))
+            agg.add(server_span(minute * 60 + 10, 0.1, resource=worker))
+    windows = agg.windows()
+    assert [w.instances for w in windows] == [2, 2, 2]  # not 3
+    assert [w.metrics.cpu_utilization for w in windows] == pytest.approx([0.7] * 3)  # not 0.473
+    assert [w.metrics.memory_utilization for w in windows] == pytest.approx([0.5] * 3)
+    assert agg.non_serving_instances() == [
+        {"instance": "master", "service": "shop", "cpu_utilization": 0.02, "memory_utilization": 0.1}
+    ]
+
+
+def test_metrics_only_data_leaves_no_instance_out() -> None:
+    agg = WindowAggregator(60)
+    for n, cpu in ((1, 0.8), (2, 0.2)):
+        agg.add(_cpu(cpu, 5, {"service.name": "shop", "service.instance.id": f"i-{n}"}))
+    (window,) = agg.windows()
+    assert window.instances == 2 and window.metrics.cpu_utilization == pytest.approx(0.5)
+    assert agg.non_serving_instances() == []
+
+
+def test_the_report_lists_the_instances_left_out(tmp_path: Any) -> None:
+    import io
+    import json
+
+    from amqadf_agent.analyzer.report import report_data, write_report
+    from amqadf_agent.analyzer.run import AnalysisOptions, analyze
+
+    def line(record: Any) -> str:  # as the Collector's file exporter writes a gauge
+        resource = {
+            "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in record.resource.items()]
+        }
+        point = record.points[0]
+        body = {"name": record.name, "gauge": {"dataPoints": [{
+            "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in point.attributes.items()],
+            "timeUnixNano": str(point.time_ns), "asDouble": point.value}]}}  # fmt: skip
+        return json.dumps(
+            {"resourceMetrics": [{"resource": resource, "scopeMetrics": [{"metrics": [body]}]}]}
+        )
+
+    from support.otlp_spans import SERVER, Span, write_spans
+
+    master = {"service.name": "shop", "service.instance.id": "master"}
+    spans = [
+        Span(
+            f"{n + 1:032x}",
+            f"{n + 1:016x}",
+            "",
+            "GET /",
+            SERVER,
+            T0 + n * S,
+            T0 + n * S + S // 10,
+            {"http.route": "/"},
+            instance="w-1",
+        )
+        for n in range(120)
+    ]
+    write_spans(tmp_path / "traces.jsonl", spans)
+    (tmp_path / "metrics.jsonl").write_text(line(_cpu(0.03, 30, master)) + "\n")
+    analysis = analyze(AnalysisOptions(paths=(tmp_path,)))
+    listed = report_data(analysis)["scaling"]["non_serving_instances"]
+    assert listed == [
+        {"instance": "master", "service": "shop", "cpu_utilization": 0.03, "memory_utilization": None}
+    ]
+    out = io.StringIO()
+    write_report(analysis, "text", out)
+    assert "not counted (served no request): master (shop), cpu=0.03 memory=-" in out.getvalue()

@@ -166,6 +166,9 @@ def render(report: Mapping[str, Any], file: TextIO) -> None:
     out += _recommendations(report.get("recommendations"))
     out += _scaling(page, report.get("scaling"))
     out += _queries(page, report.get("top_queries"))
+    from amqadf_agent.analyzer.render_endpoints import html_lines
+
+    out += html_lines(report.get("top_routes"))
     out += _caches(page, report.get("cache"))
     out += _threads(page, report.get("threads"))
     if quality := data_quality_line(report.get("data_quality")):

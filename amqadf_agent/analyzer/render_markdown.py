@@ -15,6 +15,7 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from amqadf_agent.analyzer.render_endpoints import markdown_lines as endpoint_lines
 from amqadf_agent.analyzer.report_values import MISSING, data_quality_line, ms, num, percent, shown
 from amqadf_agent.analyzer.report_values import items as _items
 from amqadf_agent.analyzer.report_values import mapping as _mapping
@@ -42,6 +43,7 @@ def render(report: Mapping[str, Any], file: TextIO) -> None:
     lines += _top_queries(report.get("top_queries"))
     if quality := data_quality_line(report.get("data_quality")):
         lines += [text(quality), ""]
+    lines += endpoint_lines(report.get("top_routes"))
     lines += _skipped(report.get("summary"))
     while lines and lines[-1] == "":
         lines.pop()
@@ -216,6 +218,9 @@ def _scaling(value: object) -> list[str]:
             f"to {num(advice.get('target'))} instance(s): {text(advice.get('reason', ''))}",
             "",
         ]
+    floor = _mapping(scaling.get("insufficient_data"))
+    if floor:
+        lines += [f"**No scaling decision:** {text(floor.get('reason', ''))}.", ""]
     if not timeline:
         return [*lines, "No decisions in the timeline.", ""]
     rows = []

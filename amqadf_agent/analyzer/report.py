@@ -30,14 +30,16 @@ from amqadf_agent.analyzer.summary import (
 __all__ = ["FORMATS", "report_data", "use_colour", "write_report"]
 
 #: The report formats, the first the default.
-FORMATS: Final = ("text", "json", "markdown", "html")
+FORMATS: Final = ("text", "json", "markdown", "html", "sarif")
 
 
 def report_data(analysis: Analysis) -> dict[str, Any]:
-    """The JSON report of ``analysis`` (``schema_version`` 2): what the json, markdown and html show."""
+    """The JSON report of ``analysis`` (``schema_version`` 3): what the json, markdown and html show."""
     data = to_json(analysis.summary)
     data["recommendations"] = [recommendation.to_dict() for recommendation in analysis.recommendations]
     data.update(analysis.sections)
+    if "duplicates" in data:  # a count about the input, shown with the summary
+        data["summary"]["duplicates"] = data.pop("duplicates")
     return {key: _finite(value) for key, value in data.items()}
 
 
@@ -65,9 +67,16 @@ def write_report(analysis: Analysis, fmt: str, out: TextIO) -> None:
         from amqadf_agent.analyzer.render_html import render as render_html
 
         render_html(report_data(analysis), out)
+    elif fmt == "sarif":
+        from amqadf_agent.analyzer.render_sarif import render as render_sarif
+
+        render_sarif(report_data(analysis), out)
     elif fmt == "text":
         render_text(analysis.summary, out)
         render_analysis_text(analysis.sections, out)
+        from amqadf_agent.analyzer.render_endpoints import text_lines
+
+        out.write("".join(line + "\n" for line in text_lines(analysis.sections.get("top_routes"))))
         render_recommendations(list(analysis.recommendations), out, colour=use_colour(out))
         if quality := data_quality_line(analysis.sections.get("data_quality")):
             out.write(f"\n{quality}\n")

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Final, Protocol, TextIO
 
+from amqadf_agent.analyzer.dedup import CallDeduplicator
+from amqadf_agent.analyzer.endpoints import EndpointRules
 from amqadf_agent.analyzer.model import (
     SPAN_KIND_CLIENT,
     LogRecord,
@@ -139,7 +141,10 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
         since_ns=since_ns,
         until_ns=until_ns,
     )
-    router = RecordRouter(database, (windows, caches, threads), service, since_ns, until_ns)
+    endpoints = EndpointRules(
+        service=service, since_ns=since_ns, until_ns=until_ns, slow_query_s=options.slow_query_ms / 1000
+    )
+    router = RecordRouter(database, (windows, caches, threads, endpoints), service, since_ns, until_ns)
     # One pass: the rules see every record on its way to the summary.
     records: Iterable[Record] = ()
     if paths and _wants_pipeline(paths):
@@ -159,6 +164,7 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
         summary = summarize(router.run(records), stats)
     finally:
         gc.set_threshold(*saved_gc)
+    router.dedup.flush()
     found = database.recommendations()
     timeline = windows.windows()  # with no window given, this settles windows.window_s
     scaling = analyze_scaling(
@@ -169,6 +175,7 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
         service=options.service,
         database_findings=found,
         db_services=router.db_services,
+        non_serving_instances=windows.non_serving_instances(),
     )
     recommendations = sorted(
         [*found, *scaling.recommendations, *caches.recommendations(), *threads.recommendations()],
@@ -189,6 +196,9 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
             "implausible_intervals": windows.implausible_intervals,
         },
     }
+    endpoints.link(recommendations)
+    sections["top_routes"] = endpoints.to_json()
+    sections["duplicates"] = router.dedup.to_json()
     return Analysis(summary, tuple(recommendations), sections, stats, options)
 
 
@@ -227,6 +237,14 @@ class RecordRouter:
         self.until_ns = until_ns
         #: Services whose db client spans reached the database rules.
         self.db_services: set[str] = set()
+        #: Db spans pass through it to the database rules: a call two instrumentations saw counts once.
+        self.dedup = CallDeduplicator(self._to_database)
+
+    def _to_database(self, span: SpanRecord) -> None:
+        before = self.database.db_calls
+        self.database.add_span(span)
+        if self.database.db_calls != before:
+            self.db_services.add(service_name(span.resource))
 
     def _inside(self, time_ns: int) -> bool:
         if self.since_ns is not None and time_ns < self.since_ns:
@@ -235,7 +253,7 @@ class RecordRouter:
 
     def run(self, records: Iterable[Record]) -> Iterator[Record]:
         """Yield the records the summary counts, after feeding every record to the rules."""
-        add = self.database.add_span
+        add = self.dedup.add
         feeds = self.feeds
         span_feeds = self.span_feeds
         no_feeds: tuple[Callable[[Record], None], ...] = ()
@@ -257,10 +275,7 @@ class RecordRouter:
                 if timed and not self._inside(record.end_ns):
                     continue
                 if record.kind == SPAN_KIND_CLIENT:
-                    before = self.database.db_calls
                     add(record)
-                    if self.database.db_calls != before:
-                        self.db_services.add(name)
             elif timed and type(record) is MetricRecord:
                 points = tuple(p for p in record.points if self._inside(p.time_ns))
                 if not points:

@@ -4,7 +4,9 @@ It is the first thing ``amqadf-analyze`` prints, so a user can see whether the i
 to analyze before reading any recommendation. ``summarize`` consumes the records in one pass and keeps
 only counters and distinct names, so it runs in bounded memory over any amount of telemetry.
 
-JSON report, ``schema_version`` 2 (``amqadf-analyze --format json``). Version 1 had the first six keys;
+JSON report, ``schema_version`` 3 (``amqadf-analyze --format json``; version 3 adds ``top_routes``,
+``analyzer.endpoints``, and ``summary.duplicates``, ``analyzer.dedup``: docs/analyzer.md, below only
+version 2's keys). Version 1 had the first six keys;
 version 2 adds ``recommendations`` (``Recommendation.to_dict()``, see ``analyzer.recommendation``),
 ``scaling``, ``cache``, ``threads`` and ``top_queries``. Times are ISO 8601 UTC with ``Z``; durations
 and latencies in seconds unless the key ends in ``_ms``; ``f|null`` is a number or null::
@@ -67,7 +69,7 @@ if TYPE_CHECKING:
     from amqadf_agent.analyzer.rules.database import StatementStats
 
 #: Version of the ``to_json`` layout; bumped when a field changes meaning or goes away.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 
 @dataclass(slots=True)
@@ -399,6 +401,14 @@ def render_analysis_text(data: dict[str, Any], file: TextIO) -> None:
     if recommendation:
         w(f"  now: {shown(recommendation['action'])} {recommendation['current']} -> "
           f"{recommendation['target']}: {shown(recommendation['reason'])}\n")  # fmt: skip
+    if scaling.get("insufficient_data"):
+        w(f"  no decision: {shown(scaling['insufficient_data']['reason'])}\n")
+    for idle in scaling.get("non_serving_instances") or []:
+        cpu, memory = _num(idle["cpu_utilization"], ".2f"), _num(idle["memory_utilization"], ".2f")
+        w(
+            f"  not counted (served no request): {shown(idle['instance'])} ({shown(idle['service'])}), "
+            f"cpu={cpu} memory={memory}\n"
+        )
     caches = data.get("cache") or []
     w(f"\nCaches ({len(caches)})\n")
     if not caches:

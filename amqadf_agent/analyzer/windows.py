@@ -43,7 +43,10 @@ Sources, per window (``None`` when the window has none):
   ``error.type`` attribute, or a span with status ERROR.
 * **queue depth**: ``amqadf.worker_pool.queue.size``, the last value of each (instance, pool) series
   in the window, summed.
-* **instances**: distinct ``service.instance.id`` values seen in the window (at least 1).
+* **instances**: distinct ``service.instance.id`` values seen in the window (at least 1), except
+  those that served no request in the whole input while others did (a prefork master or a sidecar
+  exporting metrics only): they are not counted, their CPU and memory are left out of the means, and
+  ``non_serving_instances()`` lists them with their own resource use.
 * **examples**: the ``EXAMPLES_PER_WINDOW`` slowest SERVER spans (``Window.slowest``: duration, trace
   and span ids), the example ids of the scaling findings.
 
@@ -163,6 +166,7 @@ class _Bucket:
         "instances",
         "legacy",
         "memory",
+        "per_instance",
         "queue",
         "samples",
         "slowest",
@@ -178,6 +182,9 @@ class _Bucket:
         self.cpu_system = [0.0, 0]
         self.cpu_time = [0.0, 0]
         self.memory = [0.0, 0]
+        #: The same four (sum, count) pairs per ``service.instance.id`` (cpu process, cpu system,
+        #: cpu time, memory: 8 numbers), so that an instance that serves nothing can be left out.
+        self.per_instance: dict[str, list[float]] = {}
         self.span_requests = 0
         self.span_errors = 0
         self.span_seen = 0
@@ -222,6 +229,10 @@ class _Bucket:
         ):
             mine[0] += theirs[0]
             mine[1] += theirs[1]
+        for instance, values in other.per_instance.items():
+            into = self.per_instance.setdefault(instance, [0.0] * 8)
+            for i, value in enumerate(values):
+                into[i] += value
         self.span_requests += other.span_requests
         self.span_errors += other.span_errors
         self.samples = _merge_samples(self.samples, self.span_seen, other.samples, other.span_seen, rng)
@@ -345,6 +356,10 @@ class WindowAggregator:
         self._last_resource: object = None
         self._resource_ok = True
         self._instance = ""
+        #: Instances that served requests (SERVER spans, or http server histogram counts), and the
+        #: ``service.name`` of every instance seen.
+        self._serving: set[str] = set()
+        self._instance_service: dict[str, str] = {}
         # ``auto``: how many gaps between consecutive points of a series call for each window size
         # (histograms, process.cpu.time), and whether spans / CPU gauges make those series unused.
         self._http_gaps: dict[int, int] = {}
@@ -451,6 +466,8 @@ class WindowAggregator:
             self._last_resource = record.resource
             self._resource_ok = self.service is None or service_name(record.resource) == self.service
             self._instance = service_instance_id(record.resource)
+            if self._instance and self._instance not in self._instance_service:
+                self._instance_service[self._instance] = service_name(record.resource)
         if not self._resource_ok:
             return
         if type(record) is SpanRecord:
@@ -463,6 +480,8 @@ class WindowAggregator:
         if span.kind != SPAN_KIND_SERVER or not self._in_range(span.end_ns):
             return
         self._saw_spans = True
+        if self._instance:
+            self._serving.add(self._instance)
         bucket = self._bucket(span.end_ns)
         if span.start_ns > 0 and self._in_range(span.start_ns):
             self._touch(span.start_ns)  # the data covers the time since the request arrived
@@ -498,9 +517,11 @@ class WindowAggregator:
                     if not is_nonnegative(point.value):
                         self.skipped_points += 1
                         continue
-                    pair = self._bucket(point.time_ns).memory
+                    bucket = self._bucket(point.time_ns)
+                    pair = bucket.memory
                     pair[0] += float(point.value)
                     pair[1] += 1
+                    self._per_instance(bucket, _MEMORY_SLOT, float(point.value))
         elif name == HTTP_DURATION and record.type == "histogram":
             self._add_http_histogram(record)
         elif name == HTTP_DURATION_OLD and record.type == "histogram":
@@ -542,9 +563,13 @@ class WindowAggregator:
         for time_ns, (total, count) in by_time.items():
             self._saw_cpu_gauges = True
             value = 1.0 - total / count if system else total
-            pair = self._bucket(time_ns).cpu_system if system else self._bucket(time_ns).cpu_process
+            bucket = self._bucket(time_ns)
+            pair = bucket.cpu_system if system else bucket.cpu_process
             pair[0] += min(max(value, 0.0), 1.0)
             pair[1] += 1
+            self._per_instance(
+                bucket, _CPU_SYSTEM_SLOT if system else _CPU_PROCESS_SLOT, min(max(value, 0.0), 1.0)
+            )
 
     def _add_cpu_time(self, record: MetricRecord) -> None:
         # Sum the modes of one timestamp, then difference consecutive timestamps of one instance.
@@ -581,9 +606,11 @@ class WindowAggregator:
                 used, elapsed = total - previous[2], (time_ns - previous[0]) / 1e9
                 _count_gap(self._cpu_time_gaps, elapsed)
             if elapsed > 0 and self._in_range(time_ns):
-                pair = self._bucket(time_ns).cpu_time
+                bucket = self._bucket(time_ns)
+                pair = bucket.cpu_time
                 pair[0] += min(max(used / elapsed, 0.0), 1.0)
                 pair[1] += 1
+                self._per_instance(bucket, _CPU_TIME_SLOT, min(max(used / elapsed, 0.0), 1.0))
 
     def _add_http_histogram(self, record: MetricRecord, legacy: bool = False) -> None:
         """``legacy``: the older ``http.server.duration`` (unit ``ms`` unless it says ``s``): bounds in
@@ -605,6 +632,8 @@ class WindowAggregator:
                 _count_gap(self._http_gaps, gap_ns / 1e9)
             if found.count <= 0:
                 continue
+            if self._instance:
+                self._serving.add(self._instance)
             error = is_error(point.attributes)
             explicit_bounds = point.explicit_bounds
             if to_s != 1.0:
@@ -637,6 +666,52 @@ class WindowAggregator:
         self._buckets, self._base_s, self._base_ns = merged, window_s, size
 
     # --- reading ---------------------------------------------------------------------------------
+    def _per_instance(self, bucket: _Bucket, slot: int, value: float) -> None:
+        """Count ``value`` in the (sum, count) pair at ``slot`` of the current instance's resources."""
+        if self._instance:
+            pairs = bucket.per_instance.get(self._instance)
+            if pairs is None:
+                pairs = bucket.per_instance[self._instance] = [0.0] * 8
+            pairs[slot] += value
+            pairs[slot + 1] += 1
+
+    def non_serving(self) -> set[str]:
+        """Instances seen that served no request (a prefork master, a sidecar), when others did: they
+        are left out of the instance counts and the CPU and memory means."""
+        if not self._serving:
+            return set()  # metrics only: no instance is known to serve, none is left out
+        return set(self._instance_service) - self._serving
+
+    def non_serving_instances(self) -> list[dict[str, object]]:
+        """The ``scaling.non_serving_instances`` section: each such instance and its resource use."""
+        left_out = self.non_serving()
+        totals: dict[str, list[float]] = {instance: [0.0] * 8 for instance in left_out}
+        for bucket in self._buckets.values():
+            for instance, values in bucket.per_instance.items():
+                if instance in totals:
+                    totals[instance] = [a + b for a, b in zip(totals[instance], values, strict=True)]
+        out: list[dict[str, object]] = []
+        for instance in sorted(left_out):
+            values = totals[instance]
+            cpu = next(
+                (
+                    values[i] / values[i + 1]
+                    for i in (_CPU_PROCESS_SLOT, _CPU_SYSTEM_SLOT, _CPU_TIME_SLOT)
+                    if values[i + 1]
+                ),
+                None,
+            )
+            memory = values[_MEMORY_SLOT] / values[_MEMORY_SLOT + 1] if values[_MEMORY_SLOT + 1] else None
+            out.append(
+                {
+                    "instance": instance,
+                    "service": self._instance_service.get(instance, ""),
+                    "cpu_utilization": None if cpu is None else round(cpu, 6),
+                    "memory_utilization": None if memory is None else round(memory, 6),
+                }
+            )
+        return out
+
     def _settled_s(self) -> float:
         """``window_s=None``: the smallest size that gives at most ``AUTO_TARGET_WINDOWS`` windows, but
         at least the typical gap between points of the series used, a multiple of the base size."""
@@ -677,8 +752,11 @@ class WindowAggregator:
         buckets = self._view(window_ns)
         out: list[Window] = []
         first, last = self._first_ns, self._last_ns
+        left_out = self.non_serving()
         for start in sorted(buckets):
             bucket = buckets[start]
+            if left_out and left_out & bucket.instances:
+                bucket = _without(bucket, left_out)
             end = start + window_ns
             lo = max(start, first if first is not None else start)
             hi = min(end, last if last is not None else end)
@@ -734,6 +812,30 @@ class WindowAggregator:
                 )
             )
         return out
+
+
+# Slots of ``_Bucket.per_instance``: each a (sum, count) pair.
+_CPU_PROCESS_SLOT: Final = 0
+_CPU_SYSTEM_SLOT: Final = 2
+_CPU_TIME_SLOT: Final = 4
+_MEMORY_SLOT: Final = 6
+
+
+def _without(bucket: _Bucket, left_out: set[str]) -> _Bucket:
+    """A shallow copy of ``bucket`` without the instances ``left_out``: not counted, and their CPU and
+    memory taken out of the means."""
+    copy = _Bucket()
+    for name in _Bucket.__slots__:
+        setattr(copy, name, getattr(bucket, name))
+    copy.instances = bucket.instances - left_out
+    pairs = [list(bucket.cpu_process), list(bucket.cpu_system), list(bucket.cpu_time), list(bucket.memory)]
+    for instance in left_out & set(bucket.per_instance):
+        values = bucket.per_instance[instance]
+        for k, pair in enumerate(pairs):
+            pair[0] -= values[2 * k]
+            pair[1] -= values[2 * k + 1]
+    copy.cpu_process, copy.cpu_system, copy.cpu_time, copy.memory = pairs
+    return copy
 
 
 def _count_gap(gaps: dict[int, int], gap_s: float) -> None:

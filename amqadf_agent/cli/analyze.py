@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "exit status: 0 ok, 1 report not written, 2 no telemetry found or (with --strict) bad input, "
-            "3 a recommendation at or above --fail-on was found"
+            "3 a recommendation at or above --fail-on was found, or a regression against --baseline; "
+            f"`{PROG} diff BASE.json NEW.json` compares two JSON reports"
         ),
     )
     parser.add_argument(
@@ -77,10 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--format",
-        choices=("text", "json", "markdown", "html"),
+        choices=("text", "json", "markdown", "html", "sarif"),
         default="text",
-        help="report format: text for a terminal, json for machines (schema_version 2), markdown, "
-        "or html (one self-contained file with charts) (default: text)",
+        help="report format: text for a terminal, json for machines (schema_version 3), markdown, "
+        "html (one self-contained file with charts), or sarif (SARIF 2.1.0, for code scanning) "
+        "(default: text)",
     )
     parser.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
     parser.add_argument(
@@ -119,11 +121,60 @@ def _parser() -> argparse.ArgumentParser:
         help="exit 3 when a recommendation of SEVERITY or above exists (info, low, medium, high, critical)",
     )
     parser.add_argument(
+        "--baseline",
+        metavar="BASE.json",
+        help="compare with this JSON report of an earlier run: exit 3 on a new or regressed finding or a "
+        "route whose p95 or error rate regressed (the differences on stderr)",
+    )
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="stop at the first unreadable file or line (exit 2) instead of skipping and counting it",
     )
     return parser
+
+
+def diff_main(argv: list[str]) -> int:
+    """``amqadf-analyze diff BASE.json NEW.json``: 0 no regression, 3 a regression, 2 a bad report."""
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} diff",
+        description="Compare two JSON reports (--format json): new, resolved, regressed and unchanged "
+        "findings by fingerprint, and routes whose p95 or error rate regressed.",
+        epilog="exit status: 0 no regression, 1 output not written, 2 a file is not a JSON report, "
+        "3 a new or regressed finding or a route regression",
+    )
+    parser.add_argument("base", metavar="BASE.json", help="the baseline report")
+    parser.add_argument("new", metavar="NEW.json", help="the report to check")
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write the diff to FILE instead of stdout")
+    args = parser.parse_args(argv)
+    from amqadf_agent.analyzer.diff import ReportError, diff_reports, load_report
+
+    try:
+        changes = diff_reports(load_report(args.base), load_report(args.new))
+    except ReportError as error:
+        _error(str(error))
+        return EXIT_BAD_INPUT
+    if args.format == "json":
+        import json
+
+        text = json.dumps(changes.to_json(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    else:
+        text = "\n".join(changes.text_lines()) + "\n"
+    try:
+        if args.output is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            with open(args.output, "w", encoding="utf-8") as out:
+                out.write(text)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_OUTPUT_ERROR
+    except OSError as error:
+        _error(f"cannot write {args.output or 'stdout'}: {error.strerror or error}")
+        return EXIT_OUTPUT_ERROR
+    return EXIT_FINDINGS if changes.regression else EXIT_OK
 
 
 def _error(message: str) -> None:
@@ -135,6 +186,9 @@ def _error(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``amqadf-analyze``; returns the exit status (``--help`` and usage errors exit via argparse)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["diff"]:
+        return diff_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if not args.paths and args.prometheus is None:
@@ -152,6 +206,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpu_count is not None and args.cpu_count <= 0:
         _error("--cpu-count must be a positive number of CPUs")
         return EXIT_BAD_INPUT
+    baseline = None
+    if args.baseline is not None:
+        from amqadf_agent.analyzer.diff import ReportError, load_report
+
+        try:
+            baseline = load_report(args.baseline)
+        except ReportError as error:
+            _error(f"--baseline {error}")
+            return EXIT_BAD_INPUT
     try:
         since_ns = parse_time(args.since) if args.since else None
         until_ns = parse_time(args.until) if args.until else None
@@ -209,6 +272,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if summary.problem_count:
         _error(skipped_warning(summary.problem_count, summary.problems))
+    if baseline is not None:
+        from amqadf_agent.analyzer.diff import diff_reports
+        from amqadf_agent.analyzer.report import report_data
+
+        changes = diff_reports(baseline, report_data(analysis))
+        for line in changes.text_lines():
+            _error(line.strip())
+        if changes.regression:
+            _error(f"a regression against the baseline {args.baseline}: exit {EXIT_FINDINGS}")
+            return EXIT_FINDINGS
     if args.fail_on is not None:
         floor = SEVERITY_NAMES.index(args.fail_on)
         failing = [r for r in analysis.recommendations if SEVERITY_NAMES.index(r.severity) >= floor]

@@ -37,6 +37,10 @@ class AmqadfDistro(BaseDistro):  # type: ignore[misc]
             _log.debug("amqadf-agent: %s skipped: the resource monitor reports it", entry_point.name)
             return
         super().load_instrumentor(entry_point, **kwargs)
+        if entry_point.name == "sqlalchemy":  # one span per query, not one per instrumentation
+            from amqadf_agent.runtime.instrumentation_dedup import install
+
+            install()
 
 
 class AmqadfConfigurator(_BaseConfigurator):

@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from amqadf_agent.analyzer.deltas import CounterDeltas
 from amqadf_agent.analyzer.model import MetricRecord, NumberPoint, Record, service_instance_id, service_name
@@ -72,6 +72,8 @@ MEMORY_LIMIT = CACHE_MEMORY_LIMIT.name
 _LEVELS = frozenset((SIZE, MAX_SIZE, MEMORY_USAGE, MEMORY_LIMIT))
 _NAMES = frozenset((REQUESTS, EVICTIONS, EXPIRATIONS)) | _LEVELS
 #: Said in the formula of every cache finding.
+#: The data floor: a cache with fewer requests gets no recommendation (its numbers are still shown).
+MIN_REQUESTS: Final = 100
 METRICS_ONLY = "from metrics only (amqadf.cache.*): no trace or span ids to cite"
 
 
@@ -79,7 +81,7 @@ METRICS_ONLY = "from metrics only (amqadf.cache.*): no trace or span ids to cite
 class CacheRuleConfig:
     """Thresholds of the cache rules."""
 
-    min_requests: int = 100
+    min_requests: int = MIN_REQUESTS
     full_confidence_requests: int = 10_000
     grow_evictions_per_miss: float = 0.1
     grow_evictions_per_request: float = 0.01
@@ -303,7 +305,7 @@ class _CacheFindings:
                 evidence=Evidence(
                     numbers={**self.numbers, **(extra or {})},
                     formula=f"{formula}; {METRICS_ONLY}",
-                    threshold=threshold,
+                    threshold=f"{threshold}; data floor: >= {self.config.min_requests} requests",
                     window_start_ns=stats.start_ns,
                     window_end_ns=stats.end_ns,
                 ),

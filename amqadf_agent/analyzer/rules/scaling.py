@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
 from amqadf_agent.analyzer.summary import format_time
@@ -37,6 +37,10 @@ __all__ = ["ScalingResult", "ScalingRuleConfig", "analyze_scaling"]
 
 CATEGORY = "scaling"
 _DB_CAUSES = ("n_plus_one", "slow_query")
+#: Data floors: fewer windows or requests than these give a timeline but no scaling decision (a
+#: single 1 s request must not say "scale to 2"); the report says ``insufficient_data`` instead.
+MIN_WINDOWS: Final = 2
+MIN_REQUESTS: Final = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +55,9 @@ class ScalingRuleConfig:
     queue_depth_target: float | None = 10.0
     error_rate_target: float = 0.05
     #: Fewer windows than this: a timeline, but no recommendation object.
-    min_windows: int = 2
+    min_windows: int = MIN_WINDOWS
+    #: Fewer requests than this in all windows together (when requests were observed at all): the same.
+    min_requests: int = MIN_REQUESTS
 
     def scaler(self) -> AutoScaler:
         return AutoScaler(
@@ -78,6 +84,10 @@ class ScalingResult:
     decisions: tuple[ScalingDecision, ...]
     cpu_only: tuple[ScalingDecision, ...]
     recommendations: tuple[Recommendation, ...]
+    #: Why no decision was drawn (a data floor not met), or ``None``.
+    insufficient_data: dict[str, Any] | None = None
+    #: Instances that served no request, left out of the counts and means, with their resource use.
+    non_serving_instances: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The ``scaling`` section of the JSON report (see ``analyzer.summary``)."""
@@ -101,7 +111,7 @@ class ScalingResult:
                 }
             )
         recommendation = None
-        if self.decisions:
+        if self.decisions and self.insufficient_data is None:
             last = self.decisions[-1]
             recommendation = {
                 "action": last.action,
@@ -114,6 +124,8 @@ class ScalingResult:
             "service": self.service,
             "timeline": timeline,
             "recommendation": recommendation,
+            "insufficient_data": self.insufficient_data,
+            "non_serving_instances": list(self.non_serving_instances),
         }
 
 
@@ -129,6 +141,7 @@ def analyze_scaling(
     database_findings: Iterable[Recommendation] = (),
     db_services: Iterable[str] = (),
     config: ScalingRuleConfig | None = None,
+    non_serving_instances: Sequence[dict[str, Any]] = (),
 ) -> ScalingResult:
     """Replay ``windows`` and reason about the result (see the module docstring)."""
     config = config or ScalingRuleConfig()
@@ -136,11 +149,38 @@ def analyze_scaling(
     decisions = tuple(config.scaler().simulate(steps))
     cpu_only = tuple(config.cpu_only_scaler().simulate(steps))
     found: list[Recommendation] = []
-    if len(windows) >= config.min_windows:
+    insufficient = _insufficient(windows, config)
+    if insufficient is None:
         found = _findings(
             windows, decisions, cpu_only, service, list(database_findings), set(db_services), config
         )
-    return ScalingResult(window_seconds, service, tuple(windows), decisions, cpu_only, tuple(found))
+    return ScalingResult(
+        window_seconds,
+        service,
+        tuple(windows),
+        decisions,
+        cpu_only,
+        tuple(found),
+        insufficient,
+        tuple(non_serving_instances),
+    )
+
+
+def _insufficient(windows: Sequence[Window], config: ScalingRuleConfig) -> dict[str, Any] | None:
+    """The data floor not met, or ``None``: at least ``min_windows`` windows and, when requests were
+    observed, ``min_requests`` of them (metrics-only data, CPU and memory, has no request floor)."""
+    requests = sum(w.requests for w in windows)
+    observed = any(w.request_source for w in windows)
+    if len(windows) >= config.min_windows and (not observed or requests >= config.min_requests):
+        return None
+    return {
+        "windows": len(windows),
+        "requests": round(requests, 3),
+        "min_windows": config.min_windows,
+        "min_requests": config.min_requests,
+        "reason": f"{len(windows)} window(s) and {requests:g} request(s): a scaling decision needs at "
+        f"least {config.min_windows} windows and {config.min_requests} requests",
+    }
 
 
 def _examples(
@@ -167,10 +207,12 @@ class _Replay:
     ) -> Evidence:
         """Evidence over all the windows, with example spans from the windows at ``indexes``."""
         trace_ids, span_ids = _examples(self.windows, indexes)
+        requests = round(sum(w.requests for w in self.windows), 3)
+        floor = f"; data floor: >= {self.config.min_windows} windows, >= {self.config.min_requests} requests"
         return Evidence(
-            numbers=numbers,
+            numbers={**numbers, "requests": requests},
             formula=formula,
-            threshold=threshold,
+            threshold=threshold + floor,
             window_start_ns=self.windows[0].start_ns,
             window_end_ns=self.windows[-1].end_ns,
             trace_ids=trace_ids,

@@ -69,7 +69,7 @@ import math
 import statistics
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from amqadf_agent.analyzer.deltas import CounterDeltas, HistogramDeltas, bucket_quantile
 from amqadf_agent.analyzer.model import (
@@ -131,12 +131,16 @@ RULE_SATURATED = "saturated_at_peaks"
 EXAMPLE_SPANS = 3
 
 
+#: The data floor: a pool with fewer completed tasks gets no recommendation (its numbers are still shown).
+MIN_TASKS: Final = 50
+
+
 @dataclass(frozen=True, slots=True)
 class ThreadRuleConfig:
     """Thresholds of the thread rules."""
 
     target_utilization: float = 0.7
-    min_tasks: int = 50
+    min_tasks: int = MIN_TASKS
     full_confidence_tasks: int = 10_000
     cpu_bound_per_thread: float = 0.7
     #: CPUs of the host the service runs on; None: from ``system.cpu.logical.count``, else unknown
@@ -850,7 +854,7 @@ class ThreadRules:
                     evidence=Evidence(
                         numbers=numbers,
                         formula=formula,
-                        threshold=threshold,
+                        threshold=f"{threshold}; data floor: >= {config.min_tasks} tasks",
                         window_start_ns=pool.start_ns,
                         window_end_ns=pool.end_ns,
                         trace_ids=trace_ids,

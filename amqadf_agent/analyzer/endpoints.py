@@ -1,0 +1,357 @@
+"""The endpoint view: per route, how busy, failing and slow it is, and where its time goes.
+
+An APM user's first question is "which endpoints are slow, failing or busy, and why"; every SERVER
+span carries the answer. A *route* is, per ``service.name``:
+
+* ``METHOD http.route`` of a SERVER span (the method from ``http.request.method`` or the older
+  ``http.method``; the route alone without one);
+* ``rpc.service/rpc.method`` of a SERVER span without ``http.route``;
+* ``consume <messaging.destination.name>`` of a CONSUMER span;
+* the span name where nothing else exists.
+
+Per route: requests, errors (status ERROR, or an HTTP status of 500 or more), p50/p95/p99 of the
+server span durations (nearest rank over a reservoir of ``MAX_SAMPLES``), and the CLIENT children of
+the request split into database calls (``db.system.name``/``db.system``), outbound HTTP calls and
+other client calls, as calls and time per request. The share of the request's time is db, http and
+``other`` (the rest of the server span: the application's own code, waits, internal spans).
+
+Children are attributed to the SERVER span of the same trace and service that arrives after them (an
+exporter sends a child before its parent: children end first); the first such server span of a
+trace takes them (a trace that re-enters one service is counted under its first route). A call seen
+by two instrumentations (the ORM's span and the DB-API's beside or inside it) is counted once
+(``analyzer.dedup.collapse``). Memory: at most ``MAX_PENDING_TRACES`` traces waiting for their
+server span (the oldest are dropped: a background job has none), ``MAX_ROUTES`` routes (the rest go
+to one ``(other routes)`` row), and for linking findings to routes at most ``MAX_LINKED_TRACES``
+trace ids of requests that ran enough or slow enough queries to be an N+1 or slow-query example.
+
+``link(recommendations)`` names on each route the findings whose example traces ran under it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from array import array
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any, ClassVar, Final
+
+from amqadf_agent.analyzer.dedup import Call, collapse
+from amqadf_agent.analyzer.model import (
+    SPAN_KIND_CLIENT,
+    SPAN_KIND_CONSUMER,
+    SPAN_KIND_SERVER,
+    STATUS_CODE_ERROR,
+    Record,
+    SpanRecord,
+    service_name,
+)
+from amqadf_agent.analyzer.recommendation import Recommendation
+from amqadf_agent.semconv import (
+    ATTR_DB_QUERY_TEXT,
+    ATTR_DB_STATEMENT_OLD,
+    ATTR_DB_SYSTEM_NAME,
+    ATTR_DB_SYSTEM_OLD,
+    ATTR_HTTP_METHOD_OLD,
+    ATTR_HTTP_REQUEST_METHOD,
+    ATTR_HTTP_RESPONSE_STATUS_CODE,
+    ATTR_HTTP_ROUTE,
+    ATTR_HTTP_STATUS_CODE_OLD,
+)
+
+__all__ = ["EndpointRules", "RouteStats"]
+
+#: Routes kept; the traffic of any further route is counted under ``OTHER_ROUTE``.
+MAX_ROUTES: Final = 500
+#: Routes the JSON report lists (by total time); the text, Markdown and HTML show fewer.
+TOP_ROUTES: Final = 50
+#: Durations kept per route for its percentiles (8 bytes each).
+MAX_SAMPLES: Final = 1024
+#: Traces whose client spans wait for their server span.
+MAX_PENDING_TRACES: Final = 10_000
+#: Trace ids remembered to link findings to routes.
+MAX_LINKED_TRACES: Final = 100_000
+#: A request with this many db calls may hold an N+1 run (the database rules' shortest run).
+LINK_MIN_DB_CALLS: Final = 5
+OTHER_ROUTE: Final = "(other routes)"
+
+# Attribute names of RPC and messaging spans (OpenTelemetry semantic conventions).
+_RPC_SERVICE: Final = "rpc.service"
+_RPC_METHOD: Final = "rpc.method"
+_MESSAGING_DESTINATION: Final = "messaging.destination.name"
+_URL_FULL: Final = "url.full"
+_HTTP_URL_OLD: Final = "http.url"
+
+# Kinds of child call.
+_DB: Final = 0
+_HTTP: Final = 1
+_OTHER: Final = 2
+
+
+class RouteStats:
+    """Counters of one route."""
+
+    __slots__ = (
+        "db_calls",
+        "db_s",
+        "errors",
+        "findings",
+        "http_calls",
+        "http_s",
+        "method",
+        "requests",
+        "route",
+        "samples",
+        "service",
+        "total_s",
+    )
+
+    def __init__(self, service: str, method: str, route: str) -> None:
+        self.service = service
+        self.method = method
+        self.route = route
+        self.requests = 0
+        self.errors = 0
+        self.total_s = 0.0
+        self.db_calls = 0
+        self.db_s = 0.0
+        self.http_calls = 0
+        self.http_s = 0.0
+        self.samples: array[float] = array("d")
+        #: Fingerprint -> rule of the findings seen under this route.
+        self.findings: dict[str, str] = {}
+
+    def quantile(self, q: float) -> float | None:
+        """Nearest-rank quantile of the sampled durations, seconds."""
+        if not self.samples:
+            return None
+        ordered = sorted(self.samples)
+        return ordered[max(math.ceil(q * len(ordered)) - 1, 0)]
+
+    def to_dict(self) -> dict[str, Any]:
+        requests = self.requests or 1
+        total = self.total_s
+        db = min(self.db_s, total)
+        http = min(self.http_s, max(total - db, 0.0))
+        share = {"db": 0.0, "http": 0.0, "other": 0.0}
+        if total > 0:
+            share = {
+                "db": round(db / total, 4),
+                "http": round(http / total, 4),
+                "other": round(max(total - db - http, 0.0) / total, 4),
+            }
+
+        def ms(value: float | None) -> float | None:
+            return None if value is None else round(value * 1000, 3)
+
+        return {
+            "service": self.service,
+            "method": self.method,
+            "route": self.route,
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": round(self.errors / requests, 4),
+            "total_ms": round(total * 1000, 3),
+            "p50_ms": ms(self.quantile(0.5)),
+            "p95_ms": ms(self.quantile(0.95)),
+            "p99_ms": ms(self.quantile(0.99)),
+            "db_calls_per_request": round(self.db_calls / requests, 3),
+            "db_ms_per_request": round(self.db_s * 1000 / requests, 3),
+            "http_calls_per_request": round(self.http_calls / requests, 3),
+            "http_ms_per_request": round(self.http_s * 1000 / requests, 3),
+            "share": share,
+            "findings": [{"fingerprint": f, "rule": r} for f, r in sorted(self.findings.items())],
+        }
+
+
+class _Pending:
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        #: (kind, start ns, end ns, statement or URL, scope, parent span id, span id)
+        self.calls: list[tuple[int, Call]] = []
+
+
+class EndpointRules:
+    """Feed every record (``add``), then read ``routes()``/``to_json()``."""
+
+    #: The span kinds read: requests (server, consumer) and their calls (client).
+    SPAN_KINDS: ClassVar[frozenset[int]] = frozenset({SPAN_KIND_SERVER, SPAN_KIND_CLIENT, SPAN_KIND_CONSUMER})
+
+    def __init__(
+        self,
+        *,
+        service: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        slow_query_s: float = 0.5,
+    ) -> None:
+        self.service = service
+        self.since_ns = since_ns
+        self.until_ns = until_ns
+        self.slow_query_s = slow_query_s
+        self._routes: dict[tuple[str, str, str], RouteStats] = {}
+        self._other: RouteStats | None = None
+        self._pending: OrderedDict[tuple[str, str], _Pending] = OrderedDict()
+        self._linked: dict[str, RouteStats] = {}
+        self._rng = random.Random(0)
+        self._last_resource: object = None
+        self._service = ""
+        self._keep = True
+        #: Child calls counted once although two instrumentations recorded them.
+        self.duplicates = 0
+
+    def add(self, record: Record) -> None:
+        """Take a span into account (other records are ignored)."""
+        if type(record) is not SpanRecord:
+            return
+        if record.resource is not self._last_resource:
+            self._last_resource = record.resource
+            self._service = service_name(record.resource)
+            self._keep = self.service is None or self._service == self.service
+        if not self._keep:
+            return
+        kind = record.kind
+        if kind == SPAN_KIND_CLIENT:
+            self._add_call(record)
+        elif kind in (SPAN_KIND_SERVER, SPAN_KIND_CONSUMER):
+            self._add_request(record)
+
+    def _add_call(self, span: SpanRecord) -> None:
+        attributes = span.attributes
+        if attributes.get(ATTR_DB_SYSTEM_NAME) or attributes.get(ATTR_DB_SYSTEM_OLD):
+            call_kind = _DB
+            what = attributes.get(ATTR_DB_QUERY_TEXT) or attributes.get(ATTR_DB_STATEMENT_OLD) or span.name
+        elif attributes.get(ATTR_HTTP_REQUEST_METHOD) or attributes.get(ATTR_HTTP_METHOD_OLD):
+            call_kind = _HTTP
+            what = attributes.get(_URL_FULL) or attributes.get(_HTTP_URL_OLD) or span.name
+        else:
+            call_kind = _OTHER
+            what = span.name
+        key = (span.trace_id, self._service)
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = self._pending[key] = _Pending()
+            if len(self._pending) > MAX_PENDING_TRACES:
+                self._pending.popitem(last=False)
+        pending.calls.append(
+            (
+                call_kind,
+                Call(
+                    span.start_ns,
+                    span.end_ns,
+                    what if isinstance(what, str) else str(what),
+                    span.scope_name,
+                    span.parent_span_id,
+                    span.span_id,
+                ),
+            )
+        )
+
+    def _add_request(self, span: SpanRecord) -> None:
+        end_ns = span.end_ns
+        if (self.since_ns is not None and end_ns < self.since_ns) or (
+            self.until_ns is not None and end_ns > self.until_ns
+        ):
+            self._pending.pop((span.trace_id, self._service), None)
+            return
+        method, route = route_of(span)
+        stats = self._route(self._service, method, route)
+        duration = max(end_ns - span.start_ns, 0) / 1e9
+        stats.requests += 1
+        stats.total_s += duration
+        if _failed(span):
+            stats.errors += 1
+        samples = stats.samples
+        if len(samples) < MAX_SAMPLES:
+            samples.append(duration)
+        else:
+            slot = self._rng.randrange(stats.requests)
+            if slot < MAX_SAMPLES:
+                samples[slot] = duration
+        pending = self._pending.pop((span.trace_id, self._service), None)
+        if pending is None:
+            return
+        db_calls = 0
+        slow = False
+        for group in (_DB, _HTTP):
+            calls = [call for kind, call in pending.calls if kind == group]
+            if not calls:
+                continue
+            kept = collapse(calls)
+            self.duplicates += len(calls) - len(kept)
+            seconds = sum(max(c.end_ns - c.start_ns, 0) for c in kept) / 1e9
+            if group == _DB:
+                db_calls = len(kept)
+                stats.db_calls += db_calls
+                stats.db_s += seconds
+                slow = any(c.end_ns - c.start_ns >= self.slow_query_s * 1e9 for c in kept)
+            else:
+                stats.http_calls += len(kept)
+                stats.http_s += seconds
+        if (db_calls >= LINK_MIN_DB_CALLS or slow) and len(self._linked) < MAX_LINKED_TRACES:
+            self._linked.setdefault(span.trace_id, stats)
+
+    def _route(self, service: str, method: str, route: str) -> RouteStats:
+        key = (service, method, route)
+        stats = self._routes.get(key)
+        if stats is None:
+            if len(self._routes) >= MAX_ROUTES:
+                if self._other is None:
+                    self._other = RouteStats("", "", OTHER_ROUTE)
+                return self._other
+            stats = self._routes[key] = RouteStats(service, method, route)
+        return stats
+
+    def link(self, recommendations: Iterable[Recommendation]) -> None:
+        """Name each finding on the routes its example traces ran under."""
+        for recommendation in recommendations:
+            for trace_id in recommendation.evidence.trace_ids:
+                stats = self._linked.get(trace_id)
+                if stats is not None:
+                    stats.findings[recommendation.fingerprint] = (
+                        f"{recommendation.category}/{recommendation.rule}"
+                    )
+
+    def routes(self) -> list[RouteStats]:
+        """Every route kept (and the ``(other routes)`` row), most total time first."""
+        every = list(self._routes.values())
+        if self._other is not None:
+            every.append(self._other)
+        return sorted(every, key=lambda r: (-r.total_s, r.service, r.route, r.method))
+
+    def to_json(self, limit: int = TOP_ROUTES) -> list[dict[str, Any]]:
+        """The ``top_routes`` section of the JSON report."""
+        return [stats.to_dict() for stats in self.routes()[:limit]]
+
+
+def route_of(span: SpanRecord) -> tuple[str, str]:
+    """``(method, route)`` of a server or consumer span (see the module docstring)."""
+    attributes = span.attributes
+    route = attributes.get(ATTR_HTTP_ROUTE)
+    method = attributes.get(ATTR_HTTP_REQUEST_METHOD) or attributes.get(ATTR_HTTP_METHOD_OLD) or ""
+    if isinstance(route, str) and route:
+        return (method if isinstance(method, str) else str(method), route)
+    rpc_service = attributes.get(_RPC_SERVICE)
+    if isinstance(rpc_service, str) and rpc_service:
+        rpc_method = attributes.get(_RPC_METHOD)
+        return (
+            "",
+            f"{rpc_service}/{rpc_method}" if isinstance(rpc_method, str) and rpc_method else rpc_service,
+        )
+    if span.kind == SPAN_KIND_CONSUMER:
+        destination = attributes.get(_MESSAGING_DESTINATION)
+        if isinstance(destination, str) and destination:
+            return ("", f"consume {destination}")
+    return ("", span.name)
+
+
+def _failed(span: SpanRecord) -> bool:
+    if span.status_code == STATUS_CODE_ERROR:
+        return True
+    code = span.attributes.get(ATTR_HTTP_RESPONSE_STATUS_CODE) or span.attributes.get(
+        ATTR_HTTP_STATUS_CODE_OLD
+    )
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    return isinstance(code, int) and not isinstance(code, bool) and code >= 500

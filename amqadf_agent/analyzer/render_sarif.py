@@ -1,0 +1,127 @@
+"""``amqadf-analyze --format sarif``: the findings as SARIF 2.1.0, what code-scanning tools read.
+
+GitHub code scanning, GitLab, Azure DevOps and most IDE SARIF viewers show a SARIF log's results
+beside the code and track them across builds by fingerprint, so the analyzer's findings land where
+developers already look. One run, tool ``amqadf-analyze``; one rule per ``category/rule`` that has a
+finding; one result per finding (``Recommendation``):
+
+* ``ruleId`` ``category/rule``; ``level`` from the severity: critical and high ``error``, medium
+  ``warning``, low and info ``note``;
+* ``message`` the title and the action; ``partialFingerprints["amqadf/v1"]`` the finding's
+  fingerprint (stable: rule and subject, never run data);
+* a physical location when the finding's evidence names a source file (``code.file.path`` or the
+  older ``code.filepath``, with ``code.line.number``/``code.lineno``, as instrumentations record
+  them); a logical location, the finding's subject (a statement, a route, a pool), always;
+* ``properties``: the evidence numbers, threshold, confidence, time at stake and example trace ids.
+
+It renders the JSON report's dict, like the Markdown and HTML renderers; only the standard library
+is imported. The output is checked against the OASIS SARIF 2.1.0 schema in the tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final, TextIO
+
+from amqadf_agent.analyzer.report_values import items, mapping, number
+
+__all__ = ["render", "sarif_log"]
+
+SARIF_SCHEMA: Final = (
+    "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+)
+TOOL: Final = "amqadf-analyze"
+LEVELS: Final = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
+FINGERPRINT_KEY: Final = "amqadf/v1"
+_FILE_KEYS: Final = ("code.file.path", "code.filepath")
+_LINE_KEYS: Final = ("code.line.number", "code.lineno")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("amqadf-agent")
+    except Exception:  # not installed (a source checkout): the schema does not need it
+        return "0"
+
+
+def _location(recommendation: Mapping[str, Any]) -> list[dict[str, Any]]:
+    evidence = mapping(recommendation.get("evidence"))
+    numbers = mapping(evidence.get("numbers"))
+    location: dict[str, Any] = {}
+    path = next((numbers[k] for k in _FILE_KEYS if isinstance(numbers.get(k), str) and numbers[k]), None)
+    if path is not None:
+        physical: dict[str, Any] = {"artifactLocation": {"uri": str(path).lstrip("/")}}
+        line = next((number(numbers.get(k)) for k in _LINE_KEYS if number(numbers.get(k))), None)
+        if line is not None and line >= 1:
+            physical["region"] = {"startLine": int(line)}
+        location["physicalLocation"] = physical
+    subject = recommendation.get("subject")
+    if isinstance(subject, str) and subject:
+        location["logicalLocations"] = [
+            {"name": subject[:1000], "kind": str(recommendation.get("category", ""))}
+        ]
+    return [location] if location else []
+
+
+def sarif_log(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The SARIF log of ``report`` (the JSON report's dict)."""
+    recommendations = items(report.get("recommendations"))
+    rules: dict[str, int] = {}
+    descriptors: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for recommendation in recommendations:
+        rule_id = f"{recommendation.get('category', '')}/{recommendation.get('rule', '')}"
+        if rule_id not in rules:
+            rules[rule_id] = len(descriptors)
+            descriptors.append(
+                {
+                    "id": rule_id,
+                    "name": str(recommendation.get("rule", "")),
+                    "shortDescription": {"text": rule_id},
+                }
+            )
+        evidence = mapping(recommendation.get("evidence"))
+        title, action = str(recommendation.get("title", "")), str(recommendation.get("action", ""))
+        result: dict[str, Any] = {
+            "ruleId": rule_id,
+            "ruleIndex": rules[rule_id],
+            "level": LEVELS.get(str(recommendation.get("severity", "")), "note"),
+            "message": {"text": f"{title}. {action}" if action else title},
+            "partialFingerprints": {FINGERPRINT_KEY: str(recommendation.get("fingerprint", ""))},
+            "properties": {
+                "severity": recommendation.get("severity"),
+                "confidence": recommendation.get("confidence"),
+                "impact_s": recommendation.get("impact_s"),
+                "numbers": dict(mapping(evidence.get("numbers"))),
+                "threshold": evidence.get("threshold"),
+                "trace_ids": list(evidence.get("trace_ids") or []),
+            },
+        }
+        locations = _location(recommendation)
+        if locations:
+            result["locations"] = locations
+        results.append(result)
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": TOOL,
+                        "version": _version(),
+                        "rules": descriptors,
+                    }
+                },
+                "results": results,
+            }
+        ],
+    }
+
+
+def render(report: Mapping[str, Any], file: TextIO) -> None:
+    """Write the SARIF log of ``report`` to ``file``."""
+    file.write(json.dumps(sarif_log(report), indent=2, ensure_ascii=False, allow_nan=False) + "\n")

@@ -1,0 +1,140 @@
+"""The endpoint view and counting each call once, on telemetry written as the file exporter writes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from support.otlp_spans import CLIENT, DBAPI, MS, ORM, SERVER, Span, write_spans
+from support.otlp_spans import orders as _orders
+from support.otlp_spans import payments as _payments
+
+from amqadf_agent.analyzer.dedup import Call, CallDeduplicator, collapse
+from amqadf_agent.analyzer.endpoints import MAX_ROUTES, OTHER_ROUTE, EndpointRules
+from amqadf_agent.analyzer.model import SpanRecord
+from amqadf_agent.analyzer.report import report_data
+from amqadf_agent.analyzer.run import AnalysisOptions, analyze
+
+
+def _report(tmp_path: Path, spans: list[Span]) -> dict:
+    path = write_spans(tmp_path / "traces.jsonl", spans)
+    return report_data(analyze(AnalysisOptions(paths=(path,))))
+
+
+def test_twin_spans_of_two_instrumentations_count_once(tmp_path: Path) -> None:
+    report = _report(tmp_path, _orders(100, twins="sibling"))
+    n1 = [r for r in report["recommendations"] if r["rule"] == "n_plus_one"]
+    assert len(n1) == 1
+    numbers = n1[0]["evidence"]["numbers"]
+    assert numbers["calls"] == 600 and numbers["longest_run"] == 6
+    assert [q["calls"] for q in report["top_queries"]] == [600]
+    assert report["summary"]["duplicates"] == {
+        "merged": 600,
+        "scopes": [{"kept": ORM, "dropped": DBAPI, "spans": 600}],
+    }
+    # the ORM's span is kept: its ids are the examples
+    assert all(s.endswith(f"{1:08x}") for s in n1[0]["evidence"]["span_ids"])
+
+
+def test_nested_twins_keep_the_outer_span_and_the_n_plus_one(tmp_path: Path) -> None:
+    report = _report(tmp_path, _orders(100, twins="child"))
+    n1 = [r for r in report["recommendations"] if r["rule"] == "n_plus_one"]
+    assert len(n1) == 1 and n1[0]["evidence"]["numbers"]["calls"] == 600
+    assert report["summary"]["duplicates"]["merged"] == 600
+
+
+def test_one_instrumentation_merges_nothing(tmp_path: Path) -> None:
+    report = _report(tmp_path, _orders(50, twins=None))
+    assert report["summary"]["duplicates"] == {"merged": 0, "scopes": []}
+    assert report["top_queries"][0]["calls"] == 300
+
+
+def test_repeated_calls_of_one_scope_are_not_twins() -> None:
+    calls = [Call(0, 10, "SELECT 1", ORM, "p", "a"), Call(5, 15, "SELECT 1", ORM, "p", "b")]
+    assert collapse(calls) == calls  # overlapping, but one instrumentation: two real calls
+    other = [Call(0, 10, "SELECT 1", ORM, "p", "a"), Call(20, 30, "SELECT 1", DBAPI, "p", "b")]
+    assert collapse(other) == other  # two scopes, but one after the other: two calls
+    unrelated = [Call(0, 10, "SELECT 1", ORM, "p", "a"), Call(2, 8, "SELECT 1", DBAPI, "q", "b")]
+    assert collapse(unrelated) == unrelated  # different parents, neither the other's parent
+
+
+def test_the_stream_keeps_the_wrapping_span_whichever_comes_first() -> None:
+    seen: list[str] = []
+    dedup = CallDeduplicator(lambda span: seen.append(span.span_id), window=4)
+
+    def span(span_id: str, scope: str, start: int, end: int) -> SpanRecord:
+        attributes = {"db.system": "sqlite", "db.statement": "SELECT 1"}
+        return SpanRecord(
+            "t" * 32, span_id, "p" * 16, "SELECT", CLIENT, start, end, 0, "", attributes, (), {}, scope
+        )
+
+    dedup.add(span("inner", DBAPI, 2, 8))
+    dedup.add(span("outer", ORM, 0, 10))
+    for number in range(5):  # unrelated calls push the held ones out of the window
+        dedup.add(span(f"later{number}", DBAPI, 100 + number * 20, 110 + number * 20))
+    dedup.flush()
+    assert seen == ["outer", *(f"later{number}" for number in range(5))]
+    assert dedup.duplicates == 1
+
+
+def test_routes_with_requests_errors_percentiles_and_time_split(tmp_path: Path) -> None:
+    report = _report(tmp_path, _orders(40, twins="sibling") + _payments(40))
+    assert report["schema_version"] == 3
+    routes = {(r["method"], r["route"]): r for r in report["top_routes"]}
+    assert set(routes) == {("GET", "/orders/{id}"), ("POST", "/pay")}
+    pay, orders = routes["POST", "/pay"], routes["GET", "/orders/{id}"]
+    assert report["top_routes"][0] is not None and report["top_routes"][0]["route"] == "/pay"  # most time
+    assert pay["requests"] == 40 and pay["errors"] == 10 and pay["error_rate"] == 0.25
+    assert pay["p50_ms"] == pay["p95_ms"] == pay["p99_ms"] == 250.0
+    assert pay["http_calls_per_request"] == 1 and pay["http_ms_per_request"] == 200.0
+    assert pay["share"] == {"db": 0.0, "http": 0.8, "other": 0.2}
+    assert orders["requests"] == 40 and orders["errors"] == 0
+    assert orders["db_calls_per_request"] == 6  # not 12: the twins count once
+    assert orders["db_ms_per_request"] == 60.0
+    assert orders["share"] == {"db": 0.6, "http": 0.0, "other": 0.4}
+    n1 = next(r for r in report["recommendations"] if r["rule"] == "n_plus_one")
+    assert {"fingerprint": n1["fingerprint"], "rule": "database/n_plus_one"} in orders["findings"]
+    assert pay["findings"] == []
+
+
+def test_route_names_without_http_route() -> None:
+    rules = EndpointRules()
+
+    def server(name: str, attributes: dict, kind: int = SERVER) -> SpanRecord:
+        return SpanRecord("a" * 32, "b" * 16, "", name, kind, 0, MS, 0, "", attributes, (), {}, "s")
+
+    rules.add(server("grpc", {"rpc.service": "Cart", "rpc.method": "Add"}))
+    rules.add(server("orders process", {"messaging.destination.name": "orders"}, kind=5))
+    rules.add(server("legacy-handler", {}))
+    assert sorted(r.route for r in rules.routes()) == ["Cart/Add", "consume orders", "legacy-handler"]
+
+
+def test_routes_beyond_the_cap_are_counted_as_other() -> None:
+    rules = EndpointRules()
+    for number in range(MAX_ROUTES + 25):
+        attributes = {"http.route": f"/r{number}", "http.request.method": "GET"}
+        rules.add(
+            SpanRecord(f"{number:032x}", "b" * 16, "", "GET", SERVER, 0, MS, 0, "", attributes, (), {}, "s")
+        )
+    routes = rules.routes()
+    assert len(routes) == MAX_ROUTES + 1
+    other = next(r for r in routes if r.route == OTHER_ROUTE)
+    assert other.requests == 25
+
+
+def test_every_format_shows_the_endpoint_table(tmp_path: Path) -> None:
+    import io
+
+    from amqadf_agent.analyzer.report import write_report
+
+    path = write_spans(tmp_path / "traces.jsonl", _orders(20, twins="sibling") + _payments(20))
+    analysis = analyze(AnalysisOptions(paths=(path,)))
+    shown = {}
+    for fmt in ("text", "markdown", "html"):
+        out = io.StringIO()
+        write_report(analysis, fmt, out)
+        shown[fmt] = out.getvalue()
+    assert "Endpoints by total time (2)" in shown["text"]
+    assert "shop: GET /orders/{id}: 20 req, errors 0.0%" in shown["text"]
+    assert "database/n_plus_one" in shown["text"]
+    assert "| `shop: POST /pay` | 20 | 25.0% | 250 ms |" in shown["markdown"]
+    assert "<code>shop: GET /orders/{id}</code>" in shown["html"]
