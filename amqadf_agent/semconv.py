@@ -146,6 +146,14 @@ ATTR_HTTP_METHOD_OLD: Final = HTTP_METHOD
 #: seconds). The analyzer reads it where the current one is missing, converted to seconds.
 HTTP_SERVER_DURATION_OLD: Final = "http.server.duration"
 HTTP_SERVER_DURATION_OLD_UNIT: Final = "ms"
+#: Where an outbound HTTP call went (stable names, then the older ones): the trace-shape rules
+#: template the URL to group calls (analyzer.rules.http_calls).
+ATTR_URL_FULL: Final = "url.full"
+ATTR_URL_PATH: Final = "url.path"
+ATTR_SERVER_PORT: Final = "server.port"
+ATTR_HTTP_URL_OLD: Final = "http.url"
+ATTR_HTTP_TARGET_OLD: Final = "http.target"
+ATTR_NET_PEER_NAME_OLD: Final = "net.peer.name"
 
 # --- attribute keys: ours (no convention exists) ----------------------------------------------------
 ATTR_CACHE_NAME: Final = "amqadf.cache.name"
