@@ -12,8 +12,8 @@ normalized statement, ``analyzer.sql``). The rules, each a finding of category `
 * **MN+1** (``mn_plus_one``): a sequence of 2 to 5 distinct calls repeated at least 3 times in a row
   under one parent, at least 100 ms together (a loop doing several calls per item).
 * **Serialized calls** (``serialized_calls``): at least 2 consecutive non-overlapping sibling queries,
-  or 3 HTTP calls, that do not depend on each other (reads with distinct shapes; a query whose WHERE
-  holds a bind parameter may use a previous result and is not counted); run in parallel they would take
+  or 3 HTTP calls, that do not depend on each other (reads made once under the parent; a query whose
+  WHERE holds a bind parameter may use a previous result and is not counted); run in parallel they take
   the longest one: time saved = total - longest, at least 100 ms and at least 10% of the parent.
 * **Fan-out** (``fan_out``): more than 20 children under one span.
 * **Chatty service** (``chatty_service``): at least 15 HTTP calls to one peer in one trace.
@@ -426,17 +426,20 @@ class TraceShapeRules:
             i += length * repeats
 
     def _serialized(self, trace_id: str, route: str, parent: _Span | None, calls: list[_Span]) -> None:
+        # A call made more than once under the parent is a loop (the N+1 rules), not one of a few
+        # independent calls.
+        counts: dict[str, int] = {}
+        for call in calls:
+            counts[call.key] = counts.get(call.key, 0) + 1
         run: list[_Span] = []
         for call in calls:
+            single = call.independent and counts[call.key] == 1
             if run and (
-                call.kind != run[-1].kind
-                or not call.independent
-                or call.start_ns < max(c.end_ns for c in run)
-                or any(c.key == call.key for c in run)
+                call.kind != run[-1].kind or not single or call.start_ns < max(c.end_ns for c in run)
             ):
                 self._serialized_run(trace_id, route, parent, run)
                 run = []
-            if call.independent:
+            if single:
                 run.append(call)
         self._serialized_run(trace_id, route, parent, run)
 
@@ -528,8 +531,8 @@ class TraceShapeRules:
             formula = "saved = sum of the durations - the longest"
             threshold = (
                 f"queries >= {config.serialized_min_queries} or HTTP calls >= "
-                f"{config.serialized_min_http}, non-overlapping, reads with distinct shapes; saved_ms >= "
-                f"{config.serialized_min_saved_s * 1000:g} and >= "
+                f"{config.serialized_min_http}, non-overlapping, reads made once under the parent; "
+                f"saved_ms >= {config.serialized_min_saved_s * 1000:g} and >= "
                 f"{config.serialized_min_saved_ratio:.0%} of the parent (Sentry consecutive DB/HTTP)"
             )
         elif rule == "fan_out":
