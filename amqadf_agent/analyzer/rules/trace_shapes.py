@@ -12,9 +12,10 @@ normalized statement, ``analyzer.sql``). The rules, each a finding of category `
 * **MN+1** (``mn_plus_one``): a sequence of 2 to 5 distinct calls repeated at least 3 times in a row
   under one parent, at least 100 ms together (a loop doing several calls per item).
 * **Serialized calls** (``serialized_calls``): at least 2 consecutive non-overlapping sibling queries,
-  or 3 HTTP calls, that do not depend on each other (reads made once under the parent; a query whose
-  WHERE holds a bind parameter may use a previous result and is not counted); run in parallel they take
-  the longest one: time saved = total - longest, at least 100 ms and at least 10% of the parent.
+  or 3 HTTP calls, that do not depend on each other (reads made once under the parent; a query with a
+  bind parameter may use a previous result, as Sentry's detector holds, and is not counted); in parallel
+  they would take the longest one: time saved = total - longest, at least 100 ms and at least 10% of
+  the parent.
 * **Fan-out** (``fan_out``): more than 20 children under one span.
 * **Chatty service** (``chatty_service``): at least 15 HTTP calls to one peer in one trace.
 * **Redundant calls** (``redundant_calls``): the same GET (same URL, query included) at least twice in
@@ -30,6 +31,7 @@ Below ``min_traces`` traces with calls in the whole input no finding is made.
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections import deque
 from collections.abc import Iterable
@@ -86,11 +88,9 @@ REDUNDANT_MIN_REPEATS: Final = 2
 
 #: Methods whose calls read only: calls with them can run in any order.
 _READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-#: A bind parameter in a WHERE clause: its value may come from a previous query (Sentry's
-#: consecutive-DB detector counts such a query as dependent).
-_WHERE_PARAMETER: Final = re.compile(
-    r"\bWHERE\b.*(?:\?|%s|%\(\w+\)s|\$\d+|(?<![:\w]):\w+)", re.IGNORECASE | re.DOTALL
-).search
+_DIGITS: Final = "0123456789"
+#: What may precede a number literal ending a statement (not a name like ``t1``).
+_LITERAL_BOUNDARY: Final = frozenset(" =<>(,+-*/")
 _SELECT: Final = re.compile(r"\s*\(?\s*(?:SELECT|WITH)\b", re.IGNORECASE).match
 
 # Kinds of buffered span.
@@ -102,6 +102,8 @@ _DB: Final = 2
 #: A span as buffered: (parent span id, span id, start ns, end ns, kind, statement | URL | name,
 #: HTTP method or "", failed, service.name). A plain tuple: the cheapest to build once per span.
 _Raw = tuple[str, str, int, int, int, str, str, bool, str]
+#: Spans in start order (span id breaks ties); the same positions in ``_Raw`` and ``_Span``.
+_BY_START: Final = operator.itemgetter(2, 1)
 #: Statements remembered with their shape (the memo is emptied when full).
 _MEMO_MAX: Final = 4096
 
@@ -120,7 +122,7 @@ class _Span(NamedTuple):
     #: Of an HTTP call: its method and whole URL (kept in the buffer only); ``""`` otherwise.
     identity: str
     peer: str
-    #: A call that reads only and uses no result of an earlier one (see ``_independent``).
+    #: A call that reads only and uses no result of an earlier one (the module docstring).
     independent: bool
     failed: bool
     service: str
@@ -210,6 +212,7 @@ class TraceShapeRules:
         self.until_ns = until_ns
         self._traces: dict[str, list[_Raw]] = {}
         self._statements: dict[str, tuple[str, bool]] = {}
+        self._statement_heads: dict[str, tuple[str, bool]] = {}
         self._urls: dict[str, tuple[str, str]] = {}
         self._routes: dict[str, str] = {}
         self._order: deque[str] = deque()
@@ -293,40 +296,70 @@ class TraceShapeRules:
     def _flush(self, trace_id: str, raw: list[_Raw]) -> None:
         self._buffered -= len(raw)
         route = self._routes.pop(trace_id, "")
-        calls_in_trace = sum(1 for r in raw if r[4] != _OTHER)
-        if calls_in_trace < 2 and len(raw) <= self.config.fan_out_max_children:
-            return  # nothing any rule could find (most traces)
+        if len(raw) < 2:
+            return
+        config = self.config
+        # One pass over the raw tuples; only the calls of parents with two or more, the children of a
+        # wide parent and the HTTP calls are described (most traces stop here, or convert a few).
+        sizes: dict[str, int] = {}
+        calls_by_parent: dict[str, list[_Raw]] = {}
+        http: list[_Raw] = []
+        for entry in raw:
+            parent_id = entry[0]
+            kind = entry[4]
+            if parent_id:
+                sizes[parent_id] = sizes.get(parent_id, 0) + 1
+                if kind:
+                    group = calls_by_parent.get(parent_id)
+                    if group is None:
+                        calls_by_parent[parent_id] = [entry]
+                    else:
+                        group.append(entry)
+            if kind == _HTTP:
+                http.append(entry)
+        wide = [p for p, n in sizes.items() if n > config.fan_out_max_children]
+        busy = [p for p, group in calls_by_parent.items() if len(group) >= 2 and self._may_find(group)]
+        if len(http) < config.chatty_min_calls and len({(r[6], r[5]) for r in http}) == len(http):
+            http = []  # neither chatty nor a repeated call
+        if not wide and not busy and not http:
+            return
         self._traces_read += 1
-        spans = [self._span(r) for r in raw]
-        by_id = {s.span_id: s for s in spans}
-        children: dict[str, list[_Span]] = {}
-        for span in spans:
-            if span.parent:
-                children.setdefault(span.parent, []).append(span)
-        for parent_id, kids in children.items():
-            parent = by_id.get(parent_id)
-            kids.sort(key=lambda s: (s.start_ns, s.span_id))
-            self._fan_out(trace_id, route, parent, parent_id, kids)
-            calls = [s for s in kids if s.kind != _OTHER]
-            if len(calls) < 2:
-                continue
-            self._n_plus_one_http(trace_id, route, calls)
-            self._mn_plus_one(trace_id, route, calls)
+        by_id = {entry[1]: entry for entry in raw} if wide or busy else {}
+        for parent_id in wide:
+            kids = sorted((self._span(r) for r in raw if r[0] == parent_id), key=_BY_START)
+            parent_raw = by_id.get(parent_id)
+            name = parent_raw[5] if parent_raw is not None else f"span {parent_id}"
+            self._note("fan_out", name, trace_id, route, kids, 0.0)
+        for parent_id in busy:
+            calls = sorted((self._span(r) for r in calls_by_parent[parent_id]), key=_BY_START)
+            parent_raw = by_id.get(parent_id)
+            parent = None if parent_raw is None else self._span(parent_raw)
+            if len(calls) >= config.n_plus_one_http_min_calls:
+                self._n_plus_one_http(trace_id, route, calls)
+            if len(calls) >= 2 * config.mn_plus_one_min_repeats:
+                self._mn_plus_one(trace_id, route, calls)
             self._serialized(trace_id, route, parent, calls)
-        self._per_trace(trace_id, route, [s for s in spans if s.kind == _HTTP])
+        if http:
+            self._per_trace(trace_id, route, [self._span(r) for r in http])
+
+    def _may_find(self, group: list[_Raw]) -> bool:
+        """Whether the calls under one parent take time enough for a finding: a run's saving is at
+        most the group's total minus its longest call, and each rule needs its total."""
+        config = self.config
+        durations = [max(r[3] - r[2], 0) for r in group]
+        total = sum(durations) / 1e9
+        if total - max(durations) / 1e9 >= config.serialized_min_saved_s:
+            return True
+        if len(group) >= 2 * config.mn_plus_one_min_repeats and total >= config.mn_plus_one_min_total_s:
+            return True
+        return len(group) >= config.n_plus_one_http_min_calls and total >= config.n_plus_one_http_min_total_s
 
     def _span(self, raw: _Raw) -> _Span:
         """A buffered span with its call described (statement shape, URL template)."""
         parent, span_id, start_ns, end_ns, kind, text, method, failed, service = raw
         key, identity, peer, independent = text, "", "", False
         if kind == _DB:
-            known = self._statements.get(text)
-            if known is None:
-                if len(self._statements) >= _MEMO_MAX:
-                    self._statements.clear()
-                independent = _SELECT(text) is not None and _WHERE_PARAMETER(text) is None
-                known = self._statements[text] = (normalize_call(text)[0], independent)
-            key, independent = known
+            key, independent = self._statement(text)
         elif kind == _HTTP:
             known_url = self._urls.get(text)
             if known_url is None:
@@ -340,6 +373,26 @@ class TraceShapeRules:
         return _Span(
             parent, span_id, start_ns, end_ns, kind, key, identity, peer, independent, failed, service
         )
+
+    def _statement(self, text: str) -> tuple[str, bool]:
+        """``(normalized statement, independent)``, remembered: by the text, or for a statement ending
+        in a number (``WHERE id = 42``, the commonest literal) by the text before it."""
+        known = self._statements.get(text)
+        if known is not None:
+            return known
+        head = text.rstrip(_DIGITS)
+        by_head = len(head) < len(text) and head[-1:] in _LITERAL_BOUNDARY
+        if by_head:
+            known = self._statement_heads.get(head)
+            if known is not None:
+                return known
+        key, placeholders, _digest = normalize_call(text)
+        known = (key, not placeholders and _SELECT(key) is not None)
+        memo = self._statement_heads if by_head else self._statements
+        if len(memo) >= _MEMO_MAX:
+            memo.clear()
+        memo[head if by_head else text] = known
+        return known
 
     def _note(
         self,
@@ -369,14 +422,6 @@ class TraceShapeRules:
         if start > 0:
             finding.start_ns = start if finding.start_ns is None else min(finding.start_ns, start)
             finding.end_ns = end if finding.end_ns is None else max(finding.end_ns, end)
-
-    def _fan_out(
-        self, trace_id: str, route: str, parent: _Span | None, parent_id: str, kids: list[_Span]
-    ) -> None:
-        if len(kids) <= self.config.fan_out_max_children:
-            return
-        name = parent.key if parent is not None else f"span {parent_id}"
-        self._note("fan_out", name, trace_id, route, kids, 0.0)
 
     def _n_plus_one_http(self, trace_id: str, route: str, calls: list[_Span]) -> None:
         config = self.config
