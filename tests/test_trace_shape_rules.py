@@ -284,3 +284,13 @@ def test_service_and_time_filters() -> None:
         late.add(record)
     assert other.recommendations() == []
     assert late.recommendations() == []
+
+
+def test_a_loop_call_is_not_one_of_the_serialized_calls() -> None:
+    # an N+1 loop followed by three independent calls: the run holds the three only
+    spans = [server(900), *(http(f"http://inventory/stock/{i}", i * 40, 35) for i in range(12))]
+    spans += [http("http://a/x", 500, 100), http("http://b/y", 610, 100), http("http://c/z", 720, 100)]
+    (ser,) = rules(analyze_trace_shapes(spans), "serialized_calls")
+    assert ser.subject == "GET a/x | GET b/y | GET c/z"
+    (n1,) = rules(analyze_trace_shapes(spans), "n_plus_one_http")
+    assert n1.evidence.numbers["largest"] == 12
