@@ -24,6 +24,7 @@ from typing import Final, Literal
 from opentelemetry.semconv._incubating.attributes.cpu_attributes import CPU_MODE
 from opentelemetry.semconv._incubating.attributes.db_attributes import (
     DB_CLIENT_CONNECTION_POOL_NAME,
+    DB_CLIENT_CONNECTION_STATE,
     DB_QUERY_PARAMETER_TEMPLATE,
     DB_RESPONSE_RETURNED_ROWS,
 )
@@ -130,6 +131,7 @@ ATTR_DB_QUERY_TEXT: Final = DB_QUERY_TEXT
 ATTR_DB_OPERATION_NAME: Final = DB_OPERATION_NAME
 ATTR_DB_RESPONSE_RETURNED_ROWS: Final = DB_RESPONSE_RETURNED_ROWS
 ATTR_DB_CLIENT_CONNECTION_POOL_NAME: Final = DB_CLIENT_CONNECTION_POOL_NAME
+ATTR_DB_CLIENT_CONNECTION_STATE: Final = DB_CLIENT_CONNECTION_STATE  # used | idle
 ATTR_CODE_FUNCTION_NAME: Final = CODE_FUNCTION_NAME
 ATTR_CODE_FILE_PATH: Final = CODE_FILE_PATH
 ATTR_CODE_LINE_NUMBER: Final = CODE_LINE_NUMBER
@@ -149,6 +151,23 @@ ATTR_HTTP_METHOD_OLD: Final = HTTP_METHOD
 #: seconds). The analyzer reads it where the current one is missing, converted to seconds.
 HTTP_SERVER_DURATION_OLD: Final = "http.server.duration"
 HTTP_SERVER_DURATION_OLD_UNIT: Final = "ms"
+#: Where an outbound HTTP call went (stable names, then the older ones): the trace-shape rules
+#: template the URL to group calls (analyzer.rules.http_calls).
+ATTR_URL_FULL: Final = "url.full"
+ATTR_URL_PATH: Final = "url.path"
+ATTR_SERVER_PORT: Final = "server.port"
+ATTR_HTTP_URL_OLD: Final = "http.url"
+ATTR_HTTP_TARGET_OLD: Final = "http.target"
+ATTR_NET_PEER_NAME_OLD: Final = "net.peer.name"
+#: Connection-pool metrics before semconv 1.26 (``db.client.connections.*``, attributes ``state`` and
+#: ``pool.name``, wait times in ms), as the SQLAlchemy instrumentation still records them.
+DB_CLIENT_CONNECTIONS_USAGE_OLD: Final = "db.client.connections.usage"
+DB_CLIENT_CONNECTIONS_MAX_OLD: Final = "db.client.connections.max"
+DB_CLIENT_CONNECTIONS_WAIT_TIME_OLD: Final = "db.client.connections.wait_time"
+DB_CLIENT_CONNECTIONS_PENDING_OLD: Final = "db.client.connections.pending_requests"
+DB_CLIENT_CONNECTION_PENDING: Final = "db.client.connection.pending_requests"
+ATTR_STATE_OLD: Final = "state"
+ATTR_POOL_NAME_OLD: Final = "pool.name"
 
 # --- attribute keys: ours (no convention exists) ----------------------------------------------------
 ATTR_CACHE_NAME: Final = "amqadf.cache.name"
@@ -257,8 +276,23 @@ DB_CLIENT_CONNECTION_MAX = Instrument(
     "db.client.connection.max", "observable_updowncounter", "{connection}",
     "Size of a database connection pool (what caps the worker threads that use it).",
     (ATTR_DB_CLIENT_CONNECTION_POOL_NAME,),
-    "database connection pools (instrumentations that record it)", "analyzer (thread rules: downstream cap)",
+    "database connection pools (instrumentations that record it)",
+    "analyzer (thread rules: downstream cap; pool rules)",
     standard=True,
+)  # fmt: skip
+DB_CLIENT_CONNECTION_COUNT = Instrument(
+    "db.client.connection.count", "updowncounter", "{connection}",
+    "Connections of a database connection pool by state (used or idle).",
+    (ATTR_DB_CLIENT_CONNECTION_STATE, ATTR_DB_CLIENT_CONNECTION_POOL_NAME),
+    "database connection pools (instrumentations that record it)", "analyzer (pool rules: saturation)",
+    standard=True,
+)  # fmt: skip
+DB_CLIENT_CONNECTION_WAIT_TIME = Instrument(
+    "db.client.connection.wait_time", "histogram", "s",
+    "Time it took to obtain an open connection from the pool.",
+    (ATTR_DB_CLIENT_CONNECTION_POOL_NAME,),
+    "database connection pools (instrumentations that record it)", "analyzer (pool rules: waits)",
+    standard=True, buckets=SECONDS_BUCKETS,
 )  # fmt: skip
 CACHE_REQUESTS = Instrument(
     "amqadf.cache.requests", "observable_counter", "{request}",
@@ -625,6 +659,8 @@ INSTRUMENTS: Final[tuple[Instrument, ...]] = (
     HTTP_SERVER_REQUEST_DURATION,
     DB_CLIENT_OPERATION_DURATION,
     DB_CLIENT_CONNECTION_MAX,
+    DB_CLIENT_CONNECTION_COUNT,
+    DB_CLIENT_CONNECTION_WAIT_TIME,
     CACHE_REQUESTS,
     CACHE_EVICTIONS,
     CACHE_EXPIRATIONS,

@@ -276,3 +276,46 @@ def test_a_row_count_no_query_returns_is_left_unknown() -> None:
     # THEN only the real counts make the mean and the maximum
     (stats,) = rules.statements()
     assert (stats.rows_known, stats.rows_total, stats.rows_max) == (2, 10, 6)
+
+
+def test_n_plus_one_survives_housekeeping_statements_and_other_spans() -> None:
+    # An ORM's loop: a SAVEPOINT and its RELEASE around each query, a pool checkout span before it
+    # (pg-pool.connect: not a db call), a liveness ping now and then
+    spans: list[SpanRecord] = []
+    for i in range(6):
+        at = i * 40
+        spans.append(db_span(f"SAVEPOINT sa_savepoint_{i}", at, 1))
+        pool = db_span("", at + 2, 1)
+        pool.name, pool.attributes = "pg-pool.connect", {}
+        spans.append(pool)
+        spans.append(db_span(f"SELECT * FROM items WHERE order_id = {i}", at + 4, 12))
+        spans.append(db_span(f"RELEASE SAVEPOINT sa_savepoint_{i}", at + 17, 1))
+        if i % 2:
+            spans.append(db_span("SELECT 1", at + 19, 1))
+    (n1,) = rules(analyze_spans(spans, LOOSE), "n_plus_one")
+    assert n1.subject == "SELECT * FROM items WHERE order_id = ?"
+    assert n1.evidence.numbers["longest_run"] == 6
+    # the housekeeping statements repeat too, but they are no N+1
+    assert not [r for r in rules(analyze_spans(spans, LOOSE), "n_plus_one") if "SAVEPOINT" in r.subject]
+
+
+def test_n_plus_one_issued_concurrently() -> None:
+    # asyncio.gather over the items: two statements per item, all in flight at once, so in start order
+    # they interleave; none lies wholly between two calls of the other
+    spans = []
+    for i in range(6):
+        spans.append(db_span(f"SELECT a FROM x WHERE id = {i}", i * 2, 30))
+        spans.append(db_span(f"SELECT b FROM y WHERE id = {i}", i * 2 + 1, 30))
+    found = rules(analyze_spans(spans, LOOSE), "n_plus_one")
+    subjects = sorted(r.subject for r in found)
+    assert subjects == ["SELECT a FROM x WHERE id = ?", "SELECT b FROM y WHERE id = ?"]
+    assert all(r.evidence.numbers["longest_run"] == 6 for r in found)
+
+
+def test_n_plus_one_broken_by_a_query_wholly_between() -> None:
+    # control: sequential calls where every second one is another statement (as in
+    # test_n_plus_one_controls), and a run of 4 + 4 split by one other query in the middle
+    spans = [db_span(f"SELECT a FROM x WHERE id = {i}", i * 20, 15) for i in range(4)]
+    spans.append(db_span("SELECT c FROM z WHERE id = 1", 85, 10))
+    spans += [db_span(f"SELECT a FROM x WHERE id = {i}", 100 + i * 20, 15) for i in range(4)]
+    assert not rules(analyze_spans(spans, LOOSE), "n_plus_one")

@@ -188,6 +188,14 @@ STANDARD_CONSTANTS = {
         "opentelemetry.semconv._incubating.metrics.db_metrics",
         "DB_CLIENT_CONNECTION_MAX",
     ),
+    "db.client.connection.count": (
+        "opentelemetry.semconv._incubating.metrics.db_metrics",
+        "DB_CLIENT_CONNECTION_COUNT",
+    ),
+    "db.client.connection.wait_time": (
+        "opentelemetry.semconv._incubating.metrics.db_metrics",
+        "DB_CLIENT_CONNECTION_WAIT_TIME",
+    ),
     "db.client.operation.duration": (
         "opentelemetry.semconv.metrics.db_metrics",
         "DB_CLIENT_OPERATION_DURATION",

@@ -23,6 +23,7 @@ from amqadf_agent.analyzer.model import LogRecord, MetricRecord, Record, SpanRec
 from amqadf_agent.analyzer.otlp_json import _records_of
 from amqadf_agent.analyzer.otlp_typed import _span_records
 from amqadf_agent.analyzer.otlp_values import _InvalidLine
+from amqadf_agent.analyzer.otlp_wrappers import unwrap
 from amqadf_agent.errors import TelemetryInputError
 
 PathArg: TypeAlias = str | os.PathLike[str]
@@ -389,7 +390,8 @@ class _Reader:
     def _walk_line(self, display: str, lineno: int, obj: Any) -> list[Record]:
         """The records of one parsed line (or document): all of them, or none and a problem."""
         try:
-            records = _records_of(obj)
+            obj = unwrap(obj)  # Jaeger's and Tempo's envelopes around OTLP
+            records = None if obj is None else _records_of(obj)
         except _InvalidLine as error:
             self.problem(f"{display}:{lineno}: {error}")
             return []

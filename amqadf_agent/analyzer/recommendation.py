@@ -7,7 +7,7 @@ example trace and span ids, the time window, a confidence and a stable fingerpri
 
     {
       "fingerprint": "db-n-plus-one-3f2a9c0e1b7d4a55",   # stable: rule + subject, never run data
-      "category": "database",                           # database | scaling | cache | threads
+      "category": "database",                           # database | scaling | cache | threads | calls
       "rule": "n_plus_one",
       "severity": "high",                               # info | low | medium | high | critical
       "title": "N+1 queries: ...",

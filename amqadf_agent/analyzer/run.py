@@ -5,9 +5,10 @@
 turns errors into exit codes. ``PerformanceTuner.analyze_telemetry`` and the tests call it too.
 
 One streaming pass feeds every record to the summary, the database rules, the per-window scaling
-metrics (``analyzer.windows``), the cache rules and the thread rules. With two CPUs or more, an input
-of ``PIPELINE_MIN_BYTES`` or more is read by a forked child process (``analyzer.pipeline``: the same
-records in the same order), so that reading and the rules run on two CPUs at once.
+metrics (``analyzer.windows``), the cache rules, the thread rules, the trace-shape rules and the
+connection-pool rules. With two CPUs or more, an input of ``PIPELINE_MIN_BYTES`` or more is read by a
+forked child process (``analyzer.pipeline``: the same records in the same order), so that reading and
+the rules run on two CPUs at once.
 
 The scaling timeline uses ``window`` seconds per window (``None``: 60, or 5 to 30 for data covering
 less than ten minutes, so that a short run still has about ten windows; never shorter than the metric
@@ -40,8 +41,10 @@ from amqadf_agent.analyzer.otlp_reader import ReadStats, read
 from amqadf_agent.analyzer.recommendation import Recommendation
 from amqadf_agent.analyzer.rules.cache import CacheRules
 from amqadf_agent.analyzer.rules.database import DatabaseRuleConfig, DatabaseRules
+from amqadf_agent.analyzer.rules.pool import PoolRules
 from amqadf_agent.analyzer.rules.scaling import analyze_scaling
 from amqadf_agent.analyzer.rules.threads import ThreadRuleConfig, ThreadRules
+from amqadf_agent.analyzer.rules.trace_shapes import TraceShapeRules
 from amqadf_agent.analyzer.summary import Summary, summarize, top_queries
 from amqadf_agent.analyzer.windows import DEFAULT_WINDOW_S, WindowAggregator
 
@@ -144,7 +147,11 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
     endpoints = EndpointRules(
         service=service, since_ns=since_ns, until_ns=until_ns, slow_query_s=options.slow_query_ms / 1000
     )
-    router = RecordRouter(database, (windows, caches, threads, endpoints), service, since_ns, until_ns)
+    shapes = TraceShapeRules(service=service, since_ns=since_ns, until_ns=until_ns)
+    pools = PoolRules(service=service, since_ns=since_ns, until_ns=until_ns)
+    router = RecordRouter(
+        database, (windows, caches, threads, endpoints, shapes, pools), service, since_ns, until_ns
+    )
     # One pass: the rules see every record on its way to the summary.
     records: Iterable[Record] = ()
     if paths and _wants_pipeline(paths):
@@ -178,7 +185,14 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
         non_serving_instances=windows.non_serving_instances(),
     )
     recommendations = sorted(
-        [*found, *scaling.recommendations, *caches.recommendations(), *threads.recommendations()],
+        [
+            *found,
+            *scaling.recommendations,
+            *caches.recommendations(),
+            *threads.recommendations(),
+            *shapes.recommendations(),
+            *pools.recommendations(),
+        ],
         key=lambda r: r.sort_key(),
     )
     sections = {

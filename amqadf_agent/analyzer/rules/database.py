@@ -7,7 +7,9 @@ p95 and, when ``db.response.returned_rows`` is set to a count (not negative, at 
 The rules:
 
 * **N+1**: at least 5 *consecutive* sibling db spans (same parent, ordered by start time) with the same
-  normalized statement, at least 50 ms together (Sentry's rule);
+  normalized statement, at least 50 ms together (Sentry's rule); transaction and connection statements
+  (``BEGIN``, ``SAVEPOINT``, ``COMMIT`` ...) between them, and queries overlapping them (issued
+  concurrently), do not break the run (``_runs``);
 * **slow query**: p95 at or above 500 ms;
 * **index candidate**: the filter and sort columns of a slow single-table query (a candidate to check
   with ``EXPLAIN``, not a certainty);
@@ -48,9 +50,11 @@ from both are one pass over one state; the statement parsing stands apart (``ana
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import operator
 import random
+import re
 from array import array
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -166,6 +170,48 @@ _BY_START = operator.itemgetter(1, 5)
 _UNDECIDED = "?"
 
 
+#: Statements that manage a connection or a transaction (and the drivers' liveness ``SELECT ?``): an
+#: ORM issues them between the queries of a loop, and they do not end an N+1 run (getsentry/sentry#93090
+#: is the same problem with pool checkouts between the queries).
+_HOUSEKEEPING = re.compile(
+    r"\s*(?:BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|START\s+TRANSACTION|END|SET|RESET|DISCARD|SHOW"
+    r"|SELECT\s+\?\s*;?\s*$)",
+    re.IGNORECASE,
+).match
+
+
+def _runs(group: list[_Call], housekeeping: set[int], min_run: int) -> list[list[_Call]]:
+    """The N+1 runs among one parent's db calls (in start order): calls of one statement, of which no
+    two consecutive ones have a call of another statement wholly between them.
+
+    Housekeeping statements are passed over, and a call of another statement that overlaps a run's
+    calls was issued concurrently with them, so it does not end the run either (N+1 queries issued
+    concurrently, as in getsentry/sentry#49805). Spans that are not db calls never reach these rules.
+    """
+    calls = [c for c in group if c[3] not in housekeeping]
+    by_statement: dict[int, list[int]] = {}
+    for index, call in enumerate(calls):
+        by_statement.setdefault(call[3], []).append(index)
+    runs: list[list[_Call]] = []
+    for indexes in by_statement.values():
+        if len(indexes) < min_run:
+            continue
+        run = [calls[indexes[0]]]
+        for before, after in itertools.pairwise(indexes):
+            first, then = calls[before], calls[after]
+            if any(
+                other[1] >= first[2] and other[2] <= then[1] and other[3] != first[3]
+                for other in calls[before + 1 : after]
+            ):
+                if len(run) >= min_run:
+                    runs.append(run)
+                run = []
+            run.append(then)
+        if len(run) >= min_run:
+            runs.append(run)
+    return runs
+
+
 class _Finding:
     __slots__ = ("count", "examples", "largest", "services", "time_s", "traces")
 
@@ -189,6 +235,8 @@ class DatabaseRules:
         #: ``_stats`` and ``_ids`` together: one look-up per call on the hot path.
         self._entries: dict[str, tuple[StatementStats, int]] = {}
         self._by_id: list[str] = []
+        #: Ids of statements that manage the connection or transaction, not data (see ``_runs``).
+        self._housekeeping: set[int] = set()
         self._traces: dict[str, list[_Call]] = {}
         # The keys of _traces in insertion order: next(iter(dict)) after many deletions from the front
         # walks over every deleted slot, which made flushing the oldest trace cost O(traces).
@@ -289,6 +337,8 @@ class DatabaseRules:
             stats = self._stats[key] = StatementStats(analyze(statement))
             self._ids[key] = len(self._by_id)
             entry = self._entries[key] = (stats, len(self._by_id))
+            if _HOUSEKEEPING(key):
+                self._housekeeping.add(len(self._by_id))
             self._by_id.append(key)
         stats, statement_id = entry
         config = self.config
@@ -365,15 +415,7 @@ class DatabaseRules:
             if not parent or len(group) < min_run:
                 continue  # root db spans have no common parent to repeat under; too few for a run
             group.sort(key=_BY_START)
-            start = 0
-            while start < len(group):
-                end = start
-                while end + 1 < len(group) and group[end + 1][3] == group[start][3]:
-                    end += 1
-                if end + 1 - start < min_run:
-                    start = end + 1
-                    continue
-                run = group[start : end + 1]
+            for run in _runs(group, self._housekeeping, min_run):
                 total = sum(max(c[2] - c[1], 0) for c in run) / 1e9
                 if len(run) >= config.n_plus_one_min_count and total >= config.n_plus_one_min_total_s:
                     finding = self._n_plus_one.setdefault(run[0][3], _Finding())
@@ -386,7 +428,6 @@ class DatabaseRules:
                     finding.services.update(c[6] for c in run if c[6])
                     if len(finding.examples) < config.max_examples:
                         finding.examples.append((trace_id, run[0][5]))
-                start = end + 1
         if len(calls) < config.identical_min_repeats:
             return
         repeats: dict[tuple[int, str], list[_Call]] = {}

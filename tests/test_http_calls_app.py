@@ -1,0 +1,89 @@
+"""End to end: a Flask app calling a local service with ``requests`` under the agent (the real
+Flask and requests instrumentations), its telemetry analysed: the N+1 HTTP loop, the three
+independent calls made one after another and the repeated GET are found on the route that makes
+them; the healthy ``/health`` endpoint (one call) gives nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from amqadf_agent.analyzer.run import AnalysisOptions, analyze
+from amqadf_agent.cli.analyze import main
+
+APP = Path(__file__).resolve().parent / "apps" / "http_calls_app.py"
+ROUTE = "/orders/<int:order_id>"
+
+
+@pytest.fixture(scope="module")
+def telemetry(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """The app's telemetry directory and the port its local service listened on."""
+    out = tmp_path_factory.mktemp("http-calls") / "telemetry"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMQADF_", "OTEL_"))}
+    env.update(AMQADF_OUTPUT_DIR=str(out), OTEL_SERVICE_NAME="shop")
+    proc = subprocess.run(
+        [sys.executable, str(APP)], env=env, cwd=out.parent, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "app finished", proc.stdout
+    port = int(proc.stdout.splitlines()[-2].removeprefix("inventory port="))
+    return out, port
+
+
+def test_n_plus_one_serialized_and_redundant_calls_found(telemetry: tuple[Path, int]) -> None:
+    out, port = telemetry
+    peer = f"127.0.0.1:{port}"
+    found = {
+        r.rule: r for r in analyze(AnalysisOptions(paths=(out,))).recommendations if r.category == "calls"
+    }
+
+    n1 = found["n_plus_one_http"]
+    assert n1.subject == f"GET {peer}/stock/{{id}}"
+    numbers = n1.evidence.numbers
+    assert numbers["largest"] == 12
+    assert numbers["traces_affected"] == 2
+    assert numbers["route"] == ROUTE
+    assert numbers["service"] == "shop"
+    assert float(numbers["time_saved_ms"]) >= 2 * 11 * 30  # each stock answer waits 30 ms
+    assert len(n1.evidence.trace_ids) == 2
+
+    serialized = found["serialized_calls"]
+    assert (
+        serialized.subject
+        == f"GET {peer}/pricing/{{id}} | GET {peer}/reviews | GET {peer}/shipping/{{id}}/quote"
+    )
+    assert serialized.evidence.numbers["largest"] == 3
+    assert float(serialized.evidence.numbers["time_saved_ms"]) >= 2 * 2 * 80
+
+    redundant = found["redundant_calls"]
+    assert redundant.subject == f"GET {peer}/flags"
+    assert redundant.evidence.numbers["largest"] == 2
+    assert "app=shop" not in json.dumps(redundant.to_dict())
+
+    assert found["chatty_service"].subject == peer  # 17 calls to one peer per order
+    assert set(found) == {"n_plus_one_http", "serialized_calls", "redundant_calls", "chatty_service"}
+    # the healthy control: /health and its one call appear in no finding
+    for recommendation in found.values():
+        assert "/ping" not in recommendation.subject
+        assert recommendation.evidence.numbers["route"] == ROUTE
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown", "html"])
+def test_every_format_shows_the_call_findings(
+    telemetry: tuple[Path, int], fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _port = telemetry
+    target = tmp_path / f"report.{fmt}"
+    assert main([str(out), "--format", fmt, "-o", str(target)]) == 0
+    report = target.read_text()
+    for rule in ("n_plus_one_http", "serialized_calls", "redundant_calls"):
+        assert f"calls/{rule}" in report or f'"rule": "{rule}"' in report, (fmt, rule)
+    assert "N+1 HTTP calls" in report
+    if fmt == "json":
+        categories = {r["category"] for r in json.loads(report)["recommendations"]}
+        assert "calls" in categories
