@@ -86,6 +86,9 @@ class AnalysisOptions:
     cpu_count: int | None = None
     #: Stop at the first unreadable file or line (a ``TelemetryInputError``) instead of counting it.
     strict: bool = False
+    #: A database to ask the planner's verdict on each index candidate (``analyzer.explain``): a
+    #: ``postgresql://`` URL or a SQLite path; ``None``: candidates stay unverified. Holds a password.
+    explain: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(os.fspath(path) for path in self.paths))
@@ -160,6 +163,9 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
     finally:
         gc.set_threshold(*saved_gc)
     found = database.recommendations()
+    from amqadf_agent.analyzer.explain import apply_verdicts
+
+    found, _verdicts = apply_verdicts(found, options.explain)
     timeline = windows.windows()  # with no window given, this settles windows.window_s
     scaling = analyze_scaling(
         timeline,

@@ -23,6 +23,10 @@ interval).
 (Prometheus, Thanos, Mimir, VictoriaMetrics; ``analyzer.prometheus_source``), alone or beside PATHs,
 in the same pass; with it ``--since``/``--until`` default to the last hour, and ``--step`` (default 15
 seconds) sets the resolution of the range queries.
+
+``--explain DSN`` asks a database's planner whether each index candidate would be used
+(``analyzer.explain``: read-only, hypopg's hypothetical indexes on PostgreSQL, an in-memory copy of the
+schema for SQLite); without it index candidates are labelled unverified.
 """
 
 from __future__ import annotations
@@ -119,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
         help="exit 3 when a recommendation of SEVERITY or above exists (info, low, medium, high, critical)",
     )
     parser.add_argument(
+        "--explain",
+        metavar="DSN",
+        help="ask this database's planner whether each index candidate would be used (read-only): a "
+        "postgresql:// URL (with hypopg; the password is best left to PGPASSWORD) or a SQLite file",
+    )
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="stop at the first unreadable file or line (exit 2) instead of skipping and counting it",
@@ -174,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         service=args.service,
         cpu_count=args.cpu_count,
         strict=args.strict,
+        explain=args.explain,
     )
     try:
         analysis = analyze(options, progress=sys.stderr)
