@@ -35,7 +35,7 @@ def test_the_library_call_gives_what_the_command_prints() -> None:
     assert json.loads(out.getvalue()) == json.loads(json.dumps(report_data(analysis)))
     assert analysis.stats.files_read == analysis.summary.files_read > 0
     assert list(analysis.recommendations) == sorted(analysis.recommendations, key=lambda r: r.sort_key())
-    assert set(analysis.sections) == {"scaling", "cache", "threads", "top_queries"}
+    assert set(analysis.sections) == {"scaling", "cache", "threads", "top_queries", "impact"}
 
 
 def test_the_service_filter_applies_to_the_summary() -> None:

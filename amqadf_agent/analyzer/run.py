@@ -26,6 +26,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Final, Protocol, TextIO
 
+from amqadf_agent.analyzer.explain import apply_verdicts
+from amqadf_agent.analyzer.impact import ImpactFeed, estimate, ranked
+from amqadf_agent.analyzer.impact import to_json as impact_json
 from amqadf_agent.analyzer.model import (
     SPAN_KIND_CLIENT,
     LogRecord,
@@ -142,7 +145,8 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
         since_ns=since_ns,
         until_ns=until_ns,
     )
-    router = RecordRouter(database, (windows, caches, threads), service, since_ns, until_ns)
+    impact = ImpactFeed(service=service, since_ns=since_ns, until_ns=until_ns)
+    router = RecordRouter(database, (windows, caches, threads, impact), service, since_ns, until_ns)
     # One pass: the rules see every record on its way to the summary.
     records: Iterable[Record] = ()
     if paths and _wants_pipeline(paths):
@@ -163,9 +167,7 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
     finally:
         gc.set_threshold(*saved_gc)
     found = database.recommendations()
-    from amqadf_agent.analyzer.explain import apply_verdicts
-
-    found, _verdicts = apply_verdicts(found, options.explain)
+    found, verdicts = apply_verdicts(found, options.explain)
     timeline = windows.windows()  # with no window given, this settles windows.window_s
     scaling = analyze_scaling(
         timeline,
@@ -176,15 +178,17 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
         database_findings=found,
         db_services=router.db_services,
     )
-    recommendations = sorted(
+    estimates = estimate(impact, found, verdicts, timeline)
+    recommendations = ranked(
         [*found, *scaling.recommendations, *caches.recommendations(), *threads.recommendations()],
-        key=lambda r: r.sort_key(),
+        estimates,
     )
     sections = {
         "scaling": scaling.to_json(),
         "cache": [cache.to_dict() for cache in caches.stats()],
         "threads": threads.to_json(),
         "top_queries": top_queries(database.statements()),
+        "impact": impact_json(estimates),
     }
     return Analysis(summary, tuple(recommendations), sections, stats, options)
 
