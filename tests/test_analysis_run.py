@@ -43,6 +43,7 @@ def test_the_library_call_gives_what_the_command_prints() -> None:
         "top_routes",
         "duplicates",
         "data_quality",
+        "impact",
     }
 
 

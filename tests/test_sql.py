@@ -118,3 +118,13 @@ def test_a_unicode_digit_is_a_number_as_before() -> None:
     text, placeholders, digest = sql.shape("SELECT a FROM t WHERE x = ٣")
     assert text == "SELECT a FROM t WHERE x = ?" and not placeholders
     assert digest == hashlib.blake2b("٣".encode(), digest_size=8).hexdigest()
+
+
+def test_postgres_casts_of_placeholders_are_parsed() -> None:
+    # SQLAlchemy's psycopg dialect writes %(name)s::TYPE; sqlglot reads the cast only as CAST(? AS TYPE).
+    info = sql.analyze(
+        "SELECT a FROM t WHERE b = %(b_1)s::VARCHAR AND c IN (%(c_1_1)s::INTEGER, %(c_1_2)s::INTEGER)"
+    )
+    assert info.parsed
+    assert info.normalized == "SELECT a FROM t WHERE b = CAST(? AS VARCHAR) AND c IN (?)"
+    assert info.filter_columns == ("b", "c")

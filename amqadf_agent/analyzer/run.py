@@ -29,6 +29,9 @@ from typing import Any, ClassVar, Final, Protocol, TextIO
 
 from amqadf_agent.analyzer.dedup import CallDeduplicator
 from amqadf_agent.analyzer.endpoints import EndpointRules
+from amqadf_agent.analyzer.explain import apply_verdicts
+from amqadf_agent.analyzer.impact import ImpactFeed, estimate, ranked
+from amqadf_agent.analyzer.impact import to_json as impact_json
 from amqadf_agent.analyzer.model import (
     SPAN_KIND_CLIENT,
     LogRecord,
@@ -91,6 +94,9 @@ class AnalysisOptions:
     cpu_count: int | None = None
     #: Stop at the first unreadable file or line (a ``TelemetryInputError``) instead of counting it.
     strict: bool = False
+    #: A database to ask the planner's verdict on each index candidate (``analyzer.explain``): a
+    #: ``postgresql://`` URL or a SQLite path; ``None``: candidates stay unverified. Holds a password.
+    explain: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(os.fspath(path) for path in self.paths))
@@ -144,13 +150,14 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
         since_ns=since_ns,
         until_ns=until_ns,
     )
+    impact = ImpactFeed(service=service, since_ns=since_ns, until_ns=until_ns)
     endpoints = EndpointRules(
         service=service, since_ns=since_ns, until_ns=until_ns, slow_query_s=options.slow_query_ms / 1000
     )
     shapes = TraceShapeRules(service=service, since_ns=since_ns, until_ns=until_ns)
     pools = PoolRules(service=service, since_ns=since_ns, until_ns=until_ns)
     router = RecordRouter(
-        database, (windows, caches, threads, endpoints, shapes, pools), service, since_ns, until_ns
+        database, (windows, caches, threads, endpoints, shapes, pools, impact), service, since_ns, until_ns
     )
     # One pass: the rules see every record on its way to the summary.
     records: Iterable[Record] = ()
@@ -173,6 +180,7 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
         gc.set_threshold(*saved_gc)
     router.dedup.flush()
     found = database.recommendations()
+    found, verdicts = apply_verdicts(found, options.explain)
     timeline = windows.windows()  # with no window given, this settles windows.window_s
     scaling = analyze_scaling(
         timeline,
@@ -184,7 +192,8 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
         db_services=router.db_services,
         non_serving_instances=windows.non_serving_instances(),
     )
-    recommendations = sorted(
+    estimates = estimate(impact, found, verdicts, timeline)
+    recommendations = ranked(
         [
             *found,
             *scaling.recommendations,
@@ -193,7 +202,7 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
             *shapes.recommendations(),
             *pools.recommendations(),
         ],
-        key=lambda r: r.sort_key(),
+        estimates,
     )
     sections = {
         "scaling": scaling.to_json(),
@@ -209,6 +218,7 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
             },
             "implausible_intervals": windows.implausible_intervals,
         },
+        "impact": impact_json(estimates),
     }
     endpoints.link(recommendations)
     sections["top_routes"] = endpoints.to_json()

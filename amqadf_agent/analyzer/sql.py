@@ -173,7 +173,16 @@ def _structure(text: str) -> SqlInfo:
     try:
         return _with_sqlglot(text)
     except Exception:  # sqlglot raises ParseError, TokenError and others on what it cannot read
-        return _with_regex(text)
+        pass
+    if "?::" in text:  # PostgreSQL casts of placeholders (SQLAlchemy's psycopg dialect): sqlglot
+        try:  # cannot read ``?::INTEGER``, but reads the same cast written ``CAST(? AS INTEGER)``
+            return _with_sqlglot(_PLACEHOLDER_CAST.sub(r"CAST(? AS \1)", text))
+        except Exception:
+            pass
+    return _with_regex(text)
+
+
+_PLACEHOLDER_CAST = re.compile(r"\?::([A-Za-z_][\w ]*?(?:\[\])?)(?=$|[\s,)])")
 
 
 def _unique(items: list[str]) -> tuple[str, ...]:
@@ -198,7 +207,7 @@ def _with_sqlglot(text: str) -> SqlInfo:
         if (
             isinstance(node, exp.In)
             and len(node.expressions) > 1
-            and all(isinstance(e, (exp.Literal, exp.Placeholder)) for e in node.expressions)
+            and all(_is_value(e) for e in node.expressions)
         ):
             node.set("expressions", [exp.Placeholder()])
         return node
@@ -231,6 +240,15 @@ def _with_sqlglot(text: str) -> SqlInfo:
         literal_digest="",
         parsed=True,
     )
+
+
+def _is_value(node: Any) -> bool:
+    """A literal or placeholder, or the cast of one (``CAST(? AS INT)``): one value of an IN list."""
+    from sqlglot import exp
+
+    if isinstance(node, exp.Cast):
+        node = node.this
+    return isinstance(node, (exp.Literal, exp.Placeholder))
 
 
 def _kind(tree: Any, text: str) -> str:

@@ -23,6 +23,10 @@ interval).
 (Prometheus, Thanos, Mimir, VictoriaMetrics; ``analyzer.prometheus_source``), alone or beside PATHs,
 in the same pass; with it ``--since``/``--until`` default to the last hour, and ``--step`` (default 15
 seconds) sets the resolution of the range queries.
+
+``--explain DSN`` asks a database's planner whether each index candidate would be used
+(``analyzer.explain``: read-only, hypopg's hypothetical indexes on PostgreSQL, an in-memory copy of the
+schema for SQLite); without it index candidates are labelled unverified.
 """
 
 from __future__ import annotations
@@ -125,6 +129,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="BASE.json",
         help="compare with this JSON report of an earlier run: exit 3 on a new or regressed finding or a "
         "route whose p95 or error rate regressed (the differences on stderr)",
+    )
+    parser.add_argument(
+        "--explain",
+        metavar="DSN",
+        help="ask this database's planner whether each index candidate would be used (read-only): a "
+        "postgresql:// URL (with hypopg; the password is best left to PGPASSWORD) or a SQLite file",
     )
     parser.add_argument(
         "--strict",
@@ -237,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         service=args.service,
         cpu_count=args.cpu_count,
         strict=args.strict,
+        explain=args.explain,
     )
     try:
         analysis = analyze(options, progress=sys.stderr)

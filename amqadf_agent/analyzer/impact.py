@@ -1,0 +1,456 @@
+"""What each fix is worth: the time a database finding's fix would save, per route and in instances.
+
+``ImpactFeed`` reads the server spans (one a request: its trace, service, route and duration) and the
+db client spans (per request, per statement shape: calls and time) in the analysis' one pass.
+``estimate`` then prices each database finding whose fix can be priced:
+
+* **N+1** (``n_plus_one``): the loop of n calls of the statement in a request becomes one batched
+  query at the cost of one turn of the loop: ``saved = loop - loop / n``, ``loop`` being the wall time
+  from the start of the first call to the end of the last (each turn's own work between the calls, an
+  ORM building the statement and the rows, included: it goes with the loop);
+* **verified index** (``index_candidate`` with the planner's ``verified`` verdict,
+  ``analyzer.explain``): every call of the statement takes the planner's cost ratio of its time:
+  ``saved = time * (1 - cost_after / cost_before)``.
+
+Each request's duration loses its saving (never below zero); the **p95 of each affected route** is
+given before and after. The **scaling timeline** is then replayed (``rules.scaling``) with every
+window's response times scaled by the ratio of its requests' p95 after/before and its queue depth by
+the ratio of their mean durations (Little's law), the CPU left as it is (a database wait costs the
+service little CPU): the instances the scaler wanted at peak, before and after the fix.
+
+Assumptions, stated in every estimate so a reader can disagree: the db calls of a request are on its
+critical path (sequential, synchronous); a batched query costs what one of the loop's calls cost; the
+planner's cost ratio holds for the observed durations. A slow query without a verified index is not
+priced (no fix is known to work).
+
+Memory: per request a small object and per (request, statement shape) four numbers, at most
+``MAX_REQUESTS`` requests and twice as many requests' db calls (beyond that they are counted, not
+kept: the estimate then covers the requests kept, and says how many were not).
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import math
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+
+from amqadf_agent.analyzer.explain import Verdict
+from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, Record, SpanRecord, service_name
+from amqadf_agent.analyzer.recommendation import Recommendation
+from amqadf_agent.analyzer.rules.scaling import ScalingRuleConfig
+from amqadf_agent.analyzer.sql import analyze, normalize_call
+from amqadf_agent.analyzer.windows import Window
+from amqadf_agent.semconv import (
+    ATTR_DB_QUERY_TEXT,
+    ATTR_DB_STATEMENT_OLD,
+    ATTR_DB_SYSTEM_NAME,
+    ATTR_DB_SYSTEM_OLD,
+    ATTR_HTTP_ROUTE,
+)
+
+__all__ = ["MAX_REQUESTS", "Estimate", "ImpactFeed", "estimate", "ranked"]
+
+#: Requests (server spans) kept for the estimates; requests with db calls are kept up to twice as many
+#: (their server span may never come), about 300 bytes each: some 70 MB at most.
+MAX_REQUESTS: Final = 100_000
+ASSUMPTIONS: Final = (
+    "the db calls of a request run one after the other on its critical path",
+    "the service's CPU does not change (a database wait costs it little CPU)",
+)
+_N_PLUS_ONE_FORMULA: Final = (
+    "saved per request = loop_ms - loop_ms / n (loop_ms: from the start of the first of the n calls of "
+    "the statement in the request to the end of the last; the loop becomes one batched query costing "
+    "one turn of it)"
+)
+_INDEX_FORMULA: Final = (
+    "saved per request = time_ms * (1 - cost_after / cost_before) (the planner's cost ratio applied "
+    "to the observed time of the statement)"
+)
+
+#: ``trace id + "\0" + service``: one request. A string, not a tuple: the garbage collector does not
+#: track strings, and it would walk every tuple kept (the input's millions of spans made the collector
+#: cost as much as the rest of this module).
+_RequestKey = str
+
+
+class _Request:
+    __slots__ = ("duration_s", "end_ns", "route")
+
+    def __init__(self, route: str, duration_s: float, end_ns: int) -> None:
+        self.route = route
+        self.duration_s = duration_s
+        self.end_ns = end_ns
+
+
+class ImpactFeed:
+    """Reads the requests and their db calls (a ``RuleFeed`` of ``analyzer.run``).
+
+    Kept in arrays indexed through string keys (no container per request or call): the feed reads
+    every server and db span, and the analysis must stay fast and small (tests/bench/bench_analyzer.py).
+    """
+
+    SPAN_KINDS: ClassVar[frozenset[int]] = frozenset({SPAN_KIND_SERVER, SPAN_KIND_CLIENT})
+
+    def __init__(
+        self,
+        service: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        max_requests: int = MAX_REQUESTS,
+    ) -> None:
+        self.service = service
+        self.since_ns = since_ns
+        self.until_ns = until_ns
+        self.max_requests = max_requests
+        #: Server spans and db spans not kept (beyond ``max_requests`` and twice that).
+        self.dropped = 0
+        self.dropped_calls = 0
+        # Requests: key -> row of the request columns.
+        self._requests: dict[str, int] = {}
+        self._route_ids: dict[str, int] = {}
+        self._routes: list[str] = []
+        self._request_route = array("l")
+        self._request_duration = array("d")
+        self._request_end = array("q")
+        # Calls: key + "\0" + statement id -> row of the call columns (calls, seconds, first start,
+        # last end of the statement in the request).
+        self._calls: dict[str, int] = {}
+        self._call_requests: set[str] = set()
+        self._call_count = array("l")
+        self._call_time = array("d")
+        self._call_first = array("q")
+        self._call_last = array("q")
+        self._statement_ids: dict[str, int] = {}
+        self._shapes: dict[str, int] = {}
+        self._last_resource: object = None
+        self._last_service = ""
+
+    def add(self, record: Record) -> None:
+        if type(record) is not SpanRecord:
+            return
+        end_ns = record.end_ns
+        if self.since_ns is not None and end_ns < self.since_ns:
+            return
+        if self.until_ns is not None and end_ns > self.until_ns:
+            return
+        if record.resource is not self._last_resource:  # records of one resource share its mapping
+            self._last_resource = record.resource
+            self._last_service = service_name(record.resource)
+        service = self._last_service
+        if self.service is not None and service != self.service:
+            return
+        key = record.trace_id + "\0" + service
+        start_ns = record.start_ns
+        if record.kind == SPAN_KIND_SERVER:
+            if key in self._requests:
+                return  # a nested server span of the same request: the outer one is the request
+            if len(self._requests) >= self.max_requests:
+                self.dropped += 1
+                return
+            route = record.attributes.get(ATTR_HTTP_ROUTE)
+            name = route if isinstance(route, str) and route else record.name
+            route_id = self._route_ids.get(name)
+            if route_id is None:
+                route_id = self._route_ids[name] = len(self._routes)
+                self._routes.append(name)
+            self._requests[key] = len(self._request_end)
+            self._request_route.append(route_id)
+            self._request_duration.append(max(end_ns - start_ns, 0) / 1e9)
+            self._request_end.append(end_ns)
+            return
+        attributes = record.attributes
+        if not (attributes.get(ATTR_DB_SYSTEM_NAME) or attributes.get(ATTR_DB_SYSTEM_OLD)):
+            return
+        statement = attributes.get(ATTR_DB_QUERY_TEXT) or attributes.get(ATTR_DB_STATEMENT_OLD)
+        if not isinstance(statement, str) or not statement.strip():
+            return
+        shape_key = normalize_call(statement)[0]
+        statement_id = self._shapes.get(shape_key)
+        if statement_id is None:
+            normalized = analyze(statement).normalized
+            statement_id = self._statement_ids.setdefault(normalized, len(self._statement_ids))
+            self._shapes[shape_key] = statement_id
+        call_key = key + "\0" + str(statement_id)
+        row = self._calls.get(call_key)
+        if row is None:
+            if key not in self._call_requests:
+                if len(self._call_requests) >= 2 * self.max_requests:
+                    self.dropped_calls += 1
+                    return
+                self._call_requests.add(key)
+            self._calls[call_key] = len(self._call_count)
+            self._call_count.append(1)
+            self._call_time.append(max(end_ns - start_ns, 0) / 1e9)
+            self._call_first.append(start_ns)
+            self._call_last.append(end_ns)
+            return
+        self._call_count[row] += 1
+        self._call_time[row] += max(end_ns - start_ns, 0) / 1e9
+        if start_ns < self._call_first[row]:
+            self._call_first[row] = start_ns
+        if end_ns > self._call_last[row]:
+            self._call_last[row] = end_ns
+
+    @property
+    def requests(self) -> dict[_RequestKey, _Request]:
+        """Every request kept, by key (built when asked: for the estimates, once)."""
+        routes, route = self._routes, self._request_route
+        duration, end = self._request_duration, self._request_end
+        return {key: _Request(routes[route[i]], duration[i], end[i]) for key, i in self._requests.items()}
+
+    @property
+    def requests_with_calls(self) -> int:
+        return len(self._call_requests)
+
+    def calls_of(self, statement: str) -> dict[_RequestKey, tuple[int, float, int, int]]:
+        """Per request: calls, seconds, first start and last end of ``statement`` (normalized)."""
+        statement_id = self._statement_ids.get(statement)
+        if statement_id is None:
+            return {}
+        suffix = "\0" + str(statement_id)
+        count, time_s, first, last = self._call_count, self._call_time, self._call_first, self._call_last
+        return {
+            key[: -len(suffix)]: (count[row], time_s[row], first[row], last[row])
+            for key, row in self._calls.items()
+            if key.endswith(suffix)
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RouteImpact:
+    route: str
+    requests: int
+    p95_before_s: float
+    p95_after_s: float
+    #: The median saving of the route's requests that save anything.
+    saved_median_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "route": self.route,
+            "requests": self.requests,
+            "saved_median_ms": round(self.saved_median_s * 1000, 3),
+            "p95_before_ms": round(self.p95_before_s * 1000, 3),
+            "p95_after_ms": round(self.p95_after_s * 1000, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """What one finding's fix would save, and how that was computed."""
+
+    fingerprint: str
+    rule: str
+    title: str
+    #: Seconds saved over the whole input, and the requests that would save some.
+    saved_s: float
+    requests_affected: int
+    formula: str
+    assumptions: tuple[str, ...]
+    routes: tuple[RouteImpact, ...] = ()
+    #: Instances the scaler wanted at peak, before and after the fix (``None``: no timeline).
+    peak_instances_before: int | None = None
+    peak_instances_after: int | None = None
+    evidence: dict[str, float | int | str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        instances = None
+        if self.peak_instances_before is not None and self.peak_instances_after is not None:
+            instances = {
+                "peak_before": self.peak_instances_before,
+                "peak_after": self.peak_instances_after,
+                "saved": self.peak_instances_before - self.peak_instances_after,
+            }
+        return {
+            "fingerprint": self.fingerprint,
+            "rule": self.rule,
+            "title": self.title,
+            "saved_ms": round(self.saved_s * 1000, 3),
+            "saved_ms_per_affected_request": round(self.saved_s * 1000 / max(self.requests_affected, 1), 3),
+            "requests_affected": self.requests_affected,
+            "routes": [route.to_dict() for route in self.routes],
+            "instances": instances,
+            "formula": self.formula,
+            "assumptions": list(self.assumptions),
+            "evidence": dict(self.evidence),
+        }
+
+
+def estimate(
+    feed: ImpactFeed,
+    recommendations: Iterable[Recommendation],
+    verdicts: Iterable[Verdict] = (),
+    windows: Sequence[Window] = (),
+    scaling: ScalingRuleConfig | None = None,
+) -> list[Estimate]:
+    """An estimate for each finding whose fix can be priced, most time saved first."""
+    ratios = {
+        (v.candidate.statement, v.candidate.table, v.candidate.columns): v.cost_ratio
+        for v in verdicts
+        if v.verdict == "verified" and v.cost_ratio is not None
+    }
+    out = []
+    requests = feed.requests
+    for recommendation in recommendations:
+        if recommendation.category != "database":
+            continue
+        statement = recommendation.subject
+        numbers = recommendation.evidence.numbers
+        ratio: float | None = None
+        if recommendation.rule == "n_plus_one":
+            formula = _N_PLUS_ONE_FORMULA
+            extra: dict[str, float | int | str] = {}
+            assumptions = (*ASSUMPTIONS, "a batched query costs what one turn of the loop costs")
+        elif recommendation.rule == "index_candidate" and numbers.get("verdict") == "verified":
+            columns = tuple(c.strip() for c in str(numbers.get("columns", "")).split(","))
+            ratio = ratios.get((statement, str(numbers.get("table", "")), columns))
+            if ratio is None:
+                continue
+            formula = _INDEX_FORMULA
+            extra = {"cost_ratio": round(ratio, 6)}
+            assumptions = (*ASSUMPTIONS, "the planner's cost ratio holds for the observed durations")
+        else:
+            continue
+        saved = {key: _saving(totals, ratio) for key, totals in feed.calls_of(statement).items()}
+        priced = _estimate(
+            requests, feed, recommendation, saved, formula, assumptions, extra, windows, scaling
+        )
+        out.append(priced)
+    return sorted(out, key=lambda e: (-e.saved_s, e.fingerprint))
+
+
+def _saving(totals: tuple[int, float, int, int], ratio: float | None) -> float:
+    """One request's saving: the N+1 formula without a cost ratio, the index formula with one."""
+    calls, time_s, first_ns, last_ns = totals
+    if ratio is not None:
+        return time_s * (1 - ratio)
+    loop_s = max(last_ns - first_ns, 0) / 1e9
+    return loop_s - loop_s / calls if calls >= 2 else 0.0
+
+
+def _estimate(
+    requests: dict[_RequestKey, _Request],
+    feed: ImpactFeed,
+    recommendation: Recommendation,
+    saved: dict[_RequestKey, float],
+    formula: str,
+    assumptions: tuple[str, ...],
+    extra: dict[str, float | int | str],
+    windows: Sequence[Window],
+    scaling: ScalingRuleConfig | None,
+) -> Estimate:
+    affected = [key for key, value in saved.items() if value > 0 and key in requests]
+    routes = {requests[key].route for key in affected}
+    of_route: dict[str, list[tuple[_RequestKey, float]]] = {route: [] for route in routes}
+    for key, request in requests.items():
+        if request.route in of_route:
+            of_route[request.route].append((key, request.duration_s))
+    by_route: list[RouteImpact] = []
+    for route in sorted(routes):
+        before = of_route[route]
+        durations = [d for _, d in before]
+        after = [max(d - saved.get(key, 0.0), 0.0) for key, d in before]
+        savings = sorted(saved[key] for key, _ in before if saved.get(key, 0.0) > 0)
+        median = savings[len(savings) // 2] if savings else 0.0
+        by_route.append(RouteImpact(route, len(before), _p95(durations), _p95(after), median))
+    peak_before, peak_after = _replay(requests, saved, windows, scaling)
+    total = sum(saved[key] for key in affected)
+    evidence: dict[str, float | int | str] = {
+        "requests_kept": len(requests),
+        "requests_not_kept": feed.dropped,
+        "db_calls_not_kept": feed.dropped_calls,
+        **extra,
+    }
+    return Estimate(
+        recommendation.fingerprint,
+        recommendation.rule,
+        recommendation.title,
+        total,
+        len(affected),
+        formula,
+        assumptions,
+        tuple(by_route),
+        peak_before,
+        peak_after,
+        evidence,
+    )
+
+
+def _replay(
+    requests: dict[_RequestKey, _Request],
+    saved: dict[_RequestKey, float],
+    windows: Sequence[Window],
+    scaling: ScalingRuleConfig | None,
+) -> tuple[int | None, int | None]:
+    """The scaler's peak target over ``windows`` as they were, and with the saving applied."""
+    if not windows:
+        return None, None
+    config = scaling or ScalingRuleConfig()
+    starts = [w.start_ns for w in windows]
+    last_end = windows[-1].end_ns
+    inside: list[list[tuple[float, float]]] = [[] for _ in windows]
+    for key, request in requests.items():
+        i = bisect.bisect_right(starts, request.end_ns) - 1  # the window starting last at or before it
+        if i < 0 or request.end_ns > last_end:
+            continue
+        if request.end_ns >= windows[i].end_ns and not (i == len(windows) - 1 and request.end_ns == last_end):
+            continue  # in a gap between windows
+        inside[i].append((request.duration_s, max(request.duration_s - saved.get(key, 0.0), 0.0)))
+    steps_before = []
+    steps_after = []
+    for window, pairs in zip(windows, inside, strict=True):
+        metrics = window.metrics
+        step = (window.end_ns / 1e9, window.instances, metrics)
+        steps_before.append(step)
+        if not pairs:
+            steps_after.append(step)
+            continue
+        p95_ratio = _ratio(_p95([a for _, a in pairs]), _p95([b for b, _ in pairs]))
+        mean_ratio = _ratio(sum(a for _, a in pairs), sum(b for b, _ in pairs))
+
+        def scaled(value: float | None, ratio: float) -> float | None:
+            return None if value is None else value * ratio
+
+        changed = dataclasses.replace(
+            metrics,
+            response_time_p50=scaled(metrics.response_time_p50, p95_ratio),
+            response_time_p95=scaled(metrics.response_time_p95, p95_ratio),
+            response_time_p99=scaled(metrics.response_time_p99, p95_ratio),
+            queue_depth=scaled(metrics.queue_depth, mean_ratio),
+        )
+        steps_after.append((window.end_ns / 1e9, window.instances, changed))
+    before = [d.target_instances for d in config.scaler().simulate(steps_before)]
+    after = [d.target_instances for d in config.scaler().simulate(steps_after)]
+    return (max(before), max(after)) if before and after else (None, None)
+
+
+def _ratio(after: float, before: float) -> float:
+    return after / before if before > 0 else 1.0
+
+
+def _p95(values: Sequence[float]) -> float:
+    """Nearest-rank 95th percentile (0 for none)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(math.ceil(0.95 * len(ordered)) - 1, 0)]
+
+
+def ranked(recommendations: Iterable[Recommendation], estimates: Iterable[Estimate]) -> list[Recommendation]:
+    """``recommendations`` ranked by impact: a priced finding's ``impact_s`` becomes the time its fix
+    would save; the others keep the time at stake."""
+    saved = {e.fingerprint: e.saved_s for e in estimates}
+    out = [
+        dataclasses.replace(r, impact_s=saved[r.fingerprint]) if r.fingerprint in saved else r
+        for r in recommendations
+    ]
+    return sorted(out, key=lambda r: r.sort_key())
+
+
+def to_json(estimates: Sequence[Estimate]) -> dict[str, Any]:
+    """The ``impact`` section of the JSON report."""
+    return {"estimates": [e.to_dict() for e in estimates]}

@@ -1,0 +1,162 @@
+"""A small shop on Flask and SQLAlchemy 2.0 (SQLite or PostgreSQL) with the faults the analyzer looks for.
+
+* ``GET /orders``: the latest ``PAGE`` orders with their items, one query per order (an N+1), or
+  with ``fixed`` one ``IN`` query for all of them;
+* ``GET /customers/<id>/orders``: a customer's orders, on ``orders.customer_id``, which has no index
+  (the index that helps);
+* ``GET /orders/count/<status>``: orders with a status, of which there are two (an index on
+  ``orders.status`` would not help);
+* ``GET /health``: no database at all.
+
+``seed(dsn)`` creates and fills the tables. Run as a script, it serves a fixed series of requests
+through Flask's test client under the agent (file exporter) and exits::
+
+    python tests/apps/orders_app.py OUT_DIR DSN loop|fixed REQUESTS
+"""
+
+from __future__ import annotations
+
+import sys
+
+from flask import Flask, jsonify
+from sqlalchemy import ForeignKey, Index, create_engine, func, insert, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+#: Orders on the /orders page.
+PAGE = 150
+CUSTOMERS = 2_000
+ORDERS = 60_000
+ITEMS_PER_ORDER = 3
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int]
+    status: Mapped[str]
+    total: Mapped[float]
+
+
+class Item(Base):
+    __tablename__ = "order_items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    sku: Mapped[str]
+    qty: Mapped[int]
+    __table_args__ = (Index("order_items_by_order", "order_id"),)
+
+
+def engine_for(dsn: str) -> Engine:
+    """``sqlite:///path`` or ``postgresql://...`` (driven by psycopg 3)."""
+    if dsn.startswith("postgresql://"):
+        dsn = "postgresql+psycopg://" + dsn.removeprefix("postgresql://")
+    return create_engine(dsn)
+
+
+def seed(dsn: str) -> None:
+    """Create the tables and fill them (then ANALYZE, so the planner knows the data)."""
+    engine = engine_for(dsn)
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Order),
+            [
+                {"id": i, "customer_id": i % CUSTOMERS, "status": "paid" if i % 2 else "open", "total": i}
+                for i in range(1, ORDERS + 1)
+            ],
+        )
+        conn.execute(
+            insert(Item),
+            [
+                {"order_id": i, "sku": f"sku-{i % 97}-{n}", "qty": n + 1}
+                for i in range(ORDERS - 4 * PAGE, ORDERS + 1)
+                for n in range(ITEMS_PER_ORDER)
+            ],
+        )
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")
+        conn.commit()
+    engine.dispose()
+
+
+def create_app(engine: Engine, *, fixed: bool = False) -> Flask:
+    app = Flask("orders")
+
+    @app.get("/orders")
+    def recent_orders() -> object:
+        with Session(engine) as session:
+            page = select(Order.id, Order.total).order_by(Order.id.desc()).limit(PAGE)
+            orders = session.execute(page).all()
+            if fixed:
+                ids = [order.id for order in orders]
+                rows = session.execute(
+                    select(Item.order_id, Item.sku, Item.qty).where(Item.order_id.in_(ids))
+                ).all()
+                items: dict[int, list[tuple[str, int]]] = {}
+                for row in rows:
+                    items.setdefault(row.order_id, []).append((row.sku, row.qty))
+            else:
+                items = {}
+                for order in orders:
+                    rows = load_items(session, order.id)
+                    items[order.id] = [(row.sku, row.qty) for row in rows]
+        return jsonify([{"id": o.id, "total": o.total, "items": items.get(o.id, [])} for o in orders])
+
+    @app.get("/customers/<int:customer>/orders")
+    def customer_orders(customer: int) -> object:
+        with Session(engine) as session:
+            rows = session.execute(select(Order.id, Order.total).where(Order.customer_id == customer)).all()
+        return jsonify([{"id": row.id, "total": row.total} for row in rows])
+
+    @app.get("/orders/count/<status>")
+    def count_by_status(status: str) -> object:
+        with Session(engine) as session:
+            count = session.execute(select(func.count()).select_from(Order).where(Order.status == status))
+            return jsonify({"status": status, "count": count.scalar_one()})
+
+    @app.get("/health")
+    def health() -> object:
+        return jsonify({"ok": True})
+
+    return app
+
+
+def load_items(session: Session, order_id: int) -> list[object]:
+    """The N+1: called once per order of the page."""
+    return list(
+        session.execute(select(Item.sku, Item.qty).where(Item.order_id == order_id)).all()  # N+1 here
+    )
+
+
+def main(argv: list[str]) -> None:
+    out_dir, dsn, mode, count = argv[0], argv[1], argv[2], int(argv[3])
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    import amqadf_agent
+
+    agent = amqadf_agent.start(
+        exporters=["file"], output_dir=out_dir, service_name="orders", self_metrics=False
+    )
+    engine = engine_for(dsn)
+    SQLAlchemyInstrumentor().instrument(engine=engine)
+    app = create_app(engine, fixed=mode == "fixed")
+    FlaskInstrumentor().instrument_app(app)
+    client = app.test_client()
+    for i in range(count):
+        for path in ("/orders", f"/customers/{i % CUSTOMERS}/orders", "/orders/count/paid", "/health"):
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.status_code)
+    engine.dispose()
+    assert agent.shutdown()
+    print("served", count)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
