@@ -454,6 +454,7 @@ class ProductionConfig:
             # Every environment profile sets one (development DEBUG, staging INFO, production
             # WARNING): a ProductionConfig always sets the agent's logger level; a plain start() does not.
             log_level=self.log_level,
+            code_location=self.agent.code_location,
         )
 
     def _otlp_headers(self) -> dict[str, Secret]:

@@ -101,6 +101,9 @@ class AgentSettings:
     #: Level of the agent's own ``amqadf_agent`` logger (DEBUG, INFO, WARNING, ERROR, CRITICAL);
     #: None leaves it to the application's logging; ``AMQADF_LOG_LEVEL`` or ``OTEL_LOG_LEVEL``.
     log_level: str | None = _default("log_level")
+    #: The application's calling line on client spans (``code.*``) and N+1 events;
+    #: ``AMQADF_CODE_LOCATION``.
+    code_location: bool = _default("code_location")
 
     def __post_init__(self) -> None:
         headers = self.otlp_headers

@@ -93,6 +93,10 @@ def _tracer_provider(
     if "sample_ratio" in explicit or "OTEL_TRACES_SAMPLER" not in os.environ:
         sampler = ParentBased(TraceIdRatioBased(settings.sample_ratio))
     tracer_provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)
+    if settings.code_location:  # first: the exporters' processors see the spans with it
+        from amqadf_agent.runtime.code_location import CodeLocationProcessor
+
+        tracer_provider.add_span_processor(CodeLocationProcessor())
     for span_exporter in built.spans:
         with _sdk_processor_metrics(settings.self_metrics):
             processor = BatchSpanProcessor(
