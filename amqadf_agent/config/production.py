@@ -459,6 +459,7 @@ class ProductionConfig:
             redact_attributes=self.telemetry.redact_attributes,
             keep_db_parameters=self.telemetry.keep_db_parameters,
             log_correlation=self.telemetry.log_correlation,
+            code_location=self.agent.code_location,
         )
 
     def _otlp_headers(self) -> dict[str, Secret]:

@@ -112,6 +112,9 @@ class AgentSettings:
     #: Trace ids on the application's log records; ``AMQADF_LOG_CORRELATION`` or
     #: ``OTEL_PYTHON_LOG_CORRELATION``.
     log_correlation: bool = _default("log_correlation")
+    #: The application's calling line on client spans (``code.*``) and N+1 events;
+    #: ``AMQADF_CODE_LOCATION``.
+    code_location: bool = _default("code_location")
 
     def __post_init__(self) -> None:
         headers = self.otlp_headers

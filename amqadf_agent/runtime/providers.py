@@ -103,6 +103,10 @@ def _tracer_provider(
                 redact_attributes=settings.redact_attributes,
             )
         )
+    if settings.code_location:  # first: the exporters' processors see the spans with it
+        from amqadf_agent.runtime.code_location import CodeLocationProcessor
+
+        tracer_provider.add_span_processor(CodeLocationProcessor())
     for span_exporter in built.spans:
         with _sdk_processor_metrics(settings.self_metrics):
             processor = BatchSpanProcessor(
