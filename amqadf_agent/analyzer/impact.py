@@ -77,6 +77,9 @@ _INDEX_FORMULA: Final = (
 _RequestKey = str
 
 
+#: The largest time an ``array('q')`` holds.
+_MAX_NS: Final = 2**63 - 1
+
 class _Request:
     __slots__ = ("duration_s", "end_ns", "route")
 
@@ -144,7 +147,9 @@ class ImpactFeed:
         if self.service is not None and service != self.service:
             return
         key = record.trace_id + "\0" + service
-        start_ns = record.start_ns
+        # Within what the arrays hold: OTLP allows any uint64, a hostile file anything the reader takes.
+        start_ns = min(max(record.start_ns, 0), _MAX_NS)
+        end_ns = min(max(end_ns, 0), _MAX_NS)
         if record.kind == SPAN_KIND_SERVER:
             if key in self._requests:
                 return  # a nested server span of the same request: the outer one is the request
