@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -520,13 +521,22 @@ def test_shutdown_closes_the_proc_files_the_resource_collection_kept_open() -> N
     assert _proc_files_open() == []
 
 
-def test_shutdown_deadline_with_a_hanging_exporter(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING)
+@contextlib.contextmanager
+def hanging_export() -> Iterator[tuple[agent_mod.Agent, BlockingExporter]]:
+    """A started agent whose one span's export hangs until the block ends; yields it and the exporter."""
     blocking = BlockingExporter()
     agent = amqadf_agent.start(exporters=["none"], span_exporters=[blocking])
     try:
         with agent.tracer().start_as_current_span("stuck"):
             pass
+        yield agent, blocking
+    finally:
+        blocking.release.set()
+
+
+def test_shutdown_deadline_with_a_hanging_exporter(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    with hanging_export() as (agent, blocking):
         began = time.monotonic()
         finished = agent.shutdown(timeout=0.5)
         elapsed = time.monotonic() - began
@@ -538,23 +548,15 @@ def test_shutdown_deadline_with_a_hanging_exporter(caplog: pytest.LogCaptureFixt
         logged = warnings_with(caplog, "did not finish")
         assert len(logged) == 1, logged
         assert "0.5s" in logged[0]
-    finally:
-        blocking.release.set()
 
 
 def test_force_flush_deadline_with_a_hanging_exporter(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    blocking = BlockingExporter()
-    agent = amqadf_agent.start(exporters=["none"], span_exporters=[blocking])
-    try:
-        with agent.tracer().start_as_current_span("stuck"):
-            pass
+    with hanging_export() as (agent, _):
         began = time.monotonic()
         assert agent.force_flush(timeout=0.3) is False
         assert time.monotonic() - began < 2.0
         assert len(warnings_with(caplog, "flush did not finish within 0.3s")) == 1
-    finally:
-        blocking.release.set()
 
 
 def _listening(port: int) -> bool:
