@@ -1,6 +1,6 @@
 """Soak: an application writing its spans to files on a disk that fills up, stays full, then frees.
 
-A real 16 MiB tmpfs (mounted here, so it runs as root) holds the agent's output directory; files
+A real 64 MiB tmpfs (mounted here, so it runs as root) holds the agent's output directory; files
 rotate at 1 MiB. Three phases of ``seconds`` each: the disk has room; a filler file takes all that is
 left (each batch then fails with ENOSPC); the filler is deleted. It reports, per phase, the cost of
 a span as the application sees it (p50/p99 in µs), the RSS, the spans made, written and counted as
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import orjson
 
-DISK = "16m"
+DISK = "64m"
 ROTATE_BYTES = 1024 * 1024
 BUCKET_NS = 100
 BUCKETS = 100_000
