@@ -243,6 +243,69 @@ def test_disk_that_fills_and_frees_keeps_every_line_whole_and_counts_what_was_lo
     assert _span_ids(traces) == before_full + after_freed
 
 
+def test_rotation_goes_on_after_a_full_disk_frees_and_every_span_is_on_disk_or_counted(
+    small_disk: Path,
+) -> None:
+    # GIVEN files that rotate at every batch, on a disk half taken by a filler
+    filler = small_disk / "filler"
+    filler.write_bytes(b"f" * 32_000)
+    agent = amqadf_agent.start(
+        exporters=["file"],
+        output_dir=small_disk,
+        metric_interval=60,
+        span_export_delay=60,
+        self_metrics=False,
+        resource_monitor=False,
+        file_max_bytes=6_000,
+        file_max_backups=100,  # none pruned: every span written stays on disk
+        service_name="full-disk",
+    )
+    assert agent.running, agent.error
+    tracer = agent.tracer("app")
+    made = 0
+
+    def batch() -> None:
+        """One exported line of 10 spans (about 4 KB)."""
+        nonlocal made
+        for i in range(10):
+            with tracer.start_as_current_span("work", attributes={"pad": "p" * 200, "i": i}):
+                made += 1
+        assert agent.force_flush(timeout=5.0)
+
+    def dropped() -> int:
+        assert agent.stats is not None
+        return sum(n for (signal, _, _), n in agent.stats.snapshot()[1].items() if signal == "traces")
+
+    def trace_files() -> set[str]:
+        return {path.name for path in small_disk.glob("traces*.jsonl")}
+
+    # WHEN the disk fills up (two more batches are tried on the full disk), then is freed
+    rounds = 0
+    while dropped() == 0:
+        assert rounds < 40, "the disk never filled"
+        batch()
+        rounds += 1
+    batch()
+    batch()
+    lost = dropped()
+    files_when_full = trace_files()
+    filler.unlink()
+    for _ in range(3):  # each in a file of its own, two 4 KiB pages: 24 KiB of the 31 freed
+        batch()
+    assert agent.shutdown(timeout=5.0)
+
+    # THEN writing and rotation went on: new backups after the disk had room again
+    assert lost == 30 and dropped() == lost
+    assert len(trace_files() - files_when_full) >= 1
+    # AND every span made is in a file or counted as dropped, every line whole
+    on_disk = 0
+    for name in trace_files():
+        data = (small_disk / name).read_bytes()
+        assert data == b"" or data.endswith(b"\n")
+        on_disk += len(_span_ids(small_disk / name))
+    assert on_disk + lost == made
+
+
 def test_short_write_past_the_file_size_limit_leaves_whole_lines(tmp_path: Path) -> None:
     """RLIMIT_FSIZE: the kernel writes up to the limit, then fails (EFBIG), as on a full disk."""
     script = f"""
