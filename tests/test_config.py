@@ -5,10 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -589,18 +587,6 @@ def test_flag_evaluation_emits_no_telemetry() -> None:
         assert not {name for name in names if "flag" in name or "feature" in name}, names
     finally:
         agent.shutdown()
-
-
-def test_flag_evaluation_is_cheap() -> None:
-    flags = FeatureFlags({"f": FeatureFlag("f", True, 30.0), "g": FeatureFlag("g", True)})
-    for name, key in (("g", None), ("f", "tenant-42")):
-        runs = []
-        for _ in range(5):
-            start = time.perf_counter()
-            for _ in range(20000):
-                flags.enabled(name, key)
-            runs.append((time.perf_counter() - start) / 20000)
-        assert statistics.median(runs) < 5e-6  # generous for a loaded CI box; ~0.1-0.4 µs measured
 
 
 # -- start(config) --------------------------------------------------------------------------------
