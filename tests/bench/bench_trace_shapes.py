@@ -1,4 +1,4 @@
-"""CPU cost per span of the trace-shape rules beside the database rules, on the analyzer bench's
+"""CPU cost per span of the trace-shape and pool rules beside the database rules, on the analyzer bench's
 traffic and on traffic where every trace has calls to analyse.
 
     .venv/bin/python tests/bench/bench_trace_shapes.py [--size-mb 30] [--repeat 3]
@@ -27,6 +27,7 @@ from pathlib import Path
 from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, Record, SpanRecord
 from amqadf_agent.analyzer.otlp_reader import read
 from amqadf_agent.analyzer.rules.database import DatabaseRules
+from amqadf_agent.analyzer.rules.pool import PoolRules
 from amqadf_agent.analyzer.rules.trace_shapes import TraceShapeRules
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -93,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         generate(path, half, args.size_mb)
         bench = list(read(path))
     inputs = {"bench traffic": bench, "every trace busy": busy_traces()}
-    rows = (("database rules", DatabaseRules), ("trace-shape rules", TraceShapeRules))
+    rows = (
+        ("database rules", DatabaseRules),
+        ("trace-shape rules", TraceShapeRules),
+        ("pool rules", PoolRules),
+    )
     print(f"{'input':18} {'rules':18} {'spans':>9} {'us/span':>8} {'findings':>8}")
     for label, records in inputs.items():
         spans = sum(type(r) is SpanRecord for r in records)
