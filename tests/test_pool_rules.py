@@ -195,3 +195,13 @@ def test_queries_in_flight_fill_the_pool() -> None:
     for record in burst:
         unknown.add(record)
     assert unknown.recommendations() == []
+
+
+def test_span_times_outside_uint64_are_not_swept() -> None:
+    rules = PoolRules()
+    for start in (-5, 2**64 - 2, 2**63 + 1):
+        span = db(0, 1)
+        span.start_ns, span.end_ns = start, start + 5
+        rules.add(span)
+    assert rules.recommendations() == []
+    assert rules._swept == 1  # the one inside uint64

@@ -77,6 +77,7 @@ MIN_WAITS: Final = 20
 MIN_SWEEP_SPANS: Final = 20
 #: Db spans kept for the sweep, all instances together (16 bytes each); later ones are not swept.
 MAX_SWEPT_SPANS: Final = 200_000
+_TIME_LIMIT: Final = 2**64
 
 _USED: Final = frozenset({DB_CLIENT_CONNECTION_COUNT.name, DB_CLIENT_CONNECTIONS_USAGE_OLD})
 _MAX: Final = frozenset({DB_CLIENT_CONNECTION_MAX.name, DB_CLIENT_CONNECTIONS_MAX_OLD})
@@ -194,8 +195,13 @@ class PoolRules:
         attributes = span.attributes
         if not (attributes.get(ATTR_DB_SYSTEM_NAME) or attributes.get(ATTR_DB_SYSTEM_OLD)):
             return
-        if self._swept >= MAX_SWEPT_SPANS or span.end_ns <= span.start_ns or not self._inside(span.end_ns):
-            return
+        start_ns, end_ns = span.start_ns, span.end_ns
+        if (
+            self._swept >= MAX_SWEPT_SPANS
+            or not 0 <= start_ns < end_ns < _TIME_LIMIT
+            or not self._inside(end_ns)
+        ):
+            return  # a time outside uint64 (which a hostile file can hold) fits no array
         if span.resource is not self._last_resource:
             self._last_resource = span.resource
             service = service_name(span.resource)
@@ -205,9 +211,9 @@ class PoolRules:
             return
         times = self._spans.get(self._last_key)
         if times is None:
-            times = self._spans[self._last_key] = (array("q"), array("q"))
-        times[0].append(span.start_ns)
-        times[1].append(span.end_ns)
+            times = self._spans[self._last_key] = (array("Q"), array("Q"))
+        times[0].append(start_ns)
+        times[1].append(end_ns)
         self._swept += 1
 
     def _pool(self, key: tuple[str, str, str]) -> PoolStats:
