@@ -156,3 +156,52 @@ def test_analyze_reads_pool_metrics_from_a_file(tmp_path: Path) -> None:
     path.write_text(json.dumps(export) + "\n")
     found = [r for r in analyze(AnalysisOptions(paths=(path,))).recommendations if r.rule == "pool_saturated"]
     assert len(found) == 1 and found[0].evidence.numbers["saturated_samples"] == 5
+
+
+def test_sweep_counts_overlaps() -> None:
+    from amqadf_agent.analyzer.rules.pool import sweep
+
+    # [0,10) [5,15) [5,8) [20,30): three at once over [5,8), at least two over [5,10)
+    assert sweep([0, 5, 5, 20], [10, 15, 8, 30], 2) == (3, 25, 5)
+    assert sweep([0, 10], [10, 20], 2) == (1, 20, 0)  # one ends as the next starts: never two
+
+
+def db(start_ms: float, duration_ms: float) -> Any:
+    from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, SpanRecord
+
+    start = T0 + int(start_ms * 1_000_000)
+    attrs = {"db.system.name": "postgresql", "db.query.text": "SELECT 1 FROM t"}
+    return SpanRecord("ab" * 16, "cd" * 8, "ef" * 8, "SELECT", SPAN_KIND_CLIENT, start,
+                      start + int(duration_ms * 1_000_000), 0, "", attrs, (), RESOURCE, "test")  # fmt: skip
+
+
+def test_queries_in_flight_fill_the_pool() -> None:
+    size = gauge("db.client.connection.max", [3], POOL)
+    # 30 requests of 3 queries at once each 40 ms long, 50 ms apart: the pool of 3 is full whenever busy
+    burst = [db(i * 50 + k, 40) for i in range(30) for k in range(3)]
+    rules = PoolRules()
+    for record in [size, *burst]:
+        rules.add(record)
+    (found,) = [r for r in rules.recommendations() if r.rule == "pool_concurrency"]
+    numbers = found.evidence.numbers
+    assert numbers["peak_concurrent"] == 3 and numbers["max"] == 3
+    assert float(numbers["full_share"]) > 0.9
+    # control: the same queries one at a time, or no pool size known
+    calm = PoolRules()
+    for record in [size, *(db(i * 50, 40) for i in range(90))]:
+        calm.add(record)
+    assert [r for r in calm.recommendations() if r.rule == "pool_concurrency"] == []
+    unknown = PoolRules()
+    for record in burst:
+        unknown.add(record)
+    assert unknown.recommendations() == []
+
+
+def test_span_times_outside_uint64_are_not_swept() -> None:
+    rules = PoolRules()
+    for start in (-5, 2**64 - 2, 2**63 + 1):
+        span = db(0, 1)
+        span.start_ns, span.end_ns = start, start + 5
+        rules.add(span)
+    assert rules.recommendations() == []
+    assert rules._swept == 1  # the one inside uint64

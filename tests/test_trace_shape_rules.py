@@ -294,3 +294,12 @@ def test_a_loop_call_is_not_one_of_the_serialized_calls() -> None:
     assert ser.subject == "GET a/x | GET b/y | GET c/z"
     (n1,) = rules(analyze_trace_shapes(spans), "n_plus_one_http")
     assert n1.evidence.numbers["largest"] == 12
+
+
+def test_route_of_a_consumer_trace_is_its_span_name() -> None:
+    from amqadf_agent.analyzer.model import SPAN_KIND_CONSUMER
+
+    consumer = span("orders process", 0, 800, kind=SPAN_KIND_CONSUMER, parent="", span_id=ROOT)
+    calls = [http(f"http://inventory/stock/{i}", i * 40, 35) for i in range(12)]
+    (n1,) = rules(analyze_trace_shapes([consumer, *calls]), "n_plus_one_http")
+    assert n1.evidence.numbers["route"] == "orders process"

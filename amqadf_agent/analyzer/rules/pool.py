@@ -17,25 +17,32 @@ The rules, category ``database``:
   every connection in use (``used >= max``) or requests pending, over at least ``MIN_SAMPLES``
   samples;
 * **connection wait** (``pool_wait``): the p95 of the waits for a connection is at least ``WAIT_P95_S``
-  over at least ``MIN_WAITS`` waits.
+  over at least ``MIN_WAITS`` waits;
+* **queries fill the pool** (``pool_concurrency``): a sweep over the times of an instance's db client
+  spans counts the queries in flight at once; where they reach the size of its pools (the sum of
+  their ``db.client.connection.max``) for at least ``SATURATED_SHARE`` of the time queries run, over
+  at least ``MIN_SWEEP_SPANS`` spans. This needs no pool instrumentation beyond the size.
 
 Memory: per pool a count of samples per in-use value (a pool has few connections) and the summed
-wait-time buckets.
+wait-time buckets; two times per db span for the sweep, at most ``MAX_SWEPT_SPANS`` spans (3 MB).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from array import array
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Final
 
 from amqadf_agent.analyzer.deltas import HistogramDeltas, bucket_quantile
 from amqadf_agent.analyzer.model import (
+    SPAN_KIND_CLIENT,
     HistogramPoint,
     MetricRecord,
     NumberPoint,
     Record,
+    SpanRecord,
     service_instance_id,
     service_name,
 )
@@ -43,6 +50,8 @@ from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
 from amqadf_agent.semconv import (
     ATTR_DB_CLIENT_CONNECTION_POOL_NAME,
     ATTR_DB_CLIENT_CONNECTION_STATE,
+    ATTR_DB_SYSTEM_NAME,
+    ATTR_DB_SYSTEM_OLD,
     ATTR_POOL_NAME_OLD,
     ATTR_STATE_OLD,
     DB_CLIENT_CONNECTION_COUNT,
@@ -65,6 +74,10 @@ WAIT_P95_S: Final = 0.05
 #: Data floors: fewer samples or waits than these, no finding.
 MIN_SAMPLES: Final = 5
 MIN_WAITS: Final = 20
+MIN_SWEEP_SPANS: Final = 20
+#: Db spans kept for the sweep, all instances together (16 bytes each); later ones are not swept.
+MAX_SWEPT_SPANS: Final = 200_000
+_TIME_LIMIT: Final = 2**64
 
 _USED: Final = frozenset({DB_CLIENT_CONNECTION_COUNT.name, DB_CLIENT_CONNECTIONS_USAGE_OLD})
 _MAX: Final = frozenset({DB_CLIENT_CONNECTION_MAX.name, DB_CLIENT_CONNECTIONS_MAX_OLD})
@@ -115,8 +128,8 @@ class PoolStats:
 class PoolRules:
     """Feed every record (``add``), then ask for ``recommendations()``."""
 
-    #: Metrics only.
-    SPAN_KINDS: ClassVar[frozenset[int]] = frozenset()
+    #: Db client spans, for the sweep of concurrent queries.
+    SPAN_KINDS: ClassVar[frozenset[int]] = frozenset({SPAN_KIND_CLIENT})
 
     def __init__(
         self, *, service: str | None = None, since_ns: int | None = None, until_ns: int | None = None
@@ -126,6 +139,11 @@ class PoolRules:
         self.until_ns = until_ns
         self._pools: dict[tuple[str, str, str], PoolStats] = {}
         self._histograms = HistogramDeltas()
+        #: (service, instance) -> start and end times (ns) of its db client spans, for the sweep.
+        self._spans: dict[tuple[str, str], tuple[array[int], array[int]]] = {}
+        self._swept = 0
+        self._last_resource: object = None
+        self._last_key: tuple[str, str] | None = None
 
     def _inside(self, time_ns: int) -> bool:
         if self.since_ns is not None and time_ns < self.since_ns:
@@ -133,7 +151,10 @@ class PoolRules:
         return not (self.until_ns is not None and time_ns > self.until_ns)
 
     def add(self, record: Record) -> None:
-        """Take a pool metric into account; anything else is skipped."""
+        """Take a pool metric or a db client span into account; anything else is skipped."""
+        if type(record) is SpanRecord:
+            self._add_span(record)
+            return
         if type(record) is not MetricRecord or record.name not in _NAMES:
             return
         service = service_name(record.resource)
@@ -170,6 +191,31 @@ class PoolRules:
                     pool.used[used] = pool.used.get(used, 0) + 1
                     pool.used_times[point.time_ns] = used
 
+    def _add_span(self, span: SpanRecord) -> None:
+        attributes = span.attributes
+        if not (attributes.get(ATTR_DB_SYSTEM_NAME) or attributes.get(ATTR_DB_SYSTEM_OLD)):
+            return
+        start_ns, end_ns = span.start_ns, span.end_ns
+        if (
+            self._swept >= MAX_SWEPT_SPANS
+            or not 0 <= start_ns < end_ns < _TIME_LIMIT
+            or not self._inside(end_ns)
+        ):
+            return  # a time outside uint64 (which a hostile file can hold) fits no array
+        if span.resource is not self._last_resource:
+            self._last_resource = span.resource
+            service = service_name(span.resource)
+            keep = self.service is None or service == self.service
+            self._last_key = (service, service_instance_id(span.resource)) if keep else None
+        if self._last_key is None:
+            return
+        times = self._spans.get(self._last_key)
+        if times is None:
+            times = self._spans[self._last_key] = (array("Q"), array("Q"))
+        times[0].append(start_ns)
+        times[1].append(end_ns)
+        self._swept += 1
+
     def _pool(self, key: tuple[str, str, str]) -> PoolStats:
         pool = self._pools.get(key)
         if pool is None:
@@ -202,7 +248,7 @@ class PoolRules:
         return sorted(self._pools.values(), key=lambda p: (p.service, p.instance, p.pool))
 
     def recommendations(self) -> list[Recommendation]:
-        found: list[Recommendation] = []
+        found: list[Recommendation] = self._concurrency()
         for pool in self.stats():
             label = pool.pool or "(unnamed pool)"
             where = f"{pool.service}" + (f" instance {pool.instance}" if pool.instance else "")
@@ -271,3 +317,84 @@ class PoolRules:
                     )
                 )
         return found
+
+    def _concurrency(self) -> list[Recommendation]:
+        """Queries in flight at once per instance (a sweep over the span times) against the size of its
+        pools (the sum of their ``db.client.connection.max``): where they fill the pools for a share of
+        the time queries run, the queries wait for connections."""
+        sizes: dict[tuple[str, str], int] = {}
+        pools: dict[tuple[str, str], list[str]] = {}
+        for pool in self._pools.values():
+            if pool.max:
+                key = (pool.service, pool.instance)
+                sizes[key] = sizes.get(key, 0) + pool.max
+                pools.setdefault(key, []).append(pool.pool or "(unnamed pool)")
+        found: list[Recommendation] = []
+        for key, (starts, ends) in sorted(self._spans.items()):
+            size = sizes.get(key)
+            if size is None or len(starts) < MIN_SWEEP_SPANS:
+                continue
+            peak, busy_ns, full_ns = sweep(starts, ends, size)
+            if not busy_ns or full_ns / busy_ns < SATURATED_SHARE:
+                continue
+            service, instance = key
+            where = service + (f" instance {instance}" if instance else "")
+            names = ", ".join(sorted(pools[key]))
+            numbers: dict[str, int | float | str] = {"service": service, "pool": names}
+            if instance:
+                numbers["instance"] = instance
+            numbers.update(
+                db_spans=len(starts),
+                max=size,
+                peak_concurrent=peak,
+                full_share=round(full_ns / busy_ns, 3),
+                full_ms=round(full_ns / 1e6, 3),
+            )
+            found.append(
+                Recommendation(
+                    category=CATEGORY,
+                    rule="pool_concurrency",
+                    severity="high" if full_ns / busy_ns >= 0.5 else "medium",
+                    title=f"Queries in flight fill the connection pool of {where} (max {size})",
+                    action=(
+                        "The queries at once reach the pool size: later ones wait for a connection. Make "
+                        "the queries shorter or fewer first, then size the pool to the concurrency."
+                    ),
+                    subject=f"{service}/{instance}/concurrency",
+                    evidence=Evidence(
+                        numbers=numbers,
+                        formula="full_share = time with concurrent db spans >= max / time with any db span",
+                        threshold=f"full_share >= {SATURATED_SHARE:g} over db spans >= {MIN_SWEEP_SPANS}",
+                        window_start_ns=min(starts),
+                        window_end_ns=max(ends),
+                    ),
+                    confidence=round(min(0.85, 0.4 + 0.05 * math.log1p(len(starts))), 3),
+                    impact_s=full_ns / 1e9,
+                )
+            )
+        return found
+
+
+def sweep(starts: Sequence[int], ends: Sequence[int], size: int) -> tuple[int, int, int]:
+    """``(peak, busy_ns, full_ns)`` of intervals ``[start, end)``: the most at once, the time with at
+    least one, and the time with at least ``size``."""
+    opened = sorted(starts)
+    closed = sorted(ends)
+    count = len(opened)
+    i = j = level = peak = busy = full = 0
+    last = 0
+    while j < count:
+        if i < count and opened[i] < closed[j]:
+            at, step = opened[i], 1
+            i += 1
+        else:
+            at, step = closed[j], -1
+            j += 1
+        if level > 0:
+            busy += at - last
+            if level >= size:
+                full += at - last
+        level += step
+        peak = max(peak, level)
+        last = at
+    return peak, busy, full

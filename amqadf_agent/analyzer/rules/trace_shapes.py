@@ -22,9 +22,10 @@ normalized statement, ``analyzer.sql``). The rules, each a finding of category `
   one trace, not counting failed calls (retries).
 
 Findings are aggregated over traces by rule and subject (the URL template, the call sequence, the
-parent span's name, the peer); each names the routes (``http.route`` of the trace's SERVER span, else
-its name) and services it was seen in, example trace and span ids, and the time at stake, which ranks
-it (``impact_s``: the time that could be saved, or the time in the calls for fan-out and chatty).
+parent span's name, the peer); each names the routes (``http.route`` of the trace's first SERVER or
+CONSUMER span, else that span's name) and services it was seen in, example trace and span ids, and
+the time at stake, which ranks it (``impact_s``: the time that could be saved, or the time in the
+calls for fan-out and chatty).
 Below ``min_traces`` traces with calls in the whole input no finding is made.
 """
 
@@ -147,8 +148,8 @@ class TraceShapeConfig:
     #: Fewer traces with calls (or a fan-out) than this in the whole input: no finding at all.
     min_traces: int = 1
     max_examples: int = 3
-    #: Spans of unfinished traces kept, all traces together (about 150 bytes each, and the statement
-    #: or URL text they reference).
+    #: Spans of unfinished traces kept, all traces together: about 450 bytes each with the ids and the
+    #: statement or URL text they keep alive (23 MB when full, measured on the analyzer bench's traffic).
     max_buffered_spans: int = 50_000
 
 
@@ -255,7 +256,9 @@ class TraceShapeRules:
                 target = http_target(attributes)
                 if target is not None:
                     kind, (method, text) = _HTTP, target
-        elif span.kind == SPAN_KIND_SERVER and span.trace_id not in self._routes:
+        elif (span.kind == SPAN_KIND_SERVER or span.kind == SPAN_KIND_CONSUMER) and (
+            span.trace_id not in self._routes
+        ):
             route = span.attributes.get(ATTR_HTTP_ROUTE)
             self._routes[span.trace_id] = route if isinstance(route, str) and route else span.name
         entry: _Raw = (
