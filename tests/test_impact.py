@@ -62,12 +62,13 @@ def _request(trace: int, start_ms: float, loop_calls: int, route: str = "/orders
 
 
 def _feed_and_findings(spans: list[SpanRecord]) -> tuple[ImpactFeed, list[Recommendation]]:
-    feed, rules = ImpactFeed(), DatabaseRules()
+    rules = DatabaseRules()
+    feed = ImpactFeed(rules)
     for span in spans:
         feed.add(span)
         if span.kind == SPAN_KIND_CLIENT:
             rules.add_span(span)
-    return feed, rules.recommendations()
+    return feed, rules.recommendations()  # hands each trace's calls to the feed
 
 
 def test_n_plus_one_saving_is_the_loop_but_one_turn() -> None:
@@ -215,9 +216,13 @@ def test_orders_app_index_verdicts_and_n_plus_one_saving(orders_db: tuple[str, s
 
 
 def test_memory_is_bounded() -> None:
-    feed = ImpactFeed(max_requests=3)
-    for trace in range(10):
+    rules = DatabaseRules()
+    feed = ImpactFeed(rules, max_requests=3)
+    for trace in range(20):
         for span in _request(trace + 1, trace * 1000, 5):
             feed.add(span)
-    assert (len(feed.requests), feed.dropped) == (3, 7)
-    assert (feed.requests_with_calls, feed.dropped_calls) == (6, 4 * 5)
+            rules.add_span(span)
+    rules.recommendations()
+    assert (len(feed.requests), feed.dropped) == (3, 17)
+    # 5 (request, statement) pairs a request kept: 15 traces' calls, the other 5 traces' 25 calls dropped
+    assert (feed.call_rows, feed.dropped_calls) == (15, 5 * 5)
