@@ -41,7 +41,7 @@ import math
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TextIO
 
 from amqadf_agent.analyzer.explain import Verdict
 from amqadf_agent.analyzer.model import SPAN_KIND_SERVER, Record, SpanRecord, service_name
@@ -70,6 +70,7 @@ _INDEX_FORMULA: Final = (
     "saved per request = time_ms * (1 - cost_after / cost_before) (the planner's cost ratio applied "
     "to the observed time of the statement)"
 )
+
 
 #: ``trace id + "\0" + service``: one request. A string, not a tuple: the garbage collector does not
 #: track strings, and it would walk every tuple kept (the input's millions of spans made the collector
@@ -461,3 +462,27 @@ def ranked(recommendations: Iterable[Recommendation], estimates: Iterable[Estima
 def to_json(estimates: Sequence[Estimate]) -> dict[str, Any]:
     """The ``impact`` section of the JSON report."""
     return {"estimates": [e.to_dict() for e in estimates]}
+
+
+def render_text(section: dict[str, Any] | None, file: TextIO) -> None:
+    """The ``impact`` section as text, when a fix was priced (nothing otherwise)."""
+    from amqadf_agent.analyzer.report_values import shown
+
+    estimates = (section or {}).get("estimates") or []
+    if not estimates:
+        return
+    w = file.write
+    w(f"\nWhat the fixes are worth ({len(estimates)})\n")
+    for item in estimates:
+        each, count = item["saved_ms_per_affected_request"], item["requests_affected"]
+        w(f"  {shown(item['title'])}\n    saves {item['saved_ms']:.1f} ms in all, {each:.1f} ms in each of ")
+        w(f"{count} requests\n")
+        for route in item["routes"]:
+            w(
+                f"    {shown(route['route'])}: p95 {route['p95_before_ms']:.1f} -> "
+                f"{route['p95_after_ms']:.1f} ms ({route['requests']} requests)\n"
+            )
+        instances = item.get("instances")
+        if instances:
+            w(f"    instances at peak: {instances['peak_before']} -> {instances['peak_after']}\n")
+        w(f"    how: {shown(item['formula'])}\n")
