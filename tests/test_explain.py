@@ -187,3 +187,10 @@ def test_findings_are_labelled_by_their_verdict(sqlite_shop: Path) -> None:
     assert [r for r in checked if r.rule != "index_candidate"] == [
         r for r in found if r.rule != "index_candidate"
     ]
+
+
+def test_the_dsn_stays_out_of_the_options_repr() -> None:
+    from amqadf_agent.analyzer.run import AnalysisOptions
+
+    options = AnalysisOptions(paths=("x",), explain="postgresql://app:s3cret-pw@db/shop")
+    assert "s3cret-pw" not in repr(options)

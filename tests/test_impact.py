@@ -62,12 +62,13 @@ def _request(trace: int, start_ms: float, loop_calls: int, route: str = "/orders
 
 
 def _feed_and_findings(spans: list[SpanRecord]) -> tuple[ImpactFeed, list[Recommendation]]:
-    feed, rules = ImpactFeed(), DatabaseRules()
+    rules = DatabaseRules()
+    feed = ImpactFeed(rules)
     for span in spans:
         feed.add(span)
         if span.kind == SPAN_KIND_CLIENT:
             rules.add_span(span)
-    return feed, rules.recommendations()
+    return feed, rules.recommendations()  # hands each trace's calls to the feed
 
 
 def test_n_plus_one_saving_is_the_loop_but_one_turn() -> None:
@@ -203,6 +204,12 @@ def test_orders_app_index_verdicts_and_n_plus_one_saving(orders_db: tuple[str, s
     assert route["route"] == "/orders"
     assert all(r["route"] != "/health" for e in estimates for r in e["routes"])
 
+    # AND the text report says what the fix is worth
+    assert analyze_main([*argv[:-2], "-o", str(tmp_path / "report.txt")]) == 0
+    shown = (tmp_path / "report.txt").read_text()
+    assert "What the fixes are worth" in shown and "/orders: p95 " in shown
+    assert "s3cret-pw" not in shown
+
     # WHEN the app runs with the fix (one IN query)
     _run(tmp_path / "fixed", app_dsn, "fixed", REQUESTS)
     before = _durations(tmp_path / "loop", "/orders")
@@ -215,9 +222,22 @@ def test_orders_app_index_verdicts_and_n_plus_one_saving(orders_db: tuple[str, s
 
 
 def test_memory_is_bounded() -> None:
-    feed = ImpactFeed(max_requests=3)
-    for trace in range(10):
+    rules = DatabaseRules()
+    feed = ImpactFeed(rules, max_requests=3)
+    for trace in range(20):
         for span in _request(trace + 1, trace * 1000, 5):
             feed.add(span)
-    assert (len(feed.requests), feed.dropped) == (3, 7)
-    assert (feed.requests_with_calls, feed.dropped_calls) == (6, 4 * 5)
+            rules.add_span(span)
+    rules.recommendations()
+    assert (len(feed.requests), feed.dropped) == (3, 17)
+    # 5 (request, statement) pairs a request kept: 15 traces' calls, the other 5 traces' 25 calls dropped
+    assert (feed.call_rows, feed.dropped_calls) == (15, 5 * 5)
+
+
+def test_times_beyond_64_bits_do_not_break_the_feed() -> None:
+    huge = 2**64 + 5  # odd input that the reader lets through: kept in range, never an error
+    spans = [s for t in range(6) for s in _request(t + 1, t * 1000, 6)]
+    for span in spans[:7]:
+        span.end_ns = huge
+    feed, found = _feed_and_findings(spans)
+    assert estimate(feed, found)  # priced, not crashed

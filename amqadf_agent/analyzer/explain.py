@@ -233,9 +233,9 @@ def _verdict(
         outcome: Outcome = "not suggested"
         reason = "the planner would not use it"
     elif drop < MIN_COST_DROP:
-        outcome, reason = "not suggested", f"the {unit} falls only {drop * 100:.0f}% (< {MIN_COST_DROP:.0%})"
+        outcome, reason = "not suggested", f"the {unit} falls only {drop * 100:.1f}% (< {MIN_COST_DROP:.0%})"
     else:
-        outcome, reason = "verified", f"the {unit} falls {drop * 100:.0f}% (>= {MIN_COST_DROP:.0%})"
+        outcome, reason = "verified", f"the {unit} falls {drop * 100:.1f}% (>= {MIN_COST_DROP:.0%})"
     return Verdict(
         candidate,
         outcome,

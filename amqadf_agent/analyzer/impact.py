@@ -1,7 +1,8 @@
 """What each fix is worth: the time a database finding's fix would save, per route and in instances.
 
-``ImpactFeed`` reads the server spans (one a request: its trace, service, route and duration) and the
-db client spans (per request, per statement shape: calls and time) in the analysis' one pass.
+``ImpactFeed`` reads the server spans (one a request: its trace, service, route and duration) in the
+analysis' one pass, and the db calls of each trace from the database rules (per request, per statement
+shape: calls, time, first start and last end).
 ``estimate`` then prices each database finding whose fix can be priced:
 
 * **N+1** (``n_plus_one``): the loop of n calls of the statement in a request becomes one batched
@@ -23,9 +24,13 @@ critical path (sequential, synchronous); a batched query costs what one of the l
 planner's cost ratio holds for the observed durations. A slow query without a verified index is not
 priced (no fix is known to work).
 
-Memory: per request a small object and per (request, statement shape) four numbers, at most
-``MAX_REQUESTS`` requests and twice as many requests' db calls (beyond that they are counted, not
-kept: the estimate then covers the requests kept, and says how many were not).
+Memory: per request a key and three numbers, per (request, statement shape) a key and four numbers,
+at most ``MAX_REQUESTS`` requests and ``CALL_ROWS_PER_REQUEST`` times as many pairs (the first ones;
+beyond that they are counted, not kept: the estimate then covers the requests kept, and says how many
+were not).
+
+Cost: about 0.8 µs of CPU a span on top of the database rules' 2.9 (+25% on them; the whole analysis
+costs about 7 µs a span), measured by tests/bench/bench_impact.py on the shared 2-core machine.
 """
 
 from __future__ import annotations
@@ -36,27 +41,22 @@ import math
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TextIO
 
 from amqadf_agent.analyzer.explain import Verdict
-from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, Record, SpanRecord, service_name
+from amqadf_agent.analyzer.model import SPAN_KIND_SERVER, Record, SpanRecord, service_name
 from amqadf_agent.analyzer.recommendation import Recommendation
+from amqadf_agent.analyzer.rules.database import DatabaseRules
 from amqadf_agent.analyzer.rules.scaling import ScalingRuleConfig
-from amqadf_agent.analyzer.sql import analyze, normalize_call
 from amqadf_agent.analyzer.windows import Window
-from amqadf_agent.semconv import (
-    ATTR_DB_QUERY_TEXT,
-    ATTR_DB_STATEMENT_OLD,
-    ATTR_DB_SYSTEM_NAME,
-    ATTR_DB_SYSTEM_OLD,
-    ATTR_HTTP_ROUTE,
-)
+from amqadf_agent.semconv import ATTR_HTTP_ROUTE
 
 __all__ = ["MAX_REQUESTS", "Estimate", "ImpactFeed", "estimate", "ranked"]
 
-#: Requests (server spans) kept for the estimates; requests with db calls are kept up to twice as many
-#: (their server span may never come), about 300 bytes each: some 70 MB at most.
-MAX_REQUESTS: Final = 100_000
+#: Requests (server spans) kept for the estimates, about 150 bytes each, and (request, statement) pairs
+#: of db calls, ``CALL_ROWS_PER_REQUEST`` times as many, about 150 bytes each: some 45 MB at most.
+MAX_REQUESTS: Final = 50_000
+CALL_ROWS_PER_REQUEST: Final = 5
 ASSUMPTIONS: Final = (
     "the db calls of a request run one after the other on its critical path",
     "the service's CPU does not change (a database wait costs it little CPU)",
@@ -71,6 +71,7 @@ _INDEX_FORMULA: Final = (
     "to the observed time of the statement)"
 )
 
+
 #: ``trace id + "\0" + service``: one request. A string, not a tuple: the garbage collector does not
 #: track strings, and it would walk every tuple kept (the input's millions of spans made the collector
 #: cost as much as the rest of this module).
@@ -79,6 +80,7 @@ _RequestKey = str
 
 #: The largest time an ``array('q')`` holds.
 _MAX_NS: Final = 2**63 - 1
+
 
 class _Request:
     __slots__ = ("duration_s", "end_ns", "route")
@@ -92,24 +94,30 @@ class _Request:
 class ImpactFeed:
     """Reads the requests and their db calls (a ``RuleFeed`` of ``analyzer.run``).
 
-    Kept in arrays indexed through string keys (no container per request or call): the feed reads
-    every server and db span, and the analysis must stay fast and small (tests/bench/bench_analyzer.py).
+    Kept in arrays indexed through string keys (no container per request or call): the feed sees
+    every server span and db call, and the analysis must stay fast and small
+    (tests/bench/bench_analyzer.py). The db calls come from the database rules, which have normalized
+    them already: each trace's calls as the rules analyse and forget it.
     """
 
-    SPAN_KINDS: ClassVar[frozenset[int]] = frozenset({SPAN_KIND_SERVER, SPAN_KIND_CLIENT})
+    SPAN_KINDS: ClassVar[frozenset[int]] = frozenset({SPAN_KIND_SERVER})
 
     def __init__(
         self,
+        database: DatabaseRules,
         service: str | None = None,
         since_ns: int | None = None,
         until_ns: int | None = None,
         max_requests: int = MAX_REQUESTS,
     ) -> None:
+        self.database = database
+        database.trace_listener = self.add_calls
         self.service = service
         self.since_ns = since_ns
         self.until_ns = until_ns
         self.max_requests = max_requests
-        #: Server spans and db spans not kept (beyond ``max_requests`` and twice that).
+        self.max_call_rows = CALL_ROWS_PER_REQUEST * max_requests
+        #: Server spans and db calls not kept (beyond ``max_requests`` and ``max_call_rows``).
         self.dropped = 0
         self.dropped_calls = 0
         # Requests: key -> row of the request columns.
@@ -122,18 +130,16 @@ class ImpactFeed:
         # Calls: key + "\0" + statement id -> row of the call columns (calls, seconds, first start,
         # last end of the statement in the request).
         self._calls: dict[str, int] = {}
-        self._call_requests: set[str] = set()
         self._call_count = array("l")
         self._call_time = array("d")
         self._call_first = array("q")
         self._call_last = array("q")
-        self._statement_ids: dict[str, int] = {}
-        self._shapes: dict[str, int] = {}
         self._last_resource: object = None
         self._last_service = ""
 
     def add(self, record: Record) -> None:
-        if type(record) is not SpanRecord:
+        """A server span: one request (its db calls come from the database rules, ``add_calls``)."""
+        if type(record) is not SpanRecord or record.kind != SPAN_KIND_SERVER:
             return
         end_ns = record.end_ns
         if self.since_ns is not None and end_ns < self.since_ns:
@@ -147,58 +153,53 @@ class ImpactFeed:
         if self.service is not None and service != self.service:
             return
         key = record.trace_id + "\0" + service
+        if key in self._requests:
+            return  # a nested server span of the same request: the outer one is the request
+        if len(self._requests) >= self.max_requests:
+            self.dropped += 1
+            return
+        route = record.attributes.get(ATTR_HTTP_ROUTE)
+        name = route if isinstance(route, str) and route else record.name
+        route_id = self._route_ids.get(name)
+        if route_id is None:
+            route_id = self._route_ids[name] = len(self._routes)
+            self._routes.append(name)
+        self._requests[key] = len(self._request_end)
+        self._request_route.append(route_id)
+        self._request_duration.append(max(end_ns - record.start_ns, 0) / 1e9)
         # Within what the arrays hold: OTLP allows any uint64, a hostile file anything the reader takes.
-        start_ns = min(max(record.start_ns, 0), _MAX_NS)
-        end_ns = min(max(end_ns, 0), _MAX_NS)
-        if record.kind == SPAN_KIND_SERVER:
-            if key in self._requests:
-                return  # a nested server span of the same request: the outer one is the request
-            if len(self._requests) >= self.max_requests:
-                self.dropped += 1
-                return
-            route = record.attributes.get(ATTR_HTTP_ROUTE)
-            name = route if isinstance(route, str) and route else record.name
-            route_id = self._route_ids.get(name)
-            if route_id is None:
-                route_id = self._route_ids[name] = len(self._routes)
-                self._routes.append(name)
-            self._requests[key] = len(self._request_end)
-            self._request_route.append(route_id)
-            self._request_duration.append(max(end_ns - start_ns, 0) / 1e9)
-            self._request_end.append(end_ns)
-            return
-        attributes = record.attributes
-        if not (attributes.get(ATTR_DB_SYSTEM_NAME) or attributes.get(ATTR_DB_SYSTEM_OLD)):
-            return
-        statement = attributes.get(ATTR_DB_QUERY_TEXT) or attributes.get(ATTR_DB_STATEMENT_OLD)
-        if not isinstance(statement, str) or not statement.strip():
-            return
-        shape_key = normalize_call(statement)[0]
-        statement_id = self._shapes.get(shape_key)
-        if statement_id is None:
-            normalized = analyze(statement).normalized
-            statement_id = self._statement_ids.setdefault(normalized, len(self._statement_ids))
-            self._shapes[shape_key] = statement_id
-        call_key = key + "\0" + str(statement_id)
-        row = self._calls.get(call_key)
-        if row is None:
-            if key not in self._call_requests:
-                if len(self._call_requests) >= 2 * self.max_requests:
+        self._request_end.append(min(max(end_ns, 0), _MAX_NS))
+
+    def add_calls(self, trace_id: str, calls: Sequence[tuple[Any, ...]]) -> None:
+        """One trace's db calls as the database rules buffer them (``DatabaseRules.trace_listener``):
+        ``(parent span id, start ns, end ns, statement id, ..., service)``; the rules have already
+        applied the service and time filters and normalized the statements."""
+        index = self._calls
+        count, time_s, first, last = self._call_count, self._call_time, self._call_first, self._call_last
+        for call in calls:
+            start_ns, end_ns, statement_id, service = call[1], call[2], call[3], call[-1]
+            if not 0 <= start_ns <= end_ns <= _MAX_NS:  # odd input: kept in range, duration >= 0
+                start_ns = min(max(start_ns, 0), _MAX_NS)
+                end_ns = min(max(end_ns, start_ns), _MAX_NS)
+            key = trace_id + "\0" + service
+            call_key = key + "\0" + str(statement_id)
+            row = index.get(call_key)
+            if row is None:
+                if len(count) >= self.max_call_rows:
                     self.dropped_calls += 1
-                    return
-                self._call_requests.add(key)
-            self._calls[call_key] = len(self._call_count)
-            self._call_count.append(1)
-            self._call_time.append(max(end_ns - start_ns, 0) / 1e9)
-            self._call_first.append(start_ns)
-            self._call_last.append(end_ns)
-            return
-        self._call_count[row] += 1
-        self._call_time[row] += max(end_ns - start_ns, 0) / 1e9
-        if start_ns < self._call_first[row]:
-            self._call_first[row] = start_ns
-        if end_ns > self._call_last[row]:
-            self._call_last[row] = end_ns
+                    continue
+                index[call_key] = len(count)
+                count.append(1)
+                time_s.append(max(end_ns - start_ns, 0) / 1e9)
+                first.append(start_ns)
+                last.append(end_ns)
+                continue
+            count[row] += 1
+            time_s[row] += max(end_ns - start_ns, 0) / 1e9
+            if start_ns < first[row]:
+                first[row] = start_ns
+            if end_ns > last[row]:
+                last[row] = end_ns
 
     @property
     def requests(self) -> dict[_RequestKey, _Request]:
@@ -208,12 +209,13 @@ class ImpactFeed:
         return {key: _Request(routes[route[i]], duration[i], end[i]) for key, i in self._requests.items()}
 
     @property
-    def requests_with_calls(self) -> int:
-        return len(self._call_requests)
+    def call_rows(self) -> int:
+        """(request, statement) pairs kept."""
+        return len(self._call_count)
 
-    def calls_of(self, statement: str) -> dict[_RequestKey, tuple[int, float, int, int]]:
-        """Per request: calls, seconds, first start and last end of ``statement`` (normalized)."""
-        statement_id = self._statement_ids.get(statement)
+    def calls_of(self, statement_id: int | None) -> dict[_RequestKey, tuple[int, float, int, int]]:
+        """Per request: calls, seconds, first start and last end of a statement (its id in the
+        database rules)."""
         if statement_id is None:
             return {}
         suffix = "\0" + str(statement_id)
@@ -320,7 +322,8 @@ def estimate(
             assumptions = (*ASSUMPTIONS, "the planner's cost ratio holds for the observed durations")
         else:
             continue
-        saved = {key: _saving(totals, ratio) for key, totals in feed.calls_of(statement).items()}
+        calls = feed.calls_of(feed.database.statement_id(statement))
+        saved = {key: _saving(totals, ratio) for key, totals in calls.items()}
         priced = _estimate(
             requests, feed, recommendation, saved, formula, assumptions, extra, windows, scaling
         )
@@ -459,3 +462,27 @@ def ranked(recommendations: Iterable[Recommendation], estimates: Iterable[Estima
 def to_json(estimates: Sequence[Estimate]) -> dict[str, Any]:
     """The ``impact`` section of the JSON report."""
     return {"estimates": [e.to_dict() for e in estimates]}
+
+
+def render_text(section: dict[str, Any] | None, file: TextIO) -> None:
+    """The ``impact`` section as text, when a fix was priced (nothing otherwise)."""
+    from amqadf_agent.analyzer.report_values import shown
+
+    estimates = (section or {}).get("estimates") or []
+    if not estimates:
+        return
+    w = file.write
+    w(f"\nWhat the fixes are worth ({len(estimates)})\n")
+    for item in estimates:
+        each, count = item["saved_ms_per_affected_request"], item["requests_affected"]
+        w(f"  {shown(item['title'])}\n    saves {item['saved_ms']:.1f} ms in all, {each:.1f} ms in each of ")
+        w(f"{count} requests\n")
+        for route in item["routes"]:
+            w(
+                f"    {shown(route['route'])}: p95 {route['p95_before_ms']:.1f} -> "
+                f"{route['p95_after_ms']:.1f} ms ({route['requests']} requests)\n"
+            )
+        instances = item.get("instances")
+        if instances:
+            w(f"    instances at peak: {instances['peak_before']} -> {instances['peak_after']}\n")
+        w(f"    how: {shown(item['formula'])}\n")

@@ -17,6 +17,7 @@ import math
 import os
 from typing import Any, Final, TextIO
 
+from amqadf_agent.analyzer.impact import render_text as render_impact_text
 from amqadf_agent.analyzer.report_values import data_quality_line, json_text_safe
 from amqadf_agent.analyzer.run import Analysis
 from amqadf_agent.analyzer.summary import (
@@ -77,6 +78,7 @@ def write_report(analysis: Analysis, fmt: str, out: TextIO) -> None:
         from amqadf_agent.analyzer.render_endpoints import text_lines
 
         out.write("".join(line + "\n" for line in text_lines(analysis.sections.get("top_routes"))))
+        render_impact_text(analysis.sections.get("impact"), out)
         render_recommendations(list(analysis.recommendations), out, colour=use_colour(out))
         if quality := data_quality_line(analysis.sections.get("data_quality")):
             out.write(f"\n{quality}\n")

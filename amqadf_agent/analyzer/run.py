@@ -150,7 +150,7 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
         since_ns=since_ns,
         until_ns=until_ns,
     )
-    impact = ImpactFeed(service=service, since_ns=since_ns, until_ns=until_ns)
+    impact = ImpactFeed(database, service=service, since_ns=since_ns, until_ns=until_ns)
     endpoints = EndpointRules(
         service=service, since_ns=since_ns, until_ns=until_ns, slow_query_s=options.slow_query_ms / 1000
     )

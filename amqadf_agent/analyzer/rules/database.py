@@ -57,7 +57,7 @@ import random
 import re
 from array import array
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, Record, SpanRecord, service_name
@@ -248,6 +248,10 @@ class DatabaseRules:
         self._rng = random.Random(0)
         self._last_resource: object = None
         self._last_service = ""
+        #: Called with each trace's db calls before they are analysed and forgotten (``analyzer.impact``
+        #: prices fixes per request from them): ``(trace id, [(parent span id, start ns, end ns,
+        #: statement id, ...,  service), ...])``.
+        self.trace_listener: Callable[[str, list[_Call]], None] | None = None
 
     def add_span(self, span: SpanRecord) -> None:
         """Take ``span`` into account if it is a db client span with a statement; ignore it otherwise."""
@@ -403,6 +407,8 @@ class DatabaseRules:
     def _flush(self, trace_id: str, calls: list[_Call]) -> None:
         """Analyse one trace's db calls for N+1 and identical queries, then forget them."""
         self._buffered -= len(calls)
+        if self.trace_listener is not None:
+            self.trace_listener(trace_id, calls)
         config = self.config
         if len(calls) < min(config.n_plus_one_min_count, config.identical_min_repeats):
             return  # too few calls for either finding (most traces)
@@ -445,6 +451,10 @@ class DatabaseRules:
                 finding.services.update(c[6] for c in same if c[6])
                 if len(finding.examples) < config.max_examples:
                     finding.examples.append((trace_id, min(same, key=lambda c: c[1])[5]))
+
+    def statement_id(self, normalized: str) -> int | None:
+        """The id the calls given to ``trace_listener`` carry for a normalized statement."""
+        return self._ids.get(normalized)
 
     def statements(self) -> list[StatementStats]:
         """Statement aggregates, most total time first."""
