@@ -7,6 +7,8 @@ agent's runtime or its configuration (docs/design.md, the walls).
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["REDACTED", "redact_query", "redact_url", "redact_url_full"]
 
 #: What a secret looks like wherever it is shown.
@@ -64,13 +66,12 @@ def redact_query(query: str) -> str:
 
     A parameter without ``=`` (``?debug``) is a name and stays; ``;`` separates as ``&`` does.
     """
-    if "=" not in query:
-        return query
-    out = []
-    for part in query.replace(";", "&").split("&"):
-        name, equals, _value = part.partition("=")
-        out.append(f"{name}={REDACTED}" if equals else part)
-    return "&".join(out)
+    return _QUERY_VALUE.sub(_SHOWN_VALUE, query) if "=" in query else query
+
+
+#: A value in a query string: from its ``=`` to the next separator (an ``=`` inside it included).
+_QUERY_VALUE = re.compile(r"=[^&;]*")
+_SHOWN_VALUE = "=" + REDACTED.replace("\\", "\\\\")
 
 
 def _redact_fragment(fragment: str) -> str:

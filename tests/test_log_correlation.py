@@ -219,3 +219,27 @@ def test_otel_python_log_correlation_false_turns_it_off(
     assert not log_correlation.installed()
     assert logging.getLogRecordFactory() is factory
     assert agent.shutdown()
+
+
+def test_exported_log_records_keep_their_body_and_carry_the_ids_once(
+    tmp_path: Path, stream: tuple[logging.Handler, io.StringIO]
+) -> None:
+    agent = amqadf_agent.start(
+        exporters=["file"], output_dir=tmp_path, self_metrics=False, resource_monitor=False, capture_logs=True
+    )
+    assert agent.running, agent.error
+    with agent.tracer("test").start_as_current_span("request") as span:
+        logging.getLogger("app").warning("paid %d", 7)
+    assert agent.shutdown()
+    records = [
+        record
+        for line in (tmp_path / "logs.jsonl").read_text().splitlines()
+        for rl in json.loads(line)["resourceLogs"]
+        for sl in rl["scopeLogs"]
+        for record in sl["logRecords"]
+    ]
+    (record,) = [r for r in records if r["body"].get("stringValue") == "paid 7"]  # no prefix in the body
+    assert record["traceId"].lower() == _ids(span)[0]
+    assert not {TRACE_ID, SPAN_ID, SERVICE_NAME, TRACE_SAMPLED} & {
+        a["key"] for a in record.get("attributes", [])
+    }

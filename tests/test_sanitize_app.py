@@ -13,7 +13,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -199,3 +202,21 @@ def test_the_off_switch_exports_the_raw_text_and_the_same_findings(
     assert EMAIL.encode() in raw
     assert SIGNATURE.encode() in raw
     assert _findings(_report(out, capsys)) == FINDINGS
+
+
+def test_under_the_zero_code_start_too(tmp_path: Path) -> None:
+    out = tmp_path / "telemetry"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMQADF_", "OTEL_"))}
+    env.update(AMQADF_OUTPUT_DIR=str(out), OTEL_SERVICE_NAME="private-app", AMQADF_RESOURCE_MONITOR="false")
+    app = Path(__file__).resolve().parent / "apps" / "private_app.py"
+    proc = subprocess.run(
+        [sys.executable, str(app)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    printed = proc.stdout.splitlines()
+    assert printed[-1] == "app finished", proc.stdout
+    trace_id = printed[-2].removeprefix("trace_id=")
+    assert f"INFO:private_app:[trace_id={trace_id} span_id=" in proc.stderr, proc.stderr
+    exported = _exported_bytes(out)
+    assert b"INSERT INTO customers (email) VALUES (?)" in exported
+    assert EMAIL.encode() not in exported

@@ -7,7 +7,7 @@ it works unchanged. Without a current span a record is left as it is; a field al
 (another factory set it) is never written twice. Structured formatters that dump a record's fields
 (a ``logging.Formatter`` subclass reading ``record.__dict__``) get them as fields.
 
-No handler is ever added. A handler that shows the default format (no formatter, or
+No handler is ever added. A stream handler that shows the default format (no formatter, or
 ``logging.basicConfig``'s ``BASIC_FORMAT``) gets a formatter that puts
 ``[trace_id=… span_id=…]`` before the message of a record that has them, and the same line
 otherwise; it is put back by ``uninstall``. Handlers the application adds to the root logger later
@@ -36,6 +36,7 @@ __all__ = [
     "installed",
     "structlog_processor",
     "uninstall",
+    "without_fields",
 ]
 
 TRACE_ID = "otelTraceID"
@@ -141,8 +142,8 @@ def _show_in_default_format(state: _State) -> None:
     handlers = logging.getLogger().handlers
     state.handlers = list(handlers)
     for handler in handlers:
-        if handler in state.formatters:
-            continue
+        if handler in state.formatters or not isinstance(handler, logging.StreamHandler):
+            continue  # text lines only: an exporting handler (capture_logs) keeps its plain body
         formatter = handler.formatter
         if formatter is None:
             handler.setFormatter(CorrelatedFormatter())
@@ -151,6 +152,26 @@ def _show_in_default_format(state: _State) -> None:
         else:
             continue  # the application chose a format: its fields are on the record
         state.formatters[handler] = formatter
+
+
+def without_fields(handler: logging.Handler) -> logging.Handler:
+    """``handler`` (the SDK's ``LoggingHandler``) exporting records without the correlation fields.
+
+    An exported log record carries its trace and span ids natively; the fields would repeat them
+    as attributes.
+    """
+    attributes_of = getattr(handler, "_get_attributes", None)
+    if attributes_of is None:
+        return handler
+
+    def without(record: logging.LogRecord) -> Any:
+        attributes = attributes_of(record)
+        for name in (TRACE_ID, SPAN_ID, SERVICE_NAME, TRACE_SAMPLED):
+            attributes.pop(name, None)
+        return attributes
+
+    handler._get_attributes = without  # type: ignore[attr-defined]
+    return handler
 
 
 def structlog_processor(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:

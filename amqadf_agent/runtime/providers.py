@@ -160,7 +160,9 @@ def log_handler(logger_provider: LoggerProvider) -> logging.Handler:
         # the SDK's still works, and moving is a dependency decision of its own.
         warnings.simplefilter("ignore", DeprecationWarning)
         sdk_handler = LoggingHandler(logger_provider=logger_provider)
-    return _capture_logs(sdk_handler)
+    from amqadf_agent.runtime.log_correlation import without_fields
+
+    return _capture_logs(without_fields(sdk_handler))  # the ids are the record's own
 
 
 def _not_a_diagnostic(record: logging.LogRecord) -> bool:

@@ -34,6 +34,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import SpanProcessor
 
 from amqadf_agent import semconv
@@ -53,6 +54,13 @@ STATEMENT_KEYS = (semconv.ATTR_DB_QUERY_TEXT, semconv.ATTR_DB_STATEMENT_OLD)
 URL_KEYS = ("url.full", "http.url", "http.target")
 #: Attributes that hold a query string alone.
 QUERY_KEYS = ("url.query",)
+_STATEMENT, _URL, _QUERY = 0, 1, 2
+#: The attributes sanitized by default, and what each holds.
+_KINDS: dict[str, int] = (
+    dict.fromkeys(STATEMENT_KEYS, _STATEMENT)
+    | dict.fromkeys(URL_KEYS, _URL)
+    | dict.fromkeys(QUERY_KEYS, _QUERY)
+)
 _PARAMETERS = semconv.ATTR_DB_STATEMENT_PARAMETERS_OLD
 _PARAMETER_PREFIX = semconv.ATTR_DB_QUERY_PARAMETER_PREFIX
 
@@ -96,21 +104,21 @@ class SanitizingSpanProcessor(SpanProcessor):
         exact: set[str] = set()
         patterns: list[str] = []
         for name in redact_attributes:
-            name = name.strip().lower()
+            name = name.strip()
             if not name:
                 continue
             if any(mark in name for mark in "*?["):
                 patterns.append(fnmatch.translate(name))
             elif "." in name:
                 exact.add(name)
-            else:  # a bare name: the key itself or the last part of a dotted key
-                exact.add(name)
-                patterns.append(r"(?s:.*\." + re.escape(name) + r")\Z")
+            else:  # a bare name (lower-case, as header attributes are): the key or its last part
+                exact.add(name.lower())
+                patterns.append(r"(?s:.*\." + re.escape(name.lower()) + r")\Z")
         self._exact = frozenset(exact)
         self._pattern = re.compile("|".join(patterns)) if patterns else None
         watched = set(exact)
         if sanitize:
-            watched.update((*STATEMENT_KEYS, *URL_KEYS, *QUERY_KEYS))
+            watched.update(_KINDS)
         self._watched = frozenset(watched)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -133,28 +141,30 @@ class SanitizingSpanProcessor(SpanProcessor):
     def rewrite(self, attributes: Mapping[str, Any]) -> dict[str, Any] | None:
         """The attributes as they may be exported, or None when nothing needs to change."""
         out: dict[str, Any] | None = None
-        if self.sanitize:
-            for key in STATEMENT_KEYS:
-                statement = attributes.get(key)
-                if isinstance(statement, str):
-                    out = self._statement(attributes, key, statement, out)
-            for key in URL_KEYS:
-                url = attributes.get(key)
-                if isinstance(url, str) and ("?" in url or "@" in url or "#" in url):
-                    redacted = redact_url_full(url)
-                    if redacted != url:
+        for key in self._watched.intersection(attributes):
+            value = attributes[key]
+            if key in self._exact:
+                out = dict(attributes) if out is None else out
+                out[key] = REDACTED
+                continue
+            if not isinstance(value, str):
+                continue
+            kind = _KINDS[key]
+            if kind == _STATEMENT:
+                out = self._statement(attributes, key, value, out)
+            elif kind == _URL:
+                if "?" in value or "@" in value or "#" in value:
+                    redacted = redact_url_full(value)
+                    if redacted != value:
                         out = dict(attributes) if out is None else out
                         out[key] = redacted
-            for key in QUERY_KEYS:
-                query = attributes.get(key)
-                if isinstance(query, str) and "=" in query:
-                    out = dict(attributes) if out is None else out
-                    out[key] = redact_query(query)
-        if self._exact or self._pattern is not None:
-            pattern, exact = self._pattern, self._exact
+            elif "=" in value:  # _QUERY
+                out = dict(attributes) if out is None else out
+                out[key] = redact_query(value)
+        pattern = self._pattern
+        if pattern is not None:
             for key in attributes:
-                lowered = key.lower()
-                if lowered in exact or (pattern is not None and pattern.match(lowered)):
+                if pattern.match(key):
                     out = dict(attributes) if out is None else out
                     out[key] = REDACTED
         return out
@@ -191,25 +201,28 @@ class SanitizingSpanProcessor(SpanProcessor):
 def _parameters(attributes: Mapping[str, Any], drop_from: dict[str, Any] | None) -> str:
     """The captured bind parameters as one text (``""``: none), removed from ``drop_from``."""
     found = attributes.get(_PARAMETERS)
-    named = sorted(
-        (key, str(value)) for key, value in attributes.items() if key.startswith(_PARAMETER_PREFIX)
+    # One attribute per parameter came with db.query.text: spans of the older names need no scan.
+    named = (
+        [key for key in attributes if key.startswith(_PARAMETER_PREFIX)]
+        if semconv.ATTR_DB_QUERY_TEXT in attributes
+        else []
     )
+    if found is None and not named:
+        return ""  # the common case, on the hot path
     if drop_from is not None:
         drop_from.pop(_PARAMETERS, None)
-        for key, _value in named:
+        for key in named:
             drop_from.pop(key, None)
     text = "" if found is None else str(found)
     if named:
-        text += "\x00" + "\x00".join(f"{key}\x01{value}" for key, value in named)
+        text += "\x00" + "\x00".join(f"{key}\x01{attributes[key]}" for key in sorted(named))
     return text
 
 
 def _replace_attributes(span: ReadableSpan, attributes: dict[str, Any]) -> None:
     """Give ``span`` its rewritten attributes, keeping the count of attributes the SDK dropped."""
-    from opentelemetry.attributes import BoundedAttributes
-
     old = span._attributes
-    if isinstance(old, BoundedAttributes) and old.dropped:
+    if getattr(old, "dropped", 0) and isinstance(old, BoundedAttributes):
         dropped = old.dropped
         bounded = BoundedAttributes(old.maxlen, attributes, immutable=True, max_value_len=old.max_value_len)
         bounded.dropped += dropped
