@@ -417,3 +417,46 @@ def test_two_gateways_behind_the_load_balancing_agent(otelcol: Path, tmp_path: P
     own = analyze(AnalysisOptions(paths=[tmp_path / "agent"], strict=True))
     n_plus_one = {f for f in fingerprints(own) if "-n-plus-one-" in f}
     assert n_plus_one and n_plus_one == {f for f in fingerprints(both) if "-n-plus-one-" in f}
+
+
+# --- the alert rules on the Collector's naming path ------------------------------------------------
+ALERTS = CONFIG_DIR.parent / "dashboards" / "alerts.yaml"
+ALERT_TESTS = CONFIG_DIR.parent / "dashboards" / "alerts_test.yaml"
+
+
+def alert_series(expr: str) -> list[str]:
+    """The metric names (or ``__name__`` regexes) that a rule's expression selects."""
+    names = re.findall(r'__name__=~"([^"]+)"', expr)
+    names += re.findall(r"\b([a-z][a-z0-9_]*_(?:total|count|size|capacity))\b", expr)
+    return names
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [rule for group in load_config(ALERTS)["groups"] for rule in group["rules"]],
+    ids=lambda rule: rule["alert"],
+)
+def test_alert_rules_select_series_the_collector_writes(
+    through_collector: tuple[PrometheusServer, float], rule: dict[str, Any]
+) -> None:
+    """Each series a rule reads exists through the Collector, with the labels the rule groups by."""
+    prom, at = through_collector
+    grouped = set()
+    for labels in re.findall(r"by \(([^)]*)\)", rule["expr"]):
+        grouped |= {label.strip() for label in labels.split(",")} - {"job", "instance"}
+    names = alert_series(rule["expr"])
+    assert names, rule["expr"]
+    for name in names:
+        series = prom.query(f'{{__name__=~"{name}", job="{DEMO_SERVICE}"}}', at)
+        assert series, f"{rule['alert']}: no {name} through the Collector"
+        present = set().union(*(s["metric"].keys() for s in series))
+        assert grouped <= present, f"{rule['alert']}: {name} lacks {grouped - present}"
+
+
+def test_alert_unit_tests_use_the_collectors_names(through_collector: tuple[PrometheusServer, float]) -> None:
+    """The series that dashboards/alerts_test.yaml names as the Collector's (``_ratio``) are real."""
+    prom, at = through_collector
+    names = set(re.findall(r"series: '(\w+_ratio)\{", ALERT_TESTS.read_text()))
+    assert names
+    for name in sorted(names):
+        assert prom.query(f'{name}{{job="{DEMO_SERVICE}"}}', at), f"{name} is not a name the Collector writes"
