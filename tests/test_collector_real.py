@@ -25,6 +25,7 @@ from support.collector import (
     CollectorUnavailable,
     collector_binary,
     component_types,
+    counted_losses,
     load_config,
     validate,
 )
@@ -37,7 +38,7 @@ from support.prometheus_server import (
     stop_processes,
 )
 
-from amqadf_agent.analyzer.model import MetricRecord, NumberPoint, SpanRecord
+from amqadf_agent.analyzer.model import SpanRecord
 from amqadf_agent.analyzer.otlp_reader import read
 from amqadf_agent.analyzer.run import Analysis, AnalysisOptions, analyze
 
@@ -173,28 +174,6 @@ def test_analysis_of_the_collectors_files_equals_the_agents(
 RESTART_DEMO_SECONDS = 30.0
 #: When the Collector stops (s into the demo) and for how long it stays down.
 STOP_AT, DOWN_FOR = 8.0, 10.0
-
-
-def counted_losses(metrics_dir: Path, signal: str) -> int:
-    """Items of ``signal`` the agent says its ``otlp`` exporter lost: dropped after a failed export,
-    and (for spans) dropped from a full queue; the last value of each cumulative series."""
-    last: dict[tuple[str, tuple[tuple[str, Any], ...]], float] = {}
-    for record in read([metrics_dir], strict=True):
-        if not isinstance(record, MetricRecord):
-            continue
-        if record.name not in ("amqadf.agent.telemetry.dropped", "otel.sdk.processor.span.processed"):
-            continue
-        for point in record.points:
-            attrs = dict(point.attributes)
-            if record.name == "amqadf.agent.telemetry.dropped":
-                if attrs.get("amqadf.agent.signal") != signal or attrs.get("amqadf.agent.exporter") != "otlp":
-                    continue
-            elif signal != "traces" or attrs.get("error.type") != "queue_full":
-                continue
-            assert isinstance(point, NumberPoint) and point.value is not None
-            key = (record.name, tuple(sorted(attrs.items())) + tuple(sorted(record.resource.items())))
-            last[key] = max(last.get(key, 0.0), float(point.value))
-    return int(sum(last.values()))
 
 
 def test_a_collector_restart_loses_only_what_the_agent_counts(otelcol: Path, tmp_path: Path) -> None:
