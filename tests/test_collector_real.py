@@ -439,3 +439,42 @@ def test_alert_unit_tests_use_the_collectors_names(through_collector: tuple[Prom
     assert names
     for name in sorted(names):
         assert prom.query(f'{name}{{job="{DEMO_SERVICE}"}}', at), f"{name} is not a name the Collector writes"
+
+
+def test_the_collectors_rotated_files_are_read_whole(otelcol: Path, tmp_path: Path) -> None:
+    """file-export.yaml's rotation, at 1 MB: the analyzer reads the backups the Collector writes
+    beside ``traces.jsonl``, and finds every span the agent wrote itself."""
+    import amqadf_agent
+
+    # the file exporter rejects a write larger than max_megabytes: batches of ~0.3 MB at most
+    overrides = {
+        "file/traces": {"rotation": {"max_megabytes": 1, "max_backups": 100}},
+        "batch": {"send_batch_size": 200, "send_batch_max_size": 200},
+    }
+    with CollectorServer(CONFIG_DIR / "file-export.yaml", tmp_path, overrides=overrides) as collector:
+        agent = amqadf_agent.start(
+            service_name="rotation",
+            exporters=["otlp", "file"],
+            otlp_protocol="grpc",
+            otlp_endpoint=collector.otlp_grpc,
+            output_dir=str(tmp_path / "agent"),
+            max_queue_size=100_000,
+        )
+        assert agent.running, agent.error
+        tracer = agent.tracer_provider.get_tracer("rotation")
+        padding = "x" * 1000
+        for batch in range(40):  # ~4 MB of spans, in bursts the queue holds
+            for i in range(100):
+                with tracer.start_as_current_span(
+                    "work", attributes={"batch": batch, "i": i, "pad": padding}
+                ):
+                    pass
+            agent.tracer_provider.force_flush()
+        agent.shutdown()
+    traces = sorted(p.name for p in collector.telemetry.glob("traces*.jsonl"))
+    assert len(traces) >= 3 and "traces.jsonl" in traces, traces
+    # the Collector 0.161.0 names a backup traces-2026-12-06T17-35-55.570-size.jsonl
+    assert all(re.fullmatch(r"traces(-[\dT.-]+(-size)?)?\.jsonl", name) for name in traces), traces
+    own = spans_of(tmp_path / "agent")
+    assert len(own) == 4000
+    assert spans_of(collector.telemetry).keys() == own.keys()

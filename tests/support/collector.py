@@ -75,8 +75,8 @@ def load_config(path: Path) -> dict[str, Any]:
 class CollectorServer:
     """Runs the Collector on a loopback copy of ``config``; ``stop``/``start`` keep its ports.
 
-    ``overrides``: exporter name -> settings merged over that exporter's (for example a resolver
-    that lists the gateways' loopback ports instead of a DNS name).
+    ``overrides``: exporter or processor name -> settings merged over its own (for example a
+    resolver that lists the gateways' loopback ports instead of a DNS name).
     """
 
     def __init__(
@@ -122,6 +122,9 @@ class CollectorServer:
                 spec["endpoint"] = f"127.0.0.1:{free_port()}"
             if name in overrides:
                 spec.update(overrides[name])
+        for name, spec in (config.get("processors") or {}).items():
+            if name in overrides:
+                config["processors"][name] = {**(spec or {}), **overrides[name]}
         # the Collector's own metrics would take port 8888 in every instance
         config["service"].setdefault("telemetry", {})["metrics"] = {"level": "none"}
         return config
