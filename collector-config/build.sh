@@ -16,13 +16,15 @@ if ! command -v go >/dev/null 2>&1; then
   exit 1
 fi
 
-hash=$(cd "$here" && cat builder-config.yaml distribution/go.mod distribution/go.sum distribution/*.go \
+hash=$(cd "$here" && cat build.sh builder-config.yaml distribution/go.mod distribution/go.sum distribution/*.go \
   | sha256sum | cut -c1-16)
 out="$here/.build/$hash/otelcol"
 if [ ! -x "$out" ]; then
   mkdir -p "$here/.build/$hash"
   echo "build.sh: building the Collector ($src) into $out" >&2
-  (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out.tmp" .)
+  (cd "$src" && CGO_ENABLED=0 go build -buildvcs=false -trimpath -ldflags='-s -w' -o "$out.tmp" .)
   mv "$out.tmp" "$out"
+  # binaries of older sources are of no further use (each is ~75 MB)
+  find "$here/.build" -mindepth 1 -maxdepth 1 ! -name "$hash" -exec rm -rf {} +
 fi
 echo "$out"

@@ -25,6 +25,7 @@ from support.collector import (
     CollectorUnavailable,
     collector_binary,
     component_types,
+    counted_losses,
     load_config,
     validate,
 )
@@ -37,7 +38,7 @@ from support.prometheus_server import (
     stop_processes,
 )
 
-from amqadf_agent.analyzer.model import MetricRecord, NumberPoint, SpanRecord
+from amqadf_agent.analyzer.model import SpanRecord
 from amqadf_agent.analyzer.otlp_reader import read
 from amqadf_agent.analyzer.run import Analysis, AnalysisOptions, analyze
 
@@ -173,28 +174,6 @@ def test_analysis_of_the_collectors_files_equals_the_agents(
 RESTART_DEMO_SECONDS = 30.0
 #: When the Collector stops (s into the demo) and for how long it stays down.
 STOP_AT, DOWN_FOR = 8.0, 10.0
-
-
-def counted_losses(metrics_dir: Path, signal: str) -> int:
-    """Items of ``signal`` the agent says its ``otlp`` exporter lost: dropped after a failed export,
-    and (for spans) dropped from a full queue; the last value of each cumulative series."""
-    last: dict[tuple[str, tuple[tuple[str, Any], ...]], float] = {}
-    for record in read([metrics_dir], strict=True):
-        if not isinstance(record, MetricRecord):
-            continue
-        if record.name not in ("amqadf.agent.telemetry.dropped", "otel.sdk.processor.span.processed"):
-            continue
-        for point in record.points:
-            attrs = dict(point.attributes)
-            if record.name == "amqadf.agent.telemetry.dropped":
-                if attrs.get("amqadf.agent.signal") != signal or attrs.get("amqadf.agent.exporter") != "otlp":
-                    continue
-            elif signal != "traces" or attrs.get("error.type") != "queue_full":
-                continue
-            assert isinstance(point, NumberPoint) and point.value is not None
-            key = (record.name, tuple(sorted(attrs.items())) + tuple(sorted(record.resource.items())))
-            last[key] = max(last.get(key, 0.0), float(point.value))
-    return int(sum(last.values()))
 
 
 def test_a_collector_restart_loses_only_what_the_agent_counts(otelcol: Path, tmp_path: Path) -> None:
@@ -417,3 +396,85 @@ def test_two_gateways_behind_the_load_balancing_agent(otelcol: Path, tmp_path: P
     own = analyze(AnalysisOptions(paths=[tmp_path / "agent"], strict=True))
     n_plus_one = {f for f in fingerprints(own) if "-n-plus-one-" in f}
     assert n_plus_one and n_plus_one == {f for f in fingerprints(both) if "-n-plus-one-" in f}
+
+
+# --- the alert rules on the Collector's naming path ------------------------------------------------
+ALERTS = CONFIG_DIR.parent / "dashboards" / "alerts.yaml"
+ALERT_TESTS = CONFIG_DIR.parent / "dashboards" / "alerts_test.yaml"
+
+
+def alert_series(expr: str) -> list[str]:
+    """The metric names (or ``__name__`` regexes) that a rule's expression selects."""
+    names = re.findall(r'__name__=~"([^"]+)"', expr)
+    names += re.findall(r"\b([a-z][a-z0-9_]*_(?:total|count|size|capacity))\b", expr)
+    return names
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [rule for group in load_config(ALERTS)["groups"] for rule in group["rules"]],
+    ids=lambda rule: rule["alert"],
+)
+def test_alert_rules_select_series_the_collector_writes(
+    through_collector: tuple[PrometheusServer, float], rule: dict[str, Any]
+) -> None:
+    """Each series a rule reads exists through the Collector, with the labels the rule groups by."""
+    prom, at = through_collector
+    grouped = set()
+    for labels in re.findall(r"by \(([^)]*)\)", rule["expr"]):
+        grouped |= {label.strip() for label in labels.split(",")} - {"job", "instance"}
+    names = alert_series(rule["expr"])
+    assert names, rule["expr"]
+    for name in names:
+        series = prom.query(f'{{__name__=~"{name}", job="{DEMO_SERVICE}"}}', at)
+        assert series, f"{rule['alert']}: no {name} through the Collector"
+        present = set().union(*(s["metric"].keys() for s in series))
+        assert grouped <= present, f"{rule['alert']}: {name} lacks {grouped - present}"
+
+
+def test_alert_unit_tests_use_the_collectors_names(through_collector: tuple[PrometheusServer, float]) -> None:
+    """The series that dashboards/alerts_test.yaml names as the Collector's (``_ratio``) are real."""
+    prom, at = through_collector
+    names = set(re.findall(r"series: '(\w+_ratio)\{", ALERT_TESTS.read_text()))
+    assert names
+    for name in sorted(names):
+        assert prom.query(f'{name}{{job="{DEMO_SERVICE}"}}', at), f"{name} is not a name the Collector writes"
+
+
+def test_the_collectors_rotated_files_are_read_whole(otelcol: Path, tmp_path: Path) -> None:
+    """file-export.yaml's rotation, at 1 MB: the analyzer reads the backups the Collector writes
+    beside ``traces.jsonl``, and finds every span the agent wrote itself."""
+    import amqadf_agent
+
+    # the file exporter rejects a write larger than max_megabytes: batches of ~0.3 MB at most
+    overrides = {
+        "file/traces": {"rotation": {"max_megabytes": 1, "max_backups": 100}},
+        "batch": {"send_batch_size": 200, "send_batch_max_size": 200},
+    }
+    with CollectorServer(CONFIG_DIR / "file-export.yaml", tmp_path, overrides=overrides) as collector:
+        agent = amqadf_agent.start(
+            service_name="rotation",
+            exporters=["otlp", "file"],
+            otlp_protocol="grpc",
+            otlp_endpoint=collector.otlp_grpc,
+            output_dir=str(tmp_path / "agent"),
+            max_queue_size=100_000,
+        )
+        assert agent.running, agent.error
+        tracer = agent.tracer_provider.get_tracer("rotation")
+        padding = "x" * 1000
+        for batch in range(40):  # ~4 MB of spans, in bursts the queue holds
+            for i in range(100):
+                with tracer.start_as_current_span(
+                    "work", attributes={"batch": batch, "i": i, "pad": padding}
+                ):
+                    pass
+            agent.tracer_provider.force_flush()
+        agent.shutdown()
+    traces = sorted(p.name for p in collector.telemetry.glob("traces*.jsonl"))
+    assert len(traces) >= 3 and "traces.jsonl" in traces, traces
+    # the Collector 0.161.0 names a backup traces-2026-12-06T17-35-55.570-size.jsonl
+    assert all(re.fullmatch(r"traces(-[\dT.-]+(-size)?)?\.jsonl", name) for name in traces), traces
+    own = spans_of(tmp_path / "agent")
+    assert len(own) == 4000
+    assert spans_of(collector.telemetry).keys() == own.keys()

@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml  # pyyaml, in the test extra
 
+from amqadf_agent.analyzer.model import MetricRecord, NumberPoint
+from amqadf_agent.analyzer.otlp_reader import read
 from support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,8 +75,8 @@ def load_config(path: Path) -> dict[str, Any]:
 class CollectorServer:
     """Runs the Collector on a loopback copy of ``config``; ``stop``/``start`` keep its ports.
 
-    ``overrides``: exporter name -> settings merged over that exporter's (for example a resolver
-    that lists the gateways' loopback ports instead of a DNS name).
+    ``overrides``: exporter or processor name -> settings merged over its own (for example a
+    resolver that lists the gateways' loopback ports instead of a DNS name).
     """
 
     def __init__(
@@ -120,6 +122,9 @@ class CollectorServer:
                 spec["endpoint"] = f"127.0.0.1:{free_port()}"
             if name in overrides:
                 spec.update(overrides[name])
+        for name, spec in (config.get("processors") or {}).items():
+            if name in overrides:
+                config["processors"][name] = {**(spec or {}), **overrides[name]}
         # the Collector's own metrics would take port 8888 in every instance
         config["service"].setdefault("telemetry", {})["metrics"] = {"level": "none"}
         return config
@@ -215,3 +220,25 @@ def component_types() -> dict[str, set[str]]:
     }
     held["exporters"] |= {old for old, new in RENAMED.items() if new in held["exporters"]}
     return held
+
+
+def counted_losses(metrics_dir: Path, signal: str) -> int:
+    """Items of ``signal`` the agent says its ``otlp`` exporter lost: dropped after a failed export,
+    and (for spans) dropped from a full queue; the last value of each cumulative series."""
+    last: dict[tuple[str, tuple[tuple[str, Any], ...]], float] = {}
+    for record in read([metrics_dir], strict=True):
+        if not isinstance(record, MetricRecord):
+            continue
+        if record.name not in ("amqadf.agent.telemetry.dropped", "otel.sdk.processor.span.processed"):
+            continue
+        for point in record.points:
+            attrs = dict(point.attributes)
+            if record.name == "amqadf.agent.telemetry.dropped":
+                if attrs.get("amqadf.agent.signal") != signal or attrs.get("amqadf.agent.exporter") != "otlp":
+                    continue
+            elif signal != "traces" or attrs.get("error.type") != "queue_full":
+                continue
+            assert isinstance(point, NumberPoint) and point.value is not None
+            key = (record.name, tuple(sorted(attrs.items())) + tuple(sorted(record.resource.items())))
+            last[key] = max(last.get(key, 0.0), float(point.value))
+    return int(sum(last.values()))
