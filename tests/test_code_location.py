@@ -7,14 +7,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from support.clock import FakeClock
 
 import amqadf_agent
 from amqadf_agent import semconv
 from amqadf_agent.runtime.code_location import CodeLocationProcessor, application_stack
+from amqadf_agent.runtime.n_plus_one import NPlusOneProcessor
 
 FUNCTION, FILE, LINE = (
     semconv.ATTR_CODE_FUNCTION_NAME,
@@ -174,8 +177,8 @@ def test_application_stack_lists_only_application_frames_innermost_last() -> Non
     assert not any("sqlalchemy" in line or "_pytest" in line for line in lines)
 
 
-def test_the_agent_records_locations_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    for setting, expected in ((None, True), ("false", False)):
+def test_the_agent_records_locations_only_when_turned_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    for setting, expected in ((None, False), ("true", True)):
         if setting is not None:
             monkeypatch.setenv("AMQADF_CODE_LOCATION", setting)
         exporter = InMemorySpanExporter()
@@ -191,3 +194,160 @@ def test_the_agent_records_locations_unless_turned_off(monkeypatch: pytest.Monke
         from amqadf_agent.runtime import agent as agent_mod
 
         agent_mod._agent = None
+
+
+# --- N+1 caught as it happens -------------------------------------------------------------------
+
+
+@pytest.fixture
+def watched() -> Iterator[tuple[TracerProvider, InMemorySpanExporter, FakeClock, NPlusOneProcessor]]:
+    """A tracer provider with the code-location and N+1 processors (on a fake clock)."""
+    clock = FakeClock()
+    watch = NPlusOneProcessor(clock=clock)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(CodeLocationProcessor())
+    provider.add_span_processor(watch)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider, exporter, clock, watch
+    provider.shutdown()
+
+
+def query(provider: TracerProvider, statement: str, scope: str = "sqlalchemy") -> None:
+    """One db client span, as an instrumentation makes it: attributes set after the start."""
+    span = provider.get_tracer(scope).start_span("SELECT", kind=SpanKind.CLIENT)
+    span.set_attribute(semconv.ATTR_DB_SYSTEM_NAME, "sqlite")
+    span.set_attribute(semconv.ATTR_DB_QUERY_TEXT, statement)
+    span.end()
+
+
+def load_items(provider: TracerProvider, orders: list[int]) -> None:
+    for order in orders:
+        query(provider, f"SELECT * FROM items WHERE order_id = {order}")  # the loop's query
+
+
+def handle_request(provider: TracerProvider, orders: list[int]) -> None:
+    with provider.get_tracer("web").start_as_current_span("GET /orders", kind=SpanKind.SERVER):
+        load_items(provider, orders)  # the caller
+
+
+def events_of(exporter: InMemorySpanExporter, name: str = "GET /orders") -> list[Any]:
+    return [
+        event
+        for span in exporter.get_finished_spans()
+        if span.name == name
+        for event in span.events
+        if event.name == semconv.EVENT_DB_N_PLUS_ONE
+    ]
+
+
+def test_the_fifth_call_of_one_shape_under_one_parent_marks_the_parent_with_the_loop_stack(
+    watched: tuple[TracerProvider, InMemorySpanExporter, FakeClock, NPlusOneProcessor],
+) -> None:
+    provider, exporter, _, _ = watched
+    handle_request(provider, list(range(12)))
+    (event,) = events_of(exporter)
+    attributes = dict(event.attributes)
+    assert attributes[semconv.ATTR_DB_QUERY_TEXT] == "SELECT * FROM items WHERE order_id = ?"
+    assert attributes[semconv.ATTR_N_PLUS_ONE_CALLS] == 5
+    assert attributes[semconv.ATTR_DB_SYSTEM_NAME] == "sqlite"
+    assert attributes[FUNCTION] == "query"
+    assert attributes[FILE] == __file__
+    stack = attributes[semconv.ATTR_CODE_STACKTRACE].splitlines()
+    loop_line = line_of(load_items, "the loop's query")
+    caller_line = line_of(handle_request, "the caller")
+    assert f'  File "{__file__}", line {loop_line}, in load_items' in stack
+    assert f'  File "{__file__}", line {caller_line}, in handle_request' in stack
+    assert stack.index(f'  File "{__file__}", line {caller_line}, in handle_request') < stack.index(
+        f'  File "{__file__}", line {loop_line}, in load_items'
+    )
+    assert not any("opentelemetry" in line or "amqadf_agent" in line for line in stack)
+    assert "order_id = 3" not in str(attributes)  # shapes only: no literal leaves the process
+
+
+def test_four_calls_are_not_an_n_plus_one(
+    watched: tuple[TracerProvider, InMemorySpanExporter, FakeClock, NPlusOneProcessor],
+) -> None:
+    provider, exporter, _, _ = watched
+    handle_request(provider, [1, 2, 3, 4])
+    assert events_of(exporter) == []
+
+
+def test_one_event_per_shape_per_interval(
+    watched: tuple[TracerProvider, InMemorySpanExporter, FakeClock, NPlusOneProcessor],
+) -> None:
+    provider, exporter, clock, _ = watched
+    handle_request(provider, list(range(6)))
+    clock.advance(59)
+    handle_request(provider, list(range(6)))
+    assert len(events_of(exporter)) == 1
+    clock.advance(2)
+    handle_request(provider, list(range(6)))
+    assert len(events_of(exporter)) == 2
+
+
+def test_one_query_seen_by_two_instrumentations_is_counted_once_per_instrumentation(
+    watched: tuple[TracerProvider, InMemorySpanExporter, FakeClock, NPlusOneProcessor],
+) -> None:
+    provider, exporter, _, _ = watched
+    with provider.get_tracer("web").start_as_current_span("GET /orders", kind=SpanKind.SERVER):
+        for order in range(3):  # SQLAlchemy's span and the DB-API's, side by side, per query
+            query(provider, f"SELECT * FROM items WHERE order_id = {order}", "sqlalchemy")
+            query(provider, f"SELECT * FROM items WHERE order_id = {order}", "sqlite3")
+    assert events_of(exporter) == []
+
+
+def test_counts_are_per_parent(
+    watched: tuple[TracerProvider, InMemorySpanExporter, FakeClock, NPlusOneProcessor],
+) -> None:
+    provider, exporter, _, _ = watched
+    tracer = provider.get_tracer("web")
+    with tracer.start_as_current_span("GET /orders", kind=SpanKind.SERVER):
+        for _ in range(3):
+            with tracer.start_as_current_span("one order"):
+                load_items(provider, [1, 2])
+    assert events_of(exporter, "one order") == []
+
+
+def test_memory_is_bounded_and_freed_when_parents_end() -> None:
+    watch = NPlusOneProcessor(max_parents=8, max_statements=4)
+    provider = TracerProvider()
+    provider.add_span_processor(watch)
+    tracer = provider.get_tracer("web")
+    open_parents = [tracer.start_span(f"job {i}") for i in range(50)]
+    for parent in open_parents:
+        with trace.use_span(parent, end_on_exit=False):
+            for statement in range(10):
+                query(provider, f"SELECT a{statement} FROM t")
+    assert len(watch._parents) <= 8
+    assert len(watch._shapes) <= 4
+    for parent in open_parents:
+        parent.end()
+    assert watch._parents == {}
+
+
+def test_a_parent_of_another_process_is_left_alone(
+    watched: tuple[TracerProvider, InMemorySpanExporter, FakeClock, NPlusOneProcessor],
+) -> None:
+    provider, exporter, _, watch = watched
+    remote = trace.NonRecordingSpan(
+        trace.SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=trace.TraceFlags(1))
+    )
+    with trace.use_span(remote):
+        load_items(provider, list(range(6)))
+    assert watch._parents == {}
+    assert len(exporter.get_finished_spans()) == 6
+
+
+def test_the_stack_trace_is_bounded() -> None:
+    captured: list[str] = []
+
+    def recurse(n: int) -> None:
+        if n:
+            recurse(n - 1)
+        else:
+            captured.append(application_stack(max_chars=300))
+
+    recurse(50)
+    assert 0 < len(captured[0]) <= 300
+    assert captured[0].splitlines()[-1].endswith("in " + recurse.__qualname__)
