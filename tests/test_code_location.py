@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -351,3 +356,111 @@ def test_the_stack_trace_is_bounded() -> None:
     recurse(50)
     assert 0 < len(captured[0]) <= 300
     assert captured[0].splitlines()[-1].endswith("in " + recurse.__qualname__)
+
+
+# --- a real Flask + SQLAlchemy application, analyzed --------------------------------------------
+
+APPS = Path(__file__).parent / "apps"
+ORM_APP = APPS / "orm_locations_app.py"
+#: Orders of the app: enough lazy loads that a run passes the analyzer's 50 ms even on a fast machine.
+ORDERS = 1000
+
+
+def _load_orm_app() -> Any:
+    spec = importlib.util.spec_from_file_location("orm_locations_app", ORM_APP)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # SQLAlchemy resolves the models' annotations in their module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _analyze(directory: Path, fmt: str = "json") -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "amqadf_agent.cli.analyze", str(directory), "--format", fmt],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+
+
+@pytest.fixture(scope="module")
+def orm_telemetry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The telemetry of the ORM app under the agent (file exporter) and the real Flask and SQLAlchemy
+    instrumentations: three requests that run the N+1, three that load the same in one query."""
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    from amqadf_agent.runtime import agent as agent_mod
+
+    out = tmp_path_factory.mktemp("orm-telemetry")
+    app_module = _load_orm_app()
+    agent = amqadf_agent.start(
+        exporters=["file"],
+        output_dir=out,
+        service_name="orm-shop",
+        code_location=True,
+        self_metrics=False,
+        resource_monitor=False,
+    )
+    engine = app_module.make_engine(orders=ORDERS)
+    SQLAlchemyInstrumentor().instrument(engine=engine)
+    app = app_module.create_app(engine)
+    FlaskInstrumentor().instrument_app(app)
+    try:
+        client = app.test_client()
+        for path in ("/orders", "/orders/joined") * 3:
+            assert client.get(path).json == {"total": 2 * ORDERS}
+    finally:
+        FlaskInstrumentor().uninstrument_app(app)
+        SQLAlchemyInstrumentor().uninstrument()
+        agent.shutdown()
+        agent_mod._agent = None
+    return out
+
+
+def test_the_n_plus_one_finding_names_the_line_that_loops(orm_telemetry: Path) -> None:
+    app_module = sys.modules["orm_locations_app"]
+    report = json.loads(_analyze(orm_telemetry))
+    (n1,) = [r for r in report["recommendations"] if r["rule"] == "n_plus_one"]
+    assert "order_items" in n1["subject"]
+    # every lazy load came from the loop's line: one location, all the calls
+    assert n1["locations"] == [
+        {
+            "file": str(ORM_APP),
+            "line": app_module.N_PLUS_ONE_LINE,
+            "function": app_module.N_PLUS_ONE_FUNCTION,
+            "count": 3 * ORDERS,
+            "share": 1.0,
+        }
+    ]
+    stack = n1["stacktrace"].splitlines()
+    assert stack[-1] == (
+        f'  File "{ORM_APP}", line {app_module.N_PLUS_ONE_LINE}, in {app_module.N_PLUS_ONE_FUNCTION}'
+    )
+    assert stack[-2].endswith("in create_app.<locals>.orders")  # the view that called the loop
+    assert all(str(ORM_APP) in line or "test_code_location" in line for line in stack)
+
+
+def test_the_healthy_endpoint_adds_no_location_to_the_n_plus_one(orm_telemetry: Path) -> None:
+    report = json.loads(_analyze(orm_telemetry))
+    for finding in report["recommendations"]:
+        lines = {location["function"] for location in finding["locations"]}
+        assert not ({"item_counts", "item_counts_joined"} <= lines), finding["title"]
+        if finding["rule"] != "n_plus_one":
+            assert finding["stacktrace"] is None
+
+
+def test_every_format_shows_the_location_and_the_stack(orm_telemetry: Path) -> None:
+    app_module = sys.modules["orm_locations_app"]
+    where = f"{ORM_APP}:{app_module.N_PLUS_ONE_LINE}"
+    text = _analyze(orm_telemetry, "text")
+    assert f"code:       {where} item_counts (3,000 calls, 100%)" in text
+    assert f'File "{ORM_APP}", line {app_module.N_PLUS_ONE_LINE}, in item_counts' in text
+    markdown = _analyze(orm_telemetry, "markdown")
+    assert f"   - Code: `{where}` `item_counts` (3,000 calls, 100%)" in markdown
+    assert "Stack of the N+1 as the agent caught it" in markdown
+    html = _analyze(orm_telemetry, "html")
+    assert f"<code>{where}</code>" in html
+    assert "<summary>Stack of the N+1 as the agent caught it</summary>" in html

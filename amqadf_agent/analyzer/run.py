@@ -252,6 +252,8 @@ class RecordRouter:
                     add(record)
                     if self.database.db_calls != before:
                         self.db_services.add(name)
+                elif record.events:  # the agent's N+1 event sits on the run's parent
+                    add(record)
             elif timed and type(record) is MetricRecord:
                 points = tuple(p for p in record.points if self._inside(p.time_ns))
                 if not points:
