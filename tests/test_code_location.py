@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import inspect
 import json
@@ -21,6 +22,8 @@ from support.clock import FakeClock
 
 import amqadf_agent
 from amqadf_agent import semconv
+from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, SpanEvent, SpanRecord
+from amqadf_agent.analyzer.rules.database import DatabaseRuleConfig, DatabaseRules, analyze_spans
 from amqadf_agent.runtime.code_location import CodeLocationProcessor, application_stack
 from amqadf_agent.runtime.n_plus_one import NPlusOneProcessor
 
@@ -464,3 +467,75 @@ def test_every_format_shows_the_location_and_the_stack(orm_telemetry: Path) -> N
     html = _analyze(orm_telemetry, "html")
     assert f"<code>{where}</code>" in html
     assert "<summary>Stack of the N+1 as the agent caught it</summary>" in html
+
+
+# --- the analyzer's side, on hand-made spans ------------------------------------------------------
+
+
+def _db_span(index: int, location: dict[str, Any], parent: str = "00000000000000aa") -> SpanRecord:
+    start = 1_700_000_000_000_000_000 + index * 20_000_000
+    return SpanRecord(
+        trace_id="ab" * 16,
+        span_id=f"{index + 1:016x}",
+        parent_span_id=parent,
+        name="SELECT",
+        kind=SPAN_KIND_CLIENT,
+        start_ns=start,
+        end_ns=start + 11_000_000,
+        status_code=0,
+        status_message="",
+        attributes={
+            "db.system.name": "postgresql",
+            "db.query.text": f"SELECT * FROM items WHERE order_id = {index}",
+            **location,
+        },
+        events=(),
+        resource={"service.name": "shop"},
+        scope_name="test",
+    )
+
+
+def test_findings_rank_the_top_five_locations_by_calls_with_their_share() -> None:
+    spans = []
+    for line, calls in ((10, 6), (20, 5), (30, 4), (40, 3), (50, 2), (60, 1)):
+        location = {FILE: "app.py", LINE: line, FUNCTION: f"f{line}"}
+        spans += [_db_span(len(spans), location) for _ in range(calls)]
+    found = analyze_spans(spans, DatabaseRuleConfig(min_db_spans=1))
+    (n1,) = [r for r in found if r.rule == "n_plus_one"]
+    assert [(loc.line, loc.count) for loc in n1.locations] == [(10, 6), (20, 5), (30, 4), (40, 3), (50, 2)]
+    assert n1.locations[0].share == pytest.approx(6 / 21)
+    assert str(n1.locations[0]) == "app.py:10 f10"
+    assert all(r.locations == n1.locations for r in found)  # every finding of the statement
+    assert n1.stacktrace == ""  # no event from the agent: no stack
+
+
+def test_the_older_code_attribute_names_are_read() -> None:
+    old = {"code.filepath": "legacy.py", "code.lineno": 7, "code.function": "load"}
+    found = analyze_spans([_db_span(i, old) for i in range(5)], DatabaseRuleConfig(min_db_spans=1))
+    assert [loc.to_dict() for loc in found[0].locations] == [
+        {"file": "legacy.py", "line": 7, "function": "load", "count": 5, "share": 1.0}
+    ]
+
+
+def test_the_stack_of_the_agents_event_goes_to_the_n_plus_one_of_its_statement_only() -> None:
+    stack = '  File "app.py", line 3, in view\n  File "app.py", line 9, in load'
+    event = SpanEvent(
+        0,
+        semconv.EVENT_DB_N_PLUS_ONE,
+        {
+            semconv.ATTR_DB_QUERY_TEXT: "SELECT * FROM items WHERE order_id = ?",
+            semconv.ATTR_CODE_STACKTRACE: stack,
+        },
+    )
+    parent = dataclasses.replace(
+        _db_span(99, {}), span_id="00000000000000aa", parent_span_id="", kind=2, events=(event,)
+    )
+    spans = [_db_span(i, {FILE: "app.py", LINE: 9, FUNCTION: "load"}) for i in range(5)]
+    rules = DatabaseRules(DatabaseRuleConfig(min_db_spans=1))
+    for span in [*spans, parent]:
+        rules.add_span(span)
+    found = rules.recommendations()
+    assert [r.stacktrace for r in found if r.rule == "n_plus_one"] == [stack]
+    assert all(r.stacktrace == "" for r in found if r.rule != "n_plus_one")
+    (n1,) = [r for r in found if r.rule == "n_plus_one"]
+    assert n1.to_dict()["stacktrace"] == stack
