@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import inspect
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from support.clock import FakeClock
 import amqadf_agent
 from amqadf_agent import semconv
 from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, SpanEvent, SpanRecord
+from amqadf_agent.analyzer.otlp_reader import read
 from amqadf_agent.analyzer.rules.database import DatabaseRuleConfig, DatabaseRules, analyze_spans
 from amqadf_agent.runtime.code_location import CodeLocationProcessor, application_stack
 from amqadf_agent.runtime.n_plus_one import NPlusOneProcessor
@@ -539,3 +541,81 @@ def test_the_stack_of_the_agents_event_goes_to_the_n_plus_one_of_its_statement_o
     assert all(r.stacktrace == "" for r in found if r.rule != "n_plus_one")
     (n1,) = [r for r in found if r.rule == "n_plus_one"]
     assert n1.to_dict()["stacktrace"] == stack
+
+
+# --- every client span: under the zero-code start, and an HTTP client ------------------------------
+
+
+def test_zero_code_start_puts_the_application_line_on_db_spans(tmp_path: Path) -> None:
+    """``opentelemetry-instrument`` with our distro and the sqlite3 instrumentation, no code change."""
+    app = APPS / "sqlite_app.py"
+    out = tmp_path / "telemetry"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMQADF_", "OTEL_"))}
+    env.update(
+        OTEL_PYTHON_DISTRO="amqadf",
+        OTEL_PYTHON_CONFIGURATOR="amqadf",
+        AMQADF_OUTPUT_DIR=str(out),
+        AMQADF_CODE_LOCATION="true",
+        OTEL_SERVICE_NAME="zc",
+    )
+    launcher = Path(sys.executable).parent / "opentelemetry-instrument"
+    proc = subprocess.run(
+        [str(launcher), sys.executable, str(app)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    source = app.read_text(encoding="utf-8").splitlines()
+    db_spans = [
+        record
+        for record in read(out / "traces.jsonl", strict=True)
+        if isinstance(record, SpanRecord) and record.kind == SPAN_KIND_CLIENT
+    ]
+    assert len(db_spans) == 5  # CREATE, three INSERTs, SELECT
+    for span in db_spans:
+        assert span.attributes[FILE] == str(app)
+        assert span.attributes[FUNCTION] == "main"
+        line = source[span.attributes[LINE] - 1]
+        assert "cursor.execute(" in line, line
+
+
+def test_an_http_client_span_carries_the_line_that_sent_the_request() -> None:
+    import http.server
+    import threading
+
+    import requests
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    exporter = InMemorySpanExporter()
+    agent = amqadf_agent.start(
+        exporters=["none"],
+        span_exporters=[exporter],
+        code_location=True,
+        self_metrics=False,
+        resource_monitor=False,
+    )
+    RequestsInstrumentor().instrument()
+    try:
+
+        def fetch() -> int:
+            return requests.get(f"http://127.0.0.1:{server.server_port}/", timeout=5).status_code  # sent
+
+        assert fetch() == 204
+    finally:
+        RequestsInstrumentor().uninstrument()
+        server.shutdown()
+        agent.force_flush()
+        agent.shutdown()
+    (span,) = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    assert span.attributes is not None
+    assert span.attributes[FILE] == __file__
+    assert span.attributes[FUNCTION].endswith("<locals>.fetch")
+    assert span.attributes[LINE] == line_of(fetch, "# sent")
