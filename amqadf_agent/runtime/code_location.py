@@ -8,10 +8,14 @@ standard library, an installed package (site-packages: SQLAlchemy, psycopg, requ
 OpenTelemetry instrumentations), a package named in ``LIBRARY_MODULES`` wherever it is installed, or
 the agent itself (its demo service excepted: that one *is* an application).
 
-Cost: a span start walks the frames between the instrumentation and the application (a few dozen
-for an ORM query). Whether a code object belongs to the application is decided once and cached by
-code object, so the walk is a dict look-up per frame; ``tests/bench/bench_code_location.py``
-measures it beside the SDK's own span cost.
+An application installed into site-packages (``pip install .`` of the service itself) is taken for
+a library, like every installed package: its spans then carry no location.
+
+Cost: whether a code object belongs to the application is decided once and cached by code object,
+and the distance from the instrumentation to the application is learned (``application_frame``), so
+finding the frame costs about 0.5 µs even 40 frames deep. With the processor calls and the three
+attributes a client span costs about 2 µs more, over the 1.5 µs budget, so ``agent.code_location``
+is off by default (``tests/bench/bench_code_location.py`` measures it beside the SDK's own span).
 """
 
 from __future__ import annotations
