@@ -390,10 +390,11 @@ def _analyze(directory: Path, fmt: str = "json") -> str:
     ).stdout
 
 
-@pytest.fixture(scope="module")
-def orm_telemetry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def orm_telemetry(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     """The telemetry of the ORM app under the agent (file exporter) and the real Flask and SQLAlchemy
-    instrumentations: three requests that run the N+1, three that load the same in one query."""
+    instrumentations: three requests that run the N+1, three that load the same in one query; on
+    in-memory SQLite, then on the tests' PostgreSQL 15 through psycopg."""
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
@@ -409,7 +410,11 @@ def orm_telemetry(tmp_path_factory: pytest.TempPathFactory) -> Path:
         self_metrics=False,
         resource_monitor=False,
     )
-    engine = app_module.make_engine(orders=ORDERS)
+    url = "sqlite://"
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        url = server.create_database("orm_locations").replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = app_module.make_engine(url, orders=ORDERS)
     SQLAlchemyInstrumentor().instrument(engine=engine)
     app = app_module.create_app(engine)
     FlaskInstrumentor().instrument_app(app)
@@ -422,6 +427,7 @@ def orm_telemetry(tmp_path_factory: pytest.TempPathFactory) -> Path:
         SQLAlchemyInstrumentor().uninstrument()
         agent.shutdown()
         agent_mod._agent = None
+        engine.dispose()
     return out
 
 
