@@ -625,3 +625,21 @@ def test_an_http_client_span_carries_the_line_that_sent_the_request() -> None:
     assert span.attributes[FILE] == __file__
     assert span.attributes[FUNCTION].endswith("<locals>.fetch")
     assert span.attributes[LINE] == line_of(fetch, "# sent")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_forked_child_gets_a_free_lock_and_no_parents_of_its_parent() -> None:
+    watch = NPlusOneProcessor()
+    provider = TracerProvider()
+    provider.add_span_processor(watch)
+    parent = provider.get_tracer("web").start_span("GET /orders")
+    with trace.use_span(parent, end_on_exit=False):
+        query(provider, "SELECT 1")
+    assert watch._parents
+    with watch._lock:  # held by this thread at the fork, as another thread might hold it
+        pid = os.fork()
+        if pid == 0:  # the child: exit code 0 only if the lock is free and the parents are gone
+            os._exit(0 if watch._lock.acquire(timeout=2) and not watch._parents else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    parent.end()

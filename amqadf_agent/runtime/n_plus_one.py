@@ -17,8 +17,10 @@ at most ``max_statements`` shapes. Per db span: a dict look-up or two when it st
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +54,15 @@ class _Parent:
         self.counts: dict[tuple[str, str], int] = {}
 
 
+def _after_fork(ref: weakref.ref[NPlusOneProcessor]) -> None:
+    """In a forked child: a new lock (the parent's may have been held by another thread at the
+    fork) and no parents (the parent process's spans never end here)."""
+    processor = ref()
+    if processor is not None:
+        processor._lock = threading.Lock()
+        processor._parents = {}
+
+
 class NPlusOneProcessor(SpanProcessor):
     """Counts db client spans per parent and statement shape; marks the parent when an N+1 starts."""
 
@@ -73,6 +84,9 @@ class NPlusOneProcessor(SpanProcessor):
         self._shapes: dict[str, str] = {}
         self._reported: dict[str, float] = {}
         self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):  # a forked child keeps the providers, so this processor
+            this = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _after_fork(this))
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         if span.kind is not _CLIENT or span.parent is None:
