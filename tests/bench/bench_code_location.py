@@ -7,7 +7,7 @@ Rows, per CLIENT span started and ended through the SDK (no exporter):
 * the SDK's span alone, then with the agent's ``CodeLocationProcessor`` and ``NPlusOneProcessor``,
   from an application frame directly (``depth 0``) and from under 10 and 40 frames of a library
   (an ORM query is 30-40 frames deep: SQLAlchemy's ``Query.all`` to the instrumentation's
-  ``before_cursor_execute``);
+  ``before_cursor_execute``), and from 10 and 40 in turn (one instrumentation, two call paths);
 * a real SQLAlchemy ORM query on in-memory SQLite under the SQLAlchemy instrumentation, with and
   without the processor (the whole query, so the difference is the figure that matters);
 * four db client spans with a statement under one parent span, per db span: the N+1 watch's
@@ -145,6 +145,15 @@ def main(argv: list[str] | None = None) -> int:
         wrap = _library_module(depth) if depth else (lambda fn: fn())
         runs = measure(switch.each(lambda wrap=wrap: wrap(span)), args.number, args.repeat)
         rows.append((f"client span, {depth} library frames", runs))
+
+    shallow, deep = _library_module(10), _library_module(40)
+
+    def alternating() -> None:
+        shallow(span)
+        deep(span)
+
+    runs = measure(switch.each(alternating), args.number // 2, args.repeat)
+    rows.append(("client span, 10 and 40 frames in turn", [[r / 2 for r in run] for run in runs]))
 
     def db_span() -> None:
         # A db span under a parent, its statement set after the start (as instrumentations do):
