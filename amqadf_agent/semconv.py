@@ -58,6 +58,7 @@ from opentelemetry.semconv.attributes.code_attributes import (
     CODE_FILE_PATH,
     CODE_FUNCTION_NAME,
     CODE_LINE_NUMBER,
+    CODE_STACKTRACE,
 )
 from opentelemetry.semconv.attributes.db_attributes import (
     DB_OPERATION_NAME,
@@ -135,6 +136,11 @@ ATTR_DB_CLIENT_CONNECTION_STATE: Final = DB_CLIENT_CONNECTION_STATE  # used | id
 ATTR_CODE_FUNCTION_NAME: Final = CODE_FUNCTION_NAME
 ATTR_CODE_FILE_PATH: Final = CODE_FILE_PATH
 ATTR_CODE_LINE_NUMBER: Final = CODE_LINE_NUMBER
+ATTR_CODE_STACKTRACE: Final = CODE_STACKTRACE
+#: The code attributes before semconv 1.30; the analyzer reads them where the current ones are missing.
+ATTR_CODE_FUNCTION_OLD: Final = "code.function"
+ATTR_CODE_FILEPATH_OLD: Final = "code.filepath"
+ATTR_CODE_LINENO_OLD: Final = "code.lineno"
 #: Older names that instrumentations and stored telemetry still carry; readers accept both.
 ATTR_DB_STATEMENT_OLD: Final = "db.statement"
 ATTR_DB_SYSTEM_OLD: Final = "db.system"
@@ -772,6 +778,12 @@ ATTR_PROFILER_FRAME_DEPTH: Final = "amqadf.profiler.frame.depth"
 EVENT_PROFILE_FUNCTION: Final = "amqadf.profiler.function"
 #: Event when outlier detection ejects a worker (ATTR_LB_NAME, ATTR_LB_WORKER).
 EVENT_WORKER_EJECTED: Final = "amqadf.loadbalancer.worker.ejected"
+#: Span event on the parent of an N+1 as it happens (once per statement shape per minute): the shape
+#: (``db.query.text``), ``db.system.name``, ATTR_N_PLUS_ONE_CALLS, the calling line (``code.*``) and
+#: the application's stack (``code.stacktrace``).
+EVENT_DB_N_PLUS_ONE: Final = "amqadf.db.n_plus_one"
+#: On an EVENT_DB_N_PLUS_ONE event: calls of the shape under the parent when the event was added.
+ATTR_N_PLUS_ONE_CALLS: Final = "amqadf.db.n_plus_one.calls"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -901,6 +913,21 @@ EVENTS: Final = (
         _TRACES,
     ),
     Event(EVENT_WORKER_EJECTED, "span event", (ATTR_LB_NAME, ATTR_LB_WORKER), "LoadBalancer", _TRACES),
+    Event(
+        EVENT_DB_N_PLUS_ONE,
+        "span event",
+        (
+            ATTR_DB_QUERY_TEXT,
+            ATTR_DB_SYSTEM_NAME,
+            ATTR_N_PLUS_ONE_CALLS,
+            ATTR_CODE_FUNCTION_NAME,
+            ATTR_CODE_FILE_PATH,
+            ATTR_CODE_LINE_NUMBER,
+            ATTR_CODE_STACKTRACE,
+        ),
+        "the agent's N+1 watch (runtime.n_plus_one)",
+        _TRACES + ", amqadf-analyze",
+    ),
     Event(
         EVENT_EXCEPTION,
         "span event",

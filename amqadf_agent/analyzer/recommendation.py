@@ -20,7 +20,9 @@ example trace and span ids, the time window, a confidence and a stable fingerpri
         "formula": "...", "threshold": "...",
         "window": {"start_ns": ..., "end_ns": ..., "start": "ISO 8601", "end": "ISO 8601"} | null,
         "trace_ids": [...], "span_ids": [...]
-      }
+      },
+      "locations": [{"file": "app.py", "line": 12, "function": "orders", "count": 300, "share": 0.99}],
+      "stacktrace": "  File \"app.py\", line 12, in orders\n..." | null
     }
 """
 
@@ -32,7 +34,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-__all__ = ["SEVERITIES", "Evidence", "Recommendation", "Severity", "fingerprint", "severity_rank"]
+__all__ = [
+    "SEVERITIES",
+    "CodeLocation",
+    "Evidence",
+    "Recommendation",
+    "Severity",
+    "fingerprint",
+    "severity_rank",
+]
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 #: Severities from the least to the most severe.
@@ -97,6 +107,30 @@ class Evidence:
 
 
 @dataclass(frozen=True, slots=True)
+class CodeLocation:
+    """A line of the application that the finding's calls came from (the spans' ``code.*``)."""
+
+    file: str
+    line: int
+    function: str
+    #: Calls of the finding's subject from this line, and their share of all its calls (0..1).
+    count: int
+    share: float
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line} {self.function}" if self.function else f"{self.file}:{self.line}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "function": self.function,
+            "count": self.count,
+            "share": round(self.share, 4),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Recommendation:
     """One finding: what to change, how sure we are, and the evidence."""
 
@@ -114,6 +148,10 @@ class Recommendation:
     #: Time at stake in seconds (the ranking key: total time of the statement for database findings).
     impact_s: float = 0.0
     fingerprint: str = field(default="")
+    #: Where the calls came from, most calls first (at most 5); empty when the spans carry no ``code.*``.
+    locations: tuple[CodeLocation, ...] = ()
+    #: The application's stack when the agent caught the finding as it happened (an N+1), else "".
+    stacktrace: str = ""
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -140,4 +178,6 @@ class Recommendation:
             "confidence": round(self.confidence, 3),
             "impact_s": round(self.impact_s, 6),
             "evidence": self.evidence.to_dict(),
+            "locations": [location.to_dict() for location in self.locations],
+            "stacktrace": self.stacktrace or None,
         }

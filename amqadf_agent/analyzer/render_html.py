@@ -378,8 +378,30 @@ def _recommendations(value: object) -> list[str]:
                 )
         out.append("</dl>")
         out.append("</details>")
+        out += _locations(item)
         out.append("</article>")
     return [*out, "</section>"]
+
+
+def _locations(item: Mapping[str, Any]) -> list[str]:
+    """The code locations of a recommendation, and the stack of an N+1 the agent caught."""
+    out = []
+    rows = [
+        [
+            f"<code>{_e(location.get('file', MISSING))}:{_e(location.get('line', MISSING))}</code>",
+            f"<code>{_e(location.get('function', ''))}</code>",
+            _e(_num(location.get("count"))),
+            _e(_num(_number(location.get("share")), 3)),
+        ]
+        for location in _items(item.get("locations") or [])
+    ]
+    if rows:
+        out += _table(["Code", "Function", "Calls", "Share"], rows, "llrr")
+    stack = item.get("stacktrace")
+    if isinstance(stack, str) and stack:
+        out.append('<details class="stack"><summary>Stack of the N+1 as the agent caught it</summary>')
+        out.append(f"<pre>{_e(stack)}</pre></details>")
+    return out
 
 
 # -- scaling: two line charts over time ---------------------------------------------------------------

@@ -194,7 +194,25 @@ def _recommendations(value: object) -> list[str]:
             lines.append(f"   - Threshold: {text(evidence['threshold'])}")
         if evidence.get("formula"):
             lines.append(f"   - Formula: {text(evidence['formula'])}")
+        lines += _locations(item)
     return [*lines, ""]
+
+
+def _locations(item: Mapping[str, Any]) -> list[str]:
+    """The code locations of a recommendation, and the stack of an N+1 the agent caught."""
+    lines = []
+    for location in _items(item.get("locations") or []):
+        where = f"{location.get('file', MISSING)}:{location.get('line', MISSING)}"
+        function = f" {code(location['function'])}" if location.get("function") else ""
+        share = _number(location.get("share"))
+        calls = f" ({num(location.get('count'))} calls, {share * 100:.0f}%)" if share is not None else ""
+        lines.append(f"   - Code: {code(where)}{function}{calls}")
+    stack = item.get("stacktrace")
+    if isinstance(stack, str) and stack:
+        lines += ["   - Stack of the N+1 as the agent caught it:", "", "     ```"]
+        lines += [f"     {line.replace('```', '` ` `')}" for line in stack.splitlines()]
+        lines += ["     ```", ""]
+    return lines
 
 
 def _scaling(value: object) -> list[str]:

@@ -300,6 +300,8 @@ class RecordRouter:
                     continue
                 if record.kind == SPAN_KIND_CLIENT:
                     add(record)
+                elif record.events:  # the agent's N+1 event sits on the run's parent
+                    self.database.add_span(record)
             elif timed and type(record) is MetricRecord:
                 points = tuple(p for p in record.points if self._inside(p.time_ns))
                 if not points:

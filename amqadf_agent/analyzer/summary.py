@@ -357,6 +357,13 @@ def render_recommendations(
             w(f"     traces:     {shown(', '.join(evidence.trace_ids))}\n")
         if evidence.span_ids:
             w(f"     spans:      {shown(', '.join(evidence.span_ids))}\n")
+        for index, location in enumerate(recommendation.locations):
+            label = "code:" if index == 0 else ""
+            w(f"     {label:<11} {shown(str(location))} ({location.count:,} calls, {location.share:.0%})\n")
+        if recommendation.stacktrace:
+            w("     stack:\n")
+            for line in recommendation.stacktrace.splitlines():
+                w(f"       {shown(line.strip())}\n")
         w(f"     action:     {shown(recommendation.action)}\n")
 
 

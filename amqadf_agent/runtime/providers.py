@@ -105,8 +105,10 @@ def _tracer_provider(
         )
     if settings.code_location:  # first: the exporters' processors see the spans with it
         from amqadf_agent.runtime.code_location import CodeLocationProcessor
+        from amqadf_agent.runtime.n_plus_one import NPlusOneProcessor
 
         tracer_provider.add_span_processor(CodeLocationProcessor())
+        tracer_provider.add_span_processor(NPlusOneProcessor())
     for span_exporter in built.spans:
         with _sdk_processor_metrics(settings.self_metrics):
             processor = BatchSpanProcessor(

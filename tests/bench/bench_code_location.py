@@ -4,12 +4,18 @@
 
 Rows, per CLIENT span started and ended through the SDK (no exporter):
 
-* the SDK's span alone, then with ``CodeLocationProcessor``, from an application frame directly
-  (``depth 0``) and from under 10 and 40 frames of a library (an ORM query is 30-40 frames deep:
-  SQLAlchemy's ``Query.all`` to the instrumentation's ``before_cursor_execute``);
+* the SDK's span alone, then with the agent's ``CodeLocationProcessor`` and ``NPlusOneProcessor``,
+  from an application frame directly (``depth 0``) and from under 10 and 40 frames of a library
+  (an ORM query is 30-40 frames deep: SQLAlchemy's ``Query.all`` to the instrumentation's
+  ``before_cursor_execute``), and from 10 and 40 in turn (one instrumentation, two call paths);
 * a real SQLAlchemy ORM query on in-memory SQLite under the SQLAlchemy instrumentation, with and
   without the processor (the whole query, so the difference is the figure that matters);
+* four db client spans with a statement under one parent span, per db span: the N+1 watch's
+  bookkeeping added too (the parent span's own cost shared among the four);
 * the frame walk alone (``application_frame``) from 40 library frames.
+
+Columns: the SDK's own cost (median µs of CPU), then the median added by the code location alone
+and by the code location with the N+1 watch (over the runs, each against the run beside it).
 
 Target (issue 15): at most 1.5 µs median added per client span, at most 10% of the SDK's span cost.
 """
@@ -17,15 +23,17 @@ Target (issue 15): at most 1.5 µs median added per client span, at most 10% of 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 
 from amqadf_agent.runtime.code_location import CodeLocationProcessor, application_frame
+from amqadf_agent.runtime.n_plus_one import NPlusOneProcessor
 
 TARGET_NS = 1500.0
 
@@ -47,31 +55,32 @@ def measure(fns: list[Callable[[], object]], number: int, repeat: int) -> list[l
     return runs
 
 
-class _Switch(SpanProcessor):
-    """``CodeLocationProcessor`` that runs only while switched on."""
+class _Switch:
+    """The agent's processors (code location, then the N+1 watch) in a provider, or none.
 
-    def __init__(self) -> None:
-        self.enabled = False
-        self._located = CodeLocationProcessor()
+    They are put in and taken out of the provider's processor list itself (the SDK's private
+    tuple): a processor wrapping them would be a frame of this file, which the code location takes
+    for the application's.
+    """
 
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        if self.enabled:
-            self._located.on_start(span, parent_context)
+    def __init__(self, provider: TracerProvider) -> None:
+        self._active = provider._active_span_processor
+        located, watch = CodeLocationProcessor(), NPlusOneProcessor()
+        self._sets: tuple[tuple[Any, ...], ...] = ((), (located,), (located, watch))
 
-    def on(self, fn: Callable[[], object]) -> Callable[[], object]:
-        return self._set(fn, True)
+    def each(self, fn: Callable[[], object]) -> list[Callable[[], object]]:
+        """``fn`` with no processor, with the code location, with both (switched outside the timed
+        loop, see ``measure``)."""
+        variants: list[Callable[[], object]] = []
+        for processors in self._sets:
 
-    def off(self, fn: Callable[[], object]) -> Callable[[], object]:
-        return self._set(fn, False)
+            def prepare(processors: tuple[Any, ...] = processors) -> None:
+                self._active._span_processors = processors
 
-    def _set(self, fn: Callable[[], object], enabled: bool) -> Callable[[], object]:
-        """``fn`` with the switch set, the switching outside the timed loop (see ``measure``)."""
-
-        def prepare() -> None:
-            self.enabled = enabled
-
-        fn.prepare = prepare  # type: ignore[attr-defined]
-        return fn
+            switched = functools.partial(fn)  # its own object for each variant
+            switched.prepare = prepare  # type: ignore[attr-defined]
+            variants.append(switched)
+        return variants
 
 
 def _library_module(depth: int) -> Callable[[Callable[[], object]], object]:
@@ -122,32 +131,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--number", type=int, default=20_000)
     args = parser.parse_args(argv)
 
-    # One provider, the processor switched on and off between runs: the SQLAlchemy instrumentation
+    # One provider, the processors switched on and off between runs: the SQLAlchemy instrumentation
     # can be installed once only, and the runs alternate so that both sides see the same load.
-    switch = _Switch()
     provider = TracerProvider()
-    provider.add_span_processor(switch)
+    switch = _Switch(provider)
     tracer = provider.get_tracer("bench")
 
     def span() -> None:
         tracer.start_span("SELECT", kind=SpanKind.CLIENT).end()
 
-    rows: list[tuple[str, list[float], list[float]]] = []
+    rows: list[tuple[str, list[list[float]]]] = []
     for depth in (0, 10, 40):
         wrap = _library_module(depth) if depth else (lambda fn: fn())
-        without, with_location = measure(
-            [switch.off(lambda wrap=wrap: wrap(span)), switch.on(lambda wrap=wrap: wrap(span))],
-            args.number,
-            args.repeat,
-        )
-        rows.append((f"client span, {depth} library frames", without, with_location))
+        runs = measure(switch.each(lambda wrap=wrap: wrap(span)), args.number, args.repeat)
+        rows.append((f"client span, {depth} library frames", runs))
+
+    shallow, deep = _library_module(10), _library_module(40)
+
+    def alternating() -> None:
+        shallow(span)
+        deep(span)
+
+    runs = measure(switch.each(alternating), args.number // 2, args.repeat)
+    rows.append(("client span, 10 and 40 frames in turn", [[r / 2 for r in run] for run in runs]))
+
+    def db_span() -> None:
+        # A db span under a parent, its statement set after the start (as instrumentations do):
+        # what the N+1 watch looks at; 4 calls a parent, so no event is ever added.
+        with tracer.start_as_current_span("GET /orders"):
+            for _ in range(4):
+                client = tracer.start_span("SELECT", kind=SpanKind.CLIENT)
+                client.set_attribute("db.query.text", "SELECT * FROM items WHERE order_id = ?")
+                client.end()
+
+    runs = measure(switch.each(db_span), args.number // 4, args.repeat)
+    rows.append(("4 db spans under a parent, per db span", [[r / 4 for r in run] for run in runs]))
 
     query, close = _orm(provider)
-    without, with_location = measure(
-        [switch.off(query), switch.on(query)], max(args.number // 10, 100), args.repeat
-    )
+    runs = measure(switch.each(query), max(args.number // 10, 100), args.repeat)
     close()
-    rows.append(("SQLAlchemy ORM query (whole query)", without, with_location))
+    rows.append(("SQLAlchemy ORM query (whole query)", runs))
 
     walk = _library_module(40)
     walk_alone, bare = measure(
@@ -155,16 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     print(
-        f"{'case':<40} {'SDK µs':>9} {'+location µs':>13} {'added µs':>9} {'added %':>8}"
-        f" {'added µs, runs':>16}"
+        f"{'case':<40} {'SDK µs':>7} {'+location µs':>13} {'added %':>8} {'+N+1 watch µs':>14} {'added %':>8}"
     )
-    for name, without, with_location in rows:
-        base, located_ns = statistics.median(without), statistics.median(with_location)
-        added = [b - a for a, b in zip(without, with_location, strict=True)]
-        median_added = statistics.median(added)
+    for name, (without, located_runs, both_runs) in rows:
+        base = statistics.median(without)
+        located = statistics.median([b - a for a, b in zip(without, located_runs, strict=True)])
+        both = statistics.median([b - a for a, b in zip(without, both_runs, strict=True)])
         print(
-            f"{name:<40} {base / 1000:9.2f} {located_ns / 1000:13.2f} {median_added / 1000:9.2f} "
-            f"{median_added / base * 100:7.1f}% {min(added) / 1000:7.2f}..{max(added) / 1000:.2f}"
+            f"{name:<40} {base / 1000:7.2f} {located / 1000:13.2f} {located / base * 100:7.1f}%"
+            f" {both / 1000:14.2f} {both / base * 100:7.1f}%"
         )
     walk_ns = statistics.median(walk_alone) - statistics.median(bare)
     print(f"{'frame walk alone, 40 library frames':<40} {'':>9} {'':>13} {walk_ns / 1000:9.2f}")

@@ -62,9 +62,16 @@ from dataclasses import dataclass
 
 from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, Record, SpanRecord, service_name
 from amqadf_agent.analyzer.plausible import is_count
-from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Severity
+from amqadf_agent.analyzer.recommendation import CodeLocation, Evidence, Recommendation, Severity
 from amqadf_agent.analyzer.sql import SqlInfo, analyze, normalize_call
 from amqadf_agent.semconv import (
+    ATTR_CODE_FILE_PATH,
+    ATTR_CODE_FILEPATH_OLD,
+    ATTR_CODE_FUNCTION_NAME,
+    ATTR_CODE_FUNCTION_OLD,
+    ATTR_CODE_LINE_NUMBER,
+    ATTR_CODE_LINENO_OLD,
+    ATTR_CODE_STACKTRACE,
     ATTR_DB_QUERY_PARAMETER_PREFIX,
     ATTR_DB_QUERY_SANITIZED,
     ATTR_DB_QUERY_TEXT,
@@ -74,6 +81,7 @@ from amqadf_agent.semconv import (
     ATTR_DB_STATEMENT_PARAMETERS_OLD,
     ATTR_DB_SYSTEM_NAME,
     ATTR_DB_SYSTEM_OLD,
+    EVENT_DB_N_PLUS_ONE,
 )
 
 __all__ = ["DatabaseRuleConfig", "DatabaseRules", "StatementStats", "analyze_spans"]
@@ -95,6 +103,9 @@ class DatabaseRuleConfig:
     #: Calls of a statement at which confidence reaches its maximum.
     full_confidence_calls: int = 100
     max_examples: int = 3
+    #: Code locations (``code.*`` of the spans) listed per finding, and counted per statement.
+    max_locations: int = 5
+    max_counted_locations: int = 64
     #: Buffered db calls of unfinished traces, all traces together (see the module docstring).
     max_buffered_calls: int = 50_000
     max_samples: int = 2048
@@ -116,6 +127,7 @@ class StatementStats:
         "end_ns",
         "examples",
         "info",
+        "locations",
         "max_s",
         "rows_known",
         "rows_max",
@@ -147,6 +159,8 @@ class StatementStats:
         self.end_ns: int | None = None
         self.examples: list[tuple[str, str]] = []
         self.slow_examples: list[tuple[float, str, str]] = []
+        #: (file, line, function) -> calls from there (``code.*`` of the spans), a bounded number.
+        self.locations: dict[tuple[str, int, str], int] = {}
 
     @property
     def mean_s(self) -> float:
@@ -252,9 +266,15 @@ class DatabaseRules:
         #: prices fixes per request from them): ``(trace id, [(parent span id, start ns, end ns,
         #: statement id, ...,  service), ...])``.
         self.trace_listener: Callable[[str, list[_Call]], None] | None = None
+        #: normalized statement -> the application's stack of an N+1 of it the agent caught.
+        self._stacks: dict[str, str] = {}
 
     def add_span(self, span: SpanRecord) -> None:
-        """Take ``span`` into account if it is a db client span with a statement; ignore it otherwise."""
+        """Take ``span`` into account if it is a db client span with a statement; ignore it otherwise.
+
+        Any span may carry the agent's N+1 event (on the parent of the run): its stack is kept."""
+        if span.events:
+            self._read_events(span)
         if span.kind != SPAN_KIND_CLIENT:
             return
         attributes = span.attributes
@@ -270,7 +290,7 @@ class DatabaseRules:
             self._last_resource = resource
             self._last_service = service_name(resource)
         start_ns, end_ns = span.start_ns, span.end_ns
-        self._add(
+        stats = self._add(
             statement,
             max(end_ns - start_ns, 0) / 1e9,  # span.duration_s
             rows if isinstance(rows, int) and not isinstance(rows, bool) and is_count(rows) else None,
@@ -283,6 +303,36 @@ class DatabaseRules:
             end_ns,
             attributes,
         )
+        filename = attributes.get(ATTR_CODE_FILE_PATH) or attributes.get(ATTR_CODE_FILEPATH_OLD)
+        if filename:
+            self._locate(stats, filename, attributes)
+
+    def _locate(self, stats: StatementStats, filename: object, attributes: Mapping[str, object]) -> None:
+        """Count the call's code location (current ``code.*`` names, else the older ones)."""
+        line = attributes.get(ATTR_CODE_LINE_NUMBER) or attributes.get(ATTR_CODE_LINENO_OLD)
+        function = attributes.get(ATTR_CODE_FUNCTION_NAME) or attributes.get(ATTR_CODE_FUNCTION_OLD)
+        key = (
+            str(filename),
+            line if isinstance(line, int) and not isinstance(line, bool) and line > 0 else 0,
+            str(function) if function else "",
+        )
+        locations = stats.locations
+        if key in locations:
+            locations[key] += 1
+        elif len(locations) < self.config.max_counted_locations:
+            locations[key] = 1
+
+    def _read_events(self, span: SpanRecord) -> None:
+        """Keep the stack of each N+1 the agent caught, by normalized statement (the first one seen)."""
+        for event in span.events:
+            if event.name != EVENT_DB_N_PLUS_ONE:
+                continue
+            statement = event.attributes.get(ATTR_DB_QUERY_TEXT)
+            stack = event.attributes.get(ATTR_CODE_STACKTRACE)
+            if isinstance(statement, str) and isinstance(stack, str) and stack:
+                key = normalize_call(statement)[0]
+                if key not in self._stacks and len(self._stacks) < self.config.max_buffered_calls:
+                    self._stacks[key] = stack
 
     def add_call(
         self,
@@ -326,7 +376,7 @@ class DatabaseRules:
         start_ns: int,
         end_ns: int,
         attributes: Mapping[str, object] | None = None,
-    ) -> None:
+    ) -> StatementStats:
         # The hot path: once per db call. The statement's SqlInfo is built only when it is new.
         key, placeholders, digest = normalize_call(statement)
         if placeholders and attributes is not None:
@@ -403,6 +453,7 @@ class DatabaseRules:
             while self._buffered > config.max_buffered_calls and self._traces:
                 oldest = self._trace_order.popleft()
                 self._flush(oldest, self._traces.pop(oldest))
+        return stats
 
     def _flush(self, trace_id: str, calls: list[_Call]) -> None:
         """Analyse one trace's db calls for N+1 and identical queries, then forget them."""
@@ -475,6 +526,7 @@ class DatabaseRules:
     def _statement_findings(self, stats: StatementStats) -> list[Recommendation]:
         """Every finding about one statement shape, in the order the rules are listed above."""
         findings = _StatementFindings(stats, self.config)
+        findings.stacktrace = self._stacks.get(stats.info.normalized, "")
         statement_id = self._ids[stats.info.normalized]
         n1 = self._n_plus_one.get(statement_id)
         if n1 is not None:
@@ -503,6 +555,9 @@ class _StatementFindings:
         self.short = statement if len(statement) <= 80 else statement[:77] + "..."
         self.numbers = _numbers(stats)
         self.confidence = confidence(stats.calls, config.full_confidence_calls)
+        self.locations = _locations(stats, config.max_locations)
+        #: The application's stack of an N+1 of this statement, when the agent caught one.
+        self.stacktrace = ""
         self.out: list[Recommendation] = []
 
     def add(
@@ -517,6 +572,7 @@ class _StatementFindings:
         sample: list[tuple[str, str]] | None = None,
         certainty: float | None = None,
         services: Iterable[str] = (),
+        stacktrace: str = "",
     ) -> None:
         """One finding; the services (``services``, else every one that ran the statement) go in the
         title before the statement, examples default to the statement's own."""
@@ -545,6 +601,8 @@ class _StatementFindings:
                 ),
                 confidence=self.confidence if certainty is None else certainty,
                 impact_s=stats.total_s,
+                locations=self.locations,
+                stacktrace=stacktrace,
             )
         )
 
@@ -570,6 +628,7 @@ def _n_plus_one(findings: _StatementFindings, n1: _Finding) -> None:
         n1.examples,
         min(0.95, findings.confidence + 0.1 * min(n1.count, 3)),
         n1.services,
+        findings.stacktrace,
     )
 
 
@@ -692,6 +751,16 @@ def _label(services: list[str], shown: int = 3) -> str:
     if len(services) <= shown:
         return services[0] if len(services) == 1 else ", ".join(services[:-1]) + " and " + services[-1]
     return ", ".join(services[:shown]) + f" and {len(services) - shown} more"
+
+
+def _locations(stats: StatementStats, shown: int) -> tuple[CodeLocation, ...]:
+    """The ``shown`` lines most of the statement's calls came from, with their share of all calls."""
+    ranked = sorted(stats.locations.items(), key=lambda item: (-item[1], item[0]))[:shown]
+    calls = max(stats.calls, 1)
+    return tuple(
+        CodeLocation(file=file, line=line, function=function, count=count, share=count / calls)
+        for (file, line, function), count in ranked
+    )
 
 
 def _numbers(stats: StatementStats) -> dict[str, int | float | str]:
