@@ -224,6 +224,21 @@ def test_fan_out_over_twenty_children() -> None:
     assert rules(analyze_trace_shapes([server(600), parent, *control]), "fan_out") == []
 
 
+def test_a_loop_over_one_query_is_an_n_plus_one_not_a_fan_out() -> None:
+    # GIVEN 40 children of one span, 30 of them one query with different ids (an N+1 loop)
+    parent = span("list_orders", 0, 500, span_id="00000000000000bb")
+    loop = [
+        query(f"SELECT * FROM items WHERE order_id = {i}", i * 10, 5, parent="00000000000000bb")
+        for i in range(30)
+    ]
+    others = [span(f"widget {i}", 300 + i, 1, parent="00000000000000bb") for i in range(10)]
+    # THEN the trace-shape rules leave it to the N+1 rules
+    assert rules(analyze_trace_shapes([server(600), parent, *loop, *others]), "fan_out") == []
+    # AND the same width of different work is a fan-out
+    varied = [query(f"SELECT * FROM t{i}", i * 10, 5, parent="00000000000000bb") for i in range(30)]
+    assert len(rules(analyze_trace_shapes([server(600), parent, *varied, *others]), "fan_out")) == 1
+
+
 def test_chatty_service_counts_calls_to_one_peer_across_parents() -> None:
     spans = [server(900)]
     for i in range(15):

@@ -16,7 +16,8 @@ normalized statement, ``analyzer.sql``). The rules, each a finding of category `
   bind parameter may use a previous result, as Sentry's detector holds, and is not counted); in parallel
   they would take the longest one: time saved = total - longest, at least 100 ms and at least 10% of
   the parent.
-* **Fan-out** (``fan_out``): more than 20 children under one span.
+* **Fan-out** (``fan_out``): more than 20 children under one span, not mostly one query or URL (a loop is an
+  N+1, reported by those rules with its saving).
 * **Chatty service** (``chatty_service``): at least 15 HTTP calls to one peer in one trace.
 * **Redundant calls** (``redundant_calls``): the same GET (same URL, query included) at least twice in
   one trace, not counting failed calls (retries).
@@ -34,7 +35,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar, Final, NamedTuple
@@ -108,6 +109,12 @@ _BY_START: Final = operator.itemgetter(2, 1)
 #: Statements remembered with their shape (the memo is emptied when full).
 _MEMO_MAX: Final = 4096
 
+
+
+def _mostly_one_call(kids: list[_Span]) -> bool:
+    """More than half of ``kids`` are one query or one URL template: repetition, not fan-out."""
+    counts = Counter((kid.kind, kid.key) for kid in kids if kid.kind != _OTHER)
+    return bool(counts) and max(counts.values()) * 2 > len(kids)
 
 class _Span(NamedTuple):
     """What a trace buffer keeps of one span."""
@@ -330,6 +337,8 @@ class TraceShapeRules:
         by_id = {entry[1]: entry for entry in raw} if wide or busy else {}
         for parent_id in wide:
             kids = sorted((self._span(r) for r in raw if r[0] == parent_id), key=_BY_START)
+            if _mostly_one_call(kids):
+                continue  # a loop over one query or URL: the N+1 rules report it, with its saving
             parent_raw = by_id.get(parent_id)
             name = parent_raw[5] if parent_raw is not None else f"span {parent_id}"
             self._note("fan_out", name, trace_id, route, kids, 0.0)
