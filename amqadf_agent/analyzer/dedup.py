@@ -49,6 +49,10 @@ class Call(NamedTuple):
     span_id: str
 
 
+#: Builds a ``Call`` from a tuple without the generated ``__new__`` (a Python call per db span).
+_new_call = tuple.__new__
+
+
 def twins(kept: Call, other: Call) -> bool:
     """True when ``kept`` and ``other`` are one call seen by two instrumentations."""
     return (
@@ -93,22 +97,14 @@ def collapse(calls: Iterable[Call]) -> list[Call]:
     return kept
 
 
-class _Held:
-    __slots__ = ("call", "span")
-
-    def __init__(self, span: SpanRecord, call: Call) -> None:
-        self.span = span
-        self.call = call
-
-
 class CallDeduplicator:
     """Pass db client spans on to ``sink``, each call once; ``flush()`` at the end of the input."""
 
     def __init__(self, sink: Callable[[SpanRecord], None], window: int = DEFAULT_WINDOW) -> None:
         self.sink = sink
         self.window = window
-        self._held: deque[_Held] = deque()
-        self._index: dict[tuple[str, str], list[_Held]] = {}
+        self._held: deque[list[Any]] = deque()
+        self._index: dict[tuple[str, str], list[list[Any]]] = {}
         #: Spans dropped as the twin of one kept.
         self.duplicates = 0
         #: (kept scope, dropped scope) -> spans dropped.
@@ -123,20 +119,28 @@ class CallDeduplicator:
         ):
             self.sink(span)
             return
-        call = Call(span.start_ns, span.end_ns, statement, span.scope_name, span.parent_span_id, span.span_id)
+        call: Call = _new_call(
+            Call, (span.start_ns, span.end_ns, statement, span.scope_name, span.parent_span_id, span.span_id)
+        )
         key = (span.trace_id, statement)
         held = self._index.get(key)
+        entry: list[Any]
         if held is None:
-            held = self._index[key] = []
+            entry = [span, call]
+            self._index[key] = [entry]
+            self._held.append(entry)
+            if len(self._held) > self.window:
+                self._release()
+            return
         for entry in held:
-            if twins(entry.call, call):
-                if outer(entry.call, call):
-                    self._merged(entry.call.scope, call.scope)
+            if twins(entry[1], call):
+                if outer(entry[1], call):
+                    self._merged(entry[1].scope, call.scope)
                 else:  # the new span wraps the held one: keep it in its place
-                    self._merged(call.scope, entry.call.scope)
-                    entry.span, entry.call = span, call
+                    self._merged(call.scope, entry[1].scope)
+                    entry[0], entry[1] = span, call
                 return
-        entry = _Held(span, call)
+        entry = [span, call]
         held.append(entry)
         self._held.append(entry)
         if len(self._held) > self.window:
@@ -147,14 +151,15 @@ class CallDeduplicator:
         self.scopes[kept, dropped] = self.scopes.get((kept, dropped), 0) + 1
 
     def _release(self) -> None:
-        entry = self._held.popleft()
-        key = (entry.span.trace_id, entry.call.what)
+        span, call = self._held.popleft()
+        key = (span.trace_id, call.what)
         held = self._index.get(key)
         if held is not None:
-            held.remove(entry)
-            if not held:
+            if len(held) == 1:
                 del self._index[key]
-        self.sink(entry.span)
+            else:
+                held[:] = [entry for entry in held if entry[0] is not span]
+        self.sink(span)
 
     def flush(self) -> None:
         """Pass on every span still held."""

@@ -164,12 +164,9 @@ class RouteStats:
         }
 
 
-class _Pending:
-    __slots__ = ("calls",)
-
-    def __init__(self) -> None:
-        #: (kind, start ns, end ns, statement or URL, scope, parent span id, span id)
-        self.calls: list[tuple[int, Call]] = []
+#: A client call waiting for its request: (kind, start ns, end ns, statement or URL, scope, parent span
+#: id, span id); plain tuples, the cheapest to build on the hot path.
+_PendingCall = tuple[int, int, int, str, str, str, str]
 
 
 class EndpointRules:
@@ -192,7 +189,7 @@ class EndpointRules:
         self.slow_query_s = slow_query_s
         self._routes: dict[tuple[str, str, str], RouteStats] = {}
         self._other: RouteStats | None = None
-        self._pending: OrderedDict[tuple[str, str], _Pending] = OrderedDict()
+        self._pending: OrderedDict[tuple[str, str], list[_PendingCall]] = OrderedDict()
         self._linked: dict[str, RouteStats] = {}
         self._rng = random.Random(0)
         self._last_resource: object = None
@@ -228,25 +225,23 @@ class EndpointRules:
         else:
             call_kind = _OTHER
             what = span.name
+        call = (
+            call_kind,
+            span.start_ns,
+            span.end_ns,
+            what if type(what) is str else str(what),
+            span.scope_name,
+            span.parent_span_id,
+            span.span_id,
+        )
         key = (span.trace_id, self._service)
         pending = self._pending.get(key)
         if pending is None:
-            pending = self._pending[key] = _Pending()
+            self._pending[key] = [call]
             if len(self._pending) > MAX_PENDING_TRACES:
                 self._pending.popitem(last=False)
-        pending.calls.append(
-            (
-                call_kind,
-                Call(
-                    span.start_ns,
-                    span.end_ns,
-                    what if isinstance(what, str) else str(what),
-                    span.scope_name,
-                    span.parent_span_id,
-                    span.span_id,
-                ),
-            )
-        )
+        else:
+            pending.append(call)
 
     def _add_request(self, span: SpanRecord) -> None:
         end_ns = span.end_ns
@@ -272,24 +267,36 @@ class EndpointRules:
         pending = self._pending.pop((span.trace_id, self._service), None)
         if pending is None:
             return
-        db_calls = 0
-        slow = False
-        for group in (_DB, _HTTP):
-            calls = [call for kind, call in pending.calls if kind == group]
-            if not calls:
-                continue
-            kept = collapse(calls)
-            self.duplicates += len(calls) - len(kept)
-            seconds = sum(max(c.end_ns - c.start_ns, 0) for c in kept) / 1e9
-            if group == _DB:
-                db_calls = len(kept)
-                stats.db_calls += db_calls
-                stats.db_s += seconds
-                slow = any(c.end_ns - c.start_ns >= self.slow_query_s * 1e9 for c in kept)
-            else:
-                stats.http_calls += len(kept)
-                stats.http_s += seconds
-        if (db_calls >= LINK_MIN_DB_CALLS or slow) and len(self._linked) < MAX_LINKED_TRACES:
+        # One pass: counts and times per kind; twins are possible only with two scopes of one kind.
+        counts = [0, 0, 0]
+        times = [0, 0, 0]
+        longest_db = 0
+        scopes: list[str | None] = [None, None, None]
+        mixed = False
+        for kind, start, end, _what, scope, _parent, _span_id in pending:
+            took = end - start if end > start else 0
+            counts[kind] += 1
+            times[kind] += took
+            if kind == _DB and took > longest_db:
+                longest_db = took
+            seen = scopes[kind]
+            if seen is None:
+                scopes[kind] = scope
+            elif seen != scope:
+                mixed = True
+        if mixed:
+            for kind in (_DB, _HTTP):
+                calls = [Call(*c[1:]) for c in pending if c[0] == kind]
+                kept = collapse(calls)
+                self.duplicates += len(calls) - len(kept)
+                counts[kind] = len(kept)
+                times[kind] = sum(max(c.end_ns - c.start_ns, 0) for c in kept)
+        stats.db_calls += counts[_DB]
+        stats.db_s += times[_DB] / 1e9
+        stats.http_calls += counts[_HTTP]
+        stats.http_s += times[_HTTP] / 1e9
+        slow = longest_db >= self.slow_query_s * 1e9
+        if (counts[_DB] >= LINK_MIN_DB_CALLS or slow) and len(self._linked) < MAX_LINKED_TRACES:
             self._linked.setdefault(span.trace_id, stats)
 
     def _route(self, service: str, method: str, route: str) -> RouteStats:
