@@ -11,6 +11,10 @@ attributes, internal spans, HTTP client spans and db client spans (``db.system.n
 lookups under one parent) in part of the order traces, a slow report query, ~2% server errors. The
 half file therefore covers half the time range.
 
+Beside the rows, a per-rule table: the first ``--rule-spans`` spans of the half file read into memory
+once, then each rule fed all of them and finished (its ``recommendations()``/``windows()``), timed
+alone, in this process: where the rules' share of the time goes, and what each new rule costs.
+
 Each row runs in its own subprocess, timed from spawn to exit (interpreter start and imports
 included), its peak RSS read with ``os.wait4`` (``ru_maxrss`` of that child alone). Rows run
 ``--repeat`` times in interleaved rounds; the table shows each row's fastest run and the largest peak
@@ -24,18 +28,13 @@ file's span count over that wall time; every row checks it saw that count.
 - amqadf-analyze in one process: the same, with the reading child turned off
   (``analyzer.run.PIPELINE_MIN_BYTES`` raised), to show what the second process brings;
 - otlp_reader.read only: the analyzer's reader building its records, no rules (where the time goes);
+- amqadf-analyze, the code at ``--before DIR``: the same end-to-end run with the package imported
+  from DIR (``git archive main | tar -x -C DIR``), to show what a change costs (before/after spans/s);
 - orjson.loads per line / json.loads per line: parse each line and count the spans, nothing more
   (the floor any Python reader of this format pays);
 - DuckDB read_json: ``read_json(format='newline_delimited')`` with resourceSpans, scopeSpans and spans
   unnested and counted, with DuckDB's default threads (all cores) and memory limit; "not installed
   (pip install duckdb)" without it.
-
-- amqadf-analyze, the code at ``--before DIR``: the same end-to-end run with the package imported
-  from DIR (``git archive main | tar -x -C DIR``), to show what a change costs (before/after spans/s).
-
-After the rows, a per-rule table: the first ``--rule-spans`` spans of the half file read into memory
-once, then each rule fed all of them and finished (its ``recommendations()``/``windows()``), timed
-alone, in this process: where the rules' share of the time goes, and what each new rule costs.
 
 Targets (issue 7): at least 100 000 spans/s end to end, and peak RSS under 300 MB that does not grow
 with the input size (here: the full file's peak within 10% of the half file's).
