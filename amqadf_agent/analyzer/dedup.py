@@ -49,8 +49,8 @@ class Call(NamedTuple):
     span_id: str
 
 
-#: Builds a ``Call`` from a tuple without the generated ``__new__`` (a Python call per db span).
-_new_call = tuple.__new__
+def _call(span: SpanRecord, statement: str) -> Call:
+    return Call(span.start_ns, span.end_ns, statement, span.scope_name, span.parent_span_id, span.span_id)
 
 
 def twins(kept: Call, other: Call) -> bool:
@@ -103,6 +103,7 @@ class CallDeduplicator:
     def __init__(self, sink: Callable[[SpanRecord], None], window: int = DEFAULT_WINDOW) -> None:
         self.sink = sink
         self.window = window
+        #: Entries ``[span, (trace id, statement)]`` in arrival order; the index finds them by key.
         self._held: deque[list[Any]] = deque()
         self._index: dict[tuple[str, str], list[list[Any]]] = {}
         #: Spans dropped as the twin of one kept.
@@ -119,29 +120,25 @@ class CallDeduplicator:
         ):
             self.sink(span)
             return
-        call: Call = _new_call(
-            Call, (span.start_ns, span.end_ns, statement, span.scope_name, span.parent_span_id, span.span_id)
-        )
         key = (span.trace_id, statement)
         held = self._index.get(key)
         entry: list[Any]
-        if held is None:
-            entry = [span, call]
+        if held is not None:  # the same statement in the same trace: a twin, or a repeat
+            call = _call(span, statement)
+            for entry in held:
+                seen = _call(entry[0], statement)
+                if twins(seen, call):
+                    if outer(seen, call):
+                        self._merged(seen.scope, call.scope)
+                    else:  # the new span wraps the held one: keep it in its place
+                        self._merged(call.scope, seen.scope)
+                        entry[0] = span
+                    return
+            entry = [span, key]
+            held.append(entry)
+        else:  # the common case: nothing built but the entry
+            entry = [span, key]
             self._index[key] = [entry]
-            self._held.append(entry)
-            if len(self._held) > self.window:
-                self._release()
-            return
-        for entry in held:
-            if twins(entry[1], call):
-                if outer(entry[1], call):
-                    self._merged(entry[1].scope, call.scope)
-                else:  # the new span wraps the held one: keep it in its place
-                    self._merged(call.scope, entry[1].scope)
-                    entry[0], entry[1] = span, call
-                return
-        entry = [span, call]
-        held.append(entry)
         self._held.append(entry)
         if len(self._held) > self.window:
             self._release()
@@ -151,8 +148,7 @@ class CallDeduplicator:
         self.scopes[kept, dropped] = self.scopes.get((kept, dropped), 0) + 1
 
     def _release(self) -> None:
-        span, call = self._held.popleft()
-        key = (span.trace_id, call.what)
+        span, key = self._held.popleft()
         held = self._index.get(key)
         if held is not None:
             if len(held) == 1:
