@@ -19,8 +19,9 @@ Children are attributed to the SERVER span of the same trace and service that ar
 exporter sends a child before its parent: children end first); the first such server span of a
 trace takes them (a trace that re-enters one service is counted under its first route). A call seen
 by two instrumentations (the ORM's span and the DB-API's beside or inside it) is counted once
-(``analyzer.dedup.collapse``). Memory: at most ``MAX_PENDING_TRACES`` traces waiting for their
-server span (the oldest are dropped: a background job has none), ``MAX_ROUTES`` routes (the rest go
+(``analyzer.dedup.collapse``). Memory: per service at most ``MAX_PENDING_TRACES`` traces whose client
+spans (referenced, not copied) wait for their server span (the oldest are dropped: a background job
+has none; an exporter sends a request's spans in one batch, so few wait), ``MAX_ROUTES`` routes (the rest go
 to one ``(other routes)`` row), and for linking findings to routes at most ``MAX_LINKED_TRACES``
 trace ids of requests that ran enough or slow enough queries to be an N+1 or slow-query example.
 
@@ -164,9 +165,9 @@ class RouteStats:
         }
 
 
-#: A client call waiting for its request: (kind, start ns, end ns, statement or URL, scope, parent span
-#: id, span id); plain tuples, the cheapest to build on the hot path.
-_PendingCall = tuple[int, int, int, str, str, str, str]
+#: A client call waiting for its request: (kind, the span); what the request needs of it is read when
+#: the request arrives (an exporter sends both within one batch, mostly).
+_PendingCall = tuple[int, SpanRecord]
 
 
 class EndpointRules:
@@ -189,7 +190,9 @@ class EndpointRules:
         self.slow_query_s = slow_query_s
         self._routes: dict[tuple[str, str, str], RouteStats] = {}
         self._other: RouteStats | None = None
-        self._pending: OrderedDict[tuple[str, str], list[_PendingCall]] = OrderedDict()
+        #: Per ``service.name``, trace id -> its calls waiting for the request, oldest trace first.
+        self._pending_of: dict[str, OrderedDict[str, list[_PendingCall]]] = {}
+        self._pending: OrderedDict[str, list[_PendingCall]] = OrderedDict()
         self._linked: dict[str, RouteStats] = {}
         self._rng = random.Random(0)
         self._last_resource: object = None
@@ -204,51 +207,39 @@ class EndpointRules:
             return
         if record.resource is not self._last_resource:
             self._last_resource = record.resource
-            self._service = service_name(record.resource)
-            self._keep = self.service is None or self._service == self.service
+            self._service = name = service_name(record.resource)
+            self._keep = self.service is None or name == self.service
+            pending_of = self._pending_of.get(name)
+            if pending_of is None:
+                pending_of = self._pending_of[name] = OrderedDict()
+            self._pending = pending_of
         if not self._keep:
             return
         kind = record.kind
-        if kind == SPAN_KIND_CLIENT:
-            self._add_call(record)
+        if kind == SPAN_KIND_CLIENT:  # the hot path: keep a reference, decide nothing yet
+            attributes = record.attributes
+            if attributes.get(ATTR_DB_SYSTEM_NAME) or attributes.get(ATTR_DB_SYSTEM_OLD):
+                call = (_DB, record)
+            elif attributes.get(ATTR_HTTP_REQUEST_METHOD) or attributes.get(ATTR_HTTP_METHOD_OLD):
+                call = (_HTTP, record)
+            else:
+                call = (_OTHER, record)
+            pending = self._pending.get(record.trace_id)
+            if pending is None:
+                self._pending[record.trace_id] = [call]
+                if len(self._pending) > MAX_PENDING_TRACES:
+                    self._pending.popitem(last=False)
+            else:
+                pending.append(call)
         elif kind in (SPAN_KIND_SERVER, SPAN_KIND_CONSUMER):
             self._add_request(record)
-
-    def _add_call(self, span: SpanRecord) -> None:
-        attributes = span.attributes
-        if attributes.get(ATTR_DB_SYSTEM_NAME) or attributes.get(ATTR_DB_SYSTEM_OLD):
-            call_kind = _DB
-            what = attributes.get(ATTR_DB_QUERY_TEXT) or attributes.get(ATTR_DB_STATEMENT_OLD) or span.name
-        elif attributes.get(ATTR_HTTP_REQUEST_METHOD) or attributes.get(ATTR_HTTP_METHOD_OLD):
-            call_kind = _HTTP
-            what = attributes.get(_URL_FULL) or attributes.get(_HTTP_URL_OLD) or span.name
-        else:
-            call_kind = _OTHER
-            what = span.name
-        call = (
-            call_kind,
-            span.start_ns,
-            span.end_ns,
-            what if type(what) is str else str(what),
-            span.scope_name,
-            span.parent_span_id,
-            span.span_id,
-        )
-        key = (span.trace_id, self._service)
-        pending = self._pending.get(key)
-        if pending is None:
-            self._pending[key] = [call]
-            if len(self._pending) > MAX_PENDING_TRACES:
-                self._pending.popitem(last=False)
-        else:
-            pending.append(call)
 
     def _add_request(self, span: SpanRecord) -> None:
         end_ns = span.end_ns
         if (self.since_ns is not None and end_ns < self.since_ns) or (
             self.until_ns is not None and end_ns > self.until_ns
         ):
-            self._pending.pop((span.trace_id, self._service), None)
+            self._pending.pop(span.trace_id, None)
             return
         method, route = route_of(span)
         stats = self._route(self._service, method, route)
@@ -264,7 +255,7 @@ class EndpointRules:
             slot = self._rng.randrange(stats.requests)
             if slot < MAX_SAMPLES:
                 samples[slot] = duration
-        pending = self._pending.pop((span.trace_id, self._service), None)
+        pending = self._pending.pop(span.trace_id, None)
         if pending is None:
             return
         # One pass: counts and times per kind; twins are possible only with two scopes of one kind.
@@ -273,7 +264,8 @@ class EndpointRules:
         longest_db = 0
         scopes: list[str | None] = [None, None, None]
         mixed = False
-        for kind, start, end, _what, scope, _parent, _span_id in pending:
+        for kind, call in pending:
+            start, end, scope = call.start_ns, call.end_ns, call.scope_name
             took = end - start if end > start else 0
             counts[kind] += 1
             times[kind] += took
@@ -286,7 +278,7 @@ class EndpointRules:
                 mixed = True
         if mixed:
             for kind in (_DB, _HTTP):
-                calls = [Call(*c[1:]) for c in pending if c[0] == kind]
+                calls = [_call(kind, c) for k, c in pending if k == kind]
                 kept = collapse(calls)
                 self.duplicates += len(calls) - len(kept)
                 counts[kind] = len(kept)
@@ -330,6 +322,17 @@ class EndpointRules:
     def to_json(self, limit: int = TOP_ROUTES) -> list[dict[str, Any]]:
         """The ``top_routes`` section of the JSON report."""
         return [stats.to_dict() for stats in self.routes()[:limit]]
+
+
+def _call(kind: int, span: SpanRecord) -> Call:
+    """What deduplication compares of a client span: its statement (db) or URL (http)."""
+    attributes = span.attributes
+    if kind == _DB:
+        what = attributes.get(ATTR_DB_QUERY_TEXT) or attributes.get(ATTR_DB_STATEMENT_OLD) or span.name
+    else:
+        what = attributes.get(_URL_FULL) or attributes.get(_HTTP_URL_OLD) or span.name
+    text = what if isinstance(what, str) else str(what)
+    return Call(span.start_ns, span.end_ns, text, span.scope_name, span.parent_span_id, span.span_id)
 
 
 def route_of(span: SpanRecord) -> tuple[str, str]:
