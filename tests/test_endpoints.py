@@ -134,6 +134,7 @@ def test_every_format_shows_the_endpoint_table(tmp_path: Path) -> None:
         write_report(analysis, fmt, out)
         shown[fmt] = out.getvalue()
     assert "Endpoints by total time (2)" in shown["text"]
+    assert f"Duplicates: 120 db span(s) merged, one call each ({ORM} <- {DBAPI}: 120)" in shown["text"]
     assert "shop: GET /orders/{id}: 20 req, errors 0.0%" in shown["text"]
     assert "database/n_plus_one" in shown["text"]
     assert "| `shop: POST /pay` | 20 | 25.0% | 250 ms |" in shown["markdown"]

@@ -49,6 +49,10 @@ class Call(NamedTuple):
     span_id: str
 
 
+def _call(span: SpanRecord, statement: str) -> Call:
+    return Call(span.start_ns, span.end_ns, statement, span.scope_name, span.parent_span_id, span.span_id)
+
+
 def twins(kept: Call, other: Call) -> bool:
     """True when ``kept`` and ``other`` are one call seen by two instrumentations."""
     return (
@@ -93,22 +97,15 @@ def collapse(calls: Iterable[Call]) -> list[Call]:
     return kept
 
 
-class _Held:
-    __slots__ = ("call", "span")
-
-    def __init__(self, span: SpanRecord, call: Call) -> None:
-        self.span = span
-        self.call = call
-
-
 class CallDeduplicator:
     """Pass db client spans on to ``sink``, each call once; ``flush()`` at the end of the input."""
 
     def __init__(self, sink: Callable[[SpanRecord], None], window: int = DEFAULT_WINDOW) -> None:
         self.sink = sink
         self.window = window
-        self._held: deque[_Held] = deque()
-        self._index: dict[tuple[str, str], list[_Held]] = {}
+        #: Entries ``[span, (trace id, statement)]`` in arrival order; the index finds them by key.
+        self._held: deque[list[Any]] = deque()
+        self._index: dict[tuple[str, str], list[list[Any]]] = {}
         #: Spans dropped as the twin of one kept.
         self.duplicates = 0
         #: (kept scope, dropped scope) -> spans dropped.
@@ -123,21 +120,25 @@ class CallDeduplicator:
         ):
             self.sink(span)
             return
-        call = Call(span.start_ns, span.end_ns, statement, span.scope_name, span.parent_span_id, span.span_id)
         key = (span.trace_id, statement)
         held = self._index.get(key)
-        if held is None:
-            held = self._index[key] = []
-        for entry in held:
-            if twins(entry.call, call):
-                if outer(entry.call, call):
-                    self._merged(entry.call.scope, call.scope)
-                else:  # the new span wraps the held one: keep it in its place
-                    self._merged(call.scope, entry.call.scope)
-                    entry.span, entry.call = span, call
-                return
-        entry = _Held(span, call)
-        held.append(entry)
+        entry: list[Any]
+        if held is not None:  # the same statement in the same trace: a twin, or a repeat
+            call = _call(span, statement)
+            for entry in held:
+                seen = _call(entry[0], statement)
+                if twins(seen, call):
+                    if outer(seen, call):
+                        self._merged(seen.scope, call.scope)
+                    else:  # the new span wraps the held one: keep it in its place
+                        self._merged(call.scope, seen.scope)
+                        entry[0] = span
+                    return
+            entry = [span, key]
+            held.append(entry)
+        else:  # the common case: nothing built but the entry
+            entry = [span, key]
+            self._index[key] = [entry]
         self._held.append(entry)
         if len(self._held) > self.window:
             self._release()
@@ -147,14 +148,14 @@ class CallDeduplicator:
         self.scopes[kept, dropped] = self.scopes.get((kept, dropped), 0) + 1
 
     def _release(self) -> None:
-        entry = self._held.popleft()
-        key = (entry.span.trace_id, entry.call.what)
+        span, key = self._held.popleft()
         held = self._index.get(key)
         if held is not None:
-            held.remove(entry)
-            if not held:
+            if len(held) == 1:
                 del self._index[key]
-        self.sink(entry.span)
+            else:
+                held[:] = [entry for entry in held if entry[0] is not span]
+        self.sink(span)
 
     def flush(self) -> None:
         """Pass on every span still held."""

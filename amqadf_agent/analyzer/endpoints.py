@@ -19,8 +19,9 @@ Children are attributed to the SERVER span of the same trace and service that ar
 exporter sends a child before its parent: children end first); the first such server span of a
 trace takes them (a trace that re-enters one service is counted under its first route). A call seen
 by two instrumentations (the ORM's span and the DB-API's beside or inside it) is counted once
-(``analyzer.dedup.collapse``). Memory: at most ``MAX_PENDING_TRACES`` traces waiting for their
-server span (the oldest are dropped: a background job has none), ``MAX_ROUTES`` routes (the rest go
+(``analyzer.dedup.collapse``). Memory: per service at most ``MAX_PENDING_TRACES`` traces whose client
+spans (referenced, not copied) wait for their server span (the oldest are dropped: a background job
+has none; an exporter sends a request's spans in one batch, so few wait), ``MAX_ROUTES`` routes (the rest go
 to one ``(other routes)`` row), and for linking findings to routes at most ``MAX_LINKED_TRACES``
 trace ids of requests that ran enough or slow enough queries to be an N+1 or slow-query example.
 
@@ -164,12 +165,9 @@ class RouteStats:
         }
 
 
-class _Pending:
-    __slots__ = ("calls",)
-
-    def __init__(self) -> None:
-        #: (kind, start ns, end ns, statement or URL, scope, parent span id, span id)
-        self.calls: list[tuple[int, Call]] = []
+#: A client call waiting for its request: (kind, the span); what the request needs of it is read when
+#: the request arrives (an exporter sends both within one batch, mostly).
+_PendingCall = tuple[int, SpanRecord]
 
 
 class EndpointRules:
@@ -192,7 +190,9 @@ class EndpointRules:
         self.slow_query_s = slow_query_s
         self._routes: dict[tuple[str, str, str], RouteStats] = {}
         self._other: RouteStats | None = None
-        self._pending: OrderedDict[tuple[str, str], _Pending] = OrderedDict()
+        #: Per ``service.name``, trace id -> its calls waiting for the request, oldest trace first.
+        self._pending_of: dict[str, OrderedDict[str, list[_PendingCall]]] = {}
+        self._pending: OrderedDict[str, list[_PendingCall]] = OrderedDict()
         self._linked: dict[str, RouteStats] = {}
         self._rng = random.Random(0)
         self._last_resource: object = None
@@ -207,53 +207,39 @@ class EndpointRules:
             return
         if record.resource is not self._last_resource:
             self._last_resource = record.resource
-            self._service = service_name(record.resource)
-            self._keep = self.service is None or self._service == self.service
+            self._service = name = service_name(record.resource)
+            self._keep = self.service is None or name == self.service
+            pending_of = self._pending_of.get(name)
+            if pending_of is None:
+                pending_of = self._pending_of[name] = OrderedDict()
+            self._pending = pending_of
         if not self._keep:
             return
         kind = record.kind
-        if kind == SPAN_KIND_CLIENT:
-            self._add_call(record)
+        if kind == SPAN_KIND_CLIENT:  # the hot path: keep a reference, decide nothing yet
+            attributes = record.attributes
+            if attributes.get(ATTR_DB_SYSTEM_NAME) or attributes.get(ATTR_DB_SYSTEM_OLD):
+                call = (_DB, record)
+            elif attributes.get(ATTR_HTTP_REQUEST_METHOD) or attributes.get(ATTR_HTTP_METHOD_OLD):
+                call = (_HTTP, record)
+            else:
+                call = (_OTHER, record)
+            pending = self._pending.get(record.trace_id)
+            if pending is None:
+                self._pending[record.trace_id] = [call]
+                if len(self._pending) > MAX_PENDING_TRACES:
+                    self._pending.popitem(last=False)
+            else:
+                pending.append(call)
         elif kind in (SPAN_KIND_SERVER, SPAN_KIND_CONSUMER):
             self._add_request(record)
-
-    def _add_call(self, span: SpanRecord) -> None:
-        attributes = span.attributes
-        if attributes.get(ATTR_DB_SYSTEM_NAME) or attributes.get(ATTR_DB_SYSTEM_OLD):
-            call_kind = _DB
-            what = attributes.get(ATTR_DB_QUERY_TEXT) or attributes.get(ATTR_DB_STATEMENT_OLD) or span.name
-        elif attributes.get(ATTR_HTTP_REQUEST_METHOD) or attributes.get(ATTR_HTTP_METHOD_OLD):
-            call_kind = _HTTP
-            what = attributes.get(_URL_FULL) or attributes.get(_HTTP_URL_OLD) or span.name
-        else:
-            call_kind = _OTHER
-            what = span.name
-        key = (span.trace_id, self._service)
-        pending = self._pending.get(key)
-        if pending is None:
-            pending = self._pending[key] = _Pending()
-            if len(self._pending) > MAX_PENDING_TRACES:
-                self._pending.popitem(last=False)
-        pending.calls.append(
-            (
-                call_kind,
-                Call(
-                    span.start_ns,
-                    span.end_ns,
-                    what if isinstance(what, str) else str(what),
-                    span.scope_name,
-                    span.parent_span_id,
-                    span.span_id,
-                ),
-            )
-        )
 
     def _add_request(self, span: SpanRecord) -> None:
         end_ns = span.end_ns
         if (self.since_ns is not None and end_ns < self.since_ns) or (
             self.until_ns is not None and end_ns > self.until_ns
         ):
-            self._pending.pop((span.trace_id, self._service), None)
+            self._pending.pop(span.trace_id, None)
             return
         method, route = route_of(span)
         stats = self._route(self._service, method, route)
@@ -269,27 +255,40 @@ class EndpointRules:
             slot = self._rng.randrange(stats.requests)
             if slot < MAX_SAMPLES:
                 samples[slot] = duration
-        pending = self._pending.pop((span.trace_id, self._service), None)
+        pending = self._pending.pop(span.trace_id, None)
         if pending is None:
             return
-        db_calls = 0
-        slow = False
-        for group in (_DB, _HTTP):
-            calls = [call for kind, call in pending.calls if kind == group]
-            if not calls:
-                continue
-            kept = collapse(calls)
-            self.duplicates += len(calls) - len(kept)
-            seconds = sum(max(c.end_ns - c.start_ns, 0) for c in kept) / 1e9
-            if group == _DB:
-                db_calls = len(kept)
-                stats.db_calls += db_calls
-                stats.db_s += seconds
-                slow = any(c.end_ns - c.start_ns >= self.slow_query_s * 1e9 for c in kept)
-            else:
-                stats.http_calls += len(kept)
-                stats.http_s += seconds
-        if (db_calls >= LINK_MIN_DB_CALLS or slow) and len(self._linked) < MAX_LINKED_TRACES:
+        # One pass: counts and times per kind; twins are possible only with two scopes of one kind.
+        counts = [0, 0, 0]
+        times = [0, 0, 0]
+        longest_db = 0
+        scopes: list[str | None] = [None, None, None]
+        mixed = False
+        for kind, call in pending:
+            start, end, scope = call.start_ns, call.end_ns, call.scope_name
+            took = end - start if end > start else 0
+            counts[kind] += 1
+            times[kind] += took
+            if kind == _DB and took > longest_db:
+                longest_db = took
+            seen = scopes[kind]
+            if seen is None:
+                scopes[kind] = scope
+            elif seen != scope:
+                mixed = True
+        if mixed:
+            for kind in (_DB, _HTTP):
+                calls = [_call(kind, c) for k, c in pending if k == kind]
+                kept = collapse(calls)
+                self.duplicates += len(calls) - len(kept)
+                counts[kind] = len(kept)
+                times[kind] = sum(max(c.end_ns - c.start_ns, 0) for c in kept)
+        stats.db_calls += counts[_DB]
+        stats.db_s += times[_DB] / 1e9
+        stats.http_calls += counts[_HTTP]
+        stats.http_s += times[_HTTP] / 1e9
+        slow = longest_db >= self.slow_query_s * 1e9
+        if (counts[_DB] >= LINK_MIN_DB_CALLS or slow) and len(self._linked) < MAX_LINKED_TRACES:
             self._linked.setdefault(span.trace_id, stats)
 
     def _route(self, service: str, method: str, route: str) -> RouteStats:
@@ -323,6 +322,17 @@ class EndpointRules:
     def to_json(self, limit: int = TOP_ROUTES) -> list[dict[str, Any]]:
         """The ``top_routes`` section of the JSON report."""
         return [stats.to_dict() for stats in self.routes()[:limit]]
+
+
+def _call(kind: int, span: SpanRecord) -> Call:
+    """What deduplication compares of a client span: its statement (db) or URL (http)."""
+    attributes = span.attributes
+    if kind == _DB:
+        what = attributes.get(ATTR_DB_QUERY_TEXT) or attributes.get(ATTR_DB_STATEMENT_OLD) or span.name
+    else:
+        what = attributes.get(_URL_FULL) or attributes.get(_HTTP_URL_OLD) or span.name
+    text = what if isinstance(what, str) else str(what)
+    return Call(span.start_ns, span.end_ns, text, span.scope_name, span.parent_span_id, span.span_id)
 
 
 def route_of(span: SpanRecord) -> tuple[str, str]:

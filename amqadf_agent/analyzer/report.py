@@ -74,6 +74,14 @@ def write_report(analysis: Analysis, fmt: str, out: TextIO) -> None:
         render_sarif(report_data(analysis), out)
     elif fmt == "text":
         render_text(analysis.summary, out)
+        merged = analysis.sections.get("duplicates") or {}
+        if merged.get("merged"):
+            from amqadf_agent.analyzer.report_values import shown
+
+            scopes = ", ".join(f"{s['kept']} <- {s['dropped']}: {s['spans']}" for s in merged["scopes"])
+            out.write(
+                f"\nDuplicates: {merged['merged']} db span(s) merged, one call each ({shown(scopes)})\n"
+            )
         render_analysis_text(analysis.sections, out)
         from amqadf_agent.analyzer.render_endpoints import text_lines
 

@@ -262,12 +262,15 @@ class RecordRouter:
         #: Services whose db client spans reached the database rules.
         self.db_services: set[str] = set()
         #: Db spans pass through it to the database rules: a call two instrumentations saw counts once.
+        self._db_resource: object = None
         self.dedup = CallDeduplicator(self._to_database)
 
     def _to_database(self, span: SpanRecord) -> None:
-        before = self.database.db_calls
-        self.database.add_span(span)
-        if self.database.db_calls != before:
+        database = self.database
+        before = database.db_calls
+        database.add_span(span)
+        if database.db_calls != before and span.resource is not self._db_resource:
+            self._db_resource = span.resource  # records of one resource share it: one look-up
             self.db_services.add(service_name(span.resource))
 
     def _inside(self, time_ns: int) -> bool:

@@ -11,6 +11,10 @@ attributes, internal spans, HTTP client spans and db client spans (``db.system.n
 lookups under one parent) in part of the order traces, a slow report query, ~2% server errors. The
 half file therefore covers half the time range.
 
+Beside the rows, a per-rule table: the first ``--rule-spans`` spans of the half file read into memory
+once, then each rule fed all of them and finished (its ``recommendations()``/``windows()``), timed
+alone in this process, in CPU seconds: where the rules' share of the time goes, and what each rule costs.
+
 Each row runs in its own subprocess, timed from spawn to exit (interpreter start and imports
 included), its peak RSS read with ``os.wait4`` (``ru_maxrss`` of that child alone). Rows run
 ``--repeat`` times in interleaved rounds; the table shows each row's fastest run and the largest peak
@@ -24,6 +28,8 @@ file's span count over that wall time; every row checks it saw that count.
 - amqadf-analyze in one process: the same, with the reading child turned off
   (``analyzer.run.PIPELINE_MIN_BYTES`` raised), to show what the second process brings;
 - otlp_reader.read only: the analyzer's reader building its records, no rules (where the time goes);
+- amqadf-analyze, the code at ``--before DIR``: the same end-to-end run with the package imported
+  from DIR (``git archive main | tar -x -C DIR``), to show what a change costs (before/after spans/s);
 - orjson.loads per line / json.loads per line: parse each line and count the spans, nothing more
   (the floor any Python reader of this format pays);
 - DuckDB read_json: ``read_json(format='newline_delimited')`` with resourceSpans, scopeSpans and spans
@@ -460,6 +466,13 @@ from amqadf_agent.cli import analyze
 run.PIPELINE_MIN_BYTES = 1 << 62
 sys.exit(analyze.main(sys.argv[1:]))
 """
+_AT = """
+import sys
+sys.path.insert(0, sys.argv.pop(1))
+from amqadf_agent.cli import analyze
+assert analyze.__file__.startswith(sys.path[0]), analyze.__file__
+sys.exit(analyze.main(sys.argv[1:]))
+"""
 _READER = """
 import sys
 from amqadf_agent.analyzer.otlp_reader import read
@@ -507,6 +520,82 @@ def run(argv: list[str]) -> Result:
     return Result(wall, usage.ru_maxrss / 1024, text)
 
 
+def per_rule_table(path: Path, max_spans: int) -> None:
+    """Time each rule alone over the first ``max_spans`` spans of ``path`` (read once, in memory)."""
+    from amqadf_agent.analyzer.dedup import CallDeduplicator
+    from amqadf_agent.analyzer.endpoints import EndpointRules
+    from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, SpanRecord
+    from amqadf_agent.analyzer.otlp_reader import ReadStats, read
+    from amqadf_agent.analyzer.rules.cache import CacheRules
+    from amqadf_agent.analyzer.rules.database import DatabaseRules
+    from amqadf_agent.analyzer.rules.threads import ThreadRules
+    from amqadf_agent.analyzer.summary import summarize
+    from amqadf_agent.analyzer.windows import WindowAggregator
+
+    records = []
+    for record in read(path):
+        records.append(record)
+        if len(records) >= max_spans:
+            break
+    spans = len(records)
+    client = [r for r in records if type(r) is SpanRecord and r.kind == SPAN_KIND_CLIENT]
+
+    def database() -> None:
+        rules = DatabaseRules()
+        for span in client:
+            rules.add_span(span)
+        rules.recommendations()
+
+    def dedup_then_database() -> None:
+        rules = DatabaseRules()
+        dedup = CallDeduplicator(rules.add_span)
+        for span in client:
+            dedup.add(span)
+        dedup.flush()
+        rules.recommendations()
+
+    def dedup_alone() -> None:
+        dedup = CallDeduplicator(lambda span: None)
+        for span in client:
+            dedup.add(span)
+        dedup.flush()
+
+    def feed(make: object, finish: str) -> object:
+        def run_feed() -> None:
+            rules = make()  # type: ignore[operator]
+            add = rules.add
+            kinds = rules.SPAN_KINDS
+            for record in records:
+                if type(record) is not SpanRecord or record.kind in kinds:
+                    add(record)
+            getattr(rules, finish)()
+
+        return run_feed
+
+    rows = [
+        ("summary (summarize)", lambda: summarize(iter(records), ReadStats())),
+        ("database rules (client spans)", database),
+        ("call dedup alone (new)", dedup_alone),
+        ("call dedup + database rules (new path)", dedup_then_database),
+        ("scaling windows (WindowAggregator)", feed(lambda: WindowAggregator(None), "windows")),
+        ("cache rules", feed(CacheRules, "recommendations")),
+        ("thread rules", feed(ThreadRules, "recommendations")),
+        ("endpoint view (new)", feed(EndpointRules, "to_json")),
+    ]
+    print(f"\nper rule, {spans:,} spans of {path.name} in memory ({len(client):,} client spans); best of 3")
+    print(f"{'rule':44} {'CPU s':>8} {'us/span':>8} {'spans/s':>12}")
+    for label, work in rows:
+        best = min(_timed(work) for _ in range(3))  # type: ignore[arg-type]
+        print(f"{label:44} {best:>8.3f} {best / spans * 1e6:>8.2f} {spans / best:>12,.0f}")
+
+
+def _timed(work: object) -> float:
+    """CPU seconds of ``work()``: steadier than wall time on a machine shared with other jobs."""
+    t0 = time.process_time()
+    work()  # type: ignore[operator]
+    return time.process_time() - t0
+
+
 def has_duckdb() -> bool:
     return subprocess.run([sys.executable, "-c", "import duckdb"], capture_output=True).returncode == 0
 
@@ -520,6 +609,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", help="write the files here (default: a temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument("--repeat", type=int, default=3, help="runs per row, interleaved (default 3)")
+    parser.add_argument(
+        "--before", metavar="DIR", help="also run the package found in DIR end to end (a row), to compare"
+    )
+    parser.add_argument(
+        "--rule-spans", type=int, default=400_000, help="spans for the per-rule table (default 400000)"
+    )
     args = parser.parse_args(argv)
 
     workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-analyzer-"))
@@ -544,6 +639,9 @@ def main(argv: list[str] | None = None) -> int:
              [str(BIN / "amqadf-analyze"), str(full), "--format", "json", "-o", os.devnull]),
             ("amqadf-analyze --format json (end to end)", half,
              [str(BIN / "amqadf-analyze"), str(half), "--format", "json", "-o", os.devnull]),
+            ("amqadf-analyze, code at --before DIR", full,
+             [py, "-c", _AT, args.before, str(full), "--format", "json", "-o", os.devnull]
+             if args.before else None),
             ("amqadf-analyze in one process (no child)", full,
              [py, "-c", _ONE_PROCESS, str(full), "--format", "json", "-o", os.devnull]),
             ("otlp_reader.read only (records, no rules)", full, [py, "-c", _READER, str(full)]),
@@ -580,7 +678,8 @@ def main(argv: list[str] | None = None) -> int:
             size, spans = sizes[path]
             where = f"{size / 1e6:.0f} MB"
             if command is None:
-                print(f"{label:44} {where:>8} {'not installed (pip install duckdb)':>42}")
+                if label.startswith("DuckDB"):
+                    print(f"{label:44} {where:>8} {'not installed (pip install duckdb)':>42}")
                 continue
             result = best[index]
             index += 1
@@ -591,6 +690,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{spans / result.wall_s:>10,.0f} {result.rss_mb:>12.1f}"
             )
 
+        per_rule_table(half, args.rule_spans)
         rate = full_spans / e2e[full].wall_s
         peak = max(r.rss_mb for r in e2e.values())
         growth = e2e[full].rss_mb / e2e[half].rss_mb - 1
