@@ -87,3 +87,17 @@ def test_structlog_imported_after_shutdown_is_left_alone(tmp_path: Path) -> None
         " for f in sys.meta_path)}))\n"
     )
     assert _run(code, tmp_path) == {"hooked": False, "finders": 0}
+
+
+def test_a_lookup_of_structlog_before_its_import_does_not_lose_the_processor(tmp_path: Path) -> None:
+    pytest.importorskip("structlog")
+    code = (
+        "import importlib.util, json, amqadf_agent\n"
+        "from amqadf_agent.runtime import log_correlation\n"
+        "agent = amqadf_agent.start(service_name='imports')\n"
+        "found = importlib.util.find_spec('structlog') is not None\n"  # 'is it installed?', no import
+        "import structlog\n"
+        "first = structlog.get_config()['processors'][0] is log_correlation.structlog_processor\n"
+        "print(json.dumps({'found': found, 'first': first}))\n"
+    )
+    assert _run(code, tmp_path) == {"found": True, "first": True}

@@ -195,16 +195,22 @@ def structlog_processor(logger: Any, method_name: str, event_dict: MutableMappin
 
 class _StructlogImport(importlib.abc.MetaPathFinder):
     """Finds nothing itself: it hooks the loader of structlog's first import, so that the processor
-    is added once the module exists, as if it had been imported at ``install``."""
+    is added once the module exists, as if it had been imported at ``install``. A lookup that is
+    not an import (``importlib.util.find_spec``) gets a hooked spec that is never executed, and the
+    finder stays for the import itself."""
 
     def __init__(self, state: _State) -> None:
         self.state = state
+        self._looking = threading.local()  # our own lookup below must not find us again
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "structlog":
+        if name != "structlog" or getattr(self._looking, "now", False):
             return None
-        _stop_watching(self.state)  # one import only; and the lookup below must not find us
-        spec = importlib.util.find_spec(name)
+        self._looking.now = True
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._looking.now = False
         loader = None if spec is None else spec.loader
         if loader is None or not hasattr(loader, "exec_module"):
             return spec
@@ -214,6 +220,7 @@ class _StructlogImport(importlib.abc.MetaPathFinder):
         def exec_then_install(module: Any) -> None:
             exec_module(module)
             with _lock:
+                _stop_watching(state)
                 if _state is state and state.structlog is None:
                     state.structlog = _install_structlog(module)
 
