@@ -273,13 +273,14 @@ def start(
             if config is not None or overrides or span_exporters or metric_readers or log_exporters:
                 logger.warning("amqadf-agent: already started; the settings of this start() call are ignored")
             return _agent
-        from amqadf_agent.config.production import ProductionConfig
+        if config is not None and not isinstance(config, (AgentSettings, Mapping)):
+            from amqadf_agent.config.production import ProductionConfig  # not for a plain start()
 
-        if isinstance(config, ProductionConfig):
-            valid, messages = config.validate()
-            if not valid:
-                return _refused(messages)
-            config = _set_fields(config.to_agent_settings())
+            if isinstance(config, ProductionConfig):
+                valid, messages = config.validate()
+                if not valid:
+                    return _refused(messages)
+                config = _set_fields(config.to_agent_settings())
         settings, problems = resolve(config, overrides)
         for problem in problems:
             logger.warning("amqadf-agent: %s", problem)
@@ -403,8 +404,6 @@ def _configure_profiler(settings: AgentSettings, explicit: set[str]) -> None:
     """What ``@profiled`` does by default: the configuration's ``profiler`` group, for the settings
     given (by the config, an override or the environment), so that a plain ``start()`` leaves
     what the application set itself alone. Never raises."""
-    from amqadf_agent.profiling.profiler import configure_default_profiler
-
     defaults = AgentSettings()
     given = {
         option: getattr(settings, field)
@@ -413,6 +412,8 @@ def _configure_profiler(settings: AgentSettings, explicit: set[str]) -> None:
     }
     if not given:
         return
+    from amqadf_agent.profiling.profiler import configure_default_profiler  # only when asked
+
     try:
         configure_default_profiler(**given)
     except Exception as exc:  # validated by resolve(); a failure here must not stop the agent

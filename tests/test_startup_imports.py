@@ -1,0 +1,103 @@
+"""A default ``start()`` imports only what its settings use: each module here costs start-up time.
+
+Run in a fresh interpreter each, since this test session has long imported all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: Modules a default start() (file exporter, no profiler settings, no ProductionConfig) must not load.
+NOT_AT_DEFAULT_START = (
+    "structlog",  # log correlation hooks its first import instead
+    "pyinstrument",
+    "amqadf_agent.profiling.profiler",  # loaded when profiler settings are given
+    "amqadf_agent.config.production",  # loaded for a ProductionConfig only
+    "amqadf_agent.config.vault",
+    "amqadf_agent.analyzer",
+)
+
+
+def _run(code: str, cwd: Path) -> dict[str, object]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMQADF_", "OTEL_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_default_start_does_not_import_what_it_does_not_use(tmp_path: Path) -> None:
+    code = (
+        "import json, sys, amqadf_agent\n"
+        "agent = amqadf_agent.start(service_name='imports')\n"
+        f"loaded = [m for m in {NOT_AT_DEFAULT_START!r} if m in sys.modules]\n"
+        "print(json.dumps({'running': agent.running, 'loaded': loaded}))\n"
+    )
+    result = _run(code, tmp_path)
+    assert result == {"running": True, "loaded": []}
+
+
+def test_profiler_settings_still_configure_the_profiler(tmp_path: Path) -> None:
+    code = (
+        "import json, sys, amqadf_agent\n"
+        "agent = amqadf_agent.start(service_name='imports', profiler_sample_rate=0.5)\n"
+        "print(json.dumps({'loaded': 'amqadf_agent.profiling.profiler' in sys.modules}))\n"
+    )
+    assert _run(code, tmp_path) == {"loaded": True}
+
+
+def test_structlog_imported_after_start_gets_the_processor_first(tmp_path: Path) -> None:
+    pytest.importorskip("structlog")
+    code = (
+        "import json, sys, amqadf_agent\n"
+        "from amqadf_agent.runtime import log_correlation\n"
+        "agent = amqadf_agent.start(service_name='imports')\n"
+        "before = 'structlog' in sys.modules\n"
+        "import structlog\n"
+        "first = structlog.get_config()['processors'][0] is log_correlation.structlog_processor\n"
+        "agent.shutdown()\n"
+        "after = log_correlation.structlog_processor in structlog.get_config()['processors']\n"
+        "print(json.dumps({'before': before, 'first': first, 'after_shutdown': after}))\n"
+    )
+    assert _run(code, tmp_path) == {"before": False, "first": True, "after_shutdown": False}
+
+
+def test_structlog_imported_after_shutdown_is_left_alone(tmp_path: Path) -> None:
+    pytest.importorskip("structlog")
+    code = (
+        "import json, sys, amqadf_agent\n"
+        "from amqadf_agent.runtime import log_correlation\n"
+        "amqadf_agent.start(service_name='imports').shutdown()\n"
+        "import structlog\n"
+        "hooked = log_correlation.structlog_processor in structlog.get_config()['processors']\n"
+        "print(json.dumps({'hooked': hooked, 'finders': sum(type(f).__module__ == log_correlation.__name__"
+        " for f in sys.meta_path)}))\n"
+    )
+    assert _run(code, tmp_path) == {"hooked": False, "finders": 0}
+
+
+def test_a_lookup_of_structlog_before_its_import_does_not_lose_the_processor(tmp_path: Path) -> None:
+    pytest.importorskip("structlog")
+    code = (
+        "import importlib.util, json, amqadf_agent\n"
+        "from amqadf_agent.runtime import log_correlation\n"
+        "agent = amqadf_agent.start(service_name='imports')\n"
+        "found = importlib.util.find_spec('structlog') is not None\n"  # 'is it installed?', no import
+        "import structlog\n"
+        "first = structlog.get_config()['processors'][0] is log_correlation.structlog_processor\n"
+        "print(json.dumps({'found': found, 'first': first}))\n"
+    )
+    assert _run(code, tmp_path) == {"found": True, "first": True}
