@@ -113,11 +113,11 @@ _BY_START: Final = operator.itemgetter(2, 1)
 _MEMO_MAX: Final = 4096
 
 
-
 def _mostly_one_call(kids: list[_Span]) -> bool:
     """More than half of ``kids`` are one query or one URL template: repetition, not fan-out."""
     counts = Counter((kid.kind, kid.key) for kid in kids if kid.kind != _OTHER)
     return bool(counts) and max(counts.values()) * 2 > len(kids)
+
 
 class _Span(NamedTuple):
     """What a trace buffer keeps of one span."""
