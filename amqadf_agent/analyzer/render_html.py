@@ -164,6 +164,9 @@ def render(report: Mapping[str, Any], file: TextIO) -> None:
     ]
     out += _summary(summary)
     out += _recommendations(report.get("recommendations"))
+    from amqadf_agent.analyzer.render_impact import html_lines as impact_lines
+
+    out += impact_lines(report.get("impact"))
     out += _scaling(page, report.get("scaling"))
     out += _queries(page, report.get("top_queries"))
     from amqadf_agent.analyzer.render_endpoints import html_lines
