@@ -1,13 +1,22 @@
-"""What the fixes are worth (``impact``) in the Markdown and HTML reports, as the text report shows it."""
+"""What the fixes are worth (``impact``) and the planner's verdicts in the Markdown and HTML reports."""
 
 from __future__ import annotations
 
 import io
+import re
+import sqlite3
+from html import escape
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from amqadf_agent.analyzer import render_html, render_markdown
+from amqadf_agent.analyzer.explain import NO_DSN_REASON, apply_verdicts
 from amqadf_agent.analyzer.render_impact import HEADER
+from amqadf_agent.analyzer.report_values import num
+from amqadf_agent.analyzer.rules.database import DatabaseRules
 
 ESTIMATE: dict[str, Any] = {
     "fingerprint": "da-n-plus-one-0123456789abcdef",
@@ -134,3 +143,83 @@ def test_html_shows_the_same_table_escaped() -> None:
         "4 → 3",
     ]
     assert "saved per request = loop_ms - loop_ms / n" in page
+
+
+# -- the planner's verdict in each finding block -------------------------------------------------------
+
+
+@pytest.fixture
+def verdict_report(tmp_path: Path) -> dict[str, Any]:
+    """A report with a real SQLite verdict (verified), one without a DSN (unverified) and an N+1."""
+    path = tmp_path / "shop.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, total REAL)")
+        conn.executemany(
+            "INSERT INTO orders (customer_id, total) VALUES (?, ?)",
+            ((i % 2000, float(i)) for i in range(20_000)),
+        )
+    conn.close()
+    rules = DatabaseRules()
+    for _ in range(12):
+        rules.add_call("SELECT id, total FROM orders WHERE customer_id = 42", 0.8, db_system="sqlite")
+    found = rules.recommendations()
+    checked, _ = apply_verdicts(found, str(path))
+    unchecked, _ = apply_verdicts(found, None)
+    [verified] = [r for r in checked if r.rule == "index_candidate"]
+    [unverified] = [r for r in unchecked if r.rule == "index_candidate"]
+    others = [r for r in checked if r.rule != "index_candidate"]
+    return {"recommendations": [r.to_dict() for r in (verified, unverified, *others)]}
+
+
+def _blocks(markdown: str) -> list[list[str]]:
+    """The lines of each numbered finding block of the Markdown report."""
+    blocks: list[list[str]] = []
+    for line in markdown.splitlines():
+        if re.match(r"\d+\. \*\*", line):
+            blocks.append([line])
+        elif blocks and line.startswith("   "):
+            blocks[-1].append(line)
+        elif blocks and line.startswith("## "):
+            break
+    return blocks
+
+
+def test_markdown_finding_blocks_show_the_verdict(verdict_report: dict[str, Any]) -> None:
+    numbers = verdict_report["recommendations"][0]["evidence"]["numbers"]
+    cost = f"20,000 → {num(numbers['cost_after'], 3)} (rows visited), -{num(numbers['cost_drop_pct'], 1)}%"
+    verified, unverified, *others = _blocks(_markdown(verdict_report))
+    assert verified[0].startswith("1. **Index on orders (customer\\_id): verified by the planner")
+    planner = verified[verified.index(next(x for x in verified if x.startswith("   - Planner:"))) :]
+    assert planner[0].startswith("   - Planner: verified: ")
+    assert planner[1] == f"     - Cost: {cost}"
+    assert planner[2] == (
+        "     - Plan: `SCAN orders → SEARCH orders USING INDEX the new index (customer_id=?)`"
+    )
+    assert planner[3] == (
+        "     - Statement: `CREATE INDEX IF NOT EXISTS orders_customer_id_idx ON orders (customer_id);`"
+    )
+    assert [x for x in unverified if "Planner" in x] == [f"   - Planner: unverified: {NO_DSN_REASON}"]
+    assert not any("Cost:" in x or "Statement:" in x for x in unverified)
+    # findings that are not index candidates get no verdict
+    assert others and not any("Planner" in x for block in others for x in block)
+
+
+def test_html_finding_cards_show_the_verdict_escaped(verdict_report: dict[str, Any]) -> None:
+    numbers = verdict_report["recommendations"][0]["evidence"]["numbers"]
+    cost = f"20,000 → {num(numbers['cost_after'], 3)} (rows visited), -{num(numbers['cost_drop_pct'], 1)}%"
+    page = _html(verdict_report)
+    cards = page.split('<article class="panel card"')[1:]
+    verified, unverified, *others = cards
+    assert '<p class="verdict"><strong>Planner:</strong> verified: ' in verified
+    assert f"<dt>Cost</dt><dd>{cost}</dd>" in verified
+    assert (
+        "<dt>Statement</dt><dd><code>CREATE INDEX IF NOT EXISTS orders_customer_id_idx ON orders "
+        "(customer_id);</code></dd>"
+    ) in verified
+    assert f"<strong>Planner:</strong> unverified: {escape(NO_DSN_REASON)}</p>" in unverified
+    assert "<dt>Cost</dt>" not in unverified
+    assert others and not any("Planner" in card for card in others)
+    hostile = {"evidence": {"numbers": {"verdict": "<b>", "verdict_reason": "<script>x</script>"}}}
+    page = _html({"recommendations": [hostile]})
+    assert "<script>x</script>" not in page and "<b>" not in page
+    assert "<b>" not in _markdown({"recommendations": [hostile]}).replace("`", "")

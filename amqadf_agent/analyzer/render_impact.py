@@ -1,10 +1,15 @@
-"""What the fixes are worth (``impact``) in the Markdown and HTML reports.
+"""What the fixes are worth (``impact``) and the planner's verdict on an index, in Markdown and HTML.
 
-The text report prints it itself (``impact.render_text``); the Markdown and HTML reports take their
-lines from here, so each renderer only places them: one short table, a row a priced finding (its
-title, the time its fix saves in all and per affected request, each affected route's p95 before and
-after, the instances the scaler wanted at peak before and after), then how each estimate was
-computed (formula, assumptions), so a reader can disagree with it.
+The text report prints both itself (``impact.render_text``, ``summary.render_recommendations``);
+the Markdown and HTML reports take their lines from here, so each renderer only places them:
+
+* ``impact``: one short table, a row a priced finding (its title, the time its fix saves in all and
+  per affected request, each affected route's p95 before and after, the instances the scaler wanted
+  at peak before and after), then how each estimate was computed (formula, assumptions), so a
+  reader can disagree with it;
+* the verdict of ``--explain`` on an index candidate (``verdict`` in its evidence numbers): verified,
+  not suggested or unverified, with the reason, the cost before and after, the plan change and the
+  ``CREATE INDEX`` statement, in the finding's block.
 
 Values come from the report (user data): escaped as the rest of each report escapes them.
 """
@@ -15,9 +20,9 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any, Final
 
-from amqadf_agent.analyzer.report_values import MISSING, items, mapping, ms, num, shown_in_html
+from amqadf_agent.analyzer.report_values import MISSING, items, mapping, ms, num, number, shown_in_html
 
-__all__ = ["html_lines", "markdown_lines"]
+__all__ = ["html_lines", "markdown_lines", "verdict_html", "verdict_markdown"]
 
 TITLE: Final = "What the fixes are worth"
 HEADER: Final = ("Finding", "Saved", "Per request", "Route p95 before → after", "Instances at peak")
@@ -103,3 +108,65 @@ def html_lines(value: object) -> list[str]:
         how = str(estimate.get("formula", "")) + (f" Assumes: {assumptions}." if assumptions else "")
         out.append(f"<dt><code>{e(estimate.get('fingerprint', ''))}</code></dt><dd>{e(how)}</dd>")
     return [*out, "</dl>", "</section>"]
+
+
+# -- the planner's verdict on one index candidate ------------------------------------------------------
+
+
+def _verdict_facts(item: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]] | None:
+    """``(verdict line, [(term, value)])`` of an index candidate the planner was asked about, plain
+    text; ``None`` for any other finding."""
+    numbers = mapping(mapping(item.get("evidence")).get("numbers"))
+    verdict = numbers.get("verdict")
+    if not isinstance(verdict, str) or not verdict:
+        return None
+    reason = numbers.get("verdict_reason")
+    line = f"{verdict}: {reason}" if isinstance(reason, str) and reason else verdict
+    facts: list[tuple[str, str]] = []
+    before, after = number(numbers.get("cost_before")), number(numbers.get("cost_after"))
+    if before is not None and after is not None:
+        unit = f" ({numbers['cost_unit']})" if numbers.get("cost_unit") else ""
+        drop = number(numbers.get("cost_drop_pct"))
+        change = f", -{num(drop, 1)}%" if drop is not None else ""
+        facts.append(("Cost", f"{num(before, 3)} → {num(after, 3)}{unit}{change}"))
+    if numbers.get("plan_before") or numbers.get("plan_after"):
+        plan = f"{numbers.get('plan_before') or MISSING} → {numbers.get('plan_after') or MISSING}"
+        facts.append(("Plan", plan))
+    if numbers.get("create_index"):
+        facts.append(("Statement", str(numbers["create_index"])))
+    return line, facts
+
+
+def verdict_markdown(item: Mapping[str, Any]) -> list[str]:
+    """The verdict lines of a Markdown finding block (nothing when the finding has no verdict)."""
+    from amqadf_agent.analyzer.render_markdown import code, text
+
+    found = _verdict_facts(item)
+    if found is None:
+        return []
+    line, facts = found
+    lines = [f"   - Planner: {text(line)}"]
+    for term, value in facts:
+        shown = code(value) if term in ("Plan", "Statement") else text(value)
+        lines.append(f"     - {term}: {shown}")
+    return lines
+
+
+def verdict_html(item: Mapping[str, Any]) -> list[str]:
+    """The verdict of an HTML finding card (nothing when the finding has no verdict)."""
+    found = _verdict_facts(item)
+    if found is None:
+        return []
+    line, facts = found
+
+    def e(value: object) -> str:
+        return escape(shown_in_html(value))
+
+    out = [f'<p class="verdict"><strong>Planner:</strong> {e(line)}</p>']
+    if facts:
+        out.append('<dl class="facts">')
+        for term, value in facts:
+            shown = f"<code>{e(value)}</code>" if term in ("Plan", "Statement") else e(value)
+            out.append(f"<dt>{e(term)}</dt><dd>{shown}</dd>")
+        out.append("</dl>")
+    return out

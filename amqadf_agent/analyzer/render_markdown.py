@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from amqadf_agent.analyzer.render_endpoints import markdown_lines as endpoint_lines
 from amqadf_agent.analyzer.render_impact import markdown_lines as impact_lines
+from amqadf_agent.analyzer.render_impact import verdict_markdown
 from amqadf_agent.analyzer.report_values import MISSING, data_quality_line, ms, num, percent, shown
 from amqadf_agent.analyzer.report_values import items as _items
 from amqadf_agent.analyzer.report_values import mapping as _mapping
@@ -196,6 +197,7 @@ def _recommendations(value: object) -> list[str]:
             lines.append(f"   - Threshold: {text(evidence['threshold'])}")
         if evidence.get("formula"):
             lines.append(f"   - Formula: {text(evidence['formula'])}")
+        lines += verdict_markdown(item)
         lines += _locations(item)
     return [*lines, ""]
 
