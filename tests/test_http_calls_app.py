@@ -115,3 +115,21 @@ def test_every_format_shows_the_call_findings(
     if fmt == "json":
         categories = {r["category"] for r in json.loads(report)["recommendations"]}
         assert "calls" in categories
+
+
+def test_sarif_places_the_n_plus_one_http_on_its_loop(
+    telemetry: tuple[Path, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _port = telemetry
+    target = tmp_path / "report.sarif"
+    assert main([str(out), "--format", "sarif", "-o", str(target)]) == 0
+    results = json.loads(target.read_text())["runs"][0]["results"]
+    [n1] = [r for r in results if r["ruleId"] == "calls/n_plus_one_http"]
+    physical = n1["locations"][0]["physicalLocation"]
+    assert physical["artifactLocation"]["uri"] == str(APP).lstrip("/")
+    assert physical["region"] == {"startLine": _line_of("/stock/{item}")}
+    [serialized] = [r for r in results if r["ruleId"] == "calls/serialized_calls"]
+    lines = [serialized["locations"][0], *serialized["relatedLocations"]]
+    assert sorted(loc["physicalLocation"]["region"]["startLine"] for loc in lines) == [
+        _line_of(f"{{base}}/{part}") for part in ("pricing", "reviews", "shipping")
+    ]
