@@ -475,6 +475,12 @@ def test_every_format_shows_the_location_and_the_stack(orm_telemetry: Path) -> N
     html = _analyze(orm_telemetry, "html")
     assert f"<code>{where}</code>" in html
     assert "<summary>Stack of the N+1 as the agent caught it</summary>" in html
+    sarif = json.loads(_analyze(orm_telemetry, "sarif"))
+    [n1] = [r for r in sarif["runs"][0]["results"] if r["ruleId"] == "database/n_plus_one"]
+    physical = n1["locations"][0]["physicalLocation"]
+    assert physical["artifactLocation"]["uri"] == str(ORM_APP).lstrip("/")
+    assert physical["region"] == {"startLine": app_module.N_PLUS_ONE_LINE}
+    assert n1["locations"][0]["message"] == {"text": "item_counts; 3,000 calls, 100%"}
 
 
 # --- the analyzer's side, on hand-made spans ------------------------------------------------------

@@ -25,7 +25,7 @@ def telemetry(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     """The app's telemetry directory and the port its local service listened on."""
     out = tmp_path_factory.mktemp("http-calls") / "telemetry"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AMQADF_", "OTEL_"))}
-    env.update(AMQADF_OUTPUT_DIR=str(out), OTEL_SERVICE_NAME="shop")
+    env.update(AMQADF_OUTPUT_DIR=str(out), OTEL_SERVICE_NAME="shop", AMQADF_CODE_LOCATION="1")
     proc = subprocess.run(
         [sys.executable, str(APP)], env=env, cwd=out.parent, capture_output=True, text=True, timeout=120
     )
@@ -73,6 +73,34 @@ def test_n_plus_one_serialized_and_redundant_calls_found(telemetry: tuple[Path, 
         assert recommendation.evidence.numbers["route"] == ROUTE
 
 
+def _line_of(needle: str) -> int:
+    """The line of the app's source that holds ``needle`` (once)."""
+    [line] = [n for n, text in enumerate(APP.read_text().splitlines(), 1) if needle in text]
+    return line
+
+
+def test_call_findings_name_the_lines_that_made_the_calls(telemetry: tuple[Path, int]) -> None:
+    out, _port = telemetry
+    found = {
+        r.rule: r for r in analyze(AnalysisOptions(paths=(out,))).recommendations if r.category == "calls"
+    }
+    # the N+1 loop: every call from the one line of the loop
+    [loop] = found["n_plus_one_http"].locations
+    assert (loop.file, loop.line, loop.count, loop.share) == (str(APP), _line_of("/stock/{item}"), 24, 1.0)
+    assert loop.function.startswith("order")
+    # the three independent calls: one line each, a third of the calls each
+    serialized = found["serialized_calls"].locations
+    lines = [_line_of(f"{{base}}/{part}") for part in ("pricing", "reviews", "shipping")]
+    assert sorted((loc.line, loc.count) for loc in serialized) == [(line, 2) for line in lines]
+    assert all(loc.function == "order" and loc.file == str(APP) for loc in serialized)
+    # the repeated GET: the two lines that make it
+    repeated = sorted(loc.line for loc in found["redundant_calls"].locations)
+    assert repeated == [_line_of("flags = http.get"), _line_of("again = http.get")]
+    # the healthy control's call is on no finding's list
+    health = _line_of("/ping")
+    assert all(loc.line != health for r in found.values() for loc in r.locations)
+
+
 @pytest.mark.parametrize("fmt", ["text", "json", "markdown", "html"])
 def test_every_format_shows_the_call_findings(
     telemetry: tuple[Path, int], fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -87,3 +115,21 @@ def test_every_format_shows_the_call_findings(
     if fmt == "json":
         categories = {r["category"] for r in json.loads(report)["recommendations"]}
         assert "calls" in categories
+
+
+def test_sarif_places_the_n_plus_one_http_on_its_loop(
+    telemetry: tuple[Path, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _port = telemetry
+    target = tmp_path / "report.sarif"
+    assert main([str(out), "--format", "sarif", "-o", str(target)]) == 0
+    results = json.loads(target.read_text())["runs"][0]["results"]
+    [n1] = [r for r in results if r["ruleId"] == "calls/n_plus_one_http"]
+    physical = n1["locations"][0]["physicalLocation"]
+    assert physical["artifactLocation"]["uri"] == str(APP).lstrip("/")
+    assert physical["region"] == {"startLine": _line_of("/stock/{item}")}
+    [serialized] = [r for r in results if r["ruleId"] == "calls/serialized_calls"]
+    lines = [serialized["locations"][0], *serialized["relatedLocations"]]
+    assert sorted(loc["physicalLocation"]["region"]["startLine"] for loc in lines) == [
+        _line_of(f"{{base}}/{part}") for part in ("pricing", "reviews", "shipping")
+    ]

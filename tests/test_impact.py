@@ -209,6 +209,14 @@ def test_orders_app_index_verdicts_and_n_plus_one_saving(orders_db: tuple[str, s
     shown = (tmp_path / "report.txt").read_text()
     assert "What the fixes are worth" in shown and "/orders: p95 " in shown
     assert "s3cret-pw" not in shown
+    # AND so do the Markdown and HTML reports, with the planner's verdict in the index's block
+    for fmt in ("markdown", "html"):
+        target = tmp_path / f"report.{fmt}"
+        assert analyze_main([*argv[:-1], fmt, "-o", str(target)]) == 0
+        page = target.read_text()
+        assert "What the fixes are worth" in page and "/orders: " in page, fmt
+        assert "Planner:" in page and "verified: " in page and "CREATE INDEX" in page, fmt
+        assert "s3cret-pw" not in page
 
     # WHEN the app runs with the fix (one IN query)
     _run(tmp_path / "fixed", app_dsn, "fixed", REQUESTS)

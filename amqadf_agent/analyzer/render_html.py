@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import Any, TextIO
 
+from amqadf_agent.analyzer.render_impact import verdict_html
 from amqadf_agent.analyzer.report_values import MISSING, data_quality_line, shown_in_html
 from amqadf_agent.analyzer.report_values import items as _items
 from amqadf_agent.analyzer.report_values import mapping as _mapping
@@ -164,6 +165,9 @@ def render(report: Mapping[str, Any], file: TextIO) -> None:
     ]
     out += _summary(summary)
     out += _recommendations(report.get("recommendations"))
+    from amqadf_agent.analyzer.render_impact import html_lines as impact_lines
+
+    out += impact_lines(report.get("impact"))
     out += _scaling(page, report.get("scaling"))
     out += _queries(page, report.get("top_queries"))
     from amqadf_agent.analyzer.render_endpoints import html_lines
@@ -352,6 +356,7 @@ def _recommendations(value: object) -> list[str]:
             f"confidence {_num(item.get('confidence'))} · time at stake {_num(item.get('impact_s'), 3)} s · "
             f"<code>{_e(item.get('fingerprint', ''))}</code></p>"
         )
+        out += verdict_html(item)
         out.append('<details class="evidence">')
         out.append("<summary>Evidence</summary>")
         numbers = _mapping(evidence.get("numbers"))

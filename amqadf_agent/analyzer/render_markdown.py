@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from amqadf_agent.analyzer.render_endpoints import markdown_lines as endpoint_lines
+from amqadf_agent.analyzer.render_impact import markdown_lines as impact_lines
+from amqadf_agent.analyzer.render_impact import verdict_markdown
 from amqadf_agent.analyzer.report_values import MISSING, data_quality_line, ms, num, percent, shown
 from amqadf_agent.analyzer.report_values import items as _items
 from amqadf_agent.analyzer.report_values import mapping as _mapping
@@ -37,6 +39,7 @@ def render(report: Mapping[str, Any], file: TextIO) -> None:
         lines += [f"Report schema version {text(version)}.", ""]
     lines += _summary(report.get("summary"))
     lines += _recommendations(report.get("recommendations"))
+    lines += impact_lines(report.get("impact"))
     lines += _scaling(report.get("scaling"))
     lines += _caches(report.get("cache"))
     lines += _threads(report.get("threads"))
@@ -194,6 +197,7 @@ def _recommendations(value: object) -> list[str]:
             lines.append(f"   - Threshold: {text(evidence['threshold'])}")
         if evidence.get("formula"):
             lines.append(f"   - Formula: {text(evidence['formula'])}")
+        lines += verdict_markdown(item)
         lines += _locations(item)
     return [*lines, ""]
 

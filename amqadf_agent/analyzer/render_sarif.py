@@ -9,9 +9,12 @@ finding; one result per finding (``Recommendation``):
   ``warning``, low and info ``note``;
 * ``message`` the title and the action; ``partialFingerprints["amqadf/v1"]`` the finding's
   fingerprint (stable: rule and subject, never run data);
-* a physical location when the finding's evidence names a source file (``code.file.path`` or the
-  older ``code.filepath``, with ``code.line.number``/``code.lineno``, as instrumentations record
-  them); a logical location, the finding's subject (a statement, a route, a pool), always;
+* a physical location (file, line) from the finding's code ``locations``: the line with the most of
+  its calls as the result's location, the others as ``relatedLocations``, each with its function and
+  share of the calls; without ``locations``, from the evidence when it names a source file
+  (``code.file.path`` or the older ``code.filepath``, with ``code.line.number``/``code.lineno``);
+  paths become relative URI references (the leading ``/`` dropped, the rest percent-encoded); a
+  logical location, the finding's subject (a statement, a route, a pool), always;
 * ``properties``: the evidence numbers, threshold, confidence, time at stake and example trace ids.
 
 It renders the JSON report's dict, like the Markdown and HTML renderers; only the standard library
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any, Final, TextIO
+from urllib.parse import quote
 
 from amqadf_agent.analyzer.report_values import items, mapping, number
 
@@ -47,23 +51,64 @@ def _version() -> str:
         return "0"
 
 
-def _location(recommendation: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _uri(path: str) -> str:
+    """A file path as a relative URI reference (what code scanning maps onto the checkout)."""
+    return quote(path.replace("\\", "/").lstrip("/"), safe="/@-._~!$&'()*+,;=")
+
+
+def _physical(path: str, line: float | None) -> dict[str, Any]:
+    physical: dict[str, Any] = {"artifactLocation": {"uri": _uri(path)}}
+    if line is not None and line >= 1:
+        physical["region"] = {"startLine": int(line)}
+    return physical
+
+
+def _code_locations(recommendation: Mapping[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """The finding's ``locations`` (most calls first) as physical locations, each with a message
+    naming the function and its share of the calls."""
+    out = []
+    for location in items(recommendation.get("locations")):
+        path = location.get("file")
+        if not isinstance(path, str) or not path:
+            continue
+        function = location.get("function")
+        share = number(location.get("share"))
+        calls = number(location.get("count"))
+        said = [str(function)] if isinstance(function, str) and function else []
+        if calls is not None and share is not None:
+            said.append(f"{int(calls):,} calls, {share:.0%}")
+        out.append((_physical(path, number(location.get("line"))), "; ".join(said)))
+    return out
+
+
+def _location(recommendation: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The result's ``locations`` and ``relatedLocations``: the line with the most of the finding's
+    calls (``locations[0]``), else the evidence's ``code.*``; the other lines as related locations."""
     evidence = mapping(recommendation.get("evidence"))
     numbers = mapping(evidence.get("numbers"))
     location: dict[str, Any] = {}
-    path = next((numbers[k] for k in _FILE_KEYS if isinstance(numbers.get(k), str) and numbers[k]), None)
-    if path is not None:
-        physical: dict[str, Any] = {"artifactLocation": {"uri": str(path).lstrip("/")}}
-        line = next((number(numbers.get(k)) for k in _LINE_KEYS if number(numbers.get(k))), None)
-        if line is not None and line >= 1:
-            physical["region"] = {"startLine": int(line)}
-        location["physicalLocation"] = physical
+    code = _code_locations(recommendation)
+    related: list[dict[str, Any]] = []
+    if code:
+        location["physicalLocation"], said = code[0]
+        if said:
+            location["message"] = {"text": said}
+        for index, (physical, said) in enumerate(code[1:], 1):
+            one: dict[str, Any] = {"id": index, "physicalLocation": physical}
+            if said:
+                one["message"] = {"text": said}
+            related.append(one)
+    else:
+        path = next((numbers[k] for k in _FILE_KEYS if isinstance(numbers.get(k), str) and numbers[k]), None)
+        if path is not None:
+            line = next((number(numbers.get(k)) for k in _LINE_KEYS if number(numbers.get(k))), None)
+            location["physicalLocation"] = _physical(str(path), line)
     subject = recommendation.get("subject")
     if isinstance(subject, str) and subject:
         location["logicalLocations"] = [
             {"name": subject[:1000], "kind": str(recommendation.get("category", ""))}
         ]
-    return [location] if location else []
+    return ([location] if location else []), related
 
 
 def sarif_log(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -100,9 +145,11 @@ def sarif_log(report: Mapping[str, Any]) -> dict[str, Any]:
                 "trace_ids": list(evidence.get("trace_ids") or []),
             },
         }
-        locations = _location(recommendation)
+        locations, related = _location(recommendation)
         if locations:
             result["locations"] = locations
+        if related:
+            result["relatedLocations"] = related
         results.append(result)
     return {
         "$schema": SARIF_SCHEMA,

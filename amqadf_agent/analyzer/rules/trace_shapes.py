@@ -24,9 +24,10 @@ normalized statement, ``analyzer.sql``). The rules, each a finding of category `
 
 Findings are aggregated over traces by rule and subject (the URL template, the call sequence, the
 parent span's name, the peer); each names the routes (``http.route`` of the trace's first SERVER or
-CONSUMER span, else that span's name) and services it was seen in, example trace and span ids, and
-the time at stake, which ranks it (``impact_s``: the time that could be saved, or the time in the
-calls for fan-out and chatty).
+CONSUMER span, else that span's name) and services it was seen in, example trace and span ids, the
+code locations its calls came from (the client spans' ``code.*``, as for the database findings:
+file, line, function, share of the calls), and the time at stake, which ranks it (``impact_s``: the
+time that could be saved, or the time in the calls for fan-out and chatty).
 Below ``min_traces`` traces with calls in the whole input no finding is made.
 
 One module over 600 lines: the detectors share one bounded per-trace buffer and one pass over each
@@ -39,7 +40,7 @@ import math
 import operator
 import re
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Final, NamedTuple
 
@@ -55,10 +56,16 @@ from amqadf_agent.analyzer.model import (
     SpanRecord,
     service_name,
 )
-from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Severity
+from amqadf_agent.analyzer.recommendation import CodeLocation, Evidence, Recommendation, Severity
 from amqadf_agent.analyzer.rules.http_calls import http_target, url_template
 from amqadf_agent.analyzer.sql import normalize_call
 from amqadf_agent.semconv import (
+    ATTR_CODE_FILE_PATH,
+    ATTR_CODE_FILEPATH_OLD,
+    ATTR_CODE_FUNCTION_NAME,
+    ATTR_CODE_FUNCTION_OLD,
+    ATTR_CODE_LINE_NUMBER,
+    ATTR_CODE_LINENO_OLD,
     ATTR_DB_QUERY_TEXT,
     ATTR_DB_STATEMENT_OLD,
     ATTR_DB_SYSTEM_NAME,
@@ -104,9 +111,12 @@ _HTTP: Final = 1
 _DB: Final = 2
 
 
+#: Where a call came from: (file, line or 0, function or ""), the span's ``code.*``.
+_Where = tuple[str, int, str]
 #: A span as buffered: (parent span id, span id, start ns, end ns, kind, statement | URL | name,
-#: HTTP method or "", failed, service.name). A plain tuple: the cheapest to build once per span.
-_Raw = tuple[str, str, int, int, int, str, str, bool, str]
+#: HTTP method or "", failed, service.name, code location or None). A plain tuple: the cheapest to
+#: build once per span.
+_Raw = tuple[str, str, int, int, int, str, str, bool, str, _Where | None]
 #: Spans in start order (span id breaks ties); the same positions in ``_Raw`` and ``_Span``.
 _BY_START: Final = operator.itemgetter(2, 1)
 #: Statements remembered with their shape (the memo is emptied when full).
@@ -137,6 +147,8 @@ class _Span(NamedTuple):
     independent: bool
     failed: bool
     service: str
+    #: The call's code location (``code.*``), ``None`` when the span has none.
+    where: _Where | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +170,9 @@ class TraceShapeConfig:
     #: Fewer traces with calls (or a fan-out) than this in the whole input: no finding at all.
     min_traces: int = 1
     max_examples: int = 3
+    #: Code locations listed per finding (most calls first), and counted per finding.
+    max_locations: int = 5
+    max_counted_locations: int = 64
     #: Spans of unfinished traces kept, all traces together: about 450 bytes each with the ids and the
     #: statement or URL text they keep alive (23 MB when full, measured on the analyzer bench's traffic).
     max_buffered_spans: int = 50_000
@@ -171,6 +186,7 @@ class _Finding:
         "end_ns",
         "examples",
         "largest",
+        "locations",
         "occurrences",
         "routes",
         "saved_s",
@@ -192,6 +208,8 @@ class _Finding:
         self.examples: list[tuple[str, str]] = []
         self.start_ns: int | None = None
         self.end_ns: int | None = None
+        #: (file, line, function) -> the finding's calls from there, a bounded number of lines.
+        self.locations: dict[_Where, int] = {}
 
 
 class TraceShapeRules:
@@ -254,9 +272,12 @@ class TraceShapeRules:
             self.until_ns is not None and end_ns > self.until_ns
         ):
             return
-        kind, text, method = _OTHER, span.name, ""
+        kind, text, method, where = _OTHER, span.name, "", None
         if span.kind == SPAN_KIND_CLIENT:
             attributes = span.attributes
+            filename = attributes.get(ATTR_CODE_FILE_PATH) or attributes.get(ATTR_CODE_FILEPATH_OLD)
+            if filename:
+                where = _where(filename, attributes)
             statement = attributes.get(ATTR_DB_QUERY_TEXT) or attributes.get(ATTR_DB_STATEMENT_OLD)
             if isinstance(statement, str) and (
                 attributes.get(ATTR_DB_SYSTEM_NAME) or attributes.get(ATTR_DB_SYSTEM_OLD)
@@ -281,6 +302,7 @@ class TraceShapeRules:
             method,
             span.status_code == STATUS_CODE_ERROR,
             self._last_service,
+            where,
         )
         spans = self._traces.get(span.trace_id)
         if spans is None:
@@ -371,7 +393,7 @@ class TraceShapeRules:
 
     def _span(self, raw: _Raw) -> _Span:
         """A buffered span with its call described (statement shape, URL template)."""
-        parent, span_id, start_ns, end_ns, kind, text, method, failed, service = raw
+        parent, span_id, start_ns, end_ns, kind, text, method, failed, service, where = raw
         key, identity, peer, independent = text, "", "", False
         if kind == _DB:
             key, independent = self._statement(text)
@@ -386,7 +408,7 @@ class TraceShapeRules:
             key, identity = f"{method} {template}", f"{method} {text}"
             independent = method in _READ_METHODS
         return _Span(
-            parent, span_id, start_ns, end_ns, kind, key, identity, peer, independent, failed, service
+            parent, span_id, start_ns, end_ns, kind, key, identity, peer, independent, failed, service, where
         )
 
     def _statement(self, text: str) -> tuple[str, bool]:
@@ -430,6 +452,15 @@ class TraceShapeRules:
         if route:
             finding.routes.add(route)
         finding.services.update(c.service for c in calls if c.service)
+        locations = finding.locations
+        for call in calls:
+            where = call.where
+            if where is None:
+                continue
+            if where in locations:
+                locations[where] += 1
+            elif len(locations) < self.config.max_counted_locations:
+                locations[where] = 1
         if len(finding.examples) < self.config.max_examples:
             finding.examples.append((trace_id, calls[0].span_id))
         start = min(c.start_ns for c in calls)
@@ -640,7 +671,30 @@ class TraceShapeRules:
             ),
             confidence=round(0.5 + 0.45 * share, 3),
             impact_s=impact,
+            locations=_locations(f, config.max_locations),
         )
+
+
+def _where(filename: object, attributes: Mapping[str, object]) -> _Where:
+    """A call's code location from its span's ``code.*`` (the current names, else the older ones), as
+    the database rules read it."""
+    line = attributes.get(ATTR_CODE_LINE_NUMBER) or attributes.get(ATTR_CODE_LINENO_OLD)
+    function = attributes.get(ATTR_CODE_FUNCTION_NAME) or attributes.get(ATTR_CODE_FUNCTION_OLD)
+    return (
+        str(filename),
+        line if isinstance(line, int) and not isinstance(line, bool) and line > 0 else 0,
+        str(function) if function else "",
+    )
+
+
+def _locations(f: _Finding, shown: int) -> tuple[CodeLocation, ...]:
+    """The ``shown`` lines most of the finding's calls came from, with their share of all its calls."""
+    ranked = sorted(f.locations.items(), key=lambda item: (-item[1], item[0]))[:shown]
+    calls = max(f.calls, 1)
+    return tuple(
+        CodeLocation(file=file, line=line, function=function, count=count, share=count / calls)
+        for (file, line, function), count in ranked
+    )
 
 
 def _duration(span: _Span) -> float:
