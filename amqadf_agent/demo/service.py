@@ -350,7 +350,7 @@ class ShopService:
             bad = replica == BAD_REPLICA and BAD_WINDOW[0] <= elapsed < BAD_WINDOW[1]
             outage = OUTAGE_WINDOW[0] <= elapsed < OUTAGE_WINDOW[1]
             failed = self._random(lambda r: r.random() < (0.9 if bad or outage else 0.07))
-            _send({"authorization": self._bearer()})
+            _send(self._auth_headers())
             time.sleep(min(delay, 0.5))
             if failed:
                 span.set_attribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, 503)
@@ -359,8 +359,11 @@ class ShopService:
             span.set_attribute(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE, 200)
         return {"sku": sku, "in_stock": True}
 
-    def _bearer(self) -> str:
-        return f"Bearer {self.inventory_key.get_secret_value()}" if self.inventory_key else ""
+    def _auth_headers(self) -> dict[str, str]:
+        """The inventory key as a bearer token; no header at all when no key is configured."""
+        if not self.inventory_key:
+            return {}
+        return {"authorization": f"Bearer {self.inventory_key.get_secret_value()}"}
 
     def report(self) -> list[tuple[Any, ...]]:
         return self._report()
