@@ -196,9 +196,11 @@ def test_orders_app_index_verdicts_and_n_plus_one_saving(orders_db: tuple[str, s
     assert candidates["customer_id"]["cost_drop_pct"] >= 50
     assert "CREATE INDEX" in candidates["customer_id"]["create_index"]
     assert candidates["status"]["verdict"] == "not suggested"
-    # AND the N+1 is the top finding, priced on /orders only (the healthy route gets nothing)
-    assert data["recommendations"][0]["rule"] == "n_plus_one"
+    # AND the N+1 is the fix worth most, ranked above the index, priced on /orders only (not /health)
     estimates = data["impact"]["estimates"]
+    assert estimates[0]["rule"] == "n_plus_one"  # the fix worth most
+    ranks = {r["rule"]: i for i, r in reversed(list(enumerate(data["recommendations"])))}
+    assert ranks["n_plus_one"] < ranks["index_candidate"]
     [n1] = [e for e in estimates if e["rule"] == "n_plus_one"]
     [route] = n1["routes"]
     assert route["route"] == "/orders"
