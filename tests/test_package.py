@@ -278,3 +278,87 @@ def test_the_shared_leaf_modules_import_only_the_standard_library(leaf: str) -> 
     # The agent and the analyzer both import them; anything of the package here would breach a wall.
     for module in _imports(PACKAGE / leaf):
         assert module.split(".")[0] in sys.stdlib_module_names or module == "__future__", module
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """Each module of the package -> the package modules it imports when it is imported (imports
+    inside functions and under ``TYPE_CHECKING`` are left out: they do not run at import)."""
+    modules: dict[str, Path] = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+
+    def visit(body: list[ast.stmt], deps: set[str]) -> None:
+        for node in body:
+            if isinstance(node, ast.If):
+                test = node.test
+                if (
+                    getattr(test, "id", None) == "TYPE_CHECKING"
+                    or getattr(test, "attr", None) == "TYPE_CHECKING"
+                ):
+                    continue
+                visit(node.body, deps)
+                visit(node.orelse, deps)
+            elif isinstance(node, ast.Try):
+                visit(node.body, deps)
+                visit(node.orelse, deps)
+                visit(node.finalbody, deps)
+                for handler in node.handlers:
+                    visit(handler.body, deps)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name in modules)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in modules:
+                deps.add(node.module)
+                deps.update(
+                    f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules
+                )
+
+    for name, path in modules.items():
+        deps: set[str] = set()
+        visit(ast.parse(path.read_text()).body, deps)
+        graph[name] = deps - {name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            connect(v)
+    return found
+
+
+def test_no_two_modules_import_each_other_at_import_time() -> None:
+    graph = _module_imports()
+    assert (
+        len(graph) > 100
+        and "amqadf_agent.analyzer.prometheus_http" in graph["amqadf_agent.analyzer.prometheus_source"]
+    )
+    assert _cycles(graph) == []
+    # the check sees a cycle when there is one
+    assert _cycles({**graph, "amqadf_agent.semconv": {"amqadf_agent.analyzer.run"}}) != []
