@@ -6,11 +6,13 @@ per session by collector-config/build.sh; these tests are skipped only where Go 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -478,3 +480,72 @@ def test_the_collectors_rotated_files_are_read_whole(otelcol: Path, tmp_path: Pa
     own = spans_of(tmp_path / "agent")
     assert len(own) == 4000
     assert spans_of(collector.telemetry).keys() == own.keys()
+
+
+def _batch_bound(config: dict[str, Any]) -> int:
+    """The most items one batch of ``config`` holds: its ``send_batch_max_size``."""
+    bound = config["processors"]["batch"].get("send_batch_max_size", 0)
+    assert isinstance(bound, int)
+    return bound
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_file_export_has_a_bounded_batch(path: Path) -> None:
+    """One batch is one write of the file exporter, which rejects a write above ``max_megabytes``:
+    a configuration writing files bounds its batches, to at least 16 KB per item at its limit."""
+    config = load_config(path)
+    limits = [
+        spec["rotation"]["max_megabytes"]
+        for name, spec in config["exporters"].items()
+        if name.split("/", 1)[0] == "file" and "rotation" in spec
+    ]
+    if not limits:
+        pytest.skip(f"{path.name} writes no rotated files")
+    bound = _batch_bound(config)
+    assert bound > 0, f"{path.name}: batch sets no send_batch_max_size"
+    assert min(limits) * 1024 * 1024 // bound >= 16 * 1024, (path.name, limits, bound)
+
+
+def test_a_burst_larger_than_the_file_limit_is_written_whole(otelcol: Path, tmp_path: Path) -> None:
+    """One OTLP request several times ``max_megabytes``: file-export.yaml's batch bound splits it
+    into writes the file exporter accepts, and every span lands in the rotated files."""
+    bound = _batch_bound(load_config(CONFIG_DIR / "file-export.yaml"))
+    # the limit scaled down to 1 MB, the spans with it: a full batch still fits
+    overrides = {"file/traces": {"rotation": {"max_megabytes": 1, "max_backups": 100}}}
+    per_span = 1024 * 1024 // bound
+    padding = "x" * (per_span // 2)
+    trace_id = "5" * 32
+    spans = [
+        {
+            "traceId": trace_id,
+            "spanId": f"{i + 1:016x}",
+            "name": "burst",
+            "kind": 1,
+            "startTimeUnixNano": str(1_767_000_000_000_000_000 + i),
+            "endTimeUnixNano": str(1_767_000_000_000_001_000 + i),
+            "attributes": [{"key": "pad", "value": {"stringValue": padding}}],
+        }
+        for i in range(4 * bound)
+    ]
+    request = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "burst"}}]},
+                "scopeSpans": [{"scope": {"name": "burst"}, "spans": spans}],
+            }
+        ]
+    }
+    body = json.dumps(request).encode()
+    assert len(body) > 2 * 1024 * 1024  # the burst would not fit one write
+    with CollectorServer(CONFIG_DIR / "file-export.yaml", tmp_path, overrides=overrides) as collector:
+        post = urllib.request.Request(
+            f"{collector.otlp_http}/v1/traces", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(post, timeout=30) as resp:
+            assert resp.status == 200
+    assert "exceeds maximum file size" not in collector.log(), collector.log()
+    files = sorted(collector.telemetry.glob("traces*.jsonl"))
+    assert len(files) >= 2, files  # rotated: more than one file's worth
+    written = spans_of(collector.telemetry)
+    assert written.keys() == {s["spanId"] for s in spans}
+    assert all(max(len(line) for line in f.read_bytes().splitlines()) <= 1024 * 1024 for f in files)
