@@ -37,8 +37,8 @@ GO_DIRS = ("/usr/local/go/bin",)
 
 
 #: Components that Collector 0.161.0 renamed, by the old name that it still accepts (``otelcol
-#: components`` lists only the new one). The configurations keep the old names: the compose stack's
-#: otelcol-contrib 0.136.0 reads only those.
+#: components`` lists only the new one). The configurations keep the old names: otelcol-contrib
+#: 0.136.0 (components-otelcol-contrib.json) reads only those, and 0.161.0 reads both.
 RENAMED = {"otlp": "otlp_grpc", "otlphttp": "otlp_http", "loadbalancing": "load_balancing"}
 
 
