@@ -445,7 +445,8 @@ def test_alert_unit_tests_use_the_collectors_names(through_collector: tuple[Prom
 
 def test_the_collectors_rotated_files_are_read_whole(otelcol: Path, tmp_path: Path) -> None:
     """file-export.yaml's rotation, at 1 MB: the analyzer reads the backups the Collector writes
-    beside ``traces.jsonl``, and finds every span the agent wrote itself."""
+    beside ``traces.jsonl`` (``traces-<time>-size.jsonl``) and the agent's own, rotated at 1 MB too
+    (``traces-<time>.jsonl``), and finds every span in each."""
     import amqadf_agent
 
     # the file exporter rejects a write larger than max_megabytes: batches of ~0.3 MB at most
@@ -461,6 +462,8 @@ def test_the_collectors_rotated_files_are_read_whole(otelcol: Path, tmp_path: Pa
             otlp_endpoint=collector.otlp_grpc,
             output_dir=str(tmp_path / "agent"),
             max_queue_size=100_000,
+            file_max_bytes=1024 * 1024,
+            file_max_backups=100,
         )
         assert agent.running, agent.error
         tracer = agent.tracer_provider.get_tracer("rotation")
@@ -473,10 +476,15 @@ def test_the_collectors_rotated_files_are_read_whole(otelcol: Path, tmp_path: Pa
                     pass
             agent.tracer_provider.force_flush()
         agent.shutdown()
-    traces = sorted(p.name for p in collector.telemetry.glob("traces*.jsonl"))
-    assert len(traces) >= 3 and "traces.jsonl" in traces, traces
+    stamp = r"\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}"
     # the Collector 0.161.0 names a backup traces-2026-12-06T17-35-55.570-size.jsonl
-    assert all(re.fullmatch(r"traces(-[\dT.-]+(-size)?)?\.jsonl", name) for name in traces), traces
+    backups = sorted(p.name for p in collector.telemetry.glob("traces-*"))
+    assert len(backups) >= 2, backups
+    assert all(re.fullmatch(rf"traces-{stamp}-size\.jsonl", name) for name in backups), backups
+    # the agent names one traces-2026-12-06T17-35-55.570.jsonl
+    own_backups = sorted(p.name for p in (tmp_path / "agent").glob("traces-*"))
+    assert len(own_backups) >= 2, own_backups
+    assert all(re.fullmatch(rf"traces-{stamp}(\.\d+)?\.jsonl", name) for name in own_backups), own_backups
     own = spans_of(tmp_path / "agent")
     assert len(own) == 4000
     assert spans_of(collector.telemetry).keys() == own.keys()

@@ -45,8 +45,9 @@ MAX_BAD_LINES_IN_A_ROW: Final = 1000
 MAX_GZIP_RATIO: Final = 200
 #: How many problem messages ``ReadStats`` keeps; all are counted.
 MAX_PROBLEMS_KEPT: Final = 100
-#: File names a directory is searched for (each also with ``.gz``). Collector rotation keeps the
-#: extension (``traces-2026-11-26T10-00-00.000.jsonl``), so rotated files match too.
+#: File names a directory is searched for (each also with ``.gz``). Rotation keeps the extension,
+#: the agent's (``traces-2026-11-26T10-00-00.000.jsonl``) and the Collector's
+#: (``traces-2026-11-26T10-00-00.000-size.jsonl``), so rotated files match too.
 FILE_SUFFIXES: Final = (".json", ".jsonl", ".ndjson")
 
 _GZIP_MAGIC: Final = b"\x1f\x8b"
