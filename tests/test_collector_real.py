@@ -7,6 +7,7 @@ per session by collector-config/build.sh; these tests are skipped only where Go 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -514,18 +515,11 @@ def test_every_file_export_has_a_bounded_batch(path: Path) -> None:
     assert min(limits) * 1024 * 1024 // bound >= 16 * 1024, (path.name, limits, bound)
 
 
-def test_a_burst_larger_than_the_file_limit_is_written_whole(otelcol: Path, tmp_path: Path) -> None:
-    """One OTLP request several times ``max_megabytes``: file-export.yaml's batch bound splits it
-    into writes the file exporter accepts, and every span lands in the rotated files."""
-    bound = _batch_bound(load_config(CONFIG_DIR / "file-export.yaml"))
-    # the limit scaled down to 1 MB, the spans with it: a full batch still fits
-    overrides = {"file/traces": {"rotation": {"max_megabytes": 1, "max_backups": 100}}}
-    per_span = 1024 * 1024 // bound
-    padding = "x" * (per_span // 2)
-    trace_id = "5" * 32
+def _burst(count: int, padding: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``count`` spans of one trace, and the OTLP JSON request that holds them all."""
     spans = [
         {
-            "traceId": trace_id,
+            "traceId": "5" * 32,
             "spanId": f"{i + 1:016x}",
             "name": "burst",
             "kind": 1,
@@ -533,7 +527,7 @@ def test_a_burst_larger_than_the_file_limit_is_written_whole(otelcol: Path, tmp_
             "endTimeUnixNano": str(1_767_000_000_000_001_000 + i),
             "attributes": [{"key": "pad", "value": {"stringValue": padding}}],
         }
-        for i in range(4 * bound)
+        for i in range(count)
     ]
     request = {
         "resourceSpans": [
@@ -543,17 +537,56 @@ def test_a_burst_larger_than_the_file_limit_is_written_whole(otelcol: Path, tmp_
             }
         ]
     }
-    body = json.dumps(request).encode()
-    assert len(body) > 2 * 1024 * 1024  # the burst would not fit one write
+    return spans, request
+
+
+def _post(collector: CollectorServer, request: dict[str, Any]) -> None:
+    post = urllib.request.Request(
+        f"{collector.otlp_http}/v1/traces",
+        data=json.dumps(request).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(post, timeout=30) as resp:
+        assert resp.status == 200
+
+
+def test_a_burst_larger_than_the_file_limit_is_written_whole(otelcol: Path, tmp_path: Path) -> None:
+    """One OTLP request several times ``max_megabytes``: file-export.yaml's batch bound splits it
+    into writes the file exporter accepts, and every span lands in the rotated files."""
+    bound = _batch_bound(load_config(CONFIG_DIR / "file-export.yaml"))
+    # the limit scaled down to 1 MB, the spans with it: a full batch still fits
+    overrides = {"file/traces": {"rotation": {"max_megabytes": 1, "max_backups": 100}}}
+    per_span = 1024 * 1024 // bound
+    spans, request = _burst(4 * bound, padding="x" * (per_span // 2))
+    assert len(json.dumps(request)) > 2 * 1024 * 1024  # the burst would not fit one write
     with CollectorServer(CONFIG_DIR / "file-export.yaml", tmp_path, overrides=overrides) as collector:
-        post = urllib.request.Request(
-            f"{collector.otlp_http}/v1/traces", data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(post, timeout=30) as resp:
-            assert resp.status == 200
+        _post(collector, request)
     assert "exceeds maximum file size" not in collector.log(), collector.log()
     files = sorted(collector.telemetry.glob("traces*.jsonl"))
     assert len(files) >= 2, files  # rotated: more than one file's worth
     written = spans_of(collector.telemetry)
     assert written.keys() == {s["spanId"] for s in spans}
     assert all(max(len(line) for line in f.read_bytes().splitlines()) <= 1024 * 1024 for f in files)
+
+
+@pytest.mark.parametrize(
+    "args", [(), ("--feature-gates=exporter.file.nativeCompression",)], ids=["framed", "native"]
+)
+def test_the_collectors_zstd_files_are_read(otelcol: Path, tmp_path: Path, args: tuple[str, ...]) -> None:
+    """file-export.yaml with ``compression: zstd``, rotated at 1 MB: in the Collector's default layout
+    (each request a length-prefixed zstd frame) and the native one (a zstd stream of JSON lines), the
+    analyzer reads every span of every file."""
+    overrides = {"file/traces": {"compression": "zstd", "rotation": {"max_megabytes": 1, "max_backups": 100}}}
+    spans, request = _burst(8000, padding="")
+    for span in spans:  # padding of its own in each span: compressed, each still takes ~250 bytes
+        span["attributes"][0]["value"]["stringValue"] = os.urandom(200).hex()
+    config = CONFIG_DIR / "file-export.yaml"
+    with CollectorServer(config, tmp_path, overrides=overrides, args=args) as collector:
+        _post(collector, request)
+    files = sorted(collector.telemetry.glob("traces*.jsonl"))
+    assert len(files) >= 2, files
+    magic = b"\x28\xb5\x2f\xfd"
+    assert all(magic in f.read_bytes()[:8] for f in files if f.stat().st_size)  # zstd, in either layout
+    analysis = analyze(AnalysisOptions(paths=[collector.telemetry], strict=True))
+    assert analysis.summary.spans == len(spans)
+    assert spans_of(collector.telemetry).keys() == {s["spanId"] for s in spans}

@@ -86,12 +86,14 @@ class CollectorServer:
         *,
         overrides: dict[str, dict[str, Any]] | None = None,
         env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
         ready_timeout: float = 30.0,
     ) -> None:
         self.source = config
         self.work = work
         self.telemetry = work / "telemetry"
         self.env = env or {}
+        self.args = args  # more command-line arguments, e.g. --feature-gates=...
         self.ready_timeout = ready_timeout
         self.config = self._rewrite(load_config(config), overrides or {})
         self.config_path = work / f"otelcol-{config.name}"
@@ -142,7 +144,7 @@ class CollectorServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the process holds it; closed in stop()
         self._log = log
         self._proc = subprocess.Popen(
-            [str(binary), "--config", str(self.config_path)],
+            [str(binary), "--config", str(self.config_path), *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.work,
