@@ -6,11 +6,14 @@ per session by collector-config/build.sh; these tests are skipped only where Go 
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -443,7 +446,8 @@ def test_alert_unit_tests_use_the_collectors_names(through_collector: tuple[Prom
 
 def test_the_collectors_rotated_files_are_read_whole(otelcol: Path, tmp_path: Path) -> None:
     """file-export.yaml's rotation, at 1 MB: the analyzer reads the backups the Collector writes
-    beside ``traces.jsonl``, and finds every span the agent wrote itself."""
+    beside ``traces.jsonl`` (``traces-<time>-size.jsonl``) and the agent's own, rotated at 1 MB too
+    (``traces-<time>.jsonl``), and finds every span in each."""
     import amqadf_agent
 
     # the file exporter rejects a write larger than max_megabytes: batches of ~0.3 MB at most
@@ -459,6 +463,8 @@ def test_the_collectors_rotated_files_are_read_whole(otelcol: Path, tmp_path: Pa
             otlp_endpoint=collector.otlp_grpc,
             output_dir=str(tmp_path / "agent"),
             max_queue_size=100_000,
+            file_max_bytes=1024 * 1024,
+            file_max_backups=100,
         )
         assert agent.running, agent.error
         tracer = agent.tracer_provider.get_tracer("rotation")
@@ -471,10 +477,116 @@ def test_the_collectors_rotated_files_are_read_whole(otelcol: Path, tmp_path: Pa
                     pass
             agent.tracer_provider.force_flush()
         agent.shutdown()
-    traces = sorted(p.name for p in collector.telemetry.glob("traces*.jsonl"))
-    assert len(traces) >= 3 and "traces.jsonl" in traces, traces
+    stamp = r"\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}"
     # the Collector 0.161.0 names a backup traces-2026-12-06T17-35-55.570-size.jsonl
-    assert all(re.fullmatch(r"traces(-[\dT.-]+(-size)?)?\.jsonl", name) for name in traces), traces
+    backups = sorted(p.name for p in collector.telemetry.glob("traces-*"))
+    assert len(backups) >= 2, backups
+    assert all(re.fullmatch(rf"traces-{stamp}-size\.jsonl", name) for name in backups), backups
+    # the agent names one traces-2026-12-06T17-35-55.570.jsonl
+    own_backups = sorted(p.name for p in (tmp_path / "agent").glob("traces-*"))
+    assert len(own_backups) >= 2, own_backups
+    assert all(re.fullmatch(rf"traces-{stamp}(\.\d+)?\.jsonl", name) for name in own_backups), own_backups
     own = spans_of(tmp_path / "agent")
     assert len(own) == 4000
     assert spans_of(collector.telemetry).keys() == own.keys()
+
+
+def _batch_bound(config: dict[str, Any]) -> int:
+    """The most items one batch of ``config`` holds: its ``send_batch_max_size``."""
+    bound = config["processors"]["batch"].get("send_batch_max_size", 0)
+    assert isinstance(bound, int)
+    return bound
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_file_export_has_a_bounded_batch(path: Path) -> None:
+    """One batch is one write of the file exporter, which rejects a write above ``max_megabytes``:
+    a configuration writing files bounds its batches, to at least 16 KB per item at its limit."""
+    config = load_config(path)
+    limits = [
+        spec["rotation"]["max_megabytes"]
+        for name, spec in config["exporters"].items()
+        if name.split("/", 1)[0] == "file" and "rotation" in spec
+    ]
+    if not limits:
+        pytest.skip(f"{path.name} writes no rotated files")
+    bound = _batch_bound(config)
+    assert bound > 0, f"{path.name}: batch sets no send_batch_max_size"
+    assert min(limits) * 1024 * 1024 // bound >= 16 * 1024, (path.name, limits, bound)
+
+
+def _burst(count: int, padding: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``count`` spans of one trace, and the OTLP JSON request that holds them all."""
+    spans = [
+        {
+            "traceId": "5" * 32,
+            "spanId": f"{i + 1:016x}",
+            "name": "burst",
+            "kind": 1,
+            "startTimeUnixNano": str(1_767_000_000_000_000_000 + i),
+            "endTimeUnixNano": str(1_767_000_000_000_001_000 + i),
+            "attributes": [{"key": "pad", "value": {"stringValue": padding}}],
+        }
+        for i in range(count)
+    ]
+    request = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "burst"}}]},
+                "scopeSpans": [{"scope": {"name": "burst"}, "spans": spans}],
+            }
+        ]
+    }
+    return spans, request
+
+
+def _post(collector: CollectorServer, request: dict[str, Any]) -> None:
+    post = urllib.request.Request(
+        f"{collector.otlp_http}/v1/traces",
+        data=json.dumps(request).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(post, timeout=30) as resp:
+        assert resp.status == 200
+
+
+def test_a_burst_larger_than_the_file_limit_is_written_whole(otelcol: Path, tmp_path: Path) -> None:
+    """One OTLP request several times ``max_megabytes``: file-export.yaml's batch bound splits it
+    into writes the file exporter accepts, and every span lands in the rotated files."""
+    bound = _batch_bound(load_config(CONFIG_DIR / "file-export.yaml"))
+    # the limit scaled down to 1 MB, the spans with it: a full batch still fits
+    overrides = {"file/traces": {"rotation": {"max_megabytes": 1, "max_backups": 100}}}
+    per_span = 1024 * 1024 // bound
+    spans, request = _burst(4 * bound, padding="x" * (per_span // 2))
+    assert len(json.dumps(request)) > 2 * 1024 * 1024  # the burst would not fit one write
+    with CollectorServer(CONFIG_DIR / "file-export.yaml", tmp_path, overrides=overrides) as collector:
+        _post(collector, request)
+    assert "exceeds maximum file size" not in collector.log(), collector.log()
+    files = sorted(collector.telemetry.glob("traces*.jsonl"))
+    assert len(files) >= 2, files  # rotated: more than one file's worth
+    written = spans_of(collector.telemetry)
+    assert written.keys() == {s["spanId"] for s in spans}
+    assert all(max(len(line) for line in f.read_bytes().splitlines()) <= 1024 * 1024 for f in files)
+
+
+@pytest.mark.parametrize(
+    "args", [(), ("--feature-gates=exporter.file.nativeCompression",)], ids=["framed", "native"]
+)
+def test_the_collectors_zstd_files_are_read(otelcol: Path, tmp_path: Path, args: tuple[str, ...]) -> None:
+    """file-export.yaml with ``compression: zstd``, rotated at 1 MB: in the Collector's default layout
+    (each request a length-prefixed zstd frame) and the native one (a zstd stream of JSON lines), the
+    analyzer reads every span of every file."""
+    overrides = {"file/traces": {"compression": "zstd", "rotation": {"max_megabytes": 1, "max_backups": 100}}}
+    spans, request = _burst(8000, padding="")
+    for span in spans:  # padding of its own in each span: compressed, each still takes ~250 bytes
+        span["attributes"][0]["value"]["stringValue"] = os.urandom(200).hex()
+    config = CONFIG_DIR / "file-export.yaml"
+    with CollectorServer(config, tmp_path, overrides=overrides, args=args) as collector:
+        _post(collector, request)
+    files = sorted(collector.telemetry.glob("traces*.jsonl"))
+    assert len(files) >= 2, files
+    magic = b"\x28\xb5\x2f\xfd"
+    assert all(magic in f.read_bytes()[:8] for f in files if f.stat().st_size)  # zstd, in either layout
+    analysis = analyze(AnalysisOptions(paths=[collector.telemetry], strict=True))
+    assert analysis.summary.spans == len(spans)
+    assert spans_of(collector.telemetry).keys() == {s["spanId"] for s in spans}

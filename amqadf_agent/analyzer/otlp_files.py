@@ -1,4 +1,4 @@
-"""Files and lines: the files a read covers, opened plain or gzip, split into lines (or read as one
+"""Files and lines: the files a read covers, opened plain, gzip or zstd, split into lines (or read as one
 pretty-printed document), each line handed to the typed path and, when it declines, to the general
 path; every problem counted in ``ReadStats`` or, in strict mode, raised. About 600 lines: the
 checks on what a file is (FIFO, device, binary, UTF-16, gzip bomb) belong with its opening.
@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Final, TypeAlias, cast
 
 import orjson
@@ -46,11 +47,15 @@ MAX_BAD_LINES_IN_A_ROW: Final = 1000
 MAX_GZIP_RATIO: Final = 200
 #: How many problem messages ``ReadStats`` keeps; all are counted.
 MAX_PROBLEMS_KEPT: Final = 100
-#: File names a directory is searched for (each also with ``.gz``). Collector rotation keeps the
-#: extension (``traces-2026-11-26T10-00-00.000.jsonl``), so rotated files match too.
+#: File names a directory is searched for (each also with ``.gz`` or ``.zst``). Rotation keeps the extension,
+#: the agent's (``traces-2026-11-26T10-00-00.000.jsonl``) and the Collector's
+#: (``traces-2026-11-26T10-00-00.000-size.jsonl``), so rotated files match too.
 FILE_SUFFIXES: Final = (".json", ".jsonl", ".ndjson")
 
 _GZIP_MAGIC: Final = b"\x1f\x8b"
+_ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
+#: The extra that installs ``zstandard``, needed for the Collector's zstd-compressed files only.
+ZSTD_EXTRA: Final = "amqadf-agent[zstd]"
 _BOM: Final = b"\xef\xbb\xbf"
 _READ_ERRORS: Final = (OSError, EOFError, zlib.error)
 _DRAIN_CHUNK: Final = 1024 * 1024
@@ -180,8 +185,8 @@ class _Reader:
             self.problem(f"{error.filename or top}: {_os_reason(error)}")
 
     def read_file(self, display: str, path: str) -> Iterator[list[Any]]:
-        """Records of one file, plain or gzip (told by its first bytes, not its name), line by line;
-        spans of the typed path as ``make_span`` builds them."""
+        """Records of one file, plain, gzip or zstd (told by its first bytes, not its name), line by
+        line; spans of the typed path as ``make_span`` builds them."""
         try:
             # O_NONBLOCK: a FIFO opens at once instead of waiting for a writer (and is then skipped);
             # it changes nothing for a regular file.
@@ -201,13 +206,25 @@ class _Reader:
         with raw:
             self.stats.files_read += 1
             try:
-                is_gzip = raw.peek(2)[:2] == _GZIP_MAGIC
+                head = raw.peek(8)[:8]
             except _READ_ERRORS as error:
                 self.problem(f"{display}:1: read error: {_os_reason(error)}")
                 return
-            if is_gzip:
+            if head[:2] == _GZIP_MAGIC:
                 with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
                     yield from self._read_lines(display, path, unzipped, raw)
+            elif _ZSTD_MAGIC in (head[:4], head[4:8]):
+                zstandard = _zstandard()
+                if zstandard is None:
+                    self.problem(
+                        f"{display}: zstd-compressed (the Collector's file exporter with compression:"
+                        f" zstd); install {ZSTD_EXTRA} to read it: pip install '{ZSTD_EXTRA}'"
+                    )
+                    return
+                framed = head[:4] != _ZSTD_MAGIC
+                unzstd = _ZstdStream(raw, framed, zstandard, self.max_line_bytes)
+                stream = cast(io.BufferedReader, io.BufferedReader(unzstd, _READ_BUFFER))
+                yield from self._read_lines(display, path, stream, raw)
             else:
                 yield from self._read_lines(display, path, raw, None)
 
@@ -221,7 +238,7 @@ class _Reader:
             wide = _wide_encoding(head)
             kind = "" if wide else _binary_kind(head)
         except _READ_ERRORS as error:
-            self.problem(f"{display}:1: {_read_error(compressed)}: {_os_reason(error)}")
+            self.problem(f"{display}:1: {_read_error(compressed, stream)}: {_os_reason(error)}")
             return
         if kind:
             self.problem(f"{display}: {kind}; the analyzer reads OTLP JSON (exported with the JSON encoding)")
@@ -281,7 +298,7 @@ class _Reader:
         under ``stream`` (``compressed``) expands more than ``MAX_GZIP_RATIO`` times."""
         stats = self.stats
         limit = self.max_line_bytes
-        budget = _GzipBudget(compressed)
+        budget = _GzipBudget(compressed, "zstd" if _is_zstd(stream) else "gzip")
         step = min(limit + 1, _DRAIN_CHUNK)
         readline = stream.readline
         lineno = 0
@@ -324,7 +341,7 @@ class _Reader:
                     self.problem(budget.message(display, lineno))
                     return
         except _READ_ERRORS as error:
-            self.problem(f"{display}:{lineno + 1}: {_read_error(compressed)}: {_os_reason(error)}")
+            self.problem(f"{display}:{lineno + 1}: {_read_error(compressed, stream)}: {_os_reason(error)}")
 
     def _looks_like_document(self, path: str) -> bool:
         """True when the second non-blank line of a file continues the first (a pretty-printed document).
@@ -416,20 +433,97 @@ class _Reader:
 
 def _is_telemetry_name(name: str) -> bool:
     lower = name.lower()
-    if lower.endswith(".gz"):
-        lower = lower[:-3]
+    if lower.endswith((".gz", ".zst")):
+        lower = lower.rsplit(".", 1)[0]
     return lower.endswith(FILE_SUFFIXES)
 
 
 @contextmanager
 def _open(path: str) -> Iterator[_Stream]:
-    """A binary stream of a file's content, uncompressed when it starts like gzip (not by its name)."""
+    """A binary stream of a file's content, uncompressed when it starts like gzip or zstd (not by
+    its name)."""
     with open(path, "rb") as raw:
-        if raw.peek(2)[:2] == _GZIP_MAGIC:
+        head = raw.peek(8)[:8]
+        zstandard = _zstandard() if _ZSTD_MAGIC in (head[:4], head[4:8]) else None
+        if head[:2] == _GZIP_MAGIC:
             with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
                 yield unzipped
+        elif zstandard is not None:
+            framed = head[:4] != _ZSTD_MAGIC
+            unzstd = _ZstdStream(raw, framed, zstandard, MAX_DOCUMENT_BYTES)
+            yield cast(io.BufferedReader, io.BufferedReader(unzstd))
         else:
             yield raw
+
+
+def _zstandard() -> ModuleType | None:
+    """The ``zstandard`` module (the ``zstd`` extra), imported only when a zstd file is read."""
+    try:
+        import zstandard
+    except ImportError:
+        return None
+    return zstandard
+
+
+class _ZstdStream(io.RawIOBase):
+    """A zstd file of the Collector's ``file`` exporter, read as JSON lines.
+
+    Two layouts: zstd frames end to end holding JSON lines (the Collector's
+    ``exporter.file.nativeCompression`` gate), or ``framed``: each export request its own zstd frame
+    after the frame's 4-byte big-endian length (the default), where a newline follows each request.
+    """
+
+    def __init__(self, raw: io.BufferedReader, framed: bool, zstandard: ModuleType, limit: int) -> None:
+        self._raw = raw
+        self._framed = framed
+        self._limit = limit
+        self._dctx = zstandard.ZstdDecompressor()
+        self._error: type[Exception] = zstandard.ZstdError
+        self._frame: Any = None
+        self._newline = False
+        if not framed:
+            self._frame = self._dctx.stream_reader(raw, read_across_frames=True, closefd=False)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            return self._readinto(memoryview(buffer).cast("B"))
+        except self._error as error:
+            raise OSError(str(error)) from None
+
+    def _readinto(self, view: memoryview) -> int:
+        while True:
+            if self._newline:
+                self._newline = False
+                view[0] = 0x0A
+                return 1
+            if self._frame is None and not self._next_frame():
+                return 0
+            count = int(self._frame.readinto(view))
+            if count or not self._framed:
+                return count
+            self._frame = None
+            self._newline = True
+
+    def _next_frame(self) -> bool:
+        """Open the next length-prefixed frame; False at the end of the file."""
+        prefix = self._raw.read(4)
+        if not prefix:
+            return False
+        size = int.from_bytes(prefix, "big")
+        if len(prefix) < 4 or size > self._limit:
+            raise OSError(f"not a zstd frame length: {prefix.hex()}")
+        data = self._raw.read(size)
+        if len(data) < size:
+            raise OSError(f"truncated zstd frame ({len(data)} of {size} bytes)")
+        self._frame = self._dctx.stream_reader(data)
+        return True
+
+
+def _is_zstd(stream: _Stream) -> bool:
+    return isinstance(getattr(stream, "raw", None), _ZstdStream)
 
 
 def _special_kind(target: str | int) -> str:
@@ -516,10 +610,11 @@ def _skip_blank_lines(stream: _Stream) -> tuple[int, int]:
 class _GzipBudget:
     """How far a gzip file has expanded while it is read, against ``MAX_GZIP_RATIO``."""
 
-    __slots__ = ("compressed", "next_check", "unzipped")
+    __slots__ = ("compressed", "kind", "next_check", "unzipped")
 
-    def __init__(self, compressed: io.BufferedReader | None) -> None:
+    def __init__(self, compressed: io.BufferedReader | None, kind: str = "gzip") -> None:
         self.compressed = compressed
+        self.kind = kind
         self.unzipped = 0
         self.next_check = _GZIP_CHECK_FROM if compressed is not None else math.inf
 
@@ -534,7 +629,7 @@ class _GzipBudget:
 
     def message(self, display: str, lineno: int) -> str:
         return (
-            f"{display}:{lineno}: gzip data expanding more than {MAX_GZIP_RATIO} times "
+            f"{display}:{lineno}: {self.kind} data expanding more than {MAX_GZIP_RATIO} times "
             f"({self.unzipped} bytes read): not telemetry (a decompression bomb?), the rest skipped"
         )
 
@@ -567,8 +662,10 @@ def _drain_line(stream: _Stream, budget: _GzipBudget) -> bool:
             return False
 
 
-def _read_error(compressed: io.BufferedReader | None) -> str:
-    return "read error" if compressed is None else "corrupt gzip data"
+def _read_error(compressed: io.BufferedReader | None, stream: _Stream) -> str:
+    if compressed is None:
+        return "read error"
+    return "corrupt zstd data" if _is_zstd(stream) else "corrupt gzip data"
 
 
 def _too_long(limit: int) -> str:

@@ -61,9 +61,9 @@ def read(
 ) -> Iterator[Record]:
     """Yield the span, metric and log records of OTLP JSON files, lazily.
 
-    ``paths`` are files (read whatever their name, plain or gzip) and directories (searched
-    recursively for ``*.json``, ``*.jsonl``, ``*.ndjson``, each optionally ``.gz``; hidden entries are
-    skipped). Records come in file order, then line order; no time order is promised.
+    ``paths`` are files (read whatever their name, plain, gzip or zstd) and directories (searched
+    recursively for ``*.json``, ``*.jsonl``, ``*.ndjson``, each optionally ``.gz`` or ``.zst``; hidden
+    entries are skipped). Records come in file order, then line order; no time order is promised.
     """
     reader = _Reader(stats if stats is not None else ReadStats(), strict, max_line_bytes, max_document_bytes)
     if isinstance(paths, (str, os.PathLike)):

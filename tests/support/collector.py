@@ -37,8 +37,8 @@ GO_DIRS = ("/usr/local/go/bin",)
 
 
 #: Components that Collector 0.161.0 renamed, by the old name that it still accepts (``otelcol
-#: components`` lists only the new one). The configurations keep the old names: the compose stack's
-#: otelcol-contrib 0.136.0 reads only those.
+#: components`` lists only the new one). The configurations keep the old names: otelcol-contrib
+#: 0.136.0 (components-otelcol-contrib.json) reads only those, and 0.161.0 reads both.
 RENAMED = {"otlp": "otlp_grpc", "otlphttp": "otlp_http", "loadbalancing": "load_balancing"}
 
 
@@ -86,12 +86,14 @@ class CollectorServer:
         *,
         overrides: dict[str, dict[str, Any]] | None = None,
         env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
         ready_timeout: float = 30.0,
     ) -> None:
         self.source = config
         self.work = work
         self.telemetry = work / "telemetry"
         self.env = env or {}
+        self.args = args  # more command-line arguments, e.g. --feature-gates=...
         self.ready_timeout = ready_timeout
         self.config = self._rewrite(load_config(config), overrides or {})
         self.config_path = work / f"otelcol-{config.name}"
@@ -142,7 +144,7 @@ class CollectorServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the process holds it; closed in stop()
         self._log = log
         self._proc = subprocess.Popen(
-            [str(binary), "--config", str(self.config_path)],
+            [str(binary), "--config", str(self.config_path), *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.work,
