@@ -134,6 +134,12 @@ def _logger_provider(
     from amqadf_agent.runtime.guard import watch_queue
 
     logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    if settings.sanitize or settings.redact_attributes:  # first: the exporters see the result
+        from amqadf_agent.runtime.sanitize import SanitizingLogProcessor
+
+        logger_provider.add_log_record_processor(
+            SanitizingLogProcessor(sanitize=settings.sanitize, redact_attributes=settings.redact_attributes)
+        )
     for log_exporter in built.logs:
         with _sdk_processor_metrics(settings.self_metrics):
             log_processor = BatchLogRecordProcessor(log_exporter, meter_provider=meter_provider)
