@@ -50,6 +50,12 @@ class UniqueViolation(Exception):
             f"lookup failed: SELECT id FROM users WHERE email = '{EMAIL}'",
             "lookup failed: SELECT id FROM users WHERE email = ?",
         ),
+        # A block without its closing bracket runs to the end; a key's value to the line's last ")".
+        (f"[SQL: SELECT 1 FROM t WHERE e = '{EMAIL}'", "[SQL: SELECT ? FROM t WHERE e = ?"),
+        (f"k=({EMAIL} and on", "k=(?)"),
+        ('Key (a, b)=(1, f(2)) is not present in "t".', 'Key (a, b)=(?) is not present in "t".'),
+        # A statement too long for the tokenizer's time to stay in bounds is replaced whole.
+        ("LINE 1: SELECT " + "[x " * 3000, "LINE 1: [secure]"),
         # No statement and no key's value: left as it is (the rule is conservative).
         ("UNIQUE constraint failed: users.email", "UNIQUE constraint failed: users.email"),
         (f"could not mail {EMAIL}", f"could not mail {EMAIL}"),

@@ -39,7 +39,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.attributes import BoundedAttributes
@@ -85,28 +85,28 @@ def values_digest(literals: Iterable[str], parameters: str = "") -> str:
     return hashlib.blake2b(text.encode(), digest_size=8, key=_KEY).hexdigest()
 
 
-#: What in an error message shows a database's values: a statement or a key's value. A message
-#: without any of these is left exactly as it is.
-_STATEMENT_WORDS = r"\b(?:SELECT\b.*\bFROM|INSERT\s+INTO|UPDATE\b.*\bSET|DELETE\s+FROM)\b"
+#: What in an error message shows a database's values (besides a line that quotes a statement).
+#: Every pattern here and below takes time linear in the text: it runs in ``span.end()``.
 _MESSAGE_TRIGGER = re.compile(
-    r"[\w)]=\(|\[SQL: |\[parameters: |^LINE \d+: |DETAIL: |constraint failed: |" + _STATEMENT_WORDS,
-    re.MULTILINE,
+    r"[\w)]=\(|\[SQL: |\[parameters: |^LINE \d+: |DETAIL: |constraint failed: ", re.MULTILINE
 )
-#: A line that quotes a statement (upper-case keywords, as written in SQL), or SQLite's
-#: ``CHECK constraint failed: <expression>``: its literals go.
-_STATEMENT_LINE = re.compile(r"^.*" + _STATEMENT_WORDS + r".*$", re.MULTILINE)
+#: Words every trigger holds: a text without any of them is passed by one quick scan.
+_TRIGGER_WORDS = re.compile(r"=\(|\[SQL|\[par|LINE |DETAIL|constraint failed|SELECT|INSERT|UPDATE|DELETE")
+#: The keywords that make a line a quoted statement (upper-case, as SQL is written in code).
+_STATEMENT_WORD = re.compile(r"\b(?:SELECT|FROM|INSERT\s+INTO|UPDATE|SET|DELETE\s+FROM)\b")
+#: SQLite's ``CHECK constraint failed: <expression>``: its literals go.
 _CONSTRAINT_FAILED = re.compile(r"(constraint failed: )(.*)$", re.MULTILINE)
-#: ``Key (email)=(a@b.c)``, ``key=(value)``: the value, to the last ``)`` of its line.
-_KEY_VALUE = re.compile(r"(?<=[\w)])=\([^\n]*\)")
-#: SQLAlchemy's ``[SQL: statement]`` (it may span lines) and ``[parameters: (...)]``.
-_SQL_BLOCK = re.compile(r"\[SQL: (.*?)\](?=\n|$)", re.DOTALL)
-_PARAMETERS_BLOCK = re.compile(r"\[parameters: .*?\](?=\n|$)", re.DOTALL)
+#: ``Key (email)=(a@b.c)``, ``key=(value)``: where a value starts.
+_KEY_VALUE = re.compile(r"[\w)]=\(")
 #: PostgreSQL's ``LINE 1: SELECT ...`` quote of the statement.
 _LINE_QUOTE = re.compile(r"^(LINE \d+: )(.*)$", re.MULTILINE)
 #: What is left: single-quoted literals and e-mail addresses.
 _QUOTED = re.compile(r"'(?:[^'\n\\]|''|\\.)*'")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-MESSAGE_MAX_CHARS = 65_536
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+MESSAGE_MAX_CHARS = 16_384
+#: A statement quoted in a message longer than this is replaced whole: the tokenizer's time grows
+#: faster than its text for some inputs (a long run of ``[``).
+QUOTED_STATEMENT_MAX_CHARS = SANITIZE_MEMO_MAX_CHARS
 
 
 def sanitize_message(text: str) -> str:
@@ -114,25 +114,71 @@ def sanitize_message(text: str) -> str:
 
     The rule, conservative on purpose: a text that shows no statement and no key's value (none of
     ``x=(``, ``[SQL: ``, ``[parameters: ``, ``LINE n: ``, ``DETAIL: ``, ``constraint failed: ``,
-    a line with ``SELECT … FROM``, ``INSERT INTO``, ``UPDATE … SET`` or ``DELETE FROM`` in capitals) is
-    returned unchanged. One that does loses, everywhere in it: the value of ``key=(value)``
-    (``=(?)``), the literals of the statement in ``[SQL: ...]``, ``LINE n: ...``, ``constraint
-    failed: ...`` and of a line with those keywords (``statements.sanitize``), the whole of
-    ``[parameters: ...]`` (``[secure]``), every single-quoted literal (``'?'``) and every
-    e-mail-like value (``?``). Identifiers in double quotes (constraint and table names) stay.
-    A text longer than ``MESSAGE_MAX_CHARS`` that qualifies is cut to it first.
+    a line with ``SELECT`` and ``FROM``, ``INSERT INTO``, ``UPDATE`` and ``SET`` or ``DELETE FROM``
+    in capitals) is returned unchanged. One that does loses, everywhere in it: the value of
+    ``key=(value)`` (``=(?)``, to the last ``)`` of its line), the literals of the statement in
+    ``[SQL: ...]``, ``LINE n: ...``, ``constraint failed: ...`` and of a line with those keywords
+    (``statements.sanitize``), the whole of ``[parameters: ...]`` (``[secure]``), every
+    single-quoted literal (``'?'``) and every e-mail-like value (``?``). Identifiers in double
+    quotes (constraint and table names) stay. A text longer than ``MESSAGE_MAX_CHARS`` that
+    qualifies is cut to it first; a block without its closing ``]`` runs to the end of the text; a
+    statement longer than ``QUOTED_STATEMENT_MAX_CHARS`` becomes ``[secure]``.
     """
-    if not _MESSAGE_TRIGGER.search(text):
+    if not _TRIGGER_WORDS.search(text):
+        return text
+    if not _MESSAGE_TRIGGER.search(text) and not any(map(_quotes_statement, text.split("\n"))):
         return text
     text = text[:MESSAGE_MAX_CHARS]
-    text = _PARAMETERS_BLOCK.sub(f"[parameters: {REDACTED}]", text)
-    text = _SQL_BLOCK.sub(lambda m: f"[SQL: {sanitize(m.group(1))}]", text)
-    text = _LINE_QUOTE.sub(lambda m: m.group(1) + sanitize(m.group(2)), text)
-    text = _CONSTRAINT_FAILED.sub(lambda m: m.group(1) + sanitize(m.group(2)), text)
-    text = _STATEMENT_LINE.sub(lambda m: sanitize(m.group()), text)
-    text = _KEY_VALUE.sub("=(?)", text)
+    text = _replace_blocks(text, "[parameters: ", lambda _body: REDACTED)
+    text = _replace_blocks(text, "[SQL: ", _statement)
+    text = _LINE_QUOTE.sub(lambda m: m.group(1) + _statement(m.group(2)), text)
+    text = _CONSTRAINT_FAILED.sub(lambda m: m.group(1) + _statement(m.group(2)), text)
+    text = "\n".join(_sanitize_line(line) for line in text.split("\n"))
     text = _QUOTED.sub("'?'", text)
     return _EMAIL.sub("?", text)
+
+
+def _statement(text: str) -> str:
+    return sanitize(text) if len(text) <= QUOTED_STATEMENT_MAX_CHARS else REDACTED
+
+
+def _quotes_statement(line: str) -> bool:
+    words = {" ".join(word.split()) for word in _STATEMENT_WORD.findall(line)}
+    return (
+        ("SELECT" in words and "FROM" in words)
+        or "INSERT INTO" in words
+        or ("UPDATE" in words and "SET" in words)
+        or "DELETE FROM" in words
+    )
+
+
+def _sanitize_line(line: str) -> str:
+    """A quoted statement with its literals as ``?``; a ``key=(value)``'s value as ``?``."""
+    if _quotes_statement(line):
+        line = _statement(line)
+    found = _KEY_VALUE.search(line)
+    if found is None:
+        return line
+    start = found.end()
+    end = line.rfind(")")
+    return line[:start] + "?" + (line[end:] if end >= start else ")")
+
+
+def _replace_blocks(text: str, opener: str, replace: Callable[[str], str]) -> str:
+    """Each ``opener...]`` block (its ``]`` at the end of a line; it may span lines) with its body
+    replaced."""
+    out: list[str] = []
+    position = 0
+    while (start := text.find(opener, position)) != -1:
+        body = start + len(opener)
+        end = text.find("]\n", body)
+        if end == -1:
+            end = len(text) - 1 if text.endswith("]") and len(text) - 1 >= body else len(text)
+        closing = "]" if end < len(text) else ""
+        out.append(text[position:start] + opener + replace(text[body:end]) + closing)
+        position = end + len(closing)
+    out.append(text[position:])
+    return "".join(out)
 
 
 #: The attributes of an exception event (and of a log record with an exception) that carry text.
