@@ -18,6 +18,14 @@ would see none of them); every processor after it, the exporters' included, sees
   (``http.request.header.*``) or a bare name that matches the key's last part (``authorization``
   matches ``http.request.header.authorization``), their values replaced by ``[secure]``.
 
+* exception events (``exception.message``, ``exception.stacktrace``) and the span's status
+  description, by the rule of ``sanitize_message``: a database error that shows a statement or a
+  key's value (``Key (email)=(a@b.c) already exists``) keeps its words, not its values.
+
+``SanitizingLogProcessor`` does the same for the log records exported with ``capture_logs``: the
+user's ``redact_attributes`` and the default keys on their attributes, ``sanitize_message`` on the
+body and on the exception attributes.
+
 A span without any of these keys costs one set look-up per attribute. The statement's rewrite is
 memoized by its text (bounded), so a statement seen before costs a dictionary hit
 (``tests/bench/bench_sanitize.py``). A failure here never reaches the application's ``span.end()``.
@@ -31,21 +39,24 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk._logs import LogRecordProcessor
 from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.trace import Status
 
 from amqadf_agent import semconv
 from amqadf_agent.redaction import REDACTED, redact_query, redact_url_full
-from amqadf_agent.statements import SANITIZE_MEMO_MAX_CHARS, sanitize_values
+from amqadf_agent.statements import SANITIZE_MEMO_MAX_CHARS, sanitize, sanitize_values
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
+    from opentelemetry.sdk._logs import ReadWriteLogRecord
     from opentelemetry.sdk.trace import ReadableSpan, Span
 
-__all__ = ["SanitizingSpanProcessor", "values_digest"]
+__all__ = ["SanitizingLogProcessor", "SanitizingSpanProcessor", "sanitize_message", "values_digest"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +83,106 @@ def values_digest(literals: Iterable[str], parameters: str = "") -> str:
     """A short keyed digest of a statement's literals and bound parameters (16 hex digits)."""
     text = "\x00".join(literals) + "\x01" + parameters
     return hashlib.blake2b(text.encode(), digest_size=8, key=_KEY).hexdigest()
+
+
+#: What in an error message shows a database's values (besides a line that quotes a statement).
+#: Every pattern here and below takes time linear in the text: it runs in ``span.end()``.
+_MESSAGE_TRIGGER = re.compile(
+    r"[\w)]=\(|\[SQL: |\[parameters: |^LINE \d+: |DETAIL: |constraint failed: ", re.MULTILINE
+)
+#: Words every trigger holds: a text without any of them is passed by one quick scan.
+_TRIGGER_WORDS = re.compile(r"=\(|\[SQL|\[par|LINE |DETAIL|constraint failed|SELECT|INSERT|UPDATE|DELETE")
+#: The keywords that make a line a quoted statement (upper-case, as SQL is written in code).
+_STATEMENT_WORD = re.compile(r"\b(?:SELECT|FROM|INSERT\s+INTO|UPDATE|SET|DELETE\s+FROM)\b")
+#: SQLite's ``CHECK constraint failed: <expression>``: its literals go.
+_CONSTRAINT_FAILED = re.compile(r"(constraint failed: )(.*)$", re.MULTILINE)
+#: ``Key (email)=(a@b.c)``, ``key=(value)``: where a value starts.
+_KEY_VALUE = re.compile(r"[\w)]=\(")
+#: PostgreSQL's ``LINE 1: SELECT ...`` quote of the statement.
+_LINE_QUOTE = re.compile(r"^(LINE \d+: )(.*)$", re.MULTILINE)
+#: What is left: single-quoted literals and e-mail addresses.
+_QUOTED = re.compile(r"'(?:[^'\n\\]|''|\\.)*'")
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+MESSAGE_MAX_CHARS = 16_384
+#: A statement quoted in a message longer than this is replaced whole: the tokenizer's time grows
+#: faster than its text for some inputs (a long run of ``[``).
+QUOTED_STATEMENT_MAX_CHARS = SANITIZE_MEMO_MAX_CHARS
+
+
+def sanitize_message(text: str) -> str:
+    """An exception message or log line without the values a database error put in it.
+
+    The rule, conservative on purpose: a text that shows no statement and no key's value (none of
+    ``x=(``, ``[SQL: ``, ``[parameters: ``, ``LINE n: ``, ``DETAIL: ``, ``constraint failed: ``,
+    a line with ``SELECT`` and ``FROM``, ``INSERT INTO``, ``UPDATE`` and ``SET`` or ``DELETE FROM``
+    in capitals) is returned unchanged. One that does loses, everywhere in it: the value of
+    ``key=(value)`` (``=(?)``, to the last ``)`` of its line), the literals of the statement in
+    ``[SQL: ...]``, ``LINE n: ...``, ``constraint failed: ...`` and of a line with those keywords
+    (``statements.sanitize``), the whole of ``[parameters: ...]`` (``[secure]``), every
+    single-quoted literal (``'?'``) and every e-mail-like value (``?``). Identifiers in double
+    quotes (constraint and table names) stay. A text longer than ``MESSAGE_MAX_CHARS`` that
+    qualifies is cut to it first; a block without its closing ``]`` runs to the end of the text; a
+    statement longer than ``QUOTED_STATEMENT_MAX_CHARS`` becomes ``[secure]``.
+    """
+    if not _TRIGGER_WORDS.search(text):
+        return text
+    if not _MESSAGE_TRIGGER.search(text) and not any(map(_quotes_statement, text.split("\n"))):
+        return text
+    text = text[:MESSAGE_MAX_CHARS]
+    text = _replace_blocks(text, "[parameters: ", lambda _body: REDACTED)
+    text = _replace_blocks(text, "[SQL: ", _statement)
+    text = _LINE_QUOTE.sub(lambda m: m.group(1) + _statement(m.group(2)), text)
+    text = _CONSTRAINT_FAILED.sub(lambda m: m.group(1) + _statement(m.group(2)), text)
+    text = "\n".join(_sanitize_line(line) for line in text.split("\n"))
+    text = _QUOTED.sub("'?'", text)
+    return _EMAIL.sub("?", text)
+
+
+def _statement(text: str) -> str:
+    return sanitize(text) if len(text) <= QUOTED_STATEMENT_MAX_CHARS else REDACTED
+
+
+def _quotes_statement(line: str) -> bool:
+    words = {" ".join(word.split()) for word in _STATEMENT_WORD.findall(line)}
+    return (
+        ("SELECT" in words and "FROM" in words)
+        or "INSERT INTO" in words
+        or ("UPDATE" in words and "SET" in words)
+        or "DELETE FROM" in words
+    )
+
+
+def _sanitize_line(line: str) -> str:
+    """A quoted statement with its literals as ``?``; a ``key=(value)``'s value as ``?``."""
+    if _quotes_statement(line):
+        line = _statement(line)
+    found = _KEY_VALUE.search(line)
+    if found is None:
+        return line
+    start = found.end()
+    end = line.rfind(")")
+    return line[:start] + "?" + (line[end:] if end >= start else ")")
+
+
+def _replace_blocks(text: str, opener: str, replace: Callable[[str], str]) -> str:
+    """Each ``opener...]`` block (its ``]`` at the end of a line; it may span lines) with its body
+    replaced."""
+    out: list[str] = []
+    position = 0
+    while (start := text.find(opener, position)) != -1:
+        body = start + len(opener)
+        end = text.find("]\n", body)
+        if end == -1:
+            end = len(text) - 1 if text.endswith("]") and len(text) - 1 >= body else len(text)
+        closing = "]" if end < len(text) else ""
+        out.append(text[position:start] + opener + replace(text[body:end]) + closing)
+        position = end + len(closing)
+    out.append(text[position:])
+    return "".join(out)
+
+
+#: The attributes of an exception event (and of a log record with an exception) that carry text.
+EXCEPTION_TEXT_KEYS = ("exception.message", "exception.stacktrace")
 
 
 def _rewrite(statement: str) -> tuple[str, str, bool]:
@@ -125,6 +236,11 @@ class SanitizingSpanProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
+        if self.sanitize and span._events:
+            try:
+                _sanitize_exceptions(span)
+            except Exception:  # never into the application's span.end()
+                logger.debug("could not sanitize the events of span %r", span.name, exc_info=True)
         attributes = span._attributes
         if not attributes:
             return
@@ -190,6 +306,71 @@ class SanitizingSpanProcessor(SpanProcessor):
             out[semconv.ATTR_DB_QUERY_VALUES_DIGEST] = digest
         # bind placeholders whose values were not captured: the values are unknown, no digest
         return out
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def _sanitize_exceptions(span: ReadableSpan) -> None:
+    """``sanitize_message`` on the span's exception events and on its status description."""
+    for event in span._events:
+        if event.name != "exception" or not event._attributes:
+            continue
+        attributes = event._attributes
+        changed: dict[str, str] = {}
+        for key in EXCEPTION_TEXT_KEYS:
+            value = attributes.get(key)
+            if isinstance(value, str):
+                sanitized = sanitize_message(value)
+                if sanitized != value:
+                    changed[key] = sanitized
+        if changed:
+            event._attributes = BoundedAttributes(
+                getattr(attributes, "maxlen", None), dict(attributes) | changed, immutable=True
+            )
+    status = span._status
+    if status.description:
+        description = sanitize_message(status.description)
+        if description != status.description:
+            span._status = Status(status.status_code, description)
+
+
+class SanitizingLogProcessor(LogRecordProcessor):
+    """Rewrites the application's log records before the processors after it (the exporters).
+
+    Attributes go through the same rules as a span's (``redact_attributes``, and statements and
+    URLs when ``sanitize`` is on); with ``sanitize`` on, the body and the exception attributes go
+    through ``sanitize_message``.
+    """
+
+    def __init__(self, *, sanitize: bool = True, redact_attributes: Iterable[str] = ()) -> None:
+        self.sanitize = sanitize
+        self._attributes = SanitizingSpanProcessor(sanitize=sanitize, redact_attributes=redact_attributes)
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        try:
+            self._rewrite(log_record)
+        except Exception:  # never into the application's logging call
+            logger.debug("could not sanitize a log record", exc_info=True)
+
+    def _rewrite(self, log_record: ReadWriteLogRecord) -> None:
+        record = log_record.log_record
+        attributes = record.attributes
+        if attributes:
+            changed = dict(self._attributes.rewrite(attributes) or {})
+            if self.sanitize:
+                for key in EXCEPTION_TEXT_KEYS:
+                    value = changed.get(key, attributes.get(key))
+                    if isinstance(value, str):
+                        changed[key] = sanitize_message(value)
+            for key, value in changed.items():
+                if attributes.get(key) != value:
+                    attributes[key] = value  # type: ignore[index]
+        if self.sanitize and isinstance(record.body, str):
+            record.body = sanitize_message(record.body)
 
     def shutdown(self) -> None:
         pass
