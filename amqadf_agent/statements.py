@@ -50,7 +50,8 @@ _TOKEN_ALTERNATIVES = (
     # quoted identifiers
     r'"(?:[^"]|"")*"',
     r"`[^`]*`",
-    r"\[[^\]]*\]",
+    # (no "[" inside: each unclosed "[" would otherwise scan to the end, quadratic in "[[[[")
+    r"\[[^\][]*\]",
     # bind placeholders
     r"\?",
     r"\$\d+",
@@ -83,7 +84,7 @@ _TOKEN = re.compile(
     (?P<comment>--[^\n]*|/\*.*?\*/)
   | (?P<string>[NnEeBbXx]?'(?:[^'\\]|''|\\.)*')
   | (?P<dollar>\$\$.*?\$\$)
-  | (?P<ident>"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\])
+  | (?P<ident>"(?:[^"]|"")*"|`[^`]*`|\[[^\][]*\])
   | (?P<placeholder>\?|\$\d+|%s|%\([^)]*\)s|(?<![:\w]):[A-Za-z_]\w*)
   | (?P<number>(?<![\w$.])(?:0[xX][0-9A-Fa-f]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(?![\w.]))
     )
