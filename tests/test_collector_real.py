@@ -498,21 +498,24 @@ def _batch_bound(config: dict[str, Any]) -> int:
     return bound
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_every_file_export_has_a_bounded_batch(path: Path) -> None:
+def test_every_file_export_has_a_bounded_batch() -> None:
     """One batch is one write of the file exporter, which rejects a write above ``max_megabytes``:
     a configuration writing files bounds its batches, to at least 16 KB per item at its limit."""
-    config = load_config(path)
-    limits = [
-        spec["rotation"]["max_megabytes"]
-        for name, spec in config["exporters"].items()
-        if name.split("/", 1)[0] == "file" and "rotation" in spec
-    ]
-    if not limits:
-        pytest.skip(f"{path.name} writes no rotated files")
-    bound = _batch_bound(config)
-    assert bound > 0, f"{path.name}: batch sets no send_batch_max_size"
-    assert min(limits) * 1024 * 1024 // bound >= 16 * 1024, (path.name, limits, bound)
+    checked = []
+    for path in CONFIGS:
+        config = load_config(path)
+        limits = [
+            spec["rotation"]["max_megabytes"]
+            for name, spec in config["exporters"].items()
+            if name.split("/", 1)[0] == "file" and "rotation" in spec
+        ]
+        if not limits:
+            continue  # writes no rotated files
+        bound = _batch_bound(config)
+        assert bound > 0, f"{path.name}: batch sets no send_batch_max_size"
+        assert min(limits) * 1024 * 1024 // bound >= 16 * 1024, (path.name, limits, bound)
+        checked.append(path.name)
+    assert "file-export.yaml" in checked
 
 
 def _burst(count: int, padding: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
