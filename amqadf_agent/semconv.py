@@ -221,7 +221,7 @@ ATTR_STATE_STORE: Final = "amqadf.state_store.kind"  # redis
 ATTR_AGENT_SIGNAL: Final = "amqadf.agent.signal"  # traces | metrics | logs
 ATTR_AGENT_EXPORTER: Final = "amqadf.agent.exporter"  # file | otlp | console | prometheus
 ATTR_AGENT_THREAD: Final = "amqadf.agent.thread"  # which background thread spent the CPU
-#: On a db client span whose statement the agent rewrote with its literals as ``?`` (bool, true).
+#: On a db client span whose statement had literals the agent rewrote as ``?`` (bool, true).
 ATTR_DB_QUERY_SANITIZED: Final = "amqadf.db.query.sanitized"
 #: On a sanitized db client span: a short keyed digest of the literal and bound values taken out
 #: (the key is the process's own), so "same statement, same values" in one trace can still be told.

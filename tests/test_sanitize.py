@@ -195,6 +195,15 @@ def test_placeholders_without_captured_values_get_no_digest(
     assert DIGEST not in attrs  # the values are only partly known: the analyzer must not call them equal
 
 
+def test_a_statement_of_bind_placeholders_only_is_not_marked_sanitized(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    # Its values were never in the text: sanitizing took nothing the analyzer could have compared.
+    attrs = dict(_span(*spans, db__statement="SELECT a FROM t WHERE id = ?").attributes or {})
+    assert attrs["db.statement"] == "SELECT a FROM t WHERE id = ?"
+    assert SANITIZED not in attrs and DIGEST not in attrs
+
+
 def test_keep_db_parameters_keeps_them_as_captured() -> None:
     processor = SanitizingSpanProcessor(keep_db_parameters=True)
     out = processor.rewrite(

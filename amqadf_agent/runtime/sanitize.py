@@ -296,7 +296,8 @@ class SanitizingSpanProcessor(SpanProcessor):
             text, digest, placeholders = _rewrite_memo(statement)
         out = dict(attributes) if out is None else out
         out[key] = text
-        out[semconv.ATTR_DB_QUERY_SANITIZED] = True
+        if digest:  # literals were taken out (a statement of bind placeholders only lost nothing)
+            out[semconv.ATTR_DB_QUERY_SANITIZED] = True
         if semconv.ATTR_DB_QUERY_VALUES_DIGEST in out:
             return out  # the other statement key of the same span was seen first
         parameters = _parameters(attributes, drop_from=None if self.keep_db_parameters else out)
