@@ -49,8 +49,10 @@ from support.prometheus_server import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The demo plants an inventory outage 16-20 s into its run (breaker opens, fallbacks are used).
-DEMO_DURATION = 26.0
+#: The demo plants an inventory outage 16-20 s into its run (breaker opens, fallbacks are used). It
+#: runs well past the moment every panel has data (about 25 s), so the queries are evaluated while it
+#: is still scraped; the fixture stops it then.
+DEMO_DURATION = 45.0
 
 #: The Grafana that collector-config/docker-compose.yaml runs, and the schemaVersion it writes
 #: (migration 41 is its last: 40 made ``refresh`` a string, 41 dropped ``timepicker.time_options``,
