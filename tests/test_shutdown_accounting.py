@@ -145,17 +145,3 @@ def test_made_equals_exported_plus_counted_dropped_when_shutdown_returns(protoco
     # Nothing reached the closed port: every span made is counted as dropped, once.
     assert sum(n for key, n in dropped.items() if key.startswith("traces/")) == SPANS, result
     assert dropped.get("traces/otlp/shutdown_deadline", 0) > 0, result
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_has_no_export_under_way() -> None:
-    # Otherwise a child's stop_exports would take its worker for one inside the exporter and
-    # count its queue without waiting for the worker to let go of it.
-    guarded = GuardedSpanExporter(CountingExporter(), "ok", ExportStats())
-    guarded._busy = 1  # forked while the parent's worker was exporting
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0 if guarded._busy == 0 else 1)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert guarded._busy == 1  # the parent's own is left alone

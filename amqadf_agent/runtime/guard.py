@@ -10,7 +10,6 @@ OpenTelemetry SDK's and exporters' own loggers, which otherwise warn on every fa
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import weakref
@@ -136,16 +135,6 @@ def stop_exports(stats: ExportStats) -> None:
             stats.drop_queued(guard.signal, guard.name, _take_queue(guard._batch, guard))
     for guard in guards:
         guard._shutdown_inner(guard.inner.shutdown)
-
-
-def _reset_after_fork() -> None:
-    """A forked child has none of its parent's exports under way."""
-    for guard in list(_guards):
-        guard._busy = 0
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 #: How long ``stop_exports`` waits for a batch processor's worker to let go of its queue.
