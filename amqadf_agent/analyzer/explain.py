@@ -38,7 +38,7 @@ import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
@@ -191,12 +191,12 @@ def labelled(recommendation: Recommendation, verdict: Verdict) -> Recommendation
     )
 
 
-class _Target:
-    def verdict(self, candidate: Candidate) -> Verdict:
-        raise NotImplementedError
+class _Target(Protocol):
+    """A database the planner is asked on: PostgreSQL with hypopg, or a SQLite schema copy."""
 
-    def close(self) -> None:
-        raise NotImplementedError
+    def verdict(self, candidate: Candidate) -> Verdict: ...
+
+    def close(self) -> None: ...
 
 
 def _open(dsn: str) -> _Target:

@@ -120,6 +120,17 @@ class CodeLocation:
     def __str__(self) -> str:
         return f"{self.file}:{self.line} {self.function}" if self.function else f"{self.file}:{self.line}"
 
+    @staticmethod
+    def ranked(counts: dict[tuple[str, int, str], int], calls: int, shown: int) -> tuple[CodeLocation, ...]:
+        """The ``shown`` lines of ``counts`` ((file, line, function) -> calls) most calls came from,
+        each with its share of all ``calls``."""
+        top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:shown]
+        total = max(calls, 1)
+        return tuple(
+            CodeLocation(file=file, line=line, function=function, count=count, share=count / total)
+            for (file, line, function), count in top
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "file": self.file,

@@ -755,12 +755,7 @@ def _label(services: list[str], shown: int = 3) -> str:
 
 def _locations(stats: StatementStats, shown: int) -> tuple[CodeLocation, ...]:
     """The ``shown`` lines most of the statement's calls came from, with their share of all calls."""
-    ranked = sorted(stats.locations.items(), key=lambda item: (-item[1], item[0]))[:shown]
-    calls = max(stats.calls, 1)
-    return tuple(
-        CodeLocation(file=file, line=line, function=function, count=count, share=count / calls)
-        for (file, line, function), count in ranked
-    )
+    return CodeLocation.ranked(stats.locations, stats.calls, shown)
 
 
 def _numbers(stats: StatementStats) -> dict[str, int | float | str]:

@@ -689,12 +689,7 @@ def _where(filename: object, attributes: Mapping[str, object]) -> _Where:
 
 def _locations(f: _Finding, shown: int) -> tuple[CodeLocation, ...]:
     """The ``shown`` lines most of the finding's calls came from, with their share of all its calls."""
-    ranked = sorted(f.locations.items(), key=lambda item: (-item[1], item[0]))[:shown]
-    calls = max(f.calls, 1)
-    return tuple(
-        CodeLocation(file=file, line=line, function=function, count=count, share=count / calls)
-        for (file, line, function), count in ranked
-    )
+    return CodeLocation.ranked(f.locations, f.calls, shown)
 
 
 def _duration(span: _Span) -> float:
