@@ -16,7 +16,9 @@ through Flask's test client under the agent (file exporter) and exits::
 
 from __future__ import annotations
 
+import sqlite3
 import sys
+import time
 
 from flask import Flask, jsonify
 from sqlalchemy import ForeignKey, Index, create_engine, func, insert, select
@@ -25,6 +27,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 #: Orders on the /orders page: one query each in the N+1, well above its 50 ms run floor on a fast machine.
 PAGE = 400
+#: What a statement waits on SQLite, standing in for the round trip to a database across a network: an
+#: indexed SQLite lookup alone takes about 60 us, so 400 of them sat at the N+1's 50 ms floor.
+ROUND_TRIP_S = 0.00025
 CUSTOMERS = 2_000
 ORDERS = 60_000
 ITEMS_PER_ORDER = 3
@@ -51,11 +56,22 @@ class Item(Base):
     __table_args__ = (Index("order_items_by_order", "order_id"),)
 
 
+class _RoundTripCursor(sqlite3.Cursor):
+    def execute(self, sql: str, parameters: object = (), /) -> sqlite3.Cursor:
+        time.sleep(ROUND_TRIP_S)
+        return super().execute(sql, parameters)  # type: ignore[arg-type]
+
+
+class _RoundTripConnection(sqlite3.Connection):
+    def cursor(self, factory: type[sqlite3.Cursor] = _RoundTripCursor) -> sqlite3.Cursor:  # type: ignore[override]
+        return super().cursor(factory)
+
+
 def engine_for(dsn: str) -> Engine:
-    """``sqlite:///path`` or ``postgresql://...`` (driven by psycopg 3)."""
+    """``sqlite:///path`` (each statement waiting ``ROUND_TRIP_S``) or ``postgresql://...`` (psycopg 3)."""
     if dsn.startswith("postgresql://"):
-        dsn = "postgresql+psycopg://" + dsn.removeprefix("postgresql://")
-    return create_engine(dsn)
+        return create_engine("postgresql+psycopg://" + dsn.removeprefix("postgresql://"))
+    return create_engine(dsn, connect_args={"factory": _RoundTripConnection})
 
 
 def seed(dsn: str) -> None:
