@@ -176,13 +176,15 @@ def _make_spans(count: int) -> int:
 
 def _quiet_file_agent(tmp_path: Path) -> Any:
     # Nothing is exported on a timer: what reaches the files is what the children's exit flushed
-    # (or what filled a batch of 512 on its own).
+    # (or what filled a batch of 512 on its own). The queue holds all 6,000 spans: these tests are
+    # about the exit, not about a worker that makes spans faster than a busy disk takes them.
     agent = amqadf_agent.start(
         exporters=["file"],
         output_dir=tmp_path,
         service_name="forky",
         span_export_delay=60,
         metric_interval=60,
+        max_queue_size=8192,
     )
     assert agent.running, agent.error
     return agent

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from amqadf_agent import semconv
 from amqadf_agent.config.settings import AgentSettings
+from amqadf_agent.runtime.batch_wakeup import keep_wakeups
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import LoggerProvider
@@ -118,6 +119,7 @@ def _tracer_provider(
                 max_export_batch_size=min(512, settings.max_queue_size),
                 meter_provider=meter_provider,
             )
+        keep_wakeups(processor)
         tracer_provider.add_span_processor(processor)
     return tracer_provider
 
@@ -138,6 +140,7 @@ def _logger_provider(
     for log_exporter in built.logs:
         with _sdk_processor_metrics(settings.self_metrics):
             log_processor = BatchLogRecordProcessor(log_exporter, meter_provider=meter_provider)
+        keep_wakeups(log_processor)
         logger_provider.add_log_record_processor(log_processor)
     return logger_provider
 
