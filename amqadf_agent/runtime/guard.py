@@ -10,6 +10,7 @@ OpenTelemetry SDK's and exporters' own loggers, which otherwise warn on every fa
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import weakref
@@ -49,6 +50,41 @@ class ExportStats:
         self._warned: set[tuple[str, str, str]] = set()
         #: Set when the shutdown deadline has passed: every export fails at once, counted.
         self.closed = False
+        #: Exports under way: token -> (signal, exporter, items), until they return or the deadline.
+        self._in_flight: dict[int, tuple[str, str, int]] = {}
+        self._next_token = 0
+
+    def begin(self, signal: str, exporter: str, items: int) -> int | None:
+        """An export starts: its token, or None when the deadline has passed (then counted here)."""
+        with self._lock:
+            if self.closed:
+                self.dropped[(signal, exporter, "shutdown_deadline")] += items
+                self.failures[(signal, exporter, "shutdown_deadline")] += 1
+                return None
+            self._next_token += 1
+            self._in_flight[self._next_token] = (signal, exporter, items)
+            return self._next_token
+
+    def finish(self, token: int) -> bool:
+        """An export returned: True when its outcome is still to be counted (False: the deadline
+        passed while it ran, and its items were counted as dropped then)."""
+        with self._lock:
+            return self._in_flight.pop(token, None) is not None
+
+    def close(self) -> None:
+        """The deadline has passed: every export still under way is counted as dropped now."""
+        with self._lock:
+            self.closed = True
+            for signal, exporter, items in self._in_flight.values():
+                self.dropped[(signal, exporter, "shutdown_deadline")] += items
+                self.failures[(signal, exporter, "shutdown_deadline")] += 1
+            self._in_flight.clear()
+
+    def drop_queued(self, signal: str, exporter: str, items: int) -> None:
+        """Count what was still queued for ``exporter`` at the deadline."""
+        if items:
+            with self._lock:
+                self.dropped[(signal, exporter, "shutdown_deadline")] += items
 
     def record_failure(
         self, signal: str, exporter: str, error_type: str, items: int, detail: str, warn: bool = True
@@ -81,29 +117,106 @@ _guards: weakref.WeakSet[_Guarded] = weakref.WeakSet()
 def stop_exports(stats: ExportStats) -> None:
     """The shutdown deadline has passed: end the exports of the agent that counts in ``stats``.
 
-    What is still queued is dropped at once, and counted, instead of being tried after the
-    application was told shutdown is over; each exporter is shut down, which stops an OTLP
-    exporter's retries and cancels its gRPC calls in flight. (An HTTP request in flight runs on
-    until its own timeout, in a daemon thread that never holds up the exit.)
+    What is still queued is dropped at once, and counted before this returns, instead of being
+    tried after the application was told shutdown is over: the batches in flight, and what waits in
+    each batch processor's queue. So every item handed to the agent is, when ``shutdown()``
+    returns, either exported or counted in ``amqadf.agent.telemetry.dropped``. (A batch in flight is
+    counted as dropped even if its request, ending later, still gets through: the application was
+    told it is over.) Each exporter is then shut down, which stops an OTLP exporter's retries and
+    cancels its gRPC calls in flight. (An HTTP request in flight runs on until its own timeout, in a
+    daemon thread that never holds up the exit.)
     """
-    stats.closed = True
+    stats.close()
+    guards = [guard for guard in list(_guards) if guard.stats is stats]
+    for guard in guards:
+        if guard._batch is not None:
+            guard._batch._shutdown_timeout_exceeded = True  # its worker takes no further batch
+    for guard in guards:
+        if guard._batch is not None:
+            stats.drop_queued(guard.signal, guard.name, _take_queue(guard._batch, guard))
+    for guard in guards:
+        guard._shutdown_inner(guard.inner.shutdown)
+
+
+def _reset_after_fork() -> None:
+    """A forked child has none of its parent's exports under way."""
     for guard in list(_guards):
-        if guard.stats is stats:
-            guard._shutdown_inner(guard.inner.shutdown)
+        guard._busy = 0
 
 
-def _safe_call(stats: ExportStats, signal: str, name: str, items: int, fn: Callable[[], Any]) -> bool:
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+#: How long ``stop_exports`` waits for a batch processor's worker to let go of its queue.
+QUEUE_WAIT = 0.2
+
+
+def _take_queue(batch: Any, guard: _Guarded) -> int:
+    """Empty the queue of the SDK's ``BatchProcessor`` ``batch`` and say how many items it held.
+
+    Its worker pops a batch and then hands it to the exporter (``guard``), holding the export
+    lock; once told to take no further batch, it pops nothing more after that hand-over. So the
+    count is exact when the lock is ours (the worker is between batches) or when the worker is
+    inside ``guard`` (its pops are done; what it holds is counted in flight). Only a worker that
+    holds the lock without reaching the exporter within ``QUEUE_WAIT`` leaves a count made anyway.
+    """
+    lock = batch._export_lock
+    until = time.monotonic() + QUEUE_WAIT
+    while True:
+        if lock.acquire(timeout=0.005):
+            try:
+                return _clear(batch._queue)
+            finally:
+                lock.release()
+        if guard._busy or time.monotonic() >= until:
+            return _clear(batch._queue)
+
+
+def _clear(queue: Any) -> int:
+    count = len(queue)
+    queue.clear()
+    return count
+
+
+def watch_queue(exporter: Any, processor: Any) -> None:
+    """Let ``stop_exports`` count what ``processor`` (the SDK's batch span or log processor) still
+    holds for ``exporter`` at the deadline. A processor of another shape is left alone."""
+    batch = getattr(processor, "_batch_processor", None)
+    if isinstance(exporter, _Guarded) and all(
+        hasattr(batch, name) for name in ("_queue", "_export_lock", "_shutdown_timeout_exceeded")
+    ):
+        exporter._batch = batch
+
+
+def _safe_call(
+    stats: ExportStats,
+    signal: str,
+    name: str,
+    items: int,
+    fn: Callable[[], Any],
+    guard: _Guarded | None = None,
+) -> bool:
     """Run an export; True when it succeeded. Nothing escapes."""
-    if stats.closed:  # (the shutdown has said so once, for every signal)
-        stats.record_failure(signal, name, "shutdown_deadline", items, "", warn=False)
+    token = stats.begin(signal, name, items)
+    if token is None:  # the deadline has passed (the shutdown has said so once, for every signal)
         return False
+    if guard is not None:
+        guard._busy += 1
     try:
         result = fn()
     except BaseException as exc:
+        counted = stats.finish(token)
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
-        stats.record_failure(signal, name, type(exc).__qualname__, items, str(exc)[:200])
+        if counted:
+            stats.record_failure(signal, name, type(exc).__qualname__, items, str(exc)[:200])
         return False
+    finally:
+        if guard is not None:
+            guard._busy -= 1
+    if not stats.finish(token):
+        return False  # counted as dropped at the deadline
     if getattr(result, "name", "SUCCESS") != "SUCCESS":
         stats.record_failure(signal, name, "export_failed", items, f"{name} exporter returned {result.name}")
         return False
@@ -115,8 +228,14 @@ class _Guarded:
 
     inner: Any
     stats: ExportStats
+    name: str
+    signal: str
 
     def _register(self) -> None:
+        #: The SDK batch processor that feeds this exporter (``watch_queue``), if known.
+        self._batch: Any = None
+        #: Exports under way in this exporter (read by ``stop_exports``).
+        self._busy = 0
         self._shut_down = False
         self._shutdown_lock = threading.Lock()
         _guards.add(self)
@@ -130,12 +249,14 @@ class _Guarded:
 
 
 class GuardedSpanExporter(SpanExporter, _Guarded):
+    signal = "traces"
+
     def __init__(self, inner: SpanExporter, name: str, stats: ExportStats) -> None:
         self.inner, self.name, self.stats = inner, name, stats
         self._register()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        ok = _safe_call(self.stats, "traces", self.name, len(spans), lambda: self.inner.export(spans))
+        ok = _safe_call(self.stats, "traces", self.name, len(spans), lambda: self.inner.export(spans), self)
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
@@ -146,6 +267,8 @@ class GuardedSpanExporter(SpanExporter, _Guarded):
 
 
 class GuardedMetricExporter(MetricExporter, _Guarded):
+    signal = "metrics"
+
     def __init__(self, inner: MetricExporter, name: str, stats: ExportStats) -> None:
         super().__init__(
             preferred_temporality=getattr(inner, "_preferred_temporality", None),
@@ -180,12 +303,14 @@ class GuardedMetricExporter(MetricExporter, _Guarded):
 
 
 class GuardedLogExporter(LogRecordExporter, _Guarded):
+    signal = "logs"
+
     def __init__(self, inner: LogRecordExporter, name: str, stats: ExportStats) -> None:
         self.inner, self.name, self.stats = inner, name, stats
         self._register()
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        ok = _safe_call(self.stats, "logs", self.name, len(batch), lambda: self.inner.export(batch))
+        ok = _safe_call(self.stats, "logs", self.name, len(batch), lambda: self.inner.export(batch), self)
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
     def shutdown(self) -> None:

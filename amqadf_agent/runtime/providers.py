@@ -90,6 +90,8 @@ def _tracer_provider(
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
+    from amqadf_agent.runtime.guard import watch_queue
+
     sampler = None  # the SDK's, from OTEL_TRACES_SAMPLER, unless a ratio was given to start()
     if "sample_ratio" in explicit or "OTEL_TRACES_SAMPLER" not in os.environ:
         sampler = ParentBased(TraceIdRatioBased(settings.sample_ratio))
@@ -120,6 +122,7 @@ def _tracer_provider(
                 meter_provider=meter_provider,
             )
         keep_wakeups(processor)
+        watch_queue(span_exporter, processor)  # what it holds at the deadline is counted
         tracer_provider.add_span_processor(processor)
     return tracer_provider
 
@@ -129,6 +132,8 @@ def _logger_provider(
 ) -> LoggerProvider:
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    from amqadf_agent.runtime.guard import watch_queue
 
     logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     if settings.sanitize or settings.redact_attributes:  # first: the exporters see the result
@@ -141,6 +146,7 @@ def _logger_provider(
         with _sdk_processor_metrics(settings.self_metrics):
             log_processor = BatchLogRecordProcessor(log_exporter, meter_provider=meter_provider)
         keep_wakeups(log_processor)
+        watch_queue(log_exporter, log_processor)
         logger_provider.add_log_record_processor(log_processor)
     return logger_provider
 
