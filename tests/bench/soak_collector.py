@@ -6,8 +6,8 @@ at once), or it is black-holed (the port listens but never accepts: every reques
 exporter's timeout). Each run makes spans at a steady rate for minutes and reports the cost of a
 span as the application sees it (p50/p99 of every span's start-to-end, in µs), the RSS every
 10 s (does it level off?), how every span ended (received by the collector, or counted as
-dropped by the agent or by the SDK's bounded queue, or still queued when the shutdown deadline
-passed: dropped with the process, counted only if the process lives on) and the time
+dropped by the agent or by the SDK's bounded queue; what was queued or in flight at the shutdown
+deadline is counted as dropped by then, so "unaccounted" should read 0) and the time
 ``shutdown()`` took against its deadline. Not part of the test suite (it runs for minutes):
 
     python tests/bench/soak_collector.py [seconds per run] [spans per second] [up,closed,black-holed]
@@ -197,7 +197,7 @@ def table(results: list[dict[str, object]], seconds: float, rate: float) -> str:
         f"Python {sys.version.split()[0]}, shutdown deadline {SHUTDOWN_TIMEOUT:g} s)",
         "",
         "| collector | span p50 µs | span p99 µs | RSS MB at 10 s → mid → end | spans made | received | "
-        "dropped, counted (exporter + queue full) | still queued at the deadline | shutdown s |",
+        "dropped, counted (exporter + queue full) | unaccounted when shutdown returned | shutdown s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
