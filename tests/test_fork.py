@@ -262,3 +262,41 @@ def test_pool_worker_busy_in_c_when_terminated_exports_and_dies_of_sigterm(tmp_p
     assert [worker.exitcode for worker in pool._pool] == [-signal.SIGTERM] * 2  # type: ignore[attr-defined]
     assert agent.shutdown()
     assert _spans_in_children(tmp_path) == 2
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    with open(os.environ["AMQADF_TEST_HANDLER_LOG"], "a") as log:
+        log.write(f"{os.getpid()}\n")
+    raise SystemExit(3)
+
+
+def _make_spans_with_own_sigterm_handler(count: int) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    return _make_spans(count)
+
+
+def test_pool_workers_with_their_own_sigterm_handler_export_and_keep_its_exit(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    # The task's handler raises SystemExit wherever the signal finds the worker, the middle of
+    # multiprocessing's finalizers included: the flush still completes, the handler runs once in each
+    # worker it ends, and that worker ends with the handler's exit code (the agent kills nothing).
+    handler_log = tmp_path / "handler.log"
+    monkeypatch.setenv("AMQADF_TEST_HANDLER_LOG", str(handler_log))
+    out = tmp_path / "out"
+    agent = _quiet_file_agent(out)
+    pids: list[int] = []
+    for _ in range(3):  # where SIGTERM lands varies from round to round
+        with multiprocessing.get_context("fork").Pool(3) as pool:
+            made = sum(pool.map(_make_spans_with_own_sigterm_handler, [SPANS_PER_CHILD] * 30, chunksize=1))
+            workers = list(pool._pool)  # type: ignore[attr-defined]
+        assert made == 6000
+        for worker in workers:
+            worker.join(30)
+        # 0: the worker took the pool's stop sentinel and left before the signal came (timing)
+        assert {worker.exitcode for worker in workers} <= {0, 3}
+        pids += [worker.pid for worker in workers if worker.exitcode == 3]
+    assert pids  # the handler's exit was kept in at least one of nine workers
+    assert agent.shutdown()
+    assert _spans_in_children(out) == 3 * 6000
+    assert sorted(int(pid) for pid in handler_log.read_text().split()) == sorted(pids)

@@ -11,7 +11,9 @@ Pool workers are also ended by SIGTERM: ``Pool.terminate()``, and so the end of 
 ``with Pool()`` block, while they wait for tasks that will not come. No finalizer runs then, so a
 worker gets a SIGTERM handler that shuts the agent down within its deadline and then dies of the
 signal as it would have (see ``_PoolWorkerExit``). Other children keep the default action of
-SIGTERM: ``Process.terminate()`` stays immediate.
+SIGTERM: ``Process.terminate()`` stays immediate. A task that installs a SIGTERM handler of its own
+owns the signal from then on: the agent neither runs that handler a second time nor ends the
+worker, and the flush that follows the handler's ``sys.exit()`` is not cut short by it.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ def _in_child(shutdown: Callable[[], None], budget: Callable[[], float]) -> None
     ending = _PoolWorkerExit(shutdown, budget)
     # The lowest priority: after the application's own finalizers, which may still make telemetry.
     multiprocessing.util.Finalize(None, ending.finalize, exitpriority=-(2**31))
+    # A signal handler that raises while earlier finalizers run ends them all, ours included; the
+    # threading module's exit callbacks still run after that, in the child too.
+    register_atexit = getattr(threading, "_register_atexit", None)
+    if register_atexit is not None:
+        register_atexit(ending.last_chance)
     pool = sys.modules.get("multiprocessing.pool")
     target = getattr(multiprocessing.current_process(), "_target", None)
     if pool is not None and target is getattr(pool, "worker", None):
@@ -77,15 +84,56 @@ class _PoolWorkerExit:
         self.handling = False  # the SIGTERM handler is
         self.terminated_by: int | None = None
         self.answered = threading.Event()  # the main thread ran the handler
+        self.exiting = threading.Event()  # the finalizer has begun: the worker is on its way out
+        self.flushes: list[tuple[threading.Thread, threading.Event]] = []
 
     def finalize(self) -> None:
         self.finishing = True
+        self.exiting.set()
         try:
-            self.shutdown()
+            raised = self._shielded_shutdown()
         finally:
             self.finishing = False
         if self.terminated_by is not None:
             _die_of(self.terminated_by)
+        if raised is not None:
+            raise raised
+
+    def last_chance(self) -> None:
+        """At thread shutdown: flush when the finalizer never ran (a no-op when it did)."""
+        self._shielded_shutdown()
+
+    def _shielded_shutdown(self) -> BaseException | None:
+        """Shut down in a thread, so that an application's signal handler cannot cut the flush.
+
+        A handler that raises (``sys.exit()`` on SIGTERM) raises in the main thread, here: the
+        wait goes on until the flush is done or its deadline passed, and what the handler raised
+        is returned for the caller to raise then. A flush an earlier call started (and a handler
+        interrupted the wait for) is waited for too: the agent's second shutdown returns at once.
+        """
+        deadline = time.monotonic() + self.budget() + 1.0
+        raised: BaseException | None = None
+        done = threading.Event()  # (not Thread.join: interrupted, it takes the thread for ended)
+
+        def flush() -> None:
+            try:
+                self.shutdown()
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=flush, name="amqadf-agent-exit-flush", daemon=True)
+        self.flushes.append((thread, done))
+        try:
+            thread.start()
+        except BaseException as exc:
+            raised = exc
+        for thread, done in self.flushes:
+            while (thread.is_alive() and not done.is_set()) and (left := deadline - time.monotonic()) > 0:
+                try:
+                    done.wait(left)
+                except BaseException as exc:  # from a signal handler, not from the flush
+                    raised = raised or exc
+        return raised
 
     def handle_sigterm(self) -> None:
         """Install the handler and its watcher, unless the application handles SIGTERM or the wakeup fd."""
@@ -143,6 +191,9 @@ class _PoolWorkerExit:
                 return
             if signal.SIGTERM not in got:
                 continue  # another signal with a Python handler (SIGINT): not ours
+            if signal.getsignal(signal.SIGTERM) != self.on_sigterm:
+                self._pass_on_to_application(main)
+                continue
             if not self.handling and self.terminated_by is None:
                 with contextlib.suppress(OSError):
                     signal.pthread_kill(main, signal.SIGTERM)
@@ -152,6 +203,18 @@ class _PoolWorkerExit:
                     _die_of(signal.SIGTERM, from_any_thread=True)
             time.sleep(self.budget() + 2.0)
             _die_of(signal.SIGTERM, from_any_thread=True)  # the handler should have ended it
+
+    def _pass_on_to_application(self, main: int) -> None:
+        """The application's own handler has SIGTERM: make sure it runs, once, and end nothing.
+
+        The main thread runs it when the signal reached that thread; only when the worker shows no
+        sign of leaving after a second (the signal reached another thread while the main thread
+        waits on a lock) is it sent on to the main thread.
+        """
+        if self.exiting.wait(1.0):
+            return
+        with contextlib.suppress(OSError):
+            signal.pthread_kill(main, signal.SIGTERM)
 
 
 def _die_of(signum: int, from_any_thread: bool = False) -> None:
