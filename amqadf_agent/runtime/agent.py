@@ -330,11 +330,12 @@ def _build(settings: AgentSettings, problems: list[ConfigError], explicit: set[s
     from opentelemetry import metrics, trace
     from opentelemetry._logs import set_logger_provider
 
-    from amqadf_agent.runtime import providers
+    from amqadf_agent.runtime import instrumentation_conflicts, providers
     from amqadf_agent.runtime.guard import ExportStats, quiet_noisy_loggers
     from amqadf_agent.runtime.resource import build_resource
 
     quiet_noisy_loggers()
+    instrumentation_conflicts.install()
     stats = ExportStats()
     resource = build_resource(settings, explicit)
     built = _exporters(settings, stats, problems, extra)
