@@ -133,3 +133,10 @@ def test_sarif_places_the_n_plus_one_http_on_its_loop(
     assert sorted(loc["physicalLocation"]["region"]["startLine"] for loc in lines) == [
         _line_of(f"{{base}}/{part}") for part in ("pricing", "reviews", "shipping")
     ]
+    # AND with the directory the app ran from as the source root, its file is named as in the checkout
+    repo = Path(__file__).parents[1]
+    assert main([str(out), "--format", "sarif", "--source-root", str(repo), "-o", str(target)]) == 0
+    results = json.loads(target.read_text())["runs"][0]["results"]
+    [n1] = [r for r in results if r["ruleId"] == "calls/n_plus_one_http"]
+    artifact = n1["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert artifact == {"uri": str(APP.relative_to(repo)), "uriBaseId": "%SRCROOT%"}

@@ -90,3 +90,40 @@ def test_odd_locations_are_skipped_not_fatal() -> None:
     assert result["relatedLocations"] == [
         {"id": 1, "physicalLocation": {"artifactLocation": {"uri": "b.py"}}}
     ]
+
+
+def test_paths_under_a_source_root_are_relative_to_it_for_code_scanning() -> None:
+    locations = (
+        CodeLocation("/srv/app/shop/views.py", 42, "orders", 20, 20 / 30),
+        CodeLocation("/usr/lib/python3/shutil.py", 7, "copy", 9, 9 / 30),  # outside: as without a root
+        CodeLocation("C:\\work\\shop\\admin.py", 3, "", 1, 1 / 30),
+    )
+    finding = _finding(locations)
+    # GIVEN the path the app ran from in its container (a trailing slash or not)
+    log = sarif_log({"recommendations": [finding]}, ["/srv/app/"])
+    jsonschema.validate(log, SCHEMA)
+    [run] = log["runs"]
+    [result] = run["results"]
+    # THEN its files are named relative to it, against %SRCROOT% (the checkout), and where it was is said
+    assert result["locations"][0]["physicalLocation"]["artifactLocation"] == {
+        "uri": "shop/views.py",
+        "uriBaseId": "%SRCROOT%",
+    }
+    assert run["originalUriBaseIds"] == {"%SRCROOT%": {"uri": "file:///srv/app/"}}
+    related = [r["physicalLocation"]["artifactLocation"] for r in result["relatedLocations"]]
+    assert related == [{"uri": "usr/lib/python3/shutil.py"}, {"uri": "C%3A/work/shop/admin.py"}]
+    # AND with two roots (the container's and a Windows checkout's) both map; the longest root wins
+    log = sarif_log({"recommendations": [finding]}, ["/srv", "/srv/app", "C:\\work\\"])
+    jsonschema.validate(log, SCHEMA)
+    [run] = log["runs"]
+    [result] = run["results"]
+    artifacts = [result["locations"][0]["physicalLocation"]["artifactLocation"]] + [
+        r["physicalLocation"]["artifactLocation"] for r in result["relatedLocations"]
+    ]
+    assert [a["uri"] for a in artifacts] == ["shop/views.py", "usr/lib/python3/shutil.py", "shop/admin.py"]
+    assert [a.get("uriBaseId") for a in artifacts] == ["%SRCROOT%", None, "%SRCROOT%"]
+    assert "originalUriBaseIds" not in run
+    # AND a root that is the file itself, or "/", names nothing relative to it
+    log = sarif_log({"recommendations": [finding]}, ["/", "/srv/app/shop/views.py"])
+    [result] = log["runs"][0]["results"]
+    assert result["locations"][0]["physicalLocation"]["artifactLocation"] == {"uri": "srv/app/shop/views.py"}

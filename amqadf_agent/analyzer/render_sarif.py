@@ -14,7 +14,10 @@ finding; one result per finding (``Recommendation``):
   share of the calls; without ``locations``, from the evidence when it names a source file
   (``code.file.path`` or the older ``code.filepath``, with ``code.line.number``/``code.lineno``);
   paths become relative URI references (the leading ``/`` dropped, the rest percent-encoded); a
-  logical location, the finding's subject (a statement, a route, a pool), always;
+  path under a ``source_roots`` directory (``--source-root``: where the application ran, ``/app`` in
+  its container) becomes relative to it, with ``uriBaseId`` ``%SRCROOT%``, which code scanning
+  resolves against the repository's checkout; a logical location, the finding's subject (a
+  statement, a route, a pool), always;
 * ``properties``: the evidence numbers, threshold, confidence, time at stake and example trace ids.
 
 It renders the JSON report's dict, like the Markdown and HTML renderers; only the standard library
@@ -24,7 +27,7 @@ is imported. The output is checked against the OASIS SARIF 2.1.0 schema in the t
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, TextIO
 from urllib.parse import quote
 
@@ -40,6 +43,8 @@ LEVELS: Final = {"critical": "error", "high": "error", "medium": "warning", "low
 FINGERPRINT_KEY: Final = "amqadf/v1"
 _FILE_KEYS: Final = ("code.file.path", "code.filepath")
 _LINE_KEYS: Final = ("code.line.number", "code.lineno")
+#: The base id of paths relative to a source root (the name code-scanning tools know).
+SRCROOT: Final = "%SRCROOT%"
 
 
 def _version() -> str:
@@ -56,14 +61,30 @@ def _uri(path: str) -> str:
     return quote(path.replace("\\", "/").lstrip("/"), safe="/@-._~!$&'()*+,;=")
 
 
-def _physical(path: str, line: float | None) -> dict[str, Any]:
-    physical: dict[str, Any] = {"artifactLocation": {"uri": _uri(path)}}
+def _roots(source_roots: Sequence[str]) -> tuple[str, ...]:
+    """Each root with ``/`` separators and one trailing ``/``, the longest first."""
+    cleaned = {root.replace("\\", "/").rstrip("/") + "/" for root in source_roots if root.strip("/\\")}
+    return tuple(sorted(cleaned, key=len, reverse=True))
+
+
+def _artifact(path: str, roots: tuple[str, ...]) -> dict[str, Any]:
+    normal = path.replace("\\", "/")
+    for root in roots:
+        if normal.startswith(root) and len(normal) > len(root):
+            return {"uri": _uri(normal[len(root) :]), "uriBaseId": SRCROOT}
+    return {"uri": _uri(path)}
+
+
+def _physical(path: str, line: float | None, roots: tuple[str, ...] = ()) -> dict[str, Any]:
+    physical: dict[str, Any] = {"artifactLocation": _artifact(path, roots)}
     if line is not None and line >= 1:
         physical["region"] = {"startLine": int(line)}
     return physical
 
 
-def _code_locations(recommendation: Mapping[str, Any]) -> list[tuple[dict[str, Any], str]]:
+def _code_locations(
+    recommendation: Mapping[str, Any], roots: tuple[str, ...]
+) -> list[tuple[dict[str, Any], str]]:
     """The finding's ``locations`` (most calls first) as physical locations, each with a message
     naming the function and its share of the calls."""
     out = []
@@ -77,17 +98,19 @@ def _code_locations(recommendation: Mapping[str, Any]) -> list[tuple[dict[str, A
         said = [str(function)] if isinstance(function, str) and function else []
         if calls is not None and share is not None:
             said.append(f"{int(calls):,} calls, {share:.0%}")
-        out.append((_physical(path, number(location.get("line"))), "; ".join(said)))
+        out.append((_physical(path, number(location.get("line")), roots), "; ".join(said)))
     return out
 
 
-def _location(recommendation: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _location(
+    recommendation: Mapping[str, Any], roots: tuple[str, ...]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The result's ``locations`` and ``relatedLocations``: the line with the most of the finding's
     calls (``locations[0]``), else the evidence's ``code.*``; the other lines as related locations."""
     evidence = mapping(recommendation.get("evidence"))
     numbers = mapping(evidence.get("numbers"))
     location: dict[str, Any] = {}
-    code = _code_locations(recommendation)
+    code = _code_locations(recommendation, roots)
     related: list[dict[str, Any]] = []
     if code:
         location["physicalLocation"], said = code[0]
@@ -102,7 +125,7 @@ def _location(recommendation: Mapping[str, Any]) -> tuple[list[dict[str, Any]], 
         path = next((numbers[k] for k in _FILE_KEYS if isinstance(numbers.get(k), str) and numbers[k]), None)
         if path is not None:
             line = next((number(numbers.get(k)) for k in _LINE_KEYS if number(numbers.get(k))), None)
-            location["physicalLocation"] = _physical(str(path), line)
+            location["physicalLocation"] = _physical(str(path), line, roots)
     subject = recommendation.get("subject")
     if isinstance(subject, str) and subject:
         location["logicalLocations"] = [
@@ -111,8 +134,10 @@ def _location(recommendation: Mapping[str, Any]) -> tuple[list[dict[str, Any]], 
     return ([location] if location else []), related
 
 
-def sarif_log(report: Mapping[str, Any]) -> dict[str, Any]:
-    """The SARIF log of ``report`` (the JSON report's dict)."""
+def sarif_log(report: Mapping[str, Any], source_roots: Sequence[str] = ()) -> dict[str, Any]:
+    """The SARIF log of ``report`` (the JSON report's dict); paths under one of ``source_roots``
+    relative to it."""
+    roots = _roots(source_roots)
     recommendations = items(report.get("recommendations"))
     rules: dict[str, int] = {}
     descriptors: list[dict[str, Any]] = []
@@ -145,30 +170,22 @@ def sarif_log(report: Mapping[str, Any]) -> dict[str, Any]:
                 "trace_ids": list(evidence.get("trace_ids") or []),
             },
         }
-        locations, related = _location(recommendation)
+        locations, related = _location(recommendation, roots)
         if locations:
             result["locations"] = locations
         if related:
             result["relatedLocations"] = related
         results.append(result)
-    return {
-        "$schema": SARIF_SCHEMA,
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": TOOL,
-                        "version": _version(),
-                        "rules": descriptors,
-                    }
-                },
-                "results": results,
-            }
-        ],
+    run: dict[str, Any] = {
+        "tool": {"driver": {"name": TOOL, "version": _version(), "rules": descriptors}},
+        "results": results,
     }
+    if len(roots) == 1:  # where %SRCROOT% stood (several roots: none, each path had its own)
+        run["originalUriBaseIds"] = {SRCROOT: {"uri": "file:///" + quote(roots[0].lstrip("/"), safe="/:")}}
+    return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
 
 
-def render(report: Mapping[str, Any], file: TextIO) -> None:
+def render(report: Mapping[str, Any], file: TextIO, source_roots: Sequence[str] = ()) -> None:
     """Write the SARIF log of ``report`` to ``file``."""
-    file.write(json.dumps(sarif_log(report), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    log = sarif_log(report, source_roots)
+    file.write(json.dumps(log, indent=2, ensure_ascii=False, allow_nan=False) + "\n")

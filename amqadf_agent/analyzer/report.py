@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from typing import Any, Final, TextIO
 
 from amqadf_agent.analyzer.impact import render_text as render_impact_text
@@ -55,8 +56,9 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def write_report(analysis: Analysis, fmt: str, out: TextIO) -> None:
-    """Write the report of ``analysis`` in ``fmt`` (one of ``FORMATS``) to ``out``, then flush it."""
+def write_report(analysis: Analysis, fmt: str, out: TextIO, source_roots: Sequence[str] = ()) -> None:
+    """Write the report of ``analysis`` in ``fmt`` (one of ``FORMATS``) to ``out``, then flush it;
+    ``source_roots`` name the SARIF log's files relative to where the application ran."""
     if fmt == "json":
         text = json.dumps(report_data(analysis), indent=2, ensure_ascii=False, allow_nan=False)
         out.write(json_text_safe(text) + "\n")
@@ -71,7 +73,7 @@ def write_report(analysis: Analysis, fmt: str, out: TextIO) -> None:
     elif fmt == "sarif":
         from amqadf_agent.analyzer.render_sarif import render as render_sarif
 
-        render_sarif(report_data(analysis), out)
+        render_sarif(report_data(analysis), out, source_roots)
     elif fmt == "text":
         render_text(analysis.summary, out)
         merged = analysis.sections.get("duplicates") or {}

@@ -125,6 +125,14 @@ def _parser() -> argparse.ArgumentParser:
         help="exit 3 when a recommendation of SEVERITY or above exists (info, low, medium, high, critical)",
     )
     parser.add_argument(
+        "--source-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="with --format sarif: a directory the application ran from (/app in its container), whose "
+        "files are named relative to it, as code scanning finds them in the checkout (repeatable)",
+    )
+    parser.add_argument(
         "--baseline",
         metavar="BASE.json",
         help="compare with this JSON report of an earlier run: exit 3 on a new or regressed finding or a "
@@ -269,10 +277,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.output is None:
-            write_report(analysis, args.format, sys.stdout)
+            write_report(analysis, args.format, sys.stdout, args.source_root)
         else:
             with open(args.output, "w", encoding="utf-8") as out:
-                write_report(analysis, args.format, out)
+                write_report(analysis, args.format, out, args.source_root)
     except BrokenPipeError:  # `amqadf-analyze ... | head`: not an error worth a message
         _silence_stdout()
         return EXIT_OUTPUT_ERROR
