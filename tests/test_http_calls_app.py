@@ -140,3 +140,29 @@ def test_sarif_places_the_n_plus_one_http_on_its_loop(
     [n1] = [r for r in results if r["ruleId"] == "calls/n_plus_one_http"]
     artifact = n1["locations"][0]["physicalLocation"]["artifactLocation"]
     assert artifact == {"uri": str(APP.relative_to(repo)), "uriBaseId": "%SRCROOT%"}
+
+
+def test_the_call_fixes_are_priced_on_the_route_that_makes_the_calls(telemetry: tuple[Path, int]) -> None:
+    out, _port = telemetry
+    analysis = analyze(AnalysisOptions(paths=(out,)))
+    found = {r.rule: r for r in analysis.recommendations if r.category == "calls"}
+    estimates = {e["rule"]: e for e in analysis.sections["impact"]["estimates"]}
+    # the N+1, the serialized calls and the repeated GET each save time on the orders route only
+    for rule in ("n_plus_one_http", "serialized_calls", "redundant_calls"):
+        priced = estimates[rule]
+        assert priced["fingerprint"] == found[rule].fingerprint
+        [route] = priced["routes"]
+        assert (route["route"], route["requests"]) == (ROUTE, 2), rule
+        assert route["p95_after_ms"] < route["p95_before_ms"], rule
+        # what the fix saves in all is what the rule found each trace would save
+        assert priced["saved_ms"] == pytest.approx(
+            float(found[rule].evidence.numbers["time_saved_ms"]), abs=0.01
+        )
+        assert priced["requests_affected"] == 2
+        assert priced["formula"].startswith("saved per request = ")
+    assert estimates["n_plus_one_http"]["saved_ms"] >= 2 * 11 * 30  # 11 of 12 calls of 30 ms, twice
+    assert "chatty_service" not in estimates  # no fix known to save a given time
+    # and the ranking puts the priced call findings by what they save
+    order = [r.rule for r in analysis.recommendations if r.rule in estimates]
+    saved = [estimates[rule]["saved_ms"] for rule in order]
+    assert saved == sorted(saved, reverse=True)

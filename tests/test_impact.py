@@ -250,3 +250,16 @@ def test_times_beyond_64_bits_do_not_break_the_feed() -> None:
         span.end_ns = huge
     feed, found = _feed_and_findings(spans)
     assert estimate(feed, found)  # priced, not crashed
+
+
+def test_call_shape_savings_are_bounded_and_only_real_ones_are_kept() -> None:
+    feed = ImpactFeed(DatabaseRules(), max_requests=1)  # room for 5 (request, finding) savings
+    for trace in range(7):
+        feed.add_saving("serialized_calls", "GET a | GET b", f"{trace:032x}", "shop", 0.1)
+    feed.add_saving("serialized_calls", "GET a | GET b", f"{0:032x}", "shop", 0.05)  # same request: added
+    for odd in (0.0, -1.0, math.nan, math.inf):
+        feed.add_saving("n_plus_one_http", "GET c", f"{1:032x}", "shop", odd)
+    saved = feed.savings_of("serialized_calls", "GET a | GET b")
+    assert len(saved) == 5 and feed.dropped_calls == 2
+    assert saved[f"{0:032x}\0shop"] == pytest.approx(0.15)
+    assert feed.savings_of("n_plus_one_http", "GET c") == {}

@@ -1,9 +1,11 @@
-"""What each fix is worth: the time a database finding's fix would save, per route and in instances.
+"""What each fix is worth: the time a database or call finding's fix would save, per route and in
+instances.
 
 ``ImpactFeed`` reads the server spans (one a request: its trace, service, route and duration) in the
-analysis' one pass, and the db calls of each trace from the database rules (per request, per statement
-shape: calls, time, first start and last end).
-``estimate`` then prices each database finding whose fix can be priced:
+analysis' one pass, the db calls of each trace from the database rules (per request, per statement
+shape: calls, time, first start and last end), and what each trace-shape finding would save in each
+trace from the trace-shape rules.
+``estimate`` then prices each finding whose fix can be priced:
 
 * **N+1** (``n_plus_one``): the loop of n calls of the statement in a request becomes one batched
   query at the cost of one turn of the loop: ``saved = loop - loop / n``, ``loop`` being the wall time
@@ -11,7 +13,11 @@ shape: calls, time, first start and last end).
   ORM building the statement and the rows, included: it goes with the loop);
 * **verified index** (``index_candidate`` with the planner's ``verified`` verdict,
   ``analyzer.explain``): every call of the statement takes the planner's cost ratio of its time:
-  ``saved = time * (1 - cost_after / cost_before)``.
+  ``saved = time * (1 - cost_after / cost_before)``;
+* **call shapes** (``rules.trace_shapes``): N+1 HTTP calls batched into one request
+  (``saved = total - longest``), an MN+1 sequence loaded once for all items (``total - one
+  sequence``), serialized independent calls run concurrently (``sum - longest``), redundant calls
+  made once (``all but one``): each request saves what the rule found it would save in its trace.
 
 Each request's duration loses its saving (never below zero); the **p95 of each affected route** is
 given before and after. The **scaling timeline** is then replayed (``rules.scaling``) with every
@@ -41,7 +47,7 @@ import math
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TextIO
 
 from amqadf_agent.analyzer.explain import Verdict
 from amqadf_agent.analyzer.model import SPAN_KIND_SERVER, Record, SpanRecord, service_name
@@ -50,6 +56,9 @@ from amqadf_agent.analyzer.rules.database import DatabaseRules
 from amqadf_agent.analyzer.rules.scaling import ScalingRuleConfig
 from amqadf_agent.analyzer.windows import Window
 from amqadf_agent.semconv import ATTR_HTTP_ROUTE
+
+if TYPE_CHECKING:
+    from amqadf_agent.analyzer.rules.trace_shapes import TraceShapeRules
 
 __all__ = ["MAX_REQUESTS", "Estimate", "ImpactFeed", "estimate", "ranked"]
 
@@ -65,6 +74,21 @@ _N_PLUS_ONE_FORMULA: Final = (
     "saved per request = loop_ms - loop_ms / n (loop_ms: from the start of the first of the n calls of "
     "the statement in the request to the end of the last; the loop becomes one batched query costing "
     "one turn of it)"
+)
+#: The trace-shape rules' savings, as each rule computes them in a trace.
+_SHAPE_FORMULAS: Final = {
+    "n_plus_one_http": "saved per request = total_ms - longest_ms of the calls to the URL template under "
+    "one parent (one batched request costing what the longest call cost)",
+    "mn_plus_one": "saved per request = the repeated sequence's total_ms - one sequence's (each kind of "
+    "data loaded once for all items)",
+    "serialized_calls": "saved per request = sum of the independent calls' durations - the longest (run "
+    "concurrently, the request waits for the longest only)",
+    "redundant_calls": "saved per request = the durations of every identical call but the first",
+}
+_SHAPE_ASSUMPTIONS: Final = (
+    "the calls of a request run one after the other on its critical path",
+    "a batched or concurrent call costs what the longest of the calls cost",
+    "the service's CPU does not change (a wait for a call costs it little CPU)",
 )
 _INDEX_FORMULA: Final = (
     "saved per request = time_ms * (1 - cost_after / cost_before) (the planner's cost ratio applied "
@@ -109,9 +133,12 @@ class ImpactFeed:
         since_ns: int | None = None,
         until_ns: int | None = None,
         max_requests: int = MAX_REQUESTS,
+        shapes: TraceShapeRules | None = None,
     ) -> None:
         self.database = database
         database.trace_listener = self.add_calls
+        if shapes is not None:
+            shapes.saving_listener = self.add_saving
         self.service = service
         self.since_ns = since_ns
         self.until_ns = until_ns
@@ -134,6 +161,9 @@ class ImpactFeed:
         self._call_time = array("d")
         self._call_first = array("q")
         self._call_last = array("q")
+        # Savings of the trace-shape findings: (rule, subject) -> request key -> seconds.
+        self._savings: dict[tuple[str, str], dict[str, float]] = {}
+        self._saving_rows = 0
         self._last_resource: object = None
         self._last_service = ""
 
@@ -200,6 +230,24 @@ class ImpactFeed:
                 first[row] = start_ns
             if end_ns > last[row]:
                 last[row] = end_ns
+
+    def add_saving(self, rule: str, subject: str, trace_id: str, service: str, saved_s: float) -> None:
+        """What a trace-shape finding would save in one trace (``TraceShapeRules.saving_listener``)."""
+        if not math.isfinite(saved_s) or saved_s <= 0:
+            return
+        key = trace_id + "\0" + service
+        of_finding = self._savings.setdefault((rule, subject), {})
+        if key in of_finding:
+            of_finding[key] += saved_s
+        elif self._saving_rows >= self.max_call_rows:
+            self.dropped_calls += 1
+        else:
+            self._saving_rows += 1
+            of_finding[key] = saved_s
+
+    def savings_of(self, rule: str, subject: str) -> dict[_RequestKey, float]:
+        """Per request: what the trace-shape finding ``(rule, subject)`` would save in it."""
+        return dict(self._savings.get((rule, subject), {}))
 
     @property
     def requests(self) -> dict[_RequestKey, _Request]:
@@ -303,6 +351,23 @@ def estimate(
     out = []
     requests = feed.requests
     for recommendation in recommendations:
+        shape_formula = _SHAPE_FORMULAS.get(recommendation.rule)
+        if shape_formula is not None and recommendation.category != "database":
+            shape_saved = feed.savings_of(recommendation.rule, recommendation.subject)
+            if shape_saved:
+                priced = _estimate(
+                    requests,
+                    feed,
+                    recommendation,
+                    shape_saved,
+                    shape_formula,
+                    _SHAPE_ASSUMPTIONS,
+                    {},
+                    windows,
+                    scaling,
+                )
+                out.append(priced)
+            continue
         if recommendation.category != "database":
             continue
         statement = recommendation.subject

@@ -150,11 +150,11 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
         since_ns=since_ns,
         until_ns=until_ns,
     )
-    impact = ImpactFeed(database, service=service, since_ns=since_ns, until_ns=until_ns)
     endpoints = EndpointRules(
         service=service, since_ns=since_ns, until_ns=until_ns, slow_query_s=options.slow_query_ms / 1000
     )
     shapes = TraceShapeRules(service=service, since_ns=since_ns, until_ns=until_ns)
+    impact = ImpactFeed(database, service=service, since_ns=since_ns, until_ns=until_ns, shapes=shapes)
     pools = PoolRules(service=service, since_ns=since_ns, until_ns=until_ns)
     router = RecordRouter(
         database, (windows, caches, threads, endpoints, shapes, pools, impact), service, since_ns, until_ns
@@ -192,14 +192,15 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
         db_services=router.db_services,
         non_serving_instances=windows.non_serving_instances(),
     )
-    estimates = estimate(impact, found, verdicts, timeline)
+    shape_findings = shapes.recommendations()  # (read every trace: the feed has their savings now)
+    estimates = estimate(impact, [*found, *shape_findings], verdicts, timeline)
     recommendations = ranked(
         [
             *found,
             *scaling.recommendations,
             *caches.recommendations(),
             *threads.recommendations(),
-            *shapes.recommendations(),
+            *shape_findings,
             *pools.recommendations(),
         ],
         estimates,
