@@ -92,6 +92,13 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         _ = amqadf_agent.nope  # type: ignore[attr-defined]
 
 
+def test_version_is_the_installed_distributions() -> None:
+    # The resource's telemetry.distro.version reads __version__, not the (slow) package metadata.
+    from importlib import metadata
+
+    assert amqadf_agent.__version__ == metadata.version("amqadf-agent")
+
+
 def test_importing_the_package_imports_neither_the_sdk_nor_psutil() -> None:
     out = _run(
         "import sys, amqadf_agent; "
