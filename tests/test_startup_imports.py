@@ -22,6 +22,9 @@ NOT_AT_DEFAULT_START = (
     "amqadf_agent.config.vault",
     "amqadf_agent.analyzer",
     "importlib.metadata",  # ~15 ms: the resource's distro version is the package's __version__
+    "opentelemetry.sdk._logs",  # logs not captured: built at the first logger asked for
+    "opentelemetry.exporter.otlp.json.common._log_encoder",
+    "amqadf_agent.runtime.log_export",
 )
 
 
@@ -102,3 +105,30 @@ def test_a_lookup_of_structlog_before_its_import_does_not_lose_the_processor(tmp
         "print(json.dumps({'found': found, 'first': first}))\n"
     )
     assert _run(code, tmp_path) == {"found": True, "first": True}
+
+
+def test_without_capture_logs_the_logs_api_still_reaches_the_exporters(tmp_path: Path) -> None:
+    code = (
+        "import json, sys, amqadf_agent\n"
+        "from opentelemetry._logs import LogRecord, get_logger\n"
+        "agent = amqadf_agent.start(service_name='imports', output_dir='out')\n"
+        "before = 'opentelemetry.sdk._logs' in sys.modules\n"
+        "get_logger('an.instrumentation').emit(LogRecord(body='through the logs API'))\n"
+        "print(json.dumps({'before': before, 'finished': agent.shutdown()}))\n"
+    )
+    assert _run(code, tmp_path) == {"before": False, "finished": True}
+    assert "through the logs API" in (tmp_path / "out" / "logs.jsonl").read_text()
+
+
+def test_a_logger_asked_for_after_shutdown_builds_nothing(tmp_path: Path) -> None:
+    code = (
+        "import json, sys, amqadf_agent\n"
+        "from opentelemetry._logs import LogRecord, NoOpLogger, get_logger\n"
+        "amqadf_agent.start(service_name='imports', output_dir='out').shutdown()\n"
+        "late = get_logger('late')\n"
+        "late.emit(LogRecord(body='after shutdown'))\n"
+        "sdk = 'opentelemetry.sdk._logs' in sys.modules\n"
+        "print(json.dumps({'noop': isinstance(late, NoOpLogger), 'sdk': sdk}))\n"
+    )
+    assert _run(code, tmp_path) == {"noop": True, "sdk": False}
+    assert (tmp_path / "out" / "logs.jsonl").read_text() == ""
