@@ -25,6 +25,7 @@ NOT_AT_DEFAULT_START = (
     "opentelemetry.sdk._logs",  # logs not captured: built at the first logger asked for
     "opentelemetry.exporter.otlp.json.common._log_encoder",
     "amqadf_agent.runtime.log_export",
+    "amqadf_agent.runtime.file_log_exporter",
 )
 
 

@@ -116,7 +116,8 @@ def _file(
     out.metrics.append(GuardedMetricExporter(FileMetricExporter(metrics), "file", stats))
 
     def file_logs() -> LogRecordExporter:
-        from amqadf_agent.runtime.log_export import FileLogExporter, GuardedLogExporter
+        from amqadf_agent.runtime.file_log_exporter import FileLogExporter
+        from amqadf_agent.runtime.log_export import GuardedLogExporter
 
         return GuardedLogExporter(FileLogExporter(logs), "file", stats)
 

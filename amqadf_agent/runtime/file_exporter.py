@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 if TYPE_CHECKING:
-    from amqadf_agent.runtime.log_export import FileLogExporter as FileLogExporter
+    from amqadf_agent.runtime.file_log_exporter import FileLogExporter as FileLogExporter
 
 _logger = logging.getLogger(__name__)
 
@@ -206,9 +206,9 @@ class FileMetricExporter(MetricExporter):
 
 
 def __getattr__(name: str) -> Any:
-    """``FileLogExporter`` is on the log SDK: it lives in ``log_export``, imported when first used."""
+    """``FileLogExporter`` is on the log SDK: it lives in ``file_log_exporter``, imported when first used."""
     if name == "FileLogExporter":
-        from amqadf_agent.runtime import log_export
+        from amqadf_agent.runtime import file_log_exporter
 
-        return log_export.FileLogExporter
+        return file_log_exporter.FileLogExporter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

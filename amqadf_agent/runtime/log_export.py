@@ -1,7 +1,8 @@
-"""What the agent builds on the OpenTelemetry log SDK: the guarded and file log exporters, the log
-sanitizer. They live apart from ``guard``, ``file_exporter`` and ``sanitize`` (which still give them
-by name) because their base classes are the log SDK's: a start without ``capture_logs`` imports it
-only when an instrumentation first asks the global logger provider for a logger.
+"""What the agent builds on the OpenTelemetry log SDK: the guarded log exporter and the log
+sanitizer. They live apart from ``guard`` and ``sanitize`` (which still give them by name) because
+their base classes are the log SDK's: a start without ``capture_logs`` imports it only when an
+instrumentation first asks the global logger provider for a logger. ``FileLogExporter`` is in
+``file_log_exporter`` for the same reason.
 """
 
 from __future__ import annotations
@@ -10,18 +11,16 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from opentelemetry.exporter.otlp.json.common._log_encoder import encode_logs
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
-from amqadf_agent.runtime.file_exporter import RotatingLineWriter, _line
 from amqadf_agent.runtime.guard import ExportStats, _Guarded, _quietly, _safe_call
 from amqadf_agent.runtime.sanitize import EXCEPTION_TEXT_KEYS, SanitizingSpanProcessor, sanitize_message
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import ReadWriteLogRecord
 
-__all__ = ["FileLogExporter", "GuardedLogExporter", "SanitizingLogProcessor"]
+__all__ = ["GuardedLogExporter", "SanitizingLogProcessor"]
 
 logger = logging.getLogger("amqadf_agent.runtime.sanitize")
 
@@ -40,25 +39,6 @@ class GuardedLogExporter(LogRecordExporter, _Guarded):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return bool(_quietly(lambda: self.inner.force_flush(timeout_millis)))
-
-
-class FileLogExporter(LogRecordExporter):
-    """Log records as OTLP JSON lines in ``logs.jsonl``."""
-
-    def __init__(self, writer: RotatingLineWriter) -> None:
-        self.writer = writer
-
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        if not batch:
-            return LogRecordExportResult.SUCCESS
-        self.writer.write(_line(encode_logs(batch)))
-        return LogRecordExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        self.writer.close()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
 
 
 class SanitizingLogProcessor(LogRecordProcessor):
