@@ -26,6 +26,23 @@ NOT_AT_DEFAULT_START = (
     "opentelemetry.exporter.otlp.json.common._log_encoder",
     "amqadf_agent.runtime.log_export",
     "amqadf_agent.runtime.file_log_exporter",
+    # semconv writes its incubating keys out (the SDK itself loads otel_attributes only)
+    *(
+        f"opentelemetry.semconv._incubating.attributes.{name}_attributes"
+        for name in (
+            "cpu",
+            "db",
+            "deployment",
+            "disk",
+            "host",
+            "http",
+            "network",
+            "os",
+            "process",
+            "service",
+            "system",
+        )
+    ),
 )
 
 
