@@ -26,6 +26,10 @@ NOT_AT_DEFAULT_START = (
     "opentelemetry.exporter.otlp.json.common._log_encoder",
     "amqadf_agent.runtime.log_export",
     "amqadf_agent.runtime.file_log_exporter",
+    "hashlib",  # loads OpenSSL: imported where a digest is first taken
+    "tempfile",  # the file exporter's fallback directory only
+    "importlib.abc",  # the structlog import hook needs only find_spec
+    "difflib",  # a misspelt setting's suggestion only
     # semconv writes its incubating keys out (the SDK itself loads otel_attributes only)
     *(
         f"opentelemetry.semconv._incubating.attributes.{name}_attributes"

@@ -10,7 +10,6 @@ import dataclasses
 import logging
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -138,6 +137,8 @@ def _private_fallback_dir() -> tuple[Path, str]:
     Returns:
         The directory, and why the well-known name was refused ('' when it was used).
     """
+    import tempfile  # only for this fallback: it imports shutil, bz2, lzma (~2 ms of every start)
+
     uid = os.getuid() if hasattr(os, "getuid") else None
     shared = Path(tempfile.gettempdir()) / f"amqadf-telemetry-{uid or 0}"
     try:

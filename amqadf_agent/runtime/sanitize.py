@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import hashlib
 import logging
 import os
 import re
@@ -81,6 +80,8 @@ _KEY = os.urandom(16)
 
 def values_digest(literals: Iterable[str], parameters: str = "") -> str:
     """A short keyed digest of a statement's literals and bound parameters (16 hex digits)."""
+    import hashlib  # here: its import loads OpenSSL (~5 ms), which a start without SQL never needs
+
     text = "\x00".join(literals) + "\x01" + parameters
     return hashlib.blake2b(text.encode(), digest_size=8, key=_KEY).hexdigest()
 
