@@ -65,10 +65,12 @@ def _run(code: str, cwd: Path) -> dict[str, object]:
     return result
 
 
-def test_default_start_does_not_import_what_it_does_not_use(tmp_path: Path) -> None:
+@pytest.mark.parametrize("exporters", [None, "none"])
+def test_default_start_does_not_import_what_it_does_not_use(tmp_path: Path, exporters: str | None) -> None:
+    given = "" if exporters is None else f", exporters=[{exporters!r}]"  # None: the default, file
     code = (
         "import json, sys, amqadf_agent\n"
-        "agent = amqadf_agent.start(service_name='imports')\n"
+        f"agent = amqadf_agent.start(service_name='imports'{given})\n"
         f"loaded = [m for m in {NOT_AT_DEFAULT_START!r} if m in sys.modules]\n"
         "print(json.dumps({'running': agent.running, 'loaded': loaded}))\n"
     )
@@ -154,3 +156,16 @@ def test_a_logger_asked_for_after_shutdown_builds_nothing(tmp_path: Path) -> Non
     )
     assert _run(code, tmp_path) == {"noop": True, "sdk": False}
     assert (tmp_path / "out" / "logs.jsonl").read_text() == ""
+
+
+def test_an_otlp_http_start_without_capture_logs_imports_no_log_sdk(tmp_path: Path) -> None:
+    # Over HTTP only: the gRPC exporter package imports the log SDK itself (its exporter.py). The
+    # exporter libraries also import hashlib and the others of the list above: only the log SDK is ours.
+    code = (
+        "import json, os, sys, amqadf_agent\n"
+        "agent = amqadf_agent.start(exporters=['otlp'], otlp_protocol='http/protobuf')\n"
+        "ours = ('opentelemetry.sdk._logs', 'amqadf_agent.runtime.log_export')\n"
+        "print(json.dumps({'running': agent.running, 'loaded': [m for m in ours if m in sys.modules]}))\n"
+        "os._exit(0)\n"  # no exit flush towards a collector that is not there
+    )
+    assert _run(code, tmp_path) == {"running": True, "loaded": []}

@@ -61,7 +61,7 @@ def build(
     tracer_provider = _tracer_provider(settings, explicit, resource, built, meter_provider)
     created.append(tracer_provider)
     logger_provider: LoggerProvider | DeferredLoggerProvider
-    if built.deferred_logs:  # logs not captured: the log SDK waits for the first logger asked for
+    if not (settings.capture_logs or built.logs):  # logs not captured: the log SDK waits for a logger
         logger_provider = DeferredLoggerProvider(
             lambda: _logger_provider(settings, resource, built.make_logs(), meter_provider)
         )
