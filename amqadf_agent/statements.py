@@ -11,7 +11,6 @@ The analyzer's ``analyzer.sql`` adds the structure (kind, tables, columns) on to
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 
 __all__ = [
@@ -165,6 +164,8 @@ def digest(literals: list[str]) -> str:
 
 
 def hash_literals(joined: str) -> str:
+    import hashlib  # here: its import loads OpenSSL (~5 ms), which a start without SQL never needs
+
     return hashlib.blake2b(joined.encode(), digest_size=8).hexdigest()
 
 

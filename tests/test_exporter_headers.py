@@ -233,6 +233,38 @@ def test_the_configured_timeout_and_the_variable_mean_the_same_seconds(
     assert ProductionConfig.from_env().to_agent_settings().otlp_timeout is None
 
 
+def _options_of(exporter: Any) -> tuple[str, Any, Any]:
+    """(type, headers, timeout) of an exporter: gRPC's are its own, HTTP's its client's."""
+    own = vars(exporter)
+    fields = own if "_headers" in own or "_client" not in own else vars(own["_client"])
+    headers = fields.get("_headers")
+    return type(exporter).__name__, None if headers is None else dict(headers), fields.get("_timeout")
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_log_exporters_deferred_until_a_logger_is_asked_for_get_the_same_options(protocol: str) -> None:
+    settings, _ = resolve(
+        {
+            "exporters": ["otlp", "console"],
+            "otlp_protocol": protocol,
+            "otlp_endpoint": "http://127.0.0.1:4318",
+            "otlp_headers": {"X-Team": "core"},
+            "otlp_timeout": 2,
+        }
+    )
+    eager = built(settings).logs
+    deferred = exporters.build(settings, ExportStats(), [], logs=False)
+    assert (deferred.logs, len(deferred.deferred_logs)) == ([], 2)
+    made = deferred.make_logs()
+    assert deferred.deferred_logs == []
+    later = [_options_of(exporter.inner) for exporter in made]  # type: ignore[attr-defined]
+    assert later == [_options_of(exporter.inner) for exporter in eager]  # type: ignore[attr-defined]
+    assert later[0][0] == "OTLPLogExporter" and later[0][1]["x-team"] == "core" and later[0][2] == 2.0
+    assert later[1][0] == "ConsoleLogRecordExporter"
+    for exporter in (*eager, *made):
+        exporter.shutdown()
+
+
 # --- gRPC ------------------------------------------------------------------------------------------
 
 

@@ -112,6 +112,33 @@ def test_os_fork_child_gets_its_own_file_and_instance_id(tmp_path: Path) -> None
     assert (tmp_path / "child-identity.txt").read_text() == f"{pid} {child_id}"
 
 
+def test_a_child_that_asks_for_the_first_logger_writes_its_own_logs_file(tmp_path: Path) -> None:
+    # Without capture_logs the logger provider builds the log SDK at the first logger: in the child
+    # here, after the fork, and in the parent after that; each writes its own file.
+    agent = start_file_agent(tmp_path)
+    from opentelemetry._logs import LogRecord
+
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            agent.logger_provider.get_logger("child").emit(LogRecord(body="from the child"))
+            assert amqadf_agent.shutdown() is True
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    agent.logger_provider.get_logger("parent").emit(LogRecord(body="from the parent"))
+    assert agent.shutdown()
+    child = (tmp_path / f"logs.{pid}.jsonl").read_text()
+    parent = (tmp_path / "logs.jsonl").read_text()
+    assert "from the child" in child and "from the parent" not in child
+    assert "from the parent" in parent and "from the child" not in parent
+
+
 def _process_target(report: Path) -> None:
     child_work("mp-child-span", "mp.counter", report)
 

@@ -92,6 +92,13 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         _ = amqadf_agent.nope  # type: ignore[attr-defined]
 
 
+def test_version_is_the_installed_distributions() -> None:
+    # The resource's telemetry.distro.version reads __version__, not the (slow) package metadata.
+    from importlib import metadata
+
+    assert amqadf_agent.__version__ == metadata.version("amqadf-agent")
+
+
 def test_importing_the_package_imports_neither_the_sdk_nor_psutil() -> None:
     out = _run(
         "import sys, amqadf_agent; "
@@ -249,6 +256,54 @@ STANDARD_CONSTANTS = {
         )
     },
 }
+
+
+# Incubating attribute keys are written out in semconv (their modules cost start-up time).
+INCUBATING_ATTRIBUTES = {
+    "cpu_attributes": ("CPU_MODE",),
+    "db_attributes": (
+        "DB_CLIENT_CONNECTION_POOL_NAME",
+        "DB_CLIENT_CONNECTION_STATE",
+        "DB_QUERY_PARAMETER_TEMPLATE",
+        "DB_RESPONSE_RETURNED_ROWS",
+    ),
+    "deployment_attributes": ("DEPLOYMENT_ENVIRONMENT_NAME",),
+    "disk_attributes": ("DISK_IO_DIRECTION",),
+    "host_attributes": ("HOST_ARCH", "HOST_NAME"),
+    "http_attributes": ("HTTP_METHOD", "HTTP_STATUS_CODE"),
+    "network_attributes": ("NETWORK_INTERFACE_NAME", "NETWORK_IO_DIRECTION"),
+    "os_attributes": ("OS_TYPE",),
+    "otel_attributes": ("OTEL_COMPONENT_NAME", "OTEL_COMPONENT_TYPE"),
+    "process_attributes": (
+        "PROCESS_EXECUTABLE_NAME",
+        "PROCESS_PID",
+        "PROCESS_RUNTIME_NAME",
+        "PROCESS_RUNTIME_VERSION",
+    ),
+    "service_attributes": ("SERVICE_NAMESPACE",),
+    "system_attributes": (
+        "SYSTEM_DEVICE",
+        "SYSTEM_FILESYSTEM_MOUNTPOINT",
+        "SYSTEM_FILESYSTEM_STATE",
+        "SYSTEM_MEMORY_STATE",
+    ),
+}
+
+
+def test_incubating_attribute_keys_match_the_semantic_conventions_library() -> None:
+    checked = 0
+    for module_name, constants in INCUBATING_ATTRIBUTES.items():
+        module = importlib.import_module(f"opentelemetry.semconv._incubating.attributes.{module_name}")
+        for constant in constants:
+            assert getattr(semconv, constant) == getattr(module, constant), constant
+            checked += 1
+    # Every key of semconv's written-out block is in the table above.
+    source = (PACKAGE / "semconv.py").read_text()
+    block = source.split("# Incubating attribute keys, written out", 1)[1].split("\nKind = ", 1)[0]
+    written = [line.split(":", 1)[0] for line in block.splitlines() if ": Final = " in line]
+    assert checked == len(written) and set(written) == {
+        c for cs in INCUBATING_ATTRIBUTES.values() for c in cs
+    }
 
 
 def test_standard_metric_names_match_the_semantic_conventions_library() -> None:

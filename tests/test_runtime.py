@@ -647,3 +647,23 @@ def test_service_namespace_reaches_the_resource(monkeypatch: pytest.MonkeyPatch)
         assert span.resource.attributes[semconv.ATTR_SERVICE_NAMESPACE] == "payments"
     finally:
         agent.shutdown()
+
+
+def test_a_deferred_logger_provider_that_cannot_build_gives_loggers_that_do_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from opentelemetry._logs import LogRecord, NoOpLogger
+
+    from amqadf_agent.runtime.providers import DeferredLoggerProvider
+
+    def build() -> Any:
+        raise OSError("disk gone")
+
+    deferred = DeferredLoggerProvider(build)
+    with caplog.at_level(logging.WARNING, logger="amqadf_agent"):
+        first, second = deferred.get_logger("a"), deferred.get_logger("b")
+    first.emit(LogRecord(body="dropped"))  # never raises into the caller
+    assert isinstance(first, NoOpLogger) and isinstance(second, NoOpLogger)
+    assert [r.getMessage() for r in caplog.records] == ["amqadf-agent: OpenTelemetry logs are off: disk gone"]
+    assert deferred.provider is None and deferred.force_flush() is True
+    deferred.shutdown()

@@ -21,6 +21,32 @@ NOT_AT_DEFAULT_START = (
     "amqadf_agent.config.production",  # loaded for a ProductionConfig only
     "amqadf_agent.config.vault",
     "amqadf_agent.analyzer",
+    "importlib.metadata",  # ~15 ms: the resource's distro version is the package's __version__
+    "opentelemetry.sdk._logs",  # logs not captured: built at the first logger asked for
+    "opentelemetry.exporter.otlp.json.common._log_encoder",
+    "amqadf_agent.runtime.log_export",
+    "amqadf_agent.runtime.file_log_exporter",
+    "hashlib",  # loads OpenSSL: imported where a digest is first taken
+    "tempfile",  # the file exporter's fallback directory only
+    "importlib.abc",  # the structlog import hook needs only find_spec
+    "difflib",  # a misspelt setting's suggestion only
+    # semconv writes its incubating keys out (the SDK itself loads otel_attributes only)
+    *(
+        f"opentelemetry.semconv._incubating.attributes.{name}_attributes"
+        for name in (
+            "cpu",
+            "db",
+            "deployment",
+            "disk",
+            "host",
+            "http",
+            "network",
+            "os",
+            "process",
+            "service",
+            "system",
+        )
+    ),
 )
 
 
@@ -39,10 +65,12 @@ def _run(code: str, cwd: Path) -> dict[str, object]:
     return result
 
 
-def test_default_start_does_not_import_what_it_does_not_use(tmp_path: Path) -> None:
+@pytest.mark.parametrize("exporters", [None, "none"])
+def test_default_start_does_not_import_what_it_does_not_use(tmp_path: Path, exporters: str | None) -> None:
+    given = "" if exporters is None else f", exporters=[{exporters!r}]"  # None: the default, file
     code = (
         "import json, sys, amqadf_agent\n"
-        "agent = amqadf_agent.start(service_name='imports')\n"
+        f"agent = amqadf_agent.start(service_name='imports'{given})\n"
         f"loaded = [m for m in {NOT_AT_DEFAULT_START!r} if m in sys.modules]\n"
         "print(json.dumps({'running': agent.running, 'loaded': loaded}))\n"
     )
@@ -101,3 +129,43 @@ def test_a_lookup_of_structlog_before_its_import_does_not_lose_the_processor(tmp
         "print(json.dumps({'found': found, 'first': first}))\n"
     )
     assert _run(code, tmp_path) == {"found": True, "first": True}
+
+
+def test_without_capture_logs_the_logs_api_still_reaches_the_exporters(tmp_path: Path) -> None:
+    code = (
+        "import json, sys, amqadf_agent\n"
+        "from opentelemetry._logs import LogRecord, get_logger\n"
+        "agent = amqadf_agent.start(service_name='imports', output_dir='out')\n"
+        "before = 'opentelemetry.sdk._logs' in sys.modules\n"
+        "get_logger('an.instrumentation').emit(LogRecord(body='through the logs API'))\n"
+        "print(json.dumps({'before': before, 'finished': agent.shutdown()}))\n"
+    )
+    assert _run(code, tmp_path) == {"before": False, "finished": True}
+    assert "through the logs API" in (tmp_path / "out" / "logs.jsonl").read_text()
+
+
+def test_a_logger_asked_for_after_shutdown_builds_nothing(tmp_path: Path) -> None:
+    code = (
+        "import json, sys, amqadf_agent\n"
+        "from opentelemetry._logs import LogRecord, NoOpLogger, get_logger\n"
+        "amqadf_agent.start(service_name='imports', output_dir='out').shutdown()\n"
+        "late = get_logger('late')\n"
+        "late.emit(LogRecord(body='after shutdown'))\n"
+        "sdk = 'opentelemetry.sdk._logs' in sys.modules\n"
+        "print(json.dumps({'noop': isinstance(late, NoOpLogger), 'sdk': sdk}))\n"
+    )
+    assert _run(code, tmp_path) == {"noop": True, "sdk": False}
+    assert (tmp_path / "out" / "logs.jsonl").read_text() == ""
+
+
+def test_an_otlp_http_start_without_capture_logs_imports_no_log_sdk(tmp_path: Path) -> None:
+    # Over HTTP only: the gRPC exporter package imports the log SDK itself (its exporter.py). The
+    # exporter libraries also import hashlib and the others of the list above: only the log SDK is ours.
+    code = (
+        "import json, os, sys, amqadf_agent\n"
+        "agent = amqadf_agent.start(exporters=['otlp'], otlp_protocol='http/protobuf')\n"
+        "ours = ('opentelemetry.sdk._logs', 'amqadf_agent.runtime.log_export')\n"
+        "print(json.dumps({'running': agent.running, 'loaded': [m for m in ours if m in sys.modules]}))\n"
+        "os._exit(0)\n"  # no exit flush towards a collector that is not there
+    )
+    assert _run(code, tmp_path) == {"running": True, "loaded": []}

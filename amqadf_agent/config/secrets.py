@@ -9,7 +9,6 @@ secret and where it was looked for, never a value.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import re
@@ -57,6 +56,8 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
+        import hmac  # here: it imports hashlib, which loads OpenSSL (~5 ms of every start)
+
         return hmac.compare_digest(self._value.encode(), other._value.encode())
 
     def __hash__(self) -> int:

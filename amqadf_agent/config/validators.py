@@ -8,7 +8,6 @@ message reads ``exporter.endpoint: must be a URL, got 'foo'`` wherever the value
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -63,6 +62,8 @@ class PartlyKnown(ValueError):
 
 def did_you_mean(word: str, options: Iterable[str], *, cutoff: float = 0.6, prefix: str = "") -> str:
     """`` (did you mean 'x'?)`` for the option closest to ``word``, or ``""`` when none is close."""
+    import difflib  # only for a mistake: not at every start
+
     close = difflib.get_close_matches(word, sorted(options), n=1, cutoff=cutoff)
     return f" (did you mean {prefix + close[0]!r}?)" if close else ""
 

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from amqadf_agent.config.production import ProductionConfig
     from amqadf_agent.runtime.exporters import Exporters
     from amqadf_agent.runtime.guard import ExportStats
+    from amqadf_agent.runtime.providers import DeferredLoggerProvider
     from amqadf_agent.runtime.selfmetrics import ThreadCpu
 
 logger = logging.getLogger("amqadf_agent")
@@ -59,7 +60,7 @@ class Agent:
         resource: Resource | None = None,
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
-        logger_provider: LoggerProvider | None = None,
+        logger_provider: LoggerProvider | DeferredLoggerProvider | None = None,
         stats: ExportStats | None = None,
         cpu: ThreadCpu | None = None,
         output_dir: Path | None = None,
@@ -74,6 +75,7 @@ class Agent:
         self.resource = resource
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
+        #: Without ``capture_logs``, a provider that builds the SDK's at the first logger asked for.
         self.logger_provider = logger_provider
         self.stats = stats
         self.cpu = cpu
@@ -189,6 +191,9 @@ class Agent:
             self.cpu.reset_after_fork()
         if self.stats is not None:
             self.stats.__init__()  # type: ignore[misc]  # fresh counters and lock: the child's own
+        after_fork = getattr(self.logger_provider, "after_fork_in_child", None)
+        if after_fork is not None:
+            after_fork()
 
     def __enter__(self) -> Agent:
         return self
@@ -377,16 +382,20 @@ def _exporters(
 ) -> Exporters:
     """The exporters the settings name, guarded, with the caller's own beside them."""
     from amqadf_agent.runtime import exporters
-    from amqadf_agent.runtime.guard import GuardedLogExporter, GuardedSpanExporter
+    from amqadf_agent.runtime.guard import GuardedSpanExporter
 
     late: list[ConfigError] = []
-    built = exporters.build(settings, stats, late)
+    # Without captured logs (nor log exporters of the caller's), the log SDK waits for a logger.
+    built = exporters.build(settings, stats, late, logs=settings.capture_logs or bool(extra.logs))
     for problem in late:  # found while building exporters: reported like the others
         logger.warning("amqadf-agent: %s", problem)
     problems.extend(late)
     built.spans.extend(GuardedSpanExporter(e, type(e).__name__, stats) for e in extra.spans)
     built.readers.extend(extra.readers)
-    built.logs.extend(GuardedLogExporter(e, type(e).__name__, stats) for e in extra.logs)
+    if extra.logs:
+        from amqadf_agent.runtime.log_export import GuardedLogExporter
+
+        built.logs.extend(GuardedLogExporter(e, type(e).__name__, stats) for e in extra.logs)
     return built
 
 

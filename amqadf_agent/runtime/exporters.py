@@ -7,32 +7,24 @@ one-line problem naming the setting, and a safe fallback: the other exporters st
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from amqadf_agent.errors import ConfigError, MissingExtraError
 from amqadf_agent.runtime import otlp_http
-from amqadf_agent.runtime.file_exporter import (
-    FileLogExporter,
-    FileMetricExporter,
-    FileSpanExporter,
-    RotatingLineWriter,
-)
-from amqadf_agent.runtime.guard import (
-    ExportStats,
-    GuardedLogExporter,
-    GuardedMetricExporter,
-    GuardedSpanExporter,
-)
+from amqadf_agent.runtime.file_exporter import FileMetricExporter, FileSpanExporter, RotatingLineWriter
+from amqadf_agent.runtime.guard import ExportStats, GuardedMetricExporter, GuardedSpanExporter
 from amqadf_agent.runtime.settings import AgentSettings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk._logs.export import LogRecordExporter
 
 SIGNAL_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics", "logs": "/v1/logs"}
 
@@ -47,24 +39,49 @@ class Exporters:
     #: Pull readers (Prometheus).
     readers: list[MetricReader] = dataclasses.field(default_factory=list)
     logs: list[LogRecordExporter] = dataclasses.field(default_factory=list)
+    #: The log exporters of ``build(logs=False)``, not made yet: ``make_logs`` makes them when the
+    #: first logger is asked for. Until then the log SDK is not imported.
+    deferred_logs: list[Callable[[], LogRecordExporter]] = dataclasses.field(default_factory=list)
     #: Called at shutdown (e.g. stop the Prometheus HTTP server).
     closers: list[Callable[[], Any]] = dataclasses.field(default_factory=list)
     #: Where the file exporter writes, when it is on.
     output_dir: Path | None = None
 
+    def add_logs(self, make: Callable[[], LogRecordExporter], now: bool) -> None:
+        """Make a log exporter now, or keep ``make`` for ``make_logs``."""
+        if now:
+            self.logs.append(make())
+        else:
+            self.deferred_logs.append(make)
 
-def build(settings: AgentSettings, stats: ExportStats, problems: list[ConfigError]) -> Exporters:
+    def make_logs(self) -> list[LogRecordExporter]:
+        """The deferred log exporters, made (each one that fails is logged and left out)."""
+        made: list[LogRecordExporter] = []
+        for make in self.deferred_logs:
+            try:
+                made.append(make())
+            except Exception as exc:
+                logging.getLogger("amqadf_agent").warning("amqadf-agent: a log exporter is off: %s", exc)
+        self.deferred_logs.clear()
+        return made
+
+
+def build(
+    settings: AgentSettings, stats: ExportStats, problems: list[ConfigError], logs: bool = True
+) -> Exporters:
+    """The exporters ``settings`` name. ``logs=False``: the log exporters are only deferred
+    (``Exporters.deferred_logs``), for a start that does not capture logs."""
     out = Exporters()
     for name in settings.exporters:
         try:
             if name == "file":
-                _file(settings, stats, problems, out)
+                _file(settings, stats, problems, out, logs)
             elif name == "otlp":
-                _otlp(settings, stats, out)
+                _otlp(settings, stats, out, logs)
             elif name == "prometheus":
                 _prometheus(settings, out)
             elif name == "console":
-                _console(stats, out)
+                _console(stats, out, logs)
         except MissingExtraError as exc:
             problems.append(ConfigError("exporters", f"{exc}; the {name} exporter is off"))
         except OSError as exc:
@@ -74,7 +91,9 @@ def build(settings: AgentSettings, stats: ExportStats, problems: list[ConfigErro
     return out
 
 
-def _file(settings: AgentSettings, stats: ExportStats, problems: list[ConfigError], out: Exporters) -> None:
+def _file(
+    settings: AgentSettings, stats: ExportStats, problems: list[ConfigError], out: Exporters, logs_now: bool
+) -> None:
     directory = settings.output_dir
     try:
         writers = _writers(directory, settings)
@@ -94,7 +113,16 @@ def _file(settings: AgentSettings, stats: ExportStats, problems: list[ConfigErro
     traces, metrics, logs = writers
     out.spans.append(GuardedSpanExporter(FileSpanExporter(traces), "file", stats))
     out.metrics.append(GuardedMetricExporter(FileMetricExporter(metrics), "file", stats))
-    out.logs.append(GuardedLogExporter(FileLogExporter(logs), "file", stats))
+
+    def file_logs() -> LogRecordExporter:
+        from amqadf_agent.runtime.file_log_exporter import FileLogExporter
+        from amqadf_agent.runtime.log_export import GuardedLogExporter
+
+        return GuardedLogExporter(FileLogExporter(logs), "file", stats)
+
+    out.add_logs(file_logs, logs_now)
+    if not logs_now:
+        out.closers.append(logs.close)  # opened now (logs.jsonl exists from the start); closed twice is fine
 
 
 def _private_fallback_dir() -> tuple[Path, str]:
@@ -109,6 +137,8 @@ def _private_fallback_dir() -> tuple[Path, str]:
     Returns:
         The directory, and why the well-known name was refused ('' when it was used).
     """
+    import tempfile  # only for this fallback: it imports shutil, bz2, lzma (~2 ms of every start)
+
     uid = os.getuid() if hasattr(os, "getuid") else None
     shared = Path(tempfile.gettempdir()) / f"amqadf-telemetry-{uid or 0}"
     try:
@@ -189,16 +219,12 @@ def _options(settings: AgentSettings, signal: str, http: bool) -> dict[str, Any]
     return kwargs
 
 
-def _otlp(settings: AgentSettings, stats: ExportStats, out: Exporters) -> None:
+def _otlp(settings: AgentSettings, stats: ExportStats, out: Exporters, logs_now: bool) -> None:
     http = settings.otlp_protocol == "http/protobuf"
     if http:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     else:
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (  # type: ignore[assignment]
-            OTLPLogExporter,
-        )
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # type: ignore[assignment]
             OTLPMetricExporter,
         )
@@ -212,7 +238,19 @@ def _otlp(settings: AgentSettings, stats: ExportStats, out: Exporters) -> None:
 
     out.spans.append(GuardedSpanExporter(OTLPSpanExporter(**options("traces")), "otlp", stats))
     out.metrics.append(GuardedMetricExporter(OTLPMetricExporter(**options("metrics")), "otlp", stats))
-    out.logs.append(GuardedLogExporter(OTLPLogExporter(**options("logs")), "otlp", stats))
+
+    def otlp_logs() -> LogRecordExporter:
+        from amqadf_agent.runtime.log_export import GuardedLogExporter
+
+        if http:
+            from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+        else:
+            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (  # type: ignore[assignment]
+                OTLPLogExporter,
+            )
+        return GuardedLogExporter(OTLPLogExporter(**options("logs")), "otlp", stats)
+
+    out.add_logs(otlp_logs, logs_now)
 
 
 def _prometheus(settings: AgentSettings, out: Exporters) -> None:
@@ -234,11 +272,18 @@ def _prometheus(settings: AgentSettings, out: Exporters) -> None:
     out.closers.append(close)
 
 
-def _console(stats: ExportStats, out: Exporters) -> None:
-    from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+def _console(stats: ExportStats, out: Exporters, logs_now: bool) -> None:
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
     from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
     out.spans.append(GuardedSpanExporter(ConsoleSpanExporter(), "console", stats))
     out.metrics.append(GuardedMetricExporter(ConsoleMetricExporter(), "console", stats))
-    out.logs.append(GuardedLogExporter(ConsoleLogRecordExporter(), "console", stats))
+
+    def console_logs() -> LogRecordExporter:
+        from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+
+        from amqadf_agent.runtime.log_export import GuardedLogExporter
+
+        return GuardedLogExporter(ConsoleLogRecordExporter(), "console", stats)
+
+    out.add_logs(console_logs, logs_now)

@@ -22,17 +22,17 @@ import threading
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from opentelemetry.exporter.otlp.json.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.json.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.json.common.trace_encoder import encode_spans
-from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+if TYPE_CHECKING:
+    from amqadf_agent.runtime.file_log_exporter import FileLogExporter as FileLogExporter
 
 _logger = logging.getLogger(__name__)
 
@@ -205,20 +205,10 @@ class FileMetricExporter(MetricExporter):
         self.writer.close()
 
 
-class FileLogExporter(LogRecordExporter):
-    """Log records as OTLP JSON lines in ``logs.jsonl``."""
+def __getattr__(name: str) -> Any:
+    """``FileLogExporter`` is on the log SDK: it lives in ``file_log_exporter``, imported when first used."""
+    if name == "FileLogExporter":
+        from amqadf_agent.runtime import file_log_exporter
 
-    def __init__(self, writer: RotatingLineWriter) -> None:
-        self.writer = writer
-
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        if not batch:
-            return LogRecordExportResult.SUCCESS
-        self.writer.write(_line(encode_logs(batch)))
-        return LogRecordExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        self.writer.close()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
+        return file_log_exporter.FileLogExporter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,13 +16,14 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+if TYPE_CHECKING:
+    from amqadf_agent.runtime.log_export import GuardedLogExporter as GuardedLogExporter
 
 logger = logging.getLogger("amqadf_agent")
 
@@ -302,24 +303,6 @@ class GuardedMetricExporter(MetricExporter, _Guarded):
         self._shutdown_inner(lambda: self.inner.shutdown(timeout_millis=timeout_millis))
 
 
-class GuardedLogExporter(LogRecordExporter, _Guarded):
-    signal = "logs"
-
-    def __init__(self, inner: LogRecordExporter, name: str, stats: ExportStats) -> None:
-        self.inner, self.name, self.stats = inner, name, stats
-        self._register()
-
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        ok = _safe_call(self.stats, "logs", self.name, len(batch), lambda: self.inner.export(batch), self)
-        return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
-
-    def shutdown(self) -> None:
-        self._shutdown_inner(self.inner.shutdown)
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return bool(_quietly(lambda: self.inner.force_flush(timeout_millis)))
-
-
 def _quietly(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
@@ -403,3 +386,12 @@ def quiet_noisy_loggers() -> None:
         _installed_filter = RateLimitFilter()
         for name in NOISY_LOGGERS:
             _installed_filter.gate(logging.getLogger(name))
+
+
+def __getattr__(name: str) -> Any:
+    """``GuardedLogExporter`` is on the log SDK: it lives in ``log_export``, imported when first used."""
+    if name == "GuardedLogExporter":
+        from amqadf_agent.runtime import log_export
+
+        return log_export.GuardedLogExporter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,6 @@ imported it yet, the processor is added right after its first import (it costs t
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.util
 import logging
 import sys
@@ -193,11 +192,12 @@ def structlog_processor(logger: Any, method_name: str, event_dict: MutableMappin
     return event_dict
 
 
-class _StructlogImport(importlib.abc.MetaPathFinder):
+class _StructlogImport:
     """Finds nothing itself: it hooks the loader of structlog's first import, so that the processor
     is added once the module exists, as if it had been imported at ``install``. A lookup that is
     not an import (``importlib.util.find_spec``) gets a hooked spec that is never executed, and the
-    finder stays for the import itself."""
+    finder stays for the import itself. A finder needs only ``find_spec``: the base class
+    ``importlib.abc.MetaPathFinder`` would import ``importlib.resources`` and ``tempfile`` (~4 ms)."""
 
     def __init__(self, state: _State) -> None:
         self.state = state

@@ -11,19 +11,24 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+from opentelemetry._logs import LoggerProvider as ApiLoggerProvider  # the API's (the SDK's is not imported)
 
 from amqadf_agent import semconv
 from amqadf_agent.config.settings import AgentSettings
 from amqadf_agent.runtime.batch_wakeup import keep_wakeups
 
 if TYPE_CHECKING:
+    from opentelemetry._logs import Logger
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.util.types import Attributes
 
     from amqadf_agent.runtime.exporters import Exporters
     from amqadf_agent.runtime.guard import ExportStats
@@ -35,7 +40,7 @@ logger = logging.getLogger("amqadf_agent")
 class Providers(NamedTuple):
     meter: MeterProvider
     tracer: TracerProvider
-    logger: LoggerProvider
+    logger: LoggerProvider | DeferredLoggerProvider
     cpu: ThreadCpu
 
 
@@ -55,7 +60,13 @@ def build(
     created.append(meter_provider)
     tracer_provider = _tracer_provider(settings, explicit, resource, built, meter_provider)
     created.append(tracer_provider)
-    logger_provider = _logger_provider(settings, resource, built, meter_provider)
+    logger_provider: LoggerProvider | DeferredLoggerProvider
+    if not (settings.capture_logs or built.logs):  # logs not captured: the log SDK waits for a logger
+        logger_provider = DeferredLoggerProvider(
+            lambda: _logger_provider(settings, resource, built.make_logs(), meter_provider)
+        )
+    else:
+        logger_provider = _logger_provider(settings, resource, built.logs, meter_provider)
     created.append(logger_provider)
     cpu = selfmetrics.ThreadCpu()
     if settings.self_metrics:
@@ -128,7 +139,7 @@ def _tracer_provider(
 
 
 def _logger_provider(
-    settings: AgentSettings, resource: Resource, built: Exporters, meter_provider: MeterProvider
+    settings: AgentSettings, resource: Resource, exporters: list[Any], meter_provider: MeterProvider
 ) -> LoggerProvider:
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
@@ -142,13 +153,71 @@ def _logger_provider(
         logger_provider.add_log_record_processor(
             SanitizingLogProcessor(sanitize=settings.sanitize, redact_attributes=settings.redact_attributes)
         )
-    for log_exporter in built.logs:
+    for log_exporter in exporters:
         with _sdk_processor_metrics(settings.self_metrics):
             log_processor = BatchLogRecordProcessor(log_exporter, meter_provider=meter_provider)
         keep_wakeups(log_processor)
         watch_queue(log_exporter, log_processor)
         logger_provider.add_log_record_processor(log_processor)
     return logger_provider
+
+
+class DeferredLoggerProvider(ApiLoggerProvider):
+    """The global logger provider of a start that does not capture logs.
+
+    Only an OpenTelemetry instrumentation that emits logs or events asks it for a logger; at the
+    first one it builds the SDK's provider and its exporters (the log SDK costs ~10 ms of start-up
+    that most processes never use). A build that fails is logged once and its loggers do nothing.
+    """
+
+    def __init__(self, build: Callable[[], LoggerProvider]) -> None:
+        self._build: Callable[[], LoggerProvider] | None = build
+        self._provider: LoggerProvider | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def provider(self) -> LoggerProvider | None:
+        """The SDK's provider, once a logger was asked for (None before, and after a failed build)."""
+        return self._provider
+
+    def get_logger(
+        self,
+        name: str,
+        version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Attributes = None,
+    ) -> Logger:
+        provider = self._provider or self._built()
+        if provider is None:
+            from opentelemetry._logs import NoOpLogger
+
+            return NoOpLogger(name, version=version, schema_url=schema_url, attributes=attributes)
+        return provider.get_logger(name, version, schema_url, attributes)
+
+    def _built(self) -> LoggerProvider | None:
+        with self._lock:
+            build, self._build = self._build, None
+            if build is not None:
+                try:
+                    self._provider = build()
+                except Exception as exc:  # never into the instrumentation asking
+                    logger.warning("amqadf-agent: OpenTelemetry logs are off: %s", exc)
+            return self._provider
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        provider = self._provider
+        return True if provider is None else provider.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        """Shut the SDK's provider down, if built; no logger asked for later builds one."""
+        with self._lock:
+            self._build = None
+            provider = self._provider
+        if provider is not None:
+            provider.shutdown()
+
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()  # it may have been held by a thread the child does not have
 
 
 def _register_resource_monitor(
@@ -168,7 +237,7 @@ def _register_resource_monitor(
     built.closers.append(procfs.close)  # the /proc files its collections keep open
 
 
-def log_handler(logger_provider: LoggerProvider) -> logging.Handler:
+def log_handler(logger_provider: ApiLoggerProvider) -> logging.Handler:
     """The handler that exports the application's ``logging`` records (``capture_logs``)."""
     from opentelemetry.sdk._logs import LoggingHandler
 

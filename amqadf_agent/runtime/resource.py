@@ -12,7 +12,6 @@ import os
 import platform
 import socket
 import sys
-from importlib import metadata
 from typing import Any
 
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource, ServiceInstanceIdResourceDetector
@@ -23,10 +22,11 @@ from amqadf_agent.runtime.settings import AgentSettings
 
 
 def agent_version() -> str:
-    try:
-        return metadata.version("amqadf-agent")
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0+unknown"
+    """The package's own ``__version__``: ``importlib.metadata`` would cost ~15 ms of every start
+    (``tests/test_package.py`` holds the two equal)."""
+    from amqadf_agent import __version__
+
+    return __version__
 
 
 def build_resource(settings: AgentSettings, explicit: set[str] | None = None) -> Resource:

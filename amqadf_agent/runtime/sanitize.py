@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import hashlib
 import logging
 import os
 import re
@@ -43,7 +42,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk._logs import LogRecordProcessor
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import Status
 
@@ -53,8 +51,9 @@ from amqadf_agent.statements import SANITIZE_MEMO_MAX_CHARS, sanitize, sanitize_
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
-    from opentelemetry.sdk._logs import ReadWriteLogRecord
     from opentelemetry.sdk.trace import ReadableSpan, Span
+
+    from amqadf_agent.runtime.log_export import SanitizingLogProcessor as SanitizingLogProcessor
 
 __all__ = ["SanitizingLogProcessor", "SanitizingSpanProcessor", "sanitize_message", "values_digest"]
 
@@ -81,6 +80,8 @@ _KEY = os.urandom(16)
 
 def values_digest(literals: Iterable[str], parameters: str = "") -> str:
     """A short keyed digest of a statement's literals and bound parameters (16 hex digits)."""
+    import hashlib  # here: its import loads OpenSSL (~5 ms), which a start without SQL never needs
+
     text = "\x00".join(literals) + "\x01" + parameters
     return hashlib.blake2b(text.encode(), digest_size=8, key=_KEY).hexdigest()
 
@@ -339,47 +340,6 @@ def _sanitize_exceptions(span: ReadableSpan) -> None:
             span._status = Status(status.status_code, description)
 
 
-class SanitizingLogProcessor(LogRecordProcessor):
-    """Rewrites the application's log records before the processors after it (the exporters).
-
-    Attributes go through the same rules as a span's (``redact_attributes``, and statements and
-    URLs when ``sanitize`` is on); with ``sanitize`` on, the body and the exception attributes go
-    through ``sanitize_message``.
-    """
-
-    def __init__(self, *, sanitize: bool = True, redact_attributes: Iterable[str] = ()) -> None:
-        self.sanitize = sanitize
-        self._attributes = SanitizingSpanProcessor(sanitize=sanitize, redact_attributes=redact_attributes)
-
-    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        try:
-            self._rewrite(log_record)
-        except Exception:  # never into the application's logging call
-            logger.debug("could not sanitize a log record", exc_info=True)
-
-    def _rewrite(self, log_record: ReadWriteLogRecord) -> None:
-        record = log_record.log_record
-        attributes = record.attributes
-        if attributes:
-            changed = dict(self._attributes.rewrite(attributes) or {})
-            if self.sanitize:
-                for key in EXCEPTION_TEXT_KEYS:
-                    value = changed.get(key, attributes.get(key))
-                    if isinstance(value, str):
-                        changed[key] = sanitize_message(value)
-            for key, value in changed.items():
-                if attributes.get(key) != value:
-                    attributes[key] = value  # type: ignore[index]
-        if self.sanitize and isinstance(record.body, str):
-            record.body = sanitize_message(record.body)
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
 def _parameters(attributes: Mapping[str, Any], drop_from: dict[str, Any] | None) -> str:
     """The captured bind parameters as one text (``""``: none), removed from ``drop_from``."""
     found = attributes.get(_PARAMETERS)
@@ -411,3 +371,13 @@ def _replace_attributes(span: ReadableSpan, attributes: dict[str, Any]) -> None:
         span._attributes = bounded
     else:
         span._attributes = attributes
+
+
+def __getattr__(name: str) -> Any:
+    """``SanitizingLogProcessor`` is built on the log SDK: it lives in ``log_export``, imported
+    when first used."""
+    if name == "SanitizingLogProcessor":
+        from amqadf_agent.runtime import log_export
+
+        return log_export.SanitizingLogProcessor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
