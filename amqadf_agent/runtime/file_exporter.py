@@ -3,8 +3,9 @@
 Each line is one ``ExportTraceServiceRequest`` / ``ExportMetricsServiceRequest`` /
 ``ExportLogsServiceRequest`` in the OTLP JSON encoding (hex ids, int64 as strings), exactly the
 shape the OpenTelemetry Collector's ``file`` exporter writes, so ``amqadf-analyze`` reads both.
-Encoding is the SDK's own (``opentelemetry-exporter-otlp-json-common``); serialisation is
-``orjson``, several times faster than ``json`` on these nested dicts.
+Spans and log records are encoded by :mod:`.otlp_json_encode` (the SDK encoder's bytes, several
+times cheaper); metrics by the SDK's own (``opentelemetry-exporter-otlp-json-common``).
+Serialisation is ``orjson``, several times faster than ``json`` on these nested dicts.
 
 A batch is written with one ``os.write`` on an ``O_APPEND`` descriptor, so lines from concurrent
 writers never interleave. Rotation follows the Collector (lumberjack): the full file is renamed to
@@ -25,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from opentelemetry.exporter.otlp.json.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.json.common.metrics_encoder import encode_metrics
-from opentelemetry.exporter.otlp.json.common.trace_encoder import encode_spans
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from amqadf_agent.runtime.otlp_json_encode import logs_line, spans_line
 
 _logger = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ class FileSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:
             return SpanExportResult.SUCCESS
-        self.writer.write(_line(encode_spans(spans)))
+        self.writer.write(spans_line(spans))
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -214,7 +215,7 @@ class FileLogExporter(LogRecordExporter):
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         if not batch:
             return LogRecordExportResult.SUCCESS
-        self.writer.write(_line(encode_logs(batch)))
+        self.writer.write(logs_line(batch))
         return LogRecordExportResult.SUCCESS
 
     def shutdown(self) -> None:
