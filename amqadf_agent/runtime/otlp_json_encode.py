@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanKind, StatusCode
 
 _logger = logging.getLogger(__name__)
@@ -234,8 +235,9 @@ def _group(items: Sequence[Any], encode: Callable[[Any], Json], scopes_key: str,
 
 def _span(span: Any) -> Json:
     if type(span) in _SDK_SPANS:
-        # What the public properties return, read without a call each (events and links are
-        # iterated, never copied to a tuple first).
+        # What the public properties return, read without a call each: events and links are
+        # iterated from their deque (the span has ended: nothing is added any more), never copied
+        # to a tuple first; the dropped counts as the properties compute them.
         context = span._context
         parent = span._parent
         name = span._name
@@ -246,6 +248,17 @@ def _span(span: Any) -> Json:
         events = span._events
         links = span._links
         status = span._status
+        dropped_attributes = attributes.dropped if isinstance(attributes, BoundedAttributes) else 0
+        if isinstance(events, BoundedList):
+            dropped_events = events.dropped
+            events = events._dq  # type: ignore[attr-defined]
+        else:
+            dropped_events = 0
+        if isinstance(links, BoundedList):
+            dropped_links = links.dropped
+            links = links._dq  # type: ignore[attr-defined]
+        else:
+            dropped_links = 0
     else:
         context = span.get_span_context()
         parent = span.parent
@@ -257,6 +270,9 @@ def _span(span: Any) -> Json:
         events = span.events
         links = span.links
         status = span.status
+        dropped_attributes = span.dropped_attributes
+        dropped_events = span.dropped_events
+        dropped_links = span.dropped_links
     if context:
         trace_id, span_id, trace_state = context.trace_id, context.span_id, context.trace_state
     else:
@@ -280,21 +296,20 @@ def _span(span: Any) -> Json:
         out["startTimeUnixNano"] = str(start)
     if end:
         out["endTimeUnixNano"] = str(end)
-    if attributes:
-        out["attributes"] = _attributes(attributes)
-    dropped = span.dropped_attributes
-    if dropped:
-        out["droppedAttributesCount"] = dropped
+    if attributes is not None:
+        encoded = _attributes(attributes)
+        if encoded:
+            out["attributes"] = encoded
+    if dropped_attributes:
+        out["droppedAttributesCount"] = dropped_attributes
     if events:
         out["events"] = [_event(event) for event in events]
-    dropped = span.dropped_events
-    if dropped:
-        out["droppedEventsCount"] = dropped
+    if dropped_events:
+        out["droppedEventsCount"] = dropped_events
     if links:
         out["links"] = [_link(link) for link in links]
-    dropped = span.dropped_links
-    if dropped:
-        out["droppedLinksCount"] = dropped
+    if dropped_links:
+        out["droppedLinksCount"] = dropped_links
     if status is not None:
         code = _STATUS[status.status_code]
         description = status.description
