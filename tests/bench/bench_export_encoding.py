@@ -13,7 +13,9 @@ statement and 5 attributes, children of the HTTP spans), from a real SDK ``Trace
   its caches are warm, as in a running process: most string attributes repeat (methods, routes,
   hosts); the ``every string value new`` rows encode a new batch each round whose string values
   were never seen (the cache's worst case), the SDK beside it on the same batches;
-* ``SDK protobuf``: the OTLP protobuf encoder and ``SerializeToString``, what OTLP/HTTP exports.
+* ``SDK protobuf``: the OTLP protobuf encoder and ``SerializeToString``, what OTLP/HTTP exports;
+* ``log records``: the same for a batch of log records (a message, three ``code.*`` attributes,
+  half of them inside a span).
 
 Each figure is µs of CPU (the thread's, so that other processes on a busy machine do not count) per
 span: the median and best of ``--rounds`` rounds; in each round every row encodes the same batch
@@ -23,21 +25,26 @@ once, in turn, each after a full garbage collection so that no row pays for anot
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import statistics
 import time
 from collections.abc import Callable
 
 import orjson
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.exporter.otlp.json.common._log_encoder import encode_logs as sdk_encode_logs
 from opentelemetry.exporter.otlp.json.common.trace_encoder import encode_spans as sdk_encode_spans
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as proto_encode_spans
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from amqadf_agent.runtime.otlp_json_encode import encode_spans, spans_line
+from amqadf_agent.runtime.otlp_json_encode import encode_spans, logs_line, spans_line
 
 STATEMENT = (
     "SELECT o.id, o.total, o.status, c.email FROM orders o JOIN customers c ON c.id = o.customer_id "
@@ -105,12 +112,36 @@ def typical_spans(count: int, unique: bool = False, first: int = 0) -> list[Read
     return list(captured.get_finished_spans())
 
 
+def typical_logs(count: int) -> list[ReadableLogRecord]:
+    """``count`` log records from the ``logging`` bridge's usual fields, half inside a span."""
+    captured = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=Resource.create({"service.name": "orders"}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(captured))
+    logger = provider.get_logger("orders.views", "1.4.2")
+    tracer = TracerProvider().get_tracer("bench")
+    for i in range(count):
+        with tracer.start_as_current_span("GET /orders/{id}") if i % 2 else contextlib.nullcontext():
+            logger.emit(
+                severity_number=SeverityNumber.WARN,
+                severity_text="WARNING",
+                body=f"order {i} took 412 ms",
+                attributes={
+                    "code.file.path": "/app/orders/views.py",
+                    "code.line.number": 88,
+                    "code.function.name": "show",
+                },
+            )
+    provider.shutdown()
+    return list(captured.get_finished_logs())
+
+
 BEFORE = "SDK JSON: encode_spans + to_dict + orjson.dumps (before)"
 NEW_BEFORE = "SDK JSON, every string value new"
+LOGS_BEFORE = "log records, SDK JSON: encode_logs + to_dict + orjson.dumps"
 
 
 def rows(
-    spans: list[ReadableSpan], fresh: list[list[ReadableSpan]]
+    spans: list[ReadableSpan], fresh: list[list[ReadableSpan]], logs: list[ReadableLogRecord]
 ) -> list[tuple[str, Callable[[int], object], str]]:
     """(name, what it runs in a round, the row its ratio is against; "" for none)."""
     sdk_message = sdk_encode_spans(spans)
@@ -129,6 +160,8 @@ def rows(
         ),
         (NEW_BEFORE, lambda n: orjson.dumps(sdk_encode_spans(fresh[n]).to_dict()), NEW_BEFORE),
         ("direct JSON, every string value new", lambda n: spans_line(fresh[n]), NEW_BEFORE),
+        (LOGS_BEFORE, lambda _: orjson.dumps(sdk_encode_logs(logs).to_dict()), LOGS_BEFORE),
+        ("log records, direct JSON: logs_line", lambda _: logs_line(logs), LOGS_BEFORE),
     ]
 
 
@@ -143,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     for batch in (spans, fresh[0]):
         if spans_line(batch) != orjson.dumps(sdk_encode_spans(batch).to_dict()) + b"\n":
             print("direct JSON differs from the SDK's: the figures below compare different outputs")
-    table = rows(spans, fresh)
+    logs = typical_logs(args.batch)
+    if logs_line(logs) != orjson.dumps(sdk_encode_logs(logs).to_dict()) + b"\n":
+        print("direct JSON differs from the SDK's for log records")
+    table = rows(spans, fresh, logs)
     times: dict[str, list[float]] = {name: [] for name, _, _ in table}
     for _, fn, _ in table:
         fn(args.rounds)  # warm up, the direct encoder's caches too (they persist across batches)
@@ -154,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             fn(n)
             times[name].append((time.thread_time() - start) / len(spans) * 1e6)
     medians = {name: statistics.median(runs) for name, runs in times.items()}
-    print(f"batch of {len(spans)} spans, {args.rounds} rounds")
-    print(f"{'µs of CPU per span':62} {'median':>8} {'best':>8} {'vs SDK JSON':>12}")
+    print(f"batch of {len(spans)} spans (or log records), {args.rounds} rounds")
+    print(f"{'µs of CPU per span (log record)':62} {'median':>8} {'best':>8} {'vs SDK JSON':>12}")
     for name, _, versus in table:
         ratio = f"{medians[versus] / medians[name]:11.1f}x" if versus else ""
         print(f"{name:62} {medians[name]:8.2f} {min(times[name]):8.2f} {ratio:>12}")
