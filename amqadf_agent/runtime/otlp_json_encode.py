@@ -291,7 +291,8 @@ def _span(span: Any) -> Json:
         out["flags"] = _HAS_IS_REMOTE
     if name:
         out["name"] = name
-    out["kind"] = _KIND[kind]
+    # Enum members hash in Python: read the value of an exact member, look up anything else.
+    out["kind"] = kind._value_ + 1 if type(kind) is SpanKind else _KIND[kind]
     if start:
         out["startTimeUnixNano"] = str(start)
     if end:
@@ -311,7 +312,8 @@ def _span(span: Any) -> Json:
     if dropped_links:
         out["droppedLinksCount"] = dropped_links
     if status is not None:
-        code = _STATUS[status.status_code]
+        code = status.status_code
+        code = code._value_ if type(code) is StatusCode else _STATUS[code]
         description = status.description
         if description:
             out["status"] = {"message": description, "code": code} if code else {"message": description}
