@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 import pytest
 from google.protobuf import json_format
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace as trace_api
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.json.common._log_encoder import encode_logs as sdk_encode_logs
@@ -431,3 +433,47 @@ def test_the_string_cache_keeps_few_values_per_key_and_few_in_all(monkeypatch: p
     assert fast_line(many) == sdk_line(many)
     assert sum(len(t) for t in otlp_json_encode._pairs_by_key.values()) <= 100
     assert 0 < otlp_json_encode._cached <= 100
+
+
+_scalars = (
+    st.text(st.characters(blacklist_categories=["Cs"]), max_size=12)
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.binary(max_size=8)
+    | st.none()
+)
+_values = (
+    _scalars | st.lists(_scalars, max_size=4) | st.dictionaries(st.text(max_size=4), _scalars, max_size=3)
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(attrs=st.dictionaries(st.text(max_size=6), _values, max_size=8), remote=st.booleans())
+def test_any_attributes_a_tracer_keeps_are_the_sdk_encoders_bytes(
+    attrs: dict[str, Any], remote: bool
+) -> None:
+    """Whatever the SDK keeps on a span (it cleans values and keys first), on the fast path."""
+    captured = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource({"r": "x"}))
+    provider.add_span_processor(SimpleSpanProcessor(captured))
+    parent = trace_api.set_span_in_context(trace_api.NonRecordingSpan(SpanContext(5, 6, is_remote=remote)))
+    with provider.get_tracer("t").start_as_current_span("s", context=parent, attributes=attrs) as span:
+        span.add_event("e", attrs)
+    spans = captured.get_finished_spans()
+    assert fast_line(spans) == sdk_line(spans)
+
+
+@pytest.mark.filterwarnings("ignore:Log record attributes were dropped")
+@settings(max_examples=150, deadline=None)
+@given(
+    body=_values | st.lists(_values, max_size=3),
+    attrs=st.dictionaries(st.text(max_size=6), _values, max_size=5),
+)
+def test_any_log_body_and_attributes_are_the_sdk_encoders_bytes(body: Any, attrs: dict[str, Any]) -> None:
+    captured = InMemoryLogRecordExporter()
+    provider = LoggerProvider(resource=Resource({"r": "x"}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(captured))
+    provider.get_logger("t").emit(body=body, attributes=attrs, severity_number=SeverityNumber.DEBUG)
+    batch = captured.get_finished_logs()
+    assert orjson.dumps(otlp_json_encode.encode_logs(batch)) + b"\n" == sdk_logs_line(batch)
