@@ -3,8 +3,9 @@
 Each line is one ``ExportTraceServiceRequest`` / ``ExportMetricsServiceRequest`` /
 ``ExportLogsServiceRequest`` in the OTLP JSON encoding (hex ids, int64 as strings), exactly the
 shape the OpenTelemetry Collector's ``file`` exporter writes, so ``amqadf-analyze`` reads both.
-Encoding is the SDK's own (``opentelemetry-exporter-otlp-json-common``); serialisation is
-``orjson``, several times faster than ``json`` on these nested dicts.
+Spans and log records are encoded by :mod:`.otlp_json_encode` (the SDK encoder's bytes, several
+times cheaper); metrics by the SDK's own (``opentelemetry-exporter-otlp-json-common``).
+Serialisation is ``orjson``, several times faster than ``json`` on these nested dicts.
 
 A batch is written with one ``os.write`` on an ``O_APPEND`` descriptor, so lines from concurrent
 writers never interleave. Rotation follows the Collector (lumberjack): the full file is renamed to
@@ -26,10 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from opentelemetry.exporter.otlp.json.common.metrics_encoder import encode_metrics
-from opentelemetry.exporter.otlp.json.common.trace_encoder import encode_spans
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from amqadf_agent.runtime.otlp_json_encode import spans_line
 
 if TYPE_CHECKING:
     from amqadf_agent.runtime.file_log_exporter import FileLogExporter as FileLogExporter
@@ -173,7 +175,7 @@ class FileSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:
             return SpanExportResult.SUCCESS
-        self.writer.write(_line(encode_spans(spans)))
+        self.writer.write(spans_line(spans))
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:

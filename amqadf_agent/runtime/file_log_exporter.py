@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opentelemetry.exporter.otlp.json.common._log_encoder import encode_logs
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
-from amqadf_agent.runtime.file_exporter import RotatingLineWriter, _line
+from amqadf_agent.runtime.file_exporter import RotatingLineWriter
+from amqadf_agent.runtime.otlp_json_encode import logs_line
 
 __all__ = ["FileLogExporter"]
 
@@ -26,7 +26,7 @@ class FileLogExporter(LogRecordExporter):
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         if not batch:
             return LogRecordExportResult.SUCCESS
-        self.writer.write(_line(encode_logs(batch)))
+        self.writer.write(logs_line(batch))
         return LogRecordExportResult.SUCCESS
 
     def shutdown(self) -> None:
