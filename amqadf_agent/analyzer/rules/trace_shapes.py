@@ -339,11 +339,14 @@ class TraceShapeRules:
         sizes: dict[str, int] = {}
         calls_by_parent: dict[str, list[_Raw]] = {}
         http: list[_Raw] = []
+        # No parent in a trace this small has children enough for a fan-out: none counted (most traces).
+        count_children = len(raw) > config.fan_out_max_children
         for entry in raw:
             parent_id = entry[0]
             kind = entry[4]
             if parent_id:
-                sizes[parent_id] = sizes.get(parent_id, 0) + 1
+                if count_children:
+                    sizes[parent_id] = sizes.get(parent_id, 0) + 1
                 if kind:
                     group = calls_by_parent.get(parent_id)
                     if group is None:
