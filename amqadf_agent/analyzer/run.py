@@ -267,19 +267,13 @@ class RecordRouter:
         self.service = service
         self.since_ns = since_ns
         self.until_ns = until_ns
-        #: Services whose db client spans reached the database rules.
-        self.db_services: set[str] = set()
         #: Db spans pass through it to the database rules: a call two instrumentations saw counts once.
-        self._db_resource: object = None
-        self.dedup = CallDeduplicator(self._to_database)
+        self.dedup = CallDeduplicator(database.add_span)
 
-    def _to_database(self, span: SpanRecord) -> None:
-        database = self.database
-        before = database.db_calls
-        database.add_span(span)
-        if database.db_calls != before and span.resource is not self._db_resource:
-            self._db_resource = span.resource  # records of one resource share it: one look-up
-            self.db_services.add(service_name(span.resource))
+    @property
+    def db_services(self) -> set[str]:
+        """Services whose db client spans reached the database rules."""
+        return self.database.services()
 
     def _inside(self, time_ns: int) -> bool:
         if self.since_ns is not None and time_ns < self.since_ns:

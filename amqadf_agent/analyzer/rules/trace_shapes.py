@@ -239,6 +239,8 @@ class TraceShapeRules:
         self.service = service
         self.since_ns = since_ns
         self.until_ns = until_ns
+        #: Whether a time filter is set at all (most runs: none, one test per span).
+        self._timed = since_ns is not None or until_ns is not None
         self._traces: dict[str, list[_Raw]] = {}
         self._statements: dict[str, tuple[str, bool]] = {}
         self._statement_heads: dict[str, tuple[str, bool]] = {}
@@ -268,8 +270,9 @@ class TraceShapeRules:
         if not self._keep:
             return
         end_ns = span.end_ns
-        if (self.since_ns is not None and end_ns < self.since_ns) or (
-            self.until_ns is not None and end_ns > self.until_ns
+        if self._timed and (
+            (self.since_ns is not None and end_ns < self.since_ns)
+            or (self.until_ns is not None and end_ns > self.until_ns)
         ):
             return
         kind, text, method, where = _OTHER, span.name, "", None
