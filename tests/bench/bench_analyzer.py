@@ -43,11 +43,14 @@ file's peak within 10% of the half file's).
 
 About half the generated spans are db client spans, the analyzer's costliest kind (each statement
 is tokenized to normalize it and hash its literals). Measured on the 2-core development machine
-(2026-11-27, best of 3): ~141 000 spans/s end to end (2.16 s; ~131 000 on the half file) and 64 MB
-peak RSS (62 MB on the half file: flat); ~107 000 spans/s in one process; the reader alone ~196 000,
-orjson.loads alone ~285 000, DuckDB ~38 000 (1.1 GB). The end-to-end rate depends on that second
-core being free: with another CPU-bound process on the machine it falls to about the one-process
-rate, or a little under.
+(2026-11-27, best of 3, quiet): ~141 000 spans/s end to end with the reading child and ~107 000 in one
+process, 64 MB peak RSS; the reader alone ~196 000, orjson.loads alone ~285 000, DuckDB ~38 000
+(1.1 GB). Since then the endpoint, dedup, trace-shape, impact, HTTP-call and pool rules were added:
+on 2026-12-06, under a load of ~5 from other work (so in CPU seconds, best of 3, on the 105 MB file),
+one process took 3.35 s for 146 000 spans (43 000 spans/s), the reader alone 0.83 s, orjson.loads
+alone 0.64 s: 0.19 of the parse rate; peak RSS 129 MB (105 MB on the half file: the rules' buffers
+grow to their bounds). Under that load the command chose one process in every run (17.2 s for the
+220 MB file), where the code that forked whenever it had two CPUs took 21.6 s.
 """
 
 from __future__ import annotations
