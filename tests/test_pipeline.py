@@ -166,12 +166,69 @@ def test_the_report_is_the_same(mixed: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert any(r["rule"] == "n_plus_one" for r in report["recommendations"])
 
 
-def test_the_cli_reads_large_inputs_in_a_second_process(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def cpus(monkeypatch: pytest.MonkeyPatch, mine: int, machine: int, running: list[int | None]) -> None:
+    """``mine`` CPUs for this process of ``machine``, and ``running`` tasks at each read of /proc/stat."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(mine)))
+    monkeypatch.setattr(os, "cpu_count", lambda: machine)
+    reads = iter(running)
+    monkeypatch.setattr(run, "_running_tasks", lambda: next(reads))
+    monkeypatch.setattr(run, "FREE_CPU_SAMPLE_GAP_S", 0.0)
+
+
+def test_the_cli_reads_large_inputs_in_a_second_process_when_a_cpu_is_free(
+    mixed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(run, "PIPELINE_MIN_BYTES", 1)
-    wanted = run._wants_pipeline([str(mixed)])
-    assert wanted == (len(os.sched_getaffinity(0)) >= 2)
+    cpus(monkeypatch, 2, 2, [1, 1, 1])  # this process alone runs: the other CPU is free
+    assert run._wants_pipeline([str(mixed)])
+    # a small input: never
     monkeypatch.setattr(run, "PIPELINE_MIN_BYTES", 1 << 40)
+    cpus(monkeypatch, 2, 2, [1, 1, 1])
     assert not run._wants_pipeline([str(mixed)])
+
+
+@pytest.mark.parametrize(
+    ("mine", "machine", "running", "free"),
+    [
+        (2, 2, [1, 1, 1], 1.0),  # alone on two CPUs
+        (2, 2, [2, 2, 2], 0.0),  # another busy process: no CPU for the child
+        (2, 2, [2, 1, 1], 2 / 3),  # one busy a third of the time: under the bar
+        (4, 4, [2, 3, 2], 1 + 2 / 3),
+        (1, 8, [1, 1, 1], 0.0),  # one CPU for this process, whatever the machine has
+        (2, 8, [8, 8, 8], 0.0),  # our two among eight, all eight busy elsewhere
+    ],
+)
+def test_the_free_cpus_are_those_beside_this_process_and_the_running_tasks(
+    monkeypatch: pytest.MonkeyPatch, mine: int, machine: int, running: list[int], free: float
+) -> None:
+    cpus(monkeypatch, mine, machine, running)
+    assert run._free_cpus() == pytest.approx(free)
+    cpus(monkeypatch, mine, machine, running)
+    monkeypatch.setattr(run, "_input_reaches", lambda paths, size: True)
+    assert run._wants_pipeline(["x"]) == (free >= run.PIPELINE_MIN_FREE_CPUS)
+
+
+def test_without_proc_stat_the_load_average_tells_the_free_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpus(monkeypatch, 2, 2, [None])
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 3.0, 3.0))
+    assert run._free_cpus() == pytest.approx(0.8)
+    cpus(monkeypatch, 2, 2, [None])
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 0.0, 0.0))
+    assert run._free_cpus() == pytest.approx(-0.5)
+
+
+def test_running_tasks_are_read_from_proc_stat(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_bytes(b"cpu  1 2 3 4\nctxt 99\nprocs_running 3\nprocs_blocked 0\n")
+    assert run._running_tasks(str(stat)) == 3
+    stat.write_bytes(b"cpu  1 2 3 4\nprocs_running x\n")
+    assert run._running_tasks(str(stat)) is None
+    stat.write_bytes(b"cpu  1 2 3 4\n")
+    assert run._running_tasks(str(stat)) is None
+    assert run._running_tasks(str(tmp_path / "missing")) is None
+    if os.path.exists("/proc/stat"):
+        running = run._running_tasks()
+        assert running is not None and running >= 1  # this test runs
 
 
 def test_a_reading_process_that_dies_is_one_line_not_a_traceback(

@@ -194,9 +194,10 @@ def _typed_spans(request: _SpansRequest, make: Callable[..., Any]) -> list[Any]:
                     span_id, 16, "spanId", True, span_ids
                 )
                 parent = span.parentSpanId
-                parent = (parent is not None and span_ids.get(parent)) or _memo_id(
-                    parent, 16, "parentSpanId", False, span_ids
-                )
+                if not parent:  # a root span: None or "", the "" _id gives an absent optional id
+                    parent = ""
+                else:
+                    parent = span_ids.get(parent) or _memo_id(parent, 16, "parentSpanId", False, span_ids)
                 start = span.startTimeUnixNano
                 if type(start) is str and start.isdigit() and start.isascii() and len(start) <= 20:
                     start = int(start)

@@ -6,9 +6,10 @@ turns errors into exit codes. ``PerformanceTuner.analyze_telemetry`` and the tes
 
 One streaming pass feeds every record to the summary, the database rules, the per-window scaling
 metrics (``analyzer.windows``), the cache rules, the thread rules, the trace-shape rules and the
-connection-pool rules. With two CPUs or more, an input of ``PIPELINE_MIN_BYTES`` or more is read by a
-forked child process (``analyzer.pipeline``: the same records in the same order), so that reading and
-the rules run on two CPUs at once.
+connection-pool rules. An input of ``PIPELINE_MIN_BYTES`` or more is read by a forked child process
+(``analyzer.pipeline``: the same records in the same order) when a CPU is free for it beside this
+process's own (``_free_cpus``: the tasks running now), so that reading and the rules run on two CPUs
+at once; on a busy machine two processes would take turns on the same CPUs, and one reads.
 
 The scaling timeline uses ``window`` seconds per window (``None``: 60, or 5 to 30 for data covering
 less than ten minutes, so that a short run still has about ten windows; never shorter than the metric
@@ -60,9 +61,16 @@ __all__ = ["Analysis", "AnalysisOptions", "analyze"]
 GC_YOUNG_THRESHOLD: Final = 50_000
 #: Inputs smaller than this are read too fast for a progress line to help.
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
-#: Inputs from this size on are read by a second process (``analyzer.pipeline``) when there is a
-#: second CPU: forking costs a few milliseconds, reading 16 MB about 0.1 s.
+#: Inputs from this size on are read by a second process (``analyzer.pipeline``) when a CPU is free
+#: for it: forking costs a few milliseconds, reading 16 MB about 0.1 s.
 PIPELINE_MIN_BYTES = 16 * 1024 * 1024
+#: CPUs that must be free beside this process's own for the reading child (``_free_cpus``): most of
+#: one, or the child shares a CPU with the rules and reading in two processes is slower than in one.
+PIPELINE_MIN_FREE_CPUS = 0.75
+#: Reads of the running tasks for ``_free_cpus`` and the pause between two: 10 ms in all, against the
+#: 0.5 s or more that an input of ``PIPELINE_MIN_BYTES`` takes.
+FREE_CPU_SAMPLES = 3
+FREE_CPU_SAMPLE_GAP_S = 0.005
 #: What ``prometheus`` reads when neither ``since_ns`` nor ``until_ns`` is given: the last hour.
 PROMETHEUS_DEFAULT_RANGE_NS: Final = 3600 * 1_000_000_000
 
@@ -260,19 +268,13 @@ class RecordRouter:
         self.service = service
         self.since_ns = since_ns
         self.until_ns = until_ns
-        #: Services whose db client spans reached the database rules.
-        self.db_services: set[str] = set()
         #: Db spans pass through it to the database rules: a call two instrumentations saw counts once.
-        self._db_resource: object = None
-        self.dedup = CallDeduplicator(self._to_database)
+        self.dedup = CallDeduplicator(database.add_span)
 
-    def _to_database(self, span: SpanRecord) -> None:
-        database = self.database
-        before = database.db_calls
-        database.add_span(span)
-        if database.db_calls != before and span.resource is not self._db_resource:
-            self._db_resource = span.resource  # records of one resource share it: one look-up
-            self.db_services.add(service_name(span.resource))
+    @property
+    def db_services(self) -> set[str]:
+        """Services whose db client spans reached the database rules."""
+        return self.database.services()
 
     def _inside(self, time_ns: int) -> bool:
         if self.since_ns is not None and time_ns < self.since_ns:
@@ -318,11 +320,49 @@ class RecordRouter:
 
 
 def _wants_pipeline(paths: list[str]) -> bool:
-    """Read in a second process: only with two CPUs or more for this process, and a large input."""
-    if not hasattr(os, "fork"):
+    """Read in a second process: only for a large input, and only when a CPU is free for the child
+    beside this process's own (``_free_cpus``); on a busy machine the child would take turns with the
+    rules on the same CPUs, and two processes are then slower than one."""
+    if not hasattr(os, "fork") or not _input_reaches(paths, PIPELINE_MIN_BYTES):
         return False
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return cpus >= 2 and _input_reaches(paths, PIPELINE_MIN_BYTES)
+    return _free_cpus() >= PIPELINE_MIN_FREE_CPUS
+
+
+def _free_cpus() -> float:
+    """CPUs free beside this process's own: those it may run on, less one for itself and the other
+    tasks running now (Linux: ``procs_running`` of ``/proc/stat``, ``FREE_CPU_SAMPLES`` reads a few
+    milliseconds apart, averaged; elsewhere the 1-minute load average, which lags). The count is
+    machine-wide: when this process may use only some of the CPUs, it errs towards one process."""
+    mine = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    machine = os.cpu_count() or mine
+    counts = []
+    for sample in range(FREE_CPU_SAMPLES):
+        if sample:
+            time.sleep(FREE_CPU_SAMPLE_GAP_S)
+        running = _running_tasks()
+        if running is None:
+            break
+        counts.append(running - 1)  # less this process
+    if counts:
+        others = sum(counts) / len(counts)
+    else:
+        try:
+            others = os.getloadavg()[0]
+        except (AttributeError, OSError):  # neither (Windows): what this process may use
+            others = 0.0
+    return min(mine - 1, machine - 1 - others)
+
+
+def _running_tasks(path: str = "/proc/stat") -> int | None:
+    """Tasks runnable right now, this one included (Linux), or None when ``path`` cannot tell."""
+    try:
+        with open(path, "rb") as stat:
+            for line in stat:
+                if line.startswith(b"procs_running "):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _input_reaches(paths: list[str], size: int) -> bool:

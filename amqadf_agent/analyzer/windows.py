@@ -347,6 +347,8 @@ class WindowAggregator:
         self.service = service
         self.since_ns = since_ns
         self.until_ns = until_ns
+        #: Whether a time filter is set at all (most runs: none, no test per span).
+        self._timed = since_ns is not None or until_ns is not None
         self._buckets: dict[int, _Bucket] = {}
         self._histograms = HistogramDeltas()
         self._cpu_time_last: dict[Hashable, tuple[int, int, float]] = {}
@@ -477,18 +479,20 @@ class WindowAggregator:
             self._add_metric(record)
 
     def _add_span(self, span: SpanRecord) -> None:
-        if span.kind != SPAN_KIND_SERVER or not self._in_range(span.end_ns):
+        # _in_range(t) is t > 0 when no time filter is set (most runs): no call for it then.
+        end_ns, start_ns, timed = span.end_ns, span.start_ns, self._timed
+        if span.kind != SPAN_KIND_SERVER or not (end_ns > 0 and (not timed or self._in_range(end_ns))):
             return
         self._saw_spans = True
         if self._instance:
             self._serving.add(self._instance)
-        bucket = self._bucket(span.end_ns)
-        if span.start_ns > 0 and self._in_range(span.start_ns):
-            self._touch(span.start_ns)  # the data covers the time since the request arrived
+        bucket = self._bucket(end_ns)
+        if start_ns > 0 and (not timed or self._in_range(start_ns)):
+            self._touch(start_ns)  # the data covers the time since the request arrived
         bucket.span_requests += 1
         if is_error(span.attributes, span.status_code):
             bucket.span_errors += 1
-        duration = span.duration_s
+        duration = max(end_ns - start_ns, 0) / 1e9  # span.duration_s
         bucket.span_seen += 1
         slowest = bucket.slowest
         if len(slowest) < EXAMPLES_PER_WINDOW or duration > slowest[0][0]:

@@ -503,6 +503,10 @@ class DatabaseRules:
                 if len(finding.examples) < config.max_examples:
                     finding.examples.append((trace_id, min(same, key=lambda c: c[1])[5]))
 
+    def services(self) -> set[str]:
+        """The ``service.name`` of every service whose calls were counted (the db spans' services)."""
+        return {service for stats in self._stats.values() for service in stats.services}
+
     def statement_id(self, normalized: str) -> int | None:
         """The id the calls given to ``trace_listener`` carry for a normalized statement."""
         return self._ids.get(normalized)

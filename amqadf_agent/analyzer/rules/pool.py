@@ -137,6 +137,8 @@ class PoolRules:
         self.service = service
         self.since_ns = since_ns
         self.until_ns = until_ns
+        #: Whether a time filter is set at all (most runs: none, no test per span).
+        self._timed = since_ns is not None or until_ns is not None
         self._pools: dict[tuple[str, str, str], PoolStats] = {}
         self._histograms = HistogramDeltas()
         #: (service, instance) -> start and end times (ns) of its db client spans, for the sweep.
@@ -199,7 +201,7 @@ class PoolRules:
         if (
             self._swept >= MAX_SWEPT_SPANS
             or not 0 <= start_ns < end_ns < _TIME_LIMIT
-            or not self._inside(end_ns)
+            or (self._timed and not self._inside(end_ns))
         ):
             return  # a time outside uint64 (which a hostile file can hold) fits no array
         if span.resource is not self._last_resource:

@@ -239,6 +239,8 @@ class TraceShapeRules:
         self.service = service
         self.since_ns = since_ns
         self.until_ns = until_ns
+        #: Whether a time filter is set at all (most runs: none, one test per span).
+        self._timed = since_ns is not None or until_ns is not None
         self._traces: dict[str, list[_Raw]] = {}
         self._statements: dict[str, tuple[str, bool]] = {}
         self._statement_heads: dict[str, tuple[str, bool]] = {}
@@ -271,8 +273,9 @@ class TraceShapeRules:
         if not self._keep:
             return
         end_ns = span.end_ns
-        if (self.since_ns is not None and end_ns < self.since_ns) or (
-            self.until_ns is not None and end_ns > self.until_ns
+        if self._timed and (
+            (self.since_ns is not None and end_ns < self.since_ns)
+            or (self.until_ns is not None and end_ns > self.until_ns)
         ):
             return
         kind, text, method, where = _OTHER, span.name, "", None
@@ -342,11 +345,14 @@ class TraceShapeRules:
         sizes: dict[str, int] = {}
         calls_by_parent: dict[str, list[_Raw]] = {}
         http: list[_Raw] = []
+        # No parent in a trace this small has children enough for a fan-out: none counted (most traces).
+        count_children = len(raw) > config.fan_out_max_children
         for entry in raw:
             parent_id = entry[0]
             kind = entry[4]
             if parent_id:
-                sizes[parent_id] = sizes.get(parent_id, 0) + 1
+                if count_children:
+                    sizes[parent_id] = sizes.get(parent_id, 0) + 1
                 if kind:
                     group = calls_by_parent.get(parent_id)
                     if group is None:
