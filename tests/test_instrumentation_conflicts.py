@@ -94,3 +94,20 @@ def test_the_line_for_other_requirements() -> None:
     assert "supports only psycopg >=3.1.0:" in line
     # an unparsable requirement is quoted as it is, never an error
     assert "supports only ???:" in describe("???", "thing 1.0")
+
+
+def test_beside_opentelemetry_distro_choosing_ours_is_quiet_and_another_choice_still_warns(
+    tmp_path: Path,
+) -> None:
+    assert version("opentelemetry-distro")  # installed with the test extra, as bootstrap suggests
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMQADF_", "OTEL_"))}
+    env.update(
+        OTEL_PYTHON_DISTRO="amqadf", AMQADF_OUTPUT_DIR=str(tmp_path / "t"), OTEL_TRACES_EXPORTER="none"
+    )
+    launcher = [str(BIN / "opentelemetry-instrument"), sys.executable, "-c", "pass"]
+    quiet = subprocess.run(launcher, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    # the user chose the other configurator: ours is skipped, and upstream says so
+    env["OTEL_PYTHON_CONFIGURATOR"] = "configurator"
+    told = subprocess.run(launcher, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert "Configuration of amqadf not loaded because configurator is set" in told.stderr, told.stderr

@@ -29,7 +29,10 @@ class AmqadfDistro(BaseDistro):  # type: ignore[misc]
     """Selecting the distro is enough: it also selects our configurator if none was chosen."""
 
     def _configure(self, **kwargs: Any) -> None:
+        from amqadf_agent.runtime import instrumentation_conflicts
+
         os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", NAME)
+        instrumentation_conflicts.install()  # before the configurators load: see the module
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         """Every instrumentation but those the running agent makes redundant (``DUPLICATES``)."""

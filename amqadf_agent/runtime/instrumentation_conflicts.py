@@ -1,4 +1,5 @@
-"""One clear line when an installed instrumentation does not support the installed library.
+"""One clear line when an installed instrumentation does not support the installed library, and
+none when another installed configurator is rightly skipped.
 
 An instrumentation supports a range of its library's versions; outside it (SQLAlchemy 2.1 under
 the SQLAlchemy instrumentation 0.66b1) it instruments nothing and the library's calls make no spans
@@ -7,6 +8,11 @@ marker (``"sqlalchemy<2.1.0,>=1.0.0; extra == "instruments""``) and names no fix
 rewrites that record, in place and only that record, into a line that says what is installed,
 what is supported, what it costs (no spans) and what to do. Nothing is imported for this: the
 filter sits on the two loggers by name and reads the record it is given.
+
+With ``opentelemetry-distro`` installed too (``opentelemetry-bootstrap`` suggests it), every start
+through our distro warned "Configuration of configurator not loaded because amqadf is set by
+OTEL_PYTHON_CONFIGURATOR" (or "..., amqadf already loaded"): the user chose ours, so those records
+are dropped (the distro installs the filter before the configurators load); another choice still warns.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ _LOADER_TEXT = re.compile(
     r'\("(?P<found>.+)"\) falls outside of that range'
 )
 _PREFIX = "amqadf-agent: "
+#: Our configurator's entry-point name (``distro.NAME``; not imported: that module loads the SDK).
+_OURS = "amqadf"
 
 
 class ConflictLine(logging.Filter):
@@ -34,6 +42,8 @@ class ConflictLine(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         with contextlib.suppress(Exception):  # a record we cannot read stays as it was
+            if _skipped_for_ours(record):
+                return False
             line = _line_for(record)
             if line is not None:
                 record.msg, record.args = line, ()
@@ -46,6 +56,18 @@ def install() -> None:
         target = logging.getLogger(name)
         if not any(isinstance(f, ConflictLine) for f in target.filters):
             target.addFilter(ConflictLine())
+
+
+def _skipped_for_ours(record: logging.LogRecord) -> bool:
+    """Another configurator not loaded because ours was chosen: expected, not a warning."""
+    args = record.args
+    return (
+        isinstance(record.msg, str)
+        and record.msg.startswith("Configuration of %s not loaded")  # "because ... is set", "already loaded"
+        and isinstance(args, tuple)
+        and len(args) >= 2
+        and args[1] == _OURS
+    )
 
 
 def _line_for(record: logging.LogRecord) -> str | None:
