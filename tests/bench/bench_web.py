@@ -7,8 +7,9 @@ Needs ``wrk`` (Debian: ``apt-get install -y wrk``). The application (tests/bench
 started in each of these ways:
 
 * ``none``: no instrumentation;
-* ``plain otlp``: ``opentelemetry-instrument`` with the SDK's configurator and no distro, OTLP/HTTP
-  (protobuf) traces and metrics to a sink on loopback that answers 200 and keeps nothing;
+* ``plain otlp``: ``opentelemetry-instrument`` with ``opentelemetry-distro`` (its distro and
+  configurator: the SDK as upstream sets it up), OTLP/HTTP (protobuf) traces and metrics to a sink
+  on loopback that answers 200 and keeps nothing;
 * ``plain file``: the same with the upstream OTLP JSON file exporter (``otlp_json_file``, to stdout
   sent to a file);
 * ``amqadf otlp`` / ``amqadf file``: ``amqadf-agent run --exporter otlp|file``.
@@ -56,8 +57,12 @@ def _free_port() -> int:
 class _Sink(http.server.BaseHTTPRequestHandler):
     """An OTLP/HTTP receiver that keeps nothing (an empty protobuf answer is a full success)."""
 
+    #: Bytes received per path, to check that a configuration exported at all.
+    received: dict[str, int] = {}
+
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        size = len(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        self.received[self.path] = self.received.get(self.path, 0) + size
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", "0")
@@ -101,8 +106,8 @@ def _command(config: str, port: int, sink: int, work: Path) -> tuple[list[str], 
     if config.startswith("plain"):
         kind = "otlp_proto_http" if config.endswith("otlp") else "otlp_json_file"
         env.update(
-            OTEL_PYTHON_DISTRO="none",  # no distro: not ours, which opentelemetry-instrument would find
-            OTEL_PYTHON_CONFIGURATOR="sdk",
+            OTEL_PYTHON_DISTRO="distro",  # opentelemetry-distro's: not ours, which is installed too
+            OTEL_PYTHON_CONFIGURATOR="configurator",
             OTEL_TRACES_EXPORTER=kind,
             OTEL_METRICS_EXPORTER=kind,
             OTEL_LOGS_EXPORTER="none",
@@ -177,8 +182,10 @@ def _measure(
                 url = f"http://127.0.0.1:{port}{path}"
                 _wrk(url, 2, args.connections)  # warm up
                 before = _tree_cpu(server.pid)
+                sent_before = _Sink.received.get("/v1/traces", 0)
                 requests, rate, p50, p99 = _wrk(url, args.seconds, args.connections)
                 cpu = _tree_cpu(server.pid) - before
+                time.sleep(6)  # a schedule delay: what the run made is exported
             finally:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(server.pid, signal.SIGTERM)
@@ -187,6 +194,11 @@ def _measure(
                 except subprocess.TimeoutExpired:
                     os.killpg(server.pid, signal.SIGKILL)
                     server.wait()
+        exported = _Sink.received.get("/v1/traces", 0) - sent_before
+        if config.endswith("file"):
+            exported = sum(p.stat().st_size for p in work.rglob("*") if p.is_file() and p.name != "web.db")
+        if config != "none" and exported == 0:
+            raise RuntimeError(f"{config}: no telemetry came out (see its output in {work})")
     return rate, p50, p99, cpu * 1000 / max(requests, 1)
 
 
