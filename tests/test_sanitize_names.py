@@ -291,3 +291,59 @@ def test_under_an_attribute_limit_the_marks_give_way_never_the_statement() -> No
     }
     assert exported.dropped_attributes == 1
 
+
+# -- the analyzer on db.query.summary -----------------------------------------------------------------
+
+
+def _db_span(n: int, attributes: dict[str, Any], duration_ns: int = 10**6, parent: str = "p") -> Any:
+    from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, SpanRecord
+
+    t0 = 1_700_000_000_000_000_000
+    return SpanRecord(
+        "ab" * 16,
+        f"{n + 1:016x}",
+        parent.ljust(16, "0"),
+        "db",
+        SPAN_KIND_CLIENT,
+        t0 + n * 10**8,
+        t0 + n * 10**8 + duration_ns,
+        0,
+        "",
+        {"db.system.name": "postgresql", **attributes},
+        (),
+        {"service.name": "shop"},
+        "test",
+    )
+
+
+def _findings(spans: list[Any]) -> dict[str, Any]:
+    from amqadf_agent.analyzer.rules.database import DatabaseRuleConfig, analyze_spans
+
+    return {(r.rule, r.subject): r for r in analyze_spans(spans, DatabaseRuleConfig(min_db_spans=1))}
+
+
+def test_the_analyzer_groups_spans_without_a_statement_by_their_summary() -> None:
+    slow = [_db_span(n, {SUMMARY: "SELECT orders"}, duration_ns=6 * 10**8) for n in range(6)]
+    updates = [_db_span(10 + n, {SUMMARY: "UPDATE orders"}, parent="q") for n in range(3)]
+    found = _findings(slow + updates)
+    # slow, and a run of six siblings: an N+1 and a slow query, labelled by the summary
+    assert set(found) == {("slow_query", "SELECT orders"), ("n_plus_one", "SELECT orders")}
+    assert found[("slow_query", "SELECT orders")].evidence.numbers["calls"] == 6
+    # not "UPDATE without WHERE" (its clauses are unknown) nor "identical" (its values are unknown)
+
+
+def test_a_statement_is_preferred_to_the_summary_and_its_findings_do_not_change() -> None:
+    statement = "UPDATE orders SET paid = 1"
+    bare = _findings([_db_span(n, {"db.query.text": statement}) for n in range(3)])
+    with_summary = _findings(
+        [_db_span(n, {"db.query.text": statement, SUMMARY: "UPDATE orders"}) for n in range(3)]
+    )
+    assert (
+        set(bare)
+        == set(with_summary)
+        == {
+            ("missing_where", "UPDATE orders SET paid = ?"),
+            ("repeated_identical", "UPDATE orders SET paid = ?"),
+        }
+    )
+    assert _findings([_db_span(0, {})]) == {}  # neither: not a db call the rules can name
