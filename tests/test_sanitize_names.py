@@ -54,6 +54,7 @@ def _one(exporter: InMemorySpanExporter) -> ReadableSpan:
         (f"SELECT * FROM users WHERE email = '{EMAIL}'", "SELECT * FROM users WHERE email = ?"),
         ("select id from cards where pan = 4111111111111111", "select id from cards where pan = ?"),
         ("UPDATE users SET pin = '1234' WHERE id = 7", "UPDATE users SET pin = ? WHERE id = ?"),
+        ("\n    Delete FROM t WHERE a = 'x'\n", "\n    Delete FROM t WHERE a = ?\n"),  # as written in code
         (
             "GET https://ann:hunter2@api.example.com/v1?sig=abc123&page=2",
             f"GET https://ann:{REDACTED}@api.example.com/v1?sig={REDACTED}&page={REDACTED}",

@@ -202,8 +202,8 @@ _STATEMENT_NAME = re.compile(
 ).match
 #: What a literal in a statement starts with (a quote, a digit): a statement name without one is kept.
 _NAME_LITERAL = re.compile(r"['\d]").search
-#: A span name with a space worth a closer look: a literal's first character, a query, a URL.
-_NAME_SUSPECT = re.compile(r"['\d?]|://").search
+#: The first letters of the keywords ``_STATEMENT_NAME`` knows, in both cases, and leading whitespace.
+_STATEMENT_INITIALS = frozenset("SIUDWRMCEsiudwrmce \n\t\r")
 
 
 def sanitize_name(name: str) -> str:
@@ -219,7 +219,7 @@ def sanitize_name(name: str) -> str:
     """
     if " " in name and _NAME_LITERAL(name) and _STATEMENT_NAME(name):
         name = _statement(name)
-    if "?" in name or "://" in name:
+    if "://" in name or ("?" in name and "/" in name):  # a URL, or a path with a query
         words = name.split(" ")
         changed = False
         for index, word in enumerate(words):
@@ -293,9 +293,13 @@ class SanitizingSpanProcessor(SpanProcessor):
         # instrumentations set their attributes and events after the span starts.
         if self.sanitize:
             name = span._name or ""
-            # The cheap first test: a statement with literals has a space and a quote or a digit; a
-            # URL worth redacting has a "?" or "://" (and "GET /orders" costs one look for both).
-            if _NAME_SUSPECT(name) if " " in name else "?" in name or "://" in name:
+            # The cheap first test: a URL worth redacting has a "?" or "://"; a statement with literals
+            # starts with one of a statement's initials and has a space and a quote or a digit.
+            if (
+                "?" in name
+                or "://" in name
+                or (name[:1] in _STATEMENT_INITIALS and " " in name and _NAME_LITERAL(name))
+            ):
                 try:
                     sanitized = sanitize_name(name)
                     if sanitized != name:
@@ -500,7 +504,7 @@ def _replace_attributes(span: ReadableSpan, attributes: dict[str, Any]) -> None:
     """Give ``span`` its rewritten attributes within its attribute limit, keeping the count of those
     the SDK dropped. What the processor added gives way first: never the statement it came from."""
     old = span._attributes
-    maxlen = getattr(old, "maxlen", None) if isinstance(old, BoundedAttributes) else None
+    maxlen = getattr(old, "maxlen", None)  # no isinstance: an ABC's check costs more than this
     dropped = getattr(old, "dropped", 0)
     if maxlen is not None and len(attributes) > maxlen:
         for key in _ADDED:
