@@ -30,6 +30,7 @@ from opentelemetry.semconv.attributes.code_attributes import (
 )
 from opentelemetry.semconv.attributes.db_attributes import (
     DB_OPERATION_NAME,
+    DB_QUERY_SUMMARY,
     DB_QUERY_TEXT,
     DB_SYSTEM_NAME,
 )
@@ -125,6 +126,9 @@ ATTR_HTTP_RESPONSE_STATUS_CODE: Final = HTTP_RESPONSE_STATUS_CODE
 ATTR_SERVER_ADDRESS: Final = SERVER_ADDRESS
 ATTR_DB_SYSTEM_NAME: Final = DB_SYSTEM_NAME
 ATTR_DB_QUERY_TEXT: Final = DB_QUERY_TEXT
+#: Low-cardinality operation and targets of a statement (``SELECT orders``); the agent sets it on a db
+#: client span that has a statement and none of its own (``statements.summary``).
+ATTR_DB_QUERY_SUMMARY: Final = DB_QUERY_SUMMARY
 ATTR_DB_OPERATION_NAME: Final = DB_OPERATION_NAME
 ATTR_DB_RESPONSE_RETURNED_ROWS: Final = DB_RESPONSE_RETURNED_ROWS
 ATTR_DB_CLIENT_CONNECTION_POOL_NAME: Final = DB_CLIENT_CONNECTION_POOL_NAME

@@ -24,6 +24,7 @@ __all__ = [
     "shape_unicode",
     "split",
     "squeeze",
+    "summary",
 ]
 
 
@@ -236,3 +237,111 @@ def _sanitize(statement: str) -> tuple[str, tuple[str, ...], bool]:
 
 
 _sanitize_memo = functools.lru_cache(maxsize=4096)(_sanitize)
+
+
+#: ``db.query.summary`` is at most this long (the database conventions), cut between two of its words.
+SUMMARY_MAX_CHARS = 255
+# The words of a statement a summary is read from: identifiers (dotted, quoted), "(", ")" and ",".
+# Literals and comments are gone by then (``sanitize``); a "?" is not a word.
+_NAME_PART = r"""(?:"(?:[^"]|"")*"|`[^`]*`|\[[^\][]*\]|[A-Za-z_][\w$]*)"""
+_SUMMARY_WORD = re.compile(_NAME_PART + r"(?:\." + _NAME_PART + r")*|[(),;]")
+#: The operations a summary names, each followed by its targets.
+_OPERATIONS = frozenset(
+    [
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "MERGE",
+        "REPLACE",
+        "UPSERT",
+        "CALL",
+        "EXEC",
+        "EXECUTE",
+        "CREATE",
+        "DROP",
+        "ALTER",
+        "TRUNCATE",
+    ]
+)
+#: The words after which a target (a table, a procedure) is named.
+_BEFORE_TARGET = frozenset(["FROM", "JOIN", "INTO", "UPDATE", "TABLE", "CALL", "EXEC", "EXECUTE", "TRUNCATE"])
+#: Words between a target word and its target.
+_SKIPPED = frozenset(["ONLY", "LATERAL", "IF", "NOT", "EXISTS"])
+#: ``UPDATE`` after these is no operation (``FOR UPDATE``, ``ON DUPLICATE KEY UPDATE``, ``DO UPDATE``).
+_NOT_UPDATE_AFTER = frozenset(["FOR", "KEY", "DO", "ON"])
+#: Words that end a list of targets and are never an alias.
+_CLAUSE_WORDS = frozenset(
+    [
+        "WHERE",
+        "ON",
+        "USING",
+        "SET",
+        "VALUES",
+        "VALUE",
+        "DEFAULT",
+        "GROUP",
+        "ORDER",
+        "LIMIT",
+        "OFFSET",
+        "FETCH",
+        "HAVING",
+        "WINDOW",
+        "UNION",
+        "INTERSECT",
+        "EXCEPT",
+        "INNER",
+        "LEFT",
+        "RIGHT",
+        "FULL",
+        "OUTER",
+        "CROSS",
+        "NATURAL",
+        "STRAIGHT_JOIN",
+        "RETURNING",
+        "FOR",
+        "WITH",
+        "SELECT",
+    ]
+)
+
+
+def summary(statement: str) -> str:
+    """A low-cardinality ``db.query.summary`` of a sanitized statement (``""``: none found).
+
+    As the database semantic conventions describe it: each operation and the tables (or the
+    procedure) it works on, in the order they appear and as they are written (``SELECT orders``,
+    ``INSERT shipping_details SELECT orders``, ``SELECT songs artists`` for a join); a statement
+    without one of those operations is summarized by its first word (``BEGIN``, ``SET``). A keyword
+    scan, not a parser: enough for a grouping label, and cheap. At most ``SUMMARY_MAX_CHARS``.
+    """
+    words: list[str] = []
+    expect_target = in_list = False
+    previous = ""
+    for word in _SUMMARY_WORD.findall(statement):
+        upper = word.upper()
+        if upper in _OPERATIONS and not (upper == "UPDATE" and previous in _NOT_UPDATE_AFTER):
+            words.append(upper)
+            expect_target, in_list = upper in _BEFORE_TARGET, False
+        elif upper in _BEFORE_TARGET and upper != "UPDATE":
+            expect_target, in_list = True, upper in ("FROM", "JOIN")
+        elif expect_target:
+            if upper not in _SKIPPED:
+                expect_target = False
+                if word[0] not in "(),;" and upper not in _CLAUSE_WORDS:
+                    words.append(word)
+                else:
+                    in_list = False
+        elif word == ",":
+            expect_target = in_list
+        elif upper in _CLAUSE_WORDS or word in "();":
+            in_list = False
+        previous = upper
+    if not words:
+        first = statement.split(None, 1)
+        return first[0].upper() if first and first[0].isalpha() and len(first[0]) <= 32 else ""
+    text = " ".join(words)
+    if len(text) > SUMMARY_MAX_CHARS:
+        cut = text.rfind(" ", 0, SUMMARY_MAX_CHARS + 1)
+        text = text[: cut if cut > 0 else SUMMARY_MAX_CHARS]
+    return text

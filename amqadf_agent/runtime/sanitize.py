@@ -7,7 +7,8 @@ a span when it ends (instrumentations set these attributes after the span starts
 would see none of them); every processor after it, the exporters' included, sees only the result:
 
 * the statement with its literals as ``?`` (``statements.sanitize``: the tokenizer the analyzer
-  uses), bind placeholders kept, marked ``amqadf.db.query.sanitized``; the values that were taken
+  uses), bind placeholders kept, marked ``amqadf.db.query.sanitized``, and a ``db.query.summary``
+  (``SELECT orders``, ``statements.summary``) when the span has none of its own; the values that were taken
   out, and the bind parameters the instrumentation captured (dropped unless ``keep_db_parameters``),
   survive only as ``amqadf.db.query.values_digest``: a keyed digest, so the analyzer can still
   tell identical repeats apart, and a short value (an id, a PIN) cannot be found back by hashing
@@ -18,15 +19,23 @@ would see none of them); every processor after it, the exporters' included, sees
   (``http.request.header.*``) or a bare name that matches the key's last part (``authorization``
   matches ``http.request.header.authorization``), their values replaced by ``[secure]``.
 
+* the attributes of every span event by the same rules (a statement's text only: no mark, digest
+  or summary is added to an event);
 * exception events (``exception.message``, ``exception.stacktrace``) and the span's status
   description, by the rule of ``sanitize_message``: a database error that shows a statement or a
-  key's value (``Key (email)=(a@b.c) already exists``) keeps its words, not its values.
+  key's value (``Key (email)=(a@b.c) already exists``) keeps its words, not its values;
+* the span's name, when it is a statement with literals or holds a URL with a password or a query
+  (``sanitize_name``): read at ``on_end``, so a name changed by ``update_name`` is the one checked.
+
+Under a span attribute limit the attributes the processor adds give way first (the summary, then
+the digest, then the mark), counted as dropped: never the statement they came from.
 
 ``SanitizingLogProcessor`` does the same for the log records exported with ``capture_logs``: the
 user's ``redact_attributes`` and the default keys on their attributes, ``sanitize_message`` on the
 body and on the exception attributes.
 
-A span without any of these keys costs one set look-up per attribute. The statement's rewrite is
+A span without any of these keys costs one set look-up per attribute and a look at its name (two
+``in`` tests, and one regex search when it holds a space). The statement's rewrite and summary are
 memoized by its text (bounded), so a statement seen before costs a dictionary hit
 (``tests/bench/bench_sanitize.py``). A failure here never reaches the application's ``span.end()``.
 """
@@ -47,7 +56,7 @@ from opentelemetry.trace import Status
 
 from amqadf_agent import semconv
 from amqadf_agent.redaction import REDACTED, redact_query, redact_url_full
-from amqadf_agent.statements import SANITIZE_MEMO_MAX_CHARS, sanitize, sanitize_values
+from amqadf_agent.statements import SANITIZE_MEMO_MAX_CHARS, sanitize, sanitize_values, summary
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -55,7 +64,13 @@ if TYPE_CHECKING:
 
     from amqadf_agent.runtime.log_export import SanitizingLogProcessor as SanitizingLogProcessor
 
-__all__ = ["SanitizingLogProcessor", "SanitizingSpanProcessor", "sanitize_message", "values_digest"]
+__all__ = [
+    "SanitizingLogProcessor",
+    "SanitizingSpanProcessor",
+    "sanitize_message",
+    "sanitize_name",
+    "values_digest",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -182,14 +197,52 @@ def _replace_blocks(text: str, opener: str, replace: Callable[[str], str]) -> st
     return "".join(out)
 
 
+#: A span name that starts as a statement does (``DELETE /users/7`` is an HTTP method and a path).
+_STATEMENT_NAME = re.compile(
+    r"\s*(?:SELECT|INSERT|UPDATE|DELETE|WITH|REPLACE|MERGE|UPSERT|CALL|EXEC)\s+(?!/)", re.IGNORECASE
+).match
+#: What a literal in a statement starts with (a quote, a digit): a statement name without one is kept.
+_NAME_LITERAL = re.compile(r"['\d]").search
+#: The first letters of the keywords ``_STATEMENT_NAME`` knows, in both cases, and leading whitespace.
+_STATEMENT_INITIALS = frozenset("SIUDWRMCEsiudwrmce \n\t\r")
+
+
+def sanitize_name(name: str) -> str:
+    """A span name without the literals of a statement or the secrets of a URL in it.
+
+    Instrumentations of the past named spans after the whole statement (the DB-API instrumentation
+    before open-telemetry/opentelemetry-python-contrib#246, asyncpg's before #1324), and applications
+    still write ``tracer.start_span(sql)`` or ``start_span(url)``. A name that starts with a
+    statement's keyword (``SELECT``, ``INSERT``, ``UPDATE``, ``DELETE``, ``WITH``, ...; any case) and
+    holds a quote or a digit goes through ``statements.sanitize``; then each space-separated word with
+    ``://`` and a user info, query or fragment, or a path with a query (``/search?q=...``), through
+    ``redaction.redact_url_full``. Any other name is returned as it is.
+    """
+    if " " in name and _NAME_LITERAL(name) and _STATEMENT_NAME(name):
+        name = _statement(name)
+    if "://" in name or ("?" in name and "/" in name):  # a URL, or a path with a query
+        words = name.split(" ")
+        changed = False
+        for index, word in enumerate(words):
+            if ("://" in word and ("@" in word or "?" in word or "#" in word)) or (
+                word.startswith("/") and "?" in word
+            ):
+                redacted = redact_url_full(word)
+                if redacted != word:
+                    words[index], changed = redacted, True
+        if changed:
+            name = " ".join(words)
+    return name
+
+
 #: The attributes of an exception event (and of a log record with an exception) that carry text.
 EXCEPTION_TEXT_KEYS = ("exception.message", "exception.stacktrace")
 
 
-def _rewrite(statement: str) -> tuple[str, str, bool]:
-    """``(sanitized text, digest of its literals or "", had bind placeholders)``."""
+def _rewrite(statement: str) -> tuple[str, str, bool, str]:
+    """``(sanitized text, digest of its literals or "", had bind placeholders, db.query.summary)``."""
     text, literals, placeholders = sanitize_values(statement)
-    return text, values_digest(literals) if literals else "", placeholders
+    return text, values_digest(literals) if literals else "", placeholders, summary(text)
 
 
 _rewrite_memo = functools.lru_cache(maxsize=4096)(_rewrite)
@@ -237,9 +290,26 @@ class SanitizingSpanProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        if self.sanitize and span._events:
+        # on_end, not on_start: the name is the one the span ends with (after any update_name), and
+        # instrumentations set their attributes and events after the span starts.
+        if self.sanitize:
+            name = span._name or ""
+            # The cheap first test: a URL worth redacting has a "?" or "://"; a statement with literals
+            # starts with one of a statement's initials and has a space and a quote or a digit.
+            if (
+                "?" in name
+                or "://" in name
+                or (name[:1] in _STATEMENT_INITIALS and " " in name and _NAME_LITERAL(name))
+            ):
+                try:
+                    sanitized = sanitize_name(name)
+                    if sanitized != name:
+                        span._name = sanitized
+                except Exception:  # never into the application's span.end()
+                    logger.debug("could not sanitize the name of a span", exc_info=True)
+        if span._events:
             try:
-                _sanitize_exceptions(span)
+                self._sanitize_events(span)
             except Exception:  # never into the application's span.end()
                 logger.debug("could not sanitize the events of span %r", span.name, exc_info=True)
         attributes = span._attributes
@@ -255,8 +325,41 @@ class SanitizingSpanProcessor(SpanProcessor):
         if changed is not None:
             _replace_attributes(span, changed)
 
-    def rewrite(self, attributes: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The attributes as they may be exported, or None when nothing needs to change."""
+    def _sanitize_events(self, span: ReadableSpan) -> None:
+        """Every event's attributes by the span's rules (a statement's text only, no marks added),
+        ``sanitize_message`` on exception events and on the span's status description."""
+        for event in span._events:
+            attributes = event._attributes
+            if not attributes:
+                continue
+            changed: dict[str, Any] | None = None
+            if not self._watched.isdisjoint(attributes) or self._pattern is not None:
+                changed = self.rewrite(attributes, marks=False)
+            if self.sanitize and event.name == "exception":
+                for key in EXCEPTION_TEXT_KEYS:
+                    value = (attributes if changed is None else changed).get(key)
+                    if isinstance(value, str):
+                        sanitized = sanitize_message(value)
+                        if sanitized != value:
+                            changed = dict(attributes) if changed is None else changed
+                            changed[key] = sanitized
+            if changed is not None and changed != dict(attributes):
+                event._attributes = BoundedAttributes(
+                    getattr(attributes, "maxlen", None), changed, immutable=True
+                )
+        if not self.sanitize:
+            return
+        status = span._status
+        if status.description:
+            description = sanitize_message(status.description)
+            if description != status.description:
+                span._status = Status(status.status_code, description)
+
+    def rewrite(self, attributes: Mapping[str, Any], marks: bool = True) -> dict[str, Any] | None:
+        """The attributes as they may be exported, or None when nothing needs to change.
+
+        ``marks`` false (a span event's attributes): a statement's text is sanitized, nothing added.
+        """
         out: dict[str, Any] | None = None
         for key in self._watched.intersection(attributes):
             value = attributes[key]
@@ -268,7 +371,7 @@ class SanitizingSpanProcessor(SpanProcessor):
                 continue
             kind = _KINDS[key]
             if kind == _STATEMENT:
-                out = self._statement(attributes, key, value, out)
+                out = self._statement(attributes, key, value, out, marks)
             elif kind == _URL:
                 if "?" in value or "@" in value or "#" in value:
                     redacted = redact_url_full(value)
@@ -287,18 +390,30 @@ class SanitizingSpanProcessor(SpanProcessor):
         return out
 
     def _statement(
-        self, attributes: Mapping[str, Any], key: str, statement: str, out: dict[str, Any] | None
+        self,
+        attributes: Mapping[str, Any],
+        key: str,
+        statement: str,
+        out: dict[str, Any] | None,
+        marks: bool = True,
     ) -> dict[str, Any]:
         """``out`` (a copy of ``attributes`` made on first need) with ``key``'s statement sanitized,
-        the sanitized mark, the values digest, and the captured parameters dropped or kept."""
+        the captured parameters dropped or kept and, with ``marks``, the sanitized mark, the
+        ``db.query.summary`` (when the span has none) and the values digest."""
         if len(statement) > SANITIZE_MEMO_MAX_CHARS:
-            text, digest, placeholders = _rewrite(statement)
+            text, digest, placeholders, label = _rewrite(statement)
         else:
-            text, digest, placeholders = _rewrite_memo(statement)
+            text, digest, placeholders, label = _rewrite_memo(statement)
         out = dict(attributes) if out is None else out
         out[key] = text
+        if not marks:  # a span event's statement: its text alone
+            if not self.keep_db_parameters:
+                _parameters(attributes, drop_from=out)
+            return out
         if digest:  # literals were taken out (a statement of bind placeholders only lost nothing)
             out[semconv.ATTR_DB_QUERY_SANITIZED] = True
+        if label and semconv.ATTR_DB_QUERY_SUMMARY not in out:  # an instrumentation's own stays
+            out[semconv.ATTR_DB_QUERY_SUMMARY] = label
         if semconv.ATTR_DB_QUERY_VALUES_DIGEST in out:
             return out  # the other statement key of the same span was seen first
         parameters = _parameters(attributes, drop_from=None if self.keep_db_parameters else out)
@@ -314,30 +429,6 @@ class SanitizingSpanProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
-
-
-def _sanitize_exceptions(span: ReadableSpan) -> None:
-    """``sanitize_message`` on the span's exception events and on its status description."""
-    for event in span._events:
-        if event.name != "exception" or not event._attributes:
-            continue
-        attributes = event._attributes
-        changed: dict[str, str] = {}
-        for key in EXCEPTION_TEXT_KEYS:
-            value = attributes.get(key)
-            if isinstance(value, str):
-                sanitized = sanitize_message(value)
-                if sanitized != value:
-                    changed[key] = sanitized
-        if changed:
-            event._attributes = BoundedAttributes(
-                getattr(attributes, "maxlen", None), dict(attributes) | changed, immutable=True
-            )
-    status = span._status
-    if status.description:
-        description = sanitize_message(status.description)
-        if description != status.description:
-            span._status = Status(status.status_code, description)
 
 
 def _parameters(attributes: Mapping[str, Any], drop_from: dict[str, Any] | None) -> str:
@@ -361,12 +452,29 @@ def _parameters(attributes: Mapping[str, Any], drop_from: dict[str, Any] | None)
     return text
 
 
+#: The attributes the processor adds, in the order they give way to the span's attribute limit.
+_ADDED = (
+    semconv.ATTR_DB_QUERY_SUMMARY,
+    semconv.ATTR_DB_QUERY_VALUES_DIGEST,
+    semconv.ATTR_DB_QUERY_SANITIZED,
+)
+
+
 def _replace_attributes(span: ReadableSpan, attributes: dict[str, Any]) -> None:
-    """Give ``span`` its rewritten attributes, keeping the count of attributes the SDK dropped."""
+    """Give ``span`` its rewritten attributes within its attribute limit, keeping the count of those
+    the SDK dropped. What the processor added gives way first: never the statement it came from."""
     old = span._attributes
-    if getattr(old, "dropped", 0) and isinstance(old, BoundedAttributes):
-        dropped = old.dropped
-        bounded = BoundedAttributes(old.maxlen, attributes, immutable=True, max_value_len=old.max_value_len)
+    maxlen = getattr(old, "maxlen", None)  # no isinstance: an ABC's check costs more than this
+    dropped = getattr(old, "dropped", 0)
+    if maxlen is not None and len(attributes) > maxlen:
+        for key in _ADDED:
+            if len(attributes) <= maxlen:
+                break
+            if key in attributes and (old is None or key not in old):
+                del attributes[key]
+                dropped += 1
+    if dropped and isinstance(old, BoundedAttributes):
+        bounded = BoundedAttributes(maxlen, attributes, immutable=True, max_value_len=old.max_value_len)
         bounded.dropped += dropped
         span._attributes = bounded
     else:

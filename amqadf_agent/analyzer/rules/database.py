@@ -4,6 +4,10 @@ A db client span is a span of kind CLIENT with ``db.system.name`` (or the older 
 statement is in ``db.query.text`` (or the older ``db.statement``). Statements are grouped by their
 normalized text (``sql.analyze``: literals to ``?``, ``IN`` lists collapsed) with calls, total, mean,
 p95 and, when ``db.response.returned_rows`` is set to a count (not negative, at most uint64), rows.
+A span without a statement but with a ``db.query.summary`` (``SELECT orders``: an instrumentation
+that records no query text) is grouped by its summary: it counts for the N+1 and slow-query rules,
+not for the ones that read the statement's text (index candidate, ``SELECT *``, ``LIMIT``, ``WHERE``)
+nor for identical queries (its values are unknown).
 The rules:
 
 * **N+1**: at least 5 *consecutive* sibling db spans (same parent, ordered by start time) with the same
@@ -74,6 +78,7 @@ from amqadf_agent.semconv import (
     ATTR_CODE_STACKTRACE,
     ATTR_DB_QUERY_PARAMETER_PREFIX,
     ATTR_DB_QUERY_SANITIZED,
+    ATTR_DB_QUERY_SUMMARY,
     ATTR_DB_QUERY_TEXT,
     ATTR_DB_QUERY_VALUES_DIGEST,
     ATTR_DB_RESPONSE_RETURNED_ROWS,
@@ -194,6 +199,28 @@ _HOUSEKEEPING = re.compile(
 ).match
 
 
+def _summary_info(summary: str) -> SqlInfo:
+    """What a ``db.query.summary`` tells of the statements it stands for: their operation and tables.
+
+    Their clauses are unknown, so the rules that read them find nothing: no ``WHERE`` or ``LIMIT``
+    is reported missing, no ``SELECT *`` or filter column is seen, and the values count as unknown.
+    """
+    operation, _, tables = summary.partition(" ")
+    return SqlInfo(
+        normalized=summary,
+        kind=operation.upper(),
+        tables=tuple(table.lower() for table in tables.split()),
+        filter_columns=(),
+        sort_columns=(),
+        select_star=False,
+        has_limit=True,
+        has_where=True,
+        has_placeholders=True,
+        literal_digest="",
+        parsed=False,
+    )
+
+
 def _runs(group: list[_Call], housekeeping: set[int], min_run: int) -> list[list[_Call]]:
     """The N+1 runs among one parent's db calls (in start order): calls of one statement, of which no
     two consecutive ones have a call of another statement wholly between them.
@@ -282,8 +309,12 @@ class DatabaseRules:
         if not system:
             return
         statement = attributes.get(ATTR_DB_QUERY_TEXT) or attributes.get(ATTR_DB_STATEMENT_OLD)
+        summary = False
         if not isinstance(statement, str) or not statement.strip():
-            return
+            statement = attributes.get(ATTR_DB_QUERY_SUMMARY)  # the label when there is no text
+            if not isinstance(statement, str) or not statement.strip():
+                return
+            summary = True
         rows = attributes.get(ATTR_DB_RESPONSE_RETURNED_ROWS)
         resource = span.resource
         if resource is not self._last_resource:  # records of one resource share its mapping
@@ -301,7 +332,8 @@ class DatabaseRules:
             span.parent_span_id,
             start_ns,
             end_ns,
-            attributes,
+            None if summary else attributes,
+            summary,
         )
         filename = attributes.get(ATTR_CODE_FILE_PATH) or attributes.get(ATTR_CODE_FILEPATH_OLD)
         if filename:
@@ -376,9 +408,13 @@ class DatabaseRules:
         start_ns: int,
         end_ns: int,
         attributes: Mapping[str, object] | None = None,
+        summary: bool = False,
     ) -> StatementStats:
         # The hot path: once per db call. The statement's SqlInfo is built only when it is new.
-        key, placeholders, digest = normalize_call(statement)
+        if summary:  # a db.query.summary in place of the statement: its values are unknown
+            key, placeholders, digest = " ".join(statement.split()), True, ""
+        else:
+            key, placeholders, digest = normalize_call(statement)
         if placeholders and attributes is not None:
             values = attributes.get(ATTR_DB_QUERY_VALUES_DIGEST)
             bound = values if type(values) is str and values else _parameters_digest(attributes)
@@ -388,7 +424,7 @@ class DatabaseRules:
                 placeholders, digest = False, _UNDECIDED
         entry = self._entries.get(key)
         if entry is None:
-            stats = self._stats[key] = StatementStats(analyze(statement))
+            stats = self._stats[key] = StatementStats(_summary_info(key) if summary else analyze(statement))
             self._ids[key] = len(self._by_id)
             entry = self._entries[key] = (stats, len(self._by_id))
             if _HOUSEKEEPING(key):
