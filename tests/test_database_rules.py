@@ -191,7 +191,9 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     from amqadf_agent.cli.agent import main as agent
     from amqadf_agent.cli.analyze import main as analyze
 
-    assert agent(["demo", "--duration", "4", "--out", str(tmp_path), "--rate", "15"]) == 0
+    # 8 s: two report queries (at 1 s and 6 s), so that a loaded machine that makes one outlast the
+    # demo's 3 s report timeout still has the other
+    assert agent(["demo", "--duration", "8", "--out", str(tmp_path), "--rate", "15"]) == 0
     capsys.readouterr()
     # Default settings: the planted report query (~1 s) is over the default 500 ms slow threshold;
     # every other demo query stays under ~15 ms.
