@@ -149,7 +149,7 @@ def fingerprints(analysis: Analysis) -> set[str]:
     return {r.fingerprint for r in analysis.recommendations}
 
 
-@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf", "http/json"])
 def test_analysis_of_the_collectors_files_equals_the_agents(
     otelcol: Path, tmp_path: Path, protocol: str
 ) -> None:

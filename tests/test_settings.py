@@ -206,10 +206,13 @@ def test_otlp_protocol_is_case_insensitive() -> None:
 
 
 def test_unsupported_otlp_protocol_is_a_problem() -> None:
-    problem = one_problem(problems_of(OTEL_EXPORTER_OTLP_PROTOCOL="http/json"))
+    problem = one_problem(problems_of(OTEL_EXPORTER_OTLP_PROTOCOL="http/xml"))
     assert str(problem).startswith("OTEL_EXPORTER_OTLP_PROTOCOL")
-    assert "'http/json'" in str(problem)
-    assert resolve(environ={"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})[0].otlp_protocol == "http/protobuf"
+    assert "'http/xml'" in str(problem)
+    assert resolve(environ={"OTEL_EXPORTER_OTLP_PROTOCOL": "http/xml"})[0].otlp_protocol == "http/protobuf"
+    # the three the specification names are taken
+    for protocol in ("grpc", "http/protobuf", "http/json"):
+        assert resolve(environ={"OTEL_EXPORTER_OTLP_PROTOCOL": protocol})[0].otlp_protocol == protocol
 
 
 # --- exporters --------------------------------------------------------------------------------------

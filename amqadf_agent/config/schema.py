@@ -26,7 +26,7 @@ KeyPath = tuple[str, ...]
 
 ENVIRONMENTS = ("development", "staging", "production")
 EXPORTERS = ("file", "otlp", "prometheus", "console", "none")
-OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+OTLP_PROTOCOLS = ("grpc", "http/protobuf", "http/json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +164,7 @@ class ExporterConfig(_Group):
     endpoint: str | None = _field(
         None, v.optional(v.url), setting="otlp_endpoint", env=("OTEL_EXPORTER_OTLP_ENDPOINT",)
     )
-    #: ``grpc`` or ``http/protobuf``.
+    #: ``grpc``, ``http/protobuf`` or ``http/json`` (the cheapest to encode: see ``otlp_json_http``).
     protocol: str = _field(
         "http/protobuf",
         v.choice(*OTLP_PROTOCOLS),

@@ -53,7 +53,7 @@ class AgentSettings:
     file_max_bytes: int = _default("file_max_bytes")
     #: Rotated files kept per signal (oldest removed first); ``AMQADF_FILE_MAX_BACKUPS``.
     file_max_backups: int = _default("file_max_backups")
-    #: ``grpc`` or ``http/protobuf``; ``OTEL_EXPORTER_OTLP_PROTOCOL``.
+    #: ``grpc``, ``http/protobuf`` or ``http/json``; ``OTEL_EXPORTER_OTLP_PROTOCOL``.
     otlp_protocol: str = _default("otlp_protocol")
     #: Base OTLP endpoint; ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the exporters also read the per-signal
     #: ones). A password in it shows as ``[secure]`` in ``repr``.

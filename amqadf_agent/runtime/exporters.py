@@ -220,28 +220,48 @@ def _options(settings: AgentSettings, signal: str, http: bool) -> dict[str, Any]
 
 
 def _otlp(settings: AgentSettings, stats: ExportStats, out: Exporters, logs_now: bool) -> None:
-    http = settings.otlp_protocol == "http/protobuf"
-    if http:
+    http = settings.otlp_protocol != "grpc"
+    as_json = settings.otlp_protocol == "http/json"
+    span_exporter: type[Any]
+    metric_exporter: type[Any]
+    if as_json:
+        from amqadf_agent.runtime.otlp_json_http import JsonMetricExporter, JsonSpanExporter
+
+        span_exporter, metric_exporter = JsonSpanExporter, JsonMetricExporter
+    elif http:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        span_exporter, metric_exporter = OTLPSpanExporter, OTLPMetricExporter
     else:
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # type: ignore[assignment]
-            OTLPMetricExporter,
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcMetricExporter,
         )
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[assignment]
-            OTLPSpanExporter,
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcSpanExporter,
         )
+
+        span_exporter, metric_exporter = GrpcSpanExporter, GrpcMetricExporter
 
     def options(signal: str) -> dict[str, Any]:
         # Over HTTP, a session whose close() (at the shutdown deadline) ends a request in flight.
-        return {**_options(settings, signal, http), **(otlp_http.session_kwargs(signal) if http else {})}
+        kwargs = {**_options(settings, signal, http), **(otlp_http.session_kwargs(signal) if http else {})}
+        if as_json:
+            from amqadf_agent.runtime.otlp_json_http import CONTENT_TYPE
 
-    out.spans.append(GuardedSpanExporter(OTLPSpanExporter(**options("traces")), "otlp", stats))
-    out.metrics.append(GuardedMetricExporter(OTLPMetricExporter(**options("metrics")), "otlp", stats))
+            kwargs["headers"] = {**CONTENT_TYPE, **kwargs.get("headers", {})}
+        return kwargs
+
+    out.spans.append(GuardedSpanExporter(span_exporter(**options("traces")), "otlp", stats))
+    out.metrics.append(GuardedMetricExporter(metric_exporter(**options("metrics")), "otlp", stats))
 
     def otlp_logs() -> LogRecordExporter:
         from amqadf_agent.runtime.log_export import GuardedLogExporter
 
+        if as_json:
+            from amqadf_agent.runtime.otlp_json_http import json_log_exporter
+
+            return GuardedLogExporter(json_log_exporter(**options("logs")), "otlp", stats)
         if http:
             from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
         else:

@@ -12,7 +12,9 @@ started in each of these ways:
   on loopback that answers 200 and keeps nothing;
 * ``plain file``: the same with the upstream OTLP JSON file exporter (``otlp_json_file``, to stdout
   sent to a file);
-* ``amqadf otlp`` / ``amqadf file``: ``amqadf-agent run --exporter otlp|file``.
+* ``amqadf otlp`` / ``amqadf file``: ``amqadf-agent run --exporter otlp|file``;
+* ``amqadf json``: the same over OTLP/HTTP with JSON bodies (``OTEL_EXPORTER_OTLP_PROTOCOL=http/json``),
+  compared with ``plain otlp``.
 
 Each round starts every configuration in turn (interleaved, so a machine that gets busier slows all
 of them alike), waits until it answers, warms it for 2 s, then runs ``wrk`` for ``--seconds``. CPU
@@ -44,7 +46,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 BIN = Path(sys.executable).parent
 TICK = os.sysconf("SC_CLK_TCK")
-CONFIGS = ("none", "plain otlp", "amqadf otlp", "plain file", "amqadf file")
+CONFIGS = ("none", "plain otlp", "amqadf otlp", "amqadf json", "plain file", "amqadf file")
 ENDPOINTS = ("/", "/db")
 
 
@@ -116,6 +118,8 @@ def _command(config: str, port: int, sink: int, work: Path) -> tuple[list[str], 
         return [str(BIN / "opentelemetry-instrument"), *gunicorn], env
     kind = config.split()[1]
     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+    if kind == "json":
+        kind, env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "otlp", "http/json"
     agent = [str(BIN / "amqadf-agent"), "run", "--exporter", kind, "--out", str(work / "telemetry"), "--"]
     return [*agent, *gunicorn], env
 
@@ -232,7 +236,8 @@ def main() -> None:
         }
         for config in configs:
             rate, p50, p99, cpu = medians[config]
-            plain = medians.get("plain " + config.split()[-1]) if config.startswith("amqadf") else None
+            kind = "otlp" if config.endswith("json") else config.split()[-1]
+            plain = medians.get("plain " + kind) if config.startswith("amqadf") else None
             versus = f"{cpu / plain[3]:.2f}x" if plain and plain[3] > 0 else ""
             print(f"{path:<9}{config:<14}{rate:>8.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>12.3f}{versus:>14}")
 

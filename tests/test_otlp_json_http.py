@@ -1,0 +1,98 @@
+"""``OTEL_EXPORTER_OTLP_PROTOCOL=http/json``: OTLP JSON bodies on the SDK's HTTP exporters.
+
+A real ``http.server`` on loopback records what arrives; the Collector reading these requests
+(and the analysis of its files equal to the agent's own) is in tests/test_collector_real.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+import amqadf_agent
+from amqadf_agent.analyzer.model import SpanRecord
+from amqadf_agent.analyzer.otlp_reader import read
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    got: list[tuple[str, dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.got.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    _Receiver.got = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_spans_metrics_and_logs_go_as_otlp_json(
+    receiver: str, tmp_path: Path, compression: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", compression)
+    agent = amqadf_agent.start(
+        exporters=["otlp"],
+        otlp_endpoint=receiver,
+        otlp_protocol="http/json",
+        otlp_headers={"X-Team": "core"},
+        service_name="json-shop",
+        capture_logs=True,
+        self_metrics=False,
+    )
+    assert agent.running, agent.error
+    try:
+        tracer = agent.tracer("t")
+        for i in range(3):
+            with tracer.start_as_current_span(f"work-{i}") as span:
+                span.set_attribute("n", i)
+        agent.meter("m").create_counter("jobs").add(2)
+        logging.getLogger("json-shop").warning("a line of the app")
+    finally:
+        assert agent.shutdown()
+    by_path: dict[str, list[tuple[dict[str, str], bytes]]] = {}
+    for path, headers, body in _Receiver.got:
+        by_path.setdefault(path, []).append((headers, body))
+    assert {"/v1/traces", "/v1/metrics", "/v1/logs"} <= by_path.keys(), by_path.keys()
+    lines = []
+    decoded: dict[str, list[bytes]] = {}
+    for path in ("/v1/traces", "/v1/metrics", "/v1/logs"):
+        for headers, body in by_path[path]:
+            assert headers["content-type"] == "application/json", path
+            assert headers["x-team"] == "core"  # the user's headers are kept
+            if compression == "gzip":
+                assert headers.get("content-encoding") == "gzip"
+                body = gzip.decompress(body)
+            orjson.loads(body)  # one JSON document, not protobuf
+            lines.append(body)
+            decoded.setdefault(path, []).append(body)
+    # the bodies are the OTLP JSON the analyzer reads (hex ids), spans with their attributes
+    (tmp_path / "got.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    spans = [r for r in read([tmp_path / "got.jsonl"], strict=True) if isinstance(r, SpanRecord)]
+    assert sorted(s.name for s in spans) == ["work-0", "work-1", "work-2"]
+    assert all(len(s.trace_id) == 32 and s.attributes["n"] in (0, 1, 2) for s in spans)
+    assert all(s.resource["service.name"] == "json-shop" for s in spans)
+    assert b"a line of the app" in b"".join(decoded["/v1/logs"])
