@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -121,17 +122,23 @@ def _log_files(out: Path) -> str:
     return "".join(path.read_text() for path in sorted(out.rglob("logs*.jsonl")))
 
 
-def test_captured_log_records_are_sanitized_and_redacted(tmp_path: Path) -> None:
-    out = tmp_path / "telemetry"
+def _capturing_agent(out: Path, **settings: Any) -> Any:
+    """An agent that exports the application's log records to files under ``out``."""
     agent = amqadf_agent.start(
         exporters=["file"],
         output_dir=out,
         service_name="shop",
         resource_monitor=False,
         capture_logs=True,
-        redact_attributes=["user.email"],
+        **settings,
     )
     assert agent.running, agent.error
+    return agent
+
+
+def test_captured_log_records_are_sanitized_and_redacted(tmp_path: Path) -> None:
+    out = tmp_path / "telemetry"
+    agent = _capturing_agent(out, redact_attributes=["user.email"])
     log = logging.getLogger("shop.orders")
     try:
         try:
@@ -150,15 +157,7 @@ def test_captured_log_records_are_sanitized_and_redacted(tmp_path: Path) -> None
 
 def test_captured_log_records_keep_their_text_with_sanitize_off(tmp_path: Path) -> None:
     out = tmp_path / "telemetry"
-    agent = amqadf_agent.start(
-        exporters=["file"],
-        output_dir=out,
-        service_name="shop",
-        resource_monitor=False,
-        capture_logs=True,
-        sanitize=False,
-    )
-    assert agent.running, agent.error
+    agent = _capturing_agent(out, sanitize=False)
     try:
         logging.getLogger("shop.orders").error("insert failed: %s", PSYCOPG)
     finally:

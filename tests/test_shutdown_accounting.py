@@ -49,6 +49,18 @@ class CountingExporter(SpanExporter):
         pass
 
 
+def _watched(
+    inner: SpanExporter, name: str, stats: ExportStats, **batch: int
+) -> tuple[TracerProvider, BatchSpanProcessor]:
+    """A provider whose batch processor (queue of 4096) the guard of ``inner`` watches at the deadline."""
+    guarded = GuardedSpanExporter(inner, name, stats)
+    processor = BatchSpanProcessor(guarded, max_queue_size=4096, **batch)
+    watch_queue(guarded, processor)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    return provider, processor
+
+
 def _traces_dropped(stats: ExportStats) -> dict[str, int]:
     return {"/".join(key[1:]): n for key, n in stats.snapshot()[1].items() if key[0] == "traces"}
 
@@ -56,11 +68,7 @@ def _traces_dropped(stats: ExportStats) -> dict[str, int]:
 def test_the_batch_in_flight_and_the_queue_are_counted_at_the_deadline() -> None:
     stats = ExportStats()
     inner = StuckExporter()
-    guarded = GuardedSpanExporter(inner, "stuck", stats)
-    processor = BatchSpanProcessor(guarded, max_queue_size=4096, max_export_batch_size=100)
-    watch_queue(guarded, processor)
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(processor)
+    provider, processor = _watched(inner, "stuck", stats, max_export_batch_size=100)
     tracer = provider.get_tracer("test")
     for _ in range(1000):
         with tracer.start_as_current_span("work"):
@@ -79,11 +87,7 @@ def test_the_batch_in_flight_and_the_queue_are_counted_at_the_deadline() -> None
 def test_what_was_exported_before_the_deadline_is_not_counted_as_dropped() -> None:
     stats = ExportStats()
     inner = CountingExporter()
-    guarded = GuardedSpanExporter(inner, "ok", stats)
-    processor = BatchSpanProcessor(guarded, max_queue_size=4096, schedule_delay_millis=60_000)
-    watch_queue(guarded, processor)
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(processor)
+    provider, processor = _watched(inner, "ok", stats, schedule_delay_millis=60_000)
     tracer = provider.get_tracer("test")
     for _ in range(300):  # fewer than a batch: they wait for the (long) schedule delay
         with tracer.start_as_current_span("work"):
@@ -125,7 +129,7 @@ def _closed_port() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf", "http/json"])
 def test_made_equals_exported_plus_counted_dropped_when_shutdown_returns(protocol: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AMQADF_", "OTEL_"))}
     env.update(
@@ -147,7 +151,6 @@ def test_made_equals_exported_plus_counted_dropped_when_shutdown_returns(protoco
     assert dropped.get("traces/otlp/shutdown_deadline", 0) > 0, result
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_has_no_export_under_way() -> None:
     # Otherwise a child's stop_exports would take its worker for one inside the exporter and
     # count its queue without waiting for the worker to let go of it.
