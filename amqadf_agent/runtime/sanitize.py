@@ -19,8 +19,8 @@ would see none of them); every processor after it, the exporters' included, sees
   (``http.request.header.*``) or a bare name that matches the key's last part (``authorization``
   matches ``http.request.header.authorization``), their values replaced by ``[secure]``.
 
-* the attributes of every span event by the same rules (a statement's text only: no mark, digest
-  or summary is added to an event);
+* the attributes of every span event and every span link by the same rules (a statement's text
+  only: no mark, digest or summary is added to an event or a link);
 * exception events (``exception.message``, ``exception.stacktrace``) and the span's status
   description, by the rule of ``sanitize_message``: a database error that shows a statement or a
   key's value (``Key (email)=(a@b.c) already exists``) keeps its words, not its values;
@@ -312,6 +312,11 @@ class SanitizingSpanProcessor(SpanProcessor):
                 self._sanitize_events(span)
             except Exception:  # never into the application's span.end()
                 logger.debug("could not sanitize the events of span %r", span.name, exc_info=True)
+        if span._links:
+            try:
+                self._sanitize_links(span)
+            except Exception:  # never into the application's span.end()
+                logger.debug("could not sanitize the links of span %r", span.name, exc_info=True)
         attributes = span._attributes
         if not attributes:
             return
@@ -344,9 +349,7 @@ class SanitizingSpanProcessor(SpanProcessor):
                             changed = dict(attributes) if changed is None else changed
                             changed[key] = sanitized
             if changed is not None and changed != dict(attributes):
-                event._attributes = BoundedAttributes(
-                    getattr(attributes, "maxlen", None), changed, immutable=True
-                )
+                event._attributes = _bounded_like(attributes, changed)
         if not self.sanitize:
             return
         status = span._status
@@ -355,10 +358,21 @@ class SanitizingSpanProcessor(SpanProcessor):
             if description != status.description:
                 span._status = Status(status.status_code, description)
 
+    def _sanitize_links(self, span: ReadableSpan) -> None:
+        """Every link's attributes by the span's rules (a statement's text only, no marks added)."""
+        for link in span._links:
+            attributes = link._attributes
+            if not attributes or (self._watched.isdisjoint(attributes) and self._pattern is None):
+                continue
+            changed = self.rewrite(attributes, marks=False)
+            if changed is not None:
+                link._attributes = _bounded_like(attributes, changed)
+
     def rewrite(self, attributes: Mapping[str, Any], marks: bool = True) -> dict[str, Any] | None:
         """The attributes as they may be exported, or None when nothing needs to change.
 
-        ``marks`` false (a span event's attributes): a statement's text is sanitized, nothing added.
+        ``marks`` false (a span event's or link's attributes): a statement's text is sanitized,
+        nothing added.
         """
         out: dict[str, Any] | None = None
         for key in self._watched.intersection(attributes):
@@ -406,7 +420,7 @@ class SanitizingSpanProcessor(SpanProcessor):
             text, digest, placeholders, label = _rewrite_memo(statement)
         out = dict(attributes) if out is None else out
         out[key] = text
-        if not marks:  # a span event's statement: its text alone
+        if not marks:  # a span event's or link's statement: its text alone
             if not self.keep_db_parameters:
                 _parameters(attributes, drop_from=out)
             return out
@@ -450,6 +464,20 @@ def _parameters(attributes: Mapping[str, Any], drop_from: dict[str, Any] | None)
     if named:
         text += "\x00" + "\x00".join(f"{key}\x01{attributes[key]}" for key in sorted(named))
     return text
+
+
+def _bounded_like(old: Mapping[str, Any], attributes: dict[str, Any]) -> BoundedAttributes:
+    """``attributes`` as immutable ``BoundedAttributes`` with the limits of ``old`` (an event's or a
+    link's: the processor adds nothing to them, so nothing can go over the limit), and the count of
+    those the SDK dropped."""
+    bounded = BoundedAttributes(
+        getattr(old, "maxlen", None),
+        attributes,
+        immutable=True,
+        max_value_len=getattr(old, "max_value_len", None),
+    )
+    bounded.dropped = getattr(old, "dropped", 0)
+    return bounded
 
 
 #: The attributes the processor adds, in the order they give way to the span's attribute limit.
