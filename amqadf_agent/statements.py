@@ -17,6 +17,7 @@ __all__ = [
     "NOT_LITERAL",
     "digest",
     "hash_literals",
+    "is_document_command",
     "sanitize",
     "sanitize_values",
     "shape",
@@ -109,44 +110,61 @@ def shape(statement: str) -> tuple[str, bool, str]:
 
 def shape_tokens(parts: list[str]) -> tuple[str, bool, str]:
     """``shape`` of a statement with comments, quoted identifiers or placeholders among its tokens."""
-    literals: list[str] = []
-    placeholders = False
-    for index in range(1, len(parts), 2):
-        token = parts[index]
-        kind = _KIND_OF.get(token[0])
-        if kind is None:  # "$": "$$...$$" is a string, "$1" a placeholder
-            kind = _LITERAL if token[1] == "$" else _PLACEHOLDER
-        if kind == _COMMENT:
-            parts[index] = " "
-        elif kind == _PLACEHOLDER:
-            placeholders = True
-            parts[index] = "?"
-        elif kind == _LITERAL:
-            literals.append(token)
-            parts[index] = "?"
+    literals, placeholders, _comments = _take_literals(parts, "?")
     return squeeze("".join(parts)), placeholders, digest(literals)
 
 
 def shape_unicode(statement: str) -> tuple[str, bool, str]:
     """``shape`` of a statement that is not ASCII (with the ``_TOKEN`` pattern)."""
+    text, literals, placeholders, _comments = _take_literals_unicode(statement, "?")
+    return squeeze(text), placeholders, digest(literals)
+
+
+def _take_literals(parts: list[str], placeholder: str | None) -> tuple[list[str], bool, bool]:
+    """Rewrites ``parts`` (from ``split``) in place: each literal as ``?``, each comment as a space,
+    each bind placeholder as ``placeholder`` (None: as written), quoted identifiers as written.
+    Returns ``(the literals, had placeholders, had comments)``."""
     literals: list[str] = []
-    placeholders = False
+    placeholders = comments = False
+    for index in range(1, len(parts), 2):
+        token = parts[index]
+        kind = _KIND_OF.get(token[0])
+        if kind is None:  # "$": "$$...$$" is a string, "$1" a placeholder
+            kind = _LITERAL if token[1] == "$" else _PLACEHOLDER
+        if kind == _LITERAL:
+            literals.append(token)
+            parts[index] = "?"
+        elif kind == _PLACEHOLDER:
+            placeholders = True
+            if placeholder is not None:
+                parts[index] = placeholder
+        elif kind == _COMMENT:
+            comments = True
+            parts[index] = " "
+    return literals, placeholders, comments
+
+
+def _take_literals_unicode(statement: str, placeholder: str | None) -> tuple[str, list[str], bool, bool]:
+    """``_take_literals`` for a statement that is not ASCII: ``(text, literals, had placeholders,
+    had comments)``."""
+    literals: list[str] = []
+    placeholders = comments = False
 
     def replace(match: re.Match[str]) -> str:
-        nonlocal placeholders
+        nonlocal placeholders, comments
         group = match.lastgroup
         if group == "comment":
+            comments = True
             return " "
         if group == "ident":
             return match.group()
         if group == "placeholder":
             placeholders = True
-            return "?"
+            return match.group() if placeholder is None else placeholder
         literals.append(match.group())
         return "?"
 
-    text = _TOKEN.sub(replace, statement)
-    return squeeze(text), placeholders, digest(literals)
+    return _TOKEN.sub(replace, statement), literals, placeholders, comments
 
 
 def squeeze(text: str) -> str:
@@ -197,39 +215,14 @@ def sanitize_values(statement: str) -> tuple[str, tuple[str, ...], bool]:
 
 
 def _sanitize(statement: str) -> tuple[str, tuple[str, ...], bool]:
-    literals: list[str] = []
-    placeholders = comments = False
+    if "{" in statement and is_document_command(statement):
+        return _sanitize_document(statement)
     if statement.isascii():
         parts = split(statement)
-        for index in range(1, len(parts), 2):
-            token = parts[index]
-            kind = _KIND_OF.get(token[0])
-            if kind is None:  # "$": "$$...$$" is a string, "$1" a placeholder
-                kind = _LITERAL if token[1] == "$" else _PLACEHOLDER
-            if kind == _COMMENT:
-                comments = True
-                parts[index] = " "
-            elif kind == _LITERAL:
-                literals.append(token)
-                parts[index] = "?"
-            elif kind == _PLACEHOLDER:
-                placeholders = True
+        literals, placeholders, comments = _take_literals(parts, None)
         text = "".join(parts)
     else:
-
-        def replace(match: re.Match[str]) -> str:
-            nonlocal placeholders, comments
-            group = match.lastgroup
-            if group == "comment":
-                comments = True
-                return " "
-            if group in ("ident", "placeholder"):
-                placeholders = placeholders or group == "placeholder"
-                return match.group()
-            literals.append(match.group())
-            return "?"
-
-        text = _TOKEN.sub(replace, statement)
+        text, literals, placeholders, comments = _take_literals_unicode(statement, None)
     if literals and "?" in text:
         text = _IN_LIST.sub("IN (?)", text)
         text = _VALUES_ROWS.sub(r"\1", text)
@@ -238,13 +231,45 @@ def _sanitize(statement: str) -> tuple[str, tuple[str, ...], bool]:
 
 _sanitize_memo = functools.lru_cache(maxsize=4096)(_sanitize)
 
+#: A command followed by a document or a list of documents, as MongoDB instrumentations write a
+#: statement (``find {'email': 'a@b.c'}``: the command's name and ``str()`` of its filter) or a span
+#: name (``mydb.find.{...}``, ``aggregate [{'$match': ...}]``). No SQL statement starts so.
+is_document_command = re.compile(r"\s*([A-Za-z_][\w.$]*?)[\s.]*(?:\{|\[\s*\{)").match
+# A MongoDB filter is no SQL: a quoted string is a key when a ":" follows it and a value otherwise,
+# both quote styles are strings (Python's repr uses either, JSON double quotes) with backslash
+# escapes, and "[...]" is a list of values, not a name: the SQL tokens cannot tell these apart. A
+# string cut short (by an attribute length limit) runs to the end of the text.
+_DOCUMENT_TOKEN = re.compile(
+    r"""
+    (?P<string>'(?:[^'\\]|\\.)*(?:'|\Z)|"(?:[^"\\]|\\.)*(?:"|\Z))(?P<key>\s*:)?
+  | (?<![\w.$])-?(?:0[xX][0-9A-Fa-f]+|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+)(?![\w.])
+  | (?<![\w.$])(?:true|false|null|True|False|None)(?![\w.$])
+  | /(?:(?<=[:,\[]/)|(?<=[:,\[]\s/))(?:[^/\\\n]|\\.)+/[a-z]*
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def _sanitize_document(statement: str) -> tuple[str, tuple[str, ...], bool]:
+    """``_sanitize`` of a command with a document: every value (string, number, boolean, null, a
+    shell's ``/regex/``) as ``?``, every key and operator (``'email':``, ``$gt``) as written."""
+    literals: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group("key"):
+            return match.group()
+        literals.append(match.group())
+        return "?"
+
+    return _DOCUMENT_TOKEN.sub(replace, statement), tuple(literals), False
+
 
 #: ``db.query.summary`` is at most this long (the database conventions), cut between two of its words.
 SUMMARY_MAX_CHARS = 255
-# The words of a statement a summary is read from: identifiers (dotted, quoted), "(", ")" and ",".
-# Literals and comments are gone by then (``sanitize``); a "?" is not a word.
-_NAME_PART = r"""(?:"(?:[^"]|"")*"|`[^`]*`|\[[^\][]*\]|[A-Za-z_][\w$]*)"""
-_SUMMARY_WORD = re.compile(_NAME_PART + r"(?:\." + _NAME_PART + r")*|[(),;]")
+#: The words of the text between ``split``'s tokens: a plain name or any other character (a ``.``
+#: joins two parts of a name; ``(``, ``)``, ``,`` and ``;`` structure a statement; the rest are
+#: operators). A quoted name is one of ``split``'s tokens.
+_PLAIN_WORD = re.compile(r"[^\W\d][\w$]*|\S")
 #: The operations a summary names, each followed by its targets.
 _OPERATIONS = frozenset(
     [
@@ -270,12 +295,15 @@ _BEFORE_TARGET = frozenset(["FROM", "JOIN", "INTO", "UPDATE", "TABLE", "CALL", "
 _SKIPPED = frozenset(["ONLY", "LATERAL", "IF", "NOT", "EXISTS"])
 #: ``UPDATE`` after these is no operation (``FOR UPDATE``, ``ON DUPLICATE KEY UPDATE``, ``DO UPDATE``).
 _NOT_UPDATE_AFTER = frozenset(["FOR", "KEY", "DO", "ON"])
+#: Words inside a ``FROM`` list that are never a target or an alias: after ``ON a = b`` or
+#: ``USING (id)`` a comma still names the next table (``FROM a JOIN b ON a.id = b.id, c``).
+_JOIN_WORDS = frozenset(
+    ["ON", "USING", "INNER", "LEFT", "RIGHT", "FULL", "OUTER", "CROSS", "NATURAL", "STRAIGHT_JOIN"]
+)
 #: Words that end a list of targets and are never an alias.
-_CLAUSE_WORDS = frozenset(
+_END_WORDS = frozenset(
     [
         "WHERE",
-        "ON",
-        "USING",
         "SET",
         "VALUES",
         "VALUE",
@@ -290,20 +318,38 @@ _CLAUSE_WORDS = frozenset(
         "UNION",
         "INTERSECT",
         "EXCEPT",
-        "INNER",
-        "LEFT",
-        "RIGHT",
-        "FULL",
-        "OUTER",
-        "CROSS",
-        "NATURAL",
-        "STRAIGHT_JOIN",
         "RETURNING",
         "FOR",
         "WITH",
         "SELECT",
     ]
 )
+_NOT_TARGET = _JOIN_WORDS | _END_WORDS
+_PUNCTUATION = frozenset("(),;")
+
+
+def _summary_words(statement: str) -> list[str]:
+    """The names (``public.orders``, ``"song list"``, ``[dbo].[t]``) and the punctuation
+    (``(``, ``)``, ``,``, ``;``) of ``statement``, in order; literals, placeholders, comments and
+    operators left out. The tokens are ``split``'s: a quoted name is one of them."""
+    words: list[str] = []
+    join = after_name = False  # join: a "." follows a name, so the next name part is joined to it
+    for index, part in enumerate(split(statement)):
+        for word in (part,) if index % 2 else _PLAIN_WORD.findall(part):
+            # a token is a name part when it is a quoted name; a plain word when it starts with a letter
+            name = _KIND_OF.get(word[0]) == _IDENT if index % 2 else word[0] == "_" or word[0].isalpha()
+            if name:
+                if join:
+                    words[-1] += "." + word
+                else:
+                    words.append(word)
+            elif word == "." and after_name:
+                join, after_name = True, False
+                continue
+            elif word in _PUNCTUATION:
+                words.append(word)
+            join, after_name = False, name
+    return words
 
 
 def summary(statement: str) -> str:
@@ -311,30 +357,51 @@ def summary(statement: str) -> str:
 
     As the database semantic conventions describe it: each operation and the tables (or the
     procedure) it works on, in the order they appear and as they are written (``SELECT orders``,
-    ``INSERT shipping_details SELECT orders``, ``SELECT songs artists`` for a join); a statement
-    without one of those operations is summarized by its first word (``BEGIN``, ``SET``). A keyword
-    scan, not a parser: enough for a grouping label, and cheap. At most ``SUMMARY_MAX_CHARS``.
+    ``INSERT shipping_details SELECT orders``, ``SELECT songs artists`` for a join or a comma list,
+    ``SELECT SELECT orders customers`` for a subquery in ``FROM``); a statement without one of those
+    operations is summarized by its first word (``BEGIN``, ``SET``), a MongoDB command with a
+    document by the command (``find``). A scan of ``split``'s words
+    that knows which ``FROM`` list each parenthesis level is in, not a parser: enough for a grouping
+    label, and cheap. At most ``SUMMARY_MAX_CHARS``, cut between two of its words.
     """
+    if "{" in statement:
+        document = is_document_command(statement)
+        if document:  # a MongoDB command: its name, as written (the collection is not in the text)
+            return document.group(1)[:SUMMARY_MAX_CHARS]
     words: list[str] = []
     expect_target = in_list = False
+    outer: list[bool] = []  # in_list of each enclosing parenthesis level
     previous = ""
-    for word in _SUMMARY_WORD.findall(statement):
+    for word in _summary_words(statement):
         upper = word.upper()
-        if upper in _OPERATIONS and not (upper == "UPDATE" and previous in _NOT_UPDATE_AFTER):
+        if word == "(":
+            outer.append(in_list)
+            expect_target = in_list = False  # FROM (SELECT ...): the target has no name
+        elif word == ")":
+            in_list = outer.pop() if outer else False
+            expect_target = False
+        elif word == ";":
+            expect_target = in_list = False
+            outer.clear()
+        elif upper in _OPERATIONS and not (upper == "UPDATE" and previous in _NOT_UPDATE_AFTER):
             words.append(upper)
             expect_target, in_list = upper in _BEFORE_TARGET, False
         elif upper in _BEFORE_TARGET and upper != "UPDATE":
             expect_target, in_list = True, upper in ("FROM", "JOIN")
+        elif upper == "USING":  # DELETE FROM t USING u, v; JOIN u USING (id) names columns
+            expect_target = in_list
         elif expect_target:
             if upper not in _SKIPPED:
                 expect_target = False
-                if word[0] not in "(),;" and upper not in _CLAUSE_WORDS:
+                if word == ",":
+                    expect_target = in_list
+                elif upper not in _NOT_TARGET:
                     words.append(word)
-                else:
+                elif upper in _END_WORDS:
                     in_list = False
         elif word == ",":
             expect_target = in_list
-        elif upper in _CLAUSE_WORDS or word in "();":
+        elif upper in _END_WORDS:
             in_list = False
         previous = upper
     if not words:

@@ -47,16 +47,21 @@ def _attributes() -> dict[str, Any]:
 
 
 def _exported_links(directory: Path) -> list[dict[str, Any]]:
-    found = []
-    for path in directory.glob("traces*.jsonl"):
-        for line in path.read_bytes().splitlines():
-            for rs in orjson.loads(line)["resourceSpans"]:
-                for ss in rs["scopeSpans"]:
-                    for span in ss["spans"]:
-                        for link in span.get("links", []):
-                            attributes = link.get("attributes", [])
-                            found.append({a["key"]: next(iter(a["value"].values())) for a in attributes})
-    return found
+    """The attributes of every link in the agent's trace files, as plain values."""
+    batches = [
+        orjson.loads(line)
+        for path in directory.glob("traces*.jsonl")
+        for line in path.read_bytes().splitlines()
+    ]
+    links = [
+        link
+        for batch in batches
+        for resource in batch["resourceSpans"]
+        for scope in resource["scopeSpans"]
+        for span in scope["spans"]
+        for link in span.get("links", [])
+    ]
+    return [{a["key"]: next(iter(a["value"].values())) for a in link.get("attributes", [])} for link in links]
 
 
 def _expected() -> dict[str, Any]:

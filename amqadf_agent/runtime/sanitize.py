@@ -56,7 +56,13 @@ from opentelemetry.trace import Status
 
 from amqadf_agent import semconv
 from amqadf_agent.redaction import REDACTED, redact_query, redact_url_full
-from amqadf_agent.statements import SANITIZE_MEMO_MAX_CHARS, sanitize, sanitize_values, summary
+from amqadf_agent.statements import (
+    SANITIZE_MEMO_MAX_CHARS,
+    is_document_command,
+    sanitize,
+    sanitize_values,
+    summary,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -214,11 +220,15 @@ def sanitize_name(name: str) -> str:
     before open-telemetry/opentelemetry-python-contrib#246, asyncpg's before #1324), and applications
     still write ``tracer.start_span(sql)`` or ``start_span(url)``. A name that starts with a
     statement's keyword (``SELECT``, ``INSERT``, ``UPDATE``, ``DELETE``, ``WITH``, ...; any case) and
-    holds a quote or a digit goes through ``statements.sanitize``; then each space-separated word with
+    holds a quote or a digit goes through ``statements.sanitize``, and so does a command followed by
+    a document (``find {'email': 'a@b.c'}``, as MongoDB instrumentations wrote it: its values as
+    ``?``, its keys kept); then each space-separated word with
     ``://`` and a user info, query or fragment, or a path with a query (``/search?q=...``), through
     ``redaction.redact_url_full``. Any other name is returned as it is.
     """
-    if " " in name and _NAME_LITERAL(name) and _STATEMENT_NAME(name):
+    if (" " in name and _NAME_LITERAL(name) and _STATEMENT_NAME(name)) or (
+        "{" in name and is_document_command(name)
+    ):
         name = _statement(name)
     if "://" in name or ("?" in name and "/" in name):  # a URL, or a path with a query
         words = name.split(" ")
@@ -299,6 +309,7 @@ class SanitizingSpanProcessor(SpanProcessor):
             if (
                 "?" in name
                 or "://" in name
+                or "{" in name
                 or (name[:1] in _STATEMENT_INITIALS and " " in name and _NAME_LITERAL(name))
             ):
                 try:
