@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Status
 
 from amqadf_agent import semconv
@@ -256,6 +257,11 @@ def _rewrite(statement: str) -> tuple[str, str, bool, str]:
 
 
 _rewrite_memo = functools.lru_cache(maxsize=4096)(_rewrite)
+#: A URL repeats as a statement does (a paged API, a health check, a presigned URL reused until it
+#: expires): a bounded memo by its text makes a repeat a dictionary hit. A URL signed afresh for each
+#: request misses it and pays the redaction (``new signed url.full`` in tests/bench/bench_sanitize.py).
+URL_MEMO_MAX_CHARS = 2048
+_redact_url_memo = functools.lru_cache(maxsize=1024)(redact_url_full)
 
 
 class SanitizingSpanProcessor(SpanProcessor):
@@ -304,8 +310,9 @@ class SanitizingSpanProcessor(SpanProcessor):
         # instrumentations set their attributes and events after the span starts.
         if self.sanitize:
             name = span._name or ""
-            # The cheap first test: a URL worth redacting has a "?" or "://"; a statement with literals
-            # starts with one of a statement's initials and has a space and a quote or a digit.
+            # The cheap first test: a URL worth redacting has a "?" or "://", a MongoDB filter a "{";
+            # a statement with literals starts with one of a statement's initials and has a space and
+            # a quote or a digit.
             if (
                 "?" in name
                 or "://" in name
@@ -318,17 +325,24 @@ class SanitizingSpanProcessor(SpanProcessor):
                         span._name = sanitized
                 except Exception:  # never into the application's span.end()
                     logger.debug("could not sanitize the name of a span", exc_info=True)
-        if span._events:
+        # The SDK's containers are read through what they hold (an ended span's do not change): their
+        # Python-level __len__ and __iter__ (a copy under a lock) cost more than the rest of a span's
+        # rewrite. A ReadableSpan built by hand holds plain sequences and dicts.
+        events = span._events
+        if events._dq if type(events) is BoundedList else events:  # type: ignore[attr-defined]
             try:
                 self._sanitize_events(span)
             except Exception:  # never into the application's span.end()
                 logger.debug("could not sanitize the events of span %r", span.name, exc_info=True)
-        if span._links:
+        links = span._links
+        if links._dq if type(links) is BoundedList else links:  # type: ignore[attr-defined]
             try:
                 self._sanitize_links(span)
             except Exception:  # never into the application's span.end()
                 logger.debug("could not sanitize the links of span %r", span.name, exc_info=True)
         attributes = span._attributes
+        if type(attributes) is BoundedAttributes:
+            attributes = attributes._dict
         if not attributes:
             return
         if self._watched.isdisjoint(attributes) and self._pattern is None:
@@ -399,7 +413,10 @@ class SanitizingSpanProcessor(SpanProcessor):
                 out = self._statement(attributes, key, value, out, marks)
             elif kind == _URL:
                 if "?" in value or "@" in value or "#" in value:
-                    redacted = redact_url_full(value)
+                    if len(value) <= URL_MEMO_MAX_CHARS:
+                        redacted = _redact_url_memo(value)
+                    else:
+                        redacted = redact_url_full(value)
                     if redacted != value:
                         out = dict(attributes) if out is None else out
                         out[key] = redacted
@@ -501,23 +518,23 @@ _ADDED = (
 
 def _replace_attributes(span: ReadableSpan, attributes: dict[str, Any]) -> None:
     """Give ``span`` its rewritten attributes within its attribute limit, keeping the count of those
-    the SDK dropped. What the processor added gives way first: never the statement it came from."""
+    the SDK dropped. What the processor added gives way first: never the statement it came from.
+
+    An SDK span keeps its ``BoundedAttributes`` (its limits and dropped count) with the new dict in
+    it: replacing the container would free it, its lock and its dict inside ``span.end()``."""
     old = span._attributes
-    maxlen = getattr(old, "maxlen", None)  # no isinstance: an ABC's check costs more than this
-    dropped = getattr(old, "dropped", 0)
+    if type(old) is not BoundedAttributes:  # a ReadableSpan built by hand: a plain mapping
+        span._attributes = attributes
+        return
+    maxlen = old.maxlen
     if maxlen is not None and len(attributes) > maxlen:
         for key in _ADDED:
             if len(attributes) <= maxlen:
                 break
-            if key in attributes and (old is None or key not in old):
+            if key in attributes and key not in old._dict:
                 del attributes[key]
-                dropped += 1
-    if dropped and isinstance(old, BoundedAttributes):
-        bounded = BoundedAttributes(maxlen, attributes, immutable=True, max_value_len=old.max_value_len)
-        bounded.dropped += dropped
-        span._attributes = bounded
-    else:
-        span._attributes = attributes
+                old.dropped += 1
+    old._dict = attributes
 
 
 def __getattr__(name: str) -> Any:
