@@ -34,10 +34,11 @@ the digest, then the mark), counted as dropped: never the statement they came fr
 user's ``redact_attributes`` and the default keys on their attributes, ``sanitize_message`` on the
 body and on the exception attributes.
 
-A span without any of these keys costs one set look-up per attribute and a look at its name (two
+A span without any of these keys costs one set look-up per attribute and a look at its name (three
 ``in`` tests, and one regex search when it holds a space). The statement's rewrite and summary are
-memoized by its text (bounded), so a statement seen before costs a dictionary hit
-(``tests/bench/bench_sanitize.py``). A failure here never reaches the application's ``span.end()``.
+memoized by its text (bounded), and so is a URL's redaction, so a statement or URL seen before costs a
+dictionary hit (``tests/bench/bench_sanitize.py``). A failure here never reaches the application's
+``span.end()``.
 """
 
 from __future__ import annotations
