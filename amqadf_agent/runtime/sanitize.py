@@ -328,7 +328,9 @@ class SanitizingSpanProcessor(SpanProcessor):
                     logger.debug("could not sanitize the name of a span", exc_info=True)
         # The SDK's containers are read through what they hold (an ended span's do not change): their
         # Python-level __len__ and __iter__ (a copy under a lock) cost more than the rest of a span's
-        # rewrite. A ReadableSpan built by hand holds plain sequences and dicts.
+        # rewrite. A ReadableSpan built by hand holds plain sequences and dicts. The events' and the
+        # links' blocks are written out, not looped over: a tuple of bound methods per span costs more
+        # than either test, and each keeps its own try so one's failure does not skip the other.
         events = span._events
         if events._dq if type(events) is BoundedList else events:  # type: ignore[attr-defined]
             try:
