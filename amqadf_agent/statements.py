@@ -234,7 +234,8 @@ _sanitize_memo = functools.lru_cache(maxsize=4096)(_sanitize)
 #: A command followed by a document or a list of documents, as MongoDB instrumentations write a
 #: statement (``find {'email': 'a@b.c'}``: the command's name and ``str()`` of its filter) or a span
 #: name (``mydb.find.{...}``, ``aggregate [{'$match': ...}]``). No SQL statement starts so.
-is_document_command = re.compile(r"\s*([A-Za-z_][\w.$]*?)[\s.]*(?:\{|\[\s*\{)").match
+#: Linear in the text: each part of the dotted name starts with a letter, so no two ways to match.
+is_document_command = re.compile(r"\s*([A-Za-z_][\w$]*(?:\.[A-Za-z_][\w$]*)*)\.?\s*(?:\{|\[\s*\{)").match
 # A MongoDB filter is no SQL: a quoted string is a key when a ":" follows it and a value otherwise,
 # both quote styles are strings (Python's repr uses either, JSON double quotes) with backslash
 # escapes, and "[...]" is a list of values, not a name: the SQL tokens cannot tell these apart. A
@@ -333,22 +334,29 @@ def _summary_words(statement: str) -> list[str]:
     (``(``, ``)``, ``,``, ``;``) of ``statement``, in order; literals, placeholders, comments and
     operators left out. The tokens are ``split``'s: a quoted name is one of them."""
     words: list[str] = []
-    join = after_name = False  # join: a "." follows a name, so the next name part is joined to it
+    name: list[str] = []  # the parts of the name read so far (joined once: a long dotted chain stays linear)
+    join = False  # a "." follows the name: the next name part belongs to it
     for index, part in enumerate(split(statement)):
         for word in (part,) if index % 2 else _PLAIN_WORD.findall(part):
             # a token is a name part when it is a quoted name; a plain word when it starts with a letter
-            name = _KIND_OF.get(word[0]) == _IDENT if index % 2 else word[0] == "_" or word[0].isalpha()
-            if name:
-                if join:
-                    words[-1] += "." + word
-                else:
-                    words.append(word)
-            elif word == "." and after_name:
-                join, after_name = True, False
+            if _KIND_OF.get(word[0]) == _IDENT if index % 2 else word[0] == "_" or word[0].isalpha():
+                if not join and name:
+                    words.append(".".join(name))
+                    name = []
+                name.append(word)
+                join = False
                 continue
-            elif word in _PUNCTUATION:
+            if word == "." and name and not join:
+                join = True
+                continue
+            if name:
+                words.append(".".join(name))
+                name = []
+            join = False
+            if word in _PUNCTUATION:
                 words.append(word)
-            join, after_name = False, name
+    if name:
+        words.append(".".join(name))
     return words
 
 
