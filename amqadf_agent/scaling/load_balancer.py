@@ -817,12 +817,7 @@ class LoadBalancer:
         balancers on one provider share one instrument set that holds them weakly, so this is
         idempotent and never keeps a balancer alive. A failure is logged, never raised.
         """
-        try:
-            _SHARED.register(self, meter_provider)
-        except Exception:
-            _log.warning(
-                "cannot report load balancer %r as metrics; it keeps working", self._name, exc_info=True
-            )
+        _SHARED.report(self, meter_provider, _log, f"load balancer {self._name!r}")
 
     def __repr__(self) -> str:
         return (
