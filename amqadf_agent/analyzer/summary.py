@@ -66,7 +66,7 @@ from amqadf_agent.analyzer.report_values import shown
 
 if TYPE_CHECKING:
     from amqadf_agent.analyzer.recommendation import Recommendation
-    from amqadf_agent.analyzer.rules.database import StatementStats
+    from amqadf_agent.analyzer.rules.database_findings import StatementStats
 
 #: Version of the ``to_json`` layout; bumped when a field changes meaning or goes away.
 SCHEMA_VERSION: Final = 3
