@@ -62,7 +62,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
-from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, Record, SpanRecord, service_name
+from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, Record, SpanRecord, code_location, service_name
 from amqadf_agent.analyzer.plausible import is_count
 from amqadf_agent.analyzer.recommendation import Recommendation
 from amqadf_agent.analyzer.rules.database_findings import (
@@ -75,10 +75,6 @@ from amqadf_agent.analyzer.sql import SqlInfo, analyze, normalize_call
 from amqadf_agent.semconv import (
     ATTR_CODE_FILE_PATH,
     ATTR_CODE_FILEPATH_OLD,
-    ATTR_CODE_FUNCTION_NAME,
-    ATTR_CODE_FUNCTION_OLD,
-    ATTR_CODE_LINE_NUMBER,
-    ATTR_CODE_LINENO_OLD,
     ATTR_CODE_STACKTRACE,
     ATTR_DB_QUERY_PARAMETER_PREFIX,
     ATTR_DB_QUERY_SANITIZED,
@@ -243,14 +239,8 @@ class DatabaseRules:
             self._locate(stats, filename, attributes)
 
     def _locate(self, stats: StatementStats, filename: object, attributes: Mapping[str, object]) -> None:
-        """Count the call's code location (current ``code.*`` names, else the older ones)."""
-        line = attributes.get(ATTR_CODE_LINE_NUMBER) or attributes.get(ATTR_CODE_LINENO_OLD)
-        function = attributes.get(ATTR_CODE_FUNCTION_NAME) or attributes.get(ATTR_CODE_FUNCTION_OLD)
-        key = (
-            str(filename),
-            line if isinstance(line, int) and not isinstance(line, bool) and line > 0 else 0,
-            str(function) if function else "",
-        )
+        """Count the call's code location (``model.code_location``)."""
+        key = code_location(filename, attributes)
         locations = stats.locations
         if key in locations:
             locations[key] += 1

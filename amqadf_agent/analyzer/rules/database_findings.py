@@ -320,11 +320,7 @@ def _repeated_identical(findings: _StatementFindings, same: Occurrences) -> None
         "Run it once per request and reuse the result, or cache it.",
         "count of executions with the same statement and the same literals in one trace",
         f"repeats in one trace >= {findings.config.identical_min_repeats}",
-        {
-            "traces_affected": same.traces,
-            "max_repeats_in_trace": same.largest,
-            "repeated_time_ms": round(same.time_s * 1000, 3),
-        },
+        _repeat_numbers(same),
         same.examples,
         services=same.services,
     )
@@ -339,14 +335,19 @@ def _repeated_undecided(findings: _StatementFindings, same: Occurrences) -> None
         " amqadf.db.query.values_digest (an amqadf-agent with sanitize on does) to tell.",
         "count of executions of the same sanitized statement, values unknown, in one trace",
         f"repeats in one trace >= {findings.config.identical_min_repeats}",
-        {
-            "traces_affected": same.traces,
-            "max_repeats_in_trace": same.largest,
-            "repeated_time_ms": round(same.time_s * 1000, 3),
-        },
+        _repeat_numbers(same),
         same.examples,
         services=same.services,
     )
+
+
+def _repeat_numbers(same: Occurrences) -> dict[str, int | float | str]:
+    """The numbers of a repeated query, identical or undecided."""
+    return {
+        "traces_affected": same.traces,
+        "max_repeats_in_trace": same.largest,
+        "repeated_time_ms": round(same.time_s * 1000, 3),
+    }
 
 
 def _label(services: list[str], shown: int = 3) -> str:
