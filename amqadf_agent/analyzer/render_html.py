@@ -50,7 +50,15 @@ from amqadf_agent.analyzer.html_page import (
     y_grid,
 )
 from amqadf_agent.analyzer.render_impact import verdict_html
-from amqadf_agent.analyzer.report_values import MISSING, data_quality_line
+from amqadf_agent.analyzer.report_values import (
+    CACHE_HEADER,
+    MISSING,
+    POOL_HEADER,
+    cache_row,
+    data_quality_line,
+    pool_row,
+    services,
+)
 from amqadf_agent.analyzer.report_values import items as _items
 from amqadf_agent.analyzer.report_values import mapping as _mapping
 from amqadf_agent.analyzer.report_values import ms as _ms
@@ -456,12 +464,12 @@ def _queries(page: Page, value: object) -> list[str]:
     out += bar_chart(page, "queries", CHART_TITLES[2], desc, bars, top)
     out.append("</figure>")
     # Which service runs a statement matters when the report covers several (a fleet).
-    fleet = len({name for query in ranked for name in _services(query)}) > 1
+    fleet = len({name for query in ranked for name in services(query)}) > 1
     rows = [
         [
             str(number),
             f"<code>{esc(query.get('statement', ''))}</code>",
-            *([", ".join(f"<code>{esc(n)}</code>" for n in _services(query)) or MISSING] if fleet else []),
+            *([", ".join(f"<code>{esc(n)}</code>" for n in services(query)) or MISSING] if fleet else []),
             _num(query.get("calls")),
             _ms(query.get("total_ms")),
             _ms(query.get("mean_ms")),
@@ -472,18 +480,6 @@ def _queries(page: Page, value: object) -> list[str]:
     header = ["#", "Statement", *(["Services"] if fleet else []), "Calls", "Total", "Mean", "p95"]
     out += data_table(table(header, rows, "rllrrrr" if fleet else "rlrrrr"))
     return [*out, "</section>"]
-
-
-def _at_peaks(pool: Mapping[str, Any]) -> str:
-    """`` (… at peaks)`` after the queue wait p95 of a pool: the p95 over windows, when it is higher."""
-    peak, wait = _number(pool.get("queue_wait_p95_peak")), _number(pool.get("queue_wait_p95"))
-    return f" ({_ms(peak, seconds=True)} at peaks)" if peak is not None and peak > (wait or 0.0) else ""
-
-
-def _services(query: Mapping[str, Any]) -> list[str]:
-    """The ``services`` of a top query (names only; anything else is skipped)."""
-    value = query.get("services")
-    return [name for name in value if isinstance(name, str)] if isinstance(value, list) else []
 
 
 def _caches(page: Page, value: object) -> list[str]:
@@ -499,19 +495,8 @@ def _caches(page: Page, value: object) -> list[str]:
     out.append(f"<figure><figcaption>{esc(CHART_TITLES[3])}</figcaption>")
     out += bar_chart(page, "caches", CHART_TITLES[3], desc, bars, 1.0, COLORS["memory"])
     out.append("</figure>")
-    rows = [
-        [
-            f"<code>{esc(cache.get('name', MISSING))}</code>",
-            _pct(cache.get("hit_rate")),
-            _num(cache.get("requests")),
-            _num(cache.get("evictions")),
-            _num(cache.get("expirations")),
-            f"{_num(cache.get('size'))} / {_num(cache.get('max_size'))}",
-        ]
-        for cache in caches
-    ]
-    header = ["Cache", "Hit rate", "Requests", "Evictions", "Expirations", "Size / max"]
-    out += data_table(table(header, rows, "lrrrrr"))
+    rows = [cache_row(cache, f"<code>{esc(cache.get('name', MISSING))}</code>") for cache in caches]
+    out += data_table(table(CACHE_HEADER, rows, "lrrrrr"))
     return [*out, "</section>"]
 
 
@@ -552,22 +537,6 @@ def _threads(page: Page, value: object) -> list[str]:
         COLORS["p95"],
     )
     out.append("</figure>")
-    rows = [
-        [
-            f"<code>{esc(name)}</code>",
-            _num(pool.get("max_workers")),
-            _pct(pool.get("utilization")),
-            _ms(pool.get("queue_wait_p95"), seconds=True) + _at_peaks(pool),
-            _num(pool.get("throughput"), 1),
-            _ms(pool.get("latency_mean"), seconds=True),
-            _num(pool.get("littles_law_concurrency")),
-            _num(pool.get("busy_peak")),
-            _num(pool.get("recommended"))
-            + (" (saturated at peaks)" if pool.get("saturated_at_peaks") is True else ""),
-        ]
-        for name, pool in zip(names, pools, strict=True)
-    ]
-    header = ["Pool", "Max workers", "Utilization", "Queue wait p95", "Tasks/s", "Mean latency"]
-    header += ["Little's law L", "Peak busy (p95)", "Recommended"]
-    out += table(header, rows, "lrrrrrrrr")
+    rows = [pool_row(pool, f"<code>{esc(name)}</code>") for name, pool in zip(names, pools, strict=True)]
+    out += table(POOL_HEADER, rows, "lrrrrrrrr")
     return [*out, "</section>"]
