@@ -179,7 +179,7 @@ class DatabaseRules:
         self._housekeeping: set[int] = set()
         self._traces: dict[str, list[_Call]] = {}
         # The keys of _traces in insertion order: next(iter(dict)) after many deletions from the front
-        # walks over every deleted slot, which made flushing the oldest trace cost O(traces).
+        # walks over every deleted slot, which would make flushing the oldest trace cost O(traces).
         self._trace_order: deque[str] = deque()
         self._buffered = 0
         self._n_plus_one: dict[int, Occurrences] = {}
