@@ -57,7 +57,7 @@ from amqadf_agent.analyzer.report_values import (
     cache_row,
     data_quality_line,
     pool_row,
-    services,
+    query_table,
 )
 from amqadf_agent.analyzer.report_values import items as _items
 from amqadf_agent.analyzer.report_values import mapping as _mapping
@@ -463,22 +463,8 @@ def _queries(page: Page, value: object) -> list[str]:
     out.append(f"<figure><figcaption>{esc(CHART_TITLES[2])}</figcaption>")
     out += bar_chart(page, "queries", CHART_TITLES[2], desc, bars, top)
     out.append("</figure>")
-    # Which service runs a statement matters when the report covers several (a fleet).
-    fleet = len({name for query in ranked for name in services(query)}) > 1
-    rows = [
-        [
-            str(number),
-            f"<code>{esc(query.get('statement', ''))}</code>",
-            *([", ".join(f"<code>{esc(n)}</code>" for n in services(query)) or MISSING] if fleet else []),
-            _num(query.get("calls")),
-            _ms(query.get("total_ms")),
-            _ms(query.get("mean_ms")),
-            _ms(query.get("p95_ms")),
-        ]
-        for number, query in enumerate(ranked, 1)
-    ]
-    header = ["#", "Statement", *(["Services"] if fleet else []), "Calls", "Total", "Mean", "p95"]
-    out += data_table(table(header, rows, "rllrrrr" if fleet else "rlrrrr"))
+    header, rows, align = query_table(ranked, lambda value: f"<code>{esc(value)}</code>")
+    out += data_table(table(header, rows, align))
     return [*out, "</section>"]
 
 

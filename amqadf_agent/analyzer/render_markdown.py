@@ -28,7 +28,7 @@ from amqadf_agent.analyzer.report_values import (
     num,
     percent,
     pool_row,
-    services,
+    query_table,
     shown,
 )
 from amqadf_agent.analyzer.report_values import items as _items
@@ -303,19 +303,5 @@ def _top_queries(value: object) -> list[str]:
     queries = _items(value)
     if not queries:
         return [*lines, NO_DATA, ""]
-    # Which service runs a statement matters when the report covers several (a fleet).
-    fleet = len({name for query in queries for name in services(query)}) > 1
-    rows = [
-        [
-            str(number),
-            code(query.get("statement", "")),
-            *([", ".join(code(name) for name in services(query)) or MISSING] if fleet else []),
-            num(query.get("calls")),
-            ms(query.get("total_ms")),
-            ms(query.get("mean_ms")),
-            ms(query.get("p95_ms")),
-        ]
-        for number, query in enumerate(queries, 1)
-    ]
-    header = ["#", "Statement", *(["Services"] if fleet else []), "Calls", "Total", "Mean", "p95"]
-    return [*lines, *table(header, rows, "rllrrrr" if fleet else "rlrrrr"), ""]
+    header, rows, align = query_table(queries, code)
+    return [*lines, *table(header, rows, align), ""]

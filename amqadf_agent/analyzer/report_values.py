@@ -10,7 +10,7 @@ Strings of the data (a ``service.name``, a statement, a file name) are the produ
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 #: Shown where a value is missing or not a number.
@@ -176,3 +176,26 @@ def services(query: Mapping[str, Any]) -> list[str]:
     """The ``services`` of a top query (names only; anything else is skipped)."""
     value = query.get("services")
     return [name for name in value if isinstance(name, str)] if isinstance(value, list) else []
+
+
+def query_table(
+    queries: Sequence[Mapping[str, Any]], code: Callable[[object], str]
+) -> tuple[list[str], list[list[str]], str]:
+    """The top-queries table: its header, rows and column alignment (``l``/``r`` a column); ``code``
+    marks up a statement or a service name in the report's own markup."""
+    # Which service runs a statement matters when the report covers several (a fleet).
+    fleet = len({name for query in queries for name in services(query)}) > 1
+    rows = [
+        [
+            str(rank),
+            code(query.get("statement", "")),
+            *([", ".join(code(name) for name in services(query)) or MISSING] if fleet else []),
+            num(query.get("calls")),
+            ms(query.get("total_ms")),
+            ms(query.get("mean_ms")),
+            ms(query.get("p95_ms")),
+        ]
+        for rank, query in enumerate(queries, 1)
+    ]
+    header = ["#", "Statement", *(["Services"] if fleet else []), "Calls", "Total", "Mean", "p95"]
+    return header, rows, "rllrrrr" if fleet else "rlrrrr"
