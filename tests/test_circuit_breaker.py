@@ -426,13 +426,20 @@ def test_open_timeout_grows_on_repeated_trips_up_to_max_timeout() -> None:
     assert rejected(breaker).retry_after == 10.0
 
 
-def test_max_half_open_time_sends_a_stuck_half_open_breaker_back_to_open() -> None:
-    clock = FakeClock()
+def half_open_within_5s(clock: FakeClock) -> CircuitBreaker:
+    """A breaker with one probe slot and ``max_half_open_time=5``, tripped and past its 10 s open
+    time: the next call is its first probe."""
     breaker = CircuitBreaker(
         failure_threshold=1, timeout=10.0, half_open_max_calls=1, max_half_open_time=5.0, clock=clock
     )
     fail(breaker)
     clock.advance(10.0)
+    return breaker
+
+
+def test_max_half_open_time_sends_a_stuck_half_open_breaker_back_to_open() -> None:
+    clock = FakeClock()
+    breaker = half_open_within_5s(clock)
     breaker.__enter__()  # a probe that never finishes
     assert rejected(breaker).state == "half_open"
     clock.advance(4.0)
@@ -446,11 +453,7 @@ def test_max_half_open_time_sends_a_stuck_half_open_breaker_back_to_open() -> No
 
 def test_a_probe_from_an_earlier_half_open_period_does_not_count_in_the_next() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker(
-        failure_threshold=1, timeout=10.0, half_open_max_calls=1, max_half_open_time=5.0, clock=clock
-    )
-    fail(breaker)
-    clock.advance(10.0)
+    breaker = half_open_within_5s(clock)
     stale, fresh = contextvars.copy_context(), contextvars.copy_context()
     stale.run(breaker.__enter__)  # first half-open period's probe, never finished in time
     clock.advance(5.0)

@@ -15,9 +15,11 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from support import dropped_spans
 
 import amqadf_agent
 from amqadf_agent.analyzer.model import SpanRecord
@@ -189,50 +191,52 @@ def _span_ids(path: Path) -> list[str]:
     return found
 
 
-def test_disk_that_fills_and_frees_keeps_every_line_whole_and_counts_what_was_lost(small_disk: Path) -> None:
-    filler = small_disk / "filler"
-    filler.write_bytes(b"f" * 32_000)  # freed later, as an operator frees a disk
+def _spans_only_agent(disk: Path, **settings: Any) -> amqadf_agent.Agent:
+    """An agent writing its spans, and no metrics at all, to ``disk`` (the room a test frees is for
+    the spans); a batch is exported when the test flushes."""
     agent = amqadf_agent.start(
         exporters=["file"],
-        output_dir=small_disk,
+        output_dir=disk,
         metric_interval=60,
         span_export_delay=60,
         self_metrics=False,
-        resource_monitor=False,  # no metrics at all: the freed room is for the spans
+        resource_monitor=False,
         service_name="full-disk",
+        **settings,
     )
     assert agent.running, agent.error
-    assert agent.stats is not None
-    tracer = agent.tracer("app")
+    return agent
 
-    def batch(round_: int) -> list[str]:
-        """One exported line of 10 spans (about 4 KB): ids of the spans made."""
-        made = []
-        for i in range(10):
-            with tracer.start_as_current_span("work", attributes={"pad": "p" * 200, "i": i}) as span:
-                pass
-            made.append(format(span.get_span_context().span_id, "016x"))
-        assert agent.force_flush(timeout=5.0)
-        return made
 
-    def dropped() -> int:
-        assert agent.stats is not None
-        return sum(n for (signal, _, _), n in agent.stats.snapshot()[1].items() if signal == "traces")
+def _ten_spans(agent: amqadf_agent.Agent) -> list[str]:
+    """One exported line of 10 spans (about 4 KB): the ids of the spans made."""
+    made = []
+    for i in range(10):
+        with agent.tracer("app").start_as_current_span("work", attributes={"pad": "p" * 200, "i": i}) as span:
+            pass
+        made.append(format(span.get_span_context().span_id, "016x"))
+    assert agent.force_flush(timeout=5.0)
+    return made
 
+
+def test_disk_that_fills_and_frees_keeps_every_line_whole_and_counts_what_was_lost(small_disk: Path) -> None:
+    filler = small_disk / "filler"
+    filler.write_bytes(b"f" * 32_000)  # freed later, as an operator frees a disk
+    agent = _spans_only_agent(small_disk)
     before_full: list[str] = []
-    round_ = 0
-    while dropped() == 0:
-        assert round_ < 40, "the disk never filled"
-        made = batch(round_)
-        if dropped() == 0:
+    rounds = 0
+    while dropped_spans(agent) == 0:
+        assert rounds < 40, "the disk never filled"
+        made = _ten_spans(agent)
+        if dropped_spans(agent) == 0:
             before_full += made
-        round_ += 1
-    lost = 10 + sum(len(batch(round_ + n)) for n in range(2))  # still full: dropped and counted
-    assert dropped() == lost
+        rounds += 1
+    lost = 10 + sum(len(_ten_spans(agent)) for _ in range(2))  # still full: dropped and counted
+    assert dropped_spans(agent) == lost
 
     filler.unlink()
-    after_freed = [span for n in range(3) for span in batch(round_ + 2 + n)]
-    assert dropped() == lost  # the disk has room again: nothing more lost
+    after_freed = [span for _ in range(3) for span in _ten_spans(agent)]
+    assert dropped_spans(agent) == lost  # the disk has room again: nothing more lost
     assert agent.shutdown(timeout=5.0)
 
     traces = small_disk / "traces.jsonl"
@@ -249,32 +253,19 @@ def test_rotation_goes_on_after_a_full_disk_frees_and_every_span_is_on_disk_or_c
     # GIVEN files that rotate at every batch, on a disk half taken by a filler
     filler = small_disk / "filler"
     filler.write_bytes(b"f" * 32_000)
-    agent = amqadf_agent.start(
-        exporters=["file"],
-        output_dir=small_disk,
-        metric_interval=60,
-        span_export_delay=60,
-        self_metrics=False,
-        resource_monitor=False,
+    agent = _spans_only_agent(
+        small_disk,
         file_max_bytes=6_000,
         file_max_backups=100,  # none pruned: every span written stays on disk
-        service_name="full-disk",
     )
-    assert agent.running, agent.error
-    tracer = agent.tracer("app")
     made = 0
 
     def batch() -> None:
-        """One exported line of 10 spans (about 4 KB)."""
         nonlocal made
-        for i in range(10):
-            with tracer.start_as_current_span("work", attributes={"pad": "p" * 200, "i": i}):
-                made += 1
-        assert agent.force_flush(timeout=5.0)
+        made += len(_ten_spans(agent))
 
     def dropped() -> int:
-        assert agent.stats is not None
-        return sum(n for (signal, _, _), n in agent.stats.snapshot()[1].items() if signal == "traces")
+        return dropped_spans(agent)
 
     def trace_files() -> set[str]:
         return {path.name for path in small_disk.glob("traces*.jsonl")}

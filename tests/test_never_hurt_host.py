@@ -10,7 +10,6 @@ import errno
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from support import free_port
 
 import amqadf_agent
 from amqadf_agent import semconv
@@ -40,14 +40,6 @@ MAX_GROWTH_BYTES = 8_000_000
 SHUTDOWN_TIMEOUT = 2.0
 
 
-def closed_port() -> int:
-    """A loopback port nobody listens on (bound, read, closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def clean_env(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AMQADF_", "OTEL_"))}
     env.update(values)
@@ -61,7 +53,7 @@ def _sum_points(points: list[list[Any]], **attrs: str) -> int:
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_dead_collector_costs_bounded_memory_and_a_bounded_shutdown(tmp_path: Path, protocol: str) -> None:
     env = clean_env(
-        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{closed_port()}",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{free_port()}",
         OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
         # The exporter gives up on a batch after 1 s (instead of 10 s), so the agent counts the
         # failure while the app still runs.
@@ -285,7 +277,7 @@ def test_export_failure_reaches_stderr_when_logs_are_captured(tmp_path: Path) ->
     # longer prints unhandled warnings to stderr (logging.lastResort), so the agent's one warning
     # about the dead collector must still reach stderr, not only the dead collector's log pipeline.
     env = clean_env(
-        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{closed_port()}",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{free_port()}",
         OTEL_EXPORTER_OTLP_TIMEOUT="1",
         AMQADF_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT),
     )

@@ -191,49 +191,24 @@ def test_contract_names_are_unique_and_well_formed() -> None:
 # Standard names are written out in semconv (their library modules import the metrics API);
 # here each one is checked against the library's own constant.
 STANDARD_CONSTANTS = {
-    "db.client.connection.max": (
-        "opentelemetry.semconv._incubating.metrics.db_metrics",
-        "DB_CLIENT_CONNECTION_MAX",
-    ),
-    "db.client.connection.count": (
-        "opentelemetry.semconv._incubating.metrics.db_metrics",
-        "DB_CLIENT_CONNECTION_COUNT",
-    ),
-    "db.client.connection.wait_time": (
-        "opentelemetry.semconv._incubating.metrics.db_metrics",
-        "DB_CLIENT_CONNECTION_WAIT_TIME",
-    ),
-    "db.client.operation.duration": (
-        "opentelemetry.semconv.metrics.db_metrics",
-        "DB_CLIENT_OPERATION_DURATION",
-    ),
-    "http.server.request.duration": (
-        "opentelemetry.semconv.metrics.http_metrics",
-        "HTTP_SERVER_REQUEST_DURATION",
-    ),
-    "otel.sdk.processor.span.processed": (
-        "opentelemetry.semconv._incubating.metrics.otel_metrics",
-        "OTEL_SDK_PROCESSOR_SPAN_PROCESSED",
-    ),
-    "otel.sdk.processor.span.queue.size": (
-        "opentelemetry.semconv._incubating.metrics.otel_metrics",
-        "OTEL_SDK_PROCESSOR_SPAN_QUEUE_SIZE",
-    ),
-    "otel.sdk.processor.span.queue.capacity": (
-        "opentelemetry.semconv._incubating.metrics.otel_metrics",
-        "OTEL_SDK_PROCESSOR_SPAN_QUEUE_CAPACITY",
-    ),
-    **{
-        name: ("opentelemetry.semconv._incubating.metrics.otel_metrics", name.upper().replace(".", "_"))
-        for name in (
+    name: (module, name.upper().replace(".", "_"))
+    for module, names in {
+        "opentelemetry.semconv._incubating.metrics.db_metrics": (
+            "db.client.connection.max",
+            "db.client.connection.count",
+            "db.client.connection.wait_time",
+        ),
+        "opentelemetry.semconv.metrics.db_metrics": ("db.client.operation.duration",),
+        "opentelemetry.semconv.metrics.http_metrics": ("http.server.request.duration",),
+        "opentelemetry.semconv._incubating.metrics.otel_metrics": (
+            "otel.sdk.processor.span.processed",
+            "otel.sdk.processor.span.queue.size",
+            "otel.sdk.processor.span.queue.capacity",
             "otel.sdk.processor.log.processed",
             "otel.sdk.processor.log.queue.size",
             "otel.sdk.processor.log.queue.capacity",
-        )
-    },
-    **{
-        name: ("opentelemetry.semconv._incubating.metrics.system_metrics", name.upper().replace(".", "_"))
-        for name in (
+        ),
+        "opentelemetry.semconv._incubating.metrics.system_metrics": (
             "system.cpu.utilization",
             "system.cpu.logical.count",
             "system.memory.usage",
@@ -242,19 +217,17 @@ STANDARD_CONSTANTS = {
             "system.filesystem.utilization",
             "system.disk.io",
             "system.network.io",
-        )
-    },
-    **{
-        name: ("opentelemetry.semconv._incubating.metrics.process_metrics", name.upper().replace(".", "_"))
-        for name in (
+        ),
+        "opentelemetry.semconv._incubating.metrics.process_metrics": (
             "process.cpu.utilization",
             "process.cpu.time",
             "process.memory.usage",
             "process.memory.virtual",
             "process.thread.count",
             "process.unix.file_descriptor.count",
-        )
-    },
+        ),
+    }.items()
+    for name in names
 }
 
 

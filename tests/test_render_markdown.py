@@ -91,6 +91,12 @@ SMALL: dict[str, Any] = {
     ],
 }
 
+
+def _no_data(*titles: str) -> list[str]:
+    """The lines of sections, one per title, that say "No data."."""
+    return [line for title in titles for line in (f"## {title}", "", "No data.", "")]
+
+
 SMALL_EXPECTED = [
     "# amqadf-analyze report",
     "",
@@ -124,14 +130,7 @@ SMALL_EXPECTED = [
     "| 2026-11-26T15:52:00.000Z | 2 | 3 | scale\\_up | - | 90.0% | n/a | 12.2 | 250 ms | 3 "
     "| cpu 0.9 \\> 0.6 |",
     "",
-    "## Caches",
-    "",
-    "No data.",
-    "",
-    "## Thread pools",
-    "",
-    "No data.",
-    "",
+    *_no_data("Caches", "Thread pools"),
     "## Top queries by total time",
     "",
     "| # | Statement | Calls | Total | Mean | p95 |",
@@ -148,26 +147,7 @@ def test_an_empty_report_says_no_data_for_every_section() -> None:
     assert _lines({}) == [
         "# amqadf-analyze report",
         "",
-        "## Summary",
-        "",
-        "No data.",
-        "",
-        "## Recommendations",
-        "",
-        "No data.",
-        "",
-        "## Scaling",
-        "",
-        "No data.",
-        "",
-        "## Caches",
-        "",
-        "No data.",
-        "",
-        "## Thread pools",
-        "",
-        "No data.",
-        "",
+        *_no_data("Summary", "Recommendations", "Scaling", "Caches", "Thread pools"),
         "## Top queries by total time",
         "",
         "No data.",

@@ -9,6 +9,7 @@ import asyncio
 import inspect
 import random
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -68,13 +69,19 @@ def test_fixed_delay(clock: FakeClock) -> None:
     assert clock.sleeps == [0.5, 0.5, 0.5]
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    base=st.floats(0.001, 10.0),
-    factor=st.floats(1.0, 100.0),
-    retries=st.integers(1, 80),
-    seed=st.integers(0, 2**32),
-)
+def jitter_cases(max_retries: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Hypothesis cases of a backoff: a ``base`` delay, a cap ``factor`` over it, 1 to ``max_retries``
+    retries and a ``seed`` for the jitter."""
+    cases = given(
+        base=st.floats(0.001, 10.0),
+        factor=st.floats(1.0, 100.0),
+        retries=st.integers(1, max_retries),
+        seed=st.integers(0, 2**32),
+    )
+    return lambda test: settings(max_examples=200, deadline=None)(cases(test))
+
+
+@jitter_cases(max_retries=80)
 def test_full_jitter_within_bounds(base: float, factor: float, retries: int, seed: int) -> None:
     cap = base * factor
     p = RetryPolicy(initial_backoff_time=base, max_backoff=cap, jitter="full", random=random.Random(seed))
@@ -83,13 +90,7 @@ def test_full_jitter_within_bounds(base: float, factor: float, retries: int, see
         assert 0.0 <= delay <= min(cap, base * 2.0 ** min(n, 64))
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    base=st.floats(0.001, 10.0),
-    factor=st.floats(1.0, 100.0),
-    retries=st.integers(1, 50),
-    seed=st.integers(0, 2**32),
-)
+@jitter_cases(max_retries=50)
 def test_decorrelated_jitter_within_bounds(base: float, factor: float, retries: int, seed: int) -> None:
     cap = base * factor
     delays: list[float] = []

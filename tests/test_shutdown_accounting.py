@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from support import free_port
 
 from amqadf_agent.runtime.guard import ExportStats, GuardedSpanExporter, stop_exports, watch_queue
 
@@ -121,19 +121,11 @@ print(json.dumps({"finished": finished, "dropped": dropped}))
 """
 
 
-def _closed_port() -> str:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()  # nothing listens: each connection is refused at once
-    return f"http://127.0.0.1:{port}"
-
-
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf", "http/json"])
 def test_made_equals_exported_plus_counted_dropped_when_shutdown_returns(protocol: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AMQADF_", "OTEL_"))}
     env.update(
-        OTEL_EXPORTER_OTLP_ENDPOINT=_closed_port(),
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{free_port()}",  # refused at once: nothing listens
         OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
         AMQADF_SHUTDOWN_TIMEOUT="0.5",
         PYTHONPATH=str(Path(__file__).resolve().parent.parent),

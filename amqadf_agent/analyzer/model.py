@@ -19,7 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, NamedTuple, TypeAlias
 
-from amqadf_agent.semconv import ATTR_SERVICE_INSTANCE_ID, ATTR_SERVICE_NAME
+from amqadf_agent.semconv import (
+    ATTR_CODE_FUNCTION_NAME,
+    ATTR_CODE_FUNCTION_OLD,
+    ATTR_CODE_LINE_NUMBER,
+    ATTR_CODE_LINENO_OLD,
+    ATTR_SERVICE_INSTANCE_ID,
+    ATTR_SERVICE_NAME,
+)
 
 #: An attribute value, as OTLP's ``AnyValue`` decodes: ``None`` for an empty value.
 Value: TypeAlias = str | bool | int | float | bytes | list["Value"] | dict[str, "Value"] | None
@@ -57,6 +64,22 @@ def service_instance_id(resource: Attributes) -> str:
     """``service.instance.id`` of a resource, or ``""`` when the producer did not set one."""
     instance = resource.get(ATTR_SERVICE_INSTANCE_ID)
     return instance if isinstance(instance, str) else ""
+
+
+#: Where a call was made: (file, line or 0, function or "").
+CodeWhere: TypeAlias = tuple[str, int, str]
+
+
+def code_location(filename: object, attributes: Mapping[str, object]) -> CodeWhere:
+    """A span's code location from its ``code.*`` (the current names, else the older ones); the caller
+    has read ``filename`` already, as only spans that carry one need the rest."""
+    line = attributes.get(ATTR_CODE_LINE_NUMBER) or attributes.get(ATTR_CODE_LINENO_OLD)
+    function = attributes.get(ATTR_CODE_FUNCTION_NAME) or attributes.get(ATTR_CODE_FUNCTION_OLD)
+    return (
+        str(filename),
+        line if isinstance(line, int) and not isinstance(line, bool) and line > 0 else 0,
+        str(function) if function else "",
+    )
 
 
 class SpanEvent(NamedTuple):

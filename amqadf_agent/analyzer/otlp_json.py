@@ -230,6 +230,15 @@ def _metric(value: Any, resource: Attributes, scope_name: str, scope_version: st
     )
 
 
+def _point_times(d: dict[str, Any]) -> tuple[Attributes, int, int]:
+    """What every kind of data point starts with: its attributes, start time and time."""
+    return (
+        _attrs(d.get("attributes"), "dataPoint.attributes"),
+        _int(d.get("startTimeUnixNano"), "startTimeUnixNano"),
+        _int(d.get("timeUnixNano"), "timeUnixNano"),
+    )
+
+
 def _number_point(value: Any) -> NumberPoint:
     d = _obj(value, "dataPoint")
     number: int | float | None
@@ -240,9 +249,7 @@ def _number_point(value: Any) -> NumberPoint:
     else:
         number = None
     return NumberPoint(
-        _attrs(d.get("attributes"), "dataPoint.attributes"),
-        _int(d.get("startTimeUnixNano"), "startTimeUnixNano"),
-        _int(d.get("timeUnixNano"), "timeUnixNano"),
+        *_point_times(d),
         number,
     )
 
@@ -256,9 +263,7 @@ def _histogram_point(value: Any) -> HistogramPoint:
     # No check that len(counts) == len(bounds) + 1: the official OTLP example itself breaks it
     # (3 counts for 1 bound), so rules that use the buckets check them where it matters.
     return HistogramPoint(
-        _attrs(d.get("attributes"), "dataPoint.attributes"),
-        _int(d.get("startTimeUnixNano"), "startTimeUnixNano"),
-        _int(d.get("timeUnixNano"), "timeUnixNano"),
+        *_point_times(d),
         _int(d.get("count"), "count"),
         _optional_float(d.get("sum"), "sum"),
         counts,
@@ -281,9 +286,7 @@ def _exponential_point(value: Any) -> ExponentialHistogramPoint:
     positive_offset, positive_counts = _buckets(d.get("positive"), "positive")
     negative_offset, negative_counts = _buckets(d.get("negative"), "negative")
     return ExponentialHistogramPoint(
-        _attrs(d.get("attributes"), "dataPoint.attributes"),
-        _int(d.get("startTimeUnixNano"), "startTimeUnixNano"),
-        _int(d.get("timeUnixNano"), "timeUnixNano"),
+        *_point_times(d),
         _int(d.get("count"), "count"),
         _optional_float(d.get("sum"), "sum"),
         _int(d.get("scale"), "scale"),
@@ -305,9 +308,7 @@ def _summary_point(value: Any) -> SummaryPoint:
         entry = _obj(entry, "quantileValues")
         quantiles.append((_float(entry.get("quantile"), "quantile"), _float(entry.get("value"), "value")))
     return SummaryPoint(
-        _attrs(d.get("attributes"), "dataPoint.attributes"),
-        _int(d.get("startTimeUnixNano"), "startTimeUnixNano"),
-        _int(d.get("timeUnixNano"), "timeUnixNano"),
+        *_point_times(d),
         _int(d.get("count"), "count"),
         _float(d.get("sum"), "sum"),
         tuple(quantiles),

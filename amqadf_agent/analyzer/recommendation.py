@@ -62,12 +62,19 @@ def fingerprint(category: str, rule: str, subject: str) -> str:
     return f"{category[:2]}-{rule.replace('_', '-')}-{digest}"
 
 
-def _iso(time_ns: int) -> str:
+def format_time(time_ns: int) -> str:
+    """An epoch time in ns as ISO 8601 UTC with milliseconds (what a reader compares with dashboards)."""
     try:
         moment = datetime.datetime.fromtimestamp(time_ns // 1_000_000 / 1000, tz=datetime.timezone.utc)
-    except (OverflowError, ValueError, OSError):
+    except (OverflowError, ValueError, OSError):  # a producer's clock far outside what a date can show
         return f"{time_ns}ns since the epoch"
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def time_window(start_ns: int, end_ns: int) -> dict[str, Any]:
+    """A time window as the JSON report gives it: in ns since the epoch and in ISO 8601."""
+    start, end = format_time(start_ns), format_time(end_ns)
+    return {"start_ns": start_ns, "end_ns": end_ns, "start": start, "end": end}
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +97,7 @@ class Evidence:
     def to_dict(self) -> dict[str, Any]:
         window: dict[str, Any] | None = None
         if self.window_start_ns is not None and self.window_end_ns is not None:
-            window = {
-                "start_ns": self.window_start_ns,
-                "end_ns": self.window_end_ns,
-                "start": _iso(self.window_start_ns),
-                "end": _iso(self.window_end_ns),
-            }
+            window = time_window(self.window_start_ns, self.window_end_ns)
         return {
             "numbers": dict(self.numbers),
             "formula": self.formula,

@@ -18,7 +18,19 @@ from typing import Any, TextIO
 from amqadf_agent.analyzer.render_endpoints import markdown_lines as endpoint_lines
 from amqadf_agent.analyzer.render_impact import markdown_lines as impact_lines
 from amqadf_agent.analyzer.render_impact import verdict_markdown
-from amqadf_agent.analyzer.report_values import MISSING, data_quality_line, ms, num, percent, shown
+from amqadf_agent.analyzer.report_values import (
+    CACHE_HEADER,
+    MISSING,
+    POOL_HEADER,
+    cache_row,
+    data_quality_line,
+    ms,
+    num,
+    percent,
+    pool_row,
+    query_table,
+    shown,
+)
 from amqadf_agent.analyzer.report_values import items as _items
 from amqadf_agent.analyzer.report_values import mapping as _mapping
 from amqadf_agent.analyzer.report_values import number as _number
@@ -273,30 +285,8 @@ def _caches(value: object) -> list[str]:
     caches = _items(value)
     if not caches:
         return [*lines, NO_DATA, ""]
-    rows = [
-        [
-            code(cache.get("name", MISSING)),
-            percent(cache.get("hit_rate")),
-            num(cache.get("requests")),
-            num(cache.get("evictions")),
-            num(cache.get("expirations")),
-            f"{num(cache.get('size'))} / {num(cache.get('max_size'))}",
-        ]
-        for cache in caches
-    ]
-    header = ["Cache", "Hit rate", "Requests", "Evictions", "Expirations", "Size / max"]
-    return [*lines, *table(header, rows, "lrrrrr"), ""]
-
-
-def saturated(pool: Mapping[str, Any]) -> str:
-    """`` (saturated at peaks)`` after the recommended size of a pool whose tasks wait at peaks."""
-    return " (saturated at peaks)" if pool.get("saturated_at_peaks") is True else ""
-
-
-def at_peaks(pool: Mapping[str, Any]) -> str:
-    """`` (… at peaks)`` after the queue wait p95 of a pool: the p95 over windows, when it is higher."""
-    peak, wait = _number(pool.get("queue_wait_p95_peak")), _number(pool.get("queue_wait_p95"))
-    return f" ({ms(peak, seconds=True)} at peaks)" if peak is not None and peak > (wait or 0.0) else ""
+    rows = [cache_row(cache, code(cache.get("name", MISSING))) for cache in caches]
+    return [*lines, *table(CACHE_HEADER, rows, "lrrrrr"), ""]
 
 
 def _threads(value: object) -> list[str]:
@@ -304,29 +294,8 @@ def _threads(value: object) -> list[str]:
     pools = _items(value)
     if not pools:
         return [*lines, NO_DATA, ""]
-    rows = [
-        [
-            code(pool.get("pool", MISSING)),
-            num(pool.get("max_workers")),
-            percent(pool.get("utilization")),
-            ms(pool.get("queue_wait_p95"), seconds=True) + at_peaks(pool),
-            num(pool.get("throughput"), 1),
-            ms(pool.get("latency_mean"), seconds=True),
-            num(pool.get("littles_law_concurrency")),
-            num(pool.get("busy_peak")),
-            num(pool.get("recommended")) + saturated(pool),
-        ]
-        for pool in pools
-    ]
-    header = ["Pool", "Max workers", "Utilization", "Queue wait p95", "Tasks/s", "Mean latency"]
-    header += ["Little's law L", "Peak busy (p95)", "Recommended"]
-    return [*lines, *table(header, rows, "lrrrrrrrr"), ""]
-
-
-def services(query: Mapping[str, Any]) -> list[str]:
-    """The ``services`` of a top query (names only; anything else is skipped)."""
-    value = query.get("services")
-    return [str(name) for name in value if isinstance(name, str)] if isinstance(value, list) else []
+    rows = [pool_row(pool, code(pool.get("pool", MISSING))) for pool in pools]
+    return [*lines, *table(POOL_HEADER, rows, "lrrrrrrrr"), ""]
 
 
 def _top_queries(value: object) -> list[str]:
@@ -334,19 +303,5 @@ def _top_queries(value: object) -> list[str]:
     queries = _items(value)
     if not queries:
         return [*lines, NO_DATA, ""]
-    # Which service runs a statement matters when the report covers several (a fleet).
-    fleet = len({name for query in queries for name in services(query)}) > 1
-    rows = [
-        [
-            str(number),
-            code(query.get("statement", "")),
-            *([", ".join(code(name) for name in services(query)) or MISSING] if fleet else []),
-            num(query.get("calls")),
-            ms(query.get("total_ms")),
-            ms(query.get("mean_ms")),
-            ms(query.get("p95_ms")),
-        ]
-        for number, query in enumerate(queries, 1)
-    ]
-    header = ["#", "Statement", *(["Services"] if fleet else []), "Calls", "Total", "Mean", "p95"]
-    return [*lines, *table(header, rows, "rllrrrr" if fleet else "rlrrrr"), ""]
+    header, rows, align = query_table(queries, code)
+    return [*lines, *table(header, rows, align), ""]

@@ -10,7 +10,7 @@ Strings of the data (a ``service.name``, a statement, a file name) are the produ
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 #: Shown where a value is missing or not a number.
@@ -117,3 +117,85 @@ def data_quality_line(section: object) -> str:
     if intervals:
         said.append(f"{intervals} histogram interval(s) too long to spread, counted at their end time")
     return f"Data quality: {'; '.join(said)}." if said else ""
+
+
+#: The columns of the cache and worker-pool tables, the same in the Markdown and HTML reports.
+CACHE_HEADER: Final = ("Cache", "Hit rate", "Requests", "Evictions", "Expirations", "Size / max")
+POOL_HEADER: Final = (
+    "Pool",
+    "Max workers",
+    "Utilization",
+    "Queue wait p95",
+    "Tasks/s",
+    "Mean latency",
+    "Little's law L",
+    "Peak busy (p95)",
+    "Recommended",
+)
+
+
+def cache_row(cache: Mapping[str, Any], name: str) -> list[str]:
+    """A cache's row of the cache table; ``name``: its name cell, in the report's own markup."""
+    return [
+        name,
+        percent(cache.get("hit_rate")),
+        num(cache.get("requests")),
+        num(cache.get("evictions")),
+        num(cache.get("expirations")),
+        f"{num(cache.get('size'))} / {num(cache.get('max_size'))}",
+    ]
+
+
+def pool_row(pool: Mapping[str, Any], name: str) -> list[str]:
+    """A worker pool's row of the pool table; ``name``: its name cell, in the report's own markup."""
+    return [
+        name,
+        num(pool.get("max_workers")),
+        percent(pool.get("utilization")),
+        ms(pool.get("queue_wait_p95"), seconds=True) + at_peaks(pool),
+        num(pool.get("throughput"), 1),
+        ms(pool.get("latency_mean"), seconds=True),
+        num(pool.get("littles_law_concurrency")),
+        num(pool.get("busy_peak")),
+        num(pool.get("recommended")) + saturated(pool),
+    ]
+
+
+def saturated(pool: Mapping[str, Any]) -> str:
+    """`` (saturated at peaks)`` after the recommended size of a pool whose tasks wait at peaks."""
+    return " (saturated at peaks)" if pool.get("saturated_at_peaks") is True else ""
+
+
+def at_peaks(pool: Mapping[str, Any]) -> str:
+    """`` (… at peaks)`` after the queue wait p95 of a pool: the p95 over windows, when it is higher."""
+    peak, wait = number(pool.get("queue_wait_p95_peak")), number(pool.get("queue_wait_p95"))
+    return f" ({ms(peak, seconds=True)} at peaks)" if peak is not None and peak > (wait or 0.0) else ""
+
+
+def services(query: Mapping[str, Any]) -> list[str]:
+    """The ``services`` of a top query (names only; anything else is skipped)."""
+    value = query.get("services")
+    return [name for name in value if isinstance(name, str)] if isinstance(value, list) else []
+
+
+def query_table(
+    queries: Sequence[Mapping[str, Any]], code: Callable[[object], str]
+) -> tuple[list[str], list[list[str]], str]:
+    """The top-queries table: its header, rows and column alignment (``l``/``r`` a column); ``code``
+    marks up a statement or a service name in the report's own markup."""
+    # Which service runs a statement matters when the report covers several (a fleet).
+    fleet = len({name for query in queries for name in services(query)}) > 1
+    rows = [
+        [
+            str(rank),
+            code(query.get("statement", "")),
+            *([", ".join(code(name) for name in services(query)) or MISSING] if fleet else []),
+            num(query.get("calls")),
+            ms(query.get("total_ms")),
+            ms(query.get("mean_ms")),
+            ms(query.get("p95_ms")),
+        ]
+        for rank, query in enumerate(queries, 1)
+    ]
+    header = ["#", "Statement", *(["Services"] if fleet else []), "Calls", "Total", "Mean", "p95"]
+    return header, rows, "rllrrrr" if fleet else "rlrrrr"

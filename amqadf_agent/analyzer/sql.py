@@ -150,6 +150,8 @@ def analyze(statement: str) -> SqlInfo:
     """Normalize and classify ``statement``; the result holds no literal of it."""
     text, placeholders, literals = shape(statement)
     base = _structure(text)
+    # Every field spelled out rather than dataclasses.replace(): this runs once per db span, and
+    # replace() costs about half as much again (measured here).
     return SqlInfo(
         normalized=base.normalized,
         kind=base.kind,

@@ -4,52 +4,27 @@ It is the first thing ``amqadf-analyze`` prints, so a user can see whether the i
 to analyze before reading any recommendation. ``summarize`` consumes the records in one pass and keeps
 only counters and distinct names, so it runs in bounded memory over any amount of telemetry.
 
-JSON report, ``schema_version`` 3 (``amqadf-analyze --format json``; version 3 adds ``top_routes``,
-``analyzer.endpoints``, and ``summary.duplicates``, ``analyzer.dedup``: docs/analyzer.md, below only
-version 2's keys). Version 1 had the first six keys;
-version 2 adds ``recommendations`` (``Recommendation.to_dict()``, see ``analyzer.recommendation``),
-``scaling``, ``cache``, ``threads`` and ``top_queries``. Times are ISO 8601 UTC with ``Z``; durations
-and latencies in seconds unless the key ends in ``_ms``; ``f|null`` is a number or null::
+JSON report (``amqadf-analyze --format json``; its whole schema, version 3, is in docs/analyzer.md,
+"JSON schema"): ``to_json`` gives the top of it, ``{"schema_version": 3, "summary": {...}}``, beside
+which the analysis run (``analyzer.run``) puts ``recommendations``, ``scaling``, ``cache``,
+``threads``, ``top_queries`` (``top_queries`` here), ``data_quality``, ``impact`` and ``top_routes``.
+Times are ISO 8601 UTC with ``Z``; durations in seconds. The ``"summary"`` object::
 
-    {"schema_version": 2,
-     "input": {"files": int, "lines": int},
-     "time_range": {"start_ns", "end_ns", "start", "end", "duration_s"} | null,
-     "counts": {"spans", "metric_records", "data_points", "logs"},
-     "services": [{"name", "instance_ids": [str], "spans", "metric_records", "logs"}],
-     "metric_names": [str],
-     "problems": {"count": int, "first": [str]},
-     "recommendations": [Recommendation.to_dict(), ...],          # ranked: most time at stake first
-     "scaling": {"window_seconds": int, "service": str|null,     # windows.py, rules/scaling.py
-       "timeline": [{"time": "<ISO-8601 Z, window start>", "time_ns": int,
-                     "current": int,            # distinct service.instance.id in the window, >= 1
-                     "target": int, "action": "scale_up"|"scale_down"|"no_action",
-                     "limited_by": str|null, "reason": str,
-                     "metrics": {"cpu_utilization": f|null, "memory_utilization": f|null,
-                                 "request_rate": f|null,          # requests/s, all instances
-                                 "error_rate": f|null, "queue_depth": f|null,
-                                 "response_time_p50": f|null, "response_time_p95": f|null,
-                                 "response_time_p99": f|null},    # seconds
-                     "cpu_only_target": int}],  # a plain HPA on CPU only, target 0.7
-       "recommendation": {"action": str, "current": int, "target": int, "reason": str} | null},
-     "cache": [{"name": str, "hit_rate": f, "requests": int, "evictions": int, "expirations": int,
-                "size": int, "max_size": int}],                   # rules/cache.py
-     "threads": [{"pool": str, "max_workers": int, "utilization": f, "queue_wait_p95": f|null,
-                  "throughput": f, "latency_mean": f|null, "littles_law_concurrency": f|null,
-                  "recommended": int|null,
-                  "busy_peak": f|null,            # p95 over peak windows of the busy workers
-                  "queue_wait_p95_peak": f|null,  # p95 over peak windows of their queue wait p95
-                  "saturated_at_peaks": bool}],   # material queue wait: never shrunk; rules/threads.py
-     "top_queries": [{"statement": str, "calls": int, "total_ms": f, "mean_ms": f, "p95_ms": f,
-                      "services": [str]}]}        # top 10 by total time; services: service.name, sorted
+    "summary": {
+      "input": {"files": int, "lines": int},
+      "time_range": {"start_ns", "end_ns", "start", "end", "duration_s"} | null,
+      "counts": {"spans", "metric_records", "data_points", "logs"},
+      "services": [{"name", "instance_ids": [str], "spans", "metric_records", "logs"}],
+      "metric_names": [str],
+      "problems": {"count": int, "first": [str]},
+      "duplicates": {...}}        # put in by the analysis run (analyzer.dedup)
 
-Fields added within version 2 (``busy_peak``, ``queue_wait_p95_peak``, ``saturated_at_peaks``,
-``services``) may be missing from older reports; readers take them with ``.get``.
+``render_analysis_text`` prints the other sections of that dict for a terminal.
 """
 
 from __future__ import annotations
 
-import datetime
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
@@ -62,11 +37,11 @@ from amqadf_agent.analyzer.model import (
     service_name,
 )
 from amqadf_agent.analyzer.otlp_reader import ReadStats
+from amqadf_agent.analyzer.recommendation import Recommendation, format_time, time_window
 from amqadf_agent.analyzer.report_values import shown
 
 if TYPE_CHECKING:
-    from amqadf_agent.analyzer.recommendation import Recommendation
-    from amqadf_agent.analyzer.rules.database import StatementStats
+    from amqadf_agent.analyzer.rules.database_findings import StatementStats
 
 #: Version of the ``to_json`` layout; bumped when a field changes meaning or goes away.
 SCHEMA_VERSION: Final = 3
@@ -193,15 +168,6 @@ def summarize(records: Iterable[Record], stats: ReadStats) -> Summary:
     )
 
 
-def format_time(time_ns: int) -> str:
-    """An epoch time in ns as ISO 8601 UTC with milliseconds (what a reader compares with dashboards)."""
-    try:
-        moment = datetime.datetime.fromtimestamp(time_ns // 1_000_000 / 1000, tz=datetime.timezone.utc)
-    except (OverflowError, ValueError, OSError):  # a producer's clock far outside what a date can show
-        return f"{time_ns}ns since the epoch"
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def format_duration(seconds: float) -> str:
     """A duration the way a person reads it: ``2h 5m 3s``, ``4.2s``, ``15ms``."""
     if seconds < 1:
@@ -283,10 +249,7 @@ def to_json(summary: Summary) -> dict[str, Any]:
     time_range: dict[str, Any] | None = None
     if summary.start_ns is not None and summary.end_ns is not None:
         time_range = {
-            "start_ns": summary.start_ns,
-            "end_ns": summary.end_ns,
-            "start": format_time(summary.start_ns),
-            "end": format_time(summary.end_ns),
+            **time_window(summary.start_ns, summary.end_ns),
             "duration_s": (summary.end_ns - summary.start_ns) / 1e9,
         }
     return {
@@ -416,34 +379,43 @@ def render_analysis_text(data: dict[str, Any], file: TextIO) -> None:
             f"  not counted (served no request): {shown(idle['instance'])} ({shown(idle['service'])}), "
             f"cpu={cpu} memory={memory}\n"
         )
-    caches = data.get("cache") or []
-    w(f"\nCaches ({len(caches)})\n")
-    if not caches:
+    _listing(w, "Caches", data.get("cache"), _cache_line)
+    _listing(w, "Worker pools", data.get("threads"), _pool_line)
+    _listing(w, "Top queries by total time", data.get("top_queries"), _query_line)
+
+
+def _listing(
+    w: Callable[[str], object], title: str, entries: list[dict[str, Any]] | None, line: Callable[[Any], str]
+) -> None:
+    """A titled section of one line per entry, with its count; ``(none)`` when it is empty."""
+    entries = entries or []
+    w(f"\n{title} ({len(entries)})\n")
+    if not entries:
         w("  (none)\n")
-    for cache in caches:
-        w(
-            f"  {shown(cache['name'])}: hit rate {cache['hit_rate']:.1%} of {cache['requests']} requests, "
-            f"{cache['evictions']} evictions, {cache['expirations']} expirations, "
-            f"size {cache['size']}/{cache['max_size']}\n"
-        )
-    pools = data.get("threads") or []
-    w(f"\nWorker pools ({len(pools)})\n")
-    if not pools:
-        w("  (none)\n")
-    for pool in pools:
-        w(
-            f"  {shown(pool['pool'])}: {pool['max_workers']} workers, utilization {pool['utilization']:.1%}, "
-            f"queue wait p95 {_num(pool['queue_wait_p95'])}s, {pool['throughput']:.2f} tasks/s, "
-            f"mean latency {_num(pool['latency_mean'])}s, "
-            f"Little's law L={_num(pool['littles_law_concurrency'])}, "
-            f"recommended {_num(pool['recommended'], 'd')}\n"
-        )
-    queries = data.get("top_queries") or []
-    w(f"\nTop queries by total time ({len(queries)})\n")
-    if not queries:
-        w("  (none)\n")
-    for query in queries:
-        statement = shown(query["statement"])
-        statement = statement if len(statement) <= 90 else statement[:87] + "..."
-        head = f"  {query['total_ms']:>10.1f} ms  {query['calls']:>6} calls  p95 {query['p95_ms']:.1f} ms"
-        w(f"{head}  {statement}\n")
+    for entry in entries:
+        w(line(entry))
+
+
+def _cache_line(cache: dict[str, Any]) -> str:
+    return (
+        f"  {shown(cache['name'])}: hit rate {cache['hit_rate']:.1%} of {cache['requests']} requests, "
+        f"{cache['evictions']} evictions, {cache['expirations']} expirations, "
+        f"size {cache['size']}/{cache['max_size']}\n"
+    )
+
+
+def _pool_line(pool: dict[str, Any]) -> str:
+    return (
+        f"  {shown(pool['pool'])}: {pool['max_workers']} workers, utilization {pool['utilization']:.1%}, "
+        f"queue wait p95 {_num(pool['queue_wait_p95'])}s, {pool['throughput']:.2f} tasks/s, "
+        f"mean latency {_num(pool['latency_mean'])}s, "
+        f"Little's law L={_num(pool['littles_law_concurrency'])}, "
+        f"recommended {_num(pool['recommended'], 'd')}\n"
+    )
+
+
+def _query_line(query: dict[str, Any]) -> str:
+    statement = shown(query["statement"])
+    statement = statement if len(statement) <= 90 else statement[:87] + "..."
+    head = f"  {query['total_ms']:>10.1f} ms  {query['calls']:>6} calls  p95 {query['p95_ms']:.1f} ms"
+    return f"{head}  {statement}\n"

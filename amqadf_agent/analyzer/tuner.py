@@ -49,7 +49,7 @@ from typing import Any
 
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Severity
 from amqadf_agent.analyzer.rules.database import DatabaseRuleConfig, DatabaseRules
-from amqadf_agent.analyzer.rules.threads import littles_law, recommend_workers
+from amqadf_agent.analyzer.rules.pool_sizing import littles_law, recommend_workers
 
 __all__ = ["PerformanceTuner"]
 

@@ -5,8 +5,8 @@ what it expects, so an error reads ``exporter.endpoint: must be a URL, got 'foo'
 keys ``start()`` takes, its flat name (``otlp_endpoint``) and the variables that set it. A secret's
 given value is never shown (``[secure]``), nor the password of a URL.
 
-One module over 600 lines because it is the one table: split by group, the keys would again live in
-several places, which is what it replaced.
+One module over 600 lines because it is the one table: split by group, a key's default, parser and
+variables could be defined in more than one place.
 """
 
 from __future__ import annotations

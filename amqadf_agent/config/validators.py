@@ -202,35 +202,8 @@ def choice(*options: str, upper: bool = False) -> Parser[str]:
     return Parser(parse, "one of " + ", ".join(options))
 
 
-def names(*options: str) -> Parser[tuple[str, ...]]:
-    """A list of ``options`` (or a comma-separated string), lower-cased, duplicates dropped.
-
-    Raises ``PartlyKnown`` (a ``ValueError``) when some are known and some are not, so a caller
-    that keeps going can use the known ones.
-    """
-
-    def parse(value: Any) -> tuple[str, ...]:
-        if isinstance(value, str):
-            items = value.split(",")
-        elif isinstance(value, (list, tuple)):
-            items = list(value)
-        else:
-            raise ValueError
-        if not all(isinstance(item, str) for item in items):
-            raise ValueError
-        found = tuple(dict.fromkeys(item.strip().lower() for item in items if item.strip()))
-        known = tuple(name for name in found if name in options)
-        unknown = [name for name in found if name not in options]
-        if not known:
-            raise ValueError
-        if unknown:
-            raise PartlyKnown(known, unknown[0])
-        return found
-
-    return Parser(parse, "a list of " + ", ".join(options))
-
-
 def _strings(value: Any) -> tuple[str, ...]:
+    """The words of a list or a comma-separated string, stripped, empty ones and duplicates dropped."""
     if isinstance(value, str):
         items: list[Any] = value.split(",")
     elif isinstance(value, (list, tuple)):
@@ -240,6 +213,26 @@ def _strings(value: Any) -> tuple[str, ...]:
     if not all(isinstance(item, str) for item in items):
         raise ValueError
     return tuple(dict.fromkeys(item.strip() for item in items if item.strip()))
+
+
+def names(*options: str) -> Parser[tuple[str, ...]]:
+    """A list of ``options`` (or a comma-separated string), lower-cased, duplicates dropped.
+
+    Raises ``PartlyKnown`` (a ``ValueError``) when some are known and some are not, so a caller
+    that keeps going can use the known ones.
+    """
+
+    def parse(value: Any) -> tuple[str, ...]:
+        found = tuple(dict.fromkeys(item.lower() for item in _strings(value)))
+        known = tuple(name for name in found if name in options)
+        unknown = [name for name in found if name not in options]
+        if not known:
+            raise ValueError
+        if unknown:
+            raise PartlyKnown(known, unknown[0])
+        return found
+
+    return Parser(parse, "a list of " + ", ".join(options))
 
 
 #: A list of free words (or a comma-separated string), duplicates dropped; empty is allowed.

@@ -171,6 +171,17 @@ class SharedInstruments(Generic[T]):
         # The global provider when an object was last registered on it, and its registry.
         self._global: tuple[Callable[[], MeterProvider | None], _Registry[T]] | None = None
 
+    def report(
+        self, obj: T, meter_provider: MeterProvider | None, log: logging.Logger, what: str
+    ) -> dict[str, Histogram] | None:
+        """:meth:`register`, with a failure logged on ``log`` ("cannot report {what} as metrics") and
+        never raised into the application (docs/design.md, principle 2); None after a failure."""
+        try:
+            return self.register(obj, meter_provider)
+        except Exception:
+            log.warning("cannot report %s as metrics; it keeps working", what, exc_info=True)
+            return None
+
     def register(self, obj: T, meter_provider: MeterProvider | None) -> dict[str, Histogram]:
         """Report ``obj`` through ``meter_provider`` (default: the global one); the histograms by name.
 

@@ -50,10 +50,7 @@ class CacheSource(Protocol):
 
 def register(source: CacheSource, name: str, meter_provider: MeterProvider | None) -> None:
     """Report ``source`` on ``meter_provider`` (default: global); a failure is logged, never raised."""
-    try:
-        _SHARED.register(source, meter_provider)
-    except Exception:
-        _log.warning("cannot report cache %r as metrics; it keeps working", name, exc_info=True)
+    _SHARED.report(source, meter_provider, _log, f"cache {name!r}")
 
 
 # --- collection-time readings (called by the SDK's collection thread, never on the hot path) -------

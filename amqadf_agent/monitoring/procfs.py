@@ -274,7 +274,12 @@ def net_bytes() -> dict[str, tuple[int, int]] | None:
 
 
 class OwnProcess(NamedTuple):
-    """This process's readings, with psutil's meaning and units."""
+    """This process's readings, with psutil's meaning and units.
+
+    The fields are those of ``samples.ProcessMetrics`` but for the pid, time and CPU share, under
+    psutil's names: this module reads files and knows nothing of the monitor's public sample (which
+    imports it), and its tests hold each field against psutil's own call.
+    """
 
     user: float
     system: float

@@ -107,10 +107,7 @@ class RedisCacheMonitor:
 
         The provider holds the monitor weakly: keep a reference to it for as long as it reports.
         """
-        try:
-            _SHARED.register(self, meter_provider)
-        except Exception:
-            _log.warning("cannot report Redis cache %r as metrics", self.name, exc_info=True)
+        _SHARED.report(self, meter_provider, _log, f"Redis cache {self.name!r}")
 
     def read(self) -> CacheReading:
         """Read ``INFO`` now (raises what the client raises); what one collection reports."""

@@ -244,10 +244,7 @@ class ResourceMonitor(ResourceSampler):
         The provider holds the monitor weakly: keep a reference to it. Report one monitor per
         provider (two would add their values). A failure is logged, never raised.
         """
-        try:
-            SHARED.register(self, meter_provider)
-        except Exception:
-            _log.warning("cannot report resources as metrics; the monitor keeps working", exc_info=True)
+        SHARED.report(self, meter_provider, _log, "resources")
 
     def __repr__(self) -> str:
         state = "monitoring" if self.monitoring else "idle"

@@ -210,15 +210,10 @@ class InstrumentedThreadPool(ThreadPoolExecutor):
         nothing. From now on each task also records the queue-wait and duration histograms.
         A failure is logged, never raised.
         """
-        try:
-            histograms = _SHARED.register(self, meter_provider)
-            pair = (
-                histograms[semconv.POOL_QUEUE_WAIT.name],
-                histograms[semconv.POOL_TASK_DURATION.name],
-            )
-        except Exception:
-            _log.warning("cannot report pool %r as metrics; it keeps working", self._pool_name, exc_info=True)
+        histograms = _SHARED.report(self, meter_provider, _log, f"pool {self._pool_name!r}")
+        if histograms is None:
             return
+        pair = (histograms[semconv.POOL_QUEUE_WAIT.name], histograms[semconv.POOL_TASK_DURATION.name])
         with self._counts_lock:
             if not any(pair[0] is q and pair[1] is d for q, d in self._histograms):
                 self._histograms = (*self._histograms, pair)

@@ -47,15 +47,22 @@ def text(result: ProfileResult | MemoryProfileResult) -> str:
     return _memory_text(result)
 
 
+def _outcome(lines: list[str], result: ProfileResult | MemoryProfileResult, unprofiled: str) -> bool:
+    """Add the lines for an exception and for a call that ran unprofiled (saying ``unprofiled``);
+    whether there is a profile to show after them."""
+    if result.error is not None:
+        lines.append(f"  raised {type(result.error).__qualname__}: {result.error}")
+    if not result.profiled:
+        lines.append(f"  not profiled: {unprofiled}")
+    return result.profiled
+
+
 def _cpu_text(result: ProfileResult) -> str:
     lines = [
         f"CPU profile of {result.function}",
         f"  duration {result.duration:.6f} s   cpu {result.cpu_time:.6f} s   samples {result.sample_count}",
     ]
-    if result.error is not None:
-        lines.append(f"  raised {type(result.error).__qualname__}: {result.error}")
-    if not result.profiled:
-        lines.append("  not profiled: another profiler was active (the call ran unprofiled)")
+    if not _outcome(lines, result, "another profiler was active (the call ran unprofiled)"):
         return "\n".join(lines) + "\n"
     total = result.call_tree.total_time if result.call_tree is not None else 0.0
     lines += ["", "Top functions by self time:", "    self (s)  self %   total (s)  function  (location)"]
@@ -98,10 +105,7 @@ def _memory_text(result: MemoryProfileResult) -> str:
         f"  duration {result.duration:.6f} s   peak {_size(result.peak_memory)}   "
         f"allocations {result.total_allocations} ({total_bytes})",
     ]
-    if result.error is not None:
-        lines.append(f"  raised {type(result.error).__qualname__}: {result.error}")
-    if not result.profiled:
-        lines.append("  not profiled: memray could not track the call (it ran untracked)")
+    if not _outcome(lines, result, "memray could not track the call (it ran untracked)"):
         return "\n".join(lines) + "\n"
     lines += ["", "Top allocation sites at the peak:", "        bytes   count  function  (location)"]
     for site in result.top_sites:

@@ -37,10 +37,7 @@ def register(
     A failure is logged on ``log`` as "cannot report {what} as metrics", never raised. ``store``
     (a state store, or None) is instrumented on the same provider when it can be.
     """
-    try:
-        shared.register(owner, meter_provider)
-    except Exception:
-        log.warning("cannot report %s as metrics", what, exc_info=True)
+    shared.report(owner, meter_provider, log, what)
     store_instrument = getattr(store, "instrument", None)
     if callable(store_instrument):
         store_instrument(meter_provider)

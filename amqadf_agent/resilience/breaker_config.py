@@ -56,7 +56,7 @@ def _fraction(parameter: str, value: object) -> float | None:
     return float(cast(float, value))
 
 
-#: The deprecated percentage settings and the fraction each now stands for.
+#: The deprecated percentage settings and the fraction each stands for.
 DEPRECATED_PERCENT: dict[str, str] = {
     "failure_rate_threshold": "failure_rate",
     "slow_call_rate_threshold": "slow_call_rate",

@@ -303,7 +303,8 @@ class RateLimiter:
 
     def _decide(self, key: str, cost: float) -> float:
         """One GCRA step (shared store first, local state if it cannot answer); 0.0 if permitted,
-        else the seconds until it would be. Counts nothing."""
+        else the seconds until it would be. Counts nothing. ``try_acquire`` inlines the local step
+        (its hot path): a change here is made there too."""
         store = self._store
         if store is not None:
             wait = store.gcra(self._name, key, cost, self._interval, self._capacity)

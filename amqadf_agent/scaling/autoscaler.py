@@ -860,7 +860,10 @@ class AutoScaler:
         """The equivalent ``autoscaling/v2`` HorizontalPodAutoscaler, as a dict (``json.dumps`` it
         for ``kubectl apply -f``): :func:`amqadf_agent.scaling.hpa.hpa_manifest` of this scaler,
         which says how each setting maps and what each argument is."""
-        from amqadf_agent.scaling.hpa import hpa_manifest  # the analyzer, which replays, never exports
+        # ``hpa_manifest``'s signature is written out again here so that the method is typed and
+        # documented where users find it; the module is imported only when a manifest is asked for
+        # (the analyzer, which replays, never exports).
+        from amqadf_agent.scaling.hpa import hpa_manifest
 
         return hpa_manifest(
             self,

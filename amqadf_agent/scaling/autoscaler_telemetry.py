@@ -82,10 +82,7 @@ class AutoScalerTelemetry:
         self._desired: int | None = last[0].target_instances if last else None
         self._event_failed = False
         scaler.add_listener(self._on_decision)
-        try:
-            _SHARED.register(self, meter_provider)
-        except Exception:
-            _log.warning("cannot report autoscaler %r as metrics; it keeps working", name, exc_info=True)
+        _SHARED.report(self, meter_provider, _log, f"autoscaler {name!r}")
 
     @property
     def name(self) -> str:

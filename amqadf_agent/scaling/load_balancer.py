@@ -41,15 +41,15 @@ power of two 0.4 µs, ip_hash 0.9 µs (0.4 µs of it BLAKE2b); a whole ``with ac
 1.2-1.9 µs. The ip_hash ring holds every registered worker and is rebuilt only on registration
 (~0.6 ms for 8 workers); an ejected or unhealthy worker is skipped on lookup instead.
 
-Why one module of about 900 lines: the five strategies, outlier ejection, panic mode and health
+Why one module of about 800 lines: the five strategies, outlier ejection, panic mode and health
 checks all read and rebuild the one precomputed candidate tuple under the balancer's lock; apart,
-that tuple and its lock would have to be public.
+that tuple and its lock would have to be public. What it reports (the stats snapshots and the
+instruments' readings) is in :mod:`amqadf_agent.scaling.balancer_stats`.
 """
 
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import hashlib
 import itertools
 import logging
@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING, Final, Literal, get_args
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError, NoHealthyWorkerError
-from amqadf_agent.monitoring._instruments import Point, SharedInstruments
+from amqadf_agent.scaling.balancer_stats import SHARED, LoadBalancerStats, WorkerStats
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -90,57 +90,6 @@ _blake2b = hashlib.blake2b
 _from_bytes = int.from_bytes
 _bisect_right = bisect.bisect_right
 _load = operator.attrgetter("load")  # requests in flight per unit of weight
-
-
-@dataclasses.dataclass(frozen=True)
-class WorkerStats:
-    """A snapshot of one worker's counters and health."""
-
-    name: str
-    weight: float
-    #: Smooth weighted round robin's current weight for this worker: ``weight`` unless failures
-    #: lowered it (it recovers by 1 per selection round).
-    effective_weight: float
-    #: Requests in flight (acquired and not released).
-    active: int
-    #: Times the worker was selected, by ``select_worker()`` or ``acquire()``.
-    selections: int
-    successes: int
-    failures: int
-    #: Sum of the latencies (seconds) of the requests released with one.
-    latency_sum: float
-    #: Failures since the last success or ejection.
-    consecutive_failures: int
-    #: Times outlier detection ejected the worker (the multiplier of its ejection time).
-    ejections: int
-    #: Clock time at which an ejected worker comes back; None while it is not ejected.
-    ejected_until: float | None
-    #: The last active health check passed (True when the worker has no health check).
-    health_check_ok: bool
-
-    @property
-    def healthy(self) -> bool:
-        """Neither ejected nor failing its health check."""
-        return self.ejected_until is None and self.health_check_ok
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadBalancerStats:
-    """A consistent snapshot of a balancer (taken under its lock)."""
-
-    name: str
-    strategy: str
-    #: True while too few workers are healthy and every worker is a candidate.
-    panic: bool
-    #: In registration order.
-    workers: tuple[WorkerStats, ...]
-
-    def worker(self, name: str) -> WorkerStats:
-        """The snapshot of the worker called ``name``; ``KeyError`` if it is not registered."""
-        for w in self.workers:
-            if w.name == name:
-                return w
-        raise KeyError(name)
 
 
 def _count_value(counter: itertools.count[int]) -> int:
@@ -817,12 +766,7 @@ class LoadBalancer:
         balancers on one provider share one instrument set that holds them weakly, so this is
         idempotent and never keeps a balancer alive. A failure is logged, never raised.
         """
-        try:
-            _SHARED.register(self, meter_provider)
-        except Exception:
-            _log.warning(
-                "cannot report load balancer %r as metrics; it keeps working", self._name, exc_info=True
-            )
+        SHARED.report(self, meter_provider, _log, f"load balancer {self._name!r}")
 
     def __repr__(self) -> str:
         return (
@@ -873,49 +817,3 @@ def _check_percent(value: object, parameter: str) -> None:
         or not 0 <= value <= 100
     ):
         raise ConfigError(parameter, f"must be a percentage from 0 to 100, got {value!r}")
-
-
-# --- collection-time readings (called by the SDK's collection thread, never on the hot path) -------
-def _attributes(balancer: str, worker: str) -> dict[str, str]:
-    return {semconv.ATTR_LB_NAME: balancer, semconv.ATTR_LB_WORKER: worker}
-
-
-def _selections(lb: LoadBalancer) -> list[Point]:
-    s = lb.stats()
-    return [(w.selections, _attributes(s.name, w.name)) for w in s.workers]
-
-
-def _requests(lb: LoadBalancer) -> list[Point]:
-    s = lb.stats()
-    points: list[Point] = []
-    for w in s.workers:
-        for outcome, value in ((semconv.OUTCOME_SUCCESS, w.successes), (semconv.OUTCOME_FAILURE, w.failures)):
-            points.append((value, {**_attributes(s.name, w.name), semconv.ATTR_TASK_OUTCOME: outcome}))
-    return points
-
-
-def _active(lb: LoadBalancer) -> list[Point]:
-    s = lb.stats()
-    return [(w.active, _attributes(s.name, w.name)) for w in s.workers]
-
-
-def _healthy(lb: LoadBalancer) -> list[Point]:
-    s = lb.stats()
-    return [(1 if w.healthy else 0, _attributes(s.name, w.name)) for w in s.workers]
-
-
-def _ejections(lb: LoadBalancer) -> list[Point]:
-    s = lb.stats()
-    return [(w.ejections, _attributes(s.name, w.name)) for w in s.workers]
-
-
-_SHARED: SharedInstruments[LoadBalancer] = SharedInstruments(
-    "load balancer",
-    [
-        (semconv.LB_SELECTIONS, _selections),
-        (semconv.LB_REQUESTS, _requests),
-        (semconv.LB_ACTIVE_REQUESTS, _active),
-        (semconv.LB_WORKER_HEALTHY, _healthy),
-        (semconv.LB_EJECTIONS, _ejections),
-    ],
-)

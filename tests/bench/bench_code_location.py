@@ -17,7 +17,8 @@ Rows, per CLIENT span started and ended through the SDK (no exporter):
 Columns: the SDK's own cost (median µs of CPU), then the median added by the code location alone
 and by the code location with the N+1 watch (over the runs, each against the run beside it).
 
-Target (issue 15): at most 1.5 µs median added per client span, at most 10% of the SDK's span cost.
+Target (a code location costs next to nothing beside the SDK's span): at most 1.5 µs median added
+per client span, at most 10% of the SDK's span cost.
 """
 
 from __future__ import annotations

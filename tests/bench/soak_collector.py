@@ -17,14 +17,18 @@ It prints one JSON line per sample and per run, and a Markdown table at the end.
 
 from __future__ import annotations
 
-import array
-import collections
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from support import dropped_spans, free_port
+from support.soak import cost_buckets, count_queue_drops, percentile, rss_mb, timed_spans
 
 SHUTDOWN_TIMEOUT = 5.0
 
@@ -62,49 +66,9 @@ print(spans, flush=True)
 """
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm", "rb") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-#: Span costs are counted in 100 ns buckets up to 10 ms (the last bucket holds the rest), in an
-#: array filled at the start: keeping every cost would itself grow the RSS this soak watches.
-BUCKET_NS = 100
-BUCKETS = 100_000
-
-
-def percentile(counts: array.array[int], q: float) -> float:
-    """The ``q`` quantile of the counted costs, in µs (the upper edge of its bucket)."""
-    wanted = q * sum(counts)
-    seen = 0
-    for bucket, count in enumerate(counts):
-        seen += count
-        if seen >= wanted and count:
-            return (bucket + 1) * BUCKET_NS / 1000.0
-    return BUCKETS * BUCKET_NS / 1000.0
-
-
 def application(endpoint: str, seconds: float, rate: float) -> dict[str, object]:
     """The application's side of one run, in this process: spans at ``rate`` for ``seconds``."""
-    from opentelemetry.sdk._shared_internal import _processor_metrics
-
-    queue_drops: collections.Counter[str] = collections.Counter()
-    for kind in vars(_processor_metrics).values():  # the SDK's queue drops, whether its metrics are on
-        original = getattr(kind, "drop_items", None)
-        if isinstance(kind, type) and original is not None:
-
-            def drop_items(self: object, count: int, error_type: str = "queue_full", _o=original) -> None:  # type: ignore[no-untyped-def]
-                queue_drops[error_type] += count
-                _o(self, count, error_type)
-
-            kind.drop_items = drop_items  # type: ignore[attr-defined]
+    queue_drops = count_queue_drops()
 
     import amqadf_agent
 
@@ -113,19 +77,14 @@ def application(endpoint: str, seconds: float, rate: float) -> dict[str, object]
     agent = amqadf_agent.start(exporters=["otlp"], service_name="soak", shutdown_timeout=SHUTDOWN_TIMEOUT)
     assert agent.running, agent.error
     tracer = agent.tracer("soak")
-    clock = time.perf_counter_ns
-    costs = array.array("q", [0]) * BUCKETS
+    costs = cost_buckets()
     made = 0
     rss: list[tuple[float, float]] = []
     started = time.monotonic()
     next_sample = started
     per_tick = int(rate / 10)
     while (now := time.monotonic()) - started < seconds:
-        for _ in range(per_tick):
-            begin = clock()
-            with tracer.start_as_current_span("work", attributes={"payload": "x" * 128}):
-                pass
-            costs[min((clock() - begin) // BUCKET_NS, BUCKETS - 1)] += 1
+        timed_spans(tracer, per_tick, costs)
         made += per_tick
         if now >= next_sample:
             rss.append((round(now - started), round(rss_mb(), 1)))
@@ -135,8 +94,7 @@ def application(endpoint: str, seconds: float, rate: float) -> dict[str, object]
     before = time.monotonic()
     finished = agent.shutdown()
     shutdown_s = time.monotonic() - before
-    assert agent.stats is not None
-    exporter_drops = sum(n for (signal, _, _), n in agent.stats.snapshot()[1].items() if signal == "traces")
+    exporter_drops = dropped_spans(agent)
     return {
         "made": made,
         "p50_us": round(percentile(costs, 0.50), 1),

@@ -15,8 +15,6 @@ It prints one JSON line per phase and a Markdown table at the end.
 
 from __future__ import annotations
 
-import array
-import collections
 import contextlib
 import errno
 import json
@@ -30,10 +28,13 @@ from pathlib import Path
 
 import orjson
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from support import dropped_spans
+from support.soak import cost_buckets, count_queue_drops, percentile, rss_mb, timed_spans
+
 DISK = "64m"
 ROTATE_BYTES = 1024 * 1024
-BUCKET_NS = 100
-BUCKETS = 100_000
 
 
 @contextlib.contextmanager
@@ -65,21 +66,6 @@ def fill(path: Path) -> int:
     return written
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm", "rb") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def percentile(counts: array.array[int], q: float) -> float:
-    wanted = q * sum(counts)
-    seen = 0
-    for bucket, count in enumerate(counts):
-        seen += count
-        if seen >= wanted and count:
-            return (bucket + 1) * BUCKET_NS / 1000.0
-    return BUCKETS * BUCKET_NS / 1000.0
-
-
 def spans_on_disk(disk: Path) -> tuple[int, int, int]:
     """Spans in every traces file (rotated ones included), the files, and the lines that are not whole."""
     spans = files = torn = 0
@@ -105,18 +91,7 @@ def spans_on_disk(disk: Path) -> tuple[int, int, int]:
 def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0
     rate = float(sys.argv[2]) if len(sys.argv) > 2 else 500.0
-    from opentelemetry.sdk._shared_internal import _processor_metrics
-
-    queue_drops: collections.Counter[str] = collections.Counter()
-    for kind in vars(_processor_metrics).values():
-        original = getattr(kind, "drop_items", None)
-        if isinstance(kind, type) and original is not None:
-
-            def drop_items(self: object, count: int, error_type: str = "queue_full", _o=original) -> None:  # type: ignore[no-untyped-def]
-                queue_drops[error_type] += count
-                _o(self, count, error_type)
-
-            kind.drop_items = drop_items  # type: ignore[attr-defined]
+    queue_drops = count_queue_drops()
 
     import amqadf_agent
 
@@ -136,13 +111,10 @@ def main() -> None:
         assert agent.running, agent.error
         assert agent.stats is not None
         tracer = agent.tracer("soak")
-        clock = time.perf_counter_ns
         filler = disk / "filler"
 
         def dropped() -> int:
-            assert agent.stats is not None
-            counted = sum(n for (signal, _, _), n in agent.stats.snapshot()[1].items() if signal == "traces")
-            return counted + sum(queue_drops.values())
+            return dropped_spans(agent) + sum(queue_drops.values())
 
         made = 0
         for phase in ("room", "full", "freed"):
@@ -151,16 +123,12 @@ def main() -> None:
                 filled = fill(filler)
             if phase == "freed":
                 filler.unlink()
-            costs = array.array("q", [0]) * BUCKETS
+            costs = cost_buckets()
             made_before, dropped_before = made, dropped()
             files_before = spans_on_disk(disk)[1]
             started = time.monotonic()
             while (now := time.monotonic()) - started < seconds:
-                for _ in range(int(rate / 10)):
-                    begin = clock()
-                    with tracer.start_as_current_span("work", attributes={"payload": "x" * 128}):
-                        pass
-                    costs[min((clock() - begin) // BUCKET_NS, BUCKETS - 1)] += 1
+                timed_spans(tracer, int(rate / 10), costs)
                 made += int(rate / 10)
                 time.sleep(max(0.0, 0.1 - (time.monotonic() - now)))
             agent.force_flush(timeout=5.0)

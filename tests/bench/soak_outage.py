@@ -15,31 +15,24 @@ from __future__ import annotations
 import gc
 import json
 import os
-import socket
 import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import amqadf_agent
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm", "rb") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+from support import free_port
+from support.soak import rss_bytes
 
 
 def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 300.0
     rate = float(sys.argv[2]) if len(sys.argv) > 2 else 5_000.0
     protocol = sys.argv[3] if len(sys.argv) > 3 else "http/protobuf"
-    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{closed_port()}"
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
     os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol
     tracemalloc.start()
     agent = amqadf_agent.start(exporters=["otlp"], service_name="soak", shutdown_timeout=2.0)

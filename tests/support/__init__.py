@@ -8,11 +8,13 @@
 - ``prometheus_server``, ``redis_server``: real servers on free loopback ports.
 - ``vault_stub``: a loopback HTTP server speaking the part of Vault's API that ``hvac`` uses.
 - ``grafana_schema``: checks a dashboard against Grafana's schema.
+- ``soak``: what the soak scripts of ``tests/bench`` measure alike.
 """
 
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 
 def free_port() -> int:
@@ -20,3 +22,9 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def dropped_spans(agent: Any) -> int:
+    """The spans a started ``amqadf_agent`` agent has counted as dropped by its exporters so far."""
+    assert agent.stats is not None
+    return sum(n for (signal, _, _), n in agent.stats.snapshot()[1].items() if signal == "traces")

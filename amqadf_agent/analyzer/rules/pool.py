@@ -46,7 +46,7 @@ from amqadf_agent.analyzer.model import (
     service_instance_id,
     service_name,
 )
-from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
+from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Severity
 from amqadf_agent.semconv import (
     ATTR_DB_CLIENT_CONNECTION_POOL_NAME,
     ATTR_DB_CLIENT_CONNECTION_STATE,
@@ -267,8 +267,7 @@ class PoolRules:
                 if pool.max is not None:
                     numbers["max"] = pool.max
                 found.append(
-                    Recommendation(
-                        category=CATEGORY,
+                    _finding(
                         rule="pool_saturated",
                         severity="high" if saturated / samples >= 0.5 else "medium",
                         title=f"Connection pool {label} of {where} full in {saturated}/{samples} samples",
@@ -278,15 +277,10 @@ class PoolRules:
                             "has room for more connections."
                         ),
                         subject=subject,
-                        evidence=Evidence(
-                            numbers=numbers,
-                            formula="saturated_share = samples with used >= max or pending > 0 / samples",
-                            threshold=(
-                                f"saturated_share >= {SATURATED_SHARE:g} over samples >= {MIN_SAMPLES}"
-                            ),
-                            window_start_ns=pool.start_ns,
-                            window_end_ns=pool.end_ns,
-                        ),
+                        numbers=numbers,
+                        formula="saturated_share = samples with used >= max or pending > 0 / samples",
+                        threshold=f"saturated_share >= {SATURATED_SHARE:g} over samples >= {MIN_SAMPLES}",
+                        window=(pool.start_ns, pool.end_ns),
                         confidence=round(min(0.9, 0.4 + 0.05 * samples), 3),
                         impact_s=0.0,
                     )
@@ -297,8 +291,7 @@ class PoolRules:
                 numbers["wait_mean_ms"] = round(pool.wait_sum_s / pool.wait_count * 1000, 3)
                 numbers["wait_total_ms"] = round(pool.wait_sum_s * 1000, 3)
                 found.append(
-                    Recommendation(
-                        category=CATEGORY,
+                    _finding(
                         rule="pool_wait",
                         severity="high" if p95 >= 4 * WAIT_P95_S else "medium",
                         title=f"Requests wait {p95 * 1000:.0f} ms (p95) for a connection: {label} in {where}",
@@ -307,13 +300,10 @@ class PoolRules:
                             "a connection only around the queries, then size the pool to the concurrency."
                         ),
                         subject=subject,
-                        evidence=Evidence(
-                            numbers=numbers,
-                            formula="wait_p95_ms = 95th percentile of db.client.connection.wait_time buckets",
-                            threshold=f"wait_p95_ms >= {WAIT_P95_S * 1000:g} over waits >= {MIN_WAITS}",
-                            window_start_ns=pool.start_ns,
-                            window_end_ns=pool.end_ns,
-                        ),
+                        numbers=numbers,
+                        formula="wait_p95_ms = 95th percentile of db.client.connection.wait_time buckets",
+                        threshold=f"wait_p95_ms >= {WAIT_P95_S * 1000:g} over waits >= {MIN_WAITS}",
+                        window=(pool.start_ns, pool.end_ns),
                         confidence=round(min(0.9, 0.4 + 0.1 * math.log1p(pool.wait_count)), 3),
                         impact_s=pool.wait_sum_s,
                     )
@@ -353,8 +343,7 @@ class PoolRules:
                 full_ms=round(full_ns / 1e6, 3),
             )
             found.append(
-                Recommendation(
-                    category=CATEGORY,
+                _finding(
                     rule="pool_concurrency",
                     severity="high" if full_ns / busy_ns >= 0.5 else "medium",
                     title=f"Queries in flight fill the connection pool of {where} (max {size})",
@@ -363,18 +352,49 @@ class PoolRules:
                         "the queries shorter or fewer first, then size the pool to the concurrency."
                     ),
                     subject=f"{service}/{instance}/concurrency",
-                    evidence=Evidence(
-                        numbers=numbers,
-                        formula="full_share = time with concurrent db spans >= max / time with any db span",
-                        threshold=f"full_share >= {SATURATED_SHARE:g} over db spans >= {MIN_SWEEP_SPANS}",
-                        window_start_ns=min(starts),
-                        window_end_ns=max(ends),
-                    ),
+                    numbers=numbers,
+                    formula="full_share = time with concurrent db spans >= max / time with any db span",
+                    threshold=f"full_share >= {SATURATED_SHARE:g} over db spans >= {MIN_SWEEP_SPANS}",
+                    window=(min(starts), max(ends)),
                     confidence=round(min(0.85, 0.4 + 0.05 * math.log1p(len(starts))), 3),
                     impact_s=full_ns / 1e9,
                 )
             )
         return found
+
+
+def _finding(
+    *,
+    rule: str,
+    severity: Severity,
+    title: str,
+    action: str,
+    subject: str,
+    numbers: dict[str, int | float | str],
+    formula: str,
+    threshold: str,
+    window: tuple[int | None, int | None],
+    confidence: float,
+    impact_s: float,
+) -> Recommendation:
+    """One connection-pool finding, its evidence without example ids (metrics carry none)."""
+    return Recommendation(
+        category=CATEGORY,
+        rule=rule,
+        severity=severity,
+        title=title,
+        action=action,
+        subject=subject,
+        evidence=Evidence(
+            numbers=numbers,
+            formula=formula,
+            threshold=threshold,
+            window_start_ns=window[0],
+            window_end_ns=window[1],
+        ),
+        confidence=confidence,
+        impact_s=impact_s,
+    )
 
 
 def sweep(starts: Sequence[int], ends: Sequence[int], size: int) -> tuple[int, int, int]:

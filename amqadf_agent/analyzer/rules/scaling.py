@@ -28,8 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
-from amqadf_agent.analyzer.summary import format_time
+from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, format_time
 from amqadf_agent.analyzer.windows import Window
 from amqadf_agent.scaling.autoscaler import AutoScaler, ScalingDecision, ScalingMetrics
 

@@ -59,15 +59,15 @@ skipped (``skipped_points``); the points around it still count.
 Below ``min_tasks`` completed tasks no recommendation is made (the numbers are still reported).
 
 One module over 600 lines: what is fed per pool (``PoolStats``), the peak windows, the caps and the
-findings that explain them read one another's numbers throughout; the USL fit (``rules.usl``) and the
-deltas (``analyzer.deltas``) stand apart.
+findings that explain them read one another's numbers throughout; the sizing arithmetic
+(``rules.pool_sizing``), the USL fit (``rules.usl``) and the deltas (``analyzer.deltas``) stand apart.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
@@ -85,6 +85,7 @@ from amqadf_agent.analyzer.model import (
 )
 from amqadf_agent.analyzer.plausible import is_count, is_histogram, is_nonnegative
 from amqadf_agent.analyzer.recommendation import Evidence, Recommendation, Severity
+from amqadf_agent.analyzer.rules.pool_sizing import littles_law, quantile, recommend_workers, size_with_caps
 from amqadf_agent.analyzer.rules.usl import UslFit, fit_usl
 from amqadf_agent.analyzer.windows import DEFAULT_WINDOW_S, keep_slowest
 from amqadf_agent.semconv import (
@@ -121,10 +122,6 @@ TASK_DURATION = POOL_TASK_DURATION.name
 CPU_TIME = PROCESS_CPU_TIME.name
 CPU_COUNT = SYSTEM_CPU_LOGICAL_COUNT.name
 CONNECTION_MAX = DB_CLIENT_CONNECTION_MAX.name
-#: ``limited_by`` of the evidence: which cap bound the recommendation.
-LIMITED_BY_USL = "usl"
-LIMITED_BY_CPU = "cpu"
-LIMITED_BY_DOWNSTREAM = "downstream_pool"
 #: The rule of the finding for a pool whose tasks wait in the queue at peaks (no shrink).
 RULE_SATURATED = "saturated_at_peaks"
 #: Example SERVER spans kept per service for the evidence (the slowest).
@@ -159,81 +156,6 @@ class ThreadRuleConfig:
     queue_wait_share: float = 0.1
     #: ... or at this many seconds, whichever is lower; a material wait forbids a shrink.
     queue_wait_material_s: float = 0.1
-
-
-def littles_law(throughput: float, latency_s: float) -> float:
-    """Needed concurrency ``L = lambda W`` (tasks per second times seconds per task)."""
-    return throughput * latency_s
-
-
-def quantile(q: float, values: Sequence[float]) -> float | None:
-    """Nearest-rank quantile ``q`` of ``values`` (the largest value below 1/(1-q) values); None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(max(math.ceil(q * len(ordered)) - 1, 0), len(ordered) - 1)]
-
-
-def recommend_workers(
-    throughput: float,
-    latency_s: float,
-    *,
-    target_utilization: float = 0.7,
-    usl: UslFit | None = None,
-    cpu_bound: bool = False,
-    cpu_count: int | None = None,
-    downstream_max: int | None = None,
-    peak_concurrency: float | None = None,
-) -> tuple[int, list[str]]:
-    """Workers for ``throughput`` at ``latency_s`` with headroom, and the caps applied (in words).
-
-    ``downstream_max``: connections of the downstream pool the tasks use (threads beyond them only
-    queue on the connection pool); None: no downstream cap. ``peak_concurrency``: busy workers at peaks
-    (e.g. the p95 over windows); the size covers the larger of it and Little's law on the mean.
-    """
-    needed = littles_law(throughput, latency_s)
-    if peak_concurrency is not None:
-        needed = max(needed, peak_concurrency)
-    recommended, caps = _recommend(
-        needed,
-        target_utilization=target_utilization,
-        usl=usl,
-        cpu_bound=cpu_bound,
-        cpu_count=cpu_count,
-        downstream_max=downstream_max,
-    )
-    return recommended, [words for _kind, words in caps]
-
-
-def _recommend(
-    needed: float,
-    *,
-    target_utilization: float,
-    usl: UslFit | None,
-    cpu_bound: bool,
-    cpu_count: int | None,
-    downstream_max: int | None,
-) -> tuple[int, list[tuple[str, str]]]:
-    """Workers for ``needed`` busy workers with headroom, each cap as ``(limited_by, words)``; the last
-    one is binding."""
-    recommended = max(1, math.ceil(needed / target_utilization - 1e-9))
-    caps: list[tuple[str, str]] = []
-    peak = usl.peak if usl is not None else None
-    if peak is not None and recommended > max(1, math.floor(peak)):
-        recommended = max(1, math.floor(peak))
-        caps.append((LIMITED_BY_USL, f"USL peak N*={peak:.2f}"))
-    if cpu_bound and cpu_count is not None and recommended > cpu_count:
-        recommended = max(1, cpu_count)
-        caps.append((LIMITED_BY_CPU, f"CPU-bound: {cpu_count} CPUs"))
-    if downstream_max is not None and downstream_max > 0 and recommended > downstream_max:
-        recommended = downstream_max
-        caps.append(
-            (
-                LIMITED_BY_DOWNSTREAM,
-                f"downstream pool: {downstream_max} database connections (more threads only queue on it)",
-            )
-        )
-    return recommended, caps
 
 
 @dataclass(slots=True)
@@ -682,7 +604,7 @@ class ThreadRules:
         per_thread = pool.cpu_per_busy_thread
 
         def size(needed: float) -> tuple[int, list[tuple[str, str]]]:
-            return _recommend(
+            return size_with_caps(
                 needed,
                 target_utilization=config.target_utilization,
                 usl=pool.usl,

@@ -40,7 +40,7 @@ import math
 import operator
 import re
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar, Final, NamedTuple
 
@@ -52,8 +52,10 @@ from amqadf_agent.analyzer.model import (
     SPAN_KIND_SERVER,
     SPAN_KIND_UNSPECIFIED,
     STATUS_CODE_ERROR,
+    CodeWhere,
     Record,
     SpanRecord,
+    code_location,
     service_name,
 )
 from amqadf_agent.analyzer.recommendation import CodeLocation, Evidence, Recommendation, Severity
@@ -62,10 +64,6 @@ from amqadf_agent.analyzer.sql import normalize_call
 from amqadf_agent.semconv import (
     ATTR_CODE_FILE_PATH,
     ATTR_CODE_FILEPATH_OLD,
-    ATTR_CODE_FUNCTION_NAME,
-    ATTR_CODE_FUNCTION_OLD,
-    ATTR_CODE_LINE_NUMBER,
-    ATTR_CODE_LINENO_OLD,
     ATTR_DB_QUERY_TEXT,
     ATTR_DB_STATEMENT_OLD,
     ATTR_DB_SYSTEM_NAME,
@@ -111,12 +109,10 @@ _HTTP: Final = 1
 _DB: Final = 2
 
 
-#: Where a call came from: (file, line or 0, function or ""), the span's ``code.*``.
-_Where = tuple[str, int, str]
 #: A span as buffered: (parent span id, span id, start ns, end ns, kind, statement | URL | name,
 #: HTTP method or "", failed, service.name, code location or None). A plain tuple: the cheapest to
 #: build once per span.
-_Raw = tuple[str, str, int, int, int, str, str, bool, str, _Where | None]
+_Raw = tuple[str, str, int, int, int, str, str, bool, str, CodeWhere | None]
 #: Spans in start order (span id breaks ties); the same positions in ``_Raw`` and ``_Span``.
 _BY_START: Final = operator.itemgetter(2, 1)
 #: Statements remembered with their shape (the memo is emptied when full).
@@ -148,7 +144,7 @@ class _Span(NamedTuple):
     failed: bool
     service: str
     #: The call's code location (``code.*``), ``None`` when the span has none.
-    where: _Where | None
+    where: CodeWhere | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +205,7 @@ class _Finding:
         self.start_ns: int | None = None
         self.end_ns: int | None = None
         #: (file, line, function) -> the finding's calls from there, a bounded number of lines.
-        self.locations: dict[_Where, int] = {}
+        self.locations: dict[CodeWhere, int] = {}
 
 
 class TraceShapeRules:
@@ -283,7 +279,7 @@ class TraceShapeRules:
             attributes = span.attributes
             filename = attributes.get(ATTR_CODE_FILE_PATH) or attributes.get(ATTR_CODE_FILEPATH_OLD)
             if filename:
-                where = _where(filename, attributes)
+                where = code_location(filename, attributes)
             statement = attributes.get(ATTR_DB_QUERY_TEXT) or attributes.get(ATTR_DB_STATEMENT_OLD)
             if isinstance(statement, str) and (
                 attributes.get(ATTR_DB_SYSTEM_NAME) or attributes.get(ATTR_DB_SYSTEM_OLD)
@@ -684,18 +680,6 @@ class TraceShapeRules:
             impact_s=impact,
             locations=_locations(f, config.max_locations),
         )
-
-
-def _where(filename: object, attributes: Mapping[str, object]) -> _Where:
-    """A call's code location from its span's ``code.*`` (the current names, else the older ones), as
-    the database rules read it."""
-    line = attributes.get(ATTR_CODE_LINE_NUMBER) or attributes.get(ATTR_CODE_LINENO_OLD)
-    function = attributes.get(ATTR_CODE_FUNCTION_NAME) or attributes.get(ATTR_CODE_FUNCTION_OLD)
-    return (
-        str(filename),
-        line if isinstance(line, int) and not isinstance(line, bool) and line > 0 else 0,
-        str(function) if function else "",
-    )
 
 
 def _locations(f: _Finding, shown: int) -> tuple[CodeLocation, ...]:
