@@ -38,7 +38,9 @@ __all__ = [
 # about 30% faster than re.sub with a callback over the pattern _TOKEN below (the path non-ASCII
 # statements take).
 _NUMBER_REST = r"\d*\.?\d*(?:[eE][+-]?\d+)?(?![\w.])"
-_STRING_BODY = r"'(?:[^'\\]|''|\\.)*'"
+# A string cut off by an attribute length limit has no closing quote: it runs to the end of the text
+# and is a literal all the same (its first part must not leak).
+_STRING_BODY = r"'(?:[^'\\]|''|\\.)*(?:'|\\?\Z)"
 _TOKEN_ALTERNATIVES = (
     # comments
     r"--[^\n]*",
@@ -47,7 +49,7 @@ _TOKEN_ALTERNATIVES = (
     _STRING_BODY,
     *(prefix + _STRING_BODY for prefix in "NnEeBbXx"),
     # dollar-quoted strings (before the $1 placeholder)
-    r"\$\$.*?\$\$",
+    r"\$\$.*?(?:\$\$|\Z)",
     # quoted identifiers
     r'"(?:[^"]|"")*"',
     r"`[^`]*`",
@@ -83,8 +85,8 @@ _TOKEN = re.compile(
     (?=[-/'"`\[?$%:.\d]|[NnEeBbXx]')
     (?:
     (?P<comment>--[^\n]*|/\*.*?\*/)
-  | (?P<string>[NnEeBbXx]?'(?:[^'\\]|''|\\.)*')
-  | (?P<dollar>\$\$.*?\$\$)
+  | (?P<string>[NnEeBbXx]?'(?:[^'\\]|''|\\.)*(?:'|\\?\Z))
+  | (?P<dollar>\$\$.*?(?:\$\$|\Z))
   | (?P<ident>"(?:[^"]|"")*"|`[^`]*`|\[[^\][]*\])
   | (?P<placeholder>\?|\$\d+|%s|%\([^)]*\)s|(?<![:\w]):[A-Za-z_]\w*)
   | (?P<number>(?<![\w$.])(?:0[xX][0-9A-Fa-f]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(?![\w.]))

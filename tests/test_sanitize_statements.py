@@ -231,3 +231,37 @@ def test_the_real_pymongo_instrumentations_statements_leave_without_values() -> 
         assert re.fullmatch(r"[0-9a-f]{16}", attributes[semconv.ATTR_DB_QUERY_VALUES_DIGEST])
         assert attributes[semconv.ATTR_DB_QUERY_SANITIZED] is True
         assert attributes[semconv.ATTR_DB_QUERY_SUMMARY] == span.name.split(".")[-1]  # find, insert, ...
+
+
+# -- a literal cut off by a length limit --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cut", "expected"),
+    [
+        ("SELECT * FROM users WHERE email = 'ann.mongo@exam", "SELECT * FROM users WHERE email = ?"),
+        ("SELECT * FROM users WHERE note = 'it''s ann.mongo@exam", "SELECT * FROM users WHERE note = ?"),
+        ("SELECT * FROM users WHERE email = E'ann\\", "SELECT * FROM users WHERE email = ?"),
+        ("SELECT $$ann.mongo@exam", "SELECT ?"),
+        ("SELECT * FROM users WHERE name = 'Zoë ann.mongo@exam", "SELECT * FROM users WHERE name = ?"),
+    ],
+)
+def test_a_string_cut_off_at_the_end_is_a_literal(cut: str, expected: str) -> None:
+    assert statements.sanitize(cut) == expected
+    assert statements.shape(cut)[0] == expected
+
+
+def test_a_statement_truncated_by_the_attribute_length_limit_leaks_no_part_of_its_literal() -> None:
+    from opentelemetry.sdk.trace import SpanLimits
+
+    provider = TracerProvider(span_limits=SpanLimits(max_attribute_length=48), shutdown_on_exit=False)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SanitizingSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    statement = f"SELECT * FROM users WHERE email = '{EMAIL}' AND active = 1"
+    with provider.get_tracer("test").start_as_current_span("q") as span:
+        span.set_attribute("db.statement", statement)
+    (finished,) = exporter.get_finished_spans()
+    text = dict(finished.attributes or {})["db.statement"]
+    assert text == "SELECT * FROM users WHERE email = ?"
+    assert "ann" not in text
