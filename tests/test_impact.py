@@ -219,6 +219,12 @@ def test_orders_app_index_verdicts_and_n_plus_one_saving(orders_db: tuple[str, s
     [route] = n1["routes"]
     assert route["route"] == "/orders"
     assert all(r["route"] != "/health" for e in estimates for r in e["routes"])
+    # AND an index on SQLite is priced as a lower bound (a statement's span ends at its first row)
+    indexes = [e for e in estimates if e["rule"] == "index_candidate"]
+    assert indexes
+    on_sqlite = app_dsn.startswith("sqlite")
+    assert all(("observed_time" in e["evidence"]) == on_sqlite for e in indexes), indexes
+    assert all(("lower bound" in " ".join(e["assumptions"])) == on_sqlite for e in indexes), indexes
 
     # AND the text report says what the fix is worth
     assert analyze_main([*argv[:-2], "-o", str(tmp_path / "report.txt")]) == 0
