@@ -30,9 +30,9 @@ Assumptions, stated in every estimate so a reader can disagree: the db calls of 
 critical path (sequential, synchronous); a batched query still pays, for each id, its binding, its
 lookup and its rows (``BATCH_TURN_PER_ID`` of a turn: the spans tell a turn's time, not how much of it
 is the statement's round trip and how much the id's rows, so the share is measured, not read from the
-input); the planner's cost ratio holds for the observed durations (on SQLite a lower bound: a statement's span
-ends at its first row, its scan goes on as the rows are fetched). A slow query without a verified
-index is not priced (no fix is known to work).
+input); the planner's cost ratio holds for the observed durations (on SQLite a lower bound: a
+statement's span ends at its first row, its scan goes on as the rows are fetched). A slow query
+without a verified index is not priced (no fix is known to work).
 
 Memory: per request a key and three numbers, per (request, statement shape) a key and four numbers,
 at most ``MAX_REQUESTS`` requests and ``CALL_ROWS_PER_REQUEST`` times as many pairs (the first ones;
