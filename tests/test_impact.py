@@ -80,22 +80,22 @@ def test_n_plus_one_saving_is_the_loop_but_one_turn() -> None:
     feed, found = _feed_and_findings(spans)
     # WHEN the fix is priced
     [n1] = estimate(feed, found)
-    # THEN each /orders request saves 79 - 79/20 * (1 + 0.023 * 19) = 73.32385 ms (the batched query
-    # costs one turn and 2.3% of a turn for each further id), and only /orders is named
+    # THEN each /orders request saves 79 - 79/20 * (1 + 0.025 * 19) = 73.17375 ms (the batched query
+    # costs one turn and 2.5% of a turn for each further id), and only /orders is named
     assert n1.rule == "n_plus_one"
     assert n1.requests_affected == 20
-    assert n1.saved_s == pytest.approx(20 * 0.07332385)
+    assert n1.saved_s == pytest.approx(20 * 0.07317375)
     [route] = n1.routes
     assert (route.route, route.requests) == ("/orders", 20)
     assert route.p95_before_s == pytest.approx(0.1)
-    assert route.p95_after_s == pytest.approx(0.1 - 0.07332385)
-    assert route.saved_median_s == pytest.approx(0.07332385)
-    assert "loop_ms - loop_ms / n * (1 + 0.023 * (n - 1))" in n1.formula
-    assert n1.evidence["batch_turns_per_id"] == 0.023
+    assert route.p95_after_s == pytest.approx(0.1 - 0.07317375)
+    assert route.saved_median_s == pytest.approx(0.07317375)
+    assert "loop_ms - loop_ms / n * (1 + 0.025 * (n - 1))" in n1.formula
+    assert n1.evidence["batch_turns_per_id"] == 0.025
     assert n1.peak_instances_before is None  # no timeline given
     data = n1.to_dict()
-    assert data["saved_ms_per_affected_request"] == pytest.approx(73.324)
-    assert data["routes"][0]["p95_after_ms"] == pytest.approx(26.676)
+    assert data["saved_ms_per_affected_request"] == pytest.approx(73.174)
+    assert data["routes"][0]["p95_after_ms"] == pytest.approx(26.826)
 
 
 def test_findings_are_ranked_by_what_their_fix_saves() -> None:
@@ -108,7 +108,7 @@ def test_findings_are_ranked_by_what_their_fix_saves() -> None:
     order = ranked([big, *found], estimates)
     # The N+1 was worth its total time (1.2 s of calls) before; now 1.47 s saved puts it first.
     assert [r.rule for r in order][:2] == ["n_plus_one", "low_hit_ratio"]
-    assert order[0].impact_s == pytest.approx(20 * 0.07332385)
+    assert order[0].impact_s == pytest.approx(20 * 0.07317375)
 
 
 def _window(index: int, p95_s: float) -> Window:
