@@ -71,7 +71,7 @@ __all__ = ["MAX_REQUESTS", "Estimate", "ImpactFeed", "estimate", "ranked"]
 MAX_REQUESTS: Final = 50_000
 CALL_ROWS_PER_REQUEST: Final = 5
 #: What a batched query pays for each id beyond the first, in turns of the loop it replaces: an ``IN``
-#: of 400 ids cost 6 to 13 turns more than one turn, 10 in the median of 13 runs (SQLAlchemy 2.0 on
+#: of 400 ids cost 6 to 15 turns more than one turn, 10 in the median of 17 runs (SQLAlchemy 2.0 on
 #: SQLite and on PostgreSQL 15, tests/apps/orders_app.py: the median of /orders/batched against that
 #: of /orders less its loop, in the same run, on the shared 2-core machine): the id's bind, its index
 #: lookup and its rows stay in the batch; the round trip, the statement's build and its span go.
