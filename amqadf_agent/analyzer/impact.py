@@ -74,7 +74,8 @@ CALL_ROWS_PER_REQUEST: Final = 5
 #: of 400 ids cost 6 to 15 turns more than one turn, 10 in the median of 17 runs (SQLAlchemy 2.0 on
 #: SQLite and on PostgreSQL 15, tests/apps/orders_app.py: the median of /orders/batched against that
 #: of /orders less its loop, in the same run, on the shared 2-core machine): the id's bind, its index
-#: lookup and its rows stay in the batch; the round trip, the statement's build and its span go.
+#: lookup and its rows stay in the batch; the round trip, the statement's build and its span go. Not
+#: one constant: 28 turns on PostgreSQL in a quieter run, whose turns were shorter.
 BATCH_TURN_PER_ID: Final = 0.025
 ASSUMPTIONS: Final = (
     "the db calls of a request run one after the other on its critical path",
