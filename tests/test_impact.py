@@ -20,6 +20,7 @@ from amqadf_agent.analyzer.recommendation import Evidence, Recommendation
 from amqadf_agent.analyzer.rules.database import DatabaseRules
 from amqadf_agent.analyzer.windows import Window
 from amqadf_agent.cli.analyze import main as analyze_main
+from amqadf_agent.cli.analyze import parse_time
 from amqadf_agent.scaling.autoscaler import ScalingMetrics
 
 APPS = Path(__file__).parent / "apps"
@@ -79,20 +80,22 @@ def test_n_plus_one_saving_is_the_loop_but_one_turn() -> None:
     feed, found = _feed_and_findings(spans)
     # WHEN the fix is priced
     [n1] = estimate(feed, found)
-    # THEN each /orders request saves 79 - 79/20 = 75.05 ms, and only /orders is named
+    # THEN each /orders request saves 79 - 79/20 * (1 + 0.025 * 19) = 73.17375 ms (the batched query
+    # costs one turn and 2.5% of a turn for each further id), and only /orders is named
     assert n1.rule == "n_plus_one"
     assert n1.requests_affected == 20
-    assert n1.saved_s == pytest.approx(20 * 0.07505)
+    assert n1.saved_s == pytest.approx(20 * 0.07317375)
     [route] = n1.routes
     assert (route.route, route.requests) == ("/orders", 20)
     assert route.p95_before_s == pytest.approx(0.1)
-    assert route.p95_after_s == pytest.approx(0.1 - 0.07505)
-    assert route.saved_median_s == pytest.approx(0.07505)
-    assert "loop_ms - loop_ms / n" in n1.formula
+    assert route.p95_after_s == pytest.approx(0.1 - 0.07317375)
+    assert route.saved_median_s == pytest.approx(0.07317375)
+    assert "loop_ms - loop_ms / n * (1 + 0.025 * (n - 1))" in n1.formula
+    assert n1.evidence["batch_turns_per_id"] == 0.025
     assert n1.peak_instances_before is None  # no timeline given
     data = n1.to_dict()
-    assert data["saved_ms_per_affected_request"] == pytest.approx(75.05)
-    assert data["routes"][0]["p95_after_ms"] == pytest.approx(24.95)
+    assert data["saved_ms_per_affected_request"] == pytest.approx(73.174)
+    assert data["routes"][0]["p95_after_ms"] == pytest.approx(26.826)
 
 
 def test_findings_are_ranked_by_what_their_fix_saves() -> None:
@@ -103,9 +106,9 @@ def test_findings_are_ranked_by_what_their_fix_saves() -> None:
     )
     estimates = estimate(feed, [*found, big])
     order = ranked([big, *found], estimates)
-    # The N+1 was worth its total time (1.2 s of calls) before; now 1.5 s saved puts it first.
+    # The N+1 was worth its total time (1.2 s of calls) before; now 1.47 s saved puts it first.
     assert [r.rule for r in order][:2] == ["n_plus_one", "low_hit_ratio"]
-    assert order[0].impact_s == pytest.approx(20 * 0.07505)
+    assert order[0].impact_s == pytest.approx(20 * 0.07317375)
 
 
 def _window(index: int, p95_s: float) -> Window:
@@ -130,20 +133,27 @@ def test_scaling_replay_counts_the_instances_the_fix_saves() -> None:
     assert n1.to_dict()["instances"]["saved"] == n1.peak_instances_before - 2
 
 
-def _run(out: Path, dsn: str, mode: str, requests: int) -> None:
+def _run(out: Path, dsn: str) -> str:
+    """Serve the app's series; the moment the measured ones start (after the warm-up), ISO 8601."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    argv = [str(out), dsn, str(REQUESTS), str(WARMUP), str(BATCHED)]
     done = subprocess.run(
-        [sys.executable, str(APPS / "orders_app.py"), str(out), dsn, mode, str(requests)],
-        capture_output=True, text=True, env=env, timeout=300, check=False,
+        [sys.executable, str(APPS / "orders_app.py"), *argv],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.rsplit("measured from ", 1)[1].strip()
 
 
-def _durations(path: Path, route: str) -> list[float]:
+def _durations(path: Path, route: str, since: str) -> list[float]:
+    since_ns = parse_time(since)
     return sorted(
         (r.end_ns - r.start_ns) / 1e9
         for r in read([path])
-        if type(r) is SpanRecord and r.kind == SPAN_KIND_SERVER and r.attributes.get("http.route") == route
+        if type(r) is SpanRecord
+        and r.kind == SPAN_KIND_SERVER
+        and r.end_ns >= since_ns
+        and r.attributes.get("http.route") == route
     )
 
 
@@ -172,16 +182,21 @@ def orders_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[
     yield dsn, dsn.replace("postgres@", "postgres:s3cret-pw@")
 
 
-#: Requests of each route per run.
-REQUESTS = 30
+#: Series of requests measured (each asks every route but /orders/batched once), the series served
+#: before them (not analysed), and the requests to /orders/batched (the N+1 fixed) spread among them:
+#: cheap beside the N+1's, so many, for a p95 that is not one outlier.
+REQUESTS = 40
+WARMUP = 3
+BATCHED = 80
 
 
 def test_orders_app_index_verdicts_and_n_plus_one_saving(orders_db: tuple[str, str], tmp_path: Path) -> None:
     app_dsn, explain_dsn = orders_db
-    # GIVEN the app run with its N+1, analyzed with the planner's verdicts
-    _run(tmp_path / "loop", app_dsn, "loop", REQUESTS)
+    # GIVEN the app run with its N+1 and, beside it, the fix, analyzed with the planner's verdicts
+    since = _run(tmp_path / "run", app_dsn)
     report = tmp_path / "report.json"
-    argv = [str(tmp_path / "loop"), "--slow-query-ms", "0.05", "--explain", explain_dsn, "--format", "json"]
+    argv = [str(tmp_path / "run"), "--slow-query-ms", "0.05", "--since", since, "--explain", explain_dsn]
+    argv += ["--format", "json"]
     assert analyze_main([*argv, "-o", str(report)]) == 0
     text = report.read_text()
     assert "s3cret-pw" not in text
@@ -204,6 +219,12 @@ def test_orders_app_index_verdicts_and_n_plus_one_saving(orders_db: tuple[str, s
     [route] = n1["routes"]
     assert route["route"] == "/orders"
     assert all(r["route"] != "/health" for e in estimates for r in e["routes"])
+    # AND an index on SQLite is priced as a lower bound (a statement's span ends at its first row)
+    indexes = [e for e in estimates if e["rule"] == "index_candidate"]
+    assert indexes
+    on_sqlite = app_dsn.startswith("sqlite")
+    assert all(("observed_time" in e["evidence"]) == on_sqlite for e in indexes), indexes
+    assert all(("lower bound" in " ".join(e["assumptions"])) == on_sqlite for e in indexes), indexes
 
     # AND the text report says what the fix is worth
     assert analyze_main([*argv[:-2], "-o", str(tmp_path / "report.txt")]) == 0
@@ -219,15 +240,21 @@ def test_orders_app_index_verdicts_and_n_plus_one_saving(orders_db: tuple[str, s
         assert "Planner:" in page and "verified: " in page and "CREATE INDEX" in page, fmt
         assert "s3cret-pw" not in page
 
-    # WHEN the app runs with the fix (one IN query)
-    _run(tmp_path / "fixed", app_dsn, "fixed", REQUESTS)
-    before = _durations(tmp_path / "loop", "/orders")
-    after = _durations(tmp_path / "fixed", "/orders")
+    # WHEN the fix (one IN query: /orders/batched, served in the same run) is measured
+    before = _durations(tmp_path / "run", "/orders", since)
+    after = _durations(tmp_path / "run", "/orders/batched", since)
+    assert (len(before), len(after)) == (REQUESTS, BATCHED)
     measured = _median(before) - _median(after)
     predicted = route["saved_median_ms"] / 1000
     # THEN the predicted saving is within 30% of the measured one
+    figures = (predicted, measured, _p95(after), route)
     assert measured > 0
-    assert abs(predicted - measured) <= 0.3 * measured, (predicted, measured, _p95(after), route)
+    assert abs(predicted - measured) <= 0.3 * measured, figures
+    # The predicted p95 after the fix is not asserted: it came out -45% to +24% of the fixed route's in
+    # 17 runs on the shared 2-core machine (8 beyond 30%; a batched query costing one turn gave -43%
+    # to -73%). A busy machine gives the fixed requests a heavier tail than a loop averaged over
+    # seconds tells, and the IN query's cost in turns of the loop is not one constant: 6 to 15 turns
+    # more than one under load, 28 on PostgreSQL in a quieter run.
 
 
 def test_memory_is_bounded() -> None:

@@ -1,7 +1,7 @@
 """A small shop on Flask and SQLAlchemy 2.0 (SQLite or PostgreSQL) with the faults the analyzer looks for.
 
-* ``GET /orders``: the latest ``PAGE`` orders with their items, one query per order (an N+1), or
-  with ``fixed`` one ``IN`` query for all of them;
+* ``GET /orders``: the latest ``PAGE`` orders with their items, one query per order (an N+1);
+* ``GET /orders/batched``: the same page fixed, one ``IN`` query for the items of all its orders;
 * ``GET /customers/<id>/orders``: a customer's orders, on ``orders.customer_id``, which has no index
   (the index that helps);
 * ``GET /orders/count/<status>``: orders with a status, of which there are two (an index on
@@ -11,11 +11,19 @@
 ``seed(dsn)`` creates and fills the tables. Run as a script, it serves a fixed series of requests
 through Flask's test client under the agent (file exporter) and exits::
 
-    python tests/apps/orders_app.py OUT_DIR DSN loop|fixed REQUESTS
+    python tests/apps/orders_app.py OUT_DIR DSN REQUESTS [WARMUP [BATCHED]]
+
+Each series asks every route but ``/orders/batched`` once; ``BATCHED`` more requests to the fixed
+page are spread among the series, beside the N+1 (both ways in one run: a busy machine slows both
+alike, where two runs one after the other would each see another load). ``WARMUP`` series go first
+(the first connection, SQLAlchemy's statement cache, the planner's caches: a cold request is an
+outlier, of the kind a p95 of a few dozen requests is made); it then prints ``measured from <ISO
+8601>``, the moment the measured series start, for ``amqadf-analyze --since``.
 """
 
 from __future__ import annotations
 
+import datetime
 import sqlite3
 import sys
 import time
@@ -101,27 +109,31 @@ def seed(dsn: str) -> None:
     engine.dispose()
 
 
-def create_app(engine: Engine, *, fixed: bool = False) -> Flask:
+def create_app(engine: Engine) -> Flask:
     app = Flask("orders")
+    page = select(Order.id, Order.total).order_by(Order.id.desc()).limit(PAGE)
 
     @app.get("/orders")
     def recent_orders() -> object:
         with Session(engine) as session:
-            page = select(Order.id, Order.total).order_by(Order.id.desc()).limit(PAGE)
             orders = session.execute(page).all()
-            if fixed:
-                ids = [order.id for order in orders]
-                rows = session.execute(
-                    select(Item.order_id, Item.sku, Item.qty).where(Item.order_id.in_(ids))
-                ).all()
-                items: dict[int, list[tuple[str, int]]] = {}
-                for row in rows:
-                    items.setdefault(row.order_id, []).append((row.sku, row.qty))
-            else:
-                items = {}
-                for order in orders:
-                    rows = load_items(session, order.id)
-                    items[order.id] = [(row.sku, row.qty) for row in rows]
+            items = {}
+            for order in orders:
+                rows = load_items(session, order.id)
+                items[order.id] = [(row.sku, row.qty) for row in rows]
+        return jsonify([{"id": o.id, "total": o.total, "items": items.get(o.id, [])} for o in orders])
+
+    @app.get("/orders/batched")
+    def recent_orders_batched() -> object:
+        with Session(engine) as session:
+            orders = session.execute(page).all()
+            ids = [order.id for order in orders]
+            rows = session.execute(
+                select(Item.order_id, Item.sku, Item.qty).where(Item.order_id.in_(ids))
+            ).all()
+            items: dict[int, list[tuple[str, int]]] = {}
+            for row in rows:
+                items.setdefault(row.order_id, []).append((row.sku, row.qty))
         return jsonify([{"id": o.id, "total": o.total, "items": items.get(o.id, [])} for o in orders])
 
     @app.get("/customers/<int:customer>/orders")
@@ -151,7 +163,9 @@ def load_items(session: Session, order_id: int) -> list[object]:
 
 
 def main(argv: list[str]) -> None:
-    out_dir, dsn, mode, count = argv[0], argv[1], argv[2], int(argv[3])
+    out_dir, dsn, count = argv[0], argv[1], int(argv[2])
+    warmup = int(argv[3]) if len(argv) > 3 else 0
+    batched = int(argv[4]) if len(argv) > 4 else 0
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
@@ -162,16 +176,27 @@ def main(argv: list[str]) -> None:
     )
     engine = engine_for(dsn)
     SQLAlchemyInstrumentor().instrument(engine=engine)
-    app = create_app(engine, fixed=mode == "fixed")
+    app = create_app(engine)
     FlaskInstrumentor().instrument_app(app)
     client = app.test_client()
-    for i in range(count):
-        for path in ("/orders", f"/customers/{i % CUSTOMERS}/orders", "/orders/count/paid", "/health"):
-            response = client.get(path)
-            assert response.status_code == 200, (path, response.status_code)
+
+    def serve(first: int, series: int, batched: int) -> None:
+        done = 0
+        for i in range(first, first + series):
+            paths = ["/orders", f"/customers/{i % CUSTOMERS}/orders", "/orders/count/paid", "/health"]
+            due = batched * (i - first + 1) // series - done  # batched requests spread evenly
+            paths[i % 2 : i % 2] = ["/orders/batched"] * due  # before or after the N+1, in turn
+            done += due
+            for path in paths:
+                response = client.get(path)
+                assert response.status_code == 200, (path, response.status_code)
+
+    serve(count, warmup, warmup if batched else 0)  # other customers than the measured series ask for
+    measured_from = datetime.datetime.now(datetime.timezone.utc)
+    serve(0, count, batched)
     engine.dispose()
     assert agent.shutdown()
-    print("served", count)
+    print("served", count, "measured from", measured_from.isoformat())
 
 
 if __name__ == "__main__":
