@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opentelemetry import trace as trace_api
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -16,7 +15,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext
-from test_otlp_json_encode import _values, make_spans, raw_span
+from test_otlp_json_encode import _values, make_spans, raw_span, traced
 from test_otlp_json_http import _Receiver, receiver  # noqa: F401  (a fixture)
 
 import amqadf_agent
@@ -93,13 +92,7 @@ def test_a_span_without_times_or_status_is_the_sdk_encoders() -> None:
 def test_any_attributes_a_tracer_keeps_are_the_sdk_encoders_bytes(
     attrs: dict[str, Any], remote: bool
 ) -> None:
-    captured = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource({"r": "x"}))
-    provider.add_span_processor(SimpleSpanProcessor(captured))
-    parent = trace_api.set_span_in_context(trace_api.NonRecordingSpan(SpanContext(5, 6, is_remote=remote)))
-    with provider.get_tracer("t").start_as_current_span("s", context=parent, attributes=attrs) as span:
-        span.add_event("e", attrs)
-    spans = captured.get_finished_spans()
+    spans = traced(attrs, remote)
     assert otlp_proto_encode.spans_body(spans) == sdk_body(spans)
 
 
