@@ -109,6 +109,7 @@ _NO_TRACE = "0" * 32
 
 
 def _span(span: Json) -> bytes:
+    """The one message written per span: its fields written out rather than looked up in a table."""
     get = span.get
     trace_id = span["traceId"]
     if trace_id == _NO_TRACE:  # a span without a context: the SDK's encoder refuses the batch
@@ -137,97 +138,79 @@ def _span(span: Json) -> bytes:
     if value:
         out.append(b"\x50" + _varint(value))
     for event in get("events", ()):
-        out.append(_field(b"\x5a", _event(event)))
+        out.append(_field(b"\x5a", _message(event, _EVENT)))
     value = get("droppedEventsCount")
     if value:
         out.append(b"\x60" + _varint(value))
     for link in get("links", ()):
-        out.append(_field(b"\x6a", _link(link)))
+        out.append(_field(b"\x6a", _message(link, _LINK)))
     value = get("droppedLinksCount")
     if value:
         out.append(b"\x70" + _varint(value))
     status = get("status")
     if status is not None:
-        out.append(_field(b"\x7a", _status(status)))
+        out.append(_field(b"\x7a", _message(status, _STATUS) if status else b""))
     value = get("flags")
     if value:
         out.append(b"\x85\x01" + _pack_fixed32(value))
     return b"".join(out)
 
 
-def _status(status: Json) -> bytes:
-    message = status.get("message")
-    code = status.get("code")
-    return (_text(b"\x12", message) if message else b"") + (b"\x18" + _varint(code) if code else b"")
+# The messages other than the span, as (JSON key, tag, kind) in field-number order: a field is
+# written when its value is not the default (proto3), as the protobuf runtime does.
+_TEXT, _VARINT, _FIXED32, _FIXED64, _BYTES, _ATTRIBUTES = range(6)
+_STATUS = (("message", b"\x12", _TEXT), ("code", b"\x18", _VARINT))
+_EVENT = (
+    ("timeUnixNano", b"\x09", _FIXED64),
+    ("name", b"\x12", _TEXT),
+    ("attributes", b"\x1a", _ATTRIBUTES),
+    ("droppedAttributesCount", b"\x20", _VARINT),
+)
+_LINK = (
+    ("traceId", b"\x0a", _BYTES),
+    ("spanId", b"\x12", _BYTES),
+    ("traceState", b"\x1a", _TEXT),
+    ("attributes", b"\x22", _ATTRIBUTES),
+    ("droppedAttributesCount", b"\x28", _VARINT),
+    ("flags", b"\x35", _FIXED32),
+)
+_SCOPE = (
+    ("name", b"\x0a", _TEXT),
+    ("version", b"\x12", _TEXT),
+    ("attributes", b"\x1a", _ATTRIBUTES),
+    ("droppedAttributesCount", b"\x20", _VARINT),
+)
+_RESOURCE = (("attributes", b"\x0a", _ATTRIBUTES), ("droppedAttributesCount", b"\x10", _VARINT))
 
 
-def _event(event: Json) -> bytes:
-    get = event.get
+def _message(node: Json, fields: tuple[tuple[str, bytes, int], ...]) -> bytes:
     out = []
-    value = get("timeUnixNano")
-    if value:
-        out.append(b"\x09" + _pack_fixed64(int(value)))
-    value = get("name")
-    if value:
-        out.append(_text(b"\x12", value))
-    value = get("attributes")
-    if value:
-        out.append(_key_values(b"\x1a", value))
-    value = get("droppedAttributesCount")
-    if value:
-        out.append(b"\x20" + _varint(value))
+    for key, tag, kind in fields:
+        value = node.get(key)
+        if not value:
+            continue
+        if kind == _TEXT:
+            out.append(_text(tag, value))
+        elif kind == _VARINT:
+            out.append(tag + _varint(value))
+        elif kind == _ATTRIBUTES:
+            out.append(_key_values(tag, value))
+        elif kind == _FIXED64:
+            out.append(tag + _pack_fixed64(int(value)))
+        elif kind == _FIXED32:
+            out.append(tag + _pack_fixed32(value))
+        else:  # ids, in hex
+            out.append(_field(tag, bytes.fromhex(value)))
     return b"".join(out)
-
-
-def _link(link: Json) -> bytes:
-    get = link.get
-    out = [b"\x0a\x10" + bytes.fromhex(link["traceId"]), b"\x12\x08" + bytes.fromhex(link["spanId"])]
-    value = get("traceState")
-    if value:
-        out.append(_text(b"\x1a", value))
-    value = get("attributes")
-    if value:
-        out.append(_key_values(b"\x22", value))
-    value = get("droppedAttributesCount")
-    if value:
-        out.append(b"\x28" + _varint(value))
-    value = get("flags")
-    if value:
-        out.append(b"\x35" + _pack_fixed32(value))
-    return b"".join(out)
-
-
-def _scope(scope: Json) -> bytes:
-    get = scope.get
-    out = []
-    value = get("name")
-    if value:
-        out.append(_text(b"\x0a", value))
-    value = get("version")
-    if value:
-        out.append(_text(b"\x12", value))
-    value = get("attributes")
-    if value:
-        out.append(_key_values(b"\x1a", value))
-    value = get("droppedAttributesCount")
-    if value:
-        out.append(b"\x20" + _varint(value))
-    return b"".join(out)
-
-
-def _resource(resource: Json) -> bytes:
-    out = _key_values(b"\x0a", resource.get("attributes", ()))
-    dropped = resource.get("droppedAttributesCount")
-    return out + (b"\x10" + _varint(dropped) if dropped else b"")
 
 
 def encode_spans(spans: Sequence[Any]) -> bytes:
     """``ExportTraceServiceRequest`` for ``spans``, serialised: the SDK's ``encode_spans`` bytes."""
     out = []
     for resource_spans in otlp_json_encode.encode_spans(spans).get("resourceSpans", ()):
-        parts = [_field(b"\x0a", _resource(resource_spans["resource"]))]
+        parts = [_field(b"\x0a", _message(resource_spans["resource"], _RESOURCE))]
         for scope_spans in resource_spans["scopeSpans"]:
-            scoped = [_field(b"\x0a", _scope(scope_spans["scope"]))]
+            scoped = [_field(b"\x0a", _message(scope_spans["scope"], _SCOPE))]
             scoped += [_field(b"\x12", _span(span)) for span in scope_spans["spans"]]
             schema_url = scope_spans.get("schemaUrl")
             if schema_url:
