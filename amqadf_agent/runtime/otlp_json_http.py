@@ -10,7 +10,8 @@ body only; they skip the SDK's own exporter metrics and request-size limit, whic
 guard and self-metrics stand for. Protobuf stays the default, as the specification says.
 
 With protobuf bodies (the default), ``ProtoSpanExporter`` sends the SDK's bytes written by
-``otlp_proto_encode`` from the same direct encoder, and keeps the SDK exporter's request-size limit.
+``otlp_proto_encode`` from the same direct encoder; it keeps the SDK exporter's request-size limit
+and skips its exporter metrics, as the JSON ones do.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from amqadf_agent.runtime.otlp_json_encode import spans_line
 from amqadf_agent.runtime.otlp_proto_encode import spans_body
 
-_logger = logging.getLogger(__name__)
+#: The SDK span exporter's own logger: its warnings are rate limited (``guard.NOISY_LOGGERS``).
+_logger = logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter")
 
 #: The header that tells the receiver the body is JSON (the SDK's is protobuf's; the caller's wins).
 CONTENT_TYPE = {"content-type": "application/json"}
