@@ -454,14 +454,19 @@ def test_any_attributes_a_tracer_keeps_are_the_sdk_encoders_bytes(
     attrs: dict[str, Any], remote: bool
 ) -> None:
     """Whatever the SDK keeps on a span (it cleans values and keys first), on the fast path."""
+    spans = traced(attrs, remote)
+    assert fast_line(spans) == sdk_line(spans)
+
+
+def traced(attrs: dict[str, Any], remote: bool) -> Sequence[ReadableSpan]:
+    """One span through a real tracer, with ``attrs`` on it and on an event, under a parent."""
     captured = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource({"r": "x"}))
     provider.add_span_processor(SimpleSpanProcessor(captured))
     parent = trace_api.set_span_in_context(trace_api.NonRecordingSpan(SpanContext(5, 6, is_remote=remote)))
     with provider.get_tracer("t").start_as_current_span("s", context=parent, attributes=attrs) as span:
         span.add_event("e", attrs)
-    spans = captured.get_finished_spans()
-    assert fast_line(spans) == sdk_line(spans)
+    return captured.get_finished_spans()
 
 
 @pytest.mark.filterwarnings("ignore:Log record attributes were dropped")

@@ -230,9 +230,10 @@ def _otlp(settings: AgentSettings, stats: ExportStats, out: Exporters, logs_now:
         span_exporter, metric_exporter = JsonSpanExporter, JsonMetricExporter
     elif http:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        span_exporter, metric_exporter = OTLPSpanExporter, OTLPMetricExporter
+        from amqadf_agent.runtime.otlp_json_http import ProtoSpanExporter
+
+        span_exporter, metric_exporter = ProtoSpanExporter, OTLPMetricExporter
     else:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
             OTLPMetricExporter as GrpcMetricExporter,

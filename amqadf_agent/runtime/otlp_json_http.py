@@ -8,10 +8,15 @@ exporter writes), and the Collector's ``otlp`` receiver reads them. These subcla
 of the SDK's exporters (endpoint, headers, TLS, compression, retries, the session) and change the
 body only; they skip the SDK's own exporter metrics and request-size limit, which the agent's
 guard and self-metrics stand for. Protobuf stays the default, as the specification says.
+
+With protobuf bodies (the default), ``ProtoSpanExporter`` sends the SDK's bytes written by
+``otlp_proto_encode`` from the same direct encoder; it keeps the SDK exporter's request-size limit
+and skips its exporter metrics, as the JSON ones do.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +28,10 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from amqadf_agent.runtime.otlp_json_encode import spans_line
+from amqadf_agent.runtime.otlp_proto_encode import spans_body
+
+#: The SDK span exporter's own logger: its warnings are rate limited (``guard.NOISY_LOGGERS``).
+_logger = logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter")
 
 #: The header that tells the receiver the body is JSON (the SDK's is protobuf's; the caller's wins).
 CONTENT_TYPE = {"content-type": "application/json"}
@@ -40,6 +49,24 @@ class JsonSpanExporter(OTLPSpanExporter):
             return SpanExportResult.FAILURE
         ok = _send(self._client, spans_line(spans).rstrip(b"\n"))
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+
+class ProtoSpanExporter(OTLPSpanExporter):
+    """The SDK's OTLP/HTTP span exporter, its protobuf body written by the direct encoder."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._shutdown:
+            return SpanExportResult.FAILURE
+        body = spans_body(spans)
+        limit = getattr(self, "_max_request_size", 0)
+        if 0 < limit < len(body):  # the SDK exporter's own limit (the OTLP request-size limit)
+            _logger.warning(
+                "Dropping span batch: serialized size %d bytes exceeds max_request_size %d bytes.",
+                len(body),
+                limit,
+            )
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS if _send(self._client, body) else SpanExportResult.FAILURE
 
 
 class JsonMetricExporter(OTLPMetricExporter):

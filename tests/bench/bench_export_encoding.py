@@ -14,7 +14,10 @@ client spans (a statement and 5 attributes, children of the HTTP spans), from a 
   its caches are warm, as in a running process: most string attributes repeat (methods, routes,
   hosts); the ``every string value new`` rows encode a new batch each round whose string values
   were never seen (the cache's worst case), the SDK beside it on the same batches;
-* ``SDK protobuf``: the OTLP protobuf encoder and ``SerializeToString``, what OTLP/HTTP exports;
+* ``SDK protobuf``: the OTLP protobuf encoder and ``SerializeToString``, what OTLP/HTTP exported;
+  ``direct protobuf``: :func:`amqadf_agent.runtime.otlp_proto_encode.spans_body`, the same bytes
+  from the direct encoder's dicts (what the agent's OTLP/HTTP exporter sends), its ratio against
+  the SDK's protobuf row;
 * ``log records``: the same for a batch of log records (a message, three ``code.*`` attributes,
   half of them inside a span).
 
@@ -46,6 +49,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from amqadf_agent.runtime.otlp_json_encode import encode_spans, logs_line, spans_line
+from amqadf_agent.runtime.otlp_proto_encode import spans_body
 
 STATEMENT = (
     "SELECT o.id, o.total, o.status, c.email FROM orders o JOIN customers c ON c.id = o.customer_id "
@@ -143,6 +147,7 @@ def typical_logs(count: int) -> list[ReadableLogRecord]:
 
 BEFORE = "SDK JSON: encode_spans + to_dict + orjson.dumps (before)"
 NEW_BEFORE = "SDK JSON, every string value new"
+PROTO_BEFORE = "SDK protobuf: encode_spans + SerializeToString (OTLP/HTTP)"
 LOGS_BEFORE = "log records, SDK JSON: encode_logs + to_dict + orjson.dumps"
 
 
@@ -160,12 +165,14 @@ def rows(
         ("direct JSON: spans_line (now)", lambda _: spans_line(spans), BEFORE),
         ("  of which encode_spans (dicts)", lambda _: encode_spans(spans), ""),
         (
-            "SDK protobuf: encode_spans + SerializeToString (OTLP/HTTP)",
+            PROTO_BEFORE,
             lambda _: proto_encode_spans(spans).SerializeToString(),
             BEFORE,
         ),
+        ("direct protobuf: spans_body (OTLP/HTTP, now)", lambda _: spans_body(spans), PROTO_BEFORE),
         (NEW_BEFORE, lambda n: orjson.dumps(sdk_encode_spans(fresh[n]).to_dict()), NEW_BEFORE),
         ("direct JSON, every string value new", lambda n: spans_line(fresh[n]), NEW_BEFORE),
+        ("direct protobuf, every string value new", lambda n: spans_body(fresh[n]), ""),
         (LOGS_BEFORE, lambda _: orjson.dumps(sdk_encode_logs(logs).to_dict()), LOGS_BEFORE),
         ("log records, direct JSON: logs_line", lambda _: logs_line(logs), LOGS_BEFORE),
     ]
@@ -182,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     for batch in (spans, fresh[0]):
         if spans_line(batch) != orjson.dumps(sdk_encode_spans(batch).to_dict()) + b"\n":
             print("direct JSON differs from the SDK's: the figures below compare different outputs")
+        if spans_body(batch) != proto_encode_spans(batch).SerializeToString():
+            print("direct protobuf differs from the SDK's: the figures below compare different outputs")
     logs = typical_logs(args.batch)
     if logs_line(logs) != orjson.dumps(sdk_encode_logs(logs).to_dict()) + b"\n":
         print("direct JSON differs from the SDK's for log records")

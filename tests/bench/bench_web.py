@@ -16,6 +16,10 @@ started in each of these ways:
 * ``amqadf json``: the same over OTLP/HTTP with JSON bodies (``OTEL_EXPORTER_OTLP_PROTOCOL=http/json``),
   compared with ``plain otlp``.
 
+With ``--baseline DIR`` (a copy of another version's package: the directory that holds its
+``amqadf_agent/``), the ``base otlp`` / ``base json`` / ``base file`` rows run that version (put first
+on ``PYTHONPATH``) beside this one in the same rounds, for a before/after comparison.
+
 Each round starts every configuration in turn (interleaved, so a machine that gets busier slows all
 of them alike), waits until it answers, warms it for 2 s, then runs ``wrk`` for ``--seconds``. CPU
 per request is the server's (master and worker, user + system, from /proc) over the requests wrk
@@ -47,6 +51,7 @@ HERE = Path(__file__).parent
 BIN = Path(sys.executable).parent
 TICK = os.sysconf("SC_CLK_TCK")
 CONFIGS = ("none", "plain otlp", "amqadf otlp", "amqadf json", "plain file", "amqadf file")
+BASE = ("base otlp", "base json", "base file")
 ENDPOINTS = ("/", "/db")
 
 
@@ -84,7 +89,9 @@ def _sink() -> Iterator[int]:
         server.shutdown()
 
 
-def _command(config: str, port: int, sink: int, work: Path) -> tuple[list[str], dict[str, str]]:
+def _command(
+    config: str, port: int, sink: int, work: Path, baseline: str | None = None
+) -> tuple[list[str], dict[str, str]]:
     gunicorn = [
         str(BIN / "gunicorn"),
         "-k",
@@ -118,6 +125,10 @@ def _command(config: str, port: int, sink: int, work: Path) -> tuple[list[str], 
         return [str(BIN / "opentelemetry-instrument"), *gunicorn], env
     kind = config.split()[1]
     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+    if config.startswith("base"):
+        if not baseline:
+            raise ValueError(f"{config}: needs --baseline")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (baseline, env.get("PYTHONPATH", "")) if p)
     if kind == "json":
         kind, env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "otlp", "http/json"
     agent = [str(BIN / "amqadf-agent"), "run", "--exporter", kind, "--out", str(work / "telemetry"), "--"]
@@ -176,7 +187,7 @@ def _measure(
     port = _free_port()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        argv, env = _command(config, port, sink, work)
+        argv, env = _command(config, port, sink, work, args.baseline)
         with open(work / "server.out", "wb") as out:
             server = subprocess.Popen(
                 argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -212,8 +223,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument(
-        "--configs", default=",".join(CONFIGS), help="comma-separated, of: " + ", ".join(CONFIGS)
+        "--configs", default=",".join(CONFIGS), help="comma-separated, of: " + ", ".join(CONFIGS + BASE)
     )
+    parser.add_argument("--baseline", metavar="DIR", help="another version's package, for the base rows")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench_web: wrk is not installed (apt-get install -y wrk)")
@@ -223,7 +235,9 @@ def main() -> None:
         for round_ in range(args.rounds):
             for path in ENDPOINTS:
                 for config in configs:
-                    results.setdefault((path, config), []).append(_measure(config, path, args, sink))
+                    measured = _measure(config, path, args, sink)
+                    results.setdefault((path, config), []).append(measured)
+                    print(f"  {path} {config}: " + " ".join(f"{v:.3f}" for v in measured), file=sys.stderr)
             print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
     print(f"\n{args.rounds} rounds of {args.seconds:g} s, wrk -c {args.connections}; medians\n")
     header = f"{'endpoint':<9}{'configuration':<14}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}"
@@ -237,7 +251,7 @@ def main() -> None:
         for config in configs:
             rate, p50, p99, cpu = medians[config]
             kind = "otlp" if config.endswith("json") else config.split()[-1]
-            plain = medians.get("plain " + kind) if config.startswith("amqadf") else None
+            plain = medians.get("plain " + kind) if config.startswith(("amqadf", "base")) else None
             versus = f"{cpu / plain[3]:.2f}x" if plain and plain[3] > 0 else ""
             print(f"{path:<9}{config:<14}{rate:>8.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>12.3f}{versus:>14}")
 
