@@ -115,6 +115,29 @@ def test_demo_traces_hold_what_the_analyzer_looks_for(demo_run: tuple[Path, int,
     assert "order_items" in str(statement)
 
 
+def test_a_report_past_its_timeout_is_exported_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo ends while a timed-out report query still runs: it waits for the query, so the query's
+    span and the profile and request spans above it are all in the file (never a span without its
+    parent)."""
+    from amqadf_agent.demo import service
+
+    for name in list(os.environ):
+        if name.startswith(("AMQADF_", "OTEL_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(service, "REPORT_TIMEOUT", 0.05)  # the ~1 s report query outlasts it
+    out = tmp_path / "t"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        # the report is offered at 1 s; the demo ends before its query can have finished
+        assert main(["demo", "--duration", "1.2", "--out", str(out), "--rate", "5"]) == 0
+    spans = {r.span_id: r for r in read(out / "traces.jsonl", strict=True) if isinstance(r, SpanRecord)}
+    reports = [s for s in spans.values() if "GROUP BY" in str(_statement(s))]
+    assert reports, "the timed-out report query's span was not exported"
+    for span in spans.values():
+        assert not span.parent_span_id or span.parent_span_id in spans, f"{span.name} without its parent"
+    (request,) = [s for s in spans.values() if s.name == "GET /reports/bought-together"]
+    assert request.attributes.get(semconv.ATTR_HTTP_RESPONSE_STATUS_CODE) == 504
+
+
 def test_demo_metrics_cover_the_contract(demo_run: tuple[Path, int, str, str]) -> None:
     out, code, _stdout, stderr = demo_run
     assert code == 0, stderr

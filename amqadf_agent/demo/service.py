@@ -76,6 +76,8 @@ BAD_REPLICA, BAD_WINDOW = "inventory-3", (4.0, 14.0)
 OUTAGE_WINDOW = (16.0, 20.0)
 #: The report's time limit: it takes ~1 s here; the limit is for a machine in real trouble.
 REPORT_TIMEOUT = 3.0
+#: How long close() waits for reports that outlasted their timeout.
+REPORT_DRAIN_S = 10.0
 
 SCHEMA = """
 CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, tier TEXT NOT NULL);
@@ -255,9 +257,26 @@ class ShopService:
             sample_rate=1.0, max_overhead=None, random=random.Random(seed), tracer=self.tracer
         )
         self.profiler.instrument()
+        # A report that outlasts its timeout goes on in the timeout's thread; close() waits for it, so
+        # its query's span and the profile span around it are both exported (or neither).
+        self._reports_running = 0
+        self._reports_done = threading.Condition()
         self._report = timeout_mod.timeout(REPORT_TIMEOUT, name="bought-together-report")(
-            self.profiler.sampled(self._report_query)
+            self._counted(self.profiler.sampled(self._report_query))
         )
+
+    def _counted(self, fn: Callable[[], list[tuple[Any, ...]]]) -> Callable[[], list[tuple[Any, ...]]]:
+        def run() -> list[tuple[Any, ...]]:
+            with self._reports_done:
+                self._reports_running += 1
+            try:
+                return fn()
+            finally:
+                with self._reports_done:
+                    self._reports_running -= 1
+                    self._reports_done.notify_all()
+
+        return run
 
     # --- infrastructure ------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -502,6 +521,8 @@ class ShopService:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        with self._reports_done:  # reports past their timeout, still running (bounded wait)
+            self._reports_done.wait_for(lambda: self._reports_running == 0, timeout=REPORT_DRAIN_S)
         self.inventory.stop_health_checks()
         self.scaler_telemetry.close()
 
