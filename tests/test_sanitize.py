@@ -12,6 +12,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.sanitizing import sanitizing_provider
 
 import amqadf_agent
 from amqadf_agent import semconv, statements
@@ -277,10 +278,7 @@ def test_a_failure_never_reaches_the_applications_span_end(monkeypatch: pytest.M
 def test_dropped_attribute_count_survives_the_rewrite() -> None:
     from opentelemetry.sdk.trace import SpanLimits
 
-    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=3))
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SanitizingSpanProcessor())
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = sanitizing_provider(SpanLimits(max_span_attributes=3))
     with provider.get_tracer("test").start_as_current_span("q") as span:
         for n in range(4):
             span.set_attribute(f"a{n}", n)

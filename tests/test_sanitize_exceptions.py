@@ -10,12 +10,10 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.sanitizing import sanitizing_provider
 
 import amqadf_agent
-from amqadf_agent.runtime.sanitize import SanitizingSpanProcessor, sanitize_message
+from amqadf_agent.runtime.sanitize import sanitize_message
 
 EMAIL = "ann.secret@example.com"
 #: What psycopg says when a unique key is taken.
@@ -67,16 +65,8 @@ def test_sanitize_message(message: str, expected: str) -> None:
     assert sanitize_message(message) == expected
 
 
-def _provider(**options: object) -> tuple[TracerProvider, InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(SanitizingSpanProcessor(**options))  # type: ignore[arg-type]
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider, exporter
-
-
 def test_exception_events_and_status_lose_the_values() -> None:
-    provider, exporter = _provider()
+    provider, exporter = sanitizing_provider()
     tracer = provider.get_tracer("test")
     with pytest.raises(UniqueViolation), tracer.start_as_current_span("insert"):
         raise UniqueViolation(PSYCOPG)
@@ -91,7 +81,7 @@ def test_exception_events_and_status_lose_the_values() -> None:
 
 
 def test_a_real_sqlite3_check_failure_loses_its_literal_and_keeps_its_words() -> None:
-    provider, exporter = _provider()
+    provider, exporter = sanitizing_provider()
     tracer = provider.get_tracer("test")
     db = sqlite3.connect(":memory:")
     db.execute(f"CREATE TABLE users (email TEXT UNIQUE CHECK (email <> '{EMAIL}'))")
@@ -109,7 +99,7 @@ def test_a_real_sqlite3_check_failure_loses_its_literal_and_keeps_its_words() ->
 
 
 def test_the_off_switch_keeps_the_message() -> None:
-    provider, exporter = _provider(sanitize=False)
+    provider, exporter = sanitizing_provider(sanitize=False)
     tracer = provider.get_tracer("test")
     with pytest.raises(UniqueViolation), tracer.start_as_current_span("insert"):
         raise UniqueViolation(PSYCOPG)

@@ -13,15 +13,12 @@ from typing import Any
 
 import orjson
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanContext, TraceFlags
+from support.sanitizing import sanitizing_provider
 
 import amqadf_agent
 from amqadf_agent import semconv
 from amqadf_agent.redaction import REDACTED
-from amqadf_agent.runtime.sanitize import SanitizingSpanProcessor
 
 EMAIL = "ann.linked@example.com"
 SIGNATURE = "linkedsignature0042"
@@ -104,10 +101,7 @@ def test_link_attributes_leave_by_the_spans_rules_in_the_file_export(tmp_path: P
 def test_a_link_gets_no_marks_and_keeps_its_limits_and_dropped_count() -> None:
     from opentelemetry.sdk.trace import SpanLimits
 
-    provider = TracerProvider(shutdown_on_exit=False, span_limits=SpanLimits(max_link_attributes=4))
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SanitizingSpanProcessor())
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = sanitizing_provider(SpanLimits(max_link_attributes=4))
     attributes = {"messaging.system": "kafka", "user.email": EMAIL, "db.statement": STATEMENT}
     attributes |= {"url.full": URL, "messaging.operation": "process"}  # five: the SDK drops the oldest
     with provider.get_tracer("t").start_as_current_span("consume", links=[Link(_context(1), attributes)]):
@@ -121,10 +115,7 @@ def test_a_link_gets_no_marks_and_keeps_its_limits_and_dropped_count() -> None:
 
 
 def test_a_link_without_those_attributes_is_left_as_it_is() -> None:
-    provider = TracerProvider(shutdown_on_exit=False)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SanitizingSpanProcessor())
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = sanitizing_provider()
     with provider.get_tracer("t").start_as_current_span(
         "consume", links=[Link(_context(1), {"messaging.operation": "process"}), Link(_context(2))]
     ) as span:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.sanitizing import sanitizing_provider
 
 from amqadf_agent import semconv, statements
 from amqadf_agent.redaction import REDACTED
@@ -31,10 +31,7 @@ EMAIL = "ann.secret@example.com"
 
 @pytest.fixture
 def traced() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
-    provider = TracerProvider(shutdown_on_exit=False)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SanitizingSpanProcessor(redact_attributes=["user.email"]))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = sanitizing_provider(redact_attributes=["user.email"])
     yield provider, exporter
     provider.shutdown()
 
@@ -107,10 +104,7 @@ def test_the_exported_name_is_the_one_the_span_ends_with(
 
 
 def test_the_off_switch_keeps_the_name(traced: tuple[TracerProvider, InMemorySpanExporter]) -> None:
-    provider = TracerProvider(shutdown_on_exit=False)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SanitizingSpanProcessor(sanitize=False, redact_attributes=["user.email"]))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = sanitizing_provider(sanitize=False, redact_attributes=["user.email"])
     name = f"SELECT id FROM users WHERE email = '{EMAIL}'"
     with provider.get_tracer("app").start_as_current_span(name):
         pass
@@ -134,10 +128,7 @@ def test_a_failure_on_the_name_never_reaches_the_application(
 def test_a_real_sqlite3_instrumentation_keeps_its_name_and_gets_a_summary() -> None:
     from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
 
-    provider = TracerProvider(shutdown_on_exit=False)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SanitizingSpanProcessor())
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = sanitizing_provider()
     SQLite3Instrumentor().instrument(tracer_provider=provider)
     try:
         db = sqlite3.connect(":memory:")
@@ -274,10 +265,7 @@ def test_the_processor_sets_a_summary_and_keeps_an_instrumentations_own() -> Non
 
 
 def test_under_an_attribute_limit_the_marks_give_way_never_the_statement() -> None:
-    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=4), shutdown_on_exit=False)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SanitizingSpanProcessor())
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = sanitizing_provider(SpanLimits(max_span_attributes=4))
     with provider.get_tracer("app").start_as_current_span("q") as span:
         span.set_attribute("db.system", "sqlite")
         span.set_attribute("db.statement", "SELECT a FROM t WHERE id = 7")

@@ -15,12 +15,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
+from support.sanitizing import sanitizing_provider
 
 from amqadf_agent import semconv, statements
-from amqadf_agent.runtime.sanitize import SanitizingSpanProcessor, sanitize_name
+from amqadf_agent.runtime.sanitize import sanitize_name
 
 EMAIL = "ann.mongo@example.com"
 
@@ -188,12 +187,10 @@ def test_sql_with_brackets_is_no_document() -> None:
 def _pymongo_spans(commands: list[dict[str, Any]]) -> list[ReadableSpan]:
     """The spans the real pymongo instrumentation makes of ``commands`` (its listener driven with
     pymongo's own events: no server needed), through the sanitizing processor."""
-    monitoring = pytest.importorskip("pymongo.monitoring")
-    CommandTracer = pytest.importorskip("opentelemetry.instrumentation.pymongo").CommandTracer
-    provider = TracerProvider(shutdown_on_exit=False)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SanitizingSpanProcessor())
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    from opentelemetry.instrumentation.pymongo import CommandTracer  # the test extra installs both
+    from pymongo import monitoring
+
+    provider, exporter = sanitizing_provider()
     listener = CommandTracer(provider.get_tracer("pymongo"), capture_statement=True)
     address = ("db.internal", 27017)
     for request_id, command in enumerate(commands):
@@ -208,7 +205,8 @@ def _pymongo_spans(commands: list[dict[str, Any]]) -> list[ReadableSpan]:
 
 
 def test_the_real_pymongo_instrumentations_statements_leave_without_values() -> None:
-    bson = pytest.importorskip("bson")
+    import bson  # pymongo's
+
     when = datetime.datetime(2024, 5, 6, 7, 8)
     commands = [
         {"find": "users", "filter": {"email": EMAIL, "_id": bson.ObjectId(), "at": {"$gt": when}}},
@@ -254,10 +252,7 @@ def test_a_string_cut_off_at_the_end_is_a_literal(cut: str, expected: str) -> No
 def test_a_statement_truncated_by_the_attribute_length_limit_leaks_no_part_of_its_literal() -> None:
     from opentelemetry.sdk.trace import SpanLimits
 
-    provider = TracerProvider(span_limits=SpanLimits(max_attribute_length=48), shutdown_on_exit=False)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SanitizingSpanProcessor())
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = sanitizing_provider(SpanLimits(max_attribute_length=48))
     statement = f"SELECT * FROM users WHERE email = '{EMAIL}' AND active = 1"
     with provider.get_tracer("test").start_as_current_span("q") as span:
         span.set_attribute("db.statement", statement)

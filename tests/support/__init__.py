@@ -9,6 +9,7 @@
 - ``vault_stub``: a loopback HTTP server speaking the part of Vault's API that ``hvac`` uses.
 - ``grafana_schema``: checks a dashboard against Grafana's schema.
 - ``soak``: what the soak scripts of ``tests/bench`` measure alike.
+- ``sanitizing``: a tracer provider with the sanitizing processor before an in-memory exporter.
 """
 
 from __future__ import annotations
