@@ -173,9 +173,9 @@ class ImpactFeed:
         self._request_route = array("l")
         self._request_duration = array("d")
         self._request_end = array("q")
-        # Calls: key + "\0" + statement id -> row of the call columns (calls, seconds, first start,
+        # Calls: statement id -> request key -> row of the call columns (calls, seconds, first start,
         # last end of the statement in the request).
-        self._calls: dict[str, int] = {}
+        self._calls: dict[int, dict[str, int]] = {}
         self._call_count = array("l")
         self._call_time = array("d")
         self._call_first = array("q")
@@ -225,19 +225,25 @@ class ImpactFeed:
         applied the service and time filters and normalized the statements."""
         index = self._calls
         count, time_s, first, last = self._call_count, self._call_time, self._call_first, self._call_last
+        service: str | None = None
+        key = ""
         for call in calls:
-            start_ns, end_ns, statement_id, service = call[1], call[2], call[3], call[-1]
+            start_ns, end_ns, statement_id = call[1], call[2], call[3]
+            if call[-1] is not service:  # one service in a trace, nearly always: its key built once
+                service = call[-1]
+                key = trace_id + "\0" + service
             if not 0 <= start_ns <= end_ns <= _MAX_NS:  # odd input: kept in range, duration >= 0
                 start_ns = min(max(start_ns, 0), _MAX_NS)
                 end_ns = min(max(end_ns, start_ns), _MAX_NS)
-            key = trace_id + "\0" + service
-            call_key = key + "\0" + str(statement_id)
-            row = index.get(call_key)
+            rows = index.get(statement_id)
+            if rows is None:
+                rows = index[statement_id] = {}
+            row = rows.get(key)
             if row is None:
                 if len(count) >= self.max_call_rows:
                     self.dropped_calls += 1
                     continue
-                index[call_key] = len(count)
+                rows[key] = len(count)
                 count.append(1)
                 time_s.append(max(end_ns - start_ns, 0) / 1e9)
                 first.append(start_ns)
@@ -285,12 +291,10 @@ class ImpactFeed:
         database rules)."""
         if statement_id is None:
             return {}
-        suffix = "\0" + str(statement_id)
         count, time_s, first, last = self._call_count, self._call_time, self._call_first, self._call_last
         return {
-            key[: -len(suffix)]: (count[row], time_s[row], first[row], last[row])
-            for key, row in self._calls.items()
-            if key.endswith(suffix)
+            key: (count[row], time_s[row], first[row], last[row])
+            for key, row in self._calls.get(statement_id, {}).items()
         }
 
 
