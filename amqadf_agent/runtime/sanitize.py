@@ -261,8 +261,11 @@ _rewrite_memo = functools.lru_cache(maxsize=4096)(_rewrite)
 #: A URL repeats as a statement does (a paged API, a health check, a presigned URL reused until it
 #: expires): a bounded memo by its text makes a repeat a dictionary hit. A URL signed afresh for each
 #: request misses it and pays the redaction (``new signed url.full`` in tests/bench/bench_sanitize.py).
+#: A plain dict, emptied when full, read inline: a miss costs a look-up and an insertion, where an
+#: ``lru_cache`` also keeps its order and evicts one entry per miss (a third of a miss's cost).
 URL_MEMO_MAX_CHARS = 2048
-_redact_url_memo = functools.lru_cache(maxsize=1024)(redact_url_full)
+URL_MEMO_MAX_ENTRIES = 1024
+_url_memo: dict[str, str] = {}
 
 
 class SanitizingSpanProcessor(SpanProcessor):
@@ -416,10 +419,13 @@ class SanitizingSpanProcessor(SpanProcessor):
                 out = self._statement(attributes, key, value, out, marks)
             elif kind == _URL:
                 if "?" in value or "@" in value or "#" in value:
-                    if len(value) <= URL_MEMO_MAX_CHARS:
-                        redacted = _redact_url_memo(value)
-                    else:
+                    redacted = _url_memo.get(value)
+                    if redacted is None:
                         redacted = redact_url_full(value)
+                        if len(value) <= URL_MEMO_MAX_CHARS:
+                            if len(_url_memo) >= URL_MEMO_MAX_ENTRIES:
+                                _url_memo.clear()
+                            _url_memo[value] = redacted
                     if redacted != value:
                         out = dict(attributes) if out is None else out
                         out[key] = redacted
