@@ -52,15 +52,15 @@ def redact_url_full(url: str) -> str:
     # comes before the first "?", which then gives what the general path below gives. It runs in
     # ``span.end()`` for every URL signed afresh (a memo miss).
     if "@" not in url and "#" not in url:
-        mark = url.find("?")
-        if mark == -1:
+        question = url.find("?")
+        if question == -1:
             return url
         first = url.find("=")
-        if first > mark:
+        if first > question:
             return _QUERY_VALUE.sub(_SHOWN_VALUE, url)
         if first == -1:
             return url
-        return url[: mark + 1] + redact_query(url[mark + 1 :])
+        return url[: question + 1] + redact_query(url[question + 1 :])
     if "@" in url:
         url = redact_url(url)
     head, mark, query = url.partition("?")
