@@ -19,6 +19,7 @@ __all__ = [
     "hash_literals",
     "is_document_command",
     "sanitize",
+    "sanitize_document",
     "sanitize_values",
     "shape",
     "shape_tokens",
@@ -251,6 +252,13 @@ _DOCUMENT_TOKEN = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
+
+
+def sanitize_document(document: str) -> str:
+    """A MongoDB document or list of documents as ``str()`` or JSON writes it (a filter, a pipeline:
+    ``{'email': 'a@b.c'}``, no command in front) with every value as ``?``, every key and operator
+    as written."""
+    return _sanitize_document(document)[0]
 
 
 def _sanitize_document(statement: str) -> tuple[str, tuple[str, ...], bool]:

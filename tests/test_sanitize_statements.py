@@ -231,6 +231,35 @@ def test_the_real_pymongo_instrumentations_statements_leave_without_values() -> 
         assert attributes[semconv.ATTR_DB_QUERY_SUMMARY] == span.name.split(".")[-1]  # find, insert, ...
 
 
+def _ext_pymongo_span(sanitize: bool = True) -> dict[str, Any]:
+    """The attributes of a span as the older ext-pymongo instrumentation wrote them: the command in
+    ``db.statement``, ``str()`` of the filter and of the pipeline in ``db.mongo.*``."""
+    provider, exporter = sanitizing_provider(sanitize=sanitize)
+    with provider.get_tracer("ext-pymongo").start_as_current_span("mongodb.find") as span:
+        span.set_attribute("db.type", "mongodb")
+        span.set_attribute("db.statement", "find users")
+        span.set_attribute("db.mongo.filter", str({"email": EMAIL, "age": {"$gt": 30}, "ok": True}))
+        span.set_attribute("db.mongo.pipeline", str([{"$match": {"card": "4111111111111111"}}]))
+        span.set_attribute("db.mongo.sort", "[('age', 1)]")
+    (finished,) = exporter.get_finished_spans()
+    provider.shutdown()
+    return dict(finished.attributes or {})
+
+
+def test_the_older_ext_pymongo_filter_and_pipeline_lose_their_values_and_keep_their_keys() -> None:
+    attributes = _ext_pymongo_span()
+    assert attributes["db.mongo.filter"] == "{'email': ?, 'age': {'$gt': ?}, 'ok': ?}"
+    assert attributes["db.mongo.pipeline"] == "[{'$match': {'card': ?}}]"
+    assert attributes["db.mongo.sort"] == "[('age', 1)]"  # names and directions only: not watched
+    assert attributes["db.statement"] == "find users"
+    for secret in (EMAIL, "4111111111111111", "30"):
+        assert secret not in repr(attributes)
+
+
+def test_the_older_ext_pymongo_filter_leaves_as_written_with_sanitize_off() -> None:
+    assert EMAIL in _ext_pymongo_span(sanitize=False)["db.mongo.filter"]
+
+
 # -- a literal cut off by a length limit --------------------------------------------------------------
 
 

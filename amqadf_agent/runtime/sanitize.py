@@ -15,6 +15,8 @@ would see none of them); every processor after it, the exporters' included, sees
   every candidate (the key is random per process and never leaves it);
 * ``url.full``/``http.url``/``http.target`` with the password and every query value replaced,
   ``url.query`` likewise (``redaction.redact_url_full``);
+* ``db.mongo.filter``/``db.mongo.pipeline`` (the older ext-pymongo instrumentation's) with every
+  value as ``?``, the keys and operators kept (``statements.sanitize_document``);
 * the attributes the user names (``redact_attributes``): an exact key (``user.email``), a glob
   (``http.request.header.*``) or a bare name that matches the key's last part (``authorization``
   matches ``http.request.header.authorization``), their values replaced by ``[secure]``.
@@ -62,6 +64,7 @@ from amqadf_agent.statements import (
     SANITIZE_MEMO_MAX_CHARS,
     is_document_command,
     sanitize,
+    sanitize_document,
     sanitize_values,
     summary,
 )
@@ -87,12 +90,16 @@ STATEMENT_KEYS = (semconv.ATTR_DB_QUERY_TEXT, semconv.ATTR_DB_STATEMENT_OLD)
 URL_KEYS = ("url.full", "http.url", "http.target")
 #: Attributes that hold a query string alone.
 QUERY_KEYS = ("url.query",)
-_STATEMENT, _URL, _QUERY = 0, 1, 2
+#: Attributes that hold a MongoDB document alone (``str()`` of a filter or a pipeline, as the older
+#: ext-pymongo instrumentation wrote them beside a ``db.statement`` without one): values go, keys stay.
+DOCUMENT_KEYS = ("db.mongo.filter", "db.mongo.pipeline")
+_STATEMENT, _URL, _QUERY, _DOCUMENT = 0, 1, 2, 3
 #: The attributes sanitized by default, and what each holds.
 _KINDS: dict[str, int] = (
     dict.fromkeys(STATEMENT_KEYS, _STATEMENT)
     | dict.fromkeys(URL_KEYS, _URL)
     | dict.fromkeys(QUERY_KEYS, _QUERY)
+    | dict.fromkeys(DOCUMENT_KEYS, _DOCUMENT)
 )
 _PARAMETERS = semconv.ATTR_DB_STATEMENT_PARAMETERS_OLD
 _PARAMETER_PREFIX = semconv.ATTR_DB_QUERY_PARAMETER_PREFIX
@@ -429,9 +436,15 @@ class SanitizingSpanProcessor(SpanProcessor):
                     if redacted != value:
                         out = dict(attributes) if out is None else out
                         out[key] = redacted
-            elif "=" in value:  # _QUERY
-                out = dict(attributes) if out is None else out
-                out[key] = redact_query(value)
+            elif kind == _QUERY:
+                if "=" in value:
+                    out = dict(attributes) if out is None else out
+                    out[key] = redact_query(value)
+            else:  # _DOCUMENT
+                document = sanitize_document(value)
+                if document != value:
+                    out = dict(attributes) if out is None else out
+                    out[key] = document
         pattern = self._pattern
         if pattern is not None:
             for key in attributes:
