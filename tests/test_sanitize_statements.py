@@ -66,6 +66,29 @@ def _summary(statement: str) -> str:
         ),
         ('SELECT t.* FROM public."Orders" t, s.plain', 'SELECT public."Orders" s.plain'),
         ("SELECT a FROM t; SELECT b FROM u", "SELECT t SELECT u"),
+        # MERGE: the target, then the source (a table or a subquery), then the actions in order
+        (
+            "MERGE INTO t USING src ON t.id = src.id WHEN MATCHED THEN UPDATE SET a = 1 "
+            "WHEN NOT MATCHED THEN INSERT (id, a) VALUES (src.id, 1)",
+            "MERGE t src UPDATE INSERT",
+        ),
+        ("MERGE INTO public.t AS x USING public.src s ON x.id = s.id", "MERGE public.t public.src"),
+        (
+            "MERGE INTO t USING (SELECT * FROM a JOIN b USING (id)) s ON t.id = s.id "
+            "WHEN MATCHED THEN DELETE",
+            "MERGE t SELECT a b DELETE",
+        ),
+        # an index: the table it is on, not its own name; USING names a method there, not a table
+        ("CREATE INDEX i ON t (a, b)", "CREATE INDEX t"),
+        (
+            "create unique index concurrently if not exists i on only public.t using btree (a)",
+            "CREATE INDEX public.t",
+        ),
+        ("CREATE INDEX i USING BTREE ON t (c)", "CREATE INDEX t"),
+        ("CREATE NONCLUSTERED INDEX i ON [dbo].[t] (a) WHERE x = 1", "CREATE INDEX [dbo].[t]"),
+        ("DROP INDEX i ON t", "DROP INDEX t"),
+        ("DROP INDEX IF EXISTS i", "DROP INDEX"),
+        ("CREATE TABLE t (a int, INDEX idx (a))", "CREATE t"),
         # MongoDB: the command, as written
         ("find {'email': 'a@b.c'}", "find"),
     ],
