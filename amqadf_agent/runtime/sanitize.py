@@ -269,7 +269,7 @@ _rewrite_memo = functools.lru_cache(maxsize=4096)(_rewrite)
 #: expires): a bounded memo by its text makes a repeat a dictionary hit. A URL signed afresh for each
 #: request misses it and pays the redaction (``new signed url.full`` in tests/bench/bench_sanitize.py).
 #: A plain dict, emptied when full, read inline: a miss costs a look-up and an insertion, where an
-#: ``lru_cache`` also keeps its order and evicts one entry per miss (a third of a miss's cost).
+#: ``lru_cache`` also keeps its order and evicts an entry on every miss.
 URL_MEMO_MAX_CHARS = 2048
 URL_MEMO_MAX_ENTRIES = 1024
 _url_memo: dict[str, str] = {}

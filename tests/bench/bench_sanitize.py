@@ -21,21 +21,20 @@ Every row is measured in each of ``--repeat`` rounds, the rows one after the oth
 of the process's CPU time per span (time spent waiting for a core on a busy machine is left out):
 the best and the median round.
 
-``--before DIR`` compares another tree (``git archive main | tar -x -C DIR``) with this checkout:
-each round runs in a new process that imports ``amqadf_agent`` from one or the other, alternating
-(the two cannot share one process), and the table shows both medians and the change.
+``--before DIR`` compares another tree (``git archive main | tar -x -C DIR``) with this checkout in
+one process: the processor class is imported from each tree, and every row is measured with one and
+then the other (which goes first alternates by round), on spans from the same factories; the table
+shows both medians and bests and the change of the median.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import itertools
-import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -99,10 +98,11 @@ def time_on_end(processor: SanitizingSpanProcessor, make: Callable[[], ReadableS
     return (time.process_time() - start) / number * 1e9
 
 
-def span_rows(sanitize: bool) -> dict[str, Callable[[], object]]:
+def span_rows(processor: type[SanitizingSpanProcessor] | None) -> dict[str, Callable[[], object]]:
+    """Row name: a function that makes one whole span, through ``processor`` (None: no processor)."""
     provider = TracerProvider()
-    if sanitize:
-        provider.add_span_processor(SanitizingSpanProcessor())
+    if processor is not None:
+        provider.add_span_processor(processor())
     tracer = provider.get_tracer("bench")
 
     def plain() -> None:
@@ -136,39 +136,42 @@ def best_median(values: list[float]) -> tuple[float, float]:
 
 ALONE = "processor on_end alone: "
 PLAIN, SANITIZED = "SDK span, ", "SDK span + processor, "
+Rows = dict[str, Callable[[int], float]]
 
 
-class Round:
-    """The rows of one process, measured a round at a time."""
-
-    def __init__(self) -> None:
-        self.processor = SanitizingSpanProcessor()
-        self.alone_rows = on_end_rows()
-        self.without, self.with_ = span_rows(False), span_rows(True)
-
-    def measure(self, number: int) -> dict[str, float]:
-        """CPU ns per span of every row, one after the other (row title: figure)."""
-        figures = {}
-        for name, make in self.alone_rows.items():
-            figures[ALONE + name] = time_on_end(self.processor, make, number)
-        for name in self.without:
-            figures[PLAIN + name] = time_calls(self.without[name], number)
-            figures[SANITIZED + name] = time_calls(self.with_[name], number)
-        return figures
+def rows_of(
+    processor: type[SanitizingSpanProcessor], alone_rows: dict[str, Callable[[], ReadableSpan]]
+) -> Rows:
+    """Row title: a function that measures it over ``number`` spans (CPU ns per span)."""
+    instance = processor()
+    without, with_ = span_rows(None), span_rows(processor)
+    rows: Rows = {}
+    for name, make in alone_rows.items():
+        rows[ALONE + name] = functools.partial(time_on_end, instance, make)
+    for name in without:
+        rows[PLAIN + name] = functools.partial(time_calls, without[name])
+        rows[SANITIZED + name] = functools.partial(time_calls, with_[name])
+    return rows
 
 
-def subprocess_round(number: int, pythonpath: str) -> dict[str, float]:
-    """One round in a new process that imports ``amqadf_agent`` from ``pythonpath`` first."""
-    env = dict(os.environ, PYTHONPATH=pythonpath)
-    done = subprocess.run(
-        [sys.executable, __file__, "--round", "--number", str(number)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tempfile.gettempdir(),  # not the checkout: its amqadf_agent would come first
-    )
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+def processor_from(tree: str) -> type[SanitizingSpanProcessor]:
+    """``SanitizingSpanProcessor`` as ``tree`` defines it, beside this checkout's in one process:
+    the modules of ``amqadf_agent`` are set aside while ``tree``'s are imported, then put back (the
+    class keeps its own modules through its functions' globals)."""
+    ours = {name: module for name, module in sys.modules.items() if name.split(".")[0] == "amqadf_agent"}
+    for name in ours:
+        del sys.modules[name]
+    sys.path.insert(0, tree)
+    try:
+        module = importlib.import_module("amqadf_agent.runtime.sanitize")
+        if not Path(module.__file__ or "").resolve().is_relative_to(Path(tree).resolve()):
+            raise SystemExit(f"amqadf_agent was not imported from {tree}")
+        return module.SanitizingSpanProcessor  # type: ignore[no-any-return]
+    finally:
+        sys.path.remove(tree)
+        for name in [name for name in sys.modules if name.split(".")[0] == "amqadf_agent"]:
+            del sys.modules[name]
+        sys.modules.update(ours)
 
 
 def added(rounds: list[dict[str, float]], name: str) -> float:
@@ -200,7 +203,7 @@ def print_table(rounds: list[dict[str, float]]) -> None:
 
 
 def print_comparison(before: list[dict[str, float]], after: list[dict[str, float]], where: str) -> None:
-    print(f"before: amqadf_agent from {where}; after: this checkout; rounds alternate, one process each")
+    print(f"before: amqadf_agent from {where}; after: this checkout; each row measured with both in turn")
     print(f"{'CPU ns per span (median; best)':58} {'before':>15} {'after':>15} {'change':>7}")
     for title in after[0]:
         old = [r[title] for r in before if title in r]
@@ -212,7 +215,7 @@ def print_comparison(before: list[dict[str, float]], after: list[dict[str, float
             f"{title:58} {statistics.median(old):7.0f};{min(old):7.0f} "
             f"{statistics.median(new):7.0f};{min(new):7.0f} {change:+7.0%}"
         )
-    for name in span_rows(False):
+    for name in span_rows(None):
         print(f"{'added to a whole span, ' + name:58} {added(before, name):15.0f} {added(after, name):15.0f}")
     print(f"\nbefore: {verdict(before)}\nafter:  {verdict(after)}")
 
@@ -224,25 +227,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--before",
         metavar="DIR",
-        help="a copy of another tree (git archive main | tar -x -C DIR): its amqadf_agent and this "
-        "one, each round in a new process, alternating",
+        help="another tree (git archive main | tar -x -C DIR): its processor and this one's, row by row",
     )
-    parser.add_argument("--round", action="store_true", help=argparse.SUPPRESS)  # one round, as JSON
     args = parser.parse_args(argv)
-    if args.round:
-        print(json.dumps(Round().measure(args.number)))
+    alone_rows = on_end_rows()
+    after_rows = rows_of(SanitizingSpanProcessor, alone_rows)
+    if not args.before:
+        print_table(
+            [{title: row(args.number) for title, row in after_rows.items()} for _ in range(args.repeat)]
+        )
         return 0
-    if args.before:
-        this_tree = str(Path(__file__).resolve().parents[2])
-        before: list[dict[str, float]] = []
-        after: list[dict[str, float]] = []
-        for _ in range(args.repeat):
-            before.append(subprocess_round(args.number, str(Path(args.before).resolve())))
-            after.append(subprocess_round(args.number, this_tree))
-        print_comparison(before, after, args.before)
-        return 0
-    rows = Round()
-    print_table([rows.measure(args.number) for _ in range(args.repeat)])
+    before_rows = rows_of(processor_from(args.before), alone_rows)
+    before: list[dict[str, float]] = []
+    after: list[dict[str, float]] = []
+    for round_ in range(args.repeat):
+        before.append({})
+        after.append({})
+        for title in after_rows:
+            sides = [(before_rows, before), (after_rows, after)]
+            for rows, figures in sides if round_ % 2 == 0 else reversed(sides):
+                figures[-1][title] = rows[title](args.number)
+    print_comparison(before, after, args.before)
     return 0
 
 
