@@ -19,6 +19,7 @@ __all__ = [
     "hash_literals",
     "is_document_command",
     "sanitize",
+    "sanitize_document",
     "sanitize_values",
     "shape",
     "shape_tokens",
@@ -260,6 +261,13 @@ _DOCUMENT_TOKEN = re.compile(
 )
 
 
+def sanitize_document(document: str) -> str:
+    """A MongoDB document or list of documents as ``str()`` or JSON writes it (a filter, a pipeline:
+    ``{'email': 'a@b.c'}``, no command in front) with every value as ``?``, every key and operator
+    as written."""
+    return _sanitize_document(document)[0]
+
+
 def _sanitize_document(statement: str) -> tuple[str, tuple[str, ...], bool]:
     """``_sanitize`` of a command with a document: every value (string, number, boolean, null, a
     shell's ``/regex/``) as ``?``, every key and operator (``'email':``, ``$gt``) as written."""
@@ -375,7 +383,9 @@ def summary(statement: str) -> str:
     As the database semantic conventions describe it: each operation and the tables (or the
     procedure) it works on, in the order they appear and as they are written (``SELECT orders``,
     ``INSERT shipping_details SELECT orders``, ``SELECT songs artists`` for a join or a comma list,
-    ``SELECT SELECT orders customers`` for a subquery in ``FROM``); a statement without one of those
+    ``SELECT SELECT orders customers`` for a subquery in ``FROM``, ``MERGE t src`` for a merge into
+    ``t`` from ``src``, ``CREATE INDEX orders`` for an index on ``orders``: the index's name is left
+    out, as the table's is kept); a statement without one of those
     operations is summarized by its first word (``BEGIN``, ``SET``), a MongoDB command with a
     document by the command (``find``). A scan of ``split``'s words
     that knows which ``FROM`` list each parenthesis level is in, not a parser: enough for a grouping
@@ -386,9 +396,9 @@ def summary(statement: str) -> str:
         if document:  # a MongoDB command: its name, as written (the collection is not in the text)
             return document.group(1)[:SUMMARY_MAX_CHARS]
     words: list[str] = []
-    expect_target = in_list = False
+    expect_target = in_list = index = False  # index: in CREATE/DROP INDEX, before its ON
     outer: list[bool] = []  # in_list of each enclosing parenthesis level
-    previous = ""
+    previous = operation = ""  # operation: the last one named
     for word in _summary_words(statement):
         upper = word.upper()
         if word == "(":
@@ -398,15 +408,24 @@ def summary(statement: str) -> str:
             in_list = outer.pop() if outer else False
             expect_target = False
         elif word == ";":
-            expect_target = in_list = False
+            expect_target = in_list = index = False
             outer.clear()
         elif upper in _OPERATIONS and not (upper == "UPDATE" and previous in _NOT_UPDATE_AFTER):
             words.append(upper)
+            operation = upper
             expect_target, in_list = upper in _BEFORE_TARGET, False
+        elif upper == "INDEX" and words and words[-1] in ("CREATE", "DROP"):
+            # CREATE [UNIQUE] INDEX name ON t: the operation on t; the index's own name is left out
+            words[-1] += " INDEX"
+            expect_target, index = False, True
+        elif upper == "ON" and index:
+            expect_target, index = True, False
         elif upper in _BEFORE_TARGET and upper != "UPDATE":
             expect_target, in_list = True, upper in ("FROM", "JOIN")
-        elif upper == "USING":  # DELETE FROM t USING u, v; JOIN u USING (id) names columns
-            expect_target = in_list
+        elif upper == "USING":
+            # DELETE FROM t USING u, v and MERGE INTO t USING src name tables; JOIN u USING (id)
+            # and CREATE INDEX ... USING btree do not
+            expect_target = in_list or operation == "MERGE"
         elif expect_target:
             if upper not in _SKIPPED:
                 expect_target = False

@@ -66,6 +66,29 @@ def _summary(statement: str) -> str:
         ),
         ('SELECT t.* FROM public."Orders" t, s.plain', 'SELECT public."Orders" s.plain'),
         ("SELECT a FROM t; SELECT b FROM u", "SELECT t SELECT u"),
+        # MERGE: the target, then the source (a table or a subquery), then the actions in order
+        (
+            "MERGE INTO t USING src ON t.id = src.id WHEN MATCHED THEN UPDATE SET a = 1 "
+            "WHEN NOT MATCHED THEN INSERT (id, a) VALUES (src.id, 1)",
+            "MERGE t src UPDATE INSERT",
+        ),
+        ("MERGE INTO public.t AS x USING public.src s ON x.id = s.id", "MERGE public.t public.src"),
+        (
+            "MERGE INTO t USING (SELECT * FROM a JOIN b USING (id)) s ON t.id = s.id "
+            "WHEN MATCHED THEN DELETE",
+            "MERGE t SELECT a b DELETE",
+        ),
+        # an index: the table it is on, not its own name; USING names a method there, not a table
+        ("CREATE INDEX i ON t (a, b)", "CREATE INDEX t"),
+        (
+            "create unique index concurrently if not exists i on only public.t using btree (a)",
+            "CREATE INDEX public.t",
+        ),
+        ("CREATE INDEX i USING BTREE ON t (c)", "CREATE INDEX t"),
+        ("CREATE NONCLUSTERED INDEX i ON [dbo].[t] (a) WHERE x = 1", "CREATE INDEX [dbo].[t]"),
+        ("DROP INDEX i ON t", "DROP INDEX t"),
+        ("DROP INDEX IF EXISTS i", "DROP INDEX"),
+        ("CREATE TABLE t (a int, INDEX idx (a))", "CREATE t"),
         # MongoDB: the command, as written
         ("find {'email': 'a@b.c'}", "find"),
     ],
@@ -229,6 +252,35 @@ def test_the_real_pymongo_instrumentations_statements_leave_without_values() -> 
         assert re.fullmatch(r"[0-9a-f]{16}", attributes[semconv.ATTR_DB_QUERY_VALUES_DIGEST])
         assert attributes[semconv.ATTR_DB_QUERY_SANITIZED] is True
         assert attributes[semconv.ATTR_DB_QUERY_SUMMARY] == span.name.split(".")[-1]  # find, insert, ...
+
+
+def _ext_pymongo_span(sanitize: bool = True) -> dict[str, Any]:
+    """The attributes of a span as the older ext-pymongo instrumentation wrote them: the command in
+    ``db.statement``, ``str()`` of the filter and of the pipeline in ``db.mongo.*``."""
+    provider, exporter = sanitizing_provider(sanitize=sanitize)
+    with provider.get_tracer("ext-pymongo").start_as_current_span("mongodb.find") as span:
+        span.set_attribute("db.type", "mongodb")
+        span.set_attribute("db.statement", "find users")
+        span.set_attribute("db.mongo.filter", str({"email": EMAIL, "age": {"$gt": 30}, "ok": True}))
+        span.set_attribute("db.mongo.pipeline", str([{"$match": {"card": "4111111111111111"}}]))
+        span.set_attribute("db.mongo.sort", "[('age', 1)]")
+    (finished,) = exporter.get_finished_spans()
+    provider.shutdown()
+    return dict(finished.attributes or {})
+
+
+def test_the_older_ext_pymongo_filter_and_pipeline_lose_their_values_and_keep_their_keys() -> None:
+    attributes = _ext_pymongo_span()
+    assert attributes["db.mongo.filter"] == "{'email': ?, 'age': {'$gt': ?}, 'ok': ?}"
+    assert attributes["db.mongo.pipeline"] == "[{'$match': {'card': ?}}]"
+    assert attributes["db.mongo.sort"] == "[('age', 1)]"  # names and directions only: not watched
+    assert attributes["db.statement"] == "find users"
+    for secret in (EMAIL, "4111111111111111", "30"):
+        assert secret not in repr(attributes)
+
+
+def test_the_older_ext_pymongo_filter_leaves_as_written_with_sanitize_off() -> None:
+    assert EMAIL in _ext_pymongo_span(sanitize=False)["db.mongo.filter"]
 
 
 # -- a literal cut off by a length limit --------------------------------------------------------------

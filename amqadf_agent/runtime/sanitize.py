@@ -15,6 +15,8 @@ would see none of them); every processor after it, the exporters' included, sees
   every candidate (the key is random per process and never leaves it);
 * ``url.full``/``http.url``/``http.target`` with the password and every query value replaced,
   ``url.query`` likewise (``redaction.redact_url_full``);
+* ``db.mongo.filter``/``db.mongo.pipeline`` (the older ext-pymongo instrumentation's) with every
+  value as ``?``, the keys and operators kept (``statements.sanitize_document``);
 * the attributes the user names (``redact_attributes``): an exact key (``user.email``), a glob
   (``http.request.header.*``) or a bare name that matches the key's last part (``authorization``
   matches ``http.request.header.authorization``), their values replaced by ``[secure]``.
@@ -62,6 +64,7 @@ from amqadf_agent.statements import (
     SANITIZE_MEMO_MAX_CHARS,
     is_document_command,
     sanitize,
+    sanitize_document,
     sanitize_values,
     summary,
 )
@@ -87,12 +90,16 @@ STATEMENT_KEYS = (semconv.ATTR_DB_QUERY_TEXT, semconv.ATTR_DB_STATEMENT_OLD)
 URL_KEYS = ("url.full", "http.url", "http.target")
 #: Attributes that hold a query string alone.
 QUERY_KEYS = ("url.query",)
-_STATEMENT, _URL, _QUERY = 0, 1, 2
+#: Attributes that hold a MongoDB document alone (``str()`` of a filter or a pipeline, as the older
+#: ext-pymongo instrumentation wrote them beside a ``db.statement`` without one): values go, keys stay.
+DOCUMENT_KEYS = ("db.mongo.filter", "db.mongo.pipeline")
+_STATEMENT, _URL, _QUERY, _DOCUMENT = 0, 1, 2, 3
 #: The attributes sanitized by default, and what each holds.
 _KINDS: dict[str, int] = (
     dict.fromkeys(STATEMENT_KEYS, _STATEMENT)
     | dict.fromkeys(URL_KEYS, _URL)
     | dict.fromkeys(QUERY_KEYS, _QUERY)
+    | dict.fromkeys(DOCUMENT_KEYS, _DOCUMENT)
 )
 _PARAMETERS = semconv.ATTR_DB_STATEMENT_PARAMETERS_OLD
 _PARAMETER_PREFIX = semconv.ATTR_DB_QUERY_PARAMETER_PREFIX
@@ -261,8 +268,11 @@ _rewrite_memo = functools.lru_cache(maxsize=4096)(_rewrite)
 #: A URL repeats as a statement does (a paged API, a health check, a presigned URL reused until it
 #: expires): a bounded memo by its text makes a repeat a dictionary hit. A URL signed afresh for each
 #: request misses it and pays the redaction (``new signed url.full`` in tests/bench/bench_sanitize.py).
+#: A plain dict, emptied when full, read inline: a miss costs a look-up and an insertion, where an
+#: ``lru_cache`` also keeps its order and evicts an entry on every miss.
 URL_MEMO_MAX_CHARS = 2048
-_redact_url_memo = functools.lru_cache(maxsize=1024)(redact_url_full)
+URL_MEMO_MAX_ENTRIES = 1024
+_url_memo: dict[str, str] = {}
 
 
 class SanitizingSpanProcessor(SpanProcessor):
@@ -416,16 +426,25 @@ class SanitizingSpanProcessor(SpanProcessor):
                 out = self._statement(attributes, key, value, out, marks)
             elif kind == _URL:
                 if "?" in value or "@" in value or "#" in value:
-                    if len(value) <= URL_MEMO_MAX_CHARS:
-                        redacted = _redact_url_memo(value)
-                    else:
+                    redacted = _url_memo.get(value)
+                    if redacted is None:
                         redacted = redact_url_full(value)
+                        if len(value) <= URL_MEMO_MAX_CHARS:
+                            if len(_url_memo) >= URL_MEMO_MAX_ENTRIES:
+                                _url_memo.clear()
+                            _url_memo[value] = redacted
                     if redacted != value:
                         out = dict(attributes) if out is None else out
                         out[key] = redacted
-            elif "=" in value:  # _QUERY
-                out = dict(attributes) if out is None else out
-                out[key] = redact_query(value)
+            elif kind == _QUERY:
+                if "=" in value:
+                    out = dict(attributes) if out is None else out
+                    out[key] = redact_query(value)
+            else:  # _DOCUMENT
+                document = sanitize_document(value)
+                if document != value:
+                    out = dict(attributes) if out is None else out
+                    out[key] = document
         pattern = self._pattern
         if pattern is not None:
             for key in attributes:

@@ -1,6 +1,6 @@
 """Per-span cost of the sanitizing span processor, beside the SDK's own span cost. Prints a table.
 
-    .venv/bin/python tests/bench/bench_sanitize.py [--repeat 15] [--number 5000]
+    .venv/bin/python tests/bench/bench_sanitize.py [--repeat 15] [--number 5000] [--before DIR]
 
 Target (private by default, at no noticeable cost): at most 2 µs median added per span with a
 statement when the statement was seen before (the rewrite is memoized by its text) or with a signed
@@ -20,15 +20,24 @@ Every row is measured in each of ``--repeat`` rounds, the rows one after the oth
 (interleaved: a burst of load hits every row alike), ``--number`` spans a row a round. Figures are ns
 of the process's CPU time per span (time spent waiting for a core on a busy machine is left out):
 the best and the median round.
+
+``--before DIR`` compares another tree (``git archive main | tar -x -C DIR``) with this checkout in
+one process: the processor class is imported from each tree, and every row is measured with one and
+then the other (which goes first alternates by round), on spans from the same factories; the table
+shows both medians and bests and the change of the median.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import itertools
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 
@@ -89,10 +98,11 @@ def time_on_end(processor: SanitizingSpanProcessor, make: Callable[[], ReadableS
     return (time.process_time() - start) / number * 1e9
 
 
-def span_rows(sanitize: bool) -> dict[str, Callable[[], object]]:
+def span_rows(processor: type[SanitizingSpanProcessor] | None) -> dict[str, Callable[[], object]]:
+    """Row name: a function that makes one whole span, through ``processor`` (None: no processor)."""
     provider = TracerProvider()
-    if sanitize:
-        provider.add_span_processor(SanitizingSpanProcessor())
+    if processor is not None:
+        provider.add_span_processor(processor())
     tracer = provider.get_tracer("bench")
 
     def plain() -> None:
@@ -124,42 +134,120 @@ def best_median(values: list[float]) -> tuple[float, float]:
     return min(values), statistics.median(values)
 
 
+ALONE = "processor on_end alone: "
+PLAIN, SANITIZED = "SDK span, ", "SDK span + processor, "
+Rows = dict[str, Callable[[int], float]]
+
+
+def rows_of(
+    processor: type[SanitizingSpanProcessor], alone_rows: dict[str, Callable[[], ReadableSpan]]
+) -> Rows:
+    """Row title: a function that measures it over ``number`` spans (CPU ns per span)."""
+    instance = processor()
+    without, with_ = span_rows(None), span_rows(processor)
+    rows: Rows = {}
+    for name, make in alone_rows.items():
+        rows[ALONE + name] = functools.partial(time_on_end, instance, make)
+    for name in without:
+        rows[PLAIN + name] = functools.partial(time_calls, without[name])
+        rows[SANITIZED + name] = functools.partial(time_calls, with_[name])
+    return rows
+
+
+def processor_from(tree: str) -> type[SanitizingSpanProcessor]:
+    """``SanitizingSpanProcessor`` as ``tree`` defines it, beside this checkout's in one process:
+    the modules of ``amqadf_agent`` are set aside while ``tree``'s are imported, then put back (the
+    class keeps its own modules through its functions' globals)."""
+    ours = {name: module for name, module in sys.modules.items() if name.split(".")[0] == "amqadf_agent"}
+    for name in ours:
+        del sys.modules[name]
+    sys.path.insert(0, tree)
+    try:
+        module = importlib.import_module("amqadf_agent.runtime.sanitize")
+        if not Path(module.__file__ or "").resolve().is_relative_to(Path(tree).resolve()):
+            raise SystemExit(f"amqadf_agent was not imported from {tree}")
+        return module.SanitizingSpanProcessor  # type: ignore[no-any-return]
+    finally:
+        sys.path.remove(tree)
+        for name in [name for name in sys.modules if name.split(".")[0] == "amqadf_agent"]:
+            del sys.modules[name]
+        sys.modules.update(ours)
+
+
+def added(rounds: list[dict[str, float]], name: str) -> float:
+    """Median over rounds of the whole span's cost with the processor minus without, within a round."""
+    return statistics.median(r[SANITIZED + name] - r[PLAIN + name] for r in rounds)
+
+
+def worst_target(rounds: list[dict[str, float]]) -> float:
+    return max(statistics.median(r[ALONE + name] for r in rounds) for name in TARGET_ROWS)
+
+
+def verdict(rounds: list[dict[str, float]]) -> str:
+    worst = worst_target(rounds)
+    sdk_statement = statistics.median(r[PLAIN + "a statement seen before"] for r in rounds)
+    within = "within" if worst <= TARGET_ADDED_NS else "OVER"
+    return (
+        f"most added per span (memo hit, URL, plain; on_end alone): {worst:.0f} ns median, {within} the "
+        f"{TARGET_ADDED_NS} ns target; {worst / sdk_statement:.0%} of the SDK's own span with a statement"
+    )
+
+
+def print_table(rounds: list[dict[str, float]]) -> None:
+    print(f"{'CPU ns per span':58} {'best':>8} {'median':>8} {'added':>8}")
+    for title in rounds[0]:
+        best, median = best_median([r[title] for r in rounds])
+        shown = f"{added(rounds, title.removeprefix(SANITIZED)):8.0f}" if title.startswith(SANITIZED) else ""
+        print(f"{title:58} {best:8.0f} {median:8.0f} {shown}")
+    print(f"\n{verdict(rounds)}")
+
+
+def print_comparison(before: list[dict[str, float]], after: list[dict[str, float]], where: str) -> None:
+    print(f"before: amqadf_agent from {where}; after: this checkout; each row measured with both in turn")
+    print(f"{'CPU ns per span (median; best)':58} {'before':>15} {'after':>15} {'change':>7}")
+    for title in after[0]:
+        old = [r[title] for r in before if title in r]
+        new = [r[title] for r in after]
+        if not old:
+            continue
+        change = statistics.median(new) / statistics.median(old) - 1
+        print(
+            f"{title:58} {statistics.median(old):7.0f};{min(old):7.0f} "
+            f"{statistics.median(new):7.0f};{min(new):7.0f} {change:+7.0%}"
+        )
+    for name in span_rows(None):
+        print(f"{'added to a whole span, ' + name:58} {added(before, name):15.0f} {added(after, name):15.0f}")
+    print(f"\nbefore: {verdict(before)}\nafter:  {verdict(after)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--number", type=int, default=5000)
-    args = parser.parse_args(argv)
-    number, repeat = args.number, args.repeat
-    processor = SanitizingSpanProcessor()
-    alone_rows = on_end_rows()
-    without, with_ = span_rows(False), span_rows(True)
-    alone: dict[str, list[float]] = {name: [] for name in alone_rows}
-    whole: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in without}
-    for _ in range(repeat):
-        for name, make in alone_rows.items():
-            alone[name].append(time_on_end(processor, make, number))
-        for name in without:
-            whole[name][0].append(time_calls(without[name], number))
-            whole[name][1].append(time_calls(with_[name], number))
-    print(f"{'CPU ns per span':58} {'best':>8} {'median':>8} {'added':>8}")
-    worst = 0.0
-    for name, values in alone.items():
-        best, median = best_median(values)
-        if name in TARGET_ROWS:
-            worst = max(worst, median)
-        print(f"{'processor on_end alone: ' + name:58} {best:8.0f} {median:8.0f}")
-    for name, (plain, sanitized) in whole.items():
-        added = statistics.median(b - a for a, b in zip(plain, sanitized, strict=True))
-        for title, values in (("SDK span", plain), ("SDK span + processor", sanitized)):
-            best, median = best_median(values)
-            shown = f"{added:8.0f}" if values is sanitized else ""
-            print(f"{title + ', ' + name:58} {best:8.0f} {median:8.0f} {shown}")
-    sdk_statement = statistics.median(whole["a statement seen before"][0])
-    verdict = "within" if worst <= TARGET_ADDED_NS else "OVER"
-    print(
-        f"\nmost added per span (memo hit, URL, plain; on_end alone): {worst:.0f} ns median, {verdict} the "
-        f"{TARGET_ADDED_NS} ns target; {worst / sdk_statement:.0%} of the SDK's own span with a statement"
+    parser.add_argument(
+        "--before",
+        metavar="DIR",
+        help="another tree (git archive main | tar -x -C DIR): its processor and this one's, row by row",
     )
+    args = parser.parse_args(argv)
+    alone_rows = on_end_rows()
+    after_rows = rows_of(SanitizingSpanProcessor, alone_rows)
+    if not args.before:
+        print_table(
+            [{title: row(args.number) for title, row in after_rows.items()} for _ in range(args.repeat)]
+        )
+        return 0
+    before_rows = rows_of(processor_from(args.before), alone_rows)
+    before: list[dict[str, float]] = []
+    after: list[dict[str, float]] = []
+    for round_ in range(args.repeat):
+        before.append({})
+        after.append({})
+        for title in after_rows:
+            sides = [(before_rows, before), (after_rows, after)]
+            for rows, figures in sides if round_ % 2 == 0 else reversed(sides):
+                figures[-1][title] = rows[title](args.number)
+    print_comparison(before, after, args.before)
     return 0
 
 
