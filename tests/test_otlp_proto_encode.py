@@ -20,7 +20,7 @@ from test_otlp_json_http import _Receiver, receiver  # noqa: F401  (a fixture)
 
 import amqadf_agent
 from amqadf_agent.runtime import otlp_json_encode, otlp_proto_encode
-from amqadf_agent.runtime.otlp_json_http import ProtoSpanExporter
+from amqadf_agent.runtime.otlp_http import ProtoSpanExporter
 
 
 def sdk_body(spans: Any) -> bytes:
