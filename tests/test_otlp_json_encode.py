@@ -392,8 +392,9 @@ class CopiedSpan(ReadableSpan):
     """A span class of another library: the encoder reads it through the public properties only."""
 
 
-def test_span_subclasses_are_read_through_public_properties() -> None:
-    spans = [
+def copied_spans() -> list[ReadableSpan]:
+    """Spans of ``make_spans`` copied into ``CopiedSpan``."""
+    return [
         CopiedSpan(
             name=s.name,
             context=s.get_span_context(),
@@ -410,29 +411,32 @@ def test_span_subclasses_are_read_through_public_properties() -> None:
         )
         for s in make_spans(7, count=30)
     ]
+
+
+def test_span_subclasses_are_read_through_public_properties() -> None:
+    spans = copied_spans()
     assert fast_line(spans) == sdk_line(spans)
     assert b'"events"' in sdk_line(spans) and b'"links"' in sdk_line(spans)
 
 
 def test_the_string_cache_keeps_few_values_per_key_and_few_in_all(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(otlp_json_encode, "_pairs_by_key", {})
-    monkeypatch.setattr(otlp_json_encode, "_cached", 0)
+    monkeypatch.setattr(otlp_json_encode, "_string_pairs", otlp_json_encode.StringPairs())
     spans = [raw_span({"url.path": f"/p/{i}", "method": "GET", "statement": "x" * 200}) for i in range(200)]
     assert fast_line(spans) == sdk_line(spans)
-    tables = otlp_json_encode._pairs_by_key
+    tables = otlp_json_encode._string_pairs.tables
     assert tables["url.path"] is otlp_json_encode._UNCACHED  # past 64 values: no longer kept
     assert otlp_json_encode._UNCACHED == {}
     assert list(tables["method"]) == ["GET"]
     assert "statement" not in tables  # long values are never kept
     assert fast_line(spans) == sdk_line(spans)  # and read back right from the cache
 
-    monkeypatch.setattr(otlp_json_encode, "_CACHED_MAX", 100)
-    monkeypatch.setattr(otlp_json_encode, "_pairs_by_key", {})
-    monkeypatch.setattr(otlp_json_encode, "_cached", 0)
+    small = otlp_json_encode.StringPairs()
+    small.MAX = 100
+    monkeypatch.setattr(otlp_json_encode, "_string_pairs", small)
     many = [raw_span({f"key.{i % 150}": f"value {i}"}) for i in range(450)]
     assert fast_line(many) == sdk_line(many)
-    assert sum(len(t) for t in otlp_json_encode._pairs_by_key.values()) <= 100
-    assert 0 < otlp_json_encode._cached <= 100
+    assert sum(len(t) for t in small.tables.values()) <= 100
+    assert 0 < small.count <= 100
 
 
 _scalars = (

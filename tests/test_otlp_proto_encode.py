@@ -15,12 +15,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext
-from test_otlp_json_encode import _values, make_spans, raw_span, traced
+from test_otlp_json_encode import _values, copied_spans, make_spans, raw_span, traced
 from test_otlp_json_http import _Receiver, receiver  # noqa: F401  (a fixture)
 
 import amqadf_agent
 from amqadf_agent.runtime import otlp_json_encode, otlp_proto_encode
-from amqadf_agent.runtime.otlp_json_http import ProtoSpanExporter
+from amqadf_agent.runtime.otlp_http import ProtoSpanExporter
 
 
 def sdk_body(spans: Any) -> bytes:
@@ -35,6 +35,38 @@ def test_spans_are_the_sdk_encoders_bytes(seed: int) -> None:
     assert otlp_proto_encode.spans_body(spans) == ours
     parsed = ExportTraceServiceRequest.FromString(ours)
     assert len([s for rs in parsed.resource_spans for ss in rs.scope_spans for s in ss.spans]) == len(spans)
+
+
+def test_the_cached_resource_and_scope_do_not_leak_between_batches() -> None:
+    first = make_spans(1, count=5)
+    second = make_spans(2, count=5)
+    for batch in (first, second, first + second, second[:1], first[:1]):
+        assert otlp_proto_encode.encode_spans(batch) == sdk_body(batch)
+
+
+def test_span_subclasses_are_read_through_public_properties() -> None:
+    spans = copied_spans()
+    assert otlp_proto_encode.encode_spans(spans) == sdk_body(spans)
+
+
+def test_the_string_pairs_are_kept_per_key_and_read_back_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repeating string values are written once and reused; keys with many values are not kept."""
+    pairs = otlp_json_encode.StringPairs()
+    monkeypatch.setattr(otlp_proto_encode, "_string_pairs", pairs)
+    spans = [raw_span({"url.path": f"/p/{i}", "method": "GET", "long": "x" * 200}) for i in range(200)]
+    for _ in range(2):  # the second time from the cache
+        assert otlp_proto_encode.encode_spans(spans) == sdk_body(spans)
+    assert pairs.tables["url.path"] is otlp_json_encode._UNCACHED
+    assert list(pairs.tables["method"]) == ["GET"]
+    assert "long" not in pairs.tables
+
+    small = otlp_json_encode.StringPairs()
+    small.MAX = 100
+    monkeypatch.setattr(otlp_proto_encode, "_string_pairs", small)
+    many = [raw_span({f"key.{i % 150}": f"value {i % 3}"}) for i in range(450)]
+    for _ in range(2):
+        assert otlp_proto_encode.encode_spans(many) == sdk_body(many)
+    assert 0 < small.count <= 100
 
 
 def test_shared_attributes_are_written_under_each_fields_own_tag() -> None:

@@ -164,7 +164,7 @@ class ExporterConfig(_Group):
     endpoint: str | None = _field(
         None, v.optional(v.url), setting="otlp_endpoint", env=("OTEL_EXPORTER_OTLP_ENDPOINT",)
     )
-    #: ``grpc``, ``http/protobuf`` or ``http/json`` (the cheapest to encode: see ``otlp_json_http``).
+    #: ``grpc``, ``http/protobuf`` or ``http/json`` (the cheapest to encode: see ``runtime/otlp_http``).
     protocol: str = _field(
         "http/protobuf",
         v.choice(*OTLP_PROTOCOLS),

@@ -18,7 +18,6 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from amqadf_agent.errors import ConfigError, MissingExtraError
-from amqadf_agent.runtime import otlp_http
 from amqadf_agent.runtime.file_exporter import FileMetricExporter, FileSpanExporter, RotatingLineWriter
 from amqadf_agent.runtime.guard import ExportStats, GuardedMetricExporter, GuardedSpanExporter
 from amqadf_agent.runtime.settings import AgentSettings
@@ -224,16 +223,15 @@ def _otlp(settings: AgentSettings, stats: ExportStats, out: Exporters, logs_now:
     as_json = settings.otlp_protocol == "http/json"
     span_exporter: type[Any]
     metric_exporter: type[Any]
-    if as_json:
-        from amqadf_agent.runtime.otlp_json_http import JsonMetricExporter, JsonSpanExporter
-
-        span_exporter, metric_exporter = JsonSpanExporter, JsonMetricExporter
-    elif http:
+    if http:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-        from amqadf_agent.runtime.otlp_json_http import ProtoSpanExporter
+        from amqadf_agent.runtime import otlp_http
 
-        span_exporter, metric_exporter = ProtoSpanExporter, OTLPMetricExporter
+        if as_json:
+            span_exporter, metric_exporter = otlp_http.JsonSpanExporter, otlp_http.JsonMetricExporter
+        else:
+            span_exporter, metric_exporter = otlp_http.ProtoSpanExporter, OTLPMetricExporter
     else:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
             OTLPMetricExporter as GrpcMetricExporter,
@@ -248,9 +246,7 @@ def _otlp(settings: AgentSettings, stats: ExportStats, out: Exporters, logs_now:
         # Over HTTP, a session whose close() (at the shutdown deadline) ends a request in flight.
         kwargs = {**_options(settings, signal, http), **(otlp_http.session_kwargs(signal) if http else {})}
         if as_json:
-            from amqadf_agent.runtime.otlp_json_http import CONTENT_TYPE
-
-            kwargs["headers"] = {**CONTENT_TYPE, **kwargs.get("headers", {})}
+            kwargs["headers"] = {**otlp_http.CONTENT_TYPE, **kwargs.get("headers", {})}
         return kwargs
 
     out.spans.append(GuardedSpanExporter(span_exporter(**options("traces")), "otlp", stats))
@@ -260,9 +256,7 @@ def _otlp(settings: AgentSettings, stats: ExportStats, out: Exporters, logs_now:
         from amqadf_agent.runtime.log_export import GuardedLogExporter
 
         if as_json:
-            from amqadf_agent.runtime.otlp_json_http import json_log_exporter
-
-            return GuardedLogExporter(json_log_exporter(**options("logs")), "otlp", stats)
+            return GuardedLogExporter(otlp_http.json_log_exporter(**options("logs")), "otlp", stats)
         if http:
             from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
         else:

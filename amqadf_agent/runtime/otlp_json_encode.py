@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from opentelemetry.attributes import BoundedAttributes
@@ -93,50 +93,68 @@ def _any_value(value: Any) -> Json:
     raise Unsupported(f"attribute value of type {type(value).__name__}")
 
 
-#: Most string attributes take few values (methods, routes, hosts, db systems): their key-value dicts
-#: are shared between spans and batches, per key then value. A key past ``_VALUES_PER_KEY`` values
-#: (paths, addresses, ids) gets the never-filled ``_UNCACHED`` table: its values cost one lookup
-#: more than no cache at all. All is forgotten when ``_CACHED_MAX`` short values are held.
-_pairs_by_key: dict[str, dict[str, Json]] = {}
-_UNCACHED: dict[str, Json] = {}
-_VALUES_PER_KEY = 64
-_CACHED_MAX = 4096
-_CACHED_VALUE_MAX = 128
-_cached = 0
+#: The table of a key past ``StringPairs.VALUES_PER_KEY`` values: never filled.
+_UNCACHED: dict[str, Any] = {}
 
 
-def _keep(key: str, value: str, pair: Json) -> None:
-    """Cache ``pair``, unless ``key`` has shown too many values."""
-    global _cached
-    table = _pairs_by_key.get(key)
-    if table is None:
-        table = _pairs_by_key[key] = {}
-    if table is _UNCACHED:
-        return
-    if len(table) >= _VALUES_PER_KEY:
-        _pairs_by_key[key] = _UNCACHED
-    elif _cached >= _CACHED_MAX:
-        _pairs_by_key.clear()
-        _cached = 0
-    else:
-        table[value] = pair
-        _cached += 1
+class StringPairs:
+    """Encoded key-value pairs of string attributes, per key then value, shared between spans and
+    batches: most string attributes take few values (methods, routes, hosts, db systems).
+
+    A key past ``VALUES_PER_KEY`` values (paths, addresses, ids) gets the ``_UNCACHED`` table: its
+    values cost one lookup more than no cache at all. All is forgotten when ``MAX`` values are
+    held; values longer than ``VALUE_MAX`` are never kept. Readers look ``tables`` up themselves
+    (no call per attribute) and call :meth:`keep` on a miss.
+    """
+
+    VALUES_PER_KEY = 64
+    MAX = 4096
+    VALUE_MAX = 128
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[str, Any]] = {}
+        self.count = 0
+
+    def keep(self, key: str, value: str, pair: Any) -> None:
+        """Cache ``pair``, unless ``key`` has shown too many values or ``value`` is long."""
+        if len(value) > self.VALUE_MAX:
+            return
+        table = self.tables.get(key)
+        if table is None:
+            table = self.tables[key] = {}
+        if table is _UNCACHED:
+            return
+        if len(table) >= self.VALUES_PER_KEY:
+            self.tables[key] = _UNCACHED
+        elif self.count >= self.MAX:
+            self.tables.clear()
+            self.count = 0
+        else:
+            table[value] = pair
+            self.count += 1
+
+
+_string_pairs = StringPairs()
+
+
+def attribute_items(attributes: Mapping[Any, Any]) -> Any:
+    """``attributes.items()``, once its keys are known to be non-empty strings."""
+    if type(attributes) is BoundedAttributes:
+        # Its keys are non-empty strings (it drops or converts others); its dict iterates in C.
+        return attributes._dict.items()
+    for key in attributes:
+        if type(key) is not str or not key:
+            raise Unsupported(f"attribute key {key!r}")
+    return attributes.items()
 
 
 def _attributes(attributes: Mapping[Any, Any]) -> list[Json]:
     """Key-value dicts; the common value types without a call each."""
-    items: Any
-    if type(attributes) is BoundedAttributes:
-        # Its keys are non-empty strings (it drops or converts others); its dict iterates in C.
-        items = attributes._dict.items()
-    else:
-        for key in attributes:
-            if type(key) is not str or not key:
-                raise Unsupported(f"attribute key {key!r}")
-        items = attributes.items()
+    items = attribute_items(attributes)
     out: list[Json] = []
     append = out.append
-    tables = _pairs_by_key.get
+    cache = _string_pairs
+    tables = cache.tables.get
     for key, value in items:
         kind = type(value)
         if kind is str:
@@ -144,8 +162,8 @@ def _attributes(attributes: Mapping[Any, Any]) -> list[Json]:
             pair = table.get(value) if table is not None else None
             if pair is None:
                 pair = {"key": key, "value": {"stringValue": value}}
-                if table is not _UNCACHED and len(value) <= _CACHED_VALUE_MAX:
-                    _keep(key, value, pair)
+                if table is not _UNCACHED:
+                    cache.keep(key, value, pair)
             append(pair)
         elif kind is int:
             append({"key": key, "value": {"intValue": str(value)}})
@@ -194,34 +212,43 @@ def _scope(scope: Any) -> Json:
     return encoded
 
 
-def _group(items: Sequence[Any], encode: Callable[[Any], Json], scopes_key: str, key: str) -> list[Json]:
-    """Resource -> scope -> items, grouped and ordered as the SDK encoder's nested defaultdicts.
+Grouped = list[tuple[Any, list[tuple[Any, list[Any]]]]]
+
+
+def group(items: Sequence[Any], encode: Callable[[Any], Any]) -> Grouped:
+    """``[(resource, [(scope, [encode(item), ...]), ...]), ...]``, grouped and ordered as the SDK
+    encoders' nested defaultdicts (the JSON and the protobuf one alike).
 
     The SDK looks every item's resource up by hash and equality; here that lookup runs once per
     distinct resource (and scope) object in the batch, then by identity.
     """
-    by_equality: dict[Any, tuple[Any, dict[Any, tuple[Any, list[Json]]], dict[int, list[Json]]]] = {}
-    by_id: dict[int, tuple[Any, dict[Any, tuple[Any, list[Json]]], dict[int, list[Json]]]] = {}
+    by_equality: dict[Any, tuple[Any, dict[Any, tuple[Any, list[Any]]], dict[int, list[Any]]]] = {}
+    by_id: dict[int, tuple[Any, dict[Any, tuple[Any, list[Any]]], dict[int, list[Any]]]] = {}
     for item in items:
         resource = item.resource
-        group = by_id.get(id(resource))
-        if group is None:
-            group = by_equality.get(resource)
-            if group is None:
-                group = by_equality[resource] = (resource, {}, {})
-            by_id[id(resource)] = group
+        found = by_id.get(id(resource))
+        if found is None:
+            found = by_equality.get(resource)
+            if found is None:
+                found = by_equality[resource] = (resource, {}, {})
+            by_id[id(resource)] = found
         scope = item.instrumentation_scope or None
-        encoded = group[2].get(id(scope))
+        encoded = found[2].get(id(scope))
         if encoded is None:
-            scoped = group[1].get(scope)
+            scoped = found[1].get(scope)
             if scoped is None:
-                scoped = group[1][scope] = (scope, [])
-            encoded = group[2][id(scope)] = scoped[1]
+                scoped = found[1][scope] = (scope, [])
+            encoded = found[2][id(scope)] = scoped[1]
         encoded.append(encode(item))
+    return [(resource, list(scopes.values())) for resource, scopes, _ in by_equality.values()]
+
+
+def _group(items: Sequence[Any], encode: Callable[[Any], Json], scopes_key: str, key: str) -> list[Json]:
+    """:func:`group`, as the JSON mapping's resource and scope dicts."""
     out = []
-    for resource, scopes, _ in by_equality.values():
+    for resource, scopes in group(items, encode):
         scope_items = []
-        for scope, encoded in scopes.values():
+        for scope, encoded in scopes:
             scoped_json = {"scope": _scope(scope), key: encoded}
             if scope is not None and scope.schema_url:
                 scoped_json["schemaUrl"] = scope.schema_url
@@ -233,21 +260,31 @@ def _group(items: Sequence[Any], encode: Callable[[Any], Json], scopes_key: str,
     return out
 
 
-def _span(span: Any) -> Json:
+class SpanFields(NamedTuple):
+    """What a span's public properties give, as both encoders read it."""
+
+    context: Any
+    parent: Any
+    name: str
+    kind: Any
+    start: Any
+    end: Any
+    attributes: Any
+    events: Any
+    links: Any
+    status: Any
+    dropped_attributes: int
+    dropped_events: int
+    dropped_links: int
+
+
+def span_fields(span: Any) -> SpanFields:
+    """A span's fields; an SDK span's read without a call each: events and links are iterated
+    from their deque (the span has ended: nothing is added any more), never copied to a tuple."""
     if type(span) in _SDK_SPANS:
-        # What the public properties return, read without a call each: events and links are
-        # iterated from their deque (the span has ended: nothing is added any more), never copied
-        # to a tuple first; the dropped counts as the properties compute them.
-        context = span._context
-        parent = span._parent
-        name = span._name
-        kind = span._kind
-        start = span._start_time
-        end = span._end_time
         attributes = span._attributes
         events = span._events
         links = span._links
-        status = span._status
         dropped_attributes = attributes.dropped if isinstance(attributes, BoundedAttributes) else 0
         if isinstance(events, BoundedList):
             dropped_events = events.dropped
@@ -259,20 +296,53 @@ def _span(span: Any) -> Json:
             links = links._dq  # type: ignore[attr-defined]
         else:
             dropped_links = 0
-    else:
-        context = span.get_span_context()
-        parent = span.parent
-        name = span.name
-        kind = span.kind
-        start = span.start_time
-        end = span.end_time
-        attributes = span.attributes
-        events = span.events
-        links = span.links
-        status = span.status
-        dropped_attributes = span.dropped_attributes
-        dropped_events = span.dropped_events
-        dropped_links = span.dropped_links
+        return SpanFields(
+            span._context,
+            span._parent,
+            span._name,
+            span._kind,
+            span._start_time,
+            span._end_time,
+            attributes,
+            events,
+            links,
+            span._status,
+            dropped_attributes,
+            dropped_events,
+            dropped_links,
+        )
+    return SpanFields(
+        span.get_span_context(),
+        span.parent,
+        span.name,
+        span.kind,
+        span.start_time,
+        span.end_time,
+        span.attributes,
+        span.events,
+        span.links,
+        span.status,
+        span.dropped_attributes,
+        span.dropped_events,
+        span.dropped_links,
+    )
+
+
+def _span(span: Any) -> Json:
+    fields = span_fields(span)
+    context = fields.context
+    parent = fields.parent
+    name = fields.name
+    kind = fields.kind
+    start = fields.start
+    end = fields.end
+    attributes = fields.attributes
+    events = fields.events
+    links = fields.links
+    status = fields.status
+    dropped_attributes = fields.dropped_attributes
+    dropped_events = fields.dropped_events
+    dropped_links = fields.dropped_links
     if context:
         trace_id, span_id, trace_state = context.trace_id, context.span_id, context.trace_state
     else:

@@ -1,12 +1,14 @@
-"""OTLP protobuf for spans, written from the direct encoder's dicts instead of the SDK's messages.
+"""OTLP protobuf for spans, written straight from the SDK's span objects.
 
 The SDK's OTLP/HTTP span exporter builds a protobuf message per span, attribute and value, then
 serialises them: about 41 µs a span, the largest part of a traced request's cost in the process
-(tests/bench/bench_export_encoding.py). ``otlp_json_encode`` already turns a batch into the proto
-JSON mapping of that very message (the SDK encoder's ``to_dict``, key for key) in a few µs; here
-those dicts are written in the protobuf wire format, each message's fields in field-number order
-as the protobuf runtime writes them, so the bytes are the SDK's (``tests/test_otlp_proto_encode.py``
-compares them). A batch the direct encoder does not take is encoded by the SDK, as before.
+(tests/bench/bench_export_encoding.py). Here each span is written in the protobuf wire format as it
+is read, its fields in field-number order as the protobuf runtime writes them, ids as their bytes,
+so the bytes are the SDK's (``tests/test_otlp_proto_encode.py`` compares them). The batch is grouped
+by resource and scope as in ``otlp_json_encode`` (whose span reader this shares); resources,
+scopes and the key-values of repeating string attributes are encoded once and kept. The rarer
+parts (events, links, values other than strings, numbers and booleans) are written from
+``otlp_json_encode``'s dicts. A batch the direct encoder does not take is encoded by the SDK.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+from opentelemetry.trace import SpanKind, StatusCode
+
 from amqadf_agent.runtime import otlp_json_encode
+from amqadf_agent.runtime.otlp_json_encode import _KIND, _UNCACHED
+from amqadf_agent.runtime.otlp_json_encode import _STATUS as _STATUS_CODE
 
 _logger = logging.getLogger(__name__)
 
@@ -27,6 +33,12 @@ _pack_double = struct.Struct("<d").pack
 _pack_fixed64 = struct.Struct("<Q").pack
 _pack_fixed32 = struct.Struct("<I").pack
 _SMALL = [bytes([n]) for n in range(128)]
+#: Span fields whose few values are written whole: kind (field 6, by the SDK's value), status
+#: without a description (field 15, by code), flags (field 16: whether the parent is remote).
+_KIND_FIELD = [b"\x30" + bytes([value + 1]) for value in range(len(SpanKind))]
+_STATUS_BYTES = [b"\x7a\x00", b"\x7a\x02\x18\x01", b"\x7a\x02\x18\x02"]
+_FLAGS_LOCAL = b"\x85\x01" + _pack_fixed32(0x100)
+_FLAGS_REMOTE = b"\x85\x01" + _pack_fixed32(0x300)
 _FLOATS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
 
@@ -79,14 +91,15 @@ def _any_value(value: Json) -> bytes:
 
 
 #: The encoded ``KeyValue`` (its length, then its fields) of the string key-value dicts, which
-#: the direct encoder shares between spans and batches: looked up by identity (the entry holds
-#: the dict, so its id is not reused while the entry lives). Emptied when full.
+#: the direct JSON encoder shares between spans and batches (resources, scopes, events): looked up
+#: by identity (the entry holds the dict, so its id is not reused while the entry lives). Emptied
+#: when full.
 _pairs: dict[int, tuple[Json, bytes]] = {}
 _PAIRS_MAX = 4096
 
 
 def _key_values(tag: bytes, pairs: Sequence[Json]) -> bytes:
-    """Repeated ``KeyValue`` under field ``tag``."""
+    """Repeated ``KeyValue`` under field ``tag``, from their JSON mapping."""
     out = []
     for pair in pairs:
         hit = _pairs.get(id(pair))
@@ -105,55 +118,103 @@ def _key_values(tag: bytes, pairs: Sequence[Json]) -> bytes:
     return b"".join(out)
 
 
-_NO_TRACE = "0" * 32
+#: ``KeyValue`` of string attributes (its length, then its fields), per key then value.
+_string_pairs = otlp_json_encode.StringPairs()
+_INT64_MIN = -(1 << 63)
+_INT64_END = 1 << 63
 
 
-def _span(span: Json) -> bytes:
-    """The one message written per span: its fields written out rather than looked up in a table."""
-    get = span.get
-    trace_id = span["traceId"]
-    if trace_id == _NO_TRACE:  # a span without a context: the SDK's encoder refuses the batch
-        raise otlp_json_encode.Unsupported("a span without a context")
-    out = [b"\x0a\x10" + bytes.fromhex(trace_id), b"\x12\x08" + bytes.fromhex(span["spanId"])]
-    value = get("traceState")
-    if value:
-        out.append(_text(b"\x1a", value))
-    value = get("parentSpanId")
-    if value:
-        out.append(b"\x22\x08" + bytes.fromhex(value))
-    value = get("name")
-    if value:
-        out.append(_text(b"\x2a", value))
-    out.append(b"\x30" + _varint(span["kind"]))
-    value = get("startTimeUnixNano")
-    if value:
-        out.append(b"\x39" + _pack_fixed64(int(value)))
-    value = get("endTimeUnixNano")
-    if value:
-        out.append(b"\x41" + _pack_fixed64(int(value)))
-    value = get("attributes")
-    if value:
-        out.append(_key_values(b"\x4a", value))
-    value = get("droppedAttributesCount")
-    if value:
-        out.append(b"\x50" + _varint(value))
-    for event in get("events", ()):
-        out.append(_field(b"\x5a", _message(event, _EVENT)))
-    value = get("droppedEventsCount")
-    if value:
-        out.append(b"\x60" + _varint(value))
-    for link in get("links", ()):
-        out.append(_field(b"\x6a", _message(link, _LINK)))
-    value = get("droppedLinksCount")
-    if value:
-        out.append(b"\x70" + _varint(value))
-    status = get("status")
-    if status is not None:
-        out.append(_field(b"\x7a", _message(status, _STATUS) if status else b""))
-    value = get("flags")
-    if value:
-        out.append(b"\x85\x01" + _pack_fixed32(value))
+def _attributes(attributes: Any) -> bytes:
+    """A span's attributes as repeated ``KeyValue`` (field 9); the common value types inline.
+
+    The loop is the shape of ``otlp_json_encode._attributes``, written out in each: a shared loop
+    would cost a call per attribute, on every span of every request.
+    """
+    items = otlp_json_encode.attribute_items(attributes)
+    cache = _string_pairs
+    tables = cache.tables.get
+    out: list[bytes] = []
+    append = out.append
+    for key, value in items:
+        kind = type(value)
+        if kind is str:
+            table = tables(key)
+            encoded = table.get(value) if table is not None else None
+            if encoded is None:
+                name = key.encode()
+                text = value.encode()
+                any_value = b"\x0a" + _varint(len(text)) + text
+                body = b"\x0a" + _varint(len(name)) + name + b"\x12" + _varint(len(any_value)) + any_value
+                encoded = b"\x4a" + _varint(len(body)) + body
+                if table is not _UNCACHED:
+                    cache.keep(key, value, encoded)
+            append(encoded)
+            continue
+        if kind is int:
+            if not _INT64_MIN <= value < _INT64_END:  # the SDK drops such an attribute (and logs it)
+                raise otlp_json_encode.Unsupported("an integer outside int64")
+            any_value = b"\x18" + _varint(value)
+        elif kind is bool:
+            any_value = b"\x10\x01" if value else b"\x10\x00"
+        elif kind is float:
+            any_value = b"\x21" + _pack_double(value)
+        else:
+            any_value = _any_value(otlp_json_encode._any_value(value))
+        name = key.encode()
+        body = b"\x0a" + _varint(len(name)) + name + b"\x12" + _varint(len(any_value)) + any_value
+        append(b"\x4a" + _varint(len(body)) + body)
     return b"".join(out)
+
+
+def _span(span: Any) -> bytes:
+    """The span as field 2 of ``ScopeSpans``: its fields written out rather than looked up in a table."""
+    fields = otlp_json_encode.span_fields(span)
+    context = fields.context
+    if context is None:  # the SDK's encoder refuses the batch
+        raise otlp_json_encode.Unsupported("a span without a context")
+    out = [
+        b"\x0a\x10" + context.trace_id.to_bytes(16, "big") + b"\x12\x08" + context.span_id.to_bytes(8, "big")
+    ]
+    trace_state = context.trace_state
+    if trace_state:
+        out.append(_text(b"\x1a", ",".join([f"{k}={v}" for k, v in trace_state.items()])))
+    if fields.parent:
+        out.append(b"\x22\x08" + fields.parent.span_id.to_bytes(8, "big"))
+        flags = _FLAGS_REMOTE if fields.parent.is_remote else _FLAGS_LOCAL
+    else:
+        flags = _FLAGS_LOCAL
+    if fields.name:
+        out.append(_text(b"\x2a", fields.name))
+    # Enum members hash in Python: read the value of an exact member, look up anything else.
+    out.append(_KIND_FIELD[fields.kind._value_ if type(fields.kind) is SpanKind else _KIND[fields.kind] - 1])
+    if fields.start:
+        out.append(b"\x39" + _pack_fixed64(fields.start))
+    if fields.end:
+        out.append(b"\x41" + _pack_fixed64(fields.end))
+    if fields.attributes:
+        out.append(_attributes(fields.attributes))
+    if fields.dropped_attributes:
+        out.append(b"\x50" + _varint(fields.dropped_attributes))
+    for event in fields.events or ():
+        out.append(_field(b"\x5a", _message(otlp_json_encode._event(event), _EVENT)))
+    if fields.dropped_events:
+        out.append(b"\x60" + _varint(fields.dropped_events))
+    for link in fields.links or ():
+        out.append(_field(b"\x6a", _message(otlp_json_encode._link(link), _LINK)))
+    if fields.dropped_links:
+        out.append(b"\x70" + _varint(fields.dropped_links))
+    if fields.status is not None:
+        code = fields.status.status_code
+        code = code._value_ if type(code) is StatusCode else _STATUS_CODE[code]
+        description = fields.status.description
+        if description:
+            message = _text(b"\x12", description)
+            out.append(_field(b"\x7a", message + b"\x18" + _SMALL[code] if code else message))
+        else:
+            out.append(_STATUS_BYTES[code])
+    out.append(flags)
+    body = b"".join(out)
+    return b"\x12" + _varint(len(body)) + body
 
 
 # The messages other than the span, as (JSON key, tag, kind) in field-number order: a field is
@@ -204,21 +265,38 @@ def _message(node: Json, fields: tuple[tuple[str, bytes, int], ...]) -> bytes:
     return b"".join(out)
 
 
+#: Resources and scopes with their encoded fields (tag, length, message), held by identity (the
+#: entry holds the object, so its id is not reused while the entry lives); cleared when full
+#: (they are few per process).
+_resources: dict[int, tuple[Any, bytes]] = {}
+_scopes: dict[int, tuple[Any, bytes]] = {}
+_CACHE_MAX = 256
+
+
+def _cached(cache: dict[int, tuple[Any, bytes]], node: Any, as_json: Any, fields: Any) -> bytes:
+    """``node`` (a resource or scope) as field 1 of its parent message, from ``cache`` if there."""
+    hit = cache.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    encoded = _field(b"\x0a", _message(as_json(node), fields))
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[id(node)] = (node, encoded)
+    return encoded
+
+
 def encode_spans(spans: Sequence[Any]) -> bytes:
     """``ExportTraceServiceRequest`` for ``spans``, serialised: the SDK's ``encode_spans`` bytes."""
     out = []
-    for resource_spans in otlp_json_encode.encode_spans(spans).get("resourceSpans", ()):
-        parts = [_field(b"\x0a", _message(resource_spans["resource"], _RESOURCE))]
-        for scope_spans in resource_spans["scopeSpans"]:
-            scoped = [_field(b"\x0a", _message(scope_spans["scope"], _SCOPE))]
-            scoped += [_field(b"\x12", _span(span)) for span in scope_spans["spans"]]
-            schema_url = scope_spans.get("schemaUrl")
-            if schema_url:
-                scoped.append(_text(b"\x1a", schema_url))
-            parts.append(_field(b"\x12", b"".join(scoped)))
-        schema_url = resource_spans.get("schemaUrl")
-        if schema_url:
-            parts.append(_text(b"\x1a", schema_url))
+    for resource, scopes in otlp_json_encode.group(spans, _span):
+        parts = [_cached(_resources, resource, otlp_json_encode._resource, _RESOURCE)]
+        for scope, encoded in scopes:
+            scoped = b"".join([_cached(_scopes, scope, otlp_json_encode._scope, _SCOPE), *encoded])
+            if scope is not None and scope.schema_url:
+                scoped += _text(b"\x1a", scope.schema_url)
+            parts.append(_field(b"\x12", scoped))
+        if resource.schema_url:
+            parts.append(_text(b"\x1a", resource.schema_url))
         out.append(_field(b"\x0a", b"".join(parts)))
     return b"".join(out)
 

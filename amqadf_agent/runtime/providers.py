@@ -106,7 +106,12 @@ def _tracer_provider(
     sampler = None  # the SDK's, from OTEL_TRACES_SAMPLER, unless a ratio was given to start()
     if "sample_ratio" in explicit or "OTEL_TRACES_SAMPLER" not in os.environ:
         sampler = ParentBased(TraceIdRatioBased(settings.sample_ratio))
-    tracer_provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)
+    tracer_provider = TracerProvider(
+        resource=resource,
+        sampler=sampler,
+        shutdown_on_exit=False,
+        active_span_processor=span_processors(),
+    )
     if settings.sanitize or settings.redact_attributes:  # first: every later processor sees the result
         from amqadf_agent.runtime.sanitize import SanitizingSpanProcessor
 
@@ -136,6 +141,56 @@ def _tracer_provider(
         watch_queue(span_exporter, processor)  # what it holds at the deadline is counted
         tracer_provider.add_span_processor(processor)
     return tracer_provider
+
+
+def span_processors() -> Any:
+    """The SDK's ``SynchronousMultiSpanProcessor``, calling only the hooks that do something.
+
+    The SDK's calls each processor's ``on_start``, ``_on_ending`` and ``on_end`` on every span, on
+    the application's thread; the agent's batch processors do nothing in the first two, and its
+    own processors nothing in ``_on_ending``. This one keeps, for these two hooks, the processors that define
+    it, in the order they were added (the same calls as the SDK's, minus the empty ones).
+    """
+    from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    # Hooks whose body is known to be empty: the base class's, and the SDK batch processor's
+    # ``on_start`` and ``_on_ending`` (tests/test_export_span_processors.py reads their source).
+    empty = {
+        name: {getattr(SpanProcessor, name), getattr(BatchSpanProcessor, name)}
+        for name in ("on_start", "_on_ending")
+    }
+
+    class SpanProcessors(SynchronousMultiSpanProcessor):
+        def __init__(self) -> None:
+            self._starting: tuple[Any, ...] = ()
+            self._ending: tuple[Any, ...] = ()
+            super().__init__()  # type: ignore[no-untyped-call]
+
+        @property
+        def _span_processors(self) -> tuple[SpanProcessor, ...]:
+            return self._all
+
+        @_span_processors.setter
+        def _span_processors(self, processors: tuple[SpanProcessor, ...]) -> None:
+            self._all = processors
+            self._starting = tuple(p for p in processors if _defined(p, "on_start", empty))
+            self._ending = tuple(p for p in processors if _defined(p, "_on_ending", empty))
+
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            for processor in self._starting:
+                processor.on_start(span, parent_context=parent_context)
+
+        def _on_ending(self, span: Any) -> None:
+            for processor in self._ending:
+                processor._on_ending(span)
+
+    return SpanProcessors()
+
+
+def _defined(processor: Any, name: str, empty: dict[str, set[Any]]) -> bool:
+    """Whether ``processor``'s hook ``name`` is one that does something."""
+    return getattr(type(processor), name, None) not in empty[name]
 
 
 def _logger_provider(

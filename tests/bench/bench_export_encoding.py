@@ -16,7 +16,7 @@ client spans (a statement and 5 attributes, children of the HTTP spans), from a 
   were never seen (the cache's worst case), the SDK beside it on the same batches;
 * ``SDK protobuf``: the OTLP protobuf encoder and ``SerializeToString``, what OTLP/HTTP exported;
   ``direct protobuf``: :func:`amqadf_agent.runtime.otlp_proto_encode.spans_body`, the same bytes
-  from the direct encoder's dicts (what the agent's OTLP/HTTP exporter sends), its ratio against
+  written straight from the spans (what the agent's OTLP/HTTP exporter sends), its ratio against
   the SDK's protobuf row;
 * ``log records``: the same for a batch of log records (a message, three ``code.*`` attributes,
   half of them inside a span).
