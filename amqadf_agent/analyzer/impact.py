@@ -70,6 +70,9 @@ __all__ = ["MAX_REQUESTS", "Estimate", "ImpactFeed", "estimate", "ranked"]
 #: of db calls, ``CALL_ROWS_PER_REQUEST`` times as many, about 150 bytes each: some 45 MB at most.
 MAX_REQUESTS: Final = 50_000
 CALL_ROWS_PER_REQUEST: Final = 5
+#: Starts of db calls kept (16 bytes each, some 16 MB at most), ``CALL_STARTS_PER_REQUEST`` times
+#: ``MAX_REQUESTS``: the turns of the loops, for the spread of a fixed request's time.
+CALL_STARTS_PER_REQUEST: Final = 20
 #: What a batched query pays for each id beyond the first, in turns of the loop it replaces: an ``IN``
 #: of 400 ids cost 6 to 15 turns more than one turn, 10 in the median of 17 runs (SQLAlchemy 2.0 on
 #: SQLite and on PostgreSQL 15, tests/apps/orders_app.py: the median of /orders/batched against that
@@ -109,6 +112,10 @@ _SQLITE_FIRST_ROW: Final = (
     "fetched, after the span), so the time the index would save is mostly not in the observed time: "
     "this saving is a lower bound"
 )
+#: Stretches of a loop taken for the p95 after an N+1's fix, and rounds fitting their length.
+_STRETCHES_PER_LOOP: Final = 64
+_PACE_ROUNDS: Final = 4
+_P95_EACH_REQUEST: Final = "each request at its time less its saving (no loop's call starts kept)"
 _INDEX_FORMULA: Final = (
     "saved per request = time_ms * (1 - cost_after / cost_before) (the planner's cost ratio applied "
     "to the observed time of the statement)"
@@ -180,6 +187,10 @@ class ImpactFeed:
         self._call_time = array("d")
         self._call_first = array("q")
         self._call_last = array("q")
+        # Each call's start and the row of its (request, statement): the turns of a loop.
+        self.max_call_starts = CALL_STARTS_PER_REQUEST * max_requests
+        self._start_row = array("l")
+        self._start_ns = array("q")
         # Savings of the trace-shape findings: (rule, subject) -> request key -> seconds.
         self._savings: dict[tuple[str, str], dict[str, float]] = {}
         self._saving_rows = 0
@@ -225,6 +236,9 @@ class ImpactFeed:
         applied the service and time filters and normalized the statements."""
         index = self._calls
         count, time_s, first, last = self._call_count, self._call_time, self._call_first, self._call_last
+        # Checked once a trace, not once a call: the bound is passed by at most one trace's calls.
+        keep_starts = len(self._start_ns) < self.max_call_starts
+        start_row, start_ns_of = self._start_row.append, self._start_ns.append
         for call in calls:
             start_ns, end_ns, statement_id, service = call[1], call[2], call[3], call[-1]
             if not 0 <= start_ns <= end_ns <= _MAX_NS:  # odd input: kept in range, duration >= 0
@@ -238,11 +252,17 @@ class ImpactFeed:
                     self.dropped_calls += 1
                     continue
                 index[call_key] = len(count)
+                if keep_starts:
+                    start_row(len(count))
+                    start_ns_of(start_ns)
                 count.append(1)
                 time_s.append(max(end_ns - start_ns, 0) / 1e9)
                 first.append(start_ns)
                 last.append(end_ns)
                 continue
+            if keep_starts:
+                start_row(row)
+                start_ns_of(start_ns)
             count[row] += 1
             time_s[row] += max(end_ns - start_ns, 0) / 1e9
             if start_ns < first[row]:
@@ -283,15 +303,34 @@ class ImpactFeed:
     def calls_of(self, statement_id: int | None) -> dict[_RequestKey, tuple[int, float, int, int]]:
         """Per request: calls, seconds, first start and last end of a statement (its id in the
         database rules)."""
+        count, time_s, first, last = self._call_count, self._call_time, self._call_first, self._call_last
+        return {
+            key: (count[row], time_s[row], first[row], last[row])
+            for key, row in self._rows_of(statement_id).items()
+        }
+
+    def turns_of(self, statement_id: int | None) -> dict[_RequestKey, list[int]]:
+        """Per request whose calls of a statement all had their start kept: those starts in order and
+        the end of the last call, the bounds of the loop's turns (a turn: from one call's start to the
+        next one's)."""
+        rows = {row: key for key, row in self._rows_of(statement_id).items()}
+        starts: dict[int, list[int]] = {}
+        for row, start_ns in zip(self._start_row, self._start_ns, strict=True):
+            if row in rows:
+                starts.setdefault(row, []).append(start_ns)
+        count, last = self._call_count, self._call_last
+        return {
+            rows[row]: [*sorted(of_row), last[row]]  # (a call ends at or after its start)
+            for row, of_row in starts.items()
+            if len(of_row) == count[row]
+        }
+
+    def _rows_of(self, statement_id: int | None) -> dict[_RequestKey, int]:
+        """Per request: the row of its calls of a statement."""
         if statement_id is None:
             return {}
         suffix = "\0" + str(statement_id)
-        count, time_s, first, last = self._call_count, self._call_time, self._call_first, self._call_last
-        return {
-            key[: -len(suffix)]: (count[row], time_s[row], first[row], last[row])
-            for key, row in self._calls.items()
-            if key.endswith(suffix)
-        }
+        return {key[: -len(suffix)]: row for key, row in self._calls.items() if key.endswith(suffix)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,10 +453,12 @@ def estimate(
                 assumptions = (*assumptions, _SQLITE_FIRST_ROW)
         else:
             continue
-        calls = feed.calls_of(feed.database.statement_id(statement))
+        statement_id = feed.database.statement_id(statement)
+        calls = feed.calls_of(statement_id)
         saved = {key: _saving(totals, ratio) for key, totals in calls.items()}
+        turns = feed.turns_of(statement_id) if recommendation.rule == "n_plus_one" else None
         priced = _estimate(
-            requests, feed, recommendation, saved, formula, assumptions, extra, windows, scaling
+            requests, feed, recommendation, saved, formula, assumptions, extra, windows, scaling, turns
         )
         out.append(priced)
     return sorted(out, key=lambda e: (-e.saved_s, e.fingerprint))
@@ -444,7 +485,10 @@ def _estimate(
     extra: dict[str, float | int | str],
     windows: Sequence[Window],
     scaling: ScalingRuleConfig | None,
+    turns: dict[_RequestKey, list[int]] | None = None,
 ) -> Estimate:
+    """Price one finding from each request's saving; with ``turns`` (an N+1's loops), each route's
+    p95 after the fix is the p95 of stretches of those loops (``_p95_at_loop_pace``)."""
     affected = [key for key, value in saved.items() if value > 0 and key in requests]
     routes = {requests[key].route for key in affected}
     of_route: dict[str, list[tuple[_RequestKey, float]]] = {route: [] for route in routes}
@@ -452,13 +496,20 @@ def _estimate(
         if request.route in of_route:
             of_route[request.route].append((key, request.duration_s))
     by_route: list[RouteImpact] = []
+    bases: list[str] = []
     for route in sorted(routes):
         before = of_route[route]
         durations = [d for _, d in before]
         after = [max(d - saved.get(key, 0.0), 0.0) for key, d in before]
         savings = sorted(saved[key] for key, _ in before if saved.get(key, 0.0) > 0)
         median = savings[len(savings) // 2] if savings else 0.0
-        by_route.append(RouteImpact(route, len(before), _p95(durations), _p95(after), median))
+        p95_after = _p95(after)
+        if turns:
+            at_pace = _p95_at_loop_pace(before, saved, turns)
+            if at_pace is not None:
+                p95_after, basis = at_pace
+                bases.append(f"{route}: {basis}")
+        by_route.append(RouteImpact(route, len(before), _p95(durations), p95_after, median))
     peak_before, peak_after = _replay(requests, saved, windows, scaling)
     total = sum(saved[key] for key in affected)
     evidence: dict[str, float | int | str] = {
@@ -467,6 +518,8 @@ def _estimate(
         "db_calls_not_kept": feed.dropped_calls,
         **extra,
     }
+    if turns is not None:
+        evidence["p95_after"] = "; ".join(bases) or _P95_EACH_REQUEST
     return Estimate(
         recommendation.fingerprint,
         recommendation.rule,
@@ -480,6 +533,89 @@ def _estimate(
         peak_after,
         evidence,
     )
+
+
+def _p95_at_loop_pace(
+    before: list[tuple[_RequestKey, float]],
+    saved: dict[_RequestKey, float],
+    turns: dict[_RequestKey, list[int]],
+) -> tuple[float, str] | None:
+    """A route's p95 after an N+1's fix, and what it is based on (``None``: no loop's turns kept).
+
+    The fixed request is served at the pace the loops went: its time is the wall time of a stretch
+    of a loop doing as much work. Each request less its saving is a time for a median request, not
+    for the tail: a loop spreads over hundreds of turns the interruptions (other processes on the
+    CPU, the garbage collector, other threads holding the GIL) that a request a few turns long
+    meets whole or not at all. So the route's median time after the fix (each request less its
+    saving) is converted into a number of turns, ``t``, whose stretches of the loops take that time
+    in the median, and the p95 is that of the stretches of ``t`` turns at every position of every
+    loop (each request weighing one, however many positions it has). A request of the route without
+    the loop, or with the loop shorter than ``t`` turns, weighs one at its own time less its saving.
+    """
+    after = {key: max(d - saved.get(key, 0.0), 0.0) for key, d in before}
+    loops = [(key, turns[key]) for key, _ in before if key in turns and len(turns[key]) > 2]
+    if not loops:
+        return None
+    target_s = _weighted_quantile([(after[key], 1.0) for key, _ in loops], 0.5)
+    turn_s = _weighted_quantile([((b[-1] - b[0]) / 1e9 / (len(b) - 1), 1.0) for _, b in loops], 0.5)
+    if target_s <= 0 or turn_s <= 0:
+        return None
+    length = target_s / turn_s
+    for _ in range(_PACE_ROUNDS):  # the stretches' median time meets the target: a few rounds do
+        stretches, _ = _stretches(loops, length)
+        median_s = _weighted_quantile(stretches, 0.5) if stretches else 0.0
+        if median_s <= 0:
+            return None
+        length *= target_s / median_s
+    stretches, hosted = _stretches(loops, length)
+    if not hosted:
+        return None
+    rest = [(value, 1.0) for key, value in after.items() if key not in hosted]
+    p95 = _weighted_quantile(stretches + rest, 0.95)
+    basis = (
+        f"stretches of {length:.1f} turns of {len(hosted)} requests' loops, at every position (the "
+        f"median request after the fix, {target_s * 1000:.1f} ms, at the loops' pace)"
+    )
+    if rest:
+        basis += f", {len(rest)} requests at their time less their saving"
+
+    return p95, basis
+
+
+def _stretches(
+    loops: list[tuple[_RequestKey, list[int]]], length: float
+) -> tuple[list[tuple[float, float]], set[_RequestKey]]:
+    """(seconds, weight) of the stretches of ``length`` turns of each loop (its turns' bounds) at
+    up to ``_STRETCHES_PER_LOOP`` positions spread along it, each loop weighing one in all; and the
+    requests whose loop is long enough for one."""
+    whole = int(length)
+    part = length - whole
+    out: list[tuple[float, float]] = []
+    hosted: set[_RequestKey] = set()
+    for key, bounds in loops:
+        positions = len(bounds) - 1 - whole  # a stretch ends in a turn of the loop (``part`` of it)
+        if positions <= 0:
+            continue
+        hosted.add(key)
+        step = max(positions / _STRETCHES_PER_LOOP, 1.0)
+        starts = sorted({int(i * step) for i in range(min(positions, _STRETCHES_PER_LOOP))})
+        weight = 1.0 / len(starts)
+        for j in starts:
+            end_ns = bounds[j + whole] + part * (bounds[j + whole + 1] - bounds[j + whole])
+            out.append(((end_ns - bounds[j]) / 1e9, weight))
+    return out, hosted
+
+
+def _weighted_quantile(values: list[tuple[float, float]], q: float) -> float:
+    """Nearest-rank quantile of (value, weight) pairs (with weights of one, ``_p95``'s)."""
+    ordered = sorted(values)
+    total = sum(w for _, w in ordered)
+    reached = 0.0
+    for value, weight in ordered:
+        reached += weight
+        if reached >= q * total * (1 - 1e-9):  # (sums of fractions of one)
+            return value
+    return ordered[-1][0] if ordered else 0.0
 
 
 def _replay(
