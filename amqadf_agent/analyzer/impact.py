@@ -21,9 +21,17 @@ trace from the trace-shape rules.
   made once (``all but one``): each request saves what the rule found it would save in its trace.
 
 Each request's duration loses its saving (never below zero); the **p95 of each affected route** is
-given before and after. The **scaling timeline** is then replayed (``rules.scaling``) with every
-window's response times scaled by the ratio of its requests' p95 after/before and its queue depth by
-the ratio of their mean durations (Little's law), the CPU left as it is (a database wait costs the
+given before and after. After an N+1's fix, that p95 is not the p95 of each request less its saving,
+a time for a median request: a loop spreads over hundreds of turns the interruptions (other
+processes on the CPU, the garbage collector, other threads holding the GIL) that a request a few
+turns long meets whole or not at all (that p95 came under the fixed route's measured one in 7 runs
+of 9, by up to 58%, on tests/apps/orders_app.py). The route's median time after the fix is turned
+into a length in turns of the loop, and the p95 is that of the stretches of the loops of that
+length, at every position (``_p95_at_loop_pace``; the estimate's evidence ``p95_after`` says on what
+it rests). The **scaling
+timeline** is then replayed (``rules.scaling``) with every window's response times scaled by the
+ratio of its requests' p95 after/before (each request less its saving) and its queue depth by the
+ratio of their mean durations (Little's law), the CPU left as it is (a database wait costs the
 service little CPU): the instances the scaler wanted at peak, before and after the fix.
 
 Assumptions, stated in every estimate so a reader can disagree: the db calls of a request are on its
@@ -37,7 +45,9 @@ without a verified index is not priced (no fix is known to work).
 Memory: per request a key and three numbers, per (request, statement shape) a key and four numbers,
 at most ``MAX_REQUESTS`` requests and ``CALL_ROWS_PER_REQUEST`` times as many pairs (the first ones;
 beyond that they are counted, not kept: the estimate then covers the requests kept, and says how many
-were not).
+were not); per db call its start and its pair's row, ``CALL_STARTS_PER_REQUEST`` times
+``MAX_REQUESTS`` at most (a request whose calls of the statement were not all kept is priced at its
+time less its saving).
 
 Cost: about 0.8 µs of CPU a span on top of the database rules' 2.9 (+25% on them; the whole analysis
 costs about 7 µs a span), measured by tests/bench/bench_impact.py on the shared 2-core machine.
@@ -74,12 +84,12 @@ CALL_ROWS_PER_REQUEST: Final = 5
 #: ``MAX_REQUESTS``: the turns of the loops, for the spread of a fixed request's time.
 CALL_STARTS_PER_REQUEST: Final = 20
 #: What a batched query pays for each id beyond the first, in turns of the loop it replaces: an ``IN``
-#: of 400 ids cost 6 to 15 turns more than one turn, 10 in the median of 17 runs (SQLAlchemy 2.0 on
-#: SQLite and on PostgreSQL 15, tests/apps/orders_app.py: the median of /orders/batched against that
-#: of /orders less its loop, in the same run, on the shared 2-core machine): the id's bind, its index
-#: lookup and its rows stay in the batch; the round trip, the statement's build and its span go. Not
-#: one constant: 28 turns on PostgreSQL in a quieter run, whose turns were shorter.
-BATCH_TURN_PER_ID: Final = 0.025
+#: of 400 ids cost 8 to 22 turns more than one turn, 11.5 in the median of 15 runs, alike on SQLite
+#: and on PostgreSQL 15 (SQLAlchemy 2.0, tests/apps/orders_app.py: the median of /orders/batched
+#: against that of /orders less its loop, in the same run, on the shared 2-core machine): the id's
+#: bind, its index lookup and its rows stay in the batch; the round trip, the statement's build and its
+#: span go. Not one constant: the most turns when the turns were shortest (PostgreSQL, quieter runs).
+BATCH_TURN_PER_ID: Final = 0.03
 ASSUMPTIONS: Final = (
     "the db calls of a request run one after the other on its critical path",
     "the service's CPU does not change (a database wait costs it little CPU)",
@@ -115,6 +125,11 @@ _SQLITE_FIRST_ROW: Final = (
 #: Stretches of a loop taken for the p95 after an N+1's fix, and rounds fitting their length.
 _STRETCHES_PER_LOOP: Final = 64
 _PACE_ROUNDS: Final = 4
+_AT_LOOP_PACE: Final = (
+    "a fixed request goes at the pace its loop went: the route's p95 after the fix is that of the "
+    "stretches of the loops as long as the median request after it (the interruptions a loop spreads "
+    "over its turns, a short request meets whole or not at all)"
+)
 _P95_EACH_REQUEST: Final = "each request at its time less its saving (no loop's call starts kept)"
 _INDEX_FORMULA: Final = (
     "saved per request = time_ms * (1 - cost_after / cost_before) (the planner's cost ratio applied "
@@ -439,6 +454,7 @@ def estimate(
                 f"a batched query costs one turn of the loop plus {BATCH_TURN_PER_ID} of a turn for each "
                 "further id (its binding, lookup and rows; measured on SQLAlchemy 2.0 with SQLite and "
                 "PostgreSQL, not read from this input)",
+                _AT_LOOP_PACE,
             )
         elif recommendation.rule == "index_candidate" and numbers.get("verdict") == "verified":
             columns = tuple(c.strip() for c in str(numbers.get("columns", "")).split(","))
@@ -696,6 +712,7 @@ def to_json(estimates: Sequence[Estimate]) -> dict[str, Any]:
 
 def render_text(section: dict[str, Any] | None, file: TextIO) -> None:
     """The ``impact`` section as text, when a fix was priced (nothing otherwise)."""
+    from amqadf_agent.analyzer.render_impact import p95_basis
     from amqadf_agent.analyzer.report_values import shown
 
     estimates = (section or {}).get("estimates") or []
@@ -716,3 +733,5 @@ def render_text(section: dict[str, Any] | None, file: TextIO) -> None:
         if instances:
             w(f"    instances at peak: {instances['peak_before']} -> {instances['peak_after']}\n")
         w(f"    how: {shown(item['formula'])}\n")
+        if p95_basis(item):
+            w(f"    {shown(p95_basis(item))}\n")
