@@ -219,7 +219,8 @@ def orders_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[
 
 #: Series of requests measured (each asks every route but /orders/batched once), the series served
 #: before them (not analysed), and the requests to /orders/batched (the N+1 fixed) spread among them:
-#: cheap beside the N+1's, so many, for a p95 that is not one outlier.
+#: cheap beside the N+1's, so many, for a p95 that is not a few outliers (of 80, the p95 of one half
+#: of a run's was up to three times the other half's on the shared 2-core machine).
 REQUESTS = 40
 WARMUP = 3
 BATCHED = 240

@@ -128,7 +128,9 @@ _PACE_ROUNDS: Final = 4
 _AT_LOOP_PACE: Final = (
     "a fixed request goes at the pace its loop went: the route's p95 after the fix is that of the "
     "stretches of the loops as long as the median request after it (the interruptions a loop spreads "
-    "over its turns, a short request meets whole or not at all)"
+    "over its turns, a short request meets whole or not at all); the garbage collector's full "
+    "collections, which no span shows, come as often after the fix (a batch keeping its rows alive "
+    "may bring them sooner)"
 )
 _P95_EACH_REQUEST: Final = "each request at its time less its saving (no loop's call starts kept)"
 _INDEX_FORMULA: Final = (
