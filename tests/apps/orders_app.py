@@ -18,14 +18,12 @@ page are spread among the series, beside the N+1 (both ways in one run: a busy m
 alike, where two runs one after the other would each see another load). ``WARMUP`` series go first
 (the first connection, SQLAlchemy's statement cache, the planner's caches: a cold request is an
 outlier, of the kind a p95 of a few dozen requests is made); it then prints ``measured from <ISO
-8601>``, the moment the measured series start, for ``amqadf-analyze --since``. What the warm-up
-loaded is then frozen out of the garbage collector's full collections (``gc.freeze``).
+8601>``, the moment the measured series start, for ``amqadf-analyze --since``.
 """
 
 from __future__ import annotations
 
 import datetime
-import gc
 import sqlite3
 import sys
 import time
@@ -194,11 +192,6 @@ def main(argv: list[str]) -> None:
                 assert response.status_code == 200, (path, response.status_code)
 
     serve(count, warmup, warmup if batched else 0)  # other customers than the measured series ask for
-    # What is loaded by now lives as long as the process: out of the collector's full collections, as a
-    # server does after its start. Scanning it took 150-300 ms a full collection on the shared machine,
-    # and those land mostly in /orders/batched (its 1200 rows, alive through the young collections,
-    # bring the next full one closer), where no span shows them to the estimate.
-    gc.freeze()
     measured_from = datetime.datetime.now(datetime.timezone.utc)
     serve(0, count, batched)
     engine.dispose()
