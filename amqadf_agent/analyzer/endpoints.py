@@ -252,7 +252,7 @@ class EndpointRules:
         if len(samples) < MAX_SAMPLES:
             samples.append(duration)
         else:
-            slot = self._rng.randrange(stats.requests)
+            slot = int(self._rng.random() * stats.requests)  # randrange costs ~10x this
             if slot < MAX_SAMPLES:
                 samples[slot] = duration
         pending = self._pending.pop(span.trace_id, None)

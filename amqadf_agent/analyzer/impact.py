@@ -201,9 +201,9 @@ class ImpactFeed:
         self._request_route = array("l")
         self._request_duration = array("d")
         self._request_end = array("q")
-        # Calls: key + "\0" + statement id -> row of the call columns (calls, seconds, first start,
+        # Calls: statement id -> request key -> row of the call columns (calls, seconds, first start,
         # last end of the statement in the request).
-        self._calls: dict[str, int] = {}
+        self._calls: dict[int, dict[str, int]] = {}
         self._call_count = array("l")
         self._call_time = array("d")
         self._call_first = array("q")
@@ -257,22 +257,28 @@ class ImpactFeed:
         applied the service and time filters and normalized the statements."""
         index = self._calls
         count, time_s, first, last = self._call_count, self._call_time, self._call_first, self._call_last
+        service: str | None = None
+        key = ""
         # Checked once a trace, not once a call: the bound is passed by at most one trace's calls.
         keep_starts = len(self._start_ns) < self.max_call_starts
         start_row, start_ns_of = self._start_row.append, self._start_ns.append
         for call in calls:
-            start_ns, end_ns, statement_id, service = call[1], call[2], call[3], call[-1]
+            start_ns, end_ns, statement_id = call[1], call[2], call[3]
+            if call[-1] is not service:  # one service in a trace, nearly always: its key built once
+                service = call[-1]
+                key = trace_id + "\0" + service
             if not 0 <= start_ns <= end_ns <= _MAX_NS:  # odd input: kept in range, duration >= 0
                 start_ns = min(max(start_ns, 0), _MAX_NS)
                 end_ns = min(max(end_ns, start_ns), _MAX_NS)
-            key = trace_id + "\0" + service
-            call_key = key + "\0" + str(statement_id)
-            row = index.get(call_key)
+            rows = index.get(statement_id)
+            if rows is None:
+                rows = index[statement_id] = {}
+            row = rows.get(key)
             if row is None:
                 if len(count) >= self.max_call_rows:
                     self.dropped_calls += 1
                     continue
-                index[call_key] = len(count)
+                rows[key] = len(count)
                 if keep_starts:
                     start_row(len(count))
                     start_ns_of(start_ns)
@@ -350,8 +356,7 @@ class ImpactFeed:
         """Per request: the row of its calls of a statement."""
         if statement_id is None:
             return {}
-        suffix = "\0" + str(statement_id)
-        return {key[: -len(suffix)]: row for key, row in self._calls.items() if key.endswith(suffix)}
+        return self._calls.get(statement_id, {})
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,9 @@
   caller gets ``CallTimeoutError`` after the limit, **but the call itself keeps running** to its
   end in that thread, its result or exception discarded. Use it to bound how long a caller waits,
   not to stop work; give the call its own timeout (socket, driver) to stop the work. Each call
-  pays for starting a thread (tens of µs): keep it for calls that are slow anyway.
+  pays for starting a thread (tens of µs): keep it for calls that are slow anyway. The agent's
+  ``shutdown()`` waits for such calls still running (``wait_for_overrunning``, with half its
+  deadline), so that the spans they are still making are exported, not cut off at exit.
 
 ``CallTimeoutError`` subclasses the builtin ``TimeoutError``, so ``except TimeoutError`` catches it.
 A ``TimeoutError`` raised by the call itself passes through unchanged and is not counted.
@@ -24,7 +26,9 @@ import functools
 import inspect
 import logging
 import math
+import os
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
@@ -40,7 +44,7 @@ if TYPE_CHECKING:
     from amqadf_agent.config.production import ProductionConfig
     from amqadf_agent.config.schema import ResilienceConfig
 
-__all__ = ["CallTimeoutError", "instrument", "timeout", "timeout_from_config"]
+__all__ = ["CallTimeoutError", "instrument", "timeout", "timeout_from_config", "wait_for_overrunning"]
 
 _log = logging.getLogger(__name__)
 
@@ -73,6 +77,11 @@ class _TimeoutStats:
 
 
 _ALL: Members[_TimeoutStats] = Members()
+#: Worker threads of sync calls still running past their limit. A worker removes itself when its call
+#: ends; the caller adds it on a timeout and removes it again if it ended meanwhile (``done`` is set
+#: before the worker removes itself), so no ended thread stays. Set operations are atomic in CPython.
+_OVERRUNNING: set[threading.Thread] = set()
+os.register_at_fork(after_in_child=_OVERRUNNING.clear)  # no thread of the parent runs in a child
 
 
 def timeout(seconds: float, *, name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -161,15 +170,28 @@ def _run_in_thread(stats: _TimeoutStats, limit: float, fn: Callable[..., Any], a
             box.append((False, exc))
         finally:
             done.set()
+            _OVERRUNNING.discard(worker)
 
     worker = threading.Thread(target=target, name=f"amqadf-timeout-{stats.name}", daemon=True)
     worker.start()
     if not done.wait(limit):
+        _OVERRUNNING.add(worker)
+        if done.is_set():  # it ended between the wait and the add
+            _OVERRUNNING.discard(worker)
         raise stats.timed_out(limit)
     ok, value = box[0]
     if ok:
         return value
     raise value
+
+
+def wait_for_overrunning(timeout: float) -> int:
+    """Wait at most ``timeout`` seconds for the sync calls still running past their limit to end;
+    returns how many still run (they are daemon threads: they never hold up the exit)."""
+    deadline = time.monotonic() + max(timeout, 0.0)
+    for worker in list(_OVERRUNNING):
+        worker.join(max(deadline - time.monotonic(), 0.0))
+    return sum(1 for worker in list(_OVERRUNNING) if worker.is_alive())
 
 
 def instrument(meter_provider: MeterProvider | None = None) -> None:

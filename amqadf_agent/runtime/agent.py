@@ -146,6 +146,7 @@ class Agent:
                     logger.removeHandler(own)
         if self._restore_log_level is not None:  # now, not after the flush (it has a deadline)
             self._restore_log_level()
+        _wait_for_overrunning_calls(OVERRUN_SHARE * (budget - (time.monotonic() - started)))
         finished = _with_deadline("shutdown", budget - (time.monotonic() - started), self._shutdown_all)
         if not finished and self.stats is not None:
             from amqadf_agent.runtime.guard import stop_exports
@@ -511,6 +512,26 @@ def get_agent() -> Agent | None:
     """The running agent, or None."""
     agent = _agent
     return agent if agent is not None and agent.running else None
+
+
+#: The share of the shutdown deadline given to calls still running past their ``@timeout`` (their
+#: spans are exported if they end within it); the flush has the rest.
+OVERRUN_SHARE = 0.5
+
+
+def _wait_for_overrunning_calls(seconds: float) -> None:
+    """Let sync calls that outlived their ``@timeout`` end (at most ``seconds``), when any may run:
+    only if the application imported the timeout module (not imported here for nothing)."""
+    module = sys.modules.get("amqadf_agent.resilience.timeout")
+    if module is None or seconds <= 0:
+        return
+    try:
+        still = module.wait_for_overrunning(seconds)
+    except Exception as exc:  # never in the application's way
+        logger.debug("amqadf-agent: waiting for calls past their timeout failed: %r", exc)
+        return
+    if still:
+        logger.debug("amqadf-agent: %d call(s) past their timeout still running at shutdown", still)
 
 
 def shutdown(timeout: float | None = None) -> bool:

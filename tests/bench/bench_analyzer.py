@@ -548,6 +548,7 @@ def per_rule_table(path: Path, max_spans: int) -> None:
     """Time each rule alone over the first ``max_spans`` spans of ``path`` (read once, in memory)."""
     from amqadf_agent.analyzer.dedup import CallDeduplicator
     from amqadf_agent.analyzer.endpoints import EndpointRules
+    from amqadf_agent.analyzer.impact import ImpactFeed, estimate
     from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, SpanRecord
     from amqadf_agent.analyzer.otlp_reader import ReadStats, read
     from amqadf_agent.analyzer.rules.cache import CacheRules
@@ -580,6 +581,19 @@ def per_rule_table(path: Path, max_spans: int) -> None:
         dedup.flush()
         rules.recommendations()
 
+    def dedup_database_impact() -> None:
+        rules = DatabaseRules()
+        impact = ImpactFeed(rules)
+        dedup = CallDeduplicator(rules.add_span)
+        for record in records:
+            if type(record) is SpanRecord:
+                if record.kind == SPAN_KIND_CLIENT:
+                    dedup.add(record)
+                elif record.kind in impact.SPAN_KINDS:
+                    impact.add(record)
+        dedup.flush()
+        estimate(impact, rules.recommendations())
+
     def dedup_alone() -> None:
         dedup = CallDeduplicator(lambda span: None)
         for span in client:
@@ -603,6 +617,7 @@ def per_rule_table(path: Path, max_spans: int) -> None:
         ("database rules (client spans)", database),
         ("call dedup alone (new)", dedup_alone),
         ("call dedup + database rules (new path)", dedup_then_database),
+        ("the same + fix impact (ImpactFeed, estimate)", dedup_database_impact),
         ("scaling windows (WindowAggregator)", feed(lambda: WindowAggregator(None), "windows")),
         ("cache rules", feed(CacheRules, "recommendations")),
         ("thread rules", feed(ThreadRules, "recommendations")),
