@@ -133,6 +133,20 @@ def test_p95_after_an_n_plus_one_fix_keeps_the_interruptions_a_short_request_mee
     )
 
 
+def test_without_the_call_starts_the_p95_after_is_each_request_less_its_saving() -> None:
+    spans = [s for t in range(20) for s in _stalled_request(t + 1, t * 1000, 5 * t + 2)]
+    rules = DatabaseRules()
+    feed = ImpactFeed(rules)
+    feed.max_call_starts = 0  # none kept (beyond its bound)
+    for span in spans:
+        feed.add(span)
+        if span.kind == SPAN_KIND_CLIENT:
+            rules.add_span(span)
+    [n1] = estimate(feed, rules.recommendations())
+    assert n1.routes[0].p95_after_s == pytest.approx(0.026038, abs=1e-6)
+    assert n1.evidence["p95_after"] == "each request at its time less its saving (no loop's call starts kept)"
+
+
 def test_findings_are_ranked_by_what_their_fix_saves() -> None:
     spans = [s for t in range(20) for s in _request(t + 1, t * 1000, 20)]
     feed, found = _feed_and_findings(spans)
