@@ -80,22 +80,71 @@ def test_n_plus_one_saving_is_the_loop_but_one_turn() -> None:
     feed, found = _feed_and_findings(spans)
     # WHEN the fix is priced
     [n1] = estimate(feed, found)
-    # THEN each /orders request saves 79 - 79/20 * (1 + 0.025 * 19) = 73.17375 ms (the batched query
-    # costs one turn and 2.5% of a turn for each further id), and only /orders is named
+    # THEN each /orders request saves 79 - 79/20 * (1 + 0.03 * 19) = 72.7985 ms (the batched query
+    # costs one turn and 3% of a turn for each further id), and only /orders is named
     assert n1.rule == "n_plus_one"
     assert n1.requests_affected == 20
-    assert n1.saved_s == pytest.approx(20 * 0.07317375)
+    assert n1.saved_s == pytest.approx(20 * 0.0727985)
     [route] = n1.routes
     assert (route.route, route.requests) == ("/orders", 20)
     assert route.p95_before_s == pytest.approx(0.1)
-    assert route.p95_after_s == pytest.approx(0.1 - 0.07317375)
-    assert route.saved_median_s == pytest.approx(0.07317375)
-    assert "loop_ms - loop_ms / n * (1 + 0.025 * (n - 1))" in n1.formula
-    assert n1.evidence["batch_turns_per_id"] == 0.025
+    assert route.p95_after_s == pytest.approx(0.1 - 0.0727985)
+    assert route.saved_median_s == pytest.approx(0.0727985)
+    assert "loop_ms - loop_ms / n * (1 + 0.03 * (n - 1))" in n1.formula
+    assert n1.evidence["batch_turns_per_id"] == 0.03
     assert n1.peak_instances_before is None  # no timeline given
     data = n1.to_dict()
-    assert data["saved_ms_per_affected_request"] == pytest.approx(73.174)
-    assert data["routes"][0]["p95_after_ms"] == pytest.approx(26.826)
+    assert data["saved_ms_per_affected_request"] == pytest.approx(72.7985, abs=0.001)
+    assert data["routes"][0]["p95_after_ms"] == pytest.approx(27.2015, abs=0.001)
+
+
+def _stalled_request(trace: int, start_ms: float, stall_at: int) -> list[SpanRecord]:
+    """A request of 10 ms of work, a loop of 100 turns of 1 ms (calls of 0.5 ms), one of them 40 ms
+    longer (the process kept off the CPU), then 10 ms of work."""
+    end_ms = start_ms + 10 + 100 + 40 + 10
+    spans = [_span(trace, 1, 0, SPAN_KIND_SERVER, start_ms, end_ms, **{"http.route": "/orders"})]
+    at = start_ms + 10
+    for i in range(100):
+        db = {"db.system": "sqlite", "db.statement": LOOP}
+        spans.append(_span(trace, 2 + i, 1, SPAN_KIND_CLIENT, at, at + 0.5, **db))
+        at += 41 if i == stall_at else 1
+    return spans
+
+
+def test_p95_after_an_n_plus_one_fix_keeps_the_interruptions_a_short_request_meets() -> None:
+    # GIVEN 20 requests whose loop of 100 turns was once kept 40 ms off the CPU, at another turn each
+    spans = [s for t in range(20) for s in _stalled_request(t + 1, t * 1000, 5 * t + 2)]
+    feed, found = _feed_and_findings(spans)
+    # WHEN the fix is priced
+    [n1] = estimate(feed, found)
+    [route] = n1.routes
+    # THEN the median request after it is its time less its saving: 20 ms of work and the batch, one
+    # turn and 3% of a turn for each further id (3.97 turns of 1.395 ms a turn on average)
+    after = 0.16 - (0.1395 - 0.1395 / 100 * (1 + 0.03 * 99))
+    assert route.saved_median_s == pytest.approx(0.16 - after)
+    # AND its p95 is that of stretches of the loops as long as that (26 turns of 1 ms): more than 5%
+    # of them hold the interruption, whole, as a fixed request would meet it; each request less its
+    # saving, all alike, would say 26 ms
+    assert after == pytest.approx(0.026038, abs=1e-6)
+    assert route.p95_after_s == pytest.approx(after + 0.04)
+    assert n1.evidence["p95_after"] == (
+        "/orders: stretches of 26.0 turns of 20 requests' loops, at every position (the median request "
+        "after the fix, 26.0 ms, at the loops' pace)"
+    )
+
+
+def test_without_the_call_starts_the_p95_after_is_each_request_less_its_saving() -> None:
+    spans = [s for t in range(20) for s in _stalled_request(t + 1, t * 1000, 5 * t + 2)]
+    rules = DatabaseRules()
+    feed = ImpactFeed(rules)
+    feed.max_call_starts = 0  # none kept (beyond its bound)
+    for span in spans:
+        feed.add(span)
+        if span.kind == SPAN_KIND_CLIENT:
+            rules.add_span(span)
+    [n1] = estimate(feed, rules.recommendations())
+    assert n1.routes[0].p95_after_s == pytest.approx(0.026038, abs=1e-6)
+    assert n1.evidence["p95_after"] == "each request at its time less its saving (no loop's call starts kept)"
 
 
 def test_findings_are_ranked_by_what_their_fix_saves() -> None:
@@ -106,9 +155,9 @@ def test_findings_are_ranked_by_what_their_fix_saves() -> None:
     )
     estimates = estimate(feed, [*found, big])
     order = ranked([big, *found], estimates)
-    # The N+1 was worth its total time (1.2 s of calls) before; now 1.47 s saved puts it first.
+    # The N+1 was worth its total time (1.2 s of calls) before; now 1.46 s saved puts it first.
     assert [r.rule for r in order][:2] == ["n_plus_one", "low_hit_ratio"]
-    assert order[0].impact_s == pytest.approx(20 * 0.07317375)
+    assert order[0].impact_s == pytest.approx(20 * 0.0727985)
 
 
 def _window(index: int, p95_s: float) -> Window:
@@ -184,10 +233,11 @@ def orders_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[
 
 #: Series of requests measured (each asks every route but /orders/batched once), the series served
 #: before them (not analysed), and the requests to /orders/batched (the N+1 fixed) spread among them:
-#: cheap beside the N+1's, so many, for a p95 that is not one outlier.
+#: cheap beside the N+1's, so many, for a p95 that is not a few outliers (of 80, the p95 of one half
+#: of a run's was up to three times the other half's on the shared 2-core machine).
 REQUESTS = 40
 WARMUP = 3
-BATCHED = 80
+BATCHED = 240
 
 
 def test_orders_app_index_verdicts_and_n_plus_one_saving(orders_db: tuple[str, str], tmp_path: Path) -> None:
@@ -247,14 +297,14 @@ def test_orders_app_index_verdicts_and_n_plus_one_saving(orders_db: tuple[str, s
     measured = _median(before) - _median(after)
     predicted = route["saved_median_ms"] / 1000
     # THEN the predicted saving is within 30% of the measured one
-    figures = (predicted, measured, _p95(after), route)
+    figures = (predicted, measured, _p95(after), route, n1["evidence"])
     assert measured > 0
     assert abs(predicted - measured) <= 0.3 * measured, figures
-    # The predicted p95 after the fix is not asserted: it came out -45% to +24% of the fixed route's in
-    # 17 runs on the shared 2-core machine (8 beyond 30%; a batched query costing one turn gave -43%
-    # to -73%). A busy machine gives the fixed requests a heavier tail than a loop averaged over
-    # seconds tells, and the IN query's cost in turns of the loop is not one constant: 6 to 15 turns
-    # more than one under load, 28 on PostgreSQL in a quieter run.
+    # AND so is the predicted p95 of the route after the fix, taken from stretches of the loops as long
+    # as a fixed request (each request less its saving gave 18-45% less than measured: a loop spreads
+    # over hundreds of turns the interruptions that a request a few turns long meets whole)
+    assert n1["evidence"]["p95_after"].startswith("/orders: stretches of "), figures
+    assert abs(route["p95_after_ms"] / 1000 - _p95(after)) <= 0.3 * _p95(after), figures
 
 
 def test_memory_is_bounded() -> None:

@@ -21,9 +21,17 @@ trace from the trace-shape rules.
   made once (``all but one``): each request saves what the rule found it would save in its trace.
 
 Each request's duration loses its saving (never below zero); the **p95 of each affected route** is
-given before and after. The **scaling timeline** is then replayed (``rules.scaling``) with every
-window's response times scaled by the ratio of its requests' p95 after/before and its queue depth by
-the ratio of their mean durations (Little's law), the CPU left as it is (a database wait costs the
+given before and after. After an N+1's fix, that p95 is not the p95 of each request less its saving,
+a time for a median request: a loop spreads over hundreds of turns the interruptions (other
+processes on the CPU, the garbage collector, other threads holding the GIL) that a request a few
+turns long meets whole or not at all (that p95 came under the fixed route's measured one in 7 runs
+of 9, by up to 58%, on tests/apps/orders_app.py). The route's median time after the fix is turned
+into a length in turns of the loop, and the p95 is that of the stretches of the loops of that
+length, at every position (``_p95_at_loop_pace``; the estimate's evidence ``p95_after`` says on what
+it rests). The **scaling
+timeline** is then replayed (``rules.scaling``) with every window's response times scaled by the
+ratio of its requests' p95 after/before (each request less its saving) and its queue depth by the
+ratio of their mean durations (Little's law), the CPU left as it is (a database wait costs the
 service little CPU): the instances the scaler wanted at peak, before and after the fix.
 
 Assumptions, stated in every estimate so a reader can disagree: the db calls of a request are on its
@@ -37,10 +45,14 @@ without a verified index is not priced (no fix is known to work).
 Memory: per request a key and three numbers, per (request, statement shape) a key and four numbers,
 at most ``MAX_REQUESTS`` requests and ``CALL_ROWS_PER_REQUEST`` times as many pairs (the first ones;
 beyond that they are counted, not kept: the estimate then covers the requests kept, and says how many
-were not).
+were not); per db call its start and its pair's row, ``CALL_STARTS_PER_REQUEST`` times
+``MAX_REQUESTS`` at most (a request whose calls of the statement were not all kept is priced at its
+time less its saving).
 
 Cost: about 0.8 µs of CPU a span on top of the database rules' 2.9 (+25% on them; the whole analysis
-costs about 7 µs a span), measured by tests/bench/bench_impact.py on the shared 2-core machine.
+costs about 7 µs a span), measured by tests/bench/bench_impact.py on the shared 2-core machine;
+keeping each db call's start (two appends to arrays) is within the noise of ``add_calls``' 1.4 µs a
+call, and the stretches of the loops take about 0.1 s at the end for the bench's N+1.
 """
 
 from __future__ import annotations
@@ -70,13 +82,16 @@ __all__ = ["MAX_REQUESTS", "Estimate", "ImpactFeed", "estimate", "ranked"]
 #: of db calls, ``CALL_ROWS_PER_REQUEST`` times as many, about 150 bytes each: some 45 MB at most.
 MAX_REQUESTS: Final = 50_000
 CALL_ROWS_PER_REQUEST: Final = 5
+#: Starts of db calls kept (16 bytes each, some 16 MB at most), ``CALL_STARTS_PER_REQUEST`` times
+#: ``MAX_REQUESTS``: the turns of the loops, for the spread of a fixed request's time.
+CALL_STARTS_PER_REQUEST: Final = 20
 #: What a batched query pays for each id beyond the first, in turns of the loop it replaces: an ``IN``
-#: of 400 ids cost 6 to 15 turns more than one turn, 10 in the median of 17 runs (SQLAlchemy 2.0 on
-#: SQLite and on PostgreSQL 15, tests/apps/orders_app.py: the median of /orders/batched against that
-#: of /orders less its loop, in the same run, on the shared 2-core machine): the id's bind, its index
-#: lookup and its rows stay in the batch; the round trip, the statement's build and its span go. Not
-#: one constant: 28 turns on PostgreSQL in a quieter run, whose turns were shorter.
-BATCH_TURN_PER_ID: Final = 0.025
+#: of 400 ids cost 8 to 22 turns more than one turn, 11.5 in the median of 15 runs, alike on SQLite
+#: and on PostgreSQL 15 (SQLAlchemy 2.0, tests/apps/orders_app.py: the median of /orders/batched
+#: against that of /orders less its loop, in the same run, on the shared 2-core machine): the id's
+#: bind, its index lookup and its rows stay in the batch; the round trip, the statement's build and its
+#: span go. Not one constant: the most turns when the turns were shortest (PostgreSQL, quieter runs).
+BATCH_TURN_PER_ID: Final = 0.03
 ASSUMPTIONS: Final = (
     "the db calls of a request run one after the other on its critical path",
     "the service's CPU does not change (a database wait costs it little CPU)",
@@ -109,6 +124,19 @@ _SQLITE_FIRST_ROW: Final = (
     "fetched, after the span), so the time the index would save is mostly not in the observed time: "
     "this saving is a lower bound"
 )
+#: Stretches of a loop taken for the p95 after an N+1's fix (fewer when there are many loops: each
+#: round sorts them all), and rounds fitting their length.
+_STRETCHES_PER_LOOP: Final = 64
+_STRETCHES_IN_ALL: Final = 200_000
+_PACE_ROUNDS: Final = 4
+_AT_LOOP_PACE: Final = (
+    "a fixed request goes at the pace its loop went: the route's p95 after the fix is that of the "
+    "stretches of the loops as long as the median request after it (the interruptions a loop spreads "
+    "over its turns, a short request meets whole or not at all); the garbage collector's full "
+    "collections, which no span shows, come as often after the fix (a batch keeping its rows alive "
+    "may bring them sooner)"
+)
+_P95_EACH_REQUEST: Final = "each request at its time less its saving (no loop's call starts kept)"
 _INDEX_FORMULA: Final = (
     "saved per request = time_ms * (1 - cost_after / cost_before) (the planner's cost ratio applied "
     "to the observed time of the statement)"
@@ -180,6 +208,10 @@ class ImpactFeed:
         self._call_time = array("d")
         self._call_first = array("q")
         self._call_last = array("q")
+        # Each call's start and the row of its (request, statement): the turns of a loop.
+        self.max_call_starts = CALL_STARTS_PER_REQUEST * max_requests
+        self._start_row = array("l")
+        self._start_ns = array("q")
         # Savings of the trace-shape findings: (rule, subject) -> request key -> seconds.
         self._savings: dict[tuple[str, str], dict[str, float]] = {}
         self._saving_rows = 0
@@ -227,6 +259,9 @@ class ImpactFeed:
         count, time_s, first, last = self._call_count, self._call_time, self._call_first, self._call_last
         service: str | None = None
         key = ""
+        # Checked once a trace, not once a call: the bound is passed by at most one trace's calls.
+        keep_starts = len(self._start_ns) < self.max_call_starts
+        start_row, start_ns_of = self._start_row.append, self._start_ns.append
         for call in calls:
             start_ns, end_ns, statement_id = call[1], call[2], call[3]
             if call[-1] is not service:  # one service in a trace, nearly always: its key built once
@@ -244,11 +279,17 @@ class ImpactFeed:
                     self.dropped_calls += 1
                     continue
                 rows[key] = len(count)
+                if keep_starts:
+                    start_row(len(count))
+                    start_ns_of(start_ns)
                 count.append(1)
                 time_s.append(max(end_ns - start_ns, 0) / 1e9)
                 first.append(start_ns)
                 last.append(end_ns)
                 continue
+            if keep_starts:
+                start_row(row)
+                start_ns_of(start_ns)
             count[row] += 1
             time_s[row] += max(end_ns - start_ns, 0) / 1e9
             if start_ns < first[row]:
@@ -289,13 +330,33 @@ class ImpactFeed:
     def calls_of(self, statement_id: int | None) -> dict[_RequestKey, tuple[int, float, int, int]]:
         """Per request: calls, seconds, first start and last end of a statement (its id in the
         database rules)."""
-        if statement_id is None:
-            return {}
         count, time_s, first, last = self._call_count, self._call_time, self._call_first, self._call_last
         return {
             key: (count[row], time_s[row], first[row], last[row])
-            for key, row in self._calls.get(statement_id, {}).items()
+            for key, row in self._rows_of(statement_id).items()
         }
+
+    def turns_of(self, statement_id: int | None) -> dict[_RequestKey, list[int]]:
+        """Per request whose calls of a statement all had their start kept: those starts in order and
+        the end of the last call, the bounds of the loop's turns (a turn: from one call's start to the
+        next one's)."""
+        rows = {row: key for key, row in self._rows_of(statement_id).items()}
+        starts: dict[int, list[int]] = {}
+        for row, start_ns in zip(self._start_row, self._start_ns, strict=True):
+            if row in rows:
+                starts.setdefault(row, []).append(start_ns)
+        count, last = self._call_count, self._call_last
+        return {
+            rows[row]: [*sorted(of_row), last[row]]  # (a call ends at or after its start)
+            for row, of_row in starts.items()
+            if len(of_row) == count[row]
+        }
+
+    def _rows_of(self, statement_id: int | None) -> dict[_RequestKey, int]:
+        """Per request: the row of its calls of a statement."""
+        if statement_id is None:
+            return {}
+        return self._calls.get(statement_id, {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +465,7 @@ def estimate(
                 f"a batched query costs one turn of the loop plus {BATCH_TURN_PER_ID} of a turn for each "
                 "further id (its binding, lookup and rows; measured on SQLAlchemy 2.0 with SQLite and "
                 "PostgreSQL, not read from this input)",
+                _AT_LOOP_PACE,
             )
         elif recommendation.rule == "index_candidate" and numbers.get("verdict") == "verified":
             columns = tuple(c.strip() for c in str(numbers.get("columns", "")).split(","))
@@ -418,10 +480,12 @@ def estimate(
                 assumptions = (*assumptions, _SQLITE_FIRST_ROW)
         else:
             continue
-        calls = feed.calls_of(feed.database.statement_id(statement))
+        statement_id = feed.database.statement_id(statement)
+        calls = feed.calls_of(statement_id)
         saved = {key: _saving(totals, ratio) for key, totals in calls.items()}
+        turns = feed.turns_of(statement_id) if recommendation.rule == "n_plus_one" else None
         priced = _estimate(
-            requests, feed, recommendation, saved, formula, assumptions, extra, windows, scaling
+            requests, feed, recommendation, saved, formula, assumptions, extra, windows, scaling, turns
         )
         out.append(priced)
     return sorted(out, key=lambda e: (-e.saved_s, e.fingerprint))
@@ -448,7 +512,10 @@ def _estimate(
     extra: dict[str, float | int | str],
     windows: Sequence[Window],
     scaling: ScalingRuleConfig | None,
+    turns: dict[_RequestKey, list[int]] | None = None,
 ) -> Estimate:
+    """Price one finding from each request's saving; with ``turns`` (an N+1's loops), each route's
+    p95 after the fix is the p95 of stretches of those loops (``_p95_at_loop_pace``)."""
     affected = [key for key, value in saved.items() if value > 0 and key in requests]
     routes = {requests[key].route for key in affected}
     of_route: dict[str, list[tuple[_RequestKey, float]]] = {route: [] for route in routes}
@@ -456,13 +523,20 @@ def _estimate(
         if request.route in of_route:
             of_route[request.route].append((key, request.duration_s))
     by_route: list[RouteImpact] = []
+    bases: list[str] = []
     for route in sorted(routes):
         before = of_route[route]
         durations = [d for _, d in before]
         after = [max(d - saved.get(key, 0.0), 0.0) for key, d in before]
         savings = sorted(saved[key] for key, _ in before if saved.get(key, 0.0) > 0)
         median = savings[len(savings) // 2] if savings else 0.0
-        by_route.append(RouteImpact(route, len(before), _p95(durations), _p95(after), median))
+        p95_after = _p95(after)
+        if turns:
+            at_pace = _p95_at_loop_pace(before, saved, turns)
+            if at_pace is not None:
+                p95_after, basis = at_pace
+                bases.append(f"{route}: {basis}")
+        by_route.append(RouteImpact(route, len(before), _p95(durations), p95_after, median))
     peak_before, peak_after = _replay(requests, saved, windows, scaling)
     total = sum(saved[key] for key in affected)
     evidence: dict[str, float | int | str] = {
@@ -471,6 +545,8 @@ def _estimate(
         "db_calls_not_kept": feed.dropped_calls,
         **extra,
     }
+    if turns is not None:
+        evidence["p95_after"] = "; ".join(bases) or _P95_EACH_REQUEST
     return Estimate(
         recommendation.fingerprint,
         recommendation.rule,
@@ -484,6 +560,90 @@ def _estimate(
         peak_after,
         evidence,
     )
+
+
+def _p95_at_loop_pace(
+    before: list[tuple[_RequestKey, float]],
+    saved: dict[_RequestKey, float],
+    turns: dict[_RequestKey, list[int]],
+) -> tuple[float, str] | None:
+    """A route's p95 after an N+1's fix, and what it is based on (``None``: no loop's turns kept).
+
+    The fixed request is served at the pace the loops went: its time is the wall time of a stretch
+    of a loop doing as much work. Each request less its saving is a time for a median request, not
+    for the tail: a loop spreads over hundreds of turns the interruptions (other processes on the
+    CPU, the garbage collector, other threads holding the GIL) that a request a few turns long
+    meets whole or not at all. So the route's median time after the fix (each request less its
+    saving) is converted into a number of turns, ``t``, whose stretches of the loops take that time
+    in the median, and the p95 is that of the stretches of ``t`` turns at every position of every
+    loop (each request weighing one, however many positions it has). A request of the route without
+    the loop, or with the loop shorter than ``t`` turns, weighs one at its own time less its saving.
+    """
+    after = {key: max(d - saved.get(key, 0.0), 0.0) for key, d in before}
+    loops = [(key, turns[key]) for key, _ in before if key in turns and len(turns[key]) > 2]
+    if not loops:
+        return None
+    target_s = _weighted_quantile([(after[key], 1.0) for key, _ in loops], 0.5)
+    turn_s = _weighted_quantile([((b[-1] - b[0]) / 1e9 / (len(b) - 1), 1.0) for _, b in loops], 0.5)
+    if target_s <= 0 or turn_s <= 0:
+        return None
+    length = target_s / turn_s
+    for _ in range(_PACE_ROUNDS):  # the stretches' median time meets the target: a few rounds do
+        stretches, _ = _stretches(loops, length)
+        median_s = _weighted_quantile(stretches, 0.5) if stretches else 0.0
+        if median_s <= 0:
+            return None
+        length *= target_s / median_s
+    stretches, hosted = _stretches(loops, length)
+    if not hosted:
+        return None
+    rest = [(value, 1.0) for key, value in after.items() if key not in hosted]
+    p95 = _weighted_quantile(stretches + rest, 0.95)
+    basis = (
+        f"stretches of {length:.1f} turns of {len(hosted)} requests' loops, at every position (the "
+        f"median request after the fix, {target_s * 1000:.1f} ms, at the loops' pace)"
+    )
+    if rest:
+        basis += f", {len(rest)} requests at their time less their saving"
+
+    return p95, basis
+
+
+def _stretches(
+    loops: list[tuple[_RequestKey, list[int]]], length: float
+) -> tuple[list[tuple[float, float]], set[_RequestKey]]:
+    """(seconds, weight) of the stretches of ``length`` turns of each loop (its turns' bounds) at
+    up to ``_STRETCHES_PER_LOOP`` positions spread along it (``_STRETCHES_IN_ALL`` in all), each loop
+    weighing one in all; and the requests whose loop is long enough for one."""
+    whole = int(length)
+    part = length - whole
+    per_loop = max(min(_STRETCHES_PER_LOOP, _STRETCHES_IN_ALL // max(len(loops), 1)), 1)
+    out: list[tuple[float, float]] = []
+    hosted: set[_RequestKey] = set()
+    for key, bounds in loops:
+        positions = len(bounds) - 1 - whole  # a stretch ends in a turn of the loop (``part`` of it)
+        if positions <= 0:
+            continue
+        hosted.add(key)
+        step = max(positions / per_loop, 1.0)
+        starts = sorted({int(i * step) for i in range(min(positions, per_loop))})
+        weight = 1.0 / len(starts)
+        for j in starts:
+            end_ns = bounds[j + whole] + part * (bounds[j + whole + 1] - bounds[j + whole])
+            out.append(((end_ns - bounds[j]) / 1e9, weight))
+    return out, hosted
+
+
+def _weighted_quantile(values: list[tuple[float, float]], q: float) -> float:
+    """Nearest-rank quantile of (value, weight) pairs (with weights of one, ``_p95``'s)."""
+    ordered = sorted(values)
+    total = sum(w for _, w in ordered)
+    reached = 0.0
+    for value, weight in ordered:
+        reached += weight
+        if reached >= q * total * (1 - 1e-9):  # (sums of fractions of one)
+            return value
+    return ordered[-1][0] if ordered else 0.0
 
 
 def _replay(
@@ -564,6 +724,7 @@ def to_json(estimates: Sequence[Estimate]) -> dict[str, Any]:
 
 def render_text(section: dict[str, Any] | None, file: TextIO) -> None:
     """The ``impact`` section as text, when a fix was priced (nothing otherwise)."""
+    from amqadf_agent.analyzer.render_impact import p95_basis
     from amqadf_agent.analyzer.report_values import shown
 
     estimates = (section or {}).get("estimates") or []
@@ -584,3 +745,5 @@ def render_text(section: dict[str, Any] | None, file: TextIO) -> None:
         if instances:
             w(f"    instances at peak: {instances['peak_before']} -> {instances['peak_after']}\n")
         w(f"    how: {shown(item['formula'])}\n")
+        if p95_basis(item):
+            w(f"    {shown(p95_basis(item))}\n")

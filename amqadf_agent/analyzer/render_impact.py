@@ -5,8 +5,8 @@ the Markdown and HTML reports take their lines from here, so each renderer only 
 
 * ``impact``: one short table, a row a priced finding (its title, the time its fix saves in all and
   per affected request, each affected route's p95 before and after, the instances the scaler wanted
-  at peak before and after), then how each estimate was computed (formula, assumptions), so a
-  reader can disagree with it;
+  at peak before and after), then how each estimate was computed (formula, assumptions, what the
+  p95 after the fix is based on), so a reader can disagree with it;
 * the verdict of ``--explain`` on an index candidate (``verdict`` in its evidence numbers): verified,
   not suggested or unverified, with the reason, the cost before and after, the plan change and the
   ``CREATE INDEX`` statement, in the finding's block.
@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from amqadf_agent.analyzer.report_values import MISSING, items, mapping, ms, num, number, shown_in_html
 
-__all__ = ["html_lines", "markdown_lines", "verdict_html", "verdict_markdown"]
+__all__ = ["html_lines", "markdown_lines", "p95_basis", "verdict_html", "verdict_markdown"]
 
 TITLE: Final = "What the fixes are worth"
 HEADER: Final = ("Finding", "Saved", "Per request", "Route p95 before → after", "Instances at peak")
@@ -47,6 +47,12 @@ def _instances(estimate: Mapping[str, Any]) -> str:
 def _per_request(estimate: Mapping[str, Any]) -> str:
     each, count = estimate.get("saved_ms_per_affected_request"), estimate.get("requests_affected")
     return f"{ms(each)} in each of {num(count)}"
+
+
+def p95_basis(estimate: Mapping[str, Any]) -> str:
+    """What the routes' p95 after the fix is based on, when the estimate says (an N+1's does)."""
+    basis = mapping(estimate.get("evidence")).get("p95_after")
+    return f"p95 after the fix from {basis}." if isinstance(basis, str) and basis else ""
 
 
 def _estimates(value: object) -> list[Mapping[str, Any]]:
@@ -78,6 +84,8 @@ def markdown_lines(value: object) -> list[str]:
         assumptions = [str(a) for a in estimate.get("assumptions") or []]
         if assumptions:
             lines.append(f"   Assumes: {text('; '.join(assumptions))}.")
+        if p95_basis(estimate):
+            lines.append(f"   {text(p95_basis(estimate))}")
     return [*lines, ""]
 
 
@@ -106,6 +114,7 @@ def html_lines(value: object) -> list[str]:
     for estimate in estimates:
         assumptions = "; ".join(str(a) for a in estimate.get("assumptions") or [])
         how = str(estimate.get("formula", "")) + (f" Assumes: {assumptions}." if assumptions else "")
+        how += f" {p95_basis(estimate)}" if p95_basis(estimate) else ""
         out.append(f"<dt><code>{e(estimate.get('fingerprint', ''))}</code></dt><dd>{e(how)}</dd>")
     return [*out, "</dl>", "</section>"]
 
