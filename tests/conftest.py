@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from support.otlp_receiver import Received, otlp_receiver
 from support.postgres_server import PostgresServer
 from support.redis_server import REDIS_SERVER, RedisServer
 
@@ -109,3 +110,10 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Received]:
+    """An OTLP/HTTP receiver on loopback that keeps every request (``support.otlp_receiver``)."""
+    with otlp_receiver() as received:
+        yield received

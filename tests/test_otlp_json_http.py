@@ -1,62 +1,33 @@
 """``OTEL_EXPORTER_OTLP_PROTOCOL=http/json``: OTLP JSON bodies on the SDK's HTTP exporters.
 
-A real ``http.server`` on loopback records what arrives; the Collector reading these requests
-(and the analysis of its files equal to the agent's own) is in tests/test_collector_real.py.
+A real ``http.server`` on loopback (``support.otlp_receiver``) records what arrives; the Collector
+reading these requests (and the analysis of its files equal to the agent's own) is in
+tests/test_collector_real.py.
 """
 
 from __future__ import annotations
 
 import gzip
-import http.server
 import logging
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
+from support.otlp_receiver import Received
 
 import amqadf_agent
 from amqadf_agent.analyzer.model import SpanRecord
 from amqadf_agent.analyzer.otlp_reader import read
 
 
-class _Receiver(http.server.BaseHTTPRequestHandler):
-    got: list[tuple[str, dict[str, str], bytes]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.got.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[str]:
-    _Receiver.got = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.mark.parametrize("compression", ["none", "gzip"])
 def test_spans_metrics_and_logs_go_as_otlp_json(
-    receiver: str, tmp_path: Path, compression: str, monkeypatch: pytest.MonkeyPatch
+    receiver: Received, tmp_path: Path, compression: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", compression)
     agent = amqadf_agent.start(
         exporters=["otlp"],
-        otlp_endpoint=receiver,
+        otlp_endpoint=receiver.url,
         otlp_protocol="http/json",
         otlp_headers={"X-Team": "core"},
         service_name="json-shop",
@@ -74,7 +45,7 @@ def test_spans_metrics_and_logs_go_as_otlp_json(
     finally:
         assert agent.shutdown()
     by_path: dict[str, list[tuple[dict[str, str], bytes]]] = {}
-    for path, headers, body in _Receiver.got:
+    for path, headers, body in receiver.got:
         by_path.setdefault(path, []).append((headers, body))
     assert {"/v1/traces", "/v1/metrics", "/v1/logs"} <= by_path.keys(), by_path.keys()
     lines = []

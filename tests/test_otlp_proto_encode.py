@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext
+from support.otlp_receiver import Received
 from test_otlp_json_encode import _values, copied_spans, make_spans, raw_span, traced
-from test_otlp_json_http import _Receiver, receiver  # noqa: F401  (a fixture)
 
 import amqadf_agent
 from amqadf_agent.runtime import otlp_json_encode, otlp_proto_encode
@@ -128,11 +128,11 @@ def test_any_attributes_a_tracer_keeps_are_the_sdk_encoders_bytes(
     assert otlp_proto_encode.spans_body(spans) == sdk_body(spans)
 
 
-def test_the_agents_otlp_http_exporter_sends_these_bytes(receiver: str) -> None:  # noqa: F811
+def test_the_agents_otlp_http_exporter_sends_these_bytes(receiver: Received) -> None:
     """``otlp`` over HTTP/protobuf (the default protocol): the request body is the SDK's encoding."""
     captured = InMemorySpanExporter()
     agent = amqadf_agent.start(
-        exporters=["otlp"], otlp_endpoint=receiver, span_exporters=[captured], self_metrics=False
+        exporters=["otlp"], otlp_endpoint=receiver.url, span_exporters=[captured], self_metrics=False
     )
     assert agent.running, agent.error
     try:
@@ -142,17 +142,17 @@ def test_the_agents_otlp_http_exporter_sends_these_bytes(receiver: str) -> None:
                 pass
     finally:
         assert agent.shutdown()
-    bodies = [body for path, headers, body in _Receiver.got if path == "/v1/traces"]
+    bodies = [body for path, headers, body in receiver.got if path == "/v1/traces"]
     assert bodies and all(
-        headers["content-type"] == "application/x-protobuf" for _, headers, _ in _Receiver.got
+        headers["content-type"] == "application/x-protobuf" for _, headers, _ in receiver.got
     )
     spans = captured.get_finished_spans()
     assert b"".join(bodies) == sdk_body(spans)
 
 
-def test_a_body_over_the_request_size_limit_is_dropped_as_by_the_sdk(receiver: str) -> None:  # noqa: F811
-    exporter = ProtoSpanExporter(endpoint=f"{receiver}/v1/traces", max_request_size=64)
+def test_a_body_over_the_request_size_limit_is_dropped_as_by_the_sdk(receiver: Received) -> None:
+    exporter = ProtoSpanExporter(endpoint=f"{receiver.url}/v1/traces", max_request_size=64)
     spans = make_spans(3, count=5)
     assert exporter.export(spans).name == "FAILURE"
-    assert ProtoSpanExporter(endpoint=f"{receiver}/v1/traces").export(spans).name == "SUCCESS"
-    assert [body for _, _, body in _Receiver.got] == [sdk_body(spans)]
+    assert ProtoSpanExporter(endpoint=f"{receiver.url}/v1/traces").export(spans).name == "SUCCESS"
+    assert [body for _, _, body in receiver.got] == [sdk_body(spans)]
