@@ -3,7 +3,6 @@ for it (within its share of the deadline), so the spans it still makes are expor
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -11,18 +10,15 @@ from pathlib import Path
 import pytest
 
 import amqadf_agent
+from amqadf_agent.analyzer.model import SpanRecord
+from amqadf_agent.analyzer.otlp_reader import read
 from amqadf_agent.resilience import timeout as timeout_module
 from amqadf_agent.resilience.timeout import CallTimeoutError, timeout, wait_for_overrunning
 from amqadf_agent.runtime import agent as agent_module
 
 
 def _span_names(directory: Path) -> list[str]:
-    names = []
-    for line in (directory / "traces.jsonl").read_text().splitlines():
-        for resource in json.loads(line)["resourceSpans"]:
-            for scope in resource["scopeSpans"]:
-                names.extend(span["name"] for span in scope["spans"])
-    return names
+    return [r.name for r in read([directory / "traces.jsonl"], strict=True) if isinstance(r, SpanRecord)]
 
 
 def _start(directory: Path) -> amqadf_agent.Agent:
