@@ -45,7 +45,7 @@ from amqadf_agent.monitoring.requests import record_request
 from amqadf_agent.monitoring.worker_pool import InstrumentedThreadPoolExecutor
 from amqadf_agent.profiling.profiler import PerformanceProfiler
 from amqadf_agent.resilience import timeout as timeout_mod
-from amqadf_agent.resilience.circuit_breaker import CircuitBreaker
+from amqadf_agent.resilience.circuit_breaker import OPEN, CircuitBreaker
 from amqadf_agent.resilience.fallback import GracefulDegradation
 from amqadf_agent.resilience.rate_limit import RateLimiter
 from amqadf_agent.resilience.retry import RetryBudget, RetryPolicy
@@ -251,7 +251,7 @@ class ShopService:
         self.inventory_breaker.instrument()
         self._breaker_opened = threading.Event()
         self.inventory_breaker.add_listener(
-            lambda _breaker, _from, to: self._breaker_opened.set() if to == "open" else None
+            lambda _breaker, _from, to: self._breaker_opened.set() if to == OPEN else None
         )
         GracefulDegradation.instrument()
         timeout_mod.instrument()
