@@ -191,8 +191,8 @@ _DIGEST_MASK = (1 << 64) - 1
 def hash_literals(joined: str) -> str:
     """A 16-hex-digit digest of literal values joined by NUL: equal for equal values, within one process.
 
-    Only compared inside the process that made it (the analyzer's repeated-call check; forked readers
-    share the parent's hash key), never exported or stored: so it is Python's keyed string hash
+    Only compared inside the process that made it (the analyzer's repeated-call check runs in one
+    process; the agent keeps only the shape), never exported or stored: so it is Python's keyed string hash
     (SipHash, its key random per interpreter), about six times cheaper than blake2b here, where the
     analyzer computes one for every db call with literals."""
     return f"{hash(joined) & _DIGEST_MASK:016x}"

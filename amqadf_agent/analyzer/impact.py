@@ -69,6 +69,7 @@ from amqadf_agent.analyzer.explain import Verdict
 from amqadf_agent.analyzer.model import SPAN_KIND_SERVER, Record, SpanRecord, service_name
 from amqadf_agent.analyzer.recommendation import Recommendation
 from amqadf_agent.analyzer.rules.database import DatabaseRules
+from amqadf_agent.analyzer.rules.pool_sizing import quantile
 from amqadf_agent.analyzer.rules.scaling import ScalingRuleConfig
 from amqadf_agent.analyzer.windows import Window
 from amqadf_agent.semconv import ATTR_HTTP_ROUTE
@@ -700,10 +701,7 @@ def _ratio(after: float, before: float) -> float:
 
 def _p95(values: Sequence[float]) -> float:
     """Nearest-rank 95th percentile (0 for none)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[max(math.ceil(0.95 * len(ordered)) - 1, 0)]
+    return quantile(0.95, values) or 0.0
 
 
 def ranked(recommendations: Iterable[Recommendation], estimates: Iterable[Estimate]) -> list[Recommendation]:
@@ -745,5 +743,5 @@ def render_text(section: dict[str, Any] | None, file: TextIO) -> None:
         if instances:
             w(f"    instances at peak: {instances['peak_before']} -> {instances['peak_after']}\n")
         w(f"    how: {shown(item['formula'])}\n")
-        if p95_basis(item):
-            w(f"    {shown(p95_basis(item))}\n")
+        if basis := p95_basis(item):
+            w(f"    {shown(basis)}\n")

@@ -84,8 +84,8 @@ def markdown_lines(value: object) -> list[str]:
         assumptions = [str(a) for a in estimate.get("assumptions") or []]
         if assumptions:
             lines.append(f"   Assumes: {text('; '.join(assumptions))}.")
-        if p95_basis(estimate):
-            lines.append(f"   {text(p95_basis(estimate))}")
+        if basis := p95_basis(estimate):
+            lines.append(f"   {text(basis)}")
     return [*lines, ""]
 
 
@@ -114,7 +114,8 @@ def html_lines(value: object) -> list[str]:
     for estimate in estimates:
         assumptions = "; ".join(str(a) for a in estimate.get("assumptions") or [])
         how = str(estimate.get("formula", "")) + (f" Assumes: {assumptions}." if assumptions else "")
-        how += f" {p95_basis(estimate)}" if p95_basis(estimate) else ""
+        if basis := p95_basis(estimate):
+            how += f" {basis}"
         out.append(f"<dt><code>{e(estimate.get('fingerprint', ''))}</code></dt><dd>{e(how)}</dd>")
     return [*out, "</dl>", "</section>"]
 
