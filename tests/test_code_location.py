@@ -100,6 +100,65 @@ def test_library_frames_between_the_application_and_the_span_are_skipped(
         assert span.attributes[FUNCTION].endswith("through_library.<locals>.<lambda>")
 
 
+def library_client(depth: int) -> Any:
+    """``call(tracer)`` that starts and ends a client span ``depth`` library frames below its caller
+    (an ORM's or an HTTP client's frames between the application and the instrumentation)."""
+    namespace: dict[str, Any] = {"__name__": "sqlalchemy.orm.inner", "CLIENT": SpanKind.CLIENT}
+    source = "def level0(tracer):\n    tracer.start_span('q', kind=CLIENT).end()\n" + "".join(
+        f"def level{i}(tracer):\n    level{i - 1}(tracer)\n" for i in range(1, depth + 1)
+    )
+    exec(compile(source, "/venv/lib/python3.11/site-packages/sqlalchemy/orm/inner.py", "exec"), namespace)
+    return namespace[f"level{depth}"]
+
+
+def test_call_paths_of_several_scopes_and_depths_each_get_their_own_line(
+    located: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    # GIVEN two instrumentation scopes whose calls sit at different depths below the application,
+    # and one scope whose call paths differ in depth (an ORM's query and its flush)
+    provider, exporter = located
+    shallow, deep = library_client(2), library_client(12)
+    orm, http = provider.get_tracer("orm"), provider.get_tracer("http")
+
+    def first_path() -> None:
+        shallow(orm)  # first path
+
+    def second_path() -> None:
+        deep(http)  # second path
+
+    def third_path() -> None:
+        deep(orm)  # third path
+
+    expected = {
+        "first_path": line_of(first_path, "# first path"),
+        "second_path": line_of(second_path, "# second path"),
+        "third_path": line_of(third_path, "# third path"),
+    }
+    def nested(levels: int, path: Callable[[], None]) -> None:
+        """The application's own frames around the call (known as the application's: one of them
+        starts a span itself): a distance learned on a deeper path lands on one of them, which must
+        not be taken for the caller."""
+        if levels:
+            nested(levels - 1, path)
+        else:
+            provider.get_tracer("app").start_span("direct", kind=SpanKind.CLIENT).end()
+            path()
+
+    # WHEN they alternate, so that each learned distance is tried on the other paths
+    for _ in range(3):
+        for path in (first_path, second_path, third_path, first_path):
+            nested(15, path)
+    # THEN every span names the application's line that called into the library
+    spans = [span for span in exporter.get_finished_spans() if span.name == "q"]
+    assert len(spans) == 12
+    for span in spans:
+        assert span.attributes is not None
+        function = span.attributes[FUNCTION]
+        assert isinstance(function, str) and function.rsplit(".", 1)[-1] in expected, function
+        assert span.attributes[LINE] == expected[function.rsplit(".", 1)[-1]]
+        assert span.attributes[FILE] == __file__
+
+
 def test_the_innermost_application_frame_is_named_not_an_outer_caller(
     located: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:

@@ -38,6 +38,11 @@ class EndOnly(Recording):
     _on_ending = SpanProcessor._on_ending
 
 
+class StartOnly(Recording):
+    _on_ending = SpanProcessor._on_ending
+    on_end = SpanProcessor.on_end
+
+
 def _run(active: SynchronousMultiSpanProcessor) -> tuple[list[tuple[str, str, str]], list[Any]]:
     calls: list[tuple[str, str, str]] = []
     exported = InMemorySpanExporter()
@@ -45,6 +50,7 @@ def _run(active: SynchronousMultiSpanProcessor) -> tuple[list[tuple[str, str, st
     provider.add_span_processor(Recording(calls, "a"))
     provider.add_span_processor(BatchSpanProcessor(exported))
     provider.add_span_processor(EndOnly(calls, "b"))
+    provider.add_span_processor(StartOnly(calls, "c"))
     tracer = provider.get_tracer("t")
     with tracer.start_as_current_span("outer"), tracer.start_as_current_span("inner") as inner:
         inner.set_attribute("k", "v")
@@ -63,21 +69,25 @@ def test_the_same_calls_in_the_same_order_as_the_sdks_minus_empty_hooks() -> Non
     assert calls == sdk_calls
     assert spans == sdk_spans and len(spans) == 3
     assert ("late", "_on_ending", "after") in calls and ("b", "on_end", "inner") in calls
+    assert ("c", "on_start", "inner") in calls and not any(c[0] == "c" and c[1] != "on_start" for c in calls)
 
 
 def test_only_the_hooks_that_do_something_are_kept() -> None:
     active = providers.span_processors()
     batch = BatchSpanProcessor(InMemorySpanExporter())
-    recording, end_only, simple = (
+    recording, end_only, start_only, simple = (
         Recording([], "a"),
         EndOnly([], "b"),
+        StartOnly([], "c"),
         SimpleSpanProcessor(InMemorySpanExporter()),
     )
-    for processor in (recording, batch, end_only, simple):
+    for processor in (recording, batch, end_only, start_only, simple):
         active.add_span_processor(processor)
-    assert active._span_processors == (recording, batch, end_only, simple)
-    assert active._starting == (recording, simple)  # SimpleSpanProcessor's on_start is its own
+    assert active._span_processors == (recording, batch, end_only, start_only, simple)
+    # SimpleSpanProcessor's on_start is its own
+    assert active._starting == (recording, start_only, simple)
     assert active._ending == (recording, simple)
+    assert active._ended == (recording, batch, end_only, simple)
     active.shutdown()
 
 
@@ -86,6 +96,7 @@ def test_only_the_hooks_that_do_something_are_kept() -> None:
     [
         (SpanProcessor, "on_start"),
         (SpanProcessor, "_on_ending"),
+        (SpanProcessor, "on_end"),
         (BatchSpanProcessor, "on_start"),
         (BatchSpanProcessor, "_on_ending"),
     ],

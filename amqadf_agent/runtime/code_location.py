@@ -25,10 +25,11 @@ import os
 import site
 import sys
 import sysconfig
+from collections.abc import Hashable
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import Span, SpanProcessor
 from opentelemetry.trace import SpanKind
 
 from amqadf_agent import semconv
@@ -90,12 +91,28 @@ def _library_directories() -> tuple[str, ...]:
 
 _LIBRARY_DIRECTORIES = _library_directories()
 _PACKAGE_DIRECTORIES = ("/site-packages/", "/dist-packages/", "\\site-packages\\")
-#: code object -> (function name, file) when it is the application's, () when not. Bounded by the
-#: code objects of the process.
-_cache: dict[CodeType, tuple[str, str] | tuple[()]] = {}
+#: id of a code object -> (function name, file) when it is the application's, () when not. Keyed by
+#: id: a code object computes its hash from its names and constants on every look-up (about 1 µs for
+#: a small function, more for a large one), an id costs nothing. ``_codes`` holds every code object
+#: classified, so that no id is reused by another while its entry is here. Bounded by the code
+#: objects of the process.
+_cache: dict[int, tuple[str, str] | tuple[()]] = {}
+_codes: list[CodeType] = []
 _NOT_APPLICATION: tuple[()] = ()
-#: code object of a library frame -> how many frames out the application's frame was last found.
-_jumps: dict[CodeType, int] = {}
+#: id of the code object of a library frame, or another key of a call path (``application_frame``)
+#: -> how many frames out the application's frame was last found. Bounded by the code objects and
+#: scopes.
+_jumps: dict[Hashable, int] = {}
+
+
+def _known(frame: FrameType) -> tuple[str, str] | tuple[()]:
+    """``_cache``'s entry for ``frame``'s code, classified on first sight."""
+    code = frame.f_code
+    known = _cache.get(id(code))
+    if known is None:
+        known = _cache[id(code)] = _classify(frame)
+        _codes.append(code)
+    return known
 
 
 def _classify(frame: FrameType) -> tuple[str, str] | tuple[()]:
@@ -119,27 +136,27 @@ def _classify(frame: FrameType) -> tuple[str, str] | tuple[()]:
 
 def is_application(frame: FrameType) -> bool:
     """Whether ``frame`` runs the application's code (cached by code object)."""
-    known = _cache.get(frame.f_code)
-    if known is None:
-        known = _cache[frame.f_code] = _classify(frame)
-    return bool(known)
+    return bool(_known(frame))
 
 
-def application_frame(depth: int = 1) -> FrameType | None:
+def application_frame(depth: int = 1, key: Hashable | None = None) -> FrameType | None:
     """The innermost application frame of the caller's stack, or None (the call came from a library
     with no application code above it, e.g. the agent's own threads).
 
     Reading ``f_back`` makes CPython build a frame object for every frame walked (most of the
     walk's cost), while ``sys._getframe(n)`` skips to the n-th frame in C and builds only that one.
-    So the distance from the first frame (the instrumentation's) to the application's is learned
-    per code object, and the next call from there jumps: the frame found must be the application's
-    and the one below it a library's, else the frames are walked one by one again. A jump can miss
-    an application frame that sits between two library frames below the learned distance (code the
-    library calls back, issuing a query itself): then the outer application frame is reported.
+    So the distance from the ``depth``-th frame to the application's is learned per ``key`` (by
+    default the code object of that first frame), and the next call with that key jumps: the frame
+    found must be the application's and the one below it a library's, else the frames are walked
+    one by one again. A jump can miss an application frame that sits between two library frames
+    below the learned distance (code the library calls back, issuing a query itself): then the outer
+    application frame is reported. A ``key`` that tells call paths apart without a frame (the
+    instrumentation scope of the span) saves building the first frame, a third of the jump's cost.
     """
     cache = _cache
-    first = sys._getframe(depth)
-    jump = _jumps.get(first.f_code)
+    if key is None:
+        key = id(sys._getframe(depth).f_code)  # classified by the walk below, so kept alive
+    jump = _jumps.get(key)
     if jump is not None:
         try:
             found = sys._getframe(depth + jump)
@@ -147,27 +164,53 @@ def application_frame(depth: int = 1) -> FrameType | None:
         except ValueError:  # a shallower stack than last time
             pass
         else:
-            if cache.get(found.f_code) and cache.get(below.f_code) == _NOT_APPLICATION:
+            if cache.get(id(found.f_code)) and cache.get(id(below.f_code)) == _NOT_APPLICATION:
                 return found
-    frame: FrameType | None = first
+    frame: FrameType | None = sys._getframe(depth)
     walked = 0
     while frame is not None:
-        code = frame.f_code
-        known = cache.get(code)
-        if known is None:
-            known = cache[code] = _classify(frame)
+        known = _known(frame)
         if known:
             if walked:
-                _jumps[first.f_code] = walked
+                _jumps[key] = walked
             return frame
         frame = frame.f_back
         walked += 1
     return None
 
 
+#: id of a code object -> instruction offset -> line: ``f_lineno`` decodes the code's line table up to
+#: the offset on every read (0.4 µs for a short function, more for a long one), a call site's line
+#: never changes. For the frames ``application_frame`` found (their code objects are kept alive by
+#: ``_codes``). Bounded by the call sites that issue client calls; emptied if it holds ``_MAX_LINES``.
+_lines: dict[int, dict[int, int]] = {}
+_line_count = 0
+_MAX_LINES = 65536
+
+
+def line_number(frame: FrameType) -> int:
+    """``frame.f_lineno`` of a frame ``application_frame`` found, remembered by code object and
+    instruction offset."""
+    global _line_count
+    offset = frame.f_lasti
+    of_code = _lines.get(id(frame.f_code))
+    if of_code is not None:
+        line = of_code.get(offset)
+        if line is not None:
+            return line
+    elif _line_count >= _MAX_LINES:
+        _lines.clear()
+        _line_count = 0
+    if of_code is None:
+        of_code = _lines[id(frame.f_code)] = {}
+    line = of_code[offset] = frame.f_lineno
+    _line_count += 1
+    return line
+
+
 def describe(frame: FrameType) -> tuple[str, str, int]:
     """``(function name, file, line)`` of ``frame``."""
-    known = _cache.get(frame.f_code) or _classify(frame)
+    known = _known(frame)
     if known:
         return known[0], known[1], frame.f_lineno
     code = frame.f_code
@@ -182,9 +225,7 @@ def application_stack(depth: int = 1, limit: int = MAX_STACK_FRAMES, max_chars: 
     size = 0
     frame: FrameType | None = sys._getframe(depth)
     while frame is not None and len(lines) < limit:
-        known = _cache.get(frame.f_code)
-        if known is None:
-            known = _cache[frame.f_code] = _classify(frame)
+        known = _known(frame)
         if known:
             name, filename = known
             line = f'  File "{filename}", line {frame.f_lineno}, in {name}'
@@ -215,35 +256,45 @@ class CodeLocationProcessor(SpanProcessor):
     """
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if span.kind is not _CLIENT:
+        try:
+            kind = span._kind  # the property costs 3x the attribute, on every span
+        except AttributeError:  # another layout of the SDK's
+            kind = span.kind
+        if kind is not _CLIENT:
             return
-        # Out from here: the SDK's span start, then the instrumentation, then the libraries.
-        frame = application_frame(2)
+        # Out from here: the provider's span processors, the SDK's span start, then the
+        # instrumentation, then the libraries. Those frames are the same for every span of one
+        # instrumentation scope up to its call path: the scope keys the learned distance.
+        try:
+            scope: Hashable = span._instrumentation_scope._name  # type: ignore[union-attr]
+        except AttributeError:  # no scope, or another layout of the SDK's: keyed by the frame
+            scope = None
+        frame = application_frame(2, scope)
         if frame is None:
             return
-        name, filename = _cache[frame.f_code]  # type: ignore[misc]  # an application frame's
+        code = id(frame.f_code)
+        name, filename = _cache[code]  # type: ignore[misc]  # an application frame's
+        lines = _lines.get(code)  # line_number's look-up, inline: this runs for every client span
+        line = None if lines is None else lines.get(frame.f_lasti)
+        if line is None:
+            line = line_number(frame)
         try:
             bounded: Any = span._attributes
             store = bounded._dict
             maxlen = bounded.maxlen
-            direct = (
-                type(store) is dict
-                and not bounded._immutable
-                and bounded.max_value_len is None
-                and (maxlen is None or len(store) + 3 <= maxlen)
-            )
+            # (a span being started: its mapping is never immutable yet)
+            direct = bounded.max_value_len is None and (maxlen is None or len(store) + 3 <= maxlen)
         except AttributeError:  # another SDK's span, or another layout of the SDK's
             direct = False
         if direct:
             if _FUNCTION not in store:
                 store[_FUNCTION] = name
                 store[_FILE] = filename
-                store[_LINE] = frame.f_lineno
+                store[_LINE] = line
         elif not (span.attributes or {}).get(_FUNCTION):
-            span.set_attributes({_FUNCTION: name, _FILE: filename, _LINE: frame.f_lineno})
+            span.set_attributes({_FUNCTION: name, _FILE: filename, _LINE: line})
 
-    def on_end(self, span: ReadableSpan) -> None:
-        pass
+    # on_end: the base class's, empty; the agent's provider does not call it (providers.span_processors)
 
     def shutdown(self) -> None:
         pass

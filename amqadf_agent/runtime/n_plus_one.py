@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind
 
@@ -88,10 +89,19 @@ class NPlusOneProcessor(SpanProcessor):
             this = weakref.ref(self)
             os.register_at_fork(after_in_child=lambda: _after_fork(this))
 
+    # The hooks run for every span on the application's thread: they read the SDK span's fields
+    # (``_kind``, ``_parent``, ``_attributes``), not its properties, which cost a call each and, for
+    # ``attributes``, a new mapping proxy read through Python-level ``__getitem__``; any other span
+    # goes through ``_fields``.
+
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if span.kind is not _CLIENT or span.parent is None:
+        try:
+            kind, parent_context_of_span = span._kind, span._parent
+        except AttributeError:
+            kind, parent_context_of_span = span.kind, span.parent
+        if kind is not _CLIENT or parent_context_of_span is None:
             return
-        parent_id = span.parent.span_id
+        parent_id = parent_context_of_span.span_id
         if parent_id in self._parents:
             return
         parent = trace.get_current_span(parent_context)
@@ -107,15 +117,36 @@ class NPlusOneProcessor(SpanProcessor):
             parents.setdefault(parent_id, _Parent(parent))
 
     def on_end(self, span: ReadableSpan) -> None:
-        context = span.context
-        if context is not None and self._parents:
-            self._parents.pop(context.span_id, None)  # it was a parent: its calls are over
-        if span.kind is not _CLIENT or span.parent is None:
+        parents = self._parents
+        if not parents:
+            return  # no client span under a local parent is running: nothing to count
+        try:
+            context, kind, parent, attributes, scope = (
+                span._context,
+                span._kind,
+                span._parent,
+                span._attributes,
+                span._instrumentation_scope,
+            )
+        except AttributeError:
+            context, kind, parent, attributes, scope = (
+                span.context,
+                span.kind,
+                span.parent,
+                span.attributes,
+                span.instrumentation_scope,
+            )
+        if context is not None:
+            parents.pop(context.span_id, None)  # it was a parent: its calls are over
+        if kind is not _CLIENT or parent is None:
             return
-        entry = self._parents.get(span.parent.span_id)
+        entry = parents.get(parent.span_id)
         if entry is None:
             return
-        attributes = span.attributes or {}
+        if type(attributes) is BoundedAttributes:
+            attributes = attributes._dict
+        elif attributes is None:
+            return
         statement = attributes.get(semconv.ATTR_DB_QUERY_TEXT) or attributes.get(
             semconv.ATTR_DB_STATEMENT_OLD
         )
@@ -124,7 +155,7 @@ class NPlusOneProcessor(SpanProcessor):
         text = self._shapes.get(statement)
         if text is None:
             text = self._shape(statement)
-        key = (text, span.instrumentation_scope.name if span.instrumentation_scope else "")
+        key = (text, scope.name if scope else "")
         counts = entry.counts
         count = counts[key] = counts.get(key, 0) + 1
         if count == self.threshold:

@@ -147,9 +147,10 @@ def span_processors() -> Any:
     """The SDK's ``SynchronousMultiSpanProcessor``, calling only the hooks that do something.
 
     The SDK's calls each processor's ``on_start``, ``_on_ending`` and ``on_end`` on every span, on
-    the application's thread; the agent's batch processors do nothing in the first two, and its
-    own processors nothing in ``_on_ending``. This one keeps, for these two hooks, the processors that define
-    it, in the order they were added (the same calls as the SDK's, minus the empty ones).
+    the application's thread; the agent's batch processors do nothing in the first two, its own
+    processors nothing in ``_on_ending``, and the code location nothing in ``on_end``. This one
+    keeps, for each hook, the processors that define it, in the order they were added (the same
+    calls as the SDK's, minus the empty ones).
     """
     from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -160,11 +161,13 @@ def span_processors() -> Any:
         name: {getattr(SpanProcessor, name), getattr(BatchSpanProcessor, name)}
         for name in ("on_start", "_on_ending")
     }
+    empty["on_end"] = {SpanProcessor.on_end}
 
     class SpanProcessors(SynchronousMultiSpanProcessor):
         def __init__(self) -> None:
             self._starting: tuple[Any, ...] = ()
             self._ending: tuple[Any, ...] = ()
+            self._ended: tuple[Any, ...] = ()
             super().__init__()  # type: ignore[no-untyped-call]
 
         @property
@@ -176,6 +179,7 @@ def span_processors() -> Any:
             self._all = processors
             self._starting = tuple(p for p in processors if _defined(p, "on_start", empty))
             self._ending = tuple(p for p in processors if _defined(p, "_on_ending", empty))
+            self._ended = tuple(p for p in processors if _defined(p, "on_end", empty))
 
         def on_start(self, span: Any, parent_context: Any = None) -> None:
             for processor in self._starting:
@@ -184,6 +188,10 @@ def span_processors() -> Any:
         def _on_ending(self, span: Any) -> None:
             for processor in self._ending:
                 processor._on_ending(span)
+
+        def on_end(self, span: Any) -> None:
+            for processor in self._ended:
+                processor.on_end(span)
 
     return SpanProcessors()
 

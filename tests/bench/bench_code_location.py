@@ -2,7 +2,9 @@
 
     .venv/bin/python tests/bench/bench_code_location.py [--repeat 7] [--number 20000]
 
-Rows, per CLIENT span started and ended through the SDK (no exporter):
+Rows, per CLIENT span started and ended through the SDK (no exporter), in a tracer provider whose
+span processors are composed as the agent composes them (``providers.span_processors``: a hook a
+processor leaves empty is not called):
 
 * the SDK's span alone, then with the agent's ``CodeLocationProcessor`` and ``NPlusOneProcessor``,
   from an application frame directly (``depth 0``) and from under 10 and 40 frames of a library
@@ -35,6 +37,7 @@ from opentelemetry.trace import SpanKind
 
 from amqadf_agent.runtime.code_location import CodeLocationProcessor, application_frame
 from amqadf_agent.runtime.n_plus_one import NPlusOneProcessor
+from amqadf_agent.runtime.providers import span_processors
 
 TARGET_NS = 1500.0
 
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # One provider, the processors switched on and off between runs: the SQLAlchemy instrumentation
     # can be installed once only, and the runs alternate so that both sides see the same load.
-    provider = TracerProvider()
+    provider = TracerProvider(active_span_processor=span_processors())
     switch = _Switch(provider)
     tracer = provider.get_tracer("bench")
 
