@@ -413,7 +413,13 @@ class SanitizingSpanProcessor(SpanProcessor):
         except Exception:  # never into the application's span.end()
             logger.debug("could not sanitize span %r", span.name, exc_info=True)
             return
-        if changed is not None:
+        if changed is None:
+            return
+        if type(container) is BoundedAttributes and (
+            container.maxlen is None or len(changed) <= container.maxlen
+        ):
+            container._dict = changed  # _replace_attributes' common case, without its call
+        else:
             _replace_attributes(span, changed)
 
     def _sanitize_events(self, span: ReadableSpan) -> None:
