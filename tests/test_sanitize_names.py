@@ -262,7 +262,9 @@ def test_an_event_without_those_keys_is_left_alone(
         ("INSERT INTO t (a) VALUES (?) ON DUPLICATE KEY UPDATE a = ?", "INSERT t"),
         ("CREATE TABLE IF NOT EXISTS t (id int)", "CREATE t"),
         ("CALL refresh_stats(?)", "CALL refresh_stats"),
-        ("select id from Users where x = :x", "SELECT Users"),
+        ("select id from Users where x = :x", "select Users"),  # the operation as written
+        ("Update orders SET a = ? WHERE id = ?", "Update orders"),
+        ("begin", "begin"),
         ("SELECT ?", "SELECT"),
         ("BEGIN", "BEGIN"),
         ("SAVEPOINT sa_savepoint_1", "SAVEPOINT"),
