@@ -36,11 +36,11 @@ the digest, then the mark), counted as dropped: never the statement they came fr
 user's ``redact_attributes`` and the default keys on their attributes, ``sanitize_message`` on the
 body and on the exception attributes.
 
-A span without any of these keys costs one set look-up per attribute and a look at its name (three
-``in`` tests, and one regex search when it holds a space). The statement's rewrite and summary are
-memoized by its text (bounded), and so is a URL's redaction, so a statement or URL seen before costs a
-dictionary hit (``tests/bench/bench_sanitize.py``). A failure here never reaches the application's
-``span.end()``.
+A span without any of these keys costs one set look-up per attribute and one dictionary look-up of
+its name (a bounded memo of the names seen, each looked at once). A statement's whole rewrite (its
+text, and the mark, summary and digest it adds) is memoized by its text (bounded), and so is a URL's
+redaction, so a statement or URL seen before costs a dictionary hit and a copy of the attributes
+(``tests/bench/bench_sanitize.py``). A failure here never reaches the application's ``span.end()``.
 """
 
 from __future__ import annotations
