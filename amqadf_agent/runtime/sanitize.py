@@ -483,17 +483,22 @@ class SanitizingSpanProcessor(SpanProcessor):
                     rewritten = _memoized(
                         _statement_memo, _rewrite, value, SANITIZE_MEMO_MAX_CHARS, STATEMENT_MEMO_MAX_ENTRIES
                     )
-                out = dict(attributes) if out is None else out
-                out[key] = rewritten[0]
                 if (
-                    marks
-                    and _SUMMARY not in out
-                    and _DIGEST not in out
+                    out is None
+                    and marks
+                    and type(attributes) is dict
+                    and _SUMMARY not in attributes
+                    and _DIGEST not in attributes
                     and _PARAMETERS not in attributes
                     and not (_QUERY_TEXT in attributes and _PARAMETER_PREFIX in "\n".join(attributes))
                 ):
-                    out.update(rewritten[4])  # the common statement: no parameters, no marks yet
+                    # The common statement (the first key changed, no parameters, no marks yet): one
+                    # copy with what it adds, the general case's result.
+                    out = attributes | rewritten[4]
+                    out[key] = rewritten[0]
                 else:
+                    out = dict(attributes) if out is None else out
+                    out[key] = rewritten[0]
                     self._statement(attributes, rewritten, out, marks)
             elif kind == _URL:
                 if "?" in value or "@" in value or "#" in value:
