@@ -363,7 +363,6 @@ class SanitizingSpanProcessor(SpanProcessor):
             else:  # a bare name (lower-case, as header attributes are): the key or its last part
                 exact.add(name.lower())
                 patterns.append(r"(?s:.*\." + re.escape(name.lower()) + r")\Z")
-        self._exact = frozenset(exact)
         self._pattern = re.compile("|".join(patterns)) if patterns else None
         #: What each watched key holds (a key the user named is redacted whatever it holds).
         self._kinds: dict[str, int] = (dict(_KINDS) if sanitize else {}) | dict.fromkeys(exact, _EXACT)
