@@ -57,7 +57,7 @@ def redact_url_full(url: str) -> str:
             return url
         first = url.find("=")
         if first > question:
-            return _QUERY_VALUE.sub(_SHOWN_VALUE, url)
+            return _SHOWN_VALUE.join(_QUERY_VALUES(url))
         if first == -1:
             return url
         return url[: question + 1] + redact_query(url[question + 1 :])
@@ -79,12 +79,14 @@ def redact_query(query: str) -> str:
 
     A parameter without ``=`` (``?debug``) is a name and stays; ``;`` separates as ``&`` does.
     """
-    return _QUERY_VALUE.sub(_SHOWN_VALUE, query) if "=" in query else query
+    return _SHOWN_VALUE.join(_QUERY_VALUES(query)) if "=" in query else query
 
 
-#: A value in a query string: from its ``=`` to the next separator (an ``=`` inside it included).
-_QUERY_VALUE = re.compile(r"=[^&;]*")
-_SHOWN_VALUE = "=" + REDACTED.replace("\\", "\\\\")
+#: The text around the values of a query string, each value from its ``=`` to the next separator (an
+#: ``=`` inside it included): joined again by ``_SHOWN_VALUE``, it is the query with every value
+#: replaced, as ``re.sub`` would give it, with no template to read and about a tenth faster.
+_QUERY_VALUES = re.compile(r"=[^&;]*").split
+_SHOWN_VALUE = "=" + REDACTED
 
 
 def _redact_fragment(fragment: str) -> str:

@@ -381,12 +381,13 @@ def summary(statement: str) -> str:
     """A low-cardinality ``db.query.summary`` of a sanitized statement (``""``: none found).
 
     As the database semantic conventions describe it: each operation and the tables (or the
-    procedure) it works on, in the order they appear and as they are written (``SELECT orders``,
+    procedure) it works on, in the order they appear and as they are written, the operation's case
+    included (``SELECT orders``, ``select orders`` for ``select ... from orders``,
     ``INSERT shipping_details SELECT orders``, ``SELECT songs artists`` for a join or a comma list,
     ``SELECT SELECT orders customers`` for a subquery in ``FROM``, ``MERGE t src`` for a merge into
     ``t`` from ``src``, ``CREATE INDEX orders`` for an index on ``orders``: the index's name is left
     out, as the table's is kept); a statement without one of those
-    operations is summarized by its first word (``BEGIN``, ``SET``), a MongoDB command with a
+    operations is summarized by its first word as written (``BEGIN``, ``SET``), a MongoDB command with a
     document by the command (``find``). A scan of ``split``'s words
     that knows which ``FROM`` list each parenthesis level is in, not a parser: enough for a grouping
     label, and cheap. At most ``SUMMARY_MAX_CHARS``, cut between two of its words.
@@ -411,12 +412,12 @@ def summary(statement: str) -> str:
             expect_target = in_list = index = False
             outer.clear()
         elif upper in _OPERATIONS and not (upper == "UPDATE" and previous in _NOT_UPDATE_AFTER):
-            words.append(upper)
+            words.append(word)  # as written: the conventions keep the operation's case
             operation = upper
             expect_target, in_list = upper in _BEFORE_TARGET, False
-        elif upper == "INDEX" and words and words[-1] in ("CREATE", "DROP"):
+        elif upper == "INDEX" and words and words[-1].upper() in ("CREATE", "DROP"):
             # CREATE [UNIQUE] INDEX name ON t: the operation on t; the index's own name is left out
-            words[-1] += " INDEX"
+            words[-1] += " " + word
             expect_target, index = False, True
         elif upper == "ON" and index:
             expect_target, index = True, False
@@ -442,7 +443,7 @@ def summary(statement: str) -> str:
         previous = upper
     if not words:
         first = statement.split(None, 1)
-        return first[0].upper() if first and first[0].isalpha() and len(first[0]) <= 32 else ""
+        return first[0] if first and first[0].isalpha() and len(first[0]) <= 32 else ""
     text = " ".join(words)
     if len(text) > SUMMARY_MAX_CHARS:
         cut = text.rfind(" ", 0, SUMMARY_MAX_CHARS + 1)

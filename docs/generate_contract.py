@@ -37,10 +37,10 @@ The agent's sanitizing span processor rewrites a db client span's statement with
 and marks it with `amqadf.db.query.sanitized` (true) and, when the values were known,
 `amqadf.db.query.values_digest` (a keyed digest of them, which the analyzer's identical-query rule
 compares in place of the values). A db client span with a statement and no `db.query.summary`
-(semconv) gets one: its operations and tables (`SELECT orders`, `INSERT order_items SELECT orders`);
-the analyzer groups a span that has a summary but no statement by it. Span names that hold a
-statement with literals or a URL with a password or a query, and the same attributes on span events,
-leave sanitized too.
+(semconv) gets one: its operations, in the case the statement writes them, and tables
+(`SELECT orders`, `INSERT order_items SELECT orders`); the analyzer groups a span that has a summary
+but no statement by it. Span names that hold a statement with literals or a URL with a password or a
+query, and the same attributes on span events, leave sanitized too.
 
 Prometheus names depend on the path the metrics take (`_ratio`, `_total`, `_bytes`, `_seconds`
 suffixes); see [operating.md](operating.md#dashboards-alerts-and-a-full-stack).

@@ -40,6 +40,8 @@ TRICKY = [
     "https://b.s3.amazonaws.com/k?x-amz-signature=abc&X-AMZ-SIGNATURE=def",
     "https://h/p?%41WSAccessKeyId=AKIA&Sig%6Eature=abc%3D%3D",  # encoded names
     "https://h/p?sig=1&sig=2&sig=",  # repeated keys, an empty value
+    "https://h/p?q=a%26b%3Dc&sig=d",  # an encoded "&" and "=" inside a value
+    "https://h/p?q=a&b&sig=c=d",  # a name without a value between two pairs, "=" in a value
     "https://h/p?a=&b==c&=d&e",  # empty values, "=" in a value, no name, no value
     "https://h/p?a=1;b=2&c=3",  # ";" separates as "&" does
     "https://h/p;jsessionid=abc?q=1",  # a path parameter before the query

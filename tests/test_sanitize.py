@@ -18,6 +18,7 @@ import amqadf_agent
 from amqadf_agent import semconv, statements
 from amqadf_agent.config.production import ProductionConfig
 from amqadf_agent.redaction import REDACTED, redact_query, redact_url_full
+from amqadf_agent.runtime import sanitize
 from amqadf_agent.runtime.sanitize import SanitizingSpanProcessor, values_digest
 from amqadf_agent.runtime.settings import resolve
 
@@ -213,6 +214,59 @@ def test_keep_db_parameters_keeps_them_as_captured() -> None:
     assert out is not None
     assert out["db.statement.parameters"] == "(7,)"
     assert DIGEST in out
+
+
+def _general_rule(processor: SanitizingSpanProcessor, attributes: dict[str, Any], key: str) -> dict[str, Any]:
+    """What a span's one statement becomes by the general case of the rewrite (no memoized merge)."""
+    rewritten = sanitize._rewrite(attributes[key])
+    out = {**attributes, key: rewritten[0]}
+    processor._statement(attributes, rewritten, out, True)
+    return out
+
+
+_STATEMENTS = [
+    "SELECT a FROM t WHERE id = 42",
+    "SELECT a FROM t WHERE id = ? AND kind = 'x'",
+    "SELECT a FROM t WHERE id = ?",
+    "BEGIN",
+    "? ?",
+]
+_EXTRAS: list[dict[str, Any]] = [
+    {},
+    {"db.statement.parameters": "(7,)"},
+    {"db.statement.parameters": ""},
+    {"db.query.parameter.0": "ann@example.com"},
+    {"x.db.query.parameter.": 1},  # looks like a parameter to the quick test, is none
+    {semconv.ATTR_DB_QUERY_SUMMARY: "get t by id"},
+    {DIGEST: "an instrumentation's own"},
+]
+
+
+@pytest.mark.parametrize("keep", [False, True])
+@pytest.mark.parametrize("key", ["db.statement", "db.query.text"])
+@pytest.mark.parametrize("statement", _STATEMENTS)
+@pytest.mark.parametrize("extra", _EXTRAS)
+def test_a_memoized_statement_gives_what_the_general_rule_gives(
+    keep: bool, key: str, statement: str, extra: dict[str, Any]
+) -> None:
+    processor = SanitizingSpanProcessor(keep_db_parameters=keep)
+    attributes = {"db.system": "postgresql", key: statement, **extra}
+    expected = _general_rule(processor, attributes, key)
+    sanitize._statement_memo.pop(statement, None)
+    first = processor.rewrite(attributes)  # a miss
+    again = processor.rewrite(attributes)  # a hit
+    assert first == again == expected
+
+
+def test_the_statement_memo_is_bounded_and_skips_long_statements() -> None:
+    processor = SanitizingSpanProcessor()
+    for n in range(sanitize.STATEMENT_MEMO_MAX_ENTRIES + 10):
+        processor.rewrite({"db.statement": f"SELECT a FROM t WHERE id = {n}"})
+    assert 0 < len(sanitize._statement_memo) <= sanitize.STATEMENT_MEMO_MAX_ENTRIES
+    long_statement = "SELECT a FROM t WHERE s = '" + "x" * statements.SANITIZE_MEMO_MAX_CHARS + "'"
+    out = processor.rewrite({"db.statement": long_statement})
+    assert out is not None and out["db.statement"] == "SELECT a FROM t WHERE s = ?"
+    assert long_statement not in sanitize._statement_memo
 
 
 def test_urls_and_named_attributes_are_redacted(spans: tuple[TracerProvider, InMemorySpanExporter]) -> None:

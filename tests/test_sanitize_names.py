@@ -90,6 +90,33 @@ def test_other_names_are_left_as_they_are(name: str) -> None:
     assert sanitize_name(name) is name
 
 
+def test_a_name_seen_before_leaves_as_it_did_the_first_time(
+    traced: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = traced
+    secret = f"SELECT * FROM users WHERE email = '{EMAIL}'"
+    for name, exported in [(secret, "SELECT * FROM users WHERE email = ?"), ("GET /orders", "GET /orders")]:
+        for _ in range(2):  # the second one from the name memo
+            with provider.get_tracer("app").start_as_current_span(name):
+                pass
+            assert _one(exporter).name == exported
+        assert sanitize_module._name_memo[name] == exported
+
+
+def test_the_name_memo_is_bounded_and_skips_long_names(
+    traced: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = traced
+    tracer = provider.get_tracer("app")
+    for n in range(sanitize_module.NAME_MEMO_MAX_ENTRIES + 10):
+        tracer.start_span(f"job {n}").end()
+    assert 0 < len(sanitize_module._name_memo) <= sanitize_module.NAME_MEMO_MAX_ENTRIES
+    long_name = "SELECT a FROM t WHERE id = 7 AND b = '" + "x" * sanitize_module.NAME_MEMO_MAX_CHARS + "'"
+    tracer.start_span(long_name).end()
+    assert long_name not in sanitize_module._name_memo
+    assert exporter.get_finished_spans()[-1].name == "SELECT a FROM t WHERE id = ? AND b = ?"
+
+
 def test_the_exported_name_is_the_one_the_span_ends_with(
     traced: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
@@ -123,6 +150,10 @@ def test_a_failure_on_the_name_never_reaches_the_application(
         span.set_attribute("db.statement", "SELECT 1 FROM t")
     exported = _one(exporter)
     assert dict(exported.attributes or {})["db.statement"] == "SELECT ? FROM t"  # the rest still done
+    monkeypatch.undo()
+    with provider.get_tracer("app").start_as_current_span("SELECT 1 FROM t"):
+        pass
+    assert _one(exporter).name == "SELECT ? FROM t"  # a name that failed is not kept as it was
 
 
 def test_a_real_sqlite3_instrumentation_keeps_its_name_and_gets_a_summary() -> None:
@@ -231,7 +262,9 @@ def test_an_event_without_those_keys_is_left_alone(
         ("INSERT INTO t (a) VALUES (?) ON DUPLICATE KEY UPDATE a = ?", "INSERT t"),
         ("CREATE TABLE IF NOT EXISTS t (id int)", "CREATE t"),
         ("CALL refresh_stats(?)", "CALL refresh_stats"),
-        ("select id from Users where x = :x", "SELECT Users"),
+        ("select id from Users where x = :x", "select Users"),  # the operation as written
+        ("Update orders SET a = ? WHERE id = ?", "Update orders"),
+        ("begin", "begin"),
         ("SELECT ?", "SELECT"),
         ("BEGIN", "BEGIN"),
         ("SAVEPOINT sa_savepoint_1", "SAVEPOINT"),

@@ -82,11 +82,12 @@ def _summary(statement: str) -> str:
         ("CREATE INDEX i ON t (a, b)", "CREATE INDEX t"),
         (
             "create unique index concurrently if not exists i on only public.t using btree (a)",
-            "CREATE INDEX public.t",
+            "create index public.t",
         ),
         ("CREATE INDEX i USING BTREE ON t (c)", "CREATE INDEX t"),
         ("CREATE NONCLUSTERED INDEX i ON [dbo].[t] (a) WHERE x = 1", "CREATE INDEX [dbo].[t]"),
         ("DROP INDEX i ON t", "DROP INDEX t"),
+        ("drop Index i on t", "drop Index t"),
         ("DROP INDEX IF EXISTS i", "DROP INDEX"),
         ("CREATE TABLE t (a int, INDEX idx (a))", "CREATE t"),
         # MongoDB: the command, as written

@@ -36,22 +36,21 @@ the digest, then the mark), counted as dropped: never the statement they came fr
 user's ``redact_attributes`` and the default keys on their attributes, ``sanitize_message`` on the
 body and on the exception attributes.
 
-A span without any of these keys costs one set look-up per attribute and a look at its name (three
-``in`` tests, and one regex search when it holds a space). The statement's rewrite and summary are
-memoized by its text (bounded), and so is a URL's redaction, so a statement or URL seen before costs a
-dictionary hit (``tests/bench/bench_sanitize.py``). A failure here never reaches the application's
-``span.end()``.
+A span without any of these keys costs one set look-up per attribute and one dictionary look-up of
+its name (a bounded memo of the names seen, each looked at once). A statement's whole rewrite (its
+text, and the mark, summary and digest it adds) is memoized by its text (bounded), and so is a URL's
+redaction, so a statement or URL seen before costs a dictionary hit and a copy of the attributes
+(``tests/bench/bench_sanitize.py``). A failure here never reaches the application's ``span.end()``.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import functools
 import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import SpanProcessor
@@ -258,21 +257,79 @@ def sanitize_name(name: str) -> str:
 EXCEPTION_TEXT_KEYS = ("exception.message", "exception.stacktrace")
 
 
-def _rewrite(statement: str) -> tuple[str, str, bool, str]:
-    """``(sanitized text, digest of its literals or "", had bind placeholders, db.query.summary)``."""
+def _rewrite(statement: str) -> _Rewrite:
+    """What a statement becomes: its sanitized text, the digest of its literals (``""``: none), whether
+    it had bind placeholders, and the attributes a span's statement adds when nothing else is in play
+    (no captured parameters, no summary or digest of its own): the mark, the summary, the digest."""
     text, literals, placeholders = sanitize_values(statement)
-    return text, values_digest(literals) if literals else "", placeholders, summary(text)
+    digest = values_digest(literals) if literals else ""
+    label = summary(text)
+    added: dict[str, Any] = {}
+    if digest:  # literals were taken out (a statement of bind placeholders only lost nothing)
+        added[semconv.ATTR_DB_QUERY_SANITIZED] = True
+    if label:
+        added[semconv.ATTR_DB_QUERY_SUMMARY] = label
+    if digest and not placeholders:  # placeholders whose values were not captured: no digest
+        added[semconv.ATTR_DB_QUERY_VALUES_DIGEST] = digest
+    return text, digest, placeholders, label, added
 
 
-_rewrite_memo = functools.lru_cache(maxsize=4096)(_rewrite)
+_Rewrite = tuple[str, str, bool, str, dict[str, Any]]
+_T = TypeVar("_T")
+
+
+def _memoized(
+    memo: dict[str, _T], compute: Callable[[str], _T], text: str, max_chars: int, entries: int
+) -> _T:
+    """``compute(text)``, kept in ``memo`` when ``text`` is at most ``max_chars`` long (a miss; the hit is
+    read inline by the caller). A plain dict emptied when full: a miss costs a look-up and an
+    insertion, where an ``lru_cache`` also keeps its order and evicts an entry on every miss; a
+    statement or URL used again after the memo was emptied costs one miss more."""
+    result = compute(text)
+    if len(text) <= max_chars:
+        if len(memo) >= entries:
+            memo.clear()
+        memo[text] = result
+    return result
+
+
+#: A statement repeats (one code path, one text): its whole rewrite is kept by its text, so a repeat
+#: is a dictionary hit and a merge of the attributes it adds. Longer statements are not kept: a bulk
+#: ``INSERT`` of thousands of rows would keep its values (and megabytes) alive.
+STATEMENT_MEMO_MAX_ENTRIES = 4096
+_statement_memo: dict[str, _Rewrite] = {}
 #: A URL repeats as a statement does (a paged API, a health check, a presigned URL reused until it
-#: expires): a bounded memo by its text makes a repeat a dictionary hit. A URL signed afresh for each
-#: request misses it and pays the redaction (``new signed url.full`` in tests/bench/bench_sanitize.py).
-#: A plain dict, emptied when full, read inline: a miss costs a look-up and an insertion, where an
-#: ``lru_cache`` also keeps its order and evicts an entry on every miss.
+#: expires). A URL signed afresh for each request misses it and pays the redaction (``new signed
+#: url.full`` in tests/bench/bench_sanitize.py).
 URL_MEMO_MAX_CHARS = 2048
 URL_MEMO_MAX_ENTRIES = 1024
 _url_memo: dict[str, str] = {}
+#: Span names repeat most of all (``GET /orders``, ``SELECT``): the name a span ends with is looked
+#: up here first, and only a name not seen before is looked at (``sanitize_name``'s first tests).
+NAME_MEMO_MAX_CHARS = 256
+NAME_MEMO_MAX_ENTRIES = 1024
+_name_memo: dict[str, str] = {}
+
+_SANITIZED = semconv.ATTR_DB_QUERY_SANITIZED
+_SUMMARY = semconv.ATTR_DB_QUERY_SUMMARY
+_DIGEST = semconv.ATTR_DB_QUERY_VALUES_DIGEST
+_QUERY_TEXT = semconv.ATTR_DB_QUERY_TEXT
+#: What ``_kinds`` gives a key the user named: its value becomes ``[secure]``.
+_EXACT = -1
+
+
+def _name_of(name: str) -> str:
+    """``name`` as a span may end with it (``sanitize_name``, after its cheap first tests)."""
+    # A URL worth redacting has a "?" or "://", a MongoDB filter a "{"; a statement with literals
+    # starts with one of a statement's initials and has a space and a quote or a digit.
+    if (
+        "?" in name
+        or "://" in name
+        or "{" in name
+        or (name[:1] in _STATEMENT_INITIALS and " " in name and _NAME_LITERAL(name))
+    ):
+        return sanitize_name(name)
+    return name
 
 
 class SanitizingSpanProcessor(SpanProcessor):
@@ -306,12 +363,10 @@ class SanitizingSpanProcessor(SpanProcessor):
             else:  # a bare name (lower-case, as header attributes are): the key or its last part
                 exact.add(name.lower())
                 patterns.append(r"(?s:.*\." + re.escape(name.lower()) + r")\Z")
-        self._exact = frozenset(exact)
         self._pattern = re.compile("|".join(patterns)) if patterns else None
-        watched = set(exact)
-        if sanitize:
-            watched.update(_KINDS)
-        self._watched = frozenset(watched)
+        #: What each watched key holds (a key the user named is redacted whatever it holds).
+        self._kinds: dict[str, int] = (dict(_KINDS) if sanitize else {}) | dict.fromkeys(exact, _EXACT)
+        self._watched = frozenset(self._kinds)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
@@ -320,22 +375,17 @@ class SanitizingSpanProcessor(SpanProcessor):
         # on_end, not on_start: the name is the one the span ends with (after any update_name), and
         # instrumentations set their attributes and events after the span starts.
         if self.sanitize:
-            name = span._name or ""
-            # The cheap first test: a URL worth redacting has a "?" or "://", a MongoDB filter a "{";
-            # a statement with literals starts with one of a statement's initials and has a space and
-            # a quote or a digit.
-            if (
-                "?" in name
-                or "://" in name
-                or "{" in name
-                or (name[:1] in _STATEMENT_INITIALS and " " in name and _NAME_LITERAL(name))
-            ):
-                try:
-                    sanitized = sanitize_name(name)
-                    if sanitized != name:
-                        span._name = sanitized
+            name = span._name
+            sanitized = _name_memo.get(name)
+            if sanitized is None and isinstance(name, str):
+                try:  # a name that failed is not kept: it is tried again on the next span
+                    sanitized = _memoized(
+                        _name_memo, _name_of, name, NAME_MEMO_MAX_CHARS, NAME_MEMO_MAX_ENTRIES
+                    )
                 except Exception:  # never into the application's span.end()
                     logger.debug("could not sanitize the name of a span", exc_info=True)
+            if sanitized is not name and sanitized is not None:
+                span._name = sanitized
         # The SDK's containers are read through what they hold (an ended span's do not change): their
         # Python-level __len__ and __iter__ (a copy under a lock) cost more than the rest of a span's
         # rewrite. A ReadableSpan built by hand holds plain sequences and dicts. The events' and the
@@ -353,19 +403,22 @@ class SanitizingSpanProcessor(SpanProcessor):
                 self._sanitize_links(span)
             except Exception:  # never into the application's span.end()
                 logger.debug("could not sanitize the links of span %r", span.name, exc_info=True)
-        attributes = span._attributes
-        if type(attributes) is BoundedAttributes:
-            attributes = attributes._dict
-        if not attributes:
-            return
-        if self._watched.isdisjoint(attributes) and self._pattern is None:
+        container = span._attributes
+        attributes = container._dict if type(container) is BoundedAttributes else container
+        if not attributes or (self._pattern is None and self._watched.isdisjoint(attributes)):
             return  # the common span: nothing to look at
         try:
             changed = self.rewrite(attributes)
         except Exception:  # never into the application's span.end()
             logger.debug("could not sanitize span %r", span.name, exc_info=True)
             return
-        if changed is not None:
+        if changed is None:
+            return
+        if type(container) is BoundedAttributes and (
+            container.maxlen is None or len(changed) <= container.maxlen
+        ):
+            container._dict = changed  # _replace_attributes' common case, without its call
+        else:
             _replace_attributes(span, changed)
 
     def _sanitize_events(self, span: ReadableSpan) -> None:
@@ -413,26 +466,46 @@ class SanitizingSpanProcessor(SpanProcessor):
         nothing added.
         """
         out: dict[str, Any] | None = None
+        kinds = self._kinds
         for key in self._watched.intersection(attributes):
-            value = attributes[key]
-            if key in self._exact:
+            kind = kinds[key]
+            if kind == _EXACT:
                 out = dict(attributes) if out is None else out
                 out[key] = REDACTED
                 continue
+            value = attributes[key]
             if not isinstance(value, str):
                 continue
-            kind = _KINDS[key]
             if kind == _STATEMENT:
-                out = self._statement(attributes, key, value, out, marks)
+                rewritten = _statement_memo.get(value)
+                if rewritten is None:
+                    rewritten = _memoized(
+                        _statement_memo, _rewrite, value, SANITIZE_MEMO_MAX_CHARS, STATEMENT_MEMO_MAX_ENTRIES
+                    )
+                if (
+                    out is None
+                    and marks
+                    and type(attributes) is dict
+                    and _SUMMARY not in attributes
+                    and _DIGEST not in attributes
+                    and _PARAMETERS not in attributes
+                    and not (_QUERY_TEXT in attributes and _PARAMETER_PREFIX in "\n".join(attributes))
+                ):
+                    # The common statement (the first key changed, no parameters, no marks yet): one
+                    # copy with what it adds, the general case's result.
+                    out = attributes | rewritten[4]
+                    out[key] = rewritten[0]
+                else:
+                    out = dict(attributes) if out is None else out
+                    out[key] = rewritten[0]
+                    self._statement(attributes, rewritten, out, marks)
             elif kind == _URL:
                 if "?" in value or "@" in value or "#" in value:
                     redacted = _url_memo.get(value)
                     if redacted is None:
-                        redacted = redact_url_full(value)
-                        if len(value) <= URL_MEMO_MAX_CHARS:
-                            if len(_url_memo) >= URL_MEMO_MAX_ENTRIES:
-                                _url_memo.clear()
-                            _url_memo[value] = redacted
+                        redacted = _memoized(
+                            _url_memo, redact_url_full, value, URL_MEMO_MAX_CHARS, URL_MEMO_MAX_ENTRIES
+                        )
                     if redacted != value:
                         out = dict(attributes) if out is None else out
                         out[key] = redacted
@@ -454,39 +527,28 @@ class SanitizingSpanProcessor(SpanProcessor):
         return out
 
     def _statement(
-        self,
-        attributes: Mapping[str, Any],
-        key: str,
-        statement: str,
-        out: dict[str, Any] | None,
-        marks: bool = True,
-    ) -> dict[str, Any]:
-        """``out`` (a copy of ``attributes`` made on first need) with ``key``'s statement sanitized,
-        the captured parameters dropped or kept and, with ``marks``, the sanitized mark, the
-        ``db.query.summary`` (when the span has none) and the values digest."""
-        if len(statement) > SANITIZE_MEMO_MAX_CHARS:
-            text, digest, placeholders, label = _rewrite(statement)
-        else:
-            text, digest, placeholders, label = _rewrite_memo(statement)
-        out = dict(attributes) if out is None else out
-        out[key] = text
+        self, attributes: Mapping[str, Any], rewritten: _Rewrite, out: dict[str, Any], marks: bool
+    ) -> None:
+        """Into ``out`` (with the statement's text in it already): the captured parameters dropped or
+        kept and, with ``marks``, the sanitized mark, the ``db.query.summary`` (when the span has
+        none) and the values digest. The general case of ``rewrite``'s statement."""
+        _text, digest, placeholders, label, _added = rewritten
         if not marks:  # a span event's or link's statement: its text alone
             if not self.keep_db_parameters:
                 _parameters(attributes, drop_from=out)
-            return out
+            return
         if digest:  # literals were taken out (a statement of bind placeholders only lost nothing)
-            out[semconv.ATTR_DB_QUERY_SANITIZED] = True
-        if label and semconv.ATTR_DB_QUERY_SUMMARY not in out:  # an instrumentation's own stays
-            out[semconv.ATTR_DB_QUERY_SUMMARY] = label
-        if semconv.ATTR_DB_QUERY_VALUES_DIGEST in out:
-            return out  # the other statement key of the same span was seen first
+            out[_SANITIZED] = True
+        if label and _SUMMARY not in out:  # an instrumentation's own stays
+            out[_SUMMARY] = label
+        if _DIGEST in out:
+            return  # the other statement key of the same span was seen first
         parameters = _parameters(attributes, drop_from=None if self.keep_db_parameters else out)
         if parameters:
-            out[semconv.ATTR_DB_QUERY_VALUES_DIGEST] = values_digest((digest,), parameters)
+            out[_DIGEST] = values_digest((digest,), parameters)
         elif digest and not placeholders:
-            out[semconv.ATTR_DB_QUERY_VALUES_DIGEST] = digest
+            out[_DIGEST] = digest
         # bind placeholders whose values were not captured: the values are unknown, no digest
-        return out
 
     def shutdown(self) -> None:
         pass

@@ -1,6 +1,6 @@
 """Per-span cost of the sanitizing span processor, beside the SDK's own span cost. Prints a table.
 
-    .venv/bin/python tests/bench/bench_sanitize.py [--repeat 15] [--number 5000] [--before DIR]
+    .venv/bin/python tests/bench/bench_sanitize.py [--repeat 15] [--number 5000] [--chunk 250] [--before DIR]
 
 Target (private by default, at no noticeable cost): at most 2 µs median added per span with a
 statement when the statement was seen before (the rewrite is memoized by its text) or with a signed
@@ -12,9 +12,11 @@ statement never seen: every literal differs and the memo holds 4096) pays the to
   instrumentations name them (``GET /orders``, ``SELECT``, ``GET``), then spans whose name holds the
   text itself (a statement with literals, a signed URL), as ``tracer.start_span(sql)`` or ``(url)``
   makes them;
-* ``span ...``: a whole span through an SDK TracerProvider (start, two ``set_attribute``, end) with
-  no processor and with the sanitizing processor in front; ``added`` is the median over rounds of
-  the difference within a round (with minus without), which cancels most of a busy machine's drift.
+* ``whole SDK span``: a whole span through an SDK TracerProvider (start, two ``set_attribute``, end)
+  with no processor and with the sanitizing processor in front. The two are measured in turns of
+  ``--chunk`` spans within a round (without, with, with, without, ...), so a burst of load falls on
+  both alike; ``added`` is the median over rounds of the difference within a round (with minus
+  without), beside the difference of the two bests and the spread (quartiles) of the differences.
 
 Every row is measured in each of ``--repeat`` rounds, the rows one after the other within a round
 (interleaved: a burst of load hits every row alike), ``--number`` spans a row a round. Figures are ns
@@ -123,11 +125,22 @@ def span_rows(processor: type[SanitizingSpanProcessor] | None) -> dict[str, Call
     return {"no statement": plain, "a statement seen before": statement, "a signed url.full": url}
 
 
-def time_calls(fn: Callable[[], object], number: int) -> float:
-    start = time.process_time()
-    for _ in range(number):
-        fn()
-    return (time.process_time() - start) / number * 1e9
+def time_pair(
+    without: Callable[[], object], with_: Callable[[], object], number: int, chunk: int
+) -> tuple[float, float]:
+    """CPU ns per call of ``without`` and of ``with_``, ``number`` calls each in turns of ``chunk``
+    (without, with, with, without, ...): load that comes and goes falls on both alike."""
+    totals = [0.0, 0.0]
+    sides = (without, with_)
+    turns = max(number // chunk, 1)
+    for turn in range(turns):
+        for side in (0, 1) if turn % 2 == 0 else (1, 0):
+            fn = sides[side]
+            start = time.process_time()
+            for _ in range(chunk):
+                fn()
+            totals[side] += time.process_time() - start
+    return totals[0] / (turns * chunk) * 1e9, totals[1] / (turns * chunk) * 1e9
 
 
 def best_median(values: list[float]) -> tuple[float, float]:
@@ -136,21 +149,34 @@ def best_median(values: list[float]) -> tuple[float, float]:
 
 ALONE = "processor on_end alone: "
 PLAIN, SANITIZED = "SDK span, ", "SDK span + processor, "
-Rows = dict[str, Callable[[int], float]]
+#: A row: measured over ``number`` spans, the figures it gives by title (CPU ns per span).
+Row = Callable[[int], dict[str, float]]
+
+
+def _alone(
+    title: str, processor: SanitizingSpanProcessor, make: Callable[[], ReadableSpan], number: int
+) -> dict[str, float]:
+    return {title: time_on_end(processor, make, number)}
+
+
+def _whole(
+    name: str, without: Callable[[], object], with_: Callable[[], object], chunk: int, number: int
+) -> dict[str, float]:
+    plain, sanitized = time_pair(without, with_, number, chunk)
+    return {PLAIN + name: plain, SANITIZED + name: sanitized}
 
 
 def rows_of(
-    processor: type[SanitizingSpanProcessor], alone_rows: dict[str, Callable[[], ReadableSpan]]
-) -> Rows:
-    """Row title: a function that measures it over ``number`` spans (CPU ns per span)."""
+    processor: type[SanitizingSpanProcessor], alone_rows: dict[str, Callable[[], ReadableSpan]], chunk: int
+) -> dict[str, Row]:
+    """Row title: a function that measures it (a whole span's row: with and without the processor)."""
     instance = processor()
     without, with_ = span_rows(None), span_rows(processor)
-    rows: Rows = {}
+    rows: dict[str, Row] = {}
     for name, make in alone_rows.items():
-        rows[ALONE + name] = functools.partial(time_on_end, instance, make)
+        rows[ALONE + name] = functools.partial(_alone, ALONE + name, instance, make)
     for name in without:
-        rows[PLAIN + name] = functools.partial(time_calls, without[name])
-        rows[SANITIZED + name] = functools.partial(time_calls, with_[name])
+        rows[SANITIZED + name] = functools.partial(_whole, name, without[name], with_[name], chunk)
     return rows
 
 
@@ -174,9 +200,14 @@ def processor_from(tree: str) -> type[SanitizingSpanProcessor]:
         sys.modules.update(ours)
 
 
-def added(rounds: list[dict[str, float]], name: str) -> float:
-    """Median over rounds of the whole span's cost with the processor minus without, within a round."""
-    return statistics.median(r[SANITIZED + name] - r[PLAIN + name] for r in rounds)
+def added(rounds: list[dict[str, float]], name: str) -> tuple[float, float, float, float]:
+    """What the processor adds to a whole span: the median over rounds of the difference within a
+    round (with minus without), the difference of the two bests, and the quartiles of the differences."""
+    differences = [r[SANITIZED + name] - r[PLAIN + name] for r in rounds]
+    median = statistics.median(differences)
+    q1, _, q3 = statistics.quantiles(differences, n=4) if len(differences) > 1 else (median, 0, median)
+    bests = min(r[SANITIZED + name] for r in rounds) - min(r[PLAIN + name] for r in rounds)
+    return median, bests, q1, q3
 
 
 def worst_target(rounds: list[dict[str, float]]) -> float:
@@ -194,10 +225,13 @@ def verdict(rounds: list[dict[str, float]]) -> str:
 
 
 def print_table(rounds: list[dict[str, float]]) -> None:
-    print(f"{'CPU ns per span':58} {'best':>8} {'median':>8} {'added':>8}")
+    print(f"{'CPU ns per span':58} {'best':>8} {'median':>8}   added: median, bests, quartiles")
     for title in rounds[0]:
         best, median = best_median([r[title] for r in rounds])
-        shown = f"{added(rounds, title.removeprefix(SANITIZED)):8.0f}" if title.startswith(SANITIZED) else ""
+        shown = ""
+        if title.startswith(SANITIZED):
+            difference, bests, q1, q3 = added(rounds, title.removeprefix(SANITIZED))
+            shown = f"{difference:8.0f} {bests:8.0f}   {q1:.0f}..{q3:.0f}"
         print(f"{title:58} {best:8.0f} {median:8.0f} {shown}")
     print(f"\n{verdict(rounds)}")
 
@@ -216,7 +250,11 @@ def print_comparison(before: list[dict[str, float]], after: list[dict[str, float
             f"{statistics.median(new):7.0f};{min(new):7.0f} {change:+7.0%}"
         )
     for name in span_rows(None):
-        print(f"{'added to a whole span, ' + name:58} {added(before, name):15.0f} {added(after, name):15.0f}")
+        (old_median, old_bests, *_), (new_median, new_bests, *_) = added(before, name), added(after, name)
+        print(
+            f"{'added to a whole span, ' + name:58} {old_median:7.0f};{old_bests:7.0f} "
+            f"{new_median:7.0f};{new_bests:7.0f}"
+        )
     print(f"\nbefore: {verdict(before)}\nafter:  {verdict(after)}")
 
 
@@ -224,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--number", type=int, default=5000)
+    parser.add_argument("--chunk", type=int, default=250, help="spans a turn in a whole span's row")
     parser.add_argument(
         "--before",
         metavar="DIR",
@@ -231,13 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     alone_rows = on_end_rows()
-    after_rows = rows_of(SanitizingSpanProcessor, alone_rows)
+    after_rows = rows_of(SanitizingSpanProcessor, alone_rows, args.chunk)
     if not args.before:
-        print_table(
-            [{title: row(args.number) for title, row in after_rows.items()} for _ in range(args.repeat)]
-        )
+        print_table([measure(after_rows, args.number) for _ in range(args.repeat)])
         return 0
-    before_rows = rows_of(processor_from(args.before), alone_rows)
+    before_rows = rows_of(processor_from(args.before), alone_rows, args.chunk)
     before: list[dict[str, float]] = []
     after: list[dict[str, float]] = []
     for round_ in range(args.repeat):
@@ -246,9 +283,14 @@ def main(argv: list[str] | None = None) -> int:
         for title in after_rows:
             sides = [(before_rows, before), (after_rows, after)]
             for rows, figures in sides if round_ % 2 == 0 else reversed(sides):
-                figures[-1][title] = rows[title](args.number)
+                figures[-1].update(rows[title](args.number))
     print_comparison(before, after, args.before)
     return 0
+
+
+def measure(rows: dict[str, Row], number: int) -> dict[str, float]:
+    """One round: every row in turn, ``number`` spans each."""
+    return {title: figure for row in rows.values() for title, figure in row(number).items()}
 
 
 if __name__ == "__main__":
