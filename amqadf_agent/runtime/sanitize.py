@@ -69,8 +69,7 @@ from amqadf_agent.statements import (
 )
 
 if TYPE_CHECKING:
-    from opentelemetry.context import Context
-    from opentelemetry.sdk.trace import ReadableSpan, Span
+    from opentelemetry.sdk.trace import ReadableSpan
 
     from amqadf_agent.runtime.log_export import SanitizingLogProcessor as SanitizingLogProcessor
 
@@ -368,8 +367,7 @@ class SanitizingSpanProcessor(SpanProcessor):
         self._kinds: dict[str, int] = (dict(_KINDS) if sanitize else {}) | dict.fromkeys(exact, _EXACT)
         self._watched = frozenset(self._kinds)
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        pass
+    # on_start: the base class's, empty; the agent's provider does not call it (providers.span_processors)
 
     def on_end(self, span: ReadableSpan) -> None:
         # on_end, not on_start: the name is the one the span ends with (after any update_name), and
