@@ -159,6 +159,37 @@ def test_call_paths_of_several_scopes_and_depths_each_get_their_own_line(
         assert span.attributes[FILE] == __file__
 
 
+@pytest.mark.parametrize("framework_frames", range(6, 14))
+def test_a_distance_learned_on_a_deeper_path_never_names_an_outer_application_frame(
+    located: tuple[TracerProvider, InMemorySpanExporter], framework_frames: int
+) -> None:
+    # GIVEN the application's middleware calling its view through a web framework's frames, and the
+    # view's queries reaching the instrumentation through 2 and 12 frames of an ORM, so that the
+    # deep path's distance, tried on the shallow path, lands on the middleware for one of the sizes
+    provider, exporter = located
+    orm = provider.get_tracer("orm")
+    shallow, deep = library_client(2), library_client(12)
+    framework = library(framework_frames, "/venv/lib/python3.11/site-packages/flask/app.py")
+
+    def view() -> None:
+        application_stack()  # as the N+1 watch takes it: every frame out from here is classified
+        deep(orm)
+        shallow(orm)  # the shallow query
+
+    def middleware() -> None:
+        # a query of its own (a session look-up): the middleware is known as the application's
+        provider.get_tracer("auth").start_span("session", kind=SpanKind.CLIENT).end()
+        framework(view)
+
+    # WHEN the view runs twice (both distances learned, then tried)
+    middleware()
+    middleware()
+    # THEN every query names the view, never the middleware
+    functions = [s.attributes[FUNCTION] for s in exporter.get_finished_spans() if s.attributes and s.name == "q"]
+    assert len(functions) == 4
+    assert all(str(function).endswith(".view") for function in functions), functions
+
+
 def test_the_innermost_application_frame_is_named_not_an_outer_caller(
     located: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:

@@ -100,9 +100,11 @@ _cache: dict[int, tuple[str, str] | tuple[()]] = {}
 _codes: list[CodeType] = []
 _NOT_APPLICATION: tuple[()] = ()
 #: id of the code object of a library frame, or another key of a call path (``application_frame``)
-#: -> how many frames out the application's frame was last found. Bounded by the code objects and
-#: scopes.
-_jumps: dict[Hashable, int] = {}
+#: -> the paths out to the application's frame: (how many frames out, id of the code object of the
+#: library frame just inside the application's), up to ``MAX_JUMPS``, the shortest first. Bounded by
+#: the code objects and scopes.
+_jumps: dict[Hashable, list[tuple[int, int]]] = {}
+MAX_JUMPS = 4
 
 
 def _known(frame: FrameType) -> tuple[str, str] | tuple[()]:
@@ -145,35 +147,45 @@ def application_frame(depth: int = 1, key: Hashable | None = None) -> FrameType 
 
     Reading ``f_back`` makes CPython build a frame object for every frame walked (most of the
     walk's cost), while ``sys._getframe(n)`` skips to the n-th frame in C and builds only that one.
-    So the distance from the ``depth``-th frame to the application's is learned per ``key`` (by
-    default the code object of that first frame), and the next call with that key jumps: the frame
-    found must be the application's and the one below it a library's, else the frames are walked
-    one by one again. A jump can miss an application frame that sits between two library frames
-    below the learned distance (code the library calls back, issuing a query itself): then the outer
-    application frame is reported. A ``key`` that tells call paths apart without a frame (the
-    instrumentation scope of the span) saves building the first frame, a third of the jump's cost.
+    So each path from the ``depth``-th frame out to the application's is learned per ``key`` (by
+    default the code object of that first frame) as its length and the library function the
+    application called (the frame just inside the application's); up to ``MAX_JUMPS`` paths a key:
+    an ORM's query and its flush reach the instrumentation at different depths, and a request takes
+    both. The next call with that key tries them, the shortest first: the frame found must be the
+    application's and the one below it that same library function, else the frames are walked one
+    by one again. (That function, not any library frame: a longer path's length, tried on a shorter
+    path, can land on an outer application frame, a middleware under its web framework, with a
+    library frame below it.) A jump can miss an application frame that sits between two library
+    frames below the learned distance (code the library calls back, issuing a query itself): then
+    the outer application frame is reported. A ``key`` that tells call paths apart without a frame
+    (the instrumentation scope of the span) saves building the first frame, a third of a jump's cost.
     """
     cache = _cache
     if key is None:
         key = id(sys._getframe(depth).f_code)  # classified by the walk below, so kept alive
-    jump = _jumps.get(key)
-    if jump is not None:
-        try:
-            found = sys._getframe(depth + jump)
-            below = sys._getframe(depth + jump - 1)
-        except ValueError:  # a shallower stack than last time
-            pass
-        else:
-            if cache.get(id(found.f_code)) and cache.get(id(below.f_code)) == _NOT_APPLICATION:
+    paths = _jumps.get(key)
+    if paths is not None:
+        for jump, entry in paths:
+            try:
+                found = sys._getframe(depth + jump)
+                below = sys._getframe(depth + jump - 1)
+            except ValueError:  # a shallower stack than that path's
+                continue
+            if id(below.f_code) == entry and cache.get(id(found.f_code)):
                 return found
     frame: FrameType | None = sys._getframe(depth)
+    inner: FrameType | None = None
     walked = 0
     while frame is not None:
         known = _known(frame)
         if known:
-            if walked:
-                _jumps[key] = walked
+            if inner is not None:  # (classified on the way: its code object is kept alive)
+                learned = sorted({(walked, id(inner.f_code)), *(paths or ())})
+                while len(learned) > MAX_JUMPS:  # the longest other than this one goes
+                    learned.remove(max(p for p in learned if p[0] != walked))
+                _jumps[key] = learned
             return frame
+        inner = frame
         frame = frame.f_back
         walked += 1
     return None
