@@ -104,7 +104,8 @@ _NOT_APPLICATION: tuple[()] = ()
 #: library frame just inside the application's), up to ``MAX_JUMPS``, the shortest first. Bounded by
 #: the code objects and scopes.
 _jumps: dict[Hashable, list[tuple[int, int]]] = {}
-MAX_JUMPS = 4
+#: Paths a key: an ORM has a dozen entry points (a query, a get, a flush, a lazy load...), each a path.
+MAX_JUMPS = 16
 
 
 def _known(frame: FrameType) -> tuple[str, str] | tuple[()]:
@@ -150,15 +151,15 @@ def application_frame(depth: int = 1, key: Hashable | None = None) -> FrameType 
     So each path from the ``depth``-th frame out to the application's is learned per ``key`` (by
     default the code object of that first frame) as its length and the library function the
     application called (the frame just inside the application's); up to ``MAX_JUMPS`` paths a key:
-    an ORM's query and its flush reach the instrumentation at different depths, and a request takes
-    both. The next call with that key tries them, the shortest first: the frame found must be the
-    application's and the one below it that same library function, else the frames are walked one
-    by one again. (That function, not any library frame: a longer path's length, tried on a shorter
-    path, can land on an outer application frame, a middleware under its web framework, with a
-    library frame below it.) A jump can miss an application frame that sits between two library
-    frames below the learned distance (code the library calls back, issuing a query itself): then
-    the outer application frame is reported. A ``key`` that tells call paths apart without a frame
-    (the instrumentation scope of the span) saves building the first frame, a third of a jump's cost.
+    an ORM's query and its flush reach the instrumentation through different functions and depths,
+    and a request takes both. The next call with that key tries them, the shortest first: the
+    frame found must be the application's and the one below it that same library function, else
+    the frames are walked one by one again. (That function, not any library frame: a longer path's
+    length, tried on a shorter path, can land on an outer application frame, a middleware under its
+    web framework, with a library frame below it.) A jump can miss an application frame that sits
+    between two library frames below the learned distance (code the library calls back, issuing a
+    query itself): then the outer application frame is reported. A ``key`` that tells call paths
+    apart without a frame (the instrumentation scope of the span) saves building the first frame.
     """
     cache = _cache
     if key is None:
@@ -166,12 +167,13 @@ def application_frame(depth: int = 1, key: Hashable | None = None) -> FrameType 
     paths = _jumps.get(key)
     if paths is not None:
         for jump, entry in paths:
-            try:
+            try:  # the library frame first: a path that does not match costs one frame, not two
+                if id(sys._getframe(depth + jump - 1).f_code) != entry:
+                    continue
                 found = sys._getframe(depth + jump)
-                below = sys._getframe(depth + jump - 1)
             except ValueError:  # a shallower stack than that path's
                 continue
-            if id(below.f_code) == entry and cache.get(id(found.f_code)):
+            if cache.get(id(found.f_code)):
                 return found
     frame: FrameType | None = sys._getframe(depth)
     inner: FrameType | None = None
