@@ -472,8 +472,8 @@ def estimate(
                 *ASSUMPTIONS,
                 "a batched query pays the round trip and the statement once, and for each further id "
                 f"{BATCH_OWN_WORK_PER_ID} of the work a turn of the loop does outside its call (the id's "
-                "binding and its rows, built by the client; measured on SQLAlchemy 2.0 with SQLite and "
-                "PostgreSQL at 3 rows an id, not read from this input)",
+                "binding, its lookup and its rows; measured with SQLAlchemy 2.0 at 3 rows an id: 0.07 on "
+                "SQLite, 0.11 on PostgreSQL, not read from this input)",
                 _AT_LOOP_PACE,
             )
         elif recommendation.rule == "index_candidate" and numbers.get("verdict") == "verified":
