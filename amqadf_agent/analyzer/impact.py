@@ -8,12 +8,10 @@ trace from the trace-shape rules.
 ``estimate`` then prices each finding whose fix can be priced:
 
 * **N+1** (``n_plus_one``): the loop of n calls of the statement in a request becomes one batched
-  query (``IN (...)`` of the n ids) costing one turn of the loop plus, for each further id,
-  ``BATCH_OWN_WORK_PER_ID`` of a turn's own work (its time outside the call):
-  ``saved = loop - loop / n - BATCH_OWN_WORK_PER_ID * (loop - calls)``, ``loop`` being the wall time
-  from the start of the first call to the end of the last (each turn's own work between the calls, an
-  ORM building the statement and the rows, included: it goes with the loop), ``calls`` the time in
-  the n calls;
+  query (``IN (...)`` of the n ids) costing one turn of the loop plus ``BATCH_TURN_PER_ID`` of a turn
+  for each further id: ``saved = loop - loop / n * (1 + BATCH_TURN_PER_ID * (n - 1))``, ``loop``
+  being the wall time from the start of the first call to the end of the last (each turn's own work
+  between the calls, an ORM building the statement and the rows, included: it goes with the loop);
 * **verified index** (``index_candidate`` with the planner's ``verified`` verdict,
   ``analyzer.explain``): every call of the statement takes the planner's cost ratio of its time:
   ``saved = time * (1 - cost_after / cost_before)``;
@@ -37,13 +35,12 @@ ratio of their mean durations (Little's law), the CPU left as it is (a database 
 service little CPU): the instances the scaler wanted at peak, before and after the fix.
 
 Assumptions, stated in every estimate so a reader can disagree: the db calls of a request are on its
-critical path (sequential, synchronous); a batched query pays the round trip and the statement once,
-and still pays, for each id, its binding, its lookup and its rows, which the client builds: a share of
-the turn's own work outside its call (the spans split a turn into the call and the rest, not the rest
-into the statement's build and the id's rows, so the share is measured, not read from the input); the
-planner's cost ratio holds for the observed durations (on SQLite a lower bound: a statement's span
-ends at its first row, its scan goes on as the rows are fetched). A slow query without a verified
-index is not priced (no fix is known to work).
+critical path (sequential, synchronous); a batched query still pays, for each id, its binding, its
+lookup and its rows (``BATCH_TURN_PER_ID`` of a turn: the spans tell a turn's time, not how much of it
+is the statement's round trip and how much the id's rows, so the share is measured, not read from the
+input); the planner's cost ratio holds for the observed durations (on SQLite a lower bound: a
+statement's span ends at its first row, its scan goes on as the rows are fetched). A slow query
+without a verified index is not priced (no fix is known to work).
 
 Memory: per request a key and three numbers, per (request, statement shape) a key and four numbers,
 at most ``MAX_REQUESTS`` requests and ``CALL_ROWS_PER_REQUEST`` times as many pairs (the first ones;
@@ -89,26 +86,25 @@ CALL_ROWS_PER_REQUEST: Final = 5
 #: Starts of db calls kept (16 bytes each, some 16 MB at most), ``CALL_STARTS_PER_REQUEST`` times
 #: ``MAX_REQUESTS``: the turns of the loops, for the spread of a fixed request's time.
 CALL_STARTS_PER_REQUEST: Final = 20
-#: What a batched query pays for each id beyond the first, as a share of a turn's own work (the
-#: loop's time outside the statement's calls, per turn): the id's bind, its lookup and its rows, built
-#: by the client, stay in the batch; the round trip, the statement's build and its span go. Measured on
-#: tests/apps/orders_app.py (SQLAlchemy 2.0, an ``IN`` of 400 ids of 3 rows each: the median of
-#: /orders/batched against that of /orders less its loop, in the same run, 10 runs on each database):
-#: 0.07 (0.03-0.08) of a turn's own work on SQLite, 0.11 (0.07-0.15) on PostgreSQL 15, whose server
-#: plans and runs the ``IN`` list in the call; as a share of the whole turn, 0.026 and 0.047, further
-#: apart: a turn holds the round trip (on SQLite a stand-in wait), which the batch pays once, so the
-#: share of a whole turn would charge each id a round trip's part, and the more the farther the
-#: database.
-BATCH_OWN_WORK_PER_ID: Final = 0.09
+#: What a batched query pays for each id beyond the first, in turns of the loop it replaces: the id's
+#: bind, its index lookup and its rows stay in the batch; the round trip, the statement's build and its
+#: span go. Measured on tests/apps/orders_app.py (SQLAlchemy 2.0, an ``IN`` of 400 ids of 3 rows each:
+#: the median of /orders/batched against that of /orders less its loop, in the same run, the loop's
+#: mean turn): 0.026 of a turn an id on SQLite in the median of 13 runs (0.015-0.029, 0.029 on a quiet
+#: machine) and 0.047 on PostgreSQL 15 in 10 (0.034-0.062), whose server plans and runs the ``IN``
+#: list (its span alone 24 times a call's); the batch took 11 and 20 turns beyond one. This is the
+#: middle of the two. A share of the turn's own work outside its call instead (the round trip paid
+#: once) varied more: 0.03-0.08 on SQLite, 0.07-0.15 on PostgreSQL.
+BATCH_TURN_PER_ID: Final = 0.04
 ASSUMPTIONS: Final = (
     "the db calls of a request run one after the other on its critical path",
     "the service's CPU does not change (a database wait costs it little CPU)",
 )
 _N_PLUS_ONE_FORMULA: Final = (
-    f"saved per request = loop_ms - loop_ms / n - {BATCH_OWN_WORK_PER_ID} * (loop_ms - calls_ms) (loop_ms: "
-    "from the start of the first of the n calls of the statement in the request to the end of the last; "
-    "calls_ms: the time in those calls; the loop becomes one batched query costing one turn of it plus, "
-    f"for each further id, {BATCH_OWN_WORK_PER_ID} of a turn's own work outside its call)"
+    f"saved per request = loop_ms - loop_ms / n * (1 + {BATCH_TURN_PER_ID} * (n - 1)) (loop_ms: from the "
+    "start of the first of the n calls of the statement in the request to the end of the last; the "
+    f"loop becomes one batched query costing one turn of it plus {BATCH_TURN_PER_ID} of a turn for each "
+    "further id)"
 )
 #: The trace-shape rules' savings, as each rule computes them in a trace.
 _SHAPE_FORMULAS: Final = {
@@ -467,13 +463,12 @@ def estimate(
         ratio: float | None = None
         if recommendation.rule == "n_plus_one":
             formula = _N_PLUS_ONE_FORMULA
-            extra: dict[str, float | int | str] = {"batch_own_work_per_id": BATCH_OWN_WORK_PER_ID}
+            extra: dict[str, float | int | str] = {"batch_turns_per_id": BATCH_TURN_PER_ID}
             assumptions: tuple[str, ...] = (
                 *ASSUMPTIONS,
-                "a batched query pays the round trip and the statement once, and for each further id "
-                f"{BATCH_OWN_WORK_PER_ID} of the work a turn of the loop does outside its call (the id's "
-                "binding, its lookup and its rows; measured with SQLAlchemy 2.0 at 3 rows an id: 0.07 on "
-                "SQLite, 0.11 on PostgreSQL, not read from this input)",
+                f"a batched query costs one turn of the loop plus {BATCH_TURN_PER_ID} of a turn for each "
+                "further id (its binding, lookup and rows; measured with SQLAlchemy 2.0 at 3 rows an id: "
+                "0.026 on SQLite, 0.047 on PostgreSQL, not read from this input)",
                 _AT_LOOP_PACE,
             )
         elif recommendation.rule == "index_candidate" and numbers.get("verdict") == "verified":
@@ -508,8 +503,7 @@ def _saving(totals: tuple[int, float, int, int], ratio: float | None) -> float:
     loop_s = max(last_ns - first_ns, 0) / 1e9
     if calls < 2:
         return 0.0
-    own_s = max(loop_s - time_s, 0.0)  # (calls overlapping in time: none of the loop is the client's own)
-    return loop_s - loop_s / calls - BATCH_OWN_WORK_PER_ID * own_s
+    return loop_s - loop_s / calls * (1 + BATCH_TURN_PER_ID * (calls - 1))
 
 
 def _estimate(
