@@ -80,22 +80,22 @@ def test_n_plus_one_saving_is_the_loop_but_one_turn() -> None:
     feed, found = _feed_and_findings(spans)
     # WHEN the fix is priced
     [n1] = estimate(feed, found)
-    # THEN each /orders request saves 79 - 79/20 * (1 + 0.03 * 19) = 72.7985 ms (the batched query
-    # costs one turn and 3% of a turn for each further id), and only /orders is named
+    # THEN each /orders request saves 79 - 79/20 * (1 + 0.04 * 19) = 72.048 ms (the batched query
+    # costs one turn and 4% of a turn for each further id), and only /orders is named
     assert n1.rule == "n_plus_one"
     assert n1.requests_affected == 20
-    assert n1.saved_s == pytest.approx(20 * 0.0727985)
+    assert n1.saved_s == pytest.approx(20 * 0.072048)
     [route] = n1.routes
     assert (route.route, route.requests) == ("/orders", 20)
     assert route.p95_before_s == pytest.approx(0.1)
-    assert route.p95_after_s == pytest.approx(0.1 - 0.0727985)
-    assert route.saved_median_s == pytest.approx(0.0727985)
-    assert "loop_ms - loop_ms / n * (1 + 0.03 * (n - 1))" in n1.formula
-    assert n1.evidence["batch_turns_per_id"] == 0.03
+    assert route.p95_after_s == pytest.approx(0.1 - 0.072048)
+    assert route.saved_median_s == pytest.approx(0.072048)
+    assert "loop_ms - loop_ms / n * (1 + 0.04 * (n - 1))" in n1.formula
+    assert n1.evidence["batch_turns_per_id"] == 0.04
     assert n1.peak_instances_before is None  # no timeline given
     data = n1.to_dict()
-    assert data["saved_ms_per_affected_request"] == pytest.approx(72.7985, abs=0.001)
-    assert data["routes"][0]["p95_after_ms"] == pytest.approx(27.2015, abs=0.001)
+    assert data["saved_ms_per_affected_request"] == pytest.approx(72.048, abs=0.001)
+    assert data["routes"][0]["p95_after_ms"] == pytest.approx(27.952, abs=0.001)
 
 
 def _stalled_request(trace: int, start_ms: float, stall_at: int) -> list[SpanRecord]:
@@ -119,17 +119,17 @@ def test_p95_after_an_n_plus_one_fix_keeps_the_interruptions_a_short_request_mee
     [n1] = estimate(feed, found)
     [route] = n1.routes
     # THEN the median request after it is its time less its saving: 20 ms of work and the batch, one
-    # turn and 3% of a turn for each further id (3.97 turns of 1.395 ms a turn on average)
-    after = 0.16 - (0.1395 - 0.1395 / 100 * (1 + 0.03 * 99))
+    # turn and 4% of a turn for each further id (4.96 turns of 1.395 ms a turn on average)
+    after = 0.16 - (0.1395 - 0.1395 / 100 * (1 + 0.04 * 99))
     assert route.saved_median_s == pytest.approx(0.16 - after)
     # AND its p95 is that of stretches of the loops as long as that (26 turns of 1 ms): more than 5%
     # of them hold the interruption, whole, as a fixed request would meet it; each request less its
-    # saving, all alike, would say 26 ms
-    assert after == pytest.approx(0.026038, abs=1e-6)
+    # saving, all alike, would say 27.4 ms
+    assert after == pytest.approx(0.0274192, abs=1e-6)
     assert route.p95_after_s == pytest.approx(after + 0.04)
     assert n1.evidence["p95_after"] == (
-        "/orders: stretches of 26.0 turns of 20 requests' loops, at every position (the median request "
-        "after the fix, 26.0 ms, at the loops' pace)"
+        "/orders: stretches of 27.4 turns of 20 requests' loops, at every position (the median request "
+        "after the fix, 27.4 ms, at the loops' pace)"
     )
 
 
@@ -143,7 +143,7 @@ def test_without_the_call_starts_the_p95_after_is_each_request_less_its_saving()
         if span.kind == SPAN_KIND_CLIENT:
             rules.add_span(span)
     [n1] = estimate(feed, rules.recommendations())
-    assert n1.routes[0].p95_after_s == pytest.approx(0.026038, abs=1e-6)
+    assert n1.routes[0].p95_after_s == pytest.approx(0.0274192, abs=1e-6)
     assert n1.evidence["p95_after"] == "each request at its time less its saving (no loop's call starts kept)"
 
 
@@ -155,9 +155,9 @@ def test_findings_are_ranked_by_what_their_fix_saves() -> None:
     )
     estimates = estimate(feed, [*found, big])
     order = ranked([big, *found], estimates)
-    # The N+1 was worth its total time (1.2 s of calls) before; now 1.46 s saved puts it first.
+    # The N+1 was worth its total time (1.2 s of calls) before; now 1.44 s saved puts it first.
     assert [r.rule for r in order][:2] == ["n_plus_one", "low_hit_ratio"]
-    assert order[0].impact_s == pytest.approx(20 * 0.0727985)
+    assert order[0].impact_s == pytest.approx(20 * 0.072048)
 
 
 def _window(index: int, p95_s: float) -> Window:
@@ -175,7 +175,7 @@ def test_scaling_replay_counts_the_instances_the_fix_saves() -> None:
     windows = [_window(i, 0.1) for i in range(2)]
     config = ScalingRuleConfig(p95_target_s=0.05)
     [n1] = estimate(feed, found, windows=windows, scaling=config)
-    # THEN with the loop gone (p95 25 ms) two instances meet the target again
+    # THEN with the loop gone (p95 28 ms) two instances meet the target again
     assert n1.peak_instances_before is not None and n1.peak_instances_after is not None
     assert n1.peak_instances_before > 2
     assert n1.peak_instances_after == 2
@@ -299,18 +299,38 @@ def test_orders_app_index_verdicts_and_n_plus_one_saving(orders_db: tuple[str, s
     # THEN the predicted saving is within 30% of the measured one
     figures = (predicted, measured, _p95(after), route, n1["evidence"])
     assert measured > 0
-    assert abs(predicted - measured) <= 0.3 * measured, figures
-    # AND the predicted p95 of the route after the fix is taken from stretches of the loops as long as
-    # a fixed request (each request less its saving gave 18-45% less than measured: a loop spreads over
-    # hundreds of turns the interruptions that a request a few turns long meets whole). It came within
-    # 30% of the fixed route's in 17 of 20 runs on the shared 2-core machine under loads of 3-13
-    # (docs/analyzer.md); a p95 of a few hundred requests on a busy machine is a measurement, so the
-    # pass/fail bound here is one no run reached (the farthest was 49% under): within 60%; a model gone
-    # wrong (the batched query alone, or the loop's whole time) lands far outside it.
+    assert _within(predicted, measured, 0.3), figures
+    # AND the predicted p95 of the route after the fix, from stretches of the loops as long as a fixed
+    # request (each request less its saving gave 18-45% less than measured: a loop spreads over hundreds
+    # of turns the interruptions that a request a few turns long meets whole), is within 30% of the
+    # fixed route's measured p95. That p95, of 240 requests on a busy machine, is a measurement with an
+    # error of its own (docs/analyzer.md: 1 run in 20 or so misses, on a few of its requests, e.g. the
+    # garbage collector's full collections falling in them): when the first run misses, the app serves its
+    # series once more and that run must be within 30%. A model gone wrong (the batched query at one
+    # turn, or at the loop's whole time) misses both.
     assert n1["evidence"]["p95_after"].startswith("/orders: stretches of "), figures
-    predicted_p95, measured_p95 = route["p95_after_ms"], _p95(after) * 1e3
-    print(f"\np95 of the fixed route: predicted {predicted_p95:.1f} ms, measured {measured_p95:.1f} ms")
-    assert abs(route["p95_after_ms"] / 1000 - _p95(after)) <= 0.6 * _p95(after), figures
+    runs = [(route["p95_after_ms"], _p95(after) * 1e3)]
+    if not _within(*runs[0], 0.3):
+        again = tmp_path / "again"
+        since_again = _run(again, app_dsn)
+        runs.append(_p95_predicted_and_measured(again, since_again, tmp_path / "again.json"))
+    shown_runs = ", ".join(f"predicted {p:.1f} ms, measured {m:.1f} ms" for p, m in runs)
+    print(f"\np95 of the fixed route: {shown_runs}")
+    assert _within(*runs[-1], 0.3), (runs, figures)
+
+
+def _within(predicted: float, measured: float, share: float) -> bool:
+    return abs(predicted - measured) <= share * measured
+
+
+def _p95_predicted_and_measured(run: Path, since: str, report: Path) -> tuple[float, float]:
+    """(predicted, measured) p95 of the fixed route in ms, for a run of the orders app."""
+    argv = [str(run), "--slow-query-ms", "0.05", "--since", since, "--format", "json", "-o", str(report)]
+    assert analyze_main(argv) == 0
+    [n1] = [e for e in json.loads(report.read_text())["impact"]["estimates"] if e["rule"] == "n_plus_one"]
+    after = _durations(run, "/orders/batched", since)
+    assert len(after) == BATCHED
+    return n1["routes"][0]["p95_after_ms"], _p95(after) * 1e3
 
 
 def test_memory_is_bounded() -> None:

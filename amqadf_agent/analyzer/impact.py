@@ -86,13 +86,16 @@ CALL_ROWS_PER_REQUEST: Final = 5
 #: Starts of db calls kept (16 bytes each, some 16 MB at most), ``CALL_STARTS_PER_REQUEST`` times
 #: ``MAX_REQUESTS``: the turns of the loops, for the spread of a fixed request's time.
 CALL_STARTS_PER_REQUEST: Final = 20
-#: What a batched query pays for each id beyond the first, in turns of the loop it replaces: an ``IN``
-#: of 400 ids cost 8 to 22 turns more than one turn, 11.5 in the median of 15 runs, alike on SQLite
-#: and on PostgreSQL 15 (SQLAlchemy 2.0, tests/apps/orders_app.py: the median of /orders/batched
-#: against that of /orders less its loop, in the same run, on the shared 2-core machine): the id's
+#: What a batched query pays for each id beyond the first, in turns of the loop it replaces: the id's
 #: bind, its index lookup and its rows stay in the batch; the round trip, the statement's build and its
-#: span go. Not one constant: the most turns when the turns were shortest (PostgreSQL, quieter runs).
-BATCH_TURN_PER_ID: Final = 0.03
+#: span go. Measured on tests/apps/orders_app.py (SQLAlchemy 2.0, an ``IN`` of 400 ids of 3 rows each:
+#: the median of /orders/batched against that of /orders less its loop, in the same run, the loop's
+#: mean turn): 0.026 of a turn an id on SQLite in the median of 13 runs (0.015-0.029, 0.029 on a quiet
+#: machine) and 0.047 on PostgreSQL 15 in 10 (0.034-0.062), whose server plans and runs the ``IN``
+#: list (its span alone 24 times a call's); the batch took 11 and 20 turns beyond one. This is the
+#: middle of the two. A share of the turn's own work outside its call instead (the round trip paid
+#: once) varied more: 0.03-0.08 on SQLite, 0.07-0.15 on PostgreSQL.
+BATCH_TURN_PER_ID: Final = 0.04
 ASSUMPTIONS: Final = (
     "the db calls of a request run one after the other on its critical path",
     "the service's CPU does not change (a database wait costs it little CPU)",
@@ -134,8 +137,8 @@ _AT_LOOP_PACE: Final = (
     "a fixed request goes at the pace its loop went: the route's p95 after the fix is that of the "
     "stretches of the loops as long as the median request after it (the interruptions a loop spreads "
     "over its turns, a short request meets whole or not at all); the garbage collector's full "
-    "collections, which no span shows, come as often after the fix (a batch keeping its rows alive "
-    "may bring them sooner)"
+    "collections, which no span shows, come as often after the fix and spread alike (a batch keeping "
+    "its rows alive brings them sooner, and into the fixed requests: the p95 after is then too low)"
 )
 _P95_EACH_REQUEST: Final = "each request at its time less its saving (no loop's call starts kept)"
 _INDEX_FORMULA: Final = (
@@ -464,8 +467,8 @@ def estimate(
             assumptions: tuple[str, ...] = (
                 *ASSUMPTIONS,
                 f"a batched query costs one turn of the loop plus {BATCH_TURN_PER_ID} of a turn for each "
-                "further id (its binding, lookup and rows; measured on SQLAlchemy 2.0 with SQLite and "
-                "PostgreSQL, not read from this input)",
+                "further id (its binding, lookup and rows; measured with SQLAlchemy 2.0 at 3 rows an id: "
+                "0.026 on SQLite, 0.047 on PostgreSQL, not read from this input)",
                 _AT_LOOP_PACE,
             )
         elif recommendation.rule == "index_candidate" and numbers.get("verdict") == "verified":
