@@ -1,4 +1,4 @@
-"""What the fixes are worth (``impact``) and the planner's verdicts in the Markdown and HTML reports."""
+"""What the fixes are worth (``impact``) and the planner's verdicts in the text, Markdown and HTML reports."""
 
 from __future__ import annotations
 
@@ -86,6 +86,16 @@ def test_markdown_without_a_timeline_or_routes_says_n_a() -> None:
     section = _section(_markdown(_report(bare)).splitlines(), "## What the fixes are worth")
     [row] = [line for line in section if line.startswith("| ")][2:]
     assert row.endswith("| n/a | n/a |")
+
+
+def test_the_text_report_says_how_each_fix_was_priced_and_what_it_assumes() -> None:
+    from amqadf_agent.analyzer.impact import render_text
+
+    out = io.StringIO()
+    render_text({"estimates": [ESTIMATE]}, out)
+    text = out.getvalue()
+    assert "how: saved per request = loop_ms - loop_ms / n" in text
+    assert "assumes: the db calls of a request run one after the other on its critical path" in text
 
 
 def test_no_section_when_nothing_was_priced() -> None:

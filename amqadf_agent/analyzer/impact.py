@@ -748,3 +748,6 @@ def render_text(section: dict[str, Any] | None, file: TextIO) -> None:
         w(f"    how: {shown(item['formula'])}\n")
         if basis := p95_basis(item):
             w(f"    {shown(basis)}\n")
+        assumptions = "; ".join(str(a) for a in item.get("assumptions") or [])
+        if assumptions:  # as the Markdown and HTML reports say them: what a user may disagree with
+            w(f"    assumes: {shown(assumptions)}\n")
