@@ -340,21 +340,29 @@ class ImpactFeed:
             for key, row in self._rows_of(statement_id).items()
         }
 
-    def turns_of(self, statement_id: int | None) -> dict[_RequestKey, list[int]]:
-        """Per request whose calls of a statement all had their start kept: those starts in order and
-        the end of the last call, the bounds of the loop's turns (a turn: from one call's start to the
-        next one's)."""
-        rows = {row: key for key, row in self._rows_of(statement_id).items()}
+    def turns_of(self, statement_ids: Iterable[int | None]) -> dict[int, dict[_RequestKey, list[int]]]:
+        """Per statement, per request whose calls of it all had their start kept: those starts in order
+        and the end of the last call, the bounds of the loop's turns (a turn: from one call's start to
+        the next one's). One pass over the starts kept (up to a million) for all the statements."""
+        owners: dict[int, tuple[int, _RequestKey]] = {}
+        for statement_id in statement_ids:
+            if statement_id is not None:
+                owners.update((row, (statement_id, key)) for key, row in self._rows_of(statement_id).items())
         starts: dict[int, list[int]] = {}
         for row, start_ns in zip(self._start_row, self._start_ns, strict=True):
-            if row in rows:
-                starts.setdefault(row, []).append(start_ns)
+            if row in owners:
+                of_row = starts.get(row)
+                if of_row is None:
+                    starts[row] = [start_ns]
+                else:
+                    of_row.append(start_ns)
         count, last = self._call_count, self._call_last
-        return {
-            rows[row]: [*sorted(of_row), last[row]]  # (a call ends at or after its start)
-            for row, of_row in starts.items()
-            if len(of_row) == count[row]
-        }
+        out: dict[int, dict[_RequestKey, list[int]]] = {}
+        for row, of_row in starts.items():
+            if len(of_row) == count[row]:
+                statement_id, key = owners[row]
+                out.setdefault(statement_id, {})[key] = [*sorted(of_row), last[row]]  # (an end >= its start)
+        return out
 
     def _rows_of(self, statement_id: int | None) -> dict[_RequestKey, int]:
         """Per request: the row of its calls of a statement."""
@@ -438,6 +446,12 @@ def estimate(
     }
     out = []
     requests = feed.requests
+    recommendations = list(recommendations)
+    loops = feed.turns_of(
+        feed.database.statement_id(r.subject)
+        for r in recommendations
+        if r.rule == "n_plus_one" and r.category == "database"
+    )
     for recommendation in recommendations:
         shape_formula = _SHAPE_FORMULAS.get(recommendation.rule)
         if shape_formula is not None and recommendation.category != "database":
@@ -487,7 +501,9 @@ def estimate(
         statement_id = feed.database.statement_id(statement)
         calls = feed.calls_of(statement_id)
         saved = {key: _saving(totals, ratio) for key, totals in calls.items()}
-        turns = feed.turns_of(statement_id) if recommendation.rule == "n_plus_one" else None
+        turns = None
+        if recommendation.rule == "n_plus_one":
+            turns = {} if statement_id is None else loops.get(statement_id, {})
         priced = _estimate(
             requests, feed, recommendation, saved, formula, assumptions, extra, windows, scaling, turns
         )
