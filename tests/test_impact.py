@@ -133,6 +133,32 @@ def test_p95_after_an_n_plus_one_fix_keeps_the_interruptions_a_short_request_mee
     )
 
 
+def test_two_loops_are_each_priced_from_their_own_turns() -> None:
+    # GIVEN the stalled loop on /orders and, on /products, a loop of another statement stalled elsewhere
+    spans = [s for t in range(20) for s in _stalled_request(t + 1, t * 1000, 5 * t + 2)]
+    other = {"db.system": "sqlite", "db.statement": "SELECT name FROM products WHERE id = ?"}
+    for t in range(20):
+        trace, start = 100 + t, 50_000 + t * 1000
+        spans.append(_span(trace, 1, 0, SPAN_KIND_SERVER, start, start + 200, **{"http.route": "/products"}))
+        at = start + 10
+        for i in range(120):
+            spans.append(_span(trace, 2 + i, 1, SPAN_KIND_CLIENT, at, at + 0.5, **other))
+            at += 60 if i == 3 * t + 1 else 1
+    feed, found = _feed_and_findings(spans)
+    loops = [r for r in found if r.rule == "n_plus_one"]
+    assert len(loops) == 2
+    # WHEN both fixes are priced together, and each alone
+    together = {e.fingerprint: e for e in estimate(feed, loops)}
+    alone = {e.fingerprint: e for r in loops for e in estimate(feed, [r])}
+    # THEN each is priced from the starts of its own calls, as it is alone
+    assert together.keys() == alone.keys() and len(together) == 2
+    for fingerprint, priced in together.items():
+        assert priced.evidence["p95_after"].startswith(f"{priced.routes[0].route}: stretches of ")
+        assert priced.routes == alone[fingerprint].routes
+        assert priced.evidence == alone[fingerprint].evidence
+    assert len({e.routes[0].p95_after_s for e in together.values()}) == 2
+
+
 def test_without_the_call_starts_the_p95_after_is_each_request_less_its_saving() -> None:
     spans = [s for t in range(20) for s in _stalled_request(t + 1, t * 1000, 5 * t + 2)]
     rules = DatabaseRules()
