@@ -134,6 +134,7 @@ def test_call_paths_of_several_scopes_and_depths_each_get_their_own_line(
         "second_path": line_of(second_path, "# second path"),
         "third_path": line_of(third_path, "# third path"),
     }
+
     def nested(levels: int, path: Callable[[], None]) -> None:
         """The application's own frames around the call (known as the application's: one of them
         starts a span itself): a distance learned on a deeper path lands on one of them, which must
@@ -185,7 +186,8 @@ def test_a_distance_learned_on_a_deeper_path_never_names_an_outer_application_fr
     middleware()
     middleware()
     # THEN every query names the view, never the middleware
-    functions = [s.attributes[FUNCTION] for s in exporter.get_finished_spans() if s.attributes and s.name == "q"]
+    queries = [s for s in exporter.get_finished_spans() if s.attributes and s.name == "q"]
+    functions = [span.attributes[FUNCTION] for span in queries if span.attributes]
     assert len(functions) == 4
     assert all(str(function).endswith(".view") for function in functions), functions
 
