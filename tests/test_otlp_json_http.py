@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gzip
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -67,3 +69,34 @@ def test_spans_metrics_and_logs_go_as_otlp_json(
     assert all(len(s.trace_id) == 32 and s.attributes["n"] in (0, 1, 2) for s in spans)
     assert all(s.resource["service.name"] == "json-shop" for s in spans)
     assert b"a line of the app" in b"".join(decoded["/v1/logs"])
+
+
+def test_each_exporter_sends_while_open_and_fails_without_sending_once_shut_down(receiver: Received) -> None:
+    from opentelemetry.sdk.metrics.export import MetricExportResult, MetricsData
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from amqadf_agent.runtime import otlp_http
+
+    provider = TracerProvider()
+    spans = [provider.get_tracer("t").start_span("done")]
+    spans[0].end()
+    no_metrics = MetricsData([])
+    cases: list[tuple[Any, str, Callable[[Any], Any], Any]] = [
+        (otlp_http.JsonSpanExporter, "/v1/traces", lambda e: e.export(spans), SpanExportResult),
+        (otlp_http.ProtoSpanExporter, "/v1/traces", lambda e: e.export(spans), SpanExportResult),
+        (otlp_http.JsonMetricExporter, "/v1/metrics", lambda e: e.export(no_metrics), MetricExportResult),
+    ]
+    for make, path, export, result in cases:
+        exporter = make(endpoint=receiver.url + path)
+        before = len(receiver.got)
+        # WHEN it exports while open, THEN the body reaches the receiver and the export succeeds
+        assert export(exporter) == result.SUCCESS, make
+        assert len(receiver.got) == before + 1 and receiver.got[-1][0] == path
+        # AND once shut down it fails at once, sending nothing (and encoding nothing)
+        exporter.shutdown()
+        assert export(exporter) == result.FAILURE, make
+        assert len(receiver.got) == before + 1
+    logs = otlp_http.json_log_exporter(endpoint=receiver.url + "/v1/logs")
+    logs.shutdown()
+    assert logs.export([]).name == "FAILURE"

@@ -26,7 +26,7 @@ import os
 import socket
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -46,18 +46,19 @@ _logger = logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_export
 CONTENT_TYPE = {"content-type": "application/json"}
 
 
-def _send(client: Any, body: bytes) -> bool:
-    return bool(client.export(body).success)
+def _post(exporter: Any, body: Callable[[], bytes], result: Any) -> Any:
+    """``result.SUCCESS`` when ``exporter`` (an SDK OTLP/HTTP exporter) is not shut down and its client
+    sent ``body()`` (encoded only then), ``result.FAILURE`` otherwise; ``result``: the signal's enum."""
+    if exporter._shutdown:
+        return result.FAILURE
+    return result.SUCCESS if exporter._client.export(body()).success else result.FAILURE
 
 
 class JsonSpanExporter(OTLPSpanExporter):
     """The SDK's OTLP/HTTP span exporter, sending OTLP JSON."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self._shutdown:
-            return SpanExportResult.FAILURE
-        ok = _send(self._client, spans_line(spans).rstrip(b"\n"))
-        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+        return _post(self, lambda: spans_line(spans).rstrip(b"\n"), SpanExportResult)  # type: ignore[no-any-return]
 
 
 class ProtoSpanExporter(OTLPSpanExporter):
@@ -75,7 +76,7 @@ class ProtoSpanExporter(OTLPSpanExporter):
                 limit,
             )
             return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS if _send(self._client, body) else SpanExportResult.FAILURE
+        return _post(self, lambda: body, SpanExportResult)  # type: ignore[no-any-return]
 
 
 class JsonMetricExporter(OTLPMetricExporter):
@@ -83,12 +84,9 @@ class JsonMetricExporter(OTLPMetricExporter):
     interval, not per request)."""
 
     def export(self, metrics_data: MetricsData, timeout_millis: float | None = 10000, **kwargs: Any) -> Any:
-        if self._shutdown:
-            return MetricExportResult.FAILURE
         from opentelemetry.exporter.otlp.json.common.metrics_encoder import encode_metrics
 
-        body = orjson.dumps(encode_metrics(metrics_data).to_dict())
-        return MetricExportResult.SUCCESS if _send(self._client, body) else MetricExportResult.FAILURE
+        return _post(self, lambda: orjson.dumps(encode_metrics(metrics_data).to_dict()), MetricExportResult)
 
 
 def json_log_exporter(**kwargs: Any) -> Any:
@@ -100,10 +98,7 @@ def json_log_exporter(**kwargs: Any) -> Any:
 
     class JsonLogExporter(OTLPLogExporter):
         def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
-            if self._shutdown:
-                return LogRecordExportResult.FAILURE
-            ok = _send(self._client, logs_line(batch).rstrip(b"\n"))
-            return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
+            return _post(self, lambda: logs_line(batch).rstrip(b"\n"), LogRecordExportResult)  # type: ignore[no-any-return]
 
     return JsonLogExporter(**kwargs)
 
