@@ -386,11 +386,11 @@ def summary(statement: str) -> str:
     ``INSERT shipping_details SELECT orders``, ``SELECT songs artists`` for a join or a comma list,
     ``SELECT SELECT orders customers`` for a subquery in ``FROM``, ``MERGE t src`` for a merge into
     ``t`` from ``src``, ``CREATE INDEX orders`` for an index on ``orders``: the index's name is left
-    out, as the table's is kept); a statement without one of those
-    operations is summarized by its first word as written (``BEGIN``, ``SET``), a MongoDB command with a
-    document by the command (``find``). A scan of ``split``'s words
-    that knows which ``FROM`` list each parenthesis level is in, not a parser: enough for a grouping
-    label, and cheap. At most ``SUMMARY_MAX_CHARS``, cut between two of its words.
+    out, as the table's is kept); a statement without one of those operations is summarized by its
+    first word as written (``BEGIN``, ``SET``), a MongoDB command with a document by the command
+    (``find``). A scan of ``split``'s words that knows which ``FROM`` list each parenthesis level is
+    in, not a parser: enough for a grouping label, and cheap. At most ``SUMMARY_MAX_CHARS``, cut
+    between two of its words.
     """
     if "{" in statement:
         document = is_document_command(statement)

@@ -148,9 +148,9 @@ def span_processors() -> Any:
 
     The SDK's calls each processor's ``on_start``, ``_on_ending`` and ``on_end`` on every span, on
     the application's thread; the agent's batch processors do nothing in the first two, its own
-    processors nothing in ``_on_ending``, and the code location nothing in ``on_end``. This one
-    keeps, for each hook, the processors that define it, in the order they were added (the same
-    calls as the SDK's, minus the empty ones).
+    processors nothing in ``_on_ending``, the sanitizer nothing in ``on_start`` and the code
+    location nothing in ``on_end``. This one keeps, for each hook, the processors that define it, in
+    the order they were added (the same calls as the SDK's, minus the empty ones).
     """
     from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
