@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,9 @@ sys.path.insert(0, str(APPS))
 import orders_app  # noqa: E402
 
 RESOURCE = {"service.name": "shop"}
+#: The unit tests' database: one without a measured share of its own, so a batch is priced at the
+#: middle share (``impact.BATCH_TURN_PER_ID``); SQLite's and PostgreSQL's are checked apart.
+DB = "mysql"
 LOOP = "SELECT sku FROM order_items WHERE order_id = ?"
 MS = 1_000_000
 
@@ -57,7 +61,7 @@ def _request(trace: int, start_ms: float, loop_calls: int, route: str = "/orders
     spans = [_span(trace, 1, 0, SPAN_KIND_SERVER, start_ms, start_ms + 100, **{"http.route": route})]
     for i in range(loop_calls):
         at = start_ms + 10 + 4 * i
-        db = {"db.system": "sqlite", "db.statement": LOOP}
+        db = {"db.system": DB, "db.statement": LOOP}
         spans.append(_span(trace, 2 + i, 1, SPAN_KIND_CLIENT, at, at + 3, **db))
     return spans
 
@@ -105,7 +109,7 @@ def _stalled_request(trace: int, start_ms: float, stall_at: int) -> list[SpanRec
     spans = [_span(trace, 1, 0, SPAN_KIND_SERVER, start_ms, end_ms, **{"http.route": "/orders"})]
     at = start_ms + 10
     for i in range(100):
-        db = {"db.system": "sqlite", "db.statement": LOOP}
+        db = {"db.system": DB, "db.statement": LOOP}
         spans.append(_span(trace, 2 + i, 1, SPAN_KIND_CLIENT, at, at + 0.5, **db))
         at += 41 if i == stall_at else 1
     return spans
@@ -136,7 +140,7 @@ def test_p95_after_an_n_plus_one_fix_keeps_the_interruptions_a_short_request_mee
 def test_two_loops_are_each_priced_from_their_own_turns() -> None:
     # GIVEN the stalled loop on /orders and, on /products, a loop of another statement stalled elsewhere
     spans = [s for t in range(20) for s in _stalled_request(t + 1, t * 1000, 5 * t + 2)]
-    other = {"db.system": "sqlite", "db.statement": "SELECT name FROM products WHERE id = ?"}
+    other = {"db.system": DB, "db.statement": "SELECT name FROM products WHERE id = ?"}
     for t in range(20):
         trace, start = 100 + t, 50_000 + t * 1000
         spans.append(_span(trace, 1, 0, SPAN_KIND_SERVER, start, start + 200, **{"http.route": "/products"}))
@@ -157,6 +161,20 @@ def test_two_loops_are_each_priced_from_their_own_turns() -> None:
         assert priced.routes == alone[fingerprint].routes
         assert priced.evidence == alone[fingerprint].evidence
     assert len({e.routes[0].p95_after_s for e in together.values()}) == 2
+
+
+@pytest.mark.parametrize(("system", "per_id"), [("sqlite", 0.026), ("postgresql", 0.047), (DB, 0.04)])
+def test_a_batch_is_priced_at_its_databases_share_of_a_turn(system: str, per_id: float) -> None:
+    spans = [s for t in range(20) for s in _request(t + 1, t * 1000, 20)]
+    spans = [
+        replace(s, attributes={**s.attributes, "db.system": system}) if s.kind == SPAN_KIND_CLIENT else s
+        for s in spans
+    ]
+    feed, found = _feed_and_findings(spans)
+    [n1] = estimate(feed, found)
+    assert n1.evidence["batch_turns_per_id"] == per_id
+    assert f"(1 + {per_id} * (n - 1))" in n1.formula
+    assert n1.saved_s == pytest.approx(20 * (0.079 - 0.079 / 20 * (1 + per_id * 19)))
 
 
 def test_without_the_call_starts_the_p95_after_is_each_request_less_its_saving() -> None:

@@ -8,9 +8,9 @@ trace from the trace-shape rules.
 ``estimate`` then prices each finding whose fix can be priced:
 
 * **N+1** (``n_plus_one``): the loop of n calls of the statement in a request becomes one batched
-  query (``IN (...)`` of the n ids) costing one turn of the loop plus ``BATCH_TURN_PER_ID`` of a turn
-  for each further id: ``saved = loop - loop / n * (1 + BATCH_TURN_PER_ID * (n - 1))``, ``loop``
-  being the wall time from the start of the first call to the end of the last (each turn's own work
+  query (``IN (...)`` of the n ids) costing one turn of the loop plus ``share`` of a turn for each
+  further id (``batch_turns_per_id``, by database): ``saved = loop - loop / n * (1 + share * (n - 1))``,
+  ``loop`` being the wall time from the start of the first call to the end of the last (each turn's own work
   between the calls, an ORM building the statement and the rows, included: it goes with the loop);
 * **verified index** (``index_candidate`` with the planner's ``verified`` verdict,
   ``analyzer.explain``): every call of the statement takes the planner's cost ratio of its time:
@@ -36,7 +36,7 @@ service little CPU): the instances the scaler wanted at peak, before and after t
 
 Assumptions, stated in every estimate so a reader can disagree: the db calls of a request are on its
 critical path (sequential, synchronous); a batched query still pays, for each id, its binding, its
-lookup and its rows (``BATCH_TURN_PER_ID`` of a turn: the spans tell a turn's time, not how much of it
+lookup and its rows (``batch_turns_per_id`` of a turn: the spans tell a turn's time, not how much of it
 is the statement's round trip and how much the id's rows, so the share is measured, not read from the
 input); the planner's cost ratio holds for the observed durations (on SQLite a lower bound: a
 statement's span ends at its first row, its scan goes on as the rows are fetched). A slow query
@@ -92,20 +92,35 @@ CALL_STARTS_PER_REQUEST: Final = 20
 #: the median of /orders/batched against that of /orders less its loop, in the same run, the loop's
 #: mean turn): 0.026 of a turn an id on SQLite in the median of 13 runs (0.015-0.029, 0.029 on a quiet
 #: machine) and 0.047 on PostgreSQL 15 in 10 (0.034-0.062), whose server plans and runs the ``IN``
-#: list (its span alone 24 times a call's); the batch took 11 and 20 turns beyond one. This is the
-#: middle of the two. A share of the turn's own work outside its call instead (the round trip paid
-#: once) varied more: 0.03-0.08 on SQLite, 0.07-0.15 on PostgreSQL.
+#: list (its span alone 24 times a call's); the batch took 11 and 20 turns beyond one. Each database
+#: its own share (``BATCH_TURNS_PER_ID``, by ``db.system``); any other, or several, the middle of the
+#: two. A share of the turn's own work outside its call instead (the round trip paid once) varied
+#: more: 0.03-0.08 on SQLite, 0.07-0.15 on PostgreSQL.
 BATCH_TURN_PER_ID: Final = 0.04
+BATCH_TURNS_PER_ID: Final = {"sqlite": 0.026, "postgresql": 0.047}
 ASSUMPTIONS: Final = (
     "the db calls of a request run one after the other on its critical path",
     "the service's CPU does not change (a database wait costs it little CPU)",
 )
-_N_PLUS_ONE_FORMULA: Final = (
-    f"saved per request = loop_ms - loop_ms / n * (1 + {BATCH_TURN_PER_ID} * (n - 1)) (loop_ms: from the "
-    "start of the first of the n calls of the statement in the request to the end of the last; the "
-    f"loop becomes one batched query costing one turn of it plus {BATCH_TURN_PER_ID} of a turn for each "
-    "further id)"
-)
+
+
+def _n_plus_one_formula(per_id: float) -> str:
+    return (
+        f"saved per request = loop_ms - loop_ms / n * (1 + {per_id} * (n - 1)) (loop_ms: from the "
+        "start of the first of the n calls of the statement in the request to the end of the last; the "
+        f"loop becomes one batched query costing one turn of it plus {per_id} of a turn for each "
+        "further id)"
+    )
+
+
+def batch_turns_per_id(db_system: object) -> float:
+    """What a batched query pays an id beyond the first, in turns, for a finding's ``db_system``."""
+    systems = {s.strip() for s in str(db_system or "").split(",") if s.strip()}
+    return (
+        BATCH_TURNS_PER_ID.get(systems.pop(), BATCH_TURN_PER_ID) if len(systems) == 1 else BATCH_TURN_PER_ID
+    )
+
+
 #: The trace-shape rules' savings, as each rule computes them in a trace.
 _SHAPE_FORMULAS: Final = {
     "n_plus_one_http": "saved per request = total_ms - longest_ms of the calls to the URL template under "
@@ -475,14 +490,16 @@ def estimate(
         statement = recommendation.subject
         numbers = recommendation.evidence.numbers
         ratio: float | None = None
+        per_id = batch_turns_per_id(numbers.get("db_system"))
         if recommendation.rule == "n_plus_one":
-            formula = _N_PLUS_ONE_FORMULA
-            extra: dict[str, float | int | str] = {"batch_turns_per_id": BATCH_TURN_PER_ID}
+            formula = _n_plus_one_formula(per_id)
+            extra: dict[str, float | int | str] = {"batch_turns_per_id": per_id}
             assumptions: tuple[str, ...] = (
                 *ASSUMPTIONS,
-                f"a batched query costs one turn of the loop plus {BATCH_TURN_PER_ID} of a turn for each "
+                f"a batched query costs one turn of the loop plus {per_id} of a turn for each "
                 "further id (its binding, lookup and rows; measured with SQLAlchemy 2.0 at 3 rows an id: "
-                "0.026 on SQLite, 0.047 on PostgreSQL, not read from this input)",
+                f"0.026 on SQLite, 0.047 on PostgreSQL, {BATCH_TURN_PER_ID} for another database; not read "
+                "from this input)",
                 _AT_LOOP_PACE,
             )
         elif recommendation.rule == "index_candidate" and numbers.get("verdict") == "verified":
@@ -500,7 +517,7 @@ def estimate(
             continue
         statement_id = feed.database.statement_id(statement)
         calls = feed.calls_of(statement_id)
-        saved = {key: _saving(totals, ratio) for key, totals in calls.items()}
+        saved = {key: _saving(totals, ratio, per_id) for key, totals in calls.items()}
         turns = None
         if recommendation.rule == "n_plus_one":
             turns = {} if statement_id is None else loops.get(statement_id, {})
@@ -511,7 +528,7 @@ def estimate(
     return sorted(out, key=lambda e: (-e.saved_s, e.fingerprint))
 
 
-def _saving(totals: tuple[int, float, int, int], ratio: float | None) -> float:
+def _saving(totals: tuple[int, float, int, int], ratio: float | None, per_id: float) -> float:
     """One request's saving: the N+1 formula without a cost ratio, the index formula with one."""
     calls, time_s, first_ns, last_ns = totals
     if ratio is not None:
@@ -519,7 +536,7 @@ def _saving(totals: tuple[int, float, int, int], ratio: float | None) -> float:
     loop_s = max(last_ns - first_ns, 0) / 1e9
     if calls < 2:
         return 0.0
-    return loop_s - loop_s / calls * (1 + BATCH_TURN_PER_ID * (calls - 1))
+    return loop_s - loop_s / calls * (1 + per_id * (calls - 1))
 
 
 def _estimate(
