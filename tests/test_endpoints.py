@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from support.otlp_spans import CLIENT, DBAPI, MS, ORM, SERVER, Span, write_spans
+from support.otlp_spans import CLIENT, DBAPI, MS, ORM, SERVER, T0, Span, write_spans
 from support.otlp_spans import orders as _orders
 from support.otlp_spans import payments as _payments
 
@@ -139,3 +139,82 @@ def test_every_format_shows_the_endpoint_table(tmp_path: Path) -> None:
     assert "database/n_plus_one" in shown["text"]
     assert "| `shop: POST /pay` | 20 | 25.0% | 250 ms |" in shown["markdown"]
     assert "<code>shop: GET /orders/{id}</code>" in shown["html"]
+
+
+def _reports(requests: int, *, query_end_ms: int, late_first: bool = False) -> list[Span]:
+    """GET /report requests of 3 s (failed: the request timed out), each running one report query
+    from 10 ms in until ``query_end_ms``; exported in end order (``late_first``: the query first)."""
+    spans: list[Span] = []
+    for r in range(requests):
+        trace, server = f"{r + 7001:032x}", f"{r + 7001:016x}"
+        start = T0 + r * 20_000 * MS
+        query = Span(
+            trace,
+            f"{r + 8001:016x}",
+            server,
+            "SELECT",
+            CLIENT,
+            start + 10 * MS,
+            start + query_end_ms * MS,
+            {"db.system": "sqlite", "db.statement": "SELECT sku, COUNT(*) FROM order_items GROUP BY sku"},
+        )
+        attributes = {"http.route": "/report", "http.request.method": "GET", "http.response.status_code": 504}
+        end = start + 3000 * MS
+        request = Span(trace, server, "", "GET /report", SERVER, start, end, attributes, error=True)
+        in_order = [query, request] if late_first or query_end_ms <= 3000 else [request, query]
+        spans += in_order
+    return spans
+
+
+def test_calls_that_outlive_their_request_are_its_calls_and_shown_apart(tmp_path: Path) -> None:
+    report = _report(tmp_path, _reports(5, query_end_ms=8010) + _orders(10, twins=None))  # (data floor)
+    route = next(r for r in report["top_routes"] if r["route"] == "/report")
+    assert route["requests"] == 5 and route["errors"] == 5
+    assert route["db_calls_per_request"] == 1 and route["db_ms_per_request"] == 8000.0
+    assert route["calls_after_response"] == 5
+    assert route["ms_after_response"] == 5 * 5010.0
+    slow = next(r for r in report["recommendations"] if r["rule"] == "slow_query")
+    assert {"fingerprint": slow["fingerprint"], "rule": "database/slow_query"} in route["findings"]
+    # the same calls, arrived before their request (another file order): the same counts
+    (tmp_path / "b").mkdir()
+    before = _report(tmp_path / "b", _reports(5, query_end_ms=8010, late_first=True))
+    again = next(r for r in before["top_routes"] if r["route"] == "/report")
+    assert {k: again[k] for k in ("db_calls_per_request", "calls_after_response", "ms_after_response")} == {
+        "db_calls_per_request": 1,
+        "calls_after_response": 5,
+        "ms_after_response": 5 * 5010.0,
+    }
+    # a query that ends within its request is not after the response
+    (tmp_path / "c").mkdir()
+    within = _report(tmp_path / "c", _reports(5, query_end_ms=2000))
+    inside = next(r for r in within["top_routes"] if r["route"] == "/report")
+    assert inside["db_calls_per_request"] == 1 and inside["calls_after_response"] == 0
+
+
+def test_a_later_call_of_the_trace_that_started_after_the_request_is_not_its_call() -> None:
+    rules = EndpointRules()
+
+    def span(span_id: str, kind: int, start: int, end: int, attributes: dict) -> SpanRecord:
+        return SpanRecord("a" * 32, span_id, "", "x", kind, start, end, 0, "", attributes, (), {}, "s")
+
+    db = {"db.system": "sqlite", "db.statement": "SELECT 1"}
+    rules.add(span("inner", SERVER, 0, 10 * MS, {"http.route": "/inner"}))
+    rules.add(span("late", CLIENT, 5 * MS, 30 * MS, db))  # started within /inner, ended after it
+    rules.add(span("next", CLIENT, 40 * MS, 50 * MS, db))  # started after /inner had ended
+    rules.add(span("outer", SERVER, 0, 60 * MS, {"http.route": "/outer"}))
+    routes = {route.route: route for route in rules.routes()}
+    inner, outer = routes["/inner"], routes["/outer"]
+    assert inner.db_calls == 1 and inner.late_calls == 1 and inner.late_s == 20 * MS / 1e9
+    assert outer.db_calls == 1 and outer.late_calls == 0  # waited for the next request of the trace
+
+
+def test_every_format_shows_the_calls_after_the_response() -> None:
+    from amqadf_agent.analyzer import render_endpoints
+
+    route = {"service": "shop", "method": "GET", "route": "/report", "requests": 5, "share": {}}
+    late = {**route, "calls_after_response": 5, "ms_after_response": 25050.0}
+    said = "5 calls ran on after the response, 25,050 ms in all"
+    for render in (render_endpoints.text_lines, render_endpoints.markdown_lines, render_endpoints.html_lines):
+        assert said in "\n".join(render([late])), render
+        # none, or a report written before these keys: nothing said
+        assert "after the response" not in "\n".join(render([route, {**route, "calls_after_response": 0}]))

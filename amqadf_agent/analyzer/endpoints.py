@@ -17,7 +17,12 @@ other client calls, as calls and time per request. The share of the request's ti
 
 Children are attributed to the SERVER span of the same trace and service that arrives after them (an
 exporter sends a child before its parent: children end first); the first such server span of a
-trace takes them (a trace that re-enters one service is counted under its first route). A call seen
+trace takes them (a trace that re-enters one service is counted under its first route). A call that
+ends after its request (a query a timed-out request left running, a task it did not wait for) arrives
+after it: it is still the request's, counted with its calls and, apart, as a call *after the response*
+with the time it ran on past the request's end (the database kept working for a client that had given
+up). The last ``MAX_PENDING_TRACES`` requests of each service are remembered for that: a call whose
+start falls within one of them and whose end is after it. A call seen
 by two instrumentations (the ORM's span and the DB-API's beside or inside it) is counted once
 (``analyzer.dedup.collapse``). Memory: per service at most ``MAX_PENDING_TRACES`` traces whose client
 spans (referenced, not copied) wait for their server span (the oldest are dropped: a background job
@@ -99,6 +104,8 @@ class RouteStats:
         "findings",
         "http_calls",
         "http_s",
+        "late_calls",
+        "late_s",
         "method",
         "requests",
         "route",
@@ -118,6 +125,9 @@ class RouteStats:
         self.db_s = 0.0
         self.http_calls = 0
         self.http_s = 0.0
+        #: Calls that ended after their request, and the time they ran on past its end.
+        self.late_calls = 0
+        self.late_s = 0.0
         self.samples: array[float] = array("d")
         #: Fingerprint -> rule of the findings seen under this route.
         self.findings: dict[str, str] = {}
@@ -161,6 +171,8 @@ class RouteStats:
             "http_calls_per_request": round(self.http_calls / requests, 3),
             "http_ms_per_request": round(self.http_s * 1000 / requests, 3),
             "share": share,
+            "calls_after_response": self.late_calls,
+            "ms_after_response": round(self.late_s * 1000, 3),
             "findings": [{"fingerprint": f, "rule": r} for f, r in sorted(self.findings.items())],
         }
 
@@ -168,6 +180,8 @@ class RouteStats:
 #: A client call waiting for its request: (kind, the span); what the request needs of it is read when
 #: the request arrives (an exporter sends both within one batch, mostly).
 _PendingCall = tuple[int, SpanRecord]
+#: A request counted: its route, start and end (ns).
+_Answered = tuple[RouteStats, int, int]
 
 
 class EndpointRules:
@@ -193,6 +207,10 @@ class EndpointRules:
         #: Per ``service.name``, trace id -> its calls waiting for the request, oldest trace first.
         self._pending_of: dict[str, OrderedDict[str, list[_PendingCall]]] = {}
         self._pending: OrderedDict[str, list[_PendingCall]] = OrderedDict()
+        #: Per ``service.name``, trace id -> its request counted (route, start, end), for the calls
+        #: that end after it; the latest ``MAX_PENDING_TRACES``.
+        self._answered_of: dict[str, OrderedDict[str, _Answered]] = {}
+        self._answered: OrderedDict[str, _Answered] = OrderedDict()
         self._linked: dict[str, RouteStats] = {}
         self._rng = random.Random(0)
         self._last_resource: object = None
@@ -213,6 +231,10 @@ class EndpointRules:
             if pending_of is None:
                 pending_of = self._pending_of[name] = OrderedDict()
             self._pending = pending_of
+            answered_of = self._answered_of.get(name)
+            if answered_of is None:
+                answered_of = self._answered_of[name] = OrderedDict()
+            self._answered = answered_of
         if not self._keep:
             return
         kind = record.kind
@@ -226,6 +248,10 @@ class EndpointRules:
                 call = (_OTHER, record)
             pending = self._pending.get(record.trace_id)
             if pending is None:
+                answered = self._answered.get(record.trace_id)
+                if answered is not None and answered[1] <= record.start_ns <= answered[2] < record.end_ns:
+                    self._add_late(answered[0], call, answered[2])
+                    return
                 self._pending[record.trace_id] = [call]
                 if len(self._pending) > MAX_PENDING_TRACES:
                     self._pending.popitem(last=False)
@@ -255,6 +281,11 @@ class EndpointRules:
             slot = int(self._rng.random() * stats.requests)  # randrange costs ~10x this
             if slot < MAX_SAMPLES:
                 samples[slot] = duration
+        answered = self._answered
+        if span.trace_id not in answered:  # the first request of the trace takes its late calls
+            answered[span.trace_id] = (stats, span.start_ns, end_ns)
+            if len(answered) > MAX_PENDING_TRACES:
+                answered.popitem(last=False)
         pending = self._pending.pop(span.trace_id, None)
         if pending is None:
             return
@@ -271,6 +302,9 @@ class EndpointRules:
             times[kind] += took
             if kind == _DB and took > longest_db:
                 longest_db = took
+            if end > end_ns:
+                stats.late_calls += 1
+                stats.late_s += (end - end_ns) / 1e9
             seen = scopes[kind]
             if seen is None:
                 scopes[kind] = scope
@@ -290,6 +324,21 @@ class EndpointRules:
         slow = longest_db >= self.slow_query_s * 1e9
         if (counts[_DB] >= LINK_MIN_DB_CALLS or slow) and len(self._linked) < MAX_LINKED_TRACES:
             self._linked.setdefault(span.trace_id, stats)
+
+    def _add_late(self, stats: RouteStats, call: _PendingCall, request_end_ns: int) -> None:
+        """A call of a request counted already, which ended after it."""
+        kind, span = call
+        took = max(span.end_ns - span.start_ns, 0)
+        if kind == _DB:
+            stats.db_calls += 1
+            stats.db_s += took / 1e9
+            if took >= self.slow_query_s * 1e9 and len(self._linked) < MAX_LINKED_TRACES:
+                self._linked.setdefault(span.trace_id, stats)
+        elif kind == _HTTP:
+            stats.http_calls += 1
+            stats.http_s += took / 1e9
+        stats.late_calls += 1
+        stats.late_s += (span.end_ns - request_end_ns) / 1e9
 
     def _route(self, service: str, method: str, route: str) -> RouteStats:
         key = (service, method, route)

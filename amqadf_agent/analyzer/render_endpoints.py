@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any, Final
 
-from amqadf_agent.analyzer.report_values import MISSING, items, ms, num, percent, shown
+from amqadf_agent.analyzer.report_values import MISSING, items, ms, num, number, percent, shown
 
 __all__ = ["html_lines", "markdown_lines", "text_lines"]
 
@@ -51,6 +51,17 @@ def _findings(route: Mapping[str, Any]) -> str:
     return ", ".join(rules)
 
 
+def _after(route: Mapping[str, Any]) -> str:
+    """The calls that ended after their request, ``""`` when none (a report without the keys too)."""
+    calls = number(route.get("calls_after_response"))
+    if not calls:
+        return ""
+    return (
+        f"{num(route.get('calls_after_response'))} calls ran on after the response, "
+        f"{ms(route.get('ms_after_response'))} in all"
+    )
+
+
 def _cells(route: Mapping[str, Any]) -> list[str]:
     """The cells after the route's label, as plain text."""
     return [
@@ -77,6 +88,7 @@ def text_lines(value: object) -> list[str]:
         lines.append(
             f"  {shown(_label(route))}: {cells[0]} req, errors {cells[1]}, p50 {cells[2]}, p95 {cells[3]}, "
             f"p99 {cells[4]}, db/req {cells[5]}, http/req {cells[6]}, db/http/other {cells[7]}"
+            + (f"; {after}" if (after := _after(route)) else "")
             + (f"; findings: {shown(findings)}" if findings else "")
         )
     return lines
@@ -93,7 +105,9 @@ def markdown_lines(value: object) -> list[str]:
     if not routes:
         return [*lines, NO_DATA, ""]
     rows = [[code(_label(route)), *_cells(route), text(_findings(route)) or MISSING] for route in routes]
-    return [*lines, *table(list(HEADER), rows, "lrrrrrrrll"), ""]
+    lines += [*table(list(HEADER), rows, "lrrrrrrrll"), ""]
+    after = [f"- {code(_label(route))}: {text(_after(route))}" for route in routes if _after(route)]
+    return [*lines, *after, ""] if after else lines
 
 
 def html_lines(value: object) -> list[str]:
@@ -110,5 +124,11 @@ def html_lines(value: object) -> list[str]:
         cells = [f"<code>{escape(_label(route))}</code>", *(escape(c) for c in _cells(route))]
         cells.append(escape(_findings(route)) or MISSING)
         out.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
-    out += ["</tbody>", "</table>", "</section>"]
+    out += ["</tbody>", "</table>"]
+    after = [route for route in routes if _after(route)]
+    if after:
+        out.append("<ul>")
+        out += [f"<li><code>{escape(_label(r))}</code>: {escape(_after(r))}</li>" for r in after]
+        out.append("</ul>")
+    out.append("</section>")
     return out
