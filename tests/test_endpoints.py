@@ -218,3 +218,20 @@ def test_every_format_shows_the_calls_after_the_response() -> None:
         assert said in "\n".join(render([late])), render
         # none, or a report written before these keys: nothing said
         assert "after the response" not in "\n".join(render([route, {**route, "calls_after_response": 0}]))
+
+
+def test_a_connection_span_is_database_time_not_a_call() -> None:
+    # SQLAlchemy's ``connect`` span (a connection taken from the pool) names no statement: the
+    # request's one query is its one db call; the time of both is its database time
+    rules = EndpointRules()
+
+    def span(span_id: str, kind: int, start: int, end: int, attributes: dict) -> SpanRecord:
+        return SpanRecord("a" * 32, span_id, "s", "x", kind, start, end, 0, "", attributes, (), {}, "s")
+
+    rules.add(span("connect", CLIENT, 1 * MS, 5 * MS, {"db.system": "sqlite", "db.name": "app.db"}))
+    rules.add(span("query", CLIENT, 5 * MS, 15 * MS, {"db.system": "sqlite", "db.statement": "SELECT 1"}))
+    rules.add(span("redis", CLIENT, 15 * MS, 16 * MS, {"db.system": "redis", "db.operation.name": "GET"}))
+    rules.add(span("s", SERVER, 0, 20 * MS, {"http.route": "/x"}))
+    [route] = rules.routes()
+    assert route.db_calls == 2  # the query and the redis GET, not the connect
+    assert round(route.db_s * 1e3, 6) == 4 + 10 + 1

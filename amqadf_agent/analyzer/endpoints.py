@@ -12,7 +12,9 @@ span carries the answer. A *route* is, per ``service.name``:
 Per route: requests, errors (status ERROR, or an HTTP status of 500 or more), p50/p95/p99 of the
 server span durations (nearest rank over a reservoir of ``MAX_SAMPLES``), and the CLIENT children of
 the request split into database calls (``db.system.name``/``db.system``), outbound HTTP calls and
-other client calls, as calls and time per request. The share of the request's time is db, http and
+other client calls, as calls and time per request. A database span that names no statement nor
+operation (SQLAlchemy's ``connect``: a connection taken from the pool, or opened) is not a call: its
+time, a wait for the database, counts in the database time. The share of the request's time is db, http and
 ``other`` (the rest of the server span: the application's own code, waits, internal spans).
 
 Children are attributed to the SERVER span of the same trace and service that arrives after them (an
@@ -39,7 +41,7 @@ import math
 import random
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Final
 
 from amqadf_agent.analyzer.dedup import Call, collapse
@@ -54,6 +56,8 @@ from amqadf_agent.analyzer.model import (
 )
 from amqadf_agent.analyzer.recommendation import Recommendation
 from amqadf_agent.semconv import (
+    ATTR_DB_OPERATION_NAME,
+    ATTR_DB_QUERY_SUMMARY,
     ATTR_DB_QUERY_TEXT,
     ATTR_DB_STATEMENT_OLD,
     ATTR_DB_SYSTEM_NAME,
@@ -92,6 +96,10 @@ _HTTP_URL_OLD: Final = "http.url"
 _DB: Final = 0
 _HTTP: Final = 1
 _OTHER: Final = 2
+#: A database span with no statement nor operation: a connection taken or opened (time, not a call).
+_DB_CONNECT: Final = 3
+#: The older name of ``db.operation.name``.
+_DB_OPERATION_OLD: Final = "db.operation"
 
 
 class RouteStats:
@@ -241,7 +249,7 @@ class EndpointRules:
         if kind == SPAN_KIND_CLIENT:  # the hot path: keep a reference, decide nothing yet
             attributes = record.attributes
             if attributes.get(ATTR_DB_SYSTEM_NAME) or attributes.get(ATTR_DB_SYSTEM_OLD):
-                call = (_DB, record)
+                call = (_DB if _names_work(attributes) else _DB_CONNECT, record)
             elif attributes.get(ATTR_HTTP_REQUEST_METHOD) or attributes.get(ATTR_HTTP_METHOD_OLD):
                 call = (_HTTP, record)
             else:
@@ -290,10 +298,10 @@ class EndpointRules:
         if pending is None:
             return
         # One pass: counts and times per kind; twins are possible only with two scopes of one kind.
-        counts = [0, 0, 0]
-        times = [0, 0, 0]
+        counts = [0, 0, 0, 0]
+        times = [0, 0, 0, 0]
         longest_db = 0
-        scopes: list[str | None] = [None, None, None]
+        scopes: list[str | None] = [None, None, None, None]
         mixed = False
         for kind, call in pending:
             start, end, scope = call.start_ns, call.end_ns, call.scope_name
@@ -318,7 +326,7 @@ class EndpointRules:
                 counts[kind] = len(kept)
                 times[kind] = sum(max(c.end_ns - c.start_ns, 0) for c in kept)
         stats.db_calls += counts[_DB]
-        stats.db_s += times[_DB] / 1e9
+        stats.db_s += (times[_DB] + times[_DB_CONNECT]) / 1e9
         stats.http_calls += counts[_HTTP]
         stats.http_s += times[_HTTP] / 1e9
         slow = longest_db >= self.slow_query_s * 1e9
@@ -334,6 +342,8 @@ class EndpointRules:
             stats.db_s += took / 1e9
             if took >= self.slow_query_s * 1e9 and len(self._linked) < MAX_LINKED_TRACES:
                 self._linked.setdefault(span.trace_id, stats)
+        elif kind == _DB_CONNECT:
+            stats.db_s += took / 1e9
         elif kind == _HTTP:
             stats.http_calls += 1
             stats.http_s += took / 1e9
@@ -382,6 +392,17 @@ def _call(kind: int, span: SpanRecord) -> Call:
         what = attributes.get(_URL_FULL) or attributes.get(_HTTP_URL_OLD) or span.name
     text = what if isinstance(what, str) else str(what)
     return Call(span.start_ns, span.end_ns, text, span.scope_name, span.parent_span_id, span.span_id)
+
+
+def _names_work(attributes: Mapping[str, object]) -> bool:
+    """Whether a database span names a statement or an operation (a call, not a connection)."""
+    return bool(
+        attributes.get(ATTR_DB_QUERY_TEXT)
+        or attributes.get(ATTR_DB_STATEMENT_OLD)
+        or attributes.get(ATTR_DB_QUERY_SUMMARY)
+        or attributes.get(ATTR_DB_OPERATION_NAME)
+        or attributes.get(_DB_OPERATION_OLD)
+    )
 
 
 def route_of(span: SpanRecord) -> tuple[str, str]:
