@@ -13,7 +13,10 @@ contains the other's (the ORM's span wraps the driver's), else the first seen.
 ``collapse`` does this over a list of calls (the endpoint view, per request); ``CallDeduplicator`` over
 the stream of db spans on its way to the database rules: it holds the last ``window`` db spans back,
 which is enough since an exporter writes the two spans of one call next to each other (they end
-within microseconds), and forwards the kept ones. The agent prevents the duplicates at the source
+within microseconds), and forwards the kept ones. A span is compared with the last ``TWIN_SCAN`` held
+spans of its trace and statement, the newest first: a statement with bind parameters repeats
+verbatim in its trace (an N+1: hundreds of calls), and comparing each call with every one held made
+a trace of 30,000 of them take minutes. The agent prevents the duplicates at the source
 (``runtime.instrumentation_dedup``); this side handles telemetry from any other agent.
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from itertools import islice
 from typing import Any, Final, NamedTuple
 
 from amqadf_agent.analyzer.model import SpanRecord
@@ -35,6 +39,8 @@ __all__ = ["Call", "CallDeduplicator", "collapse"]
 
 #: Db spans held back while looking for their twin (an exporter writes the twins side by side).
 DEFAULT_WINDOW: Final = 256
+#: Held spans of the same trace and statement a new one is compared with, the newest first.
+TWIN_SCAN: Final = 32
 
 
 class Call(NamedTuple):
@@ -125,8 +131,12 @@ class CallDeduplicator:
         entry: list[Any]
         if held is not None:  # the same statement in the same trace: a twin, or a repeat
             call = _call(span, statement)
-            for entry in held:
-                seen = _call(entry[0], statement)
+            scope, start_ns, end_ns = call.scope, call.start_ns, call.end_ns
+            for entry in islice(reversed(held), TWIN_SCAN):
+                other = entry[0]  # (twins: two scopes, overlapping; checked here before building a Call)
+                if other.scope_name == scope or other.start_ns > end_ns or start_ns > other.end_ns:
+                    continue
+                seen = _call(other, statement)
                 if twins(seen, call):
                     if outer(seen, call):
                         self._merged(seen.scope, call.scope)
@@ -153,6 +163,8 @@ class CallDeduplicator:
         if held is not None:
             if len(held) == 1:
                 del self._index[key]
+            elif held[0][0] is span:  # a key's entries are held in arrival order: the oldest goes
+                del held[0]
             else:
                 held[:] = [entry for entry in held if entry[0] is not span]
         self.sink(span)
