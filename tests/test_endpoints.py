@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from support.otlp_spans import CLIENT, DBAPI, MS, ORM, SERVER, T0, Span, write_spans
 from support.otlp_spans import orders as _orders
 from support.otlp_spans import payments as _payments
 
+from amqadf_agent.analyzer import dedup as dedup_module
 from amqadf_agent.analyzer.dedup import Call, CallDeduplicator, collapse
-from amqadf_agent.analyzer.endpoints import MAX_ROUTES, OTHER_ROUTE, EndpointRules
+from amqadf_agent.analyzer.dedup import twins as _twins
+from amqadf_agent.analyzer.endpoints import MAX_PENDING_CALLS, MAX_ROUTES, OTHER_ROUTE, EndpointRules
 from amqadf_agent.analyzer.model import SpanRecord
 from amqadf_agent.analyzer.report import report_data
 from amqadf_agent.analyzer.run import AnalysisOptions, analyze
@@ -74,6 +77,33 @@ def test_the_stream_keeps_the_wrapping_span_whichever_comes_first() -> None:
     dedup.flush()
     assert seen == ["outer", *(f"later{number}" for number in range(5))]
     assert dedup.duplicates == 1
+
+
+def test_a_statement_repeated_in_its_trace_keeps_its_twins_and_its_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An N+1 with bind parameters: one text, 600 calls in one trace, each seen by both instrumentations
+    # (the driver's span ends first). Each span is compared with the newest held of its trace and
+    # statement only (dedup.TWIN_SCAN): every twin is still found, every call passed on once, in order.
+    compared: list[int] = []
+    monkeypatch.setattr(dedup_module, "twins", lambda a, b: compared.append(1) or _twins(a, b))
+    seen: list[str] = []
+    dedup = CallDeduplicator(lambda span: seen.append(span.span_id))
+
+    def span(span_id: str, scope: str, start: int, end: int) -> SpanRecord:
+        attributes = {"db.system": "sqlite", "db.statement": "SELECT * FROM books WHERE author_id = ?"}
+        return SpanRecord(
+            "t" * 32, span_id, "p" * 16, "SELECT", CLIENT, start, end, 0, "", attributes, (), {}, scope
+        )
+
+    for number in range(600):
+        start = number * 1000
+        dedup.add(span(f"d{number}", DBAPI, start + 10, start + 900))
+        dedup.add(span(f"o{number}", ORM, start, start + 950))
+    dedup.flush()
+    assert seen == [f"o{number}" for number in range(600)]  # the ORM's, wrapping the driver's
+    assert dedup.duplicates == 600 and dedup.scopes == {(ORM, DBAPI): 600}
+    assert len(compared) == 600  # only the overlapping pairs of two scopes were compared in full
 
 
 def test_routes_with_requests_errors_percentiles_and_time_split(tmp_path: Path) -> None:
@@ -235,3 +265,27 @@ def test_a_connection_span_is_database_time_not_a_call() -> None:
     [route] = rules.routes()
     assert route.db_calls == 2  # the query and the redis GET, not the connect
     assert round(route.db_s * 1e3, 6) == 4 + 10 + 1
+
+
+def test_client_spans_waiting_for_their_request_are_bounded() -> None:
+    # A trace of more client spans than may wait (a batch job, a hostile file): the oldest waiting
+    # traces go, counted as dropped; the request that arrives counts what is still held.
+    rules = EndpointRules()
+    db = {"db.system": "sqlite", "db.statement": "SELECT 1"}
+
+    def span(trace: str, span_id: int, kind: int, attributes: dict) -> SpanRecord:
+        return SpanRecord(
+            trace * 32, f"{span_id:016x}", "s", "x", kind, 0, MS, 0, "", attributes, (), {}, "s"
+        )
+
+    for number in range(10):
+        rules.add(span("a", number + 1, CLIENT, db))  # an older trace waiting for its request
+    for number in range(MAX_PENDING_CALLS):
+        rules.add(span("b", number + 100, CLIENT, db))
+    assert rules.dropped_calls == 10  # the older trace went first
+    rules.add(span("b", 99, CLIENT, db))  # over the bound again: the trace itself goes
+    assert rules.dropped_calls == 10 + MAX_PENDING_CALLS + 1
+    rules.add(span("b", 98, CLIENT, db))
+    rules.add(span("b", 97, SERVER, {"http.route": "/batch"}))
+    [route] = rules.routes()
+    assert route.requests == 1 and route.db_calls == 1

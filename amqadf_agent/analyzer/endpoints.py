@@ -27,10 +27,12 @@ up). The last ``MAX_PENDING_TRACES`` requests of each service are remembered for
 start falls within one of them and whose end is after it. A call seen
 by two instrumentations (the ORM's span and the DB-API's beside or inside it) is counted once
 (``analyzer.dedup.collapse``). Memory: per service at most ``MAX_PENDING_TRACES`` traces whose client
-spans (referenced, not copied) wait for their server span (the oldest are dropped: a background job
-has none; an exporter sends a request's spans in one batch, so few wait), ``MAX_ROUTES`` routes (the rest go
-to one ``(other routes)`` row), and for linking findings to routes at most ``MAX_LINKED_TRACES``
-trace ids of requests that ran enough or slow enough queries to be an N+1 or slow-query example.
+spans (referenced, not copied) wait for their server span, and at most ``MAX_PENDING_CALLS`` such
+spans in all (the oldest traces are dropped, counted in ``dropped_calls``: a background job has no
+server span; an exporter sends a request's spans in one batch, so few wait), ``MAX_ROUTES`` routes
+(the rest go to one ``(other routes)`` row), and for linking findings to routes at most
+``MAX_LINKED_TRACES`` trace ids of requests that ran enough or slow enough queries to be an N+1 or
+slow-query example.
 
 ``link(recommendations)`` names on each route the findings whose example traces ran under it.
 """
@@ -79,6 +81,8 @@ TOP_ROUTES: Final = 50
 MAX_SAMPLES: Final = 1024
 #: Traces whose client spans wait for their server span.
 MAX_PENDING_TRACES: Final = 10_000
+#: Client spans waiting for their request, in all: a trace of 300,000 queries held each one's record.
+MAX_PENDING_CALLS: Final = 50_000
 #: Trace ids remembered to link findings to routes.
 MAX_LINKED_TRACES: Final = 100_000
 #: A request with this many db calls may hold an N+1 run (the database rules' shortest run).
@@ -220,6 +224,9 @@ class EndpointRules:
         self._answered_of: dict[str, OrderedDict[str, _Answered]] = {}
         self._answered: OrderedDict[str, _Answered] = OrderedDict()
         self._linked: dict[str, RouteStats] = {}
+        #: Client spans held in the pending lists, and those dropped unattributed (``MAX_PENDING_CALLS``).
+        self._pending_calls = 0
+        self.dropped_calls = 0
         self._rng = random.Random(0)
         self._last_resource: object = None
         self._service = ""
@@ -262,9 +269,14 @@ class EndpointRules:
                     return
                 self._pending[record.trace_id] = [call]
                 if len(self._pending) > MAX_PENDING_TRACES:
-                    self._pending.popitem(last=False)
+                    dropped = len(self._pending.popitem(last=False)[1])
+                    self._pending_calls -= dropped
+                    self.dropped_calls += dropped
             else:
                 pending.append(call)
+            self._pending_calls += 1
+            if self._pending_calls > MAX_PENDING_CALLS:
+                self._shed()
         elif kind in (SPAN_KIND_SERVER, SPAN_KIND_CONSUMER):
             self._add_request(record)
 
@@ -273,7 +285,7 @@ class EndpointRules:
         if (self.since_ns is not None and end_ns < self.since_ns) or (
             self.until_ns is not None and end_ns > self.until_ns
         ):
-            self._pending.pop(span.trace_id, None)
+            self._pending_calls -= len(self._pending.pop(span.trace_id, ()))
             return
         method, route = route_of(span)
         stats = self._route(self._service, method, route)
@@ -297,6 +309,7 @@ class EndpointRules:
         pending = self._pending.pop(span.trace_id, None)
         if pending is None:
             return
+        self._pending_calls -= len(pending)
         # One pass: counts and times per kind; twins are possible only with two scopes of one kind.
         counts = [0, 0, 0, 0]
         times = [0, 0, 0, 0]
@@ -332,6 +345,16 @@ class EndpointRules:
         slow = longest_db >= self.slow_query_s * 1e9
         if (counts[_DB] >= LINK_MIN_DB_CALLS or slow) and len(self._linked) < MAX_LINKED_TRACES:
             self._linked.setdefault(span.trace_id, stats)
+
+    def _shed(self) -> None:
+        """Drop the oldest waiting traces, this service's first, until ``MAX_PENDING_CALLS`` holds."""
+        for pending_of in (self._pending, *self._pending_of.values()):
+            while pending_of and self._pending_calls > MAX_PENDING_CALLS:
+                dropped = len(pending_of.popitem(last=False)[1])
+                self._pending_calls -= dropped
+                self.dropped_calls += dropped
+            if self._pending_calls <= MAX_PENDING_CALLS:
+                return
 
     def _add_late(self, stats: RouteStats, call: _PendingCall, request_end_ns: int) -> None:
         """A call of a request counted already, which ended after it."""
