@@ -51,7 +51,7 @@ BAD_DOUBLES: tuple[Any, ...] = (
 )
 BAD_NUMBERS: tuple[Any, ...] = BAD_INTEGERS + BAD_DOUBLES
 #: How often a mutant mutates each corpus file: the metrics feed most rules.
-WEIGHTS: dict[str, int] = {"metrics.jsonl": 6, "traces.jsonl": 3}
+WEIGHTS: dict[str, int] = {"metrics.jsonl": 6, "traces.jsonl": 3, "traces-shapes.jsonl": 3}
 WRONG_TYPES: tuple[Any, ...] = ({}, [], "x", True, None, [1, 2], {"stringValue": 1})
 
 
