@@ -12,7 +12,13 @@ from support.otlp_spans import payments as _payments
 from amqadf_agent.analyzer import dedup as dedup_module
 from amqadf_agent.analyzer.dedup import Call, CallDeduplicator, collapse
 from amqadf_agent.analyzer.dedup import twins as _twins
-from amqadf_agent.analyzer.endpoints import MAX_PENDING_CALLS, MAX_ROUTES, OTHER_ROUTE, EndpointRules
+from amqadf_agent.analyzer.endpoints import (
+    MAX_PENDING_CALLS,
+    MAX_PENDING_TRACES,
+    MAX_ROUTES,
+    OTHER_ROUTE,
+    EndpointRules,
+)
 from amqadf_agent.analyzer.model import SpanRecord
 from amqadf_agent.analyzer.report import report_data
 from amqadf_agent.analyzer.run import AnalysisOptions, analyze
@@ -289,3 +295,19 @@ def test_client_spans_waiting_for_their_request_are_bounded() -> None:
     rules.add(span("b", 97, SERVER, {"http.route": "/batch"}))
     [route] = rules.routes()
     assert route.requests == 1 and route.db_calls == 1
+
+
+def test_requests_remembered_for_late_calls_are_bounded_over_all_services() -> None:
+    rules = EndpointRules()
+    resources = [{"service.name": f"svc-{number}"} for number in range(3)]
+    for number in range(MAX_PENDING_TRACES + 500):
+        attributes = {"http.route": "/x"}
+        resource = resources[number % 3]
+        rules.add(
+            SpanRecord(
+                f"{number:032x}", "b" * 16, "", "GET", SERVER, 0, MS, 0, "", attributes, (), resource, "s"
+            )
+        )
+    remembered = {service: len(traces) for service, traces in rules._answered_of.items()}
+    assert sum(remembered.values()) == MAX_PENDING_TRACES  # not 10,000 a service
+    assert min(remembered.values()) >= MAX_PENDING_TRACES // 3 - 1  # the oldest went, whoever's

@@ -23,7 +23,7 @@ trace takes them (a trace that re-enters one service is counted under its first 
 ends after its request (a query a timed-out request left running, a task it did not wait for) arrives
 after it: it is still the request's, counted with its calls and, apart, as a call *after the response*
 with the time it ran on past the request's end (the database kept working for a client that had given
-up). The last ``MAX_PENDING_TRACES`` requests of each service are remembered for that: a call whose
+up). The last ``MAX_PENDING_TRACES`` requests (of all services) are remembered for that: a call whose
 start falls within one of them and whose end is after it. A call seen
 by two instrumentations (the ORM's span and the DB-API's beside or inside it) is counted once
 (``analyzer.dedup.collapse``). Memory: per service at most ``MAX_PENDING_TRACES`` traces whose client
@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import random
 from array import array
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Final
 
@@ -220,9 +220,11 @@ class EndpointRules:
         self._pending_of: dict[str, OrderedDict[str, list[_PendingCall]]] = {}
         self._pending: OrderedDict[str, list[_PendingCall]] = OrderedDict()
         #: Per ``service.name``, trace id -> its request counted (route, start, end), for the calls
-        #: that end after it; the latest ``MAX_PENDING_TRACES``.
-        self._answered_of: dict[str, OrderedDict[str, _Answered]] = {}
-        self._answered: OrderedDict[str, _Answered] = OrderedDict()
+        #: that end after it; the latest ``MAX_PENDING_TRACES`` of all services, oldest first in
+        #: ``_answered_order`` (one bound for all: 300 services kept 2,000 each, 180 MB).
+        self._answered_of: dict[str, dict[str, _Answered]] = {}
+        self._answered: dict[str, _Answered] = {}
+        self._answered_order: deque[tuple[dict[str, _Answered], str]] = deque()
         self._linked: dict[str, RouteStats] = {}
         #: Client spans held in the pending lists, and those dropped unattributed (``MAX_PENDING_CALLS``).
         self._pending_calls = 0
@@ -248,7 +250,7 @@ class EndpointRules:
             self._pending = pending_of
             answered_of = self._answered_of.get(name)
             if answered_of is None:
-                answered_of = self._answered_of[name] = OrderedDict()
+                answered_of = self._answered_of[name] = {}
             self._answered = answered_of
         if not self._keep:
             return
@@ -304,8 +306,11 @@ class EndpointRules:
         answered = self._answered
         if span.trace_id not in answered:  # the first request of the trace takes its late calls
             answered[span.trace_id] = (stats, span.start_ns, end_ns)
-            if len(answered) > MAX_PENDING_TRACES:
-                answered.popitem(last=False)
+            order = self._answered_order
+            order.append((answered, span.trace_id))
+            if len(order) > MAX_PENDING_TRACES:
+                of_service, trace_id = order.popleft()
+                del of_service[trace_id]
         pending = self._pending.pop(span.trace_id, None)
         if pending is None:
             return
