@@ -126,6 +126,20 @@ def test_n_plus_one_http_found_with_route_and_time_saved() -> None:
     assert n1.impact_s == pytest.approx(11 * 0.035)
 
 
+def test_n_plus_one_http_issued_concurrently_saves_what_the_calls_cover_beyond_the_longest() -> None:
+    # asyncio.gather: 12 calls of 60-71 ms started within 11 ms, all running at once; the request waits
+    # 71 ms for them, and one batched call of the longest's time would save nothing of the others' sum
+    calls = [http(f"http://inventory/stock/{i}", i, 60 + i) for i in range(12)]
+    (n1,) = rules(analyze_trace_shapes([server(100), *calls]), "n_plus_one_http")
+    assert n1.evidence.numbers["largest"] == 12
+    # covered: from the first start (0) to the last end (11 + 71 = 82 ms); the longest: 71 ms
+    assert n1.evidence.numbers["time_saved_ms"] == pytest.approx(82 - 71)
+    # two waves of six at once: each wave covers its longest, the batch saves the first wave's
+    waves = [http(f"http://inventory/stock/{i}", 0 if i < 6 else 100, 50, trace="ef" * 16) for i in range(12)]
+    (n1,) = rules(analyze_trace_shapes([server(200, trace="ef" * 16), *waves]), "n_plus_one_http")
+    assert n1.evidence.numbers["time_saved_ms"] == pytest.approx(100 - 50)
+
+
 def test_n_plus_one_http_control_too_few_or_too_fast() -> None:
     nine = [http(f"http://inventory/stock/{i}", i * 40, 35) for i in range(9)]
     fast = [http(f"http://inventory/stock/{i}", i * 10, 5, trace="ef" * 16) for i in range(20)]

@@ -16,7 +16,7 @@ trace from the trace-shape rules.
   ``analyzer.explain``): every call of the statement takes the planner's cost ratio of its time:
   ``saved = time * (1 - cost_after / cost_before)``;
 * **call shapes** (``rules.trace_shapes``): N+1 HTTP calls batched into one request
-  (``saved = total - longest``), an MN+1 sequence loaded once for all items (``total - one
+  (``saved = covered - longest``: the time the calls cover, overlapping ones counted once), an MN+1 sequence loaded once for all items (``total - one
   sequence``), serialized independent calls run concurrently (``sum - longest``), redundant calls
   made once (``all but one``): each request saves what the rule found it would save in its trace.
 
@@ -123,8 +123,9 @@ def batch_turns_per_id(db_system: object) -> float:
 
 #: The trace-shape rules' savings, as each rule computes them in a trace.
 _SHAPE_FORMULAS: Final = {
-    "n_plus_one_http": "saved per request = total_ms - longest_ms of the calls to the URL template under "
-    "one parent (one batched request costing what the longest call cost)",
+    "n_plus_one_http": "saved per request = covered_ms - longest_ms of the calls to the URL template under "
+    "one parent (covered_ms: the time at least one of them ran, their total when made one after another; "
+    "one batched request costing what the longest call cost)",
     "mn_plus_one": "saved per request = the repeated sequence's total_ms - one sequence's (each kind of "
     "data loaded once for all items)",
     "serialized_calls": "saved per request = sum of the independent calls' durations - the longest (run "

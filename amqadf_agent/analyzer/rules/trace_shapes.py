@@ -8,7 +8,9 @@ span that is an HTTP call (``rules.http_calls``: method and URL template) or a d
 normalized statement, ``analyzer.sql``). The rules, each a finding of category ``calls``:
 
 * **N+1 HTTP** (``n_plus_one_http``): at least 10 calls to the same method and URL template under one
-  parent, at least 300 ms together; time that could be saved: all but the longest (one batched call).
+  parent, at least 300 ms together; time that could be saved: the time the calls cover less the longest
+  (one batched call): all but the longest when they ran one after another, little when they were issued
+  concurrently (overlapping: the request waited for them together already).
 * **MN+1** (``mn_plus_one``): a sequence of 2 to 5 distinct calls repeated at least 3 times in a row
   under one parent, at least 100 ms together (a loop doing several calls per item).
 * **Serialized calls** (``serialized_calls``): at least 2 consecutive non-overlapping sibling queries,
@@ -487,8 +489,10 @@ class TraceShapeRules:
                 continue
             total = sum(_duration(c) for c in group)
             if total >= config.n_plus_one_http_min_total_s:
+                # Calls issued concurrently (asyncio.gather, a thread pool) already overlap: the request
+                # waits for the time they cover, and a batched call saves that less the longest.
                 longest = max(_duration(c) for c in group)
-                self._note("n_plus_one_http", key, trace_id, route, group, total - longest)
+                self._note("n_plus_one_http", key, trace_id, route, group, _covered(group) - longest)
 
     def _mn_plus_one(self, trace_id: str, route: str, calls: list[_Span]) -> None:
         config = self.config
@@ -603,7 +607,10 @@ class TraceShapeRules:
                 "Fetch these resources with one batched request (an endpoint taking a list of ids), "
                 "or concurrently, instead of one request per item."
             )
-            formula = "calls = client calls to this URL template under one parent; saved = total - longest"
+            formula = (
+                "calls = client calls to this URL template under one parent; saved = covered - longest "
+                "(covered: the time at least one of the calls ran)"
+            )
             threshold = (
                 f"calls >= {config.n_plus_one_http_min_calls} and total_ms >= "
                 f"{config.n_plus_one_http_min_total_s * 1000:g} (Sentry N+1 API calls)"
@@ -689,6 +696,20 @@ def _locations(f: _Finding, shown: int) -> tuple[CodeLocation, ...]:
 
 def _duration(span: _Span) -> float:
     return max(span.end_ns - span.start_ns, 0) / 1e9
+
+
+def _covered(calls: list[_Span]) -> float:
+    """The time at least one of ``calls`` (in start order) was running, seconds: their sum when none
+    overlap, about the longest when all run at once."""
+    covered = 0
+    run_start, run_end = 0, -1  # the stretch of overlapping calls being merged (none yet)
+    for call in calls:
+        if call.start_ns > run_end:
+            covered += max(run_end - run_start, 0)
+            run_start, run_end = call.start_ns, call.start_ns
+        run_end = max(run_end, call.end_ns)
+    covered += max(run_end - run_start, 0)
+    return covered / 1e9
 
 
 def analyze_trace_shapes(
