@@ -16,9 +16,10 @@ trace from the trace-shape rules.
   ``analyzer.explain``): every call of the statement takes the planner's cost ratio of its time:
   ``saved = time * (1 - cost_after / cost_before)``;
 * **call shapes** (``rules.trace_shapes``): N+1 HTTP calls batched into one request
-  (``saved = covered - longest``: the time the calls cover, overlapping ones counted once), an MN+1 sequence loaded once for all items (``total - one
-  sequence``), serialized independent calls run concurrently (``sum - longest``), redundant calls
-  made once (``all but one``): each request saves what the rule found it would save in its trace.
+  (``saved = covered - longest``: the time the calls cover, overlapping ones counted once), an MN+1
+  sequence loaded once for all items (``total - one sequence``), serialized independent calls run
+  concurrently (``sum - longest``), redundant calls made once (``all but one``): each request saves
+  what the rule found it would save in its trace.
 
 Each request's duration loses its saving (never below zero); the **p95 of each affected route** is
 given before and after. After an N+1's fix, that p95 is not the p95 of each request less its saving,
