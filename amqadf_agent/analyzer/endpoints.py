@@ -28,7 +28,8 @@ by two instrumentations (the ORM's span and the DB-API's beside or inside it) is
 spans (referenced, not copied) wait for their server span (the oldest are dropped: a background job
 has none; an exporter sends a request's spans in one batch, so few wait), ``MAX_ROUTES`` routes (the rest go
 to one ``(other routes)`` row), and for linking findings to routes at most ``MAX_LINKED_TRACES``
-trace ids of requests that ran enough or slow enough queries to be an N+1 or slow-query example.
+trace ids of requests that ran enough or slow enough queries to be an N+1 or slow-query example, or
+HTTP calls enough to be a call finding's (N+1 HTTP, serialized, chatty, a repeated GET).
 
 ``link(recommendations)`` names on each route the findings whose example traces ran under it.
 """
@@ -79,6 +80,8 @@ MAX_PENDING_TRACES: Final = 10_000
 MAX_LINKED_TRACES: Final = 100_000
 #: A request with this many db calls may hold an N+1 run (the database rules' shortest run).
 LINK_MIN_DB_CALLS: Final = 5
+#: A request with this many outbound HTTP calls may hold a call finding (the smallest: a GET made twice).
+LINK_MIN_HTTP_CALLS: Final = 2
 OTHER_ROUTE: Final = "(other routes)"
 
 # Attribute names of RPC and messaging spans (OpenTelemetry semantic conventions).
@@ -322,7 +325,9 @@ class EndpointRules:
         stats.http_calls += counts[_HTTP]
         stats.http_s += times[_HTTP] / 1e9
         slow = longest_db >= self.slow_query_s * 1e9
-        if (counts[_DB] >= LINK_MIN_DB_CALLS or slow) and len(self._linked) < MAX_LINKED_TRACES:
+        if (counts[_DB] >= LINK_MIN_DB_CALLS or counts[_HTTP] >= LINK_MIN_HTTP_CALLS or slow) and len(
+            self._linked
+        ) < MAX_LINKED_TRACES:
             self._linked.setdefault(span.trace_id, stats)
 
     def _add_late(self, stats: RouteStats, call: _PendingCall, request_end_ns: int) -> None:
