@@ -124,6 +124,27 @@ def test_a_call_finding_is_listed_on_the_route_its_traces_ran_under(tmp_path: Pa
     assert routes["/pay"]["findings"] == []  # one call a request: no call finding
 
 
+def test_calls_issued_at_once_share_the_request_time_they_cover(tmp_path: Path) -> None:
+    # GET /catalog, 100 ms: 12 calls of 60 ms started together at 20 ms (asyncio.gather)
+    spans: list[Span] = []
+    for r in range(4):
+        trace, server = f"{r + 8001:032x}", f"{r + 8001:016x}"
+        start = T0 + r * 1000 * MS
+        for n in range(12):
+            http = {"http.request.method": "GET", "url.full": f"http://stock.internal/items/{n}"}
+            at = start + 20 * MS
+            spans.append(
+                Span(trace, f"{r + 8001:08x}{n + 1:08x}", server, "GET", CLIENT, at, at + 60 * MS, http)
+            )
+        attributes = {"http.route": "/catalog", "http.request.method": "GET"}
+        spans.append(Span(trace, server, "", "GET /catalog", SERVER, start, start + 100 * MS, attributes))
+    [catalog] = _report(tmp_path, spans)["top_routes"]
+    assert catalog["http_calls_per_request"] == 12
+    assert catalog["http_ms_per_request"] == 720.0  # the calls' total: 12 x 60 ms
+    # of the request's 100 ms, the calls ran for 60: the rest is the application's own
+    assert catalog["share"] == {"db": 0.0, "http": 0.6, "other": 0.4}
+
+
 def test_route_names_without_http_route() -> None:
     rules = EndpointRules()
 
