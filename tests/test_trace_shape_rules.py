@@ -238,6 +238,25 @@ def test_fan_out_over_twenty_children() -> None:
     assert rules(analyze_trace_shapes([server(600), parent, *control]), "fan_out") == []
 
 
+def test_the_asgi_messages_of_a_request_are_not_a_fan_out() -> None:
+    # a FastAPI request making 20 different calls; the ASGI instrumentation adds its "http receive" and
+    # two "http send" spans (response start and body) under the same server span
+    calls = [http(f"http://inventory/part{i}", i * 10, 5) for i in range(20)]
+    asgi = [
+        span(f"GET /orders/<int:order_id> http {way}", at, 0.1, attrs={"asgi.event.type": event})
+        for way, at, event in (
+            ("receive", 0, "http.request"),
+            ("send", 205, "http.response.start"),
+            ("send", 206, "http.response.body"),
+        )
+    ]
+    assert rules(analyze_trace_shapes([server(210), *calls, *asgi]), "fan_out") == []
+    # AND a 21st call is a fan-out of 21 children
+    more = [*calls, http("http://inventory/part20", 200, 5)]
+    (fan,) = rules(analyze_trace_shapes([server(210), *more, *asgi]), "fan_out")
+    assert fan.evidence.numbers["largest"] == 21
+
+
 def test_a_loop_over_one_query_is_an_n_plus_one_not_a_fan_out() -> None:
     # GIVEN 40 children of one span, 30 of them one query with different ids (an N+1 loop)
     parent = span("list_orders", 0, 500, span_id="00000000000000bb")

@@ -19,7 +19,8 @@ normalized statement, ``analyzer.sql``). The rules, each a finding of category `
   they would take the longest one: time saved = total - longest, at least 100 ms and at least 10% of
   the parent.
 * **Fan-out** (``fan_out``): more than 20 children under one span, not mostly one query or URL (a loop is an
-  N+1, reported by those rules with its saving).
+  N+1, reported by those rules with its saving); the ASGI instrumentation's spans of the messages a
+  request sends and receives (``asgi.event.type``) are not children of it.
 * **Chatty service** (``chatty_service``): at least 15 HTTP calls to one peer in one trace.
 * **Redundant calls** (``redundant_calls``): the same GET (same URL, query included) at least twice in
   one trace, not counting failed calls (retries).
@@ -104,6 +105,9 @@ _DIGITS: Final = "0123456789"
 #: What may precede a number literal ending a statement (not a name like ``t1``).
 _LITERAL_BOUNDARY: Final = frozenset(" =<>(,+-*/")
 _SELECT: Final = re.compile(r"\s*\(?\s*(?:SELECT|WITH)\b", re.IGNORECASE).match
+#: On the ASGI instrumentation's INTERNAL spans of each message a request sends or receives
+#: (``GET /x http send``, ``http receive``; FastAPI's and Starlette's too): the server's own I/O.
+_ASGI_EVENT_TYPE: Final = "asgi.event.type"
 
 # Kinds of buffered span.
 _OTHER: Final = 0
@@ -296,6 +300,8 @@ class TraceShapeRules:
         ):
             route = span.attributes.get(ATTR_HTTP_ROUTE)
             self._routes[span.trace_id] = route if isinstance(route, str) and route else span.name
+        elif span.kind == SPAN_KIND_INTERNAL and _ASGI_EVENT_TYPE in span.attributes:
+            return  # a message of the request's own, not work it started: no child of a fan-out
         entry: _Raw = (
             span.parent_span_id,
             span.span_id,
