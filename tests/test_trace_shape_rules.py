@@ -120,6 +120,8 @@ def test_n_plus_one_http_found_with_route_and_time_saved() -> None:
     assert numbers["route"] == "/orders/<int:order_id>"
     assert numbers["service"] == "shop"
     assert numbers["time_saved_ms"] == pytest.approx(11 * 35)
+    assert "concurrent_occurrences" not in numbers
+    assert n1.title == "N+1 HTTP calls (up to 12 in a row): GET inventory/stock/{id}"
     assert n1.evidence.trace_ids == (TRACE,)
     assert n1.evidence.span_ids == (calls[0].span_id,)
     assert "Sentry" in n1.evidence.threshold
@@ -134,6 +136,10 @@ def test_n_plus_one_http_issued_concurrently_saves_what_the_calls_cover_beyond_t
     assert n1.evidence.numbers["largest"] == 12
     # covered: from the first start (0) to the last end (11 + 71 = 82 ms); the longest: 71 ms
     assert n1.evidence.numbers["time_saved_ms"] == pytest.approx(82 - 71)
+    # AND it says so: not "in a row", and not to make them concurrent
+    assert n1.evidence.numbers["concurrent_occurrences"] == 1
+    assert n1.title == "N+1 HTTP calls (up to 12, issued concurrently): GET inventory/stock/{id}"
+    assert "run concurrently already" in n1.action
     # two waves of six at once: each wave covers its longest, the batch saves the first wave's
     waves = [http(f"http://inventory/stock/{i}", 0 if i < 6 else 100, 50, trace="ef" * 16) for i in range(12)]
     (n1,) = rules(analyze_trace_shapes([server(200, trace="ef" * 16), *waves]), "n_plus_one_http")

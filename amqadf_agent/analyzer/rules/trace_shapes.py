@@ -185,6 +185,7 @@ class _Finding:
 
     __slots__ = (
         "calls",
+        "concurrent",
         "end_ns",
         "examples",
         "largest",
@@ -200,6 +201,8 @@ class _Finding:
 
     def __init__(self) -> None:
         self.occurrences = 0
+        #: Occurrences whose calls overlapped (issued concurrently).
+        self.concurrent = 0
         self.traces: set[str] = set()
         self.calls = 0
         self.largest = 0
@@ -498,7 +501,10 @@ class TraceShapeRules:
                 # Calls issued concurrently (asyncio.gather, a thread pool) already overlap: the request
                 # waits for the time they cover, and a batched call saves that less the longest.
                 longest = max(_duration(c) for c in group)
-                self._note("n_plus_one_http", key, trace_id, route, group, _covered(group) - longest)
+                covered = _covered(group)
+                self._note("n_plus_one_http", key, trace_id, route, group, covered - longest)
+                if covered < 0.99 * total:
+                    self._findings["n_plus_one_http", key].concurrent += 1
 
     def _mn_plus_one(self, trace_id: str, route: str, calls: list[_Span]) -> None:
         config = self.config
@@ -601,6 +607,8 @@ class TraceShapeRules:
         }
         if f.saved_s:
             numbers["time_saved_ms"] = round(f.saved_s * 1000, 3)
+        if f.concurrent:
+            numbers["concurrent_occurrences"] = f.concurrent
         if f.routes:
             numbers["route"] = ", ".join(sorted(f.routes)[:5])
         if f.services:
@@ -613,6 +621,13 @@ class TraceShapeRules:
                 "Fetch these resources with one batched request (an endpoint taking a list of ids), "
                 "or concurrently, instead of one request per item."
             )
+            if f.concurrent == f.occurrences:
+                title = f"N+1 HTTP calls (up to {f.largest}, issued concurrently): {short}"
+                action = (
+                    "These calls run concurrently already, so the request waits about as long as the "
+                    "longest: fetch the resources with one batched request (an endpoint taking a list of "
+                    "ids) to make one request to the peer instead of one per item."
+                )
             formula = (
                 "calls = client calls to this URL template under one parent; saved = covered - longest "
                 "(covered: the time at least one of the calls ran)"
