@@ -202,6 +202,7 @@ def test_the_concurrent_n_plus_one_is_found_and_priced_at_what_batching_saves(
     assert (route["route"], route["requests"]) == ("/catalog", 2)
     assert estimate["saved_ms"] == pytest.approx(float(numbers["time_saved_ms"]), abs=0.01)
     assert 0 < estimate["saved_ms_per_affected_request"] < route["p95_before_ms"]
+    assert any("issued concurrently (overlapping)" in a for a in estimate["assumptions"])
     assert float(numbers["time_saved_ms"]) < 2 * 11 * 30 / 2
 
 

@@ -134,7 +134,8 @@ _SHAPE_FORMULAS: Final = {
     "redundant_calls": "saved per request = the durations of every identical call but the first",
 }
 _SHAPE_ASSUMPTIONS: Final = (
-    "the calls of a request run one after the other on its critical path",
+    "the calls of a request are on its critical path: made one after the other, it waits for each in "
+    "turn; issued concurrently (overlapping), for the time they cover",
     "a batched or concurrent call costs what the longest of the calls cost",
     "the service's CPU does not change (a wait for a call costs it little CPU)",
 )
