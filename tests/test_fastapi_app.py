@@ -4,10 +4,10 @@ instrumentations), driven over HTTP, stopped with SIGINT, its telemetry analysed
 
 What the ASGI instrumentation adds is checked not to count: its INTERNAL ``http send`` spans under each
 request are neither requests nor calls. The N+1 awaited call by call, the three independent calls one
-after another and the repeated GET are found on the orders route; the N+1 issued at once with
-``asyncio.gather`` on the catalog route is found too, but its calls already overlap, so batching them
-saves only the time they cover beyond the longest one, not the sum of the others; ``/health`` (one call)
-gives nothing.
+after another and the repeated GET are found on the orders route, and listed on its endpoint row; the
+N+1 issued at once with ``asyncio.gather`` on the catalog route is found too, but its calls already
+overlap, so batching them saves only the time they cover beyond the longest one, not the sum of the
+others, and they share the route's time once; ``/health`` (one call) gives nothing.
 """
 
 from __future__ import annotations
