@@ -132,6 +132,55 @@ def test_routes_with_requests_errors_percentiles_and_time_split(tmp_path: Path) 
     assert pay["findings"] == []
 
 
+def _cart(requests: int) -> list[Span]:
+    """GET /cart: the same GET made twice (a redundant call), 40 ms each, in a 100 ms request."""
+    spans: list[Span] = []
+    for r in range(requests):
+        trace, server = f"{r + 7001:032x}", f"{r + 7001:016x}"
+        start = T0 + r * 1000 * MS + 300 * MS
+        http = {"http.request.method": "GET", "url.full": "http://flags.internal/flags?app=shop"}
+        for n in range(2):
+            at = start + 10 * MS + n * 45 * MS
+            spans.append(
+                Span(trace, f"{r + 7001:08x}{n + 1:08x}", server, "GET", CLIENT, at, at + 40 * MS, http)
+            )
+        attributes = {"http.route": "/cart", "http.request.method": "GET"}
+        spans.append(Span(trace, server, "", "GET /cart", SERVER, start, start + 100 * MS, attributes))
+    return spans
+
+
+def test_a_call_finding_is_listed_on_the_route_its_traces_ran_under(tmp_path: Path) -> None:
+    report = _report(tmp_path, _cart(5) + _payments(5))
+    routes = {r["route"]: r for r in report["top_routes"]}
+    [redundant] = [r for r in report["recommendations"] if r["rule"] == "redundant_calls"]
+    assert routes["/cart"]["http_calls_per_request"] == 2
+    assert routes["/cart"]["findings"] == [
+        {"fingerprint": redundant["fingerprint"], "rule": "calls/redundant_calls"}
+    ]
+    assert routes["/pay"]["findings"] == []  # one call a request: no call finding
+
+
+def test_calls_issued_at_once_share_the_request_time_they_cover(tmp_path: Path) -> None:
+    # GET /catalog, 100 ms: 12 calls of 60 ms started together at 20 ms (asyncio.gather)
+    spans: list[Span] = []
+    for r in range(4):
+        trace, server = f"{r + 8001:032x}", f"{r + 8001:016x}"
+        start = T0 + r * 1000 * MS
+        for n in range(12):
+            http = {"http.request.method": "GET", "url.full": f"http://stock.internal/items/{n}"}
+            at = start + 20 * MS
+            spans.append(
+                Span(trace, f"{r + 8001:08x}{n + 1:08x}", server, "GET", CLIENT, at, at + 60 * MS, http)
+            )
+        attributes = {"http.route": "/catalog", "http.request.method": "GET"}
+        spans.append(Span(trace, server, "", "GET /catalog", SERVER, start, start + 100 * MS, attributes))
+    [catalog] = _report(tmp_path, spans)["top_routes"]
+    assert catalog["http_calls_per_request"] == 12
+    assert catalog["http_ms_per_request"] == 720.0  # the calls' total: 12 x 60 ms
+    # of the request's 100 ms, the calls ran for 60: the rest is the application's own
+    assert catalog["share"] == {"db": 0.0, "http": 0.6, "other": 0.4}
+
+
 def test_route_names_without_http_route() -> None:
     rules = EndpointRules()
 

@@ -120,10 +120,30 @@ def test_n_plus_one_http_found_with_route_and_time_saved() -> None:
     assert numbers["route"] == "/orders/<int:order_id>"
     assert numbers["service"] == "shop"
     assert numbers["time_saved_ms"] == pytest.approx(11 * 35)
+    assert "concurrent_occurrences" not in numbers
+    assert n1.title == "N+1 HTTP calls (up to 12 in a row): GET inventory/stock/{id}"
     assert n1.evidence.trace_ids == (TRACE,)
     assert n1.evidence.span_ids == (calls[0].span_id,)
     assert "Sentry" in n1.evidence.threshold
     assert n1.impact_s == pytest.approx(11 * 0.035)
+
+
+def test_n_plus_one_http_issued_concurrently_saves_what_the_calls_cover_beyond_the_longest() -> None:
+    # asyncio.gather: 12 calls of 60-71 ms started within 11 ms, all running at once; the request waits
+    # 71 ms for them, and one batched call of the longest's time would save nothing of the others' sum
+    calls = [http(f"http://inventory/stock/{i}", i, 60 + i) for i in range(12)]
+    (n1,) = rules(analyze_trace_shapes([server(100), *calls]), "n_plus_one_http")
+    assert n1.evidence.numbers["largest"] == 12
+    # covered: from the first start (0) to the last end (11 + 71 = 82 ms); the longest: 71 ms
+    assert n1.evidence.numbers["time_saved_ms"] == pytest.approx(82 - 71)
+    # AND it says so: not "in a row", and not to make them concurrent
+    assert n1.evidence.numbers["concurrent_occurrences"] == 1
+    assert n1.title == "N+1 HTTP calls (up to 12, issued concurrently): GET inventory/stock/{id}"
+    assert "run concurrently already" in n1.action
+    # two waves of six at once: each wave covers its longest, the batch saves the first wave's
+    waves = [http(f"http://inventory/stock/{i}", 0 if i < 6 else 100, 50, trace="ef" * 16) for i in range(12)]
+    (n1,) = rules(analyze_trace_shapes([server(200, trace="ef" * 16), *waves]), "n_plus_one_http")
+    assert n1.evidence.numbers["time_saved_ms"] == pytest.approx(100 - 50)
 
 
 def test_n_plus_one_http_control_too_few_or_too_fast() -> None:
@@ -222,6 +242,25 @@ def test_fan_out_over_twenty_children() -> None:
     assert fan.evidence.numbers["largest"] == 21
     control = [span(f"widget {i}", i, 1, parent="00000000000000bb") for i in range(20)]
     assert rules(analyze_trace_shapes([server(600), parent, *control]), "fan_out") == []
+
+
+def test_the_asgi_messages_of_a_request_are_not_a_fan_out() -> None:
+    # a FastAPI request making 20 different calls; the ASGI instrumentation adds its "http receive" and
+    # two "http send" spans (response start and body) under the same server span
+    calls = [http(f"http://inventory/part{i}", i * 10, 5) for i in range(20)]
+    asgi = [
+        span(f"GET /orders/<int:order_id> http {way}", at, 0.1, attrs={"asgi.event.type": event})
+        for way, at, event in (
+            ("receive", 0, "http.request"),
+            ("send", 205, "http.response.start"),
+            ("send", 206, "http.response.body"),
+        )
+    ]
+    assert rules(analyze_trace_shapes([server(210), *calls, *asgi]), "fan_out") == []
+    # AND a 21st call is a fan-out of 21 children
+    more = [*calls, http("http://inventory/part20", 200, 5)]
+    (fan,) = rules(analyze_trace_shapes([server(210), *more, *asgi]), "fan_out")
+    assert fan.evidence.numbers["largest"] == 21
 
 
 def test_a_loop_over_one_query_is_an_n_plus_one_not_a_fan_out() -> None:

@@ -14,8 +14,10 @@ server span durations (nearest rank over a reservoir of ``MAX_SAMPLES``), and th
 the request split into database calls (``db.system.name``/``db.system``), outbound HTTP calls and
 other client calls, as calls and time per request. A database span that names no statement nor
 operation (SQLAlchemy's ``connect``: a connection taken from the pool, or opened) is not a call: its
-time, a wait for the database, counts in the database time. The share of the request's time is db, http and
-``other`` (the rest of the server span: the application's own code, waits, internal spans).
+time, a wait for the database, counts in the database time. The share of the request's time is db,
+http and ``other`` (the rest of the server span: the application's own code, waits, internal spans);
+db and http there are the time at least one call of the kind ran (calls issued concurrently,
+overlapping, count once), where the time per request is the calls' total.
 
 Children are attributed to the SERVER span of the same trace and service that arrives after them (an
 exporter sends a child before its parent: children end first); the first such server span of a
@@ -32,7 +34,8 @@ spans in all (the oldest traces are dropped, counted in ``dropped_calls``: a bac
 server span; an exporter sends a request's spans in one batch, so few wait), ``MAX_ROUTES`` routes
 (the rest go to one ``(other routes)`` row), and for linking findings to routes at most
 ``MAX_LINKED_TRACES`` trace ids of requests that ran enough or slow enough queries to be an N+1 or
-slow-query example.
+slow-query example, or HTTP calls enough to be a call finding's (N+1 HTTP, serialized, chatty, a
+repeated GET).
 
 ``link(recommendations)`` names on each route the findings whose example traces ran under it.
 """
@@ -87,6 +90,8 @@ MAX_PENDING_CALLS: Final = 50_000
 MAX_LINKED_TRACES: Final = 100_000
 #: A request with this many db calls may hold an N+1 run (the database rules' shortest run).
 LINK_MIN_DB_CALLS: Final = 5
+#: A request with this many outbound HTTP calls may hold a call finding (the smallest: a GET made twice).
+LINK_MIN_HTTP_CALLS: Final = 2
 OTHER_ROUTE: Final = "(other routes)"
 
 # Attribute names of RPC and messaging spans (OpenTelemetry semantic conventions).
@@ -110,10 +115,12 @@ class RouteStats:
     """Counters of one route."""
 
     __slots__ = (
+        "db_busy_s",
         "db_calls",
         "db_s",
         "errors",
         "findings",
+        "http_busy_s",
         "http_calls",
         "http_s",
         "late_calls",
@@ -137,6 +144,9 @@ class RouteStats:
         self.db_s = 0.0
         self.http_calls = 0
         self.http_s = 0.0
+        #: Of the requests' time, the time at least one db (http) call ran: the share's numerator.
+        self.db_busy_s = 0.0
+        self.http_busy_s = 0.0
         #: Calls that ended after their request, and the time they ran on past its end.
         self.late_calls = 0
         self.late_s = 0.0
@@ -154,8 +164,8 @@ class RouteStats:
     def to_dict(self) -> dict[str, Any]:
         requests = self.requests or 1
         total = self.total_s
-        db = min(self.db_s, total)
-        http = min(self.http_s, max(total - db, 0.0))
+        db = min(self.db_busy_s, total)
+        http = min(self.http_busy_s, max(total - db, 0.0))
         share = {"db": 0.0, "http": 0.0, "other": 0.0}
         if total > 0:
             share = {
@@ -318,6 +328,7 @@ class EndpointRules:
         # One pass: counts and times per kind; twins are possible only with two scopes of one kind.
         counts = [0, 0, 0, 0]
         times = [0, 0, 0, 0]
+        spans: list[list[tuple[int, int]]] = [[], [], [], []]
         longest_db = 0
         scopes: list[str | None] = [None, None, None, None]
         mixed = False
@@ -326,6 +337,7 @@ class EndpointRules:
             took = end - start if end > start else 0
             counts[kind] += 1
             times[kind] += took
+            spans[kind].append((start, end))
             if kind == _DB and took > longest_db:
                 longest_db = took
             if end > end_ns:
@@ -343,12 +355,17 @@ class EndpointRules:
                 self.duplicates += len(calls) - len(kept)
                 counts[kind] = len(kept)
                 times[kind] = sum(max(c.end_ns - c.start_ns, 0) for c in kept)
+                spans[kind] = [(c.start_ns, c.end_ns) for c in kept]
         stats.db_calls += counts[_DB]
         stats.db_s += (times[_DB] + times[_DB_CONNECT]) / 1e9
         stats.http_calls += counts[_HTTP]
         stats.http_s += times[_HTTP] / 1e9
+        stats.db_busy_s += _busy(spans[_DB] + spans[_DB_CONNECT], span.start_ns, end_ns) / 1e9
+        stats.http_busy_s += _busy(spans[_HTTP], span.start_ns, end_ns) / 1e9
         slow = longest_db >= self.slow_query_s * 1e9
-        if (counts[_DB] >= LINK_MIN_DB_CALLS or slow) and len(self._linked) < MAX_LINKED_TRACES:
+        if (counts[_DB] >= LINK_MIN_DB_CALLS or counts[_HTTP] >= LINK_MIN_HTTP_CALLS or slow) and len(
+            self._linked
+        ) < MAX_LINKED_TRACES:
             self._linked.setdefault(span.trace_id, stats)
 
     def _shed(self) -> None:
@@ -365,16 +382,20 @@ class EndpointRules:
         """A call of a request counted already, which ended after it."""
         kind, span = call
         took = max(span.end_ns - span.start_ns, 0)
+        within = max(request_end_ns - span.start_ns, 0) / 1e9  # of the request's time
         if kind == _DB:
             stats.db_calls += 1
             stats.db_s += took / 1e9
+            stats.db_busy_s += within
             if took >= self.slow_query_s * 1e9 and len(self._linked) < MAX_LINKED_TRACES:
                 self._linked.setdefault(span.trace_id, stats)
         elif kind == _DB_CONNECT:
             stats.db_s += took / 1e9
+            stats.db_busy_s += within
         elif kind == _HTTP:
             stats.http_calls += 1
             stats.http_s += took / 1e9
+            stats.http_busy_s += within
         stats.late_calls += 1
         stats.late_s += (span.end_ns - request_end_ns) / 1e9
 
@@ -409,6 +430,23 @@ class EndpointRules:
     def to_json(self, limit: int = TOP_ROUTES) -> list[dict[str, Any]]:
         """The ``top_routes`` section of the JSON report."""
         return [stats.to_dict() for stats in self.routes()[:limit]]
+
+
+def _busy(spans: list[tuple[int, int]], start_ns: int, end_ns: int) -> int:
+    """The time within ``[start_ns, end_ns]`` at least one of ``spans`` (start, end) ran, ns: calls that
+    overlap (issued concurrently) count once."""
+    if len(spans) == 1:
+        first_start, first_end = spans[0]
+        return max(min(first_end, end_ns) - max(first_start, start_ns), 0)
+    busy = 0
+    run_start, run_end = 0, -1  # the stretch of overlapping calls being merged (none yet)
+    for call_start, call_end in sorted(spans):
+        call_start, call_end = max(call_start, start_ns), min(call_end, end_ns)
+        if call_start > run_end:
+            busy += max(run_end - run_start, 0)
+            run_start, run_end = call_start, call_start
+        run_end = max(run_end, call_end)
+    return busy + max(run_end - run_start, 0)
 
 
 def _call(kind: int, span: SpanRecord) -> Call:

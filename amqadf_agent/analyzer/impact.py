@@ -16,9 +16,10 @@ trace from the trace-shape rules.
   ``analyzer.explain``): every call of the statement takes the planner's cost ratio of its time:
   ``saved = time * (1 - cost_after / cost_before)``;
 * **call shapes** (``rules.trace_shapes``): N+1 HTTP calls batched into one request
-  (``saved = total - longest``), an MN+1 sequence loaded once for all items (``total - one
-  sequence``), serialized independent calls run concurrently (``sum - longest``), redundant calls
-  made once (``all but one``): each request saves what the rule found it would save in its trace.
+  (``saved = covered - longest``: the time the calls cover, overlapping ones counted once), an MN+1
+  sequence loaded once for all items (``total - one sequence``), serialized independent calls run
+  concurrently (``sum - longest``), redundant calls made once (``all but one``): each request saves
+  what the rule found it would save in its trace.
 
 Each request's duration loses its saving (never below zero); the **p95 of each affected route** is
 given before and after. After an N+1's fix, that p95 is not the p95 of each request less its saving,
@@ -123,8 +124,9 @@ def batch_turns_per_id(db_system: object) -> float:
 
 #: The trace-shape rules' savings, as each rule computes them in a trace.
 _SHAPE_FORMULAS: Final = {
-    "n_plus_one_http": "saved per request = total_ms - longest_ms of the calls to the URL template under "
-    "one parent (one batched request costing what the longest call cost)",
+    "n_plus_one_http": "saved per request = covered_ms - longest_ms of the calls to the URL template under "
+    "one parent (covered_ms: the time at least one of them ran, their total when made one after another; "
+    "one batched request costing what the longest call cost)",
     "mn_plus_one": "saved per request = the repeated sequence's total_ms - one sequence's (each kind of "
     "data loaded once for all items)",
     "serialized_calls": "saved per request = sum of the independent calls' durations - the longest (run "
@@ -132,7 +134,8 @@ _SHAPE_FORMULAS: Final = {
     "redundant_calls": "saved per request = the durations of every identical call but the first",
 }
 _SHAPE_ASSUMPTIONS: Final = (
-    "the calls of a request run one after the other on its critical path",
+    "the calls of a request are on its critical path: made one after the other, it waits for each in "
+    "turn; issued concurrently (overlapping), for the time they cover",
     "a batched or concurrent call costs what the longest of the calls cost",
     "the service's CPU does not change (a wait for a call costs it little CPU)",
 )

@@ -8,7 +8,9 @@ span that is an HTTP call (``rules.http_calls``: method and URL template) or a d
 normalized statement, ``analyzer.sql``). The rules, each a finding of category ``calls``:
 
 * **N+1 HTTP** (``n_plus_one_http``): at least 10 calls to the same method and URL template under one
-  parent, at least 300 ms together; time that could be saved: all but the longest (one batched call).
+  parent, at least 300 ms together; time that could be saved: the time the calls cover less the longest
+  (one batched call): all but the longest when they ran one after another, little when they were issued
+  concurrently (overlapping: the request waited for them together already).
 * **MN+1** (``mn_plus_one``): a sequence of 2 to 5 distinct calls repeated at least 3 times in a row
   under one parent, at least 100 ms together (a loop doing several calls per item).
 * **Serialized calls** (``serialized_calls``): at least 2 consecutive non-overlapping sibling queries,
@@ -17,7 +19,8 @@ normalized statement, ``analyzer.sql``). The rules, each a finding of category `
   they would take the longest one: time saved = total - longest, at least 100 ms and at least 10% of
   the parent.
 * **Fan-out** (``fan_out``): more than 20 children under one span, not mostly one query or URL (a loop is an
-  N+1, reported by those rules with its saving).
+  N+1, reported by those rules with its saving); the ASGI instrumentation's spans of the messages a
+  request sends and receives (``asgi.event.type``) are not children of it.
 * **Chatty service** (``chatty_service``): at least 15 HTTP calls to one peer in one trace.
 * **Redundant calls** (``redundant_calls``): the same GET (same URL, query included) at least twice in
   one trace, not counting failed calls (retries).
@@ -102,6 +105,9 @@ _DIGITS: Final = "0123456789"
 #: What may precede a number literal ending a statement (not a name like ``t1``).
 _LITERAL_BOUNDARY: Final = frozenset(" =<>(,+-*/")
 _SELECT: Final = re.compile(r"\s*\(?\s*(?:SELECT|WITH)\b", re.IGNORECASE).match
+#: On the ASGI instrumentation's INTERNAL spans of each message a request sends or receives
+#: (``GET /x http send``, ``http receive``; FastAPI's and Starlette's too): the server's own I/O.
+_ASGI_EVENT_TYPE: Final = "asgi.event.type"
 
 # Kinds of buffered span.
 _OTHER: Final = 0
@@ -179,6 +185,7 @@ class _Finding:
 
     __slots__ = (
         "calls",
+        "concurrent",
         "end_ns",
         "examples",
         "largest",
@@ -194,6 +201,8 @@ class _Finding:
 
     def __init__(self) -> None:
         self.occurrences = 0
+        #: Occurrences whose calls overlapped (issued concurrently).
+        self.concurrent = 0
         self.traces: set[str] = set()
         self.calls = 0
         self.largest = 0
@@ -294,6 +303,8 @@ class TraceShapeRules:
         ):
             route = span.attributes.get(ATTR_HTTP_ROUTE)
             self._routes[span.trace_id] = route if isinstance(route, str) and route else span.name
+        elif span.kind == SPAN_KIND_INTERNAL and _ASGI_EVENT_TYPE in span.attributes:
+            return  # a message of the request's own, not work it started: no child of a fan-out
         entry: _Raw = (
             span.parent_span_id,
             span.span_id,
@@ -487,8 +498,13 @@ class TraceShapeRules:
                 continue
             total = sum(_duration(c) for c in group)
             if total >= config.n_plus_one_http_min_total_s:
+                # Calls issued concurrently (asyncio.gather, a thread pool) already overlap: the request
+                # waits for the time they cover, and a batched call saves that less the longest.
                 longest = max(_duration(c) for c in group)
-                self._note("n_plus_one_http", key, trace_id, route, group, total - longest)
+                covered = _covered(group)
+                self._note("n_plus_one_http", key, trace_id, route, group, covered - longest)
+                if covered < 0.99 * total:
+                    self._findings["n_plus_one_http", key].concurrent += 1
 
     def _mn_plus_one(self, trace_id: str, route: str, calls: list[_Span]) -> None:
         config = self.config
@@ -591,6 +607,8 @@ class TraceShapeRules:
         }
         if f.saved_s:
             numbers["time_saved_ms"] = round(f.saved_s * 1000, 3)
+        if f.concurrent:
+            numbers["concurrent_occurrences"] = f.concurrent
         if f.routes:
             numbers["route"] = ", ".join(sorted(f.routes)[:5])
         if f.services:
@@ -603,7 +621,17 @@ class TraceShapeRules:
                 "Fetch these resources with one batched request (an endpoint taking a list of ids), "
                 "or concurrently, instead of one request per item."
             )
-            formula = "calls = client calls to this URL template under one parent; saved = total - longest"
+            if f.concurrent == f.occurrences:
+                title = f"N+1 HTTP calls (up to {f.largest}, issued concurrently): {short}"
+                action = (
+                    "These calls run concurrently already, so the request waits about as long as the "
+                    "longest: fetch the resources with one batched request (an endpoint taking a list of "
+                    "ids) to make one request to the peer instead of one per item."
+                )
+            formula = (
+                "calls = client calls to this URL template under one parent; saved = covered - longest "
+                "(covered: the time at least one of the calls ran)"
+            )
             threshold = (
                 f"calls >= {config.n_plus_one_http_min_calls} and total_ms >= "
                 f"{config.n_plus_one_http_min_total_s * 1000:g} (Sentry N+1 API calls)"
@@ -689,6 +717,20 @@ def _locations(f: _Finding, shown: int) -> tuple[CodeLocation, ...]:
 
 def _duration(span: _Span) -> float:
     return max(span.end_ns - span.start_ns, 0) / 1e9
+
+
+def _covered(calls: list[_Span]) -> float:
+    """The time at least one of ``calls`` (in start order) was running, seconds: their sum when none
+    overlap, about the longest when all run at once."""
+    covered = 0
+    run_start, run_end = 0, -1  # the stretch of overlapping calls being merged (none yet)
+    for call in calls:
+        if call.start_ns > run_end:
+            covered += max(run_end - run_start, 0)
+            run_start, run_end = call.start_ns, call.start_ns
+        run_end = max(run_end, call.end_ns)
+    covered += max(run_end - run_start, 0)
+    return covered / 1e9
 
 
 def analyze_trace_shapes(
