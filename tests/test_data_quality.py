@@ -1,4 +1,5 @@
-"""The report says what the metric rules ignored: points with impossible numbers, implausible intervals."""
+"""The report says what the rules ignored: points with impossible numbers, implausible intervals, db calls
+of statements beyond those kept."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from amqadf_agent.analyzer.report_values import data_quality_line
 from amqadf_agent.cli.analyze import main
 
 T0 = 1_700_000_000_000_000_000
@@ -69,7 +71,11 @@ def test_the_json_report_counts_what_was_ignored(tmp_path: Path, capsys: pytest.
 def test_a_clean_input_counts_nothing_ignored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(_write(tmp_path / "m.jsonl", poisoned=False)), "--format", "json"]) == 0
     quality = json.loads(capsys.readouterr().out)["data_quality"]
-    assert quality == {"skipped_points": {"scaling": 0, "cache": 0, "threads": 0}, "implausible_intervals": 0}
+    assert quality == {
+        "skipped_points": {"scaling": 0, "cache": 0, "threads": 0},
+        "implausible_intervals": 0,
+        "db_calls_not_analysed": 0,
+    }
 
 
 @pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
@@ -83,3 +89,12 @@ def test_text_markdown_and_html_say_it_in_one_line_only_when_something_was_ignor
     assert "scaling 2" in said[0] and "1 histogram interval" in said[0]
     assert main([str(_write(tmp_path / "good.jsonl", poisoned=False)), "--format", fmt]) == 0
     assert "Data quality" not in capsys.readouterr().out
+
+
+def test_db_calls_beyond_the_statements_kept_are_said() -> None:
+    line = data_quality_line({"db_calls_not_analysed": 290_000})
+    assert line == (
+        "Data quality: 290,000 db call(s) of statements beyond the 10,000 distinct ones kept,"
+        " counted but not analysed."
+    )
+    assert data_quality_line({"db_calls_not_analysed": 0}) == ""

@@ -321,3 +321,17 @@ def test_n_plus_one_broken_by_a_query_wholly_between() -> None:
     spans.append(db_span("SELECT c FROM z WHERE id = 1", 85, 10))
     spans += [db_span(f"SELECT a FROM x WHERE id = {i}", 100 + i * 20, 15) for i in range(4)]
     assert not rules(analyze_spans(spans, LOOSE), "n_plus_one")
+
+
+def test_statements_beyond_the_bound_are_counted_not_kept() -> None:
+    # A table per tenant: every statement distinct. The first max_statements are analysed; the calls
+    # of the others are counted (the report's data_quality says how many), never kept or parsed.
+    database = DatabaseRules(DatabaseRuleConfig(min_db_spans=1, max_statements=20))
+    for number in range(25):
+        for repeat in range(2):
+            database.add_span(db_span(f"SELECT a FROM tenant_{number}.orders", number * 100 + repeat, 2.0))
+    assert len(database.statements()) == 20
+    assert database.db_calls == 50
+    assert database.calls_not_kept == 10
+    assert round(database.seconds_not_kept, 6) == 0.02
+    assert "tenant_24" not in json.dumps(top_queries(database.statements()))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from amqadf_agent import statements
 from amqadf_agent.analyzer import sql
 from amqadf_agent.analyzer.sql import analyze, normalize
@@ -127,3 +129,21 @@ def test_postgres_casts_of_placeholders_are_parsed() -> None:
     assert info.parsed
     assert info.normalized == "SELECT a FROM t WHERE b = CAST(? AS VARCHAR) AND c IN (?)"
     assert info.filter_columns == ("b", "c")
+
+
+def test_sqlglot_reads_a_bounded_number_of_shapes_an_analysis(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each shape costs sqlglot about 1 ms: beyond the budget, new shapes get the regular expressions;
+    # a shape read before reads the same after; reset() gives the next analysis the whole budget.
+    monkeypatch.setattr(sql, "MAX_PARSED_TEXTS", 3)
+    sql.reset()
+    try:
+        first = [analyze(f"select a from t{number} where b = ?") for number in range(5)]
+        assert [info.parsed for info in first] == [True, True, True, False, False]
+        assert first[3].normalized == "SELECT a FROM t3 WHERE b = ?"  # keywords upper case all the same
+        assert first[3].tables == ("t3",) and first[3].has_where
+        sql._structure.cache_clear()  # (evicted from the small cache: still sqlglot's reading)
+        assert analyze("select a from t0 where b = ?").parsed
+        sql.reset()
+        assert analyze("select a from t4 where b = ?").parsed
+    finally:
+        sql.reset()

@@ -98,7 +98,7 @@ def ms(value: object, *, seconds: bool = False) -> str:
 
 
 def data_quality_line(section: object) -> str:
-    """One line on what the metric rules ignored (the report's ``data_quality``), ``""`` when nothing.
+    """One line on what the rules ignored (the report's ``data_quality``), ``""`` when nothing.
 
     Points with an impossible number (NaN, negative, beyond any real one) are left out of each part
     that read them; a histogram delta whose interval is implausibly long is counted at its end time
@@ -111,11 +111,17 @@ def data_quality_line(section: object) -> str:
         if (count := number(value) or 0) > 0
     ]
     intervals = int(number(quality.get("implausible_intervals")) or 0)
+    not_analysed = int(number(quality.get("db_calls_not_analysed")) or 0)
     said = []
     if skipped:
         said.append(f"points with impossible values left out ({', '.join(shown(s) for s in skipped)})")
     if intervals:
         said.append(f"{intervals} histogram interval(s) too long to spread, counted at their end time")
+    if not_analysed:
+        said.append(
+            f"{not_analysed:,} db call(s) of statements beyond the 10,000 distinct ones kept, counted"
+            " but not analysed"
+        )
     return f"Data quality: {'; '.join(said)}." if said else ""
 
 

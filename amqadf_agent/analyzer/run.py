@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Final, Protocol, TextIO
 
+from amqadf_agent.analyzer import sql
 from amqadf_agent.analyzer.dedup import CallDeduplicator
 from amqadf_agent.analyzer.endpoints import EndpointRules
 from amqadf_agent.analyzer.explain import apply_verdicts
@@ -149,6 +150,7 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
             url, start=start_ns / 1e9, end=end_ns / 1e9, step=options.step, service=service
         )
     stats = ReadStats()
+    sql.reset()  # sqlglot's budget of distinct statements is per analysis
     database = DatabaseRules(DatabaseRuleConfig(slow_query_s=options.slow_query_ms / 1000))
     windows = WindowAggregator(options.window, service=service, since_ns=since_ns, until_ns=until_ns)
     caches = CacheRules(service=service, since_ns=since_ns, until_ns=until_ns)
@@ -226,6 +228,7 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
                 "threads": threads.skipped_points,
             },
             "implausible_intervals": windows.implausible_intervals,
+            "db_calls_not_analysed": database.calls_not_kept,
         },
         "impact": impact_json(estimates),
     }

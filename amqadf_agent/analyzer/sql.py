@@ -13,7 +13,10 @@
    expressions instead (``SqlInfo.parsed`` is then False).
 
 Stage 2 is cached by the literal-free text (``functools.lru_cache``), so its cost is paid once per
-distinct statement shape, not once per execution. ``normalize_call``, the database rules' per-execution
+distinct statement shape, not once per execution. sqlglot takes about 1 ms a shape: at most
+``MAX_PARSED_TEXTS`` shapes are read with it in one analysis (``reset``), each kept, the rest by the
+regular expressions (a table per tenant gives hundreds of thousands of shapes: 300 000 took five
+minutes). ``normalize_call``, the database rules' per-execution
 path, also keeps the result of stage 2 by the statement's skeleton (each literal as ``?``, before the
 whitespace is squeezed), so a statement with literals costs one ``re.split`` and a digest; and, for a
 statement that ends with an integer (``... WHERE id = 42``), by the text before it, which spares even
@@ -40,7 +43,7 @@ from amqadf_agent.statements import (
     squeeze,
 )
 
-__all__ = ["SqlInfo", "analyze", "normalize", "normalize_call", "shape"]
+__all__ = ["MAX_PARSED_TEXTS", "SqlInfo", "analyze", "normalize", "normalize_call", "reset", "shape"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +71,28 @@ class SqlInfo:
     parsed: bool
 
 
-_KEYWORDS = re.compile(
-    r"\b(select|from|where|and|or|not|in|is|null|like|between|join|inner|left|right|outer|full|cross|"
-    r"on|as|group|by|order|having|limit|offset|union|all|distinct|insert|into|values|update|set|delete|"
-    r"create|drop|alter|table|index|with|case|when|then|else|end|asc|desc|exists|returning|count|sum|"
-    r"min|max|avg)\b",
-    re.IGNORECASE,
-)
+#: Words the regex fallback writes in upper case (what sqlglot does to every keyword).
+# fmt: off
+_KEYWORDS = frozenset({
+    "select", "from", "where", "and", "or", "not", "in", "is", "null", "like", "between", "join",
+    "inner", "left", "right", "outer", "full", "cross", "on", "as", "group", "by", "order", "having",
+    "limit", "offset", "union", "all", "distinct", "insert", "into", "values", "update", "set",
+    "delete", "create", "drop", "alter", "table", "index", "with", "case", "when", "then", "else",
+    "end", "asc", "desc", "exists", "returning", "count", "sum", "min", "max", "avg"
+})
+# fmt: on
+_WORD = re.compile(r"(\w+)")
+
+
+def _upper_keywords(text: str) -> str:
+    """``text`` with the ``_KEYWORDS`` upper case: a split and a set look-up a word (an alternation of
+    the keywords in one pattern took five times as long)."""
+    parts = _WORD.split(text)
+    for index in range(1, len(parts), 2):
+        word = parts[index]
+        if word.lower() in _KEYWORDS:
+            parts[index] = word.upper()
+    return "".join(parts)
 
 
 def normalize(statement: str) -> str:
@@ -167,11 +185,35 @@ def analyze(statement: str) -> SqlInfo:
     )
 
 
+#: Literal-free texts read with sqlglot in one analysis, kept (a text read once reads the same after).
+MAX_PARSED_TEXTS = 10_000
+_parsed: dict[str, SqlInfo] = {}
+
+
+def reset() -> None:
+    """Forget every statement seen (an analysis starts with the whole ``MAX_PARSED_TEXTS`` budget)."""
+    _parsed.clear()
+    _structure.cache_clear()
+    _call_memo.clear()
+    _skeleton_memo.clear()
+    _tail_memo.clear()
+
+
 @functools.lru_cache(maxsize=4096)
 def _structure(text: str) -> SqlInfo:
-    """Stage 2 on literal-free text: sqlglot, else the regex fallback. Cached by ``text``."""
+    """Stage 2 on literal-free text: sqlglot (within the budget), else the regex fallback. Cached by
+    ``text``."""
     if not text:
         return SqlInfo("", "", (), (), (), False, False, False, False, "", False)
+    info = _parsed.get(text)
+    if info is None:
+        if len(_parsed) >= MAX_PARSED_TEXTS:
+            return _with_regex(text)
+        info = _parsed[text] = _read(text)
+    return info
+
+
+def _read(text: str) -> SqlInfo:
     try:
         return _with_sqlglot(text)
     except Exception:  # sqlglot raises ParseError, TokenError and others on what it cannot read
@@ -269,7 +311,7 @@ _TABLE_RE = re.compile(r"\b(?:from|join|update|into)\s+([A-Za-z_][\w.]*)", re.IG
 
 
 def _with_regex(text: str) -> SqlInfo:
-    normalized = _KEYWORDS.sub(lambda m: m.group().upper(), text)
+    normalized = _upper_keywords(text)
     words = normalized.split(None, 1)
     kind = words[0].upper() if words else ""
     return SqlInfo(

@@ -39,7 +39,9 @@ Findings are ranked by the statement's total time (calls * mean). Below ``min_db
 recommendation is made at all; confidence grows with the number of calls. Only normalized statements
 reach the output, never a literal.
 
-Memory: one pass; per distinct statement a few counters and at most ``max_samples`` durations (a
+Memory: one pass; at most ``max_statements`` distinct statements (10 000: a table per tenant makes
+hundreds of thousands; the calls of the others are counted in ``calls_not_kept``, and the report
+says so), per statement a few counters and at most ``max_samples`` durations (a
 reservoir of 2048 doubles, 16 KB, for p95: its nearest-rank p95 is within about a percentile of the
 exact one); per trace, compact tuples of its db spans, at most ``max_buffered_calls`` in all
 (50 000, about 17 MB; when more arrive, the traces seen first are analysed and dropped). A trace is
@@ -170,6 +172,9 @@ class DatabaseRules:
     def __init__(self, config: DatabaseRuleConfig | None = None) -> None:
         self.config = config or DatabaseRuleConfig()
         self.db_calls = 0
+        #: Calls of statements beyond ``config.max_statements`` distinct ones, and their seconds.
+        self.calls_not_kept = 0
+        self.seconds_not_kept = 0.0
         self._stats: dict[str, StatementStats] = {}
         self._ids: dict[str, int] = {}
         #: ``_stats`` and ``_ids`` together: one look-up per call on the hot path.
@@ -235,7 +240,7 @@ class DatabaseRules:
             summary,
         )
         filename = attributes.get(ATTR_CODE_FILE_PATH) or attributes.get(ATTR_CODE_FILEPATH_OLD)
-        if filename:
+        if filename and stats is not None:
             self._locate(stats, filename, attributes)
 
     def _locate(self, stats: StatementStats, filename: object, attributes: Mapping[str, object]) -> None:
@@ -302,7 +307,7 @@ class DatabaseRules:
         end_ns: int,
         attributes: Mapping[str, object] | None = None,
         summary: bool = False,
-    ) -> StatementStats:
+    ) -> StatementStats | None:
         # The hot path: once per db call. The statement's SqlInfo is built only when it is new.
         if summary:  # a db.query.summary in place of the statement: its values are unknown
             key, placeholders, digest = " ".join(statement.split()), True, ""
@@ -317,6 +322,11 @@ class DatabaseRules:
                 placeholders, digest = False, _UNDECIDED
         entry = self._entries.get(key)
         if entry is None:
+            if len(self._by_id) >= self.config.max_statements:  # a table per tenant, generated SQL
+                self.db_calls += 1
+                self.calls_not_kept += 1
+                self.seconds_not_kept += duration_s
+                return None
             stats = self._stats[key] = StatementStats(_summary_info(key) if summary else analyze(statement))
             self._ids[key] = len(self._by_id)
             entry = self._entries[key] = (stats, len(self._by_id))

@@ -41,6 +41,8 @@ class DatabaseRuleConfig:
     #: Buffered db calls of unfinished traces, all traces together (see ``rules.database``).
     max_buffered_calls: int = 50_000
     max_samples: int = 2048
+    #: Distinct statements kept; the calls of further ones are counted, not analysed (``not_kept``).
+    max_statements: int = 10_000
 
 
 def confidence(calls: int, full: int) -> float:
