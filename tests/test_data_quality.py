@@ -75,6 +75,7 @@ def test_a_clean_input_counts_nothing_ignored(tmp_path: Path, capsys: pytest.Cap
         "skipped_points": {"scaling": 0, "cache": 0, "threads": 0},
         "implausible_intervals": 0,
         "db_calls_not_analysed": 0,
+        "call_findings_not_kept": 0,
     }
 
 

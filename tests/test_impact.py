@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from support.postgres_server import PostgresServer
 
+from amqadf_agent.analyzer import impact as impact_module
 from amqadf_agent.analyzer.impact import ImpactFeed, estimate, ranked
 from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, SpanRecord
 from amqadf_agent.analyzer.otlp_reader import read
@@ -410,3 +411,24 @@ def test_call_shape_savings_are_bounded_and_only_real_ones_are_kept() -> None:
     assert len(saved) == 5 and feed.dropped_calls == 2
     assert saved[f"{0:032x}\0shop"] == pytest.approx(0.15)
     assert feed.savings_of("n_plus_one_http", "GET c") == {}
+
+
+def test_only_the_findings_with_most_time_at_stake_are_priced(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN two N+1 loops: 20 calls a request on /orders, 8 on /products (less time at stake)
+    spans = [s for t in range(20) for s in _request(t + 1, t * 1000, 20)]
+    other = {"db.system": DB, "db.statement": "SELECT name FROM products WHERE id = ?"}
+    for t in range(20):
+        trace, start = 100 + t, 50_000 + t * 1000
+        spans.append(_span(trace, 1, 0, SPAN_KIND_SERVER, start, start + 100, **{"http.route": "/products"}))
+        for i in range(8):
+            at = start + 10 + 8 * i
+            spans.append(_span(trace, 2 + i, 1, SPAN_KIND_CLIENT, at, at + 7, **other))
+    feed, found = _feed_and_findings(spans)
+    loops = [r for r in found if r.rule == "n_plus_one"]
+    assert len(loops) == 2
+    # WHEN at most one finding may be priced
+    monkeypatch.setattr(impact_module, "MAX_PRICED", 1)
+    # THEN the one with most time at stake is, whatever the order the findings come in
+    for order in (loops, loops[::-1]):
+        [priced] = estimate(feed, order)
+        assert priced.routes[0].route == "/orders"

@@ -357,3 +357,23 @@ def test_route_of_a_consumer_trace_is_its_span_name() -> None:
     calls = [http(f"http://inventory/stock/{i}", i * 40, 35) for i in range(12)]
     (n1,) = rules(analyze_trace_shapes([consumer, *calls]), "n_plus_one_http")
     assert n1.evidence.numbers["route"] == "orders process"
+
+
+def test_findings_beyond_the_bound_are_counted_not_kept() -> None:
+    # A crawler: every trace repeats a GET of its own page; each page would be its own finding.
+    from amqadf_agent.analyzer.rules.trace_shapes import TraceShapeConfig
+
+    shapes = TraceShapeRules(TraceShapeConfig(max_findings=3))
+    for t in range(5):
+        trace = f"{t + 1:032x}"
+        shapes.add(server(600, trace=trace))
+        for repeat in range(2):
+            shapes.add(http(f"http://site/pages/about-page-{'abcde'[t]}", repeat * 50, 40, trace=trace))
+    shapes.add(server(600, trace="f" * 32))  # a finding kept, seen again in another trace
+    for repeat in range(2):
+        shapes.add(http("http://site/pages/about-page-a", repeat * 50, 40, trace="f" * 32))
+    found = rules(shapes.recommendations(), "redundant_calls")
+    assert sorted(r.subject for r in found) == [f"GET site/pages/about-page-{c}" for c in "abc"]
+    assert shapes.not_kept == 2
+    again = next(r for r in found if r.subject.endswith("-a"))
+    assert again.evidence.numbers["traces_affected"] == 2 and again.evidence.numbers["occurrences"] == 2

@@ -78,12 +78,14 @@ from amqadf_agent.semconv import ATTR_HTTP_ROUTE
 if TYPE_CHECKING:
     from amqadf_agent.analyzer.rules.trace_shapes import TraceShapeRules
 
-__all__ = ["MAX_REQUESTS", "Estimate", "ImpactFeed", "estimate", "ranked"]
+__all__ = ["MAX_PRICED", "MAX_REQUESTS", "Estimate", "ImpactFeed", "estimate", "ranked"]
 
 #: Requests (server spans) kept for the estimates, about 150 bytes each, and (request, statement) pairs
 #: of db calls, ``CALL_ROWS_PER_REQUEST`` times as many, about 150 bytes each: some 45 MB at most.
 MAX_REQUESTS: Final = 50_000
 CALL_ROWS_PER_REQUEST: Final = 5
+#: Findings priced (the most time at stake first); the others have no estimate.
+MAX_PRICED: Final = 50
 #: Starts of db calls kept (16 bytes each, some 16 MB at most), ``CALL_STARTS_PER_REQUEST`` times
 #: ``MAX_REQUESTS``: the turns of the loops, for the spread of a fixed request's time.
 CALL_STARTS_PER_REQUEST: Final = 20
@@ -456,13 +458,15 @@ def estimate(
     windows: Sequence[Window] = (),
     scaling: ScalingRuleConfig | None = None,
 ) -> list[Estimate]:
-    """An estimate for each finding whose fix can be priced, most time saved first."""
+    """An estimate for each finding whose fix can be priced, most time saved first: the first
+    ``MAX_PRICED`` of them by time at stake (pricing one reads every request kept: 6,000 findings of
+    repeated calls to distinct URLs took minutes)."""
     ratios = {
         (v.candidate.statement, v.candidate.table, v.candidate.columns): v.cost_ratio
         for v in verdicts
         if v.verdict == "verified" and v.cost_ratio is not None
     }
-    out = []
+    out: list[Estimate] = []
     requests = feed.requests
     recommendations = list(recommendations)
     loops = feed.turns_of(
@@ -470,7 +474,9 @@ def estimate(
         for r in recommendations
         if r.rule == "n_plus_one" and r.category == "database"
     )
-    for recommendation in recommendations:
+    for recommendation in sorted(recommendations, key=Recommendation.sort_key):
+        if len(out) >= MAX_PRICED:
+            break
         shape_formula = _SHAPE_FORMULAS.get(recommendation.rule)
         if shape_formula is not None and recommendation.category != "database":
             shape_saved = feed.savings_of(recommendation.rule, recommendation.subject)

@@ -112,6 +112,7 @@ def data_quality_line(section: object) -> str:
     ]
     intervals = int(number(quality.get("implausible_intervals")) or 0)
     not_analysed = int(number(quality.get("db_calls_not_analysed")) or 0)
+    findings_not_kept = int(number(quality.get("call_findings_not_kept")) or 0)
     said = []
     if skipped:
         said.append(f"points with impossible values left out ({', '.join(shown(s) for s in skipped)})")
@@ -121,6 +122,11 @@ def data_quality_line(section: object) -> str:
         said.append(
             f"{not_analysed:,} db call(s) of statements beyond the 10,000 distinct ones kept, counted"
             " but not analysed"
+        )
+    if findings_not_kept:
+        said.append(
+            f"{findings_not_kept:,} occurrence(s) of call findings beyond the 2,000 kept (each its own"
+            " URL or call sequence), not reported"
         )
     return f"Data quality: {'; '.join(said)}." if said else ""
 

@@ -229,6 +229,7 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
             },
             "implausible_intervals": windows.implausible_intervals,
             "db_calls_not_analysed": database.calls_not_kept,
+            "call_findings_not_kept": shapes.not_kept,
         },
         "impact": impact_json(estimates),
     }

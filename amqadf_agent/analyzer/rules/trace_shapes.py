@@ -178,6 +178,8 @@ class TraceShapeConfig:
     #: Spans of unfinished traces kept, all traces together: about 450 bytes each with the ids and the
     #: statement or URL text they keep alive (23 MB when full, measured on the analyzer bench's traffic).
     max_buffered_spans: int = 50_000
+    #: Findings (rule and subject) kept; occurrences of further ones are counted in ``not_kept``.
+    max_findings: int = 2_000
 
 
 class _Finding:
@@ -189,6 +191,7 @@ class _Finding:
         "end_ns",
         "examples",
         "largest",
+        "last_trace",
         "locations",
         "occurrences",
         "routes",
@@ -203,7 +206,9 @@ class _Finding:
         self.occurrences = 0
         #: Occurrences whose calls overlapped (issued concurrently).
         self.concurrent = 0
-        self.traces: set[str] = set()
+        #: Traces it was seen in (a trace's occurrences are noted one after another, when it is read).
+        self.traces = 0
+        self.last_trace = ""
         self.calls = 0
         self.largest = 0
         self.time_s = 0.0
@@ -255,6 +260,8 @@ class TraceShapeRules:
         self._buffered = 0
         self._traces_read = 0
         self._findings: dict[tuple[str, str], _Finding] = {}
+        #: Occurrences of findings beyond ``config.max_findings`` (each URL of a crawler its own).
+        self.not_kept = 0
         #: Told of each finding's saving in a trace: ``(rule, subject, trace id, service, seconds)``
         #: (``impact.ImpactFeed`` prices the fixes per request with it).
         self.saving_listener: Callable[[str, str, str, str, float], None] | None = None
@@ -458,9 +465,14 @@ class TraceShapeRules:
     ) -> None:
         finding = self._findings.get((rule, subject))
         if finding is None:
+            if len(self._findings) >= self.config.max_findings:
+                self.not_kept += 1
+                return
             finding = self._findings[(rule, subject)] = _Finding()
         finding.occurrences += 1
-        finding.traces.add(trace_id)
+        if trace_id != finding.last_trace:
+            finding.traces += 1
+            finding.last_trace = trace_id
         finding.calls += len(calls)
         finding.largest = max(finding.largest, len(calls))
         finding.time_s += sum(_duration(c) for c in calls)
@@ -503,8 +515,9 @@ class TraceShapeRules:
                 longest = max(_duration(c) for c in group)
                 covered = _covered(group)
                 self._note("n_plus_one_http", key, trace_id, route, group, covered - longest)
-                if covered < 0.99 * total:
-                    self._findings["n_plus_one_http", key].concurrent += 1
+                finding = self._findings.get(("n_plus_one_http", key))
+                if covered < 0.99 * total and finding is not None:
+                    finding.concurrent += 1
 
     def _mn_plus_one(self, trace_id: str, route: str, calls: list[_Span]) -> None:
         config = self.config
@@ -597,7 +610,7 @@ class TraceShapeRules:
     def _recommendation(self, rule: str, subject: str, f: _Finding) -> Recommendation:
         config = self.config
         short = subject if len(subject) <= 100 else subject[:97] + "..."
-        traces = len(f.traces)
+        traces = f.traces
         numbers: dict[str, int | float | str] = {
             "occurrences": f.occurrences,
             "traces_affected": traces,
