@@ -76,6 +76,7 @@ def test_a_clean_input_counts_nothing_ignored(tmp_path: Path, capsys: pytest.Cap
         "implausible_intervals": 0,
         "db_calls_not_analysed": 0,
         "call_findings_not_kept": 0,
+        "points_not_kept": {"cache": 0, "threads": 0, "pools": 0},
     }
 
 
@@ -99,3 +100,52 @@ def test_db_calls_beyond_the_statements_kept_are_said() -> None:
         " counted but not analysed."
     )
     assert data_quality_line({"db_calls_not_analysed": 0}) == ""
+
+
+def _named_points(metric: str, kind: str, attribute: str, names: int, time_ns: int) -> dict[str, Any]:
+    points = [
+        {
+            "startTimeUnixNano": str(T0),
+            "timeUnixNano": str(time_ns),
+            "asInt": "7",
+            "attributes": [_kv(attribute, f"n{i}")],
+        }
+        for i in range(names)
+    ]
+    data: dict[str, Any] = {
+        "aggregationTemporality": 2,
+        "isMonotonic": kind == "counter",
+        "dataPoints": points,
+    }
+    return {"name": metric, "sum": data}
+
+
+def test_caches_and_pools_beyond_the_bound_are_counted_not_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cache, a worker pool and a database per tenant: the first ones are kept, the others' points counted
+    from amqadf_agent.analyzer.rules import cache, pool, threads
+
+    monkeypatch.setattr(cache, "MAX_CACHES", 2)
+    monkeypatch.setattr(threads, "MAX_POOLS", 2)
+    monkeypatch.setattr(pool, "MAX_POOLS", 2)
+    lines = [
+        _metrics(
+            _named_points("amqadf.cache.size", "updown", "amqadf.cache.name", 5, T0 + i * 10 * S),
+            _named_points(
+                "amqadf.worker_pool.tasks", "counter", "amqadf.worker_pool.name", 5, T0 + i * 10 * S
+            ),
+            _named_points(
+                "db.client.connection.max", "updown", "db.client.connection.pool.name", 5, T0 + i * 10 * S
+            ),
+        )
+        for i in range(1, 3)
+    ]
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n")
+    assert main([str(tmp_path / "m.jsonl"), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["data_quality"]["points_not_kept"] == {"cache": 6, "threads": 6, "pools": 6}
+    assert [c["name"] for c in report["cache"]] == ["n0", "n1"]
+    assert [p["pool"] for p in report["threads"]] == ["n0", "n1"]
+    assert main([str(tmp_path / "m.jsonl")]) == 0
+    assert "beyond the 1,000 kept left out (cache 6, threads 6, pools 6)" in capsys.readouterr().out

@@ -113,6 +113,11 @@ def data_quality_line(section: object) -> str:
     intervals = int(number(quality.get("implausible_intervals")) or 0)
     not_analysed = int(number(quality.get("db_calls_not_analysed")) or 0)
     findings_not_kept = int(number(quality.get("call_findings_not_kept")) or 0)
+    not_kept = [
+        f"{part} {int(count)}"
+        for part, value in mapping(quality.get("points_not_kept")).items()
+        if (count := number(value) or 0) > 0
+    ]
     said = []
     if skipped:
         said.append(f"points with impossible values left out ({', '.join(shown(s) for s in skipped)})")
@@ -127,6 +132,11 @@ def data_quality_line(section: object) -> str:
         said.append(
             f"{findings_not_kept:,} occurrence(s) of call findings beyond the 2,000 kept (each its own"
             " URL or call sequence), not reported"
+        )
+    if not_kept:
+        said.append(
+            "points of caches or pools beyond the 1,000 kept left out"
+            f" ({', '.join(shown(s) for s in not_kept)})"
         )
     return f"Data quality: {'; '.join(said)}." if said else ""
 

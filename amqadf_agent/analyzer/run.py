@@ -230,6 +230,11 @@ def analyze(options: AnalysisOptions, *, progress: TextIO | None = None) -> Anal
             "implausible_intervals": windows.implausible_intervals,
             "db_calls_not_analysed": database.calls_not_kept,
             "call_findings_not_kept": shapes.not_kept,
+            "points_not_kept": {
+                "cache": caches.points_not_kept,
+                "threads": threads.points_not_kept,
+                "pools": pools.points_not_kept,
+            },
         },
         "impact": impact_json(estimates),
     }

@@ -71,6 +71,9 @@ MEMORY_USAGE = CACHE_MEMORY_USAGE.name
 MEMORY_LIMIT = CACHE_MEMORY_LIMIT.name
 _LEVELS = frozenset((SIZE, MAX_SIZE, MEMORY_USAGE, MEMORY_LIMIT))
 _NAMES = frozenset((REQUESTS, EVICTIONS, EXPIRATIONS)) | _LEVELS
+#: Caches kept, by name; the points of further caches are counted in ``points_not_kept``, not read (a
+#: cache per tenant: 40,000 of them held 100 MB and filled the report).
+MAX_CACHES = 1000
 #: Said in the formula of every cache finding.
 #: The data floor: a cache with fewer requests gets no recommendation (its numbers are still shown).
 MIN_REQUESTS: Final = 100
@@ -172,6 +175,7 @@ class CacheRules:
         self._deltas = CounterDeltas()
         #: Points left out for a number no count or size can be (``analyzer.plausible``).
         self.skipped_points = 0
+        self.points_not_kept = 0
 
     def add(self, record: Record) -> None:
         if type(record) is not MetricRecord or record.name not in _NAMES:
@@ -184,6 +188,9 @@ class CacheRules:
                 continue
             name = point.attributes.get(ATTR_CACHE_NAME)
             if not isinstance(name, str):
+                continue
+            if name not in self._caches and len(self._caches) >= MAX_CACHES:
+                self.points_not_kept += 1
                 continue
             if not is_count(point.value):  # NaN, infinite, negative: no count or size
                 self.skipped_points += 1

@@ -77,6 +77,8 @@ MIN_WAITS: Final = 20
 MIN_SWEEP_SPANS: Final = 20
 #: Db spans kept for the sweep, all instances together (16 bytes each); later ones are not swept.
 MAX_SWEPT_SPANS: Final = 200_000
+#: Pools kept (service, instance, pool name); the points of further pools are counted, not read.
+MAX_POOLS: Final = 1000
 _TIME_LIMIT: Final = 2**64
 
 _USED: Final = frozenset({DB_CLIENT_CONNECTION_COUNT.name, DB_CLIENT_CONNECTIONS_USAGE_OLD})
@@ -140,6 +142,8 @@ class PoolRules:
         #: Whether a time filter is set at all (most runs: none, no test per span).
         self._timed = since_ns is not None or until_ns is not None
         self._pools: dict[tuple[str, str, str], PoolStats] = {}
+        #: Points of pools beyond ``MAX_POOLS``.
+        self.points_not_kept = 0
         self._histograms = HistogramDeltas()
         #: (service, instance) -> start and end times (ns) of its db client spans, for the sweep.
         self._spans: dict[tuple[str, str], tuple[array[int], array[int]]] = {}
@@ -169,6 +173,9 @@ class PoolRules:
             pool_name = attributes.get(ATTR_DB_CLIENT_CONNECTION_POOL_NAME)
             pool_name = pool_name or attributes.get(ATTR_POOL_NAME_OLD)
             pool_key = (service, instance, pool_name if isinstance(pool_name, str) else "")
+            if pool_key not in self._pools and len(self._pools) >= MAX_POOLS:
+                self.points_not_kept += 1
+                continue
             if isinstance(point, HistogramPoint) and name in _WAIT:
                 self._wait(pool_key, record, point)
                 continue

@@ -126,6 +126,8 @@ CONNECTION_MAX = DB_CLIENT_CONNECTION_MAX.name
 RULE_SATURATED = "saturated_at_peaks"
 #: Example SERVER spans kept per service for the evidence (the slowest).
 EXAMPLE_SPANS = 3
+#: Pools kept, by name; the points of further pools are counted in ``points_not_kept``, not read.
+MAX_POOLS = 1000
 
 
 #: The data floor: a pool with fewer completed tasks gets no recommendation (its numbers are still shown).
@@ -289,6 +291,7 @@ class ThreadRules:
         self._times: dict[Hashable, tuple[int, int]] = {}
         #: Points left out for a number no count, size or duration can be (``analyzer.plausible``).
         self.skipped_points = 0
+        self.points_not_kept = 0
 
     def _in_range(self, time_ns: int) -> bool:
         return time_ns > 0 and not (
@@ -343,6 +346,9 @@ class ThreadRules:
         for point in record.points:
             pool_name = point.attributes.get(ATTR_POOL_NAME)
             if not isinstance(pool_name, str):
+                continue
+            if pool_name not in self._pools and len(self._pools) >= MAX_POOLS:
+                self.points_not_kept += 1
                 continue
             key: Hashable = (instance, name, tuple(sorted((k, repr(v)) for k, v in point.attributes.items())))
             in_range = self._in_range(point.time_ns)
