@@ -147,3 +147,13 @@ def test_sqlglot_reads_a_bounded_number_of_shapes_an_analysis(monkeypatch: pytes
         assert analyze("select a from t4 where b = ?").parsed
     finally:
         sql.reset()
+
+
+def test_a_statement_too_long_for_sqlglot_gets_the_regular_expressions() -> None:
+    union = " UNION ALL ".join(f"select a{i} from t{i} where c = {i}" for i in range(1500))
+    assert len(union) > sql.MAX_PARSED_CHARS
+    info = analyze(union)
+    assert not info.parsed
+    assert info.normalized.startswith("SELECT a0 FROM t0 WHERE c = ? UNION ALL SELECT a1")
+    assert "t1499" in info.tables and info.kind == "SELECT"
+    assert analyze("select a from t where c = 1").parsed  # a short one still sqlglot's
