@@ -107,6 +107,8 @@ _HTTP: Final = 1
 _OTHER: Final = 2
 #: A database span with no statement nor operation: a connection taken or opened (time, not a call).
 _DB_CONNECT: Final = 3
+_DB_KINDS: Final = (_DB, _DB_CONNECT)
+_HTTP_KINDS: Final = (_HTTP,)
 #: The older name of ``db.operation.name``.
 _DB_OPERATION_OLD: Final = "db.operation"
 
@@ -328,7 +330,6 @@ class EndpointRules:
         # One pass: counts and times per kind; twins are possible only with two scopes of one kind.
         counts = [0, 0, 0, 0]
         times = [0, 0, 0, 0]
-        spans: list[list[tuple[int, int]]] = [[], [], [], []]
         longest_db = 0
         scopes: list[str | None] = [None, None, None, None]
         mixed = False
@@ -337,7 +338,6 @@ class EndpointRules:
             took = end - start if end > start else 0
             counts[kind] += 1
             times[kind] += took
-            spans[kind].append((start, end))
             if kind == _DB and took > longest_db:
                 longest_db = took
             if end > end_ns:
@@ -348,20 +348,24 @@ class EndpointRules:
                 scopes[kind] = scope
             elif seen != scope:
                 mixed = True
+        timed: list[tuple[int, Any]] = pending  # (kind, a span or a Call): their time, for _busy
         if mixed:
+            timed = [(k, c) for k, c in pending if k == _DB_CONNECT]
             for kind in (_DB, _HTTP):
                 calls = [_call(kind, c) for k, c in pending if k == kind]
                 kept = collapse(calls)
                 self.duplicates += len(calls) - len(kept)
                 counts[kind] = len(kept)
                 times[kind] = sum(max(c.end_ns - c.start_ns, 0) for c in kept)
-                spans[kind] = [(c.start_ns, c.end_ns) for c in kept]
+                timed += [(kind, c) for c in kept]
         stats.db_calls += counts[_DB]
         stats.db_s += (times[_DB] + times[_DB_CONNECT]) / 1e9
         stats.http_calls += counts[_HTTP]
         stats.http_s += times[_HTTP] / 1e9
-        stats.db_busy_s += _busy(spans[_DB] + spans[_DB_CONNECT], span.start_ns, end_ns) / 1e9
-        stats.http_busy_s += _busy(spans[_HTTP], span.start_ns, end_ns) / 1e9
+        if counts[_DB] or counts[_DB_CONNECT]:
+            stats.db_busy_s += _busy(timed, _DB_KINDS, span.start_ns, end_ns) / 1e9
+        if counts[_HTTP]:
+            stats.http_busy_s += _busy(timed, _HTTP_KINDS, span.start_ns, end_ns) / 1e9
         slow = longest_db >= self.slow_query_s * 1e9
         if (counts[_DB] >= LINK_MIN_DB_CALLS or counts[_HTTP] >= LINK_MIN_HTTP_CALLS or slow) and len(
             self._linked
@@ -432,15 +436,30 @@ class EndpointRules:
         return [stats.to_dict() for stats in self.routes()[:limit]]
 
 
-def _busy(spans: list[tuple[int, int]], start_ns: int, end_ns: int) -> int:
-    """The time within ``[start_ns, end_ns]`` at least one of ``spans`` (start, end) ran, ns: calls that
-    overlap (issued concurrently) count once."""
-    if len(spans) == 1:
-        first_start, first_end = spans[0]
-        return max(min(first_end, end_ns) - max(first_start, start_ns), 0)
+def _busy(calls: list[tuple[int, Any]], kinds: tuple[int, ...], start_ns: int, end_ns: int) -> int:
+    """The time within ``[start_ns, end_ns]`` at least one of ``calls`` (kind, a span or a ``Call``) of
+    ``kinds`` ran, ns: calls that overlap (issued concurrently) count once. One pass while they come
+    one after another (the common case, in the order an exporter sends them); else sorted and merged."""
+    busy = 0
+    last_end = -1
+    for kind, call in calls:
+        if kind not in kinds:
+            continue
+        call_start, call_end = call.start_ns, call.end_ns
+        if call_start < last_end:
+            return _merged(sorted((c.start_ns, c.end_ns) for k, c in calls if k in kinds), start_ns, end_ns)
+        last_end = call_end
+        within = min(call_end, end_ns) - max(call_start, start_ns)
+        if within > 0:
+            busy += within
+    return busy
+
+
+def _merged(spans: list[tuple[int, int]], start_ns: int, end_ns: int) -> int:
+    """``_busy`` of ``spans`` (start, end) sorted by start."""
     busy = 0
     run_start, run_end = 0, -1  # the stretch of overlapping calls being merged (none yet)
-    for call_start, call_end in sorted(spans):
+    for call_start, call_end in spans:
         call_start, call_end = max(call_start, start_ns), min(call_end, end_ns)
         if call_start > run_end:
             busy += max(run_end - run_start, 0)
