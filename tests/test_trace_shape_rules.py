@@ -377,3 +377,14 @@ def test_findings_beyond_the_bound_are_counted_not_kept() -> None:
     assert shapes.not_kept == 2
     again = next(r for r in found if r.subject.endswith("-a"))
     assert again.evidence.numbers["traces_affected"] == 2 and again.evidence.numbers["occurrences"] == 2
+
+
+def test_redundant_gets_issued_together_save_little() -> None:
+    # The same GET three times: one after another, all but the first is saved; issued together
+    # (asyncio.gather), only what they cover beyond the first.
+    after = [server(500), *(http("http://config/flags?app=shop", i * 50, 40) for i in range(3))]
+    (one_by_one,) = rules(analyze_trace_shapes(after), "redundant_calls")
+    assert one_by_one.evidence.numbers["time_saved_ms"] == pytest.approx(80)
+    together = [server(500), *(http("http://config/flags?app=shop", i * 2, 40) for i in range(3))]
+    (concurrent,) = rules(analyze_trace_shapes(together), "redundant_calls")
+    assert concurrent.evidence.numbers["time_saved_ms"] == pytest.approx(4)

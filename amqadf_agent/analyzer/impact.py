@@ -18,8 +18,9 @@ trace from the trace-shape rules.
 * **call shapes** (``rules.trace_shapes``): N+1 HTTP calls batched into one request
   (``saved = covered - longest``: the time the calls cover, overlapping ones counted once), an MN+1
   sequence loaded once for all items (``total - one sequence``), serialized independent calls run
-  concurrently (``sum - longest``), redundant calls made once (``all but one``): each request saves
-  what the rule found it would save in its trace.
+  concurrently (``sum - longest``), redundant calls made once (``covered - the first``: all but one
+  when they run one after another): each request saves what the rule found it would save in its
+  trace.
 
 Each request's duration loses its saving (never below zero); the **p95 of each affected route** is
 given before and after. After an N+1's fix, that p95 is not the p95 of each request less its saving,
@@ -133,7 +134,8 @@ _SHAPE_FORMULAS: Final = {
     "data loaded once for all items)",
     "serialized_calls": "saved per request = sum of the independent calls' durations - the longest (run "
     "concurrently, the request waits for the longest only)",
-    "redundant_calls": "saved per request = the durations of every identical call but the first",
+    "redundant_calls": "saved per request = the time the identical calls cover less the first's duration"
+    " (every one but the first when they run one after another)",
 }
 _SHAPE_ASSUMPTIONS: Final = (
     "the calls of a request are on its critical path: made one after the other, it waits for each in "

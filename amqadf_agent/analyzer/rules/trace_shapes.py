@@ -602,7 +602,9 @@ class TraceShapeRules:
         for calls in same.values():
             if len(calls) >= config.redundant_min_repeats:
                 calls.sort(key=lambda s: (s.start_ns, s.span_id))
-                saved = sum(_duration(c) for c in calls[1:])
+                # The time they cover less the first's: all but one when they come one after another,
+                # little when they were issued together (concurrent repeats cost load, not latency).
+                saved = max(_covered(calls) - _duration(calls[0]), 0.0)
                 self._note("redundant_calls", calls[0].key, trace_id, route, calls, saved)
 
     # -- findings --------------------------------------------------------------------------------------
@@ -698,7 +700,10 @@ class TraceShapeRules:
             severity = "medium" if f.largest >= 5 else "low"
             title = f"Identical HTTP GET repeated in one trace (up to {f.largest}x): {short}"
             action = "Make the request once per request handled and reuse its answer, or cache it."
-            formula = "repeats = successful GETs with the same URL and query in a trace; saved = all but one"
+            formula = (
+                "repeats = successful GETs with the same URL and query in a trace; saved = the time the"
+                " repeats cover - the first's (all but one when they run one after another)"
+            )
             threshold = f"repeats >= {config.redundant_min_repeats} (perf-sentinel redundant calls)"
         share = min(1.0, math.log1p(traces) / math.log1p(20))
         return Recommendation(
