@@ -360,3 +360,26 @@ def test_requests_remembered_for_late_calls_are_bounded_over_all_services() -> N
     remembered = {service: len(traces) for service, traces in rules._answered_of.items()}
     assert sum(remembered.values()) == MAX_PENDING_TRACES  # not 10,000 a service
     assert min(remembered.values()) >= MAX_PENDING_TRACES // 3 - 1  # the oldest went, whoever's
+
+
+def test_a_finding_on_two_queries_is_listed_on_its_route(tmp_path: Path) -> None:
+    # Two independent queries one after another (serialized_calls needs 2): the route that runs
+    # them lists the finding, though it makes fewer db calls than an N+1 could
+    spans: list[Span] = []
+    for r in range(20):
+        trace, server = f"{r + 9001:032x}", f"{r + 9001:016x}"
+        start = T0 + r * 2000 * MS
+        for number, (sql, at) in enumerate(
+            (("SELECT count(*) FROM orders", 10), ("SELECT * FROM banners", 160))
+        ):
+            query = {"db.system": "postgresql", "db.statement": sql}
+            spans.append(
+                Span(trace, f"{r * 10 + number + 1:016x}", server, "SELECT", CLIENT,
+                     start + at * MS, start + (at + 140) * MS, query)
+            )  # fmt: skip
+        attributes = {"http.route": "/home", "http.request.method": "GET"}
+        spans.append(Span(trace, server, "", "GET /home", SERVER, start, start + 400 * MS, attributes))
+    report = _report(tmp_path, spans)
+    serialized = next(r for r in report["recommendations"] if r["rule"] == "serialized_calls")
+    [home] = report["top_routes"]
+    assert {"fingerprint": serialized["fingerprint"], "rule": "calls/serialized_calls"} in home["findings"]

@@ -33,9 +33,9 @@ spans (referenced, not copied) wait for their server span, and at most ``MAX_PEN
 spans in all (the oldest traces are dropped, counted in ``dropped_calls``: a background job has no
 server span; an exporter sends a request's spans in one batch, so few wait), ``MAX_ROUTES`` routes
 (the rest go to one ``(other routes)`` row), and for linking findings to routes at most
-``MAX_LINKED_TRACES`` trace ids of requests that ran enough or slow enough queries to be an N+1 or
-slow-query example, or HTTP calls enough to be a call finding's (N+1 HTTP, serialized, chatty, a
-repeated GET).
+``MAX_LINKED_TRACES`` trace ids of requests that ran enough or slow enough queries to be a database
+or call finding's example (two serialized queries, a repeated one, an N+1, a slow query), or HTTP
+calls enough (N+1 HTTP, serialized, chatty, a repeated GET).
 
 ``link(recommendations)`` names on each route the findings whose example traces ran under it.
 """
@@ -88,8 +88,9 @@ MAX_PENDING_TRACES: Final = 10_000
 MAX_PENDING_CALLS: Final = 50_000
 #: Trace ids remembered to link findings to routes.
 MAX_LINKED_TRACES: Final = 100_000
-#: A request with this many db calls may hold an N+1 run (the database rules' shortest run).
-LINK_MIN_DB_CALLS: Final = 5
+#: A request with this many db calls may hold a finding (the smallest: two serialized queries, or one
+#: repeated; an N+1 needs 5).
+LINK_MIN_DB_CALLS: Final = 2
 #: A request with this many outbound HTTP calls may hold a call finding (the smallest: a GET made twice).
 LINK_MIN_HTTP_CALLS: Final = 2
 OTHER_ROUTE: Final = "(other routes)"
