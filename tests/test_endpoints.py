@@ -383,3 +383,17 @@ def test_a_finding_on_two_queries_is_listed_on_its_route(tmp_path: Path) -> None
     serialized = next(r for r in report["recommendations"] if r["rule"] == "serialized_calls")
     [home] = report["top_routes"]
     assert {"fingerprint": serialized["fingerprint"], "rule": "calls/serialized_calls"} in home["findings"]
+
+
+def test_a_slow_query_is_listed_on_its_route_after_many_requests_were_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Requests with a few calls fill the requests remembered for linking; a slow query's examples are
+    # the slowest, which may come after: they are remembered apart
+    import amqadf_agent.analyzer.endpoints as endpoints
+
+    monkeypatch.setattr(endpoints, "MAX_LINKED_TRACES", 3)
+    report = _report(tmp_path, _orders(10, twins=None) + _reports(5, query_end_ms=2000))
+    route = next(r for r in report["top_routes"] if r["route"] == "/report")
+    slow = next(r for r in report["recommendations"] if r["rule"] == "slow_query")
+    assert {"fingerprint": slow["fingerprint"], "rule": "database/slow_query"} in route["findings"]

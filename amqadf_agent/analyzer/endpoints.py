@@ -239,6 +239,9 @@ class EndpointRules:
         self._answered: dict[str, _Answered] = {}
         self._answered_order: deque[tuple[dict[str, _Answered], str]] = deque()
         self._linked: dict[str, RouteStats] = {}
+        #: Requests with a slow query apart (rare, and their examples are the slowest, so they may come
+        #: after ``_linked`` is full of requests with a few calls).
+        self._linked_slow: dict[str, RouteStats] = {}
         #: Client spans held in the pending lists, and those dropped unattributed (``MAX_PENDING_CALLS``).
         self._pending_calls = 0
         self.dropped_calls = 0
@@ -367,8 +370,10 @@ class EndpointRules:
             stats.db_busy_s += _busy(timed, _DB_KINDS, span.start_ns, end_ns) / 1e9
         if counts[_HTTP]:
             stats.http_busy_s += _busy(timed, _HTTP_KINDS, span.start_ns, end_ns) / 1e9
-        slow = longest_db >= self.slow_query_s * 1e9
-        if (counts[_DB] >= LINK_MIN_DB_CALLS or counts[_HTTP] >= LINK_MIN_HTTP_CALLS or slow) and len(
+        if longest_db >= self.slow_query_s * 1e9:
+            if len(self._linked_slow) < MAX_LINKED_TRACES:
+                self._linked_slow.setdefault(span.trace_id, stats)
+        elif (counts[_DB] >= LINK_MIN_DB_CALLS or counts[_HTTP] >= LINK_MIN_HTTP_CALLS) and len(
             self._linked
         ) < MAX_LINKED_TRACES:
             self._linked.setdefault(span.trace_id, stats)
@@ -392,8 +397,8 @@ class EndpointRules:
             stats.db_calls += 1
             stats.db_s += took / 1e9
             stats.db_busy_s += within
-            if took >= self.slow_query_s * 1e9 and len(self._linked) < MAX_LINKED_TRACES:
-                self._linked.setdefault(span.trace_id, stats)
+            if took >= self.slow_query_s * 1e9 and len(self._linked_slow) < MAX_LINKED_TRACES:
+                self._linked_slow.setdefault(span.trace_id, stats)
         elif kind == _DB_CONNECT:
             stats.db_s += took / 1e9
             stats.db_busy_s += within
@@ -419,7 +424,7 @@ class EndpointRules:
         """Name each finding on the routes its example traces ran under."""
         for recommendation in recommendations:
             for trace_id in recommendation.evidence.trace_ids:
-                stats = self._linked.get(trace_id)
+                stats = self._linked.get(trace_id) or self._linked_slow.get(trace_id)
                 if stats is not None:
                     stats.findings[recommendation.fingerprint] = (
                         f"{recommendation.category}/{recommendation.rule}"
