@@ -731,3 +731,39 @@ def test_coloured_recommendations_write_only_their_own_escape_sequences() -> Non
     # Only SGR colour sequences (ESC [ digits ; m) are left once the data's are escaped
     assert CONTROLS.search(re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue())) is None
     assert out.getvalue().count("\\x1b]0;pwned\\x07") == 7
+
+
+def test_a_fleet_lists_its_busiest_services_and_first_metric_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 80 services (49 with two records, one with 60) and 188 metric names: the text, Markdown and HTML
+    # reports list 50 services, the busiest, and 100 names, and say how many more the JSON report has
+    lines = []
+    for number in range(80):
+        resource = {"attributes": [{"key": "service.name", "value": {"stringValue": f"svc-{number:02d}"}}]}
+        points = [{"timeUnixNano": "1700000000000000000", "asDouble": 1.0}]
+        metrics = [
+            {"name": f"m.{number}.{i}", "gauge": {"dataPoints": points}}
+            for i in range(2 if number < 49 else 1 if number != 79 else 60)
+        ]
+        lines.append({"resourceMetrics": [{"resource": resource, "scopeMetrics": [{"metrics": metrics}]}]})
+    path = tmp_path / "fleet.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\n")
+    assert main([str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "Services (80)" in text and "  ... and 30 more (every one in --format json)" in text
+    assert "\n  svc-79 " in text and "\n  svc-48 " in text and "\n  svc-49 " not in text
+    assert "Metrics (188)" in text and "  ... and 88 more (every one in --format json)" in text
+    assert main([str(path), "--format", "markdown"]) == 0
+    markdown = capsys.readouterr().out
+    assert (
+        "`svc-79`" in markdown
+        and "`svc-50`" not in markdown
+        and ", and 30 more (in the JSON report)" in markdown
+    )
+    assert main([str(path), "--format", "html"]) == 0
+    html = capsys.readouterr().out
+    assert "svc-79 (" in html and "svc-49 (" not in html and "and 30 more (in the JSON report)" in html
+    assert main([str(path), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["summary"]["services"]) == 80 and len(report["summary"]["metric_names"]) == 188

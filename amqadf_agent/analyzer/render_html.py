@@ -54,6 +54,8 @@ from amqadf_agent.analyzer.report_values import (
     CACHE_HEADER,
     MISSING,
     POOL_HEADER,
+    SHOWN_SERVICES,
+    busiest,
     cache_row,
     data_quality_line,
     pool_row,
@@ -157,9 +159,13 @@ def _summary(summary: Mapping[str, Any]) -> list[str]:
                 f"{_num(counts.get('logs'))} log record(s)",
             )
         )
-    for service in _items(summary.get("services")):
+    services = _items(summary.get("services"))
+    listed = busiest(services, SHOWN_SERVICES)
+    for service in listed:
         instances = len(service.get("instance_ids") or [])
         facts.append(("Service", f"{service.get('name', MISSING)} ({instances} instance(s))"))
+    if len(listed) < len(services):
+        facts.append(("Services", f"and {len(services) - len(listed):,} more (in the JSON report)"))
     if not facts:
         return [*out, no_data(), "</section>"]
     out.append('<dl class="facts">')

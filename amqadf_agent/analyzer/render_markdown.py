@@ -22,6 +22,8 @@ from amqadf_agent.analyzer.report_values import (
     CACHE_HEADER,
     MISSING,
     POOL_HEADER,
+    SHOWN_SERVICES,
+    busiest,
     cache_row,
     data_quality_line,
     ms,
@@ -144,11 +146,17 @@ def _summary(value: object) -> list[str]:
         )
     services = _items(summary.get("services"))
     if services:
+        listed = busiest(services, SHOWN_SERVICES)
         names = ", ".join(
             f"{code(service.get('name', MISSING))} ({len(service.get('instance_ids') or [])} instance(s))"
-            for service in services
+            for service in listed
         )
-        lines.append(f"- Services: {names}")
+        more = (
+            f", and {len(services) - len(listed):,} more (in the JSON report)"
+            if len(listed) < len(services)
+            else ""
+        )
+        lines.append(f"- Services: {names}{more}")
     if len(lines) == 2:
         lines.append(NO_DATA)
     return [*lines, ""]

@@ -97,6 +97,29 @@ def ms(value: object, *, seconds: bool = False) -> str:
     return f"{result:,.1f} ms" if result < 100 else f"{result:,.0f} ms"
 
 
+#: Services and metric names the text, Markdown and HTML reports list (a fleet's Collector file names
+#: hundreds; the JSON report lists every one): the services with most records, the first metric names.
+SHOWN_SERVICES: Final = 50
+SHOWN_METRIC_NAMES: Final = 100
+
+
+def busiest(services: list[Any], limit: int) -> list[Any]:
+    """The ``limit`` services (a ``ServiceSummary`` or its JSON object) with most records, in their order."""
+    if len(services) <= limit:
+        return services
+
+    def records(service: Any) -> float:
+        total = 0.0
+        for key in ("spans", "metric_records", "logs"):
+            value = service.get(key) if isinstance(service, Mapping) else getattr(service, key, 0)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                total += value
+        return total
+
+    kept = {id(service) for service in sorted(services, key=records, reverse=True)[:limit]}
+    return [service for service in services if id(service) in kept]
+
+
 def data_quality_line(section: object) -> str:
     """One line on what the rules ignored (the report's ``data_quality``), ``""`` when nothing.
 

@@ -38,7 +38,7 @@ from amqadf_agent.analyzer.model import (
 )
 from amqadf_agent.analyzer.otlp_reader import ReadStats
 from amqadf_agent.analyzer.recommendation import Recommendation, format_time, time_window
-from amqadf_agent.analyzer.report_values import shown
+from amqadf_agent.analyzer.report_values import SHOWN_METRIC_NAMES, SHOWN_SERVICES, busiest, shown
 
 if TYPE_CHECKING:
     from amqadf_agent.analyzer.rules.database_findings import StatementStats
@@ -211,8 +211,9 @@ def render_text(summary: Summary, file: TextIO) -> None:
     w(f"\nServices ({len(summary.services)})\n")
     if not summary.services:
         w("  (none)\n")
-    width = max((len(shown(name)) for name in summary.services), default=0)
-    for service in summary.services.values():
+    listed = busiest(list(summary.services.values()), SHOWN_SERVICES)
+    width = max((len(shown(service.name)) for service in listed), default=0)
+    for service in listed:
         instances = _plural(len(service.instance_ids), "instance")
         if not service.instance_ids:
             instances = "no service.instance.id"
@@ -226,11 +227,16 @@ def render_text(summary: Summary, file: TextIO) -> None:
             f"{instances}\n"
         )
 
+    if len(listed) < len(summary.services):
+        w(f"  ... and {len(summary.services) - len(listed):,} more (every one in --format json)\n")
+
     w(f"\nMetrics ({len(summary.metric_names)})\n")
     if not summary.metric_names:
         w("  (none)\n")
-    for name in summary.metric_names:
+    for name in summary.metric_names[:SHOWN_METRIC_NAMES]:
         w(f"  {shown(name)}\n")
+    if len(summary.metric_names) > SHOWN_METRIC_NAMES:
+        w(f"  ... and {len(summary.metric_names) - SHOWN_METRIC_NAMES:,} more (every one in --format json)\n")
 
 
 def render_skipped_text(summary: Summary, file: TextIO) -> None:
