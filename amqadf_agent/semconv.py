@@ -144,6 +144,7 @@ ATTR_CODE_LINENO_OLD: Final = "code.lineno"
 #: Older names that instrumentations and stored telemetry still carry; readers accept both.
 ATTR_DB_STATEMENT_OLD: Final = "db.statement"
 ATTR_DB_SYSTEM_OLD: Final = "db.system"
+ATTR_DB_OPERATION_OLD: Final = "db.operation"
 #: Bind parameters as the DB-API instrumentations record them with ``capture_parameters=True``
 #: (``str()`` of the parameter sequence); the current convention is one ``db.query.parameter.<key>``
 #: attribute per parameter. Read only to tell identical repeats apart, never reported.
@@ -174,6 +175,10 @@ DB_CLIENT_CONNECTIONS_PENDING_OLD: Final = "db.client.connections.pending_reques
 DB_CLIENT_CONNECTION_PENDING: Final = "db.client.connection.pending_requests"
 ATTR_STATE_OLD: Final = "state"
 ATTR_POOL_NAME_OLD: Final = "pool.name"
+#: On the ASGI instrumentation's INTERNAL spans of each message a request sends or receives
+#: (``GET /x http send``, ``http receive``; FastAPI's and Starlette's too): the server's own I/O, which
+#: the trace-shape rules do not count as work the request started.
+ATTR_ASGI_EVENT_TYPE: Final = "asgi.event.type"
 
 # --- attribute keys: ours (no convention exists) ----------------------------------------------------
 ATTR_CACHE_NAME: Final = "amqadf.cache.name"

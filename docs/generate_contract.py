@@ -32,6 +32,11 @@ Spans: the demo's HTTP server spans (`GET {http.route}`, kind SERVER, `http.*` a
 attributes), its downstream client spans (kind CLIENT, `server.address`), and the database spans of
 the OpenTelemetry sqlite3/dbapi instrumentation (`db.system`, `db.statement`; the analyzer also reads
 the newer `db.system.name`/`db.query.text`). Exceptions are span events named `exception`.
+A db client span that names no statement nor operation (`db.query.text`, `db.statement`,
+`db.query.summary`, `db.operation.name`, `db.operation`), like SQLAlchemy's `connect`, is read as a
+connection taken from the pool: database time, not a call. The ASGI instrumentation's INTERNAL spans
+with `asgi.event.type` (`http send`, `http receive`) are the server's own I/O, not work a request
+started.
 
 The agent's sanitizing span processor rewrites a db client span's statement with its literals as `?`
 and marks it with `amqadf.db.query.sanitized` (true) and, when the values were known,

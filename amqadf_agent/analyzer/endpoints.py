@@ -62,6 +62,7 @@ from amqadf_agent.analyzer.model import (
 from amqadf_agent.analyzer.recommendation import Recommendation
 from amqadf_agent.semconv import (
     ATTR_DB_OPERATION_NAME,
+    ATTR_DB_OPERATION_OLD,
     ATTR_DB_QUERY_SUMMARY,
     ATTR_DB_QUERY_TEXT,
     ATTR_DB_STATEMENT_OLD,
@@ -110,8 +111,6 @@ _OTHER: Final = 2
 _DB_CONNECT: Final = 3
 _DB_KINDS: Final = (_DB, _DB_CONNECT)
 _HTTP_KINDS: Final = (_HTTP,)
-#: The older name of ``db.operation.name``.
-_DB_OPERATION_OLD: Final = "db.operation"
 
 
 class RouteStats:
@@ -492,7 +491,7 @@ def _names_work(attributes: Mapping[str, object]) -> bool:
         or attributes.get(ATTR_DB_STATEMENT_OLD)
         or attributes.get(ATTR_DB_QUERY_SUMMARY)
         or attributes.get(ATTR_DB_OPERATION_NAME)
-        or attributes.get(_DB_OPERATION_OLD)
+        or attributes.get(ATTR_DB_OPERATION_OLD)
     )
 
 

@@ -65,6 +65,7 @@ from amqadf_agent.analyzer.recommendation import CodeLocation, Evidence, Recomme
 from amqadf_agent.analyzer.rules.http_calls import http_target, url_template
 from amqadf_agent.analyzer.sql import normalize_call
 from amqadf_agent.semconv import (
+    ATTR_ASGI_EVENT_TYPE,
     ATTR_CODE_FILE_PATH,
     ATTR_CODE_FILEPATH_OLD,
     ATTR_DB_QUERY_TEXT,
@@ -105,9 +106,6 @@ _DIGITS: Final = "0123456789"
 #: What may precede a number literal ending a statement (not a name like ``t1``).
 _LITERAL_BOUNDARY: Final = frozenset(" =<>(,+-*/")
 _SELECT: Final = re.compile(r"\s*\(?\s*(?:SELECT|WITH)\b", re.IGNORECASE).match
-#: On the ASGI instrumentation's INTERNAL spans of each message a request sends or receives
-#: (``GET /x http send``, ``http receive``; FastAPI's and Starlette's too): the server's own I/O.
-_ASGI_EVENT_TYPE: Final = "asgi.event.type"
 
 # Kinds of buffered span.
 _OTHER: Final = 0
@@ -310,7 +308,7 @@ class TraceShapeRules:
         ):
             route = span.attributes.get(ATTR_HTTP_ROUTE)
             self._routes[span.trace_id] = route if isinstance(route, str) and route else span.name
-        elif span.kind == SPAN_KIND_INTERNAL and _ASGI_EVENT_TYPE in span.attributes:
+        elif span.kind == SPAN_KIND_INTERNAL and ATTR_ASGI_EVENT_TYPE in span.attributes:
             return  # a message of the request's own, not work it started: no child of a fan-out
         entry: _Raw = (
             span.parent_span_id,
