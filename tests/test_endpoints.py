@@ -397,3 +397,12 @@ def test_a_slow_query_is_listed_on_its_route_after_many_requests_were_remembered
     route = next(r for r in report["top_routes"] if r["route"] == "/report")
     slow = next(r for r in report["recommendations"] if r["rule"] == "slow_query")
     assert {"fingerprint": slow["fingerprint"], "rule": "database/slow_query"} in route["findings"]
+
+
+def test_covered_time_counts_overlapping_spans_once_within_the_bounds() -> None:
+    from amqadf_agent.analyzer.model import covered_ns
+
+    assert covered_ns([(0, 10), (20, 30)]) == 20  # one after another: the total
+    assert covered_ns([(0, 10), (2, 8), (5, 15)]) == 15  # overlapping: the stretch they cover
+    assert covered_ns([(0, 10), (20, 30)], 5, 25) == 10  # clipped to the request
+    assert covered_ns([(30, 40)], 0, 25) == 0 and covered_ns([]) == 0

@@ -57,6 +57,7 @@ from amqadf_agent.analyzer.model import (
     STATUS_CODE_ERROR,
     Record,
     SpanRecord,
+    covered_ns,
     service_name,
 )
 from amqadf_agent.analyzer.recommendation import Recommendation
@@ -452,25 +453,13 @@ def _busy(calls: list[tuple[int, Any]], kinds: tuple[int, ...], start_ns: int, e
             continue
         call_start, call_end = call.start_ns, call.end_ns
         if call_start < last_end:
-            return _merged(sorted((c.start_ns, c.end_ns) for k, c in calls if k in kinds), start_ns, end_ns)
+            ordered = sorted((c.start_ns, c.end_ns) for k, c in calls if k in kinds)
+            return covered_ns(ordered, start_ns, end_ns)
         last_end = call_end
         within = min(call_end, end_ns) - max(call_start, start_ns)
         if within > 0:
             busy += within
     return busy
-
-
-def _merged(spans: list[tuple[int, int]], start_ns: int, end_ns: int) -> int:
-    """``_busy`` of ``spans`` (start, end) sorted by start."""
-    busy = 0
-    run_start, run_end = 0, -1  # the stretch of overlapping calls being merged (none yet)
-    for call_start, call_end in spans:
-        call_start, call_end = max(call_start, start_ns), min(call_end, end_ns)
-        if call_start > run_end:
-            busy += max(run_end - run_start, 0)
-            run_start, run_end = call_start, call_start
-        run_end = max(run_end, call_end)
-    return busy + max(run_end - run_start, 0)
 
 
 def _call(kind: int, span: SpanRecord) -> Call:

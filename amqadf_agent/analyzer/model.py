@@ -15,7 +15,7 @@ Rules will read more fields over time; new fields are added at the end with a de
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, NamedTuple, TypeAlias
 
@@ -80,6 +80,21 @@ def code_location(filename: object, attributes: Mapping[str, object]) -> CodeWhe
         line if isinstance(line, int) and not isinstance(line, bool) and line > 0 else 0,
         str(function) if function else "",
     )
+
+
+def covered_ns(spans: Iterable[tuple[int, int]], start_ns: int = 0, end_ns: int = 2**64) -> int:
+    """The time within ``[start_ns, end_ns]`` at least one of ``spans`` ((start, end), in start order)
+    ran, ns: their total when none overlap, about the longest when all run at once (calls issued
+    concurrently count once)."""
+    covered = 0
+    run_start, run_end = 0, -1  # the stretch of overlapping spans being merged (none yet)
+    for span_start, span_end in spans:
+        span_start, span_end = max(span_start, start_ns), min(span_end, end_ns)
+        if span_start > run_end:
+            covered += max(run_end - run_start, 0)
+            run_start, run_end = span_start, span_start
+        run_end = max(run_end, span_end)
+    return covered + max(run_end - run_start, 0)
 
 
 class SpanEvent(NamedTuple):

@@ -59,6 +59,7 @@ from amqadf_agent.analyzer.model import (
     Record,
     SpanRecord,
     code_location,
+    covered_ns,
     service_name,
 )
 from amqadf_agent.analyzer.recommendation import CodeLocation, Evidence, Recommendation, Severity
@@ -736,17 +737,8 @@ def _duration(span: _Span) -> float:
 
 
 def _covered(calls: list[_Span]) -> float:
-    """The time at least one of ``calls`` (in start order) was running, seconds: their sum when none
-    overlap, about the longest when all run at once."""
-    covered = 0
-    run_start, run_end = 0, -1  # the stretch of overlapping calls being merged (none yet)
-    for call in calls:
-        if call.start_ns > run_end:
-            covered += max(run_end - run_start, 0)
-            run_start, run_end = call.start_ns, call.start_ns
-        run_end = max(run_end, call.end_ns)
-    covered += max(run_end - run_start, 0)
-    return covered / 1e9
+    """The time at least one of ``calls`` (in start order) ran, seconds (``model.covered_ns``)."""
+    return covered_ns((call.start_ns, call.end_ns) for call in calls) / 1e9
 
 
 def analyze_trace_shapes(
