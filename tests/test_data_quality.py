@@ -96,10 +96,14 @@ def test_text_markdown_and_html_say_it_in_one_line_only_when_something_was_ignor
 def test_db_calls_beyond_the_statements_kept_are_said() -> None:
     line = data_quality_line({"db_calls_not_analysed": 290_000})
     assert line == (
-        "Data quality: 290,000 db call(s) of statements beyond the 10,000 distinct ones kept,"
-        " counted but not analysed."
+        "Data quality: 290,000 db call(s) of statements beyond the distinct ones kept, counted but not"
+        " analysed."
     )
     assert data_quality_line({"db_calls_not_analysed": 0}) == ""
+    assert data_quality_line({"call_findings_not_kept": 98_000}) == (
+        "Data quality: 98,000 occurrence(s) of call findings beyond those kept (each its own URL or call"
+        " sequence), not reported."
+    )
 
 
 def _named_points(metric: str, kind: str, attribute: str, names: int, time_ns: int) -> dict[str, Any]:
@@ -148,4 +152,4 @@ def test_caches_and_pools_beyond_the_bound_are_counted_not_kept(
     assert [c["name"] for c in report["cache"]] == ["n0", "n1"]
     assert [p["pool"] for p in report["threads"]] == ["n0", "n1"]
     assert main([str(tmp_path / "m.jsonl")]) == 0
-    assert "beyond the 1,000 kept left out (cache 6, threads 6, pools 6)" in capsys.readouterr().out
+    assert "beyond those kept left out (cache 6, threads 6, pools 6)" in capsys.readouterr().out

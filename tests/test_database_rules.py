@@ -333,5 +333,4 @@ def test_statements_beyond_the_bound_are_counted_not_kept() -> None:
     assert len(database.statements()) == 20
     assert database.db_calls == 50
     assert database.calls_not_kept == 10
-    assert round(database.seconds_not_kept, 6) == 0.02
     assert "tenant_24" not in json.dumps(top_queries(database.statements()))

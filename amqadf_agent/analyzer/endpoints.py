@@ -42,6 +42,7 @@ calls enough (N+1 HTTP, serialized, chatty, a repeated GET).
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from array import array
@@ -380,7 +381,7 @@ class EndpointRules:
 
     def _shed(self) -> None:
         """Drop the oldest waiting traces, this service's first, until ``MAX_PENDING_CALLS`` holds."""
-        for pending_of in (self._pending, *self._pending_of.values()):
+        for pending_of in itertools.chain((self._pending,), self._pending_of.values()):
             while pending_of and self._pending_calls > MAX_PENDING_CALLS:
                 dropped = len(pending_of.popitem(last=False)[1])
                 self._pending_calls -= dropped

@@ -121,7 +121,8 @@ def busiest(services: list[Any], limit: int) -> list[Any]:
 
 
 def data_quality_line(section: object) -> str:
-    """One line on what the rules ignored (the report's ``data_quality``), ``""`` when nothing.
+    """One line on what the rules ignored (the report's ``data_quality``), ``""`` when nothing. The
+    bounds past which things are counted, not kept, are the rules' (docs/analyzer.md names them).
 
     Points with an impossible number (NaN, negative, beyond any real one) are left out of each part
     that read them; a histogram delta whose interval is implausibly long is counted at its end time
@@ -148,18 +149,17 @@ def data_quality_line(section: object) -> str:
         said.append(f"{intervals} histogram interval(s) too long to spread, counted at their end time")
     if not_analysed:
         said.append(
-            f"{not_analysed:,} db call(s) of statements beyond the 10,000 distinct ones kept, counted"
-            " but not analysed"
+            f"{not_analysed:,} db call(s) of statements beyond the distinct ones kept, counted but not"
+            " analysed"
         )
     if findings_not_kept:
         said.append(
-            f"{findings_not_kept:,} occurrence(s) of call findings beyond the 2,000 kept (each its own"
-            " URL or call sequence), not reported"
+            f"{findings_not_kept:,} occurrence(s) of call findings beyond those kept (each its own URL"
+            " or call sequence), not reported"
         )
     if not_kept:
         said.append(
-            "points of caches or pools beyond the 1,000 kept left out"
-            f" ({', '.join(shown(s) for s in not_kept)})"
+            f"points of caches or pools beyond those kept left out ({', '.join(shown(s) for s in not_kept)})"
         )
     return f"Data quality: {'; '.join(said)}." if said else ""
 

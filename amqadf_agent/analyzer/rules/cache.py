@@ -73,7 +73,7 @@ _LEVELS = frozenset((SIZE, MAX_SIZE, MEMORY_USAGE, MEMORY_LIMIT))
 _NAMES = frozenset((REQUESTS, EVICTIONS, EXPIRATIONS)) | _LEVELS
 #: Caches kept, by name; the points of further caches are counted in ``points_not_kept``, not read (a
 #: cache per tenant: 40,000 of them held 100 MB and filled the report).
-MAX_CACHES = 1000
+MAX_CACHES: Final = 1000
 #: Said in the formula of every cache finding.
 #: The data floor: a cache with fewer requests gets no recommendation (its numbers are still shown).
 MIN_REQUESTS: Final = 100

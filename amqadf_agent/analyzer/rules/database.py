@@ -172,9 +172,8 @@ class DatabaseRules:
     def __init__(self, config: DatabaseRuleConfig | None = None) -> None:
         self.config = config or DatabaseRuleConfig()
         self.db_calls = 0
-        #: Calls of statements beyond ``config.max_statements`` distinct ones, and their seconds.
+        #: Calls of statements beyond ``config.max_statements`` distinct ones.
         self.calls_not_kept = 0
-        self.seconds_not_kept = 0.0
         self._stats: dict[str, StatementStats] = {}
         self._ids: dict[str, int] = {}
         #: ``_stats`` and ``_ids`` together: one look-up per call on the hot path.
@@ -325,7 +324,6 @@ class DatabaseRules:
             if len(self._by_id) >= self.config.max_statements:  # a table per tenant, generated SQL
                 self.db_calls += 1
                 self.calls_not_kept += 1
-                self.seconds_not_kept += duration_s
                 return None
             stats = self._stats[key] = StatementStats(_summary_info(key) if summary else analyze(statement))
             self._ids[key] = len(self._by_id)

@@ -127,7 +127,7 @@ RULE_SATURATED = "saturated_at_peaks"
 #: Example SERVER spans kept per service for the evidence (the slowest).
 EXAMPLE_SPANS = 3
 #: Pools kept, by name; the points of further pools are counted in ``points_not_kept``, not read.
-MAX_POOLS = 1000
+MAX_POOLS: Final = 1000
 
 
 #: The data floor: a pool with fewer completed tasks gets no recommendation (its numbers are still shown).
