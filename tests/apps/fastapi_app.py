@@ -5,10 +5,10 @@ It knows nothing of the agent: run it as a user would, under the zero-code start
 
     amqadf-agent run --exporter file -- python -m uvicorn fastapi_app:app --app-dir tests/apps
 
-(the FastAPI, ASGI and httpx instrumentations come with it). The called service is a plain
-``http.server`` in a thread, uninstrumented, started with the app (its lifespan) on a free port, which
-the app prints on stdout (``inventory port=N``); its answers take ``DELAY_S`` seconds so that the
-calls take measurable time. The routes:
+(the FastAPI, ASGI and httpx instrumentations come with it). The called service, ``inventory.start``'s
+(uninstrumented), starts with the app (its lifespan) on a free port, which the app prints on stdout
+(``inventory port=N``); its answers take ``DELAY_S`` seconds so that the calls take measurable time.
+The routes:
 
 * ``GET /orders/{order_id}``: 12 stock calls awaited one after another (an N+1), then three
   independent calls one after another (pricing, reviews, shipping), and a GET made twice (flags);
@@ -20,14 +20,11 @@ calls take measurable time. The routes:
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
+import inventory
 from fastapi import FastAPI
 
 #: Items of an order or of the catalog page: one call each (the N+1).
@@ -43,35 +40,9 @@ DELAY_S = {
 }
 
 
-class Inventory(BaseHTTPRequestHandler):
-    """The called service: JSON after a delay that depends on the first path segment."""
-
-    def do_GET(self) -> None:
-        kind = self.path.lstrip("/").split("/", 1)[0].split("?", 1)[0]
-        time.sleep(DELAY_S.get(kind, 0.0))
-        body = json.dumps({"path": self.path}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the test reads stdout."""
-
-
-class InventoryServer(ThreadingHTTPServer):
-    """A listen backlog for the catalog's 12 connections at once: with the default 5, the kernel drops
-    the others' SYNs and the client sends them again a second later."""
-
-    request_queue_size = 64
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    server = InventoryServer(("127.0.0.1", 0), Inventory)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = inventory.start(DELAY_S)
     app.state.inventory = f"http://127.0.0.1:{server.server_address[1]}"
     print(f"inventory port={server.server_address[1]}", flush=True)
     try:

@@ -2,18 +2,14 @@
 ``requests``, with an N+1 loop, three independent calls one after another and a repeated GET.
 
 It knows nothing of the agent beyond the first import (``amqadf_agent.auto``: the agent and every
-installed instrumentation, Flask's and requests' among them). The local service is a plain
-``http.server`` in a thread, uninstrumented; its answers take ``DELAY_S`` seconds so that the calls
+installed instrumentation, Flask's and requests' among them). The local service is
+``inventory.start``'s, uninstrumented; its answers take ``DELAY_S`` seconds so that the calls
 take measurable time. ``/health`` is the healthy control: one call.
 """
 
 import amqadf_agent.auto  # noqa: F401, I001 - the first import: starts the agent and the instrumentations
 
-import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
+import inventory
 import requests
 from flask import Flask
 
@@ -24,23 +20,6 @@ ORDERS = (1, 2)
 HEALTH_CHECKS = 3
 
 app = Flask(__name__)
-
-
-class Inventory(BaseHTTPRequestHandler):
-    """The called service: JSON after a delay that depends on the first path segment."""
-
-    def do_GET(self) -> None:
-        kind = self.path.lstrip("/").split("/", 1)[0].split("?", 1)[0]
-        time.sleep(DELAY_S.get(kind, 0.0))
-        body = json.dumps({"path": self.path}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the test reads stdout."""
 
 
 @app.route("/orders/<int:order_id>")
@@ -63,9 +42,7 @@ def health() -> str:
 
 
 def main() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Inventory)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = inventory.start(DELAY_S)
     app.config["INVENTORY"] = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         client = app.test_client()
