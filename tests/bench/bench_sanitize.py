@@ -126,7 +126,19 @@ def span_rows(processor: type[SanitizingSpanProcessor] | None) -> dict[str, Call
             span.set_attribute("http.request.method", "GET")
             span.set_attribute("url.full", URL)
 
-    return {"no statement": plain, "a statement seen before": statement, "a signed url.full": url}
+    urls = unique("https://bucket.s3.amazonaws.com/r/{}.pdf?X-Amz-Credential=AKIAX&X-Amz-Signature=deadbeef")
+
+    def new_url() -> None:  # signed afresh: a memo miss every time (the URL is built on both sides)
+        with tracer.start_as_current_span("GET") as span:
+            span.set_attribute("http.request.method", "GET")
+            span.set_attribute("url.full", next(urls))
+
+    return {
+        "no statement": plain,
+        "a statement seen before": statement,
+        "a signed url.full": url,
+        "a new signed url.full": new_url,
+    }
 
 
 def time_pair(
