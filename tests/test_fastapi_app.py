@@ -219,6 +219,20 @@ def test_the_loop_is_located_on_its_line(telemetry: tuple[Path, str]) -> None:
     assert loop.function.startswith("order")
 
 
+def test_the_concurrent_loop_is_located_at_its_gather(telemetry: tuple[Path, str]) -> None:
+    # each call runs on a task of its own, whose stack holds only the loop, httpx and the
+    # instrumentation: the location is the route's coroutine, where it awaits the gather
+    out, peer = telemetry
+    [gather] = _calls(out)[f"n_plus_one_http GET {peer}/availability/{{id}}"].locations
+    assert (gather.file, gather.line, gather.count, gather.share) == (
+        str(APP),
+        _line_of("await asyncio.gather("),
+        24,
+        1.0,
+    )
+    assert gather.function == "catalog"
+
+
 def test_the_healthy_control_is_in_no_finding(telemetry: tuple[Path, str]) -> None:
     out, peer = telemetry
     found = _calls(out)

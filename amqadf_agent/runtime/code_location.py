@@ -23,11 +23,13 @@ the SDK's own span; docs/performance.md has the instruction counts).
 from __future__ import annotations
 
 import contextlib
+import inspect
+import itertools
 import os
 import site
 import sys
 import sysconfig
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,7 @@ from opentelemetry.sdk.trace import Span, SpanProcessor
 from opentelemetry.trace import SpanKind
 
 from amqadf_agent import semconv
+from amqadf_agent.runtime.task_origin import awaiting_frames
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -44,6 +47,7 @@ __all__ = [
     "CodeLocationProcessor",
     "application_frame",
     "application_stack",
+    "awaiting_frame",
     "describe",
     "is_application",
 ]
@@ -189,10 +193,27 @@ def application_frame(depth: int = 1, key: Hashable | None = None) -> FrameType 
                     learned.remove(max(p for p in learned if p[0] != walked))
                 _jumps[key] = learned
             return frame
+        if _task_root(frame):  # what runs the task is the event loop, not the call's caller
+            return None
         inner = frame
         frame = frame.f_back
         walked += 1
     return None
+
+
+#: A coroutine's code, an async generator's, or a generator-based coroutine's (``types.coroutine``).
+_ASYNC_CODE = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+
+
+def _task_root(frame: FrameType) -> bool:
+    """Whether ``frame`` is the outermost coroutine of an asyncio task (or of any coroutine runner):
+    a coroutine's frame not resumed by another coroutine. Out from it come the event loop and whatever
+    started the loop (an application's ``asyncio.run(main())``), none of them the call's caller: the
+    frames that ask for the task's result are on the stacks of the tasks that await it."""
+    if not frame.f_code.co_flags & _ASYNC_CODE:
+        return False
+    back = frame.f_back
+    return back is None or not back.f_code.co_flags & _ASYNC_CODE
 
 
 #: id of a code object -> instruction offset -> line: ``f_lineno`` decodes the code's line table up to
@@ -233,14 +254,26 @@ def describe(frame: FrameType) -> tuple[str, str, int]:
     return getattr(code, "co_qualname", code.co_name), code.co_filename, frame.f_lineno
 
 
+def awaiting_frame() -> FrameType | None:
+    """The innermost application frame that awaits the running asyncio task, or None: where a call
+    issued as a task of its own (``asyncio.gather(*(client.get(u) for u in urls))``) was asked for,
+    when the task's own stack holds no application frame (``task_origin``)."""
+    frames = awaiting_frames(is_application)
+    return frames[-1] if frames else None
+
+
 def application_stack(depth: int = 1, limit: int = MAX_STACK_FRAMES, max_chars: int = 4096) -> str:
     """The application's frames of the caller's stack, innermost last, as Python prints a traceback
     (``File "app.py", line 12, in orders``); at most ``limit`` frames and ``max_chars`` characters,
-    the outermost frames dropped first."""
+    the outermost frames dropped first. In an asyncio task, the application's frames that await it
+    (``task_origin``) come outside the task's own: the coroutine that gathered it, at its ``await``."""
     lines: list[str] = []
     size = 0
-    frame: FrameType | None = sys._getframe(depth)
-    while frame is not None and len(lines) < limit:
+    stack: FrameType | None = sys._getframe(depth)
+    frames: Iterator[FrameType] = itertools.chain(_outward(stack), reversed(awaiting_frames(is_application)))
+    for frame in frames:
+        if len(lines) >= limit:
+            break
         known = _known(frame)
         if known:
             name, filename = known
@@ -249,9 +282,17 @@ def application_stack(depth: int = 1, limit: int = MAX_STACK_FRAMES, max_chars: 
             if size > max_chars + 1:
                 break
             lines.append(line)
-        frame = frame.f_back
     lines.reverse()
     return "\n".join(lines)
+
+
+def _outward(frame: FrameType | None) -> Iterator[FrameType]:
+    """The frames from ``frame`` out, up to the outermost coroutine of the running task."""
+    while frame is not None:
+        yield frame
+        if _task_root(frame):
+            return
+        frame = frame.f_back
 
 
 _FUNCTION = semconv.ATTR_CODE_FUNCTION_NAME
@@ -287,7 +328,9 @@ class CodeLocationProcessor(SpanProcessor):
             scope = None
         frame = application_frame(2, scope)
         if frame is None:
-            return
+            frame = awaiting_frame()  # a call issued as a task of its own: where it is awaited
+            if frame is None:
+                return
         code = id(frame.f_code)
         name, filename = _cache[code]  # type: ignore[misc]  # an application frame's
         lines = _lines.get(code)  # line_number's look-up, inline: this runs for every client span

@@ -30,7 +30,12 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind
 
 from amqadf_agent import semconv
-from amqadf_agent.runtime.code_location import application_frame, application_stack, describe
+from amqadf_agent.runtime.code_location import (
+    application_frame,
+    application_stack,
+    awaiting_frame,
+    describe,
+)
 from amqadf_agent.statements import shape
 
 if TYPE_CHECKING:
@@ -187,7 +192,8 @@ class NPlusOneProcessor(SpanProcessor):
         system = attributes.get(semconv.ATTR_DB_SYSTEM_NAME) or attributes.get(semconv.ATTR_DB_SYSTEM_OLD)
         if isinstance(system, str):
             event[semconv.ATTR_DB_SYSTEM_NAME] = system
-        frame = application_frame(2)  # the call is still running: its application frames are here
+        # the call is still running: its application frames are here, or await its task
+        frame = application_frame(2) or awaiting_frame()
         if frame is not None:
             name, filename, line = describe(frame)
             event[semconv.ATTR_CODE_FUNCTION_NAME] = name
