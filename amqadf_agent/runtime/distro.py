@@ -44,6 +44,10 @@ class AmqadfDistro(BaseDistro):  # type: ignore[misc]
             from amqadf_agent.runtime.instrumentation_dedup import install
 
             install()
+        elif entry_point.name == "sqlite3":  # conn.execute(...) recorded too, not only cursors'
+            from amqadf_agent.runtime import sqlite3_shortcuts
+
+            sqlite3_shortcuts.install()
 
 
 class AmqadfConfigurator(_BaseConfigurator):
