@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -9,6 +10,9 @@ import pytest
 
 from amqadf_agent.analyzer.deltas import bucket_quantile
 from amqadf_agent.analyzer.model import (
+    SPAN_KIND_CLIENT,
+    SPAN_KIND_CONSUMER,
+    SPAN_KIND_PRODUCER,
     TEMPORALITY_CUMULATIVE,
     TEMPORALITY_DELTA,
     HistogramPoint,
@@ -666,6 +670,25 @@ def test_an_instance_that_serves_nothing_is_left_out_and_listed() -> None:
     assert agg.non_serving_instances() == [
         {"instance": "master", "service": "shop", "cpu_utilization": 0.02, "memory_utilization": 0.1}
     ]
+
+
+def test_a_queue_worker_s_consumer_spans_are_its_requests() -> None:
+    # GIVEN a Celery prefork master (metrics only) and a child that runs tasks: CONSUMER spans, a
+    # producer's PRODUCER span and a client call beside them, none of them a SERVER span
+    master = {"service.name": "worker", "service.instance.id": "master"}
+    child = {"service.name": "worker", "service.instance.id": "child"}
+    agg = WindowAggregator(60)
+    agg.add(_cpu(0.02, 5, master))
+    agg.add(_cpu(0.6, 5, child))
+    for n in range(30):
+        task = server_span(10 + n, 0.2, resource=child)
+        agg.add(dataclasses.replace(task, kind=SPAN_KIND_CONSUMER, name="run/orders.summarize"))
+        agg.add(dataclasses.replace(task, kind=SPAN_KIND_PRODUCER, name="apply_async/orders.summarize"))
+        agg.add(dataclasses.replace(task, kind=SPAN_KIND_CLIENT, name="SELECT"))
+    (window,) = agg.windows()
+    assert window.requests == 30 and window.metrics.response_time_p95 == pytest.approx(0.2)
+    assert window.instances == 1 and window.metrics.cpu_utilization == pytest.approx(0.6)
+    assert [idle["instance"] for idle in agg.non_serving_instances()] == ["master"]
 
 
 def test_metrics_only_data_leaves_no_instance_out() -> None:

@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TextIO
 
 from amqadf_agent.analyzer.explain import Verdict
-from amqadf_agent.analyzer.model import SPAN_KIND_SERVER, Record, SpanRecord, service_name
+from amqadf_agent.analyzer.model import REQUEST_SPAN_KINDS, Record, SpanRecord, service_name
 from amqadf_agent.analyzer.recommendation import Recommendation
 from amqadf_agent.analyzer.rules.database import DatabaseRules
 from amqadf_agent.analyzer.rules.pool_sizing import quantile
@@ -197,7 +197,7 @@ class ImpactFeed:
     them already: each trace's calls as the rules analyse and forget it.
     """
 
-    SPAN_KINDS: ClassVar[frozenset[int]] = frozenset({SPAN_KIND_SERVER})
+    SPAN_KINDS: ClassVar[frozenset[int]] = REQUEST_SPAN_KINDS
 
     def __init__(
         self,
@@ -245,8 +245,9 @@ class ImpactFeed:
         self._last_service = ""
 
     def add(self, record: Record) -> None:
-        """A server span: one request (its db calls come from the database rules, ``add_calls``)."""
-        if type(record) is not SpanRecord or record.kind != SPAN_KIND_SERVER:
+        """A server span, or a consumer's (a message processed): one request (its db calls come from
+        the database rules, ``add_calls``)."""
+        if type(record) is not SpanRecord or record.kind not in REQUEST_SPAN_KINDS:
             return
         end_ns = record.end_ns
         if self.since_ns is not None and end_ns < self.since_ns:

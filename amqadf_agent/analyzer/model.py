@@ -43,6 +43,9 @@ SPAN_KIND_SERVER: Final = 2
 SPAN_KIND_CLIENT: Final = 3
 SPAN_KIND_PRODUCER: Final = 4
 SPAN_KIND_CONSUMER: Final = 5
+#: The kinds of span that are a unit of a service's work: a request served (SERVER), a message
+#: processed (CONSUMER: a queue worker's request, a Celery task's ``run/...`` span).
+REQUEST_SPAN_KINDS: Final = frozenset({SPAN_KIND_SERVER, SPAN_KIND_CONSUMER})
 STATUS_CODE_UNSET: Final = 0
 STATUS_CODE_OK: Final = 1
 STATUS_CODE_ERROR: Final = 2

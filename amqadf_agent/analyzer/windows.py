@@ -26,7 +26,8 @@ Sources, per window (``None`` when the window has none):
   at 1; one sample at the later point's time). The mean over the samples of the window (of all
   instances), clamped to [0, 1]. Being a mean of rates, a sample never inflates a partial window.
 * **memory**: ``system.memory.utilization`` with ``system.memory.state = used``, the mean.
-* **requests, errors, latency**: SERVER spans (by end time) when the window has any; otherwise
+* **requests, errors, latency**: SERVER spans and CONSUMER spans (a message processed is a queue
+  worker's request: a Celery task's ``run/...`` span) by end time, when the window has any; otherwise
   ``http.server.request.duration`` histograms (quantiles interpolated linearly within buckets), else
   the older ``http.server.duration`` (milliseconds, converted to seconds; never added to the current
   one, which a producer may emit beside it). A
@@ -47,8 +48,8 @@ Sources, per window (``None`` when the window has none):
   those that served no request in the whole input while others did (a prefork master or a sidecar
   exporting metrics only): they are not counted, their CPU and memory are left out of the means, and
   ``non_serving_instances()`` lists them with their own resource use.
-* **examples**: the ``EXAMPLES_PER_WINDOW`` slowest SERVER spans (``Window.slowest``: duration, trace
-  and span ids), the example ids of the scaling findings.
+* **examples**: the ``EXAMPLES_PER_WINDOW`` slowest request spans (``Window.slowest``: duration,
+  trace and span ids), the example ids of the scaling findings.
 
 A data point holding a number none of these can be (NaN, infinite, a negative count, size, utilization
 or duration, a value beyond any real one: ``analyzer.plausible``) is left out and counted in
@@ -74,7 +75,7 @@ from typing import ClassVar, Final
 
 from amqadf_agent.analyzer.deltas import HistogramDeltas, bucket_quantile
 from amqadf_agent.analyzer.model import (
-    SPAN_KIND_SERVER,
+    REQUEST_SPAN_KINDS,
     STATUS_CODE_ERROR,
     TEMPORALITY_DELTA,
     Attributes,
@@ -122,7 +123,7 @@ MAX_SPREAD_S: Final = AUTO_MAX_WINDOW_S
 MAX_SPREAD_WINDOWS: Final = 720
 #: Span durations kept per window for the quantiles (a reservoir beyond that).
 MAX_SAMPLES_PER_WINDOW: Final = 4096
-#: The slowest SERVER spans kept per window, as example trace and span ids for the evidence.
+#: The slowest request spans (SERVER, CONSUMER) kept per window: example trace and span ids.
 EXAMPLES_PER_WINDOW: Final = 3
 
 # The contract's names (semconv.py), by the short names the rules use.
@@ -189,7 +190,7 @@ class _Bucket:
         self.span_errors = 0
         self.span_seen = 0
         self.samples: list[float] = []
-        #: A min-heap of the slowest SERVER spans: ``(duration s, trace id, span id)``.
+        #: A min-heap of the slowest request spans: ``(duration s, trace id, span id)``.
         self.slowest: list[tuple[float, str, str]] = []
         # Histogram counts, fractional: a delta is spread over the windows its interval overlaps.
         self.hist_count = 0.0
@@ -300,7 +301,7 @@ class Window:
     #: first and last timestamps of the data (at least 1 s); for histograms, by their intervals.
     covered_s: float
     metrics: ScalingMetrics
-    #: The slowest SERVER spans of the window, slowest first: ``(duration s, trace id, span id)``.
+    #: The slowest request spans of the window, slowest first: ``(duration s, trace id, span id)``.
     slowest: tuple[tuple[float, str, str], ...] = ()
 
 
@@ -326,7 +327,7 @@ class WindowAggregator:
     """
 
     #: The kinds of span ``add`` reads (it ignores the others): a caller may skip them.
-    SPAN_KINDS: ClassVar[frozenset[int]] = frozenset({SPAN_KIND_SERVER})
+    SPAN_KINDS: ClassVar[frozenset[int]] = REQUEST_SPAN_KINDS
 
     def __init__(
         self,
@@ -358,8 +359,8 @@ class WindowAggregator:
         self._last_resource: object = None
         self._resource_ok = True
         self._instance = ""
-        #: Instances that served requests (SERVER spans, or http server histogram counts), and the
-        #: ``service.name`` of every instance seen.
+        #: Instances that served requests (SERVER or CONSUMER spans, or http server histogram counts),
+        #: and the ``service.name`` of every instance seen.
         self._serving: set[str] = set()
         self._instance_service: dict[str, str] = {}
         # ``auto``: how many gaps between consecutive points of a series call for each window size
@@ -473,7 +474,7 @@ class WindowAggregator:
         if not self._resource_ok:
             return
         if type(record) is SpanRecord:
-            if record.kind == SPAN_KIND_SERVER:  # most spans are not: no call for them
+            if record.kind in REQUEST_SPAN_KINDS:  # most spans are not: no call for them
                 self._add_span(record)
         elif type(record) is MetricRecord:
             self._add_metric(record)
@@ -481,7 +482,7 @@ class WindowAggregator:
     def _add_span(self, span: SpanRecord) -> None:
         # _in_range(t) is t > 0 when no time filter is set (most runs): no call for it then.
         end_ns, start_ns, timed = span.end_ns, span.start_ns, self._timed
-        if span.kind != SPAN_KIND_SERVER or not (end_ns > 0 and (not timed or self._in_range(end_ns))):
+        if span.kind not in REQUEST_SPAN_KINDS or not (end_ns > 0 and (not timed or self._in_range(end_ns))):
             return
         self._saw_spans = True
         if self._instance:
