@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 
 _watching = False
+_celery_watched = False
 
 
 def watch(shutdown: Callable[[], None], budget: Callable[[], float]) -> None:
@@ -38,11 +39,40 @@ def watch(shutdown: Callable[[], None], budget: Callable[[], float]) -> None:
             0 when no agent runs (then the child is left as it is).
     """
     global _watching
+    _watch_celery(shutdown)
     mp_util = sys.modules.get("multiprocessing.util")
     if _watching or mp_util is None:
         return
     _watching = True
     mp_util.register_after_fork(shutdown, lambda at_exit: _in_child(at_exit, budget))  # (a function lives on)
+
+
+def _watch_celery(shutdown: Callable[[], None]) -> None:
+    """Have Celery's pool children call ``shutdown`` as they end.
+
+    Celery's prefork pool is billiard's, not multiprocessing's: its workers end in ``os._exit`` from
+    inside their loop, so neither ``atexit`` nor a finalizer runs there, and a worker stopped (a
+    warm shutdown, ``--max-tasks-per-child``) loses the spans of its last tasks and every metric it
+    had not exported yet. Celery tells its receivers of ``worker_process_shutdown`` in each child
+    just before it exits: connected here, before the pool forks, every child inherits the receiver.
+    """
+    global _celery_watched
+    signals = sys.modules.get("celery.signals")
+    if _celery_watched or signals is None:
+        return
+    _celery_watched = True
+    signals.worker_process_shutdown.connect(_CeleryChildEnd(shutdown), weak=False)
+
+
+class _CeleryChildEnd:
+    """A receiver of ``worker_process_shutdown``: the agent's shutdown, whatever it is sent."""
+
+    def __init__(self, shutdown: Callable[[], None]) -> None:
+        self.shutdown = shutdown
+
+    def __call__(self, *args: object, **kwargs: object) -> None:
+        with contextlib.suppress(Exception):  # never into Celery's exit path
+            self.shutdown()
 
 
 def _in_child(shutdown: Callable[[], None], budget: Callable[[], float]) -> None:
