@@ -76,6 +76,9 @@ def test_each_shortcut_gives_one_span_and_the_same_results(instrumented: InMemor
         "SELECT nothing FROM nowhere",
     ]
     assert instrumented.get_finished_spans()[-1].status.is_ok is False
+    with sqlite3.connect(":memory:") as inside:  # the connection as a context manager: still the proxy
+        inside.execute("SELECT 2")
+    assert _statements(instrumented)[-1] == "SELECT 2"
 
 
 def test_an_n_plus_one_through_conn_execute_is_found_under_the_zero_code_start(tmp_path: Path) -> None:
