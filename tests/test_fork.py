@@ -48,6 +48,20 @@ def child_work(span_name: str, counter_name: str, report: Path) -> None:
     assert amqadf_agent.shutdown() is True
 
 
+def test_a_child_that_exports_nothing_leaves_no_file(tmp_path: Path) -> None:
+    # a child forked to exec, or one job's short-lived worker leaving through os._exit: no empty
+    # traces.<pid>.jsonl, metrics.<pid>.jsonl, logs.<pid>.jsonl for each of them
+    agent = start_file_agent(tmp_path)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert agent.shutdown()
+    assert not [p.name for p in tmp_path.iterdir() if f".{pid}." in p.name]
+    assert (tmp_path / "traces.jsonl").exists()  # the parent's, from its start
+
+
 def test_os_fork_child_gets_its_own_file_and_instance_id(tmp_path: Path) -> None:
     agent = start_file_agent(tmp_path)
     parent_id = agent.service_instance_id

@@ -10,7 +10,8 @@ Serialisation is ``orjson``, several times faster than ``json`` on these nested 
 A batch is written with one ``os.write`` on an ``O_APPEND`` descriptor, so lines from concurrent
 writers never interleave. Rotation follows the Collector (lumberjack): the full file is renamed to
 ``<stem>-<UTC time>.jsonl`` and the oldest backups beyond ``max_backups`` are removed. A forked
-child writes to ``<stem>.<pid>.jsonl`` so that two processes never rotate the same file.
+child writes to ``<stem>.<pid>.jsonl`` so that two processes never rotate the same file; it creates
+that file with its first line, so a child that exports nothing leaves none.
 """
 
 from __future__ import annotations
@@ -78,18 +79,17 @@ class RotatingLineWriter:
         self._size = os.fstat(self._fd).st_size
 
     def _reopen_in_child(self) -> None:
-        # The parent's lock may have been held at fork time: a new one, and a file of our own.
+        # The parent's lock may have been held at fork time: a new one, and a file of our own,
+        # opened by the first write: a child that exports nothing (one forked to exec, a job's
+        # short-lived worker) leaves no empty file behind.
         self._lock = threading.Lock()
         if self._closed:
             return
         with contextlib.suppress(OSError):
             os.close(self._fd)
+        self._fd = -1
+        self._size = 0
         self.stem = f"{self.stem.split('.')[0]}.{os.getpid()}"
-        try:
-            self._open()
-        except OSError as exc:
-            _logger.warning("amqadf-agent: cannot open %s in forked child: %s", self.path, exc)
-            self._fd = -1
 
     def write(self, data: bytes) -> None:
         """Write ``data`` (one or more whole lines): all of it, or none of it.
