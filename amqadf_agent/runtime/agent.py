@@ -116,13 +116,22 @@ class Agent:
             return metrics.NoOpMeter(name)
         return self.meter_provider.get_meter(name)
 
-    def force_flush(self, timeout: float | None = None) -> bool:
-        """Export what is buffered now; True when every provider finished within ``timeout``."""
+    def force_flush(self, timeout: float | None = None, *, metrics: bool = True) -> bool:
+        """Export what is buffered now; True when every provider finished within ``timeout``.
+
+        ``metrics=False``: spans and logs only (a process about to vanish whose metrics are not
+        worth an instance of their own, see ``children``)."""
         budget = self.settings.shutdown_timeout if timeout is None else timeout
-        return _with_deadline("flush", budget, self._flush_all)
+        flush = self._flush_all if metrics else self._flush_spans_and_logs
+        return _with_deadline("flush", budget, flush)
 
     def _flush_all(self, budget_ms: int) -> None:
         for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
+            if provider is not None:
+                provider.force_flush(budget_ms)
+
+    def _flush_spans_and_logs(self, budget_ms: int) -> None:
+        for provider in (self.tracer_provider, self.logger_provider):
             if provider is not None:
                 provider.force_flush(budget_ms)
 
@@ -483,7 +492,13 @@ def _install_process_hooks() -> None:
 
 
 def _watch_multiprocessing_children() -> None:
-    children.watch(_at_exit, _shutdown_budget)
+    children.watch(_at_exit, _shutdown_budget, _flush_spans_and_logs)
+
+
+def _flush_spans_and_logs() -> None:
+    agent = _agent
+    if agent is not None and agent.running:
+        agent.force_flush(metrics=False)
 
 
 def _shutdown_budget() -> float:

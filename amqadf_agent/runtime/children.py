@@ -19,27 +19,34 @@ worker, and the flush that follows the handler's ``sys.exit()`` is not cut short
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 _watching = False
 _celery_watched = False
+_rq_watched = False
 
 
-def watch(shutdown: Callable[[], None], budget: Callable[[], float]) -> None:
+def watch(
+    shutdown: Callable[[], None], budget: Callable[[], float], flush_spans: Callable[[], None] = lambda: None
+) -> None:
     """Before a fork: have multiprocessing's children call ``shutdown`` when they end.
 
     Args:
         shutdown: shuts the running agent down, within its deadline (a no-op when none runs).
         budget: that deadline in seconds, for the child to bound how long a SIGTERM may wait;
             0 when no agent runs (then the child is left as it is).
+        flush_spans: exports the spans and logs buffered, within the deadline (an RQ job's end).
     """
     global _watching
     _watch_celery(shutdown)
+    _watch_rq(flush_spans)
     mp_util = sys.modules.get("multiprocessing.util")
     if _watching or mp_util is None:
         return
@@ -62,6 +69,39 @@ def _watch_celery(shutdown: Callable[[], None]) -> None:
         return
     _celery_watched = True
     signals.worker_process_shutdown.connect(_CeleryChildEnd(shutdown), weak=False)
+
+
+def _watch_rq(flush_spans: Callable[[], None]) -> None:
+    """Have RQ's work horses export their job's spans and logs before they end.
+
+    RQ's default worker forks a work horse for every job, which leaves through ``os._exit`` as soon
+    as the job is done, long before a batch processor's next export: every span of every job (its
+    queries, its calls, the application's own) was lost. Wrapped here, before the first fork, the
+    worker's ``perform_job`` flushes spans and logs when it returns in a horse. Metrics are not:
+    each horse is a process (an instance) of its own for one job, and exporting each one's would
+    make an instance and a series per job; what a job counts in metrics stays unexported, as before.
+    """
+    global _rq_watched
+    module = sys.modules.get("rq.worker")
+    if _rq_watched or module is None:
+        return
+    _rq_watched = True
+    worker = getattr(module, "Worker", None)
+    owner = next((c for c in getattr(worker, "__mro__", ()) if "perform_job" in vars(c)), None)
+    if owner is None:  # another RQ: nothing to wrap
+        return
+    original = vars(owner)["perform_job"]
+
+    @functools.wraps(original)
+    def perform_job(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            if getattr(self, "_is_horse", False):  # the forked horse, about to leave by os._exit
+                with contextlib.suppress(Exception):  # never into RQ's job handling
+                    flush_spans()
+
+    owner.perform_job = perform_job
 
 
 class _CeleryChildEnd:
