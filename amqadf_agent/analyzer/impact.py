@@ -668,17 +668,24 @@ def _stretches(
     per_loop = max(min(_STRETCHES_PER_LOOP, _STRETCHES_IN_ALL // max(len(loops), 1)), 1)
     out: list[tuple[float, float]] = []
     hosted: set[_RequestKey] = set()
+    append = out.append
     for key, bounds in loops:
         positions = len(bounds) - 1 - whole  # a stretch ends in a turn of the loop (``part`` of it)
         if positions <= 0:
             continue
         hosted.add(key)
-        step = max(positions / per_loop, 1.0)
-        starts = sorted({int(i * step) for i in range(min(positions, per_loop))})
+        # Every position, or ``per_loop`` of them a step of more than one turn apart (so the starts
+        # are distinct and in order as they come).
+        starts: Sequence[int]
+        if positions <= per_loop:
+            starts = range(positions)
+        else:
+            step = positions / per_loop
+            starts = [int(i * step) for i in range(per_loop)]
         weight = 1.0 / len(starts)
         for j in starts:
-            end_ns = bounds[j + whole] + part * (bounds[j + whole + 1] - bounds[j + whole])
-            out.append(((end_ns - bounds[j]) / 1e9, weight))
+            turn = bounds[j + whole]
+            append(((turn + part * (bounds[j + whole + 1] - turn) - bounds[j]) / 1e9, weight))
     return out, hosted
 
 
