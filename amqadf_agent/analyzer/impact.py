@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 import math
 from array import array
 from collections.abc import Iterable, Sequence
@@ -668,36 +669,40 @@ def _stretches(
     per_loop = max(min(_STRETCHES_PER_LOOP, _STRETCHES_IN_ALL // max(len(loops), 1)), 1)
     out: list[tuple[float, float]] = []
     hosted: set[_RequestKey] = set()
-    append = out.append
     for key, bounds in loops:
         positions = len(bounds) - 1 - whole  # a stretch ends in a turn of the loop (``part`` of it)
         if positions <= 0:
             continue
         hosted.add(key)
-        # Every position, or ``per_loop`` of them a step of more than one turn apart (so the starts
-        # are distinct and in order as they come).
-        starts: Sequence[int]
-        if positions <= per_loop:
-            starts = range(positions)
-        else:
-            step = positions / per_loop
-            starts = [int(i * step) for i in range(per_loop)]
-        weight = 1.0 / len(starts)
-        for j in starts:
+        if positions <= per_loop:  # every position: the stretch from each turn's start on
+            weight = 1.0 / positions
+            out += [
+                ((turn + part * (after - turn) - first) / 1e9, weight)
+                for first, turn, after in zip(
+                    bounds[:positions], bounds[whole : whole + positions], bounds[whole + 1 :], strict=True
+                )
+            ]
+            continue
+        # ``per_loop`` positions a step of more than one turn apart: distinct, and in order.
+        step = positions / per_loop
+        weight = 1.0 / per_loop
+        for i in range(per_loop):
+            j = int(i * step)
             turn = bounds[j + whole]
-            append(((turn + part * (bounds[j + whole + 1] - turn) - bounds[j]) / 1e9, weight))
+            out.append(((turn + part * (bounds[j + whole + 1] - turn) - bounds[j]) / 1e9, weight))
     return out, hosted
 
 
 def _weighted_quantile(values: list[tuple[float, float]], q: float) -> float:
     """Nearest-rank quantile of (value, weight) pairs (with weights of one, ``_p95``'s)."""
     ordered = sorted(values)
-    total = sum(w for _, w in ordered)
-    reached = 0.0
-    for value, weight in ordered:
-        reached += weight
-        if reached >= q * total * (1 - 1e-9):  # (sums of fractions of one)
-            return value
+    weights = [w for _, w in ordered]
+    # The weight reached at each value, in order (weights are never negative: it never falls), and
+    # the first value where it reaches the quantile's share of the total (sums of fractions of one).
+    reached = list(itertools.accumulate(weights))
+    at = bisect.bisect_left(reached, q * sum(weights) * (1 - 1e-9))
+    if at < len(ordered):
+        return ordered[at][0]
     return ordered[-1][0] if ordered else 0.0
 
 
