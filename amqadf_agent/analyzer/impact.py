@@ -289,6 +289,8 @@ class ImpactFeed:
         # Checked once a trace, not once a call: the bound is passed by at most one trace's calls.
         keep_starts = len(self._start_ns) < self.max_call_starts
         start_row, start_ns_of = self._start_row.append, self._start_ns.append
+        rows_now = len(count)  # len(count), kept as rows are added
+        max_rows = self.max_call_rows
         for call in calls:
             start_ns, end_ns, statement_id = call[1], call[2], call[3]
             if call[-1] is not service:  # one service in a trace, nearly always: its key built once
@@ -302,15 +304,16 @@ class ImpactFeed:
                 rows = index[statement_id] = {}
             row = rows.get(key)
             if row is None:
-                if len(count) >= self.max_call_rows:
+                if rows_now >= max_rows:
                     self.dropped_calls += 1
                     continue
-                rows[key] = len(count)
+                rows[key] = rows_now
                 if keep_starts:
-                    start_row(len(count))
+                    start_row(rows_now)
                     start_ns_of(start_ns)
+                rows_now += 1
                 count.append(1)
-                time_s.append(max(end_ns - start_ns, 0) / 1e9)
+                time_s.append((end_ns - start_ns) / 1e9)  # (in range: end_ns >= start_ns)
                 first.append(start_ns)
                 last.append(end_ns)
                 continue
@@ -318,7 +321,7 @@ class ImpactFeed:
                 start_row(row)
                 start_ns_of(start_ns)
             count[row] += 1
-            time_s[row] += max(end_ns - start_ns, 0) / 1e9
+            time_s[row] += (end_ns - start_ns) / 1e9
             if start_ns < first[row]:
                 first[row] = start_ns
             if end_ns > last[row]:
