@@ -275,7 +275,11 @@ class EndpointRules:
         if kind == SPAN_KIND_CLIENT:  # the hot path: keep a reference, decide nothing yet
             attributes = record.attributes
             if attributes.get(ATTR_DB_SYSTEM_NAME) or attributes.get(ATTR_DB_SYSTEM_OLD):
-                call = (_DB if _names_work(attributes) else _DB_CONNECT, record)
+                # (most db spans name their statement: the first name _names_work reads)
+                call = (
+                    _DB if attributes.get(ATTR_DB_QUERY_TEXT) or _names_work(attributes) else _DB_CONNECT,
+                    record,
+                )
             elif attributes.get(ATTR_HTTP_REQUEST_METHOD) or attributes.get(ATTR_HTTP_METHOD_OLD):
                 call = (_HTTP, record)
             else:

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 import math
 from array import array
 from collections.abc import Iterable, Sequence
@@ -289,6 +290,8 @@ class ImpactFeed:
         # Checked once a trace, not once a call: the bound is passed by at most one trace's calls.
         keep_starts = len(self._start_ns) < self.max_call_starts
         start_row, start_ns_of = self._start_row.append, self._start_ns.append
+        rows_now = len(count)  # len(count), kept as rows are added
+        max_rows = self.max_call_rows
         for call in calls:
             start_ns, end_ns, statement_id = call[1], call[2], call[3]
             if call[-1] is not service:  # one service in a trace, nearly always: its key built once
@@ -302,15 +305,16 @@ class ImpactFeed:
                 rows = index[statement_id] = {}
             row = rows.get(key)
             if row is None:
-                if len(count) >= self.max_call_rows:
+                if rows_now >= max_rows:
                     self.dropped_calls += 1
                     continue
-                rows[key] = len(count)
+                rows[key] = rows_now
                 if keep_starts:
-                    start_row(len(count))
+                    start_row(rows_now)
                     start_ns_of(start_ns)
+                rows_now += 1
                 count.append(1)
-                time_s.append(max(end_ns - start_ns, 0) / 1e9)
+                time_s.append((end_ns - start_ns) / 1e9)  # (in range: end_ns >= start_ns)
                 first.append(start_ns)
                 last.append(end_ns)
                 continue
@@ -318,7 +322,7 @@ class ImpactFeed:
                 start_row(row)
                 start_ns_of(start_ns)
             count[row] += 1
-            time_s[row] += max(end_ns - start_ns, 0) / 1e9
+            time_s[row] += (end_ns - start_ns) / 1e9
             if start_ns < first[row]:
                 first[row] = start_ns
             if end_ns > last[row]:
@@ -674,24 +678,35 @@ def _stretches(
         if positions <= 0:
             continue
         hosted.add(key)
-        step = max(positions / per_loop, 1.0)
-        starts = sorted({int(i * step) for i in range(min(positions, per_loop))})
-        weight = 1.0 / len(starts)
-        for j in starts:
-            end_ns = bounds[j + whole] + part * (bounds[j + whole + 1] - bounds[j + whole])
-            out.append(((end_ns - bounds[j]) / 1e9, weight))
+        if positions <= per_loop:  # every position: the stretch from each turn's start on
+            weight = 1.0 / positions
+            out += [
+                ((turn + part * (after - turn) - first) / 1e9, weight)
+                for first, turn, after in zip(
+                    bounds[:positions], bounds[whole : whole + positions], bounds[whole + 1 :], strict=True
+                )
+            ]
+            continue
+        # ``per_loop`` positions a step of more than one turn apart: distinct, and in order.
+        step = positions / per_loop
+        weight = 1.0 / per_loop
+        for i in range(per_loop):
+            j = int(i * step)
+            turn = bounds[j + whole]
+            out.append(((turn + part * (bounds[j + whole + 1] - turn) - bounds[j]) / 1e9, weight))
     return out, hosted
 
 
 def _weighted_quantile(values: list[tuple[float, float]], q: float) -> float:
     """Nearest-rank quantile of (value, weight) pairs (with weights of one, ``_p95``'s)."""
     ordered = sorted(values)
-    total = sum(w for _, w in ordered)
-    reached = 0.0
-    for value, weight in ordered:
-        reached += weight
-        if reached >= q * total * (1 - 1e-9):  # (sums of fractions of one)
-            return value
+    weights = [w for _, w in ordered]
+    # The weight reached at each value, in order (weights are never negative: it never falls), and
+    # the first value where it reaches the quantile's share of the total (sums of fractions of one).
+    reached = list(itertools.accumulate(weights))
+    at = bisect.bisect_left(reached, q * sum(weights) * (1 - 1e-9))
+    if at < len(ordered):
+        return ordered[at][0]
     return ordered[-1][0] if ordered else 0.0
 
 

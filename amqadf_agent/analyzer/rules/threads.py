@@ -278,6 +278,8 @@ class ThreadRules:
         self._span_count = 0
         #: service -> min-heap of its slowest SERVER spans ``(duration s, trace id, span id)``.
         self._slowest: dict[str, list[tuple[float, str, str]]] = {}
+        self._last_resource: object = None
+        self._last_service = ""
         self._cpu_seconds = 0.0
         self._cpu_first: int | None = None
         self._cpu_last: int | None = None
@@ -319,14 +321,18 @@ class ThreadRules:
         return span / 1e9 if span > 0 else None
 
     def add(self, record: Record) -> None:
-        if self.service is not None and service_name(record.resource) != self.service:
+        resource = record.resource
+        if resource is not self._last_resource:  # records of one resource share its mapping
+            self._last_resource = resource
+            self._last_service = service_name(resource)
+        if self.service is not None and self._last_service != self.service:
             return
         if type(record) is SpanRecord:
             if record.kind == SPAN_KIND_SERVER and self._in_range(record.end_ns):
                 duration = record.duration_s
                 self._span_sum += duration
                 self._span_count += 1
-                heap = self._slowest.setdefault(service_name(record.resource), [])
+                heap = self._slowest.setdefault(self._last_service, [])
                 if len(heap) < EXAMPLE_SPANS or duration > heap[0][0]:
                     keep_slowest(heap, (duration, record.trace_id, record.span_id), EXAMPLE_SPANS)
             return
