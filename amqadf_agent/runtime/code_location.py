@@ -308,8 +308,9 @@ class CodeLocationProcessor(SpanProcessor):
                 continue
             of_code = _sites.get(id(found.f_code))
             if of_code is not None:  # an application call site's code
-                attributes = of_code.get(found.f_lasti)
-                if attributes is None:
+                try:
+                    attributes = of_code[found.f_lasti]
+                except KeyError:  # a new call site of that code
                     attributes = site_attributes(found)
                 break
             if _cache.get(id(found.f_code)):
@@ -325,13 +326,13 @@ class CodeLocationProcessor(SpanProcessor):
             store = bounded._dict
             maxlen = bounded.maxlen
             # (a span being started: its mapping is never immutable yet)
-            direct = bounded.max_value_len is None and (maxlen is None or len(store) + 3 <= maxlen)
+            if bounded.max_value_len is None and (maxlen is None or len(store) + 3 <= maxlen):
+                if _FUNCTION not in store:
+                    store |= attributes  # in the order of set_attributes: function, file, line
+                return
         except AttributeError:  # another SDK's span, or another layout of the SDK's
-            direct = False
-        if direct:
-            if _FUNCTION not in store:
-                store |= attributes  # in the order of set_attributes: function, file, line
-        elif not (span.attributes or {}).get(_FUNCTION):
+            pass
+        if not (span.attributes or {}).get(_FUNCTION):
             span.set_attributes(dict(attributes))
 
     # on_end: the base class's, empty; the agent's provider does not call it (providers.span_processors)
