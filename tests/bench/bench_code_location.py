@@ -10,7 +10,8 @@ processor leaves empty is not called):
   started by an application frame directly (``depth 0``) and by a library 10 and 40 frames below
   the application (an ORM query is 30-40 frames deep: SQLAlchemy's ``Query.all`` to the
   instrumentation's ``before_cursor_execute``), and from 10 and 40 in turn (one instrumentation,
-  two call paths);
+  two call paths); each row with a tracer of its own, as each instrumentation has (the paths out
+  to the application that the code location learns are its instrumentation scope's);
 * a real SQLAlchemy ORM query on in-memory SQLite under the SQLAlchemy instrumentation, with and
   without the processor (the whole query, so the difference is the figure that matters);
 * four db client spans with a statement under one parent span, per db span: the N+1 watch's
@@ -117,6 +118,11 @@ class _Switch:
         return variants
 
 
+def _span(tracer: Any) -> None:
+    """Starts and ends a client span from the application's frame (this file's)."""
+    tracer.start_span("SELECT", kind=SpanKind.CLIENT).end()
+
+
 def _library_module(depth: int) -> Callable[[Callable[[], object]], object]:
     """A function that calls ``fn`` under ``depth`` frames of a module named like a library."""
     namespace: dict[str, Any] = {"__name__": "sqlalchemy._bench_frames"}
@@ -179,22 +185,21 @@ def main(argv: list[str] | None = None) -> int:
     # can be installed once only, and the runs alternate so that both sides see the same load.
     provider = TracerProvider(active_span_processor=span_processors())
     switch = _Switch(provider)
-    tracer = provider.get_tracer("bench")
-
-    def span() -> None:
-        tracer.start_span("SELECT", kind=SpanKind.CLIENT).end()
-
-    in_library = _library_start(tracer)
     rows: list[tuple[str, list[list[float]]]] = []
     for depth in (0, 10, 40):
+        # A tracer a row: the paths the code location learns are its instrumentation scope's, so
+        # a row's spans do not also try the paths of the rows before it.
+        tracer = provider.get_tracer(f"bench, {depth} library frames")
         if depth:
             below = _library_module(depth - 1)
-            runs = measure(switch.each(functools.partial(below, in_library)), args.number, args.repeat)
+            started = functools.partial(below, _library_start(tracer))
         else:
-            runs = measure(switch.each(span), args.number, args.repeat)
+            started = functools.partial(_span, tracer)
+        runs = measure(switch.each(started), args.number, args.repeat)
         rows.append((f"client span, {depth} library frames", runs))
 
     shallow, deep = _library_module(9), _library_module(39)
+    in_library = _library_start(provider.get_tracer("bench, 10 and 40 library frames"))
 
     def alternating() -> None:
         shallow(in_library)
@@ -202,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = measure(switch.each(alternating), args.number // 2, args.repeat)
     rows.append(("client span, 10 and 40 frames in turn", [[r / 2 for r in run] for run in runs]))
+    tracer = provider.get_tracer("bench, db spans")
 
     def db_span() -> None:
         # A db span under a parent, its statement set after the start (as instrumentations do):
