@@ -12,12 +12,13 @@ An application installed into site-packages (``pip install .`` of the service it
 a library, like every installed package: its spans then carry no location.
 
 Cost: whether a code object belongs to the application is decided once and cached by code object,
-the paths from the instrumentation out to the application are learned (``application_frame``) and a
-call site's line is remembered, so finding the frame costs about 0.5 µs even 40 frames deep. With the
-processor call and the three attributes a client span costs about a tenth of the SDK's own span
-(9.5% of its instructions), about 2 µs of CPU time here: not shown under the 1.5 µs budget, so
-``agent.code_location`` is off by default (``tests/bench/bench_code_location.py`` measures it beside
-the SDK's own span; docs/performance.md has the instruction counts).
+the paths from the instrumentation out to the application are learned (``application_frame``, taken
+inline by the processor) and a call site's three attributes are remembered as one mapping, so a
+client span costs about 6% of the SDK's own span in instructions and 0.8-1.0 µs of CPU time here
+(9-10%), 0 to 40 library frames deep. With the N+1 watch, which comes with it, a db span under a
+parent costs 14% more, so ``agent.code_location`` stays off by default
+(``tests/bench/bench_code_location.py`` measures it beside the SDK's own span; docs/performance.md
+has the figures).
 """
 
 from __future__ import annotations
