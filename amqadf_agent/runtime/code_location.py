@@ -12,12 +12,13 @@ An application installed into site-packages (``pip install .`` of the service it
 a library, like every installed package: its spans then carry no location.
 
 Cost: whether a code object belongs to the application is decided once and cached by code object,
-the paths from the instrumentation out to the application are learned (``application_frame``) and a
-call site's line is remembered, so finding the frame costs about 0.5 µs even 40 frames deep. With the
-processor call and the three attributes a client span costs about a tenth of the SDK's own span
-(9.5% of its instructions), about 2 µs of CPU time here: not shown under the 1.5 µs budget, so
-``agent.code_location`` is off by default (``tests/bench/bench_code_location.py`` measures it beside
-the SDK's own span; docs/performance.md has the instruction counts).
+the paths from the instrumentation out to the application are learned (``application_frame``, taken
+inline by the processor) and a call site's three attributes are remembered as one mapping, so a
+client span costs about 6% of the SDK's own span in instructions and 0.8-1.0 µs of CPU time here
+(9-10%), 0 to 40 library frames deep. With the N+1 watch, which comes with it, a db span under a
+parent costs 14% more, so ``agent.code_location`` stays off by default
+(``tests/bench/bench_code_location.py`` measures it beside the SDK's own span; docs/performance.md
+has the figures).
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ LIBRARY_MODULES = frozenset(
 #: Packages of the agent that are applications themselves.
 _APPLICATION_MODULES = ("amqadf_agent.demo",)
 
+_FUNCTION = semconv.ATTR_CODE_FUNCTION_NAME
+_FILE = semconv.ATTR_CODE_FILE_PATH
+_LINE = semconv.ATTR_CODE_LINE_NUMBER
+
 #: Frames kept in a stack trace (``code.stacktrace``): the innermost ones.
 MAX_STACK_FRAMES = 32
 
@@ -95,6 +100,7 @@ def _library_directories() -> tuple[str, ...]:
     return tuple(sorted(os.path.join(os.path.realpath(p), "") for p in found if p))
 
 
+_getframe = sys._getframe
 _LIBRARY_DIRECTORIES = _library_directories()
 _PACKAGE_DIRECTORIES = ("/site-packages/", "/dist-packages/", "\\site-packages\\")
 #: id of a code object -> (function name, file) when it is the application's, () when not. Keyed by
@@ -106,10 +112,11 @@ _cache: dict[int, tuple[str, str] | tuple[()]] = {}
 _codes: list[CodeType] = []
 _NOT_APPLICATION: tuple[()] = ()
 #: id of the code object of a library frame, or another key of a call path (``application_frame``)
-#: -> the paths out to the application's frame: (how many frames out, id of the code object of the
-#: library frame just inside the application's), up to ``MAX_JUMPS``, the shortest first. Bounded by
-#: the code objects and scopes.
-_jumps: dict[Hashable, list[tuple[int, int]]] = {}
+#: -> the paths out to the application's frame: (how many frames out, the code object of the
+#: library frame just inside the application's, compared by identity), up to ``MAX_JUMPS``, the
+#: shortest first (then by the code object's id). Bounded by the code objects and scopes; the code
+#: objects are classified, so held by ``_codes`` anyway.
+_jumps: dict[Hashable, list[tuple[int, CodeType]]] = {}
 #: Paths a key: an ORM has a dozen entry points (a query, a get, a flush, a lazy load...), each a path.
 MAX_JUMPS = 16
 
@@ -174,7 +181,7 @@ def application_frame(depth: int = 1, key: Hashable | None = None) -> FrameType 
     if paths is not None:
         for jump, entry in paths:
             try:  # the library frame first: a path that does not match costs one frame, not two
-                if id(sys._getframe(depth + jump - 1).f_code) != entry:
+                if sys._getframe(depth + jump - 1).f_code is not entry:
                     continue
                 found = sys._getframe(depth + jump)
             except ValueError:  # a shallower stack than that path's
@@ -188,10 +195,11 @@ def application_frame(depth: int = 1, key: Hashable | None = None) -> FrameType 
         known = _known(frame)
         if known:
             if inner is not None:  # (classified on the way: its code object is kept alive)
-                learned = sorted({(walked, id(inner.f_code)), *(paths or ())})
-                while len(learned) > MAX_JUMPS:  # the longest other than this one goes
-                    learned.remove(max(p for p in learned if p[0] != walked))
-                _jumps[key] = learned
+                known_paths = {(n, id(c)): (n, c) for n, c in (*(paths or ()), (walked, inner.f_code))}
+                order = sorted(known_paths)
+                while len(order) > MAX_JUMPS:  # the longest other than this one goes
+                    order.remove(max(p for p in order if p[0] != walked))
+                _jumps[key] = [known_paths[p] for p in order]
             return frame
         if _task_root(frame):  # what runs the task is the event loop, not the call's caller
             return None
@@ -216,33 +224,38 @@ def _task_root(frame: FrameType) -> bool:
     return back is None or not back.f_code.co_flags & _ASYNC_CODE
 
 
-#: id of a code object -> instruction offset -> line: ``f_lineno`` decodes the code's line table up to
-#: the offset on every read (0.4 µs for a short function, more for a long one), a call site's line
-#: never changes. For the frames ``application_frame`` found (their code objects are kept alive by
-#: ``_codes``). Bounded by the call sites that issue client calls; emptied if it holds ``_MAX_LINES``.
-_lines: dict[int, dict[int, int]] = {}
-_line_count = 0
-_MAX_LINES = 65536
+#: id of a code object -> instruction offset -> that call site's code attributes (function, file,
+#: line), ready to be merged into a span's attributes: ``f_lineno`` decodes the code's line table up
+#: to the offset on every read (0.4 µs for a short function, more for a long one), a call site's
+#: line never changes, and one merge of a prepared mapping costs less than three stores. For the
+#: frames ``application_frame`` found (their code objects are kept alive by ``_codes``), so a code
+#: object here is the application's. Bounded by the call sites that issue client calls; emptied if
+#: it holds ``_MAX_SITES``.
+_sites: dict[int, dict[int, dict[str, str | int]]] = {}
+_site_count = 0
+_MAX_SITES = 65536
 
 
-def line_number(frame: FrameType) -> int:
-    """``frame.f_lineno`` of a frame ``application_frame`` found, remembered by code object and
-    instruction offset."""
-    global _line_count
+def site_attributes(frame: FrameType) -> dict[str, str | int]:
+    """The code attributes of a frame ``application_frame`` found (``code.function.name``,
+    ``code.file.path``, ``code.line.number``), remembered by code object and instruction offset.
+    The mapping is shared: merged into a span's attributes, never handed out."""
+    global _site_count
     offset = frame.f_lasti
-    of_code = _lines.get(id(frame.f_code))
+    of_code = _sites.get(id(frame.f_code))
     if of_code is not None:
-        line = of_code.get(offset)
-        if line is not None:
-            return line
-    elif _line_count >= _MAX_LINES:
-        _lines.clear()
-        _line_count = 0
+        attributes = of_code.get(offset)
+        if attributes is not None:
+            return attributes
+    elif _site_count >= _MAX_SITES:
+        _sites.clear()
+        _site_count = 0
     if of_code is None:
-        of_code = _lines[id(frame.f_code)] = {}
-    line = of_code[offset] = frame.f_lineno
-    _line_count += 1
-    return line
+        of_code = _sites[id(frame.f_code)] = {}
+    name, filename = _cache[id(frame.f_code)]  # type: ignore[misc]  # an application frame's
+    attributes = of_code[offset] = {_FUNCTION: name, _FILE: filename, _LINE: frame.f_lineno}
+    _site_count += 1
+    return attributes
 
 
 def describe(frame: FrameType) -> tuple[str, str, int]:
@@ -295,9 +308,6 @@ def _outward(frame: FrameType | None) -> Iterator[FrameType]:
         frame = frame.f_back
 
 
-_FUNCTION = semconv.ATTR_CODE_FUNCTION_NAME
-_FILE = semconv.ATTR_CODE_FILE_PATH
-_LINE = semconv.ATTR_CODE_LINE_NUMBER
 _CLIENT = SpanKind.CLIENT
 
 
@@ -326,32 +336,48 @@ class CodeLocationProcessor(SpanProcessor):
             scope: Hashable = span._instrumentation_scope._name  # type: ignore[union-attr]
         except AttributeError:  # no scope, or another layout of the SDK's: keyed by the frame
             scope = None
-        frame = application_frame(2, scope)
-        if frame is None:
-            frame = awaiting_frame()  # a call issued as a task of its own: where it is awaited
+        # application_frame(2, scope)'s learned paths, inline (a call less on every client span),
+        # with its checks in its order; its own call when none is taken or the frame is new.
+        for jump, entry in _jumps.get(scope, ()):
+            try:  # frame ``jump`` from here is application_frame's ``depth + jump - 1``
+                inner = _getframe(jump)
+            except ValueError:  # a shallower stack than that path's
+                continue
+            if inner.f_code is not entry:
+                continue
+            found = inner.f_back
+            if found is None:
+                continue
+            of_code = _sites.get(id(found.f_code))
+            if of_code is not None:  # an application call site's code
+                try:
+                    attributes = of_code[found.f_lasti]
+                except KeyError:  # a new call site of that code
+                    attributes = site_attributes(found)
+                break
+            if _cache.get(id(found.f_code)):
+                attributes = site_attributes(found)
+                break
+        else:
+            frame = application_frame(2, scope)
             if frame is None:
-                return
-        code = id(frame.f_code)
-        name, filename = _cache[code]  # type: ignore[misc]  # an application frame's
-        lines = _lines.get(code)  # line_number's look-up, inline: this runs for every client span
-        line = None if lines is None else lines.get(frame.f_lasti)
-        if line is None:
-            line = line_number(frame)
+                frame = awaiting_frame()  # a call issued as a task of its own: where it is awaited
+                if frame is None:
+                    return
+            attributes = site_attributes(frame)
         try:
             bounded: Any = span._attributes
             store = bounded._dict
             maxlen = bounded.maxlen
             # (a span being started: its mapping is never immutable yet)
-            direct = bounded.max_value_len is None and (maxlen is None or len(store) + 3 <= maxlen)
+            if bounded.max_value_len is None and (maxlen is None or len(store) + 3 <= maxlen):
+                if _FUNCTION not in store:
+                    store |= attributes  # in the order of set_attributes: function, file, line
+                return
         except AttributeError:  # another SDK's span, or another layout of the SDK's
-            direct = False
-        if direct:
-            if _FUNCTION not in store:
-                store[_FUNCTION] = name
-                store[_FILE] = filename
-                store[_LINE] = line
-        elif not (span.attributes or {}).get(_FUNCTION):
-            span.set_attributes({_FUNCTION: name, _FILE: filename, _LINE: line})
+            pass
+        if not (span.attributes or {}).get(_FUNCTION):
+            span.set_attributes(dict(attributes))
 
     # on_end: the base class's, empty; the agent's provider does not call it (providers.span_processors)
 

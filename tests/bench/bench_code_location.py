@@ -1,6 +1,6 @@
 """Cost of the code location on a client span, beside the SDK's own span cost. Prints a table.
 
-    .venv/bin/python tests/bench/bench_code_location.py [--repeat 7] [--number 20000]
+    .venv/bin/python tests/bench/bench_code_location.py [--repeat 15] [--number 20000]
 
 Rows, per CLIENT span started and ended through the SDK (no exporter), in a tracer provider whose
 span processors are composed as the agent composes them (``providers.span_processors``: a hook a
@@ -10,15 +10,19 @@ processor leaves empty is not called):
   started by an application frame directly (``depth 0``) and by a library 10 and 40 frames below
   the application (an ORM query is 30-40 frames deep: SQLAlchemy's ``Query.all`` to the
   instrumentation's ``before_cursor_execute``), and from 10 and 40 in turn (one instrumentation,
-  two call paths);
+  two call paths); each row with a tracer of its own, as each instrumentation has (the paths out
+  to the application that the code location learns are its instrumentation scope's);
 * a real SQLAlchemy ORM query on in-memory SQLite under the SQLAlchemy instrumentation, with and
   without the processor (the whole query, so the difference is the figure that matters);
 * four db client spans with a statement under one parent span, per db span: the N+1 watch's
   bookkeeping added too (the parent span's own cost shared among the four);
 * the frame walk alone (``application_frame``) from 40 library frames.
 
-Columns: the SDK's own cost (median µs of CPU), then the median added by the code location alone
-and by the code location with the N+1 watch (over the runs, each against the run beside it).
+Columns: the SDK's own cost (median µs of CPU over the rounds), then what the code location alone
+and the code location with the N+1 watch add: in each round the difference from the SDK's span
+alone, run in turns with it (``measure``), and of those differences the median and, in brackets,
+the lower and upper quartiles (half the rounds fall between them: the noise of the machine). The
+frame walk is shown the same way, against the same library frames calling an empty function.
 
 Target (a code location costs next to nothing beside the SDK's span): at most 1.5 µs median added
 per client span, at most 10% of the SDK's span cost.
@@ -41,23 +45,49 @@ from amqadf_agent.runtime.n_plus_one import NPlusOneProcessor
 from amqadf_agent.runtime.providers import span_processors
 
 TARGET_NS = 1500.0
+#: Calls of one function in a turn (``measure``): about 3-4 ms of a client span's.
+CHUNK = 250
 
 
-def measure(fns: list[Callable[[], object]], number: int, repeat: int) -> list[list[float]]:
-    """ns of this thread's CPU time per call of each function, one list of runs per function.
+def measure(
+    fns: list[Callable[[], object]], number: int, repeat: int, chunk: int = CHUNK
+) -> list[list[float]]:
+    """ns of this thread's CPU time per call of each function, one value per round per function.
 
-    The runs alternate between the functions, and CPU time rather than wall time is counted: on a
-    shared machine the wall time of a run swings by 2x with the other processes' load.
+    Within each round every function runs ``number`` times in turns of ``chunk`` calls (the first
+    function's turn, the second's, ..., the first's again), so that a burst of load from the other
+    processes falls on all of them alike; CPU time rather than wall time is counted: on a shared
+    machine the wall time of a run swings by 2x with the other processes' load. One turn of each
+    runs untimed before the first round (the caches and learned paths of a first call).
     """
+    prepares = [getattr(fn, "prepare", lambda: None) for fn in fns]
+    for fn, prepare in zip(fns, prepares, strict=True):
+        prepare()
+        for _ in range(chunk):
+            fn()
     runs: list[list[float]] = [[] for _ in fns]
+    turns = [min(chunk, number - start) for start in range(0, number, chunk)]
+    clock = time.thread_time_ns
     for _ in range(repeat):
-        for fn, out in zip(fns, runs, strict=True):
-            getattr(fn, "prepare", lambda: None)()
-            start = time.thread_time_ns()
-            for _ in range(number):
-                fn()
-            out.append((time.thread_time_ns() - start) / number)
+        spent = [0] * len(fns)
+        for calls in turns:
+            for i, fn in enumerate(fns):
+                prepares[i]()
+                start = clock()
+                for _ in range(calls):
+                    fn()
+                spent[i] += clock() - start
+        for out, ns in zip(runs, spent, strict=True):
+            out.append(ns / number)
     return runs
+
+
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    """Lower quartile, median and upper quartile of ``values``."""
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    low, median, high = statistics.quantiles(values, n=4)
+    return low, median, high
 
 
 class _Switch:
@@ -86,6 +116,11 @@ class _Switch:
             switched.prepare = prepare  # type: ignore[attr-defined]
             variants.append(switched)
         return variants
+
+
+def _span(tracer: Any) -> None:
+    """Starts and ends a client span from the application's frame (this file's)."""
+    tracer.start_span("SELECT", kind=SpanKind.CLIENT).end()
 
 
 def _library_module(depth: int) -> Callable[[Callable[[], object]], object]:
@@ -142,7 +177,7 @@ def _orm(provider: TracerProvider) -> tuple[Callable[[], object], Callable[[], N
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--number", type=int, default=20_000)
     args = parser.parse_args(argv)
 
@@ -150,22 +185,21 @@ def main(argv: list[str] | None = None) -> int:
     # can be installed once only, and the runs alternate so that both sides see the same load.
     provider = TracerProvider(active_span_processor=span_processors())
     switch = _Switch(provider)
-    tracer = provider.get_tracer("bench")
-
-    def span() -> None:
-        tracer.start_span("SELECT", kind=SpanKind.CLIENT).end()
-
-    in_library = _library_start(tracer)
     rows: list[tuple[str, list[list[float]]]] = []
     for depth in (0, 10, 40):
+        # A tracer a row: the paths the code location learns are its instrumentation scope's, so
+        # a row's spans do not also try the paths of the rows before it.
+        tracer = provider.get_tracer(f"bench, {depth} library frames")
         if depth:
             below = _library_module(depth - 1)
-            runs = measure(switch.each(functools.partial(below, in_library)), args.number, args.repeat)
+            started = functools.partial(below, _library_start(tracer))
         else:
-            runs = measure(switch.each(span), args.number, args.repeat)
+            started = functools.partial(_span, tracer)
+        runs = measure(switch.each(started), args.number, args.repeat)
         rows.append((f"client span, {depth} library frames", runs))
 
     shallow, deep = _library_module(9), _library_module(39)
+    in_library = _library_start(provider.get_tracer("bench, 10 and 40 library frames"))
 
     def alternating() -> None:
         shallow(in_library)
@@ -173,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = measure(switch.each(alternating), args.number // 2, args.repeat)
     rows.append(("client span, 10 and 40 frames in turn", [[r / 2 for r in run] for run in runs]))
+    tracer = provider.get_tracer("bench, db spans")
 
     def db_span() -> None:
         # A db span under a parent, its statement set after the start (as instrumentations do):
@@ -197,18 +232,20 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     print(
-        f"{'case':<40} {'SDK µs':>7} {'+location µs':>13} {'added %':>8} {'+N+1 watch µs':>14} {'added %':>8}"
+        f"{'case':<40} {'SDK µs':>7} {'+location µs (quartiles)':>25} {'added %':>8}"
+        f" {'+N+1 watch µs (quartiles)':>26} {'added %':>8}"
     )
     for name, (without, located_runs, both_runs) in rows:
         base = statistics.median(without)
-        located = statistics.median([b - a for a, b in zip(without, located_runs, strict=True)])
-        both = statistics.median([b - a for a, b in zip(without, both_runs, strict=True)])
-        print(
-            f"{name:<40} {base / 1000:7.2f} {located / 1000:13.2f} {located / base * 100:7.1f}%"
-            f" {both / 1000:14.2f} {both / base * 100:7.1f}%"
-        )
-    walk_ns = statistics.median(walk_alone) - statistics.median(bare)
-    print(f"{'frame walk alone, 40 library frames':<40} {'':>9} {'':>13} {walk_ns / 1000:9.2f}")
+        cells = []
+        for runs_with in (located_runs, both_runs):
+            low, added, high = _quartiles([b - a for a, b in zip(without, runs_with, strict=True)])
+            spread = f"({low / 1000:.2f} to {high / 1000:.2f})"
+            cells.append(f"{added / 1000:6.2f} {spread:>18} {added / base * 100:7.1f}%")
+        print(f"{name:<40} {base / 1000:7.2f} {cells[0]:>34} {cells[1]:>35}")
+    low, walk_ns, high = _quartiles([a - b for a, b in zip(walk_alone, bare, strict=True)])
+    walk = f"{walk_ns / 1000:6.2f} ({low / 1000:.2f} to {high / 1000:.2f})"
+    print(f"{'frame walk alone, 40 library frames':<40} {'':>7} {walk:>25}")
     print(f"target: added <= {TARGET_NS / 1000:.1f} µs and <= 10% of the SDK's span")
     return 0
 
