@@ -286,3 +286,34 @@ def test_bad_setting_is_one_line_and_the_rest_works(tmp_path: Path) -> None:
     assert "'soon'" in lines[0]
     assert_db_spans(out, "badset")
     assert metrics_in(out), "the metrics were not written"
+
+
+SPAWNING_APP = """
+import multiprocessing, os
+from opentelemetry import trace
+
+def work():
+    with trace.get_tracer("child").start_as_current_span("child-span"):
+        pass
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context("spawn").Process(target=work)
+    child.start()
+    child.join()
+    print(os.getpid(), child.pid)
+"""
+
+
+def test_a_spawned_child_reports_and_the_resource_tracker_does_not(tmp_path: Path) -> None:
+    # The spawn start method also launches multiprocessing's resource tracker with the application's
+    # environment: an agent there would be one more instance of the service, serving nothing.
+    app = tmp_path / "spawning.py"
+    app.write_text(SPAWNING_APP)
+    out = tmp_path / "t"
+    argv = [str(VENV_BIN / "amqadf-agent"), "run", "--out", str(out), "--", sys.executable, str(app)]
+    proc = run(argv, clean_env(OTEL_SERVICE_NAME="spawner"), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    parent, child = (int(pid) for pid in proc.stdout.split())
+    assert [span.resource[semconv.ATTR_PROCESS_PID] for span in spans_in(out)] == [child]
+    reporting = {metric.resource[semconv.ATTR_PROCESS_PID] for metric in metrics_in(out)}
+    assert reporting == {parent, child}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
@@ -51,12 +52,28 @@ class AmqadfDistro(BaseDistro):  # type: ignore[misc]
 
 
 class AmqadfConfigurator(_BaseConfigurator):
-    """Starts the agent before the instrumentations are loaded."""
+    """Starts the agent before the instrumentations are loaded, except in multiprocessing's resource
+    tracker (``is_multiprocessing_helper``)."""
 
     def _configure(self, **kwargs: Any) -> None:
         from amqadf_agent.runtime.agent import start
 
+        if is_multiprocessing_helper():
+            _log.debug("amqadf-agent: not started in multiprocessing's resource tracker")
+            return
         start()
+
+
+#: How multiprocessing starts its resource tracker: ``python -c '<this>;main(fd)'``.
+_RESOURCE_TRACKER = "from multiprocessing.resource_tracker import main"
+
+
+def is_multiprocessing_helper() -> bool:
+    """Whether this process is multiprocessing's resource tracker, a process of its own that the spawn
+    and forkserver start methods launch with the application's environment (so with the zero-code
+    start) and that never runs application code. An agent there would report one more instance of
+    the service, serving nothing, for as long as the application runs."""
+    return any(arg.startswith(_RESOURCE_TRACKER) for arg in getattr(sys, "orig_argv", ()))
 
 
 def _monitor_reports() -> bool:
