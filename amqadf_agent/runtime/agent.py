@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from amqadf_agent import semconv
 from amqadf_agent.errors import ConfigError
-from amqadf_agent.runtime import children
+from amqadf_agent.runtime import children, server_signals
 from amqadf_agent.runtime.settings import AgentSettings, resolve
 
 if TYPE_CHECKING:
@@ -487,6 +487,7 @@ def _install_process_hooks() -> None:
         return
     _hooks_installed = True
     atexit.register(_at_exit)
+    server_signals.watch_uvicorn(_at_exit)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(before=_watch_multiprocessing_children, after_in_child=_after_fork_in_child)
 
