@@ -33,10 +33,9 @@ _celery_watched = False
 _rq_watched = False
 
 
-def watch(
-    shutdown: Callable[[], None], budget: Callable[[], float], flush_spans: Callable[[], None] = lambda: None
-) -> None:
-    """Before a fork: have multiprocessing's children call ``shutdown`` when they end.
+def watch(shutdown: Callable[[], None], budget: Callable[[], float], flush_spans: Callable[[], None]) -> None:
+    """Before a fork: have multiprocessing's, Celery's and RQ's children export what they hold when
+    they end.
 
     Args:
         shutdown: shuts the running agent down, within its deadline (a no-op when none runs).

@@ -41,7 +41,6 @@ class AmqadfDistro(BaseDistro):  # type: ignore[misc]
             _log.debug("amqadf-agent: %s skipped: the resource monitor reports it", entry_point.name)
             return
         super().load_instrumentor(entry_point, **kwargs)
-        _watch_uvicorn()
         if entry_point.name == "sqlalchemy":  # one span per query, not one per instrumentation
             from amqadf_agent.runtime.instrumentation_dedup import install
 
@@ -57,12 +56,14 @@ class AmqadfConfigurator(_BaseConfigurator):
     tracker (``is_multiprocessing_helper``)."""
 
     def _configure(self, **kwargs: Any) -> None:
-        from amqadf_agent.runtime.agent import start
+        from amqadf_agent.runtime import agent, server_signals
 
         if is_multiprocessing_helper():
             _log.debug("amqadf-agent: not started in multiprocessing's resource tracker")
             return
-        start()
+        if agent.start().running:
+            # the instrumentations import wrapt next: its post-import hook costs nothing more here
+            server_signals.watch_uvicorn(agent._at_exit, may_import=True)
 
 
 #: How multiprocessing starts its resource tracker: ``python -c '<this>;main(fd)'``.
@@ -75,15 +76,6 @@ def is_multiprocessing_helper() -> bool:
     start) and that never runs application code. An agent there would report one more instance of
     the service, serving nothing, for as long as the application runs."""
     return any(arg.startswith(_RESOURCE_TRACKER) for arg in getattr(sys, "orig_argv", ()))
-
-
-def _watch_uvicorn() -> None:
-    """uvicorn's SIGTERM, raised again after its graceful shutdown, flushes the agent first
-    (``server_signals``): registered once the instrumentations have imported wrapt."""
-    from amqadf_agent.runtime import agent, server_signals
-
-    if agent.get_agent() is not None:
-        server_signals.watch_uvicorn(agent._at_exit, may_import=True)
 
 
 def _monitor_reports() -> bool:
