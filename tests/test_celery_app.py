@@ -16,7 +16,6 @@ and stopped with SIGTERM as soon as they are done (a deploy's warm shutdown). Wh
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 import signal
@@ -29,12 +28,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from support import json_report
 from support.redis_server import REDIS_SERVER, RedisServer
 
 from amqadf_agent.analyzer.model import SPAN_KIND_CONSUMER, MetricRecord, SpanRecord
 from amqadf_agent.analyzer.otlp_reader import read
 from amqadf_agent.analyzer.run import AnalysisOptions, analyze
-from amqadf_agent.cli.analyze import main
 
 APPS = Path(__file__).resolve().parent / "apps"
 VENV_BIN = Path(sys.executable).parent
@@ -133,9 +132,7 @@ def test_a_stopped_prefork_worker_loses_no_span_and_no_metric(worker_telemetry: 
 
 
 def test_tasks_are_requests_of_their_own_rows(worker_telemetry: Path, tmp_path: Path) -> None:
-    target = tmp_path / "report.json"
-    assert main([str(worker_telemetry), "--format", "json", "-o", str(target)]) == 0
-    report: dict[str, Any] = json.loads(target.read_text())
+    report = json_report(worker_telemetry, tmp_path)
     rows = {row["route"]: row for row in report["top_routes"]}
     assert {route: row["requests"] for route, row in rows.items()} == {
         "run/orders.summarize": 10,

@@ -12,7 +12,6 @@ others, and they share the route's time once; ``/health`` (one call) gives nothi
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -21,9 +20,9 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
+from support import json_report
 
 from amqadf_agent.analyzer.model import SPAN_KIND_CLIENT, SPAN_KIND_INTERNAL, SPAN_KIND_SERVER, SpanRecord
 from amqadf_agent.analyzer.otlp_reader import read
@@ -119,9 +118,7 @@ def test_endpoint_rows_count_each_request_and_call_once(
     telemetry: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out, _peer = telemetry
-    target = tmp_path / "report.json"
-    assert main([str(out), "--format", "json", "-o", str(target)]) == 0
-    report: dict[str, Any] = json.loads(target.read_text())
+    report = json_report(out, tmp_path)
     rows = {row["route"]: row for row in report["top_routes"]}
     assert set(rows) == {ORDERS, "/catalog", "/health"}
     for route, requests in ((ORDERS, 2), ("/catalog", CATALOG_PAGES), ("/health", HEALTH_CHECKS)):

@@ -313,15 +313,19 @@ def test_redundant_gets_same_url_and_query_only() -> None:
     assert rules(analyze_trace_shapes(control), "redundant_calls") == []
 
 
+def add_trace(shapes: TraceShapeRules, trace: str, calls: list[tuple[str, int]], duration_ms: int) -> None:
+    """A 600 ms request of ``trace`` with a GET to each ``(url, start ms)`` of ``calls`` under it."""
+    shapes.add(server(600, trace=trace))
+    for url, start_ms in calls:
+        shapes.add(http(url, start_ms, duration_ms, trace=trace))
+
+
 def test_findings_aggregate_over_traces_and_buffer_is_bounded() -> None:
     from amqadf_agent.analyzer.rules.trace_shapes import TraceShapeConfig
 
     shapes = TraceShapeRules(TraceShapeConfig(max_buffered_spans=50))
     for t in range(5):
-        trace = f"{t + 1:032x}"
-        shapes.add(server(600, trace=trace))
-        for i in range(12):
-            shapes.add(http(f"http://inventory/stock/{i}", i * 40, 35, trace=trace))
+        add_trace(shapes, f"{t + 1:032x}", [(f"http://inventory/stock/{i}", i * 40) for i in range(12)], 35)
     assert shapes._buffered <= 50
     (n1,) = rules(shapes.recommendations(), "n_plus_one_http")
     assert n1.evidence.numbers["traces_affected"] == 5
@@ -365,13 +369,10 @@ def test_findings_beyond_the_bound_are_counted_not_kept() -> None:
 
     shapes = TraceShapeRules(TraceShapeConfig(max_findings=3))
     for t in range(5):
-        trace = f"{t + 1:032x}"
-        shapes.add(server(600, trace=trace))
-        for repeat in range(2):
-            shapes.add(http(f"http://site/pages/about-page-{'abcde'[t]}", repeat * 50, 40, trace=trace))
-    shapes.add(server(600, trace="f" * 32))  # a finding kept, seen again in another trace
-    for repeat in range(2):
-        shapes.add(http("http://site/pages/about-page-a", repeat * 50, 40, trace="f" * 32))
+        page = f"http://site/pages/about-page-{'abcde'[t]}"
+        add_trace(shapes, f"{t + 1:032x}", [(page, repeat * 50) for repeat in range(2)], 40)
+    # a finding kept, seen again in another trace
+    add_trace(shapes, "f" * 32, [("http://site/pages/about-page-a", repeat * 50) for repeat in range(2)], 40)
     found = rules(shapes.recommendations(), "redundant_calls")
     assert sorted(r.subject for r in found) == [f"GET site/pages/about-page-{c}" for c in "abc"]
     assert shapes.not_kept == 2

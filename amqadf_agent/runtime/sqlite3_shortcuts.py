@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-__all__ = ["install", "installed", "uninstall"]
+__all__ = ["install", "uninstall"]
 
 _original: Any = None
 
@@ -43,11 +43,8 @@ def install() -> None:
     dbapi.get_traced_connection_proxy = get_traced_connection_proxy
 
 
-def installed() -> bool:
-    return _original is not None
-
-
 def uninstall() -> None:
+    """Stop wrapping new connections (those wrapped before keep their traced shortcuts)."""
     global _original
     from opentelemetry.instrumentation import dbapi
 

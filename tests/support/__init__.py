@@ -10,6 +10,7 @@
 - ``grafana_schema``: checks a dashboard against Grafana's schema.
 - ``soak``: what the soak scripts of ``tests/bench`` measure alike.
 - ``sanitizing``: a tracer provider with the sanitizing processor before an in-memory exporter.
+- ``json_report``: the analyzer's JSON report of a telemetry directory, through the command.
 """
 
 from __future__ import annotations
@@ -29,3 +30,16 @@ def dropped_spans(agent: Any) -> int:
     """The spans a started ``amqadf_agent`` agent has counted as dropped by its exporters so far."""
     assert agent.stats is not None
     return sum(n for (signal, _, _), n in agent.stats.snapshot()[1].items() if signal == "traces")
+
+
+def json_report(telemetry: Any, tmp_path: Any) -> dict[str, Any]:
+    """``amqadf-analyze TELEMETRY --format json`` as a user runs it (the command's ``main``, its
+    output to a file in ``tmp_path``): the report, after checking the command succeeded."""
+    import json
+
+    from amqadf_agent.cli.analyze import main
+
+    target = tmp_path / "report.json"
+    assert main([str(telemetry), "--format", "json", "-o", str(target)]) == 0
+    report: dict[str, Any] = json.loads(target.read_text())
+    return report
